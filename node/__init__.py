@@ -1,0 +1,1 @@
+"""The I/O shell of ncii-node around the pure `protocol` package."""
