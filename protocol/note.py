@@ -484,7 +484,9 @@ def check_note_text(text: object) -> bytes:
     return data
 
 
-def _parse_signature_line(line: bytes, offset: int) -> NoteSignature:
+def parse_signature_line(line: bytes, offset: int = 0) -> NoteSignature:
+    """Parse one signature line (UTF-8 bytes without its newline, already free
+    of control characters). `offset` is where it starts in the note, for errors."""
     if not line.startswith(_EM_DASH_PREFIX_BYTES):
         raise NoteError(
             "signature line must start with an em dash (U+2014) and a space", offset=offset
@@ -541,7 +543,7 @@ def _split(data: object) -> tuple[bytes, list[NoteSignature]]:
     signatures = []
     offset = split + 2
     for line in lines:
-        signatures.append(_parse_signature_line(line, offset))
+        signatures.append(parse_signature_line(line, offset))
         offset += len(line) + 1
     return text, signatures
 
@@ -629,7 +631,7 @@ def add_signatures(data: bytes, lines: list[str]) -> bytes:
         match = _FORBIDDEN_CONTROL.search(raw)
         if match:
             raise NoteError("signature line contains a control character", offset=match.start())
-        new = _parse_signature_line(raw, 0)
+        new = parse_signature_line(raw, 0)
         signatures = [
             s for s in signatures if (s.name, s.key_id) != (new.name, new.key_id)
         ]
