@@ -1,0 +1,307 @@
+"""Read access over real HTTP: a real aiohttp server on 127.0.0.1 with the read-access
+middleware, real aiohttp clients, real Ed25519 RFC 9421 signatures."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
+
+from node import readaccess
+from node.readaccess import (
+    MAX_CLOCK_SKEW,
+    READER_KEY,
+    ReaderRegistry,
+    ReplayCache,
+    ReplayCacheFull,
+    ReplayedSignature,
+    RequestSigner,
+    parse_request_vkey,
+    read_access_middleware,
+    request_vkey,
+)
+from protocol.errors import KeyFormatError, UsageError
+
+
+def make_signer(name: str = "platform.example/request", seed: bytes | None = None) -> RequestSigner:
+    seed = seed if seed is not None else Ed25519PrivateKey.generate().private_bytes_raw()
+    return RequestSigner.from_seed(name, seed)
+
+
+async def tile(request: web.Request) -> web.Response:
+    return web.Response(text=f"tile for {request[READER_KEY]}")
+
+
+async def public(request: web.Request) -> web.Response:
+    return web.Response(text="public")
+
+
+@pytest.fixture
+def reader() -> RequestSigner:
+    return make_signer()
+
+
+@pytest.fixture
+def registry(reader) -> ReaderRegistry:
+    return ReaderRegistry([reader.keyid])
+
+
+@pytest.fixture
+async def server(aiohttp_server, registry):
+    app = web.Application(
+        middlewares=[read_access_middleware(lambda request: registry, ("/tile/",), replay_cache=ReplayCache())]
+    )
+    app.router.add_get("/checkpoint", public)
+    app.router.add_get("/node.json", public)
+    app.router.add_get("/tile/{rest:.+}", tile)
+    return await aiohttp_server(app, host="127.0.0.1")
+
+
+@pytest.fixture
+async def session():
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def get(session, url, headers=None):
+    async with session.get(url, headers=headers or {}, allow_redirects=False) as response:
+        return response.status, await response.text(), response.headers
+
+
+async def test_signed_by_registered_reader_is_served(server, session, reader):
+    url = server.make_url("/tile/0/x001/067")
+    status, body, _ = await get(session, url, reader.sign_headers("GET", url))
+    assert status == 200
+    assert body == f"tile for {reader.keyid}"
+
+
+async def test_client_middleware_signs_every_request(server, reader):
+    origin = server.make_url("/")
+    async with aiohttp.ClientSession(middlewares=(reader.client_middleware(origin),)) as s:
+        for path in ("/tile/0/000", "/tile/entries/000.p/3", "/tile/1/000"):
+            status, _, _ = await get(s, server.make_url(path))
+            assert status == 200, path
+
+
+async def test_client_middleware_does_not_sign_for_other_origins(server, reader):
+    async with aiohttp.ClientSession(middlewares=(reader.client_middleware("https://elsewhere.example"),)) as s:
+        status, _, _ = await get(s, server.make_url("/tile/0/000"))
+    assert status == 401
+
+
+async def test_unsigned_is_401_with_challenge(server, session):
+    status, body, headers = await get(session, server.make_url("/tile/0/000"))
+    assert status == 401
+    assert "registered readers" in body
+    assert headers["WWW-Authenticate"].startswith("Signature")
+    assert '"@authority"' in headers["Accept-Signature"]
+
+
+async def test_unknown_key_is_403(server, session):
+    stranger = make_signer("stranger.example/request")
+    url = server.make_url("/tile/0/000")
+    status, body, _ = await get(session, url, stranger.sign_headers("GET", url))
+    assert status == 403
+    assert "not a registered reader" in body
+
+
+async def test_tampered_path_is_401(server, session, reader):
+    signed_for = server.make_url("/tile/0/000")
+    status, body, _ = await get(session, server.make_url("/tile/0/001"), reader.sign_headers("GET", signed_for))
+    assert status == 401
+    assert "does not verify" in body
+
+
+async def test_signature_for_another_host_is_401(server, session, reader):
+    # @authority binds a signature to one node: a request signed for another
+    # helpline cannot be replayed here.
+    other = f"http://helpline.example:{server.port}/tile/0/000"
+    status, _, _ = await get(session, server.make_url("/tile/0/000"), reader.sign_headers("GET", other))
+    assert status == 401
+
+
+async def test_tampered_signature_bytes_is_401(server, session, reader):
+    url = server.make_url("/tile/0/000")
+    headers = reader.sign_headers("GET", url)
+    value = headers["Signature"]
+    # Flip one base64 character inside the byte sequence  ncii=:....:
+    i = value.index(":") + 5
+    headers["Signature"] = value[:i] + ("A" if value[i] != "A" else "B") + value[i + 1:]
+    status, _, _ = await get(session, url, headers)
+    assert status == 401
+
+
+async def test_replay_of_same_headers_is_401(server, session, reader):
+    url = server.make_url("/tile/0/000")
+    headers = reader.sign_headers("GET", url)
+    assert (await get(session, url, headers))[0] == 200
+    status, body, _ = await get(session, url, headers)
+    assert status == 401
+    assert "already used" in body
+
+
+async def test_stale_created_ten_minutes_ago_is_401(server, session, reader):
+    url = server.make_url("/tile/0/000")
+    status, body, _ = await get(session, url, reader.sign_headers("GET", url, now=time.time() - 600))
+    assert status == 401
+    assert "ago" in body
+
+
+async def test_created_in_the_future_is_401(server, session, reader):
+    url = server.make_url("/tile/0/000")
+    status, body, _ = await get(session, url, reader.sign_headers("GET", url, now=time.time() + 600))
+    assert status == 401
+    assert "future" in body
+
+
+async def test_small_clock_skew_is_accepted(server, session, reader):
+    url = server.make_url("/tile/0/000")
+    for offset in (-MAX_CLOCK_SKEW + 30, MAX_CLOCK_SKEW - 30):
+        status, _, _ = await get(session, url, reader.sign_headers("GET", url, now=time.time() + offset))
+        assert status == 200, offset
+
+
+async def test_public_paths_need_no_signature(server, session):
+    for path in ("/checkpoint", "/node.json"):
+        status, body, _ = await get(session, server.make_url(path))
+        assert (status, body) == (200, "public"), path
+
+
+async def test_removed_reader_is_refused_on_next_request(server, session, reader, registry):
+    url = server.make_url("/tile/0/000")
+    assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 200
+    registry.remove(reader.keyid)
+    assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 403
+
+
+def library_signed_headers(seed_key: Ed25519PrivateKey, keyid: str, url: str, **overrides) -> dict[str, str]:
+    """Headers signed directly with http_message_signatures, to build requests that
+    our RequestSigner would never produce."""
+    import datetime
+
+    class Message:
+        method = "GET"
+
+    message = Message()
+    message.url = url
+    message.headers = {}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    options = dict(
+        key_id=keyid,
+        created=now,
+        expires=now + datetime.timedelta(seconds=60),
+        nonce="n" * 20,
+        tag=readaccess.SIGNATURE_TAG,
+        covered_component_ids=readaccess.COVERED_COMPONENTS,
+    )
+    options.update(overrides)
+    HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={}, private_keys={keyid: seed_key}),
+    ).sign(message, **options)
+    return message.headers
+
+
+@pytest.mark.parametrize(
+    "overrides, expected_text",
+    [
+        ({"nonce": None}, "nonce"),
+        ({"nonce": "short"}, "nonce"),
+        ({"expires": None}, "expires"),
+        ({"tag": None}, "tag"),
+        ({"tag": "something-else"}, "tag"),
+        ({"covered_component_ids": ("@method", "@authority", "@path")}, "@query"),
+        ({"covered_component_ids": ("@method", "@target-uri")}, "@authority"),
+    ],
+)
+async def test_incomplete_signatures_are_401(server, session, overrides, expected_text):
+    key = Ed25519PrivateKey.generate()
+    keyid = request_vkey("partial.example", key.public_key())
+    url = str(server.make_url("/tile/0/000"))
+    # Parameter and coverage checks run before the key lookup, so this key (not
+    # registered on the server) still gets 401 with the reason, not 403.
+    headers = library_signed_headers(key, keyid, url, **overrides)
+    status, body, _ = await get(session, url, headers)
+    assert status == 401, body
+    assert expected_text in body
+
+
+async def test_lookup_may_be_a_plain_dict_of_public_keys(aiohttp_server, session, reader):
+    lookup = {reader.keyid: parse_request_vkey(reader.keyid)}
+    app = web.Application(middlewares=[read_access_middleware(lookup)])
+    app.router.add_get("/tile/{rest:.+}", tile)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    url = server.make_url("/tile/0/000")
+    assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 200
+
+
+async def test_async_lookup_factory(aiohttp_server, session, reader):
+    async def factory(request):
+        return ReaderRegistry([reader.keyid])
+
+    app = web.Application(middlewares=[read_access_middleware(factory)])
+    app.router.add_get("/tile/{rest:.+}", tile)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    url = server.make_url("/tile/0/000")
+    assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 200
+    assert (await get(session, url))[0] == 401
+
+
+# --- Pieces without HTTP ---
+
+
+def test_request_vkey_round_trip_and_errors():
+    key = Ed25519PrivateKey.generate()
+    vkey = request_vkey("helpline.example", key.public_key())
+    name, key_id, blob = vkey.split("+", 2)
+    assert name == "helpline.example" and len(key_id) == 8
+    assert parse_request_vkey(vkey).public_bytes_raw() == key.public_key().public_bytes_raw()
+    bad_id = f"{name}+{'0' * 8 if key_id != '0' * 8 else '1' * 8}+{blob}"
+    for bad in (bad_id, "no-plus", f"{name}+{key_id}+!!!", f"{name}+{key_id}+{blob[:-4]}", f"+{key_id}+{blob}"):
+        with pytest.raises(KeyFormatError):
+            parse_request_vkey(bad)
+
+
+def test_request_vkey_agrees_with_protocol_note_when_available():
+    note = pytest.importorskip("protocol.note")
+    seed = bytes(range(32))
+    signer = note.Signer("reader.example", seed)
+    ours = RequestSigner.from_seed("reader.example", seed).keyid
+    assert ours == signer.verifier_key()
+    assert note.Verifier.from_vkey(ours).public_key == parse_request_vkey(ours).public_bytes_raw()
+
+
+def test_signer_refuses_a_keyid_for_another_key():
+    other = make_signer()
+    with pytest.raises(UsageError):
+        RequestSigner(Ed25519PrivateKey.generate(), other.keyid)
+
+
+def test_replay_cache_forgets_expired_nonces_and_is_bounded():
+    cache = ReplayCache(max_entries=3)
+    cache.check_and_add("k", "a", forget_at=100, now=0)
+    with pytest.raises(ReplayedSignature):
+        cache.check_and_add("k", "a", forget_at=100, now=50)
+    cache.check_and_add("other-reader", "a", forget_at=100, now=50)  # nonces are per reader
+    cache.check_and_add("k", "b", forget_at=200, now=50)
+    with pytest.raises(ReplayCacheFull):
+        cache.check_and_add("k", "c", forget_at=200, now=60)
+    cache.check_and_add("k", "c", forget_at=300, now=150)  # "a" nonces expired, room again
+    assert len(cache) == 2
+    cache.check_and_add("k", "a", forget_at=400, now=150)  # and "a" may be used afresh
+
+
+async def test_replay_cache_full_is_503(aiohttp_server, session, reader):
+    app = web.Application(
+        middlewares=[read_access_middleware(ReaderRegistry([reader.keyid]), replay_cache=ReplayCache(max_entries=1))]
+    )
+    app.router.add_get("/tile/{rest:.+}", tile)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    url = server.make_url("/tile/0/000")
+    assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 200
+    status, _, headers = await get(session, url, reader.sign_headers("GET", url))
+    assert status == 503 and headers["Retry-After"]
