@@ -305,3 +305,54 @@ async def test_replay_cache_full_is_503(aiohttp_server, session, reader):
     assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 200
     status, _, headers = await get(session, url, reader.sign_headers("GET", url))
     assert status == 503 and headers["Retry-After"]
+
+
+def test_signature_base_is_plain_rfc9421():
+    """Rebuild the RFC 9421 signature base by hand and verify with bare Ed25519, so
+    any RFC 9421 implementation can interoperate (this is the example in the spec)."""
+    import base64
+
+    signer = RequestSigner.from_seed("platform.example/request", bytes(range(32)))
+    headers = signer.sign_headers(
+        "GET", "https://helpline.example/tile/0/x001/067", now=1767225600, nonce="bm9uY2UtZXhhbXBsZS0wMDAx"
+    )
+    label, params = headers["Signature-Input"].split("=", 1)
+    assert label == "ncii"
+    assert params == (
+        '("@method" "@authority" "@path" "@query");created=1767225600;'
+        f'keyid="{signer.keyid}";alg="ed25519";expires=1767225660;'
+        'nonce="bm9uY2UtZXhhbXBsZS0wMDAx";tag="ncii-node-read"'
+    )
+    base = (
+        '"@method": GET\n'
+        '"@authority": helpline.example\n'
+        '"@path": /tile/0/x001/067\n'
+        '"@query": ?\n'
+        f'"@signature-params": {params}'
+    ).encode()
+    assert headers["Signature"].startswith("ncii=:") and headers["Signature"].endswith(":")
+    signature = base64.b64decode(headers["Signature"][len("ncii=:"):-1])
+    parse_request_vkey(signer.keyid).verify(signature, base)  # raises if it does not verify
+
+
+async def test_client_middleware_does_not_sign_a_redirect_to_another_origin(aiohttp_server, reader):
+    seen = []
+
+    async def record(request):
+        seen.append(request.headers.get("Signature-Input"))
+        return web.Response(text="elsewhere")
+
+    other_app = web.Application()
+    other_app.router.add_get("/{rest:.*}", record)
+    other = await aiohttp_server(other_app, host="127.0.0.1")
+
+    async def redirect(request):
+        raise web.HTTPFound(str(other.make_url("/landing")))
+
+    app = web.Application(middlewares=[read_access_middleware(ReaderRegistry([reader.keyid]))])
+    app.router.add_get("/tile/{rest:.+}", redirect)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with aiohttp.ClientSession(middlewares=(reader.client_middleware(server.make_url("/")),)) as s:
+        async with s.get(server.make_url("/tile/0/000")) as response:
+            assert response.status == 200 and await response.text() == "elsewhere"
+    assert seen == [None]
