@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -206,3 +207,27 @@ def test_property_cosign_verify_and_tamper(size, root, ts, data):
         WITNESS.verifier().verify_line(text, _with_payload(line, bytes(payload)))
     with pytest.raises(CosignatureError):
         OTHER_WITNESS.verifier().verify_line(text, line)
+
+
+SPEC = Path(__file__).resolve().parents[1] / "spec" / "parts" / "notes.md"
+
+
+def test_spec_examples_are_true():
+    """The worked examples in spec/parts/notes.md are what the code produces."""
+    spec = SPEC.read_text(encoding="utf-8")
+    log = Signer("helpline.example/log", bytes(range(32)))
+    witness = CosignatureSigner("witness.example/w1", bytes(range(32, 64)))
+    cp = Checkpoint("helpline.example/log", 0, hashlib.sha256(b"").digest())
+    signed = add_signatures(sign_checkpoint(cp, log), [witness.cosign(cp.to_text(), 1767225600)])
+    message = cosigned_message(cp.to_text().encode(), 1767225600)
+    examples = [
+        log.verifier_key(),
+        log.to_go_private_key(),
+        witness.verifier_key(),
+        *log.to_key_file().decode().splitlines(),
+        *signed.decode().splitlines(),
+        *message.decode().splitlines(),
+        f"signed these {len(message)} bytes",
+    ]
+    for example in examples:
+        assert example in spec, f"spec/parts/notes.md lacks or misstates: {example}"
