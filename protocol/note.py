@@ -491,7 +491,10 @@ def parse_signature_line(line: bytes, offset: int = 0) -> NoteSignature:
         raise NoteError(
             "signature line must start with an em dash (U+2014) and a space", offset=offset
         )
-    body = line[len(_EM_DASH_PREFIX_BYTES) :].decode("utf-8")  # whole note already checked
+    try:
+        body = line[len(_EM_DASH_PREFIX_BYTES) :].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NoteError("signature line is not valid UTF-8", offset=offset + 4 + exc.start) from None
     name, space, payload_b64 = body.partition(" ")
     if not space:
         raise NoteError("signature line has no space between key name and signature", offset=offset)

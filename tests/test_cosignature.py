@@ -231,3 +231,14 @@ def test_spec_examples_are_true():
     ]
     for example in examples:
         assert example in spec, f"spec/parts/notes.md lacks or misstates: {example}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=150), line=st.text(max_size=150))
+def test_property_verify_line_only_raises_cosignature_error(text, line):
+    verifier = WITNESS.verifier()
+    for t, l in [(text, line), (TEXT, line), (TEXT, "— witness.example/w1 " + line), (text, WITNESS.cosign(TEXT, T))]:
+        try:
+            verifier.verify_line(t, l)
+        except CosignatureError:
+            pass

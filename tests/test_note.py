@@ -587,3 +587,33 @@ def test_property_arbitrary_bytes_only_raise_note_error(blob):
             parse_note(data)
         except NoteError:
             pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=120), blob=st.binary(max_size=200))
+def test_property_key_parsers_only_raise_key_format_error(text, blob):
+    signer = Signer("example.com/log", bytes(32))
+    for parse, value in [
+        (Verifier.from_vkey, text),
+        (Verifier.from_vkey, signer.verifier_key()[:20] + text),
+        (Signer.from_go_private_key, text),
+        (Signer.from_go_private_key, "PRIVATE+KEY+" + text),
+        (Signer.from_key_file, blob),
+        (Signer.from_key_file, signer.to_key_file()[:60] + blob),
+    ]:
+        try:
+            parse(value)
+        except KeyFormatError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(line=st.binary(max_size=120))
+def test_property_signature_line_parser(line):
+    from protocol.note import parse_signature_line
+
+    for raw in (line, "— ".encode() + line):
+        try:
+            parse_signature_line(raw)
+        except NoteError:
+            pass
