@@ -189,6 +189,7 @@ class VpdqComparison(NamedTuple):
 
 _VPDQ_COUNT = struct.Struct(">H")
 _VPDQ_FRAME = struct.Struct(">32sBI")
+_VPDQ_TIMES = struct.Struct(">33xI")  # only the timestamp of each frame
 
 
 class VpdqSignal(Signal):
@@ -204,8 +205,9 @@ class VpdqSignal(Signal):
     size = None
     has_quality = False
 
-    def frames(self, data: bytes) -> list[VpdqFrame]:
-        """Decode and check canonical vPDQ bytes."""
+    def _check(self, data: bytes) -> int:
+        """Check canonical vPDQ bytes without building frames; return the frame count.
+        Fast: followers run this on every vPDQ submission they read."""
         n = len(data)
         if n < 2:
             raise SignalError("a vpdq fingerprint starts with a 2-byte frame count; it is cut short", offset=n)
@@ -217,16 +219,24 @@ class VpdqSignal(Signal):
             raise SignalError(f"{count} vpdq frames need {expected} bytes, only {n} given", offset=n)
         if n > expected:
             raise SignalError(f"{n - expected} bytes follow the last of {count} vpdq frames", offset=expected)
-        frames = [VpdqFrame._make(f) for f in _VPDQ_FRAME.iter_unpack(memoryview(data)[2:])]
-        previous = 0
-        for i, frame in enumerate(frames):
-            at = 2 + i * VPDQ_FRAME_SIZE
-            if frame.quality > MAX_QUALITY:
-                raise SignalError(f"vpdq frame {i} has quality {frame.quality}, above {MAX_QUALITY}", offset=at + 32)
-            if frame.timestamp_ms < previous:
-                raise SignalError(f"vpdq frame {i} is earlier than the frame before it", offset=at + 33)
-            previous = frame.timestamp_ms
-        return frames
+        qualities = data[2 + 32 :: VPDQ_FRAME_SIZE]
+        if max(qualities) > MAX_QUALITY:
+            i = next(i for i, q in enumerate(qualities) if q > MAX_QUALITY)
+            raise SignalError(
+                f"vpdq frame {i} has quality {qualities[i]}, above {MAX_QUALITY}", offset=2 + i * VPDQ_FRAME_SIZE + 32
+            )
+        times = [t for (t,) in _VPDQ_TIMES.iter_unpack(memoryview(data)[2:])]
+        for i in range(1, count):
+            if times[i] < times[i - 1]:
+                raise SignalError(
+                    f"vpdq frame {i} is earlier than the frame before it", offset=2 + i * VPDQ_FRAME_SIZE + 33
+                )
+        return count
+
+    def frames(self, data: bytes) -> list[VpdqFrame]:
+        """The frames of canonical vPDQ bytes (checked)."""
+        self._check(data)
+        return [VpdqFrame._make(f) for f in _VPDQ_FRAME.iter_unpack(memoryview(data)[2:])]
 
     def from_frames(self, frames: list[VpdqFrame] | list[tuple[bytes, int, int]]) -> bytes:
         """Canonical bytes of a list of frames (checked)."""
@@ -242,13 +252,13 @@ class VpdqSignal(Signal):
                 raise SignalError(f"vpdq frame {i}: timestamp out of range")
             parts.append(_VPDQ_FRAME.pack(pdq, quality, ms))
         data = b"".join(parts)
-        self.frames(data)  # order of timestamps
+        self._check(data)  # the order of timestamps
         return data
 
     def validate(self, data: bytes) -> None:
         if not isinstance(data, bytes):
             raise SignalError(f"a vpdq fingerprint must be bytes, not {type(data).__name__}")
-        self.frames(data)
+        self._check(data)
 
     def parse_json(self, value: Any) -> bytes:
         if not isinstance(value, list):
@@ -307,237 +317,6 @@ class VpdqSignal(Signal):
             self.unique_frames(indexed, quality_threshold),
             distance_threshold,
         ) or VpdqComparison(0.0, 0.0)
-
-    def distance(self, a: bytes, b: bytes) -> float:
-        """How far apart two values are: 0 for identical; larger is further."""
-        raise NotImplementedError
-
-    def matches(self, query: bytes, indexed: bytes, **params: Any) -> bool:
-        """Whether `query` (an upload) matches `indexed` (a logged fingerprint)."""
-        raise NotImplementedError
-
-    def examples(self) -> list[bytes]:
-        """A few valid values, for tests and documentation."""
-        raise NotImplementedError
-
-    def check_quality(self, quality: int | None) -> None:
-        """Raise SignalError unless `quality` is allowed beside a fingerprint of this type."""
-        if quality is None:
-            return
-        if not self.has_quality:
-            raise SignalError(f"a {self.name} fingerprint has no quality score; give none")
-        if type(quality) is not int or not 0 <= quality <= MAX_QUALITY:
-            raise SignalError(f"quality must be an integer from 0 to {MAX_QUALITY}, not {quality!r}")
-
-    @staticmethod
-    def is_low_quality(quality: int | None) -> bool:
-        """Quality known and below LOW_QUALITY: worth flagging to the person."""
-        return quality is not None and quality < LOW_QUALITY
-
-    def __repr__(self) -> str:
-        return f"<Signal {self.name} code={self.code}>"
-
-
-class PdqSignal(Signal):
-    """PDQ: a 256-bit perceptual hash of an image; near-duplicates are close in
-    Hamming distance."""
-
-    name = "pdq"
-    code = 1
-    size = 32
-    has_quality = True
-
-    def parse_json(self, value: Any) -> bytes:
-        if not isinstance(value, str) or not _HEX64.match(value):
-            raise SignalError(f"a pdq fingerprint is 64 hex digits, got {value!r:.80}")
-        return bytes.fromhex(value)
-
-    def to_json(self, data: bytes) -> str:
-        self.validate(data)
-        return data.hex()
-
-    def distance(self, a: bytes, b: bytes) -> int:
-        return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
-
-    def matches(self, query: bytes, indexed: bytes, *, threshold: int = DEFAULT_PDQ_THRESHOLD) -> bool:
-        return self.distance(query, indexed) <= threshold
-
-    def examples(self) -> list[bytes]:
-        # PDQ hashes of three synthetic images (gradient, checkerboard, waves).
-        return [
-            bytes.fromhex("50be04453306004d11924d7f21450f55eaba55d5255d8dfd13a2f5550755ffff"),
-            bytes.fromhex("00002a5500002a55025508777d0882fd0000d52857205f28085d5fa020ff5720"),
-            bytes.fromhex("229fffe0001f7fe0881fffe0a01fffe0001fffe0001fffe0001f001fffe0001f"),
-        ]
-
-
-class Md5Signal(Signal):
-    """MD5 of a file's bytes (StopNCII's video hash): matches only identical files."""
-
-    name = "md5"
-    code = 2
-    size = 16
-    has_quality = False
-
-    def parse_json(self, value: Any) -> bytes:
-        if not isinstance(value, str) or not _HEX32.match(value):
-            raise SignalError(f"an md5 fingerprint is 32 hex digits, got {value!r:.80}")
-        return bytes.fromhex(value)
-
-    def to_json(self, data: bytes) -> str:
-        self.validate(data)
-        return data.hex()
-
-    def distance(self, a: bytes, b: bytes) -> int:
-        return 0 if a == b else 1
-
-    def matches(self, query: bytes, indexed: bytes) -> bool:
-        return query == indexed
-
-    def examples(self) -> list[bytes]:
-        return [
-            bytes.fromhex("d41d8cd98f00b204e9800998ecf8427e"),  # MD5 of no bytes
-            bytes.fromhex("9e107d9d372bb6826bd81d3542a419d6"),  # "The quick brown fox jumps over the lazy dog"
-        ]
-
-
-class VpdqFrame(NamedTuple):
-    """One sampled frame of a video: its PDQ hash, PDQ quality and time."""
-
-    pdq: bytes
-    quality: int
-    timestamp_ms: int
-
-
-class VpdqComparison(NamedTuple):
-    """Coverage percentages as Meta's vPDQ computes them."""
-
-    query_percent: float
-    indexed_percent: float
-
-
-_VPDQ_COUNT = struct.Struct(">H")
-_VPDQ_FRAME = struct.Struct(">32sBI")
-
-
-class VpdqSignal(Signal):
-    """vPDQ: PDQ hashes of sampled video frames. A video matches another when enough
-    of their unique good-quality frames are within PDQ distance of each other.
-
-    Bytes: uint16 frame count (1..MAX_VPDQ_FRAMES), then per frame 32 bytes PDQ,
-    1 byte quality (0..100), uint32 timestamp in milliseconds; big-endian; timestamps
-    never decrease."""
-
-    name = "vpdq"
-    code = 3
-    size = None
-    has_quality = False
-
-    def frames(self, data: bytes) -> list[VpdqFrame]:
-        """Decode and check canonical vPDQ bytes."""
-        n = len(data)
-        if n < 2:
-            raise SignalError("a vpdq fingerprint starts with a 2-byte frame count; it is cut short", offset=n)
-        (count,) = _VPDQ_COUNT.unpack_from(data, 0)
-        if not 1 <= count <= MAX_VPDQ_FRAMES:
-            raise SignalError(f"a vpdq fingerprint has 1 to {MAX_VPDQ_FRAMES} frames, not {count}", offset=0)
-        expected = 2 + count * VPDQ_FRAME_SIZE
-        if n < expected:
-            raise SignalError(f"{count} vpdq frames need {expected} bytes, only {n} given", offset=n)
-        if n > expected:
-            raise SignalError(f"{n - expected} bytes follow the last of {count} vpdq frames", offset=expected)
-        frames = [VpdqFrame._make(f) for f in _VPDQ_FRAME.iter_unpack(memoryview(data)[2:])]
-        previous = 0
-        for i, frame in enumerate(frames):
-            at = 2 + i * VPDQ_FRAME_SIZE
-            if frame.quality > MAX_QUALITY:
-                raise SignalError(f"vpdq frame {i} has quality {frame.quality}, above {MAX_QUALITY}", offset=at + 32)
-            if frame.timestamp_ms < previous:
-                raise SignalError(f"vpdq frame {i} is earlier than the frame before it", offset=at + 33)
-            previous = frame.timestamp_ms
-        return frames
-
-    def from_frames(self, frames: list[VpdqFrame] | list[tuple[bytes, int, int]]) -> bytes:
-        """Canonical bytes of a list of frames (checked)."""
-        if not 1 <= len(frames) <= MAX_VPDQ_FRAMES:
-            raise SignalError(f"a vpdq fingerprint has 1 to {MAX_VPDQ_FRAMES} frames, not {len(frames)}")
-        parts = [_VPDQ_COUNT.pack(len(frames))]
-        for i, (pdq, quality, ms) in enumerate(frames):
-            if not isinstance(pdq, bytes) or len(pdq) != 32:
-                raise SignalError(f"vpdq frame {i}: the pdq hash must be 32 bytes")
-            if type(quality) is not int or not 0 <= quality <= MAX_QUALITY:
-                raise SignalError(f"vpdq frame {i}: quality must be an integer from 0 to {MAX_QUALITY}")
-            if type(ms) is not int or not 0 <= ms <= MAX_VPDQ_TIMESTAMP_MS:
-                raise SignalError(f"vpdq frame {i}: timestamp out of range")
-            parts.append(_VPDQ_FRAME.pack(pdq, quality, ms))
-        data = b"".join(parts)
-        self.frames(data)  # order of timestamps
-        return data
-
-    def validate(self, data: bytes) -> None:
-        if not isinstance(data, bytes):
-            raise SignalError(f"a vpdq fingerprint must be bytes, not {type(data).__name__}")
-        self.frames(data)
-
-    def parse_json(self, value: Any) -> bytes:
-        if not isinstance(value, list):
-            raise SignalError("a vpdq fingerprint is a list of frames {\"pdq\", \"quality\", \"timestamp\"}")
-        frames = []
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise SignalError(f"vpdq frame {i} must be an object with pdq, quality and timestamp")
-            extra = set(item) - {"pdq", "quality", "timestamp"}
-            if extra:
-                raise SignalError(f"vpdq frame {i} has unknown fields: {', '.join(sorted(map(str, extra)))}")
-            missing = {"pdq", "quality", "timestamp"} - set(item)
-            if missing:
-                raise SignalError(f"vpdq frame {i} lacks: {', '.join(sorted(missing))}")
-            pdq = item["pdq"]
-            if not isinstance(pdq, str) or not _HEX64.match(pdq):
-                raise SignalError(f"vpdq frame {i}: pdq is 64 hex digits, got {pdq!r:.80}")
-            quality = item["quality"]
-            if type(quality) is not int or not 0 <= quality <= MAX_QUALITY:
-                raise SignalError(f"vpdq frame {i}: quality must be an integer from 0 to {MAX_QUALITY}, not {quality!r}")
-            ts = item["timestamp"]
-            if type(ts) not in (int, float) or not math.isfinite(ts) or ts < 0:
-                raise SignalError(f"vpdq frame {i}: timestamp must be a number of seconds >= 0, not {ts!r}")
-            ms = round(ts * 1000)
-            if ms > MAX_VPDQ_TIMESTAMP_MS:
-                raise SignalError(f"vpdq frame {i}: timestamp {ts} s is beyond {MAX_VPDQ_TIMESTAMP_MS / 1000} s")
-            frames.append(VpdqFrame(bytes.fromhex(pdq), quality, ms))
-        return self.from_frames(frames)
-
-    def to_json(self, data: bytes) -> list[dict[str, Any]]:
-        return [
-            {"pdq": f.pdq.hex(), "quality": f.quality, "timestamp": f.timestamp_ms / 1000}
-            for f in self.frames(data)
-        ]
-
-    def unique_frames(self, data: bytes, quality_threshold: int = LOW_QUALITY) -> set[int]:
-        """The set of distinct PDQ hashes (as integers) of frames of good enough quality:
-        vPDQ matching works on these sets, as python-threatexchange does (filter, then dedupe)."""
-        return {
-            int.from_bytes(f.pdq, "big") for f in self.frames(data) if f.quality >= quality_threshold
-        }
-
-    def compare(
-        self,
-        query: bytes,
-        indexed: bytes,
-        *,
-        distance_threshold: int = DEFAULT_PDQ_THRESHOLD,
-        quality_threshold: int = LOW_QUALITY,
-    ) -> VpdqComparison:
-        """Percent of the query's unique frames with a frame of the indexed video within
-        `distance_threshold`, and the same the other way round. A side with no frame of
-        sufficient quality covers 0 %."""
-        q = self.unique_frames(query, quality_threshold)
-        t = self.unique_frames(indexed, quality_threshold)
-        if not q or not t:
-            return VpdqComparison(0.0, 0.0)
-        q_hit = sum(1 for a in q if any((a ^ b).bit_count() <= distance_threshold for b in t))
-        t_hit = sum(1 for b in t if any((a ^ b).bit_count() <= distance_threshold for a in q))
-        return VpdqComparison(q_hit * 100 / len(q), t_hit * 100 / len(t))
 
     def distance(self, a: bytes, b: bytes) -> float:
         """100 minus the query coverage of `a` against `b` (percentage points of the
