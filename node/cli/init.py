@@ -1,0 +1,68 @@
+"""`ncii-node init`: create a node's data directory (config, keys, token, database, tiles)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "init",
+        help="create a data directory for a new node",
+        description="Creates DIR with config.toml, an Ed25519 log key and a request key "
+        "(mode 0600), the admin token (0600), the SQLite database (WAL) and the tiles folder.",
+    )
+    p.add_argument("--dir", required=True, help="data directory to create (must be absent or empty)")
+    p.add_argument("--origin", required=True,
+                   help="the log's origin line, e.g. example.org/helpline (its URL without scheme)")
+    p.add_argument("--role", choices=("helpline", "platform", "witness"), default="helpline",
+                   help="what this node does (default: helpline)")
+    p.add_argument("--public-read", action="store_true",
+                   help="let anyone fetch tiles and entry bundles (default: registered readers only)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import secrets
+    from pathlib import Path
+
+    from node.config import Config, ConfigError
+    from node.datadir import DataDir
+    from node.store import open_db
+    from protocol.errors import KeyFormatError
+    from protocol.note import Signer
+
+    root = Path(args.dir)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        print(f"error: {root} exists and is not an empty directory; choose a new --dir", file=sys.stderr)
+        return 1
+    config = Config()
+    config.node.origin = args.origin
+    config.node.role = args.role
+    config.http.public_read = bool(args.public_read)
+    try:
+        config.validate()
+        log_key = Signer.generate(args.origin)
+        request_key = Signer.generate(args.origin)
+        from node.readaccess import request_vkey
+
+        request_vkey(request_key.name, request_key.public_key)  # the request key name must suit RFC 9421 too
+    except (ConfigError, KeyFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    datadir = DataDir(root, config)
+    datadir.save_config(config)
+    datadir.write_secret(datadir.log_key_path, log_key.to_key_file())
+    datadir.write_secret(datadir.request_key_path, request_key.to_key_file())
+    datadir.write_secret(datadir.admin_token_path, (secrets.token_urlsafe(32) + "\n").encode())
+    open_db(datadir.db_path).close()
+    datadir.tiles_dir.mkdir(parents=True, exist_ok=True)
+
+    print(f"created {datadir.root} for log {args.origin} ({args.role})")
+    print(f"log verifier key:     {log_key.verifier_key()}")
+    print(f"request key (reader): {request_key.verifier_key()}")
+    print(f"reading: {'anyone' if args.public_read else 'registered readers only (ncii-node readers add)'}")
+    print(f"next: ncii-node serve --dir {args.dir}")
+    return 0

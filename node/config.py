@@ -1,0 +1,179 @@
+"""The node's configuration file, DIR/config.toml.
+
+One dataclass per TOML table; every field has a documented default, so a file may
+leave out anything but `[node] origin`. Unknown tables or keys are refused (a typo
+in a config file should fail loudly, not be silently ignored). Relative paths in
+`[paths]` are relative to the data directory.
+
+Example (what `ncii-node init --origin example.org/helpline` writes)::
+
+    [node]
+    origin = "example.org/helpline"   # checkpoint origin line; SHOULD be the log's URL prefix without scheme
+    role = "helpline"                 # helpline | platform | witness
+    display_name = ""                 # shown in /node.json
+    contact = ""                      # a URL or address where the operator can be reached
+
+    [http]
+    host = "127.0.0.1"                # public site: /checkpoint, /tile/..., /node.json
+    port = 8080
+    public_read = false               # true: anyone may fetch tiles and entry bundles
+
+    [admin]
+    host = "127.0.0.1"                # admin site (POST /admin/append); must be loopback unless
+    port = 0                          # allow_remote; port 0 = any free port, announced in DIR/serve.json
+    allow_remote = false
+    max_body_bytes = 16777216         # larger append bodies are refused before they are read
+
+    [log]
+    sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
+    max_batch_entries = 200000        # a larger pool is sequenced over several batches
+
+    [paths]                           # relative to the data directory
+    db = "node.db"
+    tiles = "tiles"
+    log_key = "keys/log.key"
+    request_key = "keys/request.key"
+    admin_token = "admin.token"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES = ("helpline", "platform", "witness")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or holds a bad value."""
+
+
+@dataclass
+class NodeSection:
+    origin: str = ""
+    role: str = "helpline"
+    display_name: str = ""
+    contact: str = ""
+
+
+@dataclass
+class HttpSection:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_read: bool = False
+
+
+@dataclass
+class AdminSection:
+    host: str = "127.0.0.1"
+    port: int = 0
+    allow_remote: bool = False
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass
+class LogSection:
+    sequencing_interval: float = 1.0
+    max_batch_entries: int = 200_000
+
+
+@dataclass
+class PathsSection:
+    db: str = "node.db"
+    tiles: str = "tiles"
+    log_key: str = "keys/log.key"
+    request_key: str = "keys/request.key"
+    admin_token: str = "admin.token"
+
+
+@dataclass
+class Config:
+    node: NodeSection = field(default_factory=NodeSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    admin: AdminSection = field(default_factory=AdminSection)
+    log: LogSection = field(default_factory=LogSection)
+    paths: PathsSection = field(default_factory=PathsSection)
+
+    def validate(self) -> None:
+        """Raise ConfigError if a value cannot work."""
+        if not self.node.origin or any(c in self.node.origin for c in "\n\r") \
+                or self.node.origin != self.node.origin.strip():
+            raise ConfigError("[node] origin must be a non-empty single line without surrounding spaces "
+                              "(for example \"example.org/helpline\")")
+        if self.node.role not in ROLES:
+            raise ConfigError(f"[node] role must be one of {', '.join(ROLES)}, not {self.node.role!r}")
+        for name, port in (("[http] port", self.http.port), ("[admin] port", self.admin.port)):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name} must be between 0 and 65535, not {port}")
+        if not 0.01 <= self.log.sequencing_interval <= 3600:
+            raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
+        if self.log.max_batch_entries < 1:
+            raise ConfigError("[log] max_batch_entries must be at least 1")
+        if self.admin.max_body_bytes < 1024:
+            raise ConfigError("[admin] max_body_bytes must be at least 1024")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for table, content in data.items():
+            if table not in sections:
+                raise ConfigError(f"unknown table [{table}] (known: {', '.join(sections)})")
+            if not isinstance(content, dict):
+                raise ConfigError(f"[{table}] must be a table")
+            section_type = sections[table].default_factory  # type: ignore[misc]
+            known = {f.name: f for f in dataclasses.fields(section_type)}
+            kwargs = {}
+            for key, value in content.items():
+                if key not in known:
+                    raise ConfigError(f"unknown key {key!r} in [{table}] (known: {', '.join(known)})")
+                kwargs[key] = _check_type(table, key, value, type(getattr(section_type(), key)))
+            values[table] = section_type(**kwargs)
+        config = cls(**values)
+        config.validate()
+        return config
+
+
+def _check_type(table: str, key: str, value: Any, expected: type) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"[{table}] {key} must be an integer")
+    if not isinstance(value, expected):
+        raise ConfigError(f"[{table}] {key} must be of type {expected.__name__}, not {type(value).__name__}")
+    return value
+
+
+HEADER = """\
+# ncii-node configuration. Every key is optional except [node] origin; the defaults and
+# the meaning of each key are documented in node/config.py and spec/parts/publishing.md.
+# Relative paths in [paths] are relative to this file's directory.
+
+"""
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration file at {path}; create the data directory with "
+                          "`ncii-node init --dir DIR --origin ORIGIN`") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return Config.from_dict(data)
+
+
+def dump_config(config: Config) -> str:
+    import tomli_w
+
+    return HEADER + tomli_w.dumps(config.to_dict())

@@ -1,0 +1,239 @@
+"""The node's data directory (DIR) and how files in it are written.
+
+Layout (paths under [paths] in the config can move the starred ones)::
+
+    DIR/config.toml          the configuration (node/config.py)
+    DIR/keys/log.key *       Ed25519 key that signs checkpoints          (mode 0600)
+    DIR/keys/request.key *   Ed25519 key that signs read requests to other nodes (0600)
+    DIR/admin.token *        bearer token of the admin endpoint          (0600)
+    DIR/node.db *            SQLite database (WAL: also node.db-wal, node.db-shm)
+    DIR/tiles/ *             the published log, laid out as C2SP tlog-tiles paths
+    DIR/tmp/                 temporary files, renamed into tiles/ when complete
+    DIR/lock                 flock'ed by the one process that writes the log
+    DIR/serve.json           written by a running `serve`: its public and admin URLs
+
+Invariant kept here: secret files are created with mode 0600 from the start (never
+chmod'ed after being written), and every file that must survive a crash is written
+to a temporary name, fsynced, renamed over its final name, and its directory fsynced.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import secrets
+from pathlib import Path
+
+from node.config import Config, ConfigError, dump_config, load_config
+
+
+class DataDirError(RuntimeError):
+    """The data directory is missing, locked by another process, or unusable."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or creation inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, tmp_dir: Path | None = None,
+                 sync_dir: bool = True) -> None:
+    """Write `data` so that `path` holds either its old content or all of `data`,
+    never a prefix, even across a crash or power loss."""
+    path = Path(path)
+    tmp_dir = Path(tmp_dir) if tmp_dir is not None else path.parent
+    tmp = tmp_dir / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+class DataDir:
+    """Paths of one data directory, resolved against its configuration."""
+
+    def __init__(self, root: Path | str, config: Config | None = None):
+        self.root = Path(root).absolute()
+        self._config = config
+        self._lock_fd: int | None = None
+
+    # -- configuration -------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            if not self.root.is_dir():
+                raise DataDirError(f"{self.root} is not a data directory; create one with "
+                                   "`ncii-node init --dir DIR --origin ORIGIN`")
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as exc:
+                raise DataDirError(str(exc)) from None
+        return self._config
+
+    def save_config(self, config: Config) -> None:
+        config.validate()
+        write_atomic(self.config_path, dump_config(config).encode(), mode=0o644)
+        self._config = config
+
+    def _resolve(self, relative: str) -> Path:
+        return (self.root / relative).absolute()
+
+    # -- paths -------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self._resolve(self.config.paths.db)
+
+    @property
+    def tiles_dir(self) -> Path:
+        return self._resolve(self.config.paths.tiles)
+
+    @property
+    def log_key_path(self) -> Path:
+        return self._resolve(self.config.paths.log_key)
+
+    @property
+    def request_key_path(self) -> Path:
+        return self._resolve(self.config.paths.request_key)
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self._resolve(self.config.paths.admin_token)
+
+    @property
+    def tmp_dir(self) -> Path:
+        # Beside tiles/ on the same file system, so that rename(2) is atomic.
+        return self.tiles_dir.parent / "tmp"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def serve_info_path(self) -> Path:
+        return self.root / "serve.json"
+
+    # -- secrets -------------------------------------------------------------------------
+    def write_secret(self, path: Path, data: bytes) -> None:
+        """Create a secret file with mode 0600; refuse to overwrite an existing one."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(path.parent)
+
+    def read_secret(self, path: Path) -> bytes:
+        try:
+            info = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DataDirError(f"missing {path}; was the data directory created with `ncii-node init`?") from None
+        except OSError as exc:
+            raise DataDirError(f"cannot read {path}: {exc.strerror}") from None
+        if info.st_mode & 0o077:
+            raise DataDirError(f"{path} is readable by other users (mode {info.st_mode & 0o777:o}); "
+                               f"run `chmod 600 {path}`")
+        return data
+
+    def load_log_signer(self):
+        from protocol.errors import KeyFormatError
+        from protocol.note import Signer
+
+        try:
+            return Signer.from_key_file(self.read_secret(self.log_key_path))
+        except KeyFormatError as exc:
+            raise DataDirError(f"{self.log_key_path}: {exc}") from None
+
+    def load_request_signer(self):
+        from protocol.errors import KeyFormatError
+        from protocol.note import Signer
+
+        try:
+            return Signer.from_key_file(self.read_secret(self.request_key_path))
+        except KeyFormatError as exc:
+            raise DataDirError(f"{self.request_key_path}: {exc}") from None
+
+    def admin_token(self) -> str:
+        return self.read_secret(self.admin_token_path).decode("ascii", "replace").strip()
+
+    # -- the writer lock -------------------------------------------------------------------
+    def acquire_lock(self) -> None:
+        """Take the exclusive lock that makes this process the only writer of the log.
+
+        flock(2) locks are released by the kernel when the process dies, even by
+        SIGKILL, so a crash never leaves a stale lock behind."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise DataDirError(f"another ncii-node process is already serving {self.root} "
+                                   "(only one process may write a log)") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def is_locked_by_other(self) -> bool:
+        """True when some process holds the writer lock (a node is serving DIR)."""
+        if not self.lock_path.exists():
+            return False
+        fd = os.open(self.lock_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    # -- serve.json -------------------------------------------------------------------------
+    def write_serve_info(self, info: dict) -> None:
+        write_atomic(self.serve_info_path, (json.dumps(info, indent=1) + "\n").encode(), mode=0o644)
+
+    def read_serve_info(self) -> dict | None:
+        try:
+            return json.loads(self.serve_info_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def remove_serve_info(self) -> None:
+        try:
+            self.serve_info_path.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,395 @@
+"""The sequencer: the one writer of a node's log.
+
+Appends wait in a pending pool. Every `sequencing_interval` seconds the pool is taken
+as one batch, given consecutive indices, and published:
+
+    (1) STORE  the batch's entries, with their indices, in SQLite, in one transaction
+               (synchronous=FULL: durable when the commit returns);
+    (2) TILES  every tile and entry bundle the new tree size needs -- full tiles at
+               every level completed by the batch, the partial tiles and the partial
+               bundle of the new size -- each to a temp file, fsync, rename, fsync dir;
+    (3) SIGN   the checkpoint, write it atomically to <tiles>/checkpoint, and record it
+               in the database. Recording it is the moment of publication: from then on
+               the HTTP server serves it and the tiles up to its size, and the appends of
+               the batch are acknowledged with their index and this checkpoint's size.
+
+Why a crash at any instant is harmless (spec/parts/publishing.md says the same):
+
+  * Tiles are a deterministic function of the stored entries. Step (1) precedes (2),
+    so every tile file on disk is derived from entries already durable in the
+    database; a tile written again after a crash is byte-identical (the tile store
+    even compares instead of overwriting, and stops on a difference).
+  * On start-up, entries stored beyond the last recorded checkpoint (a crash between
+    (1) and the end of (3)) are re-published, all of them in one batch, before any new
+    entry is accepted. They keep their indices, so the new checkpoint extends the last
+    one: it cannot be inconsistent with any checkpoint published before. If the crash
+    came after the checkpoint file was written but before it was recorded, the
+    re-published checkpoint has the same text, and Ed25519 signatures are
+    deterministic, so it is the very same note.
+  * Nothing unpublished is ever served: the HTTP layer serves no tile or bundle beyond
+    the size of the latest recorded checkpoint. So no client can fetch a tile that
+    could later change, and no client is acknowledged an entry that a crash could lose.
+  * Indices are never reused: the next batch starts at the number of stored entries,
+    which only grows; a failed step (1) stores nothing (the transaction rolls back).
+  * One writer: the data directory's flock (DataDir.acquire_lock) is held for the life
+    of the process, so two processes can never sequence the same log.
+
+A failure in (2) or (3) (full disk, unwritable directory) publishes nothing: the
+checkpoint stays where it was, the waiting appends get an error saying their entries
+are stored and will be published, and every tick retries publishing the stored
+entries before new appends are taken again.
+
+Threading: all database and file work runs in one worker thread (a single-thread
+executor), never on the event loop; the pool and the futures live on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.datadir import DataDir, write_atomic
+from node.log.edge import TILE_WIDTH, TreeEdge
+from node.log.tilestore import TileConflict, TileStore, TileWriteError
+from node.store import log as log_store
+from node.store import open_db
+
+log = logging.getLogger(__name__)
+
+
+class LogUnavailable(RuntimeError):
+    """The log cannot take or publish appends right now; the message says why and
+    whether the entries concerned were stored."""
+
+    def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None):
+        super().__init__(message)
+        self.stored_from = stored_from
+        self.stored_to = stored_to
+
+
+@dataclass(frozen=True)
+class Published:
+    """The latest published checkpoint, as the HTTP layer serves it."""
+    size: int
+    root_hash: bytes
+    note: bytes
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Acknowledgement of one entry: where it is, and the first checkpoint that includes it."""
+    index: int
+    leaf_hash: bytes
+    checkpoint_size: int
+
+
+def _leaf_hash(data: bytes) -> bytes:
+    # Same as protocol.merkle.leaf_hash; inlined on the hot path.
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+class _Batch:
+    __slots__ = ("entries", "future")
+
+    def __init__(self, entries: list[bytes], future: asyncio.Future):
+        self.entries = entries
+        self.future = future
+
+
+class Sequencer:
+    def __init__(self, datadir: DataDir, *, interval: float | None = None,
+                 max_batch: int | None = None):
+        config = datadir.config
+        self.datadir = datadir
+        self.origin = config.node.origin
+        self.interval = config.log.sequencing_interval if interval is None else interval
+        self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
+        self.tiles = TileStore(datadir.tiles_dir, datadir.tmp_dir)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sequencer")
+        self._pool: list[_Batch] = []
+        self._pool_size = 0
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        # Worker-thread state (touched only inside the executor):
+        self._db = None
+        self._signer = None
+        self._edge = TreeEdge()          # tree edge at the published size
+        self._bundle: list[bytes] = []   # entries of the partial bundle at the published size
+        self._stored = 0                 # entries in the database
+        # Shared, replaced atomically (a single reference assignment):
+        self.published: Published | None = None
+        self.stalled: str | None = None  # why publication is failing, while it is
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._open)
+        self._task = asyncio.create_task(self._run(), name="sequencer")
+
+    async def stop(self) -> None:
+        """Publish what is pending, then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    @property
+    def stored_count(self) -> int:
+        return self._stored
+
+    # ---------------------------------------------------------------- appending
+    async def append(self, entries: list[bytes]) -> list[Appended]:
+        """Queue entries (already validated, encoded bytes); return once a published
+        checkpoint includes all of them. Raises LogUnavailable."""
+        if not entries:
+            return []
+        if self._stopping:
+            raise LogUnavailable("the node is shutting down; nothing was appended")
+        if self.stalled:
+            raise LogUnavailable(f"the log cannot publish right now ({self.stalled}); nothing was appended")
+        future = asyncio.get_running_loop().create_future()
+        self._pool.append(_Batch(list(entries), future))
+        self._pool_size += len(entries)
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self.interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - loop.time()))
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            next_tick = loop.time() + self.interval
+            if self.stalled:
+                # Retry publishing what is stored before taking anything new.
+                await self._publish([])
+            # A large backlog is published in several batches, one right after another.
+            while not self.stalled and (self._pool or self._stored > self._published_size()):
+                await self._publish(self._take_batch())
+            if self._stopping:
+                for b in self._pool:
+                    if not b.future.done():
+                        b.future.set_exception(LogUnavailable("the node is shutting down; nothing was appended"))
+                self._pool.clear()
+                self._pool_size = 0
+                return
+
+    def _published_size(self) -> int:
+        return self.published.size if self.published else 0
+
+    def _take_batch(self) -> list[_Batch]:
+        taken, count = [], 0
+        while self._pool and (not taken or count + len(self._pool[0].entries) <= self.max_batch):
+            batch = self._pool.pop(0)
+            taken.append(batch)
+            count += len(batch.entries)
+        self._pool_size -= count
+        return taken
+
+    async def _publish(self, taken: list[_Batch]) -> None:
+        loop = asyncio.get_running_loop()
+        entries = [e for b in taken for e in b.entries]
+        started = time.monotonic()
+        try:
+            first, leaf_hashes, published = await loop.run_in_executor(
+                self._executor, self._publish_batch, entries)
+        except LogUnavailable as exc:
+            for b in taken:
+                if not b.future.done():
+                    b.future.set_exception(exc)
+            # Refuse new appends too while stored entries cannot be published.
+            if exc.stored_from is not None or self._stored > self._published_size():
+                self.stalled = str(exc)
+            return
+        except BaseException as exc:  # a bug: fail the appends, keep the reason in the log
+            log.exception("sequencer: unexpected error; nothing more is published")
+            for b in taken:
+                if not b.future.done():
+                    b.future.set_exception(LogUnavailable(f"internal error in the sequencer: {exc}"))
+            self.stalled = f"internal error: {exc}"
+            raise
+        if self.stalled:
+            log.info("sequencer: publication works again")
+        self.stalled = None
+        self.published = published
+        position = first
+        for b in taken:
+            n = len(b.entries)
+            if not b.future.done():
+                b.future.set_result([Appended(position + i, leaf_hashes[position - first + i], published.size)
+                                     for i in range(n)])
+            position += n
+        if entries:
+            log.info("sequencer: published checkpoint %d (+%d entries) in %.0f ms",
+                     published.size, len(entries), (time.monotonic() - started) * 1000)
+
+    # ---------------------------------------------------------------- worker thread
+    def _open(self) -> None:
+        self.tiles.prepare()
+        self._db = open_db(self.datadir.db_path, check_same_thread=False)
+        self._signer = self.datadir.load_log_signer()
+        if self._signer.name != self.origin:
+            raise RuntimeError(f"the log key is named {self._signer.name!r} but the origin is "
+                               f"{self.origin!r}; they must be equal")
+        self._stored = log_store.entry_count(self._db)
+        count = self._db.execute("SELECT COUNT(*) FROM log_entries").fetchone()[0]
+        if count != self._stored:
+            raise RuntimeError(f"the database holds {count} entries but its greatest index is "
+                               f"{self._stored - 1}: entries are missing; refusing to publish")
+        latest = log_store.latest_checkpoint(self._db)
+        if latest is None:
+            self._edge, self._bundle = TreeEdge(), []
+        else:
+            if latest.size > self._stored:
+                raise RuntimeError(f"the last checkpoint has size {latest.size} but only {self._stored} "
+                                   "entries are stored; the database is damaged")
+            self._edge, self._bundle = self._load_edge(latest.size, latest.root_hash)
+            self.published = Published(latest.size, latest.root_hash, latest.note)
+        if latest is None or self._stored > latest.size:
+            # Crash recovery (or first start): publish everything stored, in one batch,
+            # before anything new. See the module docstring.
+            if latest is not None:
+                log.warning("sequencer: %d entries were stored but not published before the last "
+                            "stop; re-publishing them", self._stored - latest.size)
+            _, _, published = self._publish_batch([])
+            self.published = published
+        else:
+            # Rewrite the convenience copy of the checkpoint in case a crash left it behind.
+            self._write_checkpoint_file(latest.note)
+        log.info("sequencer: log %s at size %d", self.origin, self.published.size)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _load_edge(self, size: int, root_hash: bytes) -> tuple[TreeEdge, list[bytes]]:
+        """The tree edge and partial bundle at `size`: level 0 and the bundle from the
+        database, higher levels from the partial tiles on disk (which were durable
+        before the checkpoint of `size` was recorded), checked against the root."""
+        bundle_start = size - size % TILE_WIDTH
+        rows = list(log_store.iter_entries(self._db, bundle_start, size))
+        bundle = [r[1] for r in rows]
+        levels: list[list[bytes]] = [[r[2] for r in rows]]
+        try:
+            for level, width in enumerate(TreeEdge.widths(size)):
+                if level == 0:
+                    continue
+                hashes: list[bytes] = []
+                if width:
+                    from protocol.tiles import TileId
+
+                    tile_id = TileId(level, size // TILE_WIDTH ** (level + 1), width)
+                    data = self.tiles.read(tile_id.path())
+                    if data is None or len(data) != 32 * width:
+                        raise ValueError(f"partial tile {tile_id.path()} is missing or damaged")
+                    hashes = [data[i:i + 32] for i in range(0, len(data), 32)]
+                levels.append(hashes)
+            edge = TreeEdge.from_level_hashes(size, levels)
+            if edge.root() == root_hash:
+                return edge, bundle
+            problem = "the partial tiles on disk do not give the checkpoint's root hash"
+        except ValueError as exc:
+            problem = str(exc)
+        log.warning("sequencer: %s; rebuilding the tree edge from the database (reads every leaf hash)",
+                    problem)
+        edge = TreeEdge()
+        for start in range(0, size, 100_000):
+            edge.append([r[2] for r in log_store.iter_entries(self._db, start, min(size, start + 100_000))])
+        if edge.root() != root_hash:
+            raise RuntimeError(f"the stored entries do not give the root hash of the last checkpoint "
+                               f"(size {size}); the database is damaged. Refusing to publish.")
+        return edge, bundle
+
+    def _publish_batch(self, new_entries: list[bytes]) -> tuple[int, list[bytes], Published]:
+        """Steps (1)-(3) for `new_entries`, preceded by any entries stored but not yet
+        published. Returns (index of the first new entry, its leaf hashes, checkpoint)."""
+        from protocol.checkpoint import Checkpoint, sign_checkpoint
+        from protocol.tiles import TileId, encode_bundle, entries_path
+
+        published_size = self._edge.size
+        first = self._stored
+        leaf_hashes = [_leaf_hash(e) for e in new_entries]
+
+        # (1) STORE. Nothing below may run unless this committed.
+        if new_entries:
+            try:
+                log_store.insert_entries(self._db, first, new_entries, leaf_hashes)
+            except Exception as exc:
+                log.error("sequencer: could not store %d entries: %s", len(new_entries), exc)
+                raise LogUnavailable(f"could not store the entries ({exc}); nothing was appended") from None
+            self._stored = first + len(new_entries)
+
+        # Entries stored earlier but not yet published (after a crash or a failed step 2/3).
+        backlog_data: list[bytes] = []
+        backlog_hashes: list[bytes] = []
+        if first > published_size:
+            for _, data, h in log_store.iter_entries(self._db, published_size, first):
+                backlog_data.append(data)
+                backlog_hashes.append(h)
+
+        try:
+            # (2) TILES, built on copies: the in-memory state moves only once published.
+            edge = self._edge.copy()
+            bundle = list(self._bundle)
+            files: list[tuple[str, bytes]] = []
+            bundle_index = published_size // TILE_WIDTH
+            for data in (backlog_data, new_entries):
+                for entry in data:
+                    bundle.append(entry)
+                    if len(bundle) == TILE_WIDTH:
+                        files.append((entries_path(bundle_index, TILE_WIDTH), encode_bundle(bundle)))
+                        bundle = []
+                        bundle_index += 1
+            for tile in edge.append(backlog_hashes) + edge.append(leaf_hashes):
+                files.append((TileId(tile.level, tile.index, TILE_WIDTH).path(), tile.data))
+            if bundle:
+                files.append((entries_path(bundle_index, len(bundle)), encode_bundle(bundle)))
+            for tile in edge.partial_tiles():
+                files.append((TileId(tile.level, tile.index, len(tile.data) // 32).path(), tile.data))
+            self.tiles.write_all(files)
+
+            # (3) SIGN, write, record.
+            root = edge.root()
+            note = sign_checkpoint(Checkpoint(self.origin, edge.size, root), self._signer)
+            self._write_checkpoint_file(note)
+            log_store.record_checkpoint(self._db, edge.size, root, note)
+        except (TileWriteError, TileConflict, OSError) as exc:
+            stored_from, stored_to = published_size, self._stored
+            log.error("sequencer: NOT published -- %s. The checkpoint stays at size %d; entries %d..%d "
+                      "are stored and will be published once this is fixed (retrying every %.1f s).",
+                      exc, published_size, stored_from, stored_to - 1, self.interval)
+            raise LogUnavailable(
+                f"could not publish: {exc}. Entries {stored_from}..{stored_to - 1} are stored and will be "
+                "published when the node can write its tiles again; do not send them again",
+                stored_from, stored_to) from None
+        except Exception as exc:
+            if new_entries or first > published_size:
+                raise LogUnavailable(
+                    f"could not publish: {exc}. Entries {published_size}..{self._stored - 1} are stored "
+                    "and will be published later; do not send them again",
+                    published_size, self._stored) from exc
+            raise
+
+        self._edge, self._bundle = edge, bundle
+        return first, leaf_hashes, Published(edge.size, root, note)
+
+    def _write_checkpoint_file(self, note: bytes) -> None:
+        # A copy of the latest checkpoint beside the tiles, so that the tiles directory
+        # can be served by any static web server. The database record is authoritative.
+        write_atomic(Path(self.tiles.root) / "checkpoint", note, tmp_dir=self.tiles.tmp_dir)
+
+    # ---------------------------------------------------------------- reading (any thread)
+    def tile_path(self, relative: str) -> Path:
+        return self.tiles.path(relative)

@@ -1,0 +1,124 @@
+"""Tile files on disk: written once, durably, and never changed.
+
+A file is written to DIR/tmp under a unique name, fsynced, then renamed to its C2SP
+path under the tiles directory; the directories whose entries changed are fsynced
+after the renames. So a reader (or a crash) sees either no file or the whole file,
+never a prefix.
+
+A tile path that already exists is not rewritten: it is compared. After a crash the
+sequencer re-publishes entries that were stored but not yet covered by a checkpoint;
+the tiles it derives from them must be byte-identical to any written before the
+crash (they are a function of the stored entries only). A difference would mean the
+database and the tiles disagree: we stop with TileConflict rather than change a
+file a client may have fetched.
+
+Paths handed to this module come from protocol.tiles (TileId.path(), entries_path()),
+never from a request, so nothing here has to defend against path traversal; the
+HTTP layer parses request paths strictly before asking for a file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from node.datadir import fsync_dir
+
+
+class TileConflict(RuntimeError):
+    """A tile file exists with different bytes than the log now derives for it."""
+
+
+class TileWriteError(RuntimeError):
+    """The tiles directory cannot be written (permissions, full disk, not a directory)."""
+
+
+class TileStore:
+    def __init__(self, root: Path, tmp_dir: Path):
+        self.root = Path(root)
+        self.tmp_dir = Path(tmp_dir)
+
+    def prepare(self) -> None:
+        """Create the directories and remove temporary files a crash left behind."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if self.tmp_dir.exists():
+                shutil.rmtree(self.tmp_dir)
+            self.tmp_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise TileWriteError(f"cannot prepare the tiles directory {self.root}: {_reason(exc)}") from None
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def read(self, relative: str) -> bytes | None:
+        try:
+            with open(self.root / relative, "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write_all(self, files: list[tuple[str, bytes]]) -> int:
+        """Durably write every (relative path, bytes); returns how many were new.
+
+        Raises TileWriteError (nothing is left half-written: a file either has its final
+        bytes under its final name or does not exist there) or TileConflict."""
+        pending: list[tuple[Path, Path]] = []   # (tmp, final)
+        dirs_to_sync: set[Path] = set()
+        try:
+            for relative, data in files:
+                final = self.root / relative
+                existing = self.read(relative)
+                if existing is not None:
+                    if existing != data:
+                        raise TileConflict(
+                            f"{final} exists with different content than the log derives for it now; "
+                            "the tiles directory does not belong to this database. Stopping without "
+                            "changing it.")
+                    continue
+                created = _makedirs(final.parent, self.root)
+                dirs_to_sync.update(created)
+                tmp = self.tmp_dir / f"{secrets.token_hex(8)}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                pending.append((tmp, final))
+            for tmp, final in pending:
+                os.replace(tmp, final)
+                dirs_to_sync.add(final.parent)
+            for directory in sorted(dirs_to_sync, key=lambda p: -len(p.parts)):
+                fsync_dir(directory)
+        except OSError as exc:
+            for tmp, _ in pending:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+            raise TileWriteError(f"cannot write tiles under {self.root}: {_reason(exc)}") from None
+        return len(pending)
+
+
+def _makedirs(directory: Path, root: Path) -> list[Path]:
+    """mkdir -p; returns the parents whose listing changed (to fsync them)."""
+    if directory.is_dir():
+        return []
+    changed = _makedirs(directory.parent, root) if directory.parent != root else []
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        if not directory.is_dir():
+            raise
+    changed.append(directory.parent)
+    return changed
+
+
+def _reason(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"

@@ -1,0 +1,168 @@
+"""Tables of the node's own log: its entries, its published checkpoints, its readers.
+
+- `log_entries(idx, data, leaf_hash)`: every sequenced entry, by index. Rows are only
+  ever inserted, in index order, one transaction per batch; never updated or deleted.
+  `idx` runs 0, 1, 2, ... without gaps (the sequencer checks this on start-up).
+- `log_checkpoints(size, root_hash, note, published_at)`: every checkpoint the node
+  has published. A row exists only after the tiles it needs were durably on disk.
+  The row with the greatest size is the published state of the log.
+- `readers(vkey, name, key_id, added_at)`: request keys (C2SP vkey strings) of the
+  nodes allowed to fetch tiles and entry bundles when the log is not public.
+
+This module is the only code that touches these tables.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+AREA = "log"
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE log_entries (
+        idx INTEGER PRIMARY KEY,
+        data BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL
+    )""")
+    db.execute("CREATE INDEX log_entries_leaf_hash ON log_entries(leaf_hash)")
+    db.execute("""CREATE TABLE log_checkpoints (
+        size INTEGER PRIMARY KEY,
+        root_hash BLOB NOT NULL,
+        note BLOB NOT NULL,
+        published_at REAL NOT NULL
+    )""")
+    db.execute("""CREATE TABLE readers (
+        vkey TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        key_id TEXT NOT NULL,
+        added_at REAL NOT NULL
+    )""")
+    db.execute("CREATE INDEX readers_key_id ON readers(key_id)")
+
+
+MIGRATIONS = [_v1]
+
+
+# -- entries -------------------------------------------------------------------------
+
+def entry_count(db: sqlite_utils.Database) -> int:
+    """Number of stored entries (= greatest index + 1)."""
+    row = db.execute("SELECT MAX(idx) FROM log_entries").fetchone()
+    return 0 if row[0] is None else row[0] + 1
+
+
+def insert_entries(db: sqlite_utils.Database, first_index: int,
+                   entries: list[bytes], leaf_hashes: list[bytes]) -> None:
+    """Insert a batch at indices first_index, first_index+1, ... in ONE transaction.
+
+    The caller commits nothing else in between: when this returns, the batch is
+    durable (synchronous=FULL) or, on error, none of it is stored."""
+    rows = ((first_index + i, data, h) for i, (data, h) in enumerate(zip(entries, leaf_hashes)))
+    with db.atomic():
+        db.conn.executemany("INSERT INTO log_entries (idx, data, leaf_hash) VALUES (?, ?, ?)", rows)
+
+
+def iter_entries(db: sqlite_utils.Database, start: int, end: int,
+                 chunk: int = 10_000) -> Iterator[tuple[int, bytes, bytes]]:
+    """(index, data, leaf_hash) for start <= index < end, in order."""
+    while start < end:
+        stop = min(end, start + chunk)
+        rows = db.execute("SELECT idx, data, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? "
+                          "ORDER BY idx", (start, stop)).fetchall()
+        yield from rows
+        start = stop
+
+
+def get_entry(db: sqlite_utils.Database, index: int) -> tuple[bytes, bytes] | None:
+    row = db.execute("SELECT data, leaf_hash FROM log_entries WHERE idx = ?", (index,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def find_by_leaf_hash(db: sqlite_utils.Database, leaf_hash: bytes) -> list[int]:
+    return [r[0] for r in db.execute("SELECT idx FROM log_entries WHERE leaf_hash = ? ORDER BY idx",
+                                     (leaf_hash,))]
+
+
+# -- checkpoints ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root_hash: bytes
+    note: bytes          # the full signed note, exactly as served at /checkpoint
+    published_at: float
+
+
+def latest_checkpoint(db: sqlite_utils.Database) -> StoredCheckpoint | None:
+    row = db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints "
+                     "ORDER BY size DESC LIMIT 1").fetchone()
+    return StoredCheckpoint(*row) if row else None
+
+
+def record_checkpoint(db: sqlite_utils.Database, size: int, root_hash: bytes, note: bytes,
+                      published_at: float | None = None) -> None:
+    """Record a published checkpoint. Re-recording the same size with the same root
+    (a re-publication after a crash) is a no-op; a different root is refused, since
+    it would mean the log forked."""
+    with db.atomic():
+        row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
+        if row is not None:
+            if row[0] != root_hash:
+                raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
+            return
+        db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
+                   (size, root_hash, note, time.time() if published_at is None else published_at))
+
+
+# -- readers -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reader:
+    vkey: str
+    name: str
+    key_id: str      # hex of the 4-byte C2SP key ID, for quick lookup by a signature's keyid
+    added_at: float
+
+
+def add_reader(db: sqlite_utils.Database, vkey: str, name: str, key_id: bytes) -> bool:
+    """Register a reader; returns False if this key was already registered (its
+    name is then updated)."""
+    with db.atomic():
+        existing = db.execute("SELECT 1 FROM readers WHERE vkey = ?", (vkey,)).fetchone()
+        if existing:
+            db.execute("UPDATE readers SET name = ? WHERE vkey = ?", (name, vkey))
+            return False
+        db.execute("INSERT INTO readers (vkey, name, key_id, added_at) VALUES (?, ?, ?, ?)",
+                   (vkey, name, key_id.hex(), time.time()))
+        return True
+
+
+def remove_reader(db: sqlite_utils.Database, vkey_or_name: str) -> int:
+    """Remove readers whose vkey, or else whose name, equals the argument; returns
+    how many were removed."""
+    with db.atomic():
+        n = db.execute("DELETE FROM readers WHERE vkey = ?", (vkey_or_name,)).rowcount
+        if n == 0:
+            n = db.execute("DELETE FROM readers WHERE name = ? AND name != ''", (vkey_or_name,)).rowcount
+        return n
+
+
+def list_readers(db: sqlite_utils.Database) -> list[Reader]:
+    return [Reader(*row) for row in db.execute(
+        "SELECT vkey, name, key_id, added_at FROM readers ORDER BY added_at, vkey")]
+
+
+def readers_with_key_id(db: sqlite_utils.Database, key_id: bytes) -> list[Reader]:
+    return [Reader(*row) for row in db.execute(
+        "SELECT vkey, name, key_id, added_at FROM readers WHERE key_id = ?", (key_id.hex(),))]
+
+
+def reader_vkeys(db: sqlite_utils.Database) -> list[str]:
+    return [r[0] for r in db.execute("SELECT vkey FROM readers ORDER BY vkey")]
+
+

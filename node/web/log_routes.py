@@ -1,0 +1,202 @@
+"""HTTP routes of the node's own log (C2SP tlog-tiles) and its admin append endpoint.
+
+Public site:
+    GET /checkpoint                  latest signed checkpoint (text/plain; cached 1 s at most)
+    GET /tile/<L>/<N>[.p/<W>]        hash tiles   (application/octet-stream, immutable)
+    GET /tile/entries/<N>[.p/<W>]    entry bundles (application/octet-stream, immutable, gzip if asked)
+    GET /node.json                   who this node is: origin, keys, role, display name, contact
+Admin site only:
+    POST /admin/append               JSON lines in, one JSON line per entry out once published
+
+Invariant kept here: no tile or bundle is served beyond the size of the latest
+published checkpoint (see node/log/sequencer.py for why that, with the order of
+writes, means a served file never changes). Request paths are parsed strictly by
+protocol.tiles.parse_tile_path and the file name is rebuilt from the parsed value, so
+no request can name a file outside the tiles directory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from aiohttp import web
+
+from node.web.app import NODE
+
+log = logging.getLogger(__name__)
+
+IMMUTABLE = "max-age=31536000, immutable"
+NDJSON = "application/x-ndjson"
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/checkpoint", get_checkpoint)
+    app.router.add_get("/node.json", get_node_json)
+    app.router.add_get("/tile/{rest:.+}", get_tile)
+
+
+def setup_admin(admin: web.Application) -> None:
+    admin.router.add_post("/admin/append", post_append)
+
+
+# ------------------------------------------------------------------------- public
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    published = request.app[NODE].sequencer.published
+    return web.Response(body=published.note, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=1"})
+
+
+async def get_node_json(request: web.Request) -> web.Response:
+    ctx = request.app[NODE]
+    config = ctx.config
+    return web.json_response({
+        "origin": config.node.origin,
+        "role": config.node.role,
+        "display_name": config.node.display_name,
+        "contact": config.node.contact,
+        "verifier_key": ctx.log_vkey,
+        "request_key": ctx.request_vkey,
+        "public_read": config.http.public_read,
+    }, headers={"Cache-Control": "public, max-age=60"})
+
+
+def _end_of(ident) -> int:
+    """Number of entries a tree must have for this tile or bundle to exist."""
+    from protocol.tiles import TILE_WIDTH, BundleId
+
+    level = 0 if isinstance(ident, BundleId) else ident.level
+    return ident.index * TILE_WIDTH ** (level + 1) + ident.width * TILE_WIDTH ** level
+
+
+async def get_tile(request: web.Request) -> web.StreamResponse:
+    from protocol.errors import TileError
+    from protocol.tiles import BundleId, parse_tile_path
+
+    ctx = request.app[NODE]
+    try:
+        ident = parse_tile_path(request.path)
+    except TileError as exc:
+        raise web.HTTPNotFound(text=f"{exc}\n")
+    published = ctx.sequencer.published
+    if _end_of(ident) > published.size:
+        raise web.HTTPNotFound(text=f"no such tile in the log at its published size {published.size}\n")
+    try:
+        with open(ctx.sequencer.tile_path(ident.path()), "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        # A partial tile of a size the log never published a checkpoint for.
+        raise web.HTTPNotFound(text="no such tile\n")
+    cache = ("public, " if ctx.config.http.public_read else "private, ") + IMMUTABLE
+    response = web.Response(body=data, content_type="application/octet-stream",
+                            headers={"Cache-Control": cache})
+    if isinstance(ident, BundleId):
+        response.enable_compression()  # negotiated with Accept-Encoding (C2SP: SHOULD compress)
+    return response
+
+
+# ------------------------------------------------------------------------- admin
+
+class BadAppend(Exception):
+    def __init__(self, message: str, line: int | None = None, status: int = 400):
+        super().__init__(message)
+        self.line = line
+        self.status = status
+
+
+def _error(status: int, message: str, **extra) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _authorized(request: web.Request) -> bool:
+    expected = request.app[NODE].admin_token.encode()
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    # Compare in constant time; the length check leaks only the length.
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it exceeds `limit` bytes: a declared
+    Content-Length is checked before reading anything, a chunked body while reading."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BadAppend(f"body of {request.content_length} bytes exceeds the limit of {limit} bytes; "
+                        "send fewer lines per request", status=413)
+    chunks, total = [], 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise BadAppend(f"body exceeds the limit of {limit} bytes; send fewer lines per request", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_append_body(body: bytes, log_size: int) -> list[bytes]:
+    """Validate every line (JSON view of an entry) and return the encoded entries.
+    All or nothing: the first bad line raises BadAppend naming its line number."""
+    from protocol.entries import MAX_ENTRY_SIZE, Withdrawal, encode_entry, entry_from_json
+    from protocol.errors import ProtocolError
+
+    entries: list[bytes] = []
+    for number, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw.strip():
+            continue  # blank lines (and the final newline) are allowed
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadAppend(f"line {number}: not valid UTF-8", number) from None
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            raise BadAppend(f"line {number}: not valid JSON ({exc})", number) from None
+        if not isinstance(obj, dict):
+            raise BadAppend(f"line {number}: expected a JSON object like "
+                            '{"kind": "submission", "signal": "pdq", "fingerprint": "<64 hex>"}', number)
+        try:
+            entry = entry_from_json(obj)
+            data = encode_entry(entry)
+        except ProtocolError as exc:
+            raise BadAppend(f"line {number}: {exc}", number) from None
+        if len(data) > MAX_ENTRY_SIZE:
+            raise BadAppend(f"line {number}: the entry is {len(data)} bytes, more than {MAX_ENTRY_SIZE}", number)
+        if isinstance(entry, Withdrawal):
+            beyond = [t for t in entry.targets if t >= log_size]
+            if beyond:
+                raise BadAppend(f"line {number}: withdrawal target {beyond[0]} is not a published entry "
+                                f"of this log (it has {log_size} entries)", number)
+        entries.append(data)
+    if not entries:
+        raise BadAppend("no entries in the body: send one JSON object per line")
+    return entries
+
+
+async def post_append(request: web.Request) -> web.Response:
+    from node.log.sequencer import LogUnavailable
+
+    ctx = request.app[NODE]
+    if not _authorized(request):
+        return web.json_response({"error": "missing or wrong admin token (Authorization: Bearer <token "
+                                  "from the data directory>)"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="ncii-node admin"'})
+    try:
+        body = await read_limited(request, ctx.config.admin.max_body_bytes)
+        entries = parse_append_body(body, ctx.sequencer.published.size)
+    except BadAppend as exc:
+        extra = {"line": exc.line} if exc.line is not None else {}
+        return _error(exc.status, str(exc), **extra)
+    try:
+        appended = await ctx.sequencer.append(entries)
+    except LogUnavailable as exc:
+        extra = {}
+        if exc.stored_from is not None:
+            extra = {"stored_from": exc.stored_from, "stored_to": exc.stored_to}
+        return _error(503, str(exc), **extra)
+    lines = "".join(
+        json.dumps({"index": a.index, "leaf_hash": a.leaf_hash.hex(), "checkpoint_size": a.checkpoint_size})
+        + "\n" for a in appended)
+    return web.Response(text=lines, content_type=NDJSON)
