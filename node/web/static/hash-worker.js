@@ -1,0 +1,108 @@
+/**
+ * Web Worker that turns files into fingerprints, away from the page's thread.
+ *
+ * Message in:  { id, file: File|Blob, kind: "image"|"video", maxSide, thumbSide }
+ * Messages out: { id, progress: 0..1 } while working, then
+ *               { id, ok: true, result } or { id, ok: false, error: code, detail }.
+ * result for an image: { signal: "pdq", fingerprint: hex64, quality, width, height,
+ *                        hashedWidth, hashedHeight, thumbnail: ImageBitmap, ms }
+ * result for a video:  { signal: "md5", fingerprint: hex32, bytes, ms }
+ *
+ * Invariant: file contents never leave this worker; only fingerprints and a
+ * small thumbnail (for the page, on this device) are posted back.
+ * Files are handled one at a time so that two large photos never sit in memory together.
+ */
+import { pdqFromRGBA, MIN_HASHABLE_SIDE } from './pdq.js';
+import { MD5 } from './md5.js';
+
+const VIDEO_CHUNK_BYTES = 4 * 1024 * 1024;
+
+class HashError extends Error {
+  constructor(code, detail) {
+    super(detail || code);
+    this.code = code;
+  }
+}
+
+// Decode with the pixels exactly as stored: no colour-profile conversion and no
+// alpha premultiplication (like Pillow, which platform-side hashers use), but
+// with the EXIF orientation applied, so the hash is of the picture as people see it.
+const DECODE = { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' };
+
+function fitWithin(width, height, maxSide) {
+  const scale = Math.min(1, maxSide / Math.max(width, height));
+  return [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
+}
+
+function pixelsOf(bitmap) {
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  return context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+}
+
+async function hashImage(file, maxSide, thumbSide, onProgress) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, DECODE);
+  } catch (error) {
+    throw new HashError('unreadable_image', String(error));
+  }
+  const { width, height } = bitmap;
+  try {
+    if (width < MIN_HASHABLE_SIDE || height < MIN_HASHABLE_SIDE) throw new HashError('too_small');
+    // PDQ blurs the picture down to 64x64 anyway: hashing a copy resized to a
+    // few hundred pixels gives (nearly) the same bits, much faster.
+    let source = bitmap;
+    if (maxSide && Math.max(width, height) > maxSide) {
+      const [resizeWidth, resizeHeight] = fitWithin(width, height, maxSide);
+      source = await createImageBitmap(bitmap, { ...DECODE, resizeWidth, resizeHeight, resizeQuality: 'high' });
+    }
+    onProgress(0.5);
+    const { hex, quality } = pdqFromRGBA(pixelsOf(source), source.width, source.height);
+    const hashedWidth = source.width;
+    const hashedHeight = source.height;
+    if (source !== bitmap) source.close();
+    const [thumbWidth, thumbHeight] = fitWithin(width, height, thumbSide);
+    const thumbnail = await createImageBitmap(bitmap, { resizeWidth: thumbWidth, resizeHeight: thumbHeight, resizeQuality: 'medium' });
+    return { signal: 'pdq', fingerprint: hex, quality, width, height, hashedWidth, hashedHeight, thumbnail };
+  } finally {
+    bitmap.close();
+  }
+}
+
+async function hashVideo(file, onProgress) {
+  const md5 = new MD5();
+  for (let offset = 0; offset < file.size; offset += VIDEO_CHUNK_BYTES) {
+    const chunk = await file.slice(offset, offset + VIDEO_CHUNK_BYTES).arrayBuffer();
+    md5.update(new Uint8Array(chunk));
+    onProgress(Math.min(1, (offset + chunk.byteLength) / file.size));
+  }
+  return { signal: 'md5', fingerprint: md5.hex(), bytes: file.size };
+}
+
+async function handle({ id, file, kind, maxSide = 0, thumbSide = 144 }) {
+  const started = performance.now();
+  try {
+    let result;
+    const onProgress = (progress) => self.postMessage({ id, progress });
+    if (kind === 'image') {
+      result = await hashImage(file, maxSide, thumbSide, onProgress);
+    } else if (kind === 'video') {
+      result = await hashVideo(file, onProgress);
+    } else {
+      throw new HashError('unsupported');
+    }
+    result.ms = performance.now() - started;
+    self.postMessage({ id, ok: true, result }, result.thumbnail ? [result.thumbnail] : []);
+  } catch (error) {
+    const code = error instanceof HashError ? error.code : 'failed';
+    self.postMessage({ id, ok: false, error: code, detail: String(error && error.message) });
+  }
+}
+
+// One file at a time, in the order they were given.
+let queue = Promise.resolve();
+self.onmessage = (event) => {
+  queue = queue.then(() => handle(event.data));
+};
