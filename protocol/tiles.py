@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .errors import TileError, UsageError
-from .merkle import HASH_SIZE, leaf_hash, range_hash, root_from_nodes, root_of
+from .errors import ProofError, TileError, UsageError
+from .merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, range_hash, root_from_nodes, root_of
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT  # hashes in a full tile, entries in a full bundle
@@ -228,6 +228,15 @@ def new_tiles(old_size: int, new_size: int) -> list[TileId]:
     return tiles
 
 
+def tiles_for_update(old_size: int, new_size: int) -> list[TileId]:
+    """The tiles that `verify_extension` needs to check a log that grew from old_size
+    to new_size: the new tiles, plus the partial tiles of new_size that did not
+    change (a follower kept those from the last update)."""
+    fresh = new_tiles(old_size, new_size)
+    fresh_set = set(fresh)
+    return fresh + [t for t in tiles_for_size(new_size) if not t.is_full and t not in fresh_set]
+
+
 def bundles_for_size(size: int) -> list[BundleId]:
     """Every entry bundle of a log of `size` entries: full ones, then the partial one."""
     return new_bundles(0, size)
@@ -393,6 +402,30 @@ def verify_tiles(size: int, root: bytes, tiles: Mapping[TileId, bytes]) -> None:
     computed = nodes.root()
     if computed != bytes(root):
         raise TileError(f"tiles give root {computed.hex()}, but the checkpoint of size {size} says {bytes(root).hex()}")
+
+
+def verify_extension(
+    old_size: int, old_root: bytes, new_size: int, new_root: bytes, tiles: Mapping[TileId, bytes]
+) -> None:
+    """A follower's whole check of one update, from tiles alone: the tiles (at
+    least `tiles_for_update(old_size, new_size)`) belong to the tree of new_size with
+    new_root (`verify_tiles`, TileError otherwise), and the perfect subtrees of the
+    old tree, read out of those verified tiles, fold to old_root: the new tree
+    extends the old one. That last failure raises ProofError: two signed roots that
+    are not consistent are evidence of a fork, not a bad download."""
+    if old_size > new_size:
+        raise ProofError(f"tree size went down from {old_size} to {new_size}: the log has forked or rolled back")
+    verify_tiles(new_size, new_root, tiles)
+    if old_size == 0:
+        if bytes(old_root) != EMPTY_ROOT:
+            raise ProofError("the old checkpoint of size 0 does not carry the empty-tree root")
+        return
+    computed = root_from_nodes(old_size, TileNodes(new_size, tiles).node_at)
+    if computed != bytes(old_root):
+        raise ProofError(
+            f"the tree of size {new_size} does not extend the old tree of size {old_size}: its first "
+            f"{old_size} leaves have root {computed.hex()}, not {bytes(old_root).hex()} (the log has forked)"
+        )
 
 
 # --- Entry bundles ------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import TileError, UsageError
+from protocol.errors import ProofError, TileError, UsageError
 from protocol.merkle import (
     EMPTY_ROOT,
     MerkleFrontier,
@@ -41,7 +41,9 @@ from protocol.tiles import (
     tile_for_size,
     tile_hashes,
     tiles_for_size,
+    tiles_for_update,
     verify_bundle,
+    verify_extension,
     verify_tiles,
 )
 
@@ -407,3 +409,30 @@ def test_verify_bundle() -> None:
         verify_bundle(entries[:3] + [b"forged"] + entries[4:], tile)
     with pytest.raises(TileError):
         verify_bundle(entries[:9], tile)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_verify_extension(tree, data) -> None:
+    """A follower that kept its last partial tiles fetches tiles_for_update and
+    checks the update from tiles alone; a different history is a ProofError."""
+    new = data.draw(st.one_of(st.integers(0, 3000), st.integers(65_000, POOL)), label="new")
+    old = data.draw(st.integers(0, new), label="old")
+    node_at = lambda level, index: tree[level][index]  # noqa: E731
+    needed = {t: build_tile(t.level, t.index, new, node_at) for t in tiles_for_update(old, new)}
+    old_root, new_root = root_of(tree[0][:old]), root_of(tree[0][:new])
+    verify_extension(old, old_root, new, new_root, needed)
+    if old:
+        forged_old_root = hashlib.sha256(old_root).digest()
+        with pytest.raises(ProofError, match="forked"):
+            verify_extension(old, forged_old_root, new, new_root, needed)
+    if new:
+        with pytest.raises(TileError):
+            verify_extension(old, old_root, new, hashlib.sha256(new_root).digest(), needed)
+
+
+def test_tiles_for_update_examples() -> None:
+    assert tiles_for_update(300, 300) == [TileId(0, 1, 44), TileId(1, 0, 1)]
+    assert tiles_for_update(300, 310) == [TileId(0, 1, 54), TileId(1, 0, 1)]
+    assert tiles_for_update(500, 520) == [TileId(0, 1), TileId(0, 2, 8), TileId(1, 0, 2)]
+    assert tiles_for_update(0, 0) == []
