@@ -275,7 +275,9 @@ def _encode_submission(e: Submission) -> bytes:
         signal.check_quality(e.quality)
     except SignalError as err:
         raise EntryError(_signal_message(err)) from None
-    mask = _MASK_BY_LABELS.get(e.labels) if isinstance(e.labels, tuple) else None
+    labels = e.labels
+    ok = isinstance(labels, tuple) and all(type(label) is str for label in labels)
+    mask = _MASK_BY_LABELS.get(labels) if ok else None
     if mask is None:
         raise EntryError(
             f"labels must be distinct, from {', '.join(LABELS)}, in that order; got {e.labels!r:.120}"
@@ -604,7 +606,7 @@ def entry_from_json(obj: Any) -> Entry:
     if not isinstance(obj, dict):
         raise EntryError("an entry in JSON is an object with a \"kind\" field")
     kind = obj.get("kind")
-    if kind not in _JSON_FIELDS:
+    if not isinstance(kind, str) or kind not in _JSON_FIELDS:
         raise EntryError(f"\"kind\" must be one of {', '.join(_JSON_FIELDS)}, not {kind!r:.40}")
     required, optional = _JSON_FIELDS[kind]
     unknown = set(obj) - {"kind", *required, *optional}

@@ -303,6 +303,28 @@ def test_bad_json_is_refused_with_a_clear_message(obj, pattern):
         entry_from_json(obj)
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 2**64) | st.floats() | st.text(max_size=70)
+    | st.sampled_from([PDQ_HEX, "pdq", "md5", "vpdq", "nude", "removed", "https://x.example", NEW_VKEY]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+json_fields = st.sampled_from(["signal", "fingerprint", "quality", "labels", "day", "targets", "reason", "origin",
+                               "index", "leaf_hash", "verdict", "display_name", "contact_url", "policy_url",
+                               "new_vkey", "rotation_signature", "other"])
+
+
+@given(st.sampled_from(["submission", "withdrawal", "feedback", "announcement", None, 1, []]),
+       st.dictionaries(json_fields, json_values, max_size=7))
+@SMALL
+def test_arbitrary_json_raises_only_entry_error(kind, fields):
+    try:
+        entry = entry_from_json({"kind": kind, **fields})
+    except EntryError:
+        return
+    assert entry_from_json(entry_to_json(entry)) == entry
+
+
 # --- encoding checks the dataclass --------------------------------------------------------
 
 
@@ -313,6 +335,8 @@ def test_bad_json_is_refused_with_a_clear_message(obj, pattern):
         Submission("pdq", "00" * 32),
         Submission("pdq", bytes(32), 50, ["nude"]),
         Submission("pdq", bytes(32), 50, ("image", "nude")),
+        Submission("pdq", bytes(32), 50, (["nude"],)),
+        Submission(["pdq"], bytes(32)),
         Submission("pdq", bytes(32), day=-1),
         Submission("pdq", bytes(32), day=MAX_DAY + 1),
         Submission("vpdq", bytes(2)),
