@@ -175,6 +175,17 @@ def test_every_truncation_and_extension_is_refused(entry):
         assert caught.value.offset == len(data)
 
 
+@given(st.sampled_from([b"\x01\x01", b"\x01\x02", b"\x01\x03", b"\x01\x04"]), st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_raise_only_entry_error(head, tail):
+    try:
+        entry = decode_entry(head + tail)
+    except EntryError as e:
+        assert e.offset is not None
+        return
+    assert encode_entry(entry) == head + tail
+
+
 def test_error_names_the_offset():
     with pytest.raises(EntryError, match=r"unknown entry kind 9 \(at byte 1\)"):
         decode_entry(b"\x01\x09")
