@@ -1,0 +1,112 @@
+"""Helpers shared by the publishing tests: make a data directory, start a node, append
+over the admin endpoint, and read a whole log back over HTTP, verifying everything
+with protocol/ (never with the node's own code)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from node.cli import main as cli_main
+from node.datadir import DataDir
+from protocol.checkpoint import Checkpoint, open_checkpoint
+from protocol.merkle import inclusion_proof, leaf_hash, verify_inclusion
+from protocol.note import Verifier
+from protocol.tiles import (
+    TileId,
+    TileNodes,
+    bundles_for_size,
+    decode_bundle,
+    tiles_for_size,
+    verify_bundle,
+    verify_tiles,
+)
+
+ORIGIN = "test.example/log"
+
+
+def pdq_line(i: int) -> str:
+    """A distinct, valid PDQ submission line for each i."""
+    return json.dumps({"kind": "submission", "signal": "pdq", "fingerprint": f"{i:064x}"})
+
+
+def make_datadir(tmp_path: Path, *, public_read: bool = True, interval: float = 0.05,
+                 origin: str = ORIGIN, name: str = "node", **admin) -> DataDir:
+    root = tmp_path / name
+    argv = ["init", "--dir", str(root), "--origin", origin]
+    if public_read:
+        argv.append("--public-read")
+    assert cli_main(argv) == 0
+    datadir = DataDir(root)
+    config = datadir.config
+    config.log.sequencing_interval = interval
+    for key, value in admin.items():
+        setattr(config.admin, key, value)
+    datadir.save_config(config)
+    return DataDir(root)
+
+
+async def append(session: aiohttp.ClientSession, admin_url: str, token: str,
+                 lines: list[str] | bytes) -> tuple[int, object]:
+    body = lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode()
+    async with session.post(admin_url + "/admin/append", data=body,
+                            headers={"Authorization": f"Bearer {token}"}) as r:
+        text = await r.text()
+        if r.status == 200:
+            return 200, [json.loads(line) for line in text.splitlines()]
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, text
+
+
+@dataclass
+class LogView:
+    checkpoint: Checkpoint
+    note: bytes
+    tiles: dict[TileId, bytes] = field(default_factory=dict)
+    entries: list[bytes] = field(default_factory=list)
+
+
+async def fetch(session: aiohttp.ClientSession, url: str) -> bytes:
+    async with session.get(url) as r:
+        assert r.status == 200, (url, r.status, await r.text())
+        return await r.read()
+
+
+async def read_log(session: aiohttp.ClientSession, url: str, vkey: str, origin: str = ORIGIN) -> LogView:
+    """Fetch the checkpoint, every tile and every bundle; verify the signature, every
+    tile against the root, every bundle against its tile, every entry's inclusion."""
+    note = await fetch(session, url + "/checkpoint")
+    cp, _ = open_checkpoint(note, [Verifier.from_vkey(vkey)], origin=origin)
+    view = LogView(cp, note)
+    for tile in tiles_for_size(cp.size):
+        data = await fetch(session, f"{url}/{tile.path()}")
+        assert len(data) == 32 * tile.width
+        view.tiles[tile] = data
+    verify_tiles(cp.size, cp.root_hash, view.tiles)
+    for bundle in bundles_for_size(cp.size):
+        entries = decode_bundle(await fetch(session, f"{url}/{bundle.path()}"), bundle.width)
+        verify_bundle(entries, view.tiles[TileId(0, bundle.index, bundle.width)], bundle.width)
+        view.entries.extend(entries)
+    assert len(view.entries) == cp.size
+    nodes = TileNodes(cp.size, view.tiles)
+    for index, entry in enumerate(view.entries):
+        proof = inclusion_proof(index, cp.size, nodes)
+        verify_inclusion(leaf_hash(entry), index, cp.size, proof, cp.root_hash)
+    return view
+
+
+def tile_files(datadir: DataDir) -> dict[str, bytes]:
+    """Every file under the tiles directory, by relative path."""
+    out = {}
+    root = datadir.tiles_dir
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = Path(dirpath) / name
+            out[str(path.relative_to(root))] = path.read_bytes()
+    return out
