@@ -130,6 +130,7 @@ def test_all_proofs_of_small_trees(rfc6962) -> None:
 
 def test_hash_definitions() -> None:
     assert EMPTY_ROOT.hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert leaf_hash(b"").hex() == "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
     assert leaf_hash(b"abc") == hashlib.sha256(b"\x00abc").digest()
     left, right = leaf_hash(b"l"), leaf_hash(b"r")
     assert node_hash(left, right) == hashlib.sha256(b"\x01" + left + right).digest()

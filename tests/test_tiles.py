@@ -381,7 +381,8 @@ def test_every_truncation_is_rejected(entries) -> None:
 
 
 def test_bundle_errors_carry_offsets() -> None:
-    data = encode_bundle([b"abc", b"de"])  # 00 03 a b c 00 02 d e
+    data = encode_bundle([b"abc", b"de"])
+    assert data.hex() == "000361626300026465"  # the example of spec/parts/merkle.md
     with pytest.raises(TileError, match="at byte 5") as excinfo:
         decode_bundle(data[:-1])
     assert excinfo.value.offset == 5
