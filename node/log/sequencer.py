@@ -125,6 +125,10 @@ class Sequencer:
         # Shared, replaced atomically (a single reference assignment):
         self.published: Published | None = None
         self.stalled: str | None = None  # why publication is failing, while it is
+        # Called on the event loop with each newly published checkpoint (witness
+        # submission hooks in here). A callback must return at once (start a task
+        # for slow work) and may not delay or undo sequencing: errors are logged.
+        self.on_publish: list = []
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -223,6 +227,11 @@ class Sequencer:
             log.info("sequencer: publication works again")
         self.stalled = None
         self.published = published
+        for callback in list(self.on_publish):
+            try:
+                callback(published)
+            except Exception:
+                log.exception("sequencer: an on_publish callback failed (ignored)")
         position = first
         for b in taken:
             n = len(b.entries)
