@@ -34,6 +34,14 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     log_key = "keys/log.key"
     request_key = "keys/request.key"
     admin_token = "admin.token"
+    case_key = "keys/case.key"        # HMAC key of case numbers (helpline; created on first start)
+
+    [cases]                           # helpline case service (node/cases, spec/parts/cases.md)
+    pin_scrypt_n = 32768              # scrypt cost of PIN hashes (2**15); tests may lower it
+    pin_scrypt_r = 8
+    pin_scrypt_p = 1
+    max_fingerprints = 100            # per case
+    max_body_bytes = 4194304          # POST /v1/cases body limit
 """
 
 from __future__ import annotations
@@ -87,6 +95,16 @@ class PathsSection:
     log_key: str = "keys/log.key"
     request_key: str = "keys/request.key"
     admin_token: str = "admin.token"
+    case_key: str = "keys/case.key"
+
+
+@dataclass
+class CasesSection:
+    pin_scrypt_n: int = 2**15
+    pin_scrypt_r: int = 8
+    pin_scrypt_p: int = 1
+    max_fingerprints: int = 100
+    max_body_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass
@@ -96,6 +114,7 @@ class Config:
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
     paths: PathsSection = field(default_factory=PathsSection)
+    cases: CasesSection = field(default_factory=CasesSection)
 
     def validate(self) -> None:
         """Raise ConfigError if a value cannot work."""
@@ -114,6 +133,11 @@ class Config:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:
             raise ConfigError("[admin] max_body_bytes must be at least 1024")
+        n = self.cases.pin_scrypt_n
+        if n < 2 or n & (n - 1) or self.cases.pin_scrypt_r < 1 or self.cases.pin_scrypt_p < 1:
+            raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r and pin_scrypt_p >= 1")
+        if not 1 <= self.cases.max_fingerprints <= 1000 or self.cases.max_body_bytes < 1024:
+            raise ConfigError("[cases] max_fingerprints must be 1..1000 and max_body_bytes at least 1024")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
