@@ -233,6 +233,7 @@ typedef struct {
     int deferred;        /* bulk loading: no merges until rebuild() */
 
     size_t n_live, n_stale, n_tombstones, n_tabled;
+    size_t n_merges, n_rebuilds; /* how often the tables changed, for tests and benchmarks */
     int threshold;
     pthread_rwlock_t lock;
     int lock_ready;
@@ -411,6 +412,7 @@ static int rebuild(Index *ix, int nthreads)
     ix->n_stale = ix->n_tombstones = 0;
     ix->n_tabled = ix->n_live;
     ix->built = 1;
+    ix->n_rebuilds++;
     return 0;
 }
 
@@ -499,6 +501,7 @@ static int merge_overflow(Index *ix, int nthreads)
         free(pairs);
         ix->n_tabled += m;
     }
+    ix->n_merges++;
     buf_resize(&ix->overflow, 0);
     return 0;
 }
@@ -1217,11 +1220,12 @@ static PyObject *Index_stats(Index *ix, PyObject *Py_UNUSED(ignored))
             PyList_SET_ITEM(widths, t, PyLong_FromLong(ix->tables[t].width));
     }
     PyObject *r = Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:N,s:n,s:n,s:n,s:i,s:i}", "live", (Py_ssize_t)ix->n_live, "tabled",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:N,s:n,s:n,s:n,s:i,s:i,s:n,s:n}", "live", (Py_ssize_t)ix->n_live, "tabled",
         (Py_ssize_t)ix->n_tabled, "overflow", (Py_ssize_t)ix->n_overflow, "tombstones", (Py_ssize_t)ix->n_tombstones,
         "stale", (Py_ssize_t)ix->n_stale, "id_limit", (Py_ssize_t)ix->limit, "widths", widths, "table_bytes",
         (Py_ssize_t)table_bytes, "fingerprint_bytes", (Py_ssize_t)(ix->fp.bytes + ix->flags.bytes), "overflow_max",
-        (Py_ssize_t)ix->overflow_max, "built", ix->built, "threshold", ix->threshold);
+        (Py_ssize_t)ix->overflow_max, "built", ix->built, "threshold", ix->threshold, "merges", (Py_ssize_t)ix->n_merges, "rebuilds",
+        (Py_ssize_t)ix->n_rebuilds);
     pthread_rwlock_unlock(&ix->lock);
     return r;
 }
