@@ -315,7 +315,7 @@ def test_damaged_files_give_a_reason_without_the_file_name(tmp_path):
     cases = {
         "truncated.jpg": (jpeg[: len(jpeg) // 2], "truncated"),
         "truncated.png": (png[: len(png) // 2], "truncated|damaged"),
-        "garbage.jpg": (b"\xff\xd8\xff" + bytes(range(256)) * 8, "damaged|truncated|not an image"),
+        "garbage.jpg": (b"\xff\xd8\xff" + bytes(range(256)) * 8, "damaged|truncated"),
         "empty.jpg": (b"", "empty"),
         "notes.jpg": (b"these are my notes, not a photo\n", "not a photo or video"),
         "drawing.svg": (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not a photo or video"),
@@ -341,7 +341,7 @@ def test_formats_outside_the_list_are_not_opened():
     picture = asymmetric_picture()
     for fmt in ("PPM", "TGA", "PCX", "ICO"):
         data = encode(picture, fmt)
-        with pytest.raises(HashingError, match="not an image this tool reads"):
+        with pytest.raises(HashingError, match="cannot be identified"):
             hash_image_bytes(data)
         with pytest.raises(HashingError, match="not a photo or video"):
             hash_media_bytes(data)

@@ -139,7 +139,8 @@ def decode_image(source: BinaryIO, *, size: int | None = HASH_SIZE) -> np.ndarra
         raise _too_large(0, 0) from None
     except Image.UnidentifiedImageError:
         raise HashingError(
-            "not an image this tool reads (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF)"
+            "the image cannot be identified: it is damaged, or not JPEG, PNG, WebP, GIF, "
+            "BMP, TIFF or HEIC/HEIF"
         ) from None
     except MemoryError:
         raise HashingError("not enough memory to decode this image") from None
