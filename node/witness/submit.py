@@ -1,0 +1,256 @@
+"""The publisher side of C2SP tlog-witness: send each new checkpoint to this log's
+witnesses, collect their cosignatures, serve the cosigned checkpoint.
+
+How it hangs together: the sequencer calls `notify(published)` (its `on_publish`
+hook) after each publication. A single background task takes the newest checkpoint
+(intermediate ones are skipped when publication outpaces witnessing), submits it to
+every configured witness at once, verifies each returned cosignature against that
+witness's key, and swaps the sequencer's published note for the same note with the
+cosignature lines appended, so GET /checkpoint serves the cosigned checkpoint.
+
+Invariants:
+- Witnessing never blocks or undoes sequencing: it runs beside it, on copies; a
+  witness that is down or refuses just means /checkpoint serves the checkpoint with
+  fewer (or no) cosignatures, and the attempt is retried with back-off.
+- The note is swapped only if it is still the published one (same size and root),
+  and only with lines that verified under the witness's key.
+- Per witness, the size it last cosigned is kept (table log_witnesses), so the next
+  request carries the right old size and a consistency proof from it; a 409 teaches
+  us the witness's size and the request is repeated once at once.
+Consistency proofs are computed from the log's own tiles on disk (only tiles of the
+published size are read, and those never change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import random
+
+import aiohttp
+
+from node.store import open_db
+from node.store import witness as store
+from node.witness.addcheckpoint import SIZE_CONTENT_TYPE, encode_request
+from protocol.checkpoint import Checkpoint
+from protocol.cosignature import CosignatureVerifier
+from protocol.errors import ProtocolError
+from protocol.merkle import consistency_proof
+from protocol.note import EM_DASH_PREFIX, add_signatures, parse_note
+from protocol.tiles import TileId, TileNodes
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_BYTES = 64 * 1024
+RETRY_FIRST = 1.0
+RETRY_MAX = 60.0
+
+
+class DiskTiles:
+    """Mapping-like view (`get(TileId)`) of the tiles the sequencer wrote."""
+
+    def __init__(self, sequencer):
+        self.sequencer = sequencer
+
+    def get(self, tile: TileId, default=None):
+        try:
+            with open(self.sequencer.tile_path(tile.path()), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return default
+
+
+class WitnessFailure(Exception):
+    def __init__(self, message: str, known_size: int | None = None):
+        super().__init__(message)
+        self.known_size = known_size
+
+
+async def post_add_checkpoint(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, bytes, str]:
+    """POST <url>/add-checkpoint; returns (status, body read up to a bound, content type)."""
+    async with session.post(url.rstrip("/") + "/add-checkpoint", data=body,
+                            headers={"Content-Type": "text/plain; charset=utf-8"}) as response:
+        data = await response.content.read(MAX_REPLY_BYTES + 1)
+        if len(data) > MAX_REPLY_BYTES:
+            raise WitnessFailure(f"witness reply is larger than {MAX_REPLY_BYTES} bytes")
+        return response.status, data, response.headers.get("Content-Type", "")
+
+
+def cosignature_lines(reply: bytes, checkpoint_text: str, witness: CosignatureVerifier) -> list[str]:
+    """The lines of a 200 reply that are valid cosignatures by `witness` (others ignored)."""
+    try:
+        text = reply.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WitnessFailure("witness reply is not UTF-8 text") from None
+    if not text.endswith("\n"):
+        raise WitnessFailure("witness reply does not end with a newline")
+    good = []
+    for line in text[:-1].split("\n"):
+        if not line.startswith(EM_DASH_PREFIX):
+            raise WitnessFailure("witness reply holds a line that is not a signature line")
+        try:
+            witness.verify_line(checkpoint_text, line)
+        except ProtocolError:
+            continue  # another key of the witness, or garbage: ignored (C2SP tlog-witness)
+        good.append(line)
+    if not good:
+        raise WitnessFailure("witness reply holds no valid cosignature from its configured key")
+    return good
+
+
+class WitnessSubmitter:
+    """One per serving node; started and stopped by node/web/witness_routes.py."""
+
+    def __init__(self, sequencer, db_path, *, timeout: float = 10.0, retry_max: float = RETRY_MAX):
+        self.sequencer = sequencer
+        self.db_path = db_path
+        self.timeout = timeout
+        self.retry_max = retry_max
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="witness-submit")
+        self._db = None
+        self._session: aiohttp.ClientSession | None = None
+        self._latest = None          # newest Published (plain note) not yet fully witnessed
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.rounds = 0              # completed rounds (tests wait on this)
+        self.last_cosignatures = 0   # cosignatures on the published checkpoint after the last round
+
+    async def _in_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def start(self) -> None:
+        self._db = await self._in_thread(lambda: open_db(self.db_path, check_same_thread=False))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self.sequencer.on_publish.append(self.notify)
+        if self.sequencer.published is not None:
+            self.notify(self.sequencer.published)
+        self._task = asyncio.create_task(self._run(), name="witness-submitter")
+
+    async def stop(self) -> None:
+        if self.notify in self.sequencer.on_publish:
+            self.sequencer.on_publish.remove(self.notify)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._session is not None:
+            await self._session.close()
+        if self._db is not None:
+            await self._in_thread(self._db.close)
+        self._executor.shutdown(wait=True)
+
+    def notify(self, published) -> None:
+        """The sequencer's on_publish hook: remember the newest checkpoint, wake up."""
+        self._latest = published
+        self._wake.set()
+
+    async def _run(self) -> None:
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=None if delay is None else delay)
+            except asyncio.TimeoutError:
+                pass  # retry time
+            self._wake.clear()
+            published = self._latest
+            if published is None:
+                delay = None
+                continue
+            try:
+                complete = await self.submit_round(published)
+            except Exception:
+                log.exception("witness submission: unexpected error (will retry)")
+                complete = False
+            self.rounds += 1
+            if complete:
+                delay = None  # sleep until the next publication
+            else:
+                delay = RETRY_FIRST if delay is None else min(self.retry_max, delay * 2)
+                delay *= random.uniform(0.8, 1.2)
+
+    async def submit_round(self, published) -> bool:
+        """Submit one checkpoint to every witness; attach what came back. True when
+        every witness has cosigned it (nothing to retry)."""
+        witnesses = await self._in_thread(store.list_log_witnesses, self._db)
+        if not witnesses:
+            self.last_cosignatures = 0
+            return True
+        checkpoint_text = parse_note(published.note).text
+        results = await asyncio.gather(*(self._submit_one(w, published, checkpoint_text) for w in witnesses))
+        lines = [line for result in results if result for line in result]
+        self.last_cosignatures = sum(1 for r in results if r)
+        current = self.sequencer.published
+        if lines and current is not None and current.size == published.size \
+                and current.root_hash == published.root_hash:
+            # The plain note of this size plus every cosignature for it (a line of a
+            # witness that cosigned again replaces its older line).
+            self.sequencer.published = dataclasses.replace(current, note=add_signatures(published.note, lines))
+        k = await self._in_thread(store.get_log_policy, self._db)
+        if k is not None and self.last_cosignatures < k:
+            log.warning("witness submission: checkpoint %d has %d cosignature(s), policy wants %d; retrying",
+                        published.size, self.last_cosignatures, k)
+        return all(results)
+
+    async def _submit_one(self, witness: store.LogWitness, published, checkpoint_text: str) -> list[str] | None:
+        try:
+            verifier = CosignatureVerifier.from_vkey(witness.vkey)
+        except ProtocolError as exc:
+            await self._in_thread(lambda: store.record_witness_result(self._db, witness.vkey, error=str(exc)))
+            return None
+        old = witness.last_size or 0
+        if witness.last_size == published.size and witness.last_line:
+            try:
+                verifier.verify_line(checkpoint_text, witness.last_line)
+                return [witness.last_line]  # already cosigned this very checkpoint
+            except ProtocolError:
+                pass
+        for attempt in range(2):
+            try:
+                lines = await self._post(witness, verifier, old, published, checkpoint_text)
+            except WitnessFailure as exc:
+                if exc.known_size is not None and attempt == 0 and exc.known_size <= published.size:
+                    old = exc.known_size  # learned the witness's size: ask again at once
+                    await self._in_thread(lambda: store.record_witness_result(
+                        self._db, witness.vkey, error=str(exc), known_size=exc.known_size))
+                    continue
+                log.warning("witness %s (%s): %s", witness.name or witness.vkey, witness.url, exc)
+                await self._in_thread(lambda: store.record_witness_result(
+                    self._db, witness.vkey, error=str(exc), known_size=exc.known_size))
+                return None
+            await self._in_thread(lambda: store.record_witness_result(
+                self._db, witness.vkey, size=published.size, line=lines[0]))
+            return lines
+        return None
+
+    async def _post(self, witness, verifier, old: int, published, checkpoint_text: str) -> list[str]:
+        if old > published.size:
+            raise WitnessFailure(f"the witness has cosigned size {old}, larger than our published "
+                                 f"{published.size}: this log was rolled back, or another log uses its origin")
+        proof = []
+        if 0 < old < published.size:
+            proof = await self._in_thread(self._proof, old, published.size)
+        body = encode_request(old, proof, published.note)
+        try:
+            status, reply, content_type = await post_add_checkpoint(self._session, witness.url, body)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise WitnessFailure(f"unreachable: {exc.__class__.__name__} {exc}".strip()) from None
+        if status == 200:
+            return cosignature_lines(reply, checkpoint_text, verifier)
+        if status == 409 and content_type.split(";")[0].strip() == SIZE_CONTENT_TYPE:
+            text = reply.decode("ascii", "replace")
+            if text.endswith("\n") and text[:-1].isdigit() and len(text) < 22:
+                raise WitnessFailure(f"witness holds size {int(text)}, we sent old size {old}",
+                                     known_size=int(text))
+        raise WitnessFailure(f"HTTP {status}: {reply[:300].decode('utf-8', 'replace').strip()}")
+
+    def _proof(self, old: int, size: int) -> list[bytes]:
+        nodes = TileNodes(size, DiskTiles(self.sequencer))
+        return consistency_proof(old, size, nodes.node_at)
+
+
+def checkpoint_of(note: bytes) -> Checkpoint:
+    return Checkpoint.parse(parse_note(note).text)
