@@ -38,36 +38,56 @@ function pixelsOf(bitmap) {
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const context = canvas.getContext('2d', { willReadFrequently: true });
   context.drawImage(bitmap, 0, 0);
-  return context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const pixels = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  canvas.width = canvas.height = 0; // let the canvas memory go now, not at the next collection
+  return pixels;
 }
 
-async function hashImage(file, maxSide, thumbSide, onProgress) {
+async function hashImage(file, maxSide, thumbSide, onProgress, resizeQuality = 'high') {
+  const timings = { start: performance.now() };
   let bitmap;
   try {
     bitmap = await createImageBitmap(file, DECODE);
+    timings.decoded = performance.now();
   } catch (error) {
     throw new HashError('unreadable_image', String(error));
   }
   const { width, height } = bitmap;
+  let source = bitmap;
+  let thumbnail = null;
   try {
     if (width < MIN_HASHABLE_SIDE || height < MIN_HASHABLE_SIDE) throw new HashError('too_small');
-    // PDQ blurs the picture down to 64x64 anyway: hashing a copy resized to a
-    // few hundred pixels gives (nearly) the same bits, much faster.
-    let source = bitmap;
+    const [thumbWidth, thumbHeight] = fitWithin(width, height, thumbSide);
+    thumbnail = await createImageBitmap(bitmap, { resizeWidth: thumbWidth, resizeHeight: thumbHeight, resizeQuality: 'medium' });
+    // Very large photos are resized first so that a phone does not run out of
+    // memory (about 16 bytes per pixel otherwise). The page's default limit
+    // leaves 12-megapixel photos untouched: see spec/parts/webapp.md.
     if (maxSide && Math.max(width, height) > maxSide) {
       const [resizeWidth, resizeHeight] = fitWithin(width, height, maxSide);
-      source = await createImageBitmap(bitmap, { ...DECODE, resizeWidth, resizeHeight, resizeQuality: 'high' });
+      source = await createImageBitmap(bitmap, { ...DECODE, resizeWidth, resizeHeight, resizeQuality });
+      bitmap.close();
     }
     onProgress(0.5);
-    const { hex, quality } = pdqFromRGBA(pixelsOf(source), source.width, source.height);
+    const pixels = pixelsOf(source);
     const hashedWidth = source.width;
     const hashedHeight = source.height;
-    if (source !== bitmap) source.close();
-    const [thumbWidth, thumbHeight] = fitWithin(width, height, thumbSide);
-    const thumbnail = await createImageBitmap(bitmap, { resizeWidth: thumbWidth, resizeHeight: thumbHeight, resizeQuality: 'medium' });
-    return { signal: 'pdq', fingerprint: hex, quality, width, height, hashedWidth, hashedHeight, thumbnail };
+    source.close();
+    timings.pixels = performance.now();
+    const { hex, quality } = pdqFromRGBA(pixels, hashedWidth, hashedHeight, { inPlace: true });
+    timings.hashed = performance.now();
+    // How long each stage took (ms), for the speed figures in spec/parts/webapp.md.
+    const stages = {
+      decode: timings.decoded - timings.start,
+      pixels: timings.pixels - timings.decoded,
+      pdq: timings.hashed - timings.pixels,
+    };
+    return { signal: 'pdq', fingerprint: hex, quality, width, height, hashedWidth, hashedHeight, thumbnail, stages };
+  } catch (error) {
+    if (thumbnail) thumbnail.close();
+    throw error;
   } finally {
     bitmap.close();
+    source.close();
   }
 }
 
@@ -81,13 +101,13 @@ async function hashVideo(file, onProgress) {
   return { signal: 'md5', fingerprint: md5.hex(), bytes: file.size };
 }
 
-async function handle({ id, file, kind, maxSide = 0, thumbSide = 144 }) {
+async function handle({ id, file, kind, maxSide = 0, thumbSide = 144, resizeQuality }) {
   const started = performance.now();
   try {
     let result;
     const onProgress = (progress) => self.postMessage({ id, progress });
     if (kind === 'image') {
-      result = await hashImage(file, maxSide, thumbSide, onProgress);
+      result = await hashImage(file, maxSide, thumbSide, onProgress, resizeQuality);
     } else if (kind === 'video') {
       result = await hashVideo(file, onProgress);
     } else {

@@ -5,8 +5,12 @@
  * or {"signal": "md5", "fingerprint": hex}).
  */
 
-/** Photos above this side are resized in the browser before PDQ (see spec/parts/webapp.md). */
-export const DEFAULT_MAX_SIDE = 512;
+/**
+ * Photos with a longer side above this are resized in the browser before PDQ,
+ * to bound memory on phones. 12-megapixel photos (4000 x 3000, 4032 x 3024)
+ * stay whole, so their fingerprint is pdqhash's to the bit (see spec/parts/webapp.md).
+ */
+export const DEFAULT_MAX_SIDE = 4096;
 /** Below this quality a PDQ fingerprint matches poorly (flagged, still sent). */
 export const LOW_QUALITY = 50;
 
@@ -48,11 +52,11 @@ export class Hasher {
    * Hash one file. Resolves to the worker's result; rejects with an Error whose
    * `code` is "unreadable_image", "too_small", "unsupported" or "failed".
    */
-  hash(file, { kind = kindOf(file), maxSide = DEFAULT_MAX_SIDE, thumbSide = 144, onProgress = () => {} } = {}) {
+  hash(file, { kind = kindOf(file), maxSide = DEFAULT_MAX_SIDE, resizeQuality = 'high', thumbSide = 144, onProgress = () => {} } = {}) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, onProgress });
-      this.worker.postMessage({ id, file, kind, maxSide, thumbSide });
+      this.worker.postMessage({ id, file, kind, maxSide, resizeQuality, thumbSide });
     });
   }
 

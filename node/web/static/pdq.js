@@ -50,87 +50,139 @@ export function jaroszWindow(oldSide, newSide) {
   return Math.floor((oldSide + 2 * newSide - 1) / (2 * newSide));
 }
 
-// One box pass along every row of `src` into `dst` (row-major, width x height).
+// One box pass along one row of `src` into `dst`, starting at offset `base`.
 // The window is centred: it reaches `half - 1` samples back and
-// `window - half` ahead, and shrinks at both edges.
+// `window - half` ahead, and shrinks at both edges. The running sum is a
+// float32, as in the reference, so every output is the reference's to the bit.
+function boxOneRow(src, dst, base, width, window) {
+  const half = (window + 2) >> 1;
+  let sum = 0;
+  let size = 0;
+  let right = base;
+  let left = base;
+  let out = base;
+  for (let i = 0; i < half - 1; i++) {
+    sum = fround(sum + src[right++]);
+    size++;
+  }
+  for (let i = 0; i < window - half + 1; i++) {
+    sum = fround(sum + src[right++]);
+    size++;
+    dst[out++] = sum / size;
+  }
+  for (let i = 0; i < width - window; i++) {
+    sum = fround(fround(sum + src[right++]) - src[left++]);
+    dst[out++] = sum / size;
+  }
+  for (let i = 0; i < half - 1; i++) {
+    sum = fround(sum - src[left++]);
+    size--;
+    dst[out++] = sum / size;
+  }
+}
+
+// The pass along every row. A running sum is a chain of dependent float32
+// operations, so four rows are walked side by side: four independent chains
+// keep the processor busy (about three times faster), with the same
+// operations per row as boxOneRow.
 function boxAlongRows(src, dst, width, height, window) {
-  const half = Math.floor((window + 2) / 2);
-  const warmup = half - 1;
-  const firstWrites = window - half + 1;
-  const fullWrites = width - window;
-  for (let row = 0, base = 0; row < height; row++, base += width) {
-    let sum = 0;
+  const half = (window + 2) >> 1;
+  const w1 = width;
+  const w2 = 2 * width;
+  const w3 = 3 * width;
+  let row = 0;
+  for (; row + 4 <= height; row += 4) {
+    const base = row * width;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
     let size = 0;
     let right = base;
     let left = base;
     let out = base;
-    for (let i = 0; i < warmup; i++) {
-      sum = fround(sum + src[right++]);
+    for (let i = 0; i < half - 1; i++, right++) {
+      s0 = fround(s0 + src[right]);
+      s1 = fround(s1 + src[right + w1]);
+      s2 = fround(s2 + src[right + w2]);
+      s3 = fround(s3 + src[right + w3]);
       size++;
     }
-    for (let i = 0; i < firstWrites; i++) {
-      sum = fround(sum + src[right++]);
+    for (let i = 0; i < window - half + 1; i++, right++, out++) {
+      s0 = fround(s0 + src[right]);
+      s1 = fround(s1 + src[right + w1]);
+      s2 = fround(s2 + src[right + w2]);
+      s3 = fround(s3 + src[right + w3]);
       size++;
-      dst[out++] = sum / size;
+      dst[out] = s0 / size;
+      dst[out + w1] = s1 / size;
+      dst[out + w2] = s2 / size;
+      dst[out + w3] = s3 / size;
     }
-    for (let i = 0; i < fullWrites; i++) {
-      sum = fround(sum + src[right++]);
-      sum = fround(sum - src[left++]);
-      dst[out++] = sum / size;
+    for (let i = 0; i < width - window; i++, right++, left++, out++) {
+      s0 = fround(fround(s0 + src[right]) - src[left]);
+      s1 = fround(fround(s1 + src[right + w1]) - src[left + w1]);
+      s2 = fround(fround(s2 + src[right + w2]) - src[left + w2]);
+      s3 = fround(fround(s3 + src[right + w3]) - src[left + w3]);
+      dst[out] = s0 / size;
+      dst[out + w1] = s1 / size;
+      dst[out + w2] = s2 / size;
+      dst[out + w3] = s3 / size;
     }
-    for (let i = 0; i < warmup; i++) {
-      sum = fround(sum - src[left++]);
+    for (let i = 0; i < half - 1; i++, left++, out++) {
+      s0 = fround(s0 - src[left]);
+      s1 = fround(s1 - src[left + w1]);
+      s2 = fround(s2 - src[left + w2]);
+      s3 = fround(s3 - src[left + w3]);
       size--;
-      dst[out++] = sum / size;
+      dst[out] = s0 / size;
+      dst[out + w1] = s1 / size;
+      dst[out + w2] = s2 / size;
+      dst[out + w3] = s3 / size;
     }
   }
+  for (; row < height; row++) boxOneRow(src, dst, row * width, width, window);
 }
 
 // The same pass along every column. Rather than striding down one column at a
 // time (slow: a cache miss per sample), it walks rows and keeps one running
-// sum per column; each column sees exactly the same sequence of operations as
-// in the reference, so the results are identical.
+// float32 sum per column; each column sees exactly the same sequence of
+// operations as in the reference, so the results are identical.
 function boxAlongColumns(src, dst, width, height, window, sums) {
-  const half = Math.floor((window + 2) / 2);
+  const half = (window + 2) >> 1;
   const warmup = half - 1;
   const firstWrites = window - half + 1;
   const fullWrites = height - window;
   sums.fill(0);
   let size = 0;
-  let right = 0; // row index of the next sample to add
-  let left = 0; // row index of the next sample to subtract
-  let out = 0; // row index of the next output
-  for (let i = 0; i < warmup; i++, right++) {
-    const r = right * width;
-    for (let c = 0; c < width; c++) sums[c] = sums[c] + src[r + c];
+  let right = 0; // offset of the row to add next
+  let left = 0; // offset of the row to subtract next
+  let out = 0; // offset of the next output row
+  for (let i = 0; i < warmup; i++, right += width) {
+    for (let c = 0; c < width; c++) sums[c] = sums[c] + src[right + c];
     size++;
   }
-  for (let i = 0; i < firstWrites; i++, right++, out++) {
-    const r = right * width;
-    const o = out * width;
+  for (let i = 0; i < firstWrites; i++, right += width, out += width) {
     size++;
     for (let c = 0; c < width; c++) {
-      sums[c] = sums[c] + src[r + c];
-      dst[o + c] = sums[c] / size; // read back the float32-rounded sum
+      const sum = fround(sums[c] + src[right + c]);
+      sums[c] = sum;
+      dst[out + c] = sum / size;
     }
   }
-  for (let i = 0; i < fullWrites; i++, right++, left++, out++) {
-    const r = right * width;
-    const l = left * width;
-    const o = out * width;
+  for (let i = 0; i < fullWrites; i++, right += width, left += width, out += width) {
     for (let c = 0; c < width; c++) {
-      sums[c] = sums[c] + src[r + c];
-      sums[c] = sums[c] - src[l + c];
-      dst[o + c] = sums[c] / size;
+      const sum = fround(fround(sums[c] + src[right + c]) - src[left + c]);
+      sums[c] = sum;
+      dst[out + c] = sum / size;
     }
   }
-  for (let i = 0; i < warmup; i++, left++, out++) {
-    const l = left * width;
-    const o = out * width;
+  for (let i = 0; i < warmup; i++, left += width, out += width) {
     size--;
     for (let c = 0; c < width; c++) {
-      sums[c] = sums[c] - src[l + c];
-      dst[o + c] = sums[c] / size;
+      const sum = fround(sums[c] - src[left + c]);
+      sums[c] = sum;
+      dst[out + c] = sum / size;
     }
   }
 }
@@ -228,9 +280,23 @@ export function pdqFromLuma(luma, width, height) {
   return { hex: hexFromWords(words), quality };
 }
 
-/** PDQ of RGBA pixels (ImageData.data layout). */
-export function pdqFromRGBA(rgba, width, height) {
-  return pdqFromLuma(lumaFromRGBA(rgba, width, height), width, height);
+/**
+ * PDQ of RGBA pixels (ImageData.data layout). With `inPlace`, the luminance
+ * overwrites the pixel buffer (4 bytes per pixel either way), which saves a
+ * quarter of the memory a large photo needs; the pixels are destroyed.
+ */
+export function pdqFromRGBA(rgba, width, height, { inPlace = false } = {}) {
+  let luma;
+  if (inPlace && rgba.byteOffset === 0 && rgba.buffer.byteLength === width * height * 4) {
+    luma = new Float32Array(rgba.buffer, 0, width * height);
+    // Pixel p's float lands on bytes 4p..4p+3, after they have been read.
+    for (let p = 0, q = 0; p < width * height; p++, q += 4) {
+      luma[p] = 0.299 * rgba[q] + 0.587 * rgba[q + 1] + 0.114 * rgba[q + 2];
+    }
+  } else {
+    luma = lumaFromRGBA(rgba, width, height);
+  }
+  return pdqFromLuma(luma, width, height);
 }
 
 /** Hamming distance between two 64-hex-digit PDQ hashes. */
