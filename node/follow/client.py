@@ -1,0 +1,137 @@
+"""Bounded HTTP reads from one followed log.
+
+A peer may be slow, broken or hostile, so every read here is bounded three ways:
+a total time limit per request (connect included), a maximum body size checked
+against Content-Length before reading and again while reading, and -- for tiles,
+whose size is known in advance -- an exact length. Nothing is followed blindly:
+redirects are refused (a signed read request must not be replayed to another host).
+
+Every request carries an RFC 9421 signature made with this node's request key when a
+`RequestSigner` is given (node/readaccess.py): restricted logs serve tiles and entry
+bundles only to registered readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from yarl import URL
+
+from protocol.tiles import MAX_ENTRY_SIZE, TILE_WIDTH
+
+#: Bounds. A checkpoint note is a few hundred bytes (with witness cosignatures a few KB).
+MAX_CHECKPOINT_BYTES = 64 * 1024
+MAX_NODE_JSON_BYTES = 64 * 1024
+DEFAULT_TIMEOUT = 10.0
+_CHUNK = 64 * 1024
+
+
+def max_bundle_bytes(width: int) -> int:
+    """The largest possible entry bundle of `width` entries (uint16 length + entry)."""
+    return width * (2 + MAX_ENTRY_SIZE)
+
+
+class FetchError(Exception):
+    """A read that failed for a reason on the network or HTTP level (timeout,
+    refused connection, non-200 status, body too large). `url` names what was read."""
+
+    def __init__(self, message: str, url: str = ""):
+        super().__init__(f"{message} ({url})" if url else message)
+        self.url = url
+
+
+class PeerClient:
+    """Reads one log's /checkpoint, /node.json, tiles and entry bundles.
+
+    `base_url` is the log's URL prefix (C2SP tlog-tiles: the paths are appended to it).
+    Use as `async with PeerClient(url) as client:` or call `close()`."""
+
+    def __init__(self, base_url: str, *, signer=None, timeout: float = DEFAULT_TIMEOUT,
+                 max_connections: int = 8, accept_gzip: bool = True):
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+        self.timeout = timeout
+        self._headers = {} if accept_gzip else {"Accept-Encoding": "identity"}
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60),
+            headers=self._headers,
+            raise_for_status=False,
+        )
+
+    async def __aenter__(self) -> PeerClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    def url_for(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def get(self, path: str, *, max_bytes: int, exact: int | None = None) -> bytes:
+        """The body of GET <base>/<path>, at most `max_bytes` long (exactly `exact`
+        bytes when given). Raises FetchError on anything else."""
+        url = self.url_for(path)
+        headers = {}
+        if self.signer is not None:
+            headers = self.signer.sign_headers("GET", URL(url))
+        try:
+            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
+                if response.status != 200:
+                    reason = await _short_text(response)
+                    raise FetchError(f"HTTP {response.status}{': ' + reason if reason else ''}", url)
+                declared = response.content_length
+                # A declared length is checked before a byte is read (identity encoding only:
+                # with gzip it is the compressed length).
+                if declared is not None and not response.headers.get("Content-Encoding"):
+                    if declared > max_bytes:
+                        raise FetchError(f"body of {declared} bytes is larger than the {max_bytes} allowed", url)
+                    if exact is not None and declared != exact:
+                        raise FetchError(f"body is {declared} bytes, expected exactly {exact}", url)
+                chunks, total = [], 0
+                while True:
+                    chunk = await response.content.read(_CHUNK)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise FetchError(f"body is larger than the {max_bytes} bytes allowed; stopped reading", url)
+                    chunks.append(chunk)
+        except FetchError:
+            raise
+        except asyncio.TimeoutError:
+            raise FetchError(f"no complete answer within {self.timeout:g} s", url) from None
+        except aiohttp.ClientError as exc:
+            raise FetchError(f"{type(exc).__name__}: {exc}", url) from None
+        body = b"".join(chunks)
+        if exact is not None and len(body) != exact:
+            raise FetchError(f"body is {len(body)} bytes, expected exactly {exact}", url)
+        return body
+
+    async def checkpoint(self) -> bytes:
+        return await self.get("checkpoint", max_bytes=MAX_CHECKPOINT_BYTES)
+
+    async def node_json(self) -> bytes:
+        return await self.get("node.json", max_bytes=MAX_NODE_JSON_BYTES)
+
+    async def tile(self, tile) -> bytes:
+        """A hash tile (protocol.tiles.TileId): exactly 32 bytes per hash."""
+        return await self.get(tile.path(), max_bytes=32 * TILE_WIDTH, exact=32 * tile.width)
+
+    async def bundle(self, bundle) -> bytes:
+        """An entry bundle (protocol.tiles.BundleId), bounded by its width."""
+        return await self.get(bundle.path(), max_bytes=max_bundle_bytes(bundle.width))
+
+
+async def _short_text(response: aiohttp.ClientResponse) -> str:
+    """The start of an error body, for the error message (never more than 200 bytes read)."""
+    try:
+        data = await asyncio.wait_for(response.content.read(200), 1.0)
+    except (asyncio.TimeoutError, aiohttp.ClientError):
+        return ""
+    text = data.decode("utf-8", "replace").strip().splitlines()
+    return text[0][:160] if text else ""

@@ -1,0 +1,58 @@
+"""What the follower tells the rest of the node (the matcher) as it applies entries.
+
+The order is the promise (issue 7: a withdrawal stops matching before the follower
+reports the batch applied):
+
+  on_withdrawn(origin, indices)  called BEFORE the round's transaction commits. If it
+                                 raises, the round is rolled back and retried later:
+                                 a failure errs on the side of not matching.
+  on_added(origin, rows)         called AFTER the commit, with the round's new active
+                                 fingerprints (a lazy iterable read from the database
+                                 in chunks; iterate it at most once, inside the call).
+  on_removed(origin)             the log is no longer followed: forget all its entries.
+
+All three run in the follower's worker thread, never on the event loop. A listener
+must ignore indices it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from node.store.follow import FingerprintRow
+
+
+class FollowListener:
+    """The no-op listener; subclass and override what you need."""
+
+    def on_withdrawn(self, origin: str, indices: Sequence[int]) -> None:
+        pass
+
+    def on_added(self, origin: str, rows: Iterable[FingerprintRow]) -> None:
+        pass
+
+    def on_removed(self, origin: str) -> None:
+        pass
+
+
+class Listeners(FollowListener):
+    """Several listeners called in turn (the first that raises stops the others)."""
+
+    def __init__(self, listeners: Iterable[FollowListener] = ()):
+        self.listeners = list(listeners)
+
+    def on_withdrawn(self, origin: str, indices: Sequence[int]) -> None:
+        for listener in self.listeners:
+            listener.on_withdrawn(origin, indices)
+
+    def on_added(self, origin: str, rows: Iterable[FingerprintRow]) -> None:
+        if len(self.listeners) == 1:
+            self.listeners[0].on_added(origin, rows)
+            return
+        rows = list(rows)  # each listener gets its own pass
+        for listener in self.listeners:
+            listener.on_added(origin, rows)
+
+    def on_removed(self, origin: str) -> None:
+        for listener in self.listeners:
+            listener.on_removed(origin)

@@ -1,0 +1,366 @@
+"""One round of following a log: fetch, verify everything, apply in one transaction.
+
+This module is where the follower decides what to believe; all verification lives in
+`Follower._round`, `_verify_chunk` and `_consistent`, in this order:
+
+  1. CHECKPOINT  fetch /checkpoint; it must verify under the pinned key, be for the
+                 followed origin (protocol.checkpoint.open_checkpoint).
+  2. COMPARE     with the last verified checkpoint (size m, root r_m):
+                   same size, same root  -> in sync, nothing to do;
+                   same size, other root -> FORK;
+                   smaller, and it is a checkpoint we verified before -> stale copy
+                       (a cache), an error but not a fork;
+                   smaller otherwise     -> FORK (a log never shrinks);
+                   larger                -> 3.
+  3. TILES       fetch every tile the tree of size n has that the tree of size m lacks
+                 or has narrower, plus the partial tiles of n (its right edge); check
+                 them against the signed root r_n (protocol.tiles.verify_tiles), chunk
+                 by chunk, each chunk with the ancestors it hangs from.
+  4. CONSISTENCY compute the root of the first m leaves from the (now authentic) tiles
+                 of n; it must be r_m, else the log rewrote history: FORK.
+  5. LEAVES      fetch the entry bundles [m, n); each must decode strictly and its
+                 entries' leaf hashes (SHA-256(0x00 || entry)) must be exactly the
+                 hashes of the level-0 tile of the same index; every entry >= m must
+                 decode (protocol.entries.decode_entry), else the peer broke the
+                 protocol and nothing of the round is applied.
+  6. APPLY       in ONE write transaction: the entries (node/follow/apply.py), the new
+                 checkpoint as the verified state; the listener's on_withdrawn runs
+                 before COMMIT, on_added after.
+
+Invariants: the verified state (size, root, note) changes only in step 6, and only to
+a checkpoint that passed 1-5; nothing verified is ever rolled back; a fork is stored
+as evidence (both notes) and stops the log for good. Any other failure leaves the
+state as it was and records the reason, and the next round starts again from 1.
+
+The follower keeps no tree state but (m, r_m): tiles are immutable, so whatever a
+round needs from the old tree it reads from the tiles of the new one and checks.
+Verification and database work run in a worker thread (`DatabaseWorker`); while it
+checks one chunk the event loop already fetches the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from node.follow.apply import Applied, apply_staged, stage_entries
+from node.follow.client import FetchError, PeerClient
+from node.follow.listener import FollowListener
+from node.store import follow as store
+from protocol.checkpoint import open_checkpoint
+from protocol.errors import EntryError, ProtocolError, TileError
+from protocol.merkle import EMPTY_ROOT, leaf_hash
+from protocol.note import Verifier
+from protocol.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    BundleId,
+    TileId,
+    TileNodes,
+    decode_bundle,
+    new_bundles,
+    new_tiles,
+    tile_for_size,
+    tile_hashes,
+    verify_tiles,
+)
+
+log = logging.getLogger(__name__)
+
+#: Entry bundles verified and staged per step (256 entries each): bounds memory.
+DEFAULT_CHUNK_BUNDLES = 128
+#: Requests in flight per followed log.
+DEFAULT_CONCURRENCY = 8
+
+
+class SyncError(Exception):
+    """A round failed; the verified state is unchanged. The message says why."""
+
+
+class PeerMisbehaved(SyncError):
+    """The peer served data that does not verify or does not follow the protocol."""
+
+
+class ForkDetected(SyncError):
+    """Two validly signed checkpoints of one log that cannot both be true."""
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    origin: str
+    outcome: str            # "in-sync" | "applied" | "forked" (log already stopped)
+    old_size: int
+    new_size: int
+    applied: Applied | None = None
+    seconds: float = 0.0
+
+
+class DatabaseWorker:
+    """One thread owning one database connection; all follower database work and
+    verification runs here, one call at a time, off the event loop."""
+
+    def __init__(self, db_path: Path | str):
+        self.db_path = db_path
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="follow-db")
+        self._db = None
+
+    def _database(self):
+        if self._db is None:
+            from node.store import open_db
+
+            self._db = open_db(self.db_path, check_same_thread=False)
+        return self._db
+
+    async def call(self, fn: Callable, *args, **kwargs):
+        """fn(db, *args, **kwargs) in the worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(self._database(), *args, **kwargs))
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
+class _Round:
+    """What one growing round knows while it verifies (worker-thread side)."""
+    origin: str
+    old_size: int
+    old_root: bytes | None
+    size: int
+    root: bytes
+    edge: dict[TileId, bytes]            # partial tiles of n, every level
+    upper: dict[tuple[int, int], TileId]  # (level, index) -> fetched tile, levels >= 1
+    upper_data: dict[TileId, bytes]
+
+
+class Follower:
+    """Follows one log. `sync_once()` runs one round (see the module docstring)."""
+
+    def __init__(self, origin: str, client: PeerClient, worker: DatabaseWorker, *,
+                 listener: FollowListener | None = None, own_origin: str | None = None,
+                 chunk_bundles: int = DEFAULT_CHUNK_BUNDLES, concurrency: int = DEFAULT_CONCURRENCY):
+        self.origin = origin
+        self.client = client
+        self.worker = worker
+        self.listener = listener or FollowListener()
+        self.own_origin = own_origin
+        self.chunk_bundles = chunk_bundles
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def sync_once(self) -> RoundResult:
+        """One round. Raises SyncError (PeerMisbehaved, ForkDetected) after recording it."""
+        started = time.monotonic()
+        state = await self.worker.call(store.get_log, self.origin)
+        if state is None:
+            raise SyncError(f"log {self.origin!r} is not followed")
+        if state.forked:
+            return RoundResult(self.origin, "forked", state.size, state.size)
+        try:
+            result = await self._round(state)
+        except ForkDetected as exc:
+            log.critical("FORK in log %s: %s. Nothing more is applied from it; evidence is kept "
+                         "(ncii-node status --dir DIR).", self.origin, exc)
+            raise
+        except SyncError as exc:
+            log.warning("follow %s: %s", self.origin, exc)
+            await self.worker.call(store.record_error, self.origin, str(exc))
+            raise
+        return RoundResult(result.origin, result.outcome, result.old_size, result.new_size, result.applied,
+                           time.monotonic() - started)
+
+    # ------------------------------------------------------------------ steps 1-2
+    async def _round(self, state: store.FollowedLog) -> RoundResult:
+        note = await self._fetch(self.client.checkpoint())
+        try:
+            cp, _ = open_checkpoint(note, [Verifier.from_vkey(state.vkey)], origin=self.origin)
+        except ProtocolError as exc:
+            raise PeerMisbehaved(f"checkpoint rejected: {exc}") from None
+        if cp.size == 0 and cp.root_hash != EMPTY_ROOT:
+            raise PeerMisbehaved("checkpoint of size 0 whose root is not the empty tree's")
+        m = state.size
+        if cp.size == m:
+            if m == 0 or cp.root_hash == state.root_hash:
+                await self.worker.call(store.record_in_sync, self.origin, m)
+                return RoundResult(self.origin, "in-sync", m, m)
+            await self._fork(f"two checkpoints of size {m} with different roots", m, state.checkpoint_note, cp.size, note)
+        if cp.size < m:
+            earlier = await self.worker.call(store.checkpoint_at, self.origin, cp.size)
+            if earlier is not None and earlier[0] == cp.root_hash:
+                raise SyncError(f"the log served its older checkpoint of size {cp.size} (verified before; "
+                                f"we hold size {m}): a stale copy, perhaps a cache; waiting for a newer one")
+            if earlier is not None:
+                await self._fork(f"two checkpoints of size {cp.size} with different roots", cp.size, earlier[1],
+                                 cp.size, note)
+            await self._fork(f"the log shrank from the verified size {m} to {cp.size}", m, state.checkpoint_note,
+                             cp.size, note)
+        return await self._catch_up(state, cp, note)
+
+    async def _fork(self, reason: str, earlier_size: int, earlier_note: bytes | None, later_size: int,
+                    later_note: bytes) -> None:
+        await self.worker.call(store.record_fork, self.origin, reason, earlier_size, earlier_note or b"",
+                               later_size, later_note)
+        raise ForkDetected(reason)
+
+    async def _fetch(self, coro):
+        try:
+            async with self._limit:
+                return await coro
+        except FetchError as exc:
+            raise SyncError(f"cannot read the log: {exc}") from None
+
+    async def _fetch_all(self, coros: list) -> list[bytes]:
+        tasks = [asyncio.ensure_future(self._fetch(c)) for c in coros]
+        try:
+            return await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    # ------------------------------------------------------------------ steps 3-6
+    async def _catch_up(self, state: store.FollowedLog, cp, note: bytes) -> RoundResult:
+        m, n = state.size, cp.size
+        tiles = new_tiles(m, n)
+        edge_ids = _partial_tiles(n)
+        fetch_first = [t for t in dict.fromkeys(t for t in tiles + edge_ids if t.level > 0 or not t.is_full)]
+        first_data = await self._fetch_all([self.client.tile(t) for t in fetch_first])
+        fetched = dict(zip(fetch_first, first_data))
+        rnd = _Round(self.origin, m, state.root_hash, n, cp.root_hash,
+                     edge={t: fetched[t] for t in edge_ids},
+                     upper={(t.level, t.index): t for t in fetched if t.level > 0},
+                     upper_data={t: d for t, d in fetched.items() if t.level > 0})
+        level0 = {t.index: t for t in tiles if t.level == 0}
+        bundles = new_bundles(m, n)
+        chunks = [bundles[i:i + self.chunk_bundles] for i in range(0, len(bundles), self.chunk_bundles)]
+
+        async def fetch_chunk(chunk: list[BundleId]):
+            wanted = [level0[b.index] for b in chunk if level0[b.index] not in rnd.edge]
+            data = await self._fetch_all([self.client.tile(t) for t in wanted]
+                                         + [self.client.bundle(b) for b in chunk])
+            return dict(zip(wanted, data)), data[len(wanted):]
+
+        await self.worker.call(store.reset_staging)
+        pending = asyncio.ensure_future(fetch_chunk(chunks[0]))
+        try:
+            for k, chunk in enumerate(chunks):
+                level0_data, bundle_data = await pending
+                if k + 1 < len(chunks):
+                    pending = asyncio.ensure_future(fetch_chunk(chunks[k + 1]))
+                await self.worker.call(_verify_chunk, rnd, chunk, level0_data, bundle_data, k == 0)
+        except ForkDetected as exc:
+            await self._fork(str(exc), m, state.checkpoint_note, n, note)
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+        applied = await self.worker.call(_commit, rnd, state.vkey, note, self.own_origin, self.listener)
+        log.info("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn)",
+                 self.origin, n, n - m, applied.added, len(applied.withdrawn))
+        return RoundResult(self.origin, "applied", m, n, applied)
+
+
+def _partial_tiles(size: int) -> list[TileId]:
+    """The right edge of a tree: its partial tile at every level that has one."""
+    out = []
+    level = 0
+    while size >> (TILE_HEIGHT * level):
+        tile = tile_for_size(level, (size >> (TILE_HEIGHT * (level + 1))), size)
+        if tile is not None and not tile.is_full:
+            out.append(tile)
+        level += 1
+    return out
+
+
+# ---------------------------------------------------------------------- worker thread
+
+def _verify_chunk(db, rnd: _Round, chunk: list[BundleId], level0_data: dict[TileId, bytes],
+                  bundle_data: list[bytes], first: bool) -> None:
+    """Steps 3-5 for one chunk of entry bundles; stages the entries (no lock taken)."""
+    tiles: dict[TileId, bytes] = dict(rnd.edge)
+    tiles.update(level0_data)
+    # Each level-0 tile is checked against its parent, which is checked against its
+    # own parent, ... up to the partial tiles that give the signed root.
+    for tile in level0_data:
+        index, level = tile.index, 0
+        while rnd.size >> (TILE_HEIGHT * (level + 1)):
+            index >>= TILE_HEIGHT
+            level += 1
+            upper = rnd.upper.get((level, index))
+            if upper is not None:
+                tiles[upper] = rnd.upper_data[upper]
+    try:
+        verify_tiles(rnd.size, rnd.root, tiles)
+    except TileError as exc:
+        raise PeerMisbehaved(f"tiles do not match the signed checkpoint of size {rnd.size}: {exc}") from None
+    if first and rnd.old_size > 0:
+        _consistent(rnd, tiles)
+    for bundle, data in zip(chunk, bundle_data):
+        try:
+            entries = decode_bundle(data, bundle.width)
+        except TileError as exc:
+            raise PeerMisbehaved(f"entry bundle {bundle.path()} is malformed: {exc}") from None
+        hashes = tile_hashes(tiles[TileId(0, bundle.index, bundle.width)], bundle.width)
+        leaves = [leaf_hash(e) for e in entries]
+        if leaves != hashes:
+            bad = next(i for i, (a, b) in enumerate(zip(leaves, hashes)) if a != b)
+            raise PeerMisbehaved(f"entry bundle {bundle.path()}: entry {bundle.first_entry + bad} does not "
+                                 "hash to its leaf hash in the level-0 tile")
+        skip = max(0, rnd.old_size - bundle.first_entry)  # entries verified in an earlier round
+        try:
+            stage_entries(db, bundle.first_entry + skip, entries[skip:], leaves[skip:])
+        except EntryError as exc:
+            raise PeerMisbehaved(f"protocol violation: {exc}") from None
+
+
+def _consistent(rnd: _Round, tiles: dict[TileId, bytes]) -> None:
+    """Step 4: the authentic tree of size n must begin with the tree we verified."""
+    try:
+        old_root = TileNodes(rnd.size, tiles).range_hash(0, rnd.old_size)
+    except TileError as exc:  # a tile we should have fetched: our bug, not the peer's
+        raise SyncError(f"internal error checking consistency: {exc}") from None
+    if old_root != rnd.old_root:
+        raise ForkDetected(f"the checkpoint of size {rnd.size} does not extend the verified checkpoint of "
+                           f"size {rnd.old_size} (its first {rnd.old_size} entries have another root)")
+
+
+def _commit(db, rnd: _Round, vkey: str, note: bytes, own_origin: str | None,
+            listener: FollowListener) -> Applied:
+    """Step 6: one write transaction; on_withdrawn before COMMIT, on_added after."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        state = store.get_log(db, rnd.origin)
+        if state is None or state.forked or state.size != rnd.old_size:
+            raise SyncError("the log was removed, forked or advanced while this round ran; starting over")
+        applied = apply_staged(db, rnd.origin, vkey, own_origin)
+        store.store_checkpoint(db, rnd.origin, rnd.size, rnd.root, note, time.time())
+        if applied.withdrawn:
+            try:
+                listener.on_withdrawn(rnd.origin, applied.withdrawn)
+            except Exception as exc:
+                raise SyncError(f"the matcher could not drop withdrawn entries ({exc}); round not applied") from exc
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    store.reset_staging(db)
+    try:
+        listener.on_added(rnd.origin, store.iter_fingerprints(db, rnd.origin, rnd.old_size, rnd.size,
+                                                               active_only=True))
+    except Exception:
+        log.exception("follow %s: listener failed on entries %d..%d (they are stored)", rnd.origin,
+                      rnd.old_size, rnd.size - 1)
+    return applied

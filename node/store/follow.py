@@ -1,0 +1,456 @@
+"""Tables of the logs this node follows: what it verified, and what it learnt from them.
+
+- `followed_logs`: one row per followed log: its URL, the pinned verifier key (the only
+  key whose checkpoints are accepted; replaced only by a key rotation signed with it),
+  the verified state (size, root, the signed note of the last verified checkpoint), the
+  fork flag, the peer's announced metadata, and the follower's health (last error,
+  consecutive failures, when it last confirmed it held the peer's latest checkpoint).
+- `followed_checkpoints(origin, size)`: every checkpoint verified, with the signed note
+  bytes exactly as fetched. Sizes only grow; a row is never updated or deleted while
+  the log is followed (nothing verified is ever rolled back).
+- `follow_forks`: evidence of forks: two validly signed checkpoints of one log that
+  cannot both be true, both notes kept byte for byte.
+- `fingerprints(origin, idx)`: the submissions of followed logs, the matcher's source.
+  `withdrawn`/`withdrawn_by` are set by a withdrawal of the same log; `suppressed` by
+  the local operator (a known false match). Rows are inserted idempotently, keyed on
+  (origin, idx), so re-applying a batch changes nothing.
+- `follow_feedback(from_origin, from_idx)`: platform verdicts, attached to the entry
+  (origin, idx) they name; `entry_matches` says whether the quoted leaf hash is the
+  one this node knows for that entry (1), is not (0), or is unknown here (NULL).
+- `follow_key_rotations`: every key rotation announced by a followed log, honoured or not.
+
+Invariant: only node/follow (through this module) writes these tables, except
+`fingerprints.suppressed` (the matcher, through `set_suppressed`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import sqlite_utils
+
+AREA = "follow"
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE followed_logs (
+        origin TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        vkey TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        tofu INTEGER NOT NULL DEFAULT 0,
+        added_at REAL NOT NULL,
+        interval REAL NOT NULL DEFAULT 1.0,
+        size INTEGER NOT NULL DEFAULT 0,
+        root_hash BLOB,
+        checkpoint_note BLOB,
+        verified_at REAL,
+        in_sync_at REAL,
+        remote_size INTEGER,
+        forked INTEGER NOT NULL DEFAULT 0,
+        fork_reason TEXT,
+        last_error TEXT,
+        last_error_at REAL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        display_name TEXT,
+        contact_url TEXT,
+        policy_url TEXT,
+        announced_at INTEGER
+    )""")
+    db.execute("""CREATE TABLE followed_checkpoints (
+        origin TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        root_hash BLOB NOT NULL,
+        note BLOB NOT NULL,
+        verified_at REAL NOT NULL,
+        PRIMARY KEY (origin, size)
+    ) WITHOUT ROWID""")
+    db.execute("""CREATE TABLE follow_forks (
+        id INTEGER PRIMARY KEY,
+        origin TEXT NOT NULL,
+        detected_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        earlier_size INTEGER NOT NULL,
+        earlier_note BLOB NOT NULL,
+        later_size INTEGER NOT NULL,
+        later_note BLOB NOT NULL
+    )""")
+    db.execute("""CREATE TABLE fingerprints (
+        origin TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        signal TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        quality INTEGER,
+        labels TEXT NOT NULL DEFAULT '',
+        day INTEGER NOT NULL DEFAULT 0,
+        leaf_hash BLOB NOT NULL,
+        withdrawn INTEGER NOT NULL DEFAULT 0,
+        withdrawn_by INTEGER,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (origin, idx)
+    ) WITHOUT ROWID""")
+    db.execute("""CREATE TABLE follow_feedback (
+        from_origin TEXT NOT NULL,
+        from_idx INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        verdict TEXT NOT NULL,
+        entry_matches INTEGER,
+        PRIMARY KEY (from_origin, from_idx)
+    ) WITHOUT ROWID""")
+    db.execute("CREATE INDEX follow_feedback_entry ON follow_feedback(origin, idx)")
+    db.execute("""CREATE TABLE follow_key_rotations (
+        origin TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        old_vkey TEXT NOT NULL,
+        new_vkey TEXT NOT NULL,
+        honoured INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (origin, idx)
+    ) WITHOUT ROWID""")
+
+
+MIGRATIONS = [_v1]
+
+
+# -- followed logs ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FollowedLog:
+    origin: str
+    url: str
+    vkey: str
+    name: str
+    tofu: bool
+    added_at: float
+    interval: float
+    size: int
+    root_hash: bytes | None
+    checkpoint_note: bytes | None
+    verified_at: float | None
+    in_sync_at: float | None
+    remote_size: int | None
+    forked: bool
+    fork_reason: str | None
+    last_error: str | None
+    last_error_at: float | None
+    failures: int
+    display_name: str | None
+    contact_url: str | None
+    policy_url: str | None
+    announced_at: int | None
+
+
+_LOG_COLUMNS = ", ".join(FollowedLog.__dataclass_fields__)
+
+
+def _log_row(row) -> FollowedLog:
+    values = dict(zip(FollowedLog.__dataclass_fields__, row))
+    values["tofu"] = bool(values["tofu"])
+    values["forked"] = bool(values["forked"])
+    return FollowedLog(**values)
+
+
+def add_log(db: sqlite_utils.Database, origin: str, url: str, vkey: str, name: str = "",
+            tofu: bool = False, interval: float = 1.0) -> None:
+    """Start following a log. Raises ValueError if it is already followed."""
+    with db.atomic():
+        if db.execute("SELECT 1 FROM followed_logs WHERE origin = ?", (origin,)).fetchone():
+            raise ValueError(f"log {origin!r} is already followed; `ncii-node follow remove` it first")
+        db.execute("INSERT INTO followed_logs (origin, url, vkey, name, tofu, added_at, interval) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (origin, url, vkey, name, int(tofu), time.time(), interval))
+
+
+def remove_log(db: sqlite_utils.Database, origin_or_name: str) -> str | None:
+    """Stop following a log (by origin, else by local name) and forget what it taught
+    us: its fingerprints, feedback and checkpoints -- without its withdrawals we could
+    no longer keep them correct. Fork evidence is kept. Returns the origin removed."""
+    with db.atomic():
+        row = db.execute("SELECT origin FROM followed_logs WHERE origin = ?", (origin_or_name,)).fetchone()
+        if row is None:
+            rows = db.execute("SELECT origin FROM followed_logs WHERE name = ? AND name != ''",
+                              (origin_or_name,)).fetchall()
+            if len(rows) != 1:
+                return None
+            row = rows[0]
+        origin = row[0]
+        for table, column in (("fingerprints", "origin"), ("follow_feedback", "from_origin"),
+                              ("followed_checkpoints", "origin"), ("follow_key_rotations", "origin"),
+                              ("followed_logs", "origin")):
+            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (origin,))
+        return origin
+
+
+def get_log(db: sqlite_utils.Database, origin: str) -> FollowedLog | None:
+    row = db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE origin = ?", (origin,)).fetchone()
+    return _log_row(row) if row else None
+
+
+def list_logs(db: sqlite_utils.Database) -> list[FollowedLog]:
+    return [_log_row(r) for r in db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs ORDER BY origin")]
+
+
+def record_error(db: sqlite_utils.Database, origin: str, message: str, now: float | None = None) -> None:
+    """Remember why the last round failed; the verified state is not touched."""
+    with db.atomic():
+        db.execute("UPDATE followed_logs SET last_error = ?, last_error_at = ?, failures = failures + 1 "
+                   "WHERE origin = ?", (message, time.time() if now is None else now, origin))
+
+
+def record_in_sync(db: sqlite_utils.Database, origin: str, remote_size: int, now: float | None = None) -> None:
+    """A round ended holding the peer's latest checkpoint (nothing new, or all applied)."""
+    with db.atomic():
+        db.execute("UPDATE followed_logs SET in_sync_at = ?, remote_size = ?, failures = 0 WHERE origin = ?",
+                   (time.time() if now is None else now, remote_size, origin))
+
+
+def record_fork(db: sqlite_utils.Database, origin: str, reason: str, earlier_size: int, earlier_note: bytes,
+                later_size: int, later_note: bytes, now: float | None = None) -> None:
+    """Keep both checkpoints as evidence and stop the log (never rolls anything back)."""
+    now = time.time() if now is None else now
+    with db.atomic():
+        db.execute("INSERT INTO follow_forks (origin, detected_at, reason, earlier_size, earlier_note, "
+                   "later_size, later_note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (origin, now, reason, earlier_size, earlier_note, later_size, later_note))
+        db.execute("UPDATE followed_logs SET forked = 1, fork_reason = ?, last_error = ?, last_error_at = ? "
+                   "WHERE origin = ?", (reason, f"FORK: {reason}", now, origin))
+
+
+@dataclass(frozen=True)
+class ForkEvidence:
+    id: int
+    origin: str
+    detected_at: float
+    reason: str
+    earlier_size: int
+    earlier_note: bytes
+    later_size: int
+    later_note: bytes
+
+
+def list_forks(db: sqlite_utils.Database, origin: str | None = None) -> list[ForkEvidence]:
+    sql = ("SELECT id, origin, detected_at, reason, earlier_size, earlier_note, later_size, later_note "
+           "FROM follow_forks")
+    args: tuple = ()
+    if origin is not None:
+        sql += " WHERE origin = ?"
+        args = (origin,)
+    return [ForkEvidence(*r) for r in db.execute(sql + " ORDER BY id", args)]
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+def checkpoint_at(db: sqlite_utils.Database, origin: str, size: int) -> tuple[bytes, bytes] | None:
+    """(root_hash, note) of the verified checkpoint of that size, if we hold one."""
+    row = db.execute("SELECT root_hash, note FROM followed_checkpoints WHERE origin = ? AND size = ?",
+                     (origin, size)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def store_checkpoint(db: sqlite_utils.Database, origin: str, size: int, root_hash: bytes, note: bytes,
+                     now: float) -> None:
+    """Inside the caller's transaction: the new verified state of the log."""
+    db.execute("INSERT OR IGNORE INTO followed_checkpoints (origin, size, root_hash, note, verified_at) "
+               "VALUES (?, ?, ?, ?, ?)", (origin, size, root_hash, note, now))
+    db.execute("UPDATE followed_logs SET size = ?, root_hash = ?, checkpoint_note = ?, verified_at = ?, "
+               "in_sync_at = ?, remote_size = ?, failures = 0 WHERE origin = ?",
+               (size, root_hash, note, now, now, size, origin))
+
+
+# -- fingerprints ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FingerprintRow:
+    origin: str
+    index: int
+    signal: str
+    fingerprint: bytes
+    quality: int | None
+    labels: tuple[str, ...]
+    day: int
+    leaf_hash: bytes
+    withdrawn: bool = False
+    suppressed: bool = False
+
+
+_FP_COLUMNS = "origin, idx, signal, fingerprint, quality, labels, day, leaf_hash, withdrawn, suppressed"
+
+
+def _fp_row(r) -> FingerprintRow:
+    return FingerprintRow(r[0], r[1], r[2], r[3], r[4], tuple(r[5].split(",")) if r[5] else (), r[6], r[7],
+                          bool(r[8]), bool(r[9]))
+
+
+INSERT_FINGERPRINT = ("INSERT OR IGNORE INTO fingerprints (origin, idx, signal, fingerprint, quality, labels, "
+                      "day, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def iter_fingerprints(db: sqlite_utils.Database, origin: str | None = None, start: int = 0,
+                      end: int | None = None, *, active_only: bool = False,
+                      chunk: int = 50_000) -> Iterator[FingerprintRow]:
+    """Fingerprints in (origin, index) order, read in chunks so memory stays flat.
+    `active_only`: neither withdrawn nor suppressed (what a matcher indexes)."""
+    where, args = [], []
+    if origin is not None:
+        where.append("origin = ?")
+        args.append(origin)
+    if active_only:
+        where.append("withdrawn = 0 AND suppressed = 0")
+    last = (None, start - 1)
+    while True:
+        clause = list(where)
+        cargs = list(args)
+        clause.append("idx >= ?")
+        cargs.append(start)
+        if last[0] is not None:
+            clause.append("(origin, idx) > (?, ?)")
+            cargs.extend(last)
+        if end is not None:
+            clause.append("idx < ?")
+            cargs.append(end)
+        rows = db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE {' AND '.join(clause)} "
+                          f"ORDER BY origin, idx LIMIT {int(chunk)}", cargs).fetchall()
+        if not rows:
+            return
+        for r in rows:
+            yield _fp_row(r)
+        last = (rows[-1][0], rows[-1][1])
+
+
+def get_fingerprint(db: sqlite_utils.Database, origin: str, index: int) -> FingerprintRow | None:
+    row = db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE origin = ? AND idx = ?",
+                     (origin, index)).fetchone()
+    return _fp_row(row) if row else None
+
+
+def set_suppressed(db: sqlite_utils.Database, origin: str, index: int, suppressed: bool = True) -> bool:
+    """Mark an entry as a known false match on this node (or undo it). False if unknown."""
+    with db.atomic():
+        return db.execute("UPDATE fingerprints SET suppressed = ? WHERE origin = ? AND idx = ?",
+                          (int(suppressed), origin, index)).rowcount > 0
+
+
+def fingerprint_counts(db: sqlite_utils.Database) -> dict[str, dict[str, int]]:
+    """Per origin: active, withdrawn and suppressed fingerprints."""
+    out: dict[str, dict[str, int]] = {}
+    for origin, withdrawn, suppressed, n in db.execute(
+            "SELECT origin, withdrawn, suppressed, COUNT(*) FROM fingerprints GROUP BY origin, withdrawn, suppressed"):
+        counts = out.setdefault(origin, {"active": 0, "withdrawn": 0, "suppressed": 0})
+        if withdrawn:
+            counts["withdrawn"] += n
+        elif suppressed:
+            counts["suppressed"] += n
+        else:
+            counts["active"] += n
+    return out
+
+
+# -- feedback ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    from_origin: str
+    from_index: int
+    origin: str
+    index: int
+    leaf_hash: bytes
+    verdict: str
+    entry_matches: bool | None
+
+
+def feedback_for(db: sqlite_utils.Database, origin: str, index: int) -> list[FeedbackRow]:
+    """Verdicts that followed logs published about entry `index` of log `origin`."""
+    return [FeedbackRow(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else bool(r[6]))
+            for r in db.execute("SELECT from_origin, from_idx, origin, idx, leaf_hash, verdict, entry_matches "
+                                "FROM follow_feedback WHERE origin = ? AND idx = ? ORDER BY from_origin, from_idx",
+                                (origin, index))]
+
+
+def key_rotations(db: sqlite_utils.Database, origin: str) -> list[tuple[int, str, str, bool, str]]:
+    return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in db.execute(
+        "SELECT idx, old_vkey, new_vkey, honoured, reason FROM follow_key_rotations WHERE origin = ? ORDER BY idx",
+        (origin,))]
+
+
+# -- applying one round (called inside the follower's transaction) ---------------------------
+#
+# A round stages its submissions in TEMP tables while it verifies (temp tables belong to
+# the connection, so staging takes no lock on the database), then moves them into
+# `fingerprints` and applies the other entries in index order in ONE short write
+# transaction (see node/follow/sync.py).
+
+def reset_staging(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_fingerprints (
+        idx INTEGER PRIMARY KEY, signal TEXT NOT NULL, fingerprint BLOB NOT NULL, quality INTEGER,
+        labels TEXT NOT NULL, day INTEGER NOT NULL, leaf_hash BLOB NOT NULL)""")
+    db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_entries (
+        idx INTEGER PRIMARY KEY, data BLOB NOT NULL, leaf_hash BLOB NOT NULL)""")
+    db.execute("DELETE FROM temp.staged_fingerprints")
+    db.execute("DELETE FROM temp.staged_entries")
+
+
+def stage(db: sqlite_utils.Database, fingerprints: list[tuple], others: list[tuple]) -> None:
+    """fingerprints: (idx, signal, fingerprint, quality, labels, day, leaf_hash);
+    others: (idx, entry bytes, leaf_hash) of every non-submission entry."""
+    if fingerprints:
+        db.conn.executemany("INSERT INTO temp.staged_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?)", fingerprints)
+    if others:
+        db.conn.executemany("INSERT INTO temp.staged_entries VALUES (?, ?, ?)", others)
+
+
+def move_staged_fingerprints(db: sqlite_utils.Database, origin: str) -> int:
+    return db.execute("INSERT OR IGNORE INTO fingerprints (origin, idx, signal, fingerprint, quality, labels, day, "
+                      "leaf_hash) SELECT ?, idx, signal, fingerprint, quality, labels, day, leaf_hash "
+                      "FROM temp.staged_fingerprints ORDER BY idx", (origin,)).rowcount
+
+
+def staged_entries(db: sqlite_utils.Database) -> Iterator[tuple[int, bytes, bytes]]:
+    """Staged non-submission entries in index order (few: read them all at once)."""
+    return iter(db.execute("SELECT idx, data, leaf_hash FROM temp.staged_entries ORDER BY idx").fetchall())
+
+
+def withdraw(db: sqlite_utils.Database, origin: str, target: int, by_index: int) -> bool:
+    """Mark fingerprint (origin, target) withdrawn by entry `by_index` of the same log.
+    The first withdrawal wins; True when this call changed something."""
+    return db.execute("UPDATE fingerprints SET withdrawn = 1, withdrawn_by = ? "
+                      "WHERE origin = ? AND idx = ? AND withdrawn = 0", (by_index, origin, target)).rowcount > 0
+
+
+def known_leaf_hash(db: sqlite_utils.Database, origin: str, index: int, own_origin: str | None) -> bytes | None:
+    """The leaf hash this node knows for entry `index` of log `origin`: its own log's
+    entries, or a followed log's submissions."""
+    if own_origin is not None and origin == own_origin:
+        try:
+            row = db.execute("SELECT leaf_hash FROM log_entries WHERE idx = ?", (index,)).fetchone()
+        except Exception:  # no publishing tables in this database
+            row = None
+    else:
+        row = db.execute("SELECT leaf_hash FROM fingerprints WHERE origin = ? AND idx = ?", (origin, index)).fetchone()
+    return row[0] if row else None
+
+
+def add_feedback(db: sqlite_utils.Database, from_origin: str, from_index: int, origin: str, index: int,
+                 leaf_hash: bytes, verdict: str, entry_matches: bool | None) -> None:
+    db.execute("INSERT OR IGNORE INTO follow_feedback (from_origin, from_idx, origin, idx, leaf_hash, verdict, "
+               "entry_matches) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (from_origin, from_index, origin, index, leaf_hash, verdict,
+                None if entry_matches is None else int(entry_matches)))
+
+
+def set_peer_metadata(db: sqlite_utils.Database, origin: str, index: int, display_name: str, contact_url: str,
+                      policy_url: str) -> None:
+    """The latest announcement wins (a replayed older one never overwrites a newer one)."""
+    db.execute("UPDATE followed_logs SET display_name = ?, contact_url = ?, policy_url = ?, announced_at = ? "
+               "WHERE origin = ? AND (announced_at IS NULL OR announced_at < ?)",
+               (display_name, contact_url, policy_url, index, origin, index))
+
+
+def record_rotation(db: sqlite_utils.Database, origin: str, index: int, old_vkey: str, new_vkey: str,
+                    honoured: bool, reason: str) -> None:
+    db.execute("INSERT OR IGNORE INTO follow_key_rotations (origin, idx, old_vkey, new_vkey, honoured, reason) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (origin, index, old_vkey, new_vkey, int(honoured), reason))
+    if honoured:
+        db.execute("UPDATE followed_logs SET vkey = ? WHERE origin = ?", (new_vkey, origin))

@@ -1,0 +1,155 @@
+"""Helpers for the follower tests: a log built with protocol/ functions only, served by
+a real aiohttp server on 127.0.0.1 that can be told to misbehave path by path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from node.follow.client import PeerClient
+from node.follow.listener import FollowListener
+from node.follow.sync import DatabaseWorker, Follower
+from node.store import follow as store
+from node.store import open_db
+from protocol.checkpoint import Checkpoint, sign_checkpoint
+from protocol.entries import Submission, Withdrawal, encode_entry
+from protocol.merkle import leaf_hash, root_of
+from protocol.note import Signer
+from protocol.tiles import build_tile, bundles_for_size, encode_bundle, tiles_for_size
+
+
+def pdq_entry(i: int, labels: tuple[str, ...] = ()) -> bytes:
+    return encode_entry(Submission("pdq", i.to_bytes(32, "big"), 90, labels, 0))
+
+
+def withdrawal_entry(*targets: int) -> bytes:
+    return encode_entry(Withdrawal(tuple(targets)))
+
+
+class StaticLog:
+    """A genuine tlog-tiles log kept in memory: every tile, bundle and checkpoint ever
+    published stays under its path (tiles are immutable), like a real node's files."""
+
+    def __init__(self, origin: str = "hostile.example/log", signer: Signer | None = None):
+        self.origin = origin
+        self.signer = signer or Signer.generate(origin)
+        self.entries: list[bytes] = []
+        self.leaves: list[bytes] = []
+        self.files: dict[str, bytes] = {}
+        self.note = sign_checkpoint(Checkpoint(origin, 0, root_of([])), self.signer)
+
+    @property
+    def vkey(self) -> str:
+        return self.signer.verifier_key()
+
+    def node_at(self, level: int, index: int) -> bytes:
+        return root_of(self.leaves[index << level:(index + 1) << level])
+
+    def append(self, *entries: bytes) -> int:
+        self.entries.extend(entries)
+        self.leaves.extend(leaf_hash(e) for e in entries)
+        return self.publish()
+
+    def publish(self) -> int:
+        size = len(self.entries)
+        for tile in tiles_for_size(size):
+            self.files.setdefault(tile.path(), build_tile(tile.level, tile.index, size, self.node_at))
+        for bundle in bundles_for_size(size):
+            start = bundle.index * 256
+            self.files.setdefault(bundle.path(), encode_bundle(self.entries[start:start + bundle.width]))
+        self.note = self.sign(size, root_of(self.leaves))
+        return size
+
+    def sign(self, size: int, root: bytes, signer: Signer | None = None) -> bytes:
+        return sign_checkpoint(Checkpoint(self.origin, size, root), signer or self.signer)
+
+
+Handler = Callable[[web.Request], "web.StreamResponse"]
+
+
+class LogServer:
+    """Serves a StaticLog; `overrides[path]` (bytes or an async handler) replaces a
+    path's answer, `checkpoint` (if set) replaces the checkpoint note."""
+
+    def __init__(self, log: StaticLog):
+        self.log = log
+        self.overrides: dict[str, bytes | Handler] = {}
+        self.checkpoint: bytes | None = None
+        self.requests: list[str] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.lstrip("/")
+        self.requests.append(path)
+        override = self.overrides.get(path)
+        if override is None and path.startswith("tile/"):
+            override = self.overrides.get("tile/*")
+        if callable(override):
+            return await override(request)
+        if override is not None:
+            return web.Response(body=override)
+        if path == "checkpoint":
+            return web.Response(body=self.checkpoint or self.log.note, content_type="text/plain")
+        data = self.log.files.get(path)
+        if data is None:
+            return web.Response(status=404, text="not found")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def start(self) -> "LogServer":
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class Harness:
+    """A follower's database and worker, following any number of logs."""
+
+    def __init__(self, tmp_path: Path, listener: FollowListener | None = None, timeout: float = 2.0):
+        self.db_path = tmp_path / "follower.db"
+        self.db = open_db(self.db_path)
+        self.worker = DatabaseWorker(self.db_path)
+        self.listener = listener
+        self.timeout = timeout
+        self.followers: dict[str, Follower] = {}
+        self.clients: list[PeerClient] = []
+
+    def follow(self, origin: str, url: str, vkey: str, **client_args) -> Follower:
+        store.add_log(self.db, origin, url, vkey)
+        client = PeerClient(url, timeout=self.timeout, **client_args)
+        self.clients.append(client)
+        follower = Follower(origin, client, self.worker, listener=self.listener, chunk_bundles=2)
+        self.followers[origin] = follower
+        return follower
+
+    def state(self, origin: str) -> store.FollowedLog:
+        return store.get_log(self.db, origin)
+
+    def fingerprints(self, origin: str) -> list[store.FingerprintRow]:
+        return list(store.iter_fingerprints(self.db, origin))
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        await self.worker.close()
+        self.db.close()
+
+
+async def slow(seconds: float):
+    async def handler(request):
+        await asyncio.sleep(seconds)
+        return web.Response(body=b"late")
+    return handler
