@@ -1,0 +1,195 @@
+"""`ncii-node follow add|list|remove`: choose the logs this node follows.
+
+The verifier key of a followed log is pinned when it is added: only checkpoints
+signed by that key are believed (until the log rotates its key with an announcement
+signed by the pinned key). `--tofu` takes the key the server presents at /node.json
+instead -- trust on first use, which believes whoever answers that first request, so
+it prints a loud warning and should be confirmed out of band.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TOFU_WARNING = """\
+!!! WARNING: TRUST ON FIRST USE !!!
+!!! The verifier key below was taken from what {url} presented, not from you.
+!!! Anyone who could answer that request (a wrong URL, a proxy, an attacker) chose
+!!! the key this node will now trust for log {origin}.
+!!! Confirm it with the log's operator by another channel, then re-add the log with
+!!! --vkey if it differs:
+!!!     {vkey}"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("follow", help="add, list or remove followed logs",
+                              description="Choose the logs this node follows and verifies.")
+    sub = p.add_subparsers(dest="follow_command", metavar="ACTION", required=True)
+
+    add = sub.add_parser("add", help="follow a log (its verifier key is pinned)")
+    add.add_argument("--dir", required=True, help="data directory")
+    add.add_argument("url", metavar="URL", help="the log's URL prefix, e.g. https://helpline.example/log")
+    add.add_argument("--vkey", help="the log's verifier key (name+hex+base64), as `ncii-node key` prints it")
+    add.add_argument("--name", default="", help="a local name for the log")
+    add.add_argument("--interval", type=float, default=1.0, help="seconds between rounds (default 1)")
+    add.add_argument("--tofu", action="store_true",
+                     help="pin the key the server presents at /node.json (trust on first use: unsafe)")
+    add.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for /node.json with --tofu")
+    add.set_defaults(func=run_add)
+
+    ls = sub.add_parser("list", help="list followed logs")
+    ls.add_argument("--dir", required=True, help="data directory")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.set_defaults(func=run_list)
+
+    rm = sub.add_parser("remove", help="stop following a log and forget its fingerprints")
+    rm.add_argument("--dir", required=True, help="data directory")
+    rm.add_argument("log", metavar="ORIGIN_OR_NAME")
+    rm.set_defaults(func=run_remove)
+
+
+def _open(args):
+    from node.datadir import DataDir
+    from node.store import open_db
+
+    datadir = DataDir(args.dir)
+    return datadir, open_db(datadir.db_path)
+
+
+def _check_url(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"cannot parse the URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "the URL must start with https:// (or http://) and name a host"
+    if parts.query or parts.fragment:
+        return "the URL is a prefix: no ?query or #fragment"
+    return None
+
+
+async def _fetch_node_json(url: str, timeout: float) -> dict:
+    import json
+
+    from node.follow.client import PeerClient
+
+    async with PeerClient(url, timeout=timeout) as client:
+        data = await client.node_json()
+    try:
+        info = json.loads(data)
+    except ValueError:
+        raise ValueError("/node.json is not JSON") from None
+    if not isinstance(info, dict) or not isinstance(info.get("verifier_key"), str):
+        raise ValueError("/node.json has no verifier_key")
+    return info
+
+
+def run_add(args) -> int:
+    import asyncio
+
+    from node.datadir import DataDirError
+    from node.follow.client import FetchError
+    from node.store import follow as store
+    from protocol.errors import KeyFormatError
+    from protocol.note import Verifier
+
+    url = args.url.rstrip("/")
+    problem = _check_url(url)
+    if problem:
+        print(f"error: {problem}: {args.url}", file=sys.stderr)
+        return 2
+    if not args.vkey and not args.tofu:
+        print("error: give the log's verifier key with --vkey (ask its operator for `ncii-node key` output); "
+              "--tofu trusts whatever the server presents and is unsafe", file=sys.stderr)
+        return 2
+    if not 0.05 <= args.interval <= 86400:
+        print("error: --interval must be between 0.05 and 86400 seconds", file=sys.stderr)
+        return 2
+    vkey = args.vkey
+    if args.tofu:
+        try:
+            info = asyncio.run(_fetch_node_json(url, args.timeout))
+        except (FetchError, ValueError) as exc:
+            print(f"error: cannot read {url}/node.json: {exc}", file=sys.stderr)
+            return 1
+        presented = info["verifier_key"]
+        if vkey and vkey != presented:
+            print(f"error: the server presents {presented}, not the --vkey given; not following", file=sys.stderr)
+            return 1
+        vkey = presented
+    try:
+        verifier = Verifier.from_vkey(vkey)
+    except KeyFormatError as exc:
+        print(f"error: --vkey is not a verifier key: {exc}", file=sys.stderr)
+        return 2
+    origin = verifier.name  # a log's key is named like its origin (C2SP tlog-checkpoint)
+    if args.tofu and not args.vkey:
+        print(TOFU_WARNING.format(url=url, origin=origin, vkey=vkey), file=sys.stderr)
+    try:
+        _, db = _open(args)
+    except DataDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store.add_log(db, origin, url, vkey, args.name, tofu=args.tofu and not args.vkey, interval=args.interval)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(f"following {origin} at {url}" + (f" as {args.name!r}" if args.name else ""))
+    print(f"pinned verifier key: {vkey}")
+    print("a running node picks this up within seconds; `ncii-node status --dir DIR` shows progress")
+    return 0
+
+
+def run_list(args) -> int:
+    import json
+
+    from node.datadir import DataDirError
+    from node.store import follow as store
+
+    try:
+        _, db = _open(args)
+    except DataDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        logs = store.list_logs(db)
+    finally:
+        db.close()
+    for entry in logs:
+        if args.json:
+            print(json.dumps({"origin": entry.origin, "name": entry.name, "url": entry.url, "vkey": entry.vkey,
+                              "tofu": entry.tofu, "interval": entry.interval, "size": entry.size,
+                              "forked": entry.forked}))
+        else:
+            flags = (" FORKED" if entry.forked else "") + (" (key pinned on first use)" if entry.tofu else "")
+            name = f" {entry.name!r}" if entry.name else ""
+            print(f"{entry.origin}{name} {entry.url} size {entry.size}{flags}\n    {entry.vkey}")
+    if not logs and not args.json:
+        print("following no logs")
+    return 0
+
+
+def run_remove(args) -> int:
+    from node.datadir import DataDirError
+    from node.store import follow as store
+
+    try:
+        _, db = _open(args)
+    except DataDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        origin = store.remove_log(db, args.log)
+    finally:
+        db.close()
+    if origin is None:
+        print(f"error: no followed log has the origin or name {args.log!r} (see `ncii-node follow list`)",
+              file=sys.stderr)
+        return 1
+    print(f"no longer following {origin}; its fingerprints were removed (fork evidence, if any, is kept)")
+    return 0

@@ -1,0 +1,75 @@
+"""The follower inside `serve`, and GET /status.
+
+`setup(app)` registers GET /status on the public site and a cleanup_ctx resource
+that runs the FollowService (node/follow/scheduler.py: one apscheduler job per
+followed log) for as long as the node serves. Other route modules that want to hear
+about applied entries (the matcher) call `add_follow_listener(app, listener)` (a
+node.follow.listener.FollowListener) in their own `setup`, whatever their module's
+name; the listeners are read when the node starts. The running FollowService is
+`app[FOLLOW_SERVICE]["service"]` once the node has started.
+
+/status holds no personal data (origins, sizes, counts, error messages about peers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from node.web.app import NODE
+
+log = logging.getLogger(__name__)
+
+FOLLOW_LISTENERS = web.AppKey("follow_listeners", list)
+FOLLOW_SERVICE = web.AppKey("follow_service", dict)
+
+
+def add_follow_listener(app: web.Application, listener) -> None:
+    app.setdefault(FOLLOW_LISTENERS, []).append(listener)
+
+
+def setup(app: web.Application) -> None:
+    app.setdefault(FOLLOW_LISTENERS, [])
+    app[FOLLOW_SERVICE] = {}
+    app.router.add_get("/status", get_status)
+    app.cleanup_ctx.append(_follow_service)
+
+
+def setup_admin(admin: web.Application) -> None:
+    admin.router.add_get("/status", get_status)
+
+
+async def _follow_service(app: web.Application):
+    from node.follow.listener import Listeners
+    from node.follow.scheduler import FollowService
+    from node.readaccess import RequestSigner
+
+    ctx = app[NODE]
+    key = ctx.datadir.load_request_signer()
+    service = FollowService(ctx.datadir.db_path, signer=RequestSigner.from_seed(key.name, key.seed),
+                            listener=Listeners(app[FOLLOW_LISTENERS]), own_origin=ctx.config.node.origin)
+    await service.start()
+    app[FOLLOW_SERVICE]["service"] = service
+    try:
+        yield
+    finally:
+        app[FOLLOW_SERVICE].pop("service", None)
+        await service.stop()
+
+
+def _report(db_path) -> dict:
+    from node.follow.status import status_report
+    from node.store import connect
+
+    db = connect(db_path)
+    try:
+        return status_report(db)
+    finally:
+        db.close()
+
+
+async def get_status(request: web.Request) -> web.Response:
+    report = await asyncio.to_thread(_report, request.app[NODE].datadir.db_path)
+    return web.json_response(report, headers={"Cache-Control": "no-store"})
