@@ -21,7 +21,10 @@ requests by a registered reader). If that module cannot be imported, those paths
 refused outright: the node fails closed, never open.
 
 Logging: the access log never records client addresses (who asks a helpline for help
-is personal data), only the request line, status, size and time.
+is personal data), user agents, referrers or query strings: only the method, the path
+(for an error answer, only the route's pattern, since a mistyped URL may hold a case
+number), status, size and time (PrivateAccessLogger). aiohttp's own error message
+"Error handling request from <address>" loses its address (_drop_client_address).
 """
 
 from __future__ import annotations
@@ -37,12 +40,37 @@ from pathlib import Path
 from types import ModuleType
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from node.datadir import DataDir
 
 log = logging.getLogger(__name__)
 
-ACCESS_LOG_FORMAT = '"%r" %s %b %Tfs'
+ACCESS_LOG_FORMAT = '"%r" %s %b %Tfs'  # kept for reference; PrivateAccessLogger is what runs
+
+
+class PrivateAccessLogger(AbstractAccessLogger):
+    """'"GET /checkpoint" 200 123 0.001s': no address, user agent, referrer or query."""
+
+    def log(self, request, response, time):
+        path = request.path
+        if response.status >= 400:
+            route = request.match_info.route
+            resource = route.resource if route is not None else None
+            path = resource.canonical if resource is not None else "(no route)"
+        self.logger.info('"%s %s" %s %s %.3fs', request.method, path, response.status,
+                         response.body_length, time)
+
+
+class _DropClientAddress(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
+            record.msg, record.args = "Error handling request", ()
+        return True
+
+
+_drop_client_address = _DropClientAddress()
+logging.getLogger("aiohttp.server").addFilter(_drop_client_address)
 
 
 class NodeContext:
@@ -216,13 +244,13 @@ class RunningNode:
         if not config.admin.allow_remote and not _is_loopback(admin_host) and admin_host != "localhost":
             raise RuntimeError(f"[admin] host {admin_host!r} is not a loopback address; set [admin] "
                                "allow_remote = true to serve the admin endpoint beyond this machine")
-        public = web.AppRunner(self.app, access_log_format=ACCESS_LOG_FORMAT, handle_signals=False)
+        public = web.AppRunner(self.app, access_log_class=PrivateAccessLogger, handle_signals=False)
         await public.setup()  # runs cleanup_ctx: lock, database, sequencer (with crash recovery)
         self._runners.append(public)
         try:
             await web.TCPSite(public, host, port).start()
             self.public_url = _url(public.addresses[0])
-            admin = web.AppRunner(self.admin_app, access_log_format=ACCESS_LOG_FORMAT, handle_signals=False)
+            admin = web.AppRunner(self.admin_app, access_log_class=PrivateAccessLogger, handle_signals=False)
             await admin.setup()
             self._runners.append(admin)
             await web.TCPSite(admin, admin_host, admin_port).start()
