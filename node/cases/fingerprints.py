@@ -1,0 +1,85 @@
+"""The fingerprints of a new case, checked and turned into submission entries.
+
+Input: the JSON objects `ncii-node hash --json` and the web page produce,
+    {"signal": "pdq", "fingerprint": "<64 hex>", "quality": 87}
+    {"signal": "md5", "fingerprint": "<32 hex>"}
+    {"signal": "vpdq", "fingerprint": [{"pdq": ..., "quality": ..., "timestamp": ...}, ...]}
+optionally with "low_quality" (ignored: recomputed here). Any other field is refused,
+"path" above all: a file name says something about the person and must not reach
+the helpline.
+
+Output: one Submission per distinct (signal, fingerprint) -- a photo picked twice is
+submitted once -- with the quality when the signal has one, a label saying whether it
+came from an image or a video, and the day (whole UTC days since 1970) of submission.
+Nothing else the person gave goes into an entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.entries import Submission, encode_entry
+from protocol.errors import ProtocolError
+from protocol.signals import LOW_QUALITY, SIGNALS
+
+ALLOWED_FIELDS = {"signal", "fingerprint", "quality", "low_quality"}
+LABEL_OF_SIGNAL = {"pdq": "image", "md5": "video", "vpdq": "video"}
+
+
+class FingerprintError(ValueError):
+    """A fingerprint cannot be accepted; the message names which one and why."""
+
+
+@dataclass(frozen=True)
+class CaseFingerprint:
+    signal: str
+    entry: bytes          # the encoded submission entry (the log leaf)
+    low_quality: bool
+
+
+def _is_low_quality(signal: str, canonical: bytes, quality: int | None) -> bool:
+    if signal == "vpdq":
+        frames = SIGNALS["vpdq"].frames(canonical)
+        return all(f.quality < LOW_QUALITY for f in frames)
+    return quality is not None and quality < LOW_QUALITY
+
+
+def parse_fingerprints(items: object, *, max_count: int, day: int) -> list[CaseFingerprint]:
+    if not isinstance(items, list) or not items:
+        raise FingerprintError("fingerprints must be a non-empty list of objects like "
+                               '{"signal": "pdq", "fingerprint": "<64 hex>", "quality": 87}')
+    if len(items) > max_count:
+        raise FingerprintError(f"a case holds at most {max_count} fingerprints; {len(items)} were sent. "
+                               "Open a second case for the others.")
+    seen: set[bytes] = set()
+    out: list[CaseFingerprint] = []
+    for number, item in enumerate(items, start=1):
+        where = f"fingerprint {number}"
+        if not isinstance(item, dict):
+            raise FingerprintError(f"{where} must be an object with signal and fingerprint")
+        if "path" in item:
+            raise FingerprintError(f"{where} carries a file name (\"path\"); send fingerprints only, "
+                                   "never file names")
+        extra = sorted(set(map(str, item)) - ALLOWED_FIELDS)
+        if extra:
+            raise FingerprintError(f"{where} has unknown fields: {', '.join(extra)}")
+        signal_name = item.get("signal")
+        signal = SIGNALS.get(signal_name) if isinstance(signal_name, str) else None
+        if signal is None:
+            raise FingerprintError(f"{where}: signal must be one of {', '.join(SIGNALS)}")
+        quality = item.get("quality")
+        try:
+            canonical = signal.parse_json(item.get("fingerprint"))
+            if signal.has_quality:
+                signal.check_quality(quality)
+            else:
+                quality = None  # md5 and vpdq carry no quality of their own
+            entry = Submission(signal.name, canonical, quality, (LABEL_OF_SIGNAL[signal.name],), day)
+            data = encode_entry(entry)
+        except ProtocolError as exc:
+            raise FingerprintError(f"{where}: {exc}") from None
+        if data in seen:
+            continue
+        seen.add(data)
+        out.append(CaseFingerprint(signal.name, data, _is_low_quality(signal.name, canonical, quality)))
+    return out

@@ -1,0 +1,143 @@
+"""Failed-PIN limiting: growing delays, then a lockout the person is told about.
+
+Two counters gate every status or withdrawal request that names a case:
+
+    per client address  kept in this process's memory only -- never stored, never
+                        logged -- under a keyed hash of the address (a random key
+                        per process), IPv6 addresses by their /64 network, since one
+                        machine commonly holds a whole /64;
+    per case            a counter and a "not before" time in the case's row.
+
+Both follow one Policy: the first `free` failures cost nothing; from then on each
+failure makes the next attempt wait `base_delay * 2^(k - free)` seconds (capped at
+`max_delay`); after `lock_after` failures the counter locks for `lock_duration`.
+
+Attempts are counted *before* the PIN is checked (pessimistically) and given back
+on success, so a burst of parallel guesses cannot slip through before the first
+failure is recorded. A correct PIN resets the case's counter; for an address it
+only gives that one attempt back, so that someone holding one valid case cannot
+reset their address's counter between guesses at other cases.
+
+An attempt refused by either counter is not checked at all: no PIN is compared
+while a delay or a lockout runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Policy:
+    free: int
+    base_delay: float
+    max_delay: float
+    lock_after: int
+    lock_duration: float
+
+    def block_after(self, failures: int) -> tuple[float, bool]:
+        """(seconds to wait after the failure numbered `failures`, locked?)"""
+        if failures >= self.lock_after:
+            return self.lock_duration, True
+        if failures < self.free:
+            return 0.0, False
+        return min(self.max_delay, self.base_delay * 2 ** (failures - self.free)), False
+
+
+# Per case: 3 free tries, then 2 s, 4 s, ... ; the 10th wrong PIN locks the case for a
+# day. With 10^8 PINs, that is at most 10 guesses a day: about one chance in
+# 27,000 of guessing a PIN in a whole year of trying.
+CASE_POLICY = Policy(free=3, base_delay=2.0, max_delay=600.0, lock_after=10, lock_duration=24 * 3600.0)
+# Per address: more slack (a person may mistype several times, or a family may share
+# an address), 20 failures lock that address for an hour.
+ADDRESS_POLICY = Policy(free=5, base_delay=1.0, max_delay=300.0, lock_after=20, lock_duration=3600.0)
+
+
+@dataclass(frozen=True)
+class Refused:
+    retry_after: float
+    locked: bool
+
+
+@dataclass
+class _Counter:
+    failures: int = 0
+    not_before: float = 0.0
+    last_seen: float = 0.0
+
+
+class AddressLimiter:
+    """In-memory counters per client address. Entries are forgotten `forget_after`
+    seconds after their last failure, and the oldest go first beyond `max_entries`."""
+
+    def __init__(self, policy: Policy = ADDRESS_POLICY, *, forget_after: float = 24 * 3600.0,
+                 max_entries: int = 100_000):
+        self.policy = policy
+        self.forget_after = forget_after
+        self.max_entries = max_entries
+        self._key = secrets.token_bytes(32)
+        self._counters: dict[bytes, _Counter] = {}
+        self._next_sweep = 0.0
+
+    def _slot(self, address: str | None) -> bytes:
+        text = address or "unknown"
+        try:
+            ip = ipaddress.ip_address(text)
+            if ip.version == 6 and ip.ipv4_mapped is None:
+                text = str(ipaddress.ip_network(f"{ip}/64", strict=False))
+            elif ip.version == 6:
+                text = str(ip.ipv4_mapped)
+        except ValueError:
+            pass
+        return hashlib.blake2b(text.encode(), key=self._key, digest_size=16).digest()
+
+    def begin(self, address: str | None, now: float) -> tuple[bytes, Refused | None]:
+        """Count one attempt (as failed until `succeeded` says otherwise), or refuse it."""
+        self._expire(now)
+        slot = self._slot(address)
+        counter = self._counters.get(slot)
+        if counter is None:
+            counter = self._counters[slot] = _Counter()
+        if now < counter.not_before:
+            locked = counter.failures >= self.policy.lock_after
+            return slot, Refused(counter.not_before - now, locked)
+        counter.failures += 1
+        counter.last_seen = now
+        delay, _ = self.policy.block_after(counter.failures)
+        counter.not_before = now + delay
+        return slot, None
+
+    def succeeded(self, slot: bytes, now: float) -> None:
+        counter = self._counters.get(slot)
+        if counter is None:
+            return
+        counter.failures = max(0, counter.failures - 1)
+        delay, _ = self.policy.block_after(counter.failures) if counter.failures else (0.0, False)
+        counter.not_before = min(counter.not_before, counter.last_seen + delay)
+        if counter.failures == 0:
+            del self._counters[slot]
+
+    def status(self, slot: bytes, now: float) -> Refused | None:
+        """After a failure: the wait it imposes on the next attempt, if any."""
+        counter = self._counters.get(slot)
+        if counter is None or now >= counter.not_before:
+            return None
+        return Refused(counter.not_before - now, counter.failures >= self.policy.lock_after)
+
+    def _expire(self, now: float) -> None:
+        if len(self._counters) < self.max_entries and now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
+        cutoff = now - self.forget_after
+        for slot in [s for s, c in self._counters.items() if c.last_seen < cutoff and c.not_before <= now]:
+            del self._counters[slot]
+        if len(self._counters) >= self.max_entries:
+            oldest = sorted(self._counters, key=lambda s: self._counters[s].last_seen)
+            for slot in oldest[: len(oldest) - self.max_entries + 1]:
+                del self._counters[slot]
+
+    def __len__(self) -> int:
+        return len(self._counters)

@@ -1,0 +1,417 @@
+"""The case service of a helpline node: create a case, tell its status, withdraw it.
+
+    service = CaseService(node_context); await service.start(); ...; await service.stop()
+    await service.create(body)                  -> (201, answer) or (422, refusal)
+    await service.status(body, client_address)  -> answer
+    await service.withdraw(body, client_address) -> answer
+    Bad input, wrong codes and limits raise CaseApiError(status, body, retry_after).
+
+Creating a case, in this order (so that a crash at any point leaves nothing that a
+person was promised and the helpline cannot keep):
+
+  1. check eligibility and fingerprints (nothing is stored for a refusal);
+  2. make the case number and PIN; store the case as `pending` with the leaf hashes
+     of its entries (one transaction);
+  3. hand the submission entries to the sequencer and wait until a published
+     checkpoint includes them;
+  4. record their indices and mark the case `active`; only then answer with the
+     case number and PIN.
+
+  If the node stops between 2 and 4, nobody ever received the case number. At the
+  next start (and every REPAIR_INTERVAL seconds for creations that failed while the
+  node kept running), a pending case not being created right now is `abandoned`:
+  its entries are looked up in the log by leaf hash and, where published, withdrawn
+  (reason "error"), so no fingerprint stays in the log without a case to withdraw it.
+
+Withdrawing: the request is recorded first (state `withdrawn`), then one withdrawal
+entry per 1,024 published entries of the case is appended, then each target's
+withdrawal is recorded. A crash in between is finished by the same repair; asking
+again appends only what is missing (idempotent). Status shows the withdrawal once
+it is published.
+
+Work is kept off the event loop: database calls run in one worker thread (its own
+connection), scrypt in a small pool (it releases the GIL).
+
+Nothing here logs a case number, a PIN, a client address or anything a person sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import sqlite3
+import time
+import weakref
+from typing import Any, Callable
+
+from node.cases import eligibility
+from node.cases.fingerprints import FingerprintError, parse_fingerprints
+from node.cases.hashes import (
+    ScryptParams,
+    case_lookup,
+    check_pin,
+    hash_pin,
+    load_or_create_case_key,
+    waste_pin_check,
+)
+from node.cases.limits import CASE_POLICY, AddressLimiter, Refused
+from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
+from node.store import cases as store
+from node.store import log as log_store
+from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
+from protocol.merkle import leaf_hash
+
+log = logging.getLogger(__name__)
+
+REPAIR_INTERVAL = 30.0
+PIN_WORKERS = 2
+DAY = 86400
+
+
+def today(now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // DAY)
+
+
+class CaseApiError(Exception):
+    """An answer other than success: HTTP status and JSON body."""
+
+    def __init__(self, status: int, message: str, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": message, **extra}
+
+    @property
+    def retry_after(self) -> int | None:
+        value = self.body.get("retry_after")
+        return None if value is None else int(value)
+
+
+WRONG_CODES = ("wrong case number or PIN. Check both (the case number is XXXX-XXXX-XXXX-XXXX, "
+               "the PIN 8 digits) and try again.")
+
+
+def _too_many(refused: Refused, *, case_locked: bool) -> CaseApiError:
+    wait = max(1, int(refused.retry_after + 0.999))
+    if refused.locked and case_locked:
+        hours = max(1, round(wait / 3600))
+        message = (f"too many wrong PINs for this case: it is locked for {hours} hour(s). Your "
+                   "fingerprints stay active meanwhile. Try again later, or contact the helpline.")
+    elif refused.locked:
+        minutes = max(1, round(wait / 60))
+        message = (f"too many wrong attempts from your connection: please wait {minutes} minute(s) "
+                   "before trying again.")
+    else:
+        message = f"please wait {wait} second(s) before trying again (after a wrong case number or PIN)."
+    return CaseApiError(429, message, retry_after=wait, locked=refused.locked)
+
+
+class CaseService:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.datadir = ctx.datadir
+        config = ctx.config
+        self.origin = config.node.origin
+        self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
+        self.max_fingerprints = config.cases.max_fingerprints
+        self.addresses = AddressLimiter()
+        self._db_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cases-db")
+        self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
+        self._db = None
+        self._key = b""
+        self._in_flight: set[int] = set()
+        self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._repair_task: asyncio.Task | None = None
+        self.clock: Callable[[], float] = time.time  # tests move time forward through this
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def case_key_path(self):
+        return (self.datadir.root / self.ctx.config.paths.case_key).absolute()
+
+    async def start(self) -> None:
+        def open_() -> None:
+            from node.store import open_db
+
+            self._db = open_db(self.datadir.db_path, check_same_thread=False)
+            self._key = load_or_create_case_key(self.datadir, self.case_key_path)
+
+        await self._run_db(open_)
+        await self.repair()
+        self._repair_task = asyncio.create_task(self._repair_loop(), name="cases-repair")
+
+    async def stop(self) -> None:
+        if self._repair_task is not None:
+            self._repair_task.cancel()
+            try:
+                await self._repair_task
+            except asyncio.CancelledError:
+                pass
+        await self._run_db(lambda: self._db.close() if self._db is not None else None)
+        self._db_executor.shutdown(wait=True)
+        self._pin_executor.shutdown(wait=True)
+
+    async def _run_db(self, fn: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._db_executor, fn, *args)
+
+    async def _db_call(self, fn: Callable, *args):
+        """A node.store.cases function, called with this service's connection."""
+        return await self._run_db(lambda: fn(self._db, *args))
+
+    async def _pin_call(self, fn: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pin_executor, fn, *args)
+
+    def _lock_for(self, case_id: int) -> asyncio.Lock:
+        lock = self._case_locks.get(case_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._case_locks[case_id] = lock
+        return lock
+
+    # ---------------------------------------------------------------- create
+    async def create(self, body: Any) -> tuple[int, dict]:
+        from node.log.sequencer import LogUnavailable
+
+        if not isinstance(body, dict):
+            raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
+        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang"})
+        if unknown:
+            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send eligibility, fingerprints, lang)")
+        try:
+            lang = eligibility.language(body.get("lang"))
+            refusal = eligibility.check(body.get("eligibility"), lang)
+        except eligibility.EligibilityError as exc:
+            raise CaseApiError(400, str(exc)) from None
+        if refusal is not None:
+            return 422, refusal.to_json()
+        day = today()
+        try:
+            fingerprints = parse_fingerprints(body.get("fingerprints"), max_count=self.max_fingerprints, day=day)
+        except FingerprintError as exc:
+            raise CaseApiError(400, str(exc)) from None
+
+        number, pin = new_case_number(), new_pin()
+        canonical = canonical_case_number(number)
+        salt, pin_hash = await self._pin_call(hash_pin, canonical, pin, self.params)
+        rows = [(leaf_hash(fp.entry), fp.signal, fp.low_quality) for fp in fingerprints]
+        for _ in range(3):
+            try:
+                case_id = await self._db_call(store.insert_pending_case, case_lookup(self._key, canonical), salt,
+                                              pin_hash, self.params.to_text(), day, rows)
+                break
+            except sqlite3.IntegrityError:  # a case number already taken (2^-75 per pair): draw again
+                number, pin = new_case_number(), new_pin()
+                canonical = canonical_case_number(number)
+                salt, pin_hash = await self._pin_call(hash_pin, canonical, pin, self.params)
+        else:
+            raise CaseApiError(500, "could not draw a free case number; please try again")
+
+        self._in_flight.add(case_id)
+        try:
+            try:
+                appended = await self.ctx.sequencer.append([fp.entry for fp in fingerprints])
+            except LogUnavailable:
+                # The case stays pending; the repair abandons it and withdraws whatever
+                # of it reaches the log. The person gets no case number.
+                log.warning("cases: a case could not be published (log unavailable); it will be abandoned")
+                raise CaseApiError(503, "the helpline cannot publish fingerprints right now; nothing was "
+                                   "registered. Please try again in a few minutes.") from None
+            await self._db_call(store.publish_case, case_id, [(a.index, a.checkpoint_size) for a in appended])
+        finally:
+            self._in_flight.discard(case_id)
+        log.info("cases: a case was opened with %d fingerprint(s)", len(fingerprints))
+        return 201, {
+            "case_number": number,
+            "pin": pin,
+            "fingerprints": len(fingerprints),
+            "low_quality": sum(fp.low_quality for fp in fingerprints),
+            "published": [{"index": a.index, "checkpoint_size": a.checkpoint_size} for a in appended],
+        }
+
+    # ---------------------------------------------------------------- opening a case with its codes
+    async def _open(self, body: Any, address: str | None) -> store.CaseRow:
+        if not isinstance(body, dict):
+            raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
+        unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
+        if unknown:
+            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
+        try:
+            canonical = canonical_case_number(body.get("case_number"))
+            pin = canonical_pin(body.get("pin"))
+        except CaseNumberError as exc:
+            # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
+            raise CaseApiError(400, str(exc)) from None
+
+        now = self.clock()
+        slot, refused = self.addresses.begin(address, now)
+        if refused is not None:
+            raise _too_many(refused, case_locked=False)
+        case = await self._db_call(store.find_case, case_lookup(self._key, canonical))
+        if case is None:
+            await self._pin_call(waste_pin_check, self.params)  # same time as a wrong PIN
+            raise self._failure(slot, None)
+        refused_case = await self._db_call(store.begin_pin_attempt, case.id, now, CASE_POLICY)
+        if refused_case is not None:
+            self.addresses.succeeded(slot, now)  # not checked: not counted against the address
+            raise _too_many(Refused(*refused_case), case_locked=True)
+        params = ScryptParams.from_text(case.pin_params)
+        if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
+            await self._db_call(store.pin_succeeded, case.id)
+            self.addresses.succeeded(slot, self.clock())
+            return case
+        case_block = await self._db_call(store.pin_block, case.id, self.clock(), CASE_POLICY)
+        raise self._failure(slot, case_block)
+
+    def _failure(self, slot: bytes, case_block: tuple[float, bool] | None) -> CaseApiError:
+        """The answer to a failed attempt: 429 when it started a lockout, else 401
+        (with the wait it imposes on the next attempt, if any)."""
+        case_refused = Refused(*case_block) if case_block else None
+        address_refused = self.addresses.status(slot, self.clock())
+        if case_refused is not None and case_refused.locked:
+            return _too_many(case_refused, case_locked=True)
+        if address_refused is not None and address_refused.locked:
+            return _too_many(address_refused, case_locked=False)
+        wait = max((r.retry_after for r in (case_refused, address_refused) if r is not None), default=0.0)
+        extra = {"retry_after": max(1, int(wait + 0.999))} if wait > 0 else {}
+        return CaseApiError(401, WRONG_CODES, **extra)
+
+    # ---------------------------------------------------------------- status
+    async def status(self, body: Any, address: str | None) -> dict:
+        case = await self._open(body, address)
+        return await self._describe(case.id)
+
+    async def _describe(self, case_id: int) -> dict:
+        def read() -> dict:
+            case = store.get_case(self._db, case_id)
+            entries = store.entries_of(self._db, case_id)
+            withdrawals = store.withdrawals_of(self._db, case_id)
+            published = [e for e in entries if e.idx is not None]
+            answer: dict[str, Any] = {
+                "state": "withdrawn" if case.state == "withdrawn" else "active",
+                "created": day_to_json(case.created_day),
+                "fingerprints": len(entries),
+                "low_quality": sum(e.low_quality for e in entries),
+                "published": [{"index": e.idx, "checkpoint_size": e.checkpoint_size} for e in published],
+                "withdrawn_at": None,
+                "feedback": _feedback(self._db, self.origin, published),
+            }
+            if case.state == "withdrawn":
+                done = {w.target for w in withdrawals}
+                complete = all(e.idx in done for e in published)
+                answer["withdrawn_at"] = {
+                    "requested": day_to_json(case.withdrawn_day) if case.withdrawn_day else None,
+                    "published": complete,
+                    "day": day_to_json(max(w.day for w in withdrawals)) if complete and withdrawals else None,
+                    "checkpoint_size": max(w.checkpoint_size for w in withdrawals) if complete and withdrawals
+                    else None,
+                    "entries": sorted({w.withdrawal_idx for w in withdrawals}),
+                }
+            return answer
+
+        return await self._run_db(read)
+
+    # ---------------------------------------------------------------- withdraw
+    async def withdraw(self, body: Any, address: str | None) -> dict:
+        from node.log.sequencer import LogUnavailable
+
+        case = await self._open(body, address)
+        await self._db_call(store.mark_withdrawn, case.id, today())
+        try:
+            await self._append_withdrawals(case.id, "withdrawn-by-person")
+        except LogUnavailable:
+            raise CaseApiError(503, "your withdrawal is recorded and will be published as soon as the "
+                               "helpline's log can be written again; check the status in a few minutes",
+                               state="withdrawn") from None
+        return await self._describe(case.id)
+
+    async def _append_withdrawals(self, case_id: int, reason: str) -> int:
+        """Append withdrawal entries for every published entry of the case that no
+        recorded withdrawal names yet; record them. Returns how many were withdrawn."""
+        async with self._lock_for(case_id):
+            targets = await self._db_call(store.unwithdrawn_targets, case_id)
+            published_size = self.ctx.sequencer.published.size
+            targets = [t for t in targets if t < published_size]
+            if not targets:
+                return 0
+            chunks = [tuple(targets[i:i + MAX_TARGETS]) for i in range(0, len(targets), MAX_TARGETS)]
+            appended = await self.ctx.sequencer.append([encode_entry(Withdrawal(c, reason)) for c in chunks])
+            day = today()
+            rows = [(t, a.index, a.checkpoint_size, day) for chunk, a in zip(chunks, appended) for t in chunk]
+            await self._db_call(store.record_withdrawals, case_id, rows)
+            log.info("cases: %d entr%s withdrawn (%s)", len(targets), "y" if len(targets) == 1 else "ies", reason)
+            return len(targets)
+
+    # ---------------------------------------------------------------- repair
+    async def _repair_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPAIR_INTERVAL)
+            try:
+                await self.repair()
+            except Exception:
+                log.exception("cases: repair round failed; retrying later")
+
+    async def repair(self) -> None:
+        """Abandon interrupted creations and finish interrupted withdrawals."""
+        from node.log.sequencer import LogUnavailable
+
+        sequencer = self.ctx.sequencer
+        published = sequencer.published.size
+        settled = sequencer.stored_count <= published  # nothing stored waits for publication
+        for case_id in await self._db_call(store.cases_in_state, "pending"):
+            if case_id in self._in_flight:
+                continue
+            await self._run_db(self._resolve_pending, case_id, published, settled)
+        for case_id in await self._db_call(store.cases_to_finish_withdrawing):
+            state = (await self._db_call(store.get_case, case_id)).state
+            try:
+                await self._append_withdrawals(case_id, "withdrawn-by-person" if state == "withdrawn" else "error")
+            except LogUnavailable:
+                log.warning("cases: cannot publish pending withdrawals yet (log unavailable); will retry")
+                return
+
+    def _resolve_pending(self, case_id: int, published_size: int, settled: bool) -> None:
+        """(worker thread) Find a pending case's entries in the published log by leaf
+        hash; abandon the case when every entry is found or nothing more can come."""
+        entries = store.entries_of(self._db, case_id)
+        found: dict[int, tuple[int, int]] = {}
+        taken: set[int] = set()
+        for e in entries:
+            candidates = [i for i in log_store.find_by_leaf_hash(self._db, e.leaf_hash)
+                          if i < published_size and i not in taken]
+            claimed = store.claimed_indices(self._db, candidates)
+            free = [i for i in candidates if i not in claimed]
+            if free:
+                found[e.position] = (free[0], published_size)
+                taken.add(free[0])
+        if len(found) < len(entries) and not settled:
+            return  # some entries may still be on their way to a checkpoint
+        store.abandon_case(self._db, case_id, found)
+        log.warning("cases: an interrupted case creation was abandoned; %d of its entries reached the log "
+                    "and will be withdrawn", len(found))
+
+
+def _feedback(db, own_origin: str, published: list) -> list[dict]:
+    """Per platform and entry, the latest verdict a followed log published about one
+    of these entries (quoting the right leaf hash)."""
+    try:
+        from node.store import follow as follow_store
+    except ImportError:
+        return []
+    names: dict[str, str] = {}
+    try:
+        for followed in follow_store.list_logs(db):
+            names[followed.origin] = followed.display_name or followed.name or followed.origin
+        out = []
+        for e in published:
+            latest: dict[str, Any] = {}
+            for row in follow_store.feedback_for(db, own_origin, e.idx):
+                if row.leaf_hash != e.leaf_hash:
+                    continue  # a verdict about some other entry: not ours
+                if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
+                    latest[row.from_origin] = row
+            for origin, row in sorted(latest.items()):
+                out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
+                            "verdict": row.verdict})
+        return out
+    except sqlite3.OperationalError:  # the follower's tables do not exist in this database
+        return []

@@ -1,0 +1,242 @@
+"""Tables of the helpline case service (node/cases). Nothing here can name a person.
+
+- `cases(id, lookup, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day,
+  failed_pins, not_before)`: one row per case. `lookup` is HMAC-SHA256(case key, case
+  number) (node/cases/hashes.py): the case number itself is stored nowhere. The PIN
+  only as its scrypt hash, salt and parameters. Days are whole UTC days since
+  1970-01-01. `state`:
+      pending    being created: entries handed to the log, not yet acknowledged
+      active     its submissions are published
+      withdrawn  the person withdrew it (withdrawal entries follow, see below)
+      abandoned  creation was interrupted (crash, log unavailable); nobody ever
+                 received its number, its published entries are withdrawn
+  `failed_pins` and `not_before` carry the per-case failed-PIN limit.
+- `case_entries(case_id, position, leaf_hash, signal, low_quality, idx, checkpoint_size)`:
+  the case's submission entries, by their leaf hash, then (once published) by their
+  index in the log and the size of the first checkpoint that included them. This is
+  the only link between a case and the log.
+- `case_withdrawals(target, case_id, withdrawal_idx, checkpoint_size, day)`: for each
+  withdrawn entry of a case, the index of the withdrawal entry that names it, the
+  checkpoint that published it, and the day. A case's withdrawal is complete when
+  every published entry of the case has a row here.
+
+This module is the only code that touches these tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlite_utils
+
+AREA = "cases"
+
+STATES = ("pending", "active", "withdrawn", "abandoned")
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute(f"""CREATE TABLE cases (
+        id INTEGER PRIMARY KEY,
+        lookup BLOB NOT NULL UNIQUE,
+        pin_salt BLOB NOT NULL,
+        pin_hash BLOB NOT NULL,
+        pin_params TEXT NOT NULL,
+        created_day INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ({", ".join(repr(s) for s in STATES)})),
+        withdrawn_day INTEGER,
+        failed_pins INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0
+    )""")
+    db.execute("CREATE INDEX cases_state ON cases(state) WHERE state IN ('pending', 'withdrawn', 'abandoned')")
+    db.execute("""CREATE TABLE case_entries (
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        position INTEGER NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        signal TEXT NOT NULL,
+        low_quality INTEGER NOT NULL,
+        idx INTEGER UNIQUE,
+        checkpoint_size INTEGER,
+        PRIMARY KEY (case_id, position)
+    )""")
+    db.execute("""CREATE TABLE case_withdrawals (
+        target INTEGER PRIMARY KEY,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        withdrawal_idx INTEGER NOT NULL,
+        checkpoint_size INTEGER NOT NULL,
+        day INTEGER NOT NULL
+    )""")
+    db.execute("CREATE INDEX case_withdrawals_case ON case_withdrawals(case_id)")
+
+
+MIGRATIONS = [_v1]
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    id: int
+    pin_salt: bytes
+    pin_hash: bytes
+    pin_params: str
+    created_day: int
+    state: str
+    withdrawn_day: int | None
+    failed_pins: int
+    not_before: float
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    position: int
+    leaf_hash: bytes
+    signal: str
+    low_quality: bool
+    idx: int | None
+    checkpoint_size: int | None
+
+
+@dataclass(frozen=True)
+class WithdrawalRow:
+    target: int
+    withdrawal_idx: int
+    checkpoint_size: int
+    day: int
+
+
+_CASE_COLUMNS = "id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before"
+
+
+def insert_pending_case(db: sqlite_utils.Database, lookup: bytes, pin_salt: bytes, pin_hash: bytes,
+                        pin_params: str, day: int, entries: list[tuple[bytes, str, bool]]) -> int:
+    """Store a new case (state pending) and its entries' leaf hashes, in one
+    transaction. Raises sqlite3.IntegrityError if `lookup` is taken."""
+    with db.atomic():
+        cursor = db.execute(
+            "INSERT INTO cases (lookup, pin_salt, pin_hash, pin_params, created_day, state) "
+            "VALUES (?, ?, ?, ?, ?, 'pending')", (lookup, pin_salt, pin_hash, pin_params, day))
+        case_id = cursor.lastrowid
+        db.conn.executemany(
+            "INSERT INTO case_entries (case_id, position, leaf_hash, signal, low_quality) VALUES (?, ?, ?, ?, ?)",
+            [(case_id, position, leaf, signal, int(low)) for position, (leaf, signal, low) in enumerate(entries)])
+    return case_id
+
+
+def publish_case(db: sqlite_utils.Database, case_id: int, published: list[tuple[int, int]],
+                 state: str = "active") -> None:
+    """Record where each entry (in position order) landed: (index, checkpoint size)."""
+    with db.atomic():
+        db.conn.executemany(
+            "UPDATE case_entries SET idx = ?, checkpoint_size = ? WHERE case_id = ? AND position = ?",
+            [(idx, size, case_id, position) for position, (idx, size) in enumerate(published)])
+        db.execute("UPDATE cases SET state = ? WHERE id = ?", (state, case_id))
+
+
+def find_case(db: sqlite_utils.Database, lookup: bytes) -> CaseRow | None:
+    """The case a person can reach with its number: active or withdrawn only."""
+    row = db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE lookup = ? AND state IN ('active', 'withdrawn')",
+                     (lookup,)).fetchone()
+    return CaseRow(*row) if row else None
+
+
+def get_case(db: sqlite_utils.Database, case_id: int) -> CaseRow:
+    return CaseRow(*db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone())
+
+
+def begin_pin_attempt(db: sqlite_utils.Database, case_id: int, now: float, policy) -> tuple[float, bool] | None:
+    """Count one PIN attempt on the case (as failed until `pin_succeeded`), or refuse
+    it: returns (seconds to wait, locked?) when refused. Read and update happen in one
+    write transaction, so parallel attempts are counted one by one."""
+    with db.atomic():
+        db.execute("UPDATE cases SET failed_pins = failed_pins WHERE id = ?", (case_id,))  # take the write lock
+        failed, not_before = db.execute("SELECT failed_pins, not_before FROM cases WHERE id = ?",
+                                        (case_id,)).fetchone()
+        if now < not_before:
+            return not_before - now, failed >= policy.lock_after
+        failed += 1
+        delay, _ = policy.block_after(failed)
+        db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?", (failed, now + delay, case_id))
+    return None
+
+
+def pin_succeeded(db: sqlite_utils.Database, case_id: int) -> None:
+    db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+
+
+def pin_block(db: sqlite_utils.Database, case_id: int, now: float, policy) -> tuple[float, bool] | None:
+    """After a failed attempt: the wait it imposes on the next one, if any."""
+    failed, not_before = db.execute("SELECT failed_pins, not_before FROM cases WHERE id = ?", (case_id,)).fetchone()
+    if now >= not_before:
+        return None
+    return not_before - now, failed >= policy.lock_after
+
+
+def entries_of(db: sqlite_utils.Database, case_id: int) -> list[CaseEntry]:
+    return [CaseEntry(p, h, s, bool(low), idx, size) for p, h, s, low, idx, size in db.execute(
+        "SELECT position, leaf_hash, signal, low_quality, idx, checkpoint_size FROM case_entries "
+        "WHERE case_id = ? ORDER BY position", (case_id,))]
+
+
+def withdrawals_of(db: sqlite_utils.Database, case_id: int) -> list[WithdrawalRow]:
+    return [WithdrawalRow(*row) for row in db.execute(
+        "SELECT target, withdrawal_idx, checkpoint_size, day FROM case_withdrawals WHERE case_id = ? "
+        "ORDER BY target", (case_id,))]
+
+
+def mark_withdrawn(db: sqlite_utils.Database, case_id: int, day: int) -> None:
+    """Record the person's request (before any withdrawal entry is appended, so that a
+    crash in between leaves a case that start-up finishes withdrawing)."""
+    db.execute("UPDATE cases SET state = 'withdrawn', withdrawn_day = COALESCE(withdrawn_day, ?) "
+               "WHERE id = ? AND state = 'active'", (day, case_id))
+
+
+def unwithdrawn_targets(db: sqlite_utils.Database, case_id: int) -> list[int]:
+    """Published entries of the case that no recorded withdrawal names yet."""
+    return [r[0] for r in db.execute(
+        "SELECT e.idx FROM case_entries e LEFT JOIN case_withdrawals w ON w.target = e.idx "
+        "WHERE e.case_id = ? AND e.idx IS NOT NULL AND w.target IS NULL ORDER BY e.idx", (case_id,))]
+
+
+def record_withdrawals(db: sqlite_utils.Database, case_id: int, rows: list[tuple[int, int, int, int]]) -> None:
+    """rows: (target, withdrawal entry index, checkpoint size, day)."""
+    with db.atomic():
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO case_withdrawals (target, case_id, withdrawal_idx, checkpoint_size, day) "
+            "VALUES (?, ?, ?, ?, ?)", [(t, case_id, w, c, d) for t, w, c, d in rows])
+
+
+def cases_in_state(db: sqlite_utils.Database, state: str) -> list[int]:
+    return [r[0] for r in db.execute("SELECT id FROM cases WHERE state = ? ORDER BY id", (state,))]
+
+
+def cases_to_finish_withdrawing(db: sqlite_utils.Database) -> list[int]:
+    """Withdrawn or abandoned cases with a published entry not yet withdrawn."""
+    return [r[0] for r in db.execute(
+        "SELECT DISTINCT c.id FROM cases c JOIN case_entries e ON e.case_id = c.id "
+        "LEFT JOIN case_withdrawals w ON w.target = e.idx "
+        "WHERE c.state IN ('withdrawn', 'abandoned') AND e.idx IS NOT NULL AND w.target IS NULL ORDER BY c.id")]
+
+
+def claimed_indices(db: sqlite_utils.Database, indices: list[int]) -> set[int]:
+    """Which of these log indices already belong to some case."""
+    found: set[int] = set()
+    for start in range(0, len(indices), 500):
+        chunk = indices[start:start + 500]
+        found.update(r[0] for r in db.execute(
+            f"SELECT idx FROM case_entries WHERE idx IN ({','.join('?' * len(chunk))})", chunk))
+    return found
+
+
+def abandon_case(db: sqlite_utils.Database, case_id: int, found: dict[int, tuple[int, int]]) -> None:
+    """Mark an interrupted creation abandoned, recording where its entries were found
+    in the log ({position: (index, checkpoint size)})."""
+    with db.atomic():
+        db.conn.executemany(
+            "UPDATE case_entries SET idx = ?, checkpoint_size = ? WHERE case_id = ? AND position = ?",
+            [(idx, size, case_id, position) for position, (idx, size) in found.items()])
+        db.execute("UPDATE cases SET state = 'abandoned' WHERE id = ?", (case_id,))
+
+
+def counts(db: sqlite_utils.Database) -> dict[str, int]:
+    out = {state: 0 for state in STATES}
+    for state, n in db.execute("SELECT state, COUNT(*) FROM cases GROUP BY state"):
+        out[state] = n
+    return out

@@ -1,0 +1,124 @@
+"""HTTP routes of the helpline case service (helpline nodes only; spec/openapi.yaml).
+
+    POST /v1/cases            eligibility answers + fingerprints -> case number and PIN (once)
+    POST /v1/cases/status     case number + PIN -> state, publication, platform feedback
+    POST /v1/cases/withdraw   case number + PIN -> withdrawal entries appended (idempotent)
+
+Rules kept here:
+- Case numbers and PINs travel only in JSON bodies, never in URLs (so no URL, log
+  line or browser history ever holds one); answers are `Cache-Control: no-store`.
+- Bodies are bounded before they are read whole: [cases] max_body_bytes for a new
+  case, STATUS_BODY_LIMIT for the others.
+- A helpline node accepts no image or video on any path: a request whose
+  Content-Type is image/*, video/* or multipart/* is refused with 415 and a message
+  saying that only fingerprints, computed on the person's device, are accepted.
+- Handlers log nothing about the request; the access log (node/web/app.py) holds
+  neither the client address nor the user agent.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from node.web.app import NODE
+
+STATUS_BODY_LIMIT = 4096
+MEDIA_REFUSED = ("this helpline never accepts images or videos, on any address: your images stay on "
+                 "your device. Compute their fingerprints there (the helpline's web page does it in "
+                 "your browser, or `ncii-node hash --json`) and send only the fingerprints, as JSON.")
+
+CASES = web.AppKey("cases", object)
+
+
+def setup(app: web.Application) -> None:
+    if app[NODE].config.node.role != "helpline":
+        return
+    app.middlewares.append(refuse_media)
+    app.cleanup_ctx.append(_case_service)
+    app.router.add_post("/v1/cases", post_case)
+    app.router.add_post("/v1/cases/status", post_status)
+    app.router.add_post("/v1/cases/withdraw", post_withdraw)
+
+
+async def _case_service(app: web.Application):
+    from node.cases.service import CaseService
+
+    service = CaseService(app[NODE])
+    await service.start()
+    app[CASES] = service
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
+def _is_media(content_type: str) -> bool:
+    main = content_type.split("/", 1)[0].strip().lower()
+    return main in ("image", "video", "multipart")
+
+
+@web.middleware
+async def refuse_media(request: web.Request, handler):
+    if _is_media(request.headers.get("Content-Type", "")):
+        return web.json_response({"error": MEDIA_REFUSED}, status=415)
+    return await handler(request)
+
+
+def _answer(status: int, body: dict, retry_after: int | None = None) -> web.Response:
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def _read_json(request: web.Request, limit: int):
+    from node.cases.service import CaseApiError
+    from node.web.log_routes import BadAppend, read_limited
+
+    if request.content_type != "application/json":
+        raise CaseApiError(415, "send the request as JSON (Content-Type: application/json)")
+    try:
+        raw = await read_limited(request, limit)
+    except BadAppend:
+        raise CaseApiError(413, f"the request is larger than the {limit} bytes allowed") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CaseApiError(400, "the body is not valid JSON") from None
+
+
+async def _handle(request: web.Request, limit: int, call) -> web.Response:
+    from node.cases.service import CaseApiError
+
+    try:
+        body = await _read_json(request, limit)
+        status, answer = await call(body)
+    except CaseApiError as exc:
+        return _answer(exc.status, exc.body, exc.retry_after if exc.status == 429 else None)
+    return _answer(status, answer)
+
+
+async def post_case(request: web.Request) -> web.Response:
+    service = request.app[CASES]
+    limit = request.app[NODE].config.cases.max_body_bytes
+    return await _handle(request, limit, service.create)
+
+
+async def post_status(request: web.Request) -> web.Response:
+    service = request.app[CASES]
+
+    async def call(body):
+        return 200, await service.status(body, request.remote)
+
+    return await _handle(request, STATUS_BODY_LIMIT, call)
+
+
+async def post_withdraw(request: web.Request) -> web.Response:
+    service = request.app[CASES]
+
+    async def call(body):
+        return 200, await service.withdraw(body, request.remote)
+
+    return await _handle(request, STATUS_BODY_LIMIT, call)
