@@ -41,7 +41,7 @@ from protocol.note import Verifier
 log = logging.getLogger(__name__)
 
 
-def stage_entries(db, first_index: int, entries: list[bytes], leaf_hashes: list[bytes]) -> int:
+def stage_entries(db, origin: str, first_index: int, entries: list[bytes], leaf_hashes: list[bytes]) -> int:
     """Decode and stage entries first_index, first_index + 1, ... Raises EntryError
     (naming the log index) on the first entry that does not decode. Returns how many
     were submissions."""
@@ -58,7 +58,7 @@ def stage_entries(db, first_index: int, entries: list[bytes], leaf_hashes: list[
                                  ",".join(entry.labels), entry.day, leaf))
         else:
             others.append((index, data, leaf))
-    store.stage(db, fingerprints, others)
+    store.stage(db, origin, fingerprints, others)
     return len(fingerprints)
 
 
@@ -78,7 +78,7 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
     then apply the staged non-submission entries in index order."""
     result = Applied(vkey=vkey)
     result.added = store.move_staged_fingerprints(db, origin)
-    for index, data, _leaf in store.staged_entries(db):
+    for index, data, _leaf in store.staged_entries(db, origin):
         entry = decode_entry(data)  # decoded once already while staging: cannot fail
         if isinstance(entry, Withdrawal):
             for target in entry.targets:

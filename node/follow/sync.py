@@ -252,7 +252,7 @@ class Follower:
                                          + [self.client.bundle(b) for b in chunk])
             return dict(zip(wanted, data)), data[len(wanted):]
 
-        await self.worker.call(store.reset_staging)
+        await self.worker.call(store.reset_staging, self.origin)
         pending = asyncio.ensure_future(fetch_chunk(chunks[0]))
         try:
             for k, chunk in enumerate(chunks):
@@ -320,7 +320,7 @@ def _verify_chunk(db, rnd: _Round, chunk: list[BundleId], level0_data: dict[Tile
                                  "hash to its leaf hash in the level-0 tile")
         skip = max(0, rnd.old_size - bundle.first_entry)  # entries verified in an earlier round
         try:
-            stage_entries(db, bundle.first_entry + skip, entries[skip:], leaves[skip:])
+            stage_entries(db, rnd.origin, bundle.first_entry + skip, entries[skip:], leaves[skip:])
         except EntryError as exc:
             raise PeerMisbehaved(f"protocol violation: {exc}") from None
 
@@ -356,7 +356,7 @@ def _commit(db, rnd: _Round, vkey: str, note: bytes, own_origin: str | None,
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    store.reset_staging(db)
+    store.reset_staging(db, rnd.origin)
     try:
         listener.on_added(rnd.origin, store.iter_fingerprints(db, rnd.origin, rnd.old_size, rnd.size,
                                                                active_only=True))

@@ -382,34 +382,41 @@ def key_rotations(db: sqlite_utils.Database, origin: str) -> list[tuple[int, str
 # `fingerprints` and applies the other entries in index order in ONE short write
 # transaction (see node/follow/sync.py).
 
-def reset_staging(db: sqlite_utils.Database) -> None:
+def reset_staging(db: sqlite_utils.Database, origin: str) -> None:
+    """Empty the staging area of one log (each log stages under its own origin, so
+    rounds of different logs sharing one connection never mix)."""
     db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_fingerprints (
-        idx INTEGER PRIMARY KEY, signal TEXT NOT NULL, fingerprint BLOB NOT NULL, quality INTEGER,
-        labels TEXT NOT NULL, day INTEGER NOT NULL, leaf_hash BLOB NOT NULL)""")
+        origin TEXT NOT NULL, idx INTEGER NOT NULL, signal TEXT NOT NULL, fingerprint BLOB NOT NULL,
+        quality INTEGER, labels TEXT NOT NULL, day INTEGER NOT NULL, leaf_hash BLOB NOT NULL,
+        PRIMARY KEY (origin, idx)) WITHOUT ROWID""")
     db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_entries (
-        idx INTEGER PRIMARY KEY, data BLOB NOT NULL, leaf_hash BLOB NOT NULL)""")
-    db.execute("DELETE FROM temp.staged_fingerprints")
-    db.execute("DELETE FROM temp.staged_entries")
+        origin TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, leaf_hash BLOB NOT NULL,
+        PRIMARY KEY (origin, idx)) WITHOUT ROWID""")
+    db.execute("DELETE FROM temp.staged_fingerprints WHERE origin = ?", (origin,))
+    db.execute("DELETE FROM temp.staged_entries WHERE origin = ?", (origin,))
 
 
-def stage(db: sqlite_utils.Database, fingerprints: list[tuple], others: list[tuple]) -> None:
+def stage(db: sqlite_utils.Database, origin: str, fingerprints: list[tuple], others: list[tuple]) -> None:
     """fingerprints: (idx, signal, fingerprint, quality, labels, day, leaf_hash);
     others: (idx, entry bytes, leaf_hash) of every non-submission entry."""
     if fingerprints:
-        db.conn.executemany("INSERT INTO temp.staged_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?)", fingerprints)
+        db.conn.executemany("INSERT INTO temp.staged_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            ((origin, *row) for row in fingerprints))
     if others:
-        db.conn.executemany("INSERT INTO temp.staged_entries VALUES (?, ?, ?)", others)
+        db.conn.executemany("INSERT INTO temp.staged_entries VALUES (?, ?, ?, ?)",
+                            ((origin, *row) for row in others))
 
 
 def move_staged_fingerprints(db: sqlite_utils.Database, origin: str) -> int:
     return db.execute("INSERT OR IGNORE INTO fingerprints (origin, idx, signal, fingerprint, quality, labels, day, "
-                      "leaf_hash) SELECT ?, idx, signal, fingerprint, quality, labels, day, leaf_hash "
-                      "FROM temp.staged_fingerprints ORDER BY idx", (origin,)).rowcount
+                      "leaf_hash) SELECT origin, idx, signal, fingerprint, quality, labels, day, leaf_hash "
+                      "FROM temp.staged_fingerprints WHERE origin = ? ORDER BY idx", (origin,)).rowcount
 
 
-def staged_entries(db: sqlite_utils.Database) -> Iterator[tuple[int, bytes, bytes]]:
+def staged_entries(db: sqlite_utils.Database, origin: str) -> Iterator[tuple[int, bytes, bytes]]:
     """Staged non-submission entries in index order (few: read them all at once)."""
-    return iter(db.execute("SELECT idx, data, leaf_hash FROM temp.staged_entries ORDER BY idx").fetchall())
+    return iter(db.execute("SELECT idx, data, leaf_hash FROM temp.staged_entries WHERE origin = ? ORDER BY idx",
+                           (origin,)).fetchall())
 
 
 def withdraw(db: sqlite_utils.Database, origin: str, target: int, by_index: int) -> bool:
