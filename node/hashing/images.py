@@ -144,9 +144,10 @@ def decode_image(source: BinaryIO, *, size: int | None = HASH_SIZE) -> np.ndarra
         ) from None
     except MemoryError:
         raise HashingError("not enough memory to decode this image") from None
-    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError, IndexError, TypeError) as exc:
-        # Decoders raise all of these on damaged files; their messages may name the
-        # file, so only the kind of failure is reported.
+    except Exception as exc:
+        # Decoders raise anything (OSError, SyntaxError, EOFError, KeyError, struct.error...)
+        # on damaged files, and their messages may name the file: only the kind of
+        # failure is reported.
         raise HashingError(_damage_reason(exc)) from None
 
 

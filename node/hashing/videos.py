@@ -108,6 +108,10 @@ def vpdq_frames(source: BinaryIO, interval: float = DEFAULT_INTERVAL) -> list[di
                 raise HashingError("the video is damaged: no frame could be decoded") from None
             # Later damage (a truncated download, typically): keep the frames before it,
             # as a player would show them.
+        except MemoryError:
+            raise HashingError("not enough memory to decode this video") from None
+        except Exception as exc:  # from a decoder on a hostile file; its text may hold the path
+            raise HashingError(f"the video is damaged and cannot be decoded ({type(exc).__name__})") from None
     if not frames:
         raise HashingError("the video has no frame that could be decoded")
     return frames
