@@ -4,6 +4,7 @@ with protocol/ (never with the node's own code)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -94,11 +95,17 @@ async def read_log(session: aiohttp.ClientSession, url: str, vkey: str, origin: 
         verify_bundle(entries, view.tiles[TileId(0, bundle.index, bundle.width)], bundle.width)
         view.entries.extend(entries)
     assert len(view.entries) == cp.size
-    nodes = TileNodes(cp.size, view.tiles)
+    nodes = cached_nodes(TileNodes(cp.size, view.tiles))
     for index, entry in enumerate(view.entries):
         proof = inclusion_proof(index, cp.size, nodes)
         verify_inclusion(leaf_hash(entry), index, cp.size, proof, cp.root_hash)
     return view
+
+
+def cached_nodes(nodes: TileNodes):
+    """A node getter that remembers what it computed: neighbouring entries' inclusion
+    proofs share most of their nodes."""
+    return functools.lru_cache(maxsize=None)(nodes.node_at)
 
 
 def tile_files(datadir: DataDir) -> dict[str, bytes]:
