@@ -84,6 +84,7 @@ class NodeContext:
         self.log_vkey: str = ""
         self.request_vkey: str = ""
         self.admin_token: str = ""
+        self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
 
 
 NODE = web.AppKey("node", NodeContext)
