@@ -50,7 +50,7 @@ function apiErrorMessage(status, data) {
   if (status === 429) {
     if (data && data.locked) return t('errors.locked');
     const minutes = Math.max(1, Math.ceil(((data && data.retry_after) || 60) / 60));
-    return t('errors.too_many', { minutes });
+    return t('errors.too_many', { count: minutes });
   }
   if (status === 400) return t('errors.bad_request');
   return t('errors.server');
@@ -398,7 +398,7 @@ function renderStatus() {
   const data = lastStatus;
   const published = Array.isArray(data.published) ? data.published.length : 0;
   $('#status-state').textContent = t(`status.state.${data.state === 'withdrawn' ? 'withdrawn' : 'active'}`);
-  $('#status-counts').textContent = t('status.counts', { fingerprints: data.fingerprints ?? 0, published });
+  $('#status-counts').textContent = `${t('status.counts', { count: data.fingerprints ?? 0 })} ${t('status.published', { count: published })}`;
   const feedback = Array.isArray(data.feedback) ? data.feedback : [];
   $('#status-feedback').replaceChildren(
     ...(feedback.length

@@ -25,12 +25,21 @@ export function currentLanguage() {
   return current;
 }
 
-/** The string for `key`, with {name} placeholders filled from `values`. */
+/**
+ * The string for `key`, with {name} placeholders filled from `values`.
+ * A string that depends on a number is an object of plural forms
+ * ({"one": ..., "other": ...}) chosen by values.count with the language's rules
+ * (French says "0 empreinte", English "0 fingerprints").
+ */
 export function t(key, values = {}) {
-  const text = strings[key];
+  let text = strings[key];
   if (text === undefined) {
     console.warn('missing translation', current, key);
     return key;
+  }
+  if (text && typeof text === 'object' && !Array.isArray(text) && 'other' in text) {
+    const form = new Intl.PluralRules(current).select(Number(values.count));
+    text = text[form] ?? text.other;
   }
   if (typeof text !== 'string') return text;
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
