@@ -129,6 +129,10 @@ class Harness:
 
     def follow(self, origin: str, url: str, vkey: str, **client_args) -> Follower:
         store.add_log(self.db, origin, url, vkey)
+        return self.attach(origin, url, **client_args)
+
+    def attach(self, origin: str, url: str, **client_args) -> Follower:
+        """A follower for a log already in the database (after a restart)."""
         client = PeerClient(url, timeout=self.timeout, **client_args)
         self.clients.append(client)
         follower = Follower(origin, client, self.worker, listener=self.listener, chunk_bundles=2)
