@@ -33,7 +33,7 @@ from protocol.entries import Announcement, Feedback, Submission, Withdrawal, dec
 from protocol.errors import ProtocolError
 from protocol.merkle import leaf_hash
 from protocol.note import Verifier, parse_note
-from protocol.tiles import BundleId, TileId, decode_bundle, tile_hashes, verify_tiles
+from protocol.tiles import BundleId, TileId, decode_bundle, tile_hashes, tiles_for_size, verify_tiles
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,15 @@ def audit_log(note: bytes, vkey: str, tiles: dict[TileId, bytes], bundles: dict[
     result.origin, result.size, result.root_hash = cp.origin, cp.size, cp.root_hash
 
     # 1. Tiles against the root.
-    try:
-        verify_tiles(cp.size, cp.root_hash, tiles)
-        result.tiles_verified = True
-    except ProtocolError as exc:
-        result.violation("tiles", f"tiles do not match the checkpoint's root: {exc}")
+    missing = [t for t in tiles_for_size(cp.size) if t not in tiles]
+    if missing:
+        result.violation("unavailable", f"{len(missing)} tile(s) of the tree are missing, e.g. {missing[0].path()}")
+    else:
+        try:
+            verify_tiles(cp.size, cp.root_hash, tiles)
+            result.tiles_verified = True
+        except ProtocolError as exc:
+            result.violation("tiles", f"tiles do not match the checkpoint's root: {exc}")
 
     # 2 + 3. Bundles against the level-0 tiles, entries decoded.
     decoded = []

@@ -174,7 +174,8 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
             bundles = await _fetch_all(client, bundles_for_size(cp.size), client.bundle, result)
         fetch_problems = result.violations
         result = await asyncio.to_thread(audit_log, note, options.vkey, tiles, bundles)
-        result.violations[:0] = fetch_problems
+        if fetch_problems:  # the specific fetch failures replace the check's summary of them
+            result.violations[:] = fetch_problems + [v for v in result.violations if v.kind != "unavailable"]
         trusted = result.tiles_verified and bool(result.signed_by)
         nodes = TileNodes(result.size, tiles) if trusted else None
 
