@@ -205,7 +205,20 @@ class Follower:
                                  cp.size, note)
             await self._fork(f"the log shrank from the verified size {m} to {cp.size}", m, state.checkpoint_note,
                              cp.size, note)
+        await self._require_cosignatures(note)
         return await self._catch_up(state, cp, note)
+
+    async def _require_cosignatures(self, note: bytes) -> None:
+        """Witness policy (`ncii-node witness require`, node/witness/policy.py): a growing
+        checkpoint is applied only with k of n witness cosignatures, if the log has such
+        a policy. Fork detection above does not depend on it."""
+        from node.witness.policy import check_followed_checkpoint
+        from protocol.errors import CosignatureError
+
+        try:
+            await self.worker.call(check_followed_checkpoint, self.origin, note)
+        except CosignatureError as exc:
+            raise SyncError(f"checkpoint not applied: {exc}") from None
 
     async def _fork(self, reason: str, earlier_size: int, earlier_note: bytes | None, later_size: int,
                     later_note: bytes) -> None:
