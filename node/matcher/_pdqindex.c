@@ -320,7 +320,9 @@ static void free_tables(Index *ix)
     ix->built = 0;
 }
 
-/* Counting sort of the live items by their key in table t. */
+/* Counting sort of the live items by their key in table t. The keys of the first
+ * pass are kept (4 bytes per item) so that the second pass reads them instead of
+ * every fingerprint again, and can prefetch the offsets it is about to bump. */
 static int build_table(Index *ix, int t)
 {
     Table *tb = &ix->tables[t];
@@ -329,23 +331,35 @@ static int build_table(Index *ix, int t)
     buf_free(&tb->ids);
     if (buf_resize(&tb->off, (nb + 1) * sizeof(uint32_t)) < 0)
         return -1;
-    uint32_t *off = tb->off.p;
+    Buf keybuf = {0};
+    if (ix->n_live && buf_resize(&keybuf, ix->n_live * sizeof(uint32_t)) < 0)
+        return -1;
+    uint32_t *off = tb->off.p, *keys = keybuf.p;
     const uint8_t *fp = ix->fp.p, *flags = ix->flags.p;
     size_t count = 0;
-    for (size_t id = 0; id < ix->limit; id++)
+    for (size_t id = 0; id < ix->limit && count < ix->n_live; id++)
         if (flags[id] & F_LIVE) {
-            off[chunk_of(fp + id * FP_BYTES, tb->start, tb->width) + 1]++;
-            count++;
+            uint32_t k = chunk_of(fp + id * FP_BYTES, tb->start, tb->width);
+            keys[count++] = k;
+            off[k + 1]++;
         }
     for (size_t k = 0; k < nb; k++)
         off[k + 1] += off[k];
-    if (count && buf_resize(&tb->ids, count * sizeof(uint32_t)) < 0)
+    if (count && buf_resize(&tb->ids, count * sizeof(uint32_t)) < 0) {
+        buf_free(&keybuf);
         return -1;
+    }
     uint32_t *ids = tb->ids.p;
     /* off[k] walks from the start of bucket k to its end, which is the start of k+1 */
-    for (size_t id = 0; id < ix->limit; id++)
-        if (flags[id] & F_LIVE)
-            ids[off[chunk_of(fp + id * FP_BYTES, tb->start, tb->width)]++] = (uint32_t)id;
+    size_t j = 0;
+    for (size_t id = 0; j < count; id++)
+        if (flags[id] & F_LIVE) {
+            if (j + 16 < count)
+                __builtin_prefetch(off + keys[j + 16], 1);
+            ids[off[keys[j]]++] = (uint32_t)id;
+            j++;
+        }
+    buf_free(&keybuf);
     memmove(off + 1, off, nb * sizeof(uint32_t));
     off[0] = 0;
     tb->count = count;
@@ -456,15 +470,42 @@ static int merge_table(Index *ix, int t, const uint32_t *new_ids, size_t m, KeyI
         end = from;
         j = g;
     }
-    /* off[b] grows by the number of new items with key < b */
-    size_t below = 0;
-    for (size_t b = 0; b <= nb; b++) {
-        while (below < m && pairs[below].key < b)
-            below++;
-        off[b] += (uint32_t)below;
+    /* off[b] grows by the number of new items with key < b (plain loops: vectorized) */
+    size_t b = 0, below = 0;
+    for (size_t i = 0; i < m;) {
+        uint32_t k = pairs[i].key;
+        for (; b <= k; b++)
+            off[b] += (uint32_t)below;
+        while (i < m && pairs[i].key == k)
+            i++, below++;
     }
+    for (; b <= nb; b++)
+        off[b] += (uint32_t)below;
     tb->count = n + m;
     return 0;
+}
+
+typedef struct {
+    Index *ix;
+    const uint32_t *ids;
+    size_t m;
+    int next; /* shared table cursor */
+    int failed;
+} MergeJob;
+
+static void *merge_worker(void *arg)
+{
+    MergeJob *job = arg;
+    KeyId *pairs = malloc((job->m ? job->m : 1) * sizeof(KeyId));
+    for (;;) {
+        int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (t >= job->ix->ntables)
+            break;
+        if (!pairs || merge_table(job->ix, t, job->ids, job->m, pairs) < 0)
+            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+    }
+    free(pairs);
+    return NULL;
 }
 
 /* Move the overflow list into the tables (caller holds the write lock). */
@@ -487,22 +528,22 @@ static int merge_overflow(Index *ix, int nthreads)
     }
     ix->n_overflow = 0;
     if (m) {
-        KeyId *pairs = malloc(m * sizeof(KeyId));
-        if (!pairs)
+        MergeJob job = {ix, ov, m, 0, 0};
+        pthread_t th;
+        int started = ix->ntables > 1 && nthreads > 1 && pthread_create(&th, NULL, merge_worker, &job) == 0;
+        merge_worker(&job);
+        if (started)
+            pthread_join(th, NULL);
+        if (job.failed) {
+            /* Half-merged tables are useless: drop them, and searches scan every
+             * live item (correct, slow) until a rebuild succeeds. */
+            free_tables(ix);
             return -1;
-        for (int t = 0; t < ix->ntables; t++)
-            if (merge_table(ix, t, ov, m, pairs) < 0) {
-                /* Half-merged tables are useless: drop them, and searches scan every
-                 * live item (correct, slow) until a rebuild succeeds. */
-                free(pairs);
-                free_tables(ix);
-                return -1;
-            }
-        free(pairs);
+        }
         ix->n_tabled += m;
     }
-    ix->n_merges++;
     buf_resize(&ix->overflow, 0);
+    ix->n_merges++;
     return 0;
 }
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from operator import itemgetter
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -76,12 +77,20 @@ def _fingerprint_matrix(fingerprints) -> np.ndarray:
         array = np.frombuffer(fingerprints, dtype=np.uint8).reshape(-1, FINGERPRINT_BYTES)
     else:
         items = list(fingerprints)
-        for item in items:
+        for item in _odd_ones(items):
             _fingerprint_bytes(item)
         array = np.frombuffer(b"".join(items), dtype=np.uint8).reshape(-1, FINGERPRINT_BYTES)
     if array.ndim != 2 or array.shape[1] != FINGERPRINT_BYTES:
         raise SignalError(f"PDQ fingerprints must be an n x 32 array of bytes, not shape {array.shape}")
     return array
+
+
+def _odd_ones(fingerprints: list) -> list:
+    """The items of a list of would-be fingerprints whose type or length is unusual
+    (checked at C speed; only the odd ones reach Python code)."""
+    if set(map(type, fingerprints)) <= {bytes} and set(map(len, fingerprints)) <= {FINGERPRINT_BYTES}:
+        return []
+    return fingerprints
 
 
 def _id_array(ids) -> np.ndarray:
@@ -147,8 +156,12 @@ class PDQIndex:
         cursor = connection.execute(query, parameters)
         with self.bulk_load():
             while rows := cursor.fetchmany(chunk):
-                ids, fingerprints = zip(*rows)
-                self.add_many(np.fromiter(ids, dtype=np.int64, count=len(ids)), list(fingerprints))
+                fingerprints = list(map(itemgetter(1), rows))
+                if any(not isinstance(f, bytes) or len(f) != FINGERPRINT_BYTES for f in _odd_ones(fingerprints)):
+                    raise SignalError("a row of the query has a fingerprint that is not 32 bytes")
+                ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=len(rows))
+                matrix = np.frombuffer(b"".join(fingerprints), dtype=np.uint8).reshape(-1, FINGERPRINT_BYTES)
+                self.add_many(ids, matrix)
 
     @contextlib.contextmanager
     def bulk_load(self) -> Iterator[PDQIndex]:
