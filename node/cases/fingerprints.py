@@ -70,10 +70,7 @@ def parse_fingerprints(items: object, *, max_count: int, day: int) -> list[CaseF
         quality = item.get("quality")
         try:
             canonical = signal.parse_json(item.get("fingerprint"))
-            if signal.has_quality:
-                signal.check_quality(quality)
-            else:
-                quality = None  # md5 and vpdq carry no quality of their own
+            signal.check_quality(quality)  # md5 and vpdq carry none (vPDQ frames have their own)
             entry = Submission(signal.name, canonical, quality, (LABEL_OF_SIGNAL[signal.name],), day)
             data = encode_entry(entry)
         except ProtocolError as exc:

@@ -1,0 +1,437 @@
+"""The helpline case API on a real node (127.0.0.1, free ports, SQLite in tmp_path):
+create, status, withdraw, refusals, PIN guessing up to the lockout, crash repair, what
+the published log holds, and what the logs hold."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sqlite3
+
+import aiohttp
+import pytest
+
+from node.cases.limits import ADDRESS_POLICY, CASE_POLICY
+from node.store import cases as case_store
+from node.web.app import RunningNode
+from node.web.case_routes import CASES
+from protocol.entries import Submission, Withdrawal, decode_entry
+
+from publish_support import make_datadir, read_log, tile_files
+
+YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+
+
+def pdq(i: int, quality: int = 90) -> dict:
+    return {"signal": "pdq", "fingerprint": f"{i:064x}", "quality": quality}
+
+
+def helpline_datadir(tmp_path, name="helpline"):
+    datadir = make_datadir(tmp_path, name=name)
+    config = datadir.config
+    config.cases.pin_scrypt_n = 2**10  # production is 2**15; the test only needs the same code path
+    datadir.save_config(config)
+    return datadir
+
+
+@pytest.fixture
+async def node(tmp_path):
+    running = await RunningNode(helpline_datadir(tmp_path)).start("127.0.0.1", 0)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def session():
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def post(session, url, body=None, **kwargs):
+    async with session.post(url, json=body, **kwargs) if body is not None else session.post(url, **kwargs) as r:
+        try:
+            data = await r.json(content_type=None)
+        except ValueError:
+            data = None
+        return r.status, data, r.headers
+
+
+async def open_case(session, node, fingerprints, lang="en"):
+    status, data, headers = await post(session, node.public_url + "/v1/cases",
+                                       {"eligibility": YES, "fingerprints": fingerprints, "lang": lang})
+    assert status == 201, data
+    assert headers["Cache-Control"] == "no-store"
+    return data
+
+
+def vkey_of(node):
+    return node.datadir.load_log_signer().verifier_key()
+
+
+# ---------------------------------------------------------------- the cycle
+
+async def test_create_status_withdraw(node, session):
+    fps = [pdq(1), pdq(2, quality=30), {"signal": "md5", "fingerprint": "ab" * 16}, pdq(1)]
+    case = await open_case(session, node, fps)
+    assert case["fingerprints"] == 3 and case["low_quality"] == 1
+    assert len(case["case_number"]) == 19 and len(case["pin"]) == 8
+    indices = [p["index"] for p in case["published"]]
+
+    view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
+    submitted = [decode_entry(view.entries[i]) for i in indices]
+    assert [s.fingerprint.hex() for s in submitted] == ["%064x" % 1, "%064x" % 2, "ab" * 16]
+    assert all(p["checkpoint_size"] <= view.checkpoint.size for p in case["published"])
+
+    codes = {"case_number": case["case_number"].lower().replace("-", " "), "pin": case["pin"]}
+    status, answer, _ = await post(session, node.public_url + "/v1/cases/status", codes)
+    assert status == 200, answer
+    assert answer["state"] == "active" and answer["fingerprints"] == 3 and answer["low_quality"] == 1
+    assert answer["published"] == case["published"]
+    assert answer["withdrawn_at"] is None and answer["feedback"] == []
+
+    status, answer, _ = await post(session, node.public_url + "/v1/cases/withdraw", codes)
+    assert status == 200, answer
+    assert answer["state"] == "withdrawn"
+    when = answer["withdrawn_at"]
+    assert when["published"] is True and when["day"] == when["requested"] and len(when["entries"]) == 1
+
+    view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
+    withdrawal = decode_entry(view.entries[when["entries"][0]])
+    assert withdrawal == Withdrawal(tuple(sorted(indices)), "withdrawn-by-person")
+    assert when["checkpoint_size"] > when["entries"][0]
+
+    # Idempotent: asking again appends nothing.
+    status, again, _ = await post(session, node.public_url + "/v1/cases/withdraw", codes)
+    assert status == 200 and again["withdrawn_at"] == when
+    status, answer, _ = await post(session, node.public_url + "/v1/cases/status", codes)
+    assert answer["state"] == "withdrawn" and answer["withdrawn_at"] == when
+    after = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
+    assert after.checkpoint.size == view.checkpoint.size
+
+
+async def test_many_fingerprints_withdrawn_in_chunks(tmp_path, session):
+    datadir = helpline_datadir(tmp_path)
+    config = datadir.config
+    config.cases.max_fingerprints = 1000
+    datadir.save_config(config)
+    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    try:
+        case = await open_case(session, node, [pdq(i) for i in range(1, 1101)][:1000])
+        codes = {"case_number": case["case_number"], "pin": case["pin"]}
+        status, answer, _ = await post(session, node.public_url + "/v1/cases/withdraw", codes)
+        assert status == 200
+        assert len(answer["withdrawn_at"]["entries"]) == 1  # 1000 targets fit one entry (1,024 at most)
+        view = await read_log(session, node.public_url, vkey_of(node), origin=config.node.origin)
+        (withdrawal,) = [decode_entry(e) for e in view.entries if isinstance(decode_entry(e), Withdrawal)]
+        assert len(withdrawal.targets) == 1000
+    finally:
+        await node.stop()
+
+
+# ---------------------------------------------------------------- refusals
+
+async def test_not_eligible_creates_nothing(node, session):
+    for lang in ("fr", "en"):
+        status, data, _ = await post(session, node.public_url + "/v1/cases",
+                                     {"eligibility": {**YES, "adult": False}, "fingerprints": [pdq(5)], "lang": lang})
+        assert status == 422
+        assert data["eligible"] is False and data["not_met"] == ["adult"]
+        assert data["help"][0]["url"] == "https://takeitdown.ncmec.org/"
+    # Not eligible: even malformed fingerprints are not looked at, nothing is stored.
+    status, data, _ = await post(session, node.public_url + "/v1/cases",
+                                 {"eligibility": {**YES, "intimate": False}, "fingerprints": "junk"})
+    assert status == 422 and data["not_met"] == ["intimate"]
+    assert node.context.sequencer.published.size == 0
+    assert case_store.counts(node.context.db) == {s: 0 for s in case_store.STATES}
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "video/mp4", "multipart/form-data; boundary=x",
+                                          "IMAGE/PNG", "Multipart/mixed; boundary=y"])
+@pytest.mark.parametrize("path", ["/v1/cases", "/v1/cases/status", "/v1/cases/withdraw", "/anything/else"])
+async def test_images_and_videos_are_refused_everywhere(node, session, content_type, path):
+    status, data, _ = await post(session, node.public_url + path, data=b"\xff\xd8\xff\xe0" + b"\0" * 100,
+                                 headers={"Content-Type": content_type})
+    assert status == 415
+    assert "never accepts images or videos" in data["error"]
+
+
+async def test_bad_requests(node, session):
+    url = node.public_url
+    status, data, _ = await post(session, url + "/v1/cases", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert status == 400 and "JSON" in data["error"]
+    status, data, _ = await post(session, url + "/v1/cases", data=b"x=1", headers={"Content-Type": "text/plain"})
+    assert status == 415 and "JSON" in data["error"]
+    status, data, _ = await post(session, url + "/v1/cases", {"eligibility": YES, "fingerprints": [pdq(1)], "name": "A"})
+    assert status == 400 and "unknown fields" in data["error"]
+    status, data, _ = await post(session, url + "/v1/cases",
+                                 {"eligibility": YES, "fingerprints": [{**pdq(1), "path": "/home/a/me.jpg"}]})
+    assert status == 400 and "file name" in data["error"]
+    status, data, _ = await post(session, url + "/v1/cases", {"eligibility": YES, "fingerprints": [pdq(1)] * 101})
+    assert status == 400 and "at most 100" in data["error"]
+    big = b'{"eligibility": {}, "fingerprints": ["' + b"0" * (4 * 1024 * 1024) + b'"]}'
+    status, data, _ = await post(session, url + "/v1/cases", data=big, headers={"Content-Type": "application/json"})
+    assert status == 413
+    status, data, _ = await post(session, url + "/v1/cases/status",
+                                 {"case_number": "0000-0000-0000-0000", "pin": "12345678", "x": "y" * 5000})
+    assert status == 413
+    status, data, _ = await post(session, url + "/v1/cases/status", {"case_number": "ABCD-EFGH-JKMN-PQRS", "pin": "1"})
+    assert status == 400
+    async with session.get(url + "/v1/cases/status") as r:
+        assert r.status == 405
+    assert node.context.sequencer.published.size == 0
+
+
+async def test_a_typo_in_the_case_number_costs_no_attempt(node, session):
+    case = await open_case(session, node, [pdq(3)])
+    number = case["case_number"]
+    typo = number[:-1] + ("0" if number[-1] != "0" else "1")
+    for _ in range(30):
+        status, data, _ = await post(session, node.public_url + "/v1/cases/status", {"case_number": typo, "pin": case["pin"]})
+        assert status == 400 and "typing mistake" in data["error"]
+    status, _, _ = await post(session, node.public_url + "/v1/cases/status", {"case_number": number, "pin": case["pin"]})
+    assert status == 200
+
+
+# ---------------------------------------------------------------- PIN guessing
+
+class Clock:
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_pin_guessing_reaches_the_case_lockout(node, session):
+    service = node.app[CASES]
+    clock = service.clock = Clock(1_800_000_000.0)
+    case = await open_case(session, node, [pdq(7)])
+    url = node.public_url + "/v1/cases/status"
+    right = {"case_number": case["case_number"], "pin": case["pin"]}
+    wrong = {**right, "pin": "%08d" % ((int(case["pin"]) + 1) % 10**8)}
+
+    answers = []
+    for attempt in range(1, 40):
+        status, data, headers = await post(session, url, wrong)
+        answers.append(status)
+        if status == 429:
+            assert data["retry_after"] >= 1 and headers["Retry-After"] == str(data["retry_after"])
+            if data["locked"]:
+                break
+            # A delay is running: nothing is checked, even the right PIN.
+            status, data2, _ = await post(session, url, right)
+            assert status == 429 and not data2["locked"]
+            clock.now += data["retry_after"]
+        else:
+            assert status == 401 and "wrong case number or PIN" in data["error"]
+            clock.now += data.get("retry_after", 0)
+    assert data["locked"] is True
+    assert "locked" in data["error"] and "24 hour" in data["error"]
+    assert answers.count(401) == CASE_POLICY.lock_after - 1  # the 10th wrong PIN answers 429 locked
+
+    # Locked: even the right PIN is refused, and the person is told for how long (once
+    # the short wait of their address is over, they hear about the case's lockout).
+    clock.now += 600
+    status, data, _ = await post(session, url, right)
+    assert status == 429 and data["locked"] is True
+    assert 23 * 3600 < data["retry_after"] <= 24 * 3600
+    row = node.context.db.execute("SELECT failed_pins FROM cases").fetchone()
+    assert row[0] == CASE_POLICY.lock_after
+    # The withdrawal is refused too while locked.
+    status, _, _ = await post(session, node.public_url + "/v1/cases/withdraw", right)
+    assert status == 429
+
+    # A day later the right PIN works again and resets the counter.
+    clock.now += 24 * 3600 + 1
+    status, data, _ = await post(session, url, right)
+    assert status == 200 and data["state"] == "active"
+    assert node.context.db.execute("SELECT failed_pins FROM cases").fetchone()[0] == 0
+
+
+async def test_guessing_case_numbers_locks_the_address(node, session):
+    from node.cases.numbers import new_case_number
+
+    service = node.app[CASES]
+    clock = service.clock = Clock(1_800_000_000.0)
+    case = await open_case(session, node, [pdq(8)])
+    url = node.public_url + "/v1/cases/status"
+    failures = 0
+    while True:
+        status, data, _ = await post(session, url, {"case_number": new_case_number(), "pin": "12345678"})
+        if status == 401:
+            failures += 1
+            clock.now += data.get("retry_after", 0)
+            continue
+        assert status == 429
+        if data["locked"]:
+            break
+        clock.now += data["retry_after"]
+    assert failures == ADDRESS_POLICY.lock_after - 1
+    assert "your connection" in data["error"]
+    # The lockout is per address: the case's own right codes are refused from here ...
+    status, data, _ = await post(session, url, {"case_number": case["case_number"], "pin": case["pin"]})
+    assert status == 429 and data["locked"]
+    # ... but work from another address.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.9", 0))
+    async with aiohttp.ClientSession(connector=connector) as other:
+        status, data, _ = await post(other, url, {"case_number": case["case_number"], "pin": case["pin"]})
+    assert status == 200
+    clock.now += ADDRESS_POLICY.lock_duration + 1
+    status, _, _ = await post(session, url, {"case_number": case["case_number"], "pin": case["pin"]})
+    assert status == 200
+
+
+async def test_parallel_guesses_are_counted_one_by_one(node, session):
+    import asyncio
+
+    service = node.app[CASES]
+    service.clock = Clock(1_800_000_000.0)
+    case = await open_case(session, node, [pdq(9)])
+    url = node.public_url + "/v1/cases/status"
+    guesses = [{"case_number": case["case_number"], "pin": "%08d" % i} for i in range(40) if "%08d" % i != case["pin"]]
+    results = await asyncio.gather(*(post(session, url, g) for g in guesses))
+    checked = [s for s, _, _ in results if s == 401]
+    # Only the attempts the policy lets through at one instant were checked at all.
+    assert len(checked) <= min(CASE_POLICY.free, ADDRESS_POLICY.free)
+    assert all(s in (401, 429) for s, _, _ in results)
+
+
+# ---------------------------------------------------------------- crash repair
+
+async def test_interrupted_creation_is_abandoned_and_its_entries_withdrawn(node, session, monkeypatch):
+    def crash(*args, **kwargs):
+        raise sqlite3.OperationalError("simulated crash after the entries were published")
+
+    monkeypatch.setattr(case_store, "publish_case", crash)
+    status, _, _ = await post(session, node.public_url + "/v1/cases", {"eligibility": YES, "fingerprints": [pdq(11), pdq(12)]})
+    assert status == 500
+    monkeypatch.undo()
+    assert case_store.cases_in_state(node.context.db, "pending") == [1]
+    published = node.context.sequencer.published.size
+    assert published == 2
+
+    # A pending case whose entries never reached the log (a crash before the append).
+    service = node.app[CASES]
+    case_store.insert_pending_case(node.context.db, b"L" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1,
+                                   [(b"\x01" * 32, "pdq", False)])
+    await service.repair()
+    assert case_store.cases_in_state(node.context.db, "abandoned") == [1, 2]
+    view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
+    assert decode_entry(view.entries[2]) == Withdrawal((0, 1), "error")
+    assert view.checkpoint.size == 3
+    await service.repair()  # nothing more to do
+    assert node.context.sequencer.published.size == 3
+
+
+async def test_withdrawal_finished_after_restart(tmp_path, session):
+    datadir = helpline_datadir(tmp_path)
+    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    case = await open_case(session, node, [pdq(21), pdq(22)])
+    # The request was recorded, then the node stopped before appending anything.
+    case_store.mark_withdrawn(node.context.db, 1, 20000)
+    await node.stop()
+    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    try:
+        view = await read_log(session, node.public_url, vkey_of(node), origin=datadir.config.node.origin)
+        assert decode_entry(view.entries[-1]) == Withdrawal((0, 1), "withdrawn-by-person")
+        status, answer, _ = await post(session, node.public_url + "/v1/cases/status",
+                                       {"case_number": case["case_number"], "pin": case["pin"]})
+        assert answer["state"] == "withdrawn" and answer["withdrawn_at"]["published"]
+    finally:
+        await node.stop()
+
+
+# ---------------------------------------------------------------- privacy
+
+async def test_the_published_log_holds_only_the_fingerprints(node, session):
+    fps = [pdq(0x5151), {"signal": "md5", "fingerprint": "5e" * 16},
+           {"signal": "vpdq", "fingerprint": [{"pdq": "7a" * 32, "quality": 80, "timestamp": 0.0}]}]
+    case = await open_case(session, node, fps, lang="fr")
+    codes = {"case_number": case["case_number"], "pin": case["pin"]}
+    await post(session, node.public_url + "/v1/cases/status", codes)
+    await post(session, node.public_url + "/v1/cases/withdraw", codes)
+
+    db = node.context.db
+    row = db.execute("SELECT lookup, pin_salt, pin_hash, pin_params FROM cases").fetchone()
+    number = case["case_number"]
+    secrets_given = [number, number.replace("-", ""), number.lower(), case["pin"], "in_image", "has_image",
+                     "intimate", "eligibility", "lang"]
+    binary_secrets = [row[0], row[1], row[2], row[3].encode(), node.app[CASES]._key,
+                      int(case["pin"]).to_bytes(4, "big"), int(case["pin"]).to_bytes(4, "little")]
+
+    view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
+    served = [view.note] + list(view.tiles.values())
+    from protocol.tiles import bundles_for_size
+
+    for bundle in bundles_for_size(view.checkpoint.size):
+        async with session.get(f"{node.public_url}/{bundle.path()}") as r:
+            served.append(await r.read())
+    on_disk = list(tile_files(node.datadir).values())
+    for blob in served + on_disk:
+        for text in secrets_given:
+            assert text.encode() not in blob
+            assert text.encode("utf-16-le") not in blob
+        for secret in binary_secrets:
+            assert secret not in blob
+
+    # Every entry is one of the submitted fingerprints or the withdrawal of them.
+    submitted = {bytes.fromhex("%064x" % 0x5151), bytes.fromhex("5e" * 16)}
+    kinds = []
+    for entry in map(decode_entry, view.entries):
+        kinds.append(type(entry).__name__)
+        if isinstance(entry, Submission):
+            assert entry.signal == "vpdq" or entry.fingerprint in submitted
+            assert entry.labels in (("image",), ("video",))
+        else:
+            assert isinstance(entry, Withdrawal) and entry.targets == (0, 1, 2)
+    assert kinds == ["Submission"] * 3 + ["Withdrawal"]
+
+    # The database holds neither the case number nor the PIN.
+    db_bytes = b"".join(p.read_bytes() for p in node.datadir.db_path.parent.glob(node.datadir.db_path.name + "*"))
+    for text in (number, number.replace("-", ""), case["pin"]):
+        assert text.encode() not in db_bytes
+
+
+async def test_logs_hold_no_case_number_pin_address_or_user_agent(tmp_path):
+    """Every log record of the node, at DEBUG, during a full flow."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    marker_ua = "PrivacyProbe/9.9 (ua-marker-4471)"
+    try:
+        node = await RunningNode(helpline_datadir(tmp_path)).start("127.0.0.1", 0)
+        try:
+            connector = aiohttp.TCPConnector(local_addr=("127.0.0.77", 0))
+            headers = {"User-Agent": marker_ua, "X-Forwarded-For": "203.0.113.99", "Referer": "http://ref-marker.example/"}
+            async with aiohttp.ClientSession(connector=connector, headers=headers) as s:
+                case = await open_case(s, node, [pdq(31), pdq(32)])
+                number, pin = case["case_number"], case["pin"]
+                codes = {"case_number": number, "pin": pin}
+                await post(s, node.public_url + "/v1/cases/status", codes)
+                await post(s, node.public_url + "/v1/cases/status", {**codes, "pin": "00000000"})
+                await post(s, node.public_url + "/v1/cases/status", {**codes, "case_number": "0000-0000-0000-0000"})
+                await post(s, node.public_url + "/v1/cases", {"eligibility": {**YES, "adult": False}, "fingerprints": []})
+                await post(s, node.public_url + "/v1/cases", data=b"\xff\xd8", headers={"Content-Type": "image/jpeg"})
+                # Someone puts the codes in URLs anyway: they must not reach the logs either.
+                async with s.get(node.public_url + f"/v1/cases/status?case_number={number}&pin={pin}") as r:
+                    assert r.status == 405
+                async with s.get(node.public_url + f"/cases/{number}/{pin}") as r:
+                    assert r.status == 404
+                async with s.get(node.public_url + f"/tile/{number}") as r:
+                    assert r.status == 404
+                await post(s, node.public_url + "/v1/cases/withdraw", codes)
+                await post(s, node.public_url + "/v1/cases/withdraw", codes)
+        finally:
+            await node.stop()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    text = buffer.getvalue()
+    assert '"POST /v1/cases/status" 200' in text  # the access log did run
+    for secret in (number, number.replace("-", ""), pin, "127.0.0.77", marker_ua, "ua-marker", "203.0.113.99",
+                   "ref-marker"):
+        assert secret not in text, secret

@@ -1,0 +1,254 @@
+"""Case numbers, PINs, their hashes, eligibility, fingerprints and the failed-PIN
+policy, without a server."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.cases import eligibility
+from node.cases.fingerprints import FingerprintError, parse_fingerprints
+from node.cases.hashes import PRODUCTION, ScryptParams, case_lookup, check_pin, hash_pin
+from node.cases.limits import ADDRESS_POLICY, CASE_POLICY, AddressLimiter
+from node.cases.numbers import (
+    ALPHABET,
+    RANDOM_BITS,
+    CaseNumberError,
+    canonical_case_number,
+    canonical_pin,
+    check_symbol,
+    new_case_number,
+    new_pin,
+)
+from protocol.entries import Submission, decode_entry
+
+FAST = ScryptParams(n=2**10, r=8, p=1)
+
+
+# ---------------------------------------------------------------- case numbers and PINs
+
+def test_case_number_shape_and_randomness():
+    numbers = {new_case_number() for _ in range(2000)}
+    assert len(numbers) == 2000
+    assert RANDOM_BITS >= 60
+    for number in numbers:
+        groups = number.split("-")
+        assert [len(g) for g in groups] == [4, 4, 4, 4]
+        assert set(number.replace("-", "")) <= set(ALPHABET)
+        assert not set(number) & set("ILOU")
+        assert canonical_case_number(number) == number.replace("-", "")
+    # Every symbol appears in every random position over 2000 draws (75 random bits, not fewer).
+    for position in (0, 7, 14):
+        assert {n.replace("-", "")[position] for n in numbers} == set(ALPHABET)
+
+
+def test_case_number_read_back_leniently():
+    number = new_case_number()
+    compact = number.replace("-", "")
+    assert canonical_case_number(compact.lower()) == compact
+    assert canonical_case_number(" ".join(number.split("-"))) == compact
+    assert canonical_case_number("  " + number + "\n") == compact
+    with_aliases = compact.replace("0", "o").replace("1", "l")
+    assert canonical_case_number(with_aliases) == compact
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_check_symbol_catches_single_typos_and_swaps(data):
+    compact = canonical_case_number(new_case_number())
+    position = data.draw(st.integers(0, 15))
+    replacement = data.draw(st.sampled_from(ALPHABET))
+    typo = compact[:position] + replacement + compact[position + 1:]
+    values = {c: i for i, c in enumerate(ALPHABET)}
+    if typo != compact and abs(values[replacement] - values[compact[position]]) != 31:
+        with pytest.raises(CaseNumberError):
+            canonical_case_number(typo)
+    i = data.draw(st.integers(0, 13))
+    swapped = compact[:i] + compact[i + 1] + compact[i] + compact[i + 2:]
+    if swapped != compact and abs(values[compact[i]] - values[compact[i + 1]]) != 31:
+        with pytest.raises(CaseNumberError):
+            canonical_case_number(swapped)
+
+
+@pytest.mark.parametrize("bad", ["", "ABCD-EFGH", "ABCD-EFGH-JKMN-PQRSTV", "ABCD-EFGH-JKMN-PQRU", None, 12345, ["x"]])
+def test_not_case_numbers(bad):
+    with pytest.raises(CaseNumberError):
+        canonical_case_number(bad)
+
+
+def test_check_symbol_is_the_documented_sum():
+    body = "0123456789ABCDE"
+    total = sum((i + 1) * ALPHABET.index(c) for i, c in enumerate(body))
+    assert check_symbol(body) == ALPHABET[total % 31]
+
+
+def test_pins():
+    pins = [new_pin() for _ in range(1000)]
+    assert all(len(p) == 8 and p.isdigit() for p in pins)
+    assert len(set(pins)) > 990
+    assert canonical_pin("1234 5678") == "12345678"
+    for bad in ("1234567", "123456789", "1234567a", "١٢٣٤٥٦٧٨", 12345678, None):
+        with pytest.raises(CaseNumberError):
+            canonical_pin(bad)
+
+
+# ---------------------------------------------------------------- hashes
+
+def test_pin_hash_is_salted_slow_and_bound_to_the_case_number():
+    number = canonical_case_number(new_case_number())
+    other = canonical_case_number(new_case_number())
+    salt, digest = hash_pin(number, "12345678", FAST)
+    salt2, digest2 = hash_pin(number, "12345678", FAST)
+    assert salt != salt2 and digest != digest2          # salted
+    assert check_pin(number, "12345678", salt, digest, FAST)
+    assert not check_pin(number, "12345679", salt, digest, FAST)
+    assert not check_pin(other, "12345678", salt, digest, FAST)  # the PIN alone is not enough
+    assert b"12345678" not in digest + salt
+    assert PRODUCTION == ScryptParams(2**15, 8, 1)
+    assert ScryptParams.from_text(PRODUCTION.to_text()) == PRODUCTION
+    assert PRODUCTION.to_text() == "scrypt:n=32768,r=8,p=1"
+
+
+def test_case_lookup_is_keyed():
+    number = canonical_case_number(new_case_number())
+    a, b = case_lookup(b"k" * 32, number), case_lookup(b"j" * 32, number)
+    assert a != b and len(a) == 32
+    assert number.encode() not in a
+
+
+# ---------------------------------------------------------------- eligibility
+
+YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+
+
+def test_eligible():
+    assert eligibility.check(YES, "fr") is None
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_minors_are_sent_to_take_it_down_whatever_else(lang):
+    for other in ({}, {"in_image": False}, {"has_image": False, "intimate": False}):
+        refusal = eligibility.check({**YES, "adult": False, **other}, lang)
+        assert refusal.help[0]["name"].startswith("Take It Down")
+        assert "takeitdown.ncmec.org" in refusal.help[0]["url"]
+        assert not any("Revenge Porn" in h["name"] for h in refusal.help)
+        assert "18" in refusal.reason
+
+
+@pytest.mark.parametrize("question", ["in_image", "has_image", "intimate"])
+def test_adults_not_eligible_get_other_help(question):
+    fr = eligibility.check({**YES, question: False}, "fr")
+    en = eligibility.check({**YES, question: False}, "en")
+    assert fr.not_met == (question,) and en.not_met == (question,)
+    assert any(h["name"] == "Pharos" for h in fr.help)
+    assert any(h["name"] == "Revenge Porn Helpline" for h in en.help)
+    assert not any("Take It Down" in h["name"] for h in fr.help + en.help)
+    assert fr.reason != en.reason
+    json.dumps(fr.to_json())
+
+
+@pytest.mark.parametrize("answers", [None, [], {"in_image": True}, {**YES, "adult": "yes"}, {**YES, "extra": True},
+                                     {**YES, "adult": 1}])
+def test_malformed_answers(answers):
+    with pytest.raises(eligibility.EligibilityError):
+        eligibility.check(answers, "en")
+
+
+def test_language():
+    assert eligibility.language(None) == "fr"
+    assert eligibility.language("en") == "en"
+    with pytest.raises(eligibility.EligibilityError):
+        eligibility.language("de")
+
+
+# ---------------------------------------------------------------- fingerprints
+
+def pdq(i: int, quality: int | None = 90) -> dict:
+    item = {"signal": "pdq", "fingerprint": f"{i:064x}"}
+    if quality is not None:
+        item["quality"] = quality
+    return item
+
+
+def test_fingerprints_become_submissions():
+    vpdq = {"signal": "vpdq", "fingerprint": [{"pdq": "ab" * 32, "quality": 30, "timestamp": 0.0},
+                                              {"pdq": "cd" * 32, "quality": 40, "timestamp": 1.0}]}
+    items = [pdq(1), pdq(2, 20), {"signal": "md5", "fingerprint": "0f" * 16, "low_quality": False}, vpdq,
+             pdq(1)]  # the same photo twice
+    out = parse_fingerprints(items, max_count=10, day=20000)
+    assert len(out) == 4
+    assert [f.low_quality for f in out] == [False, True, False, True]
+    entries = [decode_entry(f.entry) for f in out]
+    assert all(isinstance(e, Submission) and e.day == 20000 for e in entries)
+    assert entries[0].labels == ("image",) and entries[2].labels == ("video",)
+    assert entries[2].quality is None
+
+
+@pytest.mark.parametrize("items, fragment", [
+    ([], "non-empty"),
+    ("x", "non-empty"),
+    ([pdq(1)] * 11, "at most 10"),
+    ([{**pdq(1), "path": "/home/alice/me.jpg"}], "file name"),
+    ([{**pdq(1), "name": "alice"}], "unknown fields"),
+    ([{"signal": "sha1", "fingerprint": "00"}], "signal must be"),
+    ([{"signal": "pdq", "fingerprint": "zz"}], "fingerprint 1"),
+    ([pdq(1), {"signal": "pdq", "fingerprint": "00" * 32, "quality": 101}], "fingerprint 2"),
+    ([{"signal": "md5", "fingerprint": "00" * 16, "quality": 50}], "no quality"),
+])
+def test_bad_fingerprints(items, fragment):
+    with pytest.raises(FingerprintError, match=fragment):
+        parse_fingerprints(items, max_count=10, day=1)
+
+
+# ---------------------------------------------------------------- the failed-PIN policy
+
+def test_case_policy_grows_then_locks():
+    waits = [CASE_POLICY.block_after(k) for k in range(1, 12)]
+    assert waits[:2] == [(0.0, False), (0.0, False)]
+    assert [w for w, _ in waits[2:9]] == [2, 4, 8, 16, 32, 64, 128]
+    assert waits[9] == (24 * 3600.0, True) and waits[10][1]
+    # At most 10 guesses a day out of 10^8 PINs.
+    assert CASE_POLICY.lock_after / 1e8 * 365 < 1e-4
+
+
+def test_address_limiter_counts_before_checking_and_locks():
+    limiter = AddressLimiter()
+    now = 1000.0
+    for _ in range(ADDRESS_POLICY.free):
+        slot, refused = limiter.begin("192.0.2.1", now)
+        assert refused is None
+    # A burst is refused as soon as the counted attempts impose a delay, even before any result.
+    slot, refused = limiter.begin("192.0.2.1", now)
+    assert refused is not None and not refused.locked
+    # Other addresses are not affected; an IPv6 /64 is one address.
+    assert limiter.begin("192.0.2.2", now)[1] is None
+    assert limiter.begin("2001:db8::1", now)[1] is None
+    slot6, _ = limiter.begin("2001:db8::2", now)
+    assert slot6 == limiter.begin("2001:db8::ffff", now + 1000)[0]
+    # Keep failing after each wait: lockout.
+    t = now
+    while True:
+        t += 10_000
+        slot, refused = limiter.begin("192.0.2.1", t)
+        assert refused is None
+        status = limiter.status(slot, t)
+        if status is not None and status.locked:
+            break
+    assert math.isclose(status.retry_after, ADDRESS_POLICY.lock_duration)
+    assert limiter.begin("192.0.2.1", t + 1)[1].locked
+
+
+def test_address_success_gives_back_only_its_attempt():
+    limiter = AddressLimiter()
+    slots = [limiter.begin("198.51.100.7", 0.0)[0] for _ in range(ADDRESS_POLICY.free - 1)]
+    slot, refused = limiter.begin("198.51.100.7", 0.0)
+    assert refused is None
+    limiter.succeeded(slot, 0.0)
+    # Failures before the success still count.
+    assert limiter._counters[slots[0]].failures == ADDRESS_POLICY.free - 1
+    # The address is never stored as such.
+    assert b"198.51.100.7" not in b"".join(limiter._counters)
