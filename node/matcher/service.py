@@ -157,6 +157,9 @@ class Matcher(FollowListener):
         self._ready = not pending_load
         self._queued: list[tuple] = []
         self._cancel_load = threading.Event()
+        self._db_path: Path | None = None
+        self._readers = threading.local()    # per-thread read connections for `describe`
+        self._reader_list: list = []
         self._explicit_thresholds: dict[str, int] = {}
         self._reset()
         for origin, threshold in (thresholds or {}).items():
@@ -232,6 +235,7 @@ class Matcher(FollowListener):
         Listener events that arrive meanwhile are queued and replayed afterwards;
         searches raise MatcherLoading until it returns."""
         started = time.perf_counter()
+        self._db_path = Path(db_path)
         with self._lock:
             self._ready = False
             if not self._queueing:
@@ -272,6 +276,10 @@ class Matcher(FollowListener):
     def cancel_load(self) -> None:
         """Make a running `load` stop soon (it raises MatcherLoading); for shutdown."""
         self._cancel_load.set()
+
+    @property
+    def load_cancelled(self) -> bool:
+        return self._cancel_load.is_set()
 
     def _load_snapshot(self, conn: sqlite3.Connection) -> None:
         # text_factory=bytes: group_concat of blobs comes back as one bytes object.
@@ -615,6 +623,33 @@ class Matcher(FollowListener):
                                 int(self._entry_index.array[video]), "vpdq", 100.0 - query_percent,
                                 query_percent, indexed_percent))
         return hits
+
+    # ------------------------------------------------------------------ describing
+
+    def describe(self, hits: Sequence[Hit]) -> list[dict[str, Any]]:
+        """`describe(db, hits)` on a read connection of this thread to the database
+        the matcher was loaded from (safe to call from many threads at once)."""
+        if not hits:
+            return []
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            if self._db_path is None:
+                raise UsageError("describe needs a matcher loaded from a database")
+            from node.store import connect
+
+            db = connect(self._db_path, check_same_thread=False)
+            self._readers.db = db
+            with self._lock:
+                self._reader_list.append(db)
+        return describe(db, hits)
+
+    def close(self) -> None:
+        """Close the read connections opened by `describe`."""
+        with self._lock:
+            for db in self._reader_list:
+                db.close()
+            self._reader_list.clear()
+        self._readers = threading.local()
 
     # ------------------------------------------------------------------ introspection
 

@@ -1,0 +1,315 @@
+"""The match API of a platform node (admin site; spec/parts/matching-api.md).
+
+    POST /v1/match              a fingerprint, or a batch of up to 1,000 -> the matches of each
+    POST /v1/match/media        an image or video (the platform's own upload), hashed here -> the same
+    GET  /v1/match/status       is the index built; how many fingerprints of how many logs
+    POST /v1/match/suppress     {"origin", "index", "feedback": true} -> never match that entry again
+    POST /v1/match/threshold    {"origin", "threshold": 0..256 | null} -> that log's PDQ distance
+
+Every route needs `Authorization: Bearer <admin token>` (DIR/admin.token, the token of
+POST /admin/append and /v1/feedback) and lives on the admin site, which listens on
+loopback unless `[admin] allow_remote`: the index says which images people asked to
+be protected, so it is never offered on the public site. Bodies are bounded before
+they are read whole (`MatchSettings`: [admin] max_body_bytes for JSON, 256 MiB for
+media); larger ones get 413.
+
+Only nodes with `[node] role = "platform"` have a matcher and these routes.
+
+Resources: the Matcher is created in `setup` (so it hears the follower from its first
+round, see node/web/follow_routes.add_follow_listener) and built from the database in
+a worker thread by this module's cleanup_ctx; meanwhile the routes answer 503 with
+Retry-After. Once built, feedback left pending by `ncii-node suppress` while the node
+was down is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from node.web.app import NODE
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+MAX_MATCHES = 100          # per query, nearest first; "total" says how many matched in all
+MEDIA_LIMIT = 256 * 1024 * 1024
+
+
+@dataclass
+class MatchSettings:
+    json_limit: int
+    media_limit: int = MEDIA_LIMIT
+    max_batch: int = MAX_BATCH
+    max_matches: int = MAX_MATCHES
+
+
+MATCH_SETTINGS = web.AppKey("match_settings", MatchSettings)
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400, **extra):
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+# --------------------------------------------------------------------------- setup
+
+def setup(app: web.Application) -> None:
+    from node.matcher.service import Matcher
+    from node.web.follow_routes import add_follow_listener
+
+    ctx = app[NODE]
+    if ctx.config.node.role != "platform":
+        return
+    ctx.matcher = Matcher(pending_load=True)
+    add_follow_listener(app, ctx.matcher)
+    app.cleanup_ctx.append(_matcher_resources)
+
+
+def setup_admin(admin: web.Application) -> None:
+    ctx = admin[NODE]
+    if ctx.config.node.role != "platform":
+        return
+    admin[MATCH_SETTINGS] = MatchSettings(json_limit=ctx.config.admin.max_body_bytes)
+    admin.router.add_post("/v1/match", post_match)
+    admin.router.add_post("/v1/match/media", post_match_media)
+    admin.router.add_get("/v1/match/status", get_status)
+    admin.router.add_post("/v1/match/suppress", post_suppress)
+    admin.router.add_post("/v1/match/threshold", post_threshold)
+
+
+async def _matcher_resources(app: web.Application):
+    ctx = app[NODE]
+    matcher = ctx.matcher
+
+    async def build():
+        from node.matcher.suppress import publish_pending_feedback
+
+        try:
+            await asyncio.to_thread(matcher.load, ctx.datadir.db_path)
+        except Exception:
+            if not matcher.load_cancelled:
+                log.exception("matcher: building the index failed; matching is unavailable")
+            return
+        published = await publish_pending_feedback(ctx)
+        if published:
+            log.info("matcher: published %d pending disputed-false-match feedback entries", published)
+
+    task = asyncio.create_task(build())
+    try:
+        yield
+    finally:
+        matcher.cancel_load()
+        await asyncio.gather(task, return_exceptions=True)
+        matcher.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _error(status: int, message: str, **extra) -> web.Response:
+    headers = {"Retry-After": str(extra.pop("retry_after"))} if "retry_after" in extra else None
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response({"error": "missing or wrong admin token (Authorization: Bearer <token from "
+                              "the data directory's admin.token>)"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer realm="ncii-node admin"'})
+
+
+def _authorized(request: web.Request) -> bool:
+    from node.web.log_routes import _authorized as admin_token_ok
+
+    return admin_token_ok(request)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    from node.web.log_routes import BadAppend, read_limited
+
+    try:
+        return await read_limited(request, limit)
+    except BadAppend as exc:
+        raise BadRequest(str(exc).replace("send fewer lines per request", "send less per request"),
+                         exc.status) from None
+
+
+async def _read_json(request: web.Request, limit: int) -> Any:
+    raw = await _read_body(request, limit)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest('the body must be JSON: a fingerprint {"signal": "pdq", "fingerprint": "<64 hex>"}, '
+                         'or {"fingerprints": [...]} for a batch') from None
+
+
+def parse_match_body(body: Any, max_batch: int = MAX_BATCH) -> tuple[list, bool]:
+    """(queries, is_batch) from a JSON body: one fingerprint object, a list of them,
+    or {"fingerprints": [...]}. Raises BadRequest naming the bad item."""
+    from node.matcher.service import Query
+    from protocol.errors import ProtocolError
+
+    if isinstance(body, dict) and "signal" in body:
+        items, batch = [body], False
+    elif isinstance(body, dict) and set(body) == {"fingerprints"}:
+        items, batch = body["fingerprints"], True
+    elif isinstance(body, list):
+        items, batch = body, True
+    else:
+        raise BadRequest('send a fingerprint {"signal": "pdq", "fingerprint": "<64 hex>"} or a batch '
+                         '{"fingerprints": [...]}')
+    if not isinstance(items, list) or not items:
+        raise BadRequest("a batch is a non-empty list of fingerprints")
+    if len(items) > max_batch:
+        raise BadRequest(f"a batch holds at most {max_batch} fingerprints, not {len(items)}; split it",
+                         status=413)
+    queries = []
+    for number, item in enumerate(items):
+        try:
+            queries.append(Query.from_json(item))
+        except ProtocolError as exc:
+            where = f"fingerprint {number}: " if batch else ""
+            raise BadRequest(f"{where}{exc}", item=number) from None
+    return queries, batch
+
+
+def _result_json(result, described: list[dict], query=None) -> dict:
+    out: dict[str, Any] = {}
+    if query is not None:
+        out["signal"] = query.signal
+    out["matches"] = described
+    out["total"] = result.total
+    return out
+
+
+def _run_matches(matcher, queries, limit: int) -> list[tuple]:
+    """Search, then describe the hits from the database: runs on a worker thread."""
+    results = matcher.match_many(queries, limit=limit)
+    return [(result, matcher.describe(result.hits)) for result in results]
+
+
+def _matcher(request: web.Request):
+    from node.matcher.service import MatcherLoading
+
+    matcher = request.app[NODE].matcher
+    if matcher is None or not matcher.ready:
+        raise MatcherLoading("the match index is being built from the database; try again in a moment")
+    return matcher
+
+
+async def _match(request: web.Request, queries) -> list[tuple]:
+    settings = request.app[MATCH_SETTINGS]
+    return await asyncio.to_thread(_run_matches, _matcher(request), queries, settings.max_matches)
+
+
+def _guarded(handler):
+    """Token check first, then uniform error answers."""
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        from node.matcher.service import MatcherLoading
+
+        if not _authorized(request):
+            return _unauthorized()
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            return _error(exc.status, str(exc), **exc.extra)
+        except MatcherLoading as exc:
+            return _error(503, str(exc), retry_after=1)
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+# --------------------------------------------------------------------------- handlers
+
+@_guarded
+async def post_match(request: web.Request) -> web.Response:
+    """One fingerprint -> {"signal", "matches", "total"}; a batch -> {"results": [...]}."""
+    settings = request.app[MATCH_SETTINGS]
+    body = await _read_json(request, settings.json_limit)
+    queries, batch = parse_match_body(body, settings.max_batch)
+    answers = await _match(request, queries)
+    results = [_result_json(result, described, query) for query, (result, described) in zip(queries, answers)]
+    return web.json_response({"results": results} if batch else results[0], headers={"Cache-Control": "no-store"})
+
+
+@_guarded
+async def post_match_media(request: web.Request) -> web.Response:
+    """The body is the file itself (any Content-Type); fingerprints are computed here."""
+    from node.hashing import HashingError, hash_media_bytes
+    from node.matcher.service import Query
+
+    settings = request.app[MATCH_SETTINGS]
+    data = await _read_body(request, settings.media_limit)
+    if not data:
+        raise BadRequest("send the image or video file as the request body")
+    try:
+        fingerprints = await asyncio.to_thread(hash_media_bytes, data)
+    except HashingError as exc:
+        raise BadRequest(f"cannot fingerprint this file: {exc}", status=422) from None
+    del data
+    queries = [Query.from_json(fp) for fp in fingerprints]
+    answers = await _match(request, queries)
+    results = []
+    for fp, query, (result, described) in zip(fingerprints, queries, answers):
+        item = _result_json(result, described, query)
+        if query.signal != "vpdq":  # a video's frame list is long; its matches say enough
+            item["fingerprint"] = fp["fingerprint"]
+        else:
+            item["frames"] = len(fp["fingerprint"])
+        for key in ("quality", "low_quality"):
+            if key in fp:
+                item[key] = fp[key]
+        results.append(item)
+    kind = "video" if any(q.signal != "pdq" for q in queries) else "image"
+    return web.json_response({"kind": kind, "matched": any(r["total"] for r in results), "results": results},
+                             headers={"Cache-Control": "no-store"})
+
+
+@_guarded
+async def get_status(request: web.Request) -> web.Response:
+    matcher = request.app[NODE].matcher
+    return web.json_response(matcher.stats(), headers={"Cache-Control": "no-store"})
+
+
+@_guarded
+async def post_suppress(request: web.Request) -> web.Response:
+    """{"origin": O, "index": I, "feedback": true|false} -> the suppression's outcome."""
+    from node.matcher.suppress import SuppressError, suppress_entry
+
+    body = await _read_json(request, 4096)
+    if not isinstance(body, dict) or not {"origin", "index"} <= set(body) \
+            or set(body) - {"origin", "index", "feedback"}:
+        raise BadRequest('send {"origin": "<log origin>", "index": <entry index>, "feedback": true}')
+    feedback = body.get("feedback", True)
+    if not isinstance(feedback, bool):
+        raise BadRequest("feedback must be true or false")
+    try:
+        outcome = await suppress_entry(request.app[NODE], body["origin"], body["index"], feedback)
+    except SuppressError as exc:
+        raise BadRequest(str(exc), exc.status) from None
+    return web.json_response(outcome.to_json())
+
+
+@_guarded
+async def post_threshold(request: web.Request) -> web.Response:
+    """{"origin": O, "threshold": T|null} -> stored, and in force for the next search."""
+    from node.store import matching as matching_store
+
+    body = await _read_json(request, 4096)
+    if not isinstance(body, dict) or set(body) != {"origin", "threshold"} or not isinstance(body["origin"], str) \
+            or not body["origin"]:
+        raise BadRequest('send {"origin": "<log origin>", "threshold": 0..256, or null for the default}')
+    threshold = body["threshold"]
+    if threshold is not None and (type(threshold) is not int or not 0 <= threshold <= 256):
+        raise BadRequest("threshold must be an integer from 0 to 256, or null for the default (31)")
+    ctx = request.app[NODE]
+    matching_store.set_threshold(ctx.db, body["origin"], threshold)
+    ctx.matcher.set_threshold(body["origin"], threshold)
+    return web.json_response({"origin": body["origin"], "threshold": ctx.matcher.threshold_for(body["origin"])})
