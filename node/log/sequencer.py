@@ -178,9 +178,13 @@ class Sequencer:
             if self.stalled:
                 # Retry publishing what is stored before taking anything new.
                 await self._publish([])
-            # A large backlog is published in several batches, one right after another.
-            while not self.stalled and (self._pool or self._stored > self._published_size()):
+            # One batch per tick. Only a backlog larger than a batch is published in
+            # several batches, one right after another.
+            first = True
+            while not self.stalled and (self._stored > self._published_size() or
+                                        (self._pool and (first or self._pool_size >= self.max_batch))):
                 await self._publish(self._take_batch())
+                first = False
             if self._stopping:
                 for b in self._pool:
                     if not b.future.done():
