@@ -115,8 +115,11 @@ class FollowService:
             self.scheduler.add_job(self._tick, IntervalTrigger(seconds=interval), args=(entry.origin,),
                                    id=f"follow:{entry.origin}", max_instances=3, coalesce=True,
                                    next_run_time=_now_datetime())
-        log.info("following %s at %s every %g s%s", entry.origin, entry.url, interval,
-                 " (FORKED: not polled)" if entry.forked else "")
+        if entry.forked:
+            log.error("log %s is FORKED (%s): it is not followed any more; the evidence is in the database "
+                      "(ncii-node status --dir DIR)", entry.origin, entry.fork_reason)
+        else:
+            log.info("following %s at %s every %g s", entry.origin, entry.url, interval)
 
     async def _drop(self, origin: str, *, forget: bool) -> None:
         job = self.jobs.pop(origin)
