@@ -1,20 +1,18 @@
 """Fixtures for the browser tests of the victim web page (node/web/static).
 
 One Debian chromium for the whole session, driven by Playwright (never a
-downloaded browser), and one small aiohttp server on 127.0.0.1 that serves the
-static folder as the helpline node does, plus a recording case API.
-
-The case API here is a stand-in that keeps to the contract in the project brief
-(POST /v1/cases, /v1/cases/status, /v1/cases/withdraw) until the helpline's real
-case service lands; it records every request so tests can check that nothing
-but fingerprints left the page.
+downloaded browser), and one real helpline node (node.web.app.RunningNode with its
+case service) on 127.0.0.1. The node's public site does not serve the static
+folder yet, so the tests add a GET route for it to that same application: the
+page and POST /v1/cases share one origin, as in production. The browser side
+keeps every request with its body (Playwright); the node side records what it
+received (method, path, type, length) without consuming bodies.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import secrets
 import shutil
 import subprocess
 import threading
@@ -42,26 +40,24 @@ CONTENT_TYPES = {
 }
 
 
-# ---------------------------------------------------------------- the recording case API
+# ---------------------------------------------------------------- the node under test
 
 @dataclass
 class Recorded:
     method: str
     path: str
     content_type: str
-    body: bytes
+    content_length: int | None  # the body itself is checked in the browser (the node must read it)
 
 
 @dataclass
-class CaseStore:
-    """What the stand-in case API remembers: cases by number, and every request it saw."""
-    cases: dict = field(default_factory=dict)
+class Recorder:
+    """Every request the node received, and test-only GET routes (path -> (bytes, type))."""
     requests: list = field(default_factory=list)
-    extra_routes: dict = field(default_factory=dict)  # test-only GET routes: path -> (bytes, type)
+    extra_routes: dict = field(default_factory=dict)
 
 
 HEX = re.compile(r"^[0-9a-f]+$")
-QUESTIONS = ("in_image", "adult", "has_image", "intimate")
 
 
 def contract_error(fingerprint) -> str | None:
@@ -89,75 +85,19 @@ def contract_error(fingerprint) -> str | None:
     return None
 
 
-def build_app(store: CaseStore) -> web.Application:
-    async def record(request: web.Request) -> bytes:
-        body = await request.read()
-        store.requests.append(Recorded(request.method, request.path, request.content_type, body))
-        return body
+def add_page_routes(app: web.Application, recorder: Recorder) -> None:
+    """Serve node/web/static at / on the node's own application, and record every request it gets."""
 
-    def error(status: int, message: str) -> web.Response:
-        return web.json_response({"error": message}, status=status)
-
-    async def open_case(request: web.Request) -> web.Response:
-        try:
-            data = json.loads(await record(request))
-        except ValueError:
-            return error(400, "body is not JSON")
-        if set(data) != {"eligibility", "fingerprints", "lang"} or data["lang"] not in ("fr", "en"):
-            return error(400, "expected eligibility, fingerprints and lang")
-        answers = data["eligibility"]
-        if set(answers) != set(QUESTIONS) or not all(isinstance(v, bool) for v in answers.values()):
-            return error(400, "eligibility needs four booleans")
-        if not all(answers.values()):
-            return web.json_response({"eligible": False, "reason": "not eligible",
-                                      "help": [{"name": "Example help", "url": "https://help.invalid/"}]}, status=422)
-        fingerprints = data["fingerprints"]
-        if not isinstance(fingerprints, list) or not fingerprints:
-            return error(400, "fingerprints must be a non-empty list")
-        for fingerprint in fingerprints:
-            if (problem := contract_error(fingerprint)) is not None:
-                return error(400, problem)
-        alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-        number = "-".join("".join(secrets.choice(alphabet) for _ in range(4)) for _ in range(4))
-        pin = "".join(secrets.choice("0123456789") for _ in range(8))
-        low = sum(1 for f in fingerprints if f.get("low_quality"))
-        store.cases[number] = {"pin": pin, "state": "active", "fingerprints": fingerprints}
-        return web.json_response({"case_number": number, "pin": pin, "fingerprints": len(fingerprints),
-                                  "low_quality": low}, status=201)
-
-    def find_case(data):
-        case = store.cases.get(data.get("case_number"))
-        if case is None or case["pin"] != data.get("pin"):
-            return None
-        return case
-
-    def status_of(case):
-        return {"state": case["state"], "fingerprints": len(case["fingerprints"]),
-                "published": [{"index": i, "checkpoint_size": i + 1} for i in range(len(case["fingerprints"]))],
-                "withdrawn_at": case.get("withdrawn_at"),
-                "feedback": [{"platform": "platform.example", "verdict": "matched-pending-review"}]}
-
-    async def case_status(request: web.Request) -> web.Response:
-        data = json.loads(await record(request))
-        case = find_case(data)
-        if case is None:
-            return error(401, "wrong case number or PIN")
-        return web.json_response(status_of(case))
-
-    async def withdraw(request: web.Request) -> web.Response:
-        data = json.loads(await record(request))
-        case = find_case(data)
-        if case is None:
-            return error(401, "wrong case number or PIN")
-        case["state"] = "withdrawn"
-        case["withdrawn_at"] = "2025-01-01"
-        return web.json_response(status_of(case))
+    @web.middleware
+    async def record(request: web.Request, handler):
+        recorder.requests.append(Recorded(request.method, request.path, request.content_type,
+                                          request.content_length))
+        return await handler(request)
 
     async def static(request: web.Request) -> web.StreamResponse:
-        await record(request)
         name = request.match_info["path"] or "index.html"
-        if name in store.extra_routes:
-            body, content_type = store.extra_routes[name]
+        if name in recorder.extra_routes:
+            body, content_type = recorder.extra_routes[name]
             return web.Response(body=body, content_type=content_type)
         path = (STATIC / name).resolve()
         if STATIC.resolve() not in path.parents or not path.is_file():
@@ -165,49 +105,67 @@ def build_app(store: CaseStore) -> web.Application:
         return web.FileResponse(path, headers={"Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
                                                "Cache-Control": "no-store"})
 
-    app = web.Application(client_max_size=1024 * 1024)
-    app.router.add_post("/v1/cases", open_case)
-    app.router.add_post("/v1/cases/status", case_status)
-    app.router.add_post("/v1/cases/withdraw", withdraw)
-    app.router.add_get("/{path:.*}", static)
-    return app
+    app.middlewares.insert(0, record)
+    app.router.add_get("/{path:.*}", static)  # after the node's own routes, which win
 
 
-class ThreadedServer:
-    """An aiohttp app on 127.0.0.1 (free port) in its own thread and event loop."""
+def make_helpline_datadir(root: Path):
+    from node.cli import main as cli_main
+    from node.datadir import DataDir
 
-    def __init__(self, app: web.Application):
-        self.app = app
+    argv = ["init", "--dir", str(root), "--origin", "helpline.test/log", "--role", "helpline", "--public-read"]
+    assert cli_main(argv) == 0
+    datadir = DataDir(root)
+    config = datadir.config
+    config.log.sequencing_interval = 0.05
+    config.cases.pin_scrypt_n = 2**12  # cheaper PIN hashes: tests check many PINs
+    datadir.save_config(config)
+    return DataDir(root)
+
+
+class ThreadedNode:
+    """A real helpline node serving the page, on 127.0.0.1 (free port), in its own thread and loop."""
+
+    def __init__(self, root: Path, recorder: Recorder):
+        from node.web.app import RunningNode
+
+        self.datadir = make_helpline_datadir(root)
+        self.node = RunningNode(self.datadir)
+        add_page_routes(self.node.app, recorder)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.ready = threading.Event()
-        self.port = 0
+        self.failure: BaseException | None = None
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
-        runner = web.AppRunner(self.app, access_log=None)
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = runner.addresses[0][1]
+        try:
+            self.loop.run_until_complete(self.node.start("127.0.0.1", 0))
+        except BaseException as exc:  # reported to the test thread
+            self.failure = exc
+            self.ready.set()
+            return
         self.ready.set()
         self.loop.run_forever()
-        self.loop.run_until_complete(runner.cleanup())
+        self.loop.run_until_complete(self.node.stop())
         self.loop.close()
 
     def __enter__(self):
         self.thread.start()
-        if not self.ready.wait(10):
-            raise RuntimeError("test web server did not start")
+        if not self.ready.wait(30) or self.failure:
+            raise RuntimeError(f"the helpline node did not start: {self.failure!r}")
         return self
 
     def __exit__(self, *exc):
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.thread.join(30)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.node.public_url
+
+    def log_vkey(self) -> str:
+        return self.datadir.load_log_signer().verifier_key()
 
 
 # ---------------------------------------------------------------- fixtures
@@ -233,14 +191,15 @@ def browser(chromium_path):
 
 
 @pytest.fixture(scope="session")
-def case_store() -> CaseStore:
-    return CaseStore()
+def recorder() -> Recorder:
+    return Recorder()
 
 
 @pytest.fixture(scope="session")
-def web_server(case_store):
-    with ThreadedServer(build_app(case_store)) as server:
-        yield server
+def web_server(recorder, tmp_path_factory):
+    """The helpline node serving the page (session-wide)."""
+    with ThreadedNode(tmp_path_factory.mktemp("helpline"), recorder) as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

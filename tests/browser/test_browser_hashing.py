@@ -59,7 +59,7 @@ def harness(open_page):
     page, _ = open_page(locale="en-US", path="/?lang=en")
     return page
 
-def test_pdq_port_is_exact_on_identical_pixels(harness, web_server, case_store, conformance_pdq):
+def test_pdq_port_is_exact_on_identical_pixels(harness, web_server, recorder, conformance_pdq):
     names = ["bridge-mods/aaa-orig.jpg", "misc-images/wee.jpg", "misc-images/small.jpg",
              "bridge-mods/square-128x128.jpg", "reg-test-input/dih/bridge-2-rotate-90.jpg"]
     cases = []
@@ -68,7 +68,7 @@ def test_pdq_port_is_exact_on_identical_pixels(harness, web_server, case_store, 
         rgba = pixels.copy()
         rgba[..., 3] = 255
         hex_, quality = python_pdq(Image.fromarray(rgba[..., :3]))
-        case_store.extra_routes[f"__test__/raw/{i}"] = (rgba.tobytes(), "application/octet-stream")
+        recorder.extra_routes[f"__test__/raw/{i}"] = (rgba.tobytes(), "application/octet-stream")
         cases.append({"url": f"/__test__/raw/{i}", "width": rgba.shape[1], "height": rgba.shape[0],
                       "hex": hex_, "quality": quality, "name": name})
     results = harness.evaluate(
@@ -90,14 +90,14 @@ def test_pdq_port_is_exact_on_identical_pixels(harness, web_server, case_store, 
 def conformance_images(folder):
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
-def test_browser_pdq_matches_pdqhash_on_conformance_images(harness, case_store, conformance_pdq):
+def test_browser_pdq_matches_pdqhash_on_conformance_images(harness, recorder, conformance_pdq):
 
     images = conformance_images(conformance_pdq)
     assert images
     urls = []
     for path in images:
         route = "__test__/conformance/" + path.relative_to(conformance_pdq).as_posix()
-        case_store.extra_routes[route] = (path.read_bytes(), "application/octet-stream")
+        recorder.extra_routes[route] = (path.read_bytes(), "application/octet-stream")
         urls.append("/" + route)
     expected = [python_pdq(path) for path in images]
 
@@ -136,9 +136,9 @@ def make_12_megapixel_jpeg(conformance_pdq) -> bytes:
     Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
-def test_twelve_megapixel_photo_is_hashed_quickly(harness, case_store, conformance_pdq):
+def test_twelve_megapixel_photo_is_hashed_quickly(harness, recorder, conformance_pdq):
     jpeg = make_12_megapixel_jpeg(conformance_pdq)
-    case_store.extra_routes["__test__/12mp.jpg"] = (jpeg, "image/jpeg")
+    recorder.extra_routes["__test__/12mp.jpg"] = (jpeg, "image/jpeg")
     expected_hex, _ = python_pdq(Image.open(io.BytesIO(jpeg)))
     print()
     for max_side, label in ((None, "page default: hashed whole"), (512, "resized to 512 px first")):
@@ -156,10 +156,10 @@ def test_twelve_megapixel_photo_is_hashed_quickly(harness, case_store, conforman
             assert runs[-1]["hashedWidth"] == 4000
             assert d <= 10
 
-def test_video_md5_streams_in_chunks(harness, case_store):
+def test_video_md5_streams_in_chunks(harness, recorder):
     # 9 MB of varied bytes: more than two of the worker's 4 MiB chunks, not a multiple of 64.
     data = np.random.default_rng(1).integers(0, 256, size=9_000_001, dtype=np.uint8).tobytes()
-    case_store.extra_routes["__test__/video.mp4"] = (data, "video/mp4")
+    recorder.extra_routes["__test__/video.mp4"] = (data, "video/mp4")
     result = harness.evaluate(
         """async () => {
              const { Hasher } = await import('/hashing.js');

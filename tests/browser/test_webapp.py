@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,6 +51,27 @@ def expect_view(page, name: str):
     assert page.evaluate("document.querySelectorAll('.view:not([hidden])').length") == 1
 
 
+def read_log(node) -> list:
+    """The node's whole log, read over HTTP and verified with protocol/ only:
+    signed checkpoint, entry bundles, Merkle root. Returns the decoded entries."""
+    from protocol.checkpoint import open_checkpoint
+    from protocol.entries import decode_entry
+    from protocol.merkle import leaf_hash, root_of
+    from protocol.note import Verifier
+    from protocol.tiles import bundles_for_size, decode_bundle
+
+    def get(path):
+        with urllib.request.urlopen(f"{node.base_url}/{path}", timeout=10) as answer:
+            return answer.read()
+
+    checkpoint, _ = open_checkpoint(get("checkpoint"), [Verifier.from_vkey(node.log_vkey())])
+    raw = []
+    for bundle in bundles_for_size(checkpoint.size):
+        raw += decode_bundle(get(bundle.path()), bundle.width)
+    assert root_of([leaf_hash(entry) for entry in raw]) == checkpoint.root_hash
+    return [decode_entry(entry) for entry in raw]
+
+
 def check_requests(requests, base_url):
     """Every request stays on the loopback server; every body is contract JSON."""
     posts = []
@@ -81,9 +103,9 @@ def check_requests(requests, base_url):
 
 # ---------------------------------------------------------------- the whole flow
 
-def test_whole_flow_in_french_on_a_phone(open_page, web_server, case_store, artifacts, conformance_pdq, tmp_path):
+def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifacts, conformance_pdq, tmp_path):
     page, requests = open_page(locale="fr-FR", viewport=PHONE)
-    server_seen = len(case_store.requests)
+    server_seen = len(recorder.requests)
 
     # Welcome, in French because the browser prefers French.
     assert page.evaluate("document.documentElement.lang") == "fr"
@@ -146,7 +168,8 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, case_store, arti
 
     # Send: the case number and PIN, with the "write these down" step.
     page.click("#submit-fingerprints")
-    page.wait_for_selector("#view-codes:not([hidden])")
+    page.wait_for_selector("#view-codes:not([hidden]), #submit-error:not([hidden])")
+    assert page.is_hidden("#submit-error"), page.inner_text("#submit-error")
     case_number = page.inner_text("#case-number")
     pin = page.inner_text("#case-pin")
     assert re.fullmatch(r"[A-Z0-9]{4}(-[A-Z0-9]{4}){3}", case_number)
@@ -154,7 +177,16 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, case_store, arti
     assert "5 empreintes reçues" in page.inner_text("#codes-summary")
     assert "Dont 1 de faible qualité" in page.inner_text("#codes-summary")
     assert page.is_visible("text=Ils ne pourront pas être retrouvés")
-    assert case_store.cases[case_number]["fingerprints"] == shown["fingerprints"]
+    # The node published exactly those fingerprints in its signed log.
+    from protocol.entries import Submission, Withdrawal
+
+    entries = read_log(web_server)
+    published = {i: e for i, e in enumerate(entries) if isinstance(e, Submission)}
+    mine = {i: e for i, e in published.items()
+            if (e.signal, e.fingerprint.hex()) in {(f["signal"], f["fingerprint"]) for f in shown["fingerprints"]}}
+    assert len(mine) == 5
+    assert {(e.signal, e.fingerprint.hex(), e.quality) for e in mine.values()} == {
+        (f["signal"], f["fingerprint"], f.get("quality")) for f in shown["fingerprints"]}
     shoot(page, artifacts, "05-numero-et-pin")
 
     # Save them as a text file made in the page.
@@ -185,7 +217,8 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, case_store, arti
     page.click("#status-form button[type=submit]")
     page.wait_for_selector("#status-result:not([hidden])")
     assert "actif" in page.inner_text("#status-state")
-    assert "platform.example : correspondance trouvée, en cours d'examen" in page.inner_text("#status-feedback")
+    assert "5 empreintes dans votre dossier. 5 déjà publiées" in page.inner_text("#status-counts")
+    assert "Aucune plateforme n'a encore signalé" in page.inner_text("#status-feedback")
     shoot(page, artifacts, "07-suivi")
 
     # Withdraw, with a confirmation step that can be cancelled.
@@ -196,12 +229,13 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, case_store, arti
     assert page.is_visible("#withdraw-confirm")
     page.click("#withdraw-no")
     assert not page.is_visible("#withdraw-confirm")
-    assert case_store.cases[case_number]["state"] == "active"
+    assert not any(isinstance(e, Withdrawal) for e in read_log(web_server))
     page.click("#withdraw-ask")
     shoot(page, artifacts, "08-retrait-confirmation")
     page.click("#withdraw-yes")
     page.wait_for_selector("#withdraw-result:not([hidden])")
-    assert case_store.cases[case_number]["state"] == "withdrawn"
+    withdrawn = {t for e in read_log(web_server) if isinstance(e, Withdrawal) for t in e.targets}
+    assert withdrawn == set(mine)
     shoot(page, artifacts, "09-retire")
 
     page.goto(web_server.base_url + "/?lang=fr#status")
@@ -219,10 +253,14 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, case_store, arti
     assert posts[0][1] == shown
     sent_text = json.dumps(posts)
     assert not any(Path(name).name in sent_text for name in photos + ["notes.txt", "copie.jpg", video.name])
-    # And what the server saw agrees: no request carried more than a small JSON body.
-    for seen in case_store.requests[server_seen:]:
-        assert seen.method in ("GET", "POST")
-        assert len(seen.body) < 16_384 and not any(magic in seen.body for magic in IMAGE_MAGIC)
+    # And what the node saw agrees: bodyless GETs and small JSON POSTs, nothing else.
+    seen = recorder.requests[server_seen:]
+    assert [r.path for r in seen if r.method == "POST"] == [path for path, _ in posts]
+    for request in seen:
+        if request.method == "GET":
+            assert not request.content_length
+        else:
+            assert request.content_type == "application/json" and 0 < request.content_length < 16_384
     assert page.evaluate("document.cookie") == ""
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
     assert not page.errors, page.errors
