@@ -76,11 +76,13 @@ class TreeEdge:
         if len(self.levels[level + 1]) == TILE_WIDTH:
             self._complete(level + 1, completed)
 
-    def partial_tiles(self) -> list[CompletedTile]:
-        """The partial tiles (width 1..255) of the current size, one per non-empty level."""
+    def partial_tiles(self, since: int | None = None) -> list[CompletedTile]:
+        """The partial tiles (width 1..255) of the current size, one per non-empty level;
+        with `since`, only those a tree of size `since` did not already have."""
         out = []
         for level, hashes in enumerate(self.levels):
-            if hashes:
+            unchanged = since is not None and since // TILE_WIDTH ** level == self.size // TILE_WIDTH ** level
+            if hashes and not unchanged:
                 index = self.size // TILE_WIDTH ** (level + 1)
                 out.append(CompletedTile(level, index, b"".join(hashes)))
         return out

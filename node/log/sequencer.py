@@ -369,7 +369,7 @@ class Sequencer:
                 files.append((TileId(tile.level, tile.index, TILE_WIDTH).path(), tile.data))
             if bundle:
                 files.append((entries_path(bundle_index, len(bundle)), encode_bundle(bundle)))
-            for tile in edge.partial_tiles():
+            for tile in edge.partial_tiles(since=published_size):
                 files.append((TileId(tile.level, tile.index, len(tile.data) // 32).path(), tile.data))
             self.tiles.write_all(files)
 
