@@ -215,40 +215,40 @@ def test_case_policy_grows_then_locks():
     assert CASE_POLICY.lock_after / 1e8 * 365 < 1e-4
 
 
-def test_address_limiter_counts_before_checking_and_locks():
+def test_address_limiter_delays_then_locks():
     limiter = AddressLimiter()
     now = 1000.0
-    for _ in range(ADDRESS_POLICY.free):
-        slot, refused = limiter.begin("192.0.2.1", now)
-        assert refused is None
-    # A burst is refused as soon as the counted attempts impose a delay, even before any result.
-    slot, refused = limiter.begin("192.0.2.1", now)
+    slot = limiter.slot("192.0.2.1")
+    for _ in range(ADDRESS_POLICY.free - 1):
+        assert limiter.check(slot, now) is None
+        assert limiter.failed(slot, now) is None
+    assert limiter.failed(slot, now).retry_after == ADDRESS_POLICY.base_delay
+    refused = limiter.check(slot, now + 0.5)
     assert refused is not None and not refused.locked
-    # Other addresses are not affected; an IPv6 /64 is one address.
-    assert limiter.begin("192.0.2.2", now)[1] is None
-    assert limiter.begin("2001:db8::1", now)[1] is None
-    slot6, _ = limiter.begin("2001:db8::2", now)
-    assert slot6 == limiter.begin("2001:db8::ffff", now + 1000)[0]
+    # Other addresses are not affected; an IPv6 /64 counts as one address.
+    assert limiter.check(limiter.slot("192.0.2.2"), now) is None
+    assert limiter.slot("2001:db8::2") == limiter.slot("2001:db8::ffff")
+    assert limiter.slot("2001:db8::2") != limiter.slot("2001:db8:0:1::2")
+    assert limiter.slot("::ffff:192.0.2.1") == slot
     # Keep failing after each wait: lockout.
     t = now
     while True:
         t += 10_000
-        slot, refused = limiter.begin("192.0.2.1", t)
-        assert refused is None
-        status = limiter.status(slot, t)
-        if status is not None and status.locked:
+        assert limiter.check(slot, t) is None
+        block = limiter.failed(slot, t)
+        if block is not None and block.locked:
             break
-    assert math.isclose(status.retry_after, ADDRESS_POLICY.lock_duration)
-    assert limiter.begin("192.0.2.1", t + 1)[1].locked
+    assert math.isclose(block.retry_after, ADDRESS_POLICY.lock_duration)
+    assert limiter.check(slot, t + 1).locked
+    assert limiter.check(slot, t + ADDRESS_POLICY.lock_duration + 1) is None
 
 
-def test_address_success_gives_back_only_its_attempt():
+def test_addresses_are_never_kept_as_such():
     limiter = AddressLimiter()
-    slots = [limiter.begin("198.51.100.7", 0.0)[0] for _ in range(ADDRESS_POLICY.free - 1)]
-    slot, refused = limiter.begin("198.51.100.7", 0.0)
-    assert refused is None
-    limiter.succeeded(slot, 0.0)
-    # Failures before the success still count.
-    assert limiter._counters[slots[0]].failures == ADDRESS_POLICY.free - 1
-    # The address is never stored as such.
-    assert b"198.51.100.7" not in b"".join(limiter._counters)
+    limiter.failed(limiter.slot("198.51.100.7"), 0.0)
+    assert len(limiter) == 1
+    keys = b"".join(limiter._counters)
+    assert b"198.51.100.7" not in keys and b"\xc6\x33\x64\x07" not in keys
+    # Forgotten a day after the last failure.
+    limiter.check(limiter.slot("198.51.100.8"), 2 * 24 * 3600.0)
+    assert len(limiter) == 0

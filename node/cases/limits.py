@@ -12,11 +12,14 @@ Both follow one Policy: the first `free` failures cost nothing; from then on eac
 failure makes the next attempt wait `base_delay * 2^(k - free)` seconds (capped at
 `max_delay`); after `lock_after` failures the counter locks for `lock_duration`.
 
-Attempts are counted *before* the PIN is checked (pessimistically) and given back
-on success, so a burst of parallel guesses cannot slip through before the first
-failure is recorded. A correct PIN resets the case's counter; for an address it
-only gives that one attempt back, so that someone holding one valid case cannot
-reset their address's counter between guesses at other cases.
+Per case, attempts are counted *before* the PIN is checked (pessimistically, in one
+database transaction) and the count is reset on success, so a burst of parallel
+guesses at one case cannot slip through before the first failure is recorded. Per
+address, attempts are taken one at a time (the case service holds a lock per
+address while it checks), so each sees every earlier failure; people behind one
+shared address (a NAT) wait their turn instead of locking each other out. A correct
+PIN does not clear an address's failures, so that someone holding one valid case
+cannot reset their address's counter between guesses at other cases.
 
 An attempt refused by either counter is not checked at all: no PIN is compared
 while a delay or a lockout runs.
@@ -94,38 +97,28 @@ class AddressLimiter:
             pass
         return hashlib.blake2b(text.encode(), key=self._key, digest_size=16).digest()
 
-    def begin(self, address: str | None, now: float) -> tuple[bytes, Refused | None]:
-        """Count one attempt (as failed until `succeeded` says otherwise), or refuse it."""
+    def slot(self, address: str | None) -> bytes:
+        """The key under which an address is counted (never the address itself)."""
+        return self._slot(address)
+
+    def check(self, slot: bytes, now: float) -> Refused | None:
+        """Refuse the attempt if a delay or lockout of this address runs."""
         self._expire(now)
-        slot = self._slot(address)
-        counter = self._counters.get(slot)
-        if counter is None:
-            counter = self._counters[slot] = _Counter()
-        if now < counter.not_before:
-            locked = counter.failures >= self.policy.lock_after
-            return slot, Refused(counter.not_before - now, locked)
-        counter.failures += 1
-        counter.last_seen = now
-        delay, _ = self.policy.block_after(counter.failures)
-        counter.not_before = now + delay
-        return slot, None
-
-    def succeeded(self, slot: bytes, now: float) -> None:
-        counter = self._counters.get(slot)
-        if counter is None:
-            return
-        counter.failures = max(0, counter.failures - 1)
-        delay, _ = self.policy.block_after(counter.failures) if counter.failures else (0.0, False)
-        counter.not_before = min(counter.not_before, counter.last_seen + delay)
-        if counter.failures == 0:
-            del self._counters[slot]
-
-    def status(self, slot: bytes, now: float) -> Refused | None:
-        """After a failure: the wait it imposes on the next attempt, if any."""
         counter = self._counters.get(slot)
         if counter is None or now >= counter.not_before:
             return None
         return Refused(counter.not_before - now, counter.failures >= self.policy.lock_after)
+
+    def failed(self, slot: bytes, now: float) -> Refused | None:
+        """Record a failed attempt; return the wait it imposes on the next one, if any."""
+        counter = self._counters.get(slot)
+        if counter is None:
+            counter = self._counters[slot] = _Counter()
+        counter.failures += 1
+        counter.last_seen = now
+        delay, locked = self.policy.block_after(counter.failures)
+        counter.not_before = now + delay
+        return Refused(delay, locked) if delay > 0 else None
 
     def _expire(self, now: float) -> None:
         if len(self._counters) < self.max_entries and now < self._next_sweep:

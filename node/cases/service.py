@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 REPAIR_INTERVAL = 30.0
 PIN_WORKERS = 2
+MAX_WAITING_PER_ADDRESS = 16  # status/withdraw requests queued per client address
 DAY = 86400
 
 
@@ -123,6 +124,8 @@ class CaseService:
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
         self.clock: Callable[[], float] = time.time  # tests move time forward through this
+        self._address_locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._address_waiting: dict[bytes, int] = {}
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -242,31 +245,48 @@ class CaseService:
             # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
             raise CaseApiError(400, str(exc)) from None
 
+        slot = self.addresses.slot(address)
+        waiting = self._address_waiting.get(slot, 0)
+        if waiting >= MAX_WAITING_PER_ADDRESS:
+            raise CaseApiError(429, "too many requests at once from your connection; please try again in a "
+                               "moment", retry_after=1, locked=False)
+        lock = self._address_locks.get(slot)
+        if lock is None:
+            lock = self._address_locks[slot] = asyncio.Lock()
+        self._address_waiting[slot] = waiting + 1
+        try:
+            # One attempt at a time per address: each sees every earlier failure.
+            async with lock:
+                return await self._check_codes(slot, canonical, pin)
+        finally:
+            self._address_waiting[slot] -= 1
+            if not self._address_waiting[slot]:
+                del self._address_waiting[slot]
+
+    async def _check_codes(self, slot: bytes, canonical: str, pin: str) -> store.CaseRow:
         now = self.clock()
-        slot, refused = self.addresses.begin(address, now)
+        refused = self.addresses.check(slot, now)
         if refused is not None:
             raise _too_many(refused, case_locked=False)
         case = await self._db_call(store.find_case, case_lookup(self._key, canonical))
         if case is None:
             await self._pin_call(waste_pin_check, self.params)  # same time as a wrong PIN
-            raise self._failure(slot, None)
+            raise self._failure(self.addresses.failed(slot, self.clock()), None)
         refused_case = await self._db_call(store.begin_pin_attempt, case.id, now, CASE_POLICY)
         if refused_case is not None:
-            self.addresses.succeeded(slot, now)  # not checked: not counted against the address
             raise _too_many(Refused(*refused_case), case_locked=True)
         params = ScryptParams.from_text(case.pin_params)
         if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
             await self._db_call(store.pin_succeeded, case.id)
-            self.addresses.succeeded(slot, self.clock())
             return case
+        address_block = self.addresses.failed(slot, self.clock())
         case_block = await self._db_call(store.pin_block, case.id, self.clock(), CASE_POLICY)
-        raise self._failure(slot, case_block)
+        raise self._failure(address_block, Refused(*case_block) if case_block else None)
 
-    def _failure(self, slot: bytes, case_block: tuple[float, bool] | None) -> CaseApiError:
+    @staticmethod
+    def _failure(address_refused: Refused | None, case_refused: Refused | None) -> CaseApiError:
         """The answer to a failed attempt: 429 when it started a lockout, else 401
         (with the wait it imposes on the next attempt, if any)."""
-        case_refused = Refused(*case_block) if case_block else None
-        address_refused = self.addresses.status(slot, self.clock())
         if case_refused is not None and case_refused.locked:
             return _too_many(case_refused, case_locked=True)
         if address_refused is not None and address_refused.locked:
