@@ -206,6 +206,7 @@ class Follower:
             await self._fork(f"the log shrank from the verified size {m} to {cp.size}", m, state.checkpoint_note,
                              cp.size, note)
         await self._require_cosignatures(note)
+        await self.worker.call(store.record_remote_size, self.origin, cp.size)
         return await self._catch_up(state, cp, note)
 
     async def _require_cosignatures(self, note: bytes) -> None:

@@ -207,6 +207,13 @@ def record_in_sync(db: sqlite_utils.Database, origin: str, remote_size: int, now
                    (time.time() if now is None else now, remote_size, origin))
 
 
+def record_remote_size(db: sqlite_utils.Database, origin: str, remote_size: int) -> None:
+    """The size of the peer's latest validly signed checkpoint (for the lag), before
+    the round that catches up with it has verified anything else."""
+    with db.atomic():
+        db.execute("UPDATE followed_logs SET remote_size = ? WHERE origin = ?", (remote_size, origin))
+
+
 def record_fork(db: sqlite_utils.Database, origin: str, reason: str, earlier_size: int, earlier_note: bytes,
                 later_size: int, later_note: bytes, now: float | None = None) -> None:
     """Keep both checkpoints as evidence and stop the log (never rolls anything back)."""
