@@ -221,7 +221,7 @@ def open_page(browser, web_server):
     """open_page(locale=..., viewport=...) -> (page, requests): a fresh context whose every request is kept."""
     contexts = []
 
-    def open_(locale="fr-FR", viewport=None, path="/"):
+    def open_(locale="fr-FR", viewport=None, path="/", base_url=None):
         options = {"locale": locale, "accept_downloads": True, "service_workers": "block"}
         if viewport:
             options["viewport"] = viewport
@@ -233,7 +233,7 @@ def open_page(browser, web_server):
         errors = []
         page.on("pageerror", lambda error: errors.append(error))
         page.errors = errors
-        page.goto(web_server.base_url + path)
+        page.goto((base_url or web_server.base_url) + path)
         page.wait_for_selector("body[data-ready=true]")
         return page, requests
 

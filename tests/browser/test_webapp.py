@@ -189,6 +189,12 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
         (f["signal"], f["fingerprint"], f.get("quality")) for f in shown["fingerprints"]}
     shoot(page, artifacts, "05-numero-et-pin")
 
+    # Printing shows the codes, not the page's header or buttons.
+    page.emulate_media(media="print")
+    assert page.is_visible("#case-number") and page.is_visible("#case-pin")
+    assert page.is_hidden(".site-header") and page.is_hidden("#download-codes")
+    page.emulate_media(media="screen")
+
     # Save them as a text file made in the page.
     with page.expect_download() as download_info:
         page.click("#download-codes")
@@ -300,6 +306,47 @@ def test_not_eligible_page_in_english_and_switching_language(open_page, web_serv
     assert page.is_checked("input[name=adult][value=no]")
     # No link was followed: nothing but the page's own files was fetched.
     assert check_requests(requests, web_server.base_url) == []
+
+
+def test_quick_exit_leaves_at_once(open_page):
+    page, _ = open_page(locale="fr-FR")
+    # The neutral site must not really be fetched: answer it from here.
+    page.route("https://fr.wikipedia.org/**", lambda route: route.fulfill(body="<p>ailleurs</p>", content_type="text/html"))
+    with page.expect_navigation():
+        page.click("#quick-exit")
+    assert page.url == "https://fr.wikipedia.org/"
+    # The page was replaced in the history: Back does not return to it.
+    page.go_back()
+    assert "127.0.0.1" not in page.url
+
+
+def test_wrong_pins_are_slowed_down_kindly(open_page, tmp_path, recorder):
+    # A node of its own: the failed-PIN counters must not touch the other tests.
+    from conftest import ThreadedNode
+
+    with ThreadedNode(tmp_path / "helpline", recorder) as node:
+        page, _ = open_page(locale="en-US", path="/#status", base_url=node.base_url)
+        expect_view(page, "status")
+        fingerprint = {"signal": "md5", "fingerprint": "0" * 31 + "1"}
+        request = urllib.request.Request(
+            node.base_url + "/v1/cases", headers={"Content-Type": "application/json"},
+            data=json.dumps({"eligibility": dict.fromkeys(("in_image", "adult", "has_image", "intimate"), True),
+                             "fingerprints": [fingerprint], "lang": "en"}).encode())
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            case = json.load(answer)
+        wrong = "00000000" if case["pin"] != "00000000" else "11111111"
+        page.fill("#status-case", case["case_number"])
+        messages = []
+        for _ in range(5):
+            page.fill("#status-pin", wrong)
+            with page.expect_response("**/v1/cases/status"):
+                page.click("#status-form button[type=submit]")
+            page.wait_for_selector("#status-error:not([hidden])")
+            messages.append(page.inner_text("#status-error"))
+        assert messages[0].startswith("The case number or PIN is not recognised")
+        assert messages[-1].startswith("Please wait") and "second" in messages[-1], messages
+        shoot(page, artifacts=Path(__file__).resolve().parents[2] / "test-artifacts" / "browser", name="13-slowed-down")
+        page.close()
 
 
 def test_language_choice(open_page):

@@ -49,8 +49,9 @@ function apiErrorMessage(status, data) {
   if (status === 401) return t('errors.wrong_codes');
   if (status === 429) {
     if (data && data.locked) return t('errors.locked');
-    const minutes = Math.max(1, Math.ceil(((data && data.retry_after) || 60) / 60));
-    return t('errors.too_many', { count: minutes });
+    const seconds = Math.max(1, Math.ceil(Number(data && data.retry_after) || 60));
+    if (seconds < 90) return t('errors.wait_seconds', { count: seconds });
+    return t('errors.too_many', { count: Math.ceil(seconds / 60) });
   }
   if (status === 400) return t('errors.bad_request');
   return t('errors.server');
@@ -455,11 +456,14 @@ async function confirmWithdrawal() {
   $('#withdraw-yes').disabled = true;
   try {
     const { status, data } = await withdrawCase(caseNumber, pin);
-    if (status === 200) {
+    // 503 with state "withdrawn": recorded, to be published when the log can be written.
+    const recorded = status === 503 && data && data.state === 'withdrawn';
+    if (status === 200 || recorded) {
       pendingWithdrawal = null;
       $('#withdraw-confirm').hidden = true;
       $('#withdraw-form').hidden = true;
       $('#withdraw-result').hidden = false;
+      $('#withdraw-pending').hidden = !recorded;
       $('#withdraw-done-title').focus();
     } else {
       $('#withdraw-confirm').hidden = true;
