@@ -178,13 +178,15 @@ def make_photo(path: Path, seed: int) -> None:
 
 
 def edit_photo(source: Path, target: Path) -> None:
-    """What a re-upload often looks like: blurred, resized to 60 %, re-compressed."""
-    from PIL import Image, ImageFilter
+    """What a re-upload often looks like: blurred, halved, brighter with less contrast,
+    re-compressed hard."""
+    from PIL import Image, ImageEnhance, ImageFilter
 
     with Image.open(source) as image:
-        edited = image.filter(ImageFilter.GaussianBlur(2))
-        edited = edited.resize((image.width * 6 // 10, image.height * 6 // 10), Image.LANCZOS)
-        edited.save(target, quality=45)
+        edited = image.filter(ImageFilter.GaussianBlur(3))
+        edited = edited.resize((image.width // 2, image.height // 2), Image.LANCZOS)
+        edited = ImageEnhance.Contrast(ImageEnhance.Brightness(edited).enhance(1.15)).enhance(0.85)
+        edited.save(target, quality=30)
 
 
 # ---------------------------------------------------------------- the story
@@ -279,7 +281,8 @@ def main() -> int:
     edit_photo(originals[0], upload)
     unrelated = WORK / "upload-unrelated.jpg"
     make_photo(unrelated, 999)
-    say("The copy is blurred, shrunk to 60 % and re-compressed at JPEG quality 45:")
+    say("The copy is blurred, shrunk to half size, brightened, and re-compressed at JPEG quality 30 "
+        "(its bytes, and so its MD5, differ entirely from the original's):")
     print(f"  $ ncii-node match --dir $DEMO/platform --json {upload.name}", flush=True)
     matches = wait_for("the platform's match index holds the case's fingerprints", lambda: match(upload))
     hit = next((m for m in matches if m.get("origin") == HELPLINE_ORIGIN and m.get("index") in published), None)
