@@ -286,3 +286,12 @@ async def test_rewritten_history_is_a_fork_detected_from_the_tiles(two_logs):
     assert harness.state(hostile.origin).forked
     [evidence] = store.list_forks(harness.db, hostile.origin)
     assert evidence.earlier_size == 300 and evidence.later_size == 700
+
+
+async def test_absurd_size_is_refused_without_listing_its_tiles(two_logs):
+    harness, (hostile, server), _ = two_logs
+    before = snapshot(harness, hostile.origin)
+    server.checkpoint = hostile.sign(2**62, bytes(32))  # validly signed, impossible to fetch
+    with pytest.raises(PeerMisbehaved, match="new entries, more than"):
+        await asyncio.wait_for(harness.followers[hostile.origin].sync_once(), 5)
+    assert snapshot(harness, hostile.origin) == before and not harness.state(hostile.origin).forked

@@ -76,6 +76,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_BUNDLES = 128
 #: Requests in flight per followed log.
 DEFAULT_CONCURRENCY = 8
+#: Largest growth accepted in one round. A validly signed checkpoint can still claim
+#: any size up to 2**63; without a bound, merely listing the tiles of such a tree
+#: would exhaust memory. 100 million entries is ten times the scale this node targets.
+MAX_ROUND_ENTRIES = 100_000_000
 
 
 class SyncError(Exception):
@@ -207,6 +211,9 @@ class Follower:
                              cp.size, note)
         await self._require_cosignatures(note)
         await self.worker.call(store.record_remote_size, self.origin, cp.size)
+        if cp.size - m > MAX_ROUND_ENTRIES:
+            raise PeerMisbehaved(f"the checkpoint claims {cp.size - m:,} new entries, more than the "
+                                 f"{MAX_ROUND_ENTRIES:,} a follower accepts in one round")
         return await self._catch_up(state, cp, note)
 
     async def _require_cosignatures(self, note: bytes) -> None:
