@@ -19,7 +19,7 @@ from PIL import Image
 
 from node.cli import main as cli_main
 from node.datadir import DataDir
-from node.hashing import hash_file
+from node.hashing import hash_file, hash_image_bytes
 from node.store import follow as follow_store
 from node.store import open_db
 from node.web.app import RunningNode
@@ -437,3 +437,30 @@ async def test_matching_waits_for_the_index(tmp_path):
     finally:
         gate.set()
         await platform.close()
+
+
+async def test_media_dihedral_finds_rotated_and_flipped_uploads(world):
+    platform, log = world["platform"], world["log"]
+    pixels = picture(3, 512)
+    (fp,) = hash_image_bytes(jpeg(pixels))
+    index = len(log.entries)
+    count = (await platform.status())["pdq"]
+    log.append(submission("pdq", fp["fingerprint"], fp["quality"]))
+    await platform.wait(lambda s: s["pdq"] == count + 1, "the follower added the photo")
+    for transformed in (np.rot90(pixels), pixels[:, ::-1], np.rot90(pixels, 2)):
+        upload = jpeg(np.ascontiguousarray(transformed))
+        status, plain = await platform.post("/v1/match/media", data=upload)
+        assert status == 200 and plain["matched"] is False  # PDQ is not rotation invariant
+        status, answer = await platform.post("/v1/match/media?dihedral=true", data=upload)
+        assert status == 200, answer
+        (result,) = answer["results"]
+        assert [m["index"] for m in result["matches"]] == [index]
+        assert result["matches"][0]["variant"] != "original" and result["matches"][0]["distance"] <= 31
+    status, answer = await platform.post("/v1/match/media?dihedral=true", data=jpeg(pixels))
+    assert answer["results"][0]["matches"][0]["variant"] == "original"
+    status, answer = await platform.post("/v1/match/media?dihedral=maybe", data=jpeg(pixels))
+    assert status == 400
+    # a video ignores the flag
+    status, answer = await platform.post("/v1/match/media?dihedral=true", data=world["video"].read_bytes())
+    assert status == 200 and answer["kind"] == "video" and answer["matched"]
+

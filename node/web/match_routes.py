@@ -2,6 +2,7 @@
 
     POST /v1/match              a fingerprint, or a batch of up to 1,000 -> the matches of each
     POST /v1/match/media        an image or video (the platform's own upload), hashed here -> the same
+                                (?dihedral=true: a photo also rotated and flipped)
     GET  /v1/match/status       is the index built; how many fingerprints of how many logs
     POST /v1/match/suppress     {"origin", "index", "feedback": true} -> never match that entry again
     POST /v1/match/threshold    {"origin", "threshold": 0..256 | null} -> that log's PDQ distance
@@ -239,23 +240,66 @@ async def post_match(request: web.Request) -> web.Response:
     return web.json_response({"results": results} if batch else results[0], headers={"Cache-Control": "no-store"})
 
 
+DIHEDRAL = ("original", "rotate-90", "rotate-180", "rotate-270", "flip-x", "flip-y", "flip-plus-1",
+            "flip-minus-1")  # the order of pdqhash.compute_dihedral
+
+
+def _image_dihedral(data: bytes) -> list[dict]:
+    """The PDQ fingerprints of a photo and of its 7 rotations and flips (PDQ is not
+    rotation invariant), computed on the pixels `node.hashing` decodes, in one pass."""
+    import io
+
+    import numpy as np
+    import pdqhash
+
+    from node.hashing import decode_image
+    from protocol.signals import LOW_QUALITY
+
+    pixels = decode_image(io.BytesIO(data))
+    vectors, quality = pdqhash.compute_dihedral(np.ascontiguousarray(pixels))
+    out = []
+    for name, bits in zip(DIHEDRAL, vectors):
+        # as node.hashing.pdq_from_rgb: bits packed most significant first = Meta's hex
+        fp = {"signal": "pdq", "fingerprint": np.packbits(bits.astype(np.uint8)).tobytes().hex(),
+              "quality": int(quality), "variant": name}
+        if quality < LOW_QUALITY:
+            fp["low_quality"] = True
+        out.append(fp)
+    return out
+
+
+def _hash_upload(data: bytes, dihedral: bool) -> list[dict]:
+    from node.hashing import hash_media_bytes, sniff
+
+    if dihedral and sniff(data[:16]) == "image":
+        return _image_dihedral(data)
+    return hash_media_bytes(data)
+
+
 @_guarded
 async def post_match_media(request: web.Request) -> web.Response:
-    """The body is the file itself (any Content-Type); fingerprints are computed here."""
-    from node.hashing import HashingError, hash_media_bytes
+    """The body is the file itself (any Content-Type); fingerprints are computed here.
+    `?dihedral=true`: a photo is also matched rotated and flipped (8 PDQ queries,
+    one result whose matches name the `variant` that matched, nearest kept)."""
+    from node.hashing import HashingError
     from node.matcher.service import Query
 
     settings = request.app[MATCH_SETTINGS]
+    dihedral = request.query.get("dihedral", "false").lower()
+    if dihedral not in ("true", "false", "1", "0"):
+        raise BadRequest("dihedral must be true or false")
     data = await _read_body(request, settings.media_limit)
     if not data:
         raise BadRequest("send the image or video file as the request body")
     try:
-        fingerprints = await asyncio.to_thread(hash_media_bytes, data)
+        fingerprints = await asyncio.to_thread(_hash_upload, data, dihedral in ("true", "1"))
     except HashingError as exc:
         raise BadRequest(f"cannot fingerprint this file: {exc}", status=422) from None
     del data
     queries = [Query.from_json(fp) for fp in fingerprints]
     answers = await _match(request, queries)
+    if fingerprints and "variant" in fingerprints[0]:
+        answers, fingerprints, queries = _merge_variants(answers, fingerprints), fingerprints[:1], queries[:1]
     results = []
     for fp, query, (result, described) in zip(fingerprints, queries, answers):
         item = _result_json(result, described, query)
@@ -270,6 +314,21 @@ async def post_match_media(request: web.Request) -> web.Response:
     kind = "video" if any(q.signal != "pdq" for q in queries) else "image"
     return web.json_response({"kind": kind, "matched": any(r["total"] for r in results), "results": results},
                              headers={"Cache-Control": "no-store"})
+
+
+def _merge_variants(answers: list[tuple], fingerprints: list[dict]) -> list[tuple]:
+    """One answer from the 8 variants' answers: each entry once, at its nearest variant."""
+    from node.matcher.service import QueryResult
+
+    best: dict[tuple[str, int], dict] = {}
+    for fp, (_result, described) in zip(fingerprints, answers):
+        for match in described:
+            key = (match["origin"], match["index"])
+            if key not in best or match["distance"] < best[key]["distance"]:
+                best[key] = {**match, "variant": fp["variant"]}
+    merged = sorted(best.values(), key=lambda m: (m["distance"], m["origin"], m["index"]))
+    total = max([len(merged)] + [result.total for result, _ in answers])
+    return [(QueryResult([], total), merged)]
 
 
 @_guarded
