@@ -252,3 +252,19 @@ def test_addresses_are_never_kept_as_such():
     # Forgotten a day after the last failure.
     limiter.check(limiter.slot("198.51.100.8"), 2 * 24 * 3600.0)
     assert len(limiter) == 0
+
+
+def test_spec_vectors():
+    """The examples of spec/parts/cases.md."""
+    import hashlib
+
+    assert check_symbol("7K2QM9XD4TPARW3") == "V"
+    assert canonical_case_number("7k2q m9xd 4tpa rw3v") == "7K2QM9XD4TPARW3V"
+    assert case_lookup(bytes(range(32)), "7K2QM9XD4TPARW3V").hex() == \
+        "3ad3b174002d3de075c53677d060bd94e70b50f66051a20c0fd3f9d4c4c8cb7e"
+    from node.cases import hashes
+
+    digest = hashes._scrypt("7K2QM9XD4TPARW3V", "12345678", bytes(16), PRODUCTION)
+    assert digest.hex() == "7e8ff8d047df76fd0abc9d85821ee96c5dcbc8803e66a4dad6e5585e43cb5080"
+    assert digest == hashlib.scrypt(b"7K2QM9XD4TPARW3V:12345678", salt=bytes(16), n=2**15, r=8, p=1,
+                                    maxmem=2**26, dklen=32)
