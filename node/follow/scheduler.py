@@ -16,6 +16,7 @@ the listener (the matcher) to forget its entries.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -52,6 +53,7 @@ class _Job:
     url: str
     interval: float
     running: bool = False
+    task: "asyncio.Task | None" = None
     failures: int = 0
     retry_at: float = 0.0
     rounds: int = field(default=0)
@@ -88,6 +90,11 @@ class FollowService:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        # A round cut short commits nothing (its one transaction never ran or rolled back).
+        rounds = [job.task for job in self.jobs.values() if job.task is not None and not job.task.done()]
+        for task in rounds:
+            task.cancel()
+        await asyncio.gather(*rounds, return_exceptions=True)
         for job in self.jobs.values():
             await job.client.close()
         self.jobs.clear()
@@ -145,6 +152,7 @@ class FollowService:
         if job.running:
             return None
         job.running = True
+        job.task = asyncio.current_task()
         try:
             result = await job.follower.sync_once()
         except SyncError:
@@ -159,6 +167,7 @@ class FollowService:
             return None
         finally:
             job.running = False
+            job.task = None
         job.failures = 0
         job.retry_at = 0.0
         job.rounds += 1
