@@ -400,16 +400,23 @@ function renderStatus() {
   const published = Array.isArray(data.published) ? data.published.length : 0;
   $('#status-state').textContent = t(`status.state.${data.state === 'withdrawn' ? 'withdrawn' : 'active'}`);
   $('#status-counts').textContent = `${t('status.counts', { count: data.fingerprints ?? 0 })} ${t('status.published', { count: published })}`;
-  const feedback = Array.isArray(data.feedback) ? data.feedback : [];
-  $('#status-feedback').replaceChildren(
-    ...(feedback.length
-      ? feedback.map((item) => {
-          const key = `verdict.${item.verdict}`;
-          const verdict = t(key) === key ? item.verdict : t(key);
-          return element('li', { text: t('status.feedback_line', { platform: item.platform, verdict }) });
-        })
-      : [element('li', { text: t('status.no_feedback') })]),
-  );
+  // One line per platform: its verdicts, counted (the node reports one per fingerprint).
+  const byPlatform = new Map();
+  for (const item of Array.isArray(data.feedback) ? data.feedback : []) {
+    const platform = item.name || item.platform;
+    if (!byPlatform.has(platform)) byPlatform.set(platform, new Map());
+    const verdicts = byPlatform.get(platform);
+    verdicts.set(item.verdict, (verdicts.get(item.verdict) || 0) + 1);
+  }
+  const lines = [...byPlatform].map(([platform, verdicts]) => {
+    const described = [...verdicts].map(([verdict, count]) => {
+      const key = `verdict.${verdict}`;
+      const text = t(key) === key ? verdict : t(key);
+      return count > 1 ? `${count} × ${text}` : text;
+    });
+    return element('li', { text: t('status.feedback_line', { platform, verdict: described.join(' ; ') }) });
+  });
+  $('#status-feedback').replaceChildren(...(lines.length ? lines : [element('li', { text: t('status.no_feedback') })]));
 }
 
 async function onStatusSubmit(event) {
