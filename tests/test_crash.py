@@ -240,13 +240,15 @@ def insert_entries(db, first, entries, hashes):
     if STEP == "after-store" and entries:
         die()
 seq.log_store.insert_entries = insert_entries
-orig_write_all = seq.TileStore.write_all
-def write_all(self, files):
-    if STEP == "mid-tiles" and len(files) > 2:
-        orig_write_all(self, files[: len(files) // 2])
+orig_commit = seq.TileStore.commit
+def commit(self, staged):
+    if STEP == "mid-tiles" and len(staged.pending) > 2:
+        half = type(staged)()
+        half.pending = staged.pending[: len(staged.pending) // 2]
+        orig_commit(self, half)
         die()
-    return orig_write_all(self, files)
-seq.TileStore.write_all = write_all
+    return orig_commit(self, staged)
+seq.TileStore.commit = commit
 orig_record = store.record_checkpoint
 def record_checkpoint(db, size, root, note, published_at=None):
     if STEP == "before-record" and size > 0:

@@ -7,7 +7,9 @@ as one batch, given consecutive indices, and published:
                (synchronous=FULL: durable when the commit returns);
     (2) TILES  every tile and entry bundle the new tree size needs -- full tiles at
                every level completed by the batch, the partial tiles and the partial
-               bundle of the new size -- each to a temp file, fsync, rename, fsync dir;
+               bundle of the new size -- each to a temp file, fsync, rename, fsync dir
+               (the temp files may be written while (1) commits; the renames that put
+               them in the tiles directory happen only after (1) committed);
     (3) SIGN   the checkpoint, write it atomically to <tiles>/checkpoint, and record it
                in the database. Recording it is the moment of publication: from then on
                the HTTP server serves it and the tiles up to its size, and the appends of
@@ -111,6 +113,7 @@ class Sequencer:
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
         self.tiles = TileStore(datadir.tiles_dir, datadir.tmp_dir)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sequencer")
+        self._stager = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tile-stager")
         self._pool: list[_Batch] = []
         self._pool_size = 0
         self._task: asyncio.Task | None = None
@@ -145,6 +148,7 @@ class Sequencer:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
+        self._stager.shutdown(wait=True)
 
     @property
     def stored_count(self) -> int:
@@ -335,15 +339,6 @@ class Sequencer:
         first = self._stored
         leaf_hashes = [_leaf_hash(e) for e in new_entries]
 
-        # (1) STORE. Nothing below may run unless this committed.
-        if new_entries:
-            try:
-                log_store.insert_entries(self._db, first, new_entries, leaf_hashes)
-            except Exception as exc:
-                log.error("sequencer: could not store %d entries: %s", len(new_entries), exc)
-                raise LogUnavailable(f"could not store the entries ({exc}); nothing was appended") from None
-            self._stored = first + len(new_entries)
-
         # Entries stored earlier but not yet published (after a crash or a failed step 2/3).
         backlog_data: list[bytes] = []
         backlog_hashes: list[bytes] = []
@@ -352,26 +347,47 @@ class Sequencer:
                 backlog_data.append(data)
                 backlog_hashes.append(h)
 
+        # The files of the new size, computed in memory on copies: the sequencer's state
+        # moves only once the checkpoint is published.
+        edge = self._edge.copy()
+        bundle = list(self._bundle)
+        files: list[tuple[str, bytes]] = []
+        bundle_index = published_size // TILE_WIDTH
+        for data in (backlog_data, new_entries):
+            for entry in data:
+                bundle.append(entry)
+                if len(bundle) == TILE_WIDTH:
+                    files.append((entries_path(bundle_index, TILE_WIDTH), encode_bundle(bundle)))
+                    bundle = []
+                    bundle_index += 1
+        for tile in edge.append(backlog_hashes) + edge.append(leaf_hashes):
+            files.append((TileId(tile.level, tile.index, TILE_WIDTH).path(), tile.data))
+        if bundle:
+            files.append((entries_path(bundle_index, len(bundle)), encode_bundle(bundle)))
+        for tile in edge.partial_tiles(since=published_size):
+            files.append((TileId(tile.level, tile.index, len(tile.data) // 32).path(), tile.data))
+
+        # Staging writes and fsyncs the files under tmp/, where nothing is served or
+        # kept across a restart; it runs while (1) commits, to save time. No file
+        # reaches the tiles directory before (1) has committed.
+        staging = self._stager.submit(self.tiles.stage, files)
+
+        # (1) STORE. Nothing below may run unless this committed.
+        if new_entries:
+            try:
+                log_store.insert_entries(self._db, first, new_entries, leaf_hashes)
+            except Exception as exc:
+                try:
+                    self.tiles.discard(staging.result())
+                except Exception:  # noqa: BLE001 - the store error is the one to report
+                    pass
+                log.error("sequencer: could not store %d entries: %s", len(new_entries), exc)
+                raise LogUnavailable(f"could not store the entries ({exc}); nothing was appended") from None
+            self._stored = first + len(new_entries)
+
         try:
-            # (2) TILES, built on copies: the in-memory state moves only once published.
-            edge = self._edge.copy()
-            bundle = list(self._bundle)
-            files: list[tuple[str, bytes]] = []
-            bundle_index = published_size // TILE_WIDTH
-            for data in (backlog_data, new_entries):
-                for entry in data:
-                    bundle.append(entry)
-                    if len(bundle) == TILE_WIDTH:
-                        files.append((entries_path(bundle_index, TILE_WIDTH), encode_bundle(bundle)))
-                        bundle = []
-                        bundle_index += 1
-            for tile in edge.append(backlog_hashes) + edge.append(leaf_hashes):
-                files.append((TileId(tile.level, tile.index, TILE_WIDTH).path(), tile.data))
-            if bundle:
-                files.append((entries_path(bundle_index, len(bundle)), encode_bundle(bundle)))
-            for tile in edge.partial_tiles(since=published_size):
-                files.append((TileId(tile.level, tile.index, len(tile.data) // 32).path(), tile.data))
-            self.tiles.write_all(files)
+            # (2) TILES: rename the staged files into place, fsync their directories.
+            self.tiles.commit(staging.result())
 
             # (3) SIGN, write, record.
             root = edge.root()

@@ -63,16 +63,23 @@ class TileStore:
 
     def write_all(self, files: list[tuple[str, bytes]]) -> int:
         """Durably write every (relative path, bytes); returns how many were new.
+        Raises TileWriteError or TileConflict. Same as `stage` then `commit`."""
+        staged = self.stage(files)
+        self.commit(staged)
+        return len(staged.pending)
 
-        Raises TileWriteError (nothing is left half-written: a file either has its final
-        bytes under its final name or does not exist there) or TileConflict.
+    def stage(self, files: list[tuple[str, bytes]]) -> "Staged":
+        """Write every file that does not exist yet to a temporary file in tmp/ and
+        fsync it; nothing appears under the tiles directory yet. Files that exist are
+        compared instead (TileConflict if they differ).
 
-        The fsyncs of a batch run in parallel threads: the file system commits them
-        together (one journal commit instead of one per file), which is most of the
-        cost of a batch. Every file is still fsynced before any is renamed into place,
-        and every rename is made durable by fsyncing its directory before returning."""
-        pending: list[tuple[Path, Path]] = []   # (tmp, final)
-        dirs_to_sync: set[Path] = set()
+        Staging may run while the batch's entries are being committed to the database:
+        a staged file is invisible (and discarded on start-up) until `commit` renames it,
+        and `commit` runs only after the entries are durable.
+
+        The fsyncs run in parallel threads: the file system commits them together (one
+        journal commit instead of one per file), which is most of the cost of a batch."""
+        staged = Staged()
         fds: list[int] = []
         try:
             try:
@@ -86,11 +93,10 @@ class TileStore:
                                 "the tiles directory does not belong to this database. Stopping without "
                                 "changing it.")
                         continue
-                    dirs_to_sync.update(_makedirs(final.parent, self.root))
                     tmp = self.tmp_dir / f"{secrets.token_hex(8)}.tmp"
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                     fds.append(fd)
-                    pending.append((tmp, final))
+                    staged.pending.append((tmp, final))
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view):]
@@ -98,18 +104,42 @@ class TileStore:
             finally:
                 for fd in fds:
                     os.close(fd)
-            for tmp, final in pending:
+        except OSError as exc:
+            self.discard(staged)
+            raise TileWriteError(f"cannot write tiles under {self.root}: {_reason(exc)}") from None
+        except BaseException:
+            self.discard(staged)
+            raise
+        return staged
+
+    def commit(self, staged: "Staged") -> None:
+        """Rename the staged files into place and make the renames durable (fsync of
+        every directory whose listing changed). After a failure some files may be in
+        place and others not; each one present is complete."""
+        dirs_to_sync: set[Path] = set()
+        try:
+            for tmp, final in staged.pending:
+                dirs_to_sync.update(_makedirs(final.parent, self.root))
                 os.replace(tmp, final)
                 dirs_to_sync.add(final.parent)
             list(_fsync_pool().map(fsync_dir, dirs_to_sync))
         except OSError as exc:
-            for tmp, _ in pending:
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+            self.discard(staged)
             raise TileWriteError(f"cannot write tiles under {self.root}: {_reason(exc)}") from None
-        return len(pending)
+
+    def discard(self, staged: "Staged") -> None:
+        for tmp, _ in staged.pending:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+class Staged:
+    """Files written and fsynced under tmp/, waiting to be renamed into place."""
+
+    def __init__(self):
+        self.pending: list[tuple[Path, Path]] = []   # (temporary file, final path)
 
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
