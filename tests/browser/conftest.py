@@ -92,13 +92,15 @@ def add_page_routes(app: web.Application, recorder: Recorder) -> None:
     async def record(request: web.Request, handler):
         recorder.requests.append(Recorded(request.method, request.path, request.content_type,
                                           request.content_length))
+        # Test-only files (conformance images, raw pixels) are answered here, whatever
+        # routes the node has: a middleware runs even when no route matches.
+        extra = recorder.extra_routes.get(request.path.lstrip("/")) if request.method == "GET" else None
+        if extra is not None:
+            return web.Response(body=extra[0], content_type=extra[1])
         return await handler(request)
 
     async def static(request: web.Request) -> web.StreamResponse:
         name = request.match_info["path"] or "index.html"
-        if name in recorder.extra_routes:
-            body, content_type = recorder.extra_routes[name]
-            return web.Response(body=body, content_type=content_type)
         path = (STATIC / name).resolve()
         if STATIC.resolve() not in path.parents or not path.is_file():
             raise web.HTTPNotFound()
@@ -106,7 +108,9 @@ def add_page_routes(app: web.Application, recorder: Recorder) -> None:
                                                "Cache-Control": "no-store"})
 
     app.middlewares.insert(0, record)
-    app.router.add_get("/{path:.*}", static)  # after the node's own routes, which win
+    # After the node's own routes, which win: once the node serves the page itself,
+    # the tests use the node's route.
+    app.router.add_get("/{path:.*}", static)
 
 
 def make_helpline_datadir(root: Path):
