@@ -11,7 +11,7 @@ All raise HashingError (a ProtocolError) with a reason a person can act on.
 """
 
 from .errors import HashingError
-from .images import HASH_SIZE, MAX_IMAGE_PIXELS, decode_image, hash_image_bytes, pdq_from_rgb
+from .images import HASH_SIZE, MAX_IMAGE_PIXELS, decode_image, hash_image_bytes, pdq_fingerprint, pdq_from_rgb, pdq_hex
 from .media import hash_file, hash_media_bytes, sniff
 from .videos import DEFAULT_INTERVAL, MAX_FRAME_PIXELS, MAX_VIDEO_SECONDS, hash_video_bytes, hash_video_file
 
@@ -28,6 +28,8 @@ __all__ = [
     "hash_media_bytes",
     "hash_video_bytes",
     "hash_video_file",
+    "pdq_fingerprint",
     "pdq_from_rgb",
+    "pdq_hex",
     "sniff",
 ]

@@ -79,9 +79,14 @@ def pdq_from_rgb(pixels: np.ndarray) -> tuple[str, int]:
             f"{MIN_SIDE} on each side"
         )
     bits, quality = pdqhash.compute(np.ascontiguousarray(pixels))
-    # pdqhash gives bit 255 first (it reverses Meta's word order); packing the bits
-    # most significant first gives Meta's hex string, word 15 first.
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
+    return pdq_hex(bits), int(quality)
+
+
+def pdq_hex(bits: np.ndarray) -> str:
+    """Meta's 64-hex-digit string of a 256-bit vector from pdqhash (compute or
+    compute_dihedral). pdqhash gives hash bit 255 first (it reverses Meta's word
+    order), so packing the bits most significant first gives the string, word 15 first."""
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
 
 
 def pdq_fingerprint(hex_hash: str, quality: int) -> dict:
