@@ -250,11 +250,16 @@ class Sequencer:
         if entries:
             log.info("sequencer: published checkpoint %d (+%d entries) in %.0f ms",
                      published.size, len(entries), (time.monotonic() - started) * 1000)
+            # Off the acknowledgement path; runs in the worker before the next batch.
+            loop.run_in_executor(self._executor, self._checkpoint_wal)
 
     # ---------------------------------------------------------------- worker thread
     def _open(self) -> None:
         self.tiles.prepare()
         self._db = open_db(self.datadir.db_path, check_same_thread=False)
+        # Copying the WAL back into the database file (a WAL checkpoint) is done after a
+        # batch is acknowledged (see _checkpoint_wal), not inside the batch's commit.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._signer = self.datadir.load_log_signer()
         if self._signer.name != self.origin:
             raise RuntimeError(f"the log key is named {self._signer.name!r} but the origin is "
@@ -285,6 +290,12 @@ class Sequencer:
             # Rewrite the convenience copy of the checkpoint in case a crash left it behind.
             self._write_checkpoint_file(latest.note)
         log.info("sequencer: log %s at size %d", self.origin, self.published.size)
+
+    def _checkpoint_wal(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # noqa: BLE001 - harmless: retried after the next batch
+            log.warning("sequencer: WAL checkpoint failed (%s); will retry", exc)
 
     def _close(self) -> None:
         if self._db is not None:
