@@ -124,6 +124,7 @@ def main() -> int:
     args = parser.parse_args()
 
     per_hash, memory = scrypt_cost()
+    print("load average before the run (1, 5, 15 min): %.1f %.1f %.1f" % os.getloadavg(), flush=True)
     print(f"PIN hash: scrypt n=2^15 r=8 p=1, {memory / 2**20:.0f} MiB, {per_hash * 1000:.0f} ms per hash on one core "
           f"(os.cpu_count() = {os.cpu_count()})", flush=True)
 
@@ -132,7 +133,7 @@ def main() -> int:
         root = Path(tmp) / "helpline"
         subprocess.run([sys.executable, "-m", "node", "init", "--dir", str(root), "--origin", "bench.example/log"],
                        cwd=REPO, env=env, check=True, capture_output=True)
-        log = open(Path(tmp) / "node.log", "w")
+        log = open(os.environ.get("BENCH_NODE_LOG", str(Path(tmp) / "node.log")), "w")
         node = subprocess.Popen([sys.executable, "-m", "node", "serve", "--dir", str(root), "--port", "0"],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -152,6 +153,8 @@ def main() -> int:
             assert "pin_scrypt_n = 32768" in config and "sequencing_interval = 1.0" in config
             print(f"node: {info['public_url']} (pid {node.pid}), sequencing interval 1 s, production scrypt", flush=True)
             asyncio.run(bench(info["public_url"], args.seconds, args.clients))
+            print("load average after the run (1, 5, 15 min): %.1f %.1f %.1f -- each check and each creation "
+                  "costs one scrypt hash, so both rates follow the free CPU" % os.getloadavg(), flush=True)
         finally:
             node.terminate()
             node.wait(30)
