@@ -173,3 +173,19 @@ def test_backoff_grows_and_is_capped_with_jitter():
     assert 0.5 <= delays[0] < 1.5 and 4 <= delays[3] < 12
     assert all(30 <= d < 90 for d in delays[7:])
     assert len({round(backoff_delay(1.0, 5, 60, rng), 6) for _ in range(20)}) > 10  # jittered
+
+
+def test_status_says_fork_loudly(tmp_path, capsys):
+    datadir = make_datadir(tmp_path, name="platform", origin="platform.example/log")
+    log = StaticLog("helpline.example/log")
+    db = open_db(datadir.db_path)
+    store.add_log(db, log.origin, "https://helpline.example/log", log.vkey)
+    store.record_fork(db, log.origin, "two checkpoints of size 5 with different roots", 5, b"a", 5, b"b")
+    db.close()
+    assert cli_main(["status", "--dir", str(datadir.root)]) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("!!! FORK: log helpline.example/log") and "[FORKED]" in out
+    assert cli_main(["status", "--dir", str(datadir.root), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["forked_logs"] == [log.origin] and report["logs"][0]["forked"] is True
+    assert report["logs"][0]["last_error"].startswith("FORK:")
