@@ -278,4 +278,6 @@ def test_bad_input_is_refused_with_a_clear_error():
         PDQIndex(table_widths=[30] * 2)
     with pytest.raises(UsageError, match="ids but"):
         index.add_many([1, 2], [b"\x00" * 32])
+    with pytest.raises(UsageError, match="mode"):
+        index.search(b"\x00" * 32, mode="approximate")
     assert index.remove(12345) is False and 12345 not in index and "x" not in index

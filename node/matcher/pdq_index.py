@@ -48,6 +48,12 @@ MAX_ID = _pdqindex.MAX_ID
 _MODES = {"auto": 0, "tables": 1, "scan": 2}
 
 
+def _mode(mode: str) -> int:
+    if mode not in _MODES:
+        raise UsageError(f"search mode must be one of {', '.join(_MODES)}, not {mode!r}")
+    return _MODES[mode]
+
+
 class Match(NamedTuple):
     id: int
     distance: int
@@ -214,7 +220,7 @@ class PDQIndex:
         """Items within `threshold` of `fingerprint`, nearest first (ties by id)."""
         fingerprint = _fingerprint_bytes(fingerprint)
         threshold = self._check_threshold(threshold)
-        hits = self._core.search(fingerprint, threshold, _MODES[mode])
+        hits = self._core.search(fingerprint, threshold, _mode(mode))
         return [Match(id, distance) for id, distance in sorted(hits, key=lambda hit: (hit[1], hit[0]))]
 
     def search_arrays(
@@ -224,7 +230,7 @@ class PDQIndex:
         sorted by query, then distance, then id."""
         matrix = _fingerprint_matrix(fingerprints)
         threshold = self._check_threshold(threshold)
-        raw = self._core.search_many(matrix, threshold, threads or self.threads, _MODES[mode])
+        raw = self._core.search_many(matrix, threshold, threads or self.threads, _mode(mode))
         triples = np.frombuffer(raw, dtype=np.uint32).reshape(-1, 3)
         order = np.lexsort((triples[:, 1], triples[:, 2], triples[:, 0]))
         triples = triples[order]
