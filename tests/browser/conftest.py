@@ -1,185 +1,26 @@
-"""Fixtures for the browser tests of the victim web page (node/web/static).
-
-One Debian chromium for the whole session, driven by Playwright (never a
-downloaded browser), and one real helpline node (node.web.app.RunningNode with its
-case service) on 127.0.0.1. The node's public site does not serve the static
-folder yet, so the tests add a GET route for it to that same application: the
-page and POST /v1/cases share one origin, as in production. The browser side
-keeps every request with its body (Playwright); the node side records what it
-received (method, path, type, length) without consuming bodies.
-"""
+"""Fixtures for the browser tests of the victim web page: one Debian chromium for
+the session (Playwright, never a downloaded browser), one real helpline node serving
+the page (webapp_support.ThreadedNode), pages whose every request is kept."""
 from __future__ import annotations
 
-import asyncio
-import json
-import re
 import shutil
 import subprocess
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-REPO = Path(__file__).resolve().parents[2]
-STATIC = REPO / "node" / "web" / "static"
-CONFORMANCE = REPO.parent / "shared" / "conformance"
-ARTIFACTS = REPO / "test-artifacts" / "browser"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]
+from webapp_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CONFORMANCE, REPO, Recorder, ThreadedNode
 
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json; charset=utf-8",
-}
-
-
-# ---------------------------------------------------------------- the node under test
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    content_type: str
-    content_length: int | None  # the body itself is checked in the browser (the node must read it)
-
-
-@dataclass
-class Recorder:
-    """Every request the node received, and test-only GET routes (path -> (bytes, type))."""
-    requests: list = field(default_factory=list)
-    extra_routes: dict = field(default_factory=dict)
-
-
-HEX = re.compile(r"^[0-9a-f]+$")
-
-
-def contract_error(fingerprint) -> str | None:
-    """Why a fingerprint object breaks the contract's JSON shape, or None."""
-    if not isinstance(fingerprint, dict):
-        return "fingerprint is not an object"
-    signal = fingerprint.get("signal")
-    allowed = {"signal", "fingerprint", "quality", "low_quality"}
-    if set(fingerprint) - allowed:
-        return f"unexpected keys {sorted(set(fingerprint) - allowed)}"
-    value = fingerprint.get("fingerprint")
-    if signal == "pdq":
-        if not (isinstance(value, str) and len(value) == 64 and HEX.match(value)):
-            return "pdq fingerprint must be 64 lowercase hex digits"
-        quality = fingerprint.get("quality")
-        if not (isinstance(quality, int) and 0 <= quality <= 100):
-            return "pdq quality must be an integer 0..100"
-    elif signal == "md5":
-        if not (isinstance(value, str) and len(value) == 32 and HEX.match(value)):
-            return "md5 fingerprint must be 32 lowercase hex digits"
-        if set(fingerprint) - {"signal", "fingerprint"}:
-            return "md5 takes no other keys"
-    else:
-        return f"unknown signal {signal!r}"
-    return None
-
-
-def add_page_routes(app: web.Application, recorder: Recorder) -> None:
-    """Serve node/web/static at / on the node's own application, and record every request it gets."""
-
-    @web.middleware
-    async def record(request: web.Request, handler):
-        recorder.requests.append(Recorded(request.method, request.path, request.content_type,
-                                          request.content_length))
-        # Test-only files (conformance images, raw pixels) are answered here, whatever
-        # routes the node has: a middleware runs even when no route matches.
-        extra = recorder.extra_routes.get(request.path.lstrip("/")) if request.method == "GET" else None
-        if extra is not None:
-            return web.Response(body=extra[0], content_type=extra[1])
-        return await handler(request)
-
-    async def static(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["path"] or "index.html"
-        path = (STATIC / name).resolve()
-        if STATIC.resolve() not in path.parents or not path.is_file():
-            raise web.HTTPNotFound()
-        return web.FileResponse(path, headers={"Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
-                                               "Cache-Control": "no-store"})
-
-    app.middlewares.insert(0, record)
-    # After the node's own routes, which win: once the node serves the page itself,
-    # the tests use the node's route.
-    app.router.add_get("/{path:.*}", static)
-
-
-def make_helpline_datadir(root: Path):
-    from node.cli import main as cli_main
-    from node.datadir import DataDir
-
-    argv = ["init", "--dir", str(root), "--origin", "helpline.test/log", "--role", "helpline", "--public-read"]
-    assert cli_main(argv) == 0
-    datadir = DataDir(root)
-    config = datadir.config
-    config.log.sequencing_interval = 0.05
-    config.cases.pin_scrypt_n = 2**12  # cheaper PIN hashes: tests check many PINs
-    datadir.save_config(config)
-    return DataDir(root)
-
-
-class ThreadedNode:
-    """A real helpline node serving the page, on 127.0.0.1 (free port), in its own thread and loop."""
-
-    def __init__(self, root: Path, recorder: Recorder):
-        from node.web.app import RunningNode
-
-        self.datadir = make_helpline_datadir(root)
-        self.node = RunningNode(self.datadir)
-        add_page_routes(self.node.app, recorder)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.ready = threading.Event()
-        self.failure: BaseException | None = None
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.node.start("127.0.0.1", 0))
-        except BaseException as exc:  # reported to the test thread
-            self.failure = exc
-            self.ready.set()
-            return
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.node.stop())
-        self.loop.close()
-
-    def __enter__(self):
-        self.thread.start()
-        if not self.ready.wait(30) or self.failure:
-            raise RuntimeError(f"the helpline node did not start: {self.failure!r}")
-        return self
-
-    def __exit__(self, *exc):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-
-    @property
-    def base_url(self) -> str:
-        return self.node.public_url
-
-    def log_vkey(self) -> str:
-        return self.datadir.load_log_signer().verifier_key()
-
-
-# ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if not CHROMIUM.exists():
         installer = REPO / "scripts" / "install_browser"
         if shutil.which("bash") and installer.exists():
-            subprocess.run(["bash", str(installer)], capture_output=True, timeout=900)
+            try:  # under the suite's 300 s per-test limit
+                subprocess.run(["bash", str(installer)], capture_output=True, timeout=240)
+            except subprocess.TimeoutExpired:
+                pass
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium (/usr/bin/chromium) is absent and scripts/install_browser could not install it")
     return str(CHROMIUM)

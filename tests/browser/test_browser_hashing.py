@@ -11,25 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
-pdqhash = pytest.importorskip("pdqhash")
+pytest.importorskip("pdqhash")
+
+from webapp_support import distance, python_pdq  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-
-def python_pdq(path_or_image) -> tuple[str, int]:
-    """pdqhash on Pillow-decoded RGB pixels, EXIF orientation applied (as the browser shows the picture)."""
-    image = path_or_image if isinstance(path_or_image, Image.Image) else Image.open(path_or_image)
-    pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    bits, quality = pdqhash.compute(pixels)
-    return bytes(np.packbits(bits.astype(np.uint8))).hex(), int(quality)
-
-def distance(hex_a: str, hex_b: str) -> int:
-    return bin(int(hex_a, 16) ^ int(hex_b, 16)).count("1")
 
 # Runs inside the page: hash each URL with the page's own worker, return plain numbers.
 HASH_URLS_JS = """

@@ -19,10 +19,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 
-from conftest import CONFORMANCE, STATIC, contract_error
-from test_browser_hashing import distance, python_pdq
+from webapp_support import CONFORMANCE, STATIC, ThreadedNode, contract_error, distance, python_pdq
 
 PHONE = {"width": 390, "height": 844}
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"ftyp", b"GIF8")
@@ -322,8 +320,6 @@ def test_quick_exit_leaves_at_once(open_page):
 
 def test_wrong_pins_are_slowed_down_kindly(open_page, tmp_path, recorder):
     # A node of its own: the failed-PIN counters must not touch the other tests.
-    from conftest import ThreadedNode
-
     with ThreadedNode(tmp_path / "helpline", recorder) as node:
         page, _ = open_page(locale="en-US", path="/#status", base_url=node.base_url)
         expect_view(page, "status")
