@@ -159,6 +159,9 @@ async def test_bad_requests(node, session):
     url = node.public_url
     status, data, _ = await post(session, url + "/v1/cases", data=b"{not json", headers={"Content-Type": "application/json"})
     assert status == 400 and "JSON" in data["error"]
+    status, data, _ = await post(session, url + "/v1/cases/status", data=b"[" * 4000,
+                                 headers={"Content-Type": "application/json"})
+    assert status == 400 and "JSON" in data["error"]
     status, data, _ = await post(session, url + "/v1/cases", data=b"x=1", headers={"Content-Type": "text/plain"})
     assert status == 415 and "JSON" in data["error"]
     status, data, _ = await post(session, url + "/v1/cases", {"eligibility": YES, "fingerprints": [pdq(1)], "name": "A"})
@@ -435,3 +438,33 @@ async def test_logs_hold_no_case_number_pin_address_or_user_agent(tmp_path):
     for secret in (number, number.replace("-", ""), pin, "127.0.0.77", marker_ua, "ua-marker", "203.0.113.99",
                    "ref-marker"):
         assert secret not in text, secret
+
+
+async def test_random_bodies_never_cause_a_server_error(node, session):
+    """Any JSON value in any field: a 4xx with a message, never a 500, nothing published."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                               | st.text(max_size=20), lambda inner: st.lists(inner, max_size=4)
+                               | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+    fields = st.sampled_from(["eligibility", "fingerprints", "lang", "case_number", "pin", "signal"])
+    bodies = json_values | st.dictionaries(fields, json_values, max_size=4) \
+        | st.fixed_dictionaries({"eligibility": st.just(YES), "fingerprints": st.lists(
+            st.dictionaries(st.sampled_from(["signal", "fingerprint", "quality", "low_quality"]), json_values),
+            min_size=1, max_size=3)})
+    seen = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(path=st.sampled_from(["/v1/cases", "/v1/cases/status", "/v1/cases/withdraw"]), body=bodies)
+    def probe(path, body):
+        seen.append((path, body))
+
+    probe()
+    for path, body in seen:
+        status, data, _ = await post(session, node.public_url + path,
+                                     data=__import__("json").dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        assert 400 <= status < 500 and isinstance(data, dict), (path, body, status, data)
+        assert data.get("error") or data.get("eligible") is False
+    assert node.context.sequencer.published.size == 0

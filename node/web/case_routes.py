@@ -85,7 +85,7 @@ async def _read_json(request: web.Request, limit: int):
         raise CaseApiError(413, f"the request is larger than the {limit} bytes allowed") from None
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CaseApiError(400, "the body is not valid JSON") from None
 
 

@@ -84,7 +84,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         body = json.loads(raw.decode("utf-8"))
     except BadAppend as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return web.json_response({"error": "the body must be JSON: {\"origin\": ..., \"index\": ..., "
                                   "\"verdict\": ...}"}, status=400)
     if not isinstance(body, dict) or set(body) - {"origin", "index", "verdict"}:
