@@ -124,6 +124,7 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
         page.keyboard.press("Tab")
     page.keyboard.press("Space")
     assert page.evaluate("[...document.querySelectorAll('input[value=yes]')].every(i => i.checked)")
+    assert page.locator(".question.unanswered").count() == 0 and page.is_hidden("#eligibility-error")
     shoot(page, artifacts, "03-questions")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "eligibility-continue"

@@ -504,6 +504,11 @@ function quickExit() {
 async function start() {
   await setLanguage(preferredLanguage());
   $('#eligibility-form').addEventListener('submit', onEligibilitySubmit);
+  $('#eligibility-form').addEventListener('change', (event) => {
+    // An answer given clears that question's red border, and the message once all are answered.
+    event.target.closest('.question')?.classList.remove('unanswered');
+    if (!document.querySelector('.question.unanswered')) $('#eligibility-error').hidden = true;
+  });
   $('#file-input').addEventListener('change', (event) => {
     addFiles([...event.target.files]);
     event.target.value = ''; // so the same file can be picked again after removing it
