@@ -144,7 +144,10 @@ class Sequencer:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            try:
+                await self._task
+            except Exception:  # already logged where it happened
+                log.error("sequencer: stopped after an internal error")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
@@ -234,6 +237,7 @@ class Sequencer:
         if self.stalled:
             log.info("sequencer: publication works again")
         self.stalled = None
+        previous_size = self._published_size()
         self.published = published
         for callback in list(self.on_publish):
             try:
@@ -247,9 +251,9 @@ class Sequencer:
                 b.future.set_result([Appended(position + i, leaf_hashes[position - first + i], published.size)
                                      for i in range(n)])
             position += n
-        if entries:
+        if published.size != previous_size:
             log.info("sequencer: published checkpoint %d (+%d entries) in %.0f ms",
-                     published.size, len(entries), (time.monotonic() - started) * 1000)
+                     published.size, published.size - previous_size, (time.monotonic() - started) * 1000)
             # Off the acknowledgement path; runs in the worker before the next batch.
             loop.run_in_executor(self._executor, self._checkpoint_wal)
 
