@@ -182,6 +182,7 @@ def test_status_says_fork_loudly(tmp_path, capsys):
     store.add_log(db, log.origin, "https://helpline.example/log", log.vkey)
     store.record_fork(db, log.origin, "two checkpoints of size 5 with different roots", 5, b"a", 5, b"b")
     db.close()
+    capsys.readouterr()
     assert cli_main(["status", "--dir", str(datadir.root)]) == 3
     out = capsys.readouterr().out
     assert out.startswith("!!! FORK: log helpline.example/log") and "[FORKED]" in out
