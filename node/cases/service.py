@@ -213,10 +213,10 @@ class CaseService:
         try:
             try:
                 appended = await self.ctx.sequencer.append([fp.entry for fp in fingerprints])
-            except LogUnavailable:
+            except LogUnavailable as exc:
                 # The case stays pending; the repair abandons it and withdraws whatever
                 # of it reaches the log. The person gets no case number.
-                log.warning("cases: a case could not be published (log unavailable); it will be abandoned")
+                log.warning("cases: a case could not be published (%s); it will be abandoned", exc)
                 raise CaseApiError(503, "the helpline cannot publish fingerprints right now; nothing was "
                                    "registered. Please try again in a few minutes.") from None
             await self._db_call(store.publish_case, case_id, [(a.index, a.checkpoint_size) for a in appended])
