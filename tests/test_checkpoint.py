@@ -58,7 +58,7 @@ def test_size_bounds():
         "",
         "\n",
         f"o\n5\n{ROOT_B64}",  # no final newline
-        f"o\n5\n",
+        "o\n5\n",
         f"\n5\n{ROOT_B64}\n",  # empty origin
         f"o\n\n{ROOT_B64}\n",
         f"o\n05\n{ROOT_B64}\n",  # leading zero

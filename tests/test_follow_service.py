@@ -9,7 +9,6 @@ import random
 import time
 
 import aiohttp
-import pytest
 
 from follow_support import LogServer, StaticLog, pdq_entry
 from node.cli import main as cli_main

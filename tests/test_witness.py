@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 
 import aiohttp
 import pytest
@@ -19,7 +18,7 @@ from node.witness.evidence import verify_evidence
 from node.witness.keys import load_witness_signer
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.cosignature import CosignatureVerifier
-from protocol.merkle import EMPTY_ROOT, consistency_proof, leaf_hash, root_of
+from protocol.merkle import consistency_proof, leaf_hash, root_of
 from protocol.note import Signer, open_note
 
 from publish_support import make_datadir

@@ -19,7 +19,6 @@ import pytest
 
 from node.cli import main as cli_main
 from node.store import follow as follow_store
-from node.store import open_db
 from node.store import witness as store
 from node.web.app import RunningNode
 from node.witness.addcheckpoint import encode_request

@@ -182,5 +182,5 @@ def audit_log(note: bytes, vkey: str, tiles: dict[TileId, bytes], bundles: dict[
         result.signed_by = next(v.vkey for v in opened.verified_by if v.name == cp.origin)
     except ProtocolError as exc:
         result.violation("signature", f"the checkpoint is not validly signed by {vkey}"
-                                      + (f" or a key it rotated to" if len(chain) > 1 else "") + f": {exc}")
+                                      + (" or a key it rotated to" if len(chain) > 1 else "") + f": {exc}")
     return result

@@ -58,7 +58,6 @@ from protocol.merkle import EMPTY_ROOT, leaf_hash
 from protocol.note import Verifier
 from protocol.tiles import (
     TILE_HEIGHT,
-    TILE_WIDTH,
     BundleId,
     TileId,
     TileNodes,
@@ -360,9 +359,7 @@ def _consistent(rnd: _Round, tiles: dict[TileId, bytes]) -> None:
 def _commit(db, rnd: _Round, vkey: str, note: bytes, own_origin: str | None,
             listener: FollowListener) -> Applied:
     """Step 6: one write transaction; on_withdrawn before COMMIT, on_added after."""
-    conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with db.atomic():  # BEGIN IMMEDIATE (node.store.NodeDatabase)
         state = store.get_log(db, rnd.origin)
         if state is None or state.forked or state.size != rnd.old_size:
             raise SyncError("the log was removed, forked or advanced while this round ran; starting over")
@@ -373,10 +370,6 @@ def _commit(db, rnd: _Round, vkey: str, note: bytes, own_origin: str | None,
                 listener.on_withdrawn(rnd.origin, applied.withdrawn)
             except Exception as exc:
                 raise SyncError(f"the matcher could not drop withdrawn entries ({exc}); round not applied") from exc
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     store.reset_staging(db, rnd.origin)
     try:
         listener.on_added(rnd.origin, store.iter_fingerprints(db, rnd.origin, rnd.old_size, rnd.size,

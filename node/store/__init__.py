@@ -19,6 +19,7 @@ derived from them is written.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import pkgutil
@@ -43,14 +44,40 @@ def area_modules() -> list[ModuleType]:
     return modules
 
 
-def connect(path: Path | str, *, check_same_thread: bool = True) -> sqlite_utils.Database:
+class NodeDatabase(sqlite_utils.Database):
+    """sqlite-utils' Database whose outermost `atomic()` is `BEGIN IMMEDIATE`.
+
+    Most of our transactions read, then write (check a row, then update it). A
+    deferred `BEGIN` takes the write lock only at the first write, and if another
+    connection (the follower, the sequencer, a CLI command) wrote in between, SQLite
+    fails at once with "database is locked" instead of waiting. Taking the write lock
+    up front makes every such transaction wait its turn (up to the busy timeout).
+    Nested blocks still use savepoints."""
+
+    @contextlib.contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+
+def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:
     """Open the database file with the pragmas every connection needs (no migration)."""
     conn = sqlite3.connect(str(path), check_same_thread=check_same_thread, timeout=30.0,
                            isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    return sqlite_utils.Database(conn)
+    return NodeDatabase(conn)
 
 
 def migrate(db: sqlite_utils.Database, modules: list[ModuleType] | None = None) -> None:
@@ -83,7 +110,7 @@ def migrate(db: sqlite_utils.Database, modules: list[ModuleType] | None = None) 
                 raise
 
 
-def open_db(path: Path | str, *, check_same_thread: bool = True) -> sqlite_utils.Database:
+def open_db(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:
     """Open (creating if needed) the node database and migrate every area."""
     db = connect(path, check_same_thread=check_same_thread)
     migrate(db)

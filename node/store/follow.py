@@ -25,7 +25,6 @@ Invariant: only node/follow (through this module) writes these tables, except
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -119,25 +118,6 @@ MIGRATIONS = [_v1]
 
 # -- followed logs ---------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _write_transaction(db: sqlite_utils.Database):
-    """BEGIN IMMEDIATE: a transaction that reads before it writes must hold the write
-    lock from the start; a deferred one would fail at once ("database is locked")
-    instead of waiting whenever another connection writes in between. Inside a
-    transaction already, it runs in that one."""
-    conn = db.conn
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 @dataclass(frozen=True)
 class FollowedLog:
     origin: str
@@ -177,7 +157,7 @@ def _log_row(row) -> FollowedLog:
 def add_log(db: sqlite_utils.Database, origin: str, url: str, vkey: str, name: str = "",
             tofu: bool = False, interval: float = 1.0) -> None:
     """Start following a log. Raises ValueError if it is already followed."""
-    with _write_transaction(db):
+    with db.atomic():
         if db.execute("SELECT 1 FROM followed_logs WHERE origin = ?", (origin,)).fetchone():
             raise ValueError(f"log {origin!r} is already followed; `ncii-node follow remove` it first")
         db.execute("INSERT INTO followed_logs (origin, url, vkey, name, tofu, added_at, interval) "
@@ -188,7 +168,7 @@ def remove_log(db: sqlite_utils.Database, origin_or_name: str) -> str | None:
     """Stop following a log (by origin, else by local name) and forget what it taught
     us: its fingerprints, feedback and checkpoints -- without its withdrawals we could
     no longer keep them correct. Fork evidence is kept. Returns the origin removed."""
-    with _write_transaction(db):
+    with db.atomic():
         row = db.execute("SELECT origin FROM followed_logs WHERE origin = ?", (origin_or_name,)).fetchone()
         if row is None:
             rows = db.execute("SELECT origin FROM followed_logs WHERE name = ? AND name != ''",

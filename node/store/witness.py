@@ -179,24 +179,17 @@ def witness_update(db: sqlite_utils.Database, origin: str, decide):
     read and the write (C2SP tlog-witness requires the check and the store to be
     atomic). `decide` returns (result, new_row) where new_row is None (store nothing)
     or (size, root_hash, note, cosigned_at). Returns `result`."""
-    conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with db.atomic():  # BEGIN IMMEDIATE (node.store.NodeDatabase)
         stored = witness_latest(db, origin)
         result, new_row = decide(stored)
         if new_row is not None:
             size, root_hash, note, cosigned_at = new_row
-            conn.execute(
+            db.execute(
                 "INSERT INTO witness_latest (origin, size, root_hash, note, cosigned_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(origin) DO UPDATE SET size = excluded.size, root_hash = excluded.root_hash, "
                 "note = excluded.note, cosigned_at = excluded.cosigned_at",
                 (origin, size, root_hash, note, cosigned_at))
-        conn.execute("COMMIT")
         return result
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def record_refusal(db: sqlite_utils.Database, origin: str, status: int, reason: str, body: bytes) -> None:

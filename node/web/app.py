@@ -36,7 +36,6 @@ import logging
 import os
 import pkgutil
 import signal
-from pathlib import Path
 from types import ModuleType
 
 from aiohttp import web

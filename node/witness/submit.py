@@ -28,6 +28,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import random
+from functools import partial
 
 import aiohttp
 
@@ -199,7 +200,7 @@ class WitnessSubmitter:
         try:
             verifier = CosignatureVerifier.from_vkey(witness.vkey)
         except ProtocolError as exc:
-            await self._in_thread(lambda: store.record_witness_result(self._db, witness.vkey, error=str(exc)))
+            await self._in_thread(partial(store.record_witness_result, self._db, witness.vkey, error=str(exc)))
             return None
         old = witness.last_size or 0
         if witness.last_size == published.size and witness.last_line:
@@ -214,12 +215,12 @@ class WitnessSubmitter:
             except WitnessFailure as exc:
                 if exc.known_size is not None and attempt == 0 and exc.known_size <= published.size:
                     old = exc.known_size  # learned the witness's size: ask again at once
-                    await self._in_thread(lambda: store.record_witness_result(
-                        self._db, witness.vkey, error=str(exc), known_size=exc.known_size))
+                    await self._in_thread(partial(store.record_witness_result, self._db, witness.vkey,
+                                                  error=str(exc), known_size=exc.known_size))
                     continue
                 log.warning("witness %s (%s): %s", witness.name or witness.vkey, witness.url, exc)
-                await self._in_thread(lambda: store.record_witness_result(
-                    self._db, witness.vkey, error=str(exc), known_size=exc.known_size))
+                await self._in_thread(partial(store.record_witness_result, self._db, witness.vkey,
+                                              error=str(exc), known_size=exc.known_size))
                 return None
             await self._in_thread(lambda: store.record_witness_result(
                 self._db, witness.vkey, size=published.size, line=lines[0]))
