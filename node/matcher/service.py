@@ -115,19 +115,30 @@ class QueryResult:
 
 
 class _Grow:
-    """A numpy array that doubles when it fills (amortized appends)."""
+    """A numpy array that grows by a quarter when it fills (amortized appends, and at
+    most 25 % unused room at 10 million entries, not 100 %)."""
 
-    __slots__ = ("array", "length")
+    __slots__ = ("array", "length", "fill")
 
     def __init__(self, dtype, fill=0, capacity: int = 1024):
         self.array = np.full(capacity, fill, dtype=dtype)
         self.length = 0
+        self.fill = fill
 
-    def reserve(self, n: int, fill=0) -> None:
+    def reserve(self, n: int) -> None:
         if n > len(self.array):
-            bigger = np.full(max(n, 2 * len(self.array)), fill, dtype=self.array.dtype)
-            bigger[: len(self.array)] = self.array
-            self.array = bigger  # readers holding the old array still see valid ids
+            self._resize(max(n, len(self.array) + len(self.array) // 4 + 1024))
+
+    def trim(self, n: int) -> None:
+        """Drop the unused room beyond `n` items (after a bulk load)."""
+        if len(self.array) > n:
+            self._resize(max(n, 1024))
+
+    def _resize(self, size: int) -> None:
+        resized = np.full(size, self.fill, dtype=self.array.dtype)
+        keep = min(size, len(self.array))
+        resized[:keep] = self.array[:keep]
+        self.array = resized  # readers holding the old array still see valid ids
 
 
 class Matcher(FollowListener):
@@ -297,12 +308,19 @@ class Matcher(FollowListener):
             if "fingerprints" not in tables:
                 return
             utf8 = conn.execute("PRAGMA encoding").fetchone()[0] == b"UTF-8"
-            # Each followed log in turn (the primary key starts with origin: index seeks).
-            origin = conn.execute("SELECT MIN(origin) FROM fingerprints").fetchone()[0]
-            while origin is not None:
-                origin = origin.decode("utf-8")
-                self._load_origin(conn, origin, utf8)
-                origin = conn.execute("SELECT MIN(origin) FROM fingerprints WHERE origin > ?", (origin,)).fetchone()[0]
+            # Each followed log in turn (the primary key starts with origin: index seeks),
+            # all in one bulk load of the PDQ index (its tables are built once, at the end).
+            with self._pdq.bulk_load():
+                origin = conn.execute("SELECT MIN(origin) FROM fingerprints").fetchone()[0]
+                while origin is not None:
+                    origin = origin.decode("utf-8")
+                    self._load_origin(conn, origin, utf8)
+                    origin = conn.execute("SELECT MIN(origin) FROM fingerprints WHERE origin > ?",
+                                          (origin,)).fetchone()[0]
+            for grow in (self._entry_origin, self._entry_index, self._entry_signal):
+                grow.trim(grow.length)
+            for slots in self._slots:
+                slots.trim(self._slot_top(slots))
             # Suppressed entries whose row was not (yet) marked, e.g. after the log was
             # unfollowed and followed again: drop them if they are the same entry.
             for (origin_name, index), leaf in list(self._suppressed.items()):
@@ -318,7 +336,6 @@ class Matcher(FollowListener):
         code = self._origin_code(origin)
         last = conn.execute("SELECT MAX(idx) FROM fingerprints WHERE origin = ?", (origin,)).fetchone()[0]
         active = "withdrawn = 0 AND suppressed = 0"
-        id_chunks, fp_chunks = [], []
         for start in range(0, last + 1, BUILD_CHUNK):
             if self._cancel_load.is_set():
                 raise MatcherLoading("the build of the match index was cancelled")
@@ -344,18 +361,19 @@ class Matcher(FollowListener):
                 indices_array = np.array([r[0] for r in rows], dtype=np.int64)
                 matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, 32)
             if len(indices_array):
-                id_chunks.append(self._new_entries(code, indices_array, PDQ_CODE))
-                fp_chunks.append(matrix)
+                self._pdq.add_many(self._new_entries(code, indices_array, PDQ_CODE), matrix)
+                self._counts[PDQ_CODE] += len(indices_array)
             # MD5 and vPDQ are few: row by row.
             for index, signal, fingerprint in conn.execute(
                     f"SELECT idx, signal, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
                     f"AND signal != 'pdq' AND {active}", (origin, start, stop)):
                 self._add_other(code, origin, index, signal.decode(), bytes(fingerprint))
-        if id_chunks:
-            ids = np.concatenate(id_chunks)
-            with self._pdq.bulk_load():
-                self._pdq.add_many(ids, np.concatenate(fp_chunks))
-            self._counts[PDQ_CODE] += len(ids)
+
+    @staticmethod
+    def _slot_top(slots: _Grow) -> int:
+        """1 + the largest log index with an entry id in `slots` (0 if none)."""
+        used = np.flatnonzero(slots.array != _NO_ID)
+        return int(used[-1]) + 1 if len(used) else 0
 
     def _new_entries(self, code: int, indices: np.ndarray, signal_code: int) -> np.ndarray:
         """Entry ids for new items (index -> id recorded); caller holds the lock or is loading."""
@@ -373,7 +391,7 @@ class Matcher(FollowListener):
         slots = self._slots[code]
         top = int(indices.max()) + 1
         if top > len(slots.array):
-            slots.reserve(top, fill=_NO_ID)
+            slots.reserve(top)
         slots.array[indices] = ids.astype(np.uint32)
         return ids
 
