@@ -30,11 +30,16 @@ def spec_routes() -> set[tuple[str, str]]:
 
 
 def app_routes(app) -> set[tuple[str, str]]:
+    from node.web.static_routes import page_files
+
+    page = set(page_files()) - {"/"}
     out = set()
     for route in app.router.routes():
         if route.method == "HEAD":
             continue
         canonical = re.sub(r"\{[^}]+\}", "{}", route.resource.canonical)
+        if canonical in page:
+            canonical = "/{}"  # the files of the web page: one documented path, /{file}
         out.add((route.method, canonical))
     return out
 
