@@ -366,3 +366,15 @@ def test_vpdq_edges_of_the_coverage_rule():
         assert (result.total == 1) is expected
         if expected:
             assert result.hits[0].query_coverage == 80.0 and result.hits[0].indexed_coverage == 100.0
+
+
+def test_forgetting_a_log_drops_all_its_entries(database):
+    _, path, rows, queries = database
+    matcher = _loaded(path)
+    matcher.on_removed(B)
+    assert matcher.stats()["pdq"] == sum(1 for (o, _), (s, _) in rows.items() if o == A and s == "pdq")
+    assert matcher.stats()["md5"] == 5
+    remaining = {key: value for key, value in rows.items() if key[0] == A}
+    assert answers(matcher, queries) == [brute_force(remaining, q, {}) for q in queries]
+    assert matcher.match(Query("md5", bytes([3]) * 16)).hits[0].origin == A
+    assert matcher.on_removed("never.example/followed") is None

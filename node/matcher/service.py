@@ -125,9 +125,9 @@ class _Grow:
         self.length = 0
         self.fill = fill
 
-    def reserve(self, n: int) -> None:
+    def reserve(self, n: int, slack: float = 0.25) -> None:
         if n > len(self.array):
-            self._resize(max(n, len(self.array) + len(self.array) // 4 + 1024))
+            self._resize(max(n, len(self.array) + int(len(self.array) * slack) + 1024))
 
     def trim(self, n: int) -> None:
         """Drop the unused room beyond `n` items (after a bulk load)."""
@@ -135,7 +135,8 @@ class _Grow:
             self._resize(max(n, 1024))
 
     def _resize(self, size: int) -> None:
-        resized = np.full(size, self.fill, dtype=self.array.dtype)
+        resized = np.zeros(size, dtype=self.array.dtype) if self.fill == 0 else \
+            np.full(size, self.fill, dtype=self.array.dtype)
         keep = min(size, len(self.array))
         resized[:keep] = self.array[:keep]
         self.array = resized  # readers holding the old array still see valid ids
@@ -349,7 +350,7 @@ class Matcher(FollowListener):
                     indices_array = np.empty(0, dtype=np.int64)
                     matrix = np.empty((0, 32), dtype=np.uint8)
                 else:
-                    indices_array = np.array(indices.split(b","), dtype=np.int64)
+                    indices_array = np.fromstring(indices, dtype=np.int64, sep=",")  # text mode: C speed
                     matrix = np.frombuffer(blobs, dtype=np.uint8).reshape(-1, 32)
                     if len(indices_array) != count or len(matrix) != count:
                         raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
@@ -379,9 +380,10 @@ class Matcher(FollowListener):
         """Entry ids for new items (index -> id recorded); caller holds the lock or is loading."""
         n = len(indices)
         first = self._entry_signal.length
-        self._entry_origin.reserve(first + n)
-        self._entry_index.reserve(first + n)
-        self._entry_signal.reserve(first + n)
+        slack = 1.0 if self._queueing else 0.25  # a bulk load doubles, then trims at the end
+        self._entry_origin.reserve(first + n, slack)
+        self._entry_index.reserve(first + n, slack)
+        self._entry_signal.reserve(first + n, slack)
         ids = np.arange(first, first + n, dtype=np.int64)
         self._entry_origin.array[first:first + n] = code
         self._entry_index.array[first:first + n] = indices
@@ -391,7 +393,7 @@ class Matcher(FollowListener):
         slots = self._slots[code]
         top = int(indices.max()) + 1
         if top > len(slots.array):
-            slots.reserve(top)
+            slots.reserve(top, slack)
         slots.array[indices] = ids.astype(np.uint32)
         return ids
 
@@ -533,7 +535,16 @@ class Matcher(FollowListener):
                 return 0
             slots = self._slots[code].array
             present = np.flatnonzero(slots != _NO_ID)
-            return sum(self._remove(origin, int(index)) for index in present)
+            entries = slots[present].astype(np.int64)
+            signals = self._entry_signal.array[entries]
+            pdq = entries[signals == PDQ_CODE]
+            # PDQ entries (nearly all) in one call; the few others one by one
+            self._entry_signal.array[pdq] = _GONE
+            self._pdq.remove_many(pdq)
+            slots[present[signals == PDQ_CODE]] = _NO_ID
+            self._counts[PDQ_CODE] -= len(pdq)
+            others = sum(self._remove(origin, int(index)) for index in present[signals != PDQ_CODE])
+            return len(pdq) + others
 
     # ------------------------------------------------------------------ follower listener
 
