@@ -24,7 +24,13 @@ from node.store import follow as follow_store
 from node.store import open_db
 from node.web.app import RunningNode
 from node.web.match_routes import MATCH_SETTINGS
-from protocol.entries import Feedback, Submission, Withdrawal, decode_entry, encode_entry
+from protocol.entries import (
+    Feedback,
+    Submission,
+    Withdrawal,
+    decode_entry,
+    encode_entry,
+)
 from protocol.signals import PDQ
 from tests.follow_support import LogServer, StaticLog
 
@@ -100,7 +106,7 @@ class Platform:
         self.node: RunningNode | None = None
         self.session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> "Platform":
+    async def start(self) -> Platform:
         self.node = await RunningNode(DataDir(self.root)).start(port=0)
         self.session = self.session or aiohttp.ClientSession()
         await self.wait(lambda s: s["ready"], "the index is built")

@@ -95,7 +95,7 @@ def database(tmp_path):
 
 
 def test_equals_brute_force_with_edges_and_per_log_thresholds(database):
-    db, path, rows, queries = database
+    _db, path, rows, queries = database
     matcher = Matcher(pending_load=True)
     matcher.load(path)
     assert matcher.stats()["pdq"] == sum(1 for s, _ in rows.values() if s == "pdq")
@@ -118,7 +118,7 @@ def test_equals_brute_force_with_edges_and_per_log_thresholds(database):
 
 
 def test_md5_is_exact(database):
-    db, path, rows, _ = database
+    _db, path, _rows, _ = database
     matcher = Matcher(pending_load=True)
     matcher.load(path)
     result = matcher.match(Query("md5", bytes([3]) * 16))
@@ -191,7 +191,7 @@ def test_live_suppress(database):
 
 
 def test_events_during_the_build_are_replayed_in_order(database):
-    db, path, rows, queries = database
+    _db, path, rows, queries = database
     matcher = Matcher(pending_load=True)
     with pytest.raises(MatcherLoading):
         matcher.match(queries[0])
@@ -277,7 +277,7 @@ def test_limit_keeps_the_nearest_and_counts_all(database):
 
 
 def test_describe_gives_labels_quality_and_feedback(database):
-    db, path, rows, queries = database
+    db, path, _rows, queries = database
     matcher = _loaded(path)
     hit = matcher.match(queries[0]).hits[0]
     db.execute("INSERT INTO follow_feedback (from_origin, from_idx, origin, idx, leaf_hash, verdict, entry_matches) "

@@ -90,9 +90,9 @@ def _items(args) -> list[_Item]:
 
     items = []
     if args.paths:
-        from node.hashing.batch import hash_many
-
         from pathlib import Path
+
+        from node.hashing.batch import hash_many
 
         jobs = 1 if len(args.paths) < 4 else None
         for outcome in hash_many([Path(p) for p in args.paths], jobs=jobs):
@@ -176,7 +176,7 @@ def run(args) -> int:
         return EXIT_USAGE
     datadir = DataDir(args.dir)
     try:
-        datadir.config
+        _ = datadir.config  # load and validate before anything else
         items = _items(args)
     except DataDirError as exc:
         return _fail(str(exc))
@@ -268,7 +268,7 @@ def run_threshold(args) -> int:
                 print("error: the threshold is a whole number from 0 to 256, or 'default'", file=sys.stderr)
                 return EXIT_USAGE
     try:
-        datadir.config
+        _ = datadir.config  # load and validate before anything else
         if args.origin is None or args.threshold is None:
             db = open_db(datadir.db_path)
             try:

@@ -56,7 +56,7 @@ def run(args) -> int:
         return 2
     datadir = DataDir(args.dir)
     try:
-        datadir.config
+        _ = datadir.config  # load and validate before anything else
         info = datadir.read_serve_info()
         if info and datadir.is_locked_by_other():
             body = json.dumps({"origin": args.origin, "index": args.index,

@@ -84,7 +84,7 @@ class Query:
     fingerprint: bytes
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Query":
+    def from_json(cls, obj: Any) -> Query:
         """From the JSON shape `ncii-node hash --json` prints:
         {"signal": "pdq", "fingerprint": "<64 hex>", ...}. Raises SignalError."""
         if not isinstance(obj, dict):
@@ -118,7 +118,7 @@ class _Grow:
     """A numpy array that grows by a quarter when it fills (amortized appends, and at
     most 25 % unused room at 10 million entries, not 100 %)."""
 
-    __slots__ = ("array", "length", "fill")
+    __slots__ = ("array", "fill", "length")
 
     def __init__(self, dtype, fill=0, capacity: int = 1024):
         self.array = np.full(capacity, fill, dtype=dtype)

@@ -91,7 +91,7 @@ async def suppress_entry(ctx, origin: object, index: object, want_feedback: bool
         try:
             outcome.feedback_index = await _publish(ctx, suppression)
             outcome.feedback = "published"
-        except Exception as exc:  # the suppression itself is done; say why feedback is not
+        except Exception as exc:  # noqa: BLE001 -- the suppression stands; say why feedback is not
             outcome.feedback_error = str(exc)
             log.warning("suppressed %s#%d; its %s feedback is not published yet: %s", origin, index, VERDICT, exc)
     return outcome
@@ -113,7 +113,7 @@ async def publish_pending_feedback(ctx) -> int:
         try:
             await _publish(ctx, suppression)
             done += 1
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- logged; retried at the next start
             log.warning("feedback %s on %s#%d still pending: %s", VERDICT, suppression.origin,
                         suppression.index, exc)
     return done
