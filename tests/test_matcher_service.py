@@ -378,3 +378,12 @@ def test_forgetting_a_log_drops_all_its_entries(database):
     assert answers(matcher, queries) == [brute_force(remaining, q, {}) for q in queries]
     assert matcher.match(Query("md5", bytes([3]) * 16)).hits[0].origin == A
     assert matcher.on_removed("never.example/followed") is None
+
+
+def test_database_path_with_uri_characters(tmp_path):
+    folder = tmp_path / "odd ?#% name"
+    folder.mkdir()
+    db = open_db(folder / "node.db")
+    insert(db, A, 0, "pdq", b"\x05" * 32)
+    db.close()
+    assert _loaded(folder / "node.db").match(Query("pdq", b"\x05" * 32)).total == 1

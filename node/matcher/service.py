@@ -42,6 +42,7 @@ import logging
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,8 +258,10 @@ class Matcher(FollowListener):
             self._reset()
         try:
             own = connection is None
-            conn = connection or sqlite3.connect(f"file:{Path(db_path).absolute()}?mode=ro", uri=True,
-                                                 timeout=30.0, isolation_level=None, check_same_thread=False)
+            # read only; the path quoted, since "?", "#" or "%" in it would end a URI's path
+            uri = "file:" + urllib.parse.quote(str(Path(db_path).absolute())) + "?mode=ro"
+            conn = connection or sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None,
+                                                 check_same_thread=False)
             try:
                 self._load_snapshot(conn)
             finally:
