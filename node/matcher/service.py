@@ -246,7 +246,8 @@ class Matcher(FollowListener):
         """Build every index from the database at `db_path` (one read snapshot).
 
         Listener events that arrive meanwhile are queued and replayed afterwards;
-        searches raise MatcherLoading until it returns."""
+        searches raise MatcherLoading until it returns. Meant for start-up: it
+        replaces the structures in place, so it must not run while searches do."""
         started = time.perf_counter()
         self._db_path = Path(db_path)
         with self._lock:
