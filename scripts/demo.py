@@ -33,7 +33,7 @@ PLATFORM_ORIGIN = "platform.demo.example/feedback"
 TIMEOUT = 60.0
 
 PROCESSES: list[subprocess.Popen] = []
-WORK = Path(tempfile.mkdtemp(prefix="ncii-demo-"))
+WORK = Path()  # the temporary directory, made when the demo starts (not on import)
 KEEP = os.environ.get("NCII_DEMO_KEEP") == "1"
 
 
@@ -339,6 +339,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    WORK = Path(tempfile.mkdtemp(prefix="ncii-demo-"))
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
