@@ -26,7 +26,10 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the
+# main thread while it is open, and any asyncio test collected after it would fail
+# with "Cannot run the event loop while another loop is running".
+@pytest.fixture(scope="module")
 def browser(chromium_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
