@@ -17,27 +17,19 @@ from __future__ import annotations
 import struct
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.checkpoint import Checkpoint
-from protocol.errors import CosignatureError, KeyFormatError, NoteError, UsageError
+from protocol.errors import CosignatureError, NoteError, UsageError
 from protocol.note import (
     KEY_FILE_TYPE_COSIGNATURE,
     KEY_ID_SIZE,
     SIGNATURE_SIZE,
     SIGNATURE_TYPE_COSIGNATURE_V1,
+    Ed25519SignerBase,
+    Ed25519VerifierBase,
     Note,
     NoteSignature,
-    parse_signature_line,
-    check_key_name,
-    decode_key_file,
-    decode_vkey,
-    encode_key_file,
-    encode_vkey,
-    key_id_for,
-    load_public_key,
-    load_seed,
-    raw_public_key,
+    parse_signature_text,
 )
 
 MAX_TIMESTAMP = 2**63 - 1
@@ -58,111 +50,47 @@ def _check_timestamp(timestamp: object) -> int:
     return timestamp
 
 
+def _split_payload(name: str, payload: bytes) -> tuple[int, bytes]:
+    """The timestamp and the Ed25519 signature in the bytes after the key ID of
+    a cosignature line by `name`. Raises CosignatureError when they are not
+    shaped like an Ed25519 v1 cosignature."""
+    if len(payload) != PAYLOAD_SIZE:
+        raise CosignatureError(
+            f"signature by {name!r} is not an Ed25519 cosignature "
+            f"({KEY_ID_SIZE + len(payload)} bytes, expected {KEY_ID_SIZE + PAYLOAD_SIZE}: "
+            "key ID, timestamp, signature)"
+        )
+    (timestamp,) = struct.unpack(">Q", payload[:TIMESTAMP_SIZE])
+    if timestamp > MAX_TIMESTAMP:
+        raise CosignatureError(f"cosignature by {name!r} has timestamp {timestamp} >= 2**63")
+    return timestamp, payload[TIMESTAMP_SIZE:]
+
+
 def cosignature_timestamp(signature: NoteSignature) -> int:
     """The timestamp a cosignature line claims, WITHOUT verifying it (for
     display and sorting only). Raises CosignatureError if it is not shaped
     like an Ed25519 v1 cosignature."""
-    if len(signature.signature) != PAYLOAD_SIZE:
-        raise CosignatureError(
-            f"signature by {signature.name!r} is not an Ed25519 cosignature "
-            f"({KEY_ID_SIZE + len(signature.signature)} bytes, expected {KEY_ID_SIZE + PAYLOAD_SIZE})"
-        )
-    (timestamp,) = struct.unpack(">Q", signature.signature[:TIMESTAMP_SIZE])
-    if timestamp > MAX_TIMESTAMP:
-        raise CosignatureError(f"cosignature by {signature.name!r} has timestamp {timestamp} >= 2**63")
+    timestamp, _ = _split_payload(signature.name, signature.signature)
     return timestamp
 
 
-class CosignatureSigner:
-    """A witness key: signs tlog-cosignature/v1 lines for checkpoints."""
-
-    __slots__ = ("name", "public_key", "key_id", "_seed", "_key")
-
-    def __init__(self, name: str, seed: bytes):
-        self.name = check_key_name(name, "cosigner name")
-        self._key = load_seed(seed)
-        self._seed = bytes(seed)
-        self.public_key = raw_public_key(self._key)
-        self.key_id = key_id_for(self.name, SIGNATURE_TYPE_COSIGNATURE_V1, self.public_key)
-
-    @classmethod
-    def generate(cls, name: str) -> "CosignatureSigner":
-        return cls(name, Ed25519PrivateKey.generate().private_bytes_raw())
-
-    @property
-    def seed(self) -> bytes:
-        return self._seed
-
-    def verifier_key(self) -> str:
-        return encode_vkey(self.name, SIGNATURE_TYPE_COSIGNATURE_V1, self.public_key)
-
-    def verifier(self) -> "CosignatureVerifier":
-        return CosignatureVerifier(self.name, self.public_key)
-
-    def cosign(self, checkpoint_text: str, timestamp: int) -> str:
-        """One note signature line (no final newline) cosigning the checkpoint.
-
-        `checkpoint_text` is the whole note text, extension lines included; it
-        must parse as a checkpoint (raises CheckpointError otherwise)."""
-        _check_timestamp(timestamp)
-        Checkpoint.parse(checkpoint_text)  # a witness only ever vouches for checkpoints
-        message = cosigned_message(checkpoint_text.encode("utf-8"), timestamp)
-        payload = struct.pack(">Q", timestamp) + self._key.sign(message)
-        return NoteSignature(self.name, self.key_id, payload).to_line()
-
-    def to_key_file(self) -> bytes:
-        return encode_key_file(KEY_FILE_TYPE_COSIGNATURE, self.name, self._seed, self.verifier_key())
-
-    @classmethod
-    def from_key_file(cls, data: bytes) -> "CosignatureSigner":
-        name, seed, vkey = decode_key_file(data, KEY_FILE_TYPE_COSIGNATURE)
-        signer = cls(name, seed)
-        if signer.verifier_key() != vkey:
-            raise KeyFormatError(
-                "key file vkey line does not match the key derived from its name and seed "
-                f"(derived {signer.verifier_key()!r})"
-            )
-        return signer
-
-    def __repr__(self) -> str:  # never print the seed
-        return f"CosignatureSigner({self.verifier_key()!r})"
-
-
-class CosignatureVerifier:
+class CosignatureVerifier(Ed25519VerifierBase):
     """A witness's public key (vkey signature type 0x04).
 
     It can also be passed to `open_note` / `open_checkpoint` among the known
     keys: then a bad cosignature from this witness rejects the note."""
 
     signature_type = SIGNATURE_TYPE_COSIGNATURE_V1
+    name_label = "cosigner name"
 
-    __slots__ = ("name", "public_key", "key_id", "vkey", "_key")
-
-    def __init__(self, name: str, public_key: bytes):
-        self.name = check_key_name(name, "cosigner name")
-        self._key = load_public_key(public_key)
-        self.public_key = bytes(public_key)
-        self.key_id = key_id_for(self.name, self.signature_type, self.public_key)
-        self.vkey = encode_vkey(self.name, self.signature_type, self.public_key)
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> "CosignatureVerifier":
-        name, public_key = decode_vkey(vkey, cls.signature_type)
-        return cls(name, public_key)
+    __slots__ = ()
 
     def check_payload(self, text: bytes, payload: bytes) -> int:
         """Verify the bytes after the key ID of a cosignature line over a note
         text; returns the timestamp. Raises CosignatureError."""
-        if len(payload) != PAYLOAD_SIZE:
-            raise CosignatureError(
-                f"cosignature by {self.name!r} is {KEY_ID_SIZE + len(payload)} bytes, "
-                f"expected {KEY_ID_SIZE + PAYLOAD_SIZE} (key ID, timestamp, signature)"
-            )
-        (timestamp,) = struct.unpack(">Q", payload[:TIMESTAMP_SIZE])
-        if timestamp > MAX_TIMESTAMP:
-            raise CosignatureError(f"cosignature by {self.name!r} has timestamp {timestamp} >= 2**63")
+        timestamp, signature = _split_payload(self.name, payload)
         try:
-            self._key.verify(payload[TIMESTAMP_SIZE:], cosigned_message(text, timestamp))
+            self._key.verify(signature, cosigned_message(text, timestamp))
         except InvalidSignature:
             raise CosignatureError(
                 f"cosignature by {self.name!r} does not verify: the checkpoint or its "
@@ -197,17 +125,12 @@ class CosignatureVerifier:
         checkpoint text; returns the timestamp. Raises CosignatureError."""
         if not isinstance(line, str) or not isinstance(checkpoint_text, str):
             raise UsageError("verify_line takes the checkpoint text and the line as str")
-        if line.endswith("\n"):
-            line = line[:-1]
         try:
-            raw = line.encode("utf-8")
             text = checkpoint_text.encode("utf-8")
         except UnicodeEncodeError:
-            raise CosignatureError("cosignature line or checkpoint is not valid UTF-8 text") from None
-        if any(b < 0x20 for b in raw):
-            raise CosignatureError("a cosignature line is one line without control characters")
+            raise CosignatureError("checkpoint is not valid UTF-8 text") from None
         try:
-            sig = parse_signature_line(raw)
+            sig = parse_signature_text(line)
         except NoteError as exc:
             raise CosignatureError(f"malformed cosignature line: {exc}") from None
         if sig.name != self.name or sig.key_id != self.key_id:
@@ -216,15 +139,24 @@ class CosignatureVerifier:
             )
         return self.check_payload(text, sig.signature)
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, CosignatureVerifier)
-            and other.name == self.name
-            and other.public_key == self.public_key
-        )
 
-    def __hash__(self) -> int:
-        return hash((self.signature_type, self.name, self.public_key))
+class CosignatureSigner(Ed25519SignerBase):
+    """A witness key: signs tlog-cosignature/v1 lines for checkpoints."""
 
-    def __repr__(self) -> str:
-        return f"CosignatureVerifier({self.vkey!r})"
+    signature_type = SIGNATURE_TYPE_COSIGNATURE_V1
+    key_file_type = KEY_FILE_TYPE_COSIGNATURE
+    verifier_class = CosignatureVerifier
+    name_label = "cosigner name"
+
+    __slots__ = ()
+
+    def cosign(self, checkpoint_text: str, timestamp: int) -> str:
+        """One note signature line (no final newline) cosigning the checkpoint.
+
+        `checkpoint_text` is the whole note text, extension lines included; it
+        must parse as a checkpoint (raises CheckpointError otherwise)."""
+        _check_timestamp(timestamp)
+        Checkpoint.parse(checkpoint_text)  # a witness only ever vouches for checkpoints
+        message = cosigned_message(checkpoint_text.encode("utf-8"), timestamp)
+        payload = struct.pack(">Q", timestamp) + self._key.sign(message)
+        return NoteSignature(self.name, self.key_id, payload).to_line()

@@ -24,7 +24,7 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -136,6 +136,21 @@ def encode_vkey(name: str, signature_type: int, public_key: bytes) -> str:
     return f"{name}+{key_id.hex()}+{key_data}"
 
 
+def _decode_key_fields(what: str, name: str, key_id_hex: str, key_data_b64: str) -> bytes:
+    """Check the name, key ID and key data fields that verifier keys and Go
+    signer keys share (`<name>+<8 hex digits>+<base64>`); returns the key data
+    (type byte first). `what` names the string in messages."""
+    check_key_name(name, f"the name in the {what}")
+    if not _KEY_ID_HEX.fullmatch(key_id_hex):
+        raise KeyFormatError(
+            f"{what} for {name!r}: key ID {key_id_hex!r} is not 8 lowercase hex digits"
+        )
+    key_data = decode_base64_strict(key_data_b64)
+    if key_data is None:
+        raise KeyFormatError(f"{what} for {name!r}: key data is not canonical padded base64")
+    return key_data
+
+
 def decode_vkey(vkey: object, signature_type: int) -> tuple[str, bytes]:
     """Parse `name+hhhhhhhh+base64(type || 32-byte Ed25519 public key)`.
 
@@ -149,14 +164,7 @@ def decode_vkey(vkey: object, signature_type: int) -> tuple[str, bytes]:
             f"verifier key {vkey!r} is not of the form <name>+<8 hex digits>+<base64 key>"
         )
     name, key_id_hex, key_data_b64 = parts
-    check_key_name(name, "the name in the verifier key")
-    if not _KEY_ID_HEX.fullmatch(key_id_hex):
-        raise KeyFormatError(
-            f"verifier key for {name!r}: key ID {key_id_hex!r} is not 8 lowercase hex digits"
-        )
-    key_data = decode_base64_strict(key_data_b64)
-    if key_data is None:
-        raise KeyFormatError(f"verifier key for {name!r}: key data is not canonical padded base64")
+    key_data = _decode_key_fields("verifier key", name, key_id_hex, key_data_b64)
     if key_data[0] != signature_type:
         raise KeyFormatError(
             f"verifier key for {name!r} has signature type 0x{key_data[0]:02x}, "
@@ -283,26 +291,106 @@ def decode_key_file(data: object, file_type: str) -> tuple[str, bytes, str]:
 
 # --------------------------------------------------------------------------
 # Signers and verifiers
+#
+# A key of either signature type (0x01 note signatures here, 0x04 witness
+# cosignatures in cosignature.py) is an Ed25519 key with a name; the key ID,
+# the vkey string and the private-key file depend only on the signature type.
+# The two base classes hold that shared part; the subclasses say which type
+# they are and add what they sign or verify.
 
 
-class Verifier:
-    """An Ed25519 note verifier key: a name and a public key (signature type 0x01)."""
+class Ed25519VerifierBase:
+    """A named Ed25519 public key of the subclass's `signature_type`."""
 
-    signature_type = SIGNATURE_TYPE_ED25519
+    signature_type: int
+    name_label = "key name"  # what a bad name is called in error messages
 
     __slots__ = ("name", "public_key", "key_id", "vkey", "_key")
 
     def __init__(self, name: str, public_key: bytes):
-        self.name = check_key_name(name)
+        self.name = check_key_name(name, self.name_label)
         self._key = load_public_key(public_key)
         self.public_key = bytes(public_key)
         self.key_id = key_id_for(self.name, self.signature_type, self.public_key)
         self.vkey = encode_vkey(self.name, self.signature_type, self.public_key)
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> "Verifier":
+    def from_vkey(cls, vkey: str) -> Self:
         name, public_key = decode_vkey(vkey, cls.signature_type)
         return cls(name, public_key)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Ed25519VerifierBase)
+            and other.signature_type == self.signature_type
+            and other.name == self.name
+            and other.public_key == self.public_key
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.signature_type, self.name, self.public_key))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.vkey!r})"
+
+
+class Ed25519SignerBase:
+    """A named Ed25519 private key (32-byte seed) of the subclass's
+    `signature_type`, stored in a private-key file of `key_file_type`."""
+
+    signature_type: int
+    key_file_type: str
+    verifier_class: type[Ed25519VerifierBase]
+    name_label = "key name"
+
+    __slots__ = ("name", "public_key", "key_id", "_seed", "_key")
+
+    def __init__(self, name: str, seed: bytes):
+        self.name = check_key_name(name, self.name_label)
+        self._key = load_seed(seed)
+        self._seed = bytes(seed)
+        self.public_key = raw_public_key(self._key)
+        self.key_id = key_id_for(self.name, self.signature_type, self.public_key)
+
+    @classmethod
+    def generate(cls, name: str) -> Self:
+        """A new key from the operating system's random source."""
+        return cls(name, Ed25519PrivateKey.generate().private_bytes_raw())
+
+    @property
+    def seed(self) -> bytes:
+        return self._seed
+
+    def verifier_key(self) -> str:
+        return encode_vkey(self.name, self.signature_type, self.public_key)
+
+    def verifier(self) -> Ed25519VerifierBase:
+        return self.verifier_class(self.name, self.public_key)
+
+    def to_key_file(self) -> bytes:
+        return encode_key_file(self.key_file_type, self.name, self._seed, self.verifier_key())
+
+    @classmethod
+    def from_key_file(cls, data: bytes) -> Self:
+        name, seed, vkey = decode_key_file(data, cls.key_file_type)
+        signer = cls(name, seed)
+        if signer.verifier_key() != vkey:
+            raise KeyFormatError(
+                "key file vkey line does not match the key derived from its name and seed "
+                f"(derived {signer.verifier_key()!r})"
+            )
+        return signer
+
+    def __repr__(self) -> str:  # never print the seed
+        return f"{type(self).__name__}({self.verifier_key()!r})"
+
+
+class Verifier(Ed25519VerifierBase):
+    """An Ed25519 note verifier key: a name and a public key (signature type 0x01)."""
+
+    signature_type = SIGNATURE_TYPE_ED25519
+
+    __slots__ = ()
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Whether `signature` is a valid Ed25519 signature of `message`."""
@@ -318,48 +406,15 @@ class Verifier:
     # signature line against the note text. For this key type that is verify().
     verify_note_signature = verify
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Verifier)
-            and other.signature_type == self.signature_type
-            and other.name == self.name
-            and other.public_key == self.public_key
-        )
 
-    def __hash__(self) -> int:
-        return hash((self.signature_type, self.name, self.public_key))
-
-    def __repr__(self) -> str:
-        return f"Verifier({self.vkey!r})"
-
-
-class Signer:
+class Signer(Ed25519SignerBase):
     """An Ed25519 note signing key: a name and a 32-byte seed."""
 
-    __slots__ = ("name", "public_key", "key_id", "_seed", "_key")
+    signature_type = SIGNATURE_TYPE_ED25519
+    key_file_type = KEY_FILE_TYPE_NOTE
+    verifier_class = Verifier
 
-    def __init__(self, name: str, seed: bytes):
-        self.name = check_key_name(name)
-        self._key = load_seed(seed)
-        self._seed = bytes(seed)
-        self.public_key = raw_public_key(self._key)
-        self.key_id = key_id_for(self.name, SIGNATURE_TYPE_ED25519, self.public_key)
-
-    @classmethod
-    def generate(cls, name: str) -> "Signer":
-        """A new key from the operating system's random source."""
-        seed = Ed25519PrivateKey.generate().private_bytes_raw()
-        return cls(name, seed)
-
-    @property
-    def seed(self) -> bytes:
-        return self._seed
-
-    def verifier_key(self) -> str:
-        return encode_vkey(self.name, SIGNATURE_TYPE_ED25519, self.public_key)
-
-    def verifier(self) -> Verifier:
-        return Verifier(self.name, self.public_key)
+    __slots__ = ()
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of `message`."""
@@ -385,12 +440,7 @@ class Signer:
                 "not a Go signer key: expected PRIVATE+KEY+<name>+<8 hex digits>+<base64 key>"
             )
         _, _, name, key_id_hex, key_data_b64 = parts
-        check_key_name(name, "the name in the signer key")
-        if not _KEY_ID_HEX.fullmatch(key_id_hex):
-            raise KeyFormatError(f"signer key for {name!r}: key ID is not 8 lowercase hex digits")
-        key_data = decode_base64_strict(key_data_b64)
-        if key_data is None:
-            raise KeyFormatError(f"signer key for {name!r}: key data is not canonical padded base64")
+        key_data = _decode_key_fields("signer key", name, key_id_hex, key_data_b64)
         if key_data[0] != SIGNATURE_TYPE_ED25519:
             raise KeyFormatError(
                 f"signer key for {name!r} has algorithm 0x{key_data[0]:02x}, expected 0x01 (Ed25519)"
@@ -404,23 +454,6 @@ class Signer:
                 f"(it should be {signer.key_id.hex()}); the string was altered"
             )
         return signer
-
-    def to_key_file(self) -> bytes:
-        return encode_key_file(KEY_FILE_TYPE_NOTE, self.name, self._seed, self.verifier_key())
-
-    @classmethod
-    def from_key_file(cls, data: bytes) -> "Signer":
-        name, seed, vkey = decode_key_file(data, KEY_FILE_TYPE_NOTE)
-        signer = cls(name, seed)
-        if signer.verifier_key() != vkey:
-            raise KeyFormatError(
-                "key file vkey line does not match the key derived from its name and seed "
-                f"(derived {signer.verifier_key()!r})"
-            )
-        return signer
-
-    def __repr__(self) -> str:  # never print the seed
-        return f"Signer({self.verifier_key()!r})"
 
 
 # --------------------------------------------------------------------------
@@ -513,6 +546,26 @@ def parse_signature_line(line: bytes, offset: int = 0) -> NoteSignature:
             offset=offset,
         )
     return NoteSignature(name, payload[:KEY_ID_SIZE], payload[KEY_ID_SIZE:])
+
+
+def parse_signature_text(line: str) -> NoteSignature:
+    """Parse one signature line given as text, with or without its final
+    newline (a witness's answer, a line typed in). Raises NoteError."""
+    if not isinstance(line, str):
+        raise UsageError(f"signature lines must be str, not {type(line).__name__}")
+    raw = line.encode("utf-8", "surrogatepass")
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if b"\n" in raw:
+        raise NoteError("a signature line must not contain a newline")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NoteError("signature line is not valid UTF-8", offset=exc.start) from None
+    match = _FORBIDDEN_CONTROL.search(raw)
+    if match:
+        raise NoteError("signature line contains a control character", offset=match.start())
+    return parse_signature_line(raw, 0)
 
 
 def _split(data: object) -> tuple[bytes, list[NoteSignature]]:
@@ -620,21 +673,7 @@ def add_signatures(data: bytes, lines: list[str]) -> bytes:
     note = parse_note(data)
     signatures = list(note.signatures)
     for line in lines:
-        if not isinstance(line, str):
-            raise UsageError(f"signature lines must be str, not {type(line).__name__}")
-        raw = line.encode("utf-8", "surrogatepass")
-        if raw.endswith(b"\n"):
-            raw = raw[:-1]
-        if b"\n" in raw:
-            raise NoteError("a signature line must not contain a newline")
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise NoteError("signature line is not valid UTF-8", offset=exc.start) from None
-        match = _FORBIDDEN_CONTROL.search(raw)
-        if match:
-            raise NoteError("signature line contains a control character", offset=match.start())
-        new = parse_signature_line(raw, 0)
+        new = parse_signature_text(line)
         signatures = [
             s for s in signatures if (s.name, s.key_id) != (new.name, new.key_id)
         ]
