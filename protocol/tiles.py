@@ -205,6 +205,21 @@ def tiles_for_size(size: int) -> list[TileId]:
     return new_tiles(0, size)
 
 
+def partial_tiles_for_size(size: int) -> list[TileId]:
+    """The partial tile of every level of a tree of `size` leaves that has one,
+    lowest level first: the tree's right edge, all `root_from_tiles` needs
+    (70,000 -> .p/112 at level 0, .p/17 at level 1, .p/1 at level 2)."""
+    _check_size(size)
+    tiles = []
+    level = 0
+    while nodes := size >> (TILE_HEIGHT * level):
+        width = nodes & (TILE_WIDTH - 1)
+        if width:
+            tiles.append(TileId(level, nodes >> TILE_HEIGHT, width))
+        level += 1
+    return tiles
+
+
 def new_tiles(old_size: int, new_size: int) -> list[TileId]:
     """The tiles a tree of `new_size` has that a tree of `old_size` lacks or has
     narrower: what a sequencer writes, and what a follower fetches, when the log
@@ -234,7 +249,7 @@ def tiles_for_update(old_size: int, new_size: int) -> list[TileId]:
     change (a follower kept those from the last update)."""
     fresh = new_tiles(old_size, new_size)
     fresh_set = set(fresh)
-    return fresh + [t for t in tiles_for_size(new_size) if not t.is_full and t not in fresh_set]
+    return fresh + [t for t in partial_tiles_for_size(new_size) if t not in fresh_set]
 
 
 def bundles_for_size(size: int) -> list[BundleId]:

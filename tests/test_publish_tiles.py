@@ -17,7 +17,7 @@ from node.log.tilestore import TileConflict, TileStore, TileWriteError
 from node.store import connect, migrate
 from node.web.app import RunningNode
 from protocol.merkle import root_of
-from protocol.tiles import TileId, build_tile, new_tiles
+from protocol.tiles import TileId, build_tile, new_tiles, partial_tiles_for_size
 
 from publish_support import append, make_datadir, pdq_line
 
@@ -63,8 +63,7 @@ def test_edge_at_the_c2sp_example_size():
     edge = TreeEdge()
     edge.append(ALL[:70_000])
     assert [len(h) for h in edge.levels] == [112, 17, 1]
-    assert TreeEdge.widths(70_000) == [112, 17, 1]
-    assert TreeEdge.widths(256) == [0, 1]
+    assert [len(edge.levels[t.level]) for t in partial_tiles_for_size(70_000)] == [112, 17, 1]
     rebuilt = TreeEdge.from_level_hashes(70_000, edge.levels)
     assert rebuilt.root() == root_of(ALL)
     with pytest.raises(ValueError):

@@ -37,6 +37,7 @@ from protocol.tiles import (
     new_bundles,
     new_tiles,
     parse_tile_path,
+    partial_tiles_for_size,
     root_from_tiles,
     tile_for_size,
     tile_hashes,
@@ -192,6 +193,14 @@ def test_new_tiles_is_the_difference(old, grow) -> None:
         if not tile.is_full:
             assert tile.width == nodes % 256 and tile.index == nodes // 256
         assert tile_for_size(tile.level, tile.index, new) == tile
+    assert partial_tiles_for_size(new) == [t for t in tiles_for_size(new) if not t.is_full]
+
+
+def test_partial_tiles_for_size_examples() -> None:
+    assert partial_tiles_for_size(70_000) == [TileId(0, 273, 112), TileId(1, 1, 17), TileId(2, 0, 1)]
+    assert partial_tiles_for_size(256) == [TileId(1, 0, 1)]
+    assert partial_tiles_for_size(65_536) == [TileId(2, 0, 1)]
+    assert partial_tiles_for_size(0) == []
 
 
 def test_locate_node() -> None:

@@ -49,17 +49,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from node.datadir import DataDir, write_atomic
-from node.log.edge import TILE_WIDTH, TreeEdge
+from node.log.edge import TreeEdge
 from node.log.tilestore import TileConflict, TileStore, TileWriteError
 from node.store import log as log_store
 from node.store import open_db
+from protocol.checkpoint import Checkpoint, sign_checkpoint
+from protocol.errors import TileError
+from protocol.merkle import leaf_hash
+from protocol.tiles import TILE_WIDTH, encode_bundle, entries_path, partial_tiles_for_size, tile_hashes
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +91,6 @@ class Appended:
     index: int
     leaf_hash: bytes
     checkpoint_size: int
-
-
-def _leaf_hash(data: bytes) -> bytes:
-    # Same as protocol.merkle.leaf_hash; inlined on the hot path.
-    return hashlib.sha256(b"\x00" + data).digest()
 
 
 class _Batch:
@@ -313,21 +311,20 @@ class Sequencer:
         bundle_start = size - size % TILE_WIDTH
         rows = list(log_store.iter_entries(self._db, bundle_start, size))
         bundle = [r[1] for r in rows]
-        levels: list[list[bytes]] = [[r[2] for r in rows]]
+        edge_tiles = partial_tiles_for_size(size)
+        levels: list[list[bytes]] = [[] for _ in range(1 + max((t.level for t in edge_tiles), default=0))]
+        levels[0] = [r[2] for r in rows]
         try:
-            for level, width in enumerate(TreeEdge.widths(size)):
-                if level == 0:
+            for tile in edge_tiles:
+                if tile.level == 0:
                     continue
-                hashes: list[bytes] = []
-                if width:
-                    from protocol.tiles import TileId
-
-                    tile_id = TileId(level, size // TILE_WIDTH ** (level + 1), width)
-                    data = self.tiles.read(tile_id.path())
-                    if data is None or len(data) != 32 * width:
-                        raise ValueError(f"partial tile {tile_id.path()} is missing or damaged")
-                    hashes = [data[i:i + 32] for i in range(0, len(data), 32)]
-                levels.append(hashes)
+                data = self.tiles.read(tile.path())
+                if data is None:
+                    raise ValueError(f"partial tile {tile.path()} is missing")
+                try:
+                    levels[tile.level] = tile_hashes(data, tile.width)
+                except TileError as exc:  # the wrong length
+                    raise ValueError(f"partial tile {tile.path()} is damaged: {exc}") from None
             edge = TreeEdge.from_level_hashes(size, levels)
             if edge.root() == root_hash:
                 return edge, bundle
@@ -347,12 +344,9 @@ class Sequencer:
     def _publish_batch(self, new_entries: list[bytes]) -> tuple[int, list[bytes], Published]:
         """Steps (1)-(3) for `new_entries`, preceded by any entries stored but not yet
         published. Returns (index of the first new entry, its leaf hashes, checkpoint)."""
-        from protocol.checkpoint import Checkpoint, sign_checkpoint
-        from protocol.tiles import TileId, encode_bundle, entries_path
-
         published_size = self._edge.size
         first = self._stored
-        leaf_hashes = [_leaf_hash(e) for e in new_entries]
+        leaf_hashes = [leaf_hash(e) for e in new_entries]
 
         # Entries stored earlier but not yet published (after a crash or a failed step 2/3).
         backlog_data: list[bytes] = []
@@ -376,11 +370,11 @@ class Sequencer:
                     bundle = []
                     bundle_index += 1
         for tile in edge.append(backlog_hashes) + edge.append(leaf_hashes):
-            files.append((TileId(tile.level, tile.index, TILE_WIDTH).path(), tile.data))
+            files.append((tile.id.path(), tile.data))
         if bundle:
             files.append((entries_path(bundle_index, len(bundle)), encode_bundle(bundle)))
         for tile in edge.partial_tiles(since=published_size):
-            files.append((TileId(tile.level, tile.index, len(tile.data) // 32).path(), tile.data))
+            files.append((tile.id.path(), tile.data))
 
         # Staging writes and fsyncs the files under tmp/, where nothing is served or
         # kept across a restart; it runs while (1) commits, to save time. No file

@@ -63,17 +63,9 @@ async def get_node_json(request: web.Request) -> web.Response:
     }, headers={"Cache-Control": "public, max-age=60"})
 
 
-def _end_of(ident) -> int:
-    """Number of entries a tree must have for this tile or bundle to exist."""
-    from protocol.tiles import TILE_WIDTH, BundleId
-
-    level = 0 if isinstance(ident, BundleId) else ident.level
-    return ident.index * TILE_WIDTH ** (level + 1) + ident.width * TILE_WIDTH ** level
-
-
 async def get_tile(request: web.Request) -> web.StreamResponse:
     from protocol.errors import TileError
-    from protocol.tiles import BundleId, parse_tile_path
+    from protocol.tiles import BundleId, parse_tile_path, tile_for_size
 
     ctx = request.app[NODE]
     try:
@@ -81,7 +73,11 @@ async def get_tile(request: web.Request) -> web.StreamResponse:
     except TileError as exc:
         raise web.HTTPNotFound(text=f"{exc}\n")
     published = ctx.sequencer.published
-    if _end_of(ident) > published.size:
+    # A bundle has the shape of the level-0 tile with its index. An older, narrower
+    # partial tile stays servable: its bytes are a prefix of the wider one's.
+    level = 0 if isinstance(ident, BundleId) else ident.level
+    in_tree = tile_for_size(level, ident.index, published.size)
+    if in_tree is None or ident.width > in_tree.width:
         raise web.HTTPNotFound(text=f"no such tile in the log at its published size {published.size}\n")
     try:
         with open(ctx.sequencer.tile_path(ident.path()), "rb") as f:
