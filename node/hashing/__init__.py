@@ -11,12 +11,23 @@ All raise HashingError (a ProtocolError) with a reason a person can act on.
 """
 
 from .errors import HashingError
-from .images import HASH_SIZE, MAX_IMAGE_PIXELS, decode_image, hash_image_bytes, pdq_fingerprint, pdq_from_rgb, pdq_hex
+from .images import (
+    DIHEDRAL_VARIANTS,
+    HASH_SIZE,
+    MAX_IMAGE_PIXELS,
+    decode_image,
+    hash_image_bytes,
+    pdq_dihedral_from_rgb,
+    pdq_fingerprint,
+    pdq_from_rgb,
+    pdq_hex,
+)
 from .media import hash_file, hash_media_bytes, sniff
 from .videos import DEFAULT_INTERVAL, MAX_FRAME_PIXELS, MAX_VIDEO_SECONDS, hash_video_bytes, hash_video_file
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "DIHEDRAL_VARIANTS",
     "HASH_SIZE",
     "HashingError",
     "MAX_FRAME_PIXELS",
@@ -28,6 +39,7 @@ __all__ = [
     "hash_media_bytes",
     "hash_video_bytes",
     "hash_video_file",
+    "pdq_dihedral_from_rgb",
     "pdq_fingerprint",
     "pdq_from_rgb",
     "pdq_hex",

@@ -66,11 +66,14 @@ def _register_heif() -> None:
         _heif_registered = True
 
 
-def pdq_from_rgb(pixels: np.ndarray) -> tuple[str, int]:
-    """PDQ hash (64 lowercase hex digits, Meta's order) and quality (0-100) of an
-    H x W x 3 uint8 RGB array. Exactly `pdqhash.compute`, nothing added."""
-    import pdqhash
+DIHEDRAL_VARIANTS = ("original", "rotate-90", "rotate-180", "rotate-270", "flip-x", "flip-y",
+                     "flip-plus-1", "flip-minus-1")
+"""Names of the 8 rotations and flips `pdq_dihedral_from_rgb` hashes, in its order
+(that of pdqhash.compute_dihedral)."""
 
+
+def _pdq_pixels(pixels: np.ndarray) -> np.ndarray:
+    """`pixels` as pdqhash takes them, after checking PDQ can hash them."""
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise HashingError(f"PDQ needs H x W x 3 8-bit RGB pixels, not {pixels.dtype} {pixels.shape}")
     if min(pixels.shape[0], pixels.shape[1]) < MIN_SIDE:
@@ -78,8 +81,26 @@ def pdq_from_rgb(pixels: np.ndarray) -> tuple[str, int]:
             f"the image is {pixels.shape[1]} x {pixels.shape[0]} pixels; PDQ needs at least "
             f"{MIN_SIDE} on each side"
         )
-    bits, quality = pdqhash.compute(np.ascontiguousarray(pixels))
+    return np.ascontiguousarray(pixels)
+
+
+def pdq_from_rgb(pixels: np.ndarray) -> tuple[str, int]:
+    """PDQ hash (64 lowercase hex digits, Meta's order) and quality (0-100) of an
+    H x W x 3 uint8 RGB array. Exactly `pdqhash.compute`, nothing added."""
+    import pdqhash
+
+    bits, quality = pdqhash.compute(_pdq_pixels(pixels))
     return pdq_hex(bits), int(quality)
+
+
+def pdq_dihedral_from_rgb(pixels: np.ndarray) -> tuple[list[str], int]:
+    """The PDQ hashes of the pixels and of their 7 rotations and flips (PDQ is not
+    rotation invariant), in the order of DIHEDRAL_VARIANTS, and their quality (one
+    for all eight), in one pass: exactly `pdqhash.compute_dihedral`."""
+    import pdqhash
+
+    vectors, quality = pdqhash.compute_dihedral(_pdq_pixels(pixels))
+    return [pdq_hex(bits) for bits in vectors], int(quality)
 
 
 def pdq_hex(bits: np.ndarray) -> str:

@@ -240,32 +240,16 @@ async def post_match(request: web.Request) -> web.Response:
     return web.json_response({"results": results} if batch else results[0], headers={"Cache-Control": "no-store"})
 
 
-DIHEDRAL = ("original", "rotate-90", "rotate-180", "rotate-270", "flip-x", "flip-y", "flip-plus-1",
-            "flip-minus-1")  # the order of pdqhash.compute_dihedral
-
-
 def _image_dihedral(data: bytes) -> list[dict]:
-    """The PDQ fingerprints of a photo and of its 7 rotations and flips (PDQ is not
-    rotation invariant), computed on the pixels `node.hashing` decodes, in one pass."""
+    """The PDQ fingerprints of a photo and of its 7 rotations and flips, each
+    naming its `variant`."""
     import io
 
-    import numpy as np
-    import pdqhash
+    from node.hashing import DIHEDRAL_VARIANTS, decode_image, pdq_dihedral_from_rgb, pdq_fingerprint
 
-    from node.hashing import decode_image
-    from protocol.signals import LOW_QUALITY
-
-    pixels = decode_image(io.BytesIO(data))
-    vectors, quality = pdqhash.compute_dihedral(np.ascontiguousarray(pixels))
-    out = []
-    for name, bits in zip(DIHEDRAL, vectors):
-        # as node.hashing.pdq_from_rgb: bits packed most significant first = Meta's hex
-        fp = {"signal": "pdq", "fingerprint": np.packbits(bits.astype(np.uint8)).tobytes().hex(),
-              "quality": int(quality), "variant": name}
-        if quality < LOW_QUALITY:
-            fp["low_quality"] = True
-        out.append(fp)
-    return out
+    hashes, quality = pdq_dihedral_from_rgb(decode_image(io.BytesIO(data)))
+    return [{**pdq_fingerprint(hex_hash, quality), "variant": variant}
+            for variant, hex_hash in zip(DIHEDRAL_VARIANTS, hashes)]
 
 
 def _hash_upload(data: bytes, dihedral: bool) -> list[dict]:
