@@ -8,7 +8,8 @@ Invariants kept here:
 - `decode_entry` accepts only canonical bytes: for every `b` it accepts,
   `encode_entry(decode_entry(b)) == b`. Anything else raises EntryError naming the
   byte offset where decoding failed.
-- `entry_from_json(entry_to_json(e)) == e` for every valid entry `e`.
+- `entry_from_json(entry_to_json(e)) == e` for every valid entry `e`, and
+  `entry_and_bytes_from_json(obj) == (entry_from_json(obj), encode_entry(entry_from_json(obj)))`.
 - No field can hold free text about a person: codes and labels come from closed
   vocabularies; the only strings describe a node (an organisation) or name a log.
 """
@@ -603,6 +604,20 @@ def _hex_field(value: Any, size: int, what: str) -> bytes:
 def entry_from_json(obj: Any) -> Entry:
     """The entry shown by a JSON view (a dict as json.loads gives it). Strict: unknown
     fields, wrong types and values outside the grammar raise EntryError."""
+    return entry_and_bytes_from_json(obj)[0]
+
+
+def entry_and_bytes_from_json(obj: Any) -> tuple[Entry, bytes]:
+    """`entry_from_json` and the entry's canonical bytes, from one encoding: what an
+    append needs (the entry to check against the log, the bytes to log). The
+    encoding is itself the last check, with the same messages as for bytes."""
+    entry = _entry_from_json_fields(obj)
+    return entry, encode_entry(entry)
+
+
+def _entry_from_json_fields(obj: Any) -> Entry:
+    """The entry a JSON view names, checked field by field as far as JSON goes;
+    the grammar's checks are left to `encode_entry`."""
     if not isinstance(obj, dict):
         raise EntryError("an entry in JSON is an object with a \"kind\" field")
     kind = obj.get("kind")
@@ -640,7 +655,6 @@ def entry_from_json(obj: Any) -> Entry:
         if sig is not None:
             sig = _hex_field(sig, ROTATION_SIGNATURE_SIZE, "rotation_signature")
         entry = Announcement(v["display_name"], v["contact_url"], v["policy_url"], v["new_vkey"], sig)
-    encode_entry(entry)  # every remaining check, with the same messages as for bytes
     return entry
 
 

@@ -21,6 +21,7 @@ from protocol.entries import (  # noqa: E402
     Withdrawal,
     decode_entry,
     encode_entry,
+    entry_and_bytes_from_json,
     entry_from_json,
     entry_to_json,
 )
@@ -64,6 +65,11 @@ def main() -> int:
     print(f"  decode feedback           {rate(decode_entry, feedback):>12,.0f} /s")
     print(f"  decode vpdq (300 frames)  {rate(decode_entry, vpdq):>12,.0f} /s")
     print(f"  entry_from_json pdq       {rate(entry_from_json, pdq_json):>12,.0f} /s")
+    # An append needs the entry (to check it) and its bytes (to log them): one encoding
+    # with entry_and_bytes_from_json, two when the bytes are encoded again afterwards.
+    print(f"  JSON -> entry and bytes   {rate(entry_and_bytes_from_json, pdq_json):>12,.0f} /s  (append path)")
+    print(f"    ... encoding twice      {rate(lambda o: encode_entry(entry_from_json(o)), pdq_json):>12,.0f} /s  "
+          "(entry_from_json, then encode_entry)")
     return 0
 
 

@@ -21,6 +21,7 @@ from protocol.entries import (
     Withdrawal,
     decode_entry,
     encode_entry,
+    entry_and_bytes_from_json,
     entry_from_json,
     entry_to_json,
     kind_name,
@@ -111,6 +112,7 @@ def test_round_trip(entry):
     view = json.loads(json.dumps(entry_to_json(entry)))
     assert view["kind"] == kind_name(entry)
     assert entry_from_json(view) == entry
+    assert entry_and_bytes_from_json(view) == (entry, data)
 
 
 @pytest.mark.parametrize("entry", TYPICAL, ids=lambda e: kind_name(e))
@@ -312,6 +314,8 @@ BAD_JSON = [
 def test_bad_json_is_refused_with_a_clear_message(obj, pattern):
     with pytest.raises(EntryError, match=pattern):
         entry_from_json(obj)
+    with pytest.raises(EntryError, match=pattern):
+        entry_and_bytes_from_json(obj)
 
 
 json_values = st.recursive(

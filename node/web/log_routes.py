@@ -135,7 +135,7 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
 def parse_append_body(body: bytes, log_size: int) -> list[bytes]:
     """Validate every line (JSON view of an entry) and return the encoded entries.
     All or nothing: the first bad line raises BadAppend naming its line number."""
-    from protocol.entries import MAX_ENTRY_SIZE, Withdrawal, encode_entry, entry_from_json
+    from protocol.entries import Withdrawal, entry_and_bytes_from_json
     from protocol.errors import ProtocolError
 
     entries: list[bytes] = []
@@ -154,12 +154,9 @@ def parse_append_body(body: bytes, log_size: int) -> list[bytes]:
             raise BadAppend(f"line {number}: expected a JSON object like "
                             '{"kind": "submission", "signal": "pdq", "fingerprint": "<64 hex>"}', number)
         try:
-            entry = entry_from_json(obj)
-            data = encode_entry(entry)
+            entry, data = entry_and_bytes_from_json(obj)  # refuses entries over MAX_ENTRY_SIZE too
         except ProtocolError as exc:
             raise BadAppend(f"line {number}: {exc}", number) from None
-        if len(data) > MAX_ENTRY_SIZE:
-            raise BadAppend(f"line {number}: the entry is {len(data)} bytes, more than {MAX_ENTRY_SIZE}", number)
         if isinstance(entry, Withdrawal):
             beyond = [t for t in entry.targets if t >= log_size]
             if beyond:
