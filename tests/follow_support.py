@@ -14,6 +14,7 @@ from node.follow.listener import FollowListener
 from node.follow.sync import DatabaseWorker, Follower
 from node.store import follow as store
 from node.store import open_db
+from node.witness.evidence import VerifiedEvidence, verify_evidence
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.entries import Submission, Withdrawal, encode_entry
 from protocol.merkle import leaf_hash, root_of
@@ -116,10 +117,12 @@ class LogServer:
 
 
 class Harness:
-    """A follower's database and worker, following any number of logs."""
+    """A follower's database and worker, following any number of logs; fork evidence
+    files go to `evidence_dir` (tmp_path/evidence)."""
 
     def __init__(self, tmp_path: Path, listener: FollowListener | None = None, timeout: float = 2.0):
         self.db_path = tmp_path / "follower.db"
+        self.evidence_dir = tmp_path / "evidence"
         self.db = open_db(self.db_path)
         self.worker = DatabaseWorker(self.db_path)
         self.listener = listener
@@ -135,12 +138,22 @@ class Harness:
         """A follower for a log already in the database (after a restart)."""
         client = PeerClient(url, timeout=self.timeout, **client_args)
         self.clients.append(client)
-        follower = Follower(origin, client, self.worker, listener=self.listener, chunk_bundles=2)
+        follower = Follower(origin, client, self.worker, listener=self.listener, chunk_bundles=2,
+                            evidence_dir=self.evidence_dir)
         self.followers[origin] = follower
         return follower
 
     def state(self, origin: str) -> store.FollowedLog:
         return store.get_log(self.db, origin)
+
+    def evidence(self, origin: str) -> tuple[Path, VerifiedEvidence]:
+        """The evidence file of the log's (newest) fork, checked like
+        `ncii-node audit verify-evidence` checks it."""
+        fork = store.list_forks(self.db, origin)[-1]
+        assert fork.evidence_problem is None and fork.evidence_path, fork.evidence_problem
+        path = Path(fork.evidence_path)
+        assert path.parent == self.evidence_dir and (path.stat().st_mode & 0o777) == 0o644
+        return path, verify_evidence(path.read_bytes())
 
     def fingerprints(self, origin: str) -> list[store.FingerprintRow]:
         return list(store.iter_fingerprints(self.db, origin))

@@ -229,14 +229,18 @@ async def test_entry_that_does_not_decode_is_a_protocol_violation(two_logs):
 async def test_shrinking_checkpoint_is_a_fork_and_stops_the_log(two_logs):
     harness, (hostile, server), (honest, _) = two_logs
     note_300 = hostile.note
-    # A validly signed checkpoint of size 200: never verified, the log went backwards.
-    server.checkpoint = hostile.sign(200, root_of(hostile.leaves[:200]))
+    # A validly signed checkpoint of size 200 that is not the root of our first 200
+    # entries: never verified, the log went backwards onto another history.
+    server.checkpoint = hostile.sign(200, root_of(hostile.leaves[1:201]))
     with pytest.raises(ForkDetected, match="shrank"):
         await harness.followers[hostile.origin].sync_once()
     state = harness.state(hostile.origin)
     assert state.forked and state.size == 300 and "FORK" in state.last_error
     [evidence] = store.list_forks(harness.db, hostile.origin)
     assert evidence.earlier_note == note_300 and evidence.later_note == server.checkpoint
+    # ... and a portable evidence file, its proof read from our own tree's tiles.
+    path, verified = harness.evidence(hostile.origin)
+    assert path.name.endswith("-200-300.json") and verified.kind == "consistency"
     # Nothing more is applied, even when the log serves good data again.
     server.checkpoint = None
     hostile.append(*[pdq_entry(i) for i in range(300, 400)])
@@ -245,6 +249,28 @@ async def test_shrinking_checkpoint_is_a_fork_and_stops_the_log(two_logs):
     # The honest log is not affected.
     honest.append(pdq_entry(999))
     assert (await harness.followers[honest.origin].sync_once()).new_size == 301
+
+
+async def test_older_checkpoint_of_the_same_history_is_an_error_not_a_fork(two_logs):
+    harness, (hostile, server), _ = two_logs
+    # Size 200, never verified (the follower went from 0 to 300), but the root of our
+    # first 200 entries: an older checkpoint of the same history, e.g. from a cache.
+    server.checkpoint = hostile.sign(200, root_of(hostile.leaves[:200]))
+    with pytest.raises(SyncError, match="stale copy"):
+        await harness.followers[hostile.origin].sync_once()
+    state = harness.state(hostile.origin)
+    assert not state.forked and state.size == 300 and not store.list_forks(harness.db, hostile.origin)
+
+
+async def test_shrinking_checkpoint_without_our_tiles_is_a_fork_without_evidence(two_logs):
+    harness, (hostile, server), _ = two_logs
+    server.checkpoint = hostile.sign(200, root_of(hostile.leaves[:200]))
+    server.overrides["tile/*"] = b"garbage"  # the tiles of our tree of size 300 cannot be had
+    with pytest.raises(ForkDetected, match="shrank"):
+        await harness.followers[hostile.origin].sync_once()
+    assert harness.state(hostile.origin).forked
+    [fork] = store.list_forks(harness.db, hostile.origin)
+    assert fork.evidence_path is None and "tiles of our verified tree of size 300 are not available" in fork.evidence_problem
 
 
 async def test_stale_checkpoint_seen_before_is_an_error_not_a_fork(two_logs):
@@ -267,6 +293,7 @@ async def test_same_size_other_root_is_a_fork(two_logs):
     assert harness.state(hostile.origin).forked
     [evidence] = store.list_forks(harness.db, hostile.origin)
     assert evidence.earlier_size == evidence.later_size == 300
+    assert harness.evidence(hostile.origin)[1].kind == "same-size"
 
 
 async def test_rewritten_history_is_a_fork_detected_from_the_tiles(two_logs):
@@ -286,6 +313,8 @@ async def test_rewritten_history_is_a_fork_detected_from_the_tiles(two_logs):
     assert harness.state(hostile.origin).forked
     [evidence] = store.list_forks(harness.db, hostile.origin)
     assert evidence.earlier_size == 300 and evidence.later_size == 700
+    path, verified = harness.evidence(hostile.origin)
+    assert verified.kind == "consistency" and (verified.smaller.size, verified.larger.size) == (300, 700)
 
 
 async def test_absurd_size_is_refused_without_listing_its_tiles(two_logs):

@@ -1,10 +1,17 @@
-"""`ncii-node follow add|list|remove`: choose the logs this node follows.
+"""`ncii-node follow add|list|remove`: choose the logs this node follows;
+`ncii-node follow peers add|list|remove`: choose the nodes it compares views with.
 
 The verifier key of a followed log is pinned when it is added: only checkpoints
 signed by that key are believed (until the log rotates its key with an announcement
 signed by the pinned key). `--tofu` takes the key the server presents at /node.json
 instead -- trust on first use, which believes whoever answers that first request, so
 it prints a loud warning and should be confirmed out of band.
+
+Peers (gossip, node/follow/gossip.py): a running node reads each peer's GET
+/witness/seen every `--interval` seconds (default 30) and compares the checkpoints
+listed there with the ones it verified; an inconsistency marks the log forked with an
+evidence file. Peers live in the database, like followed logs, so adding or removing
+one takes effect while the node runs.
 """
 
 from __future__ import annotations
@@ -46,6 +53,25 @@ def register(subparsers) -> None:
     rm.add_argument("--dir", required=True, help="data directory")
     rm.add_argument("log", metavar="ORIGIN_OR_NAME")
     rm.set_defaults(func=run_remove)
+
+    peers = sub.add_parser("peers", help="nodes whose views of the followed logs are compared with ours",
+                           description="A running node reads each peer's GET /witness/seen regularly and "
+                           "compares it with what it verified itself: a log that shows different histories "
+                           "to different nodes is marked forked, with an evidence file in DIR/evidence.")
+    peers_sub = peers.add_subparsers(dest="peers_command", metavar="ACTION", required=True)
+    padd = peers_sub.add_parser("add", help="compare views with the node at URL")
+    padd.add_argument("--dir", required=True, help="data directory")
+    padd.add_argument("url", metavar="URL", help="the peer node's public URL, e.g. https://platform.example")
+    padd.add_argument("--interval", type=float, default=30.0, help="seconds between comparisons (default 30)")
+    padd.set_defaults(func=run_peers_add)
+    plist = peers_sub.add_parser("list", help="list peers and the outcome of the last comparison")
+    plist.add_argument("--dir", required=True, help="data directory")
+    plist.add_argument("--json", action="store_true", help="one JSON object per line")
+    plist.set_defaults(func=run_peers_list)
+    prm = peers_sub.add_parser("remove", help="stop comparing views with the node at URL")
+    prm.add_argument("--dir", required=True, help="data directory")
+    prm.add_argument("url", metavar="URL")
+    prm.set_defaults(func=run_peers_remove)
 
 
 def _open(args):
@@ -192,4 +218,79 @@ def run_remove(args) -> int:
               file=sys.stderr)
         return 1
     print(f"no longer following {origin}; its fingerprints were removed (fork evidence, if any, is kept)")
+    return 0
+
+
+def run_peers_add(args) -> int:
+    from node.datadir import DataDirError
+    from node.store import follow as store
+
+    url = args.url.rstrip("/")
+    problem = _check_url(url)
+    if problem:
+        print(f"error: {problem}: {args.url}", file=sys.stderr)
+        return 2
+    if not 1 <= args.interval <= 86400:
+        print("error: --interval must be between 1 and 86400 seconds", file=sys.stderr)
+        return 2
+    try:
+        _, db = _open(args)
+    except DataDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        added = store.add_gossip_peer(db, url, args.interval)
+    finally:
+        db.close()
+    print(f"{'comparing views with' if added else 'already a peer, interval updated:'} {url} "
+          f"every {args.interval:g} s (GET {url}/witness/seen)")
+    return 0
+
+
+def run_peers_list(args) -> int:
+    import json
+
+    from node.datadir import DataDirError
+    from node.follow.status import iso_time
+    from node.store import follow as store
+
+    try:
+        _, db = _open(args)
+    except DataDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        peers = store.list_gossip_peers(db)
+    finally:
+        db.close()
+    for peer in peers:
+        if args.json:
+            print(json.dumps({"url": peer.url, "interval": peer.interval, "checked_at": iso_time(peer.checked_at),
+                              "last_error": peer.last_error, "failures": peer.failures}))
+        else:
+            state = f"last problem: {peer.last_error}" if peer.last_error else \
+                f"compared {iso_time(peer.checked_at)}" if peer.checked_at else "not compared yet"
+            print(f"{peer.url} every {peer.interval:g} s  ({state})")
+    if not peers and not args.json:
+        print("no peers: views are not compared (ncii-node follow peers add --dir DIR URL)")
+    return 0
+
+
+def run_peers_remove(args) -> int:
+    from node.datadir import DataDirError
+    from node.store import follow as store
+
+    try:
+        _, db = _open(args)
+    except DataDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        removed = store.remove_gossip_peer(db, args.url.rstrip("/"))
+    finally:
+        db.close()
+    if not removed:
+        print(f"error: {args.url} is not a peer (see `ncii-node follow peers list`)", file=sys.stderr)
+        return 1
+    print(f"no longer comparing views with {args.url.rstrip('/')}")
     return 0

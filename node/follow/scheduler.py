@@ -66,8 +66,10 @@ class FollowService:
     def __init__(self, db_path: Path | str, *, signer=None, listener: FollowListener | None = None,
                  own_origin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  max_backoff: float = DEFAULT_MAX_BACKOFF, reload_interval: float = DEFAULT_RELOAD_INTERVAL,
-                 interval_override: float | None = None, accept_gzip: bool = True):
+                 interval_override: float | None = None, accept_gzip: bool = True,
+                 evidence_dir: Path | None = None):
         self.worker = DatabaseWorker(db_path)
+        self.evidence_dir = evidence_dir  # fork evidence files; None: beside the database
         self.signer = signer
         self.listener = listener or FollowListener()
         self.own_origin = own_origin
@@ -113,7 +115,8 @@ class FollowService:
 
     def _add(self, entry: store.FollowedLog) -> None:
         client = PeerClient(entry.url, signer=self.signer, timeout=self.timeout, accept_gzip=self.accept_gzip)
-        follower = Follower(entry.origin, client, self.worker, listener=self.listener, own_origin=self.own_origin)
+        follower = Follower(entry.origin, client, self.worker, listener=self.listener, own_origin=self.own_origin,
+                            evidence_dir=self.evidence_dir)
         interval = self.interval_override or entry.interval or DEFAULT_INTERVAL
         self.jobs[entry.origin] = _Job(follower, client, entry.url, interval, failures=entry.failures)
         if self.scheduler is not None:

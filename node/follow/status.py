@@ -4,6 +4,8 @@ One JSON object: `logs` holds one object per followed log (at least `origin`, `s
 and `forked`), `fingerprints` the counts over all logs. Lag is given two ways:
 `lag_entries` (entries the peer announced beyond what we verified) and
 `lag_seconds` (time since a round last confirmed we held the peer's latest checkpoint).
+A forked log also names its evidence file (`fork_evidence`) or why there is none
+(`fork_evidence_problem`); `gossip` lists the peers whose views are compared with ours.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from node.store import follow as store
 
 
-def _iso(t: float | None) -> str | None:
+def iso_time(t: float | None) -> str | None:
     if t is None:
         return None
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
@@ -23,9 +25,11 @@ def _iso(t: float | None) -> str | None:
 def status_report(db, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     counts = store.fingerprint_counts(db)
+    forks = store.latest_forks(db)
     logs = []
     for entry in store.list_logs(db):
         c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0})
+        fork = forks.get(entry.origin) if entry.forked else None
         logs.append({
             "origin": entry.origin,
             "name": entry.name,
@@ -35,12 +39,15 @@ def status_report(db, now: float | None = None) -> dict:
             "size": entry.size,
             "forked": entry.forked,
             "fork_reason": entry.fork_reason,
-            "last_verified_at": _iso(entry.verified_at),
+            "fork_source": fork.source if fork else None,
+            "fork_evidence": fork.evidence_path if fork else None,
+            "fork_evidence_problem": fork.evidence_problem if fork else None,
+            "last_verified_at": iso_time(entry.verified_at),
             "remote_size": entry.remote_size,
             "lag_entries": None if entry.remote_size is None else max(0, entry.remote_size - entry.size),
             "lag_seconds": None if entry.in_sync_at is None else round(max(0.0, now - entry.in_sync_at), 3),
             "last_error": entry.last_error,
-            "last_error_at": _iso(entry.last_error_at),
+            "last_error_at": iso_time(entry.last_error_at),
             "failures": entry.failures,
             "display_name": entry.display_name,
             "fingerprints": c,
@@ -53,15 +60,20 @@ def status_report(db, now: float | None = None) -> dict:
         "logs": logs,
         "fingerprints": total,
         "forked_logs": [entry["origin"] for entry in logs if entry["forked"]],
-        "generated_at": _iso(now),
+        "gossip": [{"url": p.url, "interval": p.interval, "checked_at": iso_time(p.checked_at),
+                    "last_error": p.last_error, "last_error_at": iso_time(p.last_error_at), "failures": p.failures}
+                   for p in store.list_gossip_peers(db)],
+        "generated_at": iso_time(now),
     }
 
 
 def format_report(report: dict) -> str:
     """The report for people: one block per log, forks impossible to miss."""
     lines = []
+    evidence = {entry["origin"]: entry.get("fork_evidence") for entry in report["logs"]}
     for origin in report["forked_logs"]:
-        lines.append(f"!!! FORK: log {origin} signed two inconsistent checkpoints; nothing more is applied from it.")
+        lines.append(f"!!! FORK: log {origin} signed two inconsistent checkpoints; nothing more is applied from it."
+                     + (f" Evidence: {evidence[origin]}" if evidence.get(origin) else ""))
     if report["forked_logs"]:
         lines.append("")
     if not report["logs"]:
@@ -80,9 +92,18 @@ def format_report(report: dict) -> str:
                      f"{fp['suppressed']} suppressed")
         if entry["forked"]:
             lines.append(f"  FORK           {entry['fork_reason']}")
+            if entry.get("fork_evidence"):
+                lines.append(f"  evidence       {entry['fork_evidence']}")
+                lines.append("                 (anyone can check it: ncii-node audit verify-evidence FILE)")
+            elif entry.get("fork_evidence_problem"):
+                lines.append(f"  evidence       NONE: {entry['fork_evidence_problem']}")
         if entry["last_error"]:
             lines.append(f"  last error     {entry['last_error']} ({entry['last_error_at']}, "
                          f"{entry['failures']} failure(s) in a row)")
+    for peer in report.get("gossip", []):
+        checked = peer["checked_at"] or "never"
+        problem = f"; last problem: {peer['last_error']}" if peer["last_error"] else ""
+        lines.append(f"gossip peer {peer['url']}  compared {checked}{problem}")
     total = report["fingerprints"]
     lines.append("")
     lines.append(f"fingerprints: {total['active']} active, {total['withdrawn']} withdrawn, "

@@ -8,9 +8,11 @@ This module is where the follower decides what to believe; all verification live
   2. COMPARE     with the last verified checkpoint (size m, root r_m):
                    same size, same root  -> in sync, nothing to do;
                    same size, other root -> FORK;
-                   smaller, and it is a checkpoint we verified before -> stale copy
-                       (a cache), an error but not a fork;
-                   smaller otherwise     -> FORK (a log never shrinks);
+                   smaller, and it is a checkpoint we verified before, or the root of
+                       the first n leaves of our verified tree (its tiles fetched
+                       again) -> stale copy (a cache), an error but not a fork;
+                   smaller otherwise     -> FORK (a log never shrinks), also when
+                       those tiles cannot be had;
                    larger                -> 3.
   3. TILES       fetch every tile the tree of size n has that the tree of size m lacks
                  or has narrower, plus the partial tiles of n (its right edge); check
@@ -29,7 +31,8 @@ This module is where the follower decides what to believe; all verification live
 
 Invariants: the verified state (size, root, note) changes only in step 6, and only to
 a checkpoint that passed 1-5; nothing verified is ever rolled back; a fork is stored
-as evidence (both notes) and stops the log for good. Any other failure leaves the
+as evidence (both notes, and a portable evidence file: node/follow/forks.py) and stops
+the log for good. Any other failure leaves the
 state as it was and records the reason, and the next round starts again from 1.
 
 The follower keeps no tree state but (m, r_m): tiles are immutable, so whatever a
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import Callable
 
 from node.follow.apply import Applied, apply_staged, stage_entries
+from node.follow import forks
 from node.follow.client import FetchError, PeerClient
 from node.follow.listener import FollowListener
 from node.store import follow as store
@@ -90,7 +94,12 @@ class PeerMisbehaved(SyncError):
 
 
 class ForkDetected(SyncError):
-    """Two validly signed checkpoints of one log that cannot both be true."""
+    """Two validly signed checkpoints of one log that cannot both be true. `tiles`:
+    verified tiles of the larger tree, when the check that found the fork had them."""
+
+    def __init__(self, message: str, tiles: dict | None = None):
+        super().__init__(message)
+        self.tiles = tiles
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,12 @@ class Follower:
 
     def __init__(self, origin: str, client: PeerClient, worker: DatabaseWorker, *,
                  listener: FollowListener | None = None, own_origin: str | None = None,
-                 chunk_bundles: int = DEFAULT_CHUNK_BUNDLES, concurrency: int = DEFAULT_CONCURRENCY):
+                 chunk_bundles: int = DEFAULT_CHUNK_BUNDLES, concurrency: int = DEFAULT_CONCURRENCY,
+                 evidence_dir: Path | None = None):
         self.origin = origin
+        #: Where fork evidence files go (DIR/evidence); by default beside the database.
+        self.evidence_dir = Path(evidence_dir) if evidence_dir is not None else \
+            Path(worker.db_path).parent / forks.EVIDENCE_DIR
         self.client = client
         self.worker = worker
         self.listener = listener or FollowListener()
@@ -173,7 +186,7 @@ class Follower:
         try:
             result = await self._round(state)
         except ForkDetected as exc:
-            log.critical("FORK in log %s: %s. Nothing more is applied from it; evidence is kept "
+            log.critical("FORK in log %s: %s. Nothing more is applied from it; both checkpoints are kept "
                          "(ncii-node status --dir DIR).", self.origin, exc)
             raise
         except SyncError as exc:
@@ -197,17 +210,38 @@ class Follower:
             if m == 0 or cp.root_hash == state.root_hash:
                 await self.worker.call(store.record_in_sync, self.origin, m)
                 return RoundResult(self.origin, "in-sync", m, m)
-            await self._fork(f"two checkpoints of size {m} with different roots", m, state.checkpoint_note, cp.size, note)
+            await self._fork(state, f"two checkpoints of size {m} with different roots", m, state.checkpoint_note,
+                             cp.size, note)
         if cp.size < m:
             earlier = await self.worker.call(store.checkpoint_at, self.origin, cp.size)
             if earlier is not None and earlier[0] == cp.root_hash:
                 raise SyncError(f"the log served its older checkpoint of size {cp.size} (verified before; "
                                 f"we hold size {m}): a stale copy, perhaps a cache; waiting for a newer one")
             if earlier is not None:
-                await self._fork(f"two checkpoints of size {cp.size} with different roots", cp.size, earlier[1],
-                                 cp.size, note)
-            await self._fork(f"the log shrank from the verified size {m} to {cp.size}", m, state.checkpoint_note,
-                             cp.size, note)
+                await self._fork(state, f"two checkpoints of size {cp.size} with different roots", cp.size,
+                                 earlier[1], cp.size, note)
+            # Never verified at that size: compare with our own tree of size m (the larger),
+            # its tiles fetched again and checked against the root we verified (a follower
+            # keeps no tiles). Its first n leaves having root r_n means an older checkpoint
+            # of the same history (a cache that lags): no fork. Otherwise the tiles make the
+            # evidence. Without them the log is stopped all the same: it went back on a size
+            # it had signed and we cannot show that the history is the same.
+            if cp.size == 0:
+                raise SyncError(f"the log served a checkpoint of size 0 (we hold size {m}): a stale copy; "
+                                "waiting for a newer one")
+            tiles_problem = None
+            try:
+                ours = await self._fetch(forks.fetch_verified_tree(self.client, m, state.root_hash, cp.size))
+            except (SyncError, ProtocolError) as exc:
+                tiles_problem = f"the tiles of our verified tree of size {m} are not available ({exc})"
+                log.warning("follow %s: %s", self.origin, tiles_problem)
+                ours = None
+            if ours is not None and ours.range_hash(0, cp.size) == cp.root_hash:
+                raise SyncError(f"the log served an older checkpoint of size {cp.size} (we hold size {m}; its "
+                                "root is that of our first entries): a stale copy, perhaps a cache; waiting "
+                                "for a newer one")
+            await self._fork(state, f"the log shrank from the verified size {m} to {cp.size}", m,
+                             state.checkpoint_note, cp.size, note, larger_tree=ours, tiles_problem=tiles_problem)
         await self._require_cosignatures(note)
         await self.worker.call(store.record_remote_size, self.origin, cp.size)
         if cp.size - m > MAX_ROUND_ENTRIES:
@@ -227,10 +261,14 @@ class Follower:
         except CosignatureError as exc:
             raise SyncError(f"checkpoint not applied: {exc}") from None
 
-    async def _fork(self, reason: str, earlier_size: int, earlier_note: bytes | None, later_size: int,
-                    later_note: bytes) -> None:
-        await self.worker.call(store.record_fork, self.origin, reason, earlier_size, earlier_note or b"",
-                               later_size, later_note)
+    async def _fork(self, state: store.FollowedLog, reason: str, earlier_size: int, earlier_note: bytes | None,
+                    later_size: int, later_note: bytes, larger_tree=None, tiles_problem: str | None = None) -> None:
+        """Record the fork with its evidence file (node/follow/forks.py), then stop the round."""
+        url = self.client.base_url
+        await self.worker.call(forks.record_fork, self.origin, reason, earlier_size, earlier_note or b"",
+                               later_size, later_note, vkey=state.vkey, larger_tree=larger_tree,
+                               sources=[f"verified earlier by this node from {url}", f"served later by {url}"],
+                               evidence_dir=self.evidence_dir, source="follower", tiles_problem=tiles_problem)
         raise ForkDetected(reason)
 
     async def _fetch(self, coro):
@@ -281,7 +319,8 @@ class Follower:
                     pending = asyncio.ensure_future(fetch_chunk(chunks[k + 1]))
                 await self.worker.call(_verify_chunk, rnd, chunk, level0_data, bundle_data, k == 0)
         except ForkDetected as exc:
-            await self._fork(str(exc), m, state.checkpoint_note, n, note)
+            await self._fork(state, str(exc), m, state.checkpoint_note, n, note,
+                             larger_tree=TileNodes(n, exc.tiles) if exc.tiles else None)
         finally:
             if not pending.done():
                 pending.cancel()
@@ -292,16 +331,7 @@ class Follower:
         return RoundResult(self.origin, "applied", m, n, applied)
 
 
-def _partial_tiles(size: int) -> list[TileId]:
-    """The right edge of a tree: its partial tile at every level that has one."""
-    out = []
-    level = 0
-    while size >> (TILE_HEIGHT * level):
-        tile = tile_for_size(level, (size >> (TILE_HEIGHT * (level + 1))), size)
-        if tile is not None and not tile.is_full:
-            out.append(tile)
-        level += 1
-    return out
+_partial_tiles = forks.edge_tiles  # the right edge of a tree: its partial tile at every level
 
 
 # ---------------------------------------------------------------------- worker thread
@@ -352,8 +382,16 @@ def _consistent(rnd: _Round, tiles: dict[TileId, bytes]) -> None:
     except TileError as exc:  # a tile we should have fetched: our bug, not the peer's
         raise SyncError(f"internal error checking consistency: {exc}") from None
     if old_root != rnd.old_root:
+        # The evidence's consistency proof is read from the tiles fetched so far (the
+        # chunk's and every upper tile), once they are all checked against r_n.
+        fetched = {**rnd.upper_data, **tiles}
+        try:
+            verify_tiles(rnd.size, rnd.root, fetched)
+        except TileError:
+            fetched = tiles
         raise ForkDetected(f"the checkpoint of size {rnd.size} does not extend the verified checkpoint of "
-                           f"size {rnd.old_size} (its first {rnd.old_size} entries have another root)")
+                           f"size {rnd.old_size} (its first {rnd.old_size} entries have another root)",
+                           tiles=fetched)
 
 
 def _commit(db, rnd: _Round, vkey: str, note: bytes, own_origin: str | None,

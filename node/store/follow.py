@@ -9,7 +9,11 @@
   bytes exactly as fetched. Sizes only grow; a row is never updated or deleted while
   the log is followed (nothing verified is ever rolled back).
 - `follow_forks`: evidence of forks: two validly signed checkpoints of one log that
-  cannot both be true, both notes kept byte for byte.
+  cannot both be true, both notes kept byte for byte, who found it (`source`: the
+  follower's own round, or gossip with a peer), and the portable evidence file written
+  for it (`evidence_path`) or why none could be built (`evidence_problem`).
+- `gossip_peers(url)`: nodes whose GET /witness/seen this node reads to compare views
+  (node/follow/gossip.py), with the health of that comparison.
 - `fingerprints(origin, idx)`: the submissions of followed logs, the matcher's source.
   `withdrawn`/`withdrawn_by` are set by a withdrawal of the same log; `suppressed` by
   the local operator (a known false match). Rows are inserted idempotently, keyed on
@@ -113,7 +117,22 @@ def _v1(db: sqlite_utils.Database) -> None:
     ) WITHOUT ROWID""")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE follow_forks ADD COLUMN source TEXT NOT NULL DEFAULT 'follower'")
+    db.execute("ALTER TABLE follow_forks ADD COLUMN evidence_path TEXT")
+    db.execute("ALTER TABLE follow_forks ADD COLUMN evidence_problem TEXT")
+    db.execute("""CREATE TABLE gossip_peers (
+        url TEXT PRIMARY KEY,
+        interval REAL NOT NULL,
+        added_at REAL NOT NULL,
+        checked_at REAL,
+        last_error TEXT,
+        last_error_at REAL,
+        failures INTEGER NOT NULL DEFAULT 0
+    )""")
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 # -- followed logs ---------------------------------------------------------------------
@@ -215,13 +234,18 @@ def record_remote_size(db: sqlite_utils.Database, origin: str, remote_size: int)
 
 
 def record_fork(db: sqlite_utils.Database, origin: str, reason: str, earlier_size: int, earlier_note: bytes,
-                later_size: int, later_note: bytes, now: float | None = None) -> None:
-    """Keep both checkpoints as evidence and stop the log (never rolls anything back)."""
+                later_size: int, later_note: bytes, now: float | None = None, *, source: str = "follower",
+                evidence_path: str | None = None, evidence_problem: str | None = None) -> None:
+    """Keep both checkpoints as evidence and stop the log (never rolls anything back).
+    `evidence_path`: the portable evidence file written for this fork, or else
+    `evidence_problem`: why none could be built."""
     now = time.time() if now is None else now
     with db.atomic():
         db.execute("INSERT INTO follow_forks (origin, detected_at, reason, earlier_size, earlier_note, "
-                   "later_size, later_note) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (origin, now, reason, earlier_size, earlier_note, later_size, later_note))
+                   "later_size, later_note, source, evidence_path, evidence_problem) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (origin, now, reason, earlier_size, earlier_note, later_size, later_note, source,
+                    evidence_path, evidence_problem))
         db.execute("UPDATE followed_logs SET forked = 1, fork_reason = ?, last_error = ?, last_error_at = ? "
                    "WHERE origin = ?", (reason, f"FORK: {reason}", now, origin))
 
@@ -236,16 +260,72 @@ class ForkEvidence:
     earlier_note: bytes
     later_size: int
     later_note: bytes
+    source: str = "follower"
+    evidence_path: str | None = None
+    evidence_problem: str | None = None
 
 
 def list_forks(db: sqlite_utils.Database, origin: str | None = None) -> list[ForkEvidence]:
-    sql = ("SELECT id, origin, detected_at, reason, earlier_size, earlier_note, later_size, later_note "
-           "FROM follow_forks")
+    sql = ("SELECT id, origin, detected_at, reason, earlier_size, earlier_note, later_size, later_note, "
+           "source, evidence_path, evidence_problem FROM follow_forks")
     args: tuple = ()
     if origin is not None:
         sql += " WHERE origin = ?"
         args = (origin,)
     return [ForkEvidence(*r) for r in db.execute(sql + " ORDER BY id", args)]
+
+
+def latest_forks(db: sqlite_utils.Database) -> dict[str, ForkEvidence]:
+    """Per origin, the newest fork recorded (what `status` shows)."""
+    return {f.origin: f for f in list_forks(db)}
+
+
+# -- gossip peers ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GossipPeer:
+    url: str
+    interval: float
+    added_at: float
+    checked_at: float | None
+    last_error: str | None
+    last_error_at: float | None
+    failures: int
+
+
+def add_gossip_peer(db: sqlite_utils.Database, url: str, interval: float) -> bool:
+    """Compare views with the node at `url`. False if it was already a peer (the
+    interval is updated)."""
+    with db.atomic():
+        if db.execute("SELECT 1 FROM gossip_peers WHERE url = ?", (url,)).fetchone():
+            db.execute("UPDATE gossip_peers SET interval = ? WHERE url = ?", (interval, url))
+            return False
+        db.execute("INSERT INTO gossip_peers (url, interval, added_at) VALUES (?, ?, ?)",
+                   (url, interval, time.time()))
+        return True
+
+
+def remove_gossip_peer(db: sqlite_utils.Database, url: str) -> bool:
+    with db.atomic():
+        return db.execute("DELETE FROM gossip_peers WHERE url = ?", (url,)).rowcount > 0
+
+
+def list_gossip_peers(db: sqlite_utils.Database) -> list[GossipPeer]:
+    return [GossipPeer(*r) for r in db.execute(
+        "SELECT url, interval, added_at, checked_at, last_error, last_error_at, failures FROM gossip_peers "
+        "ORDER BY url")]
+
+
+def record_gossip_result(db: sqlite_utils.Database, url: str, error: str | None, now: float | None = None) -> None:
+    """The outcome of one comparison with a peer: None (it went through) or the problem."""
+    now = time.time() if now is None else now
+    with db.atomic():
+        if error is None:
+            db.execute("UPDATE gossip_peers SET checked_at = ?, failures = 0, last_error = NULL, "
+                       "last_error_at = NULL WHERE url = ?", (now, url))
+        else:
+            db.execute("UPDATE gossip_peers SET checked_at = ?, last_error = ?, last_error_at = ?, "
+                       "failures = failures + 1 WHERE url = ?", (now, error, now, url))
 
 
 # -- checkpoints -------------------------------------------------------------------------

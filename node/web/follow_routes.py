@@ -1,8 +1,10 @@
-"""The follower inside `serve`, and GET /status.
+"""The follower and the gossip inside `serve`, and GET /status.
 
-`setup(app)` registers GET /status on the public site and a cleanup_ctx resource
-that runs the FollowService (node/follow/scheduler.py: one apscheduler job per
-followed log) for as long as the node serves. Other route modules that want to hear
+`setup(app)` registers GET /status on the public site and two cleanup_ctx resources
+that run, for as long as the node serves, the FollowService (node/follow/scheduler.py:
+one apscheduler job per followed log) and the GossipService (node/follow/gossip.py:
+one job per peer whose view is compared with ours; none without peers). Both write
+fork evidence files into DIR/evidence. Other route modules that want to hear
 about applied entries (the matcher) call `add_follow_listener(app, listener)` (a
 node.follow.listener.FollowListener) in their own `setup`, whatever their module's
 name; the listeners are read when the node starts. The running FollowService is
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 FOLLOW_LISTENERS = web.AppKey("follow_listeners", list)
 FOLLOW_SERVICE = web.AppKey("follow_service", dict)
+GOSSIP_SERVICE = web.AppKey("gossip_service", dict)
 
 
 def add_follow_listener(app: web.Application, listener) -> None:
@@ -33,8 +36,10 @@ def add_follow_listener(app: web.Application, listener) -> None:
 def setup(app: web.Application) -> None:
     app.setdefault(FOLLOW_LISTENERS, [])
     app[FOLLOW_SERVICE] = {}
+    app[GOSSIP_SERVICE] = {}
     app.router.add_get("/status", get_status)
     app.cleanup_ctx.append(_follow_service)
+    app.cleanup_ctx.append(_gossip_service)
 
 
 def setup_admin(admin: web.Application) -> None:
@@ -49,13 +54,37 @@ async def _follow_service(app: web.Application):
     ctx = app[NODE]
     key = ctx.datadir.load_request_signer()
     service = FollowService(ctx.datadir.db_path, signer=RequestSigner.from_seed(key.name, key.seed),
-                            listener=Listeners(app[FOLLOW_LISTENERS]), own_origin=ctx.config.node.origin)
+                            listener=Listeners(app[FOLLOW_LISTENERS]), own_origin=ctx.config.node.origin,
+                            evidence_dir=_evidence_dir(ctx))
     await service.start()
     app[FOLLOW_SERVICE]["service"] = service
     try:
         yield
     finally:
         app[FOLLOW_SERVICE].pop("service", None)
+        await service.stop()
+
+
+def _evidence_dir(ctx):
+    from node.follow.forks import EVIDENCE_DIR
+
+    return ctx.datadir.root / EVIDENCE_DIR
+
+
+async def _gossip_service(app: web.Application):
+    from node.follow.gossip import GossipService
+    from node.readaccess import RequestSigner
+
+    ctx = app[NODE]
+    key = ctx.datadir.load_request_signer()
+    service = GossipService(ctx.datadir.db_path, signer=RequestSigner.from_seed(key.name, key.seed),
+                            evidence_dir=_evidence_dir(ctx))
+    await service.start()
+    app[GOSSIP_SERVICE]["service"] = service
+    try:
+        yield
+    finally:
+        app[GOSSIP_SERVICE].pop("service", None)
         await service.stop()
 
 

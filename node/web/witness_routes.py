@@ -7,6 +7,8 @@
     GET  /witness/seen          the latest verified checkpoint of each origin this node has
                                 seen in any role (witness, follower, auditor), for split-view
                                 comparison by other nodes (JSON)
+    GET  /witness/evidence[?origin=O]   the split-view evidence documents this node holds
+                                (its witness's, its follower's, its gossip's), newest last
 
 Resources opened here (cleanup_ctx, after the node's own):
 - the witness: its cosigning key (DIR/keys/witness.key, created if this node is a
@@ -53,6 +55,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/witness/checkpoints", get_cosigned_checkpoints)
     app.router.add_get("/witness/checkpoint", get_cosigned_checkpoint)
     app.router.add_get("/witness/seen", get_seen)
+    app.router.add_get("/witness/evidence", get_evidence)
     app.cleanup_ctx.append(_witness_resources)
 
 
@@ -134,3 +137,19 @@ async def get_seen(request: web.Request) -> web.Response:
     service = request.app[WITNESS]
     doc = await service.run(seen_document, service.db, ctx.config.node.origin)
     return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+
+
+#: Evidence documents served per request (each a few kilobytes), the newest.
+MAX_EVIDENCE_SERVED = 16
+
+
+async def get_evidence(request: web.Request) -> web.Response:
+    import json
+
+    from node.store import witness as store
+
+    origin = request.query.get("origin")
+    service = request.app[WITNESS]
+    rows = await service.run(store.list_evidence, service.db)
+    docs = [json.loads(text) for _, row_origin, text, _ in rows if origin is None or row_origin == origin]
+    return web.json_response({"evidence": docs[-MAX_EVIDENCE_SERVED:]}, headers={"Cache-Control": "no-cache"})
