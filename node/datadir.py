@@ -163,22 +163,19 @@ class DataDir:
         return data
 
     def load_log_signer(self):
-        from protocol.errors import KeyFormatError
-        from protocol.note import Signer
-
-        try:
-            return Signer.from_key_file(self.read_secret(self.log_key_path))
-        except KeyFormatError as exc:
-            raise DataDirError(f"{self.log_key_path}: {exc}") from None
+        return self._load_signer(self.log_key_path)
 
     def load_request_signer(self):
+        return self._load_signer(self.request_key_path)
+
+    def _load_signer(self, path: Path):
         from protocol.errors import KeyFormatError
         from protocol.note import Signer
 
         try:
-            return Signer.from_key_file(self.read_secret(self.request_key_path))
+            return Signer.from_key_file(self.read_secret(path))
         except KeyFormatError as exc:
-            raise DataDirError(f"{self.request_key_path}: {exc}") from None
+            raise DataDirError(f"{path}: {exc}") from None
 
     def admin_token(self) -> str:
         return self.read_secret(self.admin_token_path).decode("ascii", "replace").strip()
@@ -231,6 +228,12 @@ class DataDir:
             return json.loads(self.serve_info_path.read_text())
         except (FileNotFoundError, ValueError):
             return None
+
+    def serving_node(self) -> dict | None:
+        """serve.json of the node serving DIR now, or None when none is (no
+        serve.json, or no process holds the writer lock: a crash leaves the file)."""
+        info = self.read_serve_info()
+        return info if info and self.is_locked_by_other() else None
 
     def remove_serve_info(self) -> None:
         try:

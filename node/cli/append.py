@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sys
 
+from node.cli._common import NodeRequestError, add_dir_argument, fail, post_to_node, reports_datadir_errors
+
 CHUNK_LINES = 10_000
 
 
@@ -27,44 +29,33 @@ def register(subparsers) -> None:
         '{"kind": "withdrawal", "targets": [3]}, sends them to the node serving DIR and prints '
         "one JSON line per entry once it is published.",
     )
-    p.add_argument("--dir", required=True, help="data directory of the running node")
+    add_dir_argument(p, help="data directory of the running node")
     p.add_argument("file", nargs="?", default="-", help="file of JSON lines, or - for standard input (default)")
     p.set_defaults(func=run)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
+@reports_datadir_errors
 def run(args) -> int:
-    import json
-    import urllib.error
-    import urllib.request
-
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
     from node.web.log_routes import BadAppend, parse_append_body
 
     datadir = DataDir(args.dir)
-    try:
-        token = datadir.admin_token()
-        limit = datadir.config.admin.max_body_bytes
-    except DataDirError as exc:
-        return _fail(str(exc))
-    info = datadir.read_serve_info()
-    if not info or not datadir.is_locked_by_other():
-        return _fail(f"no node is serving {datadir.root}; start it with `ncii-node serve --dir {args.dir}`")
+    token = datadir.admin_token()
+    limit = datadir.config.admin.max_body_bytes
+    info = datadir.serving_node()
+    if not info:
+        return fail(f"no node is serving {datadir.root}; start it with `ncii-node serve --dir {args.dir}`")
 
     try:
         raw = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
     except OSError as exc:
-        return _fail(f"cannot read {args.file}: {exc.strerror}")
+        return fail(f"cannot read {args.file}: {exc.strerror}")
     lines = raw.split(b"\n")
     # Validate everything first (withdrawal targets are checked by the node).
     try:
         parse_append_body(raw, log_size=2**64)
     except BadAppend as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
     # Group the lines into requests, remembering each request's first line number.
     chunks: list[tuple[int, list[bytes]]] = []
@@ -86,26 +77,17 @@ def run(args) -> int:
 
     sent = 0
     for first_line, chunk in chunks:
-        request = urllib.request.Request(
-            info["admin_url"] + "/admin/append", data=b"\n".join(chunk) + b"\n", method="POST",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"})
         try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                out = response.read().decode()
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read().decode())
-            except ValueError:
-                detail = {"error": exc.reason}
-            message = detail.get("error", str(exc))
-            if "line" in detail:
+            out = post_to_node(info, token, "/admin/append", b"\n".join(chunk) + b"\n", timeout=300,
+                               content_type="application/x-ndjson").decode()
+        except NodeRequestError as exc:
+            message = str(exc)
+            if "line" in exc.detail:
                 # The node numbers the lines of its request; say which line of the input.
-                message += f" (input line {_input_line(lines, first_line, detail['line'])})"
-            if sent:
+                message += f" (input line {_input_line(lines, first_line, exc.detail['line'])})"
+            if exc.status is not None and sent:
                 message += f"; the {sent} entries before it were appended (printed above)"
-            return _fail(message)
-        except (urllib.error.URLError, OSError) as exc:
-            return _fail(f"cannot reach the node at {info['admin_url']}: {getattr(exc, 'reason', exc)}")
+            return fail(message)
         sys.stdout.write(out)
         sys.stdout.flush()
         sent += len(chunk)

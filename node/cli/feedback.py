@@ -14,7 +14,7 @@ DIR/admin.token), like `ncii-node append`.
 
 from __future__ import annotations
 
-import sys
+from node.cli._common import NodeRequestError, add_dir_argument, fail, post_to_node, reports_datadir_errors
 
 VERDICT_CHOICES = ("removed", "matched-pending-review", "not-violating", "disputed-false-match")
 
@@ -26,47 +26,27 @@ def register(subparsers) -> None:
         description="Appends a feedback entry (verdict on entry INDEX of the followed log ORIGIN) to the "
         "log of the node serving DIR and prints where it was published.",
     )
-    p.add_argument("--dir", required=True, help="data directory of the running node")
+    add_dir_argument(p, help="data directory of the running node")
     p.add_argument("--origin", required=True, help="origin of the followed log the entry belongs to")
     p.add_argument("--index", required=True, type=int, help="index of the entry in that log")
     p.add_argument("--verdict", required=True, choices=VERDICT_CHOICES, help="what the platform found or did")
     p.set_defaults(func=run)
 
 
+@reports_datadir_errors
 def run(args) -> int:
     import json
-    import urllib.error
-    import urllib.request
 
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
 
     datadir = DataDir(args.dir)
-    try:
-        token = datadir.admin_token()
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    info = datadir.read_serve_info()
-    if not info or not datadir.is_locked_by_other():
-        print(f"error: no node is serving {datadir.root}; start it with `ncii-node serve --dir {args.dir}`",
-              file=sys.stderr)
-        return 1
+    token = datadir.admin_token()
+    info = datadir.serving_node()
+    if not info:
+        return fail(f"no node is serving {datadir.root}; start it with `ncii-node serve --dir {args.dir}`")
     body = json.dumps({"origin": args.origin, "index": args.index, "verdict": args.verdict}).encode()
-    request = urllib.request.Request(info["admin_url"] + "/v1/feedback", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            print(response.read().decode().strip())
-            return 0
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read().decode()).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"error: cannot reach the node at {info['admin_url']}: {getattr(exc, 'reason', exc)}",
-              file=sys.stderr)
-        return 1
+        print(post_to_node(info, token, "/v1/feedback", body, timeout=120).decode().strip())
+    except NodeRequestError as exc:
+        return fail(str(exc))
+    return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from node.cli._common import add_dir_argument, fail
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description="Creates DIR with config.toml, an Ed25519 log key and a request key "
         "(mode 0600), the admin token (0600), the SQLite database (WAL) and the tiles folder.",
     )
-    p.add_argument("--dir", required=True, help="data directory to create (must be absent or empty)")
+    add_dir_argument(p, help="data directory to create (must be absent or empty)")
     p.add_argument("--origin", required=True,
                    help="the log's origin line, e.g. example.org/helpline (its URL without scheme)")
     p.add_argument("--role", choices=("helpline", "platform", "witness"), default="helpline",
@@ -34,8 +34,7 @@ def run(args) -> int:
 
     root = Path(args.dir)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        print(f"error: {root} exists and is not an empty directory; choose a new --dir", file=sys.stderr)
-        return 1
+        return fail(f"{root} exists and is not an empty directory; choose a new --dir")
     config = Config()
     config.node.origin = args.origin
     config.node.role = args.role
@@ -48,8 +47,7 @@ def run(args) -> int:
 
         request_vkey(request_key.name, request_key.public_key)  # the request key name must suit RFC 9421 too
     except (ConfigError, KeyFormatError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
 
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     datadir = DataDir(root, config)

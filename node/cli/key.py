@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from node.cli._common import add_dir_argument, reports_datadir_errors
 
 
 def register(subparsers) -> None:
@@ -13,19 +13,16 @@ def register(subparsers) -> None:
         "the public request key that other nodes register (`ncii-node readers add`) to let this "
         "node read their logs.",
     )
-    p.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(p)
     p.add_argument("--request", action="store_true", help="print the request key instead")
     p.set_defaults(func=run)
 
 
+@reports_datadir_errors
 def run(args) -> int:
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
 
     datadir = DataDir(args.dir)
-    try:
-        signer = datadir.load_request_signer() if args.request else datadir.load_log_signer()
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    signer = datadir.load_request_signer() if args.request else datadir.load_log_signer()
     print(signer.verifier_key())
     return 0

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import sys
 
+from node.cli._common import NodeRequestError, add_dir_argument, fail, post_to_node, reports_datadir_errors
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 BATCH = 1000          # queries per request: the API's batch limit
 
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
         "serving DIR when there is one, else builds the index from DIR's database.",
         epilog="Exit status: 0 every query answered, 1 a file could not be hashed or the node failed, 2 usage.",
     )
-    p.add_argument("--dir", required=True, help="data directory of the platform node")
+    add_dir_argument(p, help="data directory of the platform node")
     p.add_argument("paths", nargs="*", metavar="PATH", help="photo or video to match")
     p.add_argument("--pdq", action="append", default=[], metavar="HEX", help="a PDQ fingerprint (64 hex digits)")
     p.add_argument("--md5", action="append", default=[], metavar="HEX", help="an MD5 fingerprint (32 hex digits)")
@@ -60,15 +62,10 @@ def register(subparsers) -> None:
         "distance N (0..256); 'default' returns it to 31. Without N, prints the threshold of every log "
         "that has its own. Takes effect at once in a running node.",
     )
-    t.add_argument("--dir", required=True, help="data directory of the platform node")
+    add_dir_argument(t, help="data directory of the platform node")
     t.add_argument("origin", nargs="?", help="origin of the followed log")
     t.add_argument("threshold", nargs="?", help="0..256, or 'default'")
     t.set_defaults(func=run_threshold)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILED
 
 
 # ----------------------------------------------------------------------------- queries
@@ -115,35 +112,24 @@ def _ask_node(info: dict, token: str, fingerprints: list[dict], wait: float) -> 
     """The API's result objects for `fingerprints`, in order (batches of BATCH)."""
     import json
     import time
-    import urllib.error
-    import urllib.request
 
     results: list[dict] = []
     deadline = time.monotonic() + wait
     for start in range(0, len(fingerprints), BATCH):
         body = json.dumps({"fingerprints": fingerprints[start:start + BATCH]}).encode()
         while True:
-            request = urllib.request.Request(info["admin_url"] + "/v1/match", data=body, method="POST",
-                                             headers={"Authorization": f"Bearer {token}",
-                                                      "Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(request, timeout=300) as response:
-                    results.extend(json.loads(response.read())["results"])
+                results.extend(json.loads(post_to_node(info, token, "/v1/match", body, timeout=300))["results"])
                 break
-            except urllib.error.HTTPError as exc:
-                try:
-                    message = json.loads(exc.read().decode()).get("error", exc.reason)
-                except ValueError:
-                    message = exc.reason
-                if exc.code == 503 and time.monotonic() < deadline:
+            except NodeRequestError as exc:
+                if exc.status == 503 and time.monotonic() < deadline:
                     time.sleep(0.5)  # the node is still building its index
                     continue
-                if exc.code == 404:
-                    message = "the node serving this directory has no match API (is its [node] role \"platform\"?)"
-                raise RuntimeError(message) from None
-            except (urllib.error.URLError, OSError) as exc:
-                raise RuntimeError(f"cannot reach the node at {info['admin_url']}: "
-                                   f"{getattr(exc, 'reason', exc)}") from None
+                if exc.status == 404:
+                    raise RuntimeError(
+                        "the node serving this directory has no match API (is its [node] role \"platform\"?)"
+                    ) from None
+                raise RuntimeError(str(exc)) from None
     return results
 
 
@@ -166,35 +152,32 @@ def _ask_database(db_path, fingerprints: list[dict]) -> list[dict]:
         matcher.close()
 
 
+@reports_datadir_errors
 def run(args) -> int:
     import json
 
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
 
     if not args.paths and not args.pdq and not args.md5:
-        print("error: give files to match (PATH...) or fingerprints (--pdq HEX, --md5 HEX)", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("give files to match (PATH...) or fingerprints (--pdq HEX, --md5 HEX)", EXIT_USAGE)
     datadir = DataDir(args.dir)
+    _ = datadir.config  # load and validate before anything else
     try:
-        _ = datadir.config  # load and validate before anything else
         items = _items(args)
-    except DataDirError as exc:
-        return _fail(str(exc))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(exc), EXIT_USAGE)
 
     fingerprints = [fp for item in items if not item.error for fp in item.fingerprints]
-    info = datadir.read_serve_info()
+    info = datadir.serving_node()
     try:
         if not fingerprints:
             results = []
-        elif info and datadir.is_locked_by_other() and not args.local:
+        elif info and not args.local:
             results = _ask_node(info, datadir.admin_token(), fingerprints, args.wait)
         else:
             results = _ask_database(datadir.db_path, fingerprints)
-    except (RuntimeError, DataDirError) as exc:
-        return _fail(str(exc))
+    except RuntimeError as exc:  # a DataDirError is one too, and says the same
+        return fail(str(exc))
 
     position = 0
     for item in items:
@@ -247,12 +230,11 @@ def _print_human(item: _Item) -> None:
 
 # ----------------------------------------------------------------------------- thresholds
 
+@reports_datadir_errors
 def run_threshold(args) -> int:
     import json
-    import urllib.error
-    import urllib.request
 
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
     from node.store import matching as matching_store
     from node.store import open_db
 
@@ -265,43 +247,35 @@ def run_threshold(args) -> int:
             except ValueError:
                 threshold = -1
             if not 0 <= threshold <= 256:
-                print("error: the threshold is a whole number from 0 to 256, or 'default'", file=sys.stderr)
-                return EXIT_USAGE
-    try:
-        _ = datadir.config  # load and validate before anything else
-        if args.origin is None or args.threshold is None:
-            db = open_db(datadir.db_path)
-            try:
-                current = matching_store.thresholds(db)
-            finally:
-                db.close()
-            for origin, value in sorted(current.items()):
-                if args.origin in (None, origin):
-                    print(f"{origin}\t{value}")
-            if args.origin is not None and args.origin not in current:
-                print(f"{args.origin}\t31 (default)")
-            return EXIT_OK
-        info = datadir.read_serve_info()
-        if info and datadir.is_locked_by_other():
-            body = json.dumps({"origin": args.origin, "threshold": threshold}).encode()
-            request = urllib.request.Request(info["admin_url"] + "/v1/match/threshold", data=body, method="POST",
-                                             headers={"Authorization": f"Bearer {datadir.admin_token()}",
-                                                      "Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    answer = json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                return _fail(f"the node refused: {exc.read().decode(errors='replace')}")
-            except (urllib.error.URLError, OSError) as exc:
-                return _fail(f"cannot reach the node at {info['admin_url']}: {getattr(exc, 'reason', exc)}")
-            print(f"{answer['origin']}\t{answer['threshold']}")
-            return EXIT_OK
+                return fail("the threshold is a whole number from 0 to 256, or 'default'", EXIT_USAGE)
+    _ = datadir.config  # load and validate before anything else
+    if args.origin is None or args.threshold is None:
         db = open_db(datadir.db_path)
         try:
-            matching_store.set_threshold(db, args.origin, threshold)
+            current = matching_store.thresholds(db)
         finally:
             db.close()
-        print(f"{args.origin}\t{31 if threshold is None else threshold}")
+        for origin, value in sorted(current.items()):
+            if args.origin in (None, origin):
+                print(f"{origin}\t{value}")
+        if args.origin is not None and args.origin not in current:
+            print(f"{args.origin}\t31 (default)")
         return EXIT_OK
-    except DataDirError as exc:
-        return _fail(str(exc))
+    info = datadir.serving_node()
+    if info:
+        body = json.dumps({"origin": args.origin, "threshold": threshold}).encode()
+        try:
+            answer = json.loads(post_to_node(info, datadir.admin_token(), "/v1/match/threshold", body, timeout=30))
+        except NodeRequestError as exc:
+            if exc.status is None:
+                return fail(str(exc))
+            return fail(f"the node refused: {exc.body.decode(errors='replace')}")
+        print(f"{answer['origin']}\t{answer['threshold']}")
+        return EXIT_OK
+    db = open_db(datadir.db_path)
+    try:
+        matching_store.set_threshold(db, args.origin, threshold)
+    finally:
+        db.close()
+    print(f"{args.origin}\t{31 if threshold is None else threshold}")
+    return EXIT_OK

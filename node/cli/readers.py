@@ -6,7 +6,7 @@ the reader's node). Changes take effect immediately, even while the node is serv
 
 from __future__ import annotations
 
-import sys
+from node.cli._common import add_dir_argument, fail, reports_datadir_errors
 
 
 def register(subparsers) -> None:
@@ -18,32 +18,28 @@ def register(subparsers) -> None:
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="register a reader's request key")
-    add.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(add)
     add.add_argument("vkey", metavar="VKEY", help="the reader's request key (name+hhhhhhhh+base64)")
     add.add_argument("--name", default="", help="a note for people, e.g. the organisation")
     add.set_defaults(func=run)
     ls = actions.add_parser("list", help="list the registered readers")
-    ls.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(ls)
     ls.set_defaults(func=run)
     rm = actions.add_parser("remove", help="remove a reader (by request key, or by name)")
-    rm.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(rm)
     rm.add_argument("vkey", metavar="VKEY", help="the reader's request key, or the name it was added with")
     rm.set_defaults(func=run)
 
 
+@reports_datadir_errors
 def run(args) -> int:
     import datetime
 
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
     from node.store import log as log_store
     from node.store import open_db
 
-    datadir = DataDir(args.dir)
-    try:
-        db = open_db(datadir.db_path)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    db = open_db(DataDir(args.dir).db_path)
     try:
         if args.action == "add":
             from node.readaccess import parse_request_vkey
@@ -55,11 +51,9 @@ def run(args) -> int:
                 parse_request_vkey(vkey)
                 key_id = Verifier.from_vkey(vkey).key_id
             except KeyFormatError as exc:
-                print(f"error: not a request key: {exc}", file=sys.stderr)
-                return 1
+                return fail(f"not a request key: {exc}")
             if any(c in args.name for c in "\t\n\r"):
-                print("error: --name must be a single line without tabs", file=sys.stderr)
-                return 1
+                return fail("--name must be a single line without tabs")
             added = log_store.add_reader(db, vkey, args.name, key_id)
             print(("added reader " if added else "already a reader (name updated): ") + vkey)
         elif args.action == "list":
@@ -69,8 +63,7 @@ def run(args) -> int:
         elif args.action == "remove":
             removed = log_store.remove_reader(db, args.vkey.strip())
             if not removed:
-                print(f"error: no reader with key or name {args.vkey!r}", file=sys.stderr)
-                return 1
+                return fail(f"no reader with key or name {args.vkey!r}")
             print(f"removed {removed} reader{'s' if removed > 1 else ''}")
         return 0
     finally:

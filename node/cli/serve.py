@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from node.cli._common import add_dir_argument, fail
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description="Serves /checkpoint, /tile/..., /node.json on HOST:PORT and the admin "
         "endpoint on the configured admin address; writes DIR/serve.json with both URLs.",
     )
-    p.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(p)
     p.add_argument("--host", help="address to listen on (default: [http] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default: [http] port; 0 = any free port)")
     p.set_defaults(func=run)
@@ -30,13 +30,9 @@ def run(args) -> int:
     try:
         datadir.config  # load and validate before anything starts
         asyncio.run(serve(datadir, args.host, args.port))
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        log.error("cannot serve: %s", exc)
-        return 1
-    except RuntimeError as exc:
+    except DataDirError as exc:  # before RuntimeError, its base class
+        return fail(str(exc))
+    except (OSError, RuntimeError) as exc:
         log.error("cannot serve: %s", exc)
         return 1
     return 0

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import sys
 
+from node.cli._common import NodeRequestError, add_dir_argument, fail, post_to_node, reports_datadir_errors
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
         "Unless --no-feedback, publishes disputed-false-match feedback about it in this node's log.",
         epilog="Exit status: 0 suppressed, 1 refused or the node could not be reached, 2 usage error.",
     )
-    p.add_argument("--dir", required=True, help="data directory of the platform node")
+    add_dir_argument(p, help="data directory of the platform node")
     p.add_argument("--origin", required=True, help="origin of the followed log the entry belongs to")
     p.add_argument("--index", required=True, type=int, help="index of the entry in that log")
     p.add_argument("--no-feedback", action="store_true",
@@ -39,52 +41,32 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
+@reports_datadir_errors
 def run(args) -> int:
     import json
-    import urllib.error
-    import urllib.request
 
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
 
     if args.index < 0:
-        print("error: --index is a non-negative whole number", file=sys.stderr)
-        return 2
+        return fail("--index is a non-negative whole number", 2)
     datadir = DataDir(args.dir)
-    try:
-        _ = datadir.config  # load and validate before anything else
-        info = datadir.read_serve_info()
-        if info and datadir.is_locked_by_other():
-            body = json.dumps({"origin": args.origin, "index": args.index,
-                               "feedback": not args.no_feedback}).encode()
-            request = urllib.request.Request(info["admin_url"] + "/v1/match/suppress", data=body, method="POST",
-                                             headers={"Authorization": f"Bearer {datadir.admin_token()}",
-                                                      "Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=120) as response:
-                    answer = json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                try:
-                    message = json.loads(exc.read().decode()).get("error", exc.reason)
-                except ValueError:
-                    message = exc.reason
-                if exc.code == 404 and "not a fingerprint" not in str(message):
-                    message = "the node serving this directory has no match API (is its [node] role \"platform\"?)"
-                return _fail(message)
-            except (urllib.error.URLError, OSError) as exc:
-                return _fail(f"cannot reach the node at {info['admin_url']}: {getattr(exc, 'reason', exc)}")
-            print(json.dumps(answer))
-            if answer.get("feedback_error"):
-                print(f"warning: suppressed, but the feedback is not published yet ({answer['feedback_error']}); "
-                      "the node retries when it next starts", file=sys.stderr)
-            return 0
+    _ = datadir.config  # load and validate before anything else
+    info = datadir.serving_node()
+    if not info:
         return _suppress_offline(datadir, args)
-    except DataDirError as exc:
-        return _fail(str(exc))
+    body = json.dumps({"origin": args.origin, "index": args.index, "feedback": not args.no_feedback}).encode()
+    try:
+        answer = json.loads(post_to_node(info, datadir.admin_token(), "/v1/match/suppress", body, timeout=120))
+    except NodeRequestError as exc:
+        message = str(exc)
+        if exc.status == 404 and "not a fingerprint" not in message:
+            message = "the node serving this directory has no match API (is its [node] role \"platform\"?)"
+        return fail(message)
+    print(json.dumps(answer))
+    if answer.get("feedback_error"):
+        print(f"warning: suppressed, but the feedback is not published yet ({answer['feedback_error']}); "
+              "the node retries when it next starts", file=sys.stderr)
+    return 0
 
 
 def _suppress_offline(datadir, args) -> int:
@@ -97,7 +79,7 @@ def _suppress_offline(datadir, args) -> int:
     try:
         outcome = suppress_offline(db, args.origin, args.index, not args.no_feedback)
     except SuppressError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         db.close()
     print(json.dumps(outcome.to_json()))

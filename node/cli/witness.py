@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import sys
 
+from node.cli._common import add_dir_argument, fail, reports_datadir_errors
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("witness", help="witness other logs, or have this log witnessed",
@@ -32,38 +34,38 @@ def register(subparsers) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     key = actions.add_parser("key", help="print this node's witness (cosigner) key, creating it if needed")
-    key.add_argument("--dir", required=True)
+    add_dir_argument(key)
     key.add_argument("--name", help="key name when it is created (default: the node's origin)")
 
     logs = actions.add_parser("logs", help="the logs this witness cosigns")
     logs_actions = logs.add_subparsers(dest="logs_action", metavar="ACTION", required=True)
     add = logs_actions.add_parser("add", help="trust VKEY for checkpoints of ORIGIN")
-    add.add_argument("--dir", required=True)
+    add_dir_argument(add)
     add.add_argument("origin", metavar="ORIGIN")
     add.add_argument("vkey", metavar="VKEY")
     add.add_argument("--name", default="")
     ls = logs_actions.add_parser("list", help="list the logs and keys, with the latest cosigned size")
-    ls.add_argument("--dir", required=True)
+    add_dir_argument(ls)
     rm = logs_actions.add_parser("remove", help="stop witnessing a log (its cosigned state is kept)")
-    rm.add_argument("--dir", required=True)
+    add_dir_argument(rm)
     rm.add_argument("origin", metavar="ORIGIN|VKEY")
 
     use = actions.add_parser("use", help="send this log's checkpoints to a witness")
-    use.add_argument("--dir", required=True)
+    add_dir_argument(use)
     use.add_argument("vkey", metavar="VKEY", help="the witness's cosigner key (`ncii-node witness key` on its node)")
     use.add_argument("url", metavar="URL", help="the witness's submission prefix (POST URL/add-checkpoint)")
     use.add_argument("--name", default="")
     unuse = actions.add_parser("unuse", help="stop sending checkpoints to a witness")
-    unuse.add_argument("--dir", required=True)
+    add_dir_argument(unuse)
     unuse.add_argument("vkey", metavar="VKEY|NAME")
     policy = actions.add_parser("policy", help="how many cosignatures each checkpoint should carry (k of n)")
-    policy.add_argument("--dir", required=True)
+    add_dir_argument(policy)
     policy.add_argument("k", type=int, metavar="K")
     status = actions.add_parser("status", help="this log's witnesses and what they last cosigned")
-    status.add_argument("--dir", required=True)
+    add_dir_argument(status)
 
     require = actions.add_parser("require", help="refuse checkpoints of a followed log without k of n cosignatures")
-    require.add_argument("--dir", required=True)
+    add_dir_argument(require)
     require.add_argument("origin", metavar="ORIGIN")
     require.add_argument("-k", type=int, default=None, help="cosignatures required")
     require.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a trusted witness key")
@@ -77,13 +79,9 @@ def _raw():
     return argparse.RawDescriptionHelpFormatter
 
 
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
+@reports_datadir_errors
 def run(args) -> int:
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
     from node.store import open_db
     from node.store import witness as store
     from protocol.cosignature import CosignatureVerifier
@@ -91,24 +89,21 @@ def run(args) -> int:
     from protocol.note import Verifier
 
     datadir = DataDir(args.dir)
-    try:
-        if args.action == "key":
-            from node.witness.keys import load_witness_signer
+    if args.action == "key":
+        from node.witness.keys import load_witness_signer
 
-            print(load_witness_signer(datadir, create=True, name=args.name).verifier_key())
-            return 0
-        db = open_db(datadir.db_path)
-    except DataDirError as exc:
-        return _error(str(exc))
+        print(load_witness_signer(datadir, create=True, name=args.name).verifier_key())
+        return 0
+    db = open_db(datadir.db_path)
     try:
         if args.action == "logs":
             if args.logs_action == "add":
                 try:
                     verifier = Verifier.from_vkey(args.vkey.strip())
                 except KeyFormatError as exc:
-                    return _error(f"not a log verifier key: {exc}")
+                    return fail(f"not a log verifier key: {exc}")
                 if verifier.name != args.origin:
-                    return _error(f"the key is named {verifier.name!r}; a log's key is named after its origin "
+                    return fail(f"the key is named {verifier.name!r}; a log's key is named after its origin "
                                   f"{args.origin!r}")
                 added = store.add_known_log(db, args.origin, verifier.vkey, args.name)
                 print(("witnessing " if added else "already witnessed (name updated): ") + f"{args.origin} {verifier.vkey}")
@@ -120,25 +115,25 @@ def run(args) -> int:
             else:
                 n = store.remove_known_log(db, args.origin.strip())
                 if not n:
-                    return _error(f"no witnessed log or key {args.origin!r}")
+                    return fail(f"no witnessed log or key {args.origin!r}")
                 print(f"removed {n} key(s)")
         elif args.action == "use":
             try:
                 verifier = CosignatureVerifier.from_vkey(args.vkey.strip())
             except KeyFormatError as exc:
-                return _error(f"not a witness cosigner key: {exc}")
+                return fail(f"not a witness cosigner key: {exc}")
             if not args.url.startswith(("http://", "https://")):
-                return _error("URL must start with http:// or https://")
+                return fail("URL must start with http:// or https://")
             added = store.add_log_witness(db, verifier.vkey, args.url.rstrip("/"), args.name)
             print(("using witness " if added else "witness updated: ") + f"{verifier.vkey} at {args.url}")
         elif args.action == "unuse":
             if not store.remove_log_witness(db, args.vkey.strip()):
-                return _error(f"no witness {args.vkey!r}")
+                return fail(f"no witness {args.vkey!r}")
             print("witness removed")
         elif args.action == "policy":
             n = len(store.list_log_witnesses(db))
             if args.k < 0:
-                return _error("K must be 0 or more")
+                return fail("K must be 0 or more")
             if args.k > n:
                 print(f"warning: {args.k} cosignatures wanted but only {n} witness(es) configured", file=sys.stderr)
             store.set_log_policy(db, args.k)
@@ -156,13 +151,13 @@ def run(args) -> int:
                 print(f"no cosignatures required for {args.origin}")
                 return 0
             if args.k is None or not args.witness:
-                return _error("give -k K and at least one --witness VKEY (or --off)")
+                return fail("give -k K and at least one --witness VKEY (or --off)")
             try:
                 vkeys = [CosignatureVerifier.from_vkey(v.strip()).vkey for v in args.witness]
             except KeyFormatError as exc:
-                return _error(f"not a witness cosigner key: {exc}")
+                return fail(f"not a witness cosigner key: {exc}")
             if not 1 <= args.k <= len(set(vkeys)):
-                return _error(f"-k must be between 1 and the number of witnesses ({len(set(vkeys))})")
+                return fail(f"-k must be between 1 and the number of witnesses ({len(set(vkeys))})")
             store.set_follow_policy(db, args.origin, vkeys, args.k)
             print(f"checkpoints of {args.origin} now need {args.k} of {len(set(vkeys))} witness cosignatures")
         return 0
