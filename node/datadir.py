@@ -6,6 +6,7 @@ Layout (paths under [paths] in the config can move the starred ones)::
     DIR/keys/log.key *       Ed25519 key that signs checkpoints          (mode 0600)
     DIR/keys/request.key *   Ed25519 key that signs read requests to other nodes (0600)
     DIR/admin.token *        bearer token of the admin endpoint          (0600)
+    DIR/match.token          bearer token of the match API only (platform nodes; 0600)
     DIR/node.db *            SQLite database (WAL: also node.db-wal, node.db-shm)
     DIR/tiles/ *             the published log, laid out as C2SP tlog-tiles paths
     DIR/tmp/                 temporary files, renamed into tiles/ when complete
@@ -125,6 +126,10 @@ class DataDir:
         return self._resolve(self.config.paths.admin_token)
 
     @property
+    def match_token_path(self) -> Path:
+        return self.root / "match.token"
+
+    @property
     def tmp_dir(self) -> Path:
         # Beside tiles/ on the same file system, so that rename(2) is atomic.
         return self.tiles_dir.parent / "tmp"
@@ -177,8 +182,25 @@ class DataDir:
         except KeyFormatError as exc:
             raise DataDirError(f"{path}: {exc}") from None
 
+    def create_token(self, path: Path) -> None:
+        """A new bearer token (32 random bytes, URL-safe base64, one line) at `path`, 0600."""
+        self.write_secret(path, (secrets.token_urlsafe(32) + "\n").encode())
+
+    def read_token(self, path: Path) -> str:
+        return self.read_secret(path).decode("ascii", "replace").strip()
+
     def admin_token(self) -> str:
-        return self.read_secret(self.admin_token_path).decode("ascii", "replace").strip()
+        return self.read_token(self.admin_token_path)
+
+    def match_token(self, create: bool = False) -> str:
+        """The match API's token; with `create`, made first if missing (`init` makes it
+        for a platform node, a node's start for a data directory older than it)."""
+        if create and not self.match_token_path.exists():
+            try:
+                self.create_token(self.match_token_path)
+            except FileExistsError:  # made at this moment by another process: read that one
+                pass
+        return self.read_token(self.match_token_path)
 
     # -- the writer lock -------------------------------------------------------------------
     def acquire_lock(self) -> None:

@@ -282,6 +282,67 @@ async def test_auth_body_limits_and_bad_input(world):
     assert status == 422 and "cannot fingerprint" in answer["error"]
 
 
+async def test_match_token_matches_and_does_nothing_else(world, capsys):
+    platform, query = world["platform"], world["query"]
+    assert cli_main(["key", "--dir", str(platform.root), "--match-token"]) == 0
+    match_token = capsys.readouterr().out.strip()
+    assert match_token and match_token != platform.token
+    assert match_token == platform.datadir.match_token_path.read_text().strip()
+    assert platform.datadir.match_token_path.stat().st_mode & 0o777 == 0o600
+    as_matcher = {"Authorization": f"Bearer {match_token}"}
+    one = {"signal": "pdq", "fingerprint": query.hex()}
+
+    # it matches, as the admin token still does, with the same answer
+    status, by_match_token = await platform.post("/v1/match", one, headers=as_matcher)
+    assert status == 200 and pairs(by_match_token) == brute(world["model"], query)[:100]
+    status, by_admin_token = await platform.post("/v1/match", one)
+    assert status == 200 and by_admin_token == by_match_token
+    status, answer = await platform.post("/v1/match/media", data=world["photo"].read_bytes(), headers=as_matcher)
+    assert status == 200 and answer["matched"]
+    async with platform.session.get(platform.node.admin_url + "/v1/match/status", headers=as_matcher) as r:
+        assert r.status == 200 and (await r.json())["ready"]
+
+    # it cannot append, publish feedback, suppress or change a threshold
+    async with platform.session.post(platform.node.admin_url + "/admin/append", headers=as_matcher,
+                                     data=json.dumps(one | {"kind": "submission"}) + "\n") as r:
+        assert r.status == 401 and "admin token" in (await r.json())["error"]
+    feedback = {"origin": HELPLINE, "index": 0, "verdict": "removed"}
+    status, answer = await platform.post("/v1/feedback", feedback, headers=as_matcher)
+    assert status == 401 and "admin token" in answer["error"]
+    for path, body in [("/v1/match/suppress", {"origin": HELPLINE, "index": 0}),
+                       ("/v1/match/threshold", {"origin": HELPLINE, "threshold": 3})]:
+        status, answer = await platform.post(path, body, headers=as_matcher)
+        assert status == 401 and "admin token" in answer["error"]
+    assert platform.node.context.sequencer.published.size == 0  # nothing reached the log
+    # ... which the admin token can
+    status, answer = await platform.post("/v1/feedback", feedback)
+    assert status == 200 and answer["entry"]["verdict"] == "removed"
+
+
+async def test_match_token_is_made_at_init_or_on_first_serve(tmp_path, capsys):
+    # `init` makes it for a platform only
+    helpline = tmp_path / "helpline"
+    assert cli_main(["init", "--dir", str(helpline), "--origin", HELPLINE]) == 0
+    assert not DataDir(helpline).match_token_path.exists()
+    capsys.readouterr()
+    assert cli_main(["key", "--dir", str(helpline), "--match-token"]) == 1
+    assert "no match API" in capsys.readouterr().err
+    # a platform's data directory from before the match token gets one when it is served
+    platform = Platform(tmp_path)
+    platform.datadir.match_token_path.unlink()
+    assert cli_main(["key", "--dir", str(platform.root), "--match-token"]) == 1
+    assert "when it next starts" in capsys.readouterr().err
+    await platform.start()
+    try:
+        made = platform.datadir.match_token_path
+        assert made.stat().st_mode & 0o777 == 0o600
+        status, _ = await platform.post("/v1/match", {"signal": "pdq", "fingerprint": "00" * 32},
+                                        headers={"Authorization": f"Bearer {made.read_text().strip()}"})
+        assert status == 200
+    finally:
+        await platform.close()
+
+
 async def test_media_endpoint_with_a_real_jpeg_and_video(world):
     platform = world["platform"]
     # the platform's upload: the same photo, resized and re-compressed

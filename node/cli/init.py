@@ -10,7 +10,8 @@ def register(subparsers) -> None:
         "init",
         help="create a data directory for a new node",
         description="Creates DIR with config.toml, an Ed25519 log key and a request key "
-        "(mode 0600), the admin token (0600), the SQLite database (WAL) and the tiles folder.",
+        "(mode 0600), the admin token (0600) and, for a platform, the match token (0600), the "
+        "SQLite database (WAL) and the tiles folder.",
     )
     add_dir_argument(p, help="data directory to create (must be absent or empty)")
     p.add_argument("--origin", required=True,
@@ -23,7 +24,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import secrets
     from pathlib import Path
 
     from node.config import Config, ConfigError
@@ -54,7 +54,9 @@ def run(args) -> int:
     datadir.save_config(config)
     datadir.write_secret(datadir.log_key_path, log_key.to_key_file())
     datadir.write_secret(datadir.request_key_path, request_key.to_key_file())
-    datadir.write_secret(datadir.admin_token_path, (secrets.token_urlsafe(32) + "\n").encode())
+    datadir.create_token(datadir.admin_token_path)
+    if args.role == "platform":
+        datadir.create_token(datadir.match_token_path)
     open_db(datadir.db_path).close()
     datadir.tiles_dir.mkdir(parents=True, exist_ok=True)
 

@@ -83,6 +83,7 @@ class NodeContext:
         self.log_vkey: str = ""
         self.request_vkey: str = ""
         self.admin_token: str = ""
+        self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
         self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
 
 
@@ -112,6 +113,8 @@ async def _node_resources(app: web.Application):
         ctx.log_vkey = datadir.load_log_signer().verifier_key()
         ctx.request_vkey = datadir.load_request_signer().verifier_key()
         ctx.admin_token = datadir.admin_token()
+        if ctx.config.node.role == "platform":
+            ctx.match_token = datadir.match_token(create=True)
         ctx.sequencer = Sequencer(datadir)
         await ctx.sequencer.start()
     except BaseException:

@@ -5,7 +5,8 @@
     -> 200 {"index": i, "leaf_hash": "<hex>", "checkpoint_size": n, "entry": {JSON view of the feedback}}
 
 Served on the admin site (loopback by default), like POST /admin/append, with the
-same token; `ncii-node feedback` is its command-line face.
+same token (the admin token; the match token is refused); `ncii-node feedback` is its
+command-line face.
 
 The feedback entry quotes the leaf hash of the named entry *from this node's verified
 copy* of the followed log (node/store/follow.py), never from the caller: a verdict
@@ -72,13 +73,12 @@ async def publish_feedback(ctx, origin: object, index: object, verdict: object) 
 
 
 async def post_feedback(request: web.Request) -> web.Response:
-    from node.web.log_routes import BadAppend, _authorized, read_limited
+    from node.web.bearer import unauthorized
+    from node.web.log_routes import ADMIN_TOKEN_NEEDED, BadAppend, has_admin_token, read_limited
 
     ctx = request.app[NODE]
-    if not _authorized(request):
-        return web.json_response({"error": "missing or wrong admin token (Authorization: Bearer <token from "
-                                  "the data directory>)"}, status=401,
-                                 headers={"WWW-Authenticate": 'Bearer realm="ncii-node admin"'})
+    if not has_admin_token(request):  # the match token does not publish feedback
+        return unauthorized(ADMIN_TOKEN_NEEDED)
     try:
         raw = await read_limited(request, BODY_LIMIT)
         body = json.loads(raw.decode("utf-8"))

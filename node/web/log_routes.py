@@ -17,13 +17,13 @@ no request can name a file outside the tiles directory.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 
 from aiohttp import web
 
 from node.web.app import NODE
+from node.web.bearer import bearer_token_ok, unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,12 @@ def _error(status: int, message: str, **extra) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-def _authorized(request: web.Request) -> bool:
-    expected = request.app[NODE].admin_token.encode()
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    # Compare in constant time; the length check leaks only the length.
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+def has_admin_token(request: web.Request) -> bool:
+    """Whether the request carries the admin token (the match token is not enough)."""
+    return bearer_token_ok(request, request.app[NODE].admin_token)
+
+
+ADMIN_TOKEN_NEEDED = "missing or wrong admin token (Authorization: Bearer <token from the data directory>)"
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -172,10 +172,8 @@ async def post_append(request: web.Request) -> web.Response:
     from node.log.sequencer import LogUnavailable
 
     ctx = request.app[NODE]
-    if not _authorized(request):
-        return web.json_response({"error": "missing or wrong admin token (Authorization: Bearer <token "
-                                  "from the data directory>)"}, status=401,
-                                 headers={"WWW-Authenticate": 'Bearer realm="ncii-node admin"'})
+    if not has_admin_token(request):
+        return unauthorized(ADMIN_TOKEN_NEEDED)
     try:
         body = await read_limited(request, ctx.config.admin.max_body_bytes)
         entries = parse_append_body(body, ctx.sequencer.published.size)

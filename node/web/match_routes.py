@@ -7,8 +7,12 @@
     POST /v1/match/suppress     {"origin", "index", "feedback": true} -> never match that entry again
     POST /v1/match/threshold    {"origin", "threshold": 0..256 | null} -> that log's PDQ distance
 
-Every route needs `Authorization: Bearer <admin token>` (DIR/admin.token, the token of
-POST /admin/append and /v1/feedback) and lives on the admin site, which listens on
+Every route needs `Authorization: Bearer <token>` (node/web/bearer.py). Matching
+(POST /v1/match, /v1/match/media, GET /v1/match/status) takes the match token
+(DIR/match.token, for the platform's upload service) or the admin token; suppress and
+threshold change what matches, and suppress publishes feedback, so they take the admin
+token only (DIR/admin.token, the token of POST /admin/append and /v1/feedback). The
+routes live on the admin site, which listens on
 loopback unless `[admin] allow_remote`: the index says which images people asked to
 be protected, so it is never offered on the public site. Bodies are bounded before
 they are read whole (`MatchSettings`: [admin] max_body_bytes for JSON, 256 MiB for
@@ -119,18 +123,6 @@ def _error(status: int, message: str, **extra) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def _unauthorized() -> web.Response:
-    return web.json_response({"error": "missing or wrong admin token (Authorization: Bearer <token from "
-                              "the data directory's admin.token>)"}, status=401,
-                             headers={"WWW-Authenticate": 'Bearer realm="ncii-node admin"'})
-
-
-def _authorized(request: web.Request) -> bool:
-    from node.web.log_routes import _authorized as admin_token_ok
-
-    return admin_token_ok(request)
-
-
 async def _read_body(request: web.Request, limit: int) -> bytes:
     from node.web.log_routes import BadAppend, read_limited
 
@@ -209,27 +201,41 @@ async def _match(request: web.Request, queries) -> list[tuple]:
     return await asyncio.to_thread(_run_matches, _matcher(request), queries, settings.max_matches)
 
 
-def _guarded(handler):
-    """Token check first, then uniform error answers."""
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        from node.matcher.service import MatcherLoading
+def _guarded(*, match_token: bool):
+    """Token check first (the admin token, and with `match_token` the match token
+    too), then uniform error answers."""
+    from node.web.bearer import bearer_token_ok, unauthorized
 
-        if not _authorized(request):
-            return _unauthorized()
-        try:
-            return await handler(request)
-        except BadRequest as exc:
-            return _error(exc.status, str(exc), **exc.extra)
-        except MatcherLoading as exc:
-            return _error(503, str(exc), retry_after=1)
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
+    if match_token:
+        refusal = ("missing or wrong token (Authorization: Bearer <token from the data directory's "
+                   "match.token or admin.token>)")
+    else:
+        refusal = ("missing or wrong admin token (Authorization: Bearer <token from the data directory's "
+                   "admin.token>; the match token only matches)")
+
+    def decorate(handler):
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            from node.matcher.service import MatcherLoading
+
+            ctx = request.app[NODE]
+            accepted = (ctx.admin_token, ctx.match_token) if match_token else (ctx.admin_token,)
+            if not bearer_token_ok(request, *accepted):
+                return unauthorized(refusal)
+            try:
+                return await handler(request)
+            except BadRequest as exc:
+                return _error(exc.status, str(exc), **exc.extra)
+            except MatcherLoading as exc:
+                return _error(503, str(exc), retry_after=1)
+        wrapped.__name__ = handler.__name__
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+    return decorate
 
 
 # --------------------------------------------------------------------------- handlers
 
-@_guarded
+@_guarded(match_token=True)
 async def post_match(request: web.Request) -> web.Response:
     """One fingerprint -> {"signal", "matches", "total"}; a batch -> {"results": [...]}."""
     settings = request.app[MATCH_SETTINGS]
@@ -260,7 +266,7 @@ def _hash_upload(data: bytes, dihedral: bool) -> list[dict]:
     return hash_media_bytes(data)
 
 
-@_guarded
+@_guarded(match_token=True)
 async def post_match_media(request: web.Request) -> web.Response:
     """The body is the file itself (any Content-Type); fingerprints are computed here.
     `?dihedral=true`: a photo is also matched rotated and flipped (8 PDQ queries,
@@ -315,13 +321,13 @@ def _merge_variants(answers: list[tuple], fingerprints: list[dict]) -> list[tupl
     return [(QueryResult([], total), merged)]
 
 
-@_guarded
+@_guarded(match_token=True)
 async def get_status(request: web.Request) -> web.Response:
     matcher = request.app[NODE].matcher
     return web.json_response(matcher.stats(), headers={"Cache-Control": "no-store"})
 
 
-@_guarded
+@_guarded(match_token=False)
 async def post_suppress(request: web.Request) -> web.Response:
     """{"origin": O, "index": I, "feedback": true|false} -> the suppression's outcome."""
     from node.matcher.suppress import SuppressError, suppress_entry
@@ -340,7 +346,7 @@ async def post_suppress(request: web.Request) -> web.Response:
     return web.json_response(outcome.to_json())
 
 
-@_guarded
+@_guarded(match_token=False)
 async def post_threshold(request: web.Request) -> web.Response:
     """{"origin": O, "threshold": T|null} -> stored, and in force for the next search."""
     from node.store import matching as matching_store
