@@ -526,6 +526,13 @@ def verify_request(
                 "the signing key is not a registered reader of this log; ask the operator "
                 "to run `ncii-node readers add` with your `ncii-node key --request` output"
             ) from None
+        if not str(e):
+            # cryptography's InvalidSignature has no text: say what usually causes it.
+            raise InvalidRequestSignature(
+                "request signature does not verify: the signed method, host, path or query "
+                "differ from this request (a proxy that rewrites the Host header or the path "
+                "breaks signatures), or it was made with another key than its keyid names"
+            ) from None
         raise InvalidRequestSignature(f"request signature does not verify: {e}") from None
     if len(results) != 1:
         raise InvalidRequestSignature(f'send exactly one signature tagged "{SIGNATURE_TAG}"')

@@ -114,6 +114,8 @@ async def test_tampered_path_is_401(server, session, reader):
     status, body, _ = await get(session, server.make_url("/tile/0/001"), reader.sign_headers("GET", signed_for))
     assert status == 401
     assert "does not verify" in body
+    # the reason says what to look at, not just that it failed
+    assert "path" in body and "proxy" in body
 
 
 async def test_signature_for_another_host_is_401(server, session, reader):
