@@ -52,8 +52,7 @@ def test_a_reader_that_leaves_early_is_not_an_error():
     # `ncii-node selftest | head -1`: no traceback, exit status 0
     proc = subprocess.Popen([sys.executable, "-m", "node", "selftest"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdout.readline()
-    proc.stdout.close()
+    proc.stdout.close()  # before it prints anything: every write then fails with EPIPE
     _, err = proc.communicate(timeout=300)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
     assert proc.returncode in (0, 1)  # its own verdict; never a crash
