@@ -50,10 +50,14 @@ class Policy:
         return min(self.max_delay, self.base_delay * 2 ** (failures - self.free)), False
 
 
-# Per case: 3 free tries, then 2 s, 4 s, ... ; the 10th wrong PIN locks the case for a
-# day. With 10^8 PINs, that is at most 10 guesses a day: about one chance in
-# 27,000 of guessing a PIN in a whole year of trying.
-CASE_POLICY = Policy(free=3, base_delay=2.0, max_delay=600.0, lock_after=10, lock_duration=24 * 3600.0)
+# Per case: 3 free tries, then 2 s, 4 s, ... ; the 10th wrong PIN locks the case for an
+# hour, and every further wrong PIN locks it again. Someone who knows the case number
+# but not the PIN gets at most about 24 guesses a day among 10^8 PINs: about one chance
+# in 11,000 in a whole year of trying. A longer lock would be safer against guessing, but
+# the same person could then keep the victim from checking or withdrawing their own
+# case for days at a time; an hour keeps that harm short (the fingerprints stay active
+# meanwhile, so the lock never weakens the protection).
+CASE_POLICY = Policy(free=3, base_delay=2.0, max_delay=600.0, lock_after=10, lock_duration=3600.0)
 # Per address: more slack (a person may mistype several times, or a family may share
 # an address), 20 failures lock that address for an hour.
 ADDRESS_POLICY = Policy(free=5, base_delay=1.0, max_delay=300.0, lock_after=20, lock_duration=3600.0)
