@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from follow_support import Harness, LogServer, StaticLog, pdq_entry
+
 from node.follow.forks import evidence_file_name, origin_safe_name, tiles_for_evidence
 from node.follow.status import format_report, status_report
 from node.follow.sync import ForkDetected

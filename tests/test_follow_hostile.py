@@ -313,7 +313,7 @@ async def test_rewritten_history_is_a_fork_detected_from_the_tiles(two_logs):
     assert harness.state(hostile.origin).forked
     [evidence] = store.list_forks(harness.db, hostile.origin)
     assert evidence.earlier_size == 300 and evidence.later_size == 700
-    path, verified = harness.evidence(hostile.origin)
+    _, verified = harness.evidence(hostile.origin)
     assert verified.kind == "consistency" and (verified.smaller.size, verified.larger.size) == (300, 700)
 
 

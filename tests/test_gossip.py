@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-
 from follow_support import Harness, LogServer, StaticLog, pdq_entry
+from publish_support import append, make_datadir, pdq_line
+from test_audit import ORIGIN, build_log, cli, submission
+from test_audit import LogServer as HistoryServer
+
 from node.cli import main as cli_main
 from node.follow.gossip import Gossip, GossipError
 from node.follow.status import status_report
@@ -28,11 +32,6 @@ from node.witness.evidence import check_pair, verify_evidence
 from protocol.merkle import root_of
 from protocol.note import Signer
 from protocol.tiles import TileNodes, tiles_for_size
-
-from publish_support import append, make_datadir, pdq_line
-from test_audit import ORIGIN, cli, submission
-from test_audit import LogServer as HistoryServer
-from test_audit import build_log
 
 
 class PeerServer:
@@ -59,7 +58,7 @@ class PeerServer:
     async def _evidence(self, request):
         return web.json_response({"evidence": self.evidence})
 
-    async def start(self) -> "PeerServer":
+    async def start(self) -> PeerServer:
         app = web.Application()
         app.router.add_get("/witness/seen", self._seen)
         app.router.add_get("/witness/evidence", self._evidence)
@@ -130,7 +129,7 @@ def garbage_cases(log: StaticLog):
 @pytest.mark.parametrize("case", ["not json", "wrong shape", "a list", "huge", "500", "another key",
                                   "bad signature", "not a note"])
 async def test_a_peer_serving_garbage_changes_nothing(setup, case):
-    harness, log, server, peer, gossip = setup
+    harness, log, _server, peer, gossip = setup
     body, words = garbage_cases(log)[case]
     if isinstance(body, bytes) and case in ("another key", "bad signature", "not a note"):
         peer.show(log.origin, body)
@@ -150,7 +149,7 @@ async def test_a_peer_serving_garbage_changes_nothing(setup, case):
 
 
 async def test_consistent_views_raise_no_alarm(setup):
-    harness, log, server, peer, gossip = setup
+    harness, log, _server, peer, gossip = setup
     older = log.sign(200, root_of(log.leaves[:200]))  # never verified by us, same history
     same = log.note
     log.append(*[pdq_entry(i) for i in range(300, 700)])  # the peer is ahead of us
@@ -166,7 +165,7 @@ async def test_consistent_views_raise_no_alarm(setup):
 
 
 async def test_same_size_other_root_seen_by_a_peer_is_a_fork(setup):
-    harness, log, server, peer, gossip = setup
+    harness, log, _server, peer, gossip = setup
     peer.show(log.origin, log.sign(300, bytes(32)))
     result = await gossip.run_round(peer.url)
     assert result.forks == [log.origin]
@@ -181,7 +180,7 @@ async def test_same_size_other_root_seen_by_a_peer_is_a_fork(setup):
 
 
 async def test_smaller_inconsistent_checkpoint_is_proved_from_our_tree(setup):
-    harness, log, server, peer, gossip = setup
+    harness, log, _server, peer, gossip = setup
     peer.show(log.origin, log.sign(120, root_of(log.leaves[1:121])))
     result = await gossip.run_round(peer.url)
     assert result.forks == [log.origin]
@@ -219,7 +218,7 @@ async def test_larger_inconsistent_tree_served_by_the_log(setup):
 async def test_larger_tree_we_cannot_see_needs_the_peers_evidence(setup):
     """Our log keeps showing us history A; the peer saw B (larger). Without B's tiles
     the comparison is inconclusive -- until the peer serves evidence it built."""
-    harness, log, server, peer, gossip = setup
+    harness, log, _server, peer, gossip = setup
     forged = StaticLog(log.origin, log.signer)
     forged.append(*[pdq_entry(i + 1) for i in range(300)], *[pdq_entry(i) for i in range(300, 400)])
     peer.show(log.origin, forged.note)
@@ -333,7 +332,7 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
             assert entry["forked"] and entry["fork_source"].startswith("gossip ")
             path = entry["fork_evidence"]
             assert path and path.startswith(str(node.datadir.root / "evidence"))
-            verified = verify_evidence(open(path, "rb").read())
+            verified = verify_evidence(Path(path).read_bytes())
             assert {verified.smaller.size, verified.larger.size} == {100, size_b}
             assert verified.kind == ("same-size" if size_b == 100 else "consistency")
         code, out, _ = await cli("audit", "verify-evidence", nodes[0].context.db.execute(

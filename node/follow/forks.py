@@ -34,7 +34,14 @@ from node.store import follow as store
 from node.witness import evidence as evidence_mod
 from protocol.errors import ProtocolError
 from protocol.merkle import consistency_proof, range_hash
-from protocol.tiles import TILE_HEIGHT, TileId, TileNodes, locate_node, tile_for_size, verify_tiles
+from protocol.tiles import (
+    TILE_HEIGHT,
+    TileId,
+    TileNodes,
+    locate_node,
+    tile_for_size,
+    verify_tiles,
+)
 
 log = logging.getLogger(__name__)
 

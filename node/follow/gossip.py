@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -216,8 +217,8 @@ class Gossip:
             other = doc["checkpoints"][1 if _note_is(doc["checkpoints"][0], entry) else 0].encode("utf-8")
             doc = dict(doc, observed=list(doc.get("observed", [])) + [
                 {"source": f"evidence served by peer {peer.base_url}", "at": _now_iso()}])
-            await self._record(entry, f"a peer holds evidence that the log signed a checkpoint inconsistent with "
-                                      f"ours", entry.size, entry.checkpoint_note, other, None, peer.base_url, result,
+            await self._record(entry, "a peer holds evidence that the log signed a checkpoint inconsistent with "
+                                      "ours", entry.size, entry.checkpoint_note, other, None, peer.base_url, result,
                                doc=doc)
             return None
         return f"inconclusive: {why}, and the peer holds no evidence about our checkpoint"
@@ -278,7 +279,7 @@ class GossipService:
                 if self.scheduler is not None:
                     try:
                         self.scheduler.remove_job(f"gossip:{url}")
-                    except Exception:  # apscheduler's JobLookupError: already gone
+                    except JobLookupError:  # already gone
                         pass
         for url, peer in peers.items():
             if url not in self.intervals:

@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from node.follow.apply import Applied, apply_staged, stage_entries
 from node.follow import forks
+from node.follow.apply import Applied, apply_staged, stage_entries
 from node.follow.client import FetchError, PeerClient
 from node.follow.listener import FollowListener
 from node.store import follow as store
@@ -68,7 +68,6 @@ from protocol.tiles import (
     decode_bundle,
     new_bundles,
     new_tiles,
-    tile_for_size,
     tile_hashes,
     verify_tiles,
 )
