@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import sqlite3
+import time
 
 import aiohttp
 import pytest
@@ -81,6 +82,8 @@ async def test_create_status_withdraw(node, session):
     submitted = [decode_entry(view.entries[i]) for i in indices]
     assert [s.fingerprint.hex() for s in submitted] == ["%064x" % 1, "%064x" % 2, "ab" * 16]
     assert all(p["checkpoint_size"] <= view.checkpoint.size for p in case["published"])
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert all(p["day"] == today for p in case["published"])  # when each was published
 
     codes = {"case_number": case["case_number"].lower().replace("-", " "), "pin": case["pin"]}
     status, answer, _ = await post(session, node.public_url + "/v1/cases/status", codes)

@@ -107,6 +107,13 @@ def _too_many(refused: Refused, *, case_locked: bool) -> CaseApiError:
     return CaseApiError(429, message, retry_after=wait, locked=refused.locked)
 
 
+def _published(index: int, checkpoint_size: int, days: dict[int, int]) -> dict:
+    """Where and when one entry of a case was published: its log index, the size of the
+    first checkpoint that included it, and that checkpoint's UTC day."""
+    day = days.get(checkpoint_size)
+    return {"index": index, "checkpoint_size": checkpoint_size, "day": day_to_json(day) if day else None}
+
+
 class CaseService:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -220,6 +227,7 @@ class CaseService:
                 raise CaseApiError(503, "the helpline cannot publish fingerprints right now; nothing was "
                                    "registered. Please try again in a few minutes.") from None
             await self._db_call(store.publish_case, case_id, [(a.index, a.checkpoint_size) for a in appended])
+            days = await self._db_call(log_store.published_days, {a.checkpoint_size for a in appended})
         finally:
             self._in_flight.discard(case_id)
         log.info("cases: a case was opened with %d fingerprint(s)", len(fingerprints))
@@ -228,7 +236,7 @@ class CaseService:
             "pin": pin,
             "fingerprints": len(fingerprints),
             "low_quality": sum(fp.low_quality for fp in fingerprints),
-            "published": [{"index": a.index, "checkpoint_size": a.checkpoint_size} for a in appended],
+            "published": [_published(a.index, a.checkpoint_size, days) for a in appended],
         }
 
     # ---------------------------------------------------------------- opening a case with its codes
@@ -306,12 +314,14 @@ class CaseService:
             entries = store.entries_of(self._db, case_id)
             withdrawals = store.withdrawals_of(self._db, case_id)
             published = [e for e in entries if e.idx is not None]
+            # the day each was published: coarse on purpose, like every time we keep
+            days = log_store.published_days(self._db, {e.checkpoint_size for e in published})
             answer: dict[str, Any] = {
                 "state": "withdrawn" if case.state == "withdrawn" else "active",
                 "created": day_to_json(case.created_day),
                 "fingerprints": len(entries),
                 "low_quality": sum(e.low_quality for e in entries),
-                "published": [{"index": e.idx, "checkpoint_size": e.checkpoint_size} for e in published],
+                "published": [_published(e.idx, e.checkpoint_size, days) for e in published],
                 "withdrawn_at": None,
                 "feedback": _feedback(self._db, self.origin, published),
             }

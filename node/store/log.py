@@ -104,6 +104,16 @@ def latest_checkpoint(db: sqlite_utils.Database) -> StoredCheckpoint | None:
     return StoredCheckpoint(*row) if row else None
 
 
+def published_days(db: sqlite_utils.Database, sizes: set[int]) -> dict[int, int]:
+    """size -> UTC day (days since 1970-01-01) on which the checkpoint of that size was
+    published, for those of `sizes` that were."""
+    if not sizes:
+        return {}
+    marks = ",".join("?" * len(sizes))
+    return {size: int(at // 86400) for size, at in db.execute(
+        f"SELECT size, published_at FROM log_checkpoints WHERE size IN ({marks})", tuple(sizes))}
+
+
 def record_checkpoint(db: sqlite_utils.Database, size: int, root_hash: bytes, note: bytes,
                       published_at: float | None = None) -> None:
     """Record a published checkpoint. Re-recording the same size with the same root
