@@ -10,7 +10,8 @@ node.follow.listener.FollowListener) in their own `setup`, whatever their module
 name; the listeners are read when the node starts. The running FollowService is
 `app[FOLLOW_SERVICE]["service"]` once the node has started.
 
-/status holds no personal data (origins, sizes, counts, error messages about peers).
+/status holds no personal data (origins, sizes, counts, error messages about peers),
+but it does say whom a node follows: registered readers only on the public site.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 
 from aiohttp import web
 
-from node.web.app import NODE
+from node.web.app import NODE, READ_PROTECTED
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ def setup(app: web.Application) -> None:
     app[FOLLOW_SERVICE] = {}
     app[GOSSIP_SERVICE] = {}
     app.router.add_get("/status", get_status)
+    # Which logs a node follows, and their errors, are an operator's business: on the
+    # public site /status is for registered readers (signed requests) unless the node
+    # is public_read; the admin site (loopback) answers it to the operator.
+    app[READ_PROTECTED].append("/status")
     app.cleanup_ctx.append(_follow_service)
     app.cleanup_ctx.append(_gossip_service)
 
