@@ -168,8 +168,11 @@ async def test_422_bad_consistency_proof(witness_node, session):
     status, _, _ = await post(session, witness_node, encode_request(10, fork.proof(10), fork.checkpoint()[1]))
     assert status == 422
     assert store.witness_latest(witness_node.context.db, LOG).size == 10
+    # Equal sizes: RFC 6962's proof is empty; a non-empty one is no proof at all.
+    status, body, _ = await post(session, witness_node, encode_request(10, [bytes(32)], honest.checkpoint(10)[1]))
+    assert status == 422 and b"empty" in body, body
     refusals = store.list_refusals(witness_node.context.db)
-    assert [r["status"] for r in refusals] == [422, 422]
+    assert [r["status"] for r in refusals] == [422, 422, 422]
 
 
 async def test_404_unknown_origin(witness_node, session):

@@ -157,6 +157,11 @@ class Witness:
             if request.old_size != stored_size:
                 return _size_reply(stored_size), None
             if checkpoint.size == stored_size:
+                if request.proof:
+                    # RFC 6962's proof between equal sizes is empty: anything else is not one.
+                    reason = f"a consistency proof from size {stored_size} to itself is empty, not {len(request.proof)} hash(es)"
+                    refusal.append((422, reason))
+                    return Reply(422, f"consistency proof does not verify: {reason}\n".encode()), None
                 stored_root = stored.root_hash if stored else EMPTY_ROOT
                 if checkpoint.root_hash != stored_root:
                     reason = (f"checkpoint of size {checkpoint.size} has root {checkpoint.root_hash.hex()}, "
