@@ -211,6 +211,9 @@ async def test_wrong_key_and_unreachable(log_server, signer, tmp_path):
     code, out, _ = await cli("audit", f"{log_server.url}/log", "--vkey", other.verifier_key(), "--json",
                              "--html", str(tmp_path / "r.html"))
     assert code == 1 and [v["kind"] for v in json.loads(out)["violations"]] == ["signature"]
+    code, out, _ = await cli("audit", f"{log_server.url}/log", "--vkey", other.verifier_key(),
+                             "--html", str(tmp_path / "r.html"))
+    assert code == 1 and "nothing below is authenticated" in out
     code, _, err = await cli("audit", f"{log_server.url}/nothing", "--vkey", signer.verifier_key(),
                              "--html", str(tmp_path / "r.html"))
     assert code == 2 and "cannot fetch the checkpoint" in err
@@ -280,7 +283,9 @@ async def test_audit_of_a_restricted_real_node(tmp_path):
             assert status == 200
         vkey = publisher.load_log_signer().verifier_key()
         code, out, _ = await cli("audit", node.public_url, "--vkey", vkey, "--json", "--html", str(tmp_path / "r.html"))
-        assert code == 1 and {v["kind"] for v in json.loads(out)["violations"]} == {"unavailable"}
+        violations = json.loads(out)["violations"]
+        assert code == 1 and {v["kind"] for v in violations} == {"unavailable"}
+        assert "--request-key FILE" in violations[0]["message"]  # says how to read a restricted log
         code, out, err = await cli("audit", node.public_url, "--vkey", vkey, "--json", "--html", str(tmp_path / "r.html"),
                                    "--request-key", str(auditor.request_key_path))
         assert code == 0, (out, err)

@@ -54,6 +54,9 @@ def to_json(result: AuditResult, *, url: str = "", consistency: dict | None = No
 def to_text(report: dict) -> str:
     lines = [f"log {report['origin']} at {report['url']}",
              f"checkpoint: size {report['size']}, root {report['root_hash']}, signed by {report['signed_by']}"]
+    if not report["signed_by"]:
+        lines.append("WARNING: the checkpoint is not validly signed by the key you gave: nothing below is "
+                     "authenticated; the counts describe whatever the server sent")
     counts = report["counts"]
     lines.append("entries: " + (", ".join(f"{n} {k}" for k, n in counts["by_kind"].items()) or "none"))
     if counts["by_signal"]:
