@@ -8,6 +8,7 @@ name and mode 0644, `ncii-node audit verify-evidence` accepts it, and `status` n
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import random
 import sys
@@ -84,6 +85,8 @@ async def test_same_size_fork_evidence_and_status(followed):
     harness, log, server = followed
     log.append(*[pdq_entry(i) for i in range(40)])
     await harness.followers[log.origin].sync_once()
+    # (as if that checkpoint had been verified an hour before the fork shows up)
+    harness.db.execute("UPDATE followed_logs SET verified_at = verified_at - 3600")
     server.checkpoint = log.sign(40, bytes(32))
     with pytest.raises(ForkDetected):
         await harness.followers[log.origin].sync_once()
@@ -98,6 +101,11 @@ async def test_same_size_fork_evidence_and_status(followed):
     assert entry["fork_evidence_problem"] is None
     text = format_report(report)
     assert text.startswith(f"!!! FORK: log {log.origin}") and str(path) in text.splitlines()[0]
+    # the earlier note is dated when it was verified, not when the fork was found
+    verified_at = harness.db.execute("SELECT verified_at FROM followed_logs").fetchone()[0]
+    first = json.loads(path.read_text())["observed"][0]
+    assert first["at"] == datetime.datetime.fromtimestamp(verified_at, datetime.timezone.utc).isoformat(
+        timespec="seconds")
 
 
 @pytest.mark.parametrize("old,new", [(1, 2), (256, 513), (300, 700), (511, 1030)])

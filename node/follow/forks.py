@@ -120,7 +120,7 @@ async def fetch_verified_tree(client, size: int, root: bytes, small: int) -> Til
 # ---------------------------------------------------------------------- evidence
 
 def build_evidence(vkey: str, note_a: bytes, note_b: bytes, larger_tree,
-                   sources: list[str]) -> tuple[dict | None, str | None]:
+                   sources: list) -> tuple[dict | None, str | None]:
     """(evidence document, None), or (None, why there is none). Never raises."""
     try:
         doc = evidence_mod.check_pair(vkey, note_a, note_b, larger_tree, sources)
@@ -162,7 +162,7 @@ def _size_of(note_text: str) -> int:
 
 
 def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: bytes, later_size: int,
-                later_note: bytes, *, vkey: str, larger_tree=None, sources: list[str] | None = None,
+                later_note: bytes, *, vkey: str, larger_tree=None, sources: list | None = None,
                 evidence_dir: Path | None, source: str, doc: dict | None = None,
                 tiles_problem: str | None = None) -> ForkRecord:
     """Steps 1-3 of the module docstring (in the caller's database thread). `doc`:

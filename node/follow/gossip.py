@@ -189,7 +189,8 @@ class Gossip:
         later_size = open_checkpoint(theirs, [Verifier.from_vkey(entry.vkey)])[0].size
         await self.worker.call(forks.record_fork, entry.origin, f"{reason} ({peer_url})", earlier_size,
                                earlier_note, later_size, theirs, vkey=entry.vkey, larger_tree=larger_tree,
-                               sources=[f"verified by this node from {entry.url}", f"seen by peer {peer_url}"],
+                               sources=[(f"verified by this node from {entry.url}", entry.verified_at),
+                                        f"seen by peer {peer_url}"],
                                evidence_dir=self.evidence_dir, source=f"gossip {peer_url}", doc=doc)
         result.forks.append(entry.origin)
 

@@ -266,7 +266,8 @@ class Follower:
         url = self.client.base_url
         await self.worker.call(forks.record_fork, self.origin, reason, earlier_size, earlier_note or b"",
                                later_size, later_note, vkey=state.vkey, larger_tree=larger_tree,
-                               sources=[f"verified earlier by this node from {url}", f"served later by {url}"],
+                               sources=[(f"verified earlier by this node from {url}", state.verified_at),
+                                        f"served later by {url}"],
                                evidence_dir=self.evidence_dir, source="follower", tiles_problem=tiles_problem)
         raise ForkDetected(reason)
 

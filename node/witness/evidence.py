@@ -76,9 +76,15 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _observed(sources: list[str] | None) -> list[dict]:
-    at = _now()
-    return [{"source": s, "at": at} for s in (sources or [])]
+def _observed(sources: list | None) -> list[dict]:
+    """Each source is a text (seen now) or (text, POSIX time it was seen, or None for now)."""
+    out = []
+    for source in sources or []:
+        text, when = source if isinstance(source, tuple) else (source, None)
+        at = _now() if when is None else datetime.datetime.fromtimestamp(
+            when, datetime.timezone.utc).isoformat(timespec="seconds")
+        out.append({"source": text, "at": at})
+    return out
 
 
 def _document(origin: str, vkey: str, note_a: bytes, note_b: bytes, proof: dict,
