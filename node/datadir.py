@@ -2,12 +2,12 @@
 
 Layout (paths under [paths] in the config can move the starred ones)::
 
-    DIR/config.toml          the configuration (node/config.py)
+    DIR/config.toml          the configuration (node/config.py)                (0600)
     DIR/keys/log.key *       Ed25519 key that signs checkpoints          (mode 0600)
     DIR/keys/request.key *   Ed25519 key that signs read requests to other nodes (0600)
     DIR/admin.token *        bearer token of the admin endpoint          (0600)
     DIR/match.token          bearer token of the match API only (platform nodes; 0600)
-    DIR/node.db *            SQLite database (WAL: also node.db-wal, node.db-shm)
+    DIR/node.db *            SQLite database (WAL: also node.db-wal, node.db-shm) (0600)
     DIR/tiles/ *             the published log, laid out as C2SP tlog-tiles paths
     DIR/tmp/                 temporary files, renamed into tiles/ when complete
     DIR/lock                 flock'ed by the one process that writes the log
@@ -98,7 +98,7 @@ class DataDir:
 
     def save_config(self, config: Config) -> None:
         config.validate()
-        write_atomic(self.config_path, dump_config(config).encode(), mode=0o644)
+        write_atomic(self.config_path, dump_config(config).encode(), mode=0o600)
         self._config = config
 
     def _resolve(self, relative: str) -> Path:

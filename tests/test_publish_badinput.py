@@ -167,6 +167,11 @@ def test_cli_append_validates_everything_first(tmp_path):
         results = [json.loads(line) for line in r.stdout.splitlines()]
         assert [x["index"] for x in results] == [0, 1, 2]
         assert all(x["checkpoint_size"] == 3 and len(x["leaf_hash"]) == 64 for x in results)
+        # An error found by the node names the line of the input (blank lines count), once.
+        r = subprocess.run([sys.executable, "-m", "node", "append", "--dir", str(datadir.root)],
+                           input='\n{"kind": "withdrawal", "targets": [99]}\n', capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 1 and r.stderr.count("line ") == 1 and "line 2: " in r.stderr, r.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=30)

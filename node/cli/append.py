@@ -84,7 +84,9 @@ def run(args) -> int:
             message = str(exc)
             if "line" in exc.detail:
                 # The node numbers the lines of its request; say which line of the input.
-                message += f" (input line {_input_line(lines, first_line, exc.detail['line'])})"
+                node_prefix = f"line {exc.detail['line']}: "
+                reason = message[len(node_prefix):] if message.startswith(node_prefix) else message
+                message = f"line {_input_line(lines, first_line, exc.detail['line'])}: {reason}"
             if exc.status is not None and sent:
                 message += f"; the {sent} entries before it were appended (printed above)"
             return fail(message)

@@ -50,6 +50,7 @@ def run(args) -> int:
         return fail(str(exc))
 
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.chmod(0o700)  # also when DIR existed (empty): nobody else reads a node's directory
     datadir = DataDir(root, config)
     datadir.save_config(config)
     datadir.write_secret(datadir.log_key_path, log_key.to_key_file())

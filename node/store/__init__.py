@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import pkgutil
 import sqlite3
 from pathlib import Path
@@ -71,7 +72,15 @@ class NodeDatabase(sqlite_utils.Database):
 
 
 def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:
-    """Open the database file with the pragmas every connection needs (no migration)."""
+    """Open the database file with the pragmas every connection needs (no migration).
+
+    A new database file is created with mode 0600 before SQLite opens it: a helpline's
+    holds PIN hashes and the link between cases and entries, and SQLite gives its -wal
+    and -shm files the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     conn = sqlite3.connect(str(path), check_same_thread=check_same_thread, timeout=30.0,
                            isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
