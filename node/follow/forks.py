@@ -39,6 +39,7 @@ from protocol.tiles import (
     TileId,
     TileNodes,
     locate_node,
+    partial_tiles_for_size,
     tile_for_size,
     verify_tiles,
 )
@@ -89,20 +90,8 @@ def tiles_for_evidence(small: int, size: int) -> list[TileId]:
         while tile is not None:
             wanted.add(tile)
             tile = tile_for_size(tile.level + 1, tile.index >> TILE_HEIGHT, size)
-    wanted.update(edge_tiles(size))  # they give the root every other tile hangs from
+    wanted.update(partial_tiles_for_size(size))  # the right edge: the root every other tile hangs from
     return sorted(wanted, key=lambda t: (t.level, t.index))
-
-
-def edge_tiles(size: int) -> list[TileId]:
-    """The right edge of a tree: its partial tile at every level that has one."""
-    out = []
-    level = 0
-    while size >> (TILE_HEIGHT * level):
-        tile = tile_for_size(level, size >> (TILE_HEIGHT * (level + 1)), size)
-        if tile is not None and not tile.is_full:
-            out.append(tile)
-        level += 1
-    return out
 
 
 async def fetch_verified_tree(client, size: int, root: bytes, small: int) -> TileNodes:

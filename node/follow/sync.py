@@ -68,6 +68,7 @@ from protocol.tiles import (
     decode_bundle,
     new_bundles,
     new_tiles,
+    partial_tiles_for_size,
     tile_hashes,
     verify_tiles,
 )
@@ -292,7 +293,7 @@ class Follower:
     async def _catch_up(self, state: store.FollowedLog, cp, note: bytes) -> RoundResult:
         m, n = state.size, cp.size
         tiles = new_tiles(m, n)
-        edge_ids = _partial_tiles(n)
+        edge_ids = partial_tiles_for_size(n)  # the right edge of the tree
         fetch_first = [t for t in dict.fromkeys(t for t in tiles + edge_ids if t.level > 0 or not t.is_full)]
         first_data = await self._fetch_all([self.client.tile(t) for t in fetch_first])
         fetched = dict(zip(fetch_first, first_data))
@@ -331,7 +332,6 @@ class Follower:
         return RoundResult(self.origin, "applied", m, n, applied)
 
 
-_partial_tiles = forks.edge_tiles  # the right edge of a tree: its partial tile at every level
 
 
 # ---------------------------------------------------------------------- worker thread
