@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import sys
 
+from node.cli._common import add_dir_argument, fail, reports_datadir_errors
+
 TOFU_WARNING = """\
 !!! WARNING: TRUST ON FIRST USE !!!
 !!! The verifier key below was taken from what {url} presented, not from you.
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="follow_command", metavar="ACTION", required=True)
 
     add = sub.add_parser("add", help="follow a log (its verifier key is pinned)")
-    add.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(add)
     add.add_argument("url", metavar="URL", help="the log's URL prefix, e.g. https://helpline.example/log")
     add.add_argument("--vkey", help="the log's verifier key (name+hex+base64), as `ncii-node key` prints it")
     add.add_argument("--name", default="", help="a local name for the log")
@@ -45,12 +47,12 @@ def register(subparsers) -> None:
     add.set_defaults(func=run_add)
 
     ls = sub.add_parser("list", help="list followed logs")
-    ls.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(ls)
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
     ls.set_defaults(func=run_list)
 
     rm = sub.add_parser("remove", help="stop following a log and forget its fingerprints")
-    rm.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(rm)
     rm.add_argument("log", metavar="ORIGIN_OR_NAME")
     rm.set_defaults(func=run_remove)
 
@@ -60,16 +62,16 @@ def register(subparsers) -> None:
                            "to different nodes is marked forked, with an evidence file in DIR/evidence.")
     peers_sub = peers.add_subparsers(dest="peers_command", metavar="ACTION", required=True)
     padd = peers_sub.add_parser("add", help="compare views with the node at URL")
-    padd.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(padd)
     padd.add_argument("url", metavar="URL", help="the peer node's public URL, e.g. https://platform.example")
     padd.add_argument("--interval", type=float, default=30.0, help="seconds between comparisons (default 30)")
     padd.set_defaults(func=run_peers_add)
     plist = peers_sub.add_parser("list", help="list peers and the outcome of the last comparison")
-    plist.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(plist)
     plist.add_argument("--json", action="store_true", help="one JSON object per line")
     plist.set_defaults(func=run_peers_list)
     prm = peers_sub.add_parser("remove", help="stop comparing views with the node at URL")
-    prm.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(prm)
     prm.add_argument("url", metavar="URL")
     prm.set_defaults(func=run_peers_remove)
 
@@ -112,10 +114,10 @@ async def _fetch_node_json(url: str, timeout: float) -> dict:
     return info
 
 
+@reports_datadir_errors
 def run_add(args) -> int:
     import asyncio
 
-    from node.datadir import DataDirError
     from node.follow.client import FetchError
     from node.store import follow as store
     from protocol.errors import KeyFormatError
@@ -124,45 +126,34 @@ def run_add(args) -> int:
     url = args.url.rstrip("/")
     problem = _check_url(url)
     if problem:
-        print(f"error: {problem}: {args.url}", file=sys.stderr)
-        return 2
+        return fail(f"{problem}: {args.url}", 2)
     if not args.vkey and not args.tofu:
-        print("error: give the log's verifier key with --vkey (ask its operator for `ncii-node key` output); "
-              "--tofu trusts whatever the server presents and is unsafe", file=sys.stderr)
-        return 2
+        return fail("give the log's verifier key with --vkey (ask its operator for `ncii-node key` output); "
+                    "--tofu trusts whatever the server presents and is unsafe", 2)
     if not 0.05 <= args.interval <= 86400:
-        print("error: --interval must be between 0.05 and 86400 seconds", file=sys.stderr)
-        return 2
+        return fail("--interval must be between 0.05 and 86400 seconds", 2)
     vkey = args.vkey
     if args.tofu:
         try:
             info = asyncio.run(_fetch_node_json(url, args.timeout))
         except (FetchError, ValueError) as exc:
-            print(f"error: cannot read {url}/node.json: {exc}", file=sys.stderr)
-            return 1
+            return fail(f"cannot read {url}/node.json: {exc}")
         presented = info["verifier_key"]
         if vkey and vkey != presented:
-            print(f"error: the server presents {presented}, not the --vkey given; not following", file=sys.stderr)
-            return 1
+            return fail(f"the server presents {presented}, not the --vkey given; not following")
         vkey = presented
     try:
         verifier = Verifier.from_vkey(vkey)
     except KeyFormatError as exc:
-        print(f"error: --vkey is not a verifier key: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"--vkey is not a verifier key: {exc}", 2)
     origin = verifier.name  # a log's key is named like its origin (C2SP tlog-checkpoint)
     if args.tofu and not args.vkey:
         print(TOFU_WARNING.format(url=url, origin=origin, vkey=vkey), file=sys.stderr)
-    try:
-        _, db = _open(args)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    _, db = _open(args)
     try:
         store.add_log(db, origin, url, vkey, args.name, tofu=args.tofu and not args.vkey, interval=args.interval)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     finally:
         db.close()
     print(f"following {origin} at {url}" + (f" as {args.name!r}" if args.name else ""))
@@ -171,17 +162,13 @@ def run_add(args) -> int:
     return 0
 
 
+@reports_datadir_errors
 def run_list(args) -> int:
     import json
 
-    from node.datadir import DataDirError
     from node.store import follow as store
 
-    try:
-        _, db = _open(args)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    _, db = _open(args)
     try:
         logs = store.list_logs(db)
     finally:
@@ -200,44 +187,32 @@ def run_list(args) -> int:
     return 0
 
 
+@reports_datadir_errors
 def run_remove(args) -> int:
-    from node.datadir import DataDirError
     from node.store import follow as store
 
-    try:
-        _, db = _open(args)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    _, db = _open(args)
     try:
         origin = store.remove_log(db, args.log)
     finally:
         db.close()
     if origin is None:
-        print(f"error: no followed log has the origin or name {args.log!r} (see `ncii-node follow list`)",
-              file=sys.stderr)
-        return 1
+        return fail(f"no followed log has the origin or name {args.log!r} (see `ncii-node follow list`)")
     print(f"no longer following {origin}; its fingerprints were removed (fork evidence, if any, is kept)")
     return 0
 
 
+@reports_datadir_errors
 def run_peers_add(args) -> int:
-    from node.datadir import DataDirError
     from node.store import follow as store
 
     url = args.url.rstrip("/")
     problem = _check_url(url)
     if problem:
-        print(f"error: {problem}: {args.url}", file=sys.stderr)
-        return 2
+        return fail(f"{problem}: {args.url}", 2)
     if not 1 <= args.interval <= 86400:
-        print("error: --interval must be between 1 and 86400 seconds", file=sys.stderr)
-        return 2
-    try:
-        _, db = _open(args)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail("--interval must be between 1 and 86400 seconds", 2)
+    _, db = _open(args)
     try:
         added = store.add_gossip_peer(db, url, args.interval)
     finally:
@@ -247,18 +222,14 @@ def run_peers_add(args) -> int:
     return 0
 
 
+@reports_datadir_errors
 def run_peers_list(args) -> int:
     import json
 
-    from node.datadir import DataDirError
     from node.follow.status import iso_time
     from node.store import follow as store
 
-    try:
-        _, db = _open(args)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    _, db = _open(args)
     try:
         peers = store.list_gossip_peers(db)
     finally:
@@ -276,21 +247,16 @@ def run_peers_list(args) -> int:
     return 0
 
 
+@reports_datadir_errors
 def run_peers_remove(args) -> int:
-    from node.datadir import DataDirError
     from node.store import follow as store
 
-    try:
-        _, db = _open(args)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    _, db = _open(args)
     try:
         removed = store.remove_gossip_peer(db, args.url.rstrip("/"))
     finally:
         db.close()
     if not removed:
-        print(f"error: {args.url} is not a peer (see `ncii-node follow peers list`)", file=sys.stderr)
-        return 1
+        return fail(f"{args.url} is not a peer (see `ncii-node follow peers list`)", 1)
     print(f"no longer comparing views with {args.url.rstrip('/')}")
     return 0

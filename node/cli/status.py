@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from node.cli._common import add_dir_argument, reports_datadir_errors
 
 
 def register(subparsers) -> None:
@@ -14,23 +14,20 @@ def register(subparsers) -> None:
         "lag_entries, lag_seconds and last_error, and whose `fingerprints` holds the counts of active "
         "and withdrawn fingerprints. Exit status 3 when a followed log has forked.",
     )
-    p.add_argument("--dir", required=True, help="data directory")
+    add_dir_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
+@reports_datadir_errors
 def run(args) -> int:
     import json
 
-    from node.datadir import DataDir, DataDirError
+    from node.datadir import DataDir
     from node.follow.status import format_report, status_report
     from node.store import open_db
 
-    try:
-        db = open_db(DataDir(args.dir).db_path)
-    except DataDirError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    db = open_db(DataDir(args.dir).db_path)
     try:
         report = status_report(db)
     finally:
