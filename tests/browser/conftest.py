@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from webapp_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CONFORMANCE, REPO, Recorder, ThreadedNode
+from webapp_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CONFORMANCE, REPO, Recorder, ThreadedNode,
+                             page_csp_allows_local_videos)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,7 @@ def recorder() -> Recorder:
 @pytest.fixture(scope="session")
 def web_server(recorder, tmp_path_factory):
     """The helpline node serving the page (session-wide)."""
-    with ThreadedNode(tmp_path_factory.mktemp("helpline"), recorder) as node:
+    with page_csp_allows_local_videos(), ThreadedNode(tmp_path_factory.mktemp("helpline"), recorder) as node:
         yield node
 
 

@@ -11,6 +11,7 @@ received (method, path, type, length) without consuming bodies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 from dataclasses import dataclass, field
@@ -110,6 +111,38 @@ def add_page_routes(app: web.Application, recorder: Recorder) -> None:
     app.router.add_get("/{path:.*}", static)
 
 
+MEDIA_SOURCE = "media-src blob:"
+"""The page reads the person's videos through object URLs of the local files
+(video-frames.js): its Content-Security-Policy must allow blob: media."""
+
+
+SHIPPED_NODE_CSP: dict = {}
+"""The node's CSP header as node/web/static_routes.py ships it, before the fixture below amends it."""
+
+
+@contextlib.contextmanager
+def page_csp_allows_local_videos():
+    """Serve the page with the media-src the page itself declares (index.html's
+    meta tag) when the node's CSP header lacks it. The header is
+    node/web/static_routes.py's, outside the page; test_node_csp_lets_the_page_read_videos
+    reports the gap instead of letting it silently turn every video into MD5 only."""
+    try:
+        from node.web import static_routes
+    except ImportError:  # the node does not serve the page itself: the test route does, meta tag only
+        yield
+        return
+    headers = static_routes.SECURITY_HEADERS
+    original = headers.get("Content-Security-Policy")
+    SHIPPED_NODE_CSP.setdefault("header", original)
+    if original is not None and "media-src" not in original:
+        headers["Content-Security-Policy"] = original.rstrip("; ") + "; " + MEDIA_SOURCE
+    try:
+        yield
+    finally:
+        if original is not None:
+            headers["Content-Security-Policy"] = original
+
+
 def make_helpline_datadir(root: Path):
     from node.cli import main as cli_main
     from node.datadir import DataDir
@@ -184,3 +217,67 @@ def python_pdq(path_or_image) -> tuple[str, int]:
 
 def distance(hex_a: str, hex_b: str) -> int:
     return bin(int(hex_a, 16) ^ int(hex_b, 16)).count("1")
+
+
+# ---------------------------------------------------------------- videos made for the tests
+
+def synthetic_frames(width: int, height: int, seconds: float, rate, seed: int = 5):
+    """RGB frames (H x W x 3 uint8) of a made-up video: a textured scene that pans
+    slowly, and a new scene every 2 seconds, so that the frames a second apart
+    differ as they do in a real video. Deterministic."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(seed)
+    rate = Fraction(rate)
+    count = int(seconds * rate)
+    margin_x, margin_y = width // 4, height // 4
+
+    def scene():
+        # Detail at two scales (smooth shapes, finer texture), upsampled with Pillow.
+        from PIL import Image
+
+        layers = []
+        for cells in (6, 40):
+            grid = rng.integers(0, 256, size=(cells * (height + margin_y) // width + 2, cells + 2, 3), dtype=np.uint8)
+            layer = Image.fromarray(grid).resize((width + margin_x, height + margin_y), Image.Resampling.BICUBIC)
+            layers.append(np.asarray(layer, dtype=np.float32))
+        return np.clip(0.75 * layers[0] + 0.25 * layers[1], 0, 255).astype(np.uint8)
+
+    scenes = {}
+    for index in range(count):
+        t = index / rate
+        number = int(t // 2)
+        if number not in scenes:
+            scenes.clear()
+            scenes[number] = scene()
+        phase = float(t % 2) / 2
+        x = int(margin_x * phase)
+        y = int(margin_y * phase / 2)
+        yield np.ascontiguousarray(scenes[number][y:y + height, x:x + width])
+
+
+def make_video(path: Path, *, codec: str, width: int, height: int, seconds: float, rate, options=None,
+               bt709: bool = False) -> Path:
+    """Encode synthetic_frames with PyAV (container from the file name: .webm, .mp4).
+    `bt709` tags the stream's colours as BT.709, as phones tag their HD videos: an
+    untagged HD video is shown (and hashed) by browsers as BT.709 but read by
+    FFmpeg/PyAV as BT.601, which moves PDQ bits (see spec/parts/webapp.md)."""
+    from fractions import Fraction
+
+    import av
+
+    rate = Fraction(rate)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.options = dict(options or {})
+        if bt709:
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = 1  # ITU-R BT.709
+        for pixels in synthetic_frames(width, height, seconds, rate):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -9,7 +9,7 @@
  * person says they have saved them.
  */
 import { applyTranslations, currentLanguage, preferredLanguage, setLanguage, t } from './i18n.js';
-import { Hasher, fingerprintOf, kindOf } from './hashing.js';
+import { Hasher, fingerprintsOf, kindOf } from './hashing.js';
 import { caseStatus, normaliseCaseNumber, normalisePin, openCase, withdrawCase } from './api.js';
 
 const QUESTIONS = ['in_image', 'adult', 'has_image', 'intimate'];
@@ -172,7 +172,27 @@ function readyEntries() {
 
 function payload() {
   const eligibility = Object.fromEntries(QUESTIONS.map((q) => [q, state.answers[q] === true]));
-  return { eligibility, fingerprints: readyEntries().map((entry) => fingerprintOf(entry.result)), lang: currentLanguage() };
+  return { eligibility, fingerprints: readyEntries().flatMap((entry) => fingerprintsOf(entry.result)), lang: currentLanguage() };
+}
+
+/**
+ * The payload as the person reads it: indented JSON, except that each vPDQ frame
+ * takes one line (a minute of video is 60 frames). Still exactly the JSON sent.
+ */
+function previewText(body) {
+  const frames = [];
+  const marked = JSON.stringify(
+    body,
+    (key, value) => {
+      if (value && typeof value === 'object' && 'pdq' in value && 'timestamp' in value) {
+        frames.push(JSON.stringify(value));
+        return `\u0000frame${frames.length - 1}`;
+      }
+      return value;
+    },
+    2,
+  );
+  return marked.replace(/"\\u0000frame(\d+)"/g, (whole, index) => frames[Number(index)]);
 }
 
 function addFiles(fileList) {
@@ -213,12 +233,33 @@ async function hashEntry(entry) {
   renderFiles();
 }
 
+function videoStateText(result) {
+  const frames = result.vpdq ? result.vpdq.length : 0;
+  if (!frames) {
+    const reason = result.vpdqError || 'video_failed';
+    const help = ['video_unreadable', 'video_failed', 'video_timeout'].includes(reason) ? ` ${t('files.video.help')}` : '';
+    return `${t(`files.video.${reason}`)} ${t('files.video.md5_only')}${help}`;
+  }
+  let text = t('files.state.done_video', { count: frames });
+  if (!result.vpdqComplete) text += ` ${t('files.video.partial', { seconds: Math.floor(result.vpdq[frames - 1].timestamp) + 1 })}`;
+  if (result.vpdq.every((frame) => frame.quality < 50)) text += ` ${t('files.video.low_quality')}`;
+  return text;
+}
+
+function videoNeedsAttention(result) {
+  return !result.vpdq || !result.vpdq.length || !result.vpdqComplete || result.vpdq.every((frame) => frame.quality < 50);
+}
+
 function entryStateText(entry) {
   if (entry.status === 'waiting') return t('files.state.waiting');
+  if (entry.status === 'hashing' && entry.kind === 'video') {
+    // In steps of 10 %: the line is a live region, and screen readers read every change.
+    return t('files.state.hashing_video', { percent: Math.floor(entry.progress * 10) * 10 });
+  }
   if (entry.status === 'hashing') return t('files.state.hashing', { percent: Math.round(entry.progress * 100) });
   if (entry.status === 'error') return t(`files.error.${entry.error}`);
   if (entry.duplicate) return t('files.state.duplicate');
-  if (entry.result.signal === 'md5') return t('files.state.done_video');
+  if (entry.result.signal === 'md5') return videoStateText(entry.result);
   if (entry.result.quality < 50) return t('files.state.done_low', { quality: entry.result.quality });
   return t('files.state.done_photo', { quality: entry.result.quality });
 }
@@ -226,9 +267,16 @@ function entryStateText(entry) {
 function updateEntry(entry) {
   if (!entry.element) return;
   const stateLine = entry.element.querySelector('.file-state');
-  stateLine.textContent = entryStateText(entry);
+  const text = entryStateText(entry);
+  if (stateLine.textContent !== text) stateLine.textContent = text;
   stateLine.classList.toggle('is-error', entry.status === 'error');
-  stateLine.classList.toggle('is-low', entry.status === 'done' && entry.result.signal === 'pdq' && entry.result.quality < 50);
+  const done = entry.status === 'done' && !entry.duplicate;
+  stateLine.classList.toggle('is-low', done && (entry.result.signal === 'pdq' ? entry.result.quality < 50 : videoNeedsAttention(entry.result)));
+  const bar = entry.element.querySelector('progress');
+  if (bar) {
+    bar.hidden = entry.status !== 'hashing';
+    bar.value = Math.round(entry.progress * 100);
+  }
 }
 
 function thumbnailOf(entry) {
@@ -252,13 +300,15 @@ function renderFiles() {
       entry.name = entry.name || (entry.file && entry.file.name) || '';
       const remove = element('button', { type: 'button', className: 'link-button', text: t('files.remove'), 'aria-label': t('files.remove_named', { name: entry.name }) });
       remove.addEventListener('click', () => removeEntry(entry));
-      const item = element(
-        'li',
-        { className: 'file-item', 'data-status': entry.status },
-        thumbnailOf(entry),
-        element('div', {}, element('div', { className: 'file-name', text: entry.name }), element('div', { className: 'file-state' })),
-        remove,
-      );
+      const details = element('div', { className: 'file-details' }, element('div', { className: 'file-name', text: entry.name }));
+      if (entry.kind === 'video') {
+        // Decoding a video takes a while: a bar, and a state line read out as it changes.
+        details.append(element('progress', { max: '100', value: '0', 'aria-label': t('files.video.progress_label', { name: entry.name }) }));
+        details.append(element('div', { className: 'file-state', role: 'status', 'aria-live': 'polite' }));
+      } else {
+        details.append(element('div', { className: 'file-state' }));
+      }
+      const item = element('li', { className: 'file-item', 'data-status': entry.status, 'data-kind': entry.kind || 'other' }, thumbnailOf(entry), details, remove);
       entry.element = item;
       updateEntry(entry);
       return item;
@@ -270,12 +320,12 @@ function renderFiles() {
   let progress = '';
   if (state.sending) progress = t('files.sending');
   else if (pending) progress = t('files.progress', { done: live.length - pending, total: live.length });
-  else if (ready) progress = t('files.ready', { count: ready });
+  else if (ready) progress = t('files.ready', { count: payload().fingerprints.length });
   if (!state.sending && !pending && failed) progress += (progress ? ' ' : '') + t('files.some_failed', { count: failed });
   const progressLine = $('#progress');
   if (progressLine.textContent !== progress) progressLine.textContent = progress;
   $('#submit-fingerprints').disabled = state.sending || pending > 0 || ready === 0;
-  $('#payload-preview').textContent = JSON.stringify(payload(), null, 2);
+  $('#payload-preview').textContent = previewText(payload());
   showError($('#submit-error'), state.submitError);
 }
 

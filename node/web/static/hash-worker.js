@@ -2,11 +2,14 @@
  * Web Worker that turns files into fingerprints, away from the page's thread.
  *
  * Message in:  { id, file: File|Blob, kind: "image"|"video", maxSide, thumbSide }
+ *           or { id, kind: "frame", picture: ImageBitmap } (one video frame, decoded
+ *              by the page: see video-frames.js; the bitmap is transferred and closed here)
  * Messages out: { id, progress: 0..1 } while working, then
  *               { id, ok: true, result } or { id, ok: false, error: code, detail }.
  * result for an image: { signal: "pdq", fingerprint: hex64, quality, width, height,
  *                        hashedWidth, hashedHeight, thumbnail: ImageBitmap, ms }
  * result for a video:  { signal: "md5", fingerprint: hex32, bytes, ms }
+ * result for a frame:  { signal: "pdq", fingerprint: hex64, quality, width, height, ms }
  *
  * Invariant: file contents never leave this worker; only fingerprints and a
  * small thumbnail (for the page, on this device) are posted back.
@@ -101,7 +104,20 @@ async function hashVideo(file, onProgress) {
   return { signal: 'md5', fingerprint: md5.hex(), bytes: file.size };
 }
 
-async function handle({ id, file, kind, maxSide = 0, thumbSide = 144, resizeQuality }) {
+// One video frame: the same PDQ as a photo's, on the pixels the page decoded.
+function hashFrame(picture) {
+  try {
+    const { width, height } = picture;
+    if (width < MIN_HASHABLE_SIDE || height < MIN_HASHABLE_SIDE) throw new HashError('too_small');
+    const pixels = pixelsOf(picture);
+    const { hex, quality } = pdqFromRGBA(pixels, width, height, { inPlace: true });
+    return { signal: 'pdq', fingerprint: hex, quality, width, height };
+  } finally {
+    picture.close();
+  }
+}
+
+async function handle({ id, file, kind, picture, maxSide = 0, thumbSide = 144, resizeQuality }) {
   const started = performance.now();
   try {
     let result;
@@ -110,6 +126,8 @@ async function handle({ id, file, kind, maxSide = 0, thumbSide = 144, resizeQual
       result = await hashImage(file, maxSide, thumbSide, onProgress, resizeQuality);
     } else if (kind === 'video') {
       result = await hashVideo(file, onProgress);
+    } else if (kind === 'frame') {
+      result = hashFrame(picture);
     } else {
       throw new HashError('unsupported');
     }
