@@ -208,3 +208,60 @@ def test_node_csp_lets_the_page_read_videos():
     assert MEDIA_SOURCE in meta
     # As shipped, not as the browser fixtures amend it while they run.
     assert MEDIA_SOURCE in SHIPPED_NODE_CSP.get("header", SECURITY_HEADERS["Content-Security-Policy"])
+
+
+def test_video_states_on_the_page(open_page, artifacts, tmp_path):
+    """Progress while a video is read, the result, and the kind message (French and
+    English) when this browser cannot decode one; screenshots in test-artifacts/browser/."""
+    import json
+    import time
+
+    import numpy as np
+    from test_webapp import PHONE, shoot, wait_until
+
+    page, _ = open_page(locale="fr-FR", viewport=PHONE)
+    page.click("#start")
+    for question in ("in_image", "adult", "has_image", "intimate"):
+        page.check(f"input[name={question}][value=yes]")
+    page.click("#eligibility-continue")
+    page.wait_for_selector("#view-files:not([hidden])")
+
+    clips = [make_video(tmp_path / f"clip-{n}.webm", codec="libvpx-vp9", width=320, height=240, seconds=12, rate=25,
+                        options={"deadline": "realtime", "cpu-used": "8"}) for n in (1, 2)]
+    broken = tmp_path / "souvenir.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(9).integers(0, 256, 40_000, dtype=np.uint8).tobytes())
+    page.set_input_files("#file-input", [str(clip) for clip in clips] + [str(broken)])
+
+    # While reading: a bar and a live state line per video.
+    deadline = time.monotonic() + 20
+    while not page.evaluate("[...document.querySelectorAll('.file-item[data-kind=video] progress')]"
+                            ".some((bar) => !bar.hidden && bar.value > 10)"):
+        assert time.monotonic() < deadline, "no video was seen in progress"
+        time.sleep(0.03)
+    shoot(page, artifacts, "20-video-lecture-en-cours")
+    line = page.locator(".file-item[data-kind=video] .file-state").first
+    assert line.get_attribute("role") == "status" and line.get_attribute("aria-live") == "polite"
+    assert page.locator(".file-item[data-kind=video] progress").first.get_attribute("aria-label").startswith("Avancement")
+
+    wait_until(page, "document.querySelectorAll('.file-item[data-status=done]').length === 3", timeout=40)
+    states = page.eval_on_selector_all(".file-item[data-kind=video] .file-state", "ls => ls.map(l => l.textContent)")
+    assert all("copie exacte, et 12 images de la vidéo" in state for state in states[:2]), states
+    assert "Ce navigateur ne sait pas lire cette vidéo." in states[2] and "Seule l'empreinte de la copie exacte" in states[2]
+    assert "autre navigateur" in states[2]
+    assert page.locator(".file-item[data-kind=video] canvas.thumb").count() == 2  # first frames, on this device only
+    assert page.is_visible(".file-item:nth-child(3) .file-state.is-low")
+    assert "5 empreintes prêtes" in page.inner_text("#progress")
+    page.click(".payload summary")
+    shown = json.loads(page.text_content("#payload-preview"))
+    assert [f["signal"] for f in shown["fingerprints"]] == ["md5", "vpdq", "md5", "vpdq", "md5"]
+    # One line per vPDQ frame in the preview.
+    assert page.text_content("#payload-preview").count('{"pdq":') == 24
+    shoot(page, artifacts, "21-video-illisible-et-apercu")
+
+    page.click("#language-switch")
+    page.wait_for_selector("html[lang=en]", state="attached")
+    states = page.eval_on_selector_all(".file-item[data-kind=video] .file-state", "ls => ls.map(l => l.textContent)")
+    assert "This browser cannot play this video." in states[2] and "Only the exact-copy fingerprint" in states[2]
+    assert "12 pictures from the video" in states[0]
+    shoot(page, artifacts, "22-video-unreadable-en")
+    assert not page.errors, page.errors

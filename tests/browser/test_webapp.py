@@ -4,7 +4,8 @@
   and a video, fingerprints, case number and PIN (saved as a text file), status,
   withdrawal with confirmation; a screenshot of each step in test-artifacts/browser/;
 - every request the page makes is kept: all go to 127.0.0.1, and the only bodies
-  are JSON of the contract's shape (no image bytes, no file names);
+  are JSON of the contract's shape (no image or video bytes, no file names); the
+  video is sent as its MD5 and its vPDQ, which matches node.hashing's;
 - the kind "not eligible" page in English, the language switch, the choice of language;
 - keyboard use, labels, visible focus and contrast;
 - static checks: both translation files complete, no external resource in the page.
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 from webapp_support import CONFORMANCE, STATIC, ThreadedNode, contract_error, distance, python_pdq
 
 PHONE = {"width": 390, "height": 844}
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"ftyp", b"GIF8")
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"ftyp", b"GIF8", b"\x1aE\xdf\xa3", b"moov", b"mdat")
 
 
 # ---------------------------------------------------------------- helpers
@@ -146,9 +147,11 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     wait_until(page, "document.querySelectorAll('.file-item[data-status=done], .file-item[data-status=error]').length === 7")
     assert page.locator(".file-item").count() == 7
     assert page.is_enabled("#submit-fingerprints")
-    assert page.locator(".file-item canvas.thumb").count() == 5  # local previews, photos only
+    assert page.locator(".file-item canvas.thumb").count() == 6  # local previews: photos, the video's first frame
     progress = page.inner_text("#progress")
-    assert "5 empreintes prêtes" in progress and "1 fichier n'a pas pu être lu" in progress, progress
+    assert "6 empreintes prêtes" in progress and "1 fichier n'a pas pu être lu" in progress, progress
+    video_state = page.inner_text(".file-item[data-kind=video] .file-state")
+    assert "copie exacte, et 19 images de la vidéo" in video_state, video_state
     shoot(page, artifacts, "04-fichiers")
 
     # What will be sent, as shown to the person, is exactly the contract and the right fingerprints.
@@ -157,13 +160,22 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     assert shown["lang"] == "fr"
     pdqs = [f for f in shown["fingerprints"] if f["signal"] == "pdq"]
     md5s = [f for f in shown["fingerprints"] if f["signal"] == "md5"]
-    assert len(pdqs) == 4 and len(md5s) == 1  # the copy is sent once
+    vpdqs = [f for f in shown["fingerprints"] if f["signal"] == "vpdq"]
+    assert len(pdqs) == 4 and len(md5s) == 1 and len(vpdqs) == 1  # the copy is sent once
     for name, sent in zip(photos, pdqs):
         expected_hex, expected_quality = python_pdq(conformance_pdq / name)
         assert distance(expected_hex, sent["fingerprint"]) <= 10, name
         assert sent["quality"] == expected_quality
         assert sent.get("low_quality", False) == (expected_quality < 50)
     assert md5s[0]["fingerprint"] == hashlib.md5(video.read_bytes()).hexdigest()
+    # The video's vPDQ: the frames node.hashing takes, matching its fingerprint under the VPDQ rule.
+    from node.hashing.videos import hash_video_file
+    from protocol.signals import VPDQ
+
+    expected_vpdq = hash_video_file(video)[1]["fingerprint"]
+    assert [f["timestamp"] for f in vpdqs[0]["fingerprint"]] == [f["timestamp"] for f in expected_vpdq]
+    sent_vpdq, expected_vpdq = VPDQ.parse_json(vpdqs[0]["fingerprint"]), VPDQ.parse_json(expected_vpdq)
+    assert VPDQ.matches(sent_vpdq, expected_vpdq) and VPDQ.matches(expected_vpdq, sent_vpdq)
 
     # Send: the case number and PIN, with the "write these down" step.
     page.click("#submit-fingerprints")
@@ -173,19 +185,24 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     pin = page.inner_text("#case-pin")
     assert re.fullmatch(r"[A-Z0-9]{4}(-[A-Z0-9]{4}){3}", case_number)
     assert re.fullmatch(r"\d{8}", pin)
-    assert "5 empreintes reçues" in page.inner_text("#codes-summary")
+    assert "6 empreintes reçues" in page.inner_text("#codes-summary")
     assert "Dont 1 de faible qualité" in page.inner_text("#codes-summary")
     assert page.is_visible("text=Ils ne pourront pas être retrouvés")
     # The node published exactly those fingerprints in its signed log.
     from protocol.entries import Submission, Withdrawal
 
+    from protocol.signals import SIGNALS
+
+    def canonical(fingerprint):  # the entry's bytes of a fingerprint object, as hex
+        return SIGNALS[fingerprint["signal"]].parse_json(fingerprint["fingerprint"]).hex()
+
     entries = read_log(web_server)
     published = {i: e for i, e in enumerate(entries) if isinstance(e, Submission)}
     mine = {i: e for i, e in published.items()
-            if (e.signal, e.fingerprint.hex()) in {(f["signal"], f["fingerprint"]) for f in shown["fingerprints"]}}
-    assert len(mine) == 5
+            if (e.signal, e.fingerprint.hex()) in {(f["signal"], canonical(f)) for f in shown["fingerprints"]}}
+    assert len(mine) == 6
     assert {(e.signal, e.fingerprint.hex(), e.quality) for e in mine.values()} == {
-        (f["signal"], f["fingerprint"], f.get("quality")) for f in shown["fingerprints"]}
+        (f["signal"], canonical(f), f.get("quality")) for f in shown["fingerprints"]}
     shoot(page, artifacts, "05-numero-et-pin")
 
     # Printing shows the codes, not the page's header or buttons.
@@ -222,7 +239,7 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     page.click("#status-form button[type=submit]")
     page.wait_for_selector("#status-result:not([hidden])")
     assert "actif" in page.inner_text("#status-state")
-    assert "5 empreintes dans votre dossier. 5 déjà publiées" in page.inner_text("#status-counts")
+    assert "6 empreintes dans votre dossier. 6 déjà publiées" in page.inner_text("#status-counts")
     assert "Aucune plateforme n'a encore signalé" in page.inner_text("#status-feedback")
     shoot(page, artifacts, "07-suivi")
 
@@ -258,6 +275,13 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     assert posts[0][1] == shown
     sent_text = json.dumps(posts)
     assert not any(Path(name).name in sent_text for name in photos + ["notes.txt", "copie.jpg", video.name])
+    assert '"signal": "vpdq"' in sent_text
+    # Not a byte of the video went out: no request body holds any 32-byte piece of it.
+    video_bytes = video.read_bytes()
+    pieces = [video_bytes[offset:offset + 32] for offset in range(0, len(video_bytes) - 32, len(video_bytes) // 97)]
+    for request in requests:
+        body = request.post_data_buffer or b""
+        assert not any(piece in body for piece in pieces), request.url
     # And what the node saw agrees: bodyless GETs and small JSON POSTs, nothing else.
     seen = recorder.requests[server_seen:]
     assert [r.path for r in seen if r.method == "POST"] == [path for path, _ in posts]
@@ -442,6 +466,8 @@ def translation_keys_used():
     # Keys built from a value: every value they can take.
     keys |= {f"not_eligible.reason.{q}" for q in ("in_image", "adult", "has_image", "intimate")}
     keys |= {f"files.error.{e}" for e in ("unreadable_image", "too_small", "unsupported", "failed")}
+    keys |= {f"files.video.{e}" for e in ("video_unreadable", "video_failed", "video_timeout", "video_too_long",
+                                          "video_too_large", "video_no_picture")}
     keys |= {f"status.state.{s}" for s in ("active", "withdrawn")}
     keys |= {f"verdict.{v}" for v in ("matched-pending-review", "removed", "not-violating", "disputed-false-match")}
     return keys

@@ -78,6 +78,20 @@ def contract_error(fingerprint) -> str | None:
             return "md5 fingerprint must be 32 lowercase hex digits"
         if set(fingerprint) - {"signal", "fingerprint"}:
             return "md5 takes no other keys"
+    elif signal == "vpdq":
+        if not (isinstance(value, list) and 1 <= len(value) <= 1770):
+            return "vpdq fingerprint must be a list of 1 to 1770 frames"
+        for frame in value:
+            if not (isinstance(frame, dict) and set(frame) == {"pdq", "quality", "timestamp"}):
+                return "a vpdq frame is exactly {pdq, quality, timestamp}"
+            if not (isinstance(frame["pdq"], str) and len(frame["pdq"]) == 64 and HEX.match(frame["pdq"])):
+                return "a vpdq frame's pdq must be 64 lowercase hex digits"
+            if not (isinstance(frame["quality"], int) and 0 <= frame["quality"] <= 100):
+                return "a vpdq frame's quality must be an integer 0..100"
+            if not (isinstance(frame["timestamp"], (int, float)) and frame["timestamp"] >= 0):
+                return "a vpdq frame's timestamp must be seconds >= 0"
+        if "quality" in fingerprint:
+            return "vpdq carries its qualities in its frames"
     else:
         return f"unknown signal {signal!r}"
     return None

@@ -214,6 +214,7 @@ async function hashEntry(entry) {
   try {
     const result = await state.hasher.hash(entry.file, {
       kind: entry.kind,
+      isCancelled: () => Boolean(entry.removed),
       onProgress: (progress) => {
         entry.status = 'hashing';
         entry.progress = progress;
@@ -225,7 +226,7 @@ async function hashEntry(entry) {
     entry.status = 'done';
     entry.duplicate = state.entries.some((other) => other !== entry && !other.removed && other.status === 'done' && !other.duplicate && other.result.fingerprint === result.fingerprint);
   } catch (error) {
-    if (entry.removed) return;
+    if (entry.removed || error.code === 'cancelled') return; // the list was emptied meanwhile
     entry.status = 'error';
     entry.error = error.code || 'failed';
   }

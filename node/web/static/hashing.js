@@ -91,8 +91,8 @@ export class Hasher {
    * Hash one file. Resolves to the worker's result; rejects with an Error whose
    * `code` is "unreadable_image", "too_small", "unsupported" or "failed".
    */
-  hash(file, { kind = kindOf(file), maxSide = DEFAULT_MAX_SIDE, resizeQuality = 'high', thumbSide = 144, onProgress = () => {}, vpdq = true } = {}) {
-    if (kind === 'video' && vpdq) return this.hashVideo(file, { thumbSide, onProgress });
+  hash(file, { kind = kindOf(file), maxSide = DEFAULT_MAX_SIDE, resizeQuality = 'high', thumbSide = 144, onProgress = () => {}, vpdq = true, isCancelled = () => false } = {}) {
+    if (kind === 'video' && vpdq) return this.hashVideo(file, { thumbSide, onProgress, isCancelled });
     return this.post({ file, kind, maxSide, resizeQuality, thumbSide }, [], onProgress);
   }
 
@@ -112,12 +112,13 @@ export class Hasher {
    * hashed before removing repeats), `thumbnail` (first frame, for this page
    * only) and `stages` (ms). Rejects only when the file cannot be read at all.
    */
-  async hashVideo(file, { thumbSide = 144, onProgress = () => {} } = {}) {
+  async hashVideo(file, { thumbSide = 144, onProgress = () => {}, isCancelled = () => false } = {}) {
     const started = performance.now();
     const result = await this.post({ file, kind: 'video' }, [], (p) => onProgress(p * MD5_SHARE));
     const md5Done = performance.now();
     // One video decodes at a time: two decoders at once would only compete.
-    const turn = (this.videoTurn || Promise.resolve()).then(() => this.sampleVideo(file, thumbSide, (p) => onProgress(MD5_SHARE + (1 - MD5_SHARE) * p)));
+    const stop = () => this.terminated || isCancelled();
+    const turn = (this.videoTurn || Promise.resolve()).then(() => this.sampleVideo(file, thumbSide, (p) => onProgress(MD5_SHARE + (1 - MD5_SHARE) * p), stop));
     this.videoTurn = turn.catch(() => {});
     const frames = await turn;
     Object.assign(result, frames);
@@ -126,7 +127,7 @@ export class Hasher {
     return result;
   }
 
-  async sampleVideo(file, thumbSide, onProgress) {
+  async sampleVideo(file, thumbSide, onProgress, isCancelled) {
     const hashed = [];
     let thumbnail = null;
     const onFrame = async (picture, seconds, index) => {
@@ -142,7 +143,7 @@ export class Hasher {
       hashed[index] = { pdq: frame.fingerprint, quality: frame.quality, seconds };
     };
     try {
-      const run = await sampleFrames(file, { onFrame, onProgress });
+      const run = await sampleFrames(file, { onFrame, onProgress, isCancelled });
       return {
         vpdq: vpdqRecords(hashed),
         vpdqError: run.failure,
@@ -177,7 +178,11 @@ export class Hasher {
   }
 
   terminate() {
+    this.terminated = true; // a video being decoded stops at its next frame
     this.worker.terminate();
+    // Nothing will answer now: settle what waits, so a video's decoding unwinds and lets its file go.
+    const cancelled = Object.assign(new Error('cancelled'), { code: 'cancelled' });
+    for (const { reject } of this.waiting.values()) reject(cancelled);
     this.waiting.clear();
   }
 }

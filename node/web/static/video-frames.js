@@ -174,14 +174,15 @@ async function currentPicture(video, hashSize = HASH_SIZE) {
  * order, `onFrame(picture, seconds, index)` is called with an ImageBitmap the
  * callee owns (and must close or transfer) and the frame's time in seconds from
  * the first frame; its promise is awaited only to keep at most two frames in
- * flight. `onProgress(fraction)` follows the slots.
+ * flight. `onProgress(fraction)` follows the slots; decoding stops (VideoError
+ * "video_cancelled") as soon as `isCancelled()` is true.
  *
  * Resolves with { frames: number of frames given, duration, slots, seeks,
  * timed: whether frame times come from the browser, complete: false when decoding
  * stopped early (damage or timeout after the first frame) }.
  * Rejects with a VideoError when not even the first frame can be read.
  */
-export async function sampleFrames(file, { onFrame, onProgress = () => {}, interval = SAMPLE_INTERVAL, hashSize = HASH_SIZE } = {}) {
+export async function sampleFrames(file, { onFrame, onProgress = () => {}, isCancelled = () => false, interval = SAMPLE_INTERVAL, hashSize = HASH_SIZE } = {}) {
   const { video, close } = await openVideo(file);
   const timed = typeof video.requestVideoFrameCallback === 'function';
   const duration = video.duration;
@@ -224,6 +225,7 @@ export async function sampleFrames(file, { onFrame, onProgress = () => {}, inter
       }
     };
     while (given < MAX_VPDQ_FRAMES) {
+      if (isCancelled()) throw new VideoError('video_cancelled'); // removed from the list, or the page left
       const slot = start + nextSlot;
       if (slot >= duration - EPSILON) break; // no frame starts at or after the end
       let shown;
