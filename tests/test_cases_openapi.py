@@ -72,3 +72,25 @@ def test_no_code_in_any_url():
     text = SPEC.read_text()
     for name in ("case_number", "pin"):
         assert not re.search(rf"name: {name}\b", text)
+
+
+def test_spec_is_valid_openapi_and_every_description_is_whole():
+    # A YAML slip (an unquoted ": " or ", " in a flow mapping) still parses, but into
+    # something else: validate the document and look for the stray null keys it leaves.
+    validator = pytest.importorskip("openapi_spec_validator")
+    import yaml
+
+    document = yaml.safe_load(SPEC.read_text())
+    validator.validate(document)
+
+    def nulls(node, path=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if value is None:
+                    yield f"{path}/{key}"
+                yield from nulls(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                yield from nulls(value, f"{path}/{i}")
+
+    assert not list(nulls(document))
