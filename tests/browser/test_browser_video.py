@@ -265,3 +265,68 @@ def test_video_states_on_the_page(open_page, artifacts, tmp_path):
     assert "12 pictures from the video" in states[0]
     shoot(page, artifacts, "22-video-unreadable-en")
     assert not page.errors, page.errors
+
+
+def make_gapped_webm(path: Path, times: list[float]) -> Path:
+    """A VP9 WebM whose frames start at the given times (seconds): irregular frame times."""
+    from fractions import Fraction
+
+    import av
+
+    from webapp_support import synthetic_frames
+
+    pictures = synthetic_frames(160, 120, len(times) / 25, 25, seed=11)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libvpx-vp9", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for when, pixels in zip(times, pictures):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = round(when * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_irregular_frame_times_follow_node_hashings_rule(page, recorder, tmp_path):
+    # 25 frames/s for 2 s, nothing until 5.5 s, then 25 frames/s again: the frame at
+    # 5.5 s stands for slot 2 (the first frame at or after it), the next slot is 6.
+    times = [i / 25 for i in range(50)] + [5.5 + i / 25 for i in range(50)]
+    path = make_gapped_webm(tmp_path / "gapped.webm", times)
+    [result] = browser_vpdq(page, recorder, [path], "video/webm")
+    assert result.get("vpdq"), result
+    _, frames = python_vpdq(path)
+    found = compare(result["vpdq"], frames)
+    print(f"\n  irregular frame times: browser {[f['timestamp'] for f in result['vpdq']]}, node.hashing "
+          f"{[f['timestamp'] for f in frames]}; largest distance {found['largest']}")
+    assert [f["timestamp"] for f in result["vpdq"]] == [f["timestamp"] for f in frames]
+    assert found["largest"] <= 10
+
+
+def test_video_too_long_for_the_browser_gets_its_md5_only(page, recorder, tmp_path):
+    from webapp_support import MAX_VPDQ_FRAMES_JS
+
+    # Two frames 1,800 s apart: a tiny file that lasts more than MAX_VPDQ_FRAMES seconds.
+    path = make_gapped_webm(tmp_path / "long.webm", [0.0, MAX_VPDQ_FRAMES_JS + 30.0])
+    [result] = browser_vpdq(page, recorder, [path], "video/webm")
+    assert result["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
+    assert result["vpdq"] is None and result["error"] == "video_too_long", result
+    assert result["duration"] is None and result["fingerprints"] == ["md5"]
+
+
+def test_page_limits_are_the_nodes():
+    """video-frames.js repeats a few constants of protocol/ and node/hashing (it cannot import them)."""
+    from webapp_support import STATIC, js_constant
+
+    from node.hashing.images import HASH_SIZE
+    from node.hashing.videos import DEFAULT_INTERVAL, MAX_FRAME_PIXELS
+    from protocol.signals import MAX_VPDQ_FRAMES
+
+    source = (STATIC / "video-frames.js").read_text("utf-8")
+    assert js_constant(source, "MAX_VPDQ_FRAMES") == MAX_VPDQ_FRAMES
+    assert js_constant(source, "SAMPLE_INTERVAL") == DEFAULT_INTERVAL
+    assert js_constant(source, "HASH_SIZE") == HASH_SIZE
+    assert js_constant(source, "MAX_FRAME_PIXELS") == MAX_FRAME_PIXELS

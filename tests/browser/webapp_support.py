@@ -295,3 +295,16 @@ def make_video(path: Path, *, codec: str, width: int, height: int, seconds: floa
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def js_constant(source: str, name: str):
+    """The value of `export const NAME = <number or product of numbers>;` in a page script."""
+    match = re.search(rf"export const {name} = ([0-9_ *.]+);", source)
+    assert match, f"{name} not found"
+    value = 1
+    for factor in match.group(1).replace("_", "").split("*"):
+        value *= float(factor)
+    return int(value) if value == int(value) else value
+
+
+MAX_VPDQ_FRAMES_JS = js_constant((STATIC / "video-frames.js").read_text("utf-8"), "MAX_VPDQ_FRAMES")

@@ -19,7 +19,7 @@
  * requestVideoFrameCallback says which frame that is (its mediaTime). So to get
  * the first frame at or after k, the page seeks to just under k + one frame
  * duration; when that lands before k (frame times that do not fall on a regular
- * grid), it steps forward to the next frame.
+ * grid, gaps), it searches forward for the next frame (frameAfter).
  *
  * Invariant: every wait is bounded (FRAME_TIMEOUT_MS per frame), the number of
  * slots is at most MAX_VPDQ_FRAMES, and the object URL is always revoked.
@@ -215,14 +215,39 @@ export async function sampleFrames(file, { onFrame, onProgress = () => {}, isCan
     await take(0);
     let previous = start;
     let nextSlot = interval;
-    // The first frame after `after`, found by seeking further each time; null at the end.
-    const frameAfter = async (after) => {
-      for (let step = 1.5 * (frameDuration || interval); ; step *= 2) {
-        const target = Math.min(after + step, duration);
+    // The first frame after the frame starting at `after`, given a time `known` at
+    // which that frame still shows. Seeks further, doubling the step, until a later
+    // frame shows; the one wanted starts between the last two times tried, which are
+    // then brought closer until less than one frame duration apart (so that only one
+    // frame can start between them, at a regular frame rate). Null at the end.
+    const unit = frameDuration || interval;
+    const frameAfter = async (after, known) => {
+      let low = Math.max(after, known);
+      let high = null;
+      let found = null;
+      for (let step = unit / 2; high === null; step *= 2) {
+        const target = Math.min(low + step, duration);
         const shown = await show(target, target);
-        if (shown > after + EPSILON) return shown;
-        if (target >= duration) return null;
+        if (shown > after + EPSILON) {
+          high = target;
+          found = shown;
+        } else if (target >= duration) {
+          return null;
+        } else {
+          low = target;
+        }
       }
+      while (high - low > 0.99 * unit && high - low > 0.001) {
+        const middle = (low + high) / 2;
+        const shown = await show(middle, middle);
+        if (shown > after + EPSILON) {
+          high = middle;
+          found = shown;
+        } else {
+          low = middle;
+        }
+      }
+      return { time: found, known: high };
     };
     while (given < MAX_VPDQ_FRAMES) {
       if (isCancelled()) throw new VideoError('video_cancelled'); // removed from the list, or the page left
@@ -235,8 +260,13 @@ export async function sampleFrames(file, { onFrame, onProgress = () => {}, isCan
           // the frame shown at the slot's time stands for it.
           shown = await show(slot, slot);
         } else {
-          shown = await show(slot + frameDuration - Math.min(0.001, frameDuration / 4), slot);
-          while (shown !== null && shown < slot - EPSILON) shown = await frameAfter(shown);
+          let target = slot + frameDuration - Math.min(0.001, frameDuration / 4);
+          shown = await show(target, slot);
+          while (shown !== null && shown < slot - EPSILON) {
+            const next = await frameAfter(shown, target);
+            shown = next && next.time;
+            target = next && next.known;
+          }
         }
       } catch (error) {
         if (!(error instanceof VideoError)) throw error;
