@@ -3,7 +3,8 @@
 Only helpline nodes serve it: it talks to the case API, which only they have. Files are
 looked up by exact name in a fixed list built at start-up (no path from a request ever
 reaches the file system), sent with the page's Content-Security-Policy as a header
-too (the meta tag cannot forbid framing), no cookies, and `no-cache` so a helpline
+too (the meta tag cannot forbid framing; `media-src blob:` lets the page read the
+person's own videos through object URLs, never from anywhere else), no cookies, and `no-cache` so a helpline
 that updates the page never leaves a person on an old copy of its JavaScript.
 """
 
@@ -27,7 +28,7 @@ CONTENT_TYPES = {
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; worker-src 'self'; connect-src 'self'; "
-        "style-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; "
+        "style-src 'self'; img-src 'self' data: blob:; media-src blob:; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'"
     ),
     "Referrer-Policy": "no-referrer",

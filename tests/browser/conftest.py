@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CONFORMANCE, REPO, Recorder, ThreadedNode,
-                             page_csp_allows_local_videos)
+from webapp_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CONFORMANCE, REPO, Recorder, ThreadedNode
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +46,7 @@ def recorder() -> Recorder:
 @pytest.fixture(scope="session")
 def web_server(recorder, tmp_path_factory):
     """The helpline node serving the page (session-wide)."""
-    with page_csp_allows_local_videos(), ThreadedNode(tmp_path_factory.mktemp("helpline"), recorder) as node:
+    with ThreadedNode(tmp_path_factory.mktemp("helpline"), recorder) as node:
         yield node
 
 

@@ -11,7 +11,6 @@ received (method, path, type, length) without consuming bodies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import threading
 from dataclasses import dataclass, field
@@ -128,33 +127,6 @@ def add_page_routes(app: web.Application, recorder: Recorder) -> None:
 MEDIA_SOURCE = "media-src blob:"
 """The page reads the person's videos through object URLs of the local files
 (video-frames.js): its Content-Security-Policy must allow blob: media."""
-
-
-SHIPPED_NODE_CSP: dict = {}
-"""The node's CSP header as node/web/static_routes.py ships it, before the fixture below amends it."""
-
-
-@contextlib.contextmanager
-def page_csp_allows_local_videos():
-    """Serve the page with the media-src the page itself declares (index.html's
-    meta tag) when the node's CSP header lacks it. The header is
-    node/web/static_routes.py's, outside the page; test_node_csp_lets_the_page_read_videos
-    reports the gap instead of letting it silently turn every video into MD5 only."""
-    try:
-        from node.web import static_routes
-    except ImportError:  # the node does not serve the page itself: the test route does, meta tag only
-        yield
-        return
-    headers = static_routes.SECURITY_HEADERS
-    original = headers.get("Content-Security-Policy")
-    SHIPPED_NODE_CSP.setdefault("header", original)
-    if original is not None and "media-src" not in original:
-        headers["Content-Security-Policy"] = original.rstrip("; ") + "; " + MEDIA_SOURCE
-    try:
-        yield
-    finally:
-        if original is not None:
-            headers["Content-Security-Policy"] = original
 
 
 def make_helpline_datadir(root: Path):
