@@ -244,3 +244,37 @@ def test_truncated_stream_keeps_the_frames_before_the_damage(tmp_path):
     partial = hash_file(cut)[1]["fingerprint"]
     assert 1 <= len(partial) < len(whole)
     assert partial == whole[: len(partial)]
+
+
+def _yuv_video(path: Path, width: int, height: int, colorspace: int | None) -> Path:
+    """Two frames of the same YUV samples; `colorspace` tags the matrix (None: untagged)."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=1)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    if colorspace is not None:
+        stream.codec_context.colorspace = colorspace
+    luma = np.repeat(np.linspace(16, 235, height).astype(np.uint8)[:, None], width, axis=1)
+    for i in range(2):
+        yuv = np.full((height * 3 // 2, width), 128, np.uint8)
+        yuv[:height] = luma
+        yuv[height:height + height // 4] = 60 + 60 * i  # a strong colour: the matrix matters
+        for packet in stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+@pytest.mark.parametrize("height,standard", [(720, 1), (480, 6)])  # HD: BT.709, SD: BT.601 (SMPTE 170M)
+def test_untagged_colours_are_read_as_browsers_read_them(tmp_path, height, standard):
+    # The person's browser reads an untagged HD video as BT.709 and an SD one as
+    # BT.601; the platform's node must agree or the same video lands far away.
+    def frames(path):
+        [vpdq] = [fp["fingerprint"] for fp in hash_file(path) if fp["signal"] == "vpdq"]
+        return [bytes.fromhex(frame["pdq"]) for frame in vpdq]
+
+    tagged = frames(_yuv_video(tmp_path / "tagged.mp4", height * 16 // 9 // 2 * 2, height, standard))
+    untagged = frames(_yuv_video(tmp_path / "untagged.mp4", height * 16 // 9 // 2 * 2, height, None))
+    assert len(tagged) == len(untagged) == 2
+    assert tagged == untagged

@@ -126,10 +126,26 @@ def _frame_time(frame, stream, decoded: int) -> float:
     return (decoded - 1) / float(rate)
 
 
+# A frame whose colour matrix is not tagged is read the way players and browsers read
+# it: BT.709 for HD, BT.601 for SD. The victim's browser hashes their video that way, so
+# the platform's node must too (else an untagged HD video lands ~20 bits away).
+_UNSPECIFIED_COLORSPACE = 2  # AVCOL_SPC_UNSPECIFIED
+_HD_MIN_HEIGHT = 577         # taller than PAL SD (576 lines)
+
+
+def _frame_rgb(frame):
+    """The frame as an RGB PIL image, 8 bits."""
+    if frame.colorspace == _UNSPECIFIED_COLORSPACE and frame.height >= _HD_MIN_HEIGHT:
+        from av.video.reformatter import Colorspace
+
+        return frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709).to_image()
+    return frame.to_image()
+
+
 def _hash_frame(frame) -> tuple[str, int]:
     from PIL import Image
 
-    image = frame.to_image()  # RGB, 8 bits
+    image = _frame_rgb(frame)
     image = shrink_for_hashing(image)
     rotation = getattr(frame, "rotation", 0) or 0  # degrees counter-clockwise to display
     turn = {90: Image.Transpose.ROTATE_90, -90: Image.Transpose.ROTATE_270, 270: Image.Transpose.ROTATE_270,
