@@ -282,8 +282,11 @@ class VpdqSignal(Signal):
             ts = item["timestamp"]
             if type(ts) not in (int, float) or not math.isfinite(ts) or ts < 0:
                 raise SignalError(f"vpdq frame {i}: timestamp must be a number of seconds >= 0, not {ts!r}")
+            # Bound before scaling: 1e308 s is finite, but 1e308 * 1000 is not.
+            if ts > MAX_VPDQ_TIMESTAMP_MS / 1000:
+                raise SignalError(f"vpdq frame {i}: timestamp {ts} s is beyond {MAX_VPDQ_TIMESTAMP_MS / 1000} s")
             ms = round(ts * 1000)
-            if ms > MAX_VPDQ_TIMESTAMP_MS:
+            if ms > MAX_VPDQ_TIMESTAMP_MS:  # rounding up at the very edge
                 raise SignalError(f"vpdq frame {i}: timestamp {ts} s is beyond {MAX_VPDQ_TIMESTAMP_MS / 1000} s")
             frames.append(VpdqFrame(bytes.fromhex(pdq), quality, ms))
         return self.from_frames(frames)

@@ -194,6 +194,8 @@ def test_vpdq_json_timestamps_are_milliseconds():
         [{"pdq": "00" * 32, "quality": 90, "timestamp": float("inf")}],
         [{"pdq": "00" * 32, "quality": 90, "timestamp": "0"}],
         [{"pdq": "00" * 32, "quality": 90, "timestamp": 2**32 / 1000}],
+        [{"pdq": "00" * 32, "quality": 90, "timestamp": 1e308}],  # finite, but not once in milliseconds
+        [{"pdq": "00" * 32, "quality": 90, "timestamp": 10**400}],
         [{"pdq": "00" * 32, "quality": 90, "timestamp": 2}, {"pdq": "00" * 32, "quality": 90, "timestamp": 1}],
     ],
 )
