@@ -280,7 +280,7 @@ class VpdqSignal(Signal):
             if type(quality) is not int or not 0 <= quality <= MAX_QUALITY:
                 raise SignalError(f"vpdq frame {i}: quality must be an integer from 0 to {MAX_QUALITY}, not {quality!r}")
             ts = item["timestamp"]
-            if type(ts) not in (int, float) or not math.isfinite(ts) or ts < 0:
+            if type(ts) not in (int, float) or (type(ts) is float and not math.isfinite(ts)) or ts < 0:
                 raise SignalError(f"vpdq frame {i}: timestamp must be a number of seconds >= 0, not {ts!r}")
             # Bound before scaling: 1e308 s is finite, but 1e308 * 1000 is not.
             if ts > MAX_VPDQ_TIMESTAMP_MS / 1000:
