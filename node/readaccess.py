@@ -358,12 +358,17 @@ def _public_key_from_lookup(lookup: Lookup, keyid: str) -> Ed25519PublicKey | No
 class ReplayCache:
     """Nonces accepted recently, per reader, each kept until `forget_at`.
 
-    Bounded: at most `max_entries` live nonces. Expired ones are dropped as time passes
-    (a heap ordered by expiry makes that O(log n) per nonce)."""
+    Bounded: at most `max_entries` live nonces, and at most `max_per_reader` of them
+    from any one reader (half the cache by default), so that one reader sending
+    requests as fast as it can fills only its own share and never shuts the others
+    out. Expired ones are dropped as time passes (a heap ordered by expiry makes that
+    O(log n) per nonce)."""
 
-    def __init__(self, max_entries: int = DEFAULT_REPLAY_CACHE_ENTRIES):
+    def __init__(self, max_entries: int = DEFAULT_REPLAY_CACHE_ENTRIES, max_per_reader: int | None = None):
         self.max_entries = max_entries
+        self.max_per_reader = max_per_reader if max_per_reader is not None else max(1, max_entries // 2)
         self._live: set[tuple[str, str]] = set()
+        self._per_reader: dict[str, int] = {}
         self._by_expiry: list[tuple[float, str, str]] = []
 
     def __len__(self) -> int:
@@ -372,7 +377,13 @@ class ReplayCache:
     def _expire(self, now: float) -> None:
         while self._by_expiry and self._by_expiry[0][0] < now:
             _, keyid, nonce = heapq.heappop(self._by_expiry)
-            self._live.discard((keyid, nonce))
+            if (keyid, nonce) in self._live:
+                self._live.discard((keyid, nonce))
+                left = self._per_reader[keyid] - 1
+                if left:
+                    self._per_reader[keyid] = left
+                else:
+                    del self._per_reader[keyid]
 
     def check_and_add(self, keyid: str, nonce: str, forget_at: float, now: float) -> None:
         """Record (keyid, nonce) until `forget_at`; raise if already recorded."""
@@ -381,9 +392,13 @@ class ReplayCache:
             raise ReplayedSignature(
                 "this signature nonce was already used; sign each request afresh with a new nonce"
             )
+        if self._per_reader.get(keyid, 0) >= self.max_per_reader:
+            raise ReplayCacheFull("this reader has too many signed requests in flight; slow down and "
+                                  "retry in a few seconds")
         if len(self._live) >= self.max_entries:
             raise ReplayCacheFull("too many signed requests in flight; retry in a few seconds")
         self._live.add((keyid, nonce))
+        self._per_reader[keyid] = self._per_reader.get(keyid, 0) + 1
         heapq.heappush(self._by_expiry, (forget_at, keyid, nonce))
 
 

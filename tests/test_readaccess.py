@@ -284,7 +284,7 @@ def test_signer_refuses_a_keyid_for_another_key():
 
 
 def test_replay_cache_forgets_expired_nonces_and_is_bounded():
-    cache = ReplayCache(max_entries=3)
+    cache = ReplayCache(max_entries=3, max_per_reader=3)
     cache.check_and_add("k", "a", forget_at=100, now=0)
     with pytest.raises(ReplayedSignature):
         cache.check_and_add("k", "a", forget_at=100, now=50)
@@ -295,6 +295,18 @@ def test_replay_cache_forgets_expired_nonces_and_is_bounded():
     cache.check_and_add("k", "c", forget_at=300, now=150)  # "a" nonces expired, room again
     assert len(cache) == 2
     cache.check_and_add("k", "a", forget_at=400, now=150)  # and "a" may be used afresh
+
+
+def test_one_reader_fills_only_its_own_share_of_the_replay_cache():
+    cache = ReplayCache(max_entries=10)  # half of it at most for any one reader
+    for i in range(5):
+        cache.check_and_add("greedy", f"n{i}", forget_at=100, now=0)
+    with pytest.raises(ReplayCacheFull, match="this reader"):
+        cache.check_and_add("greedy", "n5", forget_at=100, now=0)
+    for i in range(5):  # the others still get in
+        cache.check_and_add(f"reader-{i}", "n", forget_at=100, now=0)
+    cache.check_and_add("greedy", "n5", forget_at=300, now=150)  # its share frees as nonces expire
+    assert len(cache) == 1
 
 
 async def test_replay_cache_full_is_503(aiohttp_server, session, reader):
