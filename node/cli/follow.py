@@ -35,7 +35,11 @@ def register(subparsers) -> None:
                               description="Choose the logs this node follows and verifies.")
     sub = p.add_subparsers(dest="follow_command", metavar="ACTION", required=True)
 
-    add = sub.add_parser("add", help="follow a log (its verifier key is pinned)")
+    add = sub.add_parser("add", help="follow a log (its verifier key is pinned)",
+                         description="Follow the log at URL: a running node fetches its checkpoint every "
+                         "--interval seconds, verifies the signature with the pinned --vkey, every tile and "
+                         "entry, and consistency with what it verified before, then applies the new entries. "
+                         "A restricted log must first register this node's `ncii-node key --request` as a reader.")
     add_dir_argument(add)
     add.add_argument("url", metavar="URL", help="the log's URL prefix, e.g. https://helpline.example/log")
     add.add_argument("--vkey", help="the log's verifier key (name+hex+base64), as `ncii-node key` prints it")

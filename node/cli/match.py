@@ -58,13 +58,13 @@ def register(subparsers) -> None:
     t = subparsers.add_parser(
         "match-threshold",
         help="set or show the PDQ match distance of a followed log (platforms)",
-        description="With N, entries of log ORIGIN match PDQ (and vPDQ frame) fingerprints within Hamming "
-        "distance N (0..256); 'default' returns it to 31. Without N, prints the threshold of every log "
-        "that has its own. Takes effect at once in a running node.",
+        description="With ORIGIN and THRESHOLD, entries of that followed log match PDQ (and vPDQ frame) "
+        "fingerprints within Hamming distance THRESHOLD (0..256); 'default' returns it to 31. Without them, "
+        "prints the threshold of every log that has its own. Takes effect at once in a running node.",
     )
     add_dir_argument(t, help="data directory of the platform node")
-    t.add_argument("origin", nargs="?", help="origin of the followed log")
-    t.add_argument("threshold", nargs="?", help="0..256, or 'default'")
+    t.add_argument("origin", nargs="?", metavar="ORIGIN", help="origin of the followed log")
+    t.add_argument("threshold", nargs="?", metavar="THRESHOLD", help="0..256, or 'default'")
     t.set_defaults(func=run_threshold)
 
 

@@ -9,8 +9,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve",
         help="run the node's HTTP server and sequencer",
-        description="Serves /checkpoint, /tile/..., /node.json on HOST:PORT and the admin "
-        "endpoint on the configured admin address; writes DIR/serve.json with both URLs.",
+        description="Runs the node until interrupted. Public site on HOST:PORT: its log (/checkpoint, "
+        "/tile/..., /node.json), /status, the witness routes, and on a helpline the victim web page (/) and "
+        "the case API (/v1/cases...). Admin site (loopback, a free port by default): /admin/append, "
+        "/v1/feedback, and on a platform the match API (/v1/match...). Follows the logs of `ncii-node follow`, "
+        "compares views with `follow peers`. Writes DIR/serve.json with both URLs; spec/openapi.yaml "
+        "describes every route.",
     )
     add_dir_argument(p)
     p.add_argument("--host", help="address to listen on (default: [http] host, 127.0.0.1)")

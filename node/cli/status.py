@@ -11,8 +11,9 @@ def register(subparsers) -> None:
         help="show the followed logs: size, last verified checkpoint, lag, errors, forks",
         description="Reads the node's database (works while the node runs). With --json prints one "
         "object whose `logs` list holds, per followed log, origin, size, forked, last_verified_at, "
-        "lag_entries, lag_seconds and last_error, and whose `fingerprints` holds the counts of active "
-        "and withdrawn fingerprints. Exit status 3 when a followed log has forked.",
+        "lag_entries, lag_seconds, last_error and, for a fork, its evidence file; whose `fingerprints` "
+        "holds the counts of active, withdrawn and suppressed fingerprints; and whose `gossip` list holds "
+        "the peers views are compared with. Exit status 3 when a followed log has forked.",
     )
     add_dir_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -85,8 +85,9 @@ def format_report(report: dict) -> str:
         lines.append(f"  url            {entry['url']}")
         lines.append(f"  size           {entry['size']} verified"
                      + (f", {entry['lag_entries']} behind" if entry["lag_entries"] else ""))
-        lines.append(f"  last verified  {entry['last_verified_at'] or 'never'}"
-                     + (f" (in sync {entry['lag_seconds']} s ago)" if entry["lag_seconds"] is not None else ""))
+        lines.append(f"  last verified  {entry['last_verified_at'] or 'no checkpoint yet'}"
+                     + (f" (up to date with the log as of {entry['lag_seconds']} s ago)"
+                        if entry["lag_seconds"] is not None else ""))
         fp = entry["fingerprints"]
         lines.append(f"  fingerprints   {fp['active']} active, {fp['withdrawn']} withdrawn, "
                      f"{fp['suppressed']} suppressed")

@@ -112,7 +112,7 @@ def migrate(db: sqlite_utils.Database, modules: list[ModuleType] | None = None) 
                 conn.execute("INSERT INTO schema_versions (area, version) VALUES (?, ?) "
                              "ON CONFLICT(area) DO UPDATE SET version = excluded.version", (area, step + 1))
                 conn.execute("COMMIT")
-                logger.info("database: area %s migrated to version %d", area, step + 1)
+                logger.debug("database: area %s migrated to version %d", area, step + 1)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
