@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.audit import report as report_mod
-from node.audit.check import AuditResult, Violation, audit_log
+from node.audit.check import AuditResult, audit_log
 from node.witness import evidence as evidence_mod
 from node.witness.seen import MAX_SEEN_BYTES, compare_views, notes_for_origin
 from protocol.checkpoint import Checkpoint, open_checkpoint
@@ -173,11 +173,13 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
             tiles = await _fetch_all(client, tiles_for_size(cp.size), client.tile, result)
             bundles = await _fetch_all(client, bundles_for_size(cp.size), client.bundle, result)
         fetch_problems = result.violations
-        if signer is None and any("HTTP 401" in v.message for v in fetch_problems):
-            fetch_problems.insert(0, Violation(
-                "unavailable", "this log is read by registered readers only: run the audit again with "
+        if any("HTTP 401" in v.message or "HTTP 403" in v.message for v in fetch_problems):
+            # Not the log's fault: we may not read it. That is "could not audit", not a violation.
+            raise AuditError(
+                "this log is read by registered readers only, and its tiles were refused: run the audit with "
                 "--request-key FILE, the request key file (DIR/keys/request.key) of a node that the log's "
-                "operator registered with `ncii-node readers add`"))
+                "operator registered with `ncii-node readers add`"
+                + ("" if signer is None else " (the key given is not registered there)"))
         result = await asyncio.to_thread(audit_log, note, options.vkey, tiles, bundles)
         if fetch_problems:  # the specific fetch failures replace the check's summary of them
             result.violations[:] = fetch_problems + [v for v in result.violations if v.kind != "unavailable"]
