@@ -29,6 +29,12 @@ LOW_QUALITY = 50
 
 MAX_QUALITY = 100
 
+DEGENERATE_PDQ_DISTANCE = DEFAULT_PDQ_THRESHOLD
+"""A PDQ hash this close to all zeros or all ones is degenerate (see PdqSignal.is_degenerate)."""
+
+EMPTY_FILE_MD5 = bytes.fromhex("d41d8cd98f00b204e9800998ecf8427e")
+"""MD5 of no bytes: degenerate."""
+
 VPDQ_QUERY_COVERAGE = 80.0
 """Default share (percent) of the query video's unique frames that must match."""
 
@@ -91,6 +97,11 @@ class Signal:
         """A few valid values, for tests and documentation."""
         raise NotImplementedError
 
+    def is_degenerate(self, data: bytes) -> str | None:
+        """Why a canonical value can only cause false matches (the hash of no content),
+        or None. Such values are valid, but a helpline refuses to publish them."""
+        return None
+
     def check_quality(self, quality: int | None) -> None:
         """Raise SignalError unless `quality` is allowed beside a fingerprint of this type."""
         if quality is None:
@@ -133,6 +144,22 @@ class PdqSignal(Signal):
     def matches(self, query: bytes, indexed: bytes, *, threshold: int = DEFAULT_PDQ_THRESHOLD) -> bool:
         return self.distance(query, indexed) <= threshold
 
+    def is_degenerate(self, data: bytes) -> str | None:
+        # PDQ sets one bit per DCT coefficient above their median, so the hash of a
+        # picture with any content has about 128 of its 256 bits set. A fully black
+        # picture hashes to all zeros; a hash within the match distance of all zeros
+        # (or all ones) would match every such blank picture and no real one.
+        ones = int.from_bytes(data, "big").bit_count()
+        if ones <= DEGENERATE_PDQ_DISTANCE:
+            what = "all zeros" if ones == 0 else f"only {ones} of its 256 bits set"
+            return (f"this pdq hash is {what}, as a blank (black) picture gives: it would match every "
+                    "blank picture and no real one")
+        if ones >= 256 - DEGENERATE_PDQ_DISTANCE:
+            what = "all ones" if ones == 256 else f"{256 - ones} of its 256 bits clear"
+            return (f"this pdq hash is {what}; no picture gives such a hash (a real one has about half "
+                    "its bits set), and it would match only other such hashes")
+        return None
+
     def examples(self) -> list[bytes]:
         # PDQ hashes of three synthetic images (gradient, checkerboard, waves).
         return [
@@ -164,6 +191,12 @@ class Md5Signal(Signal):
 
     def matches(self, query: bytes, indexed: bytes) -> bool:
         return query == indexed
+
+    def is_degenerate(self, data: bytes) -> str | None:
+        if data == EMPTY_FILE_MD5:
+            return ("this is the md5 of an empty file (0 bytes), which would match every empty file "
+                    "uploaded anywhere; the file was probably not read")
+        return None
 
     def examples(self) -> list[bytes]:
         return [
@@ -344,6 +377,14 @@ class VpdqSignal(Signal):
         if result is None:
             return False  # nothing comparable is never a match (Meta's code divides by zero here)
         return result.query_percent >= query_coverage and result.indexed_percent >= indexed_coverage
+
+    def is_degenerate(self, data: bytes) -> str | None:
+        # A video some of whose frames are blank (a black opening) is fine: only a
+        # video with nothing but blank frames has nothing to match on.
+        if all(PDQ.is_degenerate(f.pdq) for f in self.frames(data)):
+            return ("every frame of this vpdq fingerprint has a blank picture's pdq hash (all zeros or "
+                    "nearly): it would match every blank video and no real one")
+        return None
 
     def examples(self) -> list[bytes]:
         pdqs = PDQ.examples()

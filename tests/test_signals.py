@@ -322,3 +322,48 @@ def test_vpdq_compare_is_symmetric_in_its_two_percentages(a, b):
     forward, backward = VPDQ.compare(va, vb), VPDQ.compare(vb, va)
     assert forward == (backward.indexed_percent, backward.query_percent)
     assert 0.0 <= forward.query_percent <= 100.0 and 0.0 <= forward.indexed_percent <= 100.0
+
+
+# --- degenerate values (the hash of no content) -------------------------------
+
+
+def test_degenerate_pdq_hashes():
+    zeros, ones = bytes(32), b"\xff" * 32
+    assert "all zeros" in PDQ.is_degenerate(zeros)
+    assert "all ones" in PDQ.is_degenerate(ones)
+    # Within the match distance of all zeros / all ones: it would match a black picture.
+    assert "only 31 of its 256 bits" in PDQ.is_degenerate(flip(zeros, DEFAULT_PDQ_THRESHOLD))
+    assert PDQ.matches(flip(zeros, DEFAULT_PDQ_THRESHOLD), zeros)
+    assert PDQ.is_degenerate(flip(zeros, DEFAULT_PDQ_THRESHOLD + 1)) is None
+    assert "31 of its 256 bits clear" in PDQ.is_degenerate(flip(ones, DEFAULT_PDQ_THRESHOLD))
+    assert PDQ.is_degenerate(flip(ones, DEFAULT_PDQ_THRESHOLD + 1)) is None
+    # Real pictures' hashes (about half the bits set) are not.
+    assert all(PDQ.is_degenerate(value) is None for value in PDQ.examples())
+
+
+@given(st.sets(st.integers(0, 255), max_size=64), st.booleans())
+@settings(max_examples=150)
+def test_pdq_degenerate_iff_it_matches_a_blank_picture(bits, from_ones):
+    value = sum(1 << b for b in bits)
+    value = value ^ ((1 << 256) - 1) if from_ones else value
+    value = value.to_bytes(32, "big")
+    blank = PDQ.is_degenerate(value) is not None
+    assert blank == (PDQ.matches(value, bytes(32)) or PDQ.matches(value, b"\xff" * 32))
+
+
+def test_degenerate_md5_is_the_empty_file():
+    assert "empty file" in MD5.is_degenerate(hashlib.md5(b"").digest())
+    assert MD5.is_degenerate(hashlib.md5(b"\0").digest()) is None
+    assert MD5.is_degenerate(bytes(16)) is None  # odd, but some file could have it
+
+
+def test_degenerate_vpdq_only_when_every_frame_is():
+    black, nearly_black, real = bytes(32), flip(bytes(32), 3), PDQ.examples()[0]
+    assert "every frame" in VPDQ.is_degenerate(video((black, 0), (nearly_black, 90), (b"\xff" * 32, 90)))
+    assert VPDQ.is_degenerate(video((black, 0), (real, 90), (black, 0))) is None  # a black opening is fine
+    assert all(VPDQ.is_degenerate(value) is None for value in VPDQ.examples())
+
+
+def test_every_signal_says_whether_a_value_is_degenerate():
+    for signal in SIGNALS.values():
+        assert all(isinstance(signal.is_degenerate(v), (str, type(None))) for v in signal.examples())
