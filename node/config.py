@@ -17,6 +17,8 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     host = "127.0.0.1"                # public site: /checkpoint, /tile/..., /node.json
     port = 8080
     public_read = false               # true: anyone may fetch tiles and entry bundles
+    trusted_proxies = []              # reverse proxies (addresses or CIDR networks) whose
+                                      # X-Forwarded-For gives the client address (case API limits)
 
     [admin]
     host = "127.0.0.1"                # admin site (POST /admin/append); must be loopback unless
@@ -47,6 +49,7 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +75,7 @@ class HttpSection:
     host: str = "127.0.0.1"
     port: int = 8080
     public_read: bool = False
+    trusted_proxies: list = field(default_factory=list)
 
 
 @dataclass
@@ -127,6 +131,12 @@ class Config:
         for name, port in (("[http] port", self.http.port), ("[admin] port", self.admin.port)):
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name} must be between 0 and 65535, not {port}")
+        for proxy in self.http.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy if isinstance(proxy, str) else None, strict=False)
+            except (TypeError, ValueError):
+                raise ConfigError(f"[http] trusted_proxies: {proxy!r:.60} is not an address or a CIDR network "
+                                  "(for example \"10.0.0.0/8\" or \"::1\")") from None
         if not 0.01 <= self.log.sequencing_interval <= 3600:
             raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
         if self.log.max_batch_entries < 1:
