@@ -17,6 +17,10 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     host = "127.0.0.1"                # public site: /checkpoint, /tile/..., /node.json
     port = 8080
     public_read = false               # true: anyone may fetch tiles and entry bundles
+    body_timeout = 30.0               # seconds to receive a whole request body (else 408); both sites
+    idle_timeout = 15.0               # seconds to receive a request head after connecting or after
+                                      # the previous answer (else the connection is closed); both sites
+    max_concurrent_bodies = 16        # request bodies read at once per site; beyond: 503 at once
     trusted_proxies = []              # reverse proxies (addresses or CIDR networks) whose
                                       # X-Forwarded-For gives the client address (case API limits)
 
@@ -75,6 +79,9 @@ class HttpSection:
     host: str = "127.0.0.1"
     port: int = 8080
     public_read: bool = False
+    body_timeout: float = 30.0
+    idle_timeout: float = 15.0
+    max_concurrent_bodies: int = 16
     trusted_proxies: list = field(default_factory=list)
 
 
@@ -137,6 +144,11 @@ class Config:
             except (TypeError, ValueError):
                 raise ConfigError(f"[http] trusted_proxies: {proxy!r:.60} is not an address or a CIDR network "
                                   "(for example \"10.0.0.0/8\" or \"::1\")") from None
+        for name, seconds in (("body_timeout", self.http.body_timeout), ("idle_timeout", self.http.idle_timeout)):
+            if not 0.01 <= seconds <= 3600:
+                raise ConfigError(f"[http] {name} must be between 0.01 and 3600 seconds")
+        if not 1 <= self.http.max_concurrent_bodies <= 100_000:
+            raise ConfigError("[http] max_concurrent_bodies must be between 1 and 100000")
         if not 0.01 <= self.log.sequencing_interval <= 3600:
             raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
         if self.log.max_batch_entries < 1:
