@@ -302,6 +302,81 @@ async def test_parallel_guesses_are_counted_one_by_one(node, session):
     assert all(s in (401, 429) for s, _, _ in results)
 
 
+async def wrong_pin_answers(node, number: str, pin: str, local_address: str) -> list:
+    """Every answer a patient guesser gets from a fresh address, trying a wrong PIN,
+    retrying at once whenever told to wait, then waiting as told; until the case is
+    locked, then once during the lock and once after it."""
+    clock = node.app[CASES].clock
+    url = node.public_url + "/v1/cases/status"
+    connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
+    answers = []
+    async with aiohttp.ClientSession(connector=connector) as s:
+        async def attempt():
+            status, data, headers = await post(s, url, {"case_number": number, "pin": pin})
+            answers.append((status, data, headers.get("Retry-After")))
+            return data
+
+        for _ in range(40):
+            data = await attempt()
+            if "retry_after" in data:
+                await attempt()  # at once: refused without a check
+                clock.now += data["retry_after"]
+            if data.get("locked"):
+                break
+        clock.now += 600
+        await attempt()  # during the lock
+        clock.now += CASE_POLICY.lock_duration
+        await attempt()  # after it: one more wrong PIN locks again
+    return answers
+
+
+async def test_an_unknown_case_number_is_answered_like_a_known_one(node, session):
+    """The failed-PIN counters tell nothing about whether a case number exists: the
+    same status codes, waits, wording and lockout for a real case (wrong PIN) and an
+    unknown number, each tried from a fresh address."""
+    from node.cases.numbers import new_case_number
+
+    node.app[CASES].clock = Clock(1_800_000_000.0)
+    case = await open_case(session, node, [pdq(41)])
+    wrong = "%08d" % ((int(case["pin"]) + 1) % 10**8)
+    start = node.app[CASES].clock.now
+    known = await wrong_pin_answers(node, case["case_number"], wrong, "127.0.0.21")
+    node.app[CASES].clock.now = start
+    unknown = await wrong_pin_answers(node, new_case_number(), wrong, "127.0.0.22")
+    assert [a[0] for a in known][:5] == [401, 401, 401, 429, 401]  # the case's own counter spoke
+    assert any(a[1].get("locked") for a in known) and "for this case" in known[-1][1]["error"]
+    assert unknown == known
+
+
+async def test_unknown_and_known_case_numbers_take_as_long(node, session):
+    """Timing medians over 30 wrong-PIN attempts each (printed; not asserted tightly:
+    the machine is shared). Each attempt starts after every wait has run out."""
+    import statistics
+
+    from node.cases.numbers import new_case_number
+
+    clock = node.app[CASES].clock = Clock(1_800_000_000.0)
+    case = await open_case(session, node, [pdq(42)])
+    wrong = "%08d" % ((int(case["pin"]) + 1) % 10**8)
+    unknown_number = new_case_number()
+    url = node.public_url + "/v1/cases/status"
+    times: dict[str, list[float]] = {"known": [], "unknown": []}
+    for _ in range(3):  # warm up both paths
+        for number in (case["case_number"], unknown_number):
+            await post(session, url, {"case_number": number, "pin": wrong})
+            clock.now += 2 * CASE_POLICY.lock_duration
+    for i in range(60):
+        which = ("known", "unknown")[i % 2]
+        number = case["case_number"] if which == "known" else unknown_number
+        clock.now += 2 * CASE_POLICY.lock_duration  # every wait is over: each attempt is checked
+        started = time.perf_counter()
+        status, _, _ = await post(session, url, {"case_number": number, "pin": wrong})
+        times[which].append(time.perf_counter() - started)
+        assert status in (401, 429)
+    known, unknown = statistics.median(times["known"]), statistics.median(times["unknown"])
+    print(f"\nwrong PIN, median of 30: known case {known * 1000:.2f} ms, unknown number {unknown * 1000:.2f} ms")
+
+
 # ---------------------------------------------------------------- crash repair
 
 async def test_interrupted_creation_is_abandoned_and_its_entries_withdrawn(node, session, monkeypatch):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from node.cases import eligibility
 from node.cases.fingerprints import FingerprintError, parse_fingerprints
 from node.cases.hashes import PRODUCTION, ScryptParams, case_lookup, check_pin, hash_pin
-from node.cases.limits import ADDRESS_POLICY, CASE_POLICY, AddressLimiter
+from node.cases.limits import ADDRESS_POLICY, CASE_POLICY, AddressLimiter, UnknownCaseCounters
 from node.cases.numbers import (
     ALPHABET,
     RANDOM_BITS,
@@ -253,6 +253,53 @@ def test_addresses_are_never_kept_as_such():
     # Forgotten a day after the last failure.
     limiter.check(limiter.slot("198.51.100.8"), 2 * 24 * 3600.0)
     assert len(limiter) == 0
+
+
+def test_unknown_numbers_are_counted_like_real_cases(tmp_path):
+    """The same attempts at the same times, on a real case (its row in a real database)
+    and on a number that names no case (in memory): the same outcomes, waits, lockouts
+    and forgetting."""
+    from node.store import cases as store
+    from node.store import open_db
+
+    db = open_db(tmp_path / "node.db")
+    store.insert_pending_case(db, b"K" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1, [])
+    store.publish_case(db, 1, [])
+    counters = UnknownCaseCounters(CASE_POLICY)
+    # now, then after each outcome: at once / when the wait ends / much later
+    moments, now, known, unknown = [], 1000.0, [], []
+    for step in range(40):
+        case, a = store.begin_pin_attempt(db, b"K" * 32, now, CASE_POLICY, counters)
+        assert case is not None and case.id == 1
+        b = counters.attempt(b"U" * 32, now)
+        known.append(a)
+        unknown.append(b)
+        moments.append(now)
+        if step in (8, 25):
+            now = max(now, a.not_before) + CASE_POLICY.forget_after + 1  # forgotten
+        elif step % 3 == 0:
+            now += 0.5  # too soon
+        else:
+            now = max(now, a.not_before)
+    assert known == unknown
+    assert any(a.refused and a.refused.locked for a in known) and any(a.failures > 10 for a in known)
+    assert any(a.refused and not a.refused.locked for a in known)
+    assert any(later.failures == 1 and earlier.failures > 1 for earlier, later in zip(known, known[1:]))
+    assert store.unknown_attempts(db) == 0  # the counters above were called directly
+    store.begin_pin_attempt(db, b"N" * 32, now, CASE_POLICY, counters)
+    assert store.unknown_attempts(db) == 1
+    assert len(counters) == 2 and all(len(key) == 16 for key in counters._counters)  # a part of the HMAC only
+
+
+def test_unknown_case_counters_are_bounded_and_forgotten():
+    counters = UnknownCaseCounters(CASE_POLICY, max_entries=50)
+    for i in range(200):
+        counters.attempt(i.to_bytes(32, "little"), 1000.0 + i)
+    assert len(counters) <= 50
+    # The newest are kept: still counting.
+    assert counters.attempt((199).to_bytes(32, "little"), 1200.0).failures == 2
+    counters.attempt(b"x" * 32, 1000.0 + 2 * CASE_POLICY.forget_after)
+    assert len(counters) == 1
 
 
 def test_spec_vectors():

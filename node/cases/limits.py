@@ -14,7 +14,13 @@ failure makes the next attempt wait `base_delay * 2^(k - free)` seconds (capped 
 
 Per case, attempts are counted *before* the PIN is checked (pessimistically, in one
 database transaction) and the count is reset on success, so a burst of parallel
-guesses at one case cannot slip through before the first failure is recorded. Per
+guesses at one case cannot slip through before the first failure is recorded.
+
+A case number that names no case has a per-case counter too (UnknownCaseCounters,
+in memory, under the same policy), so that its answers -- codes, waits, wording,
+lockout -- are exactly those of a real case with a wrong PIN: the limiter must not
+tell anyone whether a case number exists. Both kinds of counter are forgotten by the
+same rule (Policy.attempt). Per
 address, attempts are taken one at a time (the case service holds a lock per
 address while it checks), so each sees every earlier failure; people behind one
 shared address (a NAT) wait their turn instead of locking each other out. A correct
@@ -40,6 +46,7 @@ class Policy:
     max_delay: float
     lock_after: int
     lock_duration: float
+    forget_after: float = 24 * 3600.0  # a counter idle this long after its wait ends starts again
 
     def block_after(self, failures: int) -> tuple[float, bool]:
         """(seconds to wait after the failure numbered `failures`, locked?)"""
@@ -48,6 +55,19 @@ class Policy:
         if failures < self.free:
             return 0.0, False
         return min(self.max_delay, self.base_delay * 2 ** (failures - self.free)), False
+
+    def attempt(self, failures: int, not_before: float, now: float) -> "Attempt":
+        """One attempt on a counter holding `failures` and `not_before`: refused while a
+        wait or lock runs; otherwise counted as a failure (until it succeeds), which
+        gives the counter's new values. A counter untouched for `forget_after` seconds
+        after its wait ended is forgotten first."""
+        if now < not_before:
+            return Attempt(Refused(not_before - now, failures >= self.lock_after), failures, not_before)
+        if now >= not_before + self.forget_after:
+            failures = 0
+        failures += 1
+        delay, _ = self.block_after(failures)
+        return Attempt(None, failures, now + delay)
 
 
 # Per case: 3 free tries, then 2 s, 4 s, ... ; the 10th wrong PIN locks the case for an
@@ -67,6 +87,21 @@ ADDRESS_POLICY = Policy(free=5, base_delay=1.0, max_delay=300.0, lock_after=20, 
 class Refused:
     retry_after: float
     locked: bool
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of Policy.attempt: refused (not to be checked), or counted."""
+
+    refused: Refused | None
+    failures: int        # the counter's failures, this attempt included when counted
+    not_before: float    # no attempt before this time (if this one fails)
+
+    def block(self, now: float, policy: Policy) -> Refused | None:
+        """If this attempt fails: the wait it imposes on the next one, if any."""
+        if self.refused is not None or now >= self.not_before:
+            return None
+        return Refused(self.not_before - now, self.failures >= policy.lock_after)
 
 
 @dataclass
@@ -135,6 +170,46 @@ class AddressLimiter:
             oldest = sorted(self._counters, key=lambda s: self._counters[s].last_seen)
             for slot in oldest[: len(oldest) - self.max_entries + 1]:
                 del self._counters[slot]
+
+    def __len__(self) -> int:
+        return len(self._counters)
+
+
+class UnknownCaseCounters:
+    """Per-case failed-PIN counters of case numbers that name no case, kept in memory
+    so that such a number is answered exactly like a real case with a wrong PIN.
+
+    Keyed by the first 16 bytes of the number's lookup key (HMAC-SHA256 under the case
+    key): nothing here names a number. Counters are forgotten by the policy's rule
+    (a day after their wait ends); beyond `max_entries` those whose wait ended first
+    go first. Only the case service's database thread calls `attempt`."""
+
+    def __init__(self, policy: Policy = CASE_POLICY, *, max_entries: int = 100_000):
+        self.policy = policy
+        self.max_entries = max_entries
+        self._counters: dict[bytes, tuple[int, float]] = {}  # key -> (failures, not_before)
+        self._next_sweep = 0.0
+
+    def attempt(self, lookup: bytes, now: float) -> Attempt:
+        self._expire(now)
+        key = lookup[:16]
+        failures, not_before = self._counters.get(key, (0, 0.0))
+        attempt = self.policy.attempt(failures, not_before, now)
+        if attempt.refused is None:
+            self._counters[key] = (attempt.failures, attempt.not_before)
+        return attempt
+
+    def _expire(self, now: float) -> None:
+        if len(self._counters) < self.max_entries and now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
+        cutoff = now - self.policy.forget_after
+        for key in [k for k, (_, not_before) in self._counters.items() if not_before <= cutoff]:
+            del self._counters[key]
+        if len(self._counters) >= self.max_entries:
+            oldest = sorted(self._counters, key=lambda k: self._counters[k][1])
+            for key in oldest[: len(oldest) - self.max_entries + 1]:
+                del self._counters[key]
 
     def __len__(self) -> int:
         return len(self._counters)

@@ -55,7 +55,7 @@ from node.cases.hashes import (
     load_or_create_case_key,
     waste_pin_check,
 )
-from node.cases.limits import CASE_POLICY, AddressLimiter, Refused
+from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
 from node.store import cases as store
 from node.store import log as log_store
@@ -123,6 +123,7 @@ class CaseService:
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
         self.max_fingerprints = config.cases.max_fingerprints
         self.addresses = AddressLimiter()
+        self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
         self._db_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cases-db")
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._db = None
@@ -272,24 +273,27 @@ class CaseService:
                 del self._address_waiting[slot]
 
     async def _check_codes(self, slot: bytes, canonical: str, pin: str) -> store.CaseRow:
+        # An unknown case number goes through the same steps as a real case with a
+        # wrong PIN -- a per-case counter under CASE_POLICY (in memory), one database
+        # write transaction, one scrypt hash -- so that neither the answers nor their
+        # time tell whether the number exists.
         now = self.clock()
         refused = self.addresses.check(slot, now)
         if refused is not None:
             raise _too_many(refused, case_locked=False)
-        case = await self._db_call(store.find_case, case_lookup(self._key, canonical))
+        case, attempt = await self._db_call(store.begin_pin_attempt, case_lookup(self._key, canonical), now,
+                                            CASE_POLICY, self.unknown_cases)
+        if attempt.refused is not None:
+            raise _too_many(attempt.refused, case_locked=True)
         if case is None:
-            await self._pin_call(waste_pin_check, self.params)  # same time as a wrong PIN
-            raise self._failure(self.addresses.failed(slot, self.clock()), None)
-        refused_case = await self._db_call(store.begin_pin_attempt, case.id, now, CASE_POLICY)
-        if refused_case is not None:
-            raise _too_many(Refused(*refused_case), case_locked=True)
-        params = ScryptParams.from_text(case.pin_params)
-        if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
-            await self._db_call(store.pin_succeeded, case.id)
-            return case
-        address_block = self.addresses.failed(slot, self.clock())
-        case_block = await self._db_call(store.pin_block, case.id, self.clock(), CASE_POLICY)
-        raise self._failure(address_block, Refused(*case_block) if case_block else None)
+            await self._pin_call(waste_pin_check, self.params)
+        else:
+            params = ScryptParams.from_text(case.pin_params)
+            if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
+                await self._db_call(store.pin_succeeded, case.id)
+                return case
+        later = self.clock()
+        raise self._failure(self.addresses.failed(slot, later), attempt.block(later, CASE_POLICY))
 
     @staticmethod
     def _failure(address_refused: Refused | None, case_refused: Refused | None) -> CaseApiError:

@@ -11,6 +11,11 @@
       abandoned  creation was interrupted (crash, log unavailable); nobody ever
                  received its number, its published entries are withdrawn
   `failed_pins` and `not_before` carry the per-case failed-PIN limit.
+- `unknown_case_attempts(id = 1, attempts)`: one row, the number of PIN attempts that
+  named no case. Counting one writes this row in the same kind of transaction that
+  counts an attempt on a real case, so that both cost the same (the answer time must
+  not tell whether a case number exists); the counters themselves are in memory
+  (node/cases/limits.py, UnknownCaseCounters).
 - `case_entries(case_id, position, leaf_hash, signal, low_quality, idx, checkpoint_size)`:
   the case's submission entries, by their leaf hash, then (once published) by their
   index in the log and the size of the first checkpoint that included them. This is
@@ -68,7 +73,13 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX case_withdrawals_case ON case_withdrawals(case_id)")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE unknown_case_attempts (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "attempts INTEGER NOT NULL)")
+    db.execute("INSERT INTO unknown_case_attempts (id, attempts) VALUES (1, 0)")
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 @dataclass(frozen=True)
@@ -130,43 +141,44 @@ def publish_case(db: sqlite_utils.Database, case_id: int, published: list[tuple[
         db.execute("UPDATE cases SET state = ? WHERE id = ?", (state, case_id))
 
 
-def find_case(db: sqlite_utils.Database, lookup: bytes) -> CaseRow | None:
-    """The case a person can reach with its number: active or withdrawn only."""
-    row = db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE lookup = ? AND state IN ('active', 'withdrawn')",
-                     (lookup,)).fetchone()
-    return CaseRow(*row) if row else None
-
-
 def get_case(db: sqlite_utils.Database, case_id: int) -> CaseRow:
     return CaseRow(*db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone())
 
 
-def begin_pin_attempt(db: sqlite_utils.Database, case_id: int, now: float, policy) -> tuple[float, bool] | None:
-    """Count one PIN attempt on the case (as failed until `pin_succeeded`), or refuse
-    it: returns (seconds to wait, locked?) when refused. Read and update happen in one
-    write transaction, so parallel attempts are counted one by one."""
+def begin_pin_attempt(db: sqlite_utils.Database, lookup: bytes, now: float, policy,
+                      unknown) -> tuple[CaseRow | None, "Attempt"]:
+    """Find the case a person can reach with this lookup key (active or withdrawn) and
+    count one PIN attempt on it -- as failed until `pin_succeeded` -- or refuse it while
+    a wait or lock runs. Returns (the case or None, the Attempt). Read and update
+    happen in one write transaction, so parallel attempts are counted one by one.
+
+    When no case answers, the attempt is counted on `unknown` (in memory, same policy:
+    node.cases.limits.UnknownCaseCounters) and the `unknown_case_attempts` row is
+    written instead of the case's: the same transaction, the same kind of write,
+    whether the case exists or not."""
     with db.atomic():
-        db.execute("UPDATE cases SET failed_pins = failed_pins WHERE id = ?", (case_id,))  # take the write lock
-        failed, not_before = db.execute("SELECT failed_pins, not_before FROM cases WHERE id = ?",
-                                        (case_id,)).fetchone()
-        if now < not_before:
-            return not_before - now, failed >= policy.lock_after
-        failed += 1
-        delay, _ = policy.block_after(failed)
-        db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?", (failed, now + delay, case_id))
-    return None
+        row = db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE lookup = ? AND state IN ('active', 'withdrawn')",
+                         (lookup,)).fetchone()
+        case = CaseRow(*row) if row else None
+        if case is None:
+            attempt = unknown.attempt(lookup, now)
+            if attempt.refused is None:
+                db.execute("UPDATE unknown_case_attempts SET attempts = attempts + 1 WHERE id = 1")
+        else:
+            attempt = policy.attempt(case.failed_pins, case.not_before, now)
+            if attempt.refused is None:
+                db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?",
+                           (attempt.failures, attempt.not_before, case.id))
+    return case, attempt
 
 
 def pin_succeeded(db: sqlite_utils.Database, case_id: int) -> None:
     db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
 
 
-def pin_block(db: sqlite_utils.Database, case_id: int, now: float, policy) -> tuple[float, bool] | None:
-    """After a failed attempt: the wait it imposes on the next one, if any."""
-    failed, not_before = db.execute("SELECT failed_pins, not_before FROM cases WHERE id = ?", (case_id,)).fetchone()
-    if now >= not_before:
-        return None
-    return not_before - now, failed >= policy.lock_after
+def unknown_attempts(db: sqlite_utils.Database) -> int:
+    """How many PIN attempts named no case (a count, nothing more)."""
+    return db.execute("SELECT attempts FROM unknown_case_attempts WHERE id = 1").fetchone()[0]
 
 
 def entries_of(db: sqlite_utils.Database, case_id: int) -> list[CaseEntry]:
