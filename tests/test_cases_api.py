@@ -4,6 +4,7 @@ the published log holds, and what the logs hold."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import sqlite3
@@ -24,7 +25,8 @@ YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
 
 
 def pdq(i: int, quality: int = 90) -> dict:
-    return {"signal": "pdq", "fingerprint": f"{i:064x}", "quality": quality}
+    """A PDQ hash like a picture's (about half its bits set; a nearly blank one is refused)."""
+    return {"signal": "pdq", "fingerprint": hashlib.sha256(b"picture %d" % i).hexdigest(), "quality": quality}
 
 
 def helpline_datadir(tmp_path, name="helpline"):
@@ -80,7 +82,7 @@ async def test_create_status_withdraw(node, session):
 
     view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
     submitted = [decode_entry(view.entries[i]) for i in indices]
-    assert [s.fingerprint.hex() for s in submitted] == ["%064x" % 1, "%064x" % 2, "ab" * 16]
+    assert [s.fingerprint.hex() for s in submitted] == [pdq(1)["fingerprint"], pdq(2)["fingerprint"], "ab" * 16]
     assert all(p["checkpoint_size"] <= view.checkpoint.size for p in case["published"])
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert all(p["day"] == today for p in case["published"])  # when each was published
@@ -185,6 +187,28 @@ async def test_bad_requests(node, session):
     async with session.get(url + "/v1/cases/status") as r:
         assert r.status == 405
     assert node.context.sequencer.published.size == 0
+
+
+async def test_degenerate_fingerprints_are_refused(node, session):
+    """The hash of a blank picture or of an empty file can only cause false matches: 400,
+    each named, nothing stored or published."""
+    url = node.public_url + "/v1/cases"
+    black = {"pdq": "00" * 32, "quality": 0, "timestamp": 0.0}
+    fps = [pdq(1), {"signal": "pdq", "fingerprint": "0" * 64, "quality": 0},
+           {"signal": "md5", "fingerprint": "d41d8cd98f00b204e9800998ecf8427e"},
+           {"signal": "vpdq", "fingerprint": [black, {**black, "timestamp": 1.0}]},
+           {"signal": "pdq", "fingerprint": "f" * 64, "quality": 100}]
+    status, data, headers = await post(session, url, {"eligibility": YES, "fingerprints": fps, "lang": "fr"})
+    assert status == 400, data
+    assert data["degenerate"] == [2, 3, 4, 5]
+    assert "can only cause false matches" in data["error"] and "Remove them and send the others" in data["error"]
+    assert "Fingerprint 3: this is the md5 of an empty file" in data["error"]
+    assert headers["Cache-Control"] == "no-store"
+    assert node.context.sequencer.published.size == 0
+    assert case_store.counts(node.context.db) == {s: 0 for s in case_store.STATES}
+    # The others alone are accepted.
+    case = await open_case(session, node, [fps[0]])
+    assert case["fingerprints"] == 1
 
 
 async def test_a_typo_in_the_case_number_costs_no_attempt(node, session):
@@ -456,7 +480,7 @@ async def test_the_published_log_holds_only_the_fingerprints(node, session):
             assert secret not in blob
 
     # Every entry is one of the submitted fingerprints or the withdrawal of them.
-    submitted = {bytes.fromhex("%064x" % 0x5151), bytes.fromhex("5e" * 16)}
+    submitted = {bytes.fromhex(pdq(0x5151)["fingerprint"]), bytes.fromhex("5e" * 16)}
     kinds = []
     for entry in map(decode_entry, view.entries):
         kinds.append(type(entry).__name__)

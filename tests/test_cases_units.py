@@ -168,7 +168,10 @@ def test_language():
 # ---------------------------------------------------------------- fingerprints
 
 def pdq(i: int, quality: int | None = 90) -> dict:
-    item = {"signal": "pdq", "fingerprint": f"{i:064x}"}
+    """A PDQ hash like a picture's (about half its bits set; a nearly blank one is refused)."""
+    import hashlib
+
+    item = {"signal": "pdq", "fingerprint": hashlib.sha256(b"picture %d" % i).hexdigest()}
     if quality is not None:
         item["quality"] = quality
     return item
@@ -186,6 +189,32 @@ def test_fingerprints_become_submissions():
     assert all(isinstance(e, Submission) and e.day == 20000 for e in entries)
     assert entries[0].labels == ("image",) and entries[2].labels == ("video",)
     assert entries[2].quality is None
+
+
+def test_degenerate_fingerprints_are_refused_all_named():
+    from node.cases.fingerprints import DegenerateFingerprints
+
+    black = {"pdq": "00" * 32, "quality": 0, "timestamp": 0.0}
+    items = [pdq(1), {"signal": "pdq", "fingerprint": "00" * 32, "quality": 0},
+             {"signal": "pdq", "fingerprint": "ff" * 32},
+             {"signal": "pdq", "fingerprint": "0" * 63 + "1", "quality": 90},  # within 31 bits of a blank
+             {"signal": "md5", "fingerprint": "D41D8CD98F00B204E9800998ECF8427E"},  # the empty file
+             {"signal": "vpdq", "fingerprint": [black, {**black, "timestamp": 1.0}]},
+             {"signal": "vpdq", "fingerprint": [black, {"pdq": pdq(2)["fingerprint"], "quality": 90,
+                                                         "timestamp": 1.0}]},  # a black opening: fine
+             {"signal": "md5", "fingerprint": "0f" * 16}]
+    with pytest.raises(DegenerateFingerprints) as caught:
+        parse_fingerprints(items, max_count=10, day=1)
+    assert caught.value.positions == [2, 3, 4, 5, 6]
+    message = str(caught.value)
+    for fragment in ("Fingerprint 2: this pdq hash is all zeros", "Fingerprint 3: this pdq hash is all ones",
+                     "Fingerprint 4: this pdq hash is only 1 of its 256 bits set",
+                     "Fingerprint 5: this is the md5 of an empty file", "Fingerprint 6: every frame"):
+        assert fragment in message, fragment
+    assert "Fingerprint 7" not in message and "Fingerprint 1:" not in message
+    # Without them the rest is accepted; quality 0 alone is not refused (see spec/parts/cases.md).
+    accepted = parse_fingerprints([items[0], items[6], items[7], pdq(3, 0)], max_count=10, day=1)
+    assert len(accepted) == 4 and accepted[3].low_quality
 
 
 @pytest.mark.parametrize("items, fragment", [

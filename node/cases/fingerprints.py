@@ -8,6 +8,11 @@ optionally with "low_quality" (ignored: recomputed here). Any other field is ref
 "path" above all: a file name says something about the person and must not reach
 the helpline.
 
+Degenerate fingerprints -- those that can only cause false matches, as the hash of
+a blank picture or of an empty file (`Signal.is_degenerate` in protocol/signals.py)
+-- are refused, all of them named in one message, so that the person can remove
+them and send the others.
+
 Output: one Submission per distinct (signal, fingerprint) -- a photo picked twice is
 submitted once -- with the quality when the signal has one, a label saying whether it
 came from an image or a video, and the day (whole UTC days since 1970) of submission.
@@ -28,6 +33,15 @@ LABEL_OF_SIGNAL = {"pdq": "image", "md5": "video", "vpdq": "video"}
 
 class FingerprintError(ValueError):
     """A fingerprint cannot be accepted; the message names which one and why."""
+
+
+class DegenerateFingerprints(FingerprintError):
+    """Fingerprints that can only cause false matches; `positions` are their 1-based
+    places in the list sent."""
+
+    def __init__(self, message: str, positions: list[int]):
+        super().__init__(message)
+        self.positions = positions
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ def parse_fingerprints(items: object, *, max_count: int, day: int) -> list[CaseF
                                "Open a second case for the others.")
     seen: set[bytes] = set()
     out: list[CaseFingerprint] = []
+    degenerate: list[tuple[int, str]] = []
     for number, item in enumerate(items, start=1):
         where = f"fingerprint {number}"
         if not isinstance(item, dict):
@@ -75,8 +90,19 @@ def parse_fingerprints(items: object, *, max_count: int, day: int) -> list[CaseF
             data = encode_entry(entry)
         except ProtocolError as exc:
             raise FingerprintError(f"{where}: {exc}") from None
+        reason = signal.is_degenerate(canonical)
+        if reason is not None:
+            degenerate.append((number, reason))
+            continue
         if data in seen:
             continue
         seen.add(data)
         out.append(CaseFingerprint(signal.name, data, _is_low_quality(signal.name, canonical, quality)))
+    if degenerate:
+        raise DegenerateFingerprints(
+            "nothing was registered: these fingerprints can only cause false matches (hashes of no "
+            "content, such as a blank picture or an empty file gives), so the helpline does not publish "
+            "them. Remove them and send the others. "
+            + " ".join(f"Fingerprint {number}: {reason}." for number, reason in degenerate),
+            [number for number, _ in degenerate])
     return out

@@ -46,7 +46,7 @@ import weakref
 from typing import Any, Callable
 
 from node.cases import eligibility
-from node.cases.fingerprints import FingerprintError, parse_fingerprints
+from node.cases.fingerprints import DegenerateFingerprints, FingerprintError, parse_fingerprints
 from node.cases.hashes import (
     ScryptParams,
     case_lookup,
@@ -198,6 +198,8 @@ class CaseService:
         day = today()
         try:
             fingerprints = parse_fingerprints(body.get("fingerprints"), max_count=self.max_fingerprints, day=day)
+        except DegenerateFingerprints as exc:
+            raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
         except FingerprintError as exc:
             raise CaseApiError(400, str(exc)) from None
 
