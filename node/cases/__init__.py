@@ -8,6 +8,8 @@
 - `fingerprints.py` checking the fingerprints of a new case, turning them into
                    submission entries
 - `limits.py`      failed-PIN limiting: per client address (in memory only) and per case
+                   number (in the case's row; in memory for numbers that name no case)
+- `proxies.py`     the client address the limiter counts, behind trusted reverse proxies
 - `service.py`     the case service: create, status, withdraw, and the repair of cases
                    interrupted by a crash
 

@@ -106,11 +106,17 @@ async def post_case(request: web.Request) -> web.Response:
     return await _handle(request, limit, service.create)
 
 
+def _client_address(request: web.Request) -> str | None:
+    """Whom the failed-PIN limiter counts the request under: the peer, or behind a
+    trusted proxy the X-Forwarded-For client (node/cases/proxies.py). Never stored or logged."""
+    return request.app[CASES].clients.client(request.remote, request.headers.getall("X-Forwarded-For", []))
+
+
 async def post_status(request: web.Request) -> web.Response:
     service = request.app[CASES]
 
     async def call(body):
-        return 200, await service.status(body, request.remote)
+        return 200, await service.status(body, _client_address(request))
 
     return await _handle(request, STATUS_BODY_LIMIT, call)
 
@@ -119,6 +125,6 @@ async def post_withdraw(request: web.Request) -> web.Response:
     service = request.app[CASES]
 
     async def call(body):
-        return 200, await service.withdraw(body, request.remote)
+        return 200, await service.withdraw(body, _client_address(request))
 
     return await _handle(request, STATUS_BODY_LIMIT, call)
