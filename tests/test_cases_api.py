@@ -401,6 +401,69 @@ async def test_unknown_and_known_case_numbers_take_as_long(node, session):
     print(f"\nwrong PIN, median of 30: known case {known * 1000:.2f} ms, unknown number {unknown * 1000:.2f} ms")
 
 
+async def guess_from(session, url, forwarded_for=None) -> tuple[int, dict]:
+    """A wrong guess at a number that names no case (a fresh one each time: only the
+    address counter speaks)."""
+    from node.cases.numbers import new_case_number
+
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    status, data, _ = await post(session, url, {"case_number": new_case_number(), "pin": "12345678"}, headers=headers)
+    return status, data
+
+
+async def test_behind_a_trusted_proxy_each_person_has_a_counter(tmp_path, caplog):
+    datadir = helpline_datadir(tmp_path)
+    config = datadir.config
+    config.http.trusted_proxies = ["127.0.0.40/30", "::1"]  # 127.0.0.40 .. 127.0.0.43
+    datadir.save_config(config)
+    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    try:
+        node.app[CASES].clock = Clock(1_800_000_000.0)
+        url = node.public_url + "/v1/cases/status"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.41", 0))) as proxy:
+            # Person A, behind two proxies (127.0.0.42 passed the request to 127.0.0.41);
+            # the left-most entry is whatever A's browser sent, and is not believed.
+            for i in range(ADDRESS_POLICY.free):
+                status, data = await guess_from(proxy, url, f"203.0.113.{i}, 198.51.100.1, 127.0.0.42")
+                assert status == 401
+            assert data["retry_after"] == 1  # A's address counter is now running
+            status, data = await guess_from(proxy, url, "203.0.113.99, 198.51.100.1, 127.0.0.42")
+            assert status == 429 and "please wait" in data["error"] and not data["locked"]
+            status, data = await guess_from(proxy, url, "198.51.100.1")  # one proxy fewer: the same person
+            assert status == 429
+            # Person B through the same proxy has a counter of its own.
+            for _ in range(ADDRESS_POLICY.free - 1):
+                status, data = await guess_from(proxy, url, "198.51.100.2, 127.0.0.42")
+                assert status == 401 and "retry_after" not in data
+            status, _ = await guess_from(proxy, url, "[2001:db8::7]:4711")  # so has an IPv6 client
+            assert status == 401
+        # A peer that is not a trusted proxy: its header is ignored (all its requests count as one).
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.50", 0))) as other:
+            for i in range(ADDRESS_POLICY.free):
+                status, _ = await guess_from(other, url, f"198.51.100.{10 + i}")
+                assert status == 401
+            status, _ = await guess_from(other, url, "198.51.100.99")
+            assert status == 429
+        assert not [r for r in caplog.records if "trusted_proxies" in r.getMessage()]  # a proxy is configured
+    finally:
+        await node.stop()
+
+
+async def test_without_trusted_proxies_the_header_is_ignored_and_one_warning_said(node, caplog):
+    node.app[CASES].clock = Clock(1_800_000_000.0)
+    url = node.public_url + "/v1/cases/status"
+    caplog.set_level(logging.WARNING)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.41", 0))) as proxy:
+        for i in range(ADDRESS_POLICY.free):
+            status, _ = await guess_from(proxy, url, f"198.51.100.{i}")
+            assert status == 401
+        status, data = await guess_from(proxy, url, "198.51.100.200")  # someone else: same counter
+        assert status == 429
+    warnings = [r.getMessage() for r in caplog.records if "trusted_proxies" in r.getMessage()]
+    assert len(warnings) == 1 and "cannot tell people apart" in warnings[0]
+    assert "198.51.100" not in warnings[0] and "127.0.0.41" not in warnings[0]
+
+
 # ---------------------------------------------------------------- crash repair
 
 async def test_interrupted_creation_is_abandoned_and_its_entries_withdrawn(node, session, monkeypatch):

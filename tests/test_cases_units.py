@@ -331,6 +331,42 @@ def test_unknown_case_counters_are_bounded_and_forgotten():
     assert len(counters) == 1
 
 
+def test_client_address_behind_trusted_proxies():
+    from node.cases.proxies import ClientAddresses, parse_address
+
+    clients = ClientAddresses(["10.0.0.0/8", "2001:db8:ffff::/48", "192.0.2.7"])
+    # The right-most address that is not a trusted proxy; the left of it is never believed.
+    assert clients.client("10.1.1.1", ["203.0.113.9, 198.51.100.4, 10.2.2.2"]) == "198.51.100.4"
+    assert clients.client("10.1.1.1", ["203.0.113.9", "198.51.100.4, 10.2.2.2"]) == "198.51.100.4"  # two headers
+    assert clients.client("192.0.2.7", ["198.51.100.4:51234"]) == "198.51.100.4"  # a port is not an address
+    assert clients.client("2001:db8:ffff::1", ["[2001:db8::5]:443"]) == "2001:db8::5"
+    assert clients.client("::ffff:10.0.0.1", ["::ffff:198.51.100.4"]) == "198.51.100.4"  # IPv4-mapped
+    # Only proxies in the header (a request made by a proxy itself): the left-most of them.
+    assert clients.client("10.1.1.1", ["10.3.3.3, 10.2.2.2"]) == "10.3.3.3"
+    # A proxy that wrote something else: counted under that proxy, not under what lies left of it.
+    assert clients.client("10.1.1.1", ["198.51.100.4, unknown"]) == "10.1.1.1"
+    assert clients.client("10.1.1.1", ["198.51.100.4, , 10.2.2.2"]) == "10.2.2.2"
+    assert clients.client("10.1.1.1", []) == "10.1.1.1"
+    # An untrusted peer: the header is never read.
+    assert clients.client("198.51.100.50", ["203.0.113.9"]) == "198.51.100.50"
+    assert clients.client("192.0.2.8", ["203.0.113.9"]) == "192.0.2.8"
+    assert clients.client(None, ["203.0.113.9"]) is None
+    assert ClientAddresses([]).client("127.0.0.1", ["203.0.113.9"]) == "127.0.0.1"
+    assert parse_address("unknown") is None and parse_address("") is None and parse_address("1.2.3") is None
+
+
+def test_trusted_proxies_setting():
+    from node.config import Config, ConfigError
+
+    base = {"node": {"origin": "helpline.example/log"}}
+    assert Config.from_dict(base).http.trusted_proxies == []
+    config = Config.from_dict({**base, "http": {"trusted_proxies": ["10.0.0.0/8", "::1", "192.0.2.7"]}})
+    assert config.http.trusted_proxies == ["10.0.0.0/8", "::1", "192.0.2.7"]
+    for bad in (["proxy.example"], [8], ["10.0.0.0/33"], "10.0.0.1"):
+        with pytest.raises(ConfigError, match="trusted_proxies"):
+            Config.from_dict({**base, "http": {"trusted_proxies": bad}})
+
+
 def test_spec_vectors():
     """The examples of spec/parts/cases.md."""
     import hashlib
