@@ -300,8 +300,10 @@ def log_state(node: RunningNode):
     return store.get_log(node.context.db, ORIGIN)
 
 
-@pytest.mark.parametrize("size_b", [100, 130])
-async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server, tmp_path, size_b):
+@pytest.mark.parametrize("size_b,public_read", [(100, True), (130, True), (130, False)])
+async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server, tmp_path, size_b, public_read):
+    """With public_read=False the followers' /witness/seen is for registered readers:
+    they gossip once each registered the other's request key."""
     histories = await HistoryServer().start(aiohttp_server)
     signer = Signer.generate(ORIGIN)
     vkey = signer.verifier_key()
@@ -312,7 +314,7 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
     nodes = []
     try:
         for name, history in (("f1", "a"), ("f2", "b")):
-            datadir = make_datadir(tmp_path, name=name, origin=f"{name}.example/node")
+            datadir = make_datadir(tmp_path, name=name, origin=f"{name}.example/node", public_read=public_read)
             assert cli_main(["follow", "add", "--dir", str(datadir.root), f"{histories.url}/{history}",
                              "--vkey", vkey]) == 0
             nodes.append(await RunningNode(datadir).start("127.0.0.1", 0))
@@ -325,6 +327,16 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
             assert cli_main(["follow", "peers", "add", "--dir", str(node.datadir.root), other.public_url,
                              "--interval", "1"]) == 0
             await node.app[GOSSIP_SERVICE]["service"].reload()  # instead of waiting for the 5 s re-read
+        if not public_read:
+            # Not yet readers of each other: the peers refuse (403), nothing is compared.
+            def refused(node, other):
+                [peer] = store.list_gossip_peers(node.context.db)
+                return peer.last_error is not None and "HTTP 403" in peer.last_error
+            await wait_for(lambda: refused(f1, f2) and refused(f2, f1))
+            assert not log_state(f1).forked and not log_state(f2).forked
+            for node, other in ((f1, f2), (f2, f1)):
+                assert cli_main(["readers", "add", "--dir", str(node.datadir.root),
+                                 other.datadir.load_request_signer().verifier_key()]) == 0
         await wait_for(lambda: log_state(f1).forked and log_state(f2).forked)
 
         for node in nodes:

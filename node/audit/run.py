@@ -252,7 +252,9 @@ async def _compare_with_peer(peer_url, result, note, nodes, client, evidence_dir
     if nodes is None:
         return {"url": peer_url, "status": "skipped: our own view did not verify"}
     try:
-        async with PeerClient(peer_url, timeout=timeout) as peer:
+        # Signed with --request-key when given: a node serves /witness/seen only to its
+        # registered readers unless it is public_read.
+        async with PeerClient(peer_url, signer=client.signer, timeout=timeout) as peer:
             document = await peer.get("witness/seen", max_bytes=MAX_SEEN_BYTES)
     except FetchError as exc:
         return {"url": peer_url, "status": f"unreachable: {exc}"}

@@ -10,7 +10,9 @@ table `gossip_peers`); with none, nothing is requested. `GossipService` runs ins
 One round with one peer (`GossipService.run_round`):
 
   1. SEEN     fetch <peer>/witness/seen with node.follow.client.PeerClient (10 s, 4 MiB,
-              no redirect). Not a JSON object with a "checkpoints" list: the round fails
+              no redirect), signed with the node's request key: the peer serves it only
+              to registered readers (unless it is public_read), so peers register each
+              other's request keys (`ncii-node readers add`). Not a JSON object with a "checkpoints" list: the round fails
               and the error is recorded for the peer; nothing else changes.
   2. VERIFY   for each followed log that is not forked and holds a verified checkpoint
               (m, r_m), each note the peer lists for its origin (at most 8) must verify
@@ -91,7 +93,7 @@ def parse_seen(body: bytes) -> dict:
     """A /witness/seen document, or GossipError."""
     try:
         doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise GossipError("its /witness/seen is not JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("checkpoints"), list):
         raise GossipError("its /witness/seen is not an object with a \"checkpoints\" list")
@@ -114,7 +116,9 @@ class Gossip:
         (after recording it) when the peer's view could not be read at all."""
         result = GossipResult(url)
         try:
-            async with PeerClient(url, timeout=self.timeout) as peer:
+            # Signed like every read of another node: /witness/seen and /witness/evidence
+            # are for registered readers (peers register each other's request keys).
+            async with PeerClient(url, signer=self.signer, timeout=self.timeout) as peer:
                 try:
                     body = await peer.get("witness/seen", max_bytes=MAX_SEEN_BYTES)
                 except FetchError as exc:
@@ -200,7 +204,7 @@ class Gossip:
         try:
             body = await peer.get(f"witness/evidence?origin={quote(entry.origin, safe='')}", max_bytes=MAX_SEEN_BYTES)
             listed = json.loads(body.decode("utf-8")).get("evidence")
-        except (FetchError, UnicodeDecodeError, ValueError, AttributeError):
+        except (FetchError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
             listed = None
         pinned = Verifier.from_vkey(entry.vkey)
         for doc in (listed if isinstance(listed, list) else [])[:MAX_PEER_EVIDENCE]:

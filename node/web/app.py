@@ -20,6 +20,13 @@ Read access: unless `[http] public_read` is true, requests under `app[READ_PROTE
 requests by a registered reader). If that module cannot be imported, those paths are
 refused outright: the node fails closed, never open.
 
+Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
+node/web/body.py (a timeout on the whole body, a cap on bodies read at once per site:
+`app[BODY_GATE]`); both sites run with `server_settings(config)` (the keep-alive timer
+closes a connection whose request head does not arrive, header size limits); every
+answer says `Server: ncii-node`; the admin site refuses a Host that is not loopback
+(DNS rebinding) unless `[admin] allow_remote`.
+
 Logging: the access log never records client addresses (who asks a helpline for help
 is personal data), user agents, referrers or query strings: only the method, the path
 (for an error answer, only the route's pattern, since a mistyped URL may hold a case
@@ -39,9 +46,11 @@ import signal
 from types import ModuleType
 
 from aiohttp import web
+from aiohttp import web_response as aiohttp_web_response
 from aiohttp.abc import AbstractAccessLogger
 
 from node.datadir import DataDir
+from node.web.body import BODY_GATE, BodyGate
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +61,7 @@ class PrivateAccessLogger(AbstractAccessLogger):
     """'"GET /checkpoint" 200 123 0.001s': no address, user agent, referrer or query."""
 
     def log(self, request, response, time):
-        path = request.path
-        if response.status >= 400:
-            route = request.match_info.route
-            resource = route.resource if route is not None else None
-            path = resource.canonical if resource is not None else "(no route)"
+        path = _route_pattern(request) if response.status >= 400 else request.path
         self.logger.info('"%s %s" %s %s %.3fs', request.method, path, response.status,
                          response.body_length, time)
 
@@ -161,16 +166,52 @@ def _read_access_middleware(app: web.Application):
                                              protected_prefixes=prefixes)
 
 
+#: The Server header of every answer: which software and version answers is nobody's
+#: business (aiohttp would say "Python/3.11 aiohttp/3.x.y").
+SERVER_NAME = "ncii-node"
+# Answers that aiohttp's HTTP parser makes itself, before any middleware runs (a
+# malformed request line, headers too large), take their Server header from this
+# module global; every other answer gets it from _common_headers below.
+aiohttp_web_response.SERVER_SOFTWARE = SERVER_NAME
+
+#: Server settings of both sites (aiohttp's RequestHandler). aiohttp has no timeout on
+#: reading a request head as such, but its keep-alive timer, started when a connection
+#: opens and after each answer, closes a connection still waiting for a complete request
+#: head: `keepalive_timeout` ([http] idle_timeout) is therefore the header timeout too.
+#: `lingering_time`: after an answer to a request whose body was not read whole (401,
+#: 408, 413, 503), the rest is read and dropped for at most this long, then the
+#: connection is closed.
+HEADER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
+LINGERING_TIME = 2.0
+
+
+def server_settings(config) -> dict:
+    return {"keepalive_timeout": config.http.idle_timeout, "lingering_time": LINGERING_TIME, **HEADER_LIMITS}
+
+
 @web.middleware
 async def _common_headers(request: web.Request, handler):
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        # A bug: logged here (without the client's address), answered plainly.
+        log.exception("error handling %s %s", request.method, _route_pattern(request))
+        response = web.json_response({"error": "internal error (see the node's log)"}, status=500)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers["Server"] = SERVER_NAME
     if isinstance(response, web.HTTPException):
         raise response
     return response
+
+
+def _route_pattern(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else "(no route)"
 
 
 def create_app(datadir: DataDir) -> web.Application:
@@ -178,6 +219,7 @@ def create_app(datadir: DataDir) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
+    app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():
         if hasattr(module, "setup"):
@@ -191,6 +233,7 @@ def create_admin_app(public_app: web.Application) -> web.Application:
     ctx = public_app[NODE]
     admin = web.Application(middlewares=[_common_headers, _admin_guard])
     admin[NODE] = ctx
+    admin[BODY_GATE] = BodyGate.from_config(ctx.config.http)  # its own count: the operator is never crowded out
     for module in route_modules():
         if hasattr(module, "setup_admin"):
             module.setup_admin(admin)
@@ -199,12 +242,47 @@ def create_admin_app(public_app: web.Application) -> web.Application:
 
 @web.middleware
 async def _admin_guard(request: web.Request, handler):
-    """Second line of defence behind the loopback binding: refuse non-loopback peers
-    unless the operator explicitly allowed remote admin access."""
+    """Second line of defence behind the loopback binding, unless the operator
+    explicitly allowed remote admin access: refuse non-loopback peers (403), and
+    requests whose Host is not a loopback address or localhost (421). The Host check
+    stops DNS rebinding: a web page in the operator's browser whose name was made to
+    resolve to 127.0.0.1 reaches the admin site from a loopback peer, but its
+    requests carry the page's own host name."""
     ctx = request.app[NODE]
-    if not ctx.config.admin.allow_remote and not _is_loopback(request.remote):
-        return web.json_response({"error": "the admin endpoint accepts only local connections"}, status=403)
+    if not ctx.config.admin.allow_remote:
+        if not _is_loopback(request.remote):
+            return web.json_response({"error": "the admin endpoint accepts only local connections"}, status=403)
+        if not is_loopback_host(request.headers.get("Host", "")):
+            return web.json_response({"error": "the admin endpoint answers only requests addressed to a loopback "
+                                      "address or localhost (Host header); set [admin] allow_remote = true to "
+                                      "serve it under another name"}, status=421)
     return await handler(request)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine: `localhost` or a loopback address
+    literal (`127.x.y.z`, `[::1]`), with or without a port."""
+    if host.startswith("["):
+        name, bracket, port = host[1:].partition("]")
+        if not bracket:
+            return False
+        try:
+            loopback = ipaddress.IPv6Address(name).is_loopback
+        except ValueError:
+            return False
+    else:
+        name = host.split(":", 1)[0]
+        port = host[len(name):]
+        if name.lower() == "localhost":
+            loopback = True
+        else:
+            try:
+                loopback = ipaddress.IPv4Address(name).is_loopback
+            except ValueError:
+                return False
+    if port and not (port.startswith(":") and port[1:].isdigit() and len(port) <= 6):
+        return False
+    return loopback
 
 
 def _is_loopback(remote: str | None) -> bool:
@@ -247,13 +325,15 @@ class RunningNode:
         if not config.admin.allow_remote and not _is_loopback(admin_host) and admin_host != "localhost":
             raise RuntimeError(f"[admin] host {admin_host!r} is not a loopback address; set [admin] "
                                "allow_remote = true to serve the admin endpoint beyond this machine")
-        public = web.AppRunner(self.app, access_log_class=PrivateAccessLogger, handle_signals=False)
+        settings = server_settings(config)
+        public = web.AppRunner(self.app, access_log_class=PrivateAccessLogger, handle_signals=False, **settings)
         await public.setup()  # runs cleanup_ctx: lock, database, sequencer (with crash recovery)
         self._runners.append(public)
         try:
             await web.TCPSite(public, host, port).start()
             self.public_url = _url(public.addresses[0])
-            admin = web.AppRunner(self.admin_app, access_log_class=PrivateAccessLogger, handle_signals=False)
+            admin = web.AppRunner(self.admin_app, access_log_class=PrivateAccessLogger, handle_signals=False,
+                                  **settings)
             await admin.setup()
             self._runners.append(admin)
             await web.TCPSite(admin, admin_host, admin_port).start()

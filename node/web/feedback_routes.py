@@ -17,8 +17,6 @@ can only name an entry this node verified, and cannot be moved to another entry.
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from node.web.app import NODE
@@ -72,24 +70,23 @@ async def publish_feedback(ctx, origin: object, index: object, verdict: object) 
             "checkpoint_size": appended.checkpoint_size, "entry": entry_to_json(entry)}
 
 
+FEEDBACK_HINT = 'send exactly {"origin": ..., "index": ..., "verdict": ...}'
+
+
 async def post_feedback(request: web.Request) -> web.Response:
     from node.web.bearer import unauthorized
-    from node.web.log_routes import ADMIN_TOKEN_NEEDED, BadAppend, has_admin_token, read_limited
+    from node.web.body import BodyError, parse_json, read_body
+    from node.web.log_routes import ADMIN_TOKEN_NEEDED, has_admin_token
 
     ctx = request.app[NODE]
     if not has_admin_token(request):  # the match token does not publish feedback
         return unauthorized(ADMIN_TOKEN_NEEDED)
     try:
-        raw = await read_limited(request, BODY_LIMIT)
-        body = json.loads(raw.decode("utf-8"))
-    except BadAppend as exc:
+        body = parse_json(await read_body(request, BODY_LIMIT), hint=FEEDBACK_HINT)
+    except BodyError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return web.json_response({"error": "the body must be JSON: {\"origin\": ..., \"index\": ..., "
-                                  "\"verdict\": ...}"}, status=400)
     if not isinstance(body, dict) or set(body) - {"origin", "index", "verdict"}:
-        return web.json_response({"error": "send exactly {\"origin\": ..., \"index\": ..., \"verdict\": ...}"},
-                                 status=400)
+        return web.json_response({"error": FEEDBACK_HINT}, status=400)
     try:
         answer = await publish_feedback(ctx, body.get("origin"), body.get("index"), body.get("verdict"))
     except FeedbackError as exc:

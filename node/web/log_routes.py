@@ -115,26 +115,21 @@ ADMIN_TOKEN_NEEDED = "missing or wrong admin token (Authorization: Bearer <token
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it exceeds `limit` bytes: a declared
-    Content-Length is checked before reading anything, a chunked body while reading."""
-    if request.content_length is not None and request.content_length > limit:
-        raise BadAppend(f"body of {request.content_length} bytes exceeds the limit of {limit} bytes; "
-                        "send fewer lines per request", status=413)
-    chunks, total = [], 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > limit:
-            raise BadAppend(f"body exceeds the limit of {limit} bytes; send fewer lines per request", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The request body through node/web/body.py's read_body (timeout, cap on bodies
+    read at once, 413 before reading a declared Content-Length over `limit`), with a
+    413 raised as BadAppend."""
+    from node.web.body import BodyError, read_body
+
+    try:
+        return await read_body(request, limit)
+    except BodyError as exc:
+        raise BadAppend(f"{exc}; send fewer lines per request", status=exc.status) from None
 
 
 def parse_append_body(body: bytes, log_size: int) -> list[bytes]:
     """Validate every line (JSON view of an entry) and return the encoded entries.
     All or nothing: the first bad line raises BadAppend naming its line number."""
+    from node.web.body import BodyError, parse_json
     from protocol.entries import Withdrawal, entry_and_bytes_from_json
     from protocol.errors import ProtocolError
 
@@ -143,13 +138,9 @@ def parse_append_body(body: bytes, log_size: int) -> list[bytes]:
         if not raw.strip():
             continue  # blank lines (and the final newline) are allowed
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadAppend(f"line {number}: not valid UTF-8", number) from None
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise BadAppend(f"line {number}: not valid JSON ({exc})", number) from None
+            obj = parse_json(raw, what=f"line {number}")
+        except BodyError as exc:
+            raise BadAppend(str(exc), number) from None
         if not isinstance(obj, dict):
             raise BadAppend(f"line {number}: expected a JSON object like "
                             '{"kind": "submission", "signal": "pdq", "fingerprint": "<64 hex>"}', number)

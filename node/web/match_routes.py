@@ -30,7 +30,6 @@ was down is published.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -124,22 +123,27 @@ def _error(status: int, message: str, **extra) -> web.Response:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    from node.web.log_routes import BadAppend, read_limited
+    from node.web.body import BodyError, read_body
 
     try:
-        return await read_limited(request, limit)
-    except BadAppend as exc:
-        raise BadRequest(str(exc).replace("send fewer lines per request", "send less per request"),
-                         exc.status) from None
+        return await read_body(request, limit)
+    except BodyError as exc:
+        raise BadRequest(f"{exc}; send less per request", exc.status) from None
 
 
-async def _read_json(request: web.Request, limit: int) -> Any:
+async def _read_json(request: web.Request, limit: int, hint: str) -> Any:
+    from node.web.body import BodyError, parse_json
+
     raw = await _read_body(request, limit)
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest('the body must be JSON: a fingerprint {"signal": "pdq", "fingerprint": "<64 hex>"}, '
-                         'or {"fingerprints": [...]} for a batch') from None
+        return parse_json(raw, hint=hint)
+    except BodyError as exc:
+        raise BadRequest(str(exc), exc.status) from None
+
+
+MATCH_HINT = 'send a fingerprint {"signal": "pdq", "fingerprint": "<64 hex>"}, or {"fingerprints": [...]} for a batch'
+SUPPRESS_HINT = 'send {"origin": "<log origin>", "index": <entry index>, "feedback": true}'
+THRESHOLD_HINT = 'send {"origin": "<log origin>", "threshold": 0..256, or null for the default}'
 
 
 def parse_match_body(body: Any, max_batch: int = MAX_BATCH) -> tuple[list, bool]:
@@ -239,7 +243,7 @@ def _guarded(*, match_token: bool):
 async def post_match(request: web.Request) -> web.Response:
     """One fingerprint -> {"signal", "matches", "total"}; a batch -> {"results": [...]}."""
     settings = request.app[MATCH_SETTINGS]
-    body = await _read_json(request, settings.json_limit)
+    body = await _read_json(request, settings.json_limit, MATCH_HINT)
     queries, batch = parse_match_body(body, settings.max_batch)
     answers = await _match(request, queries)
     results = [_result_json(result, described, query) for query, (result, described) in zip(queries, answers)]
@@ -332,10 +336,10 @@ async def post_suppress(request: web.Request) -> web.Response:
     """{"origin": O, "index": I, "feedback": true|false} -> the suppression's outcome."""
     from node.matcher.suppress import SuppressError, suppress_entry
 
-    body = await _read_json(request, 4096)
+    body = await _read_json(request, 4096, SUPPRESS_HINT)
     if not isinstance(body, dict) or not {"origin", "index"} <= set(body) \
             or set(body) - {"origin", "index", "feedback"}:
-        raise BadRequest('send {"origin": "<log origin>", "index": <entry index>, "feedback": true}')
+        raise BadRequest(SUPPRESS_HINT)
     feedback = body.get("feedback", True)
     if not isinstance(feedback, bool):
         raise BadRequest("feedback must be true or false")
@@ -351,10 +355,10 @@ async def post_threshold(request: web.Request) -> web.Response:
     """{"origin": O, "threshold": T|null} -> stored, and in force for the next search."""
     from node.store import matching as matching_store
 
-    body = await _read_json(request, 4096)
+    body = await _read_json(request, 4096, THRESHOLD_HINT)
     if not isinstance(body, dict) or set(body) != {"origin", "threshold"} or not isinstance(body["origin"], str) \
             or not body["origin"]:
-        raise BadRequest('send {"origin": "<log origin>", "threshold": 0..256, or null for the default}')
+        raise BadRequest(THRESHOLD_HINT)
     threshold = body["threshold"]
     if threshold is not None and (type(threshold) is not int or not 0 <= threshold <= 256):
         raise BadRequest("threshold must be an integer from 0 to 256, or null for the default (31)")

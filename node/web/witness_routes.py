@@ -18,7 +18,11 @@ Resources opened here (cleanup_ctx, after the node's own):
 - the submitter of this node's own checkpoints to its witnesses (node/witness/submit.py),
   hooked to the sequencer's on_publish callbacks.
 
-None of these paths is read-protected: checkpoints are public by design.
+Access: /add-checkpoint and what a witness cosigned (/witness/checkpoints,
+/witness/checkpoint) are public: submitters and monitors need them. /witness/seen and
+/witness/evidence say which logs this node follows, so, like GET /status, they are for
+registered readers (signed requests, node/readaccess.py) unless the node is
+public_read; nodes that gossip register each other's request keys as readers.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import logging
 
 from aiohttp import web
 
-from node.web.app import NODE
+from node.web.app import NODE, READ_PROTECTED
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/witness/checkpoint", get_cosigned_checkpoint)
     app.router.add_get("/witness/seen", get_seen)
     app.router.add_get("/witness/evidence", get_evidence)
+    # Which logs this node follows or witnesses is the operator's business (as for
+    # GET /status): registered readers only, unless the node is public_read.
+    app[READ_PROTECTED].extend(["/witness/seen", "/witness/evidence"])
     app.cleanup_ctx.append(_witness_resources)
 
 
@@ -92,16 +99,17 @@ def _b64(data: bytes) -> str:
 
 
 async def post_add_checkpoint(request: web.Request) -> web.Response:
+    from node.web.body import BodyError, read_body
     from node.witness.addcheckpoint import MAX_BODY_BYTES
 
     service = request.app[WITNESS]
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return web.Response(status=413, text=f"body larger than {MAX_BODY_BYTES} bytes\n")
-    body = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return web.Response(status=413, text=f"body larger than {MAX_BODY_BYTES} bytes\n")
-    if service.witness is None:
+    if service.witness is None:  # nothing to judge: the body is not read
         return web.Response(status=404, text="this node witnesses no log\n")
+    try:
+        # The whole declared body, within [http] body_timeout: never part of it.
+        body = await read_body(request, MAX_BODY_BYTES)
+    except BodyError:
+        return web.Response(status=413, text=f"body larger than {MAX_BODY_BYTES} bytes\n")
     reply = await service.run(service.witness.add_checkpoint, body)
     return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type})
 
