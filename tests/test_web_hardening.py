@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import aiohttp
@@ -405,7 +406,8 @@ async def test_allow_remote_admin_takes_any_host(tmp_path):
 
 # ----------------------------------------------------------- 5. Server header
 
-async def test_every_answer_says_server_ncii_node(tmp_path):
+async def test_every_answer_says_server_ncii_node(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
     node = RunningNode(datadir_with(tmp_path, "server"))
 
     async def boom(request):
@@ -430,5 +432,8 @@ async def test_every_answer_says_server_ncii_node(tmp_path):
             status, headers, _ = await read_answer(reader, 5)
             writer.close()
             assert status == 400 and headers["server"] == "ncii-node"
+        # ... and is logged like any other answer (the access logger copes with it).
+        assert '(no route)" 400' in caplog.text
+        assert "Unhandled exception" not in caplog.text
     finally:
         await node.stop()

@@ -209,7 +209,11 @@ async def _common_headers(request: web.Request, handler):
 
 
 def _route_pattern(request: web.Request) -> str:
-    route = request.match_info.route
+    try:
+        match_info = request.match_info
+    except AssertionError:  # a request aiohttp's parser refused never reached the router
+        return "(no route)"
+    route = match_info.route
     resource = route.resource if route is not None else None
     return resource.canonical if resource is not None else "(no route)"
 
