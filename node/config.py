@@ -20,7 +20,7 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     body_timeout = 30.0               # seconds to receive a whole request body (else 408); both sites
     idle_timeout = 15.0               # seconds to receive a request head after connecting or after
                                       # the previous answer (else the connection is closed); both sites
-    max_concurrent_bodies = 16        # request bodies read at once per site; beyond: 503 at once
+    max_concurrent_bodies = 8         # request bodies read at once per site; beyond: 503 at once
     trusted_proxies = []              # reverse proxies (addresses or CIDR networks) whose
                                       # X-Forwarded-For gives the client address (case API limits)
 
@@ -81,7 +81,7 @@ class HttpSection:
     public_read: bool = False
     body_timeout: float = 30.0
     idle_timeout: float = 15.0
-    max_concurrent_bodies: int = 16
+    max_concurrent_bodies: int = 8
     trusted_proxies: list = field(default_factory=list)
 
 
