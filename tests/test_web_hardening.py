@@ -255,7 +255,7 @@ def test_http_settings_are_validated(tmp_path):
     config = Config.from_dict({**base, "http": {"body_timeout": 5, "idle_timeout": 2.5, "max_concurrent_bodies": 3}})
     assert (config.http.body_timeout, config.http.idle_timeout, config.http.max_concurrent_bodies) == (5.0, 2.5, 3)
     defaults = Config.from_dict(base).http
-    assert (defaults.body_timeout, defaults.idle_timeout, defaults.max_concurrent_bodies) == (30.0, 15.0, 16)
+    assert (defaults.body_timeout, defaults.idle_timeout, defaults.max_concurrent_bodies) == (30.0, 15.0, 8)
     for bad in ({"body_timeout": 0}, {"idle_timeout": -1}, {"max_concurrent_bodies": 0}):
         with pytest.raises(ConfigError):
             Config.from_dict({**base, "http": bad})

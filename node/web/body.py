@@ -52,7 +52,7 @@ class BodyGate:
     """How many bodies one site reads at once, and how long one may take.
     One per site (the event loop is single-threaded, so a plain counter is exact)."""
 
-    max_concurrent: int = 16
+    max_concurrent: int = 8
     timeout: float = 30.0
     active: int = 0
 
