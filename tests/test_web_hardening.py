@@ -464,3 +464,29 @@ async def test_every_answer_says_server_ncii_node(tmp_path, caplog):
         assert "Unhandled exception" not in caplog.text
     finally:
         await node.stop()
+
+
+async def test_logs_stay_readable_for_an_operator(tmp_path, caplog):
+    # Followers poll /checkpoint every second: successful reads are DEBUG, not INFO;
+    # a malformed request from anyone is one line, without a traceback or an address.
+    caplog.set_level(logging.DEBUG)
+    node = await start(datadir_with(tmp_path, "quiet"))
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(node.public_url + "/checkpoint") as r:
+                assert r.status == 200
+            async with session.get(node.public_url + "/nothing") as r:
+                assert r.status == 404
+        reader, writer = await connect(node.public_url)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        await read_answer(reader, 5)
+        writer.close()
+    finally:
+        await node.stop()
+    access = {r.getMessage(): r.levelno for r in caplog.records if r.name == "aiohttp.access"}
+    assert access['"GET /checkpoint" 200 ' + next(k for k in access if "/checkpoint" in k).split(" 200 ")[1]] == logging.DEBUG
+    assert any("404" in k and level == logging.INFO for k, level in access.items())
+    server = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert server and all(r.exc_info is None and r.levelno == logging.INFO for r in server), server
+    assert "refused a malformed request" in server[0].getMessage() and "\n" not in server[0].getMessage()
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp") and "127.0.0.1" in r.getMessage()]

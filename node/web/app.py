@@ -48,28 +48,40 @@ from types import ModuleType
 from aiohttp import web
 from aiohttp import web_response as aiohttp_web_response
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from node.datadir import DataDir
 from node.web.body import BODY_GATE, BodyGate
 
 log = logging.getLogger(__name__)
 
-ACCESS_LOG_FORMAT = '"%r" %s %b %Tfs'  # kept for reference; PrivateAccessLogger is what runs
-
-
 class PrivateAccessLogger(AbstractAccessLogger):
-    """'"GET /checkpoint" 200 123 0.001s': no address, user agent, referrer or query."""
+    """'"GET /checkpoint" 200 123 0.001s': no address, user agent, referrer or query.
+
+    Successful reads (GET/HEAD below 400) go at DEBUG: every follower polls
+    /checkpoint each second and fetches tiles, which at INFO would bury what an
+    operator needs to see. Writes and every error stay at INFO."""
 
     def log(self, request, response, time):
         path = _route_pattern(request) if response.status >= 400 else request.path
-        self.logger.info('"%s %s" %s %s %.3fs', request.method, path, response.status,
-                         response.body_length, time)
+        quiet = request.method in ("GET", "HEAD") and response.status < 400
+        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', request.method, path,
+                        response.status, response.body_length, time)
 
 
 class _DropClientAddress(logging.Filter):
+    """aiohttp's "Error handling request from <address>": the address goes (who talks
+    to a helpline is personal data), and so does the traceback when the request was
+    malformed (the client's fault, one line is enough; anyone can send them)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
             record.msg, record.args = "Error handling request", ()
+            exc = record.exc_info[1] if record.exc_info else None
+            if isinstance(exc, HttpProcessingError):
+                reason = (exc.message or type(exc).__name__).splitlines()[0].strip()
+                record.msg = f"refused a malformed request: {reason}"
+                record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
 
 
