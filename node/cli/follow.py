@@ -223,6 +223,8 @@ def run_peers_add(args) -> int:
         db.close()
     print(f"{'comparing views with' if added else 'already a peer, interval updated:'} {url} "
           f"every {args.interval:g} s (GET {url}/witness/seen)")
+    print("unless that node is public_read, its operator must register this node as a reader: "
+          "ncii-node readers add --dir THEIR_DIR \"$(ncii-node key --dir THIS_DIR --request)\"")
     return 0
 
 
