@@ -4,9 +4,12 @@ with protocol/ (never with the node's own code)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,3 +120,18 @@ def tile_files(datadir: DataDir) -> dict[str, bytes]:
             path = Path(dirpath) / name
             out[str(path.relative_to(root))] = path.read_bytes()
     return out
+
+
+async def wait_for(predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
+    """Poll `predicate` (a plain or async callable) until it is true; True, or
+    AssertionError once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not reached in {timeout} s")
+        await asyncio.sleep(step)

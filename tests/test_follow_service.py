@@ -17,20 +17,13 @@ from node.follow.scheduler import FollowService, backoff_delay
 from node.store import follow as store
 from node.store import open_db
 from node.web.app import RunningNode
-from publish_support import append, make_datadir
+from publish_support import append, make_datadir, wait_for
 
 
 def pdq_line(i: int) -> str:
     return json.dumps({"kind": "submission", "signal": "pdq", "fingerprint": f"{i:064x}"})
 
 
-async def wait_for(predicate, timeout=10.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step)
-    return predicate()
 
 
 def test_follow_cli_add_list_remove(tmp_path, capsys):

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 from follow_support import Harness, LogServer, StaticLog, pdq_entry
-from publish_support import append, make_datadir, pdq_line
+from publish_support import append, make_datadir, pdq_line, wait_for
 from test_audit import ORIGIN, build_log, cli, submission
 from test_audit import LogServer as HistoryServer
 
@@ -287,13 +286,6 @@ async def test_tiles_of_a_restricted_log_are_read_with_the_request_key(tmp_path)
 
 # ------------------------------------------------------------------ whole nodes
 
-async def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def log_state(node: RunningNode):

@@ -5,7 +5,6 @@ applies accepts and refuses what it must."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -19,7 +18,7 @@ from node.witness.policy import NotEnoughCosignatures, check_followed_checkpoint
 from protocol.checkpoint import open_checkpoint
 from protocol.note import Verifier
 
-from publish_support import ORIGIN, append, make_datadir, pdq_line
+from publish_support import ORIGIN, append, make_datadir, pdq_line, wait_for
 
 
 async def start_witness(tmp_path, name: str, log_vkey: str) -> RunningNode:
@@ -35,13 +34,6 @@ async def start_witness(tmp_path, name: str, log_vkey: str) -> RunningNode:
     return node
 
 
-async def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 async def get_checkpoint(session, node) -> bytes:

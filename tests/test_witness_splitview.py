@@ -10,9 +10,7 @@ that requires witness cosignatures does not apply an uncosigned checkpoint."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 import aiohttp
 import pytest
@@ -26,17 +24,10 @@ from node.witness.evidence import verify_evidence
 from node.witness.keys import load_witness_signer
 from protocol.note import Signer
 
-from publish_support import make_datadir
+from publish_support import make_datadir, wait_for
 from test_audit import ORIGIN, LogServer, build_log, cli, submission
 
 
-async def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 async def start_follower(tmp_path, name: str, url: str, vkey: str) -> RunningNode:
