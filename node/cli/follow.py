@@ -16,6 +16,7 @@ one takes effect while the node runs.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from node.cli._common import add_dir_argument, fail, reports_datadir_errors
@@ -80,12 +81,17 @@ def register(subparsers) -> None:
     prm.set_defaults(func=run_peers_remove)
 
 
-def _open(args):
+@contextlib.contextmanager
+def _database(args):
+    """The node's database, closed when the command is done with it."""
     from node.datadir import DataDir
     from node.store import open_db
 
-    datadir = DataDir(args.dir)
-    return datadir, open_db(datadir.db_path)
+    db = open_db(DataDir(args.dir).db_path)
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def _check_url(url: str) -> str | None:
@@ -153,13 +159,12 @@ def run_add(args) -> int:
     origin = verifier.name  # a log's key is named like its origin (C2SP tlog-checkpoint)
     if args.tofu and not args.vkey:
         print(TOFU_WARNING.format(url=url, origin=origin, vkey=vkey), file=sys.stderr)
-    _, db = _open(args)
-    try:
-        store.add_log(db, origin, url, vkey, args.name, tofu=args.tofu and not args.vkey, interval=args.interval)
-    except ValueError as exc:
-        return fail(str(exc))
-    finally:
-        db.close()
+    with _database(args) as db:
+        try:
+            store.add_log(db, origin, url, vkey, args.name, tofu=args.tofu and not args.vkey,
+                          interval=args.interval)
+        except ValueError as exc:
+            return fail(str(exc))
     print(f"following {origin} at {url}" + (f" as {args.name!r}" if args.name else ""))
     print(f"pinned verifier key: {vkey}")
     print("a running node picks this up within seconds; `ncii-node status --dir DIR` shows progress")
@@ -172,11 +177,8 @@ def run_list(args) -> int:
 
     from node.store import follow as store
 
-    _, db = _open(args)
-    try:
+    with _database(args) as db:
         logs = store.list_logs(db)
-    finally:
-        db.close()
     for entry in logs:
         if args.json:
             print(json.dumps({"origin": entry.origin, "name": entry.name, "url": entry.url, "vkey": entry.vkey,
@@ -195,11 +197,8 @@ def run_list(args) -> int:
 def run_remove(args) -> int:
     from node.store import follow as store
 
-    _, db = _open(args)
-    try:
+    with _database(args) as db:
         origin = store.remove_log(db, args.log)
-    finally:
-        db.close()
     if origin is None:
         return fail(f"no followed log has the origin or name {args.log!r} (see `ncii-node follow list`)")
     print(f"no longer following {origin}; its fingerprints were removed (fork evidence, if any, is kept)")
@@ -216,11 +215,8 @@ def run_peers_add(args) -> int:
         return fail(f"{problem}: {args.url}", 2)
     if not 1 <= args.interval <= 86400:
         return fail("--interval must be between 1 and 86400 seconds", 2)
-    _, db = _open(args)
-    try:
+    with _database(args) as db:
         added = store.add_gossip_peer(db, url, args.interval)
-    finally:
-        db.close()
     print(f"{'comparing views with' if added else 'already a peer, interval updated:'} {url} "
           f"every {args.interval:g} s (GET {url}/witness/seen)")
     print("unless that node is public_read, its operator must register this node as a reader: "
@@ -235,11 +231,8 @@ def run_peers_list(args) -> int:
     from node.follow.status import iso_time
     from node.store import follow as store
 
-    _, db = _open(args)
-    try:
+    with _database(args) as db:
         peers = store.list_gossip_peers(db)
-    finally:
-        db.close()
     for peer in peers:
         if args.json:
             print(json.dumps({"url": peer.url, "interval": peer.interval, "checked_at": iso_time(peer.checked_at),
@@ -257,11 +250,8 @@ def run_peers_list(args) -> int:
 def run_peers_remove(args) -> int:
     from node.store import follow as store
 
-    _, db = _open(args)
-    try:
+    with _database(args) as db:
         removed = store.remove_gossip_peer(db, args.url.rstrip("/"))
-    finally:
-        db.close()
     if not removed:
         return fail(f"{args.url} is not a peer (see `ncii-node follow peers list`)", 1)
     print(f"no longer comparing views with {args.url.rstrip('/')}")
