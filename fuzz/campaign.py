@@ -80,14 +80,11 @@ def _executions(log: str) -> int:
 
 
 def _exception(log: str) -> str:
-    """The exception line of an atheris crash report, or libFuzzer's reason."""
-    if "Uncaught Python exception" in log:
-        tail = log.split("Uncaught Python exception", 1)[1]
-        lines = [line for line in tail.splitlines() if line.strip() and not line.startswith(("===", " "))]
-        for line in lines:
-            if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b|^[A-Za-z_][\w.]*: ", line) \
-                    and not line.startswith(("Traceback", "INFO", "MS:", "SUMMARY", "==")):
-                return line[:300]
+    """The exception line of an atheris crash report (the line after its banner), or
+    libFuzzer's reason."""
+    if "Uncaught Python exception: ===" in log:
+        tail = log.split("Uncaught Python exception: ===", 1)[1].strip()
+        return tail.splitlines()[0][:300] if tail else "a Python exception"
     for reason in ("ALARM: working on the last Unit", "out-of-memory", "timeout", "deadly signal"):
         if reason in log:
             return reason
@@ -136,7 +133,8 @@ def run_harness(name: str, seconds: float, workdir: Path, *, max_crashes: int, n
             outcome.error = f"exit status {proc.returncode} without a crash file (see {log_path})"
             break
         artifact = Path(artifacts[-1])
-        (artifact.parent / (artifact.name + ".txt")).write_text(log[-20000:])
+        # atheris writes the traceback to stdout, libFuzzer its report to stderr.
+        (artifact.parent / (artifact.name + ".txt")).write_text(proc.stdout[-20000:] + "\n" + proc.stderr[-10000:])
         outcome.crashes.append(Crash(str(artifact.relative_to(REPO) if artifact.is_relative_to(REPO) else artifact),
                                      artifact.name.split("-", 1)[0], _exception(log)))
     outcome.corpus = sum(1 for _ in corpus.iterdir())

@@ -35,6 +35,7 @@ class Harness:
     timeout: int = 10              # seconds one input may take before it counts as a hang
     seeds: Callable[[], Iterable[bytes]] = field(default=lambda: ())
     tokens: tuple[bytes, ...] = ()  # libFuzzer dictionary: words worth splicing in
+    instrument: tuple[str, ...] = ()  # libraries whose parsing code coverage should guide too
 
 
 HARNESSES: dict[str, Harness] = {}
@@ -449,10 +450,28 @@ def add_checkpoint(data: bytes) -> None:
     assert isinstance(reply.body, bytes)
 
 
+@harness("node.witness.submit.cosignature_lines: a witness's 200 answer to our own "
+         "/add-checkpoint (cosignature lines for our checkpoint)", max_len=8192,
+         tokens=(b"\xe2\x80\x94 fuzz.example/witness ", b"\n"))
+def witness_reply(data: bytes) -> None:
+    from node.witness.submit import WitnessFailure, cosignature_lines
+
+    try:
+        lines = cosignature_lines(data, WITNESS_REPLY_TEXT, fx.WITNESS_VERIFIER)
+    except WitnessFailure:
+        return
+    for line in lines:
+        fx.WITNESS_VERIFIER.verify_line(WITNESS_REPLY_TEXT, line)
+
+
+WITNESS_REPLY_TEXT = f"{fx.LOG_ORIGIN}\n8\n{'7Hv6zRcPR38GtJm3nlWdkKqF4SlAQBl2ZCt0CCnBvcY='}\n"
+
+
 @harness("node.readaccess.verify_request: RFC 9421 Signature-Input and Signature headers of a "
          "read request (input: Signature-Input, a newline, Signature)", max_len=2048,
          tokens=(b'ncii=("@method" "@authority" "@path" "@query")', b";created=", b";expires=", b";keyid=",
-                 b";nonce=", b';alg="ed25519"', b';tag="ncii-node-read"', b"ncii=:", b"\n"))
+                 b";nonce=", b';alg="ed25519"', b';tag="ncii-node-read"', b"ncii=:", b"\n"),
+         instrument=("http_message_signatures", "http_sf"))
 def request_signature(data: bytes) -> None:
     from aiohttp.test_utils import make_mocked_request
 
@@ -518,7 +537,8 @@ def _proxies():
 
 @harness("node.config.parse_config: DIR/config.toml", max_len=4096, tokens=(
     b"[node]\n", b"[http]\n", b"[admin]\n", b"[log]\n", b"[paths]\n", b"[cases]\n", b"origin = ", b"role = ",
-    b"port = ", b"trusted_proxies = [", b"body_timeout = ", b"pin_scrypt_n = ", b'"', b"\n", b"inf", b"nan"))
+    b"port = ", b"trusted_proxies = [", b"body_timeout = ", b"pin_scrypt_n = ", b'"', b"\n", b"inf", b"nan"),
+    instrument=("tomllib", "tomli_w"))
 def config(data: bytes) -> None:
     from node.config import ConfigError, dump_config, parse_config
 

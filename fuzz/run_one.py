@@ -1,8 +1,8 @@
 """One harness under atheris (libFuzzer): `python -m fuzz.run_one NAME [libFuzzer flags] CORPUS...`.
 
-protocol/, node/ and the harnesses are instrumented for coverage. Each seed is run
-once inside the instrumenting block first, so that the modules a parser imports
-lazily are instrumented too. Started by fuzz/campaign.py (scripts/fuzz), one process
+protocol/, node/, the harnesses and the libraries a harness names (`instrument`) are
+instrumented for coverage. Each seed is run once inside the instrumenting block
+first, so that the modules a parser imports lazily are instrumented too. Started by fuzz/campaign.py (scripts/fuzz), one process
 per harness: libFuzzer ends the process at the end of a run or at the first crash.
 """
 
@@ -22,6 +22,7 @@ def main() -> None:
         from fuzz.seeds import seeds
 
         harness = HARNESSES[name]
+    with atheris.instrument_imports(include=["protocol", "node", "fuzz", *harness.instrument]):
         for seed in seeds(name):
             harness.run(seed)
     atheris.Setup([sys.argv[0], *flags], harness.run)

@@ -208,6 +208,15 @@ def add_checkpoint() -> Iterator[bytes]:
     yield encode_request(9, [], tree.checkpoint(8))                                 # 400
 
 
+def witness_reply() -> Iterator[bytes]:
+    from fuzz.harnesses import WITNESS_REPLY_TEXT
+
+    line = fx.WITNESS_SIGNER.cosign(WITNESS_REPLY_TEXT, fx.COSIGNED_AT).encode()
+    other = fx.WITNESS_SIGNER.cosign(WITNESS_REPLY_TEXT, fx.COSIGNED_AT + 60).encode()
+    yield line + b"\n"
+    yield line + b"\n" + other + b"\n"
+
+
 def request_signature() -> Iterator[bytes]:
     from fuzz.harnesses import signed_request_headers
 

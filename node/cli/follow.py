@@ -119,7 +119,7 @@ def parse_node_json(data: bytes) -> dict:
 
     try:
         info = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise NodeJsonError("/node.json is not JSON") from None
     if not isinstance(info, dict) or not isinstance(info.get("verifier_key"), str):
         raise NodeJsonError("/node.json has no verifier_key")
