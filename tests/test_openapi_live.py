@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
+    ignored_auth,
     negative_data_rejection,
     content_type_conformance,
     response_headers_conformance,
@@ -42,7 +43,8 @@ HELPLINE = "helpline.openapi.example/log"
 PLATFORM = "platform.openapi.example/feedback"
 EXAMPLES = int(os.environ.get("NCII_SCHEMATHESIS_EXAMPLES", "40"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, negative_data_rejection]
+          response_schema_conformance, negative_data_rejection,
+          ignored_auth]
 # Routes only one role has; every other route is called on both nodes.
 ONLY_ON = {"/v1/cases": "helpline", "/v1/match": "platform", "/": "helpline", "/{file}": "helpline"}
 
@@ -156,7 +158,10 @@ def _explicit(live) -> dict[tuple[str, str], list[tuple[str, dict, set[int]]]]:
         ("POST", "/admin/append"): [(role, {"body": line + "\n", "media_type": "application/x-ndjson"}, {200})
                                     for role in ("helpline", "platform")],
         ("POST", "/v1/feedback"): [("platform", {"body": {"origin": HELPLINE, "index": 0, "verdict": "removed"}},
-                                    {200})],
+                                    {200}),
+                                   # was a 500: an index beyond what SQLite holds (found by this test)
+                                   ("platform", {"body": {"origin": HELPLINE, "index": 2**68, "verdict": "removed"}},
+                                    {400})],
         ("POST", "/v1/match"): [("platform", {"body": FINGERPRINTS[0], MATCH_TOKEN: True}, {200}),
                                 ("platform", {"body": {"fingerprints": FINGERPRINTS}}, {200})],
         ("POST", "/v1/match/media"): [("platform", {"body": picture.getvalue(),
@@ -164,6 +169,8 @@ def _explicit(live) -> dict[tuple[str, str], list[tuple[str, dict, set[int]]]]:
         ("POST", "/v1/match/threshold"): [("platform", {"body": {"origin": HELPLINE, "threshold": 20}}, {200})],
         ("POST", "/v1/match/suppress"): [("platform", {"body": {"origin": HELPLINE, "index": 0}, MATCH_TOKEN: True},
                                           {401}),
+                                         ("platform", {"body": {"origin": HELPLINE, "index": 277642173769004482560}},
+                                          {400}),  # was a 500 (found by this test)
                                          ("platform", {"body": {"origin": HELPLINE, "index": 0, "feedback": True}},
                                           {200})],
     }
