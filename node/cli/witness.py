@@ -12,8 +12,9 @@ Publishing role (this node's checkpoints are sent to witnesses and served cosign
     witness policy --dir DIR K                        want K cosignatures per checkpoint
     witness status --dir DIR
 
-Following role (refuse checkpoints of a followed log without k of n cosignatures):
+Following role (refuse checkpoints of a followed log without the cosignatures it needs):
     witness require --dir DIR ORIGIN -k K --witness VKEY [--witness VKEY ...]
+    witness require --dir DIR ORIGIN --policy FILE    a C2SP tlog-policy (groups, thresholds)
     witness require --dir DIR ORIGIN --off
 
 Changes are read by a running node: witnesses added with `use` are used from the next
@@ -69,8 +70,55 @@ def register(subparsers) -> None:
     require.add_argument("origin", metavar="ORIGIN")
     require.add_argument("-k", type=int, default=None, help="cosignatures required")
     require.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a trusted witness key")
+    require.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file (logs, witnesses, groups, "
+                         "quorum) instead of -k and --witness")
     require.add_argument("--off", action="store_true", help="remove the requirement")
     p.set_defaults(func=run)
+
+
+def _require(db, args) -> int:
+    """`witness require`: store the tlog-policy a followed log's checkpoints must meet."""
+    from pathlib import Path
+
+    from node.store import witness as store
+    from protocol.errors import ProtocolError
+    from protocol.policy import Policy, PolicyError, parse_policy
+
+    if args.off:
+        store.remove_follow_policy(db, args.origin)
+        print(f"no cosignatures required for {args.origin}")
+        return 0
+    if args.policy and (args.witness or args.k is not None):
+        return fail("give either --policy FILE or -k K --witness VKEY ..., not both")
+    if args.policy:
+        try:
+            data = Path(args.policy).read_bytes()
+        except OSError as exc:
+            return fail(f"cannot read {args.policy}: {exc.strerror}")
+        try:
+            policy = parse_policy(data)
+        except PolicyError as exc:
+            return fail(f"{args.policy}: {exc}")
+        if policy.logs and not any(log.verifier.name == args.origin for log in policy.logs):
+            return fail(f"{args.policy} lists logs, but none is named {args.origin!r}: every checkpoint would be "
+                        "refused (C2SP tlog-policy: a log's key name is its origin; leave the log lines out to "
+                        "rely on the key pinned with `follow add`)")
+        source = "file"
+    else:
+        if args.k is None or not args.witness:
+            return fail("give -k K and at least one --witness VKEY, or --policy FILE (or --off)")
+        n = len(set(v.strip() for v in args.witness))
+        if not 1 <= args.k <= n:
+            return fail(f"-k must be between 1 and the number of witnesses ({n})")
+        try:
+            policy = Policy.k_of_n([v.strip() for v in args.witness], args.k)
+        except ProtocolError as exc:
+            return fail(f"not a witness cosigner key: {exc}")
+        source = "flags"
+    store.set_follow_policy(db, args.origin, policy.to_bytes(), source)
+    print(f"checkpoints of {args.origin} now need {policy.describe()} "
+          f"({len(policy.witnesses)} witness(es) known to the policy)")
+    return 0
 
 
 def _raw():
@@ -84,8 +132,9 @@ def run(args) -> int:
     from node.datadir import DataDir
     from node.store import open_db
     from node.store import witness as store
+    from protocol.checkpoint import Checkpoint
     from protocol.cosignature import CosignatureVerifier
-    from protocol.errors import KeyFormatError
+    from protocol.errors import CheckpointError, KeyFormatError
     from protocol.note import Verifier
 
     datadir = DataDir(args.dir)
@@ -102,9 +151,15 @@ def run(args) -> int:
                     verifier = Verifier.from_vkey(args.vkey.strip())
                 except KeyFormatError as exc:
                     return fail(f"not a log verifier key: {exc}")
+                try:
+                    Checkpoint(args.origin, 0, bytes(32))
+                except CheckpointError as exc:
+                    return fail(f"not an origin line: {exc}")
                 if verifier.name != args.origin:
-                    return fail(f"the key is named {verifier.name!r}; a log's key is named after its origin "
-                                  f"{args.origin!r}")
+                    # C2SP tlog-checkpoint: the key name SHOULD match the origin; a
+                    # conformant log may name it otherwise, and we witness it all the same.
+                    print(f"note: the key is named {verifier.name!r}, not like the origin {args.origin!r} "
+                          "(allowed by C2SP); it is trusted for this origin only", file=sys.stderr)
                 added = store.add_known_log(db, args.origin, verifier.vkey, args.name)
                 print(("witnessing " if added else "already witnessed (name updated): ") + f"{args.origin} {verifier.vkey}")
             elif args.logs_action == "list":
@@ -146,20 +201,7 @@ def run(args) -> int:
                 state = f"cosigned size {w.last_size}" if w.last_line else "no cosignature yet"
                 print(f"{w.name or '-'}\t{w.url}\t{state}\t{'last error: ' + w.last_error if w.last_error else ''}")
         elif args.action == "require":
-            if args.off:
-                store.remove_follow_policy(db, args.origin)
-                print(f"no cosignatures required for {args.origin}")
-                return 0
-            if args.k is None or not args.witness:
-                return fail("give -k K and at least one --witness VKEY (or --off)")
-            try:
-                vkeys = [CosignatureVerifier.from_vkey(v.strip()).vkey for v in args.witness]
-            except KeyFormatError as exc:
-                return fail(f"not a witness cosigner key: {exc}")
-            if not 1 <= args.k <= len(set(vkeys)):
-                return fail(f"-k must be between 1 and the number of witnesses ({len(set(vkeys))})")
-            store.set_follow_policy(db, args.origin, vkeys, args.k)
-            print(f"checkpoints of {args.origin} now need {args.k} of {len(set(vkeys))} witness cosignatures")
+            return _require(db, args)
         return 0
     finally:
         db.close()
