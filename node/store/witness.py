@@ -212,6 +212,15 @@ def witness_latest(db: sqlite_utils.Database, origin: str) -> CosignedCheckpoint
     return CosignedCheckpoint(*row) if row else None
 
 
+def witness_latest_by_origin_hash(db: sqlite_utils.Database, origin_hash: str) -> CosignedCheckpoint | None:
+    """The row whose origin's SHA-256, in lowercase hex, is `origin_hash` (C2SP
+    tlog-witness monitoring path). A witness knows few logs: a scan is enough."""
+    for (origin,) in db.execute("SELECT origin FROM witness_latest"):
+        if hashlib.sha256(origin.encode("utf-8")).hexdigest() == origin_hash:
+            return witness_latest(db, origin)
+    return None
+
+
 def all_witness_latest(db: sqlite_utils.Database) -> list[CosignedCheckpoint]:
     return [CosignedCheckpoint(*r) for r in db.execute(
         "SELECT origin, size, root_hash, note, cosigned_at FROM witness_latest ORDER BY origin")]

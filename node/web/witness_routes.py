@@ -4,6 +4,7 @@
                                 (node/witness/addcheckpoint.py has the status codes)
     GET  /witness/checkpoints   monitors: the latest cosigned checkpoint per origin (JSON)
     GET  /witness/checkpoint?origin=O   the same for one origin, as the signed note text
+    GET  /<hex SHA-256 of O>/checkpoint the same at C2SP tlog-witness's monitoring path
     GET  /witness/seen          the latest verified checkpoint of each origin this node has
                                 seen in any role (witness, follower, auditor), for split-view
                                 comparison by other nodes (JSON)
@@ -58,6 +59,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/add-checkpoint", post_add_checkpoint)
     app.router.add_get("/witness/checkpoints", get_cosigned_checkpoints)
     app.router.add_get("/witness/checkpoint", get_cosigned_checkpoint)
+    app.router.add_get(r"/{origin_hash:[0-9a-f]{64}}/checkpoint", get_monitored_checkpoint)
     app.router.add_get("/witness/seen", get_seen)
     app.router.add_get("/witness/evidence", get_evidence)
     # Which logs this node follows or witnesses is the operator's business (as for
@@ -132,6 +134,21 @@ async def get_cosigned_checkpoint(request: web.Request) -> web.Response:
     origin = request.query.get("origin", "")
     service = request.app[WITNESS]
     row = await service.run(store.witness_latest, service.db, origin) if origin else None
+    return _cosigned_note(row)
+
+
+async def get_monitored_checkpoint(request: web.Request) -> web.Response:
+    """C2SP tlog-witness: GET <monitoring prefix>/<lowercase hex SHA-256 of the
+    origin>/checkpoint is the latest checkpoint this witness cosigned, with the log's
+    signature and the witness's cosignature (and nothing nobody verified)."""
+    from node.store import witness as store
+
+    service = request.app[WITNESS]
+    row = await service.run(store.witness_latest_by_origin_hash, service.db, request.match_info["origin_hash"])
+    return _cosigned_note(row)
+
+
+def _cosigned_note(row) -> web.Response:
     if row is None:
         return web.Response(status=404, text="no cosigned checkpoint for that origin\n")
     return web.Response(body=row.note, content_type="text/plain", charset="utf-8",
