@@ -2,7 +2,7 @@
 
 Witness role (this node cosigns other logs' checkpoints at POST /add-checkpoint):
     witness key    --dir DIR [--name NAME]      print (creating it if needed) the cosigning vkey
-    witness logs add    --dir DIR ORIGIN VKEY [--name NAME]
+    witness logs add    --dir DIR ORIGIN VKEY [--name NAME] [--interval SECONDS]
     witness logs list   --dir DIR
     witness logs remove --dir DIR ORIGIN|VKEY
 
@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     add.add_argument("origin", metavar="ORIGIN")
     add.add_argument("vkey", metavar="VKEY")
     add.add_argument("--name", default="")
+    add.add_argument("--interval", type=float, metavar="SECONDS",
+                     help="the add-checkpoint rate the log declared: at most one round every SECONDS "
+                          "(listed in /node.json; a log that sends more is reported in the node's log)")
     ls = logs_actions.add_parser("list", help="list the logs and keys, with the latest cosigned size")
     add_dir_argument(ls)
     rm = logs_actions.add_parser("remove", help="stop witnessing a log (its cosigned state is kept)")
@@ -121,6 +124,15 @@ def _require(db, args) -> int:
     return 0
 
 
+def _describe_policy(policy_bytes: bytes) -> str:
+    from protocol.policy import PolicyError, parse_policy
+
+    try:
+        return parse_policy(policy_bytes).describe()
+    except PolicyError as exc:
+        return f"an unusable policy ({exc})"
+
+
 def _raw():
     import argparse
 
@@ -160,13 +172,20 @@ def run(args) -> int:
                     # conformant log may name it otherwise, and we witness it all the same.
                     print(f"note: the key is named {verifier.name!r}, not like the origin {args.origin!r} "
                           "(allowed by C2SP); it is trusted for this origin only", file=sys.stderr)
+                if args.interval is not None and not 0.1 <= args.interval <= 86400:
+                    return fail("--interval must be between 0.1 and 86400 seconds")
                 added = store.add_known_log(db, args.origin, verifier.vkey, args.name)
+                if args.interval is not None:
+                    store.set_log_rate(db, args.origin, args.interval)
                 print(("witnessing " if added else "already witnessed (name updated): ") + f"{args.origin} {verifier.vkey}")
             elif args.logs_action == "list":
+                rates = store.log_rates(db)
                 for known in store.list_known_logs(db):
                     latest = store.witness_latest(db, known.origin)
+                    rate = f"declared: one round per {rates[known.origin]:g} s" if known.origin in rates else \
+                        "no declared rate"
                     print(f"{known.origin}\t{known.vkey}\t{known.name}\t"
-                          f"{'cosigned size ' + str(latest.size) if latest else 'nothing cosigned yet'}")
+                          f"{'cosigned size ' + str(latest.size) if latest else 'nothing cosigned yet'}\t{rate}")
             else:
                 n = store.remove_known_log(db, args.origin.strip())
                 if not n:
@@ -197,9 +216,13 @@ def run(args) -> int:
             k = store.get_log_policy(db)
             witnesses = store.list_log_witnesses(db)
             print(f"policy: {k if k is not None else 'none'} of {len(witnesses)}")
+            print(f"add-checkpoint rate: at most one round every "
+                  f"{datadir.config.witness.add_checkpoint_interval:g} s ([witness] add_checkpoint_interval)")
             for w in witnesses:
                 state = f"cosigned size {w.last_size}" if w.last_line else "no cosignature yet"
                 print(f"{w.name or '-'}\t{w.url}\t{state}\t{'last error: ' + w.last_error if w.last_error else ''}")
+            for origin, policy_bytes, source in store.list_follow_policies(db):
+                print(f"following {origin}: needs {_describe_policy(policy_bytes)} (from {source})")
         elif args.action == "require":
             return _require(db, args)
         return 0

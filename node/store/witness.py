@@ -365,6 +365,11 @@ def set_log_rate(db: sqlite_utils.Database, origin: str, interval: float | None)
                        "ON CONFLICT(origin) DO UPDATE SET interval = excluded.interval", (origin, interval))
 
 
+def log_rate(db: sqlite_utils.Database, origin: str) -> float | None:
+    row = db.execute("SELECT interval FROM witness_log_rates WHERE origin = ?", (origin,)).fetchone()
+    return row[0] if row else None
+
+
 def log_rates(db: sqlite_utils.Database) -> dict[str, float]:
     return {r[0]: r[1] for r in db.execute("SELECT origin, interval FROM witness_log_rates")}
 

@@ -35,7 +35,7 @@ import logging
 
 from aiohttp import web
 
-from node.web.app import NODE, READ_PROTECTED
+from node.web.app import NODE, NODE_JSON_SECTIONS, READ_PROTECTED
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def setup(app: web.Application) -> None:
     # Which logs this node follows or witnesses is the operator's business (as for
     # GET /status): registered readers only, unless the node is public_read.
     app[READ_PROTECTED].extend(["/witness/seen", "/witness/evidence"])
+    app[NODE_JSON_SECTIONS].append(node_json_witnessing)
     app.cleanup_ctx.append(_witness_resources)
 
 
@@ -85,7 +86,8 @@ async def _witness_resources(app: web.Application):
         log.info("witness %s: cosigning for %s", signer.verifier_key(),
                  ", ".join(sorted({k.origin for k in store.list_known_logs(ctx.db)})) or "no log yet")
     app[WITNESS] = service
-    submitter = WitnessSubmitter(ctx.sequencer, ctx.datadir.db_path)
+    submitter = WitnessSubmitter(ctx.sequencer, ctx.datadir.db_path,
+                                 interval=ctx.config.witness.add_checkpoint_interval)
     await submitter.start()
     app[SUBMITTER] = submitter
     try:
@@ -94,6 +96,28 @@ async def _witness_resources(app: web.Application):
         await submitter.stop()
         await service.run(service.db.close)
         service.executor.shutdown(wait=True)
+
+
+async def node_json_witnessing(app: web.Application) -> dict:
+    """What /node.json says about witnessing. `witnessing`: the add-checkpoint rate this
+    log keeps to (the public witness network asks logs to declare it) and its witnesses'
+    cosigner keys. `witness` (a node that witnesses): its cosigner key and, per log it
+    witnesses, the rate that log declared (null: none declared)."""
+    from node.store import witness as store
+
+    ctx, service = app[NODE], app[WITNESS]
+
+    def read():
+        return store.list_log_witnesses(service.db), store.list_known_logs(service.db), store.log_rates(service.db)
+
+    witnesses, known, rates = await service.run(read)
+    doc = {"witnessing": {"add_checkpoint_interval": ctx.config.witness.add_checkpoint_interval,
+                          "witnesses": [w.vkey for w in witnesses]}}
+    if service.witness is not None:
+        doc["witness"] = {"cosigner_key": service.witness.vkey,
+                          "logs": [{"origin": origin, "add_checkpoint_interval": rates.get(origin)}
+                                   for origin in sorted({k.origin for k in known})]}
+    return doc
 
 
 def _b64(data: bytes) -> str:

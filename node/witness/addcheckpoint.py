@@ -132,6 +132,7 @@ class Witness:
         self.signer = signer
         self.db = db
         self.clock = clock
+        self._traffic: dict[str, tuple[float, int]] = {}   # origin -> (window start, signed requests)
 
     @property
     def vkey(self) -> str:
@@ -162,6 +163,7 @@ class Witness:
             _, opened = open_checkpoint(request.note, verifiers, origin=origin, key_name_is_origin=False)
         except (NoteError, CheckpointError) as exc:
             return Reply(403, f"no valid signature from a known key of {origin}: {exc}\n".encode())
+        self._count_request(origin)
         if request.old_size > checkpoint.size:
             return Reply(400, f"old size {request.old_size} is larger than the checkpoint size "
                               f"{checkpoint.size}\n".encode())
@@ -220,6 +222,25 @@ class Witness:
             store.record_seen(self.db, origin, checkpoint.size, checkpoint.root_hash,
                               Note(note.text, log_lines).to_bytes(), "witness")
         return reply
+
+    def _count_request(self, origin: str) -> None:
+        """Say so (once per window) when a log sends more validly signed requests than
+        the rate it declared (`witness logs add --interval`) allows: a round is one
+        request and one more after a 409. Nothing is refused for it: anyone can replay
+        a log's signed checkpoints, and refusing would let them starve the log."""
+        interval = store.log_rate(self.db, origin)
+        if interval is None:
+            return
+        now = self.clock()
+        window = max(60.0, 10 * interval)
+        start, count = self._traffic.get(origin, (now, 0))
+        if now - start >= window:
+            start, count = now, 0
+        count += 1
+        self._traffic[origin] = (start, count)
+        if count == int(2 * window / interval) + 3:
+            log.warning("witness: log %s sent %d add-checkpoint requests in %.0f s; it declared at most one "
+                        "round every %g s", origin, count, now - start, interval)
 
     def _evidence(self, stored_note: bytes, new_note: bytes) -> str | None:
         """Evidence for two same-size checkpoints: signed by which of the log's keys?
