@@ -81,44 +81,26 @@ def register(subparsers) -> None:
 
 def _require(db, args) -> int:
     """`witness require`: store the tlog-policy a followed log's checkpoints must meet."""
-    from pathlib import Path
-
     from node.store import witness as store
-    from protocol.errors import ProtocolError
-    from protocol.policy import Policy, PolicyError, parse_policy
+    from node.witness.policy import PolicyOptionError, policy_from_options
 
     if args.off:
         store.remove_follow_policy(db, args.origin)
         print(f"no cosignatures required for {args.origin}")
         return 0
-    if args.policy and (args.witness or args.k is not None):
-        return fail("give either --policy FILE or -k K --witness VKEY ..., not both")
-    if args.policy:
-        try:
-            data = Path(args.policy).read_bytes()
-        except OSError as exc:
-            return fail(f"cannot read {args.policy}: {exc.strerror}")
-        try:
-            policy = parse_policy(data)
-        except PolicyError as exc:
-            return fail(f"{args.policy}: {exc}")
-        if policy.logs and not any(log.verifier.name == args.origin for log in policy.logs):
-            return fail(f"{args.policy} lists logs, but none is named {args.origin!r}: every checkpoint would be "
-                        "refused (C2SP tlog-policy: a log's key name is its origin; leave the log lines out to "
-                        "rely on the key pinned with `follow add`)")
-        source = "file"
-    else:
-        if args.k is None or not args.witness:
-            return fail("give -k K and at least one --witness VKEY, or --policy FILE (or --off)")
-        n = len(set(v.strip() for v in args.witness))
-        if not 1 <= args.k <= n:
-            return fail(f"-k must be between 1 and the number of witnesses ({n})")
-        try:
-            policy = Policy.k_of_n([v.strip() for v in args.witness], args.k)
-        except ProtocolError as exc:
-            return fail(f"not a witness cosigner key: {exc}")
-        source = "flags"
-    store.set_follow_policy(db, args.origin, policy.to_bytes(), source)
+    if args.k is not None and args.k < 1:
+        return fail("-k must be at least 1 (use --off to require no cosignature)")
+    try:
+        policy = policy_from_options(args.policy, args.witness, args.k)
+    except PolicyOptionError as exc:
+        return fail(str(exc))
+    if policy is None:
+        return fail("give -k K and at least one --witness VKEY, or --policy FILE (or --off)")
+    if policy.logs and not any(log.verifier.name == args.origin for log in policy.logs):
+        return fail(f"{args.policy} lists logs, but none is named {args.origin!r}: every checkpoint would be "
+                    "refused (C2SP tlog-policy: a log's key name is its origin; leave the log lines out to "
+                    "rely on the key pinned with `follow add`)")
+    store.set_follow_policy(db, args.origin, policy.to_bytes(), "file" if args.policy else "flags")
     print(f"checkpoints of {args.origin} now need {policy.describe()} "
           f"({len(policy.witnesses)} witness(es) known to the policy)")
     return 0

@@ -77,3 +77,37 @@ def check_followed_checkpoint(db, origin: str, note_bytes: bytes) -> dict[str, i
         return _by_vkey(policy, enforce(policy, note_bytes, origin))
     except (NoteError, CheckpointError) as exc:
         raise NotEnoughCosignatures(f"the policy's log keys do not vouch for this checkpoint: {exc}") from None
+
+
+def witness_label(policy: Policy, name: str) -> str:
+    """A policy witness as people read it: its policy name, and its key's name if other."""
+    key_name = policy.witness_by_name[name].verifier.name
+    return name if key_name == name else f"{name} ({key_name})"
+
+
+class PolicyOptionError(ValueError):
+    """Command-line options that do not make a policy."""
+
+
+def policy_from_options(policy_file: str | None, witnesses: list[str], k: int | None) -> Policy | None:
+    """The policy given as `--policy FILE`, or as `--witness VKEY ... -k K` (any K of
+    them), or None when neither is given. Raises PolicyOptionError saying what is wrong."""
+    from pathlib import Path
+
+    if policy_file and (witnesses or k is not None):
+        raise PolicyOptionError("give either --policy FILE or --witness VKEY ... -k K, not both")
+    if policy_file:
+        try:
+            return parse_policy(Path(policy_file).read_bytes())
+        except OSError as exc:
+            raise PolicyOptionError(f"cannot read {policy_file}: {exc.strerror}") from None
+        except PolicyError as exc:
+            raise PolicyOptionError(f"{policy_file}: {exc}") from None
+    if not witnesses and k is None:
+        return None
+    if not witnesses or k is None:
+        raise PolicyOptionError("-k K and --witness VKEY go together")
+    try:
+        return Policy.k_of_n([w.strip() for w in witnesses], k)
+    except PolicyError as exc:
+        raise PolicyOptionError(str(exc)) from None

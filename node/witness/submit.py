@@ -38,32 +38,19 @@ import aiohttp
 from node.store import open_db
 from node.store import witness as store
 from node.witness.addcheckpoint import SIZE_CONTENT_TYPE, encode_request
+from node.witness.proofs import DiskTiles
 from protocol.checkpoint import Checkpoint
 from protocol.cosignature import CosignatureVerifier
 from protocol.errors import ProtocolError
 from protocol.merkle import consistency_proof
 from protocol.note import EM_DASH_PREFIX, add_signatures, parse_note
-from protocol.tiles import TileId, TileNodes
+from protocol.tiles import TileNodes
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 64 * 1024
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
-
-
-class DiskTiles:
-    """Mapping-like view (`get(TileId)`) of the tiles the sequencer wrote."""
-
-    def __init__(self, sequencer):
-        self.sequencer = sequencer
-
-    def get(self, tile: TileId, default=None):
-        try:
-            with open(self.sequencer.tile_path(tile.path()), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return default
 
 
 class WitnessFailure(Exception):
@@ -262,7 +249,7 @@ class WitnessSubmitter:
         raise WitnessFailure(f"HTTP {status}: {reply[:300].decode('utf-8', 'replace').strip()}")
 
     def _proof(self, old: int, size: int) -> list[bytes]:
-        nodes = TileNodes(size, DiskTiles(self.sequencer))
+        nodes = TileNodes(size, DiskTiles(self.sequencer.tiles))
         return consistency_proof(old, size, nodes.node_at)
 
 
