@@ -4,8 +4,9 @@ Witness role (this node cosigns other logs' checkpoints, C2SP tlog-witness):
 - `witness_known_logs(origin, vkey, name, added_at)`: the logs this witness accepts,
   with the verifier key(s) it trusts for each origin (a log may have several keys).
 - `witness_latest(origin, size, root_hash, note, cosigned_at)`: per origin, the latest
-  checkpoint this witness cosigned; `note` is the log's signed note with our
-  cosignature appended, as monitors read it. The check of an add-checkpoint request
+  checkpoint this witness cosigned; `note` holds only lines someone verified: the
+  checkpoint text, the signature lines of the log's trusted keys, and our cosignature,
+  as monitors read it (GET /<hex SHA-256 of origin>/checkpoint). The check of an add-checkpoint request
   against this row and the update of the row happen in ONE `BEGIN IMMEDIATE`
   transaction (`witness_update`), so two concurrent requests can never roll it back.
 - `witness_refusals(id, origin, status, reason, body, received_at)`: validly signed
