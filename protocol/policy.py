@@ -119,15 +119,20 @@ class Policy:
         PolicyError for a bad key or K outside 0..n."""
         text = [f"log {v}" for v in log_vkeys]
         unique = list(dict.fromkeys(witness_vkeys))
-        text += [f"witness w{i} {v}" for i, v in enumerate(unique, start=1)]
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(unique):
             raise PolicyError(f"k must be between 0 and the number of witnesses ({len(unique)}), not {k!r}")
+        # Each witness is named by its key's name (people read these), or w1..wn when
+        # two share one or a name cannot be a policy name.
+        names = [v.split("+", 1)[0] for v in unique]
+        if len(set(names)) != len(names) or any(n in (NONE, "witnesses") or not n for n in names):
+            names = [f"w{i}" for i in range(1, len(unique) + 1)]
+        text += [f"witness {name} {v}" for name, v in zip(names, unique)]
         if k == 0:
             text.append(f"quorum {NONE}")
         elif len(unique) == 1:
-            text.append("quorum w1")
+            text.append(f"quorum {names[0]}")
         else:
-            text.append(f"group witnesses {k} " + " ".join(f"w{i}" for i in range(1, len(unique) + 1)))
+            text.append(f"group witnesses {k} " + " ".join(names))
             text.append("quorum witnesses")
         return parse_policy(("\n".join(text) + "\n").encode("utf-8"))
 

@@ -174,4 +174,4 @@ async def test_audit_checks_the_policy_quorum(aiohttp_server, tmp_path):
     code, out, _ = await cli("audit", f"{server.url}/plain", "--vkey", signer.verifier_key(),
                              "--html", str(tmp_path / "b.html"), "--witness", w.verifier_key(), "-k", "1")
     assert code == 1
-    assert "VIOLATION [witnesses]" in out and "witnesses: policy needs witness w1: NOT met" in out
+    assert "VIOLATION [witnesses]" in out and "witnesses: policy needs witness w.example/w: NOT met" in out

@@ -207,7 +207,7 @@ def test_migration_2_turns_flags_into_policies_and_drops_unverified_lines(tmp_pa
     db.close()
     db = open_db(path)                        # runs migration 2
     policy = parse_policy(store.get_follow_policy(db, ORIGIN))
-    assert policy.describe() == "witness w1" and policy.witnesses[0].verifier.vkey == witness.verifier_key()
+    assert policy.describe() == "witness w.example" and policy.witnesses[0].verifier.vkey == witness.verifier_key()
     note_after = store.witness_latest(db, ORIGIN).note
     assert [s.name for s in parse_note(note_after).signatures] == [ORIGIN, "w.example"]
     assert store.list_follow_policies(db)[0][2] == "flags"
