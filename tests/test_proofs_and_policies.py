@@ -28,7 +28,7 @@ from protocol.cosignature import CosignatureSigner
 from protocol.note import Signer, parse_note
 from protocol.tlogproof import parse_proofs
 
-from publish_support import ORIGIN, append, make_datadir, pdq_line, wait_for
+from publish_support import append, make_datadir, pdq_line, wait_for
 from test_audit import LogServer, build_log, cli, submission
 from test_witness_publish import start_witness
 
