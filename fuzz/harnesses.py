@@ -623,6 +623,53 @@ def merkle(data: bytes) -> None:
         pass
 
 
+@functools.cache
+def _vector(name: str) -> dict:
+    from fuzz.seeds import VECTORS
+
+    return json.loads((VECTORS / name).read_text())
+
+
+@harness("protocol.policy.parse_policy and verify_checkpoint: a C2SP tlog-policy file "
+         "(`witness require --policy FILE`, `audit verify-proof --policy FILE`), then a cosigned "
+         "checkpoint judged by it", max_len=16 * 1024,
+         tokens=(b"log ", b"witness ", b"group ", b"quorum ", b"none", b"all", b"any", b"\n", b"#", b"\t"))
+def policy(data: bytes) -> None:
+    from protocol.errors import ProtocolError
+    from protocol.policy import PolicyError, parse_policy, verify_checkpoint
+
+    try:
+        parsed = parse_policy(data)
+    except PolicyError:
+        return
+    assert parse_policy(parsed.to_bytes()) == parsed, "a policy does not survive being written"
+    for vector in _vector("tlog-policy.json")["quorum"]:
+        try:
+            verify_checkpoint(parsed, vector["note"].encode("utf-8"))
+        except ProtocolError:
+            pass
+
+
+@harness("protocol.tlogproof.parse_proofs / verify_proofs: a C2SP tlog-proof or our bundle of "
+         "them (`audit verify-proof FILE`), verified against the vectors' policy", max_len=64 * 1024,
+         tokens=(b"c2sp.org/tlog-proof@v1\n", b"ncii-node/tlog-proofs@v1\n", b"extra ", b"index ", b"\n\n",
+                 b"\xe2\x80\x94 "))
+def tlog_proof(data: bytes) -> None:
+    from protocol.errors import ProtocolError
+    from protocol.policy import parse_policy
+    from protocol.tlogproof import ProofFormatError, parse_proofs, verify_proofs
+
+    try:
+        proofs = parse_proofs(data)
+    except ProofFormatError:
+        return
+    assert proofs.to_bytes() == data, "a proof parsed but does not re-encode to the same bytes"
+    try:
+        verify_proofs(proofs, parse_policy(_vector("tlog-proof.json")["policy"].encode()))
+    except ProtocolError:
+        pass
+
+
 @harness("node.hashing.hash_media_bytes: a platform's upload to POST /v1/match/media "
          "(image and video decoders behind our sniffing)", max_len=64 * 1024, timeout=20)
 def media(data: bytes) -> None:

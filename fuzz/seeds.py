@@ -292,6 +292,21 @@ def merkle() -> Iterator[bytes]:
             continue
 
 
+def policy() -> Iterator[bytes]:
+    vectors = _json_file(VECTORS / "tlog-policy.json") or {}
+    for vector in vectors.get("valid", []) + vectors.get("invalid", []):
+        yield bytes.fromhex(vector["hex"])
+    for vector in vectors.get("quorum", []):
+        yield vector["policy"].encode()
+
+
+def tlog_proof() -> Iterator[bytes]:
+    vectors = _json_file(VECTORS / "tlog-proof.json") or {}
+    for vector in vectors.get("valid", []) + vectors.get("invalid", []):
+        if isinstance(vector.get("proof"), str):
+            yield vector["proof"].encode("utf-8")
+
+
 def media() -> Iterator[bytes]:
     from PIL import Image
 
