@@ -13,6 +13,7 @@ request key. Examples per operation are bounded (NCII_SCHEMATHESIS_EXAMPLES, def
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -154,6 +155,8 @@ def _explicit(live) -> dict[tuple[str, str], list[tuple[str, dict, set[int]]]]:
         ("POST", "/add-checkpoint"): [("platform", {"body": encode_request(0, [], note).decode(),
                                                     "media_type": "text/plain"}, {200, 409})],
         ("GET", "/witness/checkpoint"): [("platform", {"query": {"origin": HELPLINE}}, {200})],
+        ("GET", "/{origin_hash}/checkpoint"): [("platform", {"path_parameters": {
+            "origin_hash": hashlib.sha256(HELPLINE.encode()).hexdigest()}}, {200})],
         ("GET", "/witness/evidence"): [("platform", {"query": {"origin": HELPLINE}}, {200})],
         ("POST", "/admin/append"): [(role, {"body": line + "\n", "media_type": "application/x-ndjson"}, {200})
                                     for role in ("helpline", "platform")],
