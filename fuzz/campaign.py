@@ -46,6 +46,7 @@ class Outcome:
     executions: int = 0
     corpus: int = 0
     runs: int = 0
+    slowest: int = 0     # seconds the slowest input took (libFuzzer's whole seconds)
     crashes: list[Crash] = field(default_factory=list)
     error: str | None = None
 
@@ -67,6 +68,7 @@ def _dictionary(tokens: tuple[bytes, ...], path: Path) -> Path | None:
 
 
 _EXECUTED = re.compile(r"^stat::number_of_executed_units: (\d+)", re.M)
+_SLOWEST = re.compile(r"^stat::slowest_unit_time_sec: (\d+)", re.M)
 _PROGRESS = re.compile(r"^#(\d+)\s", re.M)
 _ARTIFACT = re.compile(r"Test unit written to (\S+)")
 
@@ -126,6 +128,7 @@ def run_harness(name: str, seconds: float, workdir: Path, *, max_crashes: int, n
         with log_path.open("a") as f:
             f.write(f"\n===== run {outcome.runs}: exit {proc.returncode} =====\n{log}")
         outcome.executions += _executions(log)
+        outcome.slowest = max([outcome.slowest, *map(int, _SLOWEST.findall(log))])
         artifacts = _ARTIFACT.findall(log)
         if proc.returncode == 0:
             continue
@@ -160,14 +163,16 @@ def reproduce(name: str, path: str) -> int:
 
 
 def report(outcomes: list[Outcome], out=sys.stdout) -> None:
-    print(f"{'harness':<18} {'seconds':>8} {'executions':>12} {'exec/s':>8} {'corpus':>7} {'crashes':>8}", file=out)
+    print(f"{'harness':<18} {'seconds':>8} {'executions':>12} {'exec/s':>8} {'corpus':>7} {'slowest s':>9} "
+          f"{'crashes':>8}", file=out)
     for o in outcomes:
         print(f"{o.harness:<18} {o.seconds:8.0f} {o.executions:12,d} {o.per_second:8,.0f} {o.corpus:7d} "
-              f"{len(o.crashes):8d}" + (f"  ERROR {o.error}" if o.error else ""), file=out)
+              f"{o.slowest:9d} {len(o.crashes):8d}" + (f"  ERROR {o.error}" if o.error else ""), file=out)
     total_s = sum(o.seconds for o in outcomes)
     total_x = sum(o.executions for o in outcomes)
     print(f"{'total':<18} {total_s:8.0f} {total_x:12,d} {total_x / total_s if total_s else 0:8,.0f} "
-          f"{sum(o.corpus for o in outcomes):7d} {sum(len(o.crashes) for o in outcomes):8d}", file=out)
+          f"{sum(o.corpus for o in outcomes):7d} {max([0, *(o.slowest for o in outcomes)]):9d} "
+          f"{sum(len(o.crashes) for o in outcomes):8d}", file=out)
     for o in outcomes:
         for crash in o.crashes:
             print(f"{o.harness}: {crash.kind} {crash.file}\n    {crash.exception}", file=out)
