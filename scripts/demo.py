@@ -248,7 +248,7 @@ def main() -> int:
 
     step(4, "The person opens a case with the helpline (HTTP, JSON)")
     cases_url = helpline["public_url"] + "/v1/cases"
-    yes = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+    yes = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
     status, refusal = post_json(cases_url, {"eligibility": {**yes, "adult": False},
                                             "fingerprints": fingerprints, "lang": "en"})
     check(status == 422 and refusal.get("eligible") is False, f"an under-18 answer was not refused: {status}")
