@@ -434,7 +434,9 @@ class CaseService:
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:
     """Per platform and entry, the latest verdict a followed log published about one
-    of these entries (quoting the right leaf hash)."""
+    of these entries (quoting the right leaf hash). The platform is named as the
+    operator named the followed log (`follow add --name`), else by its origin: never by
+    the name it announces about itself, which nobody vouches for."""
     try:
         from node.store import follow as follow_store
     except ImportError:
@@ -442,7 +444,7 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
     names: dict[str, str] = {}
     try:
         for followed in follow_store.list_logs(db):
-            names[followed.origin] = followed.display_name or followed.name or followed.origin
+            names[followed.origin] = followed.name or followed.origin
         out = []
         for e in published:
             latest: dict[str, Any] = {}

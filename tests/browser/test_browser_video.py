@@ -221,7 +221,7 @@ def test_video_states_on_the_page(open_page, artifacts, tmp_path):
 
     page, _ = open_page(locale="fr-FR", viewport=PHONE)
     page.click("#start")
-    for question in ("in_image", "adult", "has_image", "intimate"):
+    for question in ("in_image", "adult", "adult_in_image", "has_image", "intimate"):
         page.check(f"input[name={question}][value=yes]")
     page.click("#eligibility-continue")
     page.wait_for_selector("#view-files:not([hidden])")

@@ -270,7 +270,7 @@ function renderHelpline() {
   $('#helpline-contact').hidden = !contact;
   const link = $('#helpline-contact-link');
   link.textContent = contact;
-  if (/^https:\/\//i.test(contact)) link.href = contact;
+  if (contact.toLowerCase().startsWith('https:')) link.href = contact;
   else if (/^[^\s@]+@[^\s@]+$/.test(contact)) link.href = `mailto:${contact}`;
   else if (/^\+?[0-9][0-9 ().-]*$/.test(contact)) link.href = phoneHref(contact);
   else link.removeAttribute('href');
