@@ -60,7 +60,7 @@ RULES: tuple[tuple[str, dict[str, str]], ...] = (
         "es": "Una imagen tomada antes de que cumplieras 18 años no puede pasar por este servicio para personas "
               "adultas, aunque hoy seas mayor de edad. Take It Down está pensado para estas imágenes, y los "
               "servicios que aparecen abajo pueden ayudarte.",
-        "de": "Ein Bild, das vor Ihrem 18. Geburtstag entstanden ist, kann nicht über diesen Dienst für Erwachsene "
+        "de": f"Ein Bild, das vor Ihrem 18.{NBSP}Geburtstag entstanden ist, kann nicht über diesen Dienst für Erwachsene "
               "laufen, auch wenn Sie heute volljährig sind. Take It Down ist für solche Bilder da, und die unten "
               "genannten Stellen können Ihnen helfen.",
         "it": "Un'immagine scattata prima dei tuoi 18 anni non può passare da questo servizio per adulti, anche se "
