@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +176,12 @@ async def test_a_refusal_points_to_the_chosen_country(aiohttp_client, helpline):
     answer = await client.post("/v1/cases", json={"eligibility": YES, "fingerprints": [MD5], "country": "CH"})
     assert answer.status == 201, await answer.text()
     assert json.dumps(await answer.json())
+
+
+def test_the_readme_example_is_a_valid_configuration():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    section = readme[readme.index("### Making the victim page your own"):]
+    example = tomllib.loads(section[section.index("```toml") + 7:section.index("```", section.index("```toml") + 7)])
+    example["node"]["origin"] = "helpline.example/log"
+    config = Config.from_dict(example)
+    assert config.page.resources[0]["kind"] == "ncii_support" and config.node.display_name == "Écoute Images"
