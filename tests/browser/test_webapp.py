@@ -23,6 +23,7 @@ import re
 import urllib.request
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from webapp_support import (
     CONFORMANCE,
     post_json,
@@ -146,6 +147,23 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     assert {(e.signal, e.fingerprint.hex(), e.quality) for e in mine.values()} == {
         (f["signal"], canonical(f), f.get("quality")) for f in shown["fingerprints"]}
     shoot(page, artifacts, "05-numero-et-pin")
+
+    # Back on this step would leave the page and lose the codes: the browser asks
+    # first (beforeunload); staying keeps them on screen.
+    dialogs = []
+
+    def stay(dialog):
+        dialogs.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", stay)
+    try:
+        page.go_back(timeout=2_000)
+    except PlaywrightTimeout:
+        pass  # no navigation: the person stayed
+    page.remove_listener("dialog", stay)
+    assert dialogs == ["beforeunload"]
+    assert page.inner_text("#case-number") == case_number and page.url.endswith("#codes")
 
     # Printing shows the codes, not the page's header or buttons.
     page.emulate_media(media="print")
