@@ -200,6 +200,14 @@ def test_every_step_in_every_language(browser, helpline, feedback_case, lang, lo
         assert page.title() == f"{S['title.welcome']} – {S['app.title']}"
         if lang == "ar":
             check_right_to_left(page)
+        # The language menu: every language named in itself, all of it on the screen.
+        page.click("#language-menu summary")
+        menu = page.evaluate("""() => { const r = document.querySelector('#language-list').getBoundingClientRect();
+            return [r.left, r.right, window.innerWidth]; }""")
+        assert 0 <= menu[0] and menu[1] <= menu[2], menu
+        assert page.eval_on_selector_all("#language-list button", "bs => bs.map(b => b.lang)") == [
+            code for code, _, _ in LANGUAGES]
+        page.click("#language-menu summary")
         walk.step("welcome")
 
         # Questions, unanswered: each is marked.
