@@ -386,7 +386,8 @@ def signal_text(data: bytes) -> None:
 
 @harness("node.cases.service.read_new_case / read_case_codes: the bodies of POST /v1/cases, "
          "/v1/cases/status and /v1/cases/withdraw", max_len=16 * 1024, tokens=_JSON_WORDS + (
-             b'"eligibility"', b'"in_image"', b'"adult"', b'"has_image"', b'"intimate"', b'"lang"', b'"fr"',
+             b'"eligibility"', b'"in_image"', b'"adult"', b'"adult_in_image"', b'"has_image"', b'"intimate"',
+             b'"country"', b'"FR"', b'"lang"', b'"fr"',
              b'"en"', b'"fingerprints"', b'"signal"', b'"pdq"', b'"fingerprint"', b'"case_number"', b'"pin"'))
 def case_body(data: bytes) -> None:
     from node.cases.service import CaseApiError, read_case_codes, read_new_case
@@ -397,7 +398,7 @@ def case_body(data: bytes) -> None:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return
     try:
-        refusal, fingerprints = read_new_case(body, max_fingerprints=100, day=20_000)
+        refusal, fingerprints = read_new_case(body, max_fingerprints=100, day=20_000, directory=_help())
     except CaseApiError as exc:
         assert exc.status == 400
         json.dumps(exc.body)  # the answer must be writable as JSON
@@ -410,6 +411,15 @@ def case_body(data: bytes) -> None:
     except CaseApiError as exc:
         assert exc.status == 400
         json.dumps(exc.body)
+
+
+@functools.cache
+def _help():
+    """Where a refusal points to, as a helpline with the default [page] section has it."""
+    from node.cases.resources import HelpDirectory
+    from node.config import Config
+
+    return HelpDirectory.from_config(Config().page)
 
 
 @functools.cache

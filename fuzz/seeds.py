@@ -181,10 +181,12 @@ def signal_text() -> Iterator[bytes]:
 
 
 def case_body() -> Iterator[bytes]:
-    yes = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
-    objects = _fingerprint_objects()
+    from node.cases.eligibility import QUESTIONS
+
+    yes = dict.fromkeys(QUESTIONS, True)
+    objects = [o for o in _fingerprint_objects() if o["fingerprint"] != "d41d8cd98f00b204e9800998ecf8427e"]
     yield json.dumps({"eligibility": yes, "fingerprints": objects, "lang": "en"}).encode()
-    yield json.dumps({"eligibility": {**yes, "adult": False}, "fingerprints": objects[:1]}).encode()
+    yield json.dumps({"eligibility": {**yes, "adult": False}, "fingerprints": objects[:1], "country": "FR"}).encode()
     yield json.dumps({"case_number": "7K2Q-M9XD-4TPA-RW3V", "pin": "1234 5678", "lang": "fr"}).encode()
 
 
