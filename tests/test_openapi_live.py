@@ -47,7 +47,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection,
           ignored_auth]
 # Routes only one role has; every other route is called on both nodes.
-ONLY_ON = {"/v1/cases": "helpline", "/v1/match": "platform", "/": "helpline", "/{file}": "helpline"}
+ONLY_ON = {"/v1/cases": "helpline", "/v1/match": "platform", "/": "helpline", "/{file}": "helpline",
+           "/helpline.json": "helpline"}
 
 pytestmark = pytest.mark.timeout(600)
 
