@@ -44,7 +44,7 @@ def test_follow_cli_add_list_remove(tmp_path, capsys):
     [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert listed["origin"] == "helpline.example/log" and listed["vkey"] == vkey and listed["name"] == "helpline"
     assert listed["size"] == 0 and listed["forked"] is False and listed["tofu"] is False
-    assert cli_main(["status", "--dir", d, "--json"]) == 0
+    assert cli_main(["status", "--dir", d, "--json"]) == 5  # no `serve` runs for d
     report = json.loads(capsys.readouterr().out)
     assert report["logs"][0]["origin"] == "helpline.example/log" and report["logs"][0]["size"] == 0
     assert report["fingerprints"] == {"active": 0, "withdrawn": 0, "suppressed": 0}

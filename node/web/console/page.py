@@ -119,7 +119,7 @@ class _Page:
 
     def own_log(self) -> str:
         log = self.f["log"]
-        cards = [(self.n(log["size"]), t("entries", self.lang))]
+        cards = [(self.n(log["size"]), f'{t("entries", self.lang)} ({t("in_all", self.lang)})')]
         cards += [(self.n(n), t(f"kind:{kind}", self.lang)) for kind, n in sorted(log["entries"].items())]
         checkpoint = (f'<p class="note">{self.tr("last_checkpoint")}: {escape(log["last_checkpoint_at"])}</p>'
                       if log["last_checkpoint_at"] else "")
@@ -147,7 +147,7 @@ class _Page:
                    for s in ("pdq", "md5", "vpdq")]
         fp_chart = self.chart("chart-fingerprints", t("fingerprints_chart", self.lang), fp_day, signals)
         return (f'<section id="cases"><h2>{self.tr("cases")}</h2>{cards}{chart}'
-                f'<h3>{self.tr("fingerprints_published")}</h3>{fp_chart}</section>')
+                f'<h3>{self.tr("fingerprints_chart")}</h3>{fp_chart}</section>')
 
     def creation(self) -> str:
         cr = self.f["cases"]["creation"]

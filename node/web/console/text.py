@@ -27,7 +27,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "withdrawn": ("withdrawn", "retirés"),
     "cases_chart": ("Cases opened and withdrawn per day", "Dossiers ouverts et retirés par jour"),
     "in_all": ("in all", "au total"),
-    "fingerprints_published": ("Fingerprints published", "Empreintes publiées"),
+    "fingerprints_published": ("fingerprints published", "empreintes publiées"),
     "fingerprints_chart": ("Fingerprints published per day", "Empreintes publiées par jour"),
     "verdicts_received": ("Verdicts received per platform", "Décisions reçues par plateforme"),
     "verdicts_chart": ("Verdicts per day from", "Décisions par jour de"),
