@@ -75,7 +75,7 @@ async def get_console(request: web.Request) -> web.Response:
     from node.figures import DEFAULT_WINDOW, WINDOWS, node_figures
     from node.web.bearer import bearer_token_ok
     from node.web.console.page import render_console, render_login
-    from node.web.metrics_routes import live_figures
+    from node.web.metrics_routes import flush_matches, live_figures
 
     ctx = request.app[NODE]
     lang = _language(request)
@@ -85,6 +85,7 @@ async def get_console(request: web.Request) -> web.Response:
     window = request.query.get("window", DEFAULT_WINDOW)
     if window not in WINDOWS:
         window = DEFAULT_WINDOW
+    await flush_matches(ctx)  # the matches counted in memory since the last flush show too
     figures = await ctx.reader.call(node_figures, ctx.config, window, None, live_figures(ctx))
     return _html(render_console(figures, lang, signed_in_by_cookie=by_cookie))
 
