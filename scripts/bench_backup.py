@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PYTHON = sys.executable
+from bench_support import PYTHON, append_with_sequencer, serving  # noqa: E402
 
 
 def du(path: Path) -> int:
@@ -39,10 +39,6 @@ def du(path: Path) -> int:
 
 
 def build(helpline: Path, count: int) -> None:
-    import asyncio
-
-    from node.datadir import DataDir
-    from node.web.app import RunningNode
     from protocol.entries import Submission, encode_entry
 
     subprocess.run([PYTHON, "-m", "node", "init", "--dir", str(helpline), "--origin", "bench-backup.example/log"],
@@ -50,16 +46,8 @@ def build(helpline: Path, count: int) -> None:
     rng = random.Random(3)
     entries = [encode_entry(Submission("pdq", rng.randbytes(32), rng.randrange(50, 101))) for _ in range(count)]
 
-    async def run():
-        node = await RunningNode(DataDir(helpline)).start("127.0.0.1", 0)
-        try:
-            await node.context.sequencer.append(entries)
-        finally:
-            await node.stop()
-
-    started = time.monotonic()
-    asyncio.run(run())
-    print(f"built {count:,} entries with the real sequencer in {time.monotonic() - started:.1f} s", flush=True)
+    seconds = append_with_sequencer(helpline, entries)
+    print(f"built {count:,} entries with the real sequencer in {seconds:.1f} s", flush=True)
 
 
 def timed(*argv: str) -> tuple[float, str]:
@@ -86,21 +74,9 @@ def main() -> int:
                        check=True)
     for old in ("backup", "restored", "copy"):
         shutil.rmtree(work / old, ignore_errors=True)
-    server = subprocess.Popen([PYTHON, "-m", "node", "serve", "--dir", str(helpline), "--port", "0"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop = threading.Event()
     appended = [0]
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                info = json.loads((helpline / "serve.json").read_text())
-                if info.get("pid") == server.pid:
-                    break
-            except (FileNotFoundError, ValueError):
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.2)
+    with serving(helpline) as info:
         token = (helpline / "admin.token").read_text().strip()
         rng = random.Random(4)
 
@@ -122,14 +98,12 @@ def main() -> int:
         started = time.monotonic()
         shutil.copytree(helpline, work / "copy", ignore=shutil.ignore_patterns("lock", "serve.json"))
         copy_seconds = time.monotonic() - started
-        seconds, out = timed("backup", str(helpline), str(work / "backup"), "--json")
+        try:
+            seconds, out = timed("backup", str(helpline), str(work / "backup"), "--json")
+        finally:
+            stop.set()
+            thread.join()
         report = json.loads(out)
-        stop.set()
-        thread.join()
-    finally:
-        stop.set()
-        server.terminate()
-        server.wait(60)
     restore_seconds, _ = timed("restore", str(work / "backup"), str(work / "restored"))
     print(f"\nlog of {report['entries']:,} entries (checkpoint {report['size']:,}); data directory "
           f"{data_bytes / 1e6:,.0f} MB; {appended[0]:,} entries appended while measuring")

@@ -21,8 +21,6 @@ Targets: console page <= 500 ms, /metrics <= 50 ms.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import random
 import statistics
 import subprocess
@@ -34,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PYTHON = sys.executable
+from bench_support import PYTHON, append_with_sequencer, serving  # noqa: E402
 ORIGIN = "bench-helpline.example/log"
 PLATFORMS = ("platform-a.example/feedback", "platform-b.example/feedback", "platform-c.example/feedback")
 VERDICT_WEIGHTS = {"matched-pending-review": 45, "removed": 40, "not-violating": 12, "disputed-false-match": 3}
@@ -51,7 +49,6 @@ def build(helpline: Path, cases: int, feedback: int) -> None:
     from node.store import cases as case_store
     from node.store import follow as follow_store
     from node.store import open_db
-    from node.web.app import RunningNode
     from protocol.entries import Feedback, Submission, encode_entry
     from protocol.merkle import leaf_hash
     from protocol.note import Signer
@@ -61,17 +58,8 @@ def build(helpline: Path, cases: int, feedback: int) -> None:
     datadir = DataDir(helpline)
     entries = [encode_entry(Submission("pdq", rng.randbytes(32), 90, ("image",), 0)) for _ in range(2 * cases)]
 
-    async def publish():
-        node = await RunningNode(datadir).start("127.0.0.1", 0)
-        try:
-            await node.context.sequencer.append(entries)
-        finally:
-            await node.stop()
-
-    started = time.monotonic()
-    asyncio.run(publish())
-    print(f"built: own log of {len(entries):,} entries (real sequencer) in {time.monotonic() - started:.1f} s",
-          flush=True)
+    seconds = append_with_sequencer(helpline, entries)
+    print(f"built: own log of {len(entries):,} entries (real sequencer) in {seconds:.1f} s", flush=True)
     leaves = [leaf_hash(e) for e in entries]
     db = open_db(datadir.db_path)
     db.execute("PRAGMA synchronous=OFF")  # building only; the node itself runs with FULL
@@ -149,19 +137,7 @@ def main() -> int:
         # A subprocess, so that building leaves nothing in this process.
         subprocess.run([PYTHON, __file__, "--cases", str(args.cases), "--feedback", str(args.feedback),
                         "--work", str(work), "--build-only"], check=True)
-    server = subprocess.Popen([PYTHON, "-m", "node", "serve", "--dir", str(helpline), "--port", "0"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                info = json.loads((helpline / "serve.json").read_text())
-                if info.get("pid") == server.pid:
-                    break
-            except (FileNotFoundError, ValueError):
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.2)
+    with serving(helpline) as info:
         token = (helpline / "admin.token").read_text().strip()
         metrics_token = (helpline / "metrics.token").read_text().strip()
         timed_get(info["admin_url"] + "/console", token, 2)  # warm up (imports, page cache)
@@ -173,9 +149,6 @@ def main() -> int:
             print(f"GET /console?window={window:<4}     {summary(times)}   (target <= 500 ms)")
         times = timed_get(info["admin_url"] + "/metrics", metrics_token, args.runs * 3)
         print(f"GET /metrics                 {summary(times)}   (target <= 50 ms)")
-    finally:
-        server.terminate()
-        server.wait(30)
     return 0
 
 
