@@ -5,8 +5,9 @@
     .venv/bin/python scripts/bench_console.py [--cases 100000] [--feedback 1000000] [--work DIR]
 
 1. BUILD: `ncii-node init` a helpline; its own log (two PDQ submissions per case)
-   written by the real sequencer; the cases stored through node/store/cases.py (opened
-   over the last 90 days, 5 % withdrawn; PIN hashes are placeholders: no scrypt); three
+   and the withdrawals of 5 % of the cases, written by the real sequencer; the cases
+   stored through node/store/cases.py (opened over the last 90 days; PIN hashes are
+   placeholders: no scrypt); three
    followed platforms whose 1,000,000 feedback entries (verdicts on random entries of
    the log) are applied by the follower's own code (node/follow/apply.py: staging,
    the follow_feedback rows and the daily summaries), spread over the last 60 days.
@@ -49,15 +50,18 @@ def build(helpline: Path, cases: int, feedback: int) -> None:
     from node.store import cases as case_store
     from node.store import follow as follow_store
     from node.store import open_db
-    from protocol.entries import Feedback, Submission, encode_entry
+    from protocol.entries import Feedback, Submission, Withdrawal, encode_entry
     from protocol.merkle import leaf_hash
     from protocol.note import Signer
 
     rng = random.Random(14)
     cli("init", "--dir", str(helpline), "--origin", ORIGIN, "--role", "helpline")
     datadir = DataDir(helpline)
-    entries = [encode_entry(Submission("pdq", rng.randbytes(32), 90, ("image",), 0)) for _ in range(2 * cases)]
-
+    # Two submissions per case, then one withdrawal entry per withdrawn case (5 %).
+    withdrawn = [c for c in range(cases) if rng.random() < 0.05]
+    submissions = 2 * cases
+    entries = [encode_entry(Submission("pdq", rng.randbytes(32), 90, ("image",), 0)) for _ in range(submissions)]
+    entries += [encode_entry(Withdrawal((2 * c, 2 * c + 1))) for c in withdrawn]
     seconds = append_with_sequencer(helpline, entries)
     print(f"built: own log of {len(entries):,} entries (real sequencer) in {seconds:.1f} s", flush=True)
     leaves = [leaf_hash(e) for e in entries]
@@ -65,15 +69,19 @@ def build(helpline: Path, cases: int, feedback: int) -> None:
     db.execute("PRAGMA synchronous=OFF")  # building only; the node itself runs with FULL
     now = time.time()
     today = int(now // DAY)
+    size = len(entries)
+    withdrawal_of = {c: submissions + j for j, c in enumerate(withdrawn)}
     started = time.monotonic()
     with db.atomic():
         for c in range(cases):
             day = today - rng.randrange(90)
             case_id = case_store.insert_pending_case(db, rng.randbytes(32), b"salt", b"hash", "scrypt:bench", day,
                                                      [(leaves[2 * c], "pdq", False), (leaves[2 * c + 1], "pdq", False)])
-            case_store.publish_case(db, case_id, [(2 * c, 2 * cases), (2 * c + 1, 2 * cases)])
-            if rng.random() < 0.05:
-                case_store.mark_withdrawn(db, case_id, min(today, day + rng.randrange(30)))
+            case_store.publish_case(db, case_id, [(2 * c, size), (2 * c + 1, size)])
+            if c in withdrawal_of:
+                day = min(today, day + rng.randrange(30))
+                case_store.mark_withdrawn(db, case_id, day)
+                case_store.record_withdrawals(db, case_id, [(2 * c + k, withdrawal_of[c], size, day) for k in (0, 1)])
     print(f"built: {cases:,} cases in {time.monotonic() - started:.1f} s", flush=True)
     for platform in PLATFORMS:
         follow_store.add_log(db, platform, f"http://{platform}", Signer.generate(platform).verifier_key())
@@ -87,7 +95,7 @@ def build(helpline: Path, cases: int, feedback: int) -> None:
         at = now - 60 * DAY * (1 - k / feedback)
         batch = []
         for verdict in rng.choices(verdicts, weights, k=min(chunk, feedback - k)):
-            target = rng.randrange(len(entries))
+            target = rng.randrange(submissions)
             batch.append(encode_entry(Feedback(ORIGIN, target, leaves[target], verdict)))
         first = next_index[platform]
         with db.atomic():
