@@ -118,11 +118,14 @@ def _log_figures(db, first: int | None, size: int, published_at: float | None) -
 
 
 def _case_figures(db, first: int | None, config, now: float) -> dict:
-    per_day = {date_of(day): counts for day, counts in sorted(store.cases_per_day(db, first).items())}
+    raw = store.cases_per_day(db, first)
+    per_day = {date_of(day): counts for day, counts in sorted(raw.items())}
     opened = sum(c["opened"] for c in per_day.values())
     withdrawn = sum(c["withdrawn"] for c in per_day.values())
     today = per_day.get(date_of(store.day_of(now)), {}).get("opened", 0)
-    days = max(1, len(per_day)) if first is None else store.day_of(now) - first + 1
+    today_number = store.day_of(now)
+    start = first if first is not None else min(raw, default=today_number)
+    days = max(1, today_number - start + 1)
     return {"opened": opened, "withdrawn": withdrawn, "totals": store.case_totals(db), "per_day": per_day,
             "creation": {"today": today, "per_day_average": round(opened / days, 2),
                          "busiest_day": max((c["opened"] for c in per_day.values()), default=0),

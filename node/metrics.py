@@ -23,6 +23,7 @@ travel in request bodies, and an unknown path is labelled "(no route)".
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from typing import Iterable
 
@@ -86,7 +87,8 @@ class NodeMetrics:
             samples = sorted(self._latencies)
         if not samples:
             return {"requests": 0}
-        pick = lambda q: round(samples[min(len(samples) - 1, int(q * len(samples)))] * 1000, 3)  # noqa: E731
+        # Nearest rank: the smallest sample with at least q of all samples at or below it.
+        pick = lambda q: round(samples[max(0, math.ceil(q * len(samples)) - 1)] * 1000, 3)  # noqa: E731
         return {"requests": len(samples), "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
                 "max_ms": round(samples[-1] * 1000, 3)}
 

@@ -250,7 +250,7 @@ class _Page:
                             f'{self.tr("suppressed_total")}</td><td class="num">{self.n(s["window"])} '
                             f'{self.tr("suppressed_window")}</td></tr>' for o, s in sorted(supp.items()))
         return (f'<section id="matching"><h2>{self.tr("matching")}</h2>{self.cards(cards)}'
-                + self.chart("chart-matches", t("matches_chart", self.lang), m["per_day"], series)
+                + f'<h3>{self.tr("matches_chart")}</h3>' + self.chart("chart-matches", t("matches_chart", self.lang), m["per_day"], series)
                 + f'<h3>{self.tr("verdicts_sent")}</h3>{sent}<h3>{self.tr("suppressions")}</h3>'
                 + (f"<table><tbody>{supp_rows}</tbody></table>" if supp_rows else f'<p class="note">{self.tr("none")}</p>')
                 + "</section>" + self.index() + self.latency())
