@@ -183,6 +183,47 @@ def test_console_answers_a_bearer_token_and_refuses_others(scenario):
     assert get(scenario.helpline.url + "/console")[0] == 404
 
 
+def test_console_sign_in_is_hard_to_abuse(scenario):
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    from node.web.console_routes import _session_value
+
+    admin = urlsplit(scenario.helpline.admin_url)
+
+    def request(method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        conn = http.client.HTTPConnection(admin.hostname, admin.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read(), response.getheader("Set-Cookie")
+        finally:
+            conn.close()
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    # A page whose name was made to resolve to 127.0.0.1 (DNS rebinding) is refused.
+    assert request("GET", "/console", headers={"Host": "evil.example", **bearer(scenario.helpline)})[0] == 421
+    # Forged or stale cookies: a guessed MAC, an expiry too far ahead, an expired session.
+    expiry = int(time.time()) + 3600
+    for cookie in (f"{expiry}.{'0' * 64}", _session_value(token(scenario.helpline), int(time.time()) + 30 * 86400),
+                   _session_value(token(scenario.helpline), int(time.time()) - 1), "garbage", ""):
+        assert request("GET", "/console", headers={"Cookie": f"ncii_console={cookie}"})[0] == 401, cookie
+    valid = _session_value(token(scenario.helpline), expiry)
+    assert request("GET", "/console", headers={"Cookie": f"ncii_console={valid}"})[0] == 200
+    # Sign-in: a wrong token sets no cookie; oversized or undecodable forms are refused.
+    status, _, cookie = request("POST", "/console/login", b"token=nope&lang=fr", form)
+    assert status == 401 and cookie is None
+    assert request("POST", "/console/login", b"token=" + b"a" * 5000, form)[0] == 413
+    assert request("POST", "/console/login", b"token=\xff\xfe", form)[0] == 400
+    status, _, cookie = request("POST", "/console/login", f"token={token(scenario.helpline)}".encode(), form)
+    assert status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+def bearer(node: Node) -> dict:
+    return {"Authorization": f"Bearer {token(node)}"}
+
+
 # ---------------------------------------------------------------------------------- Chromium
 
 def sign_in(browser, node: Node, lang: str):
