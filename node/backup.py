@@ -127,7 +127,7 @@ def make_backup(datadir: DataDir, out: Path) -> BackupReport:
     db_out = out / db_rel
     db_out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.close(os.open(db_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    source = sqlite3.connect(f"file:{datadir.db_path}?mode=ro", uri=True, timeout=30.0)
+    source = sqlite3.connect(f"{datadir.db_path.as_uri()}?mode=ro", uri=True, timeout=30.0)
     target = sqlite3.connect(db_out)
     try:
         source.backup(target)
