@@ -108,7 +108,7 @@ async def test_serve_follows_a_restricted_log_and_reports_status(tmp_path, capsy
             await follower.stop()
         await publisher.stop()
     capsys.readouterr()
-    assert await asyncio.to_thread(cli_main, ["status", "--dir", str(platform.root)]) == 0
+    assert await asyncio.to_thread(cli_main, ["status", "--dir", str(platform.root)]) == 5  # stopped: not serving
     out = capsys.readouterr().out
     assert "helpline.example/log  [ok]" in out and "300 active" in out
 

@@ -131,6 +131,12 @@ def test_the_migration_summarises_an_older_database_like_the_live_path(tmp_path,
     entries = submissions(4)
     publish_own(db, entries, now)
     receive(db, [(0, "removed"), (1, "matched-pending-review")], now + 10, entries)
+    for i, state in enumerate(("active", "withdrawn", "pending")):
+        case_id = case_store.insert_pending_case(db, bytes([i]) * 32, b"s", b"h", "p", 20_000, [])
+        if state != "pending":
+            case_store.publish_case(db, case_id, [])
+        if state == "withdrawn":
+            case_store.mark_withdrawn(db, case_id, 20_002)
     # An older database: everything but the stats area, the same rows, then the migration.
     old = connect(tmp_path / "old.db")
     migrate(old, [m for m in area_modules() if m.AREA != "stats"])
@@ -141,8 +147,11 @@ def test_the_migration_summarises_an_older_database_like_the_live_path(tmp_path,
     for row in db.execute("SELECT * FROM follow_feedback"):
         old.execute("INSERT INTO follow_feedback VALUES (?, ?, ?, ?, ?, ?, ?)", row)
     old.execute("INSERT INTO followed_checkpoints VALUES (?, 2, ?, ?, ?)", (PLATFORM, b"\0" * 32, b"n", now + 10))
+    for row in db.execute("SELECT * FROM cases"):
+        old.execute(f"INSERT INTO cases VALUES ({','.join('?' * len(row))})", row)
     migrate(old)
-    for table in ("stats_log_daily", "stats_verdicts_daily", "stats_outcomes_daily", "stats_entry_verdicts"):
+    for table in ("stats_log_daily", "stats_verdicts_daily", "stats_outcomes_daily", "stats_entry_verdicts",
+                  "stats_case_daily"):
         assert old.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall() == \
             db.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall(), table
     old.close()
@@ -156,3 +165,22 @@ def test_windows():
     for bad in ("yesterday", "0d", "7", "-7d", "2024-13-01", "999999d"):
         with pytest.raises(WindowError):
             since_day(bad, now)
+
+
+def test_case_counts_follow_every_change_of_state(db):
+    ids = [case_store.insert_pending_case(db, bytes([i]) * 32, b"s", b"h", "p", 20_000 + i % 2, []) for i in range(5)]
+    assert stats.case_totals(db) == {"opened": 0, "withdrawn": 0}  # pending: nobody has a number yet
+    for case_id in ids[:4]:
+        case_store.publish_case(db, case_id, [])
+    case_store.abandon_case(db, ids[4], {})
+    case_store.mark_withdrawn(db, ids[0], 20_005)
+    case_store.mark_withdrawn(db, ids[0], 20_006)  # already withdrawn: not counted again
+    case_store.publish_case(db, ids[1], [])  # published again: not counted again
+    assert stats.case_totals(db) == {"opened": 4, "withdrawn": 1}
+    assert stats.cases_per_day(db, None) == {20_000: {"opened": 2, "withdrawn": 0},
+                                             20_001: {"opened": 2, "withdrawn": 0},
+                                             20_005: {"opened": 0, "withdrawn": 1}}
+    assert stats.cases_per_day(db, 20_001) == {20_001: {"opened": 2, "withdrawn": 0},
+                                               20_005: {"opened": 0, "withdrawn": 1}}
+    counted = db.execute("SELECT state, COUNT(*) FROM cases GROUP BY state ORDER BY state").fetchall()
+    assert counted == [("abandoned", 1), ("active", 3), ("withdrawn", 1)]

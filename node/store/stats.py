@@ -24,9 +24,10 @@ transaction as the rows they summarise (so a summary never disagrees with its ro
   followed log (`matches`) and queries answered (origin '', `queries`), flushed from
   memory by the running node.
 - `stats_follow_errors(origin, n)`: failed follower rounds per followed log, ever.
-
-Indexes this area adds to other areas' tables, for the figures' queries:
-`cases(created_day, state)` and `cases(withdrawn_day)`.
+- `stats_case_daily(day, opened, withdrawn)`: cases opened (their creation completed:
+  state active or withdrawn) by the day they were created, and cases withdrawn by the
+  day of the withdrawal. Kept by triggers on `cases` (node/store/cases.py need not
+  know), so every change of a case's state is counted in its own transaction.
 
 Nothing here names a person: counts per day, per log origin, per verdict. The only
 writers are the functions below, called inside the callers' transactions.
@@ -75,18 +76,42 @@ def _v1(db: sqlite_utils.Database) -> None:
         day INTEGER NOT NULL, origin TEXT NOT NULL, measure TEXT NOT NULL, n INTEGER NOT NULL,
         PRIMARY KEY (day, origin, measure)) WITHOUT ROWID""")
     db.execute("CREATE TABLE stats_follow_errors (origin TEXT PRIMARY KEY, n INTEGER NOT NULL)")
-    db.execute("CREATE INDEX stats_cases_created ON cases(created_day, state)")
-    db.execute("CREATE INDEX stats_cases_withdrawn ON cases(withdrawn_day) WHERE withdrawn_day IS NOT NULL")
+    db.execute("""CREATE TABLE stats_case_daily (day INTEGER PRIMARY KEY, opened INTEGER NOT NULL DEFAULT 0,
+        withdrawn INTEGER NOT NULL DEFAULT 0)""")
+    _case_triggers(db)
     _backfill(db)
 
 
 MIGRATIONS = [_v1]
 
 
+OPEN = "('active', 'withdrawn')"  # the states of a case whose creation completed
+
+
+def _case_triggers(db: sqlite_utils.Database) -> None:
+    def count(column: str, day: str, when: str = "true") -> str:
+        return (f"INSERT OR IGNORE INTO stats_case_daily (day) SELECT {day} WHERE {when}; "
+                f"UPDATE stats_case_daily SET {column} = {column} + 1 WHERE day = {day} AND {when};")
+
+    db.execute(f"""CREATE TRIGGER stats_case_inserted AFTER INSERT ON cases BEGIN
+        {count("opened", "new.created_day", f"new.state IN {OPEN}")}
+        {count("withdrawn", "new.withdrawn_day", "new.withdrawn_day IS NOT NULL")} END""")
+    db.execute(f"""CREATE TRIGGER stats_case_opened AFTER UPDATE OF state ON cases
+        WHEN old.state NOT IN {OPEN} AND new.state IN {OPEN} BEGIN {count("opened", "new.created_day")} END""")
+    db.execute(f"""CREATE TRIGGER stats_case_withdrawn AFTER UPDATE OF withdrawn_day ON cases
+        WHEN old.withdrawn_day IS NULL AND new.withdrawn_day IS NOT NULL BEGIN
+        {count("withdrawn", "new.withdrawn_day")} END""")
+
+
 def _backfill(db: sqlite_utils.Database) -> None:
     """Summarise what a database held before this area existed: own entries by the
     day of the first checkpoint that published them, followed feedback by the time of
     the first verified checkpoint that held it."""
+    db.execute(f"INSERT INTO stats_case_daily (day, opened) SELECT created_day, COUNT(*) FROM cases "
+               f"WHERE state IN {OPEN} GROUP BY created_day")
+    db.execute("INSERT INTO stats_case_daily (day, withdrawn) SELECT withdrawn_day, COUNT(*) FROM cases "
+               "WHERE withdrawn_day IS NOT NULL GROUP BY withdrawn_day "
+               "ON CONFLICT (day) DO UPDATE SET withdrawn = excluded.withdrawn")
     checkpoints = db.execute("SELECT size, published_at FROM log_checkpoints ORDER BY size").fetchall()
     sizes = [size for size, _ in checkpoints]
     counts: collections.Counter = collections.Counter()
@@ -212,24 +237,17 @@ def _since(column: str, since_day: int | None) -> tuple[str, tuple]:
 
 
 def cases_per_day(db: sqlite_utils.Database, since_day: int | None) -> dict[int, dict[str, int]]:
-    """{day: {"opened": n, "withdrawn": n}}: cases whose creation completed (active or
-    withdrawn since) by the day they were opened, and withdrawals by their day."""
-    out: dict[int, dict[str, int]] = collections.defaultdict(lambda: {"opened": 0, "withdrawn": 0})
-    where, args = _since("created_day", since_day)
-    for day, n in db.execute("SELECT created_day, COUNT(*) FROM cases WHERE state IN ('active', 'withdrawn')"
-                             f"{where} GROUP BY created_day", args):
-        out[day]["opened"] = n
-    where, args = _since("withdrawn_day", since_day)
-    for day, n in db.execute(f"SELECT withdrawn_day, COUNT(*) FROM cases WHERE withdrawn_day IS NOT NULL{where} "
-                             "GROUP BY withdrawn_day", args):
-        out[day]["withdrawn"] = n
-    return dict(out)
+    """{day: {"opened": n, "withdrawn": n}}: cases whose creation completed, by the day
+    they were opened, and withdrawals by their day."""
+    where, args = _since("day", since_day)
+    return {day: {"opened": opened, "withdrawn": withdrawn} for day, opened, withdrawn in db.execute(
+        f"SELECT day, opened, withdrawn FROM stats_case_daily WHERE true{where} ORDER BY day", args)}
 
 
 def case_totals(db: sqlite_utils.Database) -> dict[str, int]:
     """Cases ever opened (creation completed) and withdrawn, whatever the window."""
-    opened = db.execute("SELECT COUNT(*) FROM cases WHERE state IN ('active', 'withdrawn')").fetchone()[0]
-    withdrawn = db.execute("SELECT COUNT(*) FROM cases WHERE withdrawn_day IS NOT NULL").fetchone()[0]
+    opened, withdrawn = db.execute("SELECT COALESCE(SUM(opened), 0), COALESCE(SUM(withdrawn), 0) "
+                                   "FROM stats_case_daily").fetchone()
     return {"opened": opened, "withdrawn": withdrawn}
 
 
