@@ -49,11 +49,5 @@ def run(args) -> int:
         db.close()
     report["node"] = {"origin": config.node.origin, "role": config.node.role, "serving": serving,
                       "log_size": size, "last_checkpoint_at": iso_time(published_at)}
-    print(json.dumps(report, indent=1) if args.json else _node_line(report["node"]) + "\n\n" + format_report(report))
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
     return exit_status(report, serving)
-
-
-def _node_line(node: dict) -> str:
-    checkpoint = f", last checkpoint {node['last_checkpoint_at']}" if node["last_checkpoint_at"] else ""
-    serving = "serving" if node["serving"] else "NOT SERVING (no `ncii-node serve` runs for this directory)"
-    return f"this node: {node['origin']} ({node['role']}), log size {node['log_size']}{checkpoint}; {serving}"

@@ -97,7 +97,8 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True) ->
 
 
 def format_report(report: dict) -> str:
-    """The report for people: one block per log, forks impossible to miss."""
+    """The report for people: forks first (impossible to miss), this node (when the
+    report has `node`), then one block per log."""
     lines = []
     evidence = {entry["origin"]: entry.get("fork_evidence") for entry in report["logs"]}
     for origin in report["forked_logs"]:
@@ -105,6 +106,8 @@ def format_report(report: dict) -> str:
                      + (f" Evidence: {evidence[origin]}" if evidence.get(origin) else ""))
     if report["forked_logs"]:
         lines.append("")
+    if report.get("node"):
+        lines += [_node_line(report["node"]), ""]
     if not report["logs"]:
         lines.append("following no logs (ncii-node follow add --dir DIR URL --vkey VKEY)")
     for entry in report["logs"]:
@@ -142,6 +145,12 @@ def format_report(report: dict) -> str:
         lines.append(f"fingerprints: {total['active']} active, {total['withdrawn']} withdrawn, "
                      f"{total['suppressed']} suppressed")
     return "\n".join(lines)
+
+
+def _node_line(node: dict) -> str:
+    checkpoint = f", last checkpoint {node['last_checkpoint_at']}" if node["last_checkpoint_at"] else ""
+    serving = "serving" if node["serving"] else "NOT SERVING (no `ncii-node serve` runs for this directory)"
+    return f"this node: {node['origin']} ({node['role']}), log size {node['log_size']}{checkpoint}; {serving}"
 
 
 def _sync_note(entry: dict) -> str:
