@@ -61,7 +61,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "state": ("State", "État"),
     "verified": ("Verified", "Vérifiées"),
     "lag": ("Behind", "Retard"),
-    "in_sync": ("In sync", "Synchronisé"),
+    "in_sync": ("In sync", "Synchronisé il y a"),
     "s_ago": ("s ago", "s"),
     "errors": ("Failed rounds", "Tours échoués"),
     "last_error": ("Last error", "Dernière erreur"),
