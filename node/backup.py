@@ -88,12 +88,12 @@ def _new_directory(path: Path) -> None:
 
 
 def _copy(src: Path, dst: Path, mode: int = 0o600) -> None:
+    """Copy without syncing: `_sync_tree` makes everything durable at once (one fsync per
+    file of a million-entry log's 8,000 files took most of a backup's time)."""
     dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with open(src, "rb") as source, os.fdopen(fd, "wb") as target:
         shutil.copyfileobj(source, target, 1 << 20)
-        target.flush()
-        os.fsync(target.fileno())
 
 
 def _inside(path: Path, root: Path) -> Path | None:
@@ -202,8 +202,6 @@ def _write(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _hash_tree(root: Path) -> dict[str, str]:
@@ -218,6 +216,10 @@ def _hash_tree(root: Path) -> dict[str, str]:
 
 
 def _sync_tree(root: Path) -> None:
+    """Make every file and directory written under `root` durable: one sync(2) of the
+    file systems (the kernel writes back all dirty pages in one pass), then each
+    directory fsynced, as POSIX asks for renames and creations."""
+    os.sync()
     for dirpath, _, _ in os.walk(root):
         fsync_dir(Path(dirpath))
 
