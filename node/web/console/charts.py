@@ -54,7 +54,8 @@ def stacked_bars(chart_id: str, title: str, labels: list[str], values: list[dict
                  series: list[tuple[str, str, str]], fmt, week_word: str = "") -> str:
     """`series`: (key, legend text, colour), stacked bottom to top. `fmt` writes a number."""
     top = _nice_max(max((sum(v.get(key, 0) for key, _, _ in series) for v in values), default=0))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    left = max(LEFT, 12 + 7 * len(fmt(top)))  # room for the longest axis label (11 px text)
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(1, len(labels))
     bar_w = max(1.0, slot * 0.8)
     parts = [f'<svg id="{chart_id}" class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -65,11 +66,11 @@ def stacked_bars(chart_id: str, title: str, labels: list[str], values: list[dict
                                                                 for key, name, _ in series)) + "</desc>")
     for fraction in ((0, 0.5, 1) if top > 1 else (0, 1)):
         y = TOP + plot_h * (1 - fraction)
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="axis" text-anchor="end">'
+        parts.append(f'<line x1="{left}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="axis" text-anchor="end">'
                      f'{escape(fmt(round(top * fraction)))}</text>')
     for i, (label, value) in enumerate(zip(labels, values)):
-        x = LEFT + i * slot + (slot - bar_w) / 2
+        x = left + i * slot + (slot - bar_w) / 2
         y = TOP + plot_h
         tip = escape(f"{week_word} {label}".strip() + ": " + ", ".join(
             f"{name} {fmt(value.get(key, 0))}" for key, name, _ in series))
@@ -89,10 +90,10 @@ def stacked_bars(chart_id: str, title: str, labels: list[str], values: list[dict
         parts.append("</g>")
     step = max(1, len(labels) // 6)
     for i in range(0, len(labels), step):
-        x = LEFT + i * slot + slot / 2
+        x = left + i * slot + slot / 2
         parts.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" class="axis" text-anchor="middle">'
                      f'{escape(labels[i][5:])}</text>')
-    legend_x = LEFT
+    legend_x = left
     for key, name, colour in series:
         parts.append(f'<rect x="{legend_x}" y="{HEIGHT - 14}" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{legend_x + 14}" y="{HEIGHT - 5}" class="legend">{escape(name)}</text>')
