@@ -57,11 +57,24 @@ def _rate(part: int, whole: int) -> float | None:
     return None if not whole else round(100.0 * part / whole, 1)
 
 
+#: Case-creation limits a configuration may hold ([cases], the abuse limits of
+#: spec/parts/cases.md): (key, whom it limits, per how many seconds).
+CREATION_LIMITS = (
+    ("per_address_per_hour", "address", 3600), ("per_address_per_day", "address", 86400),
+    ("per_network_per_hour", "network", 3600), ("per_network_per_day", "network", 86400),
+    ("per_hour", "node", 3600), ("per_day", "node", 86400),
+)
+
+
 def creation_limits(config) -> list[dict]:
     """The case-creation limits in force, to set the creation rate against:
-    [{"name", "per_seconds", "limit"}]. The node has no such limits yet (the abuse
-    work adds them): empty."""
-    return []
+    [{"name", "scope", "per_seconds", "limit"}], for those this configuration has."""
+    limits = []
+    for key, scope, seconds in CREATION_LIMITS:
+        value = getattr(config.cases, key, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            limits.append({"name": key, "scope": scope, "per_seconds": seconds, "limit": value})
+    return limits
 
 
 def node_figures(db, config, window: str = DEFAULT_WINDOW, now: float | None = None,
@@ -129,7 +142,13 @@ def _case_figures(db, first: int | None, config, now: float) -> dict:
     return {"opened": opened, "withdrawn": withdrawn, "totals": store.case_totals(db), "per_day": per_day,
             "creation": {"today": today, "per_day_average": round(opened / days, 2),
                          "busiest_day": max((c["opened"] for c in per_day.values()), default=0),
-                         "limits": creation_limits(config)}}
+                         "limits": creation_limits(config),
+                         "today_of_node_budget": _rate(today, _node_day_budget(config))}}
+
+
+def _node_day_budget(config) -> int:
+    return next((limit["limit"] for limit in creation_limits(config)
+                 if limit["scope"] == "node" and limit["per_seconds"] == 86400), 0)
 
 
 def _verdict_figures(db, first: int | None) -> dict:
@@ -228,7 +247,9 @@ def format_figures(f: dict) -> str:
                   f"average, {c['creation']['busiest_day']} on the busiest day"
                   + ("" if c["creation"]["limits"] else " (no creation limit configured)")]
         for limit in c["creation"]["limits"]:
-            lines.append(f"  limit {limit['name']}: {limit['limit']} per {limit['per_seconds']} s")
+            lines.append(f"  limit: {limit['limit']} per {limit['per_seconds'] // 3600} h per {limit['scope']}")
+        if c["creation"]["today_of_node_budget"] is not None:
+            lines.append(f"  today: {_pct(c['creation']['today_of_node_budget'])} of the node's daily budget")
     if f["verdicts_received"]:
         lines += ["", "verdicts received (in the window):"]
         for platform, v in sorted(f["verdicts_received"].items()):

@@ -90,12 +90,21 @@ def test_takedown_cohorts_and_wait(db):
         class node:
             origin, role = OWN, "helpline"
 
+        class cases:
+            per_day = 500
+
     f = node_figures(db, Config, "all", now=NOON + 3 * DAY)
     t = f["takedown"][PLATFORM]
     assert (t["case_rate"], t["fingerprint_rate"]) == (33.3, 50.0)
     assert f["verdicts_received"][PLATFORM]["totals"] == {"matched-pending-review": 2, "removed": 3,
                                                           "not-violating": 1, "disputed-false-match": 0}
     assert f["log"]["fingerprints_published"] == {"pdq": 6}
+    assert f["cases"]["creation"]["limits"] == [{"name": "per_day", "scope": "node", "per_seconds": 86400,
+                                                 "limit": 500}]
+    from node.web.console.page import render_console
+
+    page = render_console(f, "fr")
+    assert "tout le nœud" in page and "33,3\u202f%" in page and "<script" not in page
 
 
 def test_summaries_count_a_range_once(db):
@@ -184,3 +193,15 @@ def test_case_counts_follow_every_change_of_state(db):
                                                20_005: {"opened": 0, "withdrawn": 1}}
     counted = db.execute("SELECT state, COUNT(*) FROM cases GROUP BY state ORDER BY state").fetchall()
     assert counted == [("abandoned", 1), ("active", 3), ("withdrawn", 1)]
+
+
+def test_creation_limits_read_from_the_configuration():
+    from types import SimpleNamespace
+
+    from node.figures import creation_limits
+
+    assert creation_limits(SimpleNamespace(cases=SimpleNamespace(max_fingerprints=100))) == []
+    config = SimpleNamespace(cases=SimpleNamespace(per_address_per_hour=3, per_day=500, per_hour=True))
+    assert creation_limits(config) == [
+        {"name": "per_address_per_hour", "scope": "address", "per_seconds": 3600, "limit": 3},
+        {"name": "per_day", "scope": "node", "per_seconds": 86400, "limit": 500}]

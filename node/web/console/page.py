@@ -154,10 +154,13 @@ class _Page:
         lines = [f'{self.n(cr["today"])} {self.tr("today")} · {number(cr["per_day_average"], self.lang, 1)} '
                  f'{self.tr("per_day_average")} · {self.n(cr["busiest_day"])} {self.tr("busiest_day")}']
         if cr["limits"]:
-            rows = "".join(f'<tr><td>{escape(limit["name"])}</td><td class="num">{self.n(limit["limit"])}</td>'
-                           f'<td>{self.tr("per")} {self.n(limit["per_seconds"])} s</td></tr>'
+            rows = "".join(f'<tr><td>{self.tr("scope:" + limit["scope"])}</td><td class="num">{self.n(limit["limit"])}'
+                           f'</td><td>{self.tr("per")} {self.n(limit["per_seconds"] // 3600)} h</td></tr>'
                            for limit in cr["limits"])
-            lines.append(f"<table><tbody>{rows}</tbody></table>")
+            lines.append(f'<table><thead><tr><th>{self.tr("limit")}</th><th class="num">{self.tr("cases")}</th><th>'
+                         f'</th></tr></thead><tbody>{rows}</tbody></table>')
+            if cr["today_of_node_budget"] is not None:
+                lines.append(f'<p>{self.tr("today_of_budget")}: {percent(cr["today_of_node_budget"], self.lang)}</p>')
         else:
             lines.append(f'<p class="note">{self.tr("no_limits")}</p>')
         return f'<section id="creation"><h2>{self.tr("creation")}</h2><p>{lines[0]}</p>{"".join(lines[1:])}</section>'
