@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ops_support import HELPLINE, PLATFORM, Node, fingerprint, ncii, wait_for  # noqa: E402
 
+from node.datadir import DataDir  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 pytestmark = pytest.mark.timeout(240)
@@ -208,14 +210,18 @@ def test_a_follower_and_a_browser_through_nginx_with_tls(tmp_path, monkeypatch, 
     ca, cert, key, spki = make_certificates(tmp_path)
     helpline = Node(tmp_path / "helpline", HELPLINE, "helpline")
     platform = Node(tmp_path / "platform", PLATFORM, "platform")
-    config = (helpline.root / "config.toml").read_text()
-    (helpline.root / "config.toml").write_text(config.replace("trusted_proxies = []", 'trusted_proxies = ["127.0.0.1"]'))
+    http_port, https_port = free_port(), free_port()
+    datadir = DataDir(helpline.root)
+    config = datadir.config
+    config.http.trusted_proxies = ["127.0.0.1"]  # nginx, as README "TLS" says
+    if hasattr(config.http, "public_names"):  # the names signed reads may be made for
+        config.http.public_names.append(f"127.0.0.1:{https_port}")
+    datadir.save_config(config)
     ncii("readers", "add", "--dir", str(helpline.root), ncii("key", "--dir", str(platform.root), "--request").stdout.strip())
     nginx = None
     try:
         helpline.start()
         node_port = int(helpline.url.rsplit(":", 1)[1])
-        http_port, https_port = free_port(), free_port()
         nginx = Nginx(tmp_path / "nginx", site_config(node_port, http_port, https_port, cert, key,
                                                        tmp_path / "nginx-ncii-error.log"))
         base = f"https://127.0.0.1:{https_port}"
