@@ -131,7 +131,12 @@ def test_stats_counts_what_the_test_did(scenario):
 
 
 def test_metrics_of_the_helpline(scenario):
+    # A mistyped URL holding a case number: counted, but under "(no route)".
+    number = scenario.cases[0]["case_number"]
+    assert get(f"{scenario.helpline.url}/v1/cases/{number}")[0] == 404
+    assert get(f"{scenario.helpline.admin_url}/{number}", token(scenario.helpline))[0] == 404
     m = metrics(scenario.helpline)
+    assert value(m, "ncii_http_requests_total", site="public", route="(no route)", status="404") >= 1
     assert value(m, "ncii_cases_created_total") == CASES
     assert value(m, "ncii_cases_withdrawn_total") == 1
     assert value(m, "ncii_feedback_received_total", platform=PLATFORM, verdict="removed") == REMOVED
