@@ -27,7 +27,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ops_support import HELPLINE, PLATFORM, Node, fingerprint, ncii, wait_for  # noqa: E402
+from ops_support import HELPLINE, PLATFORM, YES, Node, fingerprint, ncii, wait_for  # noqa: E402
 
 from node.datadir import DataDir  # noqa: E402
 
@@ -229,8 +229,7 @@ def test_a_follower_and_a_browser_through_nginx_with_tls(tmp_path, monkeypatch, 
         wait_for("nginx to answer", lambda: _answers(base + "/checkpoint", trusting), 20)
 
         # A case opened through nginx, over HTTPS.
-        status, case = https_json(base + "/v1/cases", {"eligibility": {"in_image": True, "adult": True, "has_image": True,
-                                                                      "intimate": True},
+        status, case = https_json(base + "/v1/cases", {"eligibility": YES,
                                                       "fingerprints": [{"signal": "pdq", "fingerprint": fingerprint(i),
                                                                         "quality": 90} for i in range(3)]}, trusting)
         assert status == 201, case
