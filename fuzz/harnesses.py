@@ -268,9 +268,10 @@ def bundle(data: bytes) -> None:
 @harness("protocol.entries.decode_entry: every leaf of a followed log, in binary",
          max_len=70_000, tokens=(b"\x01\x01", b"\x01\x02", b"\x01\x03", b"\x01\x04", b"https://", b"\xff"))
 def entry(data: bytes) -> None:
-    from protocol.entries import decode_entry, encode_entry, entry_and_bytes_from_json, entry_to_json
+    from protocol.entries import decode_entry, encode_entry, entry_and_bytes_from_json, entry_summary_key, entry_to_json
     from protocol.errors import EntryError
 
+    entry_summary_key(data[:3])  # counted without decoding (node statistics): must never raise
     try:
         value = decode_entry(data)
     except EntryError:
