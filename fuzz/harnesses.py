@@ -56,13 +56,14 @@ def _text(data: bytes) -> str:
 
 
 def _json_body(data: bytes):
-    """The JSON value of a request body as node/web/body.parse_json reads it, or None
+    """The JSON value of a request body as node/jsontext.parse_json reads it, or None
     when the route answers 400 before any parser of ours runs."""
-    from node.web.body import BodyError, parse_json
+    from node.errors import BadRequest
+    from node.jsontext import parse_json
 
     try:
         return parse_json(data)
-    except BodyError:
+    except BadRequest:
         return None
 
 
@@ -299,17 +300,18 @@ def entry_json(data: bytes) -> None:
     assert entry_from_json(entry_to_json(value)) == value
 
 
-@harness("node.web.log_routes.parse_append_body: the body of POST /admin/append (JSON lines)",
+@harness("node.log.append.parse_append_lines: the body of POST /admin/append (JSON lines)",
          max_len=16 * 1024, tokens=_JSON_WORDS + (b"\n", b'{"kind": "submission", "signal": "pdq", '
                                                               b'"fingerprint": "', b'{"kind": "withdrawal", '
                                                               b'"targets": ['))
 def append(data: bytes) -> None:
-    from node.web.log_routes import BadAppend, parse_append_body
+    from node.errors import BadRequest
+    from node.log.append import parse_append_lines
     from protocol.entries import decode_entry
 
     try:
-        entries = parse_append_body(data, log_size=1000)
-    except BadAppend:
+        entries = parse_append_lines(data, log_size=1000)
+    except BadRequest:
         return
     for raw in entries:
         decode_entry(raw)
@@ -345,15 +347,16 @@ def signal_bytes(data: bytes) -> None:
              b'"timestamp"', b'"fingerprints"', b'"path"'))
 def signal_json(data: bytes) -> None:
     from node.cases.fingerprints import FingerprintError, parse_fingerprints
+    from node.errors import BadRequest, TooLarge
+    from node.matcher.api import parse_match_body
     from node.matcher.service import Query
-    from node.web.match_routes import BadRequest, parse_match_body
     from protocol.errors import SignalError
     from protocol.signals import SIGNALS
 
     obj = _json_body(data)
     try:
         parse_match_body(obj)
-    except BadRequest:
+    except (BadRequest, TooLarge):
         pass
     try:
         query = Query.from_json(obj)
@@ -391,7 +394,9 @@ def signal_text(data: bytes) -> None:
              b'"country"', b'"FR"', b'"lang"', b'"fr"',
              b'"en"', b'"fingerprints"', b'"signal"', b'"pdq"', b'"fingerprint"', b'"case_number"', b'"pin"'))
 def case_body(data: bytes) -> None:
-    from node.cases.service import CaseApiError, read_case_codes, read_new_case
+    from node.cases.service import read_case_codes, read_new_case
+    from node.errors import Refused
+    from node.web.errors import status_of
     from protocol.entries import decode_entry
 
     try:  # as node/web/case_routes.py reads a body
@@ -400,18 +405,18 @@ def case_body(data: bytes) -> None:
         return
     try:
         refusal, fingerprints = read_new_case(body, max_fingerprints=100, day=20_000, directory=_help())
-    except CaseApiError as exc:
-        assert exc.status == 400
-        json.dumps(exc.body)  # the answer must be writable as JSON
+    except Refused as exc:
+        assert status_of(exc) == 400
+        json.dumps({"error": exc.message, **exc.details})  # the answer must be writable as JSON
     else:
         json.dumps(refusal.to_json() if refusal else None)
         for fp in fingerprints:
             decode_entry(fp.entry)
     try:
         read_case_codes(body)
-    except CaseApiError as exc:
-        assert exc.status == 400
-        json.dumps(exc.body)
+    except Refused as exc:
+        assert status_of(exc) == 400
+        json.dumps({"error": exc.message, **exc.details})
 
 
 @functools.cache

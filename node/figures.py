@@ -18,14 +18,21 @@ Definitions (README "Operating a node" says the same):
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 import re
 import time
 
+from node.follow.status import status_report
 from node.store import stats as store
 from protocol.entries import VERDICTS
 
+log = logging.getLogger(__name__)
+
 WINDOWS = {"7d": 7, "30d": 30, "all": None}
+#: Seconds between two flushes of the match counts gathered in memory.
+FLUSH_INTERVAL = 10.0
 DEFAULT_WINDOW = "30d"
 
 
@@ -80,8 +87,6 @@ def creation_limits(config) -> list[dict]:
 def node_figures(db, config, window: str = DEFAULT_WINDOW, now: float | None = None,
                  live: dict | None = None) -> dict:
     """Everything the console shows, as one JSON-ready object."""
-    from node.follow.status import status_report
-
     now = time.time() if now is None else now
     first = since_day(window, now)
     role = config.node.role
@@ -211,6 +216,53 @@ def store_snapshot(db, config, live: dict, now: float | None = None) -> dict:
     if live.get("matcher"):
         snapshot["index"] = live["matcher"]
     return snapshot
+
+
+class Figures:
+    """The running node's figures: read through their own database worker (off the
+    event loop), with the match counts gathered in memory (node/metrics.py) stored
+    into the daily summary every FLUSH_INTERVAL seconds, and once more at stop."""
+
+    def __init__(self, worker, metrics, config):
+        self.worker = worker        # node.store.worker.DatabaseWorker, owned here
+        self.metrics = metrics
+        self.config = config
+        self._flusher: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_every(FLUSH_INTERVAL), name="match-stats")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush_matches()
+        await self.worker.close()
+
+    async def flush_matches(self) -> None:
+        """Store the match counts gathered since the last flush (kept for later on failure)."""
+        queries, matches = self.metrics.take_pending_matches()
+        if not queries and not matches:
+            return
+        try:
+            await self.worker.call(store.add_matches, store.day_of(time.time()), queries, matches)
+        except Exception as exc:  # noqa: BLE001 - a busy or full database: try again next time
+            log.warning("figures: could not store match counts (%s); will retry", exc)
+            self.metrics.give_back_matches(queries, matches)
+
+    async def _flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self.flush_matches()
+
+    async def console(self, window: str, live: dict) -> dict:
+        """The console's figures (`node_figures`), the latest match counts included."""
+        await self.flush_matches()
+        return await self.worker.call(node_figures, self.config, window, None, live)
+
+    async def snapshot(self, live: dict) -> dict:
+        """What GET /metrics reads from the database (`store_snapshot`)."""
+        return await self.worker.call(store_snapshot, self.config, live)
 
 
 def version() -> str:

@@ -1,6 +1,6 @@
 """What a running node measures in memory, and its Prometheus exposition.
 
-One `NodeMetrics` per node (NodeContext.metrics), with its own registry: tests and
+One `NodeMetrics` per node (node.runtime.Node.metrics), with its own registry: tests and
 benchmarks run several nodes in one process, and their figures must not mix.
 
 Measured in memory (since the process started, as Prometheus counters are):

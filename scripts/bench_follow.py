@@ -88,10 +88,11 @@ def rss_mb() -> float:
 async def follow(platform: Path, url: str, vkey: str, count: int, signed: bool) -> dict:
     from node.datadir import DataDir
     from node.follow.client import PeerClient
-    from node.follow.sync import DatabaseWorker, Follower
+    from node.follow.sync import Follower
     from node.readaccess import RequestSigner
     from node.store import follow as store
     from node.store import open_db
+    from node.store.worker import DatabaseWorker
 
     datadir = DataDir(platform)
     db = open_db(datadir.db_path)

@@ -103,7 +103,7 @@ async def witness_section(seconds: float) -> None:
     from node.datadir import DataDir
     from node.store import open_db
     from node.store import witness as store
-    from node.web.app import RunningNode
+    from node.web.server import RunningNode
     from node.witness.addcheckpoint import encode_request
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,12 +19,12 @@ def append_with_sequencer(datadir_root: Path, entries: list[bytes]) -> float:
     """Hand `entries` to the node's own sequencer (the batch writer behind POST
     /admin/append), so tiles, bundles and checkpoints are the real ones. Seconds taken."""
     from node.datadir import DataDir
-    from node.web.app import RunningNode
+    from node.web.server import RunningNode
 
     async def run():
         node = await RunningNode(DataDir(datadir_root)).start("127.0.0.1", 0)
         try:
-            await node.context.sequencer.append(entries)
+            await node.node.sequencer.append(entries)
         finally:
             await node.stop()
 

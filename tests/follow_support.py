@@ -11,7 +11,8 @@ from aiohttp import web
 
 from node.follow.client import PeerClient
 from node.follow.listener import FollowListener
-from node.follow.sync import DatabaseWorker, Follower
+from node.follow.sync import Follower
+from node.store.worker import DatabaseWorker
 from node.store import follow as store
 from node.store import open_db
 from node.witness.evidence import VerifiedEvidence, verify_evidence

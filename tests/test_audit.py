@@ -261,11 +261,10 @@ async def test_history_rewritten_since_last_audit_gives_evidence(log_server, sig
     assert code == 1 and json.loads(out)["consistency"]["status"] == "inconsistent"
 
 
-async def test_audit_of_a_restricted_real_node(tmp_path):
+async def test_audit_of_a_restricted_real_node(tmp_path, start_node):
     """A real publishing node whose tiles only registered readers may fetch."""
     import aiohttp
 
-    from node.web.app import RunningNode
     from publish_support import append, make_datadir, pdq_line
 
     publisher = make_datadir(tmp_path, public_read=False, name="publisher")
@@ -274,7 +273,7 @@ async def test_audit_of_a_restricted_real_node(tmp_path):
 
     assert cli_main(["readers", "add", "--dir", str(publisher.root),
                      auditor.load_request_signer().verifier_key()]) == 0
-    node = await RunningNode(publisher).start("127.0.0.1", 0)
+    node = await start_node(publisher)
     try:
         async with aiohttp.ClientSession() as session:
             status, _ = await append(session, node.admin_url, publisher.admin_token(),

@@ -15,8 +15,6 @@ import pytest
 
 from node.cases.limits import ADDRESS_POLICY, CASE_POLICY
 from node.store import cases as case_store
-from node.web.app import RunningNode
-from node.web.case_routes import CASES
 from protocol.entries import Submission, Withdrawal, decode_entry
 
 from publish_support import make_datadir, read_log, tile_files
@@ -30,24 +28,14 @@ def pdq(i: int, quality: int = 90) -> dict:
 
 
 def helpline_datadir(tmp_path, name="helpline"):
-    datadir = make_datadir(tmp_path, name=name)
-    config = datadir.config
-    config.cases.pin_scrypt_n = 2**10  # production is 2**15; the test only needs the same code path
-    datadir.save_config(config)
-    return datadir
+    # PINs hashed with scrypt n=2**10: production is 2**15; the test only needs the same code path
+    return make_datadir(tmp_path, name=name, settings={"cases": {"pin_scrypt_n": 2**10}})
 
 
 @pytest.fixture
-async def node(tmp_path):
-    running = await RunningNode(helpline_datadir(tmp_path)).start("127.0.0.1", 0)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def node(tmp_path, start_node):
+    running = await start_node(helpline_datadir(tmp_path))
+    return running
 
 
 async def post(session, url, body=None, **kwargs):
@@ -114,12 +102,12 @@ async def test_create_status_withdraw(node, session):
     assert after.checkpoint.size == view.checkpoint.size
 
 
-async def test_many_fingerprints_withdrawn_in_chunks(tmp_path, session):
+async def test_many_fingerprints_withdrawn_in_chunks(tmp_path, session, start_node):
     datadir = helpline_datadir(tmp_path)
     config = datadir.config
     config.cases.max_fingerprints = 1000
     datadir.save_config(config)
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
         case = await open_case(session, node, [pdq(i) for i in range(1, 1101)][:1000])
         codes = {"case_number": case["case_number"], "pin": case["pin"]}
@@ -146,8 +134,8 @@ async def test_not_eligible_creates_nothing(node, session):
     status, data, _ = await post(session, node.public_url + "/v1/cases",
                                  {"eligibility": {**YES, "intimate": False}, "fingerprints": "junk"})
     assert status == 422 and data["not_met"] == ["intimate"]
-    assert node.context.sequencer.published.size == 0
-    assert case_store.counts(node.context.db) == {s: 0 for s in case_store.STATES}
+    assert node.node.sequencer.published.size == 0
+    assert case_store.counts(node.node.db) == {s: 0 for s in case_store.STATES}
 
 
 @pytest.mark.parametrize("content_type", ["image/jpeg", "video/mp4", "multipart/form-data; boundary=x",
@@ -186,7 +174,7 @@ async def test_bad_requests(node, session):
     assert status == 400
     async with session.get(url + "/v1/cases/status") as r:
         assert r.status == 405
-    assert node.context.sequencer.published.size == 0
+    assert node.node.sequencer.published.size == 0
 
 
 async def test_degenerate_fingerprints_are_refused(node, session):
@@ -204,8 +192,8 @@ async def test_degenerate_fingerprints_are_refused(node, session):
     assert "can only cause false matches" in data["error"] and "Remove them and send the others" in data["error"]
     assert "Fingerprint 3: this is the md5 of an empty file" in data["error"]
     assert headers["Cache-Control"] == "no-store"
-    assert node.context.sequencer.published.size == 0
-    assert case_store.counts(node.context.db) == {s: 0 for s in case_store.STATES}
+    assert node.node.sequencer.published.size == 0
+    assert case_store.counts(node.node.db) == {s: 0 for s in case_store.STATES}
     # The others alone are accepted.
     case = await open_case(session, node, [fps[0]])
     assert case["fingerprints"] == 1
@@ -233,7 +221,7 @@ class Clock:
 
 
 async def test_pin_guessing_reaches_the_case_lockout(node, session):
-    service = node.app[CASES]
+    service = node.node.cases
     clock = service.clock = Clock(1_800_000_000.0)
     case = await open_case(session, node, [pdq(7)])
     url = node.public_url + "/v1/cases/status"
@@ -265,7 +253,7 @@ async def test_pin_guessing_reaches_the_case_lockout(node, session):
     status, data, _ = await post(session, url, right)
     assert status == 429 and data["locked"] is True
     assert CASE_POLICY.lock_duration - 601 < data["retry_after"] <= CASE_POLICY.lock_duration
-    row = node.context.db.execute("SELECT failed_pins FROM cases").fetchone()
+    row = node.node.db.execute("SELECT failed_pins FROM cases").fetchone()
     assert row[0] == CASE_POLICY.lock_after
     # The withdrawal is refused too while locked.
     status, _, _ = await post(session, node.public_url + "/v1/cases/withdraw", right)
@@ -275,13 +263,13 @@ async def test_pin_guessing_reaches_the_case_lockout(node, session):
     clock.now += CASE_POLICY.lock_duration + 1
     status, data, _ = await post(session, url, right)
     assert status == 200 and data["state"] == "active"
-    assert node.context.db.execute("SELECT failed_pins FROM cases").fetchone()[0] == 0
+    assert node.node.db.execute("SELECT failed_pins FROM cases").fetchone()[0] == 0
 
 
 async def test_guessing_case_numbers_locks_the_address(node, session):
     from node.cases.numbers import new_case_number
 
-    service = node.app[CASES]
+    service = node.node.cases
     clock = service.clock = Clock(1_800_000_000.0)
     case = await open_case(session, node, [pdq(8)])
     url = node.public_url + "/v1/cases/status"
@@ -314,7 +302,7 @@ async def test_guessing_case_numbers_locks_the_address(node, session):
 async def test_parallel_guesses_are_counted_one_by_one(node, session):
     import asyncio
 
-    service = node.app[CASES]
+    service = node.node.cases
     service.clock = Clock(1_800_000_000.0)
     case = await open_case(session, node, [pdq(9)])
     url = node.public_url + "/v1/cases/status"
@@ -330,7 +318,7 @@ async def wrong_pin_answers(node, number: str, pin: str, local_address: str) -> 
     """Every answer a patient guesser gets from a fresh address, trying a wrong PIN,
     retrying at once whenever told to wait, then waiting as told; until the case is
     locked, then once during the lock and once after it."""
-    clock = node.app[CASES].clock
+    clock = node.node.cases.clock
     url = node.public_url + "/v1/cases/status"
     connector = aiohttp.TCPConnector(local_addr=(local_address, 0))
     answers = []
@@ -360,12 +348,12 @@ async def test_an_unknown_case_number_is_answered_like_a_known_one(node, session
     unknown number, each tried from a fresh address."""
     from node.cases.numbers import new_case_number
 
-    node.app[CASES].clock = Clock(1_800_000_000.0)
+    node.node.cases.clock = Clock(1_800_000_000.0)
     case = await open_case(session, node, [pdq(41)])
     wrong = "%08d" % ((int(case["pin"]) + 1) % 10**8)
-    start = node.app[CASES].clock.now
+    start = node.node.cases.clock.now
     known = await wrong_pin_answers(node, case["case_number"], wrong, "127.0.0.21")
-    node.app[CASES].clock.now = start
+    node.node.cases.clock.now = start
     unknown = await wrong_pin_answers(node, new_case_number(), wrong, "127.0.0.22")
     assert [a[0] for a in known][:5] == [401, 401, 401, 429, 401]  # the case's own counter spoke
     assert any(a[1].get("locked") for a in known) and "for this case" in known[-1][1]["error"]
@@ -379,7 +367,7 @@ async def test_unknown_and_known_case_numbers_take_as_long(node, session):
 
     from node.cases.numbers import new_case_number
 
-    clock = node.app[CASES].clock = Clock(1_800_000_000.0)
+    clock = node.node.cases.clock = Clock(1_800_000_000.0)
     case = await open_case(session, node, [pdq(42)])
     wrong = "%08d" % ((int(case["pin"]) + 1) % 10**8)
     unknown_number = new_case_number()
@@ -411,14 +399,14 @@ async def guess_from(session, url, forwarded_for=None) -> tuple[int, dict]:
     return status, data
 
 
-async def test_behind_a_trusted_proxy_each_person_has_a_counter(tmp_path, caplog):
+async def test_behind_a_trusted_proxy_each_person_has_a_counter(tmp_path, caplog, start_node):
     datadir = helpline_datadir(tmp_path)
     config = datadir.config
     config.http.trusted_proxies = ["127.0.0.40/30", "::1"]  # 127.0.0.40 .. 127.0.0.43
     datadir.save_config(config)
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
-        node.app[CASES].clock = Clock(1_800_000_000.0)
+        node.node.cases.clock = Clock(1_800_000_000.0)
         url = node.public_url + "/v1/cases/status"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.41", 0))) as proxy:
             # Person A, behind two proxies (127.0.0.42 passed the request to 127.0.0.41);
@@ -450,7 +438,7 @@ async def test_behind_a_trusted_proxy_each_person_has_a_counter(tmp_path, caplog
 
 
 async def test_without_trusted_proxies_the_header_is_ignored_and_one_warning_said(node, caplog):
-    node.app[CASES].clock = Clock(1_800_000_000.0)
+    node.node.cases.clock = Clock(1_800_000_000.0)
     url = node.public_url + "/v1/cases/status"
     caplog.set_level(logging.WARNING)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.41", 0))) as proxy:
@@ -474,31 +462,31 @@ async def test_interrupted_creation_is_abandoned_and_its_entries_withdrawn(node,
     status, _, _ = await post(session, node.public_url + "/v1/cases", {"eligibility": YES, "fingerprints": [pdq(11), pdq(12)]})
     assert status == 500
     monkeypatch.undo()
-    assert case_store.cases_in_state(node.context.db, "pending") == [1]
-    published = node.context.sequencer.published.size
+    assert case_store.cases_in_state(node.node.db, "pending") == [1]
+    published = node.node.sequencer.published.size
     assert published == 2
 
     # A pending case whose entries never reached the log (a crash before the append).
-    service = node.app[CASES]
-    case_store.insert_pending_case(node.context.db, b"L" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1,
+    service = node.node.cases
+    case_store.insert_pending_case(node.node.db, b"L" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1,
                                    [(b"\x01" * 32, "pdq", False)])
     await service.repair()
-    assert case_store.cases_in_state(node.context.db, "abandoned") == [1, 2]
+    assert case_store.cases_in_state(node.node.db, "abandoned") == [1, 2]
     view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
     assert decode_entry(view.entries[2]) == Withdrawal((0, 1), "error")
     assert view.checkpoint.size == 3
     await service.repair()  # nothing more to do
-    assert node.context.sequencer.published.size == 3
+    assert node.node.sequencer.published.size == 3
 
 
-async def test_withdrawal_finished_after_restart(tmp_path, session):
+async def test_withdrawal_finished_after_restart(tmp_path, session, start_node):
     datadir = helpline_datadir(tmp_path)
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     case = await open_case(session, node, [pdq(21), pdq(22)])
     # The request was recorded, then the node stopped before appending anything.
-    case_store.mark_withdrawn(node.context.db, 1, 20000)
+    case_store.mark_withdrawn(node.node.db, 1, 20000)
     await node.stop()
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
         view = await read_log(session, node.public_url, vkey_of(node), origin=datadir.config.node.origin)
         assert decode_entry(view.entries[-1]) == Withdrawal((0, 1), "withdrawn-by-person")
@@ -519,12 +507,12 @@ async def test_the_published_log_holds_only_the_fingerprints(node, session):
     await post(session, node.public_url + "/v1/cases/status", codes)
     await post(session, node.public_url + "/v1/cases/withdraw", codes)
 
-    db = node.context.db
+    db = node.node.db
     row = db.execute("SELECT lookup, pin_salt, pin_hash, pin_params FROM cases").fetchone()
     number = case["case_number"]
     secrets_given = [number, number.replace("-", ""), number.lower(), case["pin"], "in_image", "has_image",
                      "intimate", "eligibility", "lang"]
-    binary_secrets = [row[0], row[1], row[2], row[3].encode(), node.app[CASES]._key,
+    binary_secrets = [row[0], row[1], row[2], row[3].encode(), node.node.cases._key,
                       int(case["pin"]).to_bytes(4, "big"), int(case["pin"]).to_bytes(4, "little")]
 
     view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
@@ -560,7 +548,7 @@ async def test_the_published_log_holds_only_the_fingerprints(node, session):
         assert text.encode() not in db_bytes
 
 
-async def test_logs_hold_no_case_number_pin_address_or_user_agent(tmp_path):
+async def test_logs_hold_no_case_number_pin_address_or_user_agent(tmp_path, start_node):
     """Every log record of the node, at DEBUG, during a full flow."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
@@ -571,7 +559,7 @@ async def test_logs_hold_no_case_number_pin_address_or_user_agent(tmp_path):
     root.setLevel(logging.DEBUG)
     marker_ua = "PrivacyProbe/9.9 (ua-marker-4471)"
     try:
-        node = await RunningNode(helpline_datadir(tmp_path)).start("127.0.0.1", 0)
+        node = await start_node(helpline_datadir(tmp_path))
         try:
             connector = aiohttp.TCPConnector(local_addr=("127.0.0.77", 0))
             headers = {"User-Agent": marker_ua, "X-Forwarded-For": "203.0.113.99", "Referer": "http://ref-marker.example/"}
@@ -632,4 +620,4 @@ async def test_random_bodies_never_cause_a_server_error(node, session):
                                      headers={"Content-Type": "application/json"})
         assert 400 <= status < 500 and isinstance(data, dict), (path, body, status, data)
         assert data.get("error") or data.get("eligible") is False
-    assert node.context.sequencer.published.size == 0
+    assert node.node.sequencer.published.size == 0

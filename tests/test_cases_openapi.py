@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from node.runtime import Node
 from node.web.app import create_admin_app, create_app
 
 from publish_support import make_datadir
@@ -48,12 +49,8 @@ def app_routes(app) -> set[tuple[str, str]]:
 def node_routes(tmp_path_factory) -> set[tuple[str, str]]:
     routes: set[tuple[str, str]] = set()
     for role in ("helpline", "platform", "witness"):
-        datadir = make_datadir(tmp_path_factory.mktemp(role), name=role)
-        config = datadir.config
-        config.node.role = role
-        datadir.save_config(config)
-        app = create_app(datadir)
-        routes |= app_routes(app) | app_routes(create_admin_app(app))
+        node = Node(make_datadir(tmp_path_factory.mktemp(role), name=role, role=role))  # built, never started
+        routes |= app_routes(create_app(node)) | app_routes(create_admin_app(node))
     return routes
 
 

@@ -16,7 +16,6 @@ from node.follow.listener import FollowListener
 from node.follow.scheduler import FollowService, backoff_delay
 from node.store import follow as store
 from node.store import open_db
-from node.web.app import RunningNode
 from publish_support import append, make_datadir, wait_for
 
 
@@ -55,10 +54,10 @@ def test_follow_cli_add_list_remove(tmp_path, capsys):
     assert "following no logs" in capsys.readouterr().out
 
 
-async def test_tofu_pins_the_presented_key_with_a_loud_warning(tmp_path, capsys):
+async def test_tofu_pins_the_presented_key_with_a_loud_warning(tmp_path, capsys, start_node):
     helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log")
     platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
-    node = await RunningNode(helpline).start("127.0.0.1", 0)
+    node = await start_node(helpline)
     try:
         code = await asyncio.to_thread(cli_main, ["follow", "add", "--dir", str(platform.root), node.public_url,
                                                   "--tofu"])
@@ -73,17 +72,17 @@ async def test_tofu_pins_the_presented_key_with_a_loud_warning(tmp_path, capsys)
     assert entry.vkey == helpline.load_log_signer().verifier_key() and entry.tofu
 
 
-async def test_serve_follows_a_restricted_log_and_reports_status(tmp_path, capsys):
+async def test_serve_follows_a_restricted_log_and_reports_status(tmp_path, capsys, start_node):
     helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
     platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
     assert cli_main(["readers", "add", "--dir", str(helpline.root),
                      platform.load_request_signer().verifier_key()]) == 0
-    publisher = await RunningNode(helpline).start("127.0.0.1", 0)
+    publisher = await start_node(helpline)
     follower = None
     try:
         assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
                          helpline.load_log_signer().verifier_key()]) == 0
-        follower = await RunningNode(platform).start("127.0.0.1", 0)
+        follower = await start_node(platform)
         async with aiohttp.ClientSession() as session:
             status, _ = await append(session, publisher.admin_url, helpline.admin_token(),
                                      [pdq_line(i) for i in range(300)])

@@ -18,7 +18,6 @@ from node.follow.sync import PeerMisbehaved, SyncError
 from node.readaccess import RequestSigner
 from node.store import connect
 from node.store import follow as store
-from node.web.app import RunningNode
 from protocol.entries import Announcement, Feedback, Submission, decode_entry, encode_entry, rotation_message
 from protocol.merkle import leaf_hash
 from protocol.note import Signer
@@ -30,11 +29,10 @@ def pdq_line(i: int, **extra) -> str:
 
 
 @pytest.fixture
-async def publisher(tmp_path):
+async def publisher(tmp_path, start_node):
     datadir = make_datadir(tmp_path, name="helpline", origin="helpline.example/log")
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
-    yield node
-    await node.stop()
+    node = await start_node(datadir)
+    return node
 
 
 async def test_follows_a_real_node_through_growth_and_withdrawals(tmp_path, publisher):
@@ -62,16 +60,16 @@ async def test_follows_a_real_node_through_growth_and_withdrawals(tmp_path, publ
     assert rows[7].fingerprint == (7).to_bytes(32, "big") and rows[7].labels == ("nude",) and rows[6].labels == ()
     assert {r.index for r in rows if r.withdrawn} == {0, 5, 300}
     state = harness.state(origin)
-    assert state.size == appended + 1 and state.root_hash == publisher.context.sequencer.published.root_hash
-    assert state.checkpoint_note == publisher.context.sequencer.published.note
+    assert state.size == appended + 1 and state.root_hash == publisher.node.sequencer.published.root_hash
+    assert state.checkpoint_note == publisher.node.sequencer.published.note
     assert (await follower.sync_once()).outcome == "in-sync"
     await harness.close()
 
 
-async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path):
+async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path, start_node):
     datadir = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
     platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
         async with aiohttp.ClientSession() as session:
             assert (await append(session, node.admin_url, datadir.admin_token(), [pdq_line(1)]))[0] == 200

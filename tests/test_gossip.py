@@ -25,8 +25,7 @@ from node.cli import main as cli_main
 from node.follow.gossip import Gossip, GossipError
 from node.follow.status import status_report
 from node.store import follow as store
-from node.web.app import RunningNode
-from node.web.follow_routes import GOSSIP_SERVICE
+from node.web.server import RunningNode
 from node.witness.evidence import check_pair, verify_evidence
 from protocol.merkle import root_of
 from protocol.note import Signer
@@ -243,7 +242,7 @@ async def test_larger_tree_we_cannot_see_needs_the_peers_evidence(setup):
     assert "served by peer" in path.read_text()
 
 
-async def test_tiles_of_a_restricted_log_are_read_with_the_request_key(tmp_path):
+async def test_tiles_of_a_restricted_log_are_read_with_the_request_key(tmp_path, start_node):
     from node.readaccess import RequestSigner
 
     helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
@@ -252,7 +251,7 @@ async def test_tiles_of_a_restricted_log_are_read_with_the_request_key(tmp_path)
                      platform.load_request_signer().verifier_key()]) == 0
     key = platform.load_request_signer()
     signer = RequestSigner.from_seed(key.name, key.seed)
-    node = await RunningNode(helpline).start("127.0.0.1", 0)
+    node = await start_node(helpline)
     peer = await PeerServer().start()
     harness = Harness(tmp_path, timeout=2.0)
     try:
@@ -289,11 +288,11 @@ async def test_tiles_of_a_restricted_log_are_read_with_the_request_key(tmp_path)
 
 
 def log_state(node: RunningNode):
-    return store.get_log(node.context.db, ORIGIN)
+    return store.get_log(node.node.db, ORIGIN)
 
 
 @pytest.mark.parametrize("size_b,public_read", [(100, True), (130, True), (130, False)])
-async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server, tmp_path, size_b, public_read):
+async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server, tmp_path, size_b, public_read, start_node):
     """With public_read=False the followers' /witness/seen is for registered readers:
     they gossip once each registered the other's request key."""
     histories = await HistoryServer().start(aiohttp_server)
@@ -309,7 +308,7 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
             datadir = make_datadir(tmp_path, name=name, origin=f"{name}.example/node", public_read=public_read)
             assert cli_main(["follow", "add", "--dir", str(datadir.root), f"{histories.url}/{history}",
                              "--vkey", vkey]) == 0
-            nodes.append(await RunningNode(datadir).start("127.0.0.1", 0))
+            nodes.append(await start_node(datadir))
         f1, f2 = nodes
         await wait_for(lambda: log_state(f1).size == 100 and log_state(f2).size == size_b)
         assert not log_state(f1).forked and not log_state(f2).forked  # neither can tell alone
@@ -318,11 +317,11 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
         for node, other in ((f1, f2), (f2, f1)):
             assert cli_main(["follow", "peers", "add", "--dir", str(node.datadir.root), other.public_url,
                              "--interval", "1"]) == 0
-            await node.app[GOSSIP_SERVICE]["service"].reload()  # instead of waiting for the 5 s re-read
+            await node.node.gossip.reload()  # instead of waiting for the 5 s re-read
         if not public_read:
             # Not yet readers of each other: the peers refuse (403), nothing is compared.
             def refused(node, other):
-                [peer] = store.list_gossip_peers(node.context.db)
+                [peer] = store.list_gossip_peers(node.node.db)
                 return peer.last_error is not None and "HTTP 403" in peer.last_error
             await wait_for(lambda: refused(f1, f2) and refused(f2, f1))
             assert not log_state(f1).forked and not log_state(f2).forked
@@ -332,14 +331,14 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
         await wait_for(lambda: log_state(f1).forked and log_state(f2).forked)
 
         for node in nodes:
-            [entry] = status_report(node.context.db)["logs"]
+            [entry] = status_report(node.node.db)["logs"]
             assert entry["forked"] and entry["fork_source"].startswith("gossip ")
             path = entry["fork_evidence"]
             assert path and path.startswith(str(node.datadir.root / "evidence"))
             verified = verify_evidence(Path(path).read_bytes())
             assert {verified.smaller.size, verified.larger.size} == {100, size_b}
             assert verified.kind == ("same-size" if size_b == 100 else "consistency")
-        code, out, _ = await cli("audit", "verify-evidence", nodes[0].context.db.execute(
+        code, out, _ = await cli("audit", "verify-evidence", nodes[0].node.db.execute(
             "SELECT evidence_path FROM follow_forks").fetchone()[0])
         assert code == 0, out
         code, out, _ = await cli("status", "--dir", str(f2.datadir.root))

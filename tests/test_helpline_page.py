@@ -14,7 +14,8 @@ import pytest
 from node.config import Config, ConfigError, dump_config, load_config
 from node.store import follow as follow_store
 from node.store import log as log_store
-from node.web.app import NODE, create_app
+
+from publish_support import Site, make_datadir
 
 BASE = {"node": {"origin": "helpline.test/log"}}
 YES = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
@@ -83,29 +84,22 @@ def test_contact_is_one_line():
 # ---------------------------------------------------------------- GET /helpline.json
 
 @pytest.fixture
-def helpline(tmp_path):
-    from node.cli import main as cli_main
-    from node.datadir import DataDir
-
-    def make(**page_values):
-        root = tmp_path / "helpline"
-        assert cli_main(["init", "--dir", str(root), "--origin", "helpline.test/log", "--role", "helpline"]) == 0
-        datadir = DataDir(root)
-        config = Config.from_dict({"node": {"origin": "helpline.test/log", "display_name": "Écoute Images",
-                                            "contact": "https://ecoute.example/contact"},
+def helpline(tmp_path, start_node, session):
+    async def start(**page_values) -> Site:
+        datadir = make_datadir(tmp_path, name="helpline", origin="helpline.test/log", role="helpline",
+                               public_read=False, settings={
+                                   "node": {"display_name": "Écoute Images", "contact": "https://ecoute.example/contact"},
                                    "cases": {"pin_scrypt_n": 2**10}, "page": page_values})
-        datadir.save_config(config)
-        return DataDir(root)
+        return Site(session, await start_node(datadir))
 
-    return make
+    return start
 
 
-async def test_helpline_json_gives_the_page_its_helpline(aiohttp_client, helpline, caplog):
-    app = create_app(helpline(platforms=[{"name": "Example Social", "url": "https://social.example/"},
-                                         {"name": "Photo Share"}, {"name": "Not Reading Us"}],
-                              faq=[{"question": {"fr": "Qui ?", "en": "Who?"}, "answer": {"fr": "Nous.", "en": "Us."}}]))
-    client = await aiohttp_client(app)
-    db = app[NODE].db
+async def test_helpline_json_gives_the_page_its_helpline(helpline, caplog):
+    client = await helpline(platforms=[{"name": "Example Social", "url": "https://social.example/"},
+                                       {"name": "Photo Share"}, {"name": "Not Reading Us"}],
+                            faq=[{"question": {"fr": "Qui ?", "en": "Who?"}, "answer": {"fr": "Nous.", "en": "Us."}}])
+    db = client.running.node.db
     # The operator's names: a registered reader, a followed log -- and a followed log
     # that announces a flattering name about itself, which must never be shown.
     log_store.add_reader(db, "reader+00000000+AAAA", "Example Social", b"\0\0\0\0")
@@ -134,12 +128,11 @@ async def test_helpline_json_gives_the_page_its_helpline(aiohttp_client, helplin
     assert len(warnings) == 1 and "readers add --name" in warnings[0]
 
 
-async def test_operator_help_first_and_defaults_dropped(aiohttp_client, helpline):
-    app = create_app(helpline(countries=["BE"], default_country="BE", default_resources=False,
-                              resources=[{"country": "BE", "kind": "ncii_support", "name": "Notre ligne",
-                                          "phone": "0800 00 000", "text": {"fr": "Gratuit."}}],
-                              emergency=[{"country": "BE", "number": "112", "kind": "emergency"}]))
-    client = await aiohttp_client(app)
+async def test_operator_help_first_and_defaults_dropped(helpline):
+    client = await helpline(countries=["BE"], default_country="BE", default_resources=False,
+                            resources=[{"country": "BE", "kind": "ncii_support", "name": "Notre ligne",
+                                        "phone": "0800 00 000", "text": {"fr": "Gratuit."}}],
+                            emergency=[{"country": "BE", "number": "112", "kind": "emergency"}])
     data = await (await client.get("/helpline.json")).json()
     assert data["resources"] == [
         {"country": "BE", "kind": "ncii_support", "name": "Notre ligne", "phone": "0800 00 000",
@@ -149,8 +142,8 @@ async def test_operator_help_first_and_defaults_dropped(aiohttp_client, helpline
     assert data["emergency"] == [{"country": "BE", "number": "112", "kind": "emergency"}]
 
 
-async def test_a_refusal_points_to_the_chosen_country(aiohttp_client, helpline):
-    client = await aiohttp_client(create_app(helpline()))
+async def test_a_refusal_points_to_the_chosen_country(helpline):
+    client = await helpline()
 
     async def refuse(**body):
         answer = await client.post("/v1/cases", json={"fingerprints": [MD5], **body})

@@ -22,7 +22,7 @@ from node.datadir import DataDir
 from node.hashing import hash_file, hash_image_bytes
 from node.store import follow as follow_store
 from node.store import open_db
-from node.web.app import RunningNode
+from node.web.server import RunningNode
 from node.web.match_routes import MATCH_SETTINGS
 from protocol.entries import (
     Feedback,
@@ -32,7 +32,8 @@ from protocol.entries import (
     encode_entry,
 )
 from protocol.signals import PDQ
-from tests.follow_support import LogServer, StaticLog
+
+from follow_support import LogServer, StaticLog
 
 PLATFORM = "platform.example/feedback"
 HELPLINE = "helpline.example/log"
@@ -93,8 +94,9 @@ def submission(signal: str, fingerprint, quality=None, labels=()) -> bytes:
 # ------------------------------------------------------------------------------ the platform
 
 class Platform:
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, start_node):
         self.tmp_path = tmp_path
+        self.start_node = start_node
         self.root = tmp_path / "platform"
         assert cli_main(["init", "--dir", str(self.root), "--origin", PLATFORM, "--role", "platform"]) == 0
         datadir = DataDir(self.root)
@@ -107,7 +109,7 @@ class Platform:
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> Platform:
-        self.node = await RunningNode(DataDir(self.root)).start(port=0)
+        self.node = await self.start_node(DataDir(self.root), host=None)
         self.session = self.session or aiohttp.ClientSession()
         await self.wait(lambda s: s["ready"], "the index is built")
         return self
@@ -152,7 +154,7 @@ class Platform:
 
 
 @pytest.fixture
-async def world(tmp_path):
+async def world(tmp_path, start_node):
     """A helpline log of 1,500 random PDQ plus neighbours planted at 0..40 around a
     query, a photo's PDQ, a video's MD5 and vPDQ; a platform node following it."""
     rng = np.random.default_rng(3)
@@ -180,7 +182,7 @@ async def world(tmp_path):
         entries.append(submission(fp["signal"], fp["fingerprint"]))
     log.append(*entries)
     server = await LogServer(log).start()
-    platform = Platform(tmp_path)
+    platform = Platform(tmp_path, start_node)
     db = open_db(platform.datadir.db_path)
     follow_store.add_log(db, HELPLINE, server.url, log.vkey, interval=0.1)
     db.close()
@@ -313,13 +315,13 @@ async def test_match_token_matches_and_does_nothing_else(world, capsys):
                        ("/v1/match/threshold", {"origin": HELPLINE, "threshold": 3})]:
         status, answer = await platform.post(path, body, headers=as_matcher)
         assert status == 401 and "admin token" in answer["error"]
-    assert platform.node.context.sequencer.published.size == 0  # nothing reached the log
+    assert platform.node.node.sequencer.published.size == 0  # nothing reached the log
     # ... which the admin token can
     status, answer = await platform.post("/v1/feedback", feedback)
     assert status == 200 and answer["entry"]["verdict"] == "removed"
 
 
-async def test_match_token_is_made_at_init_or_on_first_serve(tmp_path, capsys):
+async def test_match_token_is_made_at_init_or_on_first_serve(tmp_path, capsys, start_node):
     # `init` makes it for a platform only
     helpline = tmp_path / "helpline"
     assert cli_main(["init", "--dir", str(helpline), "--origin", HELPLINE]) == 0
@@ -328,7 +330,7 @@ async def test_match_token_is_made_at_init_or_on_first_serve(tmp_path, capsys):
     assert cli_main(["key", "--dir", str(helpline), "--match-token"]) == 1
     assert "no match API" in capsys.readouterr().err
     # a platform's data directory from before the match token gets one when it is served
-    platform = Platform(tmp_path)
+    platform = Platform(tmp_path, start_node)
     platform.datadir.match_token_path.unlink()
     assert cli_main(["key", "--dir", str(platform.root), "--match-token"]) == 1
     assert "when it next starts" in capsys.readouterr().err
@@ -390,7 +392,7 @@ async def test_withdrawal_suppression_threshold_and_restart(world):
     answer = await platform.match("pdq", query.hex())
     assert second not in [m["index"] for m in answer["matches"]]
     del model[second]
-    ctx = platform.node.context
+    ctx = platform.node.node
     feedback = decode_entry(ctx.db.execute("SELECT data FROM log_entries WHERE idx = ?",
                                            (outcome["feedback_index"],)).fetchone()[0])
     assert feedback == Feedback(HELPLINE, second, feedback.leaf_hash, "disputed-false-match")
@@ -461,7 +463,7 @@ async def test_cli_match_and_suppress(world, capsys):
     assert code == 1
     await platform.start()
     assert target not in [m["index"] for m in (await platform.match("pdq", query.hex()))["matches"]]
-    db = platform.node.context.db
+    db = platform.node.node.db
     deadline = time.monotonic() + 10
     while db.execute("SELECT feedback FROM match_suppressions WHERE idx = ?", (target,)).fetchone()[0] != "published":
         assert time.monotonic() < deadline, "pending feedback was not published at start"
@@ -478,21 +480,23 @@ async def test_cli_match_and_suppress(world, capsys):
     assert all(m["distance"] <= 5 for m in (await platform.match("pdq", query.hex()))["matches"])
 
 
-async def test_matching_waits_for_the_index(tmp_path):
+async def test_matching_waits_for_the_index(tmp_path, start_node):
     """While the index is built, the API says so (503 + Retry-After), never 'no match'."""
-    platform = Platform(tmp_path)
-    node = RunningNode(DataDir(platform.root))
-    matcher = node.context.matcher
+    platform = Platform(tmp_path, start_node)
     gate = asyncio.Event()
-    original = matcher.load
 
-    def slow_load(path):
-        while not gate.is_set():
-            time.sleep(0.01)
-        original(path)
+    def slow_down(running):
+        matcher = running.node.matcher
+        original = matcher.load
 
-    matcher.load = slow_load
-    await node.start(port=0)
+        def slow_load(path):
+            while not gate.is_set():
+                time.sleep(0.01)
+            original(path)
+
+        matcher.load = slow_load
+
+    node = await start_node(DataDir(platform.root), host=None, prepare=slow_down)
     platform.node, platform.session = node, aiohttp.ClientSession()
     try:
         async with platform.session.post(node.admin_url + "/v1/match", headers=platform.headers,

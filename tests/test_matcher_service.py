@@ -20,7 +20,8 @@ from node.store import open_db
 from protocol.entries import Submission, Withdrawal, encode_entry
 from protocol.merkle import leaf_hash
 from protocol.signals import MD5, PDQ, VPDQ, VpdqFrame
-from tests.follow_support import Harness, LogServer, StaticLog
+
+from follow_support import Harness, LogServer, StaticLog
 
 A, B = "a.example/helpline", "b.example/helpline"
 

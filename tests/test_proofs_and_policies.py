@@ -21,7 +21,6 @@ from node.cli import main as cli_main
 from node.store import follow as follow_store
 from node.store import open_db
 from node.store import witness as store
-from node.web.app import RunningNode
 from node.witness.addcheckpoint import encode_request
 from node.witness.keys import load_witness_signer
 from protocol.cosignature import CosignatureSigner
@@ -38,26 +37,26 @@ def policy_file(path, *lines: str) -> str:
     return str(path)
 
 
-async def test_proofs_of_a_witnessed_log_verify_offline(tmp_path):
+async def test_proofs_of_a_witnessed_log_verify_offline(tmp_path, start_node):
     pub_dir = make_datadir(tmp_path, name="publisher")
     config = pub_dir.config
     config.witness.add_checkpoint_interval = 0.2
     pub_dir.save_config(config)
     log_vkey = pub_dir.load_log_signer().verifier_key()
-    w1 = await start_witness(tmp_path, "w1", log_vkey)
-    w2 = await start_witness(tmp_path, "w2", log_vkey)
+    w1 = await start_witness(tmp_path, "w1", log_vkey, start_node)
+    w2 = await start_witness(tmp_path, "w2", log_vkey, start_node)
     db = open_db(pub_dir.db_path)
     for w in (w1, w2):
         store.add_log_witness(db, w.cosigner_vkey, w.public_url)
     db.close()
-    publisher = await RunningNode(pub_dir).start("127.0.0.1", 0)
+    publisher = await start_node(pub_dir)
     try:
         async with aiohttp.ClientSession() as session:
             status, acks = await append(session, publisher.admin_url, pub_dir.admin_token(),
                                         [pdq_line(i) for i in range(6)])
             assert status == 200
         size = acks[-1]["checkpoint_size"]
-        pdb = publisher.context.db
+        pdb = publisher.node.db
         await wait_for(lambda: all(w.last_size == size for w in store.list_log_witnesses(pdb)))
 
         # Our own log, read from the data directory: one entry, a C2SP tlog-proof.
@@ -109,7 +108,7 @@ async def test_proofs_of_a_witnessed_log_verify_offline(tmp_path):
         await w2.stop()
 
 
-async def test_follower_policy_file_and_a_key_not_named_like_its_origin(aiohttp_server, tmp_path):
+async def test_follower_policy_file_and_a_key_not_named_like_its_origin(aiohttp_server, tmp_path, start_node):
     origin, key = "crafted.example/log2", Signer.generate("crafted.example/key")
     server = await LogServer().start(aiohttp_server)
     files = build_log(key, [submission(i) for i in range(30)], origin=origin)
@@ -120,7 +119,7 @@ async def test_follower_policy_file_and_a_key_not_named_like_its_origin(aiohttp_
     config.node.role = "witness"
     wdir.save_config(config)
     assert cli_main(["witness", "logs", "add", "--dir", str(wdir.root), origin, key.verifier_key()]) == 0
-    witness = await RunningNode(wdir).start("127.0.0.1", 0)
+    witness = await start_node(wdir)
     cosigner = load_witness_signer(wdir).verifier_key()
     other = CosignatureSigner.generate("other.example/w").verifier_key()
 
@@ -135,10 +134,10 @@ async def test_follower_policy_file_and_a_key_not_named_like_its_origin(aiohttp_
                        f"witness y {CosignatureSigner.generate('y.example/w').verifier_key()}",
                        "group others all x y", "group any-route any w others", "quorum any-route")
     assert cli_main(["witness", "require", "--dir", str(fdir.root), origin, "--policy", good]) == 0
-    follower = await RunningNode(fdir).start("127.0.0.1", 0)
+    follower = await start_node(fdir)
     try:
         def state():
-            return follow_store.get_log(follower.context.db, origin)
+            return follow_store.get_log(follower.node.db, origin)
 
         await wait_for(lambda: "quorum NOT met" in (state().last_error or ""))
         assert state().size == 0

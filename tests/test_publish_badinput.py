@@ -8,31 +8,22 @@ import shutil
 import subprocess
 import sys
 
-import aiohttp
 import pytest
 
 from node.config import ConfigError, load_config
-from node.web.app import RunningNode
 
 from publish_support import append, fetch, make_datadir, pdq_line, read_log, tile_files
 
 
 @pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def node(tmp_path):
+async def node(tmp_path, start_node):
     datadir = make_datadir(tmp_path, max_body_bytes=64 * 1024)
-    running = await RunningNode(datadir).start("127.0.0.1", 0)
-    yield running
-    await running.stop()
+    running = await start_node(datadir)
+    return running
 
 
 def stored(node) -> int:
-    return node.context.db.execute("SELECT COUNT(*) FROM log_entries").fetchone()[0]
+    return node.node.db.execute("SELECT COUNT(*) FROM log_entries").fetchone()[0]
 
 
 @pytest.mark.parametrize("bad_line, reason", [
@@ -49,7 +40,7 @@ async def test_malformed_line_gives_400_with_line_number_and_appends_nothing(nod
     token = node.datadir.admin_token()
     status, _ = await append(session, node.admin_url, token, [pdq_line(0)])
     assert status == 200
-    size_before = node.context.sequencer.published.size
+    size_before = node.node.sequencer.published.size
     body = (pdq_line(1) + "\n\n" + pdq_line(2) + "\n" + bad_line + "\n" + pdq_line(3) + "\n").encode("utf-8")
     if bad_line == "\xff\xfe":
         body = (pdq_line(1) + "\n\n" + pdq_line(2) + "\n").encode() + b"\xff\xfe\n" + pdq_line(3).encode()
@@ -58,7 +49,7 @@ async def test_malformed_line_gives_400_with_line_number_and_appends_nothing(nod
     assert error["line"] == 4, error
     assert error["error"].startswith("line 4: ")
     assert reason in error["error"]
-    assert stored(node) == size_before == node.context.sequencer.published.size
+    assert stored(node) == size_before == node.node.sequencer.published.size
 
 
 async def test_empty_body_is_refused(node, session):
@@ -96,9 +87,9 @@ async def test_oversized_body_is_refused_before_it_is_read(node, session):
     assert status == 200
 
 
-async def test_unwritable_tiles_directory_publishes_nothing_then_recovers(tmp_path, session):
+async def test_unwritable_tiles_directory_publishes_nothing_then_recovers(tmp_path, session, start_node):
     datadir = make_datadir(tmp_path)
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
         token = datadir.admin_token()
         vkey = datadir.load_log_signer().verifier_key()
@@ -115,7 +106,7 @@ async def test_unwritable_tiles_directory_publishes_nothing_then_recovers(tmp_pa
         assert status == 503
         assert "could not publish" in error["error"] and "do not send them again" in error["error"]
         assert (error["stored_from"], error["stored_to"]) == (5, 9)
-        assert node.context.sequencer.stalled
+        assert node.node.sequencer.stalled
         # Nothing new is published or served.
         assert await fetch(session, node.public_url + "/checkpoint") == before.note
         async with session.get(node.public_url + "/tile/entries/000.p/9") as r:

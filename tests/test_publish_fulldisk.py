@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 
 from node.datadir import DataDir
-from node.web.app import RunningNode
 from protocol.entries import entry_and_bytes_from_json
 from protocol.merkle import consistency_proof, verify_consistency
 from protocol.tiles import TileNodes
@@ -37,7 +36,7 @@ def small_disk(tmp_path):
 
 
 @pytest.mark.parametrize("on_small_disk", ["everything", "tiles"])
-async def test_full_disk_refuses_clearly_then_recovers(small_disk, tmp_path, on_small_disk):
+async def test_full_disk_refuses_clearly_then_recovers(small_disk, tmp_path, on_small_disk, start_node):
     if on_small_disk == "everything":  # the database fills up first
         datadir = make_datadir(small_disk)
     else:  # the database has room, the tiles do not: stored entries wait to be published
@@ -49,7 +48,7 @@ async def test_full_disk_refuses_clearly_then_recovers(small_disk, tmp_path, on_
     vkey = datadir.load_log_signer().verifier_key()
     token = datadir.admin_token()
     acknowledged: dict[int, str] = {}
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
         async with aiohttp.ClientSession() as session:
             # Fill the disk: 1 MiB holds a few thousand entries with their tiles.

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
 
 from node.cli import main as cli_main
-from node.web.app import RunningNode
 from protocol.checkpoint import open_checkpoint
 from protocol.entries import decode_entry, encode_entry, entry_from_json
 from protocol.merkle import consistency_proof, leaf_hash, verify_consistency
@@ -20,17 +18,10 @@ from publish_support import ORIGIN, append, fetch, make_datadir, pdq_line, read_
 
 
 @pytest.fixture
-async def node(tmp_path):
+async def node(tmp_path, start_node):
     datadir = make_datadir(tmp_path)
-    running = await RunningNode(datadir).start("127.0.0.1", 0)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
+    running = await start_node(datadir)
+    return running
 
 
 async def test_append_then_read_back_and_verify_everything(node, session):
@@ -128,9 +119,9 @@ async def test_node_json(node, session):
     assert set(info) >= {"display_name", "contact", "verifier_key"}
 
 
-async def test_restart_keeps_log_and_serves_same_bytes(tmp_path, session):
+async def test_restart_keeps_log_and_serves_same_bytes(tmp_path, session, start_node):
     datadir = make_datadir(tmp_path)
-    first = await RunningNode(datadir).start("127.0.0.1", 0)
+    first = await start_node(datadir)
     token = datadir.admin_token()
     vkey = datadir.load_log_signer().verifier_key()
     status, _ = await append(session, first.admin_url, token, [pdq_line(i) for i in range(300)])
@@ -138,7 +129,7 @@ async def test_restart_keeps_log_and_serves_same_bytes(tmp_path, session):
     before = await read_log(session, first.public_url, vkey)
     await first.stop()
 
-    second = await RunningNode(datadir).start("127.0.0.1", 0)
+    second = await start_node(datadir)
     try:
         after = await read_log(session, second.public_url, vkey)
         assert after.note == before.note
@@ -149,25 +140,25 @@ async def test_restart_keeps_log_and_serves_same_bytes(tmp_path, session):
         await second.stop()
 
 
-async def test_only_one_process_writes_a_log(tmp_path):
+async def test_only_one_process_writes_a_log(tmp_path, start_node):
     datadir = make_datadir(tmp_path)
-    first = await RunningNode(datadir).start("127.0.0.1", 0)
+    first = await start_node(datadir)
     try:
         from node.datadir import DataDir, DataDirError
 
         with pytest.raises(DataDirError, match="already serving"):
-            await RunningNode(DataDir(datadir.root)).start("127.0.0.1", 0)
+            await start_node(DataDir(datadir.root))
         # The first node is unharmed.
-        assert first.context.sequencer.published.size == 0
+        assert first.node.sequencer.published.size == 0
     finally:
         await first.stop()
 
 
-async def test_registered_readers_only_by_default(tmp_path, session):
+async def test_registered_readers_only_by_default(tmp_path, session, start_node):
     from node.readaccess import RequestSigner
 
     datadir = make_datadir(tmp_path, public_read=False)
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
         token = datadir.admin_token()
         status, _ = await append(session, node.admin_url, token, [pdq_line(1)])

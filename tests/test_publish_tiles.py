@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from node.log.edge import TreeEdge
 from node.log.tilestore import TileConflict, TileStore, TileWriteError
 from node.store import connect, migrate
-from node.web.app import RunningNode
 from protocol.merkle import root_of
 from protocol.tiles import TileId, build_tile, new_tiles, partial_tiles_for_size
 
@@ -121,9 +120,9 @@ def test_migrations_run_once_per_area_and_roll_back_on_failure(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_files_beyond_the_published_size_are_never_served(tmp_path):
+async def test_files_beyond_the_published_size_are_never_served(tmp_path, start_node):
     datadir = make_datadir(tmp_path)
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     try:
         async with aiohttp.ClientSession() as session:
             status, _ = await append(session, node.admin_url, datadir.admin_token(),

@@ -61,12 +61,6 @@ async def server(aiohttp_server, registry):
     return await aiohttp_server(app, host="127.0.0.1")
 
 
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 async def get(session, url, headers=None):
     async with session.get(url, headers=headers or {}, allow_redirects=False) as response:
         return response.status, await response.text(), response.headers

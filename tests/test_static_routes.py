@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from node.web.app import NODE, create_app
 from node.web.static_routes import STATIC
 
-
-@pytest.fixture
-def make_datadir(tmp_path):
-    from node.cli import main as cli_main
-    from node.datadir import DataDir
-
-    def make(role: str) -> DataDir:
-        root = tmp_path / role
-        assert cli_main(["init", "--dir", str(root), "--origin", f"{role}.test/log", "--role", role]) == 0
-        return DataDir(root)
-
-    return make
+from publish_support import Site, make_datadir
 
 
-async def test_helpline_serves_the_page_with_its_security_headers(aiohttp_client, make_datadir):
-    client = await aiohttp_client(create_app(make_datadir("helpline")))
+async def started(start_node, session, tmp_path, role: str) -> Site:
+    running = await start_node(make_datadir(tmp_path, name=role, origin=f"{role}.test/log", role=role,
+                                            public_read=False))
+    return Site(session, running)
+
+
+async def test_helpline_serves_the_page_with_its_security_headers(start_node, session, tmp_path):
+    client = await started(start_node, session, tmp_path, "helpline")
     index = await client.get("/")
     assert index.status == 200
     assert index.headers["Content-Type"].startswith("text/html")
@@ -43,15 +37,14 @@ async def test_helpline_serves_the_page_with_its_security_headers(aiohttp_client
 
 @pytest.mark.parametrize("path", ["/../config.toml", "/%2e%2e/config.toml", "/i18n/../../app.py",
                                   "/static/app.js", "/nope.js", "/i18n/"])
-async def test_nothing_outside_the_page_is_served(aiohttp_client, make_datadir, path):
-    client = await aiohttp_client(create_app(make_datadir("helpline")))
+async def test_nothing_outside_the_page_is_served(start_node, session, tmp_path, path):
+    client = await started(start_node, session, tmp_path, "helpline")
     response = await client.get(path)
     assert response.status == 404
 
 
-async def test_platform_does_not_serve_the_page(aiohttp_client, make_datadir):
-    app = create_app(make_datadir("platform"))
-    client = await aiohttp_client(app)
-    assert app[NODE].config.node.role == "platform"
+async def test_platform_does_not_serve_the_page(start_node, session, tmp_path):
+    client = await started(start_node, session, tmp_path, "platform")
+    assert client.running.node.config.node.role == "platform"
     assert (await client.get("/")).status == 404
     assert (await client.get("/app.js")).status == 404

@@ -29,7 +29,7 @@ from publish_support import make_datadir
 from node.cli import main as cli_main
 from node.datadir import DataDir
 from node.readaccess import RequestSigner
-from node.web.app import RunningNode
+from node.web.server import RunningNode
 
 SLACK = 1.5  # seconds allowed beyond a timeout on a shared 2-core machine
 LINGER = 2.0  # the sites' lingering time after an answer to an unfinished body
@@ -37,20 +37,8 @@ LINGER = 2.0  # the sites' lingering time after an answer to an unfinished body
 
 def datadir_with(tmp_path, name: str, role: str = "helpline", public_read: bool = False,
                  admin: dict | None = None, **http) -> DataDir:
-    datadir = make_datadir(tmp_path, name=name, origin=f"{name}.example/log", public_read=public_read)
-    config = datadir.config
-    config.node.role = role
-    config.cases.pin_scrypt_n = 2**10
-    for key, value in http.items():
-        setattr(config.http, key, value)
-    for key, value in (admin or {}).items():
-        setattr(config.admin, key, value)
-    datadir.save_config(config)
-    return DataDir(datadir.root)
-
-
-async def start(datadir: DataDir) -> RunningNode:
-    return await RunningNode(datadir).start("127.0.0.1", 0)
+    return make_datadir(tmp_path, name=name, origin=f"{name}.example/log", public_read=public_read, role=role,
+                        settings={"cases": {"pin_scrypt_n": 2**10}, "http": http}, **(admin or {}))
 
 
 # --------------------------------------------------------------------- raw HTTP
@@ -105,10 +93,9 @@ BODY_TIMEOUT = 0.6
 
 
 @pytest.fixture
-async def slow_node(tmp_path):
-    node = await start(datadir_with(tmp_path, "slow", body_timeout=BODY_TIMEOUT, idle_timeout=30.0))
-    yield node
-    await node.stop()
+async def slow_node(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "slow", body_timeout=BODY_TIMEOUT, idle_timeout=30.0))
+    return node
 
 
 def unfinished_requests(node: RunningNode) -> dict[str, tuple[str, bytes]]:
@@ -151,8 +138,8 @@ async def test_an_unfinished_body_gets_408_and_the_connection_is_closed(slow_nod
     await asyncio.gather(*(one(case, url, request) for case, (url, request) in cases.items()))
 
 
-async def test_the_match_routes_time_out_unfinished_bodies_too(tmp_path):
-    node = await start(datadir_with(tmp_path, "slowplatform", role="platform", body_timeout=BODY_TIMEOUT))
+async def test_the_match_routes_time_out_unfinished_bodies_too(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "slowplatform", role="platform", body_timeout=BODY_TIMEOUT))
     token = node.datadir.admin_token()
 
     async def unfinished(path: str) -> int:
@@ -192,11 +179,11 @@ async def test_a_body_that_arrives_in_time_in_pieces_is_read_whole(slow_node):
         writer.close()
 
 
-async def test_add_checkpoint_waits_for_the_whole_declared_body(tmp_path):
+async def test_add_checkpoint_waits_for_the_whole_declared_body(tmp_path, start_node):
     """A partial body is not judged: `Content-Length: 100` then `old 0\\n` gets no answer
     until the other 94 bytes arrive (then 400: they are no checkpoint); if they never
     do, 408 once [http] body_timeout has passed."""
-    node = await start(datadir_with(tmp_path, "witness", role="witness", body_timeout=2.0))
+    node = await start_node(datadir_with(tmp_path, "witness", role="witness", body_timeout=2.0))
     reader, writer = await connect(node.public_url)
     try:
         writer.write(head("POST", "/add-checkpoint", node.public_url, Content_Length="100") + b"old 0\n")
@@ -218,8 +205,8 @@ async def test_add_checkpoint_waits_for_the_whole_declared_body(tmp_path):
         await node.stop()
 
 
-async def test_beyond_the_cap_of_bodies_read_at_once_503_at_once(tmp_path):
-    node = await start(datadir_with(tmp_path, "capped", body_timeout=2.0, max_concurrent_bodies=2))
+async def test_beyond_the_cap_of_bodies_read_at_once_503_at_once(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "capped", body_timeout=2.0, max_concurrent_bodies=2))
     url = node.public_url
     slow = []
     try:
@@ -252,8 +239,8 @@ async def test_beyond_the_cap_of_bodies_read_at_once_503_at_once(tmp_path):
         await node.stop()
 
 
-async def test_a_request_head_never_finished_is_closed(tmp_path):
-    node = await start(datadir_with(tmp_path, "idle", idle_timeout=0.8))
+async def test_a_request_head_never_finished_is_closed(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "idle", idle_timeout=0.8))
     try:
         for partial in (b"", b"POST /v1/cases HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"):
             reader, writer = await connect(node.public_url)
@@ -291,10 +278,9 @@ DEEP_SMALL = b"[" * 1900 + b"]" * 1900  # 3,800 bytes: within every JSON route's
 
 
 @pytest.fixture
-async def platform_node(tmp_path):
-    node = await start(datadir_with(tmp_path, "platform", role="platform"))
-    yield node
-    await node.stop()
+async def platform_node(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "platform", role="platform"))
+    return node
 
 
 @pytest.mark.parametrize("path", ["/admin/append", "/v1/match", "/v1/match/suppress", "/v1/match/threshold",
@@ -328,8 +314,8 @@ def reader_signer(tmp_path, name: str) -> tuple[str, RequestSigner]:
 
 
 @pytest.mark.parametrize("path", ["/witness/seen", "/witness/evidence", "/witness/evidence?origin=a.example%2Flog"])
-async def test_witness_seen_and_evidence_are_for_registered_readers(tmp_path, path):
-    node = await start(datadir_with(tmp_path, "restricted"))
+async def test_witness_seen_and_evidence_are_for_registered_readers(tmp_path, path, start_node):
+    node = await start_node(datadir_with(tmp_path, "restricted"))
     vkey, signer = reader_signer(tmp_path, "reader")
     try:
         async with aiohttp.ClientSession() as session:
@@ -354,8 +340,8 @@ async def test_witness_seen_and_evidence_are_for_registered_readers(tmp_path, pa
         await node.stop()
 
 
-async def test_a_public_read_node_shows_seen_and_evidence_to_anyone(tmp_path):
-    node = await start(datadir_with(tmp_path, "open", public_read=True))
+async def test_a_public_read_node_shows_seen_and_evidence_to_anyone(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "open", public_read=True))
     try:
         async with aiohttp.ClientSession() as session:
             for path in ("/witness/seen", "/witness/evidence"):
@@ -365,15 +351,15 @@ async def test_a_public_read_node_shows_seen_and_evidence_to_anyone(tmp_path):
         await node.stop()
 
 
-async def test_audit_peer_reads_are_signed_with_the_request_key(tmp_path):
+async def test_audit_peer_reads_are_signed_with_the_request_key(tmp_path, start_node):
     from test_audit import cli
 
-    audited = await start(datadir_with(tmp_path, "audited", public_read=True))
-    peer = await start(datadir_with(tmp_path, "peer"))
+    audited = await start_node(datadir_with(tmp_path, "audited", public_read=True))
+    peer = await start_node(datadir_with(tmp_path, "peer"))
     key_file = tmp_path / "reader" / "keys" / "request.key"
     vkey, _ = reader_signer(tmp_path, "reader")
     try:
-        args = ["audit", audited.public_url, "--vkey", audited.context.log_vkey, "--json",
+        args = ["audit", audited.public_url, "--vkey", audited.node.log_vkey, "--json",
                 "--html", str(tmp_path / "r.html"), "--request-key", str(key_file), "--peer", peer.public_url]
         code, out, err = await cli(*args)
         assert json.loads(out)["peers"][0]["status"].startswith("unreachable: HTTP 403"), out
@@ -397,8 +383,8 @@ HOSTS = [
 ]
 
 
-async def test_the_admin_site_answers_only_a_loopback_host(tmp_path):
-    node = await start(datadir_with(tmp_path, "admin"))
+async def test_the_admin_site_answers_only_a_loopback_host(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "admin"))
     port = host_port(node.admin_url)[1]
     token = node.datadir.admin_token()
     try:
@@ -421,8 +407,8 @@ async def test_the_admin_site_answers_only_a_loopback_host(tmp_path):
         await node.stop()
 
 
-async def test_allow_remote_admin_takes_any_host(tmp_path):
-    node = await start(datadir_with(tmp_path, "remote", admin={"allow_remote": True}))
+async def test_allow_remote_admin_takes_any_host(tmp_path, start_node):
+    node = await start_node(datadir_with(tmp_path, "remote", admin={"allow_remote": True}))
     try:
         async with aiohttp.ClientSession() as session, \
                 session.get(node.admin_url + "/status", headers={"Host": "admin.example"}) as r:
@@ -433,15 +419,14 @@ async def test_allow_remote_admin_takes_any_host(tmp_path):
 
 # ----------------------------------------------------------- 5. Server header
 
-async def test_every_answer_says_server_ncii_node(tmp_path, caplog):
+async def test_every_answer_says_server_ncii_node(tmp_path, caplog, start_node):
     caplog.set_level(logging.INFO, logger="aiohttp.access")
-    node = RunningNode(datadir_with(tmp_path, "server"))
 
     async def boom(request):
         raise RuntimeError("a bug")
 
-    node.app.router.add_get("/boom", boom)
-    await node.start("127.0.0.1", 0)
+    node = await start_node(datadir_with(tmp_path, "server"), prepare=lambda running: running.app.router.add_get(
+        "/boom", boom))
     try:
         async with aiohttp.ClientSession() as session:
             for url, status in ((node.public_url + "/checkpoint", 200), (node.public_url + "/nothing", 404),
@@ -466,11 +451,11 @@ async def test_every_answer_says_server_ncii_node(tmp_path, caplog):
         await node.stop()
 
 
-async def test_logs_stay_readable_for_an_operator(tmp_path, caplog):
+async def test_logs_stay_readable_for_an_operator(tmp_path, caplog, start_node):
     # Followers poll /checkpoint every second: successful reads are DEBUG, not INFO;
     # a malformed request from anyone is one line, without a traceback or an address.
     caplog.set_level(logging.DEBUG)
-    node = await start(datadir_with(tmp_path, "quiet"))
+    node = await start_node(datadir_with(tmp_path, "quiet"))
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(node.public_url + "/checkpoint") as r:

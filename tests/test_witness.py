@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 
-import aiohttp
 import pytest
 
 from node.store import witness as store
-from node.web.app import RunningNode
 from node.witness.addcheckpoint import encode_request, parse_request, BadRequest
 from node.witness.evidence import verify_evidence
 from node.witness.keys import load_witness_signer
@@ -56,7 +54,7 @@ class FakeLog:
 
 
 @pytest.fixture
-async def witness_node(tmp_path):
+async def witness_node(tmp_path, start_node):
     datadir = make_datadir(tmp_path, name="witness", origin="witness.example/w1")
     config = datadir.config
     config.node.role = "witness"
@@ -67,17 +65,10 @@ async def witness_node(tmp_path):
     db = open_db(datadir.db_path)
     store.add_known_log(db, LOG, log_signer.verifier_key(), "test log")
     db.close()
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     node.log_signer = log_signer
     node.witness_vkey = load_witness_signer(datadir).verifier_key()
-    yield node
-    await node.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
+    return node
 
 
 async def post(session, node, body: bytes):
@@ -147,12 +138,12 @@ async def test_422_same_size_other_root_leaves_evidence(witness_node, session):
     status, body, _ = await post(session, witness_node, encode_request(30, [], fork.checkpoint()[1]))
     assert status == 422
     assert b"cosigned root" in body
-    rows = store.list_evidence(witness_node.context.db)
+    rows = store.list_evidence(witness_node.node.db)
     assert len(rows) == 1
     verified = verify_evidence(rows[0][2])
     assert verified.kind == "same-size" and verified.smaller.size == 30
     # The stored view did not move.
-    assert store.witness_latest(witness_node.context.db, LOG).root_hash == honest.checkpoint()[0].root_hash
+    assert store.witness_latest(witness_node.node.db, LOG).root_hash == honest.checkpoint()[0].root_hash
 
 
 async def test_422_bad_consistency_proof(witness_node, session):
@@ -167,11 +158,11 @@ async def test_422_bad_consistency_proof(witness_node, session):
     fork = FakeLog(witness_node.log_signer, prefix=b"fork").grow(16)
     status, _, _ = await post(session, witness_node, encode_request(10, fork.proof(10), fork.checkpoint()[1]))
     assert status == 422
-    assert store.witness_latest(witness_node.context.db, LOG).size == 10
+    assert store.witness_latest(witness_node.node.db, LOG).size == 10
     # Equal sizes: RFC 6962's proof is empty; a non-empty one is no proof at all.
     status, body, _ = await post(session, witness_node, encode_request(10, [bytes(32)], honest.checkpoint(10)[1]))
     assert status == 422 and b"empty" in body, body
-    refusals = store.list_refusals(witness_node.context.db)
+    refusals = store.list_refusals(witness_node.node.db)
     assert [r["status"] for r in refusals] == [422, 422, 422]
 
 
@@ -228,7 +219,7 @@ async def test_concurrent_requests_never_roll_back(witness_node, session):
     assert len(winners) == 1
     assert all(status == 409 and body == f"{winners[0]}\n".encode()
                for (status, body, _), s in zip(results, sizes) if s not in winners)
-    assert store.witness_latest(witness_node.context.db, LOG).size == winners[0]
+    assert store.witness_latest(witness_node.node.db, LOG).size == winners[0]
 
 
 async def test_seen_endpoint_lists_cosigned_checkpoints(witness_node, session):

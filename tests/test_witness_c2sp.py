@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from node.cli import main as cli_main
-from node.web.app import RunningNode
 from protocol.merkle import consistency_proof
 
 from publish_support import make_datadir
@@ -146,7 +145,7 @@ SPACED_ORIGIN = "t.example/log with spaces"
 
 
 @pytest.fixture
-async def witness(tmp_path, capsys):
+async def witness(tmp_path, capsys, start_node):
     datadir = make_datadir(tmp_path, name="witness", origin="witness.example/w1")
     config = datadir.config
     config.node.role = "witness"
@@ -157,10 +156,9 @@ async def witness(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["witness", "key", "--dir", d]) == 0
     vkey = capsys.readouterr().out.strip()
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     node.cosigner = vkey
-    yield node
-    await node.stop()
+    return node
 
 
 async def add(node, payload: bytes) -> tuple[int, dict, bytes]:

@@ -12,7 +12,7 @@ import pytest
 
 from node.store import open_db
 from node.store import witness as store
-from node.web.app import RunningNode
+from node.web.server import RunningNode
 from node.witness.keys import load_witness_signer
 from node.witness.policy import NotEnoughCosignatures, check_followed_checkpoint, require_cosignatures
 from protocol.checkpoint import open_checkpoint
@@ -22,7 +22,7 @@ from protocol.note import Verifier
 from publish_support import ORIGIN, append, make_datadir, pdq_line, wait_for
 
 
-async def start_witness(tmp_path, name: str, log_vkey: str) -> RunningNode:
+async def start_witness(tmp_path, name: str, log_vkey: str, start_node) -> RunningNode:
     datadir = make_datadir(tmp_path, name=name, origin=f"{name}.example/witness")
     config = datadir.config
     config.node.role = "witness"
@@ -30,7 +30,7 @@ async def start_witness(tmp_path, name: str, log_vkey: str) -> RunningNode:
     db = open_db(datadir.db_path)
     store.add_known_log(db, ORIGIN, log_vkey)
     db.close()
-    node = await RunningNode(datadir).start("127.0.0.1", 0)
+    node = await start_node(datadir)
     node.cosigner_vkey = load_witness_signer(datadir).verifier_key()
     return node
 
@@ -43,18 +43,18 @@ async def get_checkpoint(session, node) -> bytes:
         return await r.read()
 
 
-async def test_witnessed_log(tmp_path):
+async def test_witnessed_log(tmp_path, start_node):
     pub_dir = make_datadir(tmp_path, name="publisher")
     log_vkey = pub_dir.load_log_signer().verifier_key()
-    w1 = await start_witness(tmp_path, "w1", log_vkey)
-    w2 = await start_witness(tmp_path, "w2", log_vkey)
+    w1 = await start_witness(tmp_path, "w1", log_vkey, start_node)
+    w2 = await start_witness(tmp_path, "w2", log_vkey, start_node)
     db = open_db(pub_dir.db_path)
     store.add_log_witness(db, w1.cosigner_vkey, w1.public_url, "w1")
     store.add_log_witness(db, w2.cosigner_vkey, w2.public_url, "w2")
     store.set_log_policy(db, 2)
     db.close()
     witnesses = [w1.cosigner_vkey, w2.cosigner_vkey]
-    publisher = await RunningNode(pub_dir).start("127.0.0.1", 0)
+    publisher = await start_node(pub_dir)
     token = pub_dir.admin_token()
     try:
         async with aiohttp.ClientSession() as session:
@@ -77,7 +77,7 @@ async def test_witnessed_log(tmp_path):
             assert set(found) == set(witnesses)
             # The witnesses recorded the same checkpoint.
             for w in (w1, w2):
-                assert store.witness_latest(w.context.db, ORIGIN).size == size
+                assert store.witness_latest(w.node.db, ORIGIN).size == size
 
             # A follower with a stored policy accepts it, and refuses the plain note.
             fdb = open_db(tmp_path / "follower.db")
@@ -99,16 +99,16 @@ async def test_witnessed_log(tmp_path):
             assert set(require_cosignatures(note2, witnesses, 1)) == {w1.cosigner_vkey}
             with pytest.raises(NotEnoughCosignatures):
                 require_cosignatures(note2, witnesses, 2)
-            pdb = publisher.context.db
+            pdb = publisher.node.db
             w2_row = [w for w in store.list_log_witnesses(pdb) if w.vkey == w2.cosigner_vkey][0]
             assert w2_row.last_error and w2_row.last_size == size
 
             # Witness 2 comes back on the same port: the retry (with a consistency
             # proof from the size it knows) brings its cosignature back.
             port = int(w2.public_url.rsplit(":", 1)[1])
-            w2 = await RunningNode(w2.datadir).start("127.0.0.1", port)
+            w2 = await start_node(w2.datadir, port=port)
             await wait_for(lambda: cosigned_by(2, size2), timeout=15)
-            assert store.witness_latest(w2.context.db, ORIGIN).size == size2
+            assert store.witness_latest(w2.node.db, ORIGIN).size == size2
     finally:
         await publisher.stop()
         await w1.stop()

@@ -12,8 +12,6 @@ import aiohttp
 from node.cli import main as cli_main
 from node.store import open_db
 from node.store import witness as store
-from node.web.app import RunningNode
-from node.web.witness_routes import WITNESS
 from node.witness.addcheckpoint import Witness, encode_request
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.cosignature import CosignatureSigner
@@ -23,7 +21,7 @@ from protocol.note import Signer
 from publish_support import ORIGIN, append, make_datadir, pdq_line, wait_for
 
 
-async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path):
+async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path, start_node):
     pub_dir = make_datadir(tmp_path, name="publisher", interval=0.05)
     config = pub_dir.config
     config.witness.add_checkpoint_interval = 0.8
@@ -36,12 +34,12 @@ async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path):
     wit_dir.save_config(config)
     assert cli_main(["witness", "logs", "add", "--dir", str(wit_dir.root), ORIGIN, log_vkey, "--interval", "0.8"]) == 0
     assert cli_main(["witness", "logs", "add", "--dir", str(wit_dir.root), ORIGIN, log_vkey, "--interval", "0"]) == 1
-    witness = await RunningNode(wit_dir).start("127.0.0.1", 0)
-    cosigner = witness.app[WITNESS].witness.vkey
+    witness = await start_node(wit_dir)
+    cosigner = witness.node.witness.witness.vkey
     db = open_db(pub_dir.db_path)
     store.add_log_witness(db, cosigner, witness.public_url, "w1")
     db.close()
-    publisher = await RunningNode(pub_dir).start("127.0.0.1", 0)
+    publisher = await start_node(pub_dir)
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(publisher.public_url + "/node.json") as r:
@@ -62,12 +60,12 @@ async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path):
                 assert status == 200
                 i += 1
             elapsed = loop.time() - started
-            assert publisher.context.sequencer.published.size >= 20
-            _, requests = witness.app[WITNESS].witness._traffic[ORIGIN]
+            assert publisher.node.sequencer.published.size >= 20
+            _, requests = witness.node.witness.witness._traffic[ORIGIN]
             assert 2 <= requests <= elapsed / 0.8 + 2, (requests, elapsed)
             # The newest checkpoint is still cosigned once the rate allows it.
-            size = publisher.context.sequencer.published.size
-            await wait_for(lambda: store.witness_latest(witness.context.db, ORIGIN).size == size, timeout=10)
+            size = publisher.node.sequencer.published.size
+            await wait_for(lambda: store.witness_latest(witness.node.db, ORIGIN).size == size, timeout=10)
     finally:
         await publisher.stop()
         await witness.stop()

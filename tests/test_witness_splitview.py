@@ -18,7 +18,7 @@ import pytest
 from node.cli import main as cli_main
 from node.store import follow as follow_store
 from node.store import witness as store
-from node.web.app import RunningNode
+from node.web.server import RunningNode
 from node.witness.addcheckpoint import encode_request
 from node.witness.evidence import verify_evidence
 from node.witness.keys import load_witness_signer
@@ -30,14 +30,14 @@ from test_audit import ORIGIN, LogServer, build_log, cli, submission
 
 
 
-async def start_follower(tmp_path, name: str, url: str, vkey: str) -> RunningNode:
+async def start_follower(tmp_path, name: str, url: str, vkey: str, start_node) -> RunningNode:
     datadir = make_datadir(tmp_path, name=name, origin=f"{name}.example/node")
     assert cli_main(["follow", "add", "--dir", str(datadir.root), url, "--vkey", vkey]) == 0
-    return await RunningNode(datadir).start("127.0.0.1", 0)
+    return await start_node(datadir)
 
 
 def followed_size(node) -> int:
-    state = follow_store.get_log(node.context.db, ORIGIN)
+    state = follow_store.get_log(node.node.db, ORIGIN)
     return state.size if state else -1
 
 
@@ -47,19 +47,19 @@ async def log_server(aiohttp_server):
 
 
 @pytest.mark.parametrize("size_b", [100, 130])
-async def test_equivocating_publisher_is_caught(log_server, tmp_path, size_b):
+async def test_equivocating_publisher_is_caught(log_server, tmp_path, size_b, start_node):
     signer = Signer.generate(ORIGIN)
     vkey = signer.verifier_key()
     history_a = [submission(i) for i in range(100)]
     history_b = history_a[:40] + [submission(i, "md5") for i in range(40, size_b)]
     log_server.histories["a"] = build_log(signer, history_a)
     log_server.histories["b"] = build_log(signer, history_b)
-    f1 = await start_follower(tmp_path, "f1", f"{log_server.url}/a", vkey)
-    f2 = await start_follower(tmp_path, "f2", f"{log_server.url}/b", vkey)
+    f1 = await start_follower(tmp_path, "f1", f"{log_server.url}/a", vkey, start_node)
+    f2 = await start_follower(tmp_path, "f2", f"{log_server.url}/b", vkey, start_node)
     try:
         await wait_for(lambda: followed_size(f1) == 100 and followed_size(f2) == size_b)
         # Each follower believes its own view (neither can tell alone).
-        assert not follow_store.get_log(f1.context.db, ORIGIN).forked
+        assert not follow_store.get_log(f1.node.db, ORIGIN).forked
 
         # Followers share what they have seen.
         async with aiohttp.ClientSession() as session:
@@ -90,7 +90,7 @@ async def test_equivocating_publisher_is_caught(log_server, tmp_path, size_b):
         await f2.stop()
 
 
-async def test_witness_sees_through_split_view_and_followers_require_cosignatures(log_server, tmp_path):
+async def test_witness_sees_through_split_view_and_followers_require_cosignatures(log_server, tmp_path, start_node):
     signer = Signer.generate(ORIGIN)
     vkey = signer.verifier_key()
     history_a = [submission(i) for i in range(50)]
@@ -102,7 +102,7 @@ async def test_witness_sees_through_split_view_and_followers_require_cosignature
     config.node.role = "witness"
     witness_dir.save_config(config)
     assert cli_main(["witness", "logs", "add", "--dir", str(witness_dir.root), ORIGIN, vkey]) == 0
-    witness = await RunningNode(witness_dir).start("127.0.0.1", 0)
+    witness = await start_node(witness_dir)
     cosigner = load_witness_signer(witness_dir).verifier_key()
 
     # The follower requires the witness's cosignature before applying anything.
@@ -110,9 +110,9 @@ async def test_witness_sees_through_split_view_and_followers_require_cosignature
     fdir = make_datadir(tmp_path, name="f", origin="f.example/node")
     assert cli_main(["follow", "add", "--dir", str(fdir.root), f"{log_server.url}/a", "--vkey", vkey]) == 0
     assert cli_main(["witness", "require", "--dir", str(fdir.root), ORIGIN, "-k", "1", "--witness", cosigner]) == 0
-    follower = await RunningNode(fdir).start("127.0.0.1", 0)
+    follower = await start_node(fdir)
     try:
-        await wait_for(lambda: (follow_store.get_log(follower.context.db, ORIGIN).last_error or "").find(
+        await wait_for(lambda: (follow_store.get_log(follower.node.db, ORIGIN).last_error or "").find(
             "cosignature") >= 0)
         assert followed_size(follower) == 0
 
@@ -131,7 +131,7 @@ async def test_witness_sees_through_split_view_and_followers_require_cosignature
             # Then it shows history B to the witness: refused, evidence kept.
             status, _ = await submit(files_b["checkpoint"], 50)
             assert status == 422
-            [(_, origin, evidence_text, _)] = store.list_evidence(witness.context.db)
+            [(_, origin, evidence_text, _)] = store.list_evidence(witness.node.db)
             assert origin == ORIGIN and verify_evidence(evidence_text).kind == "same-size"
 
         # An auditor of history B, comparing with the witness, finds the split view.

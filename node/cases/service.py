@@ -1,10 +1,13 @@
 """The case service of a helpline node: create a case, tell its status, withdraw it.
 
-    service = CaseService(node_context); await service.start(); ...; await service.stop()
-    await service.create(body)                  -> (201, answer) or (422, refusal)
+    service = CaseService(datadir, config, sequencer); await service.start(); ...; await service.stop()
+    await service.create(body)                  -> the new case (number, PIN, ...), or an
+                                                   eligibility.Refusal (nothing was stored)
     await service.status(body, client_address)  -> answer
     await service.withdraw(body, client_address) -> answer
-    Bad input, wrong codes and limits raise CaseApiError(status, body, retry_after).
+    Bad input, wrong codes and limits raise node.errors refusals (BadRequest,
+    WrongCredentials, TooManyRequests, Unavailable, Failed), whose `details` are the
+    fields of the answer beside "error".
 
 Creating a case, in this order (so that a crash at any point leaves nothing that a
 person was promised and the helpline cannot keep):
@@ -59,8 +62,12 @@ from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseC
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
 from node.cases.proxies import ClientAddresses
 from node.cases.resources import HelpDirectory
+from node.errors import BadRequest, Failed, TooManyRequests, Unavailable, WrongCredentials
+from node.log.sequencer import LogUnavailable
 from node.store import cases as store
+from node.store import follow as follow_store
 from node.store import log as log_store
+from node.store.worker import DatabaseWorker
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
 from protocol.merkle import leaf_hash
 
@@ -76,25 +83,11 @@ def today(now: float | None = None) -> int:
     return int((time.time() if now is None else now) // DAY)
 
 
-class CaseApiError(Exception):
-    """An answer other than success: HTTP status and JSON body."""
-
-    def __init__(self, status: int, message: str, **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": message, **extra}
-
-    @property
-    def retry_after(self) -> int | None:
-        value = self.body.get("retry_after")
-        return None if value is None else int(value)
-
-
 WRONG_CODES = ("wrong case number or PIN. Check both (the case number is XXXX-XXXX-XXXX-XXXX, "
                "the PIN 8 digits) and try again.")
 
 
-def _too_many(refused: Refused, *, case_locked: bool) -> CaseApiError:
+def _too_many(refused: Refused, *, case_locked: bool) -> TooManyRequests:
     wait = max(1, int(refused.retry_after + 0.999))
     if refused.locked and case_locked:
         hours = max(1, round(wait / 3600))
@@ -106,7 +99,7 @@ def _too_many(refused: Refused, *, case_locked: bool) -> CaseApiError:
                    "before trying again.")
     else:
         message = f"please wait {wait} second(s) before trying again (after a wrong case number or PIN)."
-    return CaseApiError(429, message, retry_after=wait, locked=refused.locked)
+    return TooManyRequests(message, wait=wait, retry_after=wait, locked=refused.locked)
 
 
 def _published(index: int, checkpoint_size: int, days: dict[int, int]) -> dict:
@@ -120,50 +113,49 @@ def read_new_case(body: Any, *, max_fingerprints: int, day: int,
                   directory: HelpDirectory) -> tuple[eligibility.Refusal | None, list[CaseFingerprint]]:
     """The body of POST /v1/cases, checked: (refusal, []) when not eligible (the help
     pointed to comes from `directory`), else (None, the fingerprints). Raises
-    CaseApiError(400), and nothing else, on any JSON value (tests/test_fuzz_regressions.py
+    BadRequest, and nothing else, on any JSON value (tests/test_fuzz_regressions.py
     and fuzz/harnesses.py hold it to that)."""
     if not isinstance(body, dict):
-        raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
+        raise BadRequest('the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
     unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country"})
     if unknown:
-        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
-                           "(send eligibility, fingerprints, lang, country)")
+        raise BadRequest(f"unknown fields: {', '.join(unknown)} (send eligibility, fingerprints, lang, country)")
     try:
         lang = eligibility.language(body.get("lang"))
         where = eligibility.country(body.get("country"), directory)
         refusal = eligibility.check(body.get("eligibility"), lang, where, directory)
     except eligibility.EligibilityError as exc:
-        raise CaseApiError(400, str(exc)) from None
+        raise BadRequest(str(exc)) from None
     if refusal is not None:
         return refusal, []
     try:
         return None, parse_fingerprints(body.get("fingerprints"), max_count=max_fingerprints, day=day)
     except DegenerateFingerprints as exc:
-        raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
+        raise BadRequest(str(exc), degenerate=exc.positions) from None
     except FingerprintError as exc:
-        raise CaseApiError(400, str(exc)) from None
+        raise BadRequest(str(exc)) from None
 
 
 def read_case_codes(body: Any) -> tuple[str, str]:
     """(canonical case number, PIN) from the body of POST /v1/cases/status or
-    /withdraw. Raises CaseApiError(400), and nothing else, on any JSON value."""
+    /withdraw. Raises BadRequest, and nothing else, on any JSON value."""
     if not isinstance(body, dict):
-        raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
+        raise BadRequest('the body must be a JSON object {"case_number": "...", "pin": "..."}')
     unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
     if unknown:
-        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
+        raise BadRequest(f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
     try:
         return canonical_case_number(body.get("case_number")), canonical_pin(body.get("pin"))
     except CaseNumberError as exc:
         # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
-        raise CaseApiError(400, str(exc)) from None
+        raise BadRequest(str(exc)) from None
 
 
 class CaseService:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.datadir = ctx.datadir
-        config = ctx.config
+    def __init__(self, datadir, config, sequencer):
+        self.datadir = datadir
+        self.config = config
+        self.sequencer = sequencer
         self.origin = config.node.origin
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
         self.max_fingerprints = config.cases.max_fingerprints
@@ -171,9 +163,8 @@ class CaseService:
         self.addresses = AddressLimiter()
         self.clients = ClientAddresses(config.http.trusted_proxies)  # who a request comes from, for the limiter
         self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
-        self._db_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cases-db")
+        self.worker = DatabaseWorker(datadir.db_path, name="cases-db")
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
-        self._db = None
         self._key = b""
         self._in_flight: set[int] = set()
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -185,16 +176,10 @@ class CaseService:
     # ---------------------------------------------------------------- lifecycle
     @property
     def case_key_path(self):
-        return (self.datadir.root / self.ctx.config.paths.case_key).absolute()
+        return (self.datadir.root / self.config.paths.case_key).absolute()
 
     async def start(self) -> None:
-        def open_() -> None:
-            from node.store import open_db
-
-            self._db = open_db(self.datadir.db_path, check_same_thread=False)
-            self._key = load_or_create_case_key(self.datadir, self.case_key_path)
-
-        await self._run_db(open_)
+        self._key = await self.worker.run(load_or_create_case_key, self.datadir, self.case_key_path)
         await self.repair()
         self._repair_task = asyncio.create_task(self._repair_loop(), name="cases-repair")
 
@@ -205,16 +190,8 @@ class CaseService:
                 await self._repair_task
             except asyncio.CancelledError:
                 pass
-        await self._run_db(lambda: self._db.close() if self._db is not None else None)
-        self._db_executor.shutdown(wait=True)
+        await self.worker.close()
         self._pin_executor.shutdown(wait=True)
-
-    async def _run_db(self, fn: Callable, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._db_executor, fn, *args)
-
-    async def _db_call(self, fn: Callable, *args):
-        """A node.store.cases function, called with this service's connection."""
-        return await self._run_db(lambda: fn(self._db, *args))
 
     async def _pin_call(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pin_executor, fn, *args)
@@ -227,14 +204,12 @@ class CaseService:
         return lock
 
     # ---------------------------------------------------------------- create
-    async def create(self, body: Any) -> tuple[int, dict]:
-        from node.log.sequencer import LogUnavailable
-
+    async def create(self, body: Any) -> dict | eligibility.Refusal:
         day = today()
         refusal, fingerprints = read_new_case(body, max_fingerprints=self.max_fingerprints, day=day,
                                               directory=self.help)
         if refusal is not None:
-            return 422, refusal.to_json()
+            return refusal
 
         number, pin = new_case_number(), new_pin()
         canonical = canonical_case_number(number)
@@ -242,7 +217,7 @@ class CaseService:
         rows = [(leaf_hash(fp.entry), fp.signal, fp.low_quality) for fp in fingerprints]
         for _ in range(3):
             try:
-                case_id = await self._db_call(store.insert_pending_case, case_lookup(self._key, canonical), salt,
+                case_id = await self.worker.call(store.insert_pending_case, case_lookup(self._key, canonical), salt,
                                               pin_hash, self.params.to_text(), day, rows)
                 break
             except sqlite3.IntegrityError:  # a case number already taken (2^-75 per pair): draw again
@@ -250,24 +225,24 @@ class CaseService:
                 canonical = canonical_case_number(number)
                 salt, pin_hash = await self._pin_call(hash_pin, canonical, pin, self.params)
         else:
-            raise CaseApiError(500, "could not draw a free case number; please try again")
+            raise Failed("could not draw a free case number; please try again")
 
         self._in_flight.add(case_id)
         try:
             try:
-                appended = await self.ctx.sequencer.append([fp.entry for fp in fingerprints])
+                appended = await self.sequencer.append([fp.entry for fp in fingerprints])
             except LogUnavailable as exc:
                 # The case stays pending; the repair abandons it and withdraws whatever
                 # of it reaches the log. The person gets no case number.
                 log.warning("cases: a case could not be published (%s); it will be abandoned", exc)
-                raise CaseApiError(503, "the helpline cannot publish fingerprints right now; nothing was "
-                                   "registered. Please try again in a few minutes.") from None
-            await self._db_call(store.publish_case, case_id, [(a.index, a.checkpoint_size) for a in appended])
-            days = await self._db_call(log_store.published_days, {a.checkpoint_size for a in appended})
+                raise Unavailable("the helpline cannot publish fingerprints right now; nothing was "
+                                  "registered. Please try again in a few minutes.") from None
+            await self.worker.call(store.publish_case, case_id, [(a.index, a.checkpoint_size) for a in appended])
+            days = await self.worker.call(log_store.published_days, {a.checkpoint_size for a in appended})
         finally:
             self._in_flight.discard(case_id)
         log.info("cases: a case was opened with %d fingerprint(s)", len(fingerprints))
-        return 201, {
+        return {
             "case_number": number,
             "pin": pin,
             "fingerprints": len(fingerprints),
@@ -281,8 +256,8 @@ class CaseService:
         slot = self.addresses.slot(address)
         waiting = self._address_waiting.get(slot, 0)
         if waiting >= MAX_WAITING_PER_ADDRESS:
-            raise CaseApiError(429, "too many requests at once from your connection; please try again in a "
-                               "moment", retry_after=1, locked=False)
+            raise TooManyRequests("too many requests at once from your connection; please try again in a moment",
+                                  wait=1, retry_after=1, locked=False)
         lock = self._address_locks.get(slot)
         if lock is None:
             lock = self._address_locks[slot] = asyncio.Lock()
@@ -305,7 +280,7 @@ class CaseService:
         refused = self.addresses.check(slot, now)
         if refused is not None:
             raise _too_many(refused, case_locked=False)
-        case, attempt = await self._db_call(store.begin_pin_attempt, case_lookup(self._key, canonical), now,
+        case, attempt = await self.worker.call(store.begin_pin_attempt, case_lookup(self._key, canonical), now,
                                             CASE_POLICY, self.unknown_cases)
         if attempt.refused is not None:
             raise _too_many(attempt.refused, case_locked=True)
@@ -314,13 +289,13 @@ class CaseService:
         else:
             params = ScryptParams.from_text(case.pin_params)
             if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
-                await self._db_call(store.pin_succeeded, case.id)
+                await self.worker.call(store.pin_succeeded, case.id)
                 return case
         later = self.clock()
         raise self._failure(self.addresses.failed(slot, later), attempt.block(later, CASE_POLICY))
 
     @staticmethod
-    def _failure(address_refused: Refused | None, case_refused: Refused | None) -> CaseApiError:
+    def _failure(address_refused: Refused | None, case_refused: Refused | None) -> TooManyRequests | WrongCredentials:
         """The answer to a failed attempt: 429 when it started a lockout, else 401
         (with the wait it imposes on the next attempt, if any)."""
         if case_refused is not None and case_refused.locked:
@@ -329,7 +304,7 @@ class CaseService:
             return _too_many(address_refused, case_locked=False)
         wait = max((r.retry_after for r in (case_refused, address_refused) if r is not None), default=0.0)
         extra = {"retry_after": max(1, int(wait + 0.999))} if wait > 0 else {}
-        return CaseApiError(401, WRONG_CODES, **extra)
+        return WrongCredentials(WRONG_CODES, **extra)
 
     # ---------------------------------------------------------------- status
     async def status(self, body: Any, address: str | None) -> dict:
@@ -337,13 +312,13 @@ class CaseService:
         return await self._describe(case.id)
 
     async def _describe(self, case_id: int) -> dict:
-        def read() -> dict:
-            case = store.get_case(self._db, case_id)
-            entries = store.entries_of(self._db, case_id)
-            withdrawals = store.withdrawals_of(self._db, case_id)
+        def read(db) -> dict:
+            case = store.get_case(db, case_id)
+            entries = store.entries_of(db, case_id)
+            withdrawals = store.withdrawals_of(db, case_id)
             published = [e for e in entries if e.idx is not None]
             # the day each was published: coarse on purpose, like every time we keep
-            days = log_store.published_days(self._db, {e.checkpoint_size for e in published})
+            days = log_store.published_days(db, {e.checkpoint_size for e in published})
             answer: dict[str, Any] = {
                 "state": "withdrawn" if case.state == "withdrawn" else "active",
                 "created": day_to_json(case.created_day),
@@ -351,7 +326,7 @@ class CaseService:
                 "low_quality": sum(e.low_quality for e in entries),
                 "published": [_published(e.idx, e.checkpoint_size, days) for e in published],
                 "withdrawn_at": None,
-                "feedback": _feedback(self._db, self.origin, published),
+                "feedback": _feedback(db, self.origin, published),
             }
             if case.state == "withdrawn":
                 done = {w.target for w in withdrawals}
@@ -366,36 +341,34 @@ class CaseService:
                 }
             return answer
 
-        return await self._run_db(read)
+        return await self.worker.call(read)
 
     # ---------------------------------------------------------------- withdraw
     async def withdraw(self, body: Any, address: str | None) -> dict:
-        from node.log.sequencer import LogUnavailable
-
         case = await self._open(body, address)
-        await self._db_call(store.mark_withdrawn, case.id, today())
+        await self.worker.call(store.mark_withdrawn, case.id, today())
         try:
             await self._append_withdrawals(case.id, "withdrawn-by-person")
         except LogUnavailable:
-            raise CaseApiError(503, "your withdrawal is recorded and will be published as soon as the "
-                               "helpline's log can be written again; check the status in a few minutes",
-                               state="withdrawn") from None
+            raise Unavailable("your withdrawal is recorded and will be published as soon as the "
+                              "helpline's log can be written again; check the status in a few minutes",
+                              state="withdrawn") from None
         return await self._describe(case.id)
 
     async def _append_withdrawals(self, case_id: int, reason: str) -> int:
         """Append withdrawal entries for every published entry of the case that no
         recorded withdrawal names yet; record them. Returns how many were withdrawn."""
         async with self._lock_for(case_id):
-            targets = await self._db_call(store.unwithdrawn_targets, case_id)
-            published_size = self.ctx.sequencer.published.size
+            targets = await self.worker.call(store.unwithdrawn_targets, case_id)
+            published_size = self.sequencer.published.size
             targets = [t for t in targets if t < published_size]
             if not targets:
                 return 0
             chunks = [tuple(targets[i:i + MAX_TARGETS]) for i in range(0, len(targets), MAX_TARGETS)]
-            appended = await self.ctx.sequencer.append([encode_entry(Withdrawal(c, reason)) for c in chunks])
+            appended = await self.sequencer.append([encode_entry(Withdrawal(c, reason)) for c in chunks])
             day = today()
             rows = [(t, a.index, a.checkpoint_size, day) for chunk, a in zip(chunks, appended) for t in chunk]
-            await self._db_call(store.record_withdrawals, case_id, rows)
+            await self.worker.call(store.record_withdrawals, case_id, rows)
             log.info("cases: %d entr%s withdrawn (%s)", len(targets), "y" if len(targets) == 1 else "ies", reason)
             return len(targets)
 
@@ -410,40 +383,38 @@ class CaseService:
 
     async def repair(self) -> None:
         """Abandon interrupted creations and finish interrupted withdrawals."""
-        from node.log.sequencer import LogUnavailable
-
-        sequencer = self.ctx.sequencer
+        sequencer = self.sequencer
         published = sequencer.published.size
         settled = sequencer.stored_count <= published  # nothing stored waits for publication
-        for case_id in await self._db_call(store.cases_in_state, "pending"):
+        for case_id in await self.worker.call(store.cases_in_state, "pending"):
             if case_id in self._in_flight:
                 continue
-            await self._run_db(self._resolve_pending, case_id, published, settled)
-        for case_id in await self._db_call(store.cases_to_finish_withdrawing):
-            state = (await self._db_call(store.get_case, case_id)).state
+            await self.worker.call(self._resolve_pending, case_id, published, settled)
+        for case_id in await self.worker.call(store.cases_to_finish_withdrawing):
+            state = (await self.worker.call(store.get_case, case_id)).state
             try:
                 await self._append_withdrawals(case_id, "withdrawn-by-person" if state == "withdrawn" else "error")
             except LogUnavailable:
                 log.warning("cases: cannot publish pending withdrawals yet (log unavailable); will retry")
                 return
 
-    def _resolve_pending(self, case_id: int, published_size: int, settled: bool) -> None:
+    def _resolve_pending(self, db, case_id: int, published_size: int, settled: bool) -> None:
         """(worker thread) Find a pending case's entries in the published log by leaf
         hash; abandon the case when every entry is found or nothing more can come."""
-        entries = store.entries_of(self._db, case_id)
+        entries = store.entries_of(db, case_id)
         found: dict[int, tuple[int, int]] = {}
         taken: set[int] = set()
         for e in entries:
-            candidates = [i for i in log_store.find_by_leaf_hash(self._db, e.leaf_hash)
+            candidates = [i for i in log_store.find_by_leaf_hash(db, e.leaf_hash)
                           if i < published_size and i not in taken]
-            claimed = store.claimed_indices(self._db, candidates)
+            claimed = store.claimed_indices(db, candidates)
             free = [i for i in candidates if i not in claimed]
             if free:
                 found[e.position] = (free[0], published_size)
                 taken.add(free[0])
         if len(found) < len(entries) and not settled:
             return  # some entries may still be on their way to a checkpoint
-        store.abandon_case(self._db, case_id, found)
+        store.abandon_case(db, case_id, found)
         log.warning("cases: an interrupted case creation was abandoned; %d of its entries reached the log "
                     "and will be withdrawn", len(found))
 
@@ -453,27 +424,18 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
     of these entries (quoting the right leaf hash). The platform is named as the
     operator named the followed log (`follow add --name`), else by its origin: never by
     the name it announces about itself, which nobody vouches for."""
-    try:
-        from node.store import follow as follow_store
-    except ImportError:
-        return []
-    names: dict[str, str] = {}
-    try:
-        for followed in follow_store.list_logs(db):
-            names[followed.origin] = followed.name or followed.origin
-        out = []
-        for e in published:
-            latest: dict[str, Any] = {}
-            for row in follow_store.feedback_for(db, own_origin, e.idx):
-                if row.leaf_hash != e.leaf_hash:
-                    continue  # a verdict about some other entry: not ours
-                if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
-                    latest[row.from_origin] = row
-            for origin, row in sorted(latest.items()):
-                # the day this node verified the verdict: feedback entries carry no time
-                learnt = follow_store.verified_at(db, origin, row.from_index)
-                out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
-                            "verdict": row.verdict, "day": day_to_json(today(learnt)) if learnt else None})
-        return out
-    except sqlite3.OperationalError:  # the follower's tables do not exist in this database
-        return []
+    names = {followed.origin: followed.name or followed.origin for followed in follow_store.list_logs(db)}
+    out = []
+    for e in published:
+        latest: dict[str, Any] = {}
+        for row in follow_store.feedback_for(db, own_origin, e.idx):
+            if row.leaf_hash != e.leaf_hash:
+                continue  # a verdict about some other entry: not ours
+            if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
+                latest[row.from_origin] = row
+        for origin, row in sorted(latest.items()):
+            # the day this node verified the verdict: feedback entries carry no time
+            learnt = follow_store.verified_at(db, origin, row.from_index)
+            out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
+                        "verdict": row.verdict, "day": day_to_json(today(learnt)) if learnt else None})
+    return out

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
 @reports_datadir_errors
 def run(args) -> int:
     from node.datadir import DataDir
-    from node.web.log_routes import BadAppend, parse_append_body
+    from node.errors import BadRequest
+    from node.log.append import parse_append_lines
 
     datadir = DataDir(args.dir)
     token = datadir.admin_token()
@@ -53,8 +54,8 @@ def run(args) -> int:
     lines = raw.split(b"\n")
     # Validate everything first (withdrawal targets are checked by the node).
     try:
-        parse_append_body(raw, log_size=2**64)
-    except BadAppend as exc:
+        parse_append_lines(raw, log_size=2**64)
+    except BadRequest as exc:
         return fail(str(exc))
 
     # Group the lines into requests, remembering each request's first line number.

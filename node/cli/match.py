@@ -135,8 +135,8 @@ def _ask_node(info: dict, token: str, fingerprints: list[dict], wait: float) -> 
 
 def _ask_database(db_path, fingerprints: list[dict]) -> list[dict]:
     """The same result objects, from an index built here from the database."""
+    from node.matcher.api import MAX_MATCHES
     from node.matcher.service import Matcher, Query
-    from node.web.match_routes import MAX_MATCHES
 
     if not db_path.exists():
         raise RuntimeError(f"no database at {db_path}: this node has followed nothing yet")

@@ -27,7 +27,7 @@ def run(args) -> int:
     import logging
 
     from node.datadir import DataDir, DataDirError
-    from node.web.app import serve
+    from node.web.server import serve
 
     log = logging.getLogger("node.serve")
     datadir = DataDir(args.dir)

@@ -72,13 +72,14 @@ def run(args) -> int:
 def _suppress_offline(datadir, args) -> int:
     import json
 
-    from node.matcher.suppress import SuppressError, suppress_offline
+    from node.errors import Refused
+    from node.matcher.suppress import suppress_offline
     from node.store import open_db
 
     db = open_db(datadir.db_path)
     try:
         outcome = suppress_offline(db, args.origin, args.index, not args.no_feedback)
-    except SuppressError as exc:
+    except Refused as exc:
         return fail(str(exc))
     finally:
         db.close()

@@ -58,8 +58,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from node.follow import forks
 from node.follow.client import DEFAULT_TIMEOUT, FetchError, PeerClient
-from node.follow.sync import DatabaseWorker
 from node.store import follow as store
+from node.store.worker import DatabaseWorker
 from node.witness.evidence import EvidenceError, verify_evidence
 from node.witness.seen import MAX_SEEN_BYTES, notes_for_origin
 from protocol.checkpoint import open_checkpoint

@@ -28,8 +28,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from node.follow.client import DEFAULT_TIMEOUT, PeerClient
 from node.follow.listener import FollowListener
-from node.follow.sync import DatabaseWorker, Follower, SyncError
+from node.follow.sync import Follower, SyncError
 from node.store import follow as store
+from node.store.worker import DatabaseWorker
 
 log = logging.getLogger(__name__)
 

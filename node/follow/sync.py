@@ -37,25 +37,24 @@ state as it was and records the reason, and the next round starts again from 1.
 
 The follower keeps no tree state but (m, r_m): tiles are immutable, so whatever a
 round needs from the old tree it reads from the tiles of the new one and checks.
-Verification and database work run in a worker thread (`DatabaseWorker`); while it
+Verification and database work run in a worker thread (node/store/worker.py); while it
 checks one chunk the event loop already fetches the next.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from node.follow import forks
 from node.follow.apply import Applied, apply_staged, stage_entries
 from node.follow.client import FetchError, PeerClient
 from node.follow.listener import FollowListener
 from node.store import follow as store
+from node.store.worker import DatabaseWorker
 from protocol.checkpoint import open_checkpoint
 from protocol.errors import EntryError, ProtocolError, TileError
 from protocol.merkle import EMPTY_ROOT, leaf_hash
@@ -110,38 +109,6 @@ class RoundResult:
     new_size: int
     applied: Applied | None = None
     seconds: float = 0.0
-
-
-class DatabaseWorker:
-    """One thread owning one database connection; all follower database work and
-    verification runs here, one call at a time, off the event loop."""
-
-    def __init__(self, db_path: Path | str):
-        self.db_path = db_path
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="follow-db")
-        self._db = None
-
-    def _database(self):
-        if self._db is None:
-            from node.store import open_db
-
-            self._db = open_db(self.db_path, check_same_thread=False)
-        return self._db
-
-    async def call(self, fn: Callable, *args, **kwargs):
-        """fn(db, *args, **kwargs) in the worker thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(self._database(), *args, **kwargs))
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=True)
 
 
 @dataclass

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.datadir import DataDir, write_atomic
+from node.errors import Unavailable
 from node.log.edge import TreeEdge
 from node.log.tilestore import TileConflict, TileStore, TileWriteError
 from node.store import log as log_store
@@ -67,12 +68,13 @@ from protocol.tiles import TILE_WIDTH, encode_bundle, entries_path, partial_tile
 log = logging.getLogger(__name__)
 
 
-class LogUnavailable(RuntimeError):
+class LogUnavailable(Unavailable):
     """The log cannot take or publish appends right now; the message says why and
-    whether the entries concerned were stored."""
+    whether the entries concerned were stored (`stored_from`..`stored_to` - 1)."""
 
     def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None):
-        super().__init__(message)
+        stored = {} if stored_from is None else {"stored_from": stored_from, "stored_to": stored_to}
+        super().__init__(message, **stored)
         self.stored_from = stored_from
         self.stored_to = stored_to
 

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from node.errors import Unavailable
 from node.follow.listener import FollowListener
 from node.matcher.pdq_index import PDQIndex
 from protocol.errors import SignalError, UsageError
@@ -73,8 +74,11 @@ DEFAULT_MAX_MATCHES = 100
 BUILD_CHUNK = 1 << 20  # log indices per aggregate query while building (32 MB of blobs at most)
 
 
-class MatcherLoading(RuntimeError):
+class MatcherLoading(Unavailable):
     """The index is still being built from the database; try again in a moment."""
+
+    def __init__(self, message: str):
+        super().__init__(message, wait=1)
 
 
 @dataclass(frozen=True)

@@ -1,2 +1,2 @@
-"""The node's HTTP shell (aiohttp). See app.py: the application factory and how route
-modules (`*_routes.py`) plug in."""
+"""The node's HTTP shell (aiohttp): app.py builds the two sites from a node.runtime.Node
+and lists the route modules (`*_routes.py`), server.py runs them."""

@@ -1,31 +1,26 @@
 """The node's aiohttp applications: the public site and the admin site.
 
-    create_app(datadir)          the public application (/checkpoint, /tile/..., /node.json, ...)
-    create_admin_app(public_app) the admin application (POST /admin/append, ...), served
-                                 on its own socket, bound to loopback by default
-    serve(datadir, host, port)   run both until SIGINT/SIGTERM (what `ncii-node serve` does)
+    create_app(node)          the public application (/checkpoint, /tile/..., /node.json, ...)
+    create_admin_app(node)    the admin application (POST /admin/append, ...), served on
+                              its own socket, bound to loopback by default
 
-Adding routes: create `node/web/<area>_routes.py` with `setup(app)` (public routes)
-and/or `setup_admin(admin_app)` (admin routes). Modules named `*_routes` are
-discovered here, like CLI commands; nothing central is edited. A `setup` may append
-its own resources to `app.cleanup_ctx` (they start after the node's own: the database
-and the sequencer) and may add path prefixes to `app[READ_PROTECTED]`, the paths that
-only registered readers may fetch.
-
-Resources (lock, database, sequencer) are opened in `cleanup_ctx` and reached through
-`request.app[NODE]`, a NodeContext. The admin app shares the same context object.
+`node` is a node.runtime.Node, built by the composition root; the public application
+starts and stops it (its cleanup_ctx) and both reach it as `request.app[NODE]`. The
+route modules are listed here, in the order they are set up, with the role that has
+them: a module's `setup(app, node)` adds its routes (and may add path prefixes to
+`app[READ_PROTECTED]`, the paths only registered readers may fetch). Routes translate
+HTTP into calls of the node's parts, and refusals (node/errors.py) into answers
+through one table (node/web/errors.py); node/web/server.py runs the sites.
 
 Read access: unless `[http] public_read` is true, requests under `app[READ_PROTECTED]`
 (by default "/tile/") go through the check of node/readaccess.py (RFC 9421 signed
-requests by a registered reader). If that module cannot be imported, those paths are
-refused outright: the node fails closed, never open.
+requests by a registered reader).
 
 Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
 node/web/body.py (a timeout on the whole body, a cap on bodies read at once per site:
-`app[BODY_GATE]`); both sites run with `server_settings(config)` (the keep-alive timer
-closes a connection whose request head does not arrive, header size limits); every
-answer says `Server: ncii-node`; the admin site refuses a Host that is not loopback
-(DNS rebinding) unless `[admin] allow_remote`.
+`app[BODY_GATE]`); both sites run with `server_settings(config)` (node/web/server.py);
+every answer says `Server: ncii-node`; the admin site refuses a Host that is not
+loopback (DNS rebinding) unless `[admin] allow_remote`.
 
 Logging: the access log never records client addresses (who asks a helpline for help
 is personal data), user agents, referrers or query strings: only the method, the path
@@ -37,121 +32,73 @@ number), status, size and time (PrivateAccessLogger). aiohttp's own error messag
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import logging
-import os
-import pkgutil
-import signal
-from types import ModuleType
 
 from aiohttp import web
 from aiohttp import web_response as aiohttp_web_response
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
 
-from node.datadir import DataDir
-from node.metrics import NodeMetrics
+from node import readaccess
+from node.runtime import Node
+from node.web import (
+    case_routes,
+    console_routes,
+    feedback_routes,
+    follow_routes,
+    log_routes,
+    match_routes,
+    metrics_routes,
+    static_routes,
+    witness_routes,
+)
 from node.web.body import BODY_GATE, BodyGate
+from node.web.context import NODE, READ_PROTECTED, route_pattern
 
 log = logging.getLogger(__name__)
 
-class PrivateAccessLogger(AbstractAccessLogger):
-    """'"GET /checkpoint" 200 123 0.001s': no address, user agent, referrer or query.
-
-    Successful reads (GET/HEAD below 400) go at DEBUG: every follower polls
-    /checkpoint each second and fetches tiles, which at INFO would bury what an
-    operator needs to see. Writes and every error stay at INFO."""
-
-    def log(self, request, response, time):
-        path = _route_pattern(request) if response.status >= 400 else request.path
-        quiet = request.method in ("GET", "HEAD") and response.status < 400
-        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', request.method, path,
-                        response.status, response.body_length, time)
-
-
-class _DropClientAddress(logging.Filter):
-    """aiohttp's "Error handling request from <address>": the address goes (who talks
-    to a helpline is personal data), and so does the traceback when the request was
-    malformed (the client's fault, one line is enough; anyone can send them)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
-            record.msg, record.args = "Error handling request", ()
-            exc = record.exc_info[1] if record.exc_info else None
-            if isinstance(exc, HttpProcessingError):
-                reason = (exc.message or type(exc).__name__).splitlines()[0].strip()
-                record.msg = f"refused a malformed request: {reason}"
-                record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
-        return True
+def create_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[_common_headers])
+    app[NODE] = node
+    app[READ_PROTECTED] = ["/tile/"]
+    app[BODY_GATE] = BodyGate.from_config(node.config.http)
+    app.cleanup_ctx.append(_node_lifetime)
+    if node.role == "helpline":
+        case_routes.setup(app, node)      # POST /v1/cases..., and no image or video on any path
+    follow_routes.setup(app, node)        # GET /status
+    log_routes.setup(app, node)           # GET /checkpoint, /node.json, /tile/...
+    metrics_routes.setup(app, node)       # every answer counted
+    if node.role == "helpline":
+        static_routes.setup(app, node)    # the victim web page, GET /helpline.json
+    witness_routes.setup(app, node)       # POST /add-checkpoint, GET /witness/...
+    if not node.config.http.public_read:
+        app.middlewares.append(readaccess.read_access_middleware(
+            lambda request: ReaderTable(request.app[NODE].db), protected_prefixes=tuple(app[READ_PROTECTED])))
+    return app
 
 
-_drop_client_address = _DropClientAddress()
-logging.getLogger("aiohttp.server").addFilter(_drop_client_address)
+def create_admin_app(node: Node) -> web.Application:
+    admin = web.Application(middlewares=[_common_headers, _admin_guard])
+    admin[NODE] = node
+    admin[BODY_GATE] = BodyGate.from_config(node.config.http)  # its own count: the operator is never crowded out
+    console_routes.setup_admin(admin, node)    # GET /console
+    feedback_routes.setup_admin(admin, node)   # POST /v1/feedback
+    follow_routes.setup_admin(admin, node)     # GET /status
+    log_routes.setup_admin(admin, node)        # POST /admin/append
+    if node.role == "platform":
+        match_routes.setup_admin(admin, node)  # POST /v1/match..., the suppressions and thresholds
+    metrics_routes.setup_admin(admin, node)    # GET /metrics, every answer counted
+    return admin
 
 
-class NodeContext:
-    """Everything a request handler may need, opened once per process."""
-
-    def __init__(self, datadir: DataDir):
-        self.datadir = datadir
-        self.config = datadir.config
-        self.db = None            # sqlite_utils.Database for the event-loop thread
-        self.sequencer = None     # node.log.sequencer.Sequencer
-        self.log_vkey: str = ""
-        self.request_vkey: str = ""
-        self.admin_token: str = ""
-        self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
-        self.metrics_token: str = ""  # allows GET /metrics only (node/web/metrics_routes.py)
-        self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
-        self.metrics = NodeMetrics()  # what this node measures in memory (node/metrics.py)
-        self.reader = None        # a DatabaseWorker for the figures (node/web/metrics_routes.py)
-
-
-NODE = web.AppKey("node", NodeContext)
-READ_PROTECTED = web.AppKey("read_protected", list)
-# Route modules may add sections to /node.json: async callables (app) -> {key: value}.
-NODE_JSON_SECTIONS = web.AppKey("node_json_sections", list)
-
-
-def route_modules() -> list[ModuleType]:
-    package = importlib.import_module("node.web")
-    modules = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.endswith("_routes") and not info.name.startswith("_"):
-            modules.append(importlib.import_module(f"node.web.{info.name}"))
-    return modules
-
-
-async def _node_resources(app: web.Application):
-    """cleanup_ctx: take the writer lock, open the database, start the sequencer."""
-    from node.log.sequencer import Sequencer
-    from node.store import open_db
-
-    ctx = app[NODE]
-    datadir = ctx.datadir
-    datadir.acquire_lock()
-    try:
-        ctx.db = open_db(datadir.db_path)
-        ctx.log_vkey = datadir.load_log_signer().verifier_key()
-        ctx.request_vkey = datadir.load_request_signer().verifier_key()
-        ctx.admin_token = datadir.admin_token()
-        ctx.metrics_token = datadir.metrics_token(create=True)
-        if ctx.config.node.role == "platform":
-            ctx.match_token = datadir.match_token(create=True)
-        ctx.sequencer = Sequencer(datadir)
-        await ctx.sequencer.start()
-    except BaseException:
-        if ctx.db is not None:
-            ctx.db.close()
-        datadir.release_lock()
-        raise
+async def _node_lifetime(app: web.Application):
+    """cleanup_ctx of the public site: the node starts before the sites listen and
+    stops after they have closed (node/runtime.py says in which order its parts do)."""
+    node = app[NODE]
+    await node.start()
     try:
         yield
     finally:
-        await ctx.sequencer.stop()
-        ctx.db.close()
-        datadir.release_lock()
+        await node.stop()
 
 
 class ReaderTable:
@@ -167,24 +114,6 @@ class ReaderTable:
         return row[0] if row else None
 
 
-def _read_access_middleware(app: web.Application):
-    prefixes = tuple(app[READ_PROTECTED])
-    try:
-        from node import readaccess
-    except ImportError as exc:  # fail closed
-        log.error("read access checking is unavailable (%s): refusing every read of %s", exc, prefixes)
-
-        @web.middleware
-        async def refuse_reads(request, handler):
-            if ("/" + request.path.lstrip("/")).startswith(prefixes):
-                return web.Response(status=401, text="this log is readable only by registered readers\n")
-            return await handler(request)
-
-        return refuse_reads
-    return readaccess.read_access_middleware(lambda request: ReaderTable(request.app[NODE].db),
-                                             protected_prefixes=prefixes)
-
-
 #: The Server header of every answer: which software and version answers is nobody's
 #: business (aiohttp would say "Python/3.11 aiohttp/3.x.y").
 SERVER_NAME = "ncii-node"
@@ -192,21 +121,6 @@ SERVER_NAME = "ncii-node"
 # malformed request line, headers too large), take their Server header from this
 # module global; every other answer gets it from _common_headers below.
 aiohttp_web_response.SERVER_SOFTWARE = SERVER_NAME
-
-#: Server settings of both sites (aiohttp's RequestHandler). aiohttp has no timeout on
-#: reading a request head as such, but its keep-alive timer, started when a connection
-#: opens and after each answer, closes a connection still waiting for a complete request
-#: head: `keepalive_timeout` ([http] idle_timeout) is therefore the header timeout too.
-#: `lingering_time`: after an answer to a request whose body was not read whole (401,
-#: 408, 413, 503), the rest is read and dropped for at most this long, then the
-#: connection is closed.
-HEADER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
-LINGERING_TIME = 2.0
-
-
-def server_settings(config) -> dict:
-    return {"keepalive_timeout": config.http.idle_timeout, "lingering_time": LINGERING_TIME, **HEADER_LIMITS}
-
 
 @web.middleware
 async def _common_headers(request: web.Request, handler):
@@ -218,50 +132,13 @@ async def _common_headers(request: web.Request, handler):
         raise
     except Exception:
         # A bug: logged here (without the client's address), answered plainly.
-        log.exception("error handling %s %s", request.method, _route_pattern(request))
+        log.exception("error handling %s %s", request.method, route_pattern(request))
         response = web.json_response({"error": "internal error (see the node's log)"}, status=500)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers["Server"] = SERVER_NAME
     if isinstance(response, web.HTTPException):
         raise response
     return response
-
-
-def _route_pattern(request: web.Request) -> str:
-    try:
-        match_info = request.match_info
-    except AssertionError:  # a request aiohttp's parser refused never reached the router
-        return "(no route)"
-    route = match_info.route
-    resource = route.resource if route is not None else None
-    return resource.canonical if resource is not None else "(no route)"
-
-
-def create_app(datadir: DataDir) -> web.Application:
-    ctx = NodeContext(datadir)
-    app = web.Application(middlewares=[_common_headers])
-    app[NODE] = ctx
-    app[READ_PROTECTED] = ["/tile/"]
-    app[NODE_JSON_SECTIONS] = []
-    app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
-    app.cleanup_ctx.append(_node_resources)
-    for module in route_modules():
-        if hasattr(module, "setup"):
-            module.setup(app)
-    if not ctx.config.http.public_read:
-        app.middlewares.append(_read_access_middleware(app))
-    return app
-
-
-def create_admin_app(public_app: web.Application) -> web.Application:
-    ctx = public_app[NODE]
-    admin = web.Application(middlewares=[_common_headers, _admin_guard])
-    admin[NODE] = ctx
-    admin[BODY_GATE] = BodyGate.from_config(ctx.config.http)  # its own count: the operator is never crowded out
-    for module in route_modules():
-        if hasattr(module, "setup_admin"):
-            module.setup_admin(admin)
-    return admin
 
 
 @web.middleware
@@ -272,9 +149,8 @@ async def _admin_guard(request: web.Request, handler):
     stops DNS rebinding: a web page in the operator's browser whose name was made to
     resolve to 127.0.0.1 reaches the admin site from a loopback peer, but its
     requests carry the page's own host name."""
-    ctx = request.app[NODE]
-    if not ctx.config.admin.allow_remote:
-        if not _is_loopback(request.remote):
+    if not request.app[NODE].config.admin.allow_remote:
+        if not is_loopback(request.remote):
             return web.json_response({"error": "the admin endpoint accepts only local connections"}, status=403)
         if not is_loopback_host(request.headers.get("Host", "")):
             return web.json_response({"error": "the admin endpoint answers only requests addressed to a loopback "
@@ -309,85 +185,10 @@ def is_loopback_host(host: str) -> bool:
     return loopback
 
 
-def _is_loopback(remote: str | None) -> bool:
+def is_loopback(remote: str | None) -> bool:
     if not remote:
         return False
     try:
         return ipaddress.ip_address(remote).is_loopback
     except ValueError:
         return False
-
-
-def _url(address) -> str:
-    host, port = address[0], address[1]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
-class RunningNode:
-    """Both sites of a node, started; `public_url`, `admin_url`, `app` and `stop()`.
-    Tests use this directly (port 0 picks free ports)."""
-
-    def __init__(self, datadir: DataDir):
-        self.datadir = datadir
-        self.app = create_app(datadir)
-        self.admin_app = create_admin_app(self.app)
-        self._runners: list[web.AppRunner] = []
-        self.public_url = ""
-        self.admin_url = ""
-
-    @property
-    def context(self) -> NodeContext:
-        return self.app[NODE]
-
-    async def start(self, host: str | None = None, port: int | None = None) -> "RunningNode":
-        config = self.datadir.config
-        host = config.http.host if host is None else host
-        port = config.http.port if port is None else port
-        admin_host, admin_port = config.admin.host, config.admin.port
-        if not config.admin.allow_remote and not _is_loopback(admin_host) and admin_host != "localhost":
-            raise RuntimeError(f"[admin] host {admin_host!r} is not a loopback address; set [admin] "
-                               "allow_remote = true to serve the admin endpoint beyond this machine")
-        settings = server_settings(config)
-        public = web.AppRunner(self.app, access_log_class=PrivateAccessLogger, handle_signals=False, **settings)
-        await public.setup()  # runs cleanup_ctx: lock, database, sequencer (with crash recovery)
-        self._runners.append(public)
-        try:
-            await web.TCPSite(public, host, port).start()
-            self.public_url = _url(public.addresses[0])
-            admin = web.AppRunner(self.admin_app, access_log_class=PrivateAccessLogger, handle_signals=False,
-                                  **settings)
-            await admin.setup()
-            self._runners.append(admin)
-            await web.TCPSite(admin, admin_host, admin_port).start()
-            self.admin_url = _url(admin.addresses[0])
-        except BaseException:
-            await self.stop()
-            raise
-        self.datadir.write_serve_info({"pid": os.getpid(), "public_url": self.public_url,
-                                       "admin_url": self.admin_url})
-        log.info("serving log %s at %s (admin endpoint at %s)", config.node.origin,
-                 self.public_url, self.admin_url)
-        return self
-
-    async def stop(self) -> None:
-        self.datadir.remove_serve_info()
-        while self._runners:
-            await self._runners.pop().cleanup()
-
-
-async def serve(datadir: DataDir, host: str | None = None, port: int | None = None) -> None:
-    """Run the node until SIGINT or SIGTERM."""
-    node = RunningNode(datadir)
-    await node.start(host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-        log.info("stopping: publishing pending entries first")
-    finally:
-        await node.stop()
-

@@ -1,12 +1,12 @@
-"""Reading request bodies and parsing JSON: the one way every route of the node does it.
+"""Reading request bodies: the one way every route of the node does it.
 
     read_body(request, limit) -> bytes   the whole body (or an error, below)
-    parse_json(raw, what=, hint=)         the JSON value, or BodyError(400)
 
-Rules kept here (spec/parts/publishing.md §1.1):
+(JSON bodies are then parsed by node/jsontext.py.) Rules kept here
+(spec/parts/publishing.md §1.1):
 
-- A declared Content-Length above `limit` is refused (BodyError 413) before a byte is
-  read; a chunked body as soon as it passes `limit`.
+- A declared Content-Length above `limit` is refused (node.errors.TooLarge) before a
+  byte is read; a chunked body as soon as it passes `limit`.
 - Each site reads at most `[http] max_concurrent_bodies` bodies at once (BodyGate,
   `app[BODY_GATE]`). Beyond that a request is answered 503 with Retry-After at once and
   none of its body is read: a client holding many slow bodies open cannot make the node
@@ -18,12 +18,8 @@ Rules kept here (spec/parts/publishing.md §1.1):
 
 408 and 503 are raised as aiohttp HTTP exceptions (`{"error": ...}`, `Connection:
 close`): whatever the route, there is nothing to add to them, so they pass through
-every route's own error handling. 413 and 400 are BodyError, which each route turns
-into its own error shape.
-
-JSON: `parse_json` refuses bytes that are not UTF-8, text that is not JSON, and JSON
-nested deeper than Python's parser can take (RecursionError, which would otherwise be
-a 500), each with a message saying which.
+every route's own error handling. A body over the limit is TooLarge, which each route
+words and answers as it answers other refusals.
 """
 
 from __future__ import annotations
@@ -31,20 +27,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
+from node.errors import TooLarge
+
 READ_CHUNK = 65536
 BUSY_RETRY_AFTER = 1  # seconds
-
-
-class BodyError(Exception):
-    """A body the route must refuse: `status` 413 (too large) or 400 (not JSON)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -75,7 +64,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole request body, at most `limit` bytes (see the module docstring)."""
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise BodyError(f"body of {declared} bytes exceeds the limit of {limit} bytes", status=413)
+        raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
     if declared == 0 or not request.body_exists:
         return b""
     gate = request.app.get(BODY_GATE) or _DEFAULT_GATE
@@ -101,21 +90,5 @@ async def _read_all(request: web.Request, limit: int) -> bytes:
             return b"".join(chunks)
         total += len(chunk)
         if total > limit:
-            raise BodyError(f"body exceeds the limit of {limit} bytes", status=413)
+            raise TooLarge(f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-
-
-def parse_json(raw: bytes | str, *, what: str = "the body", hint: str | None = None) -> Any:
-    """The JSON value of `raw`; BodyError(400) saying "<what>: <problem>[; <hint>]"."""
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError:
-        problem = "not valid UTF-8"
-    else:
-        try:
-            return json.loads(text)
-        except RecursionError:
-            problem = "JSON nested too deeply to be read (a few hundred levels at most)"
-        except ValueError as exc:
-            problem = f"not valid JSON ({exc})"
-    raise BodyError(f"{what}: {problem}" + (f"; {hint}" if hint else ""), status=400)

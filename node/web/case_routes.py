@@ -18,40 +18,27 @@ Rules kept here:
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
-from node.web.app import NODE
+from node.cases.eligibility import Refusal
+from node.errors import BadRequest, Refused, TooLarge, UnsupportedMedia
+from node.jsontext import parse_json
+from node.web.body import read_body
+from node.web.context import NODE
+from node.web.errors import status_of
 
 STATUS_BODY_LIMIT = 4096
 MEDIA_REFUSED = ("this helpline never accepts images or videos, on any address: your images stay on "
                  "your device. Compute their fingerprints there (the helpline's web page does it in "
                  "your browser, or `ncii-node hash --json`) and send only the fingerprints, as JSON.")
+ANSWER_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
-CASES = web.AppKey("cases", object)
 
-
-def setup(app: web.Application) -> None:
-    if app[NODE].config.node.role != "helpline":
-        return
+def setup(app: web.Application, node) -> None:
     app.middlewares.append(refuse_media)
-    app.cleanup_ctx.append(_case_service)
     app.router.add_post("/v1/cases", post_case)
     app.router.add_post("/v1/cases/status", post_status)
     app.router.add_post("/v1/cases/withdraw", post_withdraw)
-
-
-async def _case_service(app: web.Application):
-    from node.cases.service import CaseService
-
-    service = CaseService(app[NODE])
-    await service.start()
-    app[CASES] = service
-    try:
-        yield
-    finally:
-        await service.stop()
 
 
 def _is_media(content_type: str) -> bool:
@@ -62,69 +49,56 @@ def _is_media(content_type: str) -> bool:
 @web.middleware
 async def refuse_media(request: web.Request, handler):
     if _is_media(request.headers.get("Content-Type", "")):
-        return web.json_response({"error": MEDIA_REFUSED}, status=415)
+        return _answer(415, {"error": MEDIA_REFUSED}, headers={})
     return await handler(request)
 
 
-def _answer(status: int, body: dict, retry_after: int | None = None) -> web.Response:
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    return web.json_response(body, status=status, headers=headers)
+def _answer(status: int, body: dict, headers: dict | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=ANSWER_HEADERS if headers is None else headers)
 
 
 async def _read_json(request: web.Request, limit: int):
-    from node.cases.service import CaseApiError
-    from node.web.log_routes import BadAppend, read_limited
-
     if request.content_type != "application/json":
-        raise CaseApiError(415, "send the request as JSON (Content-Type: application/json)")
+        raise UnsupportedMedia("send the request as JSON (Content-Type: application/json)")
     try:
-        raw = await read_limited(request, limit)
-    except BadAppend:
-        raise CaseApiError(413, f"the request is larger than the {limit} bytes allowed") from None
+        raw = await read_body(request, limit)
+    except TooLarge:
+        raise TooLarge(f"the request is larger than the {limit} bytes allowed") from None
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise CaseApiError(400, "the body is not valid JSON") from None
+        return parse_json(raw)
+    except BadRequest:
+        raise BadRequest("the body is not valid JSON") from None
 
 
-async def _handle(request: web.Request, limit: int, call) -> web.Response:
-    from node.cases.service import CaseApiError
-
+async def _handle(request: web.Request, limit: int, call, created: int = 200) -> web.Response:
     try:
-        body = await _read_json(request, limit)
-        status, answer = await call(body)
-    except CaseApiError as exc:
-        return _answer(exc.status, exc.body, exc.retry_after if exc.status == 429 else None)
-    return _answer(status, answer)
+        outcome = await call(await _read_json(request, limit))
+    except Refused as exc:
+        headers = dict(ANSWER_HEADERS)
+        if exc.wait is not None:
+            headers["Retry-After"] = str(exc.wait)
+        return _answer(status_of(exc), {"error": exc.message, **exc.details}, headers)
+    if isinstance(outcome, Refusal):  # not eligible: where else to find help
+        return _answer(422, outcome.to_json())
+    return _answer(created, outcome)
 
 
 async def post_case(request: web.Request) -> web.Response:
-    service = request.app[CASES]
-    limit = request.app[NODE].config.cases.max_body_bytes
-    return await _handle(request, limit, service.create)
+    node = request.app[NODE]
+    return await _handle(request, node.config.cases.max_body_bytes, node.cases.create, created=201)
 
 
 def _client_address(request: web.Request) -> str | None:
     """Whom the failed-PIN limiter counts the request under: the peer, or behind a
     trusted proxy the X-Forwarded-For client (node/cases/proxies.py). Never stored or logged."""
-    return request.app[CASES].clients.client(request.remote, request.headers.getall("X-Forwarded-For", []))
+    return request.app[NODE].cases.clients.client(request.remote, request.headers.getall("X-Forwarded-For", []))
 
 
 async def post_status(request: web.Request) -> web.Response:
-    service = request.app[CASES]
-
-    async def call(body):
-        return 200, await service.status(body, _client_address(request))
-
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+    cases = request.app[NODE].cases
+    return await _handle(request, STATUS_BODY_LIMIT, lambda body: cases.status(body, _client_address(request)))
 
 
 async def post_withdraw(request: web.Request) -> web.Response:
-    service = request.app[CASES]
-
-    async def call(body):
-        return 200, await service.withdraw(body, _client_address(request))
-
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+    cases = request.app[NODE].cases
+    return await _handle(request, STATUS_BODY_LIMIT, lambda body: cases.withdraw(body, _client_address(request)))

@@ -11,7 +11,7 @@ that header by itself, signs in once with the token and gets a cookie
 SameSite=Strict, Path=/console, valid 12 hours, and void as soon as the admin token
 changes. The admin site's guards (loopback peers, a loopback Host) apply as well.
 
-The page is built by node/figures.py (through `ctx.reader`, off the event loop) and
+The page is built by node/figures.py (the node's `figures`, off the event loop) and
 rendered by node/web/console/page.py: no script, no external resource, a strict
 content security policy; English or French (`?lang=`, else the browser's language).
 """
@@ -25,14 +25,20 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from node.web.app import NODE
+from node.errors import TooLarge
+from node.figures import DEFAULT_WINDOW, WINDOWS
+from node.web.bearer import bearer_token_ok
+from node.web.body import read_body
+from node.web.console.page import CONTENT_SECURITY_POLICY, render_console, render_login
+from node.web.console.text import choose_language
+from node.web.context import NODE
 
 COOKIE = "ncii_console"
 SESSION_SECONDS = 12 * 3600
 FORM_LIMIT = 4096
 
 
-def setup_admin(admin: web.Application) -> None:
+def setup_admin(admin: web.Application, node) -> None:
     admin.router.add_get("/console", get_console)
     admin.router.add_post("/console/login", post_login)
     admin.router.add_post("/console/logout", post_logout)
@@ -55,8 +61,6 @@ def _cookie_ok(request: web.Request, token: str, now: float) -> bool:
 
 
 def _headers() -> dict:
-    from node.web.console.page import CONTENT_SECURITY_POLICY
-
     return {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
@@ -66,27 +70,19 @@ def _html(body: str, status: int = 200) -> web.Response:
 
 
 def _language(request: web.Request, chosen: str | None = None) -> str:
-    from node.web.console.text import choose_language
-
     return choose_language(chosen or request.query.get("lang"), request.headers.get("Accept-Language", ""))
 
 
 async def get_console(request: web.Request) -> web.Response:
-    from node.figures import DEFAULT_WINDOW, WINDOWS, node_figures
-    from node.web.bearer import bearer_token_ok
-    from node.web.console.page import render_console, render_login
-    from node.web.metrics_routes import flush_matches, live_figures
-
-    ctx = request.app[NODE]
+    node = request.app[NODE]
     lang = _language(request)
-    by_cookie = _cookie_ok(request, ctx.admin_token, time.time())
-    if not by_cookie and not bearer_token_ok(request, ctx.admin_token):
+    by_cookie = _cookie_ok(request, node.admin_token, time.time())
+    if not by_cookie and not bearer_token_ok(request, node.admin_token):
         return _html(render_login(lang), status=401)
     window = request.query.get("window", DEFAULT_WINDOW)
     if window not in WINDOWS:
         window = DEFAULT_WINDOW
-    await flush_matches(ctx)  # the matches counted in memory since the last flush show too
-    figures = await ctx.reader.call(node_figures, ctx.config, window, None, live_figures(ctx))
+    figures = await node.figures.console(window, node.live_figures())
     return _html(render_console(figures, lang, signed_in_by_cookie=by_cookie))
 
 
@@ -97,12 +93,10 @@ def _plain_error(status: int, message: str) -> web.HTTPException:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    from node.web.body import BodyError, read_body
-
     try:
         raw = await read_body(request, FORM_LIMIT)
-    except BodyError as exc:
-        raise _plain_error(exc.status, str(exc)) from None
+    except TooLarge as exc:
+        raise _plain_error(413, str(exc)) from None
     try:
         fields = parse_qs(raw.decode("utf-8"), max_num_fields=4)
     except (UnicodeDecodeError, ValueError):
@@ -111,17 +105,15 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 
 async def post_login(request: web.Request) -> web.Response:
-    from node.web.console.page import render_login
-
-    ctx = request.app[NODE]
+    node = request.app[NODE]
     form = await _form(request)
     lang = _language(request, form.get("lang"))
     given = form.get("token", "").strip().encode()
-    if not ctx.admin_token or not hmac.compare_digest(given, ctx.admin_token.encode()):
+    if not node.admin_token or not hmac.compare_digest(given, node.admin_token.encode()):
         return _html(render_login(lang, error=True), status=401)
     expiry = int(time.time()) + SESSION_SECONDS
     redirect = web.HTTPSeeOther(f"/console?lang={lang}", headers=_headers())
-    redirect.set_cookie(COOKIE, _session_value(ctx.admin_token, expiry), max_age=SESSION_SECONDS, path="/console",
+    redirect.set_cookie(COOKIE, _session_value(node.admin_token, expiry), max_age=SESSION_SECONDS, path="/console",
                         httponly=True, samesite="Strict")
     raise redirect
 

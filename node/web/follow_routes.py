@@ -1,102 +1,33 @@
-"""The follower and the gossip inside `serve`, and GET /status.
-
-`setup(app)` registers GET /status on the public site and two cleanup_ctx resources
-that run, for as long as the node serves, the FollowService (node/follow/scheduler.py:
-one apscheduler job per followed log) and the GossipService (node/follow/gossip.py:
-one job per peer whose view is compared with ours; none without peers). Both write
-fork evidence files into DIR/evidence. Other route modules that want to hear
-about applied entries (the matcher) call `add_follow_listener(app, listener)` (a
-node.follow.listener.FollowListener) in their own `setup`, whatever their module's
-name; the listeners are read when the node starts. The running FollowService is
-`app[FOLLOW_SERVICE]["service"]` once the node has started.
+"""GET /status: the follower's health (node/follow/status.py), on both sites.
 
 /status holds no personal data (origins, sizes, counts, error messages about peers),
-but it does say whom a node follows: registered readers only on the public site.
+but it does say whom a node follows: on the public site it is for registered readers
+only (signed requests) unless the node is public_read; the admin site (loopback)
+answers it to the operator. The follower and the gossip themselves are parts of the
+node (node/runtime.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from aiohttp import web
 
-from node.web.app import NODE, READ_PROTECTED
-
-log = logging.getLogger(__name__)
-
-FOLLOW_LISTENERS = web.AppKey("follow_listeners", list)
-FOLLOW_SERVICE = web.AppKey("follow_service", dict)
-GOSSIP_SERVICE = web.AppKey("gossip_service", dict)
+from node.follow.status import status_report
+from node.store import connect
+from node.web.context import NODE, READ_PROTECTED
 
 
-def add_follow_listener(app: web.Application, listener) -> None:
-    app.setdefault(FOLLOW_LISTENERS, []).append(listener)
-
-
-def setup(app: web.Application) -> None:
-    app.setdefault(FOLLOW_LISTENERS, [])
-    app[FOLLOW_SERVICE] = {}
-    app[GOSSIP_SERVICE] = {}
+def setup(app: web.Application, node) -> None:
     app.router.add_get("/status", get_status)
-    # Which logs a node follows, and their errors, are an operator's business: on the
-    # public site /status is for registered readers (signed requests) unless the node
-    # is public_read; the admin site (loopback) answers it to the operator.
     app[READ_PROTECTED].append("/status")
-    app.cleanup_ctx.append(_follow_service)
-    app.cleanup_ctx.append(_gossip_service)
 
 
-def setup_admin(admin: web.Application) -> None:
+def setup_admin(admin: web.Application, node) -> None:
     admin.router.add_get("/status", get_status)
 
 
-async def _follow_service(app: web.Application):
-    from node.follow.listener import Listeners
-    from node.follow.scheduler import FollowService
-    from node.readaccess import RequestSigner
-
-    ctx = app[NODE]
-    key = ctx.datadir.load_request_signer()
-    service = FollowService(ctx.datadir.db_path, signer=RequestSigner.from_seed(key.name, key.seed),
-                            listener=Listeners(app[FOLLOW_LISTENERS]), own_origin=ctx.config.node.origin,
-                            evidence_dir=_evidence_dir(ctx))
-    await service.start()
-    app[FOLLOW_SERVICE]["service"] = service
-    try:
-        yield
-    finally:
-        app[FOLLOW_SERVICE].pop("service", None)
-        await service.stop()
-
-
-def _evidence_dir(ctx):
-    from node.follow.forks import EVIDENCE_DIR
-
-    return ctx.datadir.root / EVIDENCE_DIR
-
-
-async def _gossip_service(app: web.Application):
-    from node.follow.gossip import GossipService
-    from node.readaccess import RequestSigner
-
-    ctx = app[NODE]
-    key = ctx.datadir.load_request_signer()
-    service = GossipService(ctx.datadir.db_path, signer=RequestSigner.from_seed(key.name, key.seed),
-                            evidence_dir=_evidence_dir(ctx))
-    await service.start()
-    app[GOSSIP_SERVICE]["service"] = service
-    try:
-        yield
-    finally:
-        app[GOSSIP_SERVICE].pop("service", None)
-        await service.stop()
-
-
 def _report(db_path) -> dict:
-    from node.follow.status import status_report
-    from node.store import connect
-
     db = connect(db_path)
     try:
         return status_report(db)

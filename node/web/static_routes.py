@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from pathlib import Path
 
 from aiohttp import web
 
 from node.cases.resources import LANGUAGES, HelpDirectory
-from node.web.app import NODE
+from node.store import follow as follow_store
+from node.store import log as log_store
+from node.web.context import NODE
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,7 @@ def page_files() -> dict[str, Path]:
     return files
 
 
-def setup(app: web.Application) -> None:
-    if app[NODE].config.node.role != "helpline":
-        return
+def setup(app: web.Application, node) -> None:
     files = page_files()
 
     async def get_page_file(request: web.Request) -> web.Response:
@@ -83,7 +82,7 @@ def setup(app: web.Application) -> None:
     for url in files:
         app.router.add_get(url, get_page_file)
 
-    config = app[NODE].config
+    config = node.config
     directory = HelpDirectory.from_config(config.page)
     unmatched_warned: set[str] = set()
 
@@ -103,14 +102,8 @@ def setup(app: web.Application) -> None:
 
 def operator_names(db) -> set[str]:
     """The names this operator gave its registered readers and followed logs."""
-    from node.store import follow as follow_store
-    from node.store import log as log_store
-
     names = {reader.name for reader in log_store.list_readers(db)}
-    try:
-        names |= {followed.name for followed in follow_store.list_logs(db)}
-    except sqlite3.OperationalError:  # no follower tables in this database
-        pass
+    names |= {followed.name for followed in follow_store.list_logs(db)}
     return names - {""}
 
 

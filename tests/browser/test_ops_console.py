@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ops_support import (  # noqa: E402
+from ops_support import (
     HELPLINE,
     PLATFORM,
     Node,

@@ -25,11 +25,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from node.datadir import DataDir
 
-from ops_support import HELPLINE, PLATFORM, YES, Node, fingerprint, ncii, wait_for  # noqa: E402
-
-from node.datadir import DataDir  # noqa: E402
+from ops_support import HELPLINE, PLATFORM, YES, Node, fingerprint, ncii, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

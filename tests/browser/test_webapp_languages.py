@@ -20,13 +20,12 @@ import hashlib
 import io
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from follow_support import LogServer, StaticLog
 from webapp_support import (
     ARTIFACTS,
     REPO,
@@ -40,9 +39,6 @@ from webapp_support import (
     shoot,
     wait_until,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: follow_support's real log server
-from follow_support import LogServer, StaticLog  # noqa: E402
 
 AXE = REPO / ".test-tools" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ARTIFACTS / "languages"
@@ -111,7 +107,6 @@ def feedback_case(helpline):
     Platform" about itself."""
     from node.store import follow as follow_store
     from node.store import open_db
-    from node.web.follow_routes import FOLLOW_SERVICE
     from protocol.entries import Announcement, Feedback, encode_entry
     from protocol.merkle import leaf_hash
 
@@ -133,7 +128,7 @@ def feedback_case(helpline):
         follow_store.add_log(db, PLATFORM_ORIGIN, server.url, platform.vkey, name="Example Social")
     finally:
         db.close()
-    helpline.run(helpline.node.app[FOLLOW_SERVICE]["service"].reload())
+    helpline.run(helpline.node.node.follower.reload())
     codes = {"case_number": case["case_number"], "pin": case["pin"]}
     deadline = time.monotonic() + 30
     while True:

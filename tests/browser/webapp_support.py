@@ -161,7 +161,7 @@ class ThreadedNode:
     """A real helpline node serving the page, on 127.0.0.1 (free port), in its own thread and loop."""
 
     def __init__(self, root: Path, recorder: Recorder, page: dict | None = None, node: dict | None = None):
-        from node.web.app import RunningNode
+        from node.web.server import RunningNode
 
         self.datadir = make_helpline_datadir(root, page, node)
         self.node = RunningNode(self.datadir)

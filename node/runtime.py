@@ -1,0 +1,217 @@
+"""The composition root: the one place that builds a running node from its data directory.
+
+    node = Node(datadir)      # nothing opened yet; node.matcher exists on a platform
+    await node.start()        # every part, in the order below
+    ...                       # node.sequencer, node.cases, node.matcher, node.witness, ...
+    await node.stop()         # every part, in the reverse order (idempotent)
+
+`ncii-node serve` (node/web/server.py), the command line and the tests all build
+nodes this way; the web layer (node/web/app.py) receives the node and only translates
+HTTP. Start order (each part may rely on the parts started before it):
+
+   1. lock        the data directory's writer lock: one process writes this log
+   2. database    opened and migrated; `db` is a connection for short reads on the
+                  event loop (a reader lookup, a feedback's leaf hash)
+   3. keys        the log's and the request key's verifier keys; the admin, match
+                  (platform) and metrics tokens, created when missing
+   4. sequencer   crash recovery (stored entries republished), then the pending pool
+                  (node/log/sequencer.py); `feedback` publishes verdicts through it
+   5. cases       helpline: the case service; repairs cases a crash interrupted
+   6. follower    every node: one job per followed log; a platform's matcher is its
+                  listener (withdrawals before each round commits, additions after)
+   7. gossip      every node: one job per peer whose view is compared with ours
+   8. matcher     platform: the index is built from the database in the background
+                  (meanwhile matching answers "not ready"); then the disputed-match
+                  feedback that a suppression left pending is published
+   9. figures     the figures' database worker, the sequencer's batch times, the
+                  match counts flushed from memory every FLUSH_INTERVAL seconds
+  10. witness     every node: the witness (active once it has logs to cosign) and
+                  the submitter of our checkpoints to our witnesses
+
+Stopping runs the same list backwards: the sequencer stops after everything that
+appends through it, and publishes what is pending before it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import psutil
+
+from node.cases.service import CaseService
+from node.datadir import DataDir
+from node.feedback import FeedbackPublisher
+from node.figures import Figures
+from node.follow.forks import EVIDENCE_DIR
+from node.follow.gossip import GossipService
+from node.follow.listener import Listeners
+from node.follow.scheduler import FollowService
+from node.log.sequencer import Sequencer
+from node.matcher.service import Matcher
+from node.matcher.suppress import Suppressor
+from node.metrics import NodeMetrics
+from node.readaccess import RequestSigner
+from node.store import open_db
+from node.store.worker import DatabaseWorker
+from node.witness.service import WitnessService
+from node.witness.submit import WitnessSubmitter
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """One node: its parts, and the order in which they start and stop."""
+
+    def __init__(self, datadir: DataDir):
+        self.datadir = datadir
+        self.config = datadir.config
+        self.origin = self.config.node.origin
+        self.role = self.config.node.role
+        self.metrics = NodeMetrics()     # measured in memory (node/metrics.py)
+        # The matcher exists before anything starts: the follower's first round may
+        # reach it before its index is built (it queues what it hears meanwhile).
+        self.matcher = Matcher(pending_load=True) if self.role == "platform" else None
+        self.db = None
+        self.log_vkey = self.request_vkey = ""
+        self.admin_token = self.match_token = self.metrics_token = ""
+        self.sequencer: Sequencer | None = None
+        self.feedback: FeedbackPublisher | None = None
+        self.cases: CaseService | None = None
+        self.follower: FollowService | None = None
+        self.gossip: GossipService | None = None
+        self.suppressor: Suppressor | None = None
+        self.figures: Figures | None = None
+        self.witness: WitnessService | None = None
+        self.submitter: WitnessSubmitter | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @property
+    def evidence_dir(self):
+        """Where fork evidence files go (DIR/evidence)."""
+        return self.datadir.root / EVIDENCE_DIR
+
+    async def start(self) -> Node:
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._start(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def stop(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        datadir, config = self.datadir, self.config
+
+        # 1. lock
+        datadir.acquire_lock()
+        stack.callback(datadir.release_lock)
+
+        # 2. database
+        self.db = open_db(datadir.db_path)
+        stack.callback(self.db.close)
+
+        # 3. keys
+        self.log_vkey = datadir.load_log_signer().verifier_key()
+        request_key = datadir.load_request_signer()
+        self.request_vkey = request_key.verifier_key()
+        request_signer = RequestSigner.from_seed(request_key.name, request_key.seed)
+        self.admin_token = datadir.admin_token()
+        self.metrics_token = datadir.metrics_token(create=True)
+        if self.role == "platform":
+            self.match_token = datadir.match_token(create=True)
+
+        # 4. sequencer
+        self.sequencer = Sequencer(datadir)
+        await self.sequencer.start()
+        stack.push_async_callback(self.sequencer.stop)
+        self.feedback = FeedbackPublisher(self.db, self.sequencer, self.origin)
+
+        # 5. cases
+        if self.role == "helpline":
+            self.cases = CaseService(datadir, config, self.sequencer)
+            await self.cases.start()
+            stack.push_async_callback(self.cases.stop)
+
+        # 6. follower
+        listeners = [self.matcher] if self.matcher is not None else []
+        self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
+                                      own_origin=self.origin, evidence_dir=self.evidence_dir)
+        await self.follower.start()
+        stack.push_async_callback(self.follower.stop)
+
+        # 7. gossip
+        self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
+        await self.gossip.start()
+        stack.push_async_callback(self.gossip.stop)
+
+        # 8. matcher
+        if self.matcher is not None:
+            self.suppressor = Suppressor(self.db, self.matcher, self.feedback)
+            build = asyncio.create_task(self._build_index(), name="matcher-build")
+            stack.push_async_callback(self._stop_matcher, build)
+
+        # 9. figures
+        self.figures = Figures(DatabaseWorker(datadir.db_path, name="figures"), self.metrics, config)
+        self.sequencer.on_batch.append(self.metrics.observe_batch)
+        await self.figures.start()
+        stack.push_async_callback(self.figures.stop)
+
+        # 10. witness
+        self.witness = WitnessService(datadir, config, DatabaseWorker(datadir.db_path, name="witness"))
+        stack.push_async_callback(self.witness.stop)
+        await self.witness.start()
+        self.submitter = WitnessSubmitter(self.sequencer, datadir.db_path,
+                                          interval=config.witness.add_checkpoint_interval)
+        await self.submitter.start()
+        stack.push_async_callback(self.submitter.stop)
+
+    async def _build_index(self) -> None:
+        try:
+            await asyncio.to_thread(self.matcher.load, self.datadir.db_path)
+        except Exception:
+            if not self.matcher.load_cancelled:
+                log.exception("matcher: building the index failed; matching is unavailable")
+            return
+        published = await self.suppressor.publish_pending()
+        if published:
+            log.info("matcher: published %d pending disputed-false-match feedback entries", published)
+
+    async def _stop_matcher(self, build: asyncio.Task) -> None:
+        self.matcher.cancel_load()
+        await asyncio.gather(build, return_exceptions=True)
+        self.matcher.close()
+
+    # ------------------------------------------------------------------ what the node says of itself
+
+    async def node_json(self) -> dict:
+        """GET /node.json: who this node is, and what it says about witnessing."""
+        config = self.config
+        document = {
+            "origin": self.origin,
+            "role": self.role,
+            "display_name": config.node.display_name,
+            "contact": config.node.contact,
+            "verifier_key": self.log_vkey,
+            "request_key": self.request_vkey,
+            "public_read": config.http.public_read,
+        }
+        document.update(await self.witness.node_json())
+        return document
+
+    def live_figures(self) -> dict:
+        """What only the running process knows, for the console and /metrics."""
+        live = {"rss_bytes": psutil.Process().memory_info().rss}
+        if self.sequencer is not None and self.sequencer.published is not None:
+            live["log_size"] = self.sequencer.published.size
+        if self.matcher is not None:
+            live["matcher"] = self.matcher.stats()
+            live["latency"] = self.metrics.latency_percentiles()
+        return live
