@@ -332,6 +332,7 @@ class CaseService:
                 "published": [_published(e.idx, e.checkpoint_size, days) for e in published],
                 "withdrawn_at": None,
                 "feedback": _feedback(self._db, self.origin, published),
+                "platforms": [],
             }
             if case.state == "withdrawn":
                 done = {w.target for w in withdrawals}
@@ -344,6 +345,8 @@ class CaseService:
                     else None,
                     "entries": sorted({w.withdrawal_idx for w in withdrawals}),
                 }
+            answer["platforms"] = _platforms(self._db, self.origin, published,
+                                             withdrawals if case.state == "withdrawn" else None)
             return answer
 
         return await self._run_db(read)
@@ -426,6 +429,19 @@ class CaseService:
         store.abandon_case(self._db, case_id, found)
         log.warning("cases: an interrupted case creation was abandoned; %d of its entries reached the log "
                     "and will be withdrawn", len(found))
+
+
+def _platforms(db, own_origin: str, published: list, withdrawals: list | None) -> list[dict]:
+    """Per platform this helpline follows: when it applied the case's fingerprints and
+    its withdrawal (node/acks/report.py)."""
+    from node.acks.report import case_platforms
+
+    try:
+        return case_platforms(db, own_origin, [(e.idx, e.checkpoint_size) for e in published],
+                              None if withdrawals is None else
+                              [(w.withdrawal_idx, w.checkpoint_size) for w in withdrawals])
+    except sqlite3.OperationalError:  # the follower's tables do not exist in this database
+        return []
 
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:
