@@ -5,13 +5,20 @@ were applied."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+
+import pytest
 
 from acks_support import HELPLINE, PLATFORM, entries_of, running_pair
 from node.web.ack_routes import ACKNOWLEDGER
 from protocol.acknowledgements import publication_of, verify_acknowledgement, verify_publication
-from protocol.entries import entry_from_json
+from node.cli import main as cli_main
+from protocol.entries import decode_entry, entry_from_json, kind_name
+from protocol.errors import ProtocolError
 from protocol.note import parse_note
+from protocol.policy import parse_policy
+from protocol.tlogproof import verify_proofs
 from publish_support import wait_for
 
 
@@ -52,3 +59,47 @@ async def test_case_status_shows_when_each_platform_applied(tmp_path):
         answer = await pair.wait_applied(case, "withdrawal")
         applied = answer["platforms"][0]
         assert _time(applied["withdrawal"]["at"]) >= _time(applied["fingerprints"]["at"])
+
+
+async def test_receipts_at_creation_withdrawal_and_later_verify_offline(tmp_path, capsys):
+    async with running_pair(tmp_path) as pair:
+        case = await pair.create_case(10)
+        receipt = case["receipt"]
+        assert receipt.startswith("ncii-node/tlog-proofs@v1\n") and case["receipt_file"].endswith(".tlog-proof")
+        assert case["case_number"] not in receipt and case["pin"] not in receipt
+        async with pair.session.get(pair.helpline.public_url + "/v1/receipt-policy") as r:
+            assert r.status == 200
+            policy_text = await r.read()
+        policy = parse_policy(policy_text)
+        verified = verify_proofs(receipt.encode(), policy)
+        assert sorted(e.index for e in verified.entries) == [e["index"] for e in case["published"]]
+        assert list(verified.quorum.cosigned) == [f"published-by:{HELPLINE}"]  # no platform had applied it yet
+
+        # Later, the receipt also carries the platform's acknowledgement of that checkpoint.
+        await pair.wait_applied(case)
+        _, later = await pair.post("/v1/cases/receipt", {"case_number": case["case_number"], "pin": case["pin"]})
+        async with pair.session.get(pair.helpline.public_url + "/v1/receipt-policy") as r:
+            policy_text = await r.read()
+        verified = verify_proofs(later["receipt"].encode(), parse_policy(policy_text))
+        assert "applied-by:Platform-A" in verified.quorum.cosigned
+
+        # Checked offline by the command line, in plain words.
+        (tmp_path / "receipt.tlog-proof").write_text(later["receipt"])
+        (tmp_path / "policy.txt").write_bytes(policy_text)
+        code = await asyncio.to_thread(cli_main, ["audit", "verify-proof", str(tmp_path / "receipt.tlog-proof"),
+                                                  "--policy", str(tmp_path / "policy.txt")])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "VALID proof: 10 entries" in out and "Published: the helpline says" in out
+        assert "Applied: Platform-A says" in out
+
+        # At withdrawal: the fingerprints and the withdrawal, under one checkpoint.
+        withdrawn = await pair.withdraw(case)
+        verified = verify_proofs(withdrawn["receipt"].encode(), parse_policy(policy_text))
+        kinds = sorted(kind_name(decode_entry(e.entry)) for e in verified.entries)
+        assert kinds == ["submission"] * 10 + ["withdrawal"]
+
+        # A receipt altered anywhere proves nothing.
+        tampered = withdrawn["receipt"].replace("index 1\n", "index 2\n", 1)
+        with pytest.raises(ProtocolError):
+            verify_proofs(tampered.encode(), parse_policy(policy_text))

@@ -130,6 +130,8 @@ class CaseService:
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._db = None
         self._key = b""
+        self._ack_signer = None          # DIR/keys/ack.key: the publication cosignature in receipts
+        self._tiles = None
         self._in_flight: set[int] = set()
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
@@ -146,8 +148,13 @@ class CaseService:
         def open_() -> None:
             from node.store import open_db
 
+            from node.log.tilestore import TileStore
+            from node.witness.proofs import DiskTiles
+
             self._db = open_db(self.datadir.db_path, check_same_thread=False)
             self._key = load_or_create_case_key(self.datadir, self.case_key_path)
+            self._ack_signer = self.datadir.load_ack_signer(create=True)
+            self._tiles = DiskTiles(TileStore(self.datadir.tiles_dir, self.datadir.tmp_dir))
 
         await self._run_db(open_)
         await self.repair()
@@ -242,6 +249,7 @@ class CaseService:
             "fingerprints": len(fingerprints),
             "low_quality": sum(fp.low_quality for fp in fingerprints),
             "published": [_published(a.index, a.checkpoint_size, days) for a in appended],
+            **await self._receipt([a.index for a in appended]),
         }
 
     # ---------------------------------------------------------------- opening a case with its codes
@@ -351,6 +359,38 @@ class CaseService:
 
         return await self._run_db(read)
 
+    # ---------------------------------------------------------------- receipt
+    async def receipt(self, body: Any, address: str | None) -> dict:
+        """The newest receipt of a case (POST /v1/cases/receipt): it may carry platforms'
+        acknowledgements that the one given at creation or withdrawal could not."""
+        case = await self._open(body, address)
+        return await self._receipt_of(case.id)
+
+    async def _receipt_of(self, case_id: int) -> dict:
+        def indices() -> list[int]:
+            published = [e.idx for e in store.entries_of(self._db, case_id) if e.idx is not None]
+            return published + [w.withdrawal_idx for w in store.withdrawals_of(self._db, case_id)]
+
+        return await self._receipt(await self._run_db(indices))
+
+    async def _receipt(self, indices: list[int]) -> dict:
+        """{"receipt": the proof file's text, "receipt_file": a name to save it under},
+        or both null when none can be made now (never fails the request)."""
+        from node.cases.receipt import build_receipt
+        from node.witness.proofs import ProofUnavailable
+
+        indices = sorted(set(indices))
+        if not indices:
+            return {"receipt": None, "receipt_file": None}
+        try:
+            proofs = await self._run_db(lambda: build_receipt(self._db, self._tiles, self._ack_signer, self.origin,
+                                                              indices))
+        except ProofUnavailable as exc:
+            log.warning("cases: no receipt could be made (%s)", exc)
+            return {"receipt": None, "receipt_file": None}
+        date = day_to_json(today())
+        return {"receipt": proofs.to_bytes().decode("utf-8"), "receipt_file": f"receipt-{date}.tlog-proof"}
+
     # ---------------------------------------------------------------- withdraw
     async def withdraw(self, body: Any, address: str | None) -> dict:
         from node.log.sequencer import LogUnavailable
@@ -363,7 +403,7 @@ class CaseService:
             raise CaseApiError(503, "your withdrawal is recorded and will be published as soon as the "
                                "helpline's log can be written again; check the status in a few minutes",
                                state="withdrawn") from None
-        return await self._describe(case.id)
+        return {**await self._describe(case.id), **await self._receipt_of(case.id)}
 
     async def _append_withdrawals(self, case_id: int, reason: str) -> int:
         """Append withdrawal entries for every published entry of the case that no

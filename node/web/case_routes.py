@@ -3,6 +3,8 @@
     POST /v1/cases            eligibility answers + fingerprints -> case number and PIN (once)
     POST /v1/cases/status     case number + PIN -> state, publication, platform feedback
     POST /v1/cases/withdraw   case number + PIN -> withdrawal entries appended (idempotent)
+    POST /v1/cases/receipt    case number + PIN -> the newest receipt (an offline proof, no codes in it)
+    GET  /v1/receipt-policy   the C2SP tlog-policy that receipts of this helpline are checked with
 
 Rules kept here:
 - Case numbers and PINs travel only in JSON bodies, never in URLs (so no URL, log
@@ -40,6 +42,8 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/v1/cases", post_case)
     app.router.add_post("/v1/cases/status", post_status)
     app.router.add_post("/v1/cases/withdraw", post_withdraw)
+    app.router.add_post("/v1/cases/receipt", post_receipt)
+    app.router.add_get("/v1/receipt-policy", get_receipt_policy)
 
 
 async def _case_service(app: web.Application):
@@ -128,3 +132,34 @@ async def post_withdraw(request: web.Request) -> web.Response:
         return 200, await service.withdraw(body, _client_address(request))
 
     return await _handle(request, STATUS_BODY_LIMIT, call)
+
+
+async def post_receipt(request: web.Request) -> web.Response:
+    service = request.app[CASES]
+
+    async def call(body):
+        return 200, await service.receipt(body, _client_address(request))
+
+    return await _handle(request, STATUS_BODY_LIMIT, call)
+
+
+async def get_receipt_policy(request: web.Request) -> web.Response:
+    import asyncio
+
+    from node.cases.receipt import receipt_policy
+    from node.store import connect
+
+    ctx = request.app[NODE]
+    ack_vkey = ctx.datadir.load_ack_signer(create=True).verifier_key()
+
+    def read() -> bytes:
+        db = connect(ctx.datadir.db_path)
+        try:
+            return receipt_policy(db, ctx.config.node.origin, ctx.log_vkey, ack_vkey)
+        finally:
+            db.close()
+
+    policy = await asyncio.to_thread(read)
+    return web.Response(body=policy, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=300",
+                                 "Content-Disposition": 'inline; filename="receipt-policy.txt"'})
