@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 
 import pytest
 
 from acks_support import HELPLINE, PLATFORM, entries_of, running_pair
 from node.web.ack_routes import ACKNOWLEDGER
+from node.web.follow_routes import FOLLOW_SERVICE
 from protocol.acknowledgements import publication_of, verify_acknowledgement, verify_publication
 from node.cli import main as cli_main
+from node.follow.status import format_report, status_report
 from protocol.entries import decode_entry, entry_from_json, kind_name
 from protocol.errors import ProtocolError
 from protocol.note import parse_note
@@ -53,6 +56,12 @@ async def test_case_status_shows_when_each_platform_applied(tmp_path):
             assert published <= ack.timestamp + 1
         served = parse_note(pair.helpline.context.sequencer.published.note)
         assert publication_of(served) is not None
+
+        # The operator's view: how fast the platform acknowledged, and no false statement.
+        stats = status_report(pair.helpline.context.db, own_origin=HELPLINE)["logs"][0]["acknowledgements"]
+        assert stats["state"] == "ok" and stats["false_acknowledgements"] == 0
+        assert stats["submissions"]["acknowledged"] == 3 and stats["submissions"]["pending"] == 0
+        assert 0 <= stats["submissions"]["p50"] < 10
 
         withdrawn = await pair.withdraw(case)
         assert withdrawn["platforms"][0]["withdrawal"]["applied"] in (False, True)
@@ -103,3 +112,35 @@ async def test_receipts_at_creation_withdrawal_and_later_verify_offline(tmp_path
         tampered = withdrawn["receipt"].replace("index 1\n", "index 2\n", 1)
         with pytest.raises(ProtocolError):
             verify_proofs(tampered.encode(), parse_policy(policy_text))
+
+
+async def test_a_platform_that_stops_acknowledging_shows_up(tmp_path):
+    """A followed log that never acknowledges: the case says pending since publication,
+    and a minute later the operator sees it as silent; the honest platform stays ok."""
+    from follow_support import LogServer, StaticLog
+    from node.acks.report import acknowledgement_statistics
+    from node.store import follow as follow_store
+
+    async with running_pair(tmp_path) as pair:
+        mute = StaticLog("mute.example/log")
+        server = await LogServer(mute).start()
+        try:
+            follow_store.add_log(pair.helpline.context.db, mute.origin, server.url, mute.vkey, name="Mute")
+            await pair.helpline.app[FOLLOW_SERVICE]["service"].reload()
+            case = await pair.create_case(2)
+            await wait_for(lambda: _applied_by(pair, case, "Platform A"))
+            answer = await pair.status(case)
+            mute_entry = next(p for p in answer["platforms"] if p["name"] == "Mute")
+            assert mute_entry["fingerprints"]["applied"] is False and mute_entry["fingerprints"]["pending_since"]
+            later = acknowledgement_statistics(pair.helpline.context.db, HELPLINE, now=time.time() + 120)
+            states = {p["name"]: p["state"] for p in later["platforms"]}
+            assert states == {"Platform A": "ok", "Mute": "silent"}
+            text = format_report(status_report(pair.helpline.context.db, now=time.time() + 120, own_origin=HELPLINE))
+            assert "SILENT" in text
+        finally:
+            await server.stop()
+
+
+async def _applied_by(pair, case, name):
+    answer = await pair.status(case)
+    return any(p["name"] == name and p["fingerprints"]["applied"] for p in answer["platforms"])

@@ -28,9 +28,10 @@ def run(args) -> int:
     from node.follow.status import format_report, status_report
     from node.store import open_db
 
-    db = open_db(DataDir(args.dir).db_path)
+    datadir = DataDir(args.dir)
+    db = open_db(datadir.db_path)
     try:
-        report = status_report(db)
+        report = status_report(db, own_origin=datadir.config.node.origin)
     finally:
         db.close()
     print(json.dumps(report, indent=1) if args.json else format_report(report))

@@ -6,6 +6,8 @@ and `forked`), `fingerprints` the counts over all logs. Lag is given two ways:
 `lag_seconds` (time since a round last confirmed we held the peer's latest checkpoint).
 A forked log also names its evidence file (`fork_evidence`) or why there is none
 (`fork_evidence_problem`); `gossip` lists the peers whose views are compared with ours.
+Given the node's own origin, each followed log also says how fast it acknowledged this
+node's submissions and withdrawals (`acknowledgements`, node/acks/report.py).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ def iso_time(t: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def status_report(db, now: float | None = None) -> dict:
+def status_report(db, now: float | None = None, own_origin: str | None = None) -> dict:
     now = time.time() if now is None else now
+    acks = _acknowledgements(db, own_origin, now)
     counts = store.fingerprint_counts(db)
     forks = store.latest_forks(db)
     logs = []
@@ -51,6 +54,7 @@ def status_report(db, now: float | None = None) -> dict:
             "failures": entry.failures,
             "display_name": entry.display_name,
             "fingerprints": c,
+            "acknowledgements": acks.get(entry.origin),
         })
     total = {"active": 0, "withdrawn": 0, "suppressed": 0}
     for c in counts.values():
@@ -65,6 +69,30 @@ def status_report(db, now: float | None = None) -> dict:
                    for p in store.list_gossip_peers(db)],
         "generated_at": iso_time(now),
     }
+
+
+def _acknowledgements(db, own_origin: str | None, now: float) -> dict:
+    """Per followed log, its acknowledgement statistics of this node's own entries
+    (only for a node that published submissions or withdrawals)."""
+    if own_origin is None:
+        return {}
+    from node.acks.report import acknowledgement_statistics
+
+    try:
+        stats = acknowledgement_statistics(db, own_origin, now)
+    except Exception:  # noqa: BLE001 - no publishing tables in this database: nothing to say
+        return {}
+    if not any(stats["entries"].values()):
+        return {}
+    return {p["origin"]: p for p in stats["platforms"]}
+
+
+def _latency(summary: dict) -> str:
+    text = (f"p50 {summary['p50']} s, p99 {summary['p99']} s ({summary['acknowledged']} acknowledged"
+            if summary.get("acknowledged") else "(none acknowledged")
+    if summary.get("pending"):
+        text += f", {summary['pending']} pending for up to {summary.get('oldest_pending_seconds')} s"
+    return text + ")"
 
 
 def format_report(report: dict) -> str:
@@ -98,6 +126,17 @@ def format_report(report: dict) -> str:
                 lines.append("                 (anyone can check it: ncii-node audit verify-evidence FILE)")
             elif entry.get("fork_evidence_problem"):
                 lines.append(f"  evidence       NONE: {entry['fork_evidence_problem']}")
+        acks = entry.get("acknowledgements")
+        if acks:
+            state = {"late": "LATE: something waits for more than a minute",
+                     "silent": "SILENT: it never acknowledged anything", "forked": "forked"}.get(acks["state"], "ok")
+            lines.append(f"  acknowledged   this log up to size {acks['acknowledged_size']}, last at "
+                         f"{acks['last_acknowledgement'] or 'never'} [{state}]")
+            lines.append(f"    submissions  {_latency(acks['submissions'])}, over the last 7 days")
+            lines.append(f"    withdrawals  {_latency(acks['withdrawals'])}")
+            if acks["false_acknowledgements"]:
+                lines.append(f"    !!! {acks['false_acknowledgements']} acknowledgement(s) of a tree this log never "
+                             "had (audit with --platform writes the evidence)")
         if entry["last_error"]:
             lines.append(f"  last error     {entry['last_error']} ({entry['last_error_at']}, "
                          f"{entry['failures']} failure(s) in a row)")
