@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 PYTHON = sys.executable
 HELPLINE = "bench-helpline.example/log"
 PLATFORM = "bench-platform.example/log"
-YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+YES = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
 
 
 def cli(*argv: str) -> None:

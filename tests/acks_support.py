@@ -17,7 +17,7 @@ from publish_support import make_datadir, wait_for
 
 HELPLINE = "helpline.example/log"
 PLATFORM = "platform.example/log"
-YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+YES = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
 
 
 def pdq_fingerprints(n: int, seed: int = 0) -> list[dict]:
