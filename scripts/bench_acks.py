@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,27 +45,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 PYTHON = sys.executable
 HELPLINE = "bench-helpline.example/log"
 PLATFORM = "bench-platform.example/log"
+from bench_withdrawal import cli, start  # noqa: E402  (two real nodes, as that benchmark starts them)
+
 YES = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
-
-
-def cli(*argv: str) -> None:
-    subprocess.run([PYTHON, "-m", "node", *argv], check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def start(datadir: Path) -> tuple[subprocess.Popen, dict]:
-    from node.datadir import DataDir
-
-    process = subprocess.Popen([PYTHON, "-m", "node", "serve", "--dir", str(datadir), "--port", "0"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        info = DataDir(datadir).read_serve_info()
-        if info and info.get("pid") == process.pid:
-            return process, info
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the node in {datadir} did not start")
 
 
 def fingerprints(case: int) -> list[dict]:

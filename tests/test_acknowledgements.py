@@ -28,7 +28,7 @@ from protocol.acknowledgements import (
 )
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.cosignature import CosignatureSigner, CosignatureVerifier
-from protocol.entries import Acknowledgement, decode_entry, encode_entry
+from protocol.entries import decode_entry, encode_entry
 from protocol.errors import CosignatureError, UsageError
 from protocol.merkle import leaf_hash, root_of
 from protocol.note import Signer, add_signatures, parse_note

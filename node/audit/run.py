@@ -196,7 +196,7 @@ async def download_and_check(client, vkey: str, url: str) -> "CheckedLog":
 
 
 async def run_audit(options: AuditOptions) -> AuditOutcome:
-    from node.follow.client import FetchError, PeerClient
+    from node.follow.client import PeerClient
 
     try:
         Verifier.from_vkey(options.vkey)

@@ -116,31 +116,25 @@ def _client_address(request: web.Request) -> str | None:
     return request.app[CASES].clients.client(request.remote, request.headers.getall("X-Forwarded-For", []))
 
 
-async def post_status(request: web.Request) -> web.Response:
-    service = request.app[CASES]
+def _with_codes(action: str):
+    """A route whose body is the case number and PIN (status, withdraw, receipt): it
+    calls CaseService.<action>(body, client address) and answers 200."""
 
-    async def call(body):
-        return 200, await service.status(body, _client_address(request))
+    async def route(request: web.Request) -> web.Response:
+        method = getattr(request.app[CASES], action)
 
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+        async def call(body):
+            return 200, await method(body, _client_address(request))
 
+        return await _handle(request, STATUS_BODY_LIMIT, call)
 
-async def post_withdraw(request: web.Request) -> web.Response:
-    service = request.app[CASES]
-
-    async def call(body):
-        return 200, await service.withdraw(body, _client_address(request))
-
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+    route.__name__ = f"post_{action}"
+    return route
 
 
-async def post_receipt(request: web.Request) -> web.Response:
-    service = request.app[CASES]
-
-    async def call(body):
-        return 200, await service.receipt(body, _client_address(request))
-
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+post_status = _with_codes("status")
+post_withdraw = _with_codes("withdraw")
+post_receipt = _with_codes("receipt")
 
 
 async def get_receipt_policy(request: web.Request) -> web.Response:
