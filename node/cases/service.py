@@ -370,6 +370,14 @@ class CaseService:
         case = await self._open(body, address)
         return await self._receipt_of(case.id)
 
+    async def receipt_policy(self) -> bytes:
+        """GET /v1/receipt-policy: the tlog-policy receipts are checked with (it names the
+        followed platforms' current acknowledgement keys, so it is read each time)."""
+        from node.cases.receipt import receipt_policy
+
+        return await self._run_db(lambda: receipt_policy(self._db, self.origin, self.ctx.log_vkey,
+                                                         self._ack_signer.verifier_key()))
+
     async def _receipt_of(self, case_id: int) -> dict:
         def indices() -> list[int]:
             published = [e.idx for e in store.entries_of(self._db, case_id) if e.idx is not None]

@@ -138,22 +138,7 @@ post_receipt = _with_codes("receipt")
 
 
 async def get_receipt_policy(request: web.Request) -> web.Response:
-    import asyncio
-
-    from node.cases.receipt import receipt_policy
-    from node.store import connect
-
-    ctx = request.app[NODE]
-    ack_vkey = ctx.datadir.load_ack_signer(create=True).verifier_key()
-
-    def read() -> bytes:
-        db = connect(ctx.datadir.db_path)
-        try:
-            return receipt_policy(db, ctx.config.node.origin, ctx.log_vkey, ack_vkey)
-        finally:
-            db.close()
-
-    policy = await asyncio.to_thread(read)
+    policy = await request.app[CASES].receipt_policy()
     return web.Response(body=policy, content_type="text/plain", charset="utf-8",
-                        headers={"Cache-Control": "public, max-age=300",
+                        headers={"Cache-Control": "no-cache",
                                  "Content-Disposition": 'inline; filename="receipt-policy.txt"'})
