@@ -166,9 +166,10 @@ def signed_message(ack: Acknowledgement) -> bytes:
 
 @dataclass(frozen=True)
 class Timeline:
-    """When was entry i first covered? Built from points (size, time) in the order a
-    log states them -- "at `time`, a tree of `size` entries was published" (a log's
-    own acknowledgements) or "... was applied" (an acknowledger's) -- `covered_at(i)`
+    """When was entry i first covered? Built from points (size, time) in the order
+    they were stated -- "at `time`, a tree of `size` entries was published" (a log's
+    publication cosignatures, by size) or "... was applied" (an acknowledger's
+    acknowledgements, in its log's order) -- `covered_at(i)`
     is the time of the FIRST point, in that order, whose tree holds entry i (size > i),
     or None. Only points that grow the size can be first for some entry, so they
     alone are kept (an honest log's sizes only grow anyway)."""
