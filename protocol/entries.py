@@ -812,7 +812,7 @@ def kind_name(entry: Entry) -> str:
 def entry_summary_key(prefix: bytes) -> tuple[str, str]:
     """(kind, detail) of an entry from its first three bytes, for counting entries
     without decoding them: detail is the signal of a submission, the verdict of a
-    feedback, the reason of a withdrawal, "" for an announcement. For entries that
+    feedback, the reason of a withdrawal, "" for an announcement or an acknowledgement. For entries that
     were validated before (a log's own entries); unknown codes give "unknown"."""
     if len(prefix) < 3:
         return "unknown", ""
@@ -824,4 +824,5 @@ def entry_summary_key(prefix: bytes) -> tuple[str, str]:
     if vocabulary is not None:
         name, words = vocabulary
         return name, words[code - 1] if 1 <= code <= len(words) else "unknown"
-    return ("announcement", "") if kind == KIND_ANNOUNCEMENT else ("unknown", "")
+    return {KIND_ANNOUNCEMENT: ("announcement", ""), KIND_ACKNOWLEDGEMENT: ("acknowledgement", "")}.get(
+        kind, ("unknown", ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import html
 import time
 
 import pytest
@@ -137,6 +138,20 @@ async def test_a_platform_that_stops_acknowledging_shows_up(tmp_path):
             assert states == {"Platform A": "ok", "Mute": "silent"}
             text = format_report(status_report(pair.helpline.context.db, now=time.time() + 120, own_origin=HELPLINE))
             assert "SILENT" in text
+            # The operator's console and `ncii-node stats` say the same.
+            from node.figures import format_figures, node_figures
+            from node.web.console.page import render_console
+
+            figures = node_figures(pair.helpline.context.db, pair.helpline.context.config, "7d",
+                                   now=time.time() + 120)
+            states = {p["name"]: p["state"] for p in figures["acknowledgements"]["platforms"]}
+            assert states == {"Platform A": "ok", "Mute": "silent"}
+            for lang, words in (("en", "has not applied entries published more than a minute ago"),
+                                ("fr", "n'a pas appliqué des entrées publiées il y a plus d'une minute")):
+                page = render_console(figures, lang)
+                assert 'id="acknowledgements"' in page and f"Mute: {html.escape(words)}" in page
+            stats = format_figures(figures)
+            assert "Mute (mute.example/log) [SILENT" in stats and "Platform A (platform.example/log) [ok]" in stats
         finally:
             await server.stop()
 
