@@ -199,11 +199,13 @@ class Timeline:
 
 @dataclass(frozen=True)
 class Latency:
-    """Per entry: published at, acknowledged at (None: not yet)."""
+    """Per entry -- or per `count` entries that share both times (entries first
+    published in one checkpoint) -- published at, acknowledged at (None: not yet)."""
 
     index: int
     published: float | None
     acknowledged: float | None
+    count: int = 1
 
     @property
     def seconds(self) -> float | None:
@@ -226,17 +228,34 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
+def weighted_percentile(sorted_pairs: Sequence[tuple[float, int]], fraction: float) -> float:
+    """The nearest-rank percentile of values given with how many times each occurs,
+    sorted by value: what `percentile` gives on the expanded list."""
+    total = sum(n for _, n in sorted_pairs)
+    if not total:
+        raise UsageError("percentile of no values")
+    rank, seen = max(1, math.ceil(fraction * total)), 0
+    for value, n in sorted_pairs:
+        seen += n
+        if seen >= rank:
+            return value
+    return sorted_pairs[-1][0]
+
+
 def summarize(items: Sequence[Latency], now: float | None = None) -> dict:
-    """The distribution of acknowledgement latencies (seconds) of published entries:
-    count, acknowledged, pending (published, not acknowledged), p50, p90, p99, max;
-    with `now`, how long the oldest pending entry has waited. A negative latency (an
-    acknowledgement timed before the publication: clocks apart) counts as it is."""
-    done = sorted(x.seconds for x in items if x.seconds is not None)
+    """The distribution of acknowledgement latencies (seconds) of published entries
+    (each item counting `count` entries): entries, acknowledged, pending (published,
+    not acknowledged), p50, p90, p99, max; with `now`, how long the oldest pending
+    entry has waited. A negative latency (an acknowledgement timed before the
+    publication: clocks apart) counts as it is."""
+    done = sorted((x.seconds, x.count) for x in items if x.seconds is not None)
     pending = [x for x in items if x.published is not None and x.acknowledged is None]
-    out: dict = {"entries": len(items), "acknowledged": len(done), "pending": len(pending)}
+    out: dict = {"entries": sum(x.count for x in items), "acknowledged": sum(n for _, n in done),
+                 "pending": sum(x.count for x in pending)}
     if done:
-        out.update(p50=round(percentile(done, 0.50), 3), p90=round(percentile(done, 0.90), 3),
-                   p99=round(percentile(done, 0.99), 3), max=round(done[-1], 3))
+        out.update({name: round(weighted_percentile(done, p), 3) for name, p in (("p50", 0.5), ("p90", 0.9),
+                                                                                  ("p99", 0.99))})
+        out["max"] = round(done[-1][0], 3)
     if pending:
         oldest = min(x.published for x in pending)  # type: ignore[type-var]
         out["pending_since"] = oldest

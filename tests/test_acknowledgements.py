@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.acknowledgements import (
+    Latency,
     Timeline,
     ack_time,
     ack_vkey,
@@ -189,3 +192,15 @@ def test_percentile_nearest_rank():
     assert percentile([7], 0.01) == 7
     with pytest.raises(UsageError):
         percentile([], 0.5)
+
+
+@given(st.lists(st.tuples(st.one_of(st.none(), st.floats(0, 100, allow_nan=False)), st.integers(1, 5)),
+                min_size=0, max_size=30))
+@settings(max_examples=80, deadline=None)
+def test_grouped_latencies_summarize_like_the_entries_they_stand_for(groups):
+    """Entries first published in one checkpoint share both times: a group of n counts
+    as n entries, percentiles included."""
+    grouped = [Latency(i, 100.0, None if s is None else 100.0 + s, n) for i, (s, n) in enumerate(groups)]
+    expanded = [Latency(i, 100.0, None if s is None else 100.0 + s) for i, (s, n) in enumerate(groups)
+                for _ in range(n)]
+    assert summarize(grouped, now=300.0) == summarize(expanded, now=300.0)

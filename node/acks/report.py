@@ -5,9 +5,9 @@
         applied, when its withdrawal was applied, or since when each is pending
     acknowledgement_statistics(db, own_origin, now, window)
         what the operator sees per platform: the distribution of the time from
-        publication to acknowledgement, submissions and withdrawals apart, what is
-        pending and for how long; a platform that stops acknowledging shows up
-        as `late` (or `silent` if it never acknowledged anything)
+        publication to acknowledgement of the cases' entries, submissions and
+        withdrawals apart, what is pending and for how long; a platform that stops
+        acknowledging shows up as `late` (or `silent` if it never acknowledged anything)
 
 "Published" is when this node published the first checkpoint holding the entry
 (log_checkpoints.published_at); "acknowledged" is the time the followed log signed in
@@ -23,12 +23,11 @@ import datetime
 import time
 
 from node.store import follow as follow_store
-from protocol.acknowledgements import Timeline, latencies, summarize
-from protocol.entries import KIND_SUBMISSION, KIND_WITHDRAWAL
+from protocol.acknowledgements import Latency, Timeline, summarize
 
 LATE_AFTER = 60.0          # seconds an entry may wait before its acknowledger counts as late
 DEFAULT_WINDOW = 7 * 86400
-MAX_ENTRIES = 10_000       # per kind, the newest, for the statistics (enough for a p99)
+MAX_GROUPS = 10_000        # checkpoints per kind, the newest, for the statistics
 
 
 def iso(seconds: float | None) -> str | None:
@@ -84,25 +83,23 @@ def case_platforms(db, own_origin: str, submissions: list[tuple[int, int]],
 
 # ------------------------------------------------------------------------------ statistics
 
-def _own_entries(db, kind: int, limit: int, since_size: int) -> list[int]:
-    rows = db.execute("SELECT idx FROM log_entries WHERE idx >= ? AND substr(data, 2, 1) = ? "
-                      "ORDER BY idx DESC LIMIT ?", (since_size, bytes([kind]), limit)).fetchall()
-    return [r[0] for r in reversed(rows)]
-
-
 def acknowledgement_statistics(db, own_origin: str, now: float | None = None, window: float = DEFAULT_WINDOW,
                                late_after: float = LATE_AFTER) -> dict:
-    """Per followed log, the acknowledgement latencies of this node's submissions and
-    withdrawals published in the last `window` seconds (at most MAX_ENTRIES of each,
-    the newest): see protocol.acknowledgements.summarize."""
+    """Per followed log, the acknowledgement latencies of the cases' submissions and
+    withdrawal entries published in the last `window` seconds (the newest MAX_GROUPS
+    checkpoints of each): see protocol.acknowledgements.summarize. Entries are taken
+    by the checkpoint that first held them -- they share its publication time, and an
+    acknowledgement covers all of a checkpoint or none of it -- so the work grows with
+    checkpoints, not entries."""
+    from node.store import cases as case_store
+    from node.store import log as log_store
+
     now = time.time() if now is None else now
     since = now - window
     row = db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at < ?", (since,)).fetchone()
     since_size = row[0] or 0
-    published = Timeline.of(db.execute("SELECT size, published_at FROM log_checkpoints WHERE size > ? "
-                                       "ORDER BY size", (since_size,)).fetchall())
-    kinds = {"submissions": _own_entries(db, KIND_SUBMISSION, MAX_ENTRIES, since_size),
-             "withdrawals": _own_entries(db, KIND_WITHDRAWAL, MAX_ENTRIES, since_size)}
+    groups = dict(zip(("submissions", "withdrawals"), case_store.published_groups(db, since_size, MAX_GROUPS)))
+    published = log_store.published_times(db, {size for rows in groups.values() for size, _, _ in rows})
     false = [a.from_origin for a in follow_store.false_acks(db, own_origin)]
     platforms = []
     for followed in follow_store.list_logs(db):
@@ -113,8 +110,9 @@ def acknowledgement_statistics(db, own_origin: str, now: float | None = None, wi
                        "acknowledged_size": latest.size if latest else 0,
                        "last_acknowledgement": iso(latest.time_ms / 1000) if latest else None}
         oldest_pending = None
-        for kind, indices in kinds.items():
-            summary = summarize(latencies(indices, published, acked), now)
+        for kind, rows in groups.items():
+            items = [Latency(last, published.get(size), acked.covered_at(last), n) for size, n, last in rows]
+            summary = summarize(items, now)
             if "pending_since" in summary:
                 summary["pending_since"] = iso(summary["pending_since"])
                 oldest_pending = max(oldest_pending or 0.0, summary["oldest_pending_seconds"])
@@ -128,4 +126,4 @@ def acknowledgement_statistics(db, own_origin: str, now: float | None = None, wi
         entry["false_acknowledgements"] = false.count(followed.origin)
         platforms.append(entry)
     return {"window_seconds": window, "since": iso(since), "late_after_seconds": late_after,
-            "entries": {kind: len(indices) for kind, indices in kinds.items()}, "platforms": platforms}
+            "entries": {kind: sum(n for _, n, _ in rows) for kind, rows in groups.items()}, "platforms": platforms}
