@@ -63,6 +63,13 @@ async def test_case_status_shows_when_each_platform_applied(tmp_path):
         assert stats["state"] == "ok" and stats["false_acknowledgements"] == 0
         assert stats["submissions"]["acknowledged"] == 3 and stats["submissions"]["pending"] == 0
         assert 0 <= stats["submissions"]["p50"] < 10
+        # The statistics read a summary kept by a trigger; it agrees with the rows.
+        from node.store.stats import published_groups
+
+        db = pair.helpline.context.db
+        assert published_groups(db, 0, 100) == db.execute(
+            "SELECT checkpoint_size, COUNT(*), MAX(idx) FROM case_entries WHERE checkpoint_size IS NOT NULL "
+            "GROUP BY checkpoint_size ORDER BY checkpoint_size DESC").fetchall()
 
         withdrawn = await pair.withdraw(case)
         assert withdrawn["platforms"][0]["withdrawal"]["applied"] in (False, True)

@@ -93,12 +93,14 @@ def acknowledgement_statistics(db, own_origin: str, now: float | None = None, wi
     checkpoints, not entries."""
     from node.store import cases as case_store
     from node.store import log as log_store
+    from node.store import stats as stats_store
 
     now = time.time() if now is None else now
     since = now - window
     row = db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at < ?", (since,)).fetchone()
     since_size = row[0] or 0
-    groups = dict(zip(("submissions", "withdrawals"), case_store.published_groups(db, since_size, MAX_GROUPS)))
+    groups = {"submissions": stats_store.published_groups(db, since_size, MAX_GROUPS),
+              "withdrawals": case_store.withdrawal_groups(db, since_size, MAX_GROUPS)}
     published = log_store.published_times(db, {size for rows in groups.values() for size, _, _ in rows})
     false = [a.from_origin for a in follow_store.false_acks(db, own_origin)]
     platforms = []

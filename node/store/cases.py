@@ -116,20 +116,14 @@ class WithdrawalRow:
 _CASE_COLUMNS = "id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before"
 
 
-def published_groups(db: sqlite_utils.Database, since_size: int, limit: int) -> tuple[list, list]:
-    """The cases' entries published in checkpoints after `since_size`, grouped by the
-    checkpoint that first held them (they share its publication time, and every
-    acknowledgement covers all of a checkpoint or none of it): for submissions and for
-    withdrawal entries, [(checkpoint size, how many entries, greatest index)], the
-    newest `limit` checkpoints."""
-    submissions = db.execute(
-        "SELECT checkpoint_size, COUNT(*), MAX(idx) FROM case_entries WHERE idx >= ? GROUP BY checkpoint_size "
-        "ORDER BY checkpoint_size DESC LIMIT ?", (since_size, limit)).fetchall()
-    withdrawals = db.execute(
+def withdrawal_groups(db: sqlite_utils.Database, since_size: int, limit: int) -> list[tuple[int, int, int]]:
+    """The cases' withdrawal entries published in checkpoints after `since_size`, by the
+    checkpoint that first held them: [(checkpoint size, how many withdrawal entries,
+    greatest index)], the newest `limit` checkpoints (node/acks/report.py)."""
+    return db.execute(
         "SELECT checkpoint_size, COUNT(DISTINCT withdrawal_idx), MAX(withdrawal_idx) FROM case_withdrawals "
         "WHERE withdrawal_idx >= ? GROUP BY checkpoint_size ORDER BY checkpoint_size DESC LIMIT ?",
         (since_size, limit)).fetchall()
-    return submissions, withdrawals
 
 
 def insert_pending_case(db: sqlite_utils.Database, lookup: bytes, pin_salt: bytes, pin_hash: bytes,
