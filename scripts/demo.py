@@ -353,7 +353,7 @@ def main() -> int:
              f"withdrawal applied at {platform['withdrawal']['at']} (its signed acknowledgements)")
     receipt = WORK / "receipt.tlog-proof"
     receipt.write_text(withdrawn["receipt"])
-    with urllib.request.urlopen(helpline["public_url"] + "/v1/receipt-policy", timeout=10) as response:
+    with urllib.request.urlopen(helpline["public_url"] + "/v1/cases/receipt-policy", timeout=10) as response:
         (WORK / "receipt-policy.txt").write_bytes(response.read())
     check(case_number not in withdrawn["receipt"] and pin not in withdrawn["receipt"], "the receipt holds the codes")
     out = ncii("audit", "verify-proof", str(receipt), "--policy", str(WORK / "receipt-policy.txt"))

@@ -84,7 +84,7 @@ async def test_receipts_at_creation_withdrawal_and_later_verify_offline(tmp_path
         receipt = case["receipt"]
         assert receipt.startswith("ncii-node/tlog-proofs@v1\n") and case["receipt_file"].endswith(".tlog-proof")
         assert case["case_number"] not in receipt and case["pin"] not in receipt
-        async with pair.session.get(pair.helpline.public_url + "/v1/receipt-policy") as r:
+        async with pair.session.get(pair.helpline.public_url + "/v1/cases/receipt-policy") as r:
             assert r.status == 200
             policy_text = await r.read()
         policy = parse_policy(policy_text)
@@ -95,7 +95,7 @@ async def test_receipts_at_creation_withdrawal_and_later_verify_offline(tmp_path
         # Later, the receipt also carries the platform's acknowledgement of that checkpoint.
         await pair.wait_applied(case)
         _, later = await pair.post("/v1/cases/receipt", {"case_number": case["case_number"], "pin": case["pin"]})
-        async with pair.session.get(pair.helpline.public_url + "/v1/receipt-policy") as r:
+        async with pair.session.get(pair.helpline.public_url + "/v1/cases/receipt-policy") as r:
             policy_text = await r.read()
         verified = verify_proofs(later["receipt"].encode(), parse_policy(policy_text))
         assert "applied-by:Platform-A" in verified.quorum.cosigned

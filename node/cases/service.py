@@ -387,7 +387,7 @@ class CaseService:
         return await self._receipt_of(case.id)
 
     async def receipt_policy(self) -> bytes:
-        """GET /v1/receipt-policy: the tlog-policy receipts are checked with (it names the
+        """GET /v1/cases/receipt-policy: the tlog-policy receipts are checked with (it names the
         followed platforms' current acknowledgement keys, so it is read each time)."""
         from node.cases.receipt import receipt_policy
 

@@ -4,7 +4,7 @@
     POST /v1/cases/status     case number + PIN -> state, publication, platform feedback
     POST /v1/cases/withdraw   case number + PIN -> withdrawal entries appended (idempotent)
     POST /v1/cases/receipt    case number + PIN -> the newest receipt (an offline proof, no codes in it)
-    GET  /v1/receipt-policy   the C2SP tlog-policy that receipts of this helpline are checked with
+    GET  /v1/cases/receipt-policy   the C2SP tlog-policy that receipts of this helpline are checked with
 
 Rules kept here:
 - Case numbers and PINs travel only in JSON bodies, never in URLs (so no URL, log
@@ -43,7 +43,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/v1/cases/status", post_status)
     app.router.add_post("/v1/cases/withdraw", post_withdraw)
     app.router.add_post("/v1/cases/receipt", post_receipt)
-    app.router.add_get("/v1/receipt-policy", get_receipt_policy)
+    app.router.add_get("/v1/cases/receipt-policy", get_receipt_policy)
 
 
 async def _case_service(app: web.Application):

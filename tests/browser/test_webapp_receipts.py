@@ -103,7 +103,7 @@ def check_in_page(page, path):
 def verify_offline(pair, receipt_path, tmp_path, capsys):
     import urllib.request
 
-    with urllib.request.urlopen(pair.base_url + "/v1/receipt-policy", timeout=10) as answer:
+    with urllib.request.urlopen(pair.base_url + "/v1/cases/receipt-policy", timeout=10) as answer:
         (tmp_path / "policy.txt").write_bytes(answer.read())
     capsys.readouterr()
     code = cli_main(["audit", "verify-proof", str(receipt_path), "--policy", str(tmp_path / "policy.txt"), "--json"])

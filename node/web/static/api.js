@@ -40,9 +40,9 @@ export function caseReceipt(caseNumber, pin) {
   return post('v1/cases/receipt', { case_number: caseNumber, pin });
 }
 
-/** GET /v1/receipt-policy: the helpline's keys a receipt is checked with (text). */
+/** GET /v1/cases/receipt-policy: the helpline's keys a receipt is checked with (text). */
 export async function loadReceiptPolicy() {
-  const response = await fetch(new URL('v1/receipt-policy', document.baseURI), { credentials: 'omit', cache: 'no-cache', referrerPolicy: 'no-referrer' });
+  const response = await fetch(new URL('v1/cases/receipt-policy', document.baseURI), { credentials: 'omit', cache: 'no-cache', referrerPolicy: 'no-referrer' });
   if (!response.ok) throw new Error(`receipt-policy: ${response.status}`);
   return response.text();
 }

@@ -47,7 +47,7 @@ const state = {
   helpline: { resources: [], emergency: [], faq: [], default_faq: true, platforms: [], countries: [] },
   country: null, // whose help is shown; chosen by the person, never sent
   withdrawalReceipt: null, // { receipt, receipt_file } of the withdrawal just made
-  receiptPolicy: null, // GET v1/receipt-policy, once fetched
+  receiptPolicy: null, // GET v1/cases/receipt-policy, once fetched
 };
 
 const $ = (selector) => document.querySelector(selector);

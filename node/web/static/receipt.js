@@ -5,7 +5,7 @@
  * (spec/parts/proofs.md §2): entries with their inclusion proofs, then the signed
  * checkpoint note with its cosignatures. It is checked, as `ncii-node audit
  * verify-proof` does (protocol/tlogproof.py), against the helpline's receipt policy
- * (GET v1/receipt-policy, a C2SP tlog-policy): the log's Ed25519 signature, every
+ * (GET v1/cases/receipt-policy, a C2SP tlog-policy): the log's Ed25519 signature, every
  * cosignature line of a key the policy names (C2SP tlog-cosignature/v1), and each
  * entry's RFC 6962 inclusion proof (RFC 9162 §2.1.3.2) from SHA-256(0x00 || entry).
  * Keys are named in the policy by role (node/cases/receipt.py): `published-by:<origin>`
