@@ -16,16 +16,19 @@ HTTP. Start order (each part may rely on the parts started before it):
                   (platform) and metrics tokens, created when missing
    4. sequencer   crash recovery (stored entries republished), then the pending pool
                   (node/log/sequencer.py); `feedback` publishes verdicts through it
-   5. cases       helpline: the case service; repairs cases a crash interrupted
-   6. follower    every node: one job per followed log; a platform's matcher is its
-                  listener (withdrawals before each round commits, additions after)
-   7. gossip      every node: one job per peer whose view is compared with ours
-   8. matcher     platform: the index is built from the database in the background
+   5. acknowledger  our checkpoints served with our publication cosignature; each
+                  applied tree of a followed log acknowledged in our log (node/acks/)
+   6. cases       helpline: the case service; repairs cases a crash interrupted
+   7. follower    every node: one job per followed log; its listeners are the
+                  acknowledger, then a platform's matcher (withdrawals before each
+                  round commits, additions after, then the acknowledgement)
+   8. gossip      every node: one job per peer whose view is compared with ours
+   9. matcher     platform: the index is built from the database in the background
                   (meanwhile matching answers "not ready"); then the disputed-match
                   feedback that a suppression left pending is published
-   9. figures     the figures' database worker, the sequencer's batch times, the
+  10. figures     the figures' database worker, the sequencer's batch times, the
                   match counts flushed from memory every FLUSH_INTERVAL seconds
-  10. witness     every node: the witness (active once it has logs to cosign) and
+  11. witness     every node: the witness (active once it has logs to cosign) and
                   the submitter of our checkpoints to our witnesses
 
 Stopping runs the same list backwards: the sequencer stops after everything that
@@ -40,6 +43,7 @@ import logging
 
 import psutil
 
+from node.acks.publisher import Acknowledger
 from node.cases.service import CaseService
 from node.datadir import DataDir
 from node.feedback import FeedbackPublisher
@@ -78,6 +82,7 @@ class Node:
         self.admin_token = self.match_token = self.metrics_token = ""
         self.sequencer: Sequencer | None = None
         self.feedback: FeedbackPublisher | None = None
+        self.acknowledger: Acknowledger | None = None
         self.cases: CaseService | None = None
         self.follower: FollowService | None = None
         self.gossip: GossipService | None = None
@@ -134,37 +139,42 @@ class Node:
         stack.push_async_callback(self.sequencer.stop)
         self.feedback = FeedbackPublisher(self.db, self.sequencer, self.origin)
 
-        # 5. cases
+        # 5. acknowledger
+        self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
+        await self.acknowledger.start()
+        stack.push_async_callback(self.acknowledger.stop)
+
+        # 6. cases
         if self.role == "helpline":
-            self.cases = CaseService(datadir, config, self.sequencer)
+            self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey)
             await self.cases.start()
             stack.push_async_callback(self.cases.stop)
 
-        # 6. follower
-        listeners = [self.matcher] if self.matcher is not None else []
+        # 7. follower
+        listeners = [self.acknowledger] + ([self.matcher] if self.matcher is not None else [])
         self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
                                       own_origin=self.origin, evidence_dir=self.evidence_dir)
         await self.follower.start()
         stack.push_async_callback(self.follower.stop)
 
-        # 7. gossip
+        # 8. gossip
         self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
         await self.gossip.start()
         stack.push_async_callback(self.gossip.stop)
 
-        # 8. matcher
+        # 9. matcher
         if self.matcher is not None:
             self.suppressor = Suppressor(self.db, self.matcher, self.feedback)
             build = asyncio.create_task(self._build_index(), name="matcher-build")
             stack.push_async_callback(self._stop_matcher, build)
 
-        # 9. figures
+        # 10. figures
         self.figures = Figures(DatabaseWorker(datadir.db_path, name="figures"), self.metrics, config)
         self.sequencer.on_batch.append(self.metrics.observe_batch)
         await self.figures.start()
         stack.push_async_callback(self.figures.stop)
 
-        # 10. witness
+        # 11. witness
         self.witness = WitnessService(datadir, config, DatabaseWorker(datadir.db_path, name="witness"))
         stack.push_async_callback(self.witness.stop)
         await self.witness.start()
@@ -202,6 +212,7 @@ class Node:
             "verifier_key": self.log_vkey,
             "request_key": self.request_vkey,
             "public_read": config.http.public_read,
+            "acknowledgement_key": self.acknowledger.vkey if self.acknowledger.signer else None,
         }
         document.update(await self.witness.node_json())
         return document

@@ -1,6 +1,6 @@
 """The case service of a helpline node: create a case, tell its status, withdraw it.
 
-    service = CaseService(datadir, config, sequencer); await service.start(); ...; await service.stop()
+    service = CaseService(datadir, config, sequencer, log_vkey); await service.start(); ...; await service.stop()
     await service.create(body)                  -> the new case (number, PIN, ...), or an
                                                    eligibility.Refusal (nothing was stored)
     await service.status(body, client_address)  -> answer
@@ -48,6 +48,7 @@ import time
 import weakref
 from typing import Any, Callable
 
+from node.acks.report import case_platforms
 from node.cases import eligibility
 from node.cases.fingerprints import CaseFingerprint, DegenerateFingerprints, FingerprintError, parse_fingerprints
 from node.cases.hashes import (
@@ -61,13 +62,16 @@ from node.cases.hashes import (
 from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
 from node.cases.proxies import ClientAddresses
+from node.cases.receipt import build_receipt, receipt_policy
 from node.cases.resources import HelpDirectory
 from node.errors import BadRequest, Failed, TooManyRequests, Unavailable, WrongCredentials
 from node.log.sequencer import LogUnavailable
+from node.log.tilestore import TileStore
 from node.store import cases as store
 from node.store import follow as follow_store
 from node.store import log as log_store
 from node.store.worker import DatabaseWorker
+from node.witness.proofs import DiskTiles, ProofUnavailable
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
 from protocol.merkle import leaf_hash
 
@@ -152,10 +156,11 @@ def read_case_codes(body: Any) -> tuple[str, str]:
 
 
 class CaseService:
-    def __init__(self, datadir, config, sequencer):
+    def __init__(self, datadir, config, sequencer, log_vkey: str):
         self.datadir = datadir
         self.config = config
         self.sequencer = sequencer
+        self.log_vkey = log_vkey
         self.origin = config.node.origin
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
         self.max_fingerprints = config.cases.max_fingerprints
@@ -166,6 +171,8 @@ class CaseService:
         self.worker = DatabaseWorker(datadir.db_path, name="cases-db")
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._key = b""
+        self._ack_signer = None          # DIR/keys/ack.key: the publication cosignature in receipts
+        self._tiles = DiskTiles(TileStore(datadir.tiles_dir, datadir.tmp_dir))
         self._in_flight: set[int] = set()
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
@@ -180,6 +187,7 @@ class CaseService:
 
     async def start(self) -> None:
         self._key = await self.worker.run(load_or_create_case_key, self.datadir, self.case_key_path)
+        self._ack_signer = await self.worker.run(lambda: self.datadir.load_ack_signer(create=True))
         await self.repair()
         self._repair_task = asyncio.create_task(self._repair_loop(), name="cases-repair")
 
@@ -248,6 +256,7 @@ class CaseService:
             "fingerprints": len(fingerprints),
             "low_quality": sum(fp.low_quality for fp in fingerprints),
             "published": [_published(a.index, a.checkpoint_size, days) for a in appended],
+            **await self._receipt([a.index for a in appended]),
         }
 
     # ---------------------------------------------------------------- opening a case with its codes
@@ -327,6 +336,7 @@ class CaseService:
                 "published": [_published(e.idx, e.checkpoint_size, days) for e in published],
                 "withdrawn_at": None,
                 "feedback": _feedback(db, self.origin, published),
+                "platforms": [],
             }
             if case.state == "withdrawn":
                 done = {w.target for w in withdrawals}
@@ -339,9 +349,44 @@ class CaseService:
                     else None,
                     "entries": sorted({w.withdrawal_idx for w in withdrawals}),
                 }
+            answer["platforms"] = _platforms(db, self.origin, published,
+                                             withdrawals if case.state == "withdrawn" else None)
             return answer
 
         return await self.worker.call(read)
+
+    # ---------------------------------------------------------------- receipt
+    async def receipt(self, body: Any, address: str | None) -> dict:
+        """The newest receipt of a case (POST /v1/cases/receipt): it may carry platforms'
+        acknowledgements that the one given at creation or withdrawal could not."""
+        case = await self._open(body, address)
+        return await self._receipt_of(case.id)
+
+    async def receipt_policy(self) -> bytes:
+        """GET /v1/cases/receipt-policy: the tlog-policy receipts are checked with (it names the
+        followed platforms' current acknowledgement keys, so it is read each time)."""
+        return await self.worker.call(receipt_policy, self.origin, self.log_vkey, self._ack_signer.verifier_key())
+
+    async def _receipt_of(self, case_id: int) -> dict:
+        def indices(db) -> list[int]:
+            published = [e.idx for e in store.entries_of(db, case_id) if e.idx is not None]
+            return published + [w.withdrawal_idx for w in store.withdrawals_of(db, case_id)]
+
+        return await self._receipt(await self.worker.call(indices))
+
+    async def _receipt(self, indices: list[int]) -> dict:
+        """{"receipt": the proof file's text, "receipt_file": a name to save it under},
+        or both null when none can be made now (never fails the request)."""
+        indices = sorted(set(indices))
+        if not indices:
+            return {"receipt": None, "receipt_file": None}
+        try:
+            proofs = await self.worker.call(build_receipt, self._tiles, self._ack_signer, self.origin, indices)
+        except ProofUnavailable as exc:
+            log.warning("cases: no receipt could be made (%s)", exc)
+            return {"receipt": None, "receipt_file": None}
+        date = day_to_json(today())
+        return {"receipt": proofs.to_bytes().decode("utf-8"), "receipt_file": f"receipt-{date}.tlog-proof"}
 
     # ---------------------------------------------------------------- withdraw
     async def withdraw(self, body: Any, address: str | None) -> dict:
@@ -353,7 +398,7 @@ class CaseService:
             raise Unavailable("your withdrawal is recorded and will be published as soon as the "
                               "helpline's log can be written again; check the status in a few minutes",
                               state="withdrawn") from None
-        return await self._describe(case.id)
+        return {**await self._describe(case.id), **await self._receipt_of(case.id)}
 
     async def _append_withdrawals(self, case_id: int, reason: str) -> int:
         """Append withdrawal entries for every published entry of the case that no
@@ -417,6 +462,13 @@ class CaseService:
         store.abandon_case(db, case_id, found)
         log.warning("cases: an interrupted case creation was abandoned; %d of its entries reached the log "
                     "and will be withdrawn", len(found))
+
+
+def _platforms(db, own_origin: str, published: list, withdrawals: list | None) -> list[dict]:
+    """Per platform this helpline follows: when it applied the case's fingerprints and
+    its withdrawal (node/acks/report.py)."""
+    return case_platforms(db, own_origin, [(e.idx, e.checkpoint_size) for e in published],
+                          None if withdrawals is None else [(w.withdrawal_idx, w.checkpoint_size) for w in withdrawals])
 
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:

@@ -27,14 +27,15 @@ def setup_admin(admin: web.Application, node) -> None:
     admin.router.add_get("/status", get_status)
 
 
-def _report(db_path) -> dict:
+def _report(db_path, own_origin: str) -> dict:
     db = connect(db_path)
     try:
-        return status_report(db)
+        return status_report(db, own_origin=own_origin)
     finally:
         db.close()
 
 
 async def get_status(request: web.Request) -> web.Response:
-    report = await asyncio.to_thread(_report, request.app[NODE].datadir.db_path)
+    node = request.app[NODE]
+    report = await asyncio.to_thread(_report, node.datadir.db_path, node.origin)
     return web.json_response(report, headers={"Cache-Control": "no-store"})
