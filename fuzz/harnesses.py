@@ -565,13 +565,13 @@ def config(data: bytes) -> None:
     assert parse_config(dump_config(parsed).encode("utf-8")) == parsed, "a config does not survive being written"
 
 
-@harness("node.witness.evidence.verify_evidence: split-view evidence from peers "
+@harness("protocol.evidence.verify_evidence: split-view evidence from peers "
          "(GET /witness/evidence) and `ncii-node audit verify-evidence FILE`", max_len=16 * 1024,
          tokens=_JSON_WORDS + (b'"type"', b'"ncii-node/split-view-evidence/v1"', b'"origin"', b'"vkey"',
                                b'"checkpoints"', b'"proof"', b'"kind"', b'"same-size"', b'"consistency"',
                                b'"old_size"', b'"new_size"', b'"old_root_in_new_tree"', b'"hashes"'))
 def evidence(data: bytes) -> None:
-    from node.witness.evidence import EvidenceError, verify_evidence
+    from protocol.evidence import EvidenceError, verify_evidence
 
     try:
         proven = verify_evidence(data)

@@ -245,7 +245,7 @@ def config() -> Iterator[bytes]:
 
 
 def _evidence_documents() -> list[str]:
-    from node.witness import evidence
+    from protocol import evidence
 
     tree, forked = fx.tree(), fx.forked_tree()
     vkey = fx.LOG_SIGNER.verifier_key()

@@ -1,4 +1,6 @@
-"""RFC 6962 Merkle trees: hashing, roots, inclusion and consistency proofs, frontiers.
+"""RFC 6962 Merkle trees: hashing, roots, inclusion and consistency proofs.
+
+(A growing tree's right edge, kept tile by tile, is protocol/edge.py.)
 
 The tree over leaves d[0..n) is the one of RFC 6962 §2.1 (RFC 9162 §2.1):
 
@@ -77,7 +79,7 @@ def covering_subtrees(start: int, end: int) -> list[tuple[int, int]]:
     """The perfect subtrees `(level, index)` that cover leaves [start, end), largest
     first where the range is aligned (as every RFC 6962 subtree is): greedily the
     biggest aligned power of two that fits. For [0, n) these are the binary digits
-    of n, i.e. the subtrees a frontier of size n holds."""
+    of n, i.e. the perfect subtrees whose roots fold into the root of a tree of size n."""
     if not 0 <= start <= end:
         raise UsageError(f"bad leaf range [{start}, {end})")
     result = []
@@ -340,95 +342,3 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
         raise ProofError(
             f"consistency proof gives new root {sr.hex()}, not the expected {root2.hex()} of tree size {size2}"
         )
-
-
-# --- Frontier ----------------------------------------------------------------------
-
-
-class MerkleFrontier:
-    """The compact range [0, size) of a growing tree: the roots of its perfect
-    subtrees, largest (leftmost) first, one per set bit of `size`.
-
-    Invariant: len(hashes) == popcount(size), and hashes[i] is the root of the i-th
-    subtree of `covering_subtrees(0, size)`. That is all a sequencer needs to keep
-    appending and to compute every root, and all a follower needs to resume.
-    """
-
-    __slots__ = ("_size", "_hashes")
-
-    def __init__(self) -> None:
-        self._size = 0
-        self._hashes: list[bytes] = []
-
-    @classmethod
-    def from_hashes(cls, size: int, hashes: Sequence[bytes]) -> MerkleFrontier:
-        """Rebuild from stored subtree roots (as returned by `.hashes`). Raises
-        ProofError if their number or length does not fit `size`."""
-        if not isinstance(size, int) or size < 0:
-            raise ProofError(f"frontier size must be a non-negative integer, got {size!r}")
-        want = bin(size).count("1")
-        if len(hashes) != want:
-            raise ProofError(f"a frontier of size {size} holds {want} subtree hashes, got {len(hashes)}")
-        frontier = cls()
-        frontier._size = size
-        frontier._hashes = [_check_hash(h, f"frontier hash {i}") for i, h in enumerate(hashes)]
-        return frontier
-
-    @classmethod
-    def from_node_getter(cls, size: int, node_at: NodeGetter) -> MerkleFrontier:
-        """Rebuild from any source of perfect-subtree hashes, e.g. tiles."""
-        if not isinstance(size, int) or size < 0:
-            raise ProofError(f"frontier size must be a non-negative integer, got {size!r}")
-        return cls.from_hashes(size, [node_at(level, index) for level, index in covering_subtrees(0, size)])
-
-    @classmethod
-    def from_leaf_hashes(cls, leaf_hashes: Iterable[bytes]) -> MerkleFrontier:
-        frontier = cls()
-        frontier.extend(leaf_hashes)
-        return frontier
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def hashes(self) -> tuple[bytes, ...]:
-        """The subtree roots, largest first (store these with `size` to resume)."""
-        return tuple(self._hashes)
-
-    def subtrees(self) -> list[tuple[int, int, bytes]]:
-        """(level, index, hash) of every subtree the frontier holds."""
-        return [(lvl, idx, h) for (lvl, idx), h in zip(covering_subtrees(0, self._size), self._hashes)]
-
-    def append(self, leaf: bytes) -> None:
-        """Add one leaf hash. Each trailing 1 bit of the old size is a subtree of
-        the same height as the new one, to merge with it."""
-        if len(leaf) != HASH_SIZE:
-            raise UsageError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
-        h = bytes(leaf)
-        n = self._size
-        hashes = self._hashes
-        while n & 1:
-            h = node_hash(hashes.pop(), h)
-            n >>= 1
-        hashes.append(h)
-        self._size += 1
-
-    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        for h in leaf_hashes:
-            self.append(h)
-
-    def root(self) -> bytes:
-        """The root of the tree of `size` leaves (EMPTY_ROOT when empty)."""
-        if not self._hashes:
-            return EMPTY_ROOT
-        result = self._hashes[-1]
-        for h in reversed(self._hashes[:-1]):
-            result = node_hash(h, result)
-        return result
-
-    def copy(self) -> MerkleFrontier:
-        return MerkleFrontier.from_hashes(self._size, self._hashes)
-
-    def __repr__(self) -> str:
-        return f"MerkleFrontier(size={self._size}, root={self.root().hex()[:16]}…)"

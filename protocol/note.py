@@ -93,14 +93,6 @@ def check_key_name(name: object, what: str = "key name") -> str:
     return name
 
 
-def is_valid_key_name(name: str) -> bool:
-    try:
-        check_key_name(name)
-    except KeyFormatError:
-        return False
-    return True
-
-
 def decode_base64_strict(text: str | bytes) -> bytes | None:
     """Decode standard, padded base64 (RFC 4648 section 4) in its one canonical
     form, or return None. Go's decoder accepts non-zero unused bits in the last

@@ -326,8 +326,7 @@ class TileNodes:
 
     `node_at(level, index)` (also the instance itself, as a callable) returns any
     perfect-subtree hash of the tree, so it can be handed to `merkle.inclusion_proof`,
-    `merkle.consistency_proof`, `merkle.root_from_nodes` or
-    `MerkleFrontier.from_node_getter`. For each node it reads the tile that the tree of
+    `merkle.consistency_proof` or `merkle.root_from_nodes`. For each node it reads the tile that the tree of
     `size` has; failing that, the full tile or a wider partial one (tiles are
     append-only, so a wider tile starts with the same hashes). A missing tile raises
     TileError naming the path to fetch.

@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from protocol.checkpoint import Checkpoint, sign_checkpoint  # noqa: E402
 from protocol.cosignature import CosignatureSigner  # noqa: E402
 from protocol.entries import Submission, encode_entry  # noqa: E402
-from protocol.merkle import MerkleFrontier, consistency_proof, leaf_hash, node_hash  # noqa: E402
+from protocol.edge import TreeEdge  # noqa: E402
+from protocol.merkle import consistency_proof, leaf_hash, node_hash  # noqa: E402
 from protocol.note import Signer, add_signatures  # noqa: E402
 from protocol.policy import Policy  # noqa: E402
 from protocol.tlogproof import build_proofs, verify_proofs  # noqa: E402
@@ -116,7 +117,7 @@ async def witness_section(seconds: float) -> None:
         db.close()
         node = await RunningNode(datadir).start("127.0.0.1", 0)
         leaves = [leaf_hash(entry(i)) for i in range(200_000)]
-        frontier = MerkleFrontier()
+        edge = TreeEdge()
         latencies = []
         try:
             async with aiohttp.ClientSession() as session:
@@ -124,8 +125,8 @@ async def witness_section(seconds: float) -> None:
                 while time.monotonic() < deadline and size + 1 < len(leaves):
                     new = size + 1
                     proof = consistency_proof(size, new, leaves) if 0 < size else []
-                    frontier.append(leaves[size])
-                    cp = Checkpoint(LOG.name, new, frontier.root())
+                    edge.append([leaves[size]])
+                    cp = Checkpoint(LOG.name, new, edge.root())
                     body = encode_request(size, proof, sign_checkpoint(cp, LOG))
                     t = time.perf_counter()
                     async with session.post(node.public_url + "/add-checkpoint", data=body) as r:

@@ -15,7 +15,7 @@ from node.follow.sync import Follower
 from node.store.worker import DatabaseWorker
 from node.store import follow as store
 from node.store import open_db
-from node.witness.evidence import VerifiedEvidence, verify_evidence
+from protocol.evidence import VerifiedEvidence, verify_evidence
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.entries import Submission, Withdrawal, encode_entry
 from protocol.merkle import leaf_hash, root_of

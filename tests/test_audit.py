@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from node.audit.run import AuditOptions, run_audit
-from node.witness.evidence import verify_evidence
+from protocol.evidence import verify_evidence
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.entries import Announcement, Feedback, Submission, Withdrawal, encode_entry, rotation_message
 from protocol.merkle import leaf_hash, root_of

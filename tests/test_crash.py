@@ -27,7 +27,8 @@ import pytest
 
 from protocol.checkpoint import open_checkpoint
 from protocol.entries import decode_entry
-from protocol.merkle import MerkleFrontier, consistency_proof, leaf_hash, verify_consistency
+from protocol.edge import TreeEdge
+from protocol.merkle import consistency_proof, leaf_hash, verify_consistency
 from protocol.note import Verifier
 from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size
 
@@ -166,11 +167,11 @@ async def verify_final(session, node: NodeProcess, datadir, seen: Observations) 
     # Every checkpoint seen is consistent with the latest: its root is the root of the
     # latest log's prefix, and a consistency proof from the latest tiles verifies.
     nodes = cached_nodes(TileNodes(size, view.tiles))
-    frontier = MerkleFrontier()
+    edge = TreeEdge()
     for old_size, old_root in sorted(seen.checkpoints.items()):
         assert old_size <= size
-        frontier.extend(hashes[frontier.size:old_size])
-        assert frontier.root() == old_root, f"checkpoint {old_size} is not a prefix of the log"
+        edge.append(hashes[edge.size:old_size])
+        assert edge.root() == old_root, f"checkpoint {old_size} is not a prefix of the log"
         if 0 < old_size < size:
             verify_consistency(old_size, size, consistency_proof(old_size, size, nodes), old_root,
                                view.checkpoint.root_hash)

@@ -26,7 +26,7 @@ from node.follow.gossip import Gossip, GossipError
 from node.follow.status import status_report
 from node.store import follow as store
 from node.web.server import RunningNode
-from node.witness.evidence import check_pair, verify_evidence
+from protocol.evidence import check_pair, verify_evidence
 from protocol.merkle import root_of
 from protocol.note import Signer
 from protocol.tiles import TileNodes, tiles_for_size

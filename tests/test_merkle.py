@@ -1,5 +1,6 @@
 """Tests of protocol.merkle: transparency-dev/merkle conformance vectors, RFC 6962
-roots, and bounded property tests of proofs and frontiers."""
+roots, and bounded property tests of proofs and of a growing tree's right edge
+(protocol.edge)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocol.edge import TreeEdge
 from protocol.errors import ProofError, UsageError
 from protocol.merkle import (
     EMPTY_ROOT,
-    MerkleFrontier,
     consistency_proof,
     covering_subtrees,
     inclusion_proof,
@@ -27,6 +28,7 @@ from protocol.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from protocol.tiles import TILE_HEIGHT, TILE_WIDTH, partial_tiles_for_size
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "merkle"
 
@@ -93,7 +95,7 @@ def test_rfc6962_roots(rfc6962) -> None:
     assert roots[0] == EMPTY_ROOT
     for size, want in enumerate(roots):
         assert root_of(leaves[:size]) == want
-        assert MerkleFrontier.from_leaf_hashes(leaves[:size]).root() == want
+        assert grown(leaves[:size]).root() == want
         assert root_from_nodes(size, lambda lvl, i: root_of(leaves[i << lvl : (i + 1) << lvl])) == want
 
 
@@ -277,48 +279,59 @@ def test_proofs_from_leaves_equal_proofs_from_nodes(pool, size, data) -> None:
     assert consistency_proof(size1, size, leaves) == consistency_proof(size1, size, getter)
 
 
+def grown(leaf_hashes) -> TreeEdge:
+    edge = TreeEdge()
+    edge.append(list(leaf_hashes))
+    return edge
+
+
+def _edge_levels(size: int, levels) -> list[list[bytes]]:
+    """The hashes of each partial tile of a tree of `size`, read from its nodes."""
+    out: list[list[bytes]] = [[]]
+    for tile in partial_tiles_for_size(size):
+        out += [[] for _ in range(tile.level + 1 - len(out))]
+        out[tile.level] = [levels[TILE_HEIGHT * tile.level][tile.index * TILE_WIDTH + i] for i in range(tile.width)]
+    return out
+
+
 @settings(max_examples=30, deadline=None)
 @given(size=st.integers(0, POOL), more=st.integers(0, 40))
-def test_frontier_resume(pool, size, more) -> None:
+def test_edge_resume(pool, size, more) -> None:
     leaves, levels = pool
     more = min(more, POOL - size)
-    frontier = MerkleFrontier.from_leaf_hashes(leaves[:size])
-    assert frontier.size == size
-    assert frontier.root() == root_of(leaves[:size])
-    assert len(frontier.hashes) == bin(size).count("1")
-    for level, index, h in frontier.subtrees():
-        assert levels[level][index] == h
+    edge = grown(leaves[:size])
+    assert edge.size == size
+    assert edge.root() == root_of(leaves[:size])
+    for tile in edge.partial_tiles():
+        assert tile.data == b"".join(levels[TILE_HEIGHT * tile.level][tile.index * TILE_WIDTH + i]
+                                     for i in range(tile.id.width))
 
-    resumed = MerkleFrontier.from_hashes(size, frontier.hashes)
-    from_nodes = MerkleFrontier.from_node_getter(size, _node_getter(levels))
-    assert from_nodes.hashes == frontier.hashes
+    resumed = TreeEdge.from_level_hashes(size, edge.copy().levels)
+    from_nodes = TreeEdge.from_level_hashes(size, _edge_levels(size, levels))
+    assert from_nodes.levels == edge.levels
     for i in range(size, size + more):
-        resumed.append(leaves[i])
-        from_nodes.append(leaves[i])
+        resumed.append([leaves[i]])
+        from_nodes.append([leaves[i]])
         assert resumed.root() == from_nodes.root() == root_of(leaves[: i + 1])
-    assert frontier.size == size  # resuming copied, did not share state
+    assert edge.size == size  # resuming copied, did not share state
 
 
-def test_frontier_grows_one_leaf_at_a_time(pool) -> None:
+def test_edge_grows_one_leaf_at_a_time(pool) -> None:
     leaves, _ = pool
-    frontier = MerkleFrontier()
-    assert frontier.root() == EMPTY_ROOT
+    edge = TreeEdge()
+    assert edge.root() == EMPTY_ROOT
     for i in range(600):
-        frontier.append(leaves[i])
-        assert frontier.root() == root_of(leaves[: i + 1])
+        edge.append([leaves[i]])
+        assert edge.root() == root_of(leaves[: i + 1])
 
 
-def test_frontier_rejects_bad_stored_state(pool) -> None:
+def test_edge_rejects_bad_stored_state(pool) -> None:
     leaves, _ = pool
-    good = MerkleFrontier.from_leaf_hashes(leaves[:13])
-    with pytest.raises(ProofError, match="holds 3 subtree hashes"):
-        MerkleFrontier.from_hashes(13, good.hashes[:2])
-    with pytest.raises(ProofError, match="31 bytes"):
-        MerkleFrontier.from_hashes(13, [good.hashes[0], good.hashes[1], b"x" * 31])
-    with pytest.raises(ProofError):
-        MerkleFrontier.from_hashes(-1, [])
-    with pytest.raises(UsageError):
-        good.append(b"short")
+    good = grown(leaves[:300])
+    with pytest.raises(ValueError, match="do not describe a tree of size 300"):
+        TreeEdge.from_level_hashes(300, [good.levels[0][:-1], good.levels[1]])
+    with pytest.raises(ValueError):
+        TreeEdge.from_level_hashes(256, [[leaves[0]] * 256])
 
 
 # --- Error messages and argument checks -------------------------------------------

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.log.edge import TreeEdge
 from node.log.tilestore import TileConflict, TileStore, TileWriteError
 from node.store import connect, migrate
+from protocol.edge import TreeEdge
 from protocol.merkle import root_of
 from protocol.tiles import TileId, build_tile, new_tiles, partial_tiles_for_size
 

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from protocol.errors import ProofError, TileError, UsageError
 from protocol.merkle import (
     EMPTY_ROOT,
-    MerkleFrontier,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     node_hash,
+    root_from_nodes,
     root_of,
     verify_consistency,
     verify_inclusion,
@@ -292,7 +292,7 @@ def test_proofs_from_tiles(tree, data) -> None:
     verify_inclusion(tree[0][index], index, size, proof, root)
     cproof = consistency_proof(size1, size, nodes)
     verify_consistency(size1, size, cproof, root_of(tree[0][:size1]), root)
-    assert MerkleFrontier.from_node_getter(size, nodes).root() == root
+    assert root_from_nodes(size, nodes) == root
 
 
 def test_old_tiles_serve_a_newer_tree(tree) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from node.store import witness as store
 from node.witness.addcheckpoint import encode_request, parse_request, BadRequest
-from node.witness.evidence import verify_evidence
+from protocol.evidence import verify_evidence
 from node.witness.keys import load_witness_signer
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.cosignature import CosignatureVerifier

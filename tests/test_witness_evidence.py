@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from node.cli import main as cli_main
 from node.store import open_db
 from node.store import witness as store
-from node.witness.evidence import EvidenceError, check_pair, dumps, verify_evidence
+from protocol.evidence import EvidenceError, check_pair, dumps, verify_evidence
 from node.witness.policy import NotEnoughCosignatures, require_cosignatures
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.cosignature import CosignatureSigner
@@ -172,7 +172,7 @@ def test_evidence_about_a_key_not_named_like_its_origin():
 
 
 def test_rotation_keeps_a_log_naming_of_its_own():
-    from node.follow.apply import _check_rotation
+    from protocol.rules import rotation_decision
     from protocol.entries import Announcement, rotation_message
 
     current = Signer.generate("t.example/key2")
@@ -180,7 +180,7 @@ def test_rotation_keeps_a_log_naming_of_its_own():
         new = Signer.generate(new_name).verifier_key()
         announcement = Announcement("Log", "https://t.example/c", "https://t.example/p", new,
                                     current.sign(rotation_message(new)))
-        assert _check_rotation("t.example/log2", current.verifier_key(), announcement)[0] is honoured
+        assert rotation_decision("t.example/log2", current.verifier_key(), announcement)[0] is honoured
 
 
 def test_migration_2_turns_flags_into_policies_and_drops_unverified_lines(tmp_path):

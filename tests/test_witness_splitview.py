@@ -20,7 +20,7 @@ from node.store import follow as follow_store
 from node.store import witness as store
 from node.web.server import RunningNode
 from node.witness.addcheckpoint import encode_request
-from node.witness.evidence import verify_evidence
+from protocol.evidence import verify_evidence
 from node.witness.keys import load_witness_signer
 from protocol.note import Signer
 

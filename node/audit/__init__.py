@@ -4,6 +4,6 @@
     run      download, compare with the last audit (--state) and with peers (--peer), report
     report   JSON, text and a self-contained HTML page with a chart
 
-Evidence files themselves are node/witness/evidence.py (shared with witnesses and
+Evidence files themselves are protocol/evidence.py (shared with witnesses and
 followers). Normative prose: spec/parts/witness.md.
 """

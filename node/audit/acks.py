@@ -10,7 +10,7 @@ For each platform, each acknowledgement of the helpline in its log (in log order
   - its cosignature was checked by audit_log (violation `acknowledgement` there);
   - the tree it names must be a prefix of the helpline's verified tree: same root for
     the first N entries (else violation `acknowledgement` and an evidence file,
-    node/witness/ack_evidence.py), and N no larger than the helpline's size (else
+    protocol/ack_evidence.py), and N no larger than the helpline's size (else
     violation without a file: the checkpoint read cannot prove it alone);
   - the publication cosignature it carries, checked with the helpline's
     acknowledgement key, gives the time the helpline published that tree.
@@ -24,9 +24,10 @@ that is a later one, and the latency shown is a lower bound (it says so: `bound`
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass, field
 
-from node.witness.ack_evidence import build_ack_evidence
+from protocol.ack_evidence import build_ack_evidence
 from protocol.acknowledgements import Timeline, ack_time, is_valid_acknowledgement, latencies, summarize
 from protocol.entries import KIND_SUBMISSION, KIND_WITHDRAWAL, Acknowledgement, decode_entry
 from protocol.errors import ProtocolError
@@ -130,6 +131,6 @@ def _evidence(helpline, platform, h_nodes: TileNodes, index: int, ack: Acknowled
         proof = build_proofs(p.note, {index: p.entries[index]}, p_nodes).to_bytes()
         return build_ack_evidence(helpline.vkey, helpline.note, helpline.result.size, h_nodes, ack, p.origin,
                                   platform.vkey, proof, [f"acknowledgement audited at {platform.url}",
-                                                         f"log audited at {helpline.url}"])
+                                                         f"log audited at {helpline.url}"], now=time.time())
     except ProtocolError:
         return None

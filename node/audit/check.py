@@ -14,7 +14,9 @@
        - a feedback entry about this log names an earlier entry and quotes its leaf
          hash (feedback about other logs is counted; it cannot be checked here);
        - a key rotation is signed by the log's key current at that point (starting
-         from the pinned vkey; a valid rotation makes the new key current);
+         from the pinned vkey; a valid rotation makes the new key current), and the
+         new key is named like the log or like the current key;
+     the withdrawal and rotation rules are protocol/rules.py's, which followers apply;
        - an acknowledgement's cosignature verifies (its cosigner is this log); one
          about this log itself names an earlier tree this log had (its root);
          acknowledgements of other logs are counted and checked against those logs
@@ -32,8 +34,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.acknowledgements import is_valid_acknowledgement
+from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.entries import (
     Acknowledgement,
     Announcement,
@@ -42,11 +44,11 @@ from protocol.entries import (
     Withdrawal,
     decode_entry,
     kind_name,
-    verify_rotation,
 )
 from protocol.errors import ProtocolError
 from protocol.merkle import leaf_hash
 from protocol.note import Verifier, parse_note
+from protocol.rules import rotation_decision, split_targets
 from protocol.tiles import BundleId, TileId, TileNodes, decode_bundle, tile_hashes, tiles_for_size, verify_tiles
 
 
@@ -161,11 +163,12 @@ def audit_log(note: bytes, vkey: str, tiles: dict[TileId, bytes], bundles: dict[
             result.submissions_by_day[entry.day] += 1
             days[index] = entry.day
         elif isinstance(entry, Withdrawal):
-            for target in entry.targets:
-                if target >= index:
-                    result.violation("withdrawal", f"withdrawal at index {index} names entry {target}, which is "
-                                                   "not earlier in the log", index)
-                elif not isinstance(decoded[target], Submission):
+            earlier, later = split_targets(entry, index)  # the follower's rule too (protocol/rules.py)
+            for target in later:
+                result.violation("withdrawal", f"withdrawal at index {index} names entry {target}, which is "
+                                               "not earlier in the log", index)
+            for target in earlier:
+                if not isinstance(decoded[target], Submission):
                     result.warning("withdrawal", f"withdrawal at index {index} names entry {target}, which is "
                                                  "not a submission (followers ignore it)", index)
                 elif target not in result.withdrawn:
@@ -192,13 +195,14 @@ def audit_log(note: bytes, vkey: str, tiles: dict[TileId, bytes], bundles: dict[
                 result.violation("acknowledgement", f"acknowledgement at index {index} names a tree of {entry.size} "
                                                     "entries of this log that it did not have there", index)
         elif isinstance(entry, Announcement) and entry.new_vkey is not None:
-            if verify_rotation(entry, current):
+            honoured, reason = rotation_decision(cp.origin, current.vkey, entry)  # as a follower decides
+            if honoured:
                 current = Verifier.from_vkey(entry.new_vkey)
                 chain.append(current)
                 result.rotations.append(entry.new_vkey)
             else:
-                result.violation("rotation", f"key rotation at index {index} to {entry.new_vkey} is not signed "
-                                             f"by the log's current key {current.vkey}", index)
+                result.violation("rotation", f"key rotation at index {index} to {entry.new_vkey} is refused: "
+                                             f"{reason} (the log's current key is {current.vkey})", index)
 
     # 5. The signature, by a key of the (verified) rotation chain.
     try:

@@ -8,7 +8,8 @@ Order of work:
   3. --state DIR: the checkpoint this auditor verified last time for this origin must
      be a prefix of the new tree (its root equals the root of the new tree's first
      `size` leaves, read from the verified tiles); if not, an evidence file is written
-     (node/witness/evidence.py) and the state keeps the OLD checkpoint -- nothing
+     (protocol/evidence.py; into DIR/evidence/, named as a node names its own:
+     node/follow/forks.py) and the state keeps the OLD checkpoint -- nothing
      verified is forgotten. Otherwise the new checkpoint becomes the state, and
      DIR/seen.json is rewritten in the shape of GET /witness/seen so that the
      auditor's view can be shared like a node's;
@@ -24,22 +25,27 @@ could not be done (the checkpoint could not be fetched, bad arguments).
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import datetime
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.audit import report as report_mod
+from node.audit.acks import audit_acknowledgements
 from node.audit.check import AuditResult, audit_log
-from node.witness import evidence as evidence_mod
+from node.datadir import write_atomic
+from node.follow.client import FetchError, PeerClient
+from node.follow.forks import EVIDENCE_DIR, fetch_verified_tree, origin_safe_name, write_evidence_file
+from node.readaccess import RequestSigner
+from node.witness.policy import enforce, witness_label
 from node.witness.seen import MAX_SEEN_BYTES, compare_views, notes_for_origin
+from protocol import evidence
 from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.errors import ProtocolError
 from protocol.merkle import EMPTY_ROOT
-from protocol.note import Verifier, parse_note
-from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size, verify_tiles
+from protocol.note import Signer, Verifier, parse_note
+from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size
 
 CONCURRENCY = 16
 STATE_VERSION = 1
@@ -70,18 +76,10 @@ class AuditOutcome:
     evidence_files: list[str]
 
 
-def _safe_name(origin: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", origin)[:60]
-    return f"{slug}-{hashlib.sha256(origin.encode()).hexdigest()[:8]}"
-
-
 def load_request_signer(path: Path | None):
     """The RFC 9421 request signer of a node's request key file, or None."""
     if path is None:
         return None
-    from node.readaccess import RequestSigner
-    from protocol.note import Signer
-
     try:
         signer = Signer.from_key_file(Path(path).read_bytes())
     except OSError as exc:
@@ -93,8 +91,6 @@ def load_request_signer(path: Path | None):
 
 async def _fetch_all(client, items, fetch_one, result: AuditResult) -> dict:
     """Fetch every item with bounded concurrency; failures become 'unavailable' violations."""
-    from node.follow.client import FetchError
-
     out: dict = {}
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
@@ -109,18 +105,14 @@ async def _fetch_all(client, items, fetch_one, result: AuditResult) -> dict:
     return out
 
 
-async def fetch_verified_tiles(client, size: int, root: bytes) -> TileNodes | None:
-    """The tiles of the log's tree at `size`, fetched and verified against `root`."""
-    from node.follow.client import FetchError
-
-    tiles = {}
+async def fetch_verified_tiles(client, size: int, root: bytes, small: int) -> TileNodes | None:
+    """Node hashes of the log's tree (size, root), fetched and verified against `root`
+    (node/follow/forks.py), enough to compare its first `small` leaves; None when the
+    log does not serve them."""
     try:
-        for tile in tiles_for_size(size):
-            tiles[tile] = await client.tile(tile)
-        verify_tiles(size, root, tiles)
+        return await fetch_verified_tree(client, size, root, small)
     except (FetchError, ProtocolError):
         return None
-    return TileNodes(size, tiles)
 
 
 def _load_state(path: Path) -> dict | None:
@@ -136,18 +128,11 @@ def _load_state(path: Path) -> dict | None:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    from node.datadir import write_atomic
-
     write_atomic(path, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o644)
 
 
 def _write_evidence(doc: dict, directory: Path) -> str:
-    text = evidence_mod.dumps(doc)
-    directory.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    path = directory / f"evidence-{_safe_name(doc['origin'])}-{digest}.json"
-    path.write_text(text)
-    return str(path)
+    return str(write_evidence_file(directory, doc))
 
 
 @dataclass
@@ -162,8 +147,6 @@ class CheckedLog:
 async def download_and_check(client, vkey: str, url: str) -> "CheckedLog":
     """Fetch a log's checkpoint, every tile and bundle of its size, and run the checks
     (node.audit.check.audit_log). Raises AuditError when the log cannot be read at all."""
-    from node.follow.client import FetchError
-
     try:
         Verifier.from_vkey(vkey)
     except ProtocolError as exc:
@@ -196,14 +179,12 @@ async def download_and_check(client, vkey: str, url: str) -> "CheckedLog":
 
 
 async def run_audit(options: AuditOptions) -> AuditOutcome:
-    from node.follow.client import PeerClient
-
     try:
         Verifier.from_vkey(options.vkey)
     except ProtocolError as exc:
         raise AuditError(f"--vkey: {exc}") from None
     signer = load_request_signer(options.request_key)
-    evidence_dir = options.state_dir or Path.cwd()
+    evidence_dir = (options.state_dir or Path.cwd()) / EVIDENCE_DIR
     evidence_files: list[str] = []
     consistency: dict = {}
     peers: list[dict] = []
@@ -231,7 +212,7 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
         if options.state_dir is not None:
             options.state_dir.mkdir(parents=True, exist_ok=True)
             if result.origin:
-                state_path = options.state_dir / f"{_safe_name(result.origin)}.json"
+                state_path = options.state_dir / f"{origin_safe_name(result.origin)}.json"
         state = _load_state(state_path) if state_path else None
         if state is not None and trusted:
             old_note = state["note"].encode()
@@ -245,17 +226,18 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
                 consistency.update(status="inconsistent", message=f"the log shrank from {old_cp.size} to {result.size}")
                 result.violation("consistency", f"the log now serves a checkpoint of size {result.size}, smaller "
                                                 f"than the {old_cp.size} verified at the last audit")
-                older_nodes = await fetch_verified_tiles(client, old_cp.size, old_cp.root_hash)
+                older_nodes = await fetch_verified_tiles(client, old_cp.size, old_cp.root_hash, result.size)
                 if older_nodes is not None and old_vkey == result.signed_by:
-                    doc = evidence_mod.check_pair(old_vkey, old_note, note, older_nodes,
-                                                  ["previous audit", options.url])
+                    doc = evidence.check_pair(old_vkey, old_note, note, older_nodes, ["previous audit", options.url],
+                                              now=time.time())
                     if doc is not None:
                         evidence_files.append(_write_evidence(doc, evidence_dir))
             else:
                 prefix = nodes.range_hash(0, old_cp.size) if old_cp.size else EMPTY_ROOT
                 doc = None
                 if prefix != old_cp.root_hash and old_vkey == result.signed_by:
-                    doc = evidence_mod.check_pair(old_vkey, old_note, note, nodes, ["previous audit", options.url])
+                    doc = evidence.check_pair(old_vkey, old_note, note, nodes, ["previous audit", options.url],
+                                              now=time.time())
                 if prefix != old_cp.root_hash:
                     consistency.update(status="inconsistent",
                                        message=f"the tree of size {result.size} does not extend the checkpoint "
@@ -278,7 +260,7 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
 
     html_path = options.html_path
     if html_path is None:
-        html_path = (options.state_dir / f"report-{_safe_name(result.origin or 'log')}.html"
+        html_path = (options.state_dir / f"report-{origin_safe_name(result.origin or 'log')}.html"
                      if options.state_dir else Path.cwd() / "ncii-audit-report.html")
     report = report_mod.to_json(result, url=options.url, consistency=consistency,
                                 evidence_files=evidence_files, html_path=str(html_path), peers=peers,
@@ -293,9 +275,6 @@ async def _acknowledgements(client, helpline: CheckedLog, platforms: list[Checke
                             evidence_dir: Path, evidence_files: list[str]) -> dict:
     """The acknowledgements part of the report (node/audit/acks.py), with each
     platform's own audit; evidence files written like the others."""
-    from node.audit.acks import audit_acknowledgements
-    from node.follow.client import FetchError
-
     ack_vkey = options.ack_vkey
     source = "--ack-key"
     if ack_vkey is None:
@@ -316,9 +295,6 @@ async def _acknowledgements(client, helpline: CheckedLog, platforms: list[Checke
 def _check_witnesses(policy, note: bytes, result: AuditResult) -> dict:
     """The policy's quorum on the audited checkpoint (and, if it lists logs, a
     signature by one of them): violation `witnesses` when not met."""
-    import datetime
-
-    from node.witness.policy import enforce, witness_label
 
     report = {"required": policy.describe(), "met": False, "cosigned": {}}
     if not result.signed_by:
@@ -337,8 +313,6 @@ def _check_witnesses(policy, note: bytes, result: AuditResult) -> dict:
 
 
 async def _compare_with_peer(peer_url, result, note, nodes, client, evidence_dir, evidence_files, timeout) -> dict:
-    from node.follow.client import FetchError, PeerClient
-
     if nodes is None:
         return {"url": peer_url, "status": "skipped: our own view did not verify"}
     try:
@@ -352,7 +326,7 @@ async def _compare_with_peer(peer_url, result, note, nodes, client, evidence_dir
     async def tree_nodes(size: int, root: bytes):
         if size == result.size:
             return nodes
-        return await fetch_verified_tiles(client, size, root)
+        return await fetch_verified_tiles(client, size, root, result.size)
 
     statuses = []
     for theirs in notes_for_origin(document, result.origin):
@@ -374,7 +348,7 @@ def _write_seen(state_dir: Path) -> None:
     """DIR/seen.json: every origin this auditor verified, shaped like GET /witness/seen."""
     checkpoints = []
     for path in sorted(state_dir.glob("*.json")):
-        if path.name == "seen.json" or path.name.startswith("evidence-"):
+        if path.name == "seen.json" or path.name.startswith("evidence-"):  # (evidence of versions before 0.2)
             continue
         try:
             doc = json.loads(path.read_text())

@@ -106,7 +106,7 @@ def run(args) -> int:
 def _verify_evidence(args) -> int:
     from pathlib import Path
 
-    from node.witness.evidence import EvidenceError, verify_evidence
+    from protocol.evidence import EvidenceError, verify_evidence
 
     if not args.file:
         print("error: usage: ncii-node audit verify-evidence FILE", file=sys.stderr)
@@ -116,7 +116,7 @@ def _verify_evidence(args) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    from node.witness import ack_evidence
+    from protocol import ack_evidence
 
     doc = ack_evidence.load(data)
     if doc is not None:

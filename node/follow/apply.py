@@ -9,13 +9,15 @@ and a signed root. Two steps:
                     staged (submissions as fingerprint rows, every other entry raw).
   `apply_staged`    inside the round's one write transaction: submissions enter the
                     fingerprint table, then the other entries take effect in index order:
-                      withdrawal   marks its targets withdrawn -- only entries of the
-                                   same log (a log can only withdraw what it published);
+                      withdrawal   marks its targets withdrawn -- only earlier entries of
+                                   the same log (a log can only withdraw what it
+                                   published; protocol/rules.py, the auditor's rules too);
                       feedback     attaches to the (origin, index) it names, noting
                                    whether the quoted leaf hash is the one we know;
                       announcement updates the peer's metadata; a key rotation is
                                    honoured only when signed by the log's current key
-                                   (and only for a key named like the log's origin);
+                                   (and only for a key named like the log's origin:
+                                   protocol/rules.py);
                       acknowledgement is recorded with whether its cosignature verifies
                                    and whether the tree it names is one the named log
                                    had (this node's own log: checked against every
@@ -35,17 +37,9 @@ from dataclasses import dataclass, field
 from node.store import follow as store
 from node.store import stats as stats_store
 from protocol.acknowledgements import is_valid_acknowledgement
-from protocol.entries import (
-    Acknowledgement,
-    Announcement,
-    Feedback,
-    Submission,
-    Withdrawal,
-    decode_entry,
-    verify_rotation,
-)
-from protocol.errors import EntryError, KeyFormatError
-from protocol.note import Verifier
+from protocol.entries import Acknowledgement, Announcement, Feedback, Submission, Withdrawal, decode_entry
+from protocol.errors import EntryError
+from protocol.rules import rotation_decision, split_targets
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +90,9 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now:
         entry = decode_entry(data)  # decoded once already while staging: cannot fail
         if isinstance(entry, Withdrawal):
             result.withdrawals += 1
-            for target in entry.targets:
-                # A withdrawal can only name earlier entries; later indices are ignored.
-                if target < index and store.withdraw(db, origin, target, index):
+            earlier, _ignored = split_targets(entry, index)  # only earlier entries (protocol/rules.py)
+            for target in earlier:
+                if store.withdraw(db, origin, target, index):
                     result.withdrawn.append(target)
         elif isinstance(entry, Feedback):
             known = store.known_leaf_hash(db, entry.origin, entry.index, own_origin)
@@ -116,7 +110,7 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now:
             store.set_peer_metadata(db, origin, index, entry.display_name, entry.contact_url, entry.policy_url)
             result.announcements += 1
             if entry.new_vkey is not None:
-                honoured, reason = _check_rotation(origin, result.vkey, entry)
+                honoured, reason = rotation_decision(origin, result.vkey, entry)
                 store.record_rotation(db, origin, index, result.vkey, entry.new_vkey, honoured, reason)
                 result.rotations.append((index, entry.new_vkey, honoured))
                 if honoured:
@@ -144,19 +138,3 @@ def _record_ack(db, origin: str, index: int, ack: Acknowledgement, own_origin: s
                      origin, index, ack.size, ack.origin)
     store.add_ack(db, origin, index, ack.origin, ack.size, ack.root_hash, ack.timestamp * 1000 + ack.milliseconds,
                   ack.public_key, ack.signature, valid, root_ok)
-
-
-def _check_rotation(origin: str, current_vkey: str, announcement: Announcement) -> tuple[bool, str]:
-    """(honoured, reason): the rotation must be signed by the current key and the new
-    key must carry the log's name, or the current key's name for a log whose key is
-    not named like its origin (C2SP: SHOULD)."""
-    try:
-        current = Verifier.from_vkey(current_vkey)
-        new = Verifier.from_vkey(announcement.new_vkey)
-    except KeyFormatError as exc:
-        return False, f"unusable key: {exc}"
-    if new.name not in (origin, current.name):
-        return False, f"the new key is named {new.name!r}, neither like the log {origin!r} nor like its current key"
-    if not verify_rotation(announcement, current):
-        return False, "the rotation signature does not verify under the current key"
-    return True, "signed by the current key"

@@ -5,7 +5,7 @@ append-only history can produce (spec/parts/following.md §6). Whoever finds one
 follower's own round (node/follow/sync.py) or a comparison with a peer's view
 (node/follow/gossip.py) -- calls `record_fork`, which, in this order:
 
-  1. builds the split-view evidence document (node/witness/evidence.py `check_pair`)
+  1. builds the split-view evidence document (protocol/evidence.py `check_pair`)
      from the two notes and, when their sizes differ, node hashes of the LARGER tree
      read from tiles already verified against that tree's signed root;
   2. writes it to DIR/evidence/<origin-safe-name>-<size1>-<size2>.json (mode 0644,
@@ -19,6 +19,11 @@ Invariant: a fork is recorded and the log stopped even when no evidence can be b
 (tiles unavailable, notes signed by keys of a rotation); the reason is then kept in
 `evidence_problem` and shown by `status`. Evidence is never built from unverified
 hashes: `fetch_verified_tree` checks every tile it returns against a signed root.
+
+The auditor (node/audit/run.py) fetches verified trees and writes its evidence files
+(split views, and acknowledgements of trees a log never had) with the same two
+functions, `fetch_verified_tree` and `write_evidence_file`: one naming scheme for every
+evidence file.
 """
 
 from __future__ import annotations
@@ -27,12 +32,17 @@ import hashlib
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.datadir import write_atomic
 from node.store import follow as store
-from node.witness import evidence as evidence_mod
+from node.store import witness as witness_store
+from protocol import evidence as evidence_mod
+from protocol.checkpoint import Checkpoint
 from protocol.errors import ProtocolError
+from protocol.note import parse_note
 from protocol.merkle import consistency_proof, range_hash
 from protocol.tiles import (
     TILE_HEIGHT,
@@ -112,7 +122,7 @@ def build_evidence(vkey: str, note_a: bytes, note_b: bytes, larger_tree,
                    sources: list) -> tuple[dict | None, str | None]:
     """(evidence document, None), or (None, why there is none). Never raises."""
     try:
-        doc = evidence_mod.check_pair(vkey, note_a, note_b, larger_tree, sources)
+        doc = evidence_mod.check_pair(vkey, note_a, note_b, larger_tree, sources, now=time.time())
     except (ProtocolError, ValueError) as exc:  # includes UsageError and a missing tile
         return None, f"no evidence file could be built: {exc}"
     if doc is None:  # the caller's bug: it saw a fork where the notes agree
@@ -121,22 +131,21 @@ def build_evidence(vkey: str, note_a: bytes, note_b: bytes, larger_tree,
 
 
 def write_evidence_file(directory: Path, doc: dict) -> Path:
-    """DIR/evidence/<origin-safe-name>-<size1>-<size2>.json; a file of that name that
-    holds another pair of checkpoints is kept, and this one gets a digest suffix."""
-    from node.datadir import write_atomic
-
+    """<directory>/<origin-safe-name>-<size1>-<size2>.json (size1 <= size2: the two
+    checkpoints of a split view, or the acknowledged and the signed tree of
+    acknowledgement evidence); a file of that name that holds other evidence is kept,
+    and this one gets a digest suffix. Written atomically, mode 0644."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    sizes = [_size_of(note) for note in doc["checkpoints"]]
-    path = directory / evidence_file_name(doc["origin"], *sizes)
+    path = directory / evidence_file_name(doc["origin"], *_sizes(doc))
     if path.exists():
         try:
-            same = sorted(json.loads(path.read_text("utf-8"))["checkpoints"]) == sorted(doc["checkpoints"])
-        except (OSError, ValueError, KeyError, TypeError):
+            same = _identity(json.loads(path.read_text("utf-8"))) == _identity(doc)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             same = False
         if same:
             return path
-        digest = hashlib.sha256("".join(sorted(doc["checkpoints"])).encode("utf-8")).hexdigest()[:12]
+        digest = hashlib.sha256(_identity(doc).encode("utf-8")).hexdigest()[:12]
         path = path.with_name(f"{path.stem}-{digest}.json")
     write_atomic(path, evidence_mod.dumps(doc).encode("utf-8"), mode=0o644)
     path.chmod(0o644)  # whatever the umask: evidence is for anyone to read
@@ -144,10 +153,21 @@ def write_evidence_file(directory: Path, doc: dict) -> Path:
 
 
 def _size_of(note_text: str) -> int:
-    from protocol.checkpoint import Checkpoint
-    from protocol.note import parse_note
-
     return Checkpoint.parse(parse_note(note_text.encode("utf-8")).text).size
+
+
+def _sizes(doc: dict) -> tuple[int, int]:
+    if "checkpoints" in doc:  # split view: its two checkpoints
+        return _size_of(doc["checkpoints"][0]), _size_of(doc["checkpoints"][1])
+    size = _size_of(doc["checkpoint"])  # acknowledgement evidence: the acknowledged tree, the signed one
+    return doc["proof"].get("size", size), size
+
+
+def _identity(doc: dict) -> str:
+    """What makes two evidence documents the same evidence ("observed" is context)."""
+    if "checkpoints" in doc:
+        return "".join(sorted(doc["checkpoints"]))
+    return json.dumps({k: v for k, v in doc.items() if k != "observed"}, sort_keys=True)
 
 
 def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: bytes, later_size: int,
@@ -157,8 +177,6 @@ def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: b
     """Steps 1-3 of the module docstring (in the caller's database thread). `doc`:
     evidence already built and verified (a peer's), instead of building it here.
     `tiles_problem`: why the caller has no `larger_tree` (said in status if needed)."""
-    from node.store import witness as witness_store
-
     problem = None
     if doc is None:
         doc, problem = build_evidence(vkey, earlier_note or b"", later_note, larger_tree, sources or [])

@@ -60,9 +60,9 @@ from node.follow import forks
 from node.follow.client import DEFAULT_TIMEOUT, FetchError, PeerClient
 from node.store import follow as store
 from node.store.worker import DatabaseWorker
-from node.witness.evidence import EvidenceError, verify_evidence
 from node.witness.seen import MAX_SEEN_BYTES, notes_for_origin
 from protocol.checkpoint import open_checkpoint
+from protocol.evidence import EvidenceError, verify_evidence
 from protocol.errors import ProtocolError
 from protocol.merkle import EMPTY_ROOT
 from protocol.note import Verifier

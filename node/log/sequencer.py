@@ -56,11 +56,11 @@ from pathlib import Path
 
 from node.datadir import DataDir, write_atomic
 from node.errors import Unavailable
-from node.log.edge import TreeEdge
 from node.log.tilestore import TileConflict, TileStore, TileWriteError
 from node.store import log as log_store
 from node.store import open_db
 from protocol.checkpoint import Checkpoint, sign_checkpoint
+from protocol.edge import TreeEdge
 from protocol.errors import TileError
 from protocol.merkle import leaf_hash
 from protocol.tiles import TILE_WIDTH, encode_bundle, entries_path, partial_tiles_for_size, tile_hashes

@@ -33,7 +33,7 @@ Every role:
   verified checkpoint of each origin this node has seen (as witness, follower, auditor
   or publisher), shared with others at GET /witness/seen so split views come to light.
 - `split_view_evidence(id, origin, digest, evidence, created_at)`: portable evidence
-  files (JSON, see node/witness/evidence.py), each stored once.
+  files (JSON, see protocol/evidence.py), each stored once.
 
 This module is the only code that touches these tables.
 """

@@ -34,7 +34,7 @@ requests can never move the witness's view of a log backwards, and a cosignature
 returned only after the checkpoint it covers is committed (synchronous=FULL).
 
 A validly signed checkpoint that conflicts with the stored one at the same size is a
-split view: the evidence file (node/witness/evidence.py) is stored as well.
+split view: the evidence file (protocol/evidence.py) is stored as well.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 
 from node.store import witness as store
-from node.witness import evidence as evidence_mod
+from protocol import evidence as evidence_mod
 from protocol.checkpoint import MAX_TREE_SIZE, Checkpoint, open_checkpoint
 from protocol.cosignature import CosignatureSigner
 from protocol.errors import CheckpointError, KeyFormatError, NoteError, ProofError
@@ -249,8 +249,8 @@ class Witness:
         cp = Checkpoint.parse(parse_note(new_note).text)
         for vkey in store.known_vkeys(self.db, cp.origin):
             try:
-                doc = evidence_mod.check_pair(vkey, stored_note, new_note, None, ["this witness (stored)",
-                                                                                   "add-checkpoint request"])
+                doc = evidence_mod.check_pair(vkey, stored_note, new_note, None,
+                                              ["this witness (stored)", "add-checkpoint request"], now=self.clock())
             except (NoteError, CheckpointError, KeyFormatError):
                 continue
             if doc is not None:

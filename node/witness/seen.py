@@ -12,18 +12,19 @@ drawn from the witness's cosigned checkpoints, the follower's verified checkpoin
 (node/store/follow.py, when that area exists) and `seen_checkpoints`. A peer that
 reads it verifies each note with the log key IT pinned and compares it with its own
 view (`compare_views`); an inconsistency yields an evidence file
-(node/witness/evidence.py). Notes are never trusted for being listed here.
+(protocol/evidence.py). Notes are never trusted for being listed here.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from node.store import witness as store
-from node.witness import evidence as evidence_mod
+from protocol import evidence as evidence_mod
 from protocol.errors import ProtocolError
 from protocol.note import Verifier
 
@@ -98,12 +99,12 @@ async def compare_views(vkey: str, ours: bytes, theirs: bytes,
     except ProtocolError as exc:
         return Comparison(True, problem=f"the peer's checkpoint does not verify: {exc}")
     if cp_ours.size == cp_theirs.size:
-        doc = evidence_mod.check_pair(vkey, ours, theirs, None, sources)
+        doc = evidence_mod.check_pair(vkey, ours, theirs, None, sources, now=time.time())
         return Comparison(doc is None, doc)
     larger = cp_ours if cp_ours.size > cp_theirs.size else cp_theirs
     nodes = await tree_nodes(larger.size, larger.root_hash)
     if nodes is None:
         return Comparison(True, problem=f"could not get verified tiles of the tree of size {larger.size} "
                                         "to compare the two checkpoints")
-    doc = evidence_mod.check_pair(vkey, ours, theirs, nodes, sources)
+    doc = evidence_mod.check_pair(vkey, ours, theirs, nodes, sources, now=time.time())
     return Comparison(doc is None, doc)

@@ -39,7 +39,6 @@ from node.store import open_db
 from node.store import witness as store
 from node.witness.addcheckpoint import SIZE_CONTENT_TYPE, encode_request
 from node.witness.proofs import DiskTiles
-from protocol.checkpoint import Checkpoint
 from protocol.cosignature import CosignatureVerifier
 from protocol.errors import ProtocolError
 from protocol.merkle import consistency_proof
@@ -252,7 +251,3 @@ class WitnessSubmitter:
     def _proof(self, old: int, size: int) -> list[bytes]:
         nodes = TileNodes(size, DiskTiles(self.sequencer.tiles))
         return consistency_proof(old, size, nodes.node_at)
-
-
-def checkpoint_of(note: bytes) -> Checkpoint:
-    return Checkpoint.parse(parse_note(note).text)

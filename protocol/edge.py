@@ -7,8 +7,9 @@ tiles C2SP tlog-tiles serves for size s (`protocol.tiles.partial_tiles_for_size`
 they are all a sequencer needs: appending leaves completes tiles bottom-up, and the
 root is computed from them alone. Nothing else of the tree is re-read.
 
-The tree arithmetic (which tiles exist, where a node sits in them, how the root folds)
-is protocol/'s; this module only keeps the hashes.
+The sequencer (node/log/sequencer.py) keeps one, and tests use it to compute the root
+of a growing log independently of the node; the tree arithmetic (which tiles exist,
+where a node sits in them, how the root folds) is protocol.tiles' and protocol.merkle's.
 
 Invariant: `sum(len(levels[l]) * 256**l) == size` and every list is shorter than 256.
 """
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protocol.merkle import HASH_SIZE, root_from_nodes, root_of
-from protocol.tiles import TILE_WIDTH, TileId, locate_node, partial_tiles_for_size
+from .merkle import HASH_SIZE, root_from_nodes, root_of
+from .tiles import TILE_WIDTH, TileId, locate_node, partial_tiles_for_size
 
 
 @dataclass

@@ -24,7 +24,8 @@ Why it proves it: the tlog-proof shows P's log (signed by P's key) holds the
 acknowledgement entry, whose cosignature verifies (so P's acknowledgement key made
 it); H's note verifies under H's key; for N < M the RFC 6962 consistency proof binds
 `root_in_new_tree` as the root of H's first N entries to H's signed root, and it is
-not the acknowledged root. `ncii-node audit verify-evidence FILE` checks it.
+not the acknowledged root. `ncii-node audit verify-evidence FILE` checks it. Pure, like protocol/evidence.py (the
+auditor, node/audit/acks.py, builds it; times in "observed" come from the caller).
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ from __future__ import annotations
 import base64
 import json
 
-from protocol.acknowledgements import verify_acknowledgement
-from protocol.checkpoint import open_checkpoint
-from protocol.entries import Acknowledgement, decode_entry
-from protocol.errors import ProofError, ProtocolError
-from protocol.merkle import consistency_proof, range_hash, verify_consistency
-from protocol.note import Verifier, decode_base64_strict
-from protocol.policy import Policy
-from protocol.tlogproof import verify_proofs
-from node.witness.evidence import MAX_EVIDENCE_BYTES, MAX_PROOF_HASHES, EvidenceError, _observed
+from .acknowledgements import verify_acknowledgement
+from .checkpoint import open_checkpoint
+from .entries import Acknowledgement, decode_entry
+from .errors import ProofError, ProtocolError
+from .evidence import MAX_EVIDENCE_BYTES, MAX_PROOF_HASHES, EvidenceError, observed
+from .merkle import consistency_proof, range_hash, verify_consistency
+from .note import Verifier, decode_base64_strict
+from .policy import Policy
+from .tlogproof import verify_proofs
 
 ACK_EVIDENCE_TYPE = "ncii-node/acknowledgement-evidence/v1"
 
@@ -50,7 +51,8 @@ def _b64(data: bytes) -> str:
 
 
 def build_ack_evidence(vkey: str, note: bytes, size: int, tree, ack: Acknowledgement, acknowledger: str,
-                       acknowledger_vkey: str, ack_proof: bytes, sources: list[str] | None = None) -> dict | None:
+                       acknowledger_vkey: str, ack_proof: bytes, sources: list | None = None, *,
+                       now: float | None = None) -> dict | None:
     """The evidence document if `ack` (proven in the acknowledger's log by `ack_proof`)
     names a tree of the log that its signed `note` (of `size` entries, whose node hashes
     `tree` gives, verified by the caller) contradicts; None if it does not."""
@@ -67,7 +69,7 @@ def build_ack_evidence(vkey: str, note: bytes, size: int, tree, ack: Acknowledge
                  "hashes": [_b64(h) for h in hashes]}
     return {"type": ACK_EVIDENCE_TYPE, "origin": ack.origin, "vkey": vkey, "checkpoint": note.decode("utf-8"),
             "acknowledger": {"origin": acknowledger, "vkey": acknowledger_vkey, "proof": ack_proof.decode("utf-8")},
-            "proof": proof, "observed": _observed(sources)}
+            "proof": proof, "observed": observed(sources, now)}
 
 
 def verify_ack_evidence(doc: dict) -> str:

@@ -32,7 +32,10 @@ C2SP only says it SHOULD, and what matters is what this key signed):
   * n1 == 0 is the degenerate case: the empty tree has one root, SHA-256("").
 
 Nothing in "observed" is checked: it tells a person where and when each note was
-seen. spec/parts/witness.md is the normative description.
+seen (times are given by the caller: this module reads no clock). spec/parts/witness.md
+is the normative description; node/follow/forks.py, node/witness/addcheckpoint.py,
+node/witness/seen.py and node/audit/run.py build evidence with `check_pair`, gossip and
+`ncii-node audit verify-evidence` check it with `verify_evidence`.
 """
 
 from __future__ import annotations
@@ -43,10 +46,10 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from protocol.checkpoint import Checkpoint, open_checkpoint
-from protocol.errors import KeyFormatError, NoteError, CheckpointError, ProofError, ProtocolError
-from protocol.merkle import EMPTY_ROOT, consistency_proof, range_hash, verify_consistency
-from protocol.note import Verifier, decode_base64_strict, parse_note
+from .checkpoint import Checkpoint, open_checkpoint
+from .errors import CheckpointError, KeyFormatError, NoteError, ProofError, ProtocolError
+from .merkle import EMPTY_ROOT, consistency_proof, range_hash, verify_consistency
+from .note import Verifier, decode_base64_strict, parse_note
 
 EVIDENCE_TYPE = "ncii-node/split-view-evidence/v1"
 MAX_EVIDENCE_BYTES = 1 << 20  # two notes and at most 64 hashes: far below this
@@ -73,30 +76,30 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+def rfc3339(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _observed(sources: list | None) -> list[dict]:
-    """Each source is a text (seen now) or (text, POSIX time it was seen, or None for now)."""
+def observed(sources: list | None, now: float | None) -> list[dict]:
+    """Each source is a text (seen `now`) or (text, POSIX time it was seen, or None
+    for `now`); without a time (`now` None) a source has no "at"."""
     out = []
     for source in sources or []:
         text, when = source if isinstance(source, tuple) else (source, None)
-        at = _now() if when is None else datetime.datetime.fromtimestamp(
-            when, datetime.timezone.utc).isoformat(timespec="seconds")
-        out.append({"source": text, "at": at})
+        when = now if when is None else when
+        out.append({"source": text} if when is None else {"source": text, "at": rfc3339(when)})
     return out
 
 
 def _document(origin: str, vkey: str, note_a: bytes, note_b: bytes, proof: dict,
-              sources: list[str] | None) -> dict:
+              sources: list | None, now: float | None) -> dict:
     return {
         "type": EVIDENCE_TYPE,
         "origin": origin,
         "vkey": vkey,
         "checkpoints": [note_a.decode("utf-8"), note_b.decode("utf-8")],
         "proof": proof,
-        "observed": _observed(sources),
+        "observed": observed(sources, now),
     }
 
 
@@ -111,7 +114,7 @@ def open_pair(verifier: Verifier, note_a: bytes, note_b: bytes) -> tuple[Checkpo
 
 
 def check_pair(vkey: str, note_a: bytes, note_b: bytes, larger_tree: NodeGetter | None,
-               sources: list[str] | None = None) -> dict | None:
+               sources: list | None = None, *, now: float | None = None) -> dict | None:
     """Compare two checkpoint notes of one log (both must verify under `vkey`).
 
     Returns an evidence document (dict) if they are inconsistent, None if they are
@@ -119,20 +122,21 @@ def check_pair(vkey: str, note_a: bytes, note_b: bytes, larger_tree: NodeGetter 
     larger of the two sizes, read from tiles the caller has ALREADY verified against
     that checkpoint (protocol.tiles.verify_tiles / TileNodes); it is needed only when
     the sizes differ, and if it is None then, UsageError-like ValueError is raised so
-    the caller fetches the tiles first."""
+    the caller fetches the tiles first. `sources` and `now` say where and when the
+    notes were seen (`observed`)."""
     cp_a, cp_b = open_pair(Verifier.from_vkey(vkey), note_a, note_b)
     if cp_a.size > cp_b.size:
         cp_a, cp_b, note_a, note_b = cp_b, cp_a, note_b, note_a
     if cp_a.size == cp_b.size:
         if cp_a.root_hash == cp_b.root_hash:
             return None
-        return _document(cp_a.origin, vkey, note_a, note_b, {"kind": "same-size"}, sources)
+        return _document(cp_a.origin, vkey, note_a, note_b, {"kind": "same-size"}, sources, now)
     if cp_a.size == 0:
         if cp_a.root_hash == EMPTY_ROOT:
             return None
         return _document(cp_a.origin, vkey, note_a, note_b,
                          {"kind": "consistency", "old_size": 0, "new_size": cp_b.size,
-                          "old_root_in_new_tree": _b64(EMPTY_ROOT), "hashes": []}, sources)
+                          "old_root_in_new_tree": _b64(EMPTY_ROOT), "hashes": []}, sources, now)
     if larger_tree is None:
         raise ValueError(f"comparing sizes {cp_a.size} and {cp_b.size} needs the verified tiles "
                          f"of the tree of size {cp_b.size}")
@@ -145,7 +149,7 @@ def check_pair(vkey: str, note_a: bytes, note_b: bytes, larger_tree: NodeGetter 
     return _document(cp_a.origin, vkey, note_a, note_b,
                      {"kind": "consistency", "old_size": cp_a.size, "new_size": cp_b.size,
                       "old_root_in_new_tree": _b64(prefix_root), "hashes": [_b64(h) for h in proof]},
-                     sources)
+                     sources, now)
 
 
 def dumps(evidence: dict) -> str:
