@@ -433,13 +433,12 @@ def _witness():
     """A witness of fx.LOG_ORIGIN over a real SQLite database (in /dev/shm when there
     is one: the harness must not wear a disk), with a cosigned checkpoint of size 5."""
     from node.store import open_db
-    from node.store import witness as store
     from node.witness.addcheckpoint import Witness
 
     where = "/dev/shm" if os.path.isdir("/dev/shm") else None
     db = open_db(os.path.join(tempfile.mkdtemp(prefix="ncii-fuzz-", dir=where), "witness.db"))
     db.execute("PRAGMA synchronous=OFF")
-    store.add_known_log(db, fx.LOG_ORIGIN, fx.LOG_SIGNER.verifier_key())
+    db.witness.add_known_log(fx.LOG_ORIGIN, fx.LOG_SIGNER.verifier_key())
     witness = Witness(fx.WITNESS_SIGNER, db, clock=lambda: fx.COSIGNED_AT)
     return witness, db
 
@@ -448,12 +447,11 @@ WITNESS_STORED_SIZE = 5
 
 
 def _reset_witness(db) -> None:
-    from node.store import witness as store
 
     tree = fx.tree()
     row = (WITNESS_STORED_SIZE, tree.root(WITNESS_STORED_SIZE), fx.cosigned(tree.checkpoint(WITNESS_STORED_SIZE)),
            float(fx.COSIGNED_AT))
-    store.witness_update(db, fx.LOG_ORIGIN, lambda stored: (None, row))
+    db.witness.witness_update(fx.LOG_ORIGIN, lambda stored: (None, row))
 
 
 @harness("node.witness.addcheckpoint: the body of POST /add-checkpoint (C2SP tlog-witness), "

@@ -15,7 +15,7 @@ the node back:
                  immutable once published, so copying them after the database is safe;
                  tiles of later checkpoints are left out: the copy knows no entry
                  beyond its checkpoint, and a tile it cannot derive would stop its
-                 sequencer (node/log/tilestore.py refuses to overwrite a tile);
+                 sequencer (node/store/tiles.py refuses to overwrite a tile);
   the rest       every other file of the data directory -- config.toml, keys, tokens,
                  fork evidence -- except what a running node makes for itself (lock,
                  serve.json, tmp/, the database's -wal and -shm files);
@@ -43,12 +43,15 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
-from node.config import PathsSection
+from node.config import PathsSection, dump_config
 from node.datadir import DataDir, fsync_dir
+from node.figures import version
+from node.store import StoreError, copy_database, open_db
+from protocol.errors import ProtocolError
+from protocol.tiles import TileId, bundles_for_size, decode_bundle, tiles_for_size, verify_bundle, verify_tiles
 
 MANIFEST = "backup.json"
 FORMAT = 1
@@ -105,8 +108,6 @@ def _inside(path: Path, root: Path) -> Path | None:
 
 def make_backup(datadir: DataDir, out: Path) -> BackupReport:
     """Back up `datadir` into the new directory `out` (see the module docstring)."""
-    from node.config import dump_config
-
     started = time.monotonic()
     config = datadir.config
     root = datadir.root
@@ -127,19 +128,11 @@ def make_backup(datadir: DataDir, out: Path) -> BackupReport:
     db_out = out / db_rel
     db_out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.close(os.open(db_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    source = sqlite3.connect(f"{datadir.db_path.as_uri()}?mode=ro", uri=True, timeout=30.0)
-    target = sqlite3.connect(db_out)
     try:
-        source.backup(target)
-        target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-        row = target.execute("SELECT size, root_hash, note FROM log_checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-        stored = target.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries").fetchone()[0]
-    except sqlite3.Error as exc:
+        latest, stored = copy_database(datadir.db_path, db_out)
+    except StoreError as exc:
         raise BackupError(f"cannot copy the database {datadir.db_path}: {exc}") from None
-    finally:
-        target.close()
-        source.close()
-    size, root_hash, note = row if row else (0, None, None)
+    size, root_hash, note = (latest.size, latest.root_hash, latest.note) if latest else (0, None, None)
 
     # 2. The tiles of that checkpoint, checked against its root.
     if size:
@@ -179,9 +172,6 @@ def make_backup(datadir: DataDir, out: Path) -> BackupReport:
 
 
 def _copy_tiles(tiles_dir: Path, out: Path, size: int, root_hash: bytes) -> None:
-    from protocol.errors import ProtocolError
-    from protocol.tiles import TileId, bundles_for_size, decode_bundle, tiles_for_size, verify_bundle, verify_tiles
-
     tiles: dict = {}
     try:
         for tile in tiles_for_size(size):
@@ -225,8 +215,6 @@ def _sync_tree(root: Path) -> None:
 
 
 def _version() -> str:
-    from node.figures import version
-
     return version()
 
 
@@ -272,9 +260,6 @@ def check_backup(backup: Path) -> dict:
 
 
 def restore(backup: Path, target: Path) -> RestoreReport:
-    from node.store import log as log_store
-    from node.store import open_db
-
     backup = Path(backup).absolute()
     manifest = check_backup(backup)
     target = Path(target).absolute()
@@ -287,7 +272,7 @@ def restore(backup: Path, target: Path) -> RestoreReport:
     _sync_tree(target)
     db = open_db(datadir.db_path)  # migrations of a newer ncii-node run here
     try:
-        latest = log_store.latest_checkpoint(db)
+        latest = db.log.latest_checkpoint()
     finally:
         db.close()
     size = latest.size if latest else 0

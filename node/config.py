@@ -83,6 +83,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from node.cases import resources as help_resources
 
 ROLES = ("helpline", "platform", "witness")
@@ -369,6 +371,4 @@ def parse_config(raw: bytes, where: str = "the configuration") -> Config:
 
 
 def dump_config(config: Config) -> str:
-    import tomli_w
-
     return HEADER + tomli_w.dumps(config.to_dict())

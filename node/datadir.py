@@ -30,6 +30,9 @@ import secrets
 from pathlib import Path
 
 from node.config import Config, ConfigError, dump_config, load_config
+from protocol.cosignature import CosignatureSigner
+from protocol.errors import KeyFormatError
+from protocol.note import Signer
 
 
 ACK_KEY_FILE = "keys/ack.key"
@@ -190,9 +193,6 @@ class DataDir:
         """The acknowledgement key (C2SP cosigner key, named like the origin; spec/parts/
         acknowledgements.md), made first if missing and `create` (a data directory older
         than acknowledgements)."""
-        from protocol.cosignature import CosignatureSigner
-        from protocol.errors import KeyFormatError
-
         if create and not self.ack_key_path.exists():
             signer = CosignatureSigner.generate(self.config.node.origin)
             self.write_secret(self.ack_key_path, signer.to_key_file())
@@ -203,9 +203,6 @@ class DataDir:
             raise DataDirError(f"{self.ack_key_path}: {exc}") from None
 
     def _load_signer(self, path: Path):
-        from protocol.errors import KeyFormatError
-        from protocol.note import Signer
-
         try:
             return Signer.from_key_file(self.read_secret(path))
         except KeyFormatError as exc:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from node.errors import BadRequest, NotFound, Unavailable
 from node.log.sequencer import LogUnavailable
-from node.store import follow as follow_store
 from protocol.checkpoint import MAX_TREE_SIZE
 from protocol.entries import VERDICTS, Feedback, encode_entry, entry_to_json
 from protocol.errors import ProtocolError
@@ -50,10 +49,10 @@ class FeedbackPublisher:
             raise BadRequest(f"verdict must be one of {', '.join(VERDICTS)}")
         if origin == self.own_origin:
             raise BadRequest("feedback names an entry of another node's log, not of this node's own")
-        followed = follow_store.get_log(self.db, origin)
+        followed = self.db.follow.get_log(origin)
         if followed is None:
             raise NotFound(f"this node does not follow {origin!r} (see `ncii-node follow list`)")
-        leaf = follow_store.known_leaf_hash(self.db, origin, index, self.own_origin)
+        leaf = self.db.follow.known_leaf_hash(origin, index, self.own_origin)
         if leaf is None:
             raise NotFound(f"entry {index} of {origin} is not a submission in this node's verified copy "
                            f"(it holds {followed.size} entries of that log)")

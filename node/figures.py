@@ -27,7 +27,10 @@ import datetime
 import logging
 import re
 import time
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 
+from node.acks.report import acknowledgement_statistics
 from node.follow.status import status_report
 from node.store import stats as store
 from protocol.entries import VERDICTS
@@ -94,7 +97,7 @@ def node_figures(db, config, window: str = DEFAULT_WINDOW, now: float | None = N
     now = time.time() if now is None else now
     first = since_day(window, now)
     role = config.node.role
-    size, published_at = store.own_log_size(db)
+    size, published_at = db.stats.own_log_size()
     figures: dict = {
         "origin": config.node.origin, "role": role, "window": window,
         "since": None if first is None else date_of(first), "today": date_of(store.day_of(now)),
@@ -123,7 +126,7 @@ def _log_figures(db, first: int | None, size: int, published_at: float | None) -
     totals: dict[str, int] = {}
     published: dict[str, int] = {}
     verdicts_sent: dict[str, int] = {}
-    for day, kind, detail, n in store.log_per_day(db, first):
+    for day, kind, detail, n in db.stats.log_per_day(first):
         date = date_of(day)
         row = per_day.setdefault(date, {})
         key = f"{kind}:{detail}" if detail else kind
@@ -141,7 +144,7 @@ def _log_figures(db, first: int | None, size: int, published_at: float | None) -
 
 
 def _case_figures(db, first: int | None, config, now: float) -> dict:
-    raw = store.cases_per_day(db, first)
+    raw = db.stats.cases_per_day(first)
     per_day = {date_of(day): counts for day, counts in sorted(raw.items())}
     opened = sum(c["opened"] for c in per_day.values())
     withdrawn = sum(c["withdrawn"] for c in per_day.values())
@@ -149,7 +152,7 @@ def _case_figures(db, first: int | None, config, now: float) -> dict:
     today_number = store.day_of(now)
     start = first if first is not None else min(raw, default=today_number)
     days = max(1, today_number - start + 1)
-    return {"opened": opened, "withdrawn": withdrawn, "totals": store.case_totals(db), "per_day": per_day,
+    return {"opened": opened, "withdrawn": withdrawn, "totals": db.stats.case_totals(), "per_day": per_day,
             "creation": {"today": today, "per_day_average": round(opened / days, 2),
                          "busiest_day": max((c["opened"] for c in per_day.values()), default=0),
                          "limits": creation_limits(config),
@@ -157,8 +160,6 @@ def _case_figures(db, first: int | None, config, now: float) -> dict:
 
 
 def _ack_figures(db, origin: str, first: int | None, now: float) -> dict:
-    from node.acks.report import acknowledgement_statistics
-
     window = now - first * store.DAY if first is not None else now
     return acknowledgement_statistics(db, origin, now, window=window)
 
@@ -170,7 +171,7 @@ def _node_day_budget(config) -> int:
 
 def _verdict_figures(db, first: int | None) -> dict:
     out: dict[str, dict] = {}
-    for platform, day, verdict, n in store.verdicts_per_day(db, first):
+    for platform, day, verdict, n in db.stats.verdicts_per_day(first):
         p = out.setdefault(platform, {"per_day": {}, "totals": {v: 0 for v in VERDICTS}})
         p["per_day"].setdefault(date_of(day), {})[verdict] = n
         p["totals"][verdict] = p["totals"].get(verdict, 0) + n
@@ -179,7 +180,7 @@ def _verdict_figures(db, first: int | None) -> dict:
 
 def _takedown_figures(db, first: int | None, verdicts: dict) -> dict:
     out = {}
-    for platform, m in sorted(store.outcomes(db, first).items()):
+    for platform, m in sorted(db.stats.outcomes(first).items()):
         cases, cases_removed = m.get("cases_answered", 0), m.get("cases_removed", 0)
         entries, entries_removed = m.get("entries_answered", 0), m.get("entries_removed", 0)
         out[platform] = {
@@ -195,7 +196,7 @@ def _matching_figures(db, first: int | None, live: dict) -> dict:
     per_day: dict[str, dict] = {}
     matches: dict[str, int] = {}
     queries = 0
-    for day, origin, measure, n in store.matches_per_day(db, first):
+    for day, origin, measure, n in db.stats.matches_per_day(first):
         row = per_day.setdefault(date_of(day), {})
         if measure == "queries":
             row[""] = row.get("", 0) + n
@@ -204,27 +205,25 @@ def _matching_figures(db, first: int | None, live: dict) -> dict:
             row[origin] = row.get(origin, 0) + n
             matches[origin] = matches.get(origin, 0) + n
     return {"per_day": per_day, "matches": matches, "queries": queries,
-            "suppressions": store.suppressions(db, first),
+            "suppressions": db.stats.suppressions(first),
             "index": live.get("matcher"), "latency": live.get("latency")}
 
 
 def store_snapshot(db, config, live: dict, now: float | None = None) -> dict:
     """What /metrics reads from the database: cheap queries only (≤ 50 ms in all)."""
-    from node.follow.status import status_report
-
     now = time.time() if now is None else now
     entries: dict[tuple[str, str], int] = {}
-    for _day, kind, detail, n in store.log_per_day(db, None):
+    for _day, kind, detail, n in db.stats.log_per_day(None):
         entries[(kind, detail)] = entries.get((kind, detail), 0) + n
     snapshot = {
-        "log_size": live.get("log_size", store.own_log_size(db)[0]),
+        "log_size": live.get("log_size", db.stats.own_log_size()[0]),
         "log_entries": entries,
-        "feedback": store.feedback_totals(db),
+        "feedback": db.stats.feedback_totals(),
         "followed": status_report(db, now, fingerprints=False)["logs"],
         "version": version(),
     }
     if config.node.role == "helpline":
-        snapshot["cases"] = store.case_totals(db)
+        snapshot["cases"] = db.stats.case_totals()
     if live.get("matcher"):
         snapshot["index"] = live["matcher"]
     return snapshot
@@ -257,7 +256,7 @@ class Figures:
         if not queries and not matches:
             return
         try:
-            await self.worker.call(store.add_matches, store.day_of(time.time()), queries, matches)
+            await self.worker.stats.add_matches(store.day_of(time.time()), queries, matches)
         except Exception as exc:  # noqa: BLE001 - a busy or full database: try again next time
             log.warning("figures: could not store match counts (%s); will retry", exc)
             self.metrics.give_back_matches(queries, matches)
@@ -278,9 +277,6 @@ class Figures:
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
     try:
         return package_version("ncii-node")
     except PackageNotFoundError:

@@ -27,7 +27,7 @@ import math
 import threading
 from typing import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
@@ -109,8 +109,6 @@ class NodeMetrics:
     def exposition(self, store_snapshot: dict) -> bytes:
         """The text format, with the database's figures of `store_snapshot` (see
         store_snapshot in node/figures.py). Runs on one thread at a time (the event loop)."""
-        from prometheus_client import generate_latest
-
         self._store.snapshot = store_snapshot
         try:
             return generate_latest(self.registry)

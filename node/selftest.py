@@ -16,9 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.hashing import hash_file
 from protocol import merkle, note
+from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.entries import decode_entry, encode_entry, entry_from_json, entry_to_json
 from protocol.errors import ProtocolError
+from protocol.policy import QuorumNotMet, check_quorum, parse_policy, verify_checkpoint
+from protocol.signals import SIGNALS
+from protocol.tlogproof import EntryProof, TlogProofs, failure_kind, verify_proofs
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO / "spec" / "vectors"
@@ -116,9 +121,6 @@ def merkle_proofs() -> Iterator[Row]:
 
 
 def pdq_reference() -> Iterator[Row]:
-    from protocol.signals import SIGNALS
-    from node.hashing import hash_file
-
     pdq = SIGNALS["pdq"]
     base = CONFORMANCE / "pdq"
     with open(base / "expected-hashes.csv", newline="") as f:
@@ -140,8 +142,6 @@ def pdq_reference() -> Iterator[Row]:
 
 
 def video_md5() -> Iterator[Row]:
-    from node.hashing import hash_file
-
     for path in sorted((CONFORMANCE / "video").glob("*")):
         want = hashlib.md5(path.read_bytes()).hexdigest()
         got = [fp["fingerprint"] for fp in hash_file(path) if fp["signal"] == "md5"]
@@ -149,8 +149,6 @@ def video_md5() -> Iterator[Row]:
 
 
 def policy_vectors() -> Iterator[Row]:
-    from protocol.policy import QuorumNotMet, check_quorum, parse_policy, verify_checkpoint
-
     doc = json.loads((VECTORS / "tlog-policy.json").read_text(encoding="utf-8"))
     for v in doc["valid"]:
         try:
@@ -182,9 +180,6 @@ def policy_vectors() -> Iterator[Row]:
 
 
 def proof_vectors() -> Iterator[Row]:
-    from protocol.policy import parse_policy
-    from protocol.tlogproof import failure_kind, verify_proofs
-
     doc = json.loads((VECTORS / "tlog-proof.json").read_text(encoding="utf-8"))
     policy = parse_policy(doc["policy"].encode())
     for v in doc["valid"]:
@@ -208,10 +203,6 @@ def proof_vectors() -> Iterator[Row]:
 def proofs_over_shared_inclusion_vectors() -> Iterator[Row]:
     """C2SP tlog-proofs made of the shared RFC 6962 inclusion vectors and checkpoints
     signed with the shared Go-generated log key: each verifies iff its vector does."""
-    from protocol.checkpoint import Checkpoint, sign_checkpoint
-    from protocol.policy import parse_policy
-    from protocol.tlogproof import EntryProof, TlogProofs, verify_proofs
-
     keys = json.loads((CONFORMANCE / "note" / "signed-notes.json").read_text())["keys"]
     signer = note.Signer.from_go_private_key(keys["log_skey_go_format"])
     policy = parse_policy(f"log {keys['log_vkey']}\nquorum none\n".encode())

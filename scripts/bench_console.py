@@ -47,8 +47,6 @@ def cli(*argv: str) -> None:
 def build(helpline: Path, cases: int, feedback: int) -> None:
     from node.datadir import DataDir
     from node.follow.apply import apply_staged, stage_entries
-    from node.store import cases as case_store
-    from node.store import follow as follow_store
     from node.store import open_db
     from protocol.entries import Feedback, Submission, Withdrawal, encode_entry
     from protocol.merkle import leaf_hash
@@ -75,16 +73,16 @@ def build(helpline: Path, cases: int, feedback: int) -> None:
     with db.atomic():
         for c in range(cases):
             day = today - rng.randrange(90)
-            case_id = case_store.insert_pending_case(db, rng.randbytes(32), b"salt", b"hash", "scrypt:bench", day,
-                                                     [(leaves[2 * c], "pdq", False), (leaves[2 * c + 1], "pdq", False)])
-            case_store.publish_case(db, case_id, [(2 * c, size), (2 * c + 1, size)])
+            case_id = db.cases.insert_pending_case(rng.randbytes(32), b"salt", b"hash", "scrypt:bench", day,
+                                                   [(leaves[2 * c], "pdq", False), (leaves[2 * c + 1], "pdq", False)])
+            db.cases.publish_case(case_id, [(2 * c, size), (2 * c + 1, size)])
             if c in withdrawal_of:
                 day = min(today, day + rng.randrange(30))
-                case_store.mark_withdrawn(db, case_id, day)
-                case_store.record_withdrawals(db, case_id, [(2 * c + k, withdrawal_of[c], size, day) for k in (0, 1)])
+                db.cases.mark_withdrawn(case_id, day)
+                db.cases.record_withdrawals(case_id, [(2 * c + k, withdrawal_of[c], size, day) for k in (0, 1)])
     print(f"built: {cases:,} cases in {time.monotonic() - started:.1f} s", flush=True)
     for platform in PLATFORMS:
-        follow_store.add_log(db, platform, f"http://{platform}", Signer.generate(platform).verifier_key())
+        db.follow.add_log(platform, f"http://{platform}", Signer.generate(platform).verifier_key())
     verdicts = list(VERDICT_WEIGHTS)
     weights = list(VERDICT_WEIGHTS.values())
     chunk = 10_000
@@ -99,7 +97,7 @@ def build(helpline: Path, cases: int, feedback: int) -> None:
             batch.append(encode_entry(Feedback(ORIGIN, target, leaves[target], verdict)))
         first = next_index[platform]
         with db.atomic():
-            follow_store.reset_staging(db, platform)
+            db.follow.reset_staging(platform)
             stage_entries(db, platform, first, batch, [leaf_hash(e) for e in batch])
             apply_staged(db, platform, "", ORIGIN, now=at)
         next_index[platform] = first + len(batch)

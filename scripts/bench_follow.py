@@ -66,12 +66,11 @@ def build(helpline: Path, count: int) -> None:
 
 def log_size(helpline: Path) -> int:
     from node.datadir import DataDir
-    from node.store import log as log_store
     from node.store import open_db
 
     db = open_db(DataDir(helpline).db_path)
     try:
-        latest = log_store.latest_checkpoint(db)
+        latest = db.log.latest_checkpoint()
         return latest.size if latest else 0
     finally:
         db.close()
@@ -90,14 +89,13 @@ async def follow(platform: Path, url: str, vkey: str, count: int, signed: bool) 
     from node.follow.client import PeerClient
     from node.follow.sync import Follower
     from node.readaccess import RequestSigner
-    from node.store import follow as store
     from node.store import open_db
     from node.store.worker import DatabaseWorker
 
     datadir = DataDir(platform)
     db = open_db(datadir.db_path)
-    if store.get_log(db, ORIGIN) is None:
-        store.add_log(db, ORIGIN, url, vkey)
+    if db.follow.get_log(ORIGIN) is None:
+        db.follow.add_log(ORIGIN, url, vkey)
     signer = None
     if signed:
         key = datadir.load_request_signer()
@@ -117,14 +115,14 @@ async def follow(platform: Path, url: str, vkey: str, count: int, signed: bool) 
     cpu = time.process_time()
     started = time.monotonic()
     rounds = 0
-    while store.get_log(db, ORIGIN).size < count:
+    while db.follow.get_log(ORIGIN).size < count:
         await follower.sync_once()
         rounds += 1
     seconds = time.monotonic() - started
     cpu = time.process_time() - cpu
     sampler.cancel()
-    state = store.get_log(db, ORIGIN)
-    counts = store.fingerprint_counts(db).get(ORIGIN, {})
+    state = db.follow.get_log(ORIGIN)
+    counts = db.follow.fingerprint_counts().get(ORIGIN, {})
     await client.close()
     await worker.close()
     db.close()

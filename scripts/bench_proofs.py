@@ -103,7 +103,6 @@ async def witness_section(seconds: float) -> None:
     from node.cli import main as cli_main
     from node.datadir import DataDir
     from node.store import open_db
-    from node.store import witness as store
     from node.web.server import RunningNode
     from node.witness.addcheckpoint import encode_request
 
@@ -113,7 +112,7 @@ async def witness_section(seconds: float) -> None:
         logging.getLogger().setLevel(logging.WARNING)   # `init` turned INFO on: no access log lines
         datadir = DataDir(root_dir)
         db = open_db(datadir.db_path)
-        store.add_known_log(db, LOG.name, LOG.verifier_key())
+        db.witness.add_known_log(LOG.name, LOG.verifier_key())
         db.close()
         node = await RunningNode(datadir).start("127.0.0.1", 0)
         leaves = [leaf_hash(entry(i)) for i in range(200_000)]

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from node.store import follow as follow_store
 from node.web.server import RunningNode
 
 from publish_support import make_datadir, wait_for
@@ -83,8 +82,8 @@ async def running_pair(tmp_path, start_node, session: aiohttp.ClientSession, *, 
     try:
         for follower, followed, name in ((platform, helpline, "helpline"), (helpline, platform, platform_name)):
             db = follower.node.db
-            follow_store.add_log(db, followed.node.config.node.origin, followed.public_url,
-                                 followed.node.log_vkey, name=name, interval=0.05)
+            db.follow.add_log(followed.node.config.node.origin, followed.public_url,
+                              followed.node.log_vkey, name=name, interval=0.05)
             await follower.node.follower.reload()  # at once, not at the next 5 s reload
         yield Pair(helpline, platform, session)
     finally:

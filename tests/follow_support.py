@@ -132,7 +132,7 @@ class Harness:
         self.clients: list[PeerClient] = []
 
     def follow(self, origin: str, url: str, vkey: str, **client_args) -> Follower:
-        store.add_log(self.db, origin, url, vkey)
+        self.db.follow.add_log(origin, url, vkey)
         return self.attach(origin, url, **client_args)
 
     def attach(self, origin: str, url: str, **client_args) -> Follower:
@@ -145,19 +145,19 @@ class Harness:
         return follower
 
     def state(self, origin: str) -> store.FollowedLog:
-        return store.get_log(self.db, origin)
+        return self.db.follow.get_log(origin)
 
     def evidence(self, origin: str) -> tuple[Path, VerifiedEvidence]:
         """The evidence file of the log's (newest) fork, checked like
         `ncii-node audit verify-evidence` checks it."""
-        fork = store.list_forks(self.db, origin)[-1]
+        fork = self.db.follow.list_forks(origin)[-1]
         assert fork.evidence_problem is None and fork.evidence_path, fork.evidence_problem
         path = Path(fork.evidence_path)
         assert path.parent == self.evidence_dir and (path.stat().st_mode & 0o777) == 0o644
         return path, verify_evidence(path.read_bytes())
 
     def fingerprints(self, origin: str) -> list[store.FingerprintRow]:
-        return list(store.iter_fingerprints(self.db, origin))
+        return list(self.db.follow.iter_fingerprints(origin))
 
     async def close(self) -> None:
         for client in self.clients:

@@ -62,10 +62,8 @@ async def test_case_status_shows_when_each_platform_applied(tmp_path, start_node
         assert stats["submissions"]["acknowledged"] == 3 and stats["submissions"]["pending"] == 0
         assert 0 <= stats["submissions"]["p50"] < 10
         # The statistics read a summary kept by a trigger; it agrees with the rows.
-        from node.store.stats import published_groups
-
         db = pair.helpline.node.db
-        assert published_groups(db, 0, 100) == db.execute(
+        assert db.stats.published_groups(0, 100) == db.execute(
             "SELECT checkpoint_size, COUNT(*), MAX(idx) FROM case_entries WHERE checkpoint_size IS NOT NULL "
             "GROUP BY checkpoint_size ORDER BY checkpoint_size DESC").fetchall()
 
@@ -125,13 +123,12 @@ async def test_a_platform_that_stops_acknowledging_shows_up(tmp_path, start_node
     and a minute later the operator sees it as silent; the honest platform stays ok."""
     from follow_support import LogServer, StaticLog
     from node.acks.report import acknowledgement_statistics
-    from node.store import follow as follow_store
 
     async with running_pair(tmp_path, start_node, session) as pair:
         mute = StaticLog("mute.example/log")
         server = await LogServer(mute).start()
         try:
-            follow_store.add_log(pair.helpline.node.db, mute.origin, server.url, mute.vkey, name="Mute")
+            pair.helpline.node.db.follow.add_log(mute.origin, server.url, mute.vkey, name="Mute")
             await pair.helpline.node.follower.reload()
             case = await pair.create_case(2)
             await wait_for(lambda: _applied_by(pair, case, "Platform A"))

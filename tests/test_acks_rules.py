@@ -10,8 +10,6 @@ import logging
 from acks_support import HELPLINE, entries_of, running_pair
 from follow_support import Harness, LogServer, StaticLog
 from node.acks.report import case_platforms
-from node.store import follow as follow_store
-from node.store import log as log_store
 from protocol.acknowledgements import acknowledge
 from protocol.cosignature import CosignatureSigner
 from protocol.entries import encode_entry
@@ -30,7 +28,7 @@ async def test_batched_but_a_withdrawal_is_acknowledged_at_once(tmp_path, start_
         assert len(acks_in(pair.platform)) == 1
         second = await pair.create_case(2, seed=2)
         size = pair.helpline.node.sequencer.published.size
-        await wait_for(lambda: follow_store.get_log(pair.platform.node.db, HELPLINE).size == size)
+        await wait_for(lambda: pair.platform.node.db.follow.get_log(HELPLINE).size == size)
         await asyncio.sleep(1.0)
         assert len(acks_in(pair.platform)) == 1  # applied, but the interval has not passed
         assert not (await pair.status(second))["platforms"][0]["fingerprints"]["applied"]
@@ -50,14 +48,14 @@ async def test_applied_before_a_stop_is_acknowledged_at_the_next_start(tmp_path,
         platform.datadir.save_config(config)
         await platform.stop()
         pair.platform = await start_node(type(platform.datadir)(platform.datadir.root))
-        follow_store.remove_log(pair.helpline.node.db, pair.platform.node.config.node.origin)
-        follow_store.add_log(pair.helpline.node.db, pair.platform.node.config.node.origin,
-                             pair.platform.public_url, pair.platform.node.log_vkey, name="Platform A",
-                             interval=0.05)
+        pair.helpline.node.db.follow.remove_log(pair.platform.node.config.node.origin)
+        pair.helpline.node.db.follow.add_log(pair.platform.node.config.node.origin,
+                                             pair.platform.public_url, pair.platform.node.log_vkey, name="Platform A",
+                                             interval=0.05)
         await pair.helpline.node.follower.reload()
         case = await pair.create_case(2)
         size = pair.helpline.node.sequencer.published.size
-        await wait_for(lambda: follow_store.get_log(pair.platform.node.db, HELPLINE).size == size)
+        await wait_for(lambda: pair.platform.node.db.follow.get_log(HELPLINE).size == size)
         await asyncio.sleep(0.5)
         assert acks_in(pair.platform) == []
         # Restarted with acknowledgements on: what it applied is acknowledged now.
@@ -67,10 +65,10 @@ async def test_applied_before_a_stop_is_acknowledged_at_the_next_start(tmp_path,
         config.acknowledgements.enabled = True
         datadir.save_config(config)
         pair.platform = await start_node(type(datadir)(datadir.root))
-        follow_store.remove_log(pair.helpline.node.db, pair.platform.node.config.node.origin)
-        follow_store.add_log(pair.helpline.node.db, pair.platform.node.config.node.origin,
-                             pair.platform.public_url, pair.platform.node.log_vkey, name="Platform A",
-                             interval=0.05)
+        pair.helpline.node.db.follow.remove_log(pair.platform.node.config.node.origin)
+        pair.helpline.node.db.follow.add_log(pair.platform.node.config.node.origin,
+                                             pair.platform.public_url, pair.platform.node.log_vkey, name="Platform A",
+                                             interval=0.05)
         await pair.helpline.node.follower.reload()
         await pair.wait_applied(case)
         [ack] = acks_in(pair.platform)
@@ -85,10 +83,10 @@ async def test_forged_and_false_acknowledgements_are_recorded_as_such(tmp_path, 
     own = StaticLog(HELPLINE)  # stands for the helpline's own published log
     own.append(*[encode_entry_submission(i) for i in range(4)])
     harness = Harness(tmp_path)
-    log_store.insert_entries(harness.db, 0, own.entries, own.leaves)
+    harness.db.log.insert_entries(0, own.entries, own.leaves)
     from protocol.checkpoint import Checkpoint as Cp
 
-    log_store.record_checkpoint(harness.db, 4, own_root(own, 4), b"note", published_at=1742300000.0)
+    harness.db.log.record_checkpoint(4, own_root(own, 4), b"note", published_at=1742300000.0)
     platform = StaticLog("platform.example/log")
     key = CosignatureSigner(platform.origin, bytes([5]) * 32)
     true = acknowledge(key, Cp(HELPLINE, 4, own_root(own, 4)), 1742300001000)
@@ -113,8 +111,8 @@ async def test_forged_and_false_acknowledgements_are_recorded_as_such(tmp_path, 
     db = open_db(harness.db_path)
     rows = {r[0]: r[1:] for r in db.execute("SELECT from_idx, valid, root_ok, step FROM follow_acks")}
     assert rows == {0: (1, 0, 0), 1: (0, 1, 0), 2: (1, 0, 0), 3: (1, 1, 1)}
-    assert [a.from_index for a in follow_store.false_acks(db, HELPLINE)] == [0, 1, 2]
-    assert follow_store.ack_covering(db, platform.origin, HELPLINE, 3) == 1742300001000
+    assert [a.from_index for a in db.follow.false_acks(HELPLINE)] == [0, 1, 2]
+    assert db.follow.ack_covering(platform.origin, HELPLINE, 3) == 1742300001000
     [entry] = case_platforms(db, HELPLINE, [(3, 4)], None)
     assert entry["fingerprints"] == {"applied": True, "at": "2025-03-18T12:13:21Z"}
     critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]

@@ -15,6 +15,7 @@ import pytest
 
 from node.cases.limits import ADDRESS_POLICY, CASE_POLICY
 from node.store import cases as case_store
+from node.store.cases import CaseRepository
 from protocol.entries import Submission, Withdrawal, decode_entry
 
 from publish_support import make_datadir, read_log, tile_files
@@ -135,7 +136,7 @@ async def test_not_eligible_creates_nothing(node, session):
                                  {"eligibility": {**YES, "intimate": False}, "fingerprints": "junk"})
     assert status == 422 and data["not_met"] == ["intimate"]
     assert node.node.sequencer.published.size == 0
-    assert case_store.counts(node.node.db) == {s: 0 for s in case_store.STATES}
+    assert node.node.db.cases.counts() == {s: 0 for s in case_store.STATES}
 
 
 @pytest.mark.parametrize("content_type", ["image/jpeg", "video/mp4", "multipart/form-data; boundary=x",
@@ -193,7 +194,7 @@ async def test_degenerate_fingerprints_are_refused(node, session):
     assert "Fingerprint 3: this is the md5 of an empty file" in data["error"]
     assert headers["Cache-Control"] == "no-store"
     assert node.node.sequencer.published.size == 0
-    assert case_store.counts(node.node.db) == {s: 0 for s in case_store.STATES}
+    assert node.node.db.cases.counts() == {s: 0 for s in case_store.STATES}
     # The others alone are accepted.
     case = await open_case(session, node, [fps[0]])
     assert case["fingerprints"] == 1
@@ -458,20 +459,20 @@ async def test_interrupted_creation_is_abandoned_and_its_entries_withdrawn(node,
     def crash(*args, **kwargs):
         raise sqlite3.OperationalError("simulated crash after the entries were published")
 
-    monkeypatch.setattr(case_store, "publish_case", crash)
+    monkeypatch.setattr(CaseRepository, "publish_case", crash)
     status, _, _ = await post(session, node.public_url + "/v1/cases", {"eligibility": YES, "fingerprints": [pdq(11), pdq(12)]})
     assert status == 500
     monkeypatch.undo()
-    assert case_store.cases_in_state(node.node.db, "pending") == [1]
+    assert node.node.db.cases.cases_in_state("pending") == [1]
     published = node.node.sequencer.published.size
     assert published == 2
 
     # A pending case whose entries never reached the log (a crash before the append).
     service = node.node.cases
-    case_store.insert_pending_case(node.node.db, b"L" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1,
-                                   [(b"\x01" * 32, "pdq", False)])
+    node.node.db.cases.insert_pending_case(b"L" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1,
+                                           [(b"\x01" * 32, "pdq", False)])
     await service.repair()
-    assert case_store.cases_in_state(node.node.db, "abandoned") == [1, 2]
+    assert node.node.db.cases.cases_in_state("abandoned") == [1, 2]
     view = await read_log(session, node.public_url, vkey_of(node), origin=node.datadir.config.node.origin)
     assert decode_entry(view.entries[2]) == Withdrawal((0, 1), "error")
     assert view.checkpoint.size == 3
@@ -484,7 +485,7 @@ async def test_withdrawal_finished_after_restart(tmp_path, session, start_node):
     node = await start_node(datadir)
     case = await open_case(session, node, [pdq(21), pdq(22)])
     # The request was recorded, then the node stopped before appending anything.
-    case_store.mark_withdrawn(node.node.db, 1, 20000)
+    node.node.db.cases.mark_withdrawn(1, 20000)
     await node.stop()
     node = await start_node(datadir)
     try:

@@ -355,17 +355,16 @@ def test_unknown_numbers_are_counted_like_real_cases(tmp_path):
     """The same attempts at the same times, on a real case (its row in a real database)
     and on a number that names no case (in memory): the same outcomes, waits, lockouts
     and forgetting."""
-    from node.store import cases as store
     from node.store import open_db
 
     db = open_db(tmp_path / "node.db")
-    store.insert_pending_case(db, b"K" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1, [])
-    store.publish_case(db, 1, [])
+    db.cases.insert_pending_case(b"K" * 32, b"s" * 16, b"h" * 32, "scrypt:n=1024,r=8,p=1", 1, [])
+    db.cases.publish_case(1, [])
     counters = UnknownCaseCounters(CASE_POLICY)
     # now, then after each outcome: at once / when the wait ends / much later
     moments, now, known, unknown = [], 1000.0, [], []
     for step in range(40):
-        case, a = store.begin_pin_attempt(db, b"K" * 32, now, CASE_POLICY, counters)
+        case, a = db.cases.begin_pin_attempt(b"K" * 32, now, CASE_POLICY, counters)
         assert case is not None and case.id == 1
         b = counters.attempt(b"U" * 32, now)
         known.append(a)
@@ -381,9 +380,9 @@ def test_unknown_numbers_are_counted_like_real_cases(tmp_path):
     assert any(a.refused and a.refused.locked for a in known) and any(a.failures > 10 for a in known)
     assert any(a.refused and not a.refused.locked for a in known)
     assert any(later.failures == 1 and earlier.failures > 1 for earlier, later in zip(known, known[1:]))
-    assert store.unknown_attempts(db) == 0  # the counters above were called directly
-    store.begin_pin_attempt(db, b"N" * 32, now, CASE_POLICY, counters)
-    assert store.unknown_attempts(db) == 1
+    assert db.cases.unknown_attempts() == 0  # the counters above were called directly
+    db.cases.begin_pin_attempt(b"N" * 32, now, CASE_POLICY, counters)
+    assert db.cases.unknown_attempts() == 1
     assert len(counters) == 2 and all(len(key) == 16 for key in counters._counters)  # a part of the HMAC only
 
 

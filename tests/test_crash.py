@@ -229,19 +229,19 @@ async def test_sigkill_at_random_moments(tmp_path):
 # The node kills itself at one point of the sequencing order (test-only wrapper).
 WRAPPER = r"""
 import os, signal, sys
-import node.log.sequencer as seq
-from node.store import log as store
+from node.store.log import LogRepository
+from node.store.tiles import TileStore
 STEP = os.environ["CRASH_STEP"]
 calls = {"n": 0}
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
-orig_insert = store.insert_entries
-def insert_entries(db, first, entries, hashes):
-    orig_insert(db, first, entries, hashes)
+orig_insert = LogRepository.insert_entries
+def insert_entries(self, first, entries, hashes):
+    orig_insert(self, first, entries, hashes)
     if STEP == "after-store" and entries:
         die()
-seq.log_store.insert_entries = insert_entries
-orig_commit = seq.TileStore.commit
+LogRepository.insert_entries = insert_entries
+orig_commit = TileStore.commit
 def commit(self, staged):
     if STEP == "mid-tiles" and len(staged.pending) > 2:
         half = type(staged)()
@@ -249,13 +249,13 @@ def commit(self, staged):
         orig_commit(self, half)
         die()
     return orig_commit(self, staged)
-seq.TileStore.commit = commit
-orig_record = store.record_checkpoint
-def record_checkpoint(db, size, root, note, published_at=None):
+TileStore.commit = commit
+orig_record = LogRepository.record_checkpoint
+def record_checkpoint(self, size, root, note, published_at=None):
     if STEP == "before-record" and size > 0:
         die()
-    return orig_record(db, size, root, note, published_at)
-seq.log_store.record_checkpoint = record_checkpoint
+    return orig_record(self, size, root, note, published_at)
+LogRepository.record_checkpoint = record_checkpoint
 from node.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -138,7 +138,6 @@ async def test_rewritten_history_evidence_from_the_fetched_tiles(followed, old, 
 
 async def test_two_forks_of_one_size_pair_keep_two_files(followed, tmp_path):
     """A second, different pair of the same sizes (after re-following) gets its own file."""
-    from node.store import follow as store
 
     harness, log, server = followed
     log.append(*[pdq_entry(i) for i in range(10)])
@@ -147,8 +146,8 @@ async def test_two_forks_of_one_size_pair_keep_two_files(followed, tmp_path):
     with pytest.raises(ForkDetected):
         await harness.followers[log.origin].sync_once()
     first, _ = harness.evidence(log.origin)
-    store.remove_log(harness.db, log.origin)
-    store.add_log(harness.db, log.origin, server.url, log.vkey)
+    harness.db.follow.remove_log(log.origin)
+    harness.db.follow.add_log(log.origin, server.url, log.vkey)
     server.checkpoint = None
     await harness.followers[log.origin].sync_once()
     server.checkpoint = log.sign(10, bytes([1]) * 32)

@@ -14,7 +14,6 @@ from aiohttp import web
 
 from follow_support import Harness, LogServer, StaticLog, pdq_entry, withdrawal_entry
 from node.follow.sync import ForkDetected, PeerMisbehaved, SyncError
-from node.store import follow as store
 from protocol.merkle import root_of
 from protocol.note import Signer
 from protocol.tiles import TileId, encode_bundle, entries_path
@@ -236,7 +235,7 @@ async def test_shrinking_checkpoint_is_a_fork_and_stops_the_log(two_logs):
         await harness.followers[hostile.origin].sync_once()
     state = harness.state(hostile.origin)
     assert state.forked and state.size == 300 and "FORK" in state.last_error
-    [evidence] = store.list_forks(harness.db, hostile.origin)
+    [evidence] = harness.db.follow.list_forks(hostile.origin)
     assert evidence.earlier_note == note_300 and evidence.later_note == server.checkpoint
     # ... and a portable evidence file, its proof read from our own tree's tiles.
     path, verified = harness.evidence(hostile.origin)
@@ -259,7 +258,7 @@ async def test_older_checkpoint_of_the_same_history_is_an_error_not_a_fork(two_l
     with pytest.raises(SyncError, match="stale copy"):
         await harness.followers[hostile.origin].sync_once()
     state = harness.state(hostile.origin)
-    assert not state.forked and state.size == 300 and not store.list_forks(harness.db, hostile.origin)
+    assert not state.forked and state.size == 300 and not harness.db.follow.list_forks(hostile.origin)
 
 
 async def test_shrinking_checkpoint_without_our_tiles_is_a_fork_without_evidence(two_logs):
@@ -269,7 +268,7 @@ async def test_shrinking_checkpoint_without_our_tiles_is_a_fork_without_evidence
     with pytest.raises(ForkDetected, match="shrank"):
         await harness.followers[hostile.origin].sync_once()
     assert harness.state(hostile.origin).forked
-    [fork] = store.list_forks(harness.db, hostile.origin)
+    [fork] = harness.db.follow.list_forks(hostile.origin)
     assert fork.evidence_path is None and "tiles of our verified tree of size 300 are not available" in fork.evidence_problem
 
 
@@ -291,7 +290,7 @@ async def test_same_size_other_root_is_a_fork(two_logs):
     with pytest.raises(ForkDetected, match="different roots"):
         await harness.followers[hostile.origin].sync_once()
     assert harness.state(hostile.origin).forked
-    [evidence] = store.list_forks(harness.db, hostile.origin)
+    [evidence] = harness.db.follow.list_forks(hostile.origin)
     assert evidence.earlier_size == evidence.later_size == 300
     assert harness.evidence(hostile.origin)[1].kind == "same-size"
 
@@ -311,7 +310,7 @@ async def test_rewritten_history_is_a_fork_detected_from_the_tiles(two_logs):
     after = snapshot(harness, hostile.origin)
     assert after[0][:4] == before[0][:4] and after[1:] == before[1:]  # nothing rolled back or applied
     assert harness.state(hostile.origin).forked
-    [evidence] = store.list_forks(harness.db, hostile.origin)
+    [evidence] = harness.db.follow.list_forks(hostile.origin)
     assert evidence.earlier_size == 300 and evidence.later_size == 700
     _, verified = harness.evidence(hostile.origin)
     assert verified.kind == "consistency" and (verified.smaller.size, verified.larger.size) == (300, 700)

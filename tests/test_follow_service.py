@@ -14,7 +14,6 @@ from follow_support import LogServer, StaticLog, pdq_entry
 from node.cli import main as cli_main
 from node.follow.listener import FollowListener
 from node.follow.scheduler import FollowService, backoff_delay
-from node.store import follow as store
 from node.store import open_db
 from publish_support import append, make_datadir, wait_for
 
@@ -67,7 +66,7 @@ async def test_tofu_pins_the_presented_key_with_a_loud_warning(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "WARNING: TRUST ON FIRST USE" in err and helpline.load_log_signer().verifier_key() in err
     db = open_db(platform.db_path)
-    [entry] = store.list_logs(db)
+    [entry] = db.follow.list_logs()
     db.close()
     assert entry.vkey == helpline.load_log_signer().verifier_key() and entry.tofu
 
@@ -123,8 +122,8 @@ async def test_a_failing_log_backs_off_while_another_keeps_syncing(tmp_path):
     servers[0].overrides["checkpoint"] = fail
     db_path = tmp_path / "node.db"
     db = open_db(db_path)
-    store.add_log(db, broken.origin, servers[0].url, broken.vkey, interval=0.05)
-    store.add_log(db, honest.origin, servers[1].url, honest.vkey, interval=0.05)
+    db.follow.add_log(broken.origin, servers[0].url, broken.vkey, interval=0.05)
+    db.follow.add_log(honest.origin, servers[1].url, honest.vkey, interval=0.05)
     removed = []
 
     class Listener(FollowListener):
@@ -136,8 +135,8 @@ async def test_a_failing_log_backs_off_while_another_keeps_syncing(tmp_path):
     try:
         for i in range(3):
             honest.append(*[pdq_entry(100 * i + k) for k in range(100)])
-            assert await wait_for(lambda: store.get_log(db, honest.origin).size == len(honest.entries))
-        state = store.get_log(db, broken.origin)
+            assert await wait_for(lambda: db.follow.get_log(honest.origin).size == len(honest.entries))
+        state = db.follow.get_log(broken.origin)
         assert state.failures >= 2 and "HTTP 500" in state.last_error and state.size == 0
         # Back-off: with a 0.4 s cap, the broken log was asked far less often than every 50 ms.
         asked = servers[0].requests.count("checkpoint")
@@ -145,9 +144,9 @@ async def test_a_failing_log_backs_off_while_another_keeps_syncing(tmp_path):
         # Recovery: once the peer answers, the log catches up.
         servers[0].overrides.clear()
         broken.append(pdq_entry(1))
-        assert await wait_for(lambda: store.get_log(db, broken.origin).size == 1)
+        assert await wait_for(lambda: db.follow.get_log(broken.origin).size == 1)
         # `follow remove` while running: the job goes away and the listener hears of it.
-        store.remove_log(db, honest.origin)
+        db.follow.remove_log(honest.origin)
         assert await wait_for(lambda: honest.origin not in service.jobs)
         assert await wait_for(lambda: removed == [honest.origin])
     finally:
@@ -170,8 +169,8 @@ def test_status_says_fork_loudly(tmp_path, capsys):
     datadir = make_datadir(tmp_path, name="platform", origin="platform.example/log")
     log = StaticLog("helpline.example/log")
     db = open_db(datadir.db_path)
-    store.add_log(db, log.origin, "https://helpline.example/log", log.vkey)
-    store.record_fork(db, log.origin, "two checkpoints of size 5 with different roots", 5, b"a", 5, b"b")
+    db.follow.add_log(log.origin, "https://helpline.example/log", log.vkey)
+    db.follow.record_fork(log.origin, "two checkpoints of size 5 with different roots", 5, b"a", 5, b"b")
     db.close()
     capsys.readouterr()
     assert cli_main(["status", "--dir", str(datadir.root)]) == 3

@@ -17,7 +17,6 @@ from node.follow.listener import FollowListener
 from node.follow.sync import PeerMisbehaved, SyncError
 from node.readaccess import RequestSigner
 from node.store import connect
-from node.store import follow as store
 from protocol.entries import Announcement, Feedback, Submission, decode_entry, encode_entry, rotation_message
 from protocol.merkle import leaf_hash
 from protocol.note import Signer
@@ -80,7 +79,7 @@ async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path, 
         unsigned = harness.follow("helpline.example/log", node.public_url, vkey)
         with pytest.raises(SyncError, match="HTTP 401"):
             await unsigned.sync_once()
-        store.remove_log(harness.db, "helpline.example/log")
+        harness.db.follow.remove_log("helpline.example/log")
         signed = harness.follow("helpline.example/log", node.public_url, vkey, signer=signer)
         with pytest.raises(SyncError, match="HTTP 403"):
             await signed.sync_once()
@@ -116,12 +115,12 @@ async def test_restart_resumes_from_the_last_verified_checkpoint(tmp_path):
 async def test_replaying_a_batch_changes_nothing(tmp_path):
     harness = Harness(tmp_path)
     db = harness.db
-    store.add_log(db, "a.example/log", "http://127.0.0.1:9", Signer.generate("a.example/log").verifier_key())
+    db.follow.add_log("a.example/log", "http://127.0.0.1:9", Signer.generate("a.example/log").verifier_key())
     entries = [pdq_entry(i) for i in range(10)] + [withdrawal_entry(2, 3)] + [withdrawal_entry(3, 4)]
     leaves = [leaf_hash(e) for e in entries]
 
     def apply_once():
-        store.reset_staging(db, "a.example/log")
+        db.follow.reset_staging("a.example/log")
         stage_entries(db, "a.example/log", 0, entries, leaves)
         with db.atomic():
             return apply_staged(db, "a.example/log", harness.state("a.example/log").vkey)
@@ -147,7 +146,7 @@ class Recorder(FollowListener):
     def _committed_size(self, origin):
         db = connect(self.db_path)
         try:
-            return store.get_log(db, origin).size
+            return db.follow.get_log(origin).size
         finally:
             db.close()
 
@@ -181,10 +180,10 @@ async def test_listener_hears_withdrawals_before_commit_and_additions_after(tmp_
     with pytest.raises(SyncError, match="matcher could not drop"):
         await follower.sync_once()
     assert harness.state(log.origin).size == 8
-    assert not store.get_fingerprint(harness.db, log.origin, 0).withdrawn
+    assert not harness.db.follow.get_fingerprint(log.origin, 0).withdrawn
     harness.listener.fail = False
     await follower.sync_once()
-    assert store.get_fingerprint(harness.db, log.origin, 0).withdrawn
+    assert harness.db.follow.get_fingerprint(log.origin, 0).withdrawn
     await harness.close()
     await server.stop()
 
@@ -206,7 +205,7 @@ async def test_key_rotation_is_honoured_only_when_signed_by_the_current_key(tmp_
     log.append(announcement(intruder.verifier_key(), intruder))
     await follower.sync_once()
     assert harness.state(log.origin).vkey == old.verifier_key()
-    [(index, _, new_vkey, honoured, reason)] = store.key_rotations(harness.db, log.origin)
+    [(index, _, new_vkey, honoured, reason)] = harness.db.follow.key_rotations(log.origin)
     assert (index, honoured) == (0, False) and "does not verify" in reason
     assert harness.state(log.origin).display_name == "Helpline"
 
@@ -239,10 +238,10 @@ async def test_feedback_attaches_to_the_entry_it_names(tmp_path):
     )
     for log, server in zip((helpline, platform), servers):
         await harness.follow(log.origin, server.url, log.vkey).sync_once()
-    found = store.feedback_for(harness.db, helpline.origin, 4)
+    found = harness.db.follow.feedback_for(helpline.origin, 4)
     assert [(f.from_origin, f.from_index, f.verdict, f.entry_matches) for f in found] == [
         (platform.origin, 0, "removed", True), (platform.origin, 1, "matched-pending-review", False)]
-    assert store.feedback_for(harness.db, "elsewhere.example/log", 1)[0].entry_matches is None
+    assert harness.db.follow.feedback_for("elsewhere.example/log", 1)[0].entry_matches is None
     await harness.close()
     for server in servers:
         await server.stop()

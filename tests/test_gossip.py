@@ -81,7 +81,7 @@ async def setup(tmp_path):
     harness = Harness(tmp_path, timeout=1.0)
     harness.follow(log.origin, server.url, log.vkey)
     await harness.followers[log.origin].sync_once()
-    store.add_gossip_peer(harness.db, peer.url, 30.0)
+    harness.db.follow.add_gossip_peer(peer.url, 30.0)
     gossip = Gossip(harness.worker, evidence_dir=harness.evidence_dir, timeout=1.0)
     yield harness, log, server, peer, gossip
     await harness.close()
@@ -92,11 +92,11 @@ async def setup(tmp_path):
 def snapshot(harness: Harness, origin: str):
     state = harness.state(origin)
     return (state.size, state.root_hash, state.checkpoint_note, state.forked, state.fork_reason,
-            len(store.list_forks(harness.db)), harness.db.execute("SELECT COUNT(*) FROM fingerprints").fetchone())
+            len(harness.db.follow.list_forks()), harness.db.execute("SELECT COUNT(*) FROM fingerprints").fetchone())
 
 
 def peer_state(harness: Harness, url: str) -> store.GossipPeer:
-    [peer] = [p for p in store.list_gossip_peers(harness.db) if p.url == url]
+    [peer] = [p for p in harness.db.follow.list_gossip_peers() if p.url == url]
     return peer
 
 
@@ -156,7 +156,7 @@ async def test_consistent_views_raise_no_alarm(setup):
         peer.show(log.origin, *notes)
         result = await gossip.run_round(peer.url)
         assert result.compared == len(notes) and not result.forks and not result.problems, result
-    assert not harness.state(log.origin).forked and not store.list_forks(harness.db)
+    assert not harness.state(log.origin).forked and not harness.db.follow.list_forks()
     state = peer_state(harness, peer.url)
     assert state.last_error is None and state.checked_at and state.failures == 0
     assert status_report(harness.db)["gossip"][0]["url"] == peer.url
@@ -169,7 +169,7 @@ async def test_same_size_other_root_seen_by_a_peer_is_a_fork(setup):
     assert result.forks == [log.origin]
     state = harness.state(log.origin)
     assert state.forked and state.size == 300 and "FORK" in state.last_error and peer.url in state.fork_reason
-    [fork] = store.list_forks(harness.db, log.origin)
+    [fork] = harness.db.follow.list_forks(log.origin)
     assert fork.source == f"gossip {peer.url}" and fork.earlier_note == log.note
     assert harness.evidence(log.origin)[1].kind == "same-size"
     # The follower itself stops: nothing more is applied.
@@ -264,7 +264,7 @@ async def test_tiles_of_a_restricted_log_are_read_with_the_request_key(tmp_path,
             if (await follower.sync_once()).new_size == 300:
                 break
             await asyncio.sleep(0.1)
-        store.add_gossip_peer(harness.db, peer.url, 30.0)
+        harness.db.follow.add_gossip_peer(peer.url, 30.0)
         # A checkpoint the log's key signed for another history of 100 entries.
         fake = StaticLog(log_signer.name, log_signer)
         fake.append(*[pdq_entry(i) for i in range(100)])
@@ -288,7 +288,7 @@ async def test_tiles_of_a_restricted_log_are_read_with_the_request_key(tmp_path,
 
 
 def log_state(node: RunningNode):
-    return store.get_log(node.node.db, ORIGIN)
+    return node.node.db.follow.get_log(ORIGIN)
 
 
 @pytest.mark.parametrize("size_b,public_read", [(100, True), (130, True), (130, False)])
@@ -321,7 +321,7 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
         if not public_read:
             # Not yet readers of each other: the peers refuse (403), nothing is compared.
             def refused(node, other):
-                [peer] = store.list_gossip_peers(node.node.db)
+                [peer] = node.node.db.follow.list_gossip_peers()
                 return peer.last_error is not None and "HTTP 403" in peer.last_error
             await wait_for(lambda: refused(f1, f2) and refused(f2, f1))
             assert not log_state(f1).forked and not log_state(f2).forked

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from node.config import Config, ConfigError, dump_config, load_config
-from node.store import follow as follow_store
-from node.store import log as log_store
 
 from publish_support import Site, make_datadir
 
@@ -102,10 +100,10 @@ async def test_helpline_json_gives_the_page_its_helpline(helpline, caplog):
     db = client.running.node.db
     # The operator's names: a registered reader, a followed log -- and a followed log
     # that announces a flattering name about itself, which must never be shown.
-    log_store.add_reader(db, "reader+00000000+AAAA", "Example Social", b"\0\0\0\0")
-    follow_store.add_log(db, "photos.example/log", "https://photos.example", "photos+1+AAAA", name="Photo Share")
-    follow_store.add_log(db, "self.example/log", "https://self.example", "self+1+AAAA", name="")
-    follow_store.set_peer_metadata(db, "self.example/log", 0, "Not Reading Us", "https://self.example", "", )
+    db.readers.add_reader("reader+00000000+AAAA", "Example Social", b"\0\0\0\0")
+    db.follow.add_log("photos.example/log", "https://photos.example", "photos+1+AAAA", name="Photo Share")
+    db.follow.add_log("self.example/log", "https://self.example", "self+1+AAAA", name="")
+    db.follow.set_peer_metadata("self.example/log", 0, "Not Reading Us", "https://self.example", "", )
 
     answer = await client.get("/helpline.json")
     assert answer.status == 200 and answer.headers["Content-Type"].startswith("application/json")

@@ -20,7 +20,6 @@ from PIL import Image
 from node.cli import main as cli_main
 from node.datadir import DataDir
 from node.hashing import hash_file, hash_image_bytes
-from node.store import follow as follow_store
 from node.store import open_db
 from node.web.server import RunningNode
 from node.web.match_routes import MATCH_SETTINGS
@@ -184,7 +183,7 @@ async def world(tmp_path, start_node):
     server = await LogServer(log).start()
     platform = Platform(tmp_path, start_node)
     db = open_db(platform.datadir.db_path)
-    follow_store.add_log(db, HELPLINE, server.url, log.vkey, interval=0.1)
+    db.follow.add_log(HELPLINE, server.url, log.vkey, interval=0.1)
     db.close()
     await platform.start()
     await platform.wait(lambda s: s["pdq"] == len(model) and s["md5"] == 1 and s["vpdq"] == 1,
@@ -398,7 +397,7 @@ async def test_withdrawal_suppression_threshold_and_restart(world):
     feedback = decode_entry(ctx.db.execute("SELECT data FROM log_entries WHERE idx = ?",
                                            (outcome["feedback_index"],)).fetchone()[0])
     assert feedback == Feedback(HELPLINE, second, feedback.leaf_hash, "disputed-false-match")
-    assert feedback.leaf_hash == follow_store.get_fingerprint(ctx.db, HELPLINE, second).leaf_hash
+    assert feedback.leaf_hash == ctx.db.follow.get_fingerprint(HELPLINE, second).leaf_hash
     status, answer = await platform.post("/v1/match/suppress", {"origin": HELPLINE, "index": 10**6})
     assert status == 404
     status, answer = await platform.post("/v1/match/suppress", {"origin": HELPLINE, "index": -1})

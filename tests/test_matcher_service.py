@@ -15,7 +15,6 @@ import pytest
 from node.matcher.service import Matcher, MatcherLoading, Query
 from node.matcher.suppress import suppress_offline
 from node.store import follow as follow_store
-from node.store import matching as matching_store
 from node.store import open_db
 from protocol.entries import Submission, Withdrawal, encode_entry
 from protocol.merkle import leaf_hash
@@ -90,7 +89,7 @@ def database(tmp_path):
                 index += 1
         for (origin, index), (signal, fingerprint) in rows.items():
             insert(db, origin, index, signal, fingerprint, labels="sexual" if index % 7 == 0 else "")
-    matching_store.set_threshold(db, B, 20)
+    db.matching.set_threshold(B, 20)
     yield db, path, rows, [Query("pdq", q) for q in queries] + [Query("pdq", random_pdq(rng)) for _ in range(5)]
     db.close()
 
@@ -135,7 +134,7 @@ def test_withdrawal_and_restart_rebuild_the_same_index(database):
     victims = [(o, i) for _, o, i in before[0][:5]]
     for origin, index in victims:
         matcher.on_withdrawn(origin, [index])
-        follow_store.withdraw(db, origin, index, 10**6)
+        db.follow.withdraw(origin, index, 10**6)
         del rows[(origin, index)]
     after = answers(matcher, queries)
     assert after == [brute_force(rows, q, {B: 20}) for q in queries]
@@ -153,21 +152,21 @@ def test_suppression_holds_across_restarts_and_refollows(database):
     _, origin, index = answers(_loaded(path), queries[:1])[0][0]
     outcome = suppress_offline(db, origin, index, want_feedback=True)
     assert outcome.feedback == "pending"
-    assert [s.index for s in matching_store.pending_feedback(db)] == [index]
-    assert follow_store.get_fingerprint(db, origin, index).suppressed
+    assert [s.index for s in db.matching.pending_feedback()] == [index]
+    assert db.follow.get_fingerprint(origin, index).suppressed
     matcher = _loaded(path)
     assert (origin, index) not in matcher
     assert (origin, index) not in {(o, i) for _, o, i in answers(matcher, queries[:1])[0]}
     # the log is unfollowed and followed again: the row comes back unmarked, the
     # suppression (same leaf hash) still holds, on load and when the follower adds it
-    follow_store.add_log(db, origin, "http://127.0.0.1:9", "x+00000000+AQ==")
-    follow_store.remove_log(db, origin)
+    db.follow.add_log(origin, "http://127.0.0.1:9", "x+00000000+AQ==")
+    db.follow.remove_log(origin)
     kind, fingerprint = rows[(origin, index)]
     insert(db, origin, index, kind, fingerprint, labels="sexual" if index % 7 == 0 else "")
     assert (origin, index) not in _loaded(path)
     live = _loaded(path)
     live.forget_origin(origin)
-    row = follow_store.get_fingerprint(db, origin, index)
+    row = db.follow.get_fingerprint(origin, index)
     live.on_added(origin, [row])
     assert (origin, index) not in live
     # a different entry at that index (another leaf hash) is not suppressed

@@ -9,9 +9,6 @@ import pytest
 
 from node.figures import WindowError, node_figures, since_day
 from node.store import area_modules, connect, migrate, open_db
-from node.store import cases as case_store
-from node.store import follow as follow_store
-from node.store import log as log_store
 from node.store import stats
 from node.follow.apply import apply_staged, stage_entries
 from protocol.entries import Feedback, Submission, Withdrawal, encode_entry, entry_summary_key
@@ -37,9 +34,9 @@ def db(tmp_path):
 
 
 def publish_own(db, entries: list[bytes], at: float) -> None:
-    start = log_store.entry_count(db)
-    log_store.insert_entries(db, start, entries, [leaf_hash(e) for e in entries])
-    log_store.record_checkpoint(db, start + len(entries), b"\0" * 32, f"{OWN}\n{start + len(entries)}\n".encode(), at)
+    start = db.log.entry_count()
+    db.log.insert_entries(start, entries, [leaf_hash(e) for e in entries])
+    db.log.record_checkpoint(start + len(entries), b"\0" * 32, f"{OWN}\n{start + len(entries)}\n".encode(), at)
 
 
 def receive(db, verdicts: list[tuple[int, str]], at: float, entries: list[bytes]) -> None:
@@ -48,7 +45,7 @@ def receive(db, verdicts: list[tuple[int, str]], at: float, entries: list[bytes]
                        (PLATFORM,)).fetchone()[0]
     batch = [encode_entry(Feedback(OWN, idx, leaf_hash(entries[idx]), verdict)) for idx, verdict in verdicts]
     with db.atomic():
-        follow_store.reset_staging(db, PLATFORM)
+        db.follow.reset_staging(PLATFORM)
         stage_entries(db, PLATFORM, first, batch, [leaf_hash(e) for e in batch])
         apply_staged(db, PLATFORM, "", OWN, now=at)
 
@@ -63,19 +60,19 @@ def test_entry_summary_key():
 
 
 def test_takedown_cohorts_and_wait(db):
-    follow_store.add_log(db, PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
+    db.follow.add_log(PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
     entries = submissions(6)
     publish_own(db, entries, NOON - 30)
     # Cases: 0 -> entries 0, 1; 1 -> entries 2, 3; 2 -> entries 4, 5.
     for c in range(3):
-        case_id = case_store.insert_pending_case(db, bytes([c]) * 32, b"s", b"h", "p", 20_000,
-                                                 [(leaf_hash(entries[2 * c + k]), "pdq", False) for k in range(2)])
-        case_store.publish_case(db, case_id, [(2 * c, 6), (2 * c + 1, 6)])
+        case_id = db.cases.insert_pending_case(bytes([c]) * 32, b"s", b"h", "p", 20_000,
+                                               [(leaf_hash(entries[2 * c + k]), "pdq", False) for k in range(2)])
+        db.cases.publish_case(case_id, [(2 * c, 6), (2 * c + 1, 6)])
     # Day T0: entries 0 and 2 under review (published 30 s before: "< 1 min"), entry 4 not violating.
     receive(db, [(0, "matched-pending-review"), (2, "matched-pending-review"), (4, "not-violating")], NOON, entries)
     # Day T0 + 3: entry 0 removed (counted in day T0's cohort), entry 1 removed (a new first verdict).
     receive(db, [(0, "removed"), (1, "removed"), (1, "removed")], NOON + 3 * DAY, entries)
-    outcomes = stats.outcomes(db, None)[PLATFORM]
+    outcomes = db.stats.outcomes(None)[PLATFORM]
     assert outcomes["entries_answered"] == 4 and outcomes["entries_removed"] == 2
     assert outcomes["cases_answered"] == 3 and outcomes["cases_removed"] == 1
     assert outcomes["wait:1m"] == 3 and "wait:6h" not in outcomes and outcomes["wait:7d"] == 1  # entry 1: 3 days
@@ -83,7 +80,7 @@ def test_takedown_cohorts_and_wait(db):
     assert by_day[(20_000, "entries_removed")] == 1 and by_day[(20_003, "entries_removed")] == 1
     assert by_day[(20_000, "cases_removed")] == 1  # case 0 first answered on day T0, removed later
     # Only the cohort of the last 2 days: entry 1 (first answered and removed on T0 + 3).
-    recent = stats.outcomes(db, 20_002)[PLATFORM]
+    recent = db.stats.outcomes(20_002)[PLATFORM]
     assert recent["entries_answered"] == 1 and recent["entries_removed"] == 1 and "cases_answered" not in recent
 
     class Config:
@@ -108,27 +105,27 @@ def test_takedown_cohorts_and_wait(db):
 
 
 def test_summaries_count_a_range_once(db):
-    follow_store.add_log(db, PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
+    db.follow.add_log(PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
     entries = submissions(2)
     publish_own(db, entries, NOON)
     receive(db, [(0, "removed"), (1, "matched-pending-review")], NOON, entries)
     with db.atomic():
-        stats.summarise_feedback(db, PLATFORM, 0, 2, NOON, OWN)  # again: nothing changes
-    assert stats.feedback_totals(db) == [(PLATFORM, "matched-pending-review", 1), (PLATFORM, "removed", 1)]
-    assert stats.outcomes(db, None)[PLATFORM]["entries_answered"] == 2
+        db.stats.summarise_feedback(PLATFORM, 0, 2, NOON, OWN)  # again: nothing changes
+    assert db.stats.feedback_totals() == [(PLATFORM, "matched-pending-review", 1), (PLATFORM, "removed", 1)]
+    assert db.stats.outcomes(None)[PLATFORM]["entries_answered"] == 2
 
 
 def test_feedback_with_a_wrong_leaf_hash_counts_as_received_not_as_an_outcome(db):
-    follow_store.add_log(db, PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
+    db.follow.add_log(PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
     entries = submissions(1)
     publish_own(db, entries, NOON)
     batch = [encode_entry(Feedback(OWN, 0, b"\7" * 32, "removed"))]
     with db.atomic():
-        follow_store.reset_staging(db, PLATFORM)
+        db.follow.reset_staging(PLATFORM)
         stage_entries(db, PLATFORM, 0, batch, [leaf_hash(e) for e in batch])
         apply_staged(db, PLATFORM, "", OWN, now=NOON)
-    assert stats.feedback_totals(db) == [(PLATFORM, "removed", 1)]
-    assert stats.outcomes(db, None) == {}
+    assert db.stats.feedback_totals() == [(PLATFORM, "removed", 1)]
+    assert db.stats.outcomes(None) == {}
 
 
 def test_the_migration_summarises_an_older_database_like_the_live_path(tmp_path, db):
@@ -136,23 +133,23 @@ def test_the_migration_summarises_an_older_database_like_the_live_path(tmp_path,
     import time
 
     now = time.time()
-    follow_store.add_log(db, PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
+    db.follow.add_log(PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
     entries = submissions(4)
     publish_own(db, entries, now)
     receive(db, [(0, "removed"), (1, "matched-pending-review")], now + 10, entries)
     for i, state in enumerate(("active", "withdrawn", "pending")):
-        case_id = case_store.insert_pending_case(db, bytes([i]) * 32, b"s", b"h", "p", 20_000, [])
+        case_id = db.cases.insert_pending_case(bytes([i]) * 32, b"s", b"h", "p", 20_000, [])
         if state != "pending":
-            case_store.publish_case(db, case_id, [])
+            db.cases.publish_case(case_id, [])
         if state == "withdrawn":
-            case_store.mark_withdrawn(db, case_id, 20_002)
+            db.cases.mark_withdrawn(case_id, 20_002)
     # An older database: everything but the stats area, the same rows, then the migration.
     old = connect(tmp_path / "old.db")
     migrate(old, [m for m in area_modules() if m.AREA != "stats"])
     old.execute("INSERT INTO log_entries (idx, data, leaf_hash) VALUES " + ",".join(["(?, ?, ?)"] * 4),
                 [v for i, e in enumerate(entries) for v in (i, e, leaf_hash(e))])
     old.execute("INSERT INTO log_checkpoints VALUES (4, ?, ?, ?)", (b"\0" * 32, f"{OWN}\n4\n".encode(), now))
-    follow_store.add_log(old, PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
+    old.follow.add_log(PLATFORM, "http://p", Signer.generate(PLATFORM).verifier_key())
     for row in db.execute("SELECT * FROM follow_feedback"):
         old.execute("INSERT INTO follow_feedback VALUES (?, ?, ?, ?, ?, ?, ?)", row)
     old.execute("INSERT INTO followed_checkpoints VALUES (?, 2, ?, ?, ?)", (PLATFORM, b"\0" * 32, b"n", now + 10))
@@ -177,20 +174,20 @@ def test_windows():
 
 
 def test_case_counts_follow_every_change_of_state(db):
-    ids = [case_store.insert_pending_case(db, bytes([i]) * 32, b"s", b"h", "p", 20_000 + i % 2, []) for i in range(5)]
-    assert stats.case_totals(db) == {"opened": 0, "withdrawn": 0}  # pending: nobody has a number yet
+    ids = [db.cases.insert_pending_case(bytes([i]) * 32, b"s", b"h", "p", 20_000 + i % 2, []) for i in range(5)]
+    assert db.stats.case_totals() == {"opened": 0, "withdrawn": 0}  # pending: nobody has a number yet
     for case_id in ids[:4]:
-        case_store.publish_case(db, case_id, [])
-    case_store.abandon_case(db, ids[4], {})
-    case_store.mark_withdrawn(db, ids[0], 20_005)
-    case_store.mark_withdrawn(db, ids[0], 20_006)  # already withdrawn: not counted again
-    case_store.publish_case(db, ids[1], [])  # published again: not counted again
-    assert stats.case_totals(db) == {"opened": 4, "withdrawn": 1}
-    assert stats.cases_per_day(db, None) == {20_000: {"opened": 2, "withdrawn": 0},
-                                             20_001: {"opened": 2, "withdrawn": 0},
-                                             20_005: {"opened": 0, "withdrawn": 1}}
-    assert stats.cases_per_day(db, 20_001) == {20_001: {"opened": 2, "withdrawn": 0},
-                                               20_005: {"opened": 0, "withdrawn": 1}}
+        db.cases.publish_case(case_id, [])
+    db.cases.abandon_case(ids[4], {})
+    db.cases.mark_withdrawn(ids[0], 20_005)
+    db.cases.mark_withdrawn(ids[0], 20_006)  # already withdrawn: not counted again
+    db.cases.publish_case(ids[1], [])  # published again: not counted again
+    assert db.stats.case_totals() == {"opened": 4, "withdrawn": 1}
+    assert db.stats.cases_per_day(None) == {20_000: {"opened": 2, "withdrawn": 0},
+                                            20_001: {"opened": 2, "withdrawn": 0},
+                                            20_005: {"opened": 0, "withdrawn": 1}}
+    assert db.stats.cases_per_day(20_001) == {20_001: {"opened": 2, "withdrawn": 0},
+                                              20_005: {"opened": 0, "withdrawn": 1}}
     counted = db.execute("SELECT state, COUNT(*) FROM cases GROUP BY state ORDER BY state").fetchall()
     assert counted == [("abandoned", 1), ("active", 3), ("withdrawn", 1)]
 

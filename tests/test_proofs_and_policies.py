@@ -18,9 +18,7 @@ import json
 import aiohttp
 
 from node.cli import main as cli_main
-from node.store import follow as follow_store
 from node.store import open_db
-from node.store import witness as store
 from node.witness.addcheckpoint import encode_request
 from node.witness.keys import load_witness_signer
 from protocol.cosignature import CosignatureSigner
@@ -47,7 +45,7 @@ async def test_proofs_of_a_witnessed_log_verify_offline(tmp_path, start_node):
     w2 = await start_witness(tmp_path, "w2", log_vkey, start_node)
     db = open_db(pub_dir.db_path)
     for w in (w1, w2):
-        store.add_log_witness(db, w.cosigner_vkey, w.public_url)
+        db.witness.add_log_witness(w.cosigner_vkey, w.public_url)
     db.close()
     publisher = await start_node(pub_dir)
     try:
@@ -57,7 +55,7 @@ async def test_proofs_of_a_witnessed_log_verify_offline(tmp_path, start_node):
             assert status == 200
         size = acks[-1]["checkpoint_size"]
         pdb = publisher.node.db
-        await wait_for(lambda: all(w.last_size == size for w in store.list_log_witnesses(pdb)))
+        await wait_for(lambda: all(w.last_size == size for w in pdb.witness.list_log_witnesses()))
 
         # Our own log, read from the data directory: one entry, a C2SP tlog-proof.
         one = tmp_path / "entry2.tlog-proof"
@@ -137,7 +135,7 @@ async def test_follower_policy_file_and_a_key_not_named_like_its_origin(aiohttp_
     follower = await start_node(fdir)
     try:
         def state():
-            return follow_store.get_log(follower.node.db, origin)
+            return follower.node.db.follow.get_log(origin)
 
         await wait_for(lambda: "quorum NOT met" in (state().last_error or ""))
         assert state().size == 0

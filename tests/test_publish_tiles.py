@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.log.tilestore import TileConflict, TileStore, TileWriteError
 from node.store import connect, migrate
+from node.store.tiles import TileConflict, TileStore, TileWriteError
 from protocol.edge import TreeEdge
 from protocol.merkle import root_of
 from protocol.tiles import TileId, build_tile, new_tiles, partial_tiles_for_size

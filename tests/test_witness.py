@@ -10,7 +10,6 @@ import base64
 
 import pytest
 
-from node.store import witness as store
 from node.witness.addcheckpoint import encode_request, parse_request, BadRequest
 from protocol.evidence import verify_evidence
 from node.witness.keys import load_witness_signer
@@ -63,7 +62,7 @@ async def witness_node(tmp_path, start_node):
     from node.store import open_db
 
     db = open_db(datadir.db_path)
-    store.add_known_log(db, LOG, log_signer.verifier_key(), "test log")
+    db.witness.add_known_log(LOG, log_signer.verifier_key(), "test log")
     db.close()
     node = await start_node(datadir)
     node.log_signer = log_signer
@@ -138,12 +137,12 @@ async def test_422_same_size_other_root_leaves_evidence(witness_node, session):
     status, body, _ = await post(session, witness_node, encode_request(30, [], fork.checkpoint()[1]))
     assert status == 422
     assert b"cosigned root" in body
-    rows = store.list_evidence(witness_node.node.db)
+    rows = witness_node.node.db.witness.list_evidence()
     assert len(rows) == 1
     verified = verify_evidence(rows[0][2])
     assert verified.kind == "same-size" and verified.smaller.size == 30
     # The stored view did not move.
-    assert store.witness_latest(witness_node.node.db, LOG).root_hash == honest.checkpoint()[0].root_hash
+    assert witness_node.node.db.witness.witness_latest(LOG).root_hash == honest.checkpoint()[0].root_hash
 
 
 async def test_422_bad_consistency_proof(witness_node, session):
@@ -158,11 +157,11 @@ async def test_422_bad_consistency_proof(witness_node, session):
     fork = FakeLog(witness_node.log_signer, prefix=b"fork").grow(16)
     status, _, _ = await post(session, witness_node, encode_request(10, fork.proof(10), fork.checkpoint()[1]))
     assert status == 422
-    assert store.witness_latest(witness_node.node.db, LOG).size == 10
+    assert witness_node.node.db.witness.witness_latest(LOG).size == 10
     # Equal sizes: RFC 6962's proof is empty; a non-empty one is no proof at all.
     status, body, _ = await post(session, witness_node, encode_request(10, [bytes(32)], honest.checkpoint(10)[1]))
     assert status == 422 and b"empty" in body, body
-    refusals = store.list_refusals(witness_node.node.db)
+    refusals = witness_node.node.db.witness.list_refusals()
     assert [r["status"] for r in refusals] == [422, 422, 422]
 
 
@@ -219,7 +218,7 @@ async def test_concurrent_requests_never_roll_back(witness_node, session):
     assert len(winners) == 1
     assert all(status == 409 and body == f"{winners[0]}\n".encode()
                for (status, body, _), s in zip(results, sizes) if s not in winners)
-    assert store.witness_latest(witness_node.node.db, LOG).size == winners[0]
+    assert witness_node.node.db.witness.witness_latest(LOG).size == winners[0]
 
 
 async def test_seen_endpoint_lists_cosigned_checkpoints(witness_node, session):

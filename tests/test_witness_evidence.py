@@ -146,8 +146,8 @@ def test_witness_cli(tmp_path, capsys):
     assert cli_main(["witness", "require", "--dir", d, ORIGIN, "-k", "2", "--witness", cosigner]) == 1
     assert cli_main(["witness", "require", "--dir", d, ORIGIN, "-k", "1", "--witness", cosigner]) == 0
     db = open_db(datadir.db_path)
-    assert store.get_follow_policy(db, ORIGIN) == Policy.k_of_n([cosigner], 1).to_bytes()
-    assert [w.url for w in store.list_log_witnesses(db)] == ["http://127.0.0.1:9"]
+    assert db.witness.get_follow_policy(ORIGIN) == Policy.k_of_n([cosigner], 1).to_bytes()
+    assert [w.url for w in db.witness.list_log_witnesses()] == ["http://127.0.0.1:9"]
     db.close()
     assert cli_main(["witness", "require", "--dir", d, ORIGIN, "--off"]) == 0
     assert cli_main(["witness", "unuse", "--dir", d, "w"]) == 0
@@ -206,9 +206,9 @@ def test_migration_2_turns_flags_into_policies_and_drops_unverified_lines(tmp_pa
                    (ORIGIN, json.dumps([witness.verifier_key()])))
     db.close()
     db = open_db(path)                        # runs migration 2
-    policy = parse_policy(store.get_follow_policy(db, ORIGIN))
+    policy = parse_policy(db.witness.get_follow_policy(ORIGIN))
     assert policy.describe() == "witness w.example" and policy.witnesses[0].verifier.vkey == witness.verifier_key()
-    note_after = store.witness_latest(db, ORIGIN).note
+    note_after = db.witness.witness_latest(ORIGIN).note
     assert [s.name for s in parse_note(note_after).signatures] == [ORIGIN, "w.example"]
-    assert store.list_follow_policies(db)[0][2] == "flags"
+    assert db.witness.list_follow_policies()[0][2] == "flags"
     db.close()

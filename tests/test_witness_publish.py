@@ -11,7 +11,6 @@ import aiohttp
 import pytest
 
 from node.store import open_db
-from node.store import witness as store
 from node.web.server import RunningNode
 from node.witness.keys import load_witness_signer
 from node.witness.policy import NotEnoughCosignatures, check_followed_checkpoint, require_cosignatures
@@ -28,7 +27,7 @@ async def start_witness(tmp_path, name: str, log_vkey: str, start_node) -> Runni
     config.node.role = "witness"
     datadir.save_config(config)
     db = open_db(datadir.db_path)
-    store.add_known_log(db, ORIGIN, log_vkey)
+    db.witness.add_known_log(ORIGIN, log_vkey)
     db.close()
     node = await start_node(datadir)
     node.cosigner_vkey = load_witness_signer(datadir).verifier_key()
@@ -49,9 +48,9 @@ async def test_witnessed_log(tmp_path, start_node):
     w1 = await start_witness(tmp_path, "w1", log_vkey, start_node)
     w2 = await start_witness(tmp_path, "w2", log_vkey, start_node)
     db = open_db(pub_dir.db_path)
-    store.add_log_witness(db, w1.cosigner_vkey, w1.public_url, "w1")
-    store.add_log_witness(db, w2.cosigner_vkey, w2.public_url, "w2")
-    store.set_log_policy(db, 2)
+    db.witness.add_log_witness(w1.cosigner_vkey, w1.public_url, "w1")
+    db.witness.add_log_witness(w2.cosigner_vkey, w2.public_url, "w2")
+    db.witness.set_log_policy(2)
     db.close()
     witnesses = [w1.cosigner_vkey, w2.cosigner_vkey]
     publisher = await start_node(pub_dir)
@@ -77,11 +76,11 @@ async def test_witnessed_log(tmp_path, start_node):
             assert set(found) == set(witnesses)
             # The witnesses recorded the same checkpoint.
             for w in (w1, w2):
-                assert store.witness_latest(w.node.db, ORIGIN).size == size
+                assert w.node.db.witness.witness_latest(ORIGIN).size == size
 
             # A follower with a stored policy accepts it, and refuses the plain note.
             fdb = open_db(tmp_path / "follower.db")
-            store.set_follow_policy(fdb, ORIGIN, Policy.k_of_n(witnesses, 2).to_bytes(), "flags")
+            fdb.witness.set_follow_policy(ORIGIN, Policy.k_of_n(witnesses, 2).to_bytes(), "flags")
             check_followed_checkpoint(fdb, ORIGIN, note)
             plain = note.split(b"\n\n")[0] + b"\n\n" + note.split(b"\n\n")[1].splitlines(True)[0]
             with pytest.raises(NotEnoughCosignatures):
@@ -100,7 +99,7 @@ async def test_witnessed_log(tmp_path, start_node):
             with pytest.raises(NotEnoughCosignatures):
                 require_cosignatures(note2, witnesses, 2)
             pdb = publisher.node.db
-            w2_row = [w for w in store.list_log_witnesses(pdb) if w.vkey == w2.cosigner_vkey][0]
+            w2_row = [w for w in pdb.witness.list_log_witnesses() if w.vkey == w2.cosigner_vkey][0]
             assert w2_row.last_error and w2_row.last_size == size
 
             # Witness 2 comes back on the same port: the retry (with a consistency
@@ -108,7 +107,7 @@ async def test_witnessed_log(tmp_path, start_node):
             port = int(w2.public_url.rsplit(":", 1)[1])
             w2 = await start_node(w2.datadir, port=port)
             await wait_for(lambda: cosigned_by(2, size2), timeout=15)
-            assert store.witness_latest(w2.node.db, ORIGIN).size == size2
+            assert w2.node.db.witness.witness_latest(ORIGIN).size == size2
     finally:
         await publisher.stop()
         await w1.stop()

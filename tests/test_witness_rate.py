@@ -11,7 +11,6 @@ import aiohttp
 
 from node.cli import main as cli_main
 from node.store import open_db
-from node.store import witness as store
 from node.witness.addcheckpoint import Witness, encode_request
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.cosignature import CosignatureSigner
@@ -37,7 +36,7 @@ async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path, start_node):
     witness = await start_node(wit_dir)
     cosigner = witness.node.witness.witness.vkey
     db = open_db(pub_dir.db_path)
-    store.add_log_witness(db, cosigner, witness.public_url, "w1")
+    db.witness.add_log_witness(cosigner, witness.public_url, "w1")
     db.close()
     publisher = await start_node(pub_dir)
     try:
@@ -65,7 +64,7 @@ async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path, start_node):
             assert 2 <= requests <= elapsed / 0.8 + 2, (requests, elapsed)
             # The newest checkpoint is still cosigned once the rate allows it.
             size = publisher.node.sequencer.published.size
-            await wait_for(lambda: store.witness_latest(witness.node.db, ORIGIN).size == size, timeout=10)
+            await wait_for(lambda: witness.node.db.witness.witness_latest(ORIGIN).size == size, timeout=10)
     finally:
         await publisher.stop()
         await witness.stop()
@@ -74,8 +73,8 @@ async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path, start_node):
 def test_witness_reports_a_log_beyond_its_declared_rate(tmp_path, caplog):
     db = open_db(tmp_path / "w.db")
     log_signer = Signer.generate("fast.example/log")
-    store.add_known_log(db, "fast.example/log", log_signer.verifier_key())
-    store.set_log_rate(db, "fast.example/log", 10.0)
+    db.witness.add_known_log("fast.example/log", log_signer.verifier_key())
+    db.witness.set_log_rate("fast.example/log", 10.0)
     now = [1_700_000_000.0]
     witness = Witness(CosignatureSigner.generate("w.example"), db, clock=lambda: now[0])
     note = sign_checkpoint(Checkpoint("fast.example/log", 0, EMPTY_ROOT), log_signer)

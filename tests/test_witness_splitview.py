@@ -16,8 +16,6 @@ import aiohttp
 import pytest
 
 from node.cli import main as cli_main
-from node.store import follow as follow_store
-from node.store import witness as store
 from node.web.server import RunningNode
 from node.witness.addcheckpoint import encode_request
 from protocol.evidence import verify_evidence
@@ -37,7 +35,7 @@ async def start_follower(tmp_path, name: str, url: str, vkey: str, start_node) -
 
 
 def followed_size(node) -> int:
-    state = follow_store.get_log(node.node.db, ORIGIN)
+    state = node.node.db.follow.get_log(ORIGIN)
     return state.size if state else -1
 
 
@@ -59,7 +57,7 @@ async def test_equivocating_publisher_is_caught(log_server, tmp_path, size_b, st
     try:
         await wait_for(lambda: followed_size(f1) == 100 and followed_size(f2) == size_b)
         # Each follower believes its own view (neither can tell alone).
-        assert not follow_store.get_log(f1.node.db, ORIGIN).forked
+        assert not f1.node.db.follow.get_log(ORIGIN).forked
 
         # Followers share what they have seen.
         async with aiohttp.ClientSession() as session:
@@ -112,7 +110,7 @@ async def test_witness_sees_through_split_view_and_followers_require_cosignature
     assert cli_main(["witness", "require", "--dir", str(fdir.root), ORIGIN, "-k", "1", "--witness", cosigner]) == 0
     follower = await start_node(fdir)
     try:
-        await wait_for(lambda: (follow_store.get_log(follower.node.db, ORIGIN).last_error or "").find(
+        await wait_for(lambda: (follower.node.db.follow.get_log(ORIGIN).last_error or "").find(
             "cosignature") >= 0)
         assert followed_size(follower) == 0
 
@@ -131,7 +129,7 @@ async def test_witness_sees_through_split_view_and_followers_require_cosignature
             # Then it shows history B to the witness: refused, evidence kept.
             status, _ = await submit(files_b["checkpoint"], 50)
             assert status == 422
-            [(_, origin, evidence_text, _)] = store.list_evidence(witness.node.db)
+            [(_, origin, evidence_text, _)] = witness.node.db.witness.list_evidence()
             assert origin == ORIGIN and verify_evidence(evidence_text).kind == "same-size"
 
         # An auditor of history B, comparing with the witness, finds the split view.

@@ -39,9 +39,6 @@ from dataclasses import dataclass
 
 from node.follow.listener import FollowListener
 from node.log.sequencer import LogUnavailable
-from node.store import acks as store
-from node.store import follow as follow_store
-from node.store import log as log_store
 from node.store.worker import DatabaseWorker
 from protocol.acknowledgements import acknowledge, publication_of
 from protocol.checkpoint import Checkpoint
@@ -104,7 +101,7 @@ class Acknowledger(FollowListener):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.signer = self.datadir.load_ack_signer(create=True)
-        sent = await self.worker.call(store.sent)
+        sent = await self.worker.acks.sent()
         for origin, row in sent.items():
             self._logs[origin] = _LogState(sent_size=row.size)
         if self.enabled:
@@ -133,13 +130,12 @@ class Acknowledger(FollowListener):
     async def _catch_up(self, sent: dict) -> None:
         def unacknowledged(db) -> list[tuple[str, _Tree]]:
             out = []
-            for followed in follow_store.list_logs(db):
+            for followed in db.follow.list_logs():
                 done = sent[followed.origin].size if followed.origin in sent else 0
                 if followed.forked or followed.size <= done or followed.checkpoint_note is None:
                     continue
-                holds = db.execute("SELECT 1 FROM fingerprints WHERE origin = ? LIMIT 1",
-                                   (followed.origin,)).fetchone()
-                if holds:  # a log that publishes submissions: what a platform acknowledges
+                # A log that publishes submissions: what a platform acknowledges.
+                if db.follow.holds_fingerprints(followed.origin):
                     out.append((followed.origin, _tree(followed.size, followed.root_hash,
                                                        followed.checkpoint_note, time.time())))
             return out
@@ -157,7 +153,7 @@ class Acknowledger(FollowListener):
         Serve it with this node's publication cosignature."""
         if published.size == 0:
             return
-        stored = log_store.checkpoint_at(self.db, published.size)
+        stored = self.db.log.checkpoint_at(published.size)
         if stored is None:
             return
         text = parse_note(published.note).text
@@ -222,7 +218,7 @@ class Acknowledger(FollowListener):
                 return
             state.sent_size = max(state.sent_size, tree.size)
             state.last_sent = time.monotonic()
-            await self.worker.call(store.record_sent, origin, tree.size, tree.root_hash,
+            await self.worker.acks.record_sent(origin, tree.size, tree.root_hash,
                                 ack.timestamp * 1000 + ack.milliseconds, appended.index)
             log.debug("acknowledgements: %s size %d acknowledged at entry %d", origin, tree.size, appended.index)
         except asyncio.CancelledError:

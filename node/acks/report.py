@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime
 import time
 
-from node.store import follow as follow_store
 from protocol.acknowledgements import Latency, Timeline, summarize
 
 LATE_AFTER = 60.0          # seconds an entry may wait before its acknowledger counts as late
@@ -41,8 +40,8 @@ def platform_name(followed) -> str:
 
 
 def _published_at(db, size: int) -> float | None:
-    row = db.execute("SELECT published_at FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
-    return row[0] if row else None
+    stored = db.log.checkpoint_at(size)
+    return stored.published_at if stored else None
 
 
 def _applied(db, from_origin: str, own_origin: str, index: int | None, published_size: int | None) -> dict | None:
@@ -50,7 +49,7 @@ def _applied(db, from_origin: str, own_origin: str, index: int | None, published
     up to `index`, first published in the checkpoint of `published_size`."""
     if index is None:
         return None
-    at_ms = follow_store.ack_covering(db, from_origin, own_origin, index)
+    at_ms = db.follow.ack_covering(from_origin, own_origin, index)
     if at_ms is not None:
         return {"applied": True, "at": iso(at_ms / 1000)}
     since = _published_at(db, published_size) if published_size is not None else None
@@ -66,7 +65,7 @@ def case_platforms(db, own_origin: str, submissions: list[tuple[int, int]],
     out = []
     last_sub = max(submissions, default=(None, None))
     last_wd = max(withdrawals or [], default=None)
-    for followed in follow_store.list_logs(db):
+    for followed in db.follow.list_logs():
         entry: dict = {"name": platform_name(followed)}
         if followed.forked:
             entry["log_disputed"] = True  # its log forked: nothing it says is believed any more
@@ -91,23 +90,19 @@ def acknowledgement_statistics(db, own_origin: str, now: float | None = None, wi
     by the checkpoint that first held them -- they share its publication time, and an
     acknowledgement covers all of a checkpoint or none of it -- so the work grows with
     checkpoints, not entries."""
-    from node.store import cases as case_store
-    from node.store import log as log_store
-    from node.store import stats as stats_store
 
     now = time.time() if now is None else now
     since = now - window
-    row = db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at < ?", (since,)).fetchone()
-    since_size = row[0] or 0
-    groups = {"submissions": stats_store.published_groups(db, since_size, MAX_GROUPS),
-              "withdrawals": case_store.withdrawal_groups(db, since_size, MAX_GROUPS)}
-    published = log_store.published_times(db, {size for rows in groups.values() for size, _, _ in rows})
-    false = [a.from_origin for a in follow_store.false_acks(db, own_origin)]
+    since_size = db.log.last_size_before(since)
+    groups = {"submissions": db.stats.published_groups(since_size, MAX_GROUPS),
+              "withdrawals": db.cases.withdrawal_groups(since_size, MAX_GROUPS)}
+    published = db.log.published_times({size for rows in groups.values() for size, _, _ in rows})
+    false = [a.from_origin for a in db.follow.false_acks(own_origin)]
     platforms = []
-    for followed in follow_store.list_logs(db):
-        steps = follow_store.ack_steps(db, followed.origin, own_origin, since_size)
+    for followed in db.follow.list_logs():
+        steps = db.follow.ack_steps(followed.origin, own_origin, since_size)
         acked = Timeline.of((size, at / 1000) for size, at in steps)
-        latest = follow_store.latest_step(db, followed.origin, own_origin)
+        latest = db.follow.latest_step(followed.origin, own_origin)
         entry: dict = {"name": platform_name(followed), "origin": followed.origin,
                        "acknowledged_size": latest.size if latest else 0,
                        "last_acknowledgement": iso(latest.time_ms / 1000) if latest else None}

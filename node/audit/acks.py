@@ -28,7 +28,14 @@ import time
 from dataclasses import dataclass, field
 
 from protocol.ack_evidence import build_ack_evidence
-from protocol.acknowledgements import Timeline, ack_time, is_valid_acknowledgement, latencies, summarize
+from protocol.acknowledgements import (
+    Timeline,
+    ack_time,
+    is_valid_acknowledgement,
+    latencies,
+    summarize,
+    verify_publication,
+)
 from protocol.entries import KIND_SUBMISSION, KIND_WITHDRAWAL, Acknowledgement, decode_entry
 from protocol.errors import ProtocolError
 from protocol.merkle import range_hash
@@ -51,8 +58,6 @@ class AckAudit:
 def audit_acknowledgements(helpline, platforms, ack_vkey: str | None, now: float) -> AckAudit:
     """`helpline` and `platforms` are node.audit.run.CheckedLog; `ack_vkey` the
     helpline's acknowledgement key (None: publication times cannot be checked)."""
-    from protocol.acknowledgements import verify_publication
-
     h = helpline.result
     h_nodes = TileNodes(h.size, helpline.tiles) if h.tiles_verified and h.signed_by else None
     kinds = [data[1] if len(data) > 1 else 0 for data in h.entries]

@@ -105,51 +105,66 @@ class AuditResult:
 def audit_log(note: bytes, vkey: str, tiles: dict[TileId, bytes], bundles: dict[BundleId, bytes]) -> AuditResult:
     result = AuditResult(note=note)
     try:
-        parsed = parse_note(note)
-        cp = Checkpoint.parse(parsed.text)
+        cp = Checkpoint.parse(parse_note(note).text)
     except ProtocolError as exc:
         result.violation("signature", f"the checkpoint is malformed: {exc}")
         return result
     result.origin, result.size, result.root_hash = cp.origin, cp.size, cp.root_hash
+    _check_tiles(result, cp, tiles)                        # 1
+    decoded = _check_entries(result, cp, tiles, bundles)   # 2 + 3
+    chain = _check_invariants(result, cp, vkey, tiles, decoded)  # 4
+    _check_signature(result, cp, note, vkey, chain)        # 5
+    return result
 
-    # 1. Tiles against the root.
+
+def _check_tiles(result: AuditResult, cp: Checkpoint, tiles: dict[TileId, bytes]) -> None:
+    """1. Tiles against the root."""
     missing = [t for t in tiles_for_size(cp.size) if t not in tiles]
     if missing:
         result.violation("unavailable", f"{len(missing)} tile(s) of the tree are missing, e.g. {missing[0].path()}")
-    else:
+        return
+    try:
+        verify_tiles(cp.size, cp.root_hash, tiles)
+        result.tiles_verified = True
+    except ProtocolError as exc:
+        result.violation("tiles", f"tiles do not match the checkpoint's root: {exc}")
+
+
+def _check_entries(result: AuditResult, cp: Checkpoint, tiles: dict[TileId, bytes],
+                   bundles: dict[BundleId, bytes]) -> list:
+    """2 + 3. Bundles against the level-0 tiles, entries decoded (None: did not decode)."""
+    decoded: list = []
+    if not result.tiles_verified:
+        return decoded
+    for bundle in sorted(bundles, key=lambda b: b.index):
+        first = bundle.index * 256
         try:
-            verify_tiles(cp.size, cp.root_hash, tiles)
-            result.tiles_verified = True
+            entries = decode_bundle(bundles[bundle], bundle.width)
         except ProtocolError as exc:
-            result.violation("tiles", f"tiles do not match the checkpoint's root: {exc}")
+            result.violation("bundle", f"entry bundle {bundle.path()} is malformed: {exc}", first)
+            break  # later indices cannot be placed: stop the per-entry checks
+        hashes = tile_hashes(tiles[TileId(0, bundle.index, bundle.width)], bundle.width)
+        for i, (entry, h) in enumerate(zip(entries, hashes)):
+            if leaf_hash(entry) != h:
+                result.violation("bundle", f"entry {first + i} does not match its leaf hash in the tiles "
+                                           "(the entry was rewritten after the tree was built)", first + i)
+        result.entries.extend(entries)
+    if len(result.entries) != cp.size and not any(v.kind == "bundle" for v in result.violations):
+        result.violation("unavailable", f"downloaded {len(result.entries)} entries, the checkpoint says {cp.size}")
+    for index, data in enumerate(result.entries if len(result.entries) == cp.size else ()):
+        try:
+            entry = decode_entry(data)
+        except ProtocolError as exc:
+            result.violation("entry", f"entry {index} does not decode: {exc}", index)
+            entry = None
+        decoded.append(entry)
+    return decoded
 
-    # 2 + 3. Bundles against the level-0 tiles, entries decoded.
-    decoded = []
-    if result.tiles_verified:
-        for bundle in sorted(bundles, key=lambda b: b.index):
-            first = bundle.index * 256
-            try:
-                entries = decode_bundle(bundles[bundle], bundle.width)
-            except ProtocolError as exc:
-                result.violation("bundle", f"entry bundle {bundle.path()} is malformed: {exc}", first)
-                break  # later indices cannot be placed: stop the per-entry checks
-            hashes = tile_hashes(tiles[TileId(0, bundle.index, bundle.width)], bundle.width)
-            for i, (entry, h) in enumerate(zip(entries, hashes)):
-                if leaf_hash(entry) != h:
-                    result.violation("bundle", f"entry {first + i} does not match its leaf hash in the tiles "
-                                               "(the entry was rewritten after the tree was built)", first + i)
-            result.entries.extend(entries)
-        if len(result.entries) != cp.size and not any(v.kind == "bundle" for v in result.violations):
-            result.violation("unavailable", f"downloaded {len(result.entries)} entries, the checkpoint says {cp.size}")
-        for index, data in enumerate(result.entries if len(result.entries) == cp.size else ()):
-            try:
-                entry = decode_entry(data)
-            except ProtocolError as exc:
-                result.violation("entry", f"entry {index} does not decode: {exc}", index)
-                entry = None
-            decoded.append(entry)
 
-    # 4. Invariants; the rotation chain gives the keys that may sign checkpoints.
+def _check_invariants(result: AuditResult, cp: Checkpoint, vkey: str, tiles: dict[TileId, bytes],
+                      decoded: list) -> list[Verifier]:
+    """4. The rules entries obey, counted for the report on the way; returns the key
+    rotation chain (the keys that may sign checkpoints), starting from `vkey`."""
     current = Verifier.from_vkey(vkey)
     chain = [current]
     hashes_by_index = [leaf_hash(e) for e in result.entries]
@@ -203,12 +218,14 @@ def audit_log(note: bytes, vkey: str, tiles: dict[TileId, bytes], bundles: dict[
             else:
                 result.violation("rotation", f"key rotation at index {index} to {entry.new_vkey} is refused: "
                                              f"{reason} (the log's current key is {current.vkey})", index)
+    return chain
 
-    # 5. The signature, by a key of the (verified) rotation chain.
+
+def _check_signature(result: AuditResult, cp: Checkpoint, note: bytes, vkey: str, chain: list[Verifier]) -> None:
+    """5. The signature, by a key of the (verified) rotation chain."""
     try:
         _, opened = open_checkpoint(note, chain, origin=cp.origin)
         result.signed_by = next(v.vkey for v in opened.verified_by if v.name == cp.origin)
     except ProtocolError as exc:
         result.violation("signature", f"the checkpoint is not validly signed by {vkey}"
                                       + (" or a key it rotated to" if len(chain) > 1 else "") + f": {exc}")
-    return result

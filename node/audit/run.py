@@ -215,38 +215,8 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
                 state_path = options.state_dir / f"{origin_safe_name(result.origin)}.json"
         state = _load_state(state_path) if state_path else None
         if state is not None and trusted:
-            old_note = state["note"].encode()
-            old_vkey = state.get("vkey", options.vkey)
-            try:
-                old_cp, _ = open_checkpoint(old_note, [Verifier.from_vkey(old_vkey)], origin=result.origin)
-            except ProtocolError as exc:
-                raise AuditError(f"the state file {state_path} holds a checkpoint that does not verify: {exc}")
-            consistency = {"previous_size": old_cp.size, "size": result.size}
-            if old_cp.size > result.size:
-                consistency.update(status="inconsistent", message=f"the log shrank from {old_cp.size} to {result.size}")
-                result.violation("consistency", f"the log now serves a checkpoint of size {result.size}, smaller "
-                                                f"than the {old_cp.size} verified at the last audit")
-                older_nodes = await fetch_verified_tiles(client, old_cp.size, old_cp.root_hash, result.size)
-                if older_nodes is not None and old_vkey == result.signed_by:
-                    doc = evidence.check_pair(old_vkey, old_note, note, older_nodes, ["previous audit", options.url],
-                                              now=time.time())
-                    if doc is not None:
-                        evidence_files.append(_write_evidence(doc, evidence_dir))
-            else:
-                prefix = nodes.range_hash(0, old_cp.size) if old_cp.size else EMPTY_ROOT
-                doc = None
-                if prefix != old_cp.root_hash and old_vkey == result.signed_by:
-                    doc = evidence.check_pair(old_vkey, old_note, note, nodes, ["previous audit", options.url],
-                                              now=time.time())
-                if prefix != old_cp.root_hash:
-                    consistency.update(status="inconsistent",
-                                       message=f"the tree of size {result.size} does not extend the checkpoint "
-                                               f"of size {old_cp.size} verified at the last audit")
-                    result.violation("consistency", consistency["message"])
-                    if doc is not None:
-                        evidence_files.append(_write_evidence(doc, evidence_dir))
-                else:
-                    consistency.update(status="consistent", message=f"extends size {old_cp.size}")
+            consistency = await _compare_with_state(state, state_path, options, client, checked, nodes,
+                                                    evidence_dir, evidence_files)
 
         # Split views: what peers have seen of this origin.
         for peer_url in options.peers:
@@ -269,6 +239,43 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
         report["ok"] = False
     Path(html_path).write_text(report_mod.to_html(report, result), encoding="utf-8")
     return AuditOutcome(result, report, evidence_files)
+
+
+async def _compare_with_state(state: dict, state_path: Path, options: AuditOptions, client, checked: CheckedLog,
+                              nodes: TileNodes, evidence_dir: Path, evidence_files: list[str]) -> dict:
+    """Step 3 of the module docstring: the checkpoint verified at the last audit must be
+    a prefix of the tree audited now; if not, a violation and, when the log's key signed
+    both, an evidence file. Returns the report's `consistency` part."""
+    note, result = checked.note, checked.result
+    old_note = state["note"].encode()
+    old_vkey = state.get("vkey", options.vkey)
+    try:
+        old_cp, _ = open_checkpoint(old_note, [Verifier.from_vkey(old_vkey)], origin=result.origin)
+    except ProtocolError as exc:
+        raise AuditError(f"the state file {state_path} holds a checkpoint that does not verify: {exc}")
+    consistency = {"previous_size": old_cp.size, "size": result.size}
+    sources = ["previous audit", options.url]
+    if old_cp.size > result.size:
+        consistency.update(status="inconsistent", message=f"the log shrank from {old_cp.size} to {result.size}")
+        result.violation("consistency", f"the log now serves a checkpoint of size {result.size}, smaller "
+                                        f"than the {old_cp.size} verified at the last audit")
+        older_nodes = await fetch_verified_tiles(client, old_cp.size, old_cp.root_hash, result.size)
+        if older_nodes is not None and old_vkey == result.signed_by:
+            doc = evidence.check_pair(old_vkey, old_note, note, older_nodes, sources, now=time.time())
+            if doc is not None:
+                evidence_files.append(_write_evidence(doc, evidence_dir))
+        return consistency
+    prefix = nodes.range_hash(0, old_cp.size) if old_cp.size else EMPTY_ROOT
+    if prefix == old_cp.root_hash:
+        return {**consistency, "status": "consistent", "message": f"extends size {old_cp.size}"}
+    consistency.update(status="inconsistent", message=f"the tree of size {result.size} does not extend the "
+                                                      f"checkpoint of size {old_cp.size} verified at the last audit")
+    result.violation("consistency", consistency["message"])
+    if old_vkey == result.signed_by:
+        doc = evidence.check_pair(old_vkey, old_note, note, nodes, sources, now=time.time())
+        if doc is not None:
+            evidence_files.append(_write_evidence(doc, evidence_dir))
+    return consistency
 
 
 async def _acknowledgements(client, helpline: CheckedLog, platforms: list[CheckedLog], options: AuditOptions,

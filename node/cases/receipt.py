@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import re
 
-from node.store import follow as follow_store
-from node.store import log as log_store
-from node.store import witness as witness_store
-from node.witness.proofs import ProofUnavailable, best_cosigned_checkpoint, proofs_from_disk
+from node.witness.proofs import ProofUnavailable, best_cosigned_checkpoint, stored_proofs
 from protocol.acknowledgements import ack_vkey, cosignature_line
 from protocol.cosignature import CosignatureVerifier
 from protocol.entries import Acknowledgement
@@ -57,16 +54,16 @@ def build_receipt(db, tiles, ack_signer, origin: str, indices: list[int]) -> Tlo
     """The receipt of entries `indices` of this node's own log (see the module
     docstring). Raises ProofUnavailable."""
     needed = max(indices) + 1
-    first = db.execute("SELECT MIN(size) FROM log_checkpoints WHERE size >= ?", (needed,)).fetchone()[0]
-    acked = follow_store.acked_sizes(db, origin, needed)[:MAX_ACKED_CANDIDATES]
+    first = db.log.first_size_from(needed)
+    acked = db.follow.acked_sizes(origin, needed)[:MAX_ACKED_CANDIDATES]
 
     def lines(size: int, text: str) -> list[tuple[str, str]]:
         out = []
-        stored = log_store.checkpoint_at(db, size)
+        stored = db.log.checkpoint_at(size)
         if stored is not None:
             out.append((PUBLISHED_BY + origin, ack_signer.cosign(text, int(stored.published_at))))
-        names = {f.origin: f.name or f.origin for f in follow_store.list_logs(db)}
-        for row in follow_store.acks_at_size(db, origin, size):
+        names = {f.origin: f.name or f.origin for f in db.follow.list_logs()}
+        for row in db.follow.acks_at_size(origin, size):
             ack = Acknowledgement(row.origin, row.size, row.root_hash, row.time_ms // 1000, row.time_ms % 1000,
                                   row.public_key, row.signature)
             line = cosignature_line(ack, row.from_origin)
@@ -81,7 +78,7 @@ def build_receipt(db, tiles, ack_signer, origin: str, indices: list[int]) -> Tlo
                                          more_lines=lines, prefer_smaller=True)
     if candidate is None:
         raise ProofUnavailable(f"entry {needed - 1} is not in a published checkpoint yet")
-    return proofs_from_disk(db, tiles, candidate.note, indices)
+    return stored_proofs(db, tiles, candidate.note, indices)
 
 
 def receipt_policy(db, origin: str, log_vkey: str, ack_vkey_: str) -> bytes:
@@ -93,13 +90,13 @@ def receipt_policy(db, origin: str, log_vkey: str, ack_vkey_: str) -> bytes:
              f"log {log_vkey}",
              f"witness {PUBLISHED_BY}{origin} {ack_vkey_}"]
     seen = {ack_vkey_}
-    for w in witness_store.list_log_witnesses(db):
+    for w in db.witness.list_log_witnesses():
         if w.vkey not in seen:
             seen.add(w.vkey)
             lines.append(f"witness witness:{policy_name(w.name or w.vkey.split('+', 1)[0])} {w.vkey}")
-    keys = follow_store.ack_keys(db)
+    keys = db.follow.ack_keys()
     used: set[str] = set()
-    for followed in follow_store.list_logs(db):
+    for followed in db.follow.list_logs():
         key = keys.get(followed.origin)
         if key is None:
             continue

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import sqlite3
 import time
 import weakref
 from typing import Any, Callable
@@ -66,12 +65,10 @@ from node.cases.receipt import build_receipt, receipt_policy
 from node.cases.resources import HelpDirectory
 from node.errors import BadRequest, Failed, TooManyRequests, Unavailable, WrongCredentials
 from node.log.sequencer import LogUnavailable
-from node.log.tilestore import TileStore
-from node.store import cases as store
-from node.store import follow as follow_store
-from node.store import log as log_store
+from node.store.cases import CaseLookupTaken, CaseRow
+from node.store.tiles import TileStore
 from node.store.worker import DatabaseWorker
-from node.witness.proofs import DiskTiles, ProofUnavailable
+from node.witness.proofs import ProofUnavailable
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
 from protocol.merkle import leaf_hash
 
@@ -172,7 +169,7 @@ class CaseService:
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._key = b""
         self._ack_signer = None          # DIR/keys/ack.key: the publication cosignature in receipts
-        self._tiles = DiskTiles(TileStore(datadir.tiles_dir, datadir.tmp_dir))
+        self._tiles = TileStore.of(datadir)
         self._in_flight: set[int] = set()
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
@@ -225,10 +222,10 @@ class CaseService:
         rows = [(leaf_hash(fp.entry), fp.signal, fp.low_quality) for fp in fingerprints]
         for _ in range(3):
             try:
-                case_id = await self.worker.call(store.insert_pending_case, case_lookup(self._key, canonical), salt,
-                                              pin_hash, self.params.to_text(), day, rows)
+                case_id = await self.worker.cases.insert_pending_case(case_lookup(self._key, canonical), salt,
+                                                                      pin_hash, self.params.to_text(), day, rows)
                 break
-            except sqlite3.IntegrityError:  # a case number already taken (2^-75 per pair): draw again
+            except CaseLookupTaken:  # a case number already taken (2^-75 per pair): draw again
                 number, pin = new_case_number(), new_pin()
                 canonical = canonical_case_number(number)
                 salt, pin_hash = await self._pin_call(hash_pin, canonical, pin, self.params)
@@ -245,8 +242,8 @@ class CaseService:
                 log.warning("cases: a case could not be published (%s); it will be abandoned", exc)
                 raise Unavailable("the helpline cannot publish fingerprints right now; nothing was "
                                   "registered. Please try again in a few minutes.") from None
-            await self.worker.call(store.publish_case, case_id, [(a.index, a.checkpoint_size) for a in appended])
-            days = await self.worker.call(log_store.published_days, {a.checkpoint_size for a in appended})
+            await self.worker.cases.publish_case(case_id, [(a.index, a.checkpoint_size) for a in appended])
+            days = await self.worker.log.published_days({a.checkpoint_size for a in appended})
         finally:
             self._in_flight.discard(case_id)
         log.info("cases: a case was opened with %d fingerprint(s)", len(fingerprints))
@@ -260,7 +257,7 @@ class CaseService:
         }
 
     # ---------------------------------------------------------------- opening a case with its codes
-    async def _open(self, body: Any, address: str | None) -> store.CaseRow:
+    async def _open(self, body: Any, address: str | None) -> CaseRow:
         canonical, pin = read_case_codes(body)
         slot = self.addresses.slot(address)
         waiting = self._address_waiting.get(slot, 0)
@@ -280,7 +277,7 @@ class CaseService:
             if not self._address_waiting[slot]:
                 del self._address_waiting[slot]
 
-    async def _check_codes(self, slot: bytes, canonical: str, pin: str) -> store.CaseRow:
+    async def _check_codes(self, slot: bytes, canonical: str, pin: str) -> CaseRow:
         # An unknown case number goes through the same steps as a real case with a
         # wrong PIN -- a per-case counter under CASE_POLICY (in memory), one database
         # write transaction, one scrypt hash -- so that neither the answers nor their
@@ -289,8 +286,8 @@ class CaseService:
         refused = self.addresses.check(slot, now)
         if refused is not None:
             raise _too_many(refused, case_locked=False)
-        case, attempt = await self.worker.call(store.begin_pin_attempt, case_lookup(self._key, canonical), now,
-                                            CASE_POLICY, self.unknown_cases)
+        case, attempt = await self.worker.cases.begin_pin_attempt(case_lookup(self._key, canonical), now,
+                                                                  CASE_POLICY, self.unknown_cases)
         if attempt.refused is not None:
             raise _too_many(attempt.refused, case_locked=True)
         if case is None:
@@ -298,7 +295,7 @@ class CaseService:
         else:
             params = ScryptParams.from_text(case.pin_params)
             if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
-                await self.worker.call(store.pin_succeeded, case.id)
+                await self.worker.cases.pin_succeeded(case.id)
                 return case
         later = self.clock()
         raise self._failure(self.addresses.failed(slot, later), attempt.block(later, CASE_POLICY))
@@ -322,12 +319,12 @@ class CaseService:
 
     async def _describe(self, case_id: int) -> dict:
         def read(db) -> dict:
-            case = store.get_case(db, case_id)
-            entries = store.entries_of(db, case_id)
-            withdrawals = store.withdrawals_of(db, case_id)
+            case = db.cases.get_case(case_id)
+            entries = db.cases.entries_of(case_id)
+            withdrawals = db.cases.withdrawals_of(case_id)
             published = [e for e in entries if e.idx is not None]
             # the day each was published: coarse on purpose, like every time we keep
-            days = log_store.published_days(db, {e.checkpoint_size for e in published})
+            days = db.log.published_days({e.checkpoint_size for e in published})
             answer: dict[str, Any] = {
                 "state": "withdrawn" if case.state == "withdrawn" else "active",
                 "created": day_to_json(case.created_day),
@@ -369,8 +366,8 @@ class CaseService:
 
     async def _receipt_of(self, case_id: int) -> dict:
         def indices(db) -> list[int]:
-            published = [e.idx for e in store.entries_of(db, case_id) if e.idx is not None]
-            return published + [w.withdrawal_idx for w in store.withdrawals_of(db, case_id)]
+            published = [e.idx for e in db.cases.entries_of(case_id) if e.idx is not None]
+            return published + [w.withdrawal_idx for w in db.cases.withdrawals_of(case_id)]
 
         return await self._receipt(await self.worker.call(indices))
 
@@ -391,7 +388,7 @@ class CaseService:
     # ---------------------------------------------------------------- withdraw
     async def withdraw(self, body: Any, address: str | None) -> dict:
         case = await self._open(body, address)
-        await self.worker.call(store.mark_withdrawn, case.id, today())
+        await self.worker.cases.mark_withdrawn(case.id, today())
         try:
             await self._append_withdrawals(case.id, "withdrawn-by-person")
         except LogUnavailable:
@@ -404,7 +401,7 @@ class CaseService:
         """Append withdrawal entries for every published entry of the case that no
         recorded withdrawal names yet; record them. Returns how many were withdrawn."""
         async with self._lock_for(case_id):
-            targets = await self.worker.call(store.unwithdrawn_targets, case_id)
+            targets = await self.worker.cases.unwithdrawn_targets(case_id)
             published_size = self.sequencer.published.size
             targets = [t for t in targets if t < published_size]
             if not targets:
@@ -413,7 +410,7 @@ class CaseService:
             appended = await self.sequencer.append([encode_entry(Withdrawal(c, reason)) for c in chunks])
             day = today()
             rows = [(t, a.index, a.checkpoint_size, day) for chunk, a in zip(chunks, appended) for t in chunk]
-            await self.worker.call(store.record_withdrawals, case_id, rows)
+            await self.worker.cases.record_withdrawals(case_id, rows)
             log.info("cases: %d entr%s withdrawn (%s)", len(targets), "y" if len(targets) == 1 else "ies", reason)
             return len(targets)
 
@@ -431,12 +428,12 @@ class CaseService:
         sequencer = self.sequencer
         published = sequencer.published.size
         settled = sequencer.stored_count <= published  # nothing stored waits for publication
-        for case_id in await self.worker.call(store.cases_in_state, "pending"):
+        for case_id in await self.worker.cases.cases_in_state("pending"):
             if case_id in self._in_flight:
                 continue
             await self.worker.call(self._resolve_pending, case_id, published, settled)
-        for case_id in await self.worker.call(store.cases_to_finish_withdrawing):
-            state = (await self.worker.call(store.get_case, case_id)).state
+        for case_id in await self.worker.cases.cases_to_finish_withdrawing():
+            state = (await self.worker.cases.get_case(case_id)).state
             try:
                 await self._append_withdrawals(case_id, "withdrawn-by-person" if state == "withdrawn" else "error")
             except LogUnavailable:
@@ -446,20 +443,20 @@ class CaseService:
     def _resolve_pending(self, db, case_id: int, published_size: int, settled: bool) -> None:
         """(worker thread) Find a pending case's entries in the published log by leaf
         hash; abandon the case when every entry is found or nothing more can come."""
-        entries = store.entries_of(db, case_id)
+        entries = db.cases.entries_of(case_id)
         found: dict[int, tuple[int, int]] = {}
         taken: set[int] = set()
         for e in entries:
-            candidates = [i for i in log_store.find_by_leaf_hash(db, e.leaf_hash)
+            candidates = [i for i in db.log.find_by_leaf_hash(e.leaf_hash)
                           if i < published_size and i not in taken]
-            claimed = store.claimed_indices(db, candidates)
+            claimed = db.cases.claimed_indices(candidates)
             free = [i for i in candidates if i not in claimed]
             if free:
                 found[e.position] = (free[0], published_size)
                 taken.add(free[0])
         if len(found) < len(entries) and not settled:
             return  # some entries may still be on their way to a checkpoint
-        store.abandon_case(db, case_id, found)
+        db.cases.abandon_case(case_id, found)
         log.warning("cases: an interrupted case creation was abandoned; %d of its entries reached the log "
                     "and will be withdrawn", len(found))
 
@@ -476,18 +473,18 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
     of these entries (quoting the right leaf hash). The platform is named as the
     operator named the followed log (`follow add --name`), else by its origin: never by
     the name it announces about itself, which nobody vouches for."""
-    names = {followed.origin: followed.name or followed.origin for followed in follow_store.list_logs(db)}
+    names = {followed.origin: followed.name or followed.origin for followed in db.follow.list_logs()}
     out = []
     for e in published:
         latest: dict[str, Any] = {}
-        for row in follow_store.feedback_for(db, own_origin, e.idx):
+        for row in db.follow.feedback_for(own_origin, e.idx):
             if row.leaf_hash != e.leaf_hash:
                 continue  # a verdict about some other entry: not ours
             if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
                 latest[row.from_origin] = row
         for origin, row in sorted(latest.items()):
             # the day this node verified the verdict: feedback entries carry no time
-            learnt = follow_store.verified_at(db, origin, row.from_index)
+            learnt = db.follow.verified_at(origin, row.from_index)
             out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
                         "verdict": row.verdict, "day": day_to_json(today(learnt)) if learnt else None})
     return out

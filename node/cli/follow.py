@@ -152,7 +152,6 @@ def run_add(args) -> int:
     import asyncio
 
     from node.follow.client import FetchError
-    from node.store import follow as store
     from protocol.errors import KeyFormatError
     from protocol.note import Verifier
 
@@ -189,8 +188,8 @@ def run_add(args) -> int:
         print(TOFU_WARNING.format(url=url, origin=origin, vkey=vkey), file=sys.stderr)
     with _database(args) as db:
         try:
-            store.add_log(db, origin, url, vkey, args.name, tofu=args.tofu and not args.vkey,
-                          interval=args.interval)
+            db.follow.add_log(origin, url, vkey, args.name, tofu=args.tofu and not args.vkey,
+                              interval=args.interval)
         except ValueError as exc:
             return fail(str(exc))
     print(f"following {origin} at {url}" + (f" as {args.name!r}" if args.name else ""))
@@ -206,10 +205,9 @@ def run_add(args) -> int:
 def run_list(args) -> int:
     import json
 
-    from node.store import follow as store
 
     with _database(args) as db:
-        logs = store.list_logs(db)
+        logs = db.follow.list_logs()
     for entry in logs:
         if args.json:
             print(json.dumps({"origin": entry.origin, "name": entry.name, "url": entry.url, "vkey": entry.vkey,
@@ -226,10 +224,9 @@ def run_list(args) -> int:
 
 @reports_datadir_errors
 def run_remove(args) -> int:
-    from node.store import follow as store
 
     with _database(args) as db:
-        origin = store.remove_log(db, args.log)
+        origin = db.follow.remove_log(args.log)
     if origin is None:
         return fail(f"no followed log has the origin or name {args.log!r} (see `ncii-node follow list`)")
     print(f"no longer following {origin}; its fingerprints were removed (fork evidence, if any, is kept)")
@@ -238,7 +235,6 @@ def run_remove(args) -> int:
 
 @reports_datadir_errors
 def run_peers_add(args) -> int:
-    from node.store import follow as store
 
     url = args.url.rstrip("/")
     problem = _check_url(url)
@@ -247,7 +243,7 @@ def run_peers_add(args) -> int:
     if not 1 <= args.interval <= 86400:
         return fail("--interval must be between 1 and 86400 seconds", 2)
     with _database(args) as db:
-        added = store.add_gossip_peer(db, url, args.interval)
+        added = db.follow.add_gossip_peer(url, args.interval)
     print(f"{'comparing views with' if added else 'already a peer, interval updated:'} {url} "
           f"every {args.interval:g} s (GET {url}/witness/seen)")
     print("unless that node is public_read, its operator must register this node as a reader: "
@@ -260,10 +256,9 @@ def run_peers_list(args) -> int:
     import json
 
     from node.follow.status import iso_time
-    from node.store import follow as store
 
     with _database(args) as db:
-        peers = store.list_gossip_peers(db)
+        peers = db.follow.list_gossip_peers()
     for peer in peers:
         if args.json:
             print(json.dumps({"url": peer.url, "interval": peer.interval, "checked_at": iso_time(peer.checked_at),
@@ -279,10 +274,9 @@ def run_peers_list(args) -> int:
 
 @reports_datadir_errors
 def run_peers_remove(args) -> int:
-    from node.store import follow as store
 
     with _database(args) as db:
-        removed = store.remove_gossip_peer(db, args.url.rstrip("/"))
+        removed = db.follow.remove_gossip_peer(args.url.rstrip("/"))
     if not removed:
         return fail(f"{args.url} is not a peer (see `ncii-node follow peers list`)", 1)
     print(f"no longer comparing views with {args.url.rstrip('/')}")

@@ -235,7 +235,6 @@ def run_threshold(args) -> int:
     import json
 
     from node.datadir import DataDir
-    from node.store import matching as matching_store
     from node.store import open_db
 
     datadir = DataDir(args.dir)
@@ -252,7 +251,7 @@ def run_threshold(args) -> int:
     if args.origin is None or args.threshold is None:
         db = open_db(datadir.db_path)
         try:
-            current = matching_store.thresholds(db)
+            current = db.matching.thresholds()
         finally:
             db.close()
         for origin, value in sorted(current.items()):
@@ -274,7 +273,7 @@ def run_threshold(args) -> int:
         return EXIT_OK
     db = open_db(datadir.db_path)
     try:
-        matching_store.set_threshold(db, args.origin, threshold)
+        db.matching.set_threshold(args.origin, threshold)
     finally:
         db.close()
     print(f"{args.origin}\t{31 if threshold is None else threshold}")

@@ -36,7 +36,6 @@ def run(args) -> int:
     import datetime
 
     from node.datadir import DataDir
-    from node.store import log as log_store
     from node.store import open_db
 
     db = open_db(DataDir(args.dir).db_path)
@@ -54,14 +53,14 @@ def run(args) -> int:
                 return fail(f"not a request key: {exc}")
             if any(c in args.name for c in "\t\n\r"):
                 return fail("--name must be a single line without tabs")
-            added = log_store.add_reader(db, vkey, args.name, key_id)
+            added = db.readers.add_reader(vkey, args.name, key_id)
             print(("added reader " if added else "already a reader (name updated): ") + vkey)
         elif args.action == "list":
-            for reader in log_store.list_readers(db):
+            for reader in db.readers.list_readers():
                 when = datetime.datetime.fromtimestamp(reader.added_at, datetime.timezone.utc)
                 print(f"{reader.vkey}\t{reader.name}\t{when:%Y-%m-%d}")
         elif args.action == "remove":
-            removed = log_store.remove_reader(db, args.vkey.strip())
+            removed = db.readers.remove_reader(args.vkey.strip())
             if not removed:
                 return fail(f"no reader with key or name {args.vkey!r}")
             print(f"removed {removed} reader{'s' if removed > 1 else ''}")

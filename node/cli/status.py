@@ -36,7 +36,6 @@ def run(args) -> int:
     from node.datadir import DataDir
     from node.follow.status import exit_status, format_report, iso_time, status_report
     from node.store import open_db
-    from node.store import stats as stats_store
 
     datadir = DataDir(args.dir)
     config = datadir.config
@@ -44,7 +43,7 @@ def run(args) -> int:
     db = open_db(datadir.db_path)
     try:
         report = status_report(db, own_origin=config.node.origin)
-        size, published_at = stats_store.own_log_size(db)
+        size, published_at = db.stats.own_log_size()
     finally:
         db.close()
     report["node"] = {"origin": config.node.origin, "role": config.node.role, "serving": serving,

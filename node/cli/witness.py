@@ -81,11 +81,10 @@ def register(subparsers) -> None:
 
 def _require(db, args) -> int:
     """`witness require`: store the tlog-policy a followed log's checkpoints must meet."""
-    from node.store import witness as store
     from node.witness.policy import PolicyOptionError, policy_from_options
 
     if args.off:
-        store.remove_follow_policy(db, args.origin)
+        db.witness.remove_follow_policy(args.origin)
         print(f"no cosignatures required for {args.origin}")
         return 0
     if args.k is not None and args.k < 1:
@@ -100,7 +99,7 @@ def _require(db, args) -> int:
         return fail(f"{args.policy} lists logs, but none is named {args.origin!r}: every checkpoint would be "
                     "refused (C2SP tlog-policy: a log's key name is its origin; leave the log lines out to "
                     "rely on the key pinned with `follow add`)")
-    store.set_follow_policy(db, args.origin, policy.to_bytes(), "file" if args.policy else "flags")
+    db.witness.set_follow_policy(args.origin, policy.to_bytes(), "file" if args.policy else "flags")
     print(f"checkpoints of {args.origin} now need {policy.describe()} "
           f"({len(policy.witnesses)} witness(es) known to the policy)")
     return 0
@@ -125,7 +124,6 @@ def _raw():
 def run(args) -> int:
     from node.datadir import DataDir
     from node.store import open_db
-    from node.store import witness as store
     from protocol.checkpoint import Checkpoint
     from protocol.cosignature import CosignatureVerifier
     from protocol.errors import CheckpointError, KeyFormatError
@@ -156,20 +154,20 @@ def run(args) -> int:
                           "(allowed by C2SP); it is trusted for this origin only", file=sys.stderr)
                 if args.interval is not None and not 0.1 <= args.interval <= 86400:
                     return fail("--interval must be between 0.1 and 86400 seconds")
-                added = store.add_known_log(db, args.origin, verifier.vkey, args.name)
+                added = db.witness.add_known_log(args.origin, verifier.vkey, args.name)
                 if args.interval is not None:
-                    store.set_log_rate(db, args.origin, args.interval)
+                    db.witness.set_log_rate(args.origin, args.interval)
                 print(("witnessing " if added else "already witnessed (name updated): ") + f"{args.origin} {verifier.vkey}")
             elif args.logs_action == "list":
-                rates = store.log_rates(db)
-                for known in store.list_known_logs(db):
-                    latest = store.witness_latest(db, known.origin)
+                rates = db.witness.log_rates()
+                for known in db.witness.list_known_logs():
+                    latest = db.witness.witness_latest(known.origin)
                     rate = f"declared: one round per {rates[known.origin]:g} s" if known.origin in rates else \
                         "no declared rate"
                     print(f"{known.origin}\t{known.vkey}\t{known.name}\t"
                           f"{'cosigned size ' + str(latest.size) if latest else 'nothing cosigned yet'}\t{rate}")
             else:
-                n = store.remove_known_log(db, args.origin.strip())
+                n = db.witness.remove_known_log(args.origin.strip())
                 if not n:
                     return fail(f"no witnessed log or key {args.origin!r}")
                 print(f"removed {n} key(s)")
@@ -180,30 +178,30 @@ def run(args) -> int:
                 return fail(f"not a witness cosigner key: {exc}")
             if not args.url.startswith(("http://", "https://")):
                 return fail("URL must start with http:// or https://")
-            added = store.add_log_witness(db, verifier.vkey, args.url.rstrip("/"), args.name)
+            added = db.witness.add_log_witness(verifier.vkey, args.url.rstrip("/"), args.name)
             print(("using witness " if added else "witness updated: ") + f"{verifier.vkey} at {args.url}")
         elif args.action == "unuse":
-            if not store.remove_log_witness(db, args.vkey.strip()):
+            if not db.witness.remove_log_witness(args.vkey.strip()):
                 return fail(f"no witness {args.vkey!r}")
             print("witness removed")
         elif args.action == "policy":
-            n = len(store.list_log_witnesses(db))
+            n = len(db.witness.list_log_witnesses())
             if args.k < 0:
                 return fail("K must be 0 or more")
             if args.k > n:
                 print(f"warning: {args.k} cosignatures wanted but only {n} witness(es) configured", file=sys.stderr)
-            store.set_log_policy(db, args.k)
+            db.witness.set_log_policy(args.k)
             print(f"policy: {args.k} of {n}")
         elif args.action == "status":
-            k = store.get_log_policy(db)
-            witnesses = store.list_log_witnesses(db)
+            k = db.witness.get_log_policy()
+            witnesses = db.witness.list_log_witnesses()
             print(f"policy: {k if k is not None else 'none'} of {len(witnesses)}")
             print(f"add-checkpoint rate: at most one round every "
                   f"{datadir.config.witness.add_checkpoint_interval:g} s ([witness] add_checkpoint_interval)")
             for w in witnesses:
                 state = f"cosigned size {w.last_size}" if w.last_line else "no cosignature yet"
                 print(f"{w.name or '-'}\t{w.url}\t{state}\t{'last error: ' + w.last_error if w.last_error else ''}")
-            for origin, policy_bytes, source in store.list_follow_policies(db):
+            for origin, policy_bytes, source in db.witness.list_follow_policies():
                 print(f"following {origin}: needs {_describe_policy(policy_bytes)} (from {source})")
         elif args.action == "require":
             return _require(db, args)

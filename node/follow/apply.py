@@ -34,8 +34,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from node.store import follow as store
-from node.store import stats as stats_store
 from protocol.acknowledgements import is_valid_acknowledgement
 from protocol.entries import Acknowledgement, Announcement, Feedback, Submission, Withdrawal, decode_entry
 from protocol.errors import EntryError
@@ -61,7 +59,7 @@ def stage_entries(db, origin: str, first_index: int, entries: list[bytes], leaf_
                                  ",".join(entry.labels), entry.day, leaf))
         else:
             others.append((index, data, leaf))
-    store.stage(db, origin, fingerprints, others)
+    db.follow.stage(origin, fingerprints, others)
     return len(fingerprints)
 
 
@@ -85,33 +83,33 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now:
     `now`."""
     result = Applied(vkey=vkey)
     feedback_range: list[int] = []
-    result.added = store.move_staged_fingerprints(db, origin)
-    for index, data, _leaf in store.staged_entries(db, origin):
+    result.added = db.follow.move_staged_fingerprints(origin)
+    for index, data, _leaf in db.follow.staged_entries(origin):
         entry = decode_entry(data)  # decoded once already while staging: cannot fail
         if isinstance(entry, Withdrawal):
             result.withdrawals += 1
             earlier, _ignored = split_targets(entry, index)  # only earlier entries (protocol/rules.py)
             for target in earlier:
-                if store.withdraw(db, origin, target, index):
+                if db.follow.withdraw(origin, target, index):
                     result.withdrawn.append(target)
         elif isinstance(entry, Feedback):
-            known = store.known_leaf_hash(db, entry.origin, entry.index, own_origin)
+            known = db.follow.known_leaf_hash(entry.origin, entry.index, own_origin)
             matches = None if known is None else known == entry.leaf_hash
             if matches is False:
                 log.warning("follow %s: feedback at %d names %s#%d with a leaf hash that is not that entry's",
                             origin, index, entry.origin, entry.index)
-            store.add_feedback(db, origin, index, entry.origin, entry.index, entry.leaf_hash, entry.verdict, matches)
+            db.follow.add_feedback(origin, index, entry.origin, entry.index, entry.leaf_hash, entry.verdict, matches)
             result.feedback += 1
             feedback_range[:] = [feedback_range[0] if feedback_range else index, index + 1]
         elif isinstance(entry, Acknowledgement):
             _record_ack(db, origin, index, entry, own_origin)
             result.acks += 1
         elif isinstance(entry, Announcement):
-            store.set_peer_metadata(db, origin, index, entry.display_name, entry.contact_url, entry.policy_url)
+            db.follow.set_peer_metadata(origin, index, entry.display_name, entry.contact_url, entry.policy_url)
             result.announcements += 1
             if entry.new_vkey is not None:
                 honoured, reason = rotation_decision(origin, result.vkey, entry)
-                store.record_rotation(db, origin, index, result.vkey, entry.new_vkey, honoured, reason)
+                db.follow.record_rotation(origin, index, result.vkey, entry.new_vkey, honoured, reason)
                 result.rotations.append((index, entry.new_vkey, honoured))
                 if honoured:
                     log.warning("follow %s: key rotation at entry %d honoured; checkpoints must now be "
@@ -120,13 +118,13 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now:
                 else:
                     log.error("follow %s: key rotation at entry %d REFUSED: %s", origin, index, reason)
     if feedback_range:
-        stats_store.summarise_feedback(db, origin, *feedback_range, time.time() if now is None else now, own_origin)
+        db.stats.summarise_feedback(origin, *feedback_range, time.time() if now is None else now, own_origin)
     return result
 
 
 def _record_ack(db, origin: str, index: int, ack: Acknowledgement, own_origin: str | None) -> None:
     valid = is_valid_acknowledgement(ack, origin)
-    authoritative, root = store.known_root(db, ack.origin, ack.size, own_origin)
+    authoritative, root = db.follow.known_root(ack.origin, ack.size, own_origin)
     root_ok = (root == ack.root_hash) if root is not None else (False if authoritative else None)
     if not valid:
         log.warning("follow %s: acknowledgement at %d has a cosignature that does not verify; ignored",
@@ -136,5 +134,5 @@ def _record_ack(db, origin: str, index: int, ack: Acknowledgement, own_origin: s
                      "(EVIDENCE: the platform was shown another history, or says what is not true; "
                      "`ncii-node status`, and an audit with --platform writes the evidence file)",
                      origin, index, ack.size, ack.origin)
-    store.add_ack(db, origin, index, ack.origin, ack.size, ack.root_hash, ack.timestamp * 1000 + ack.milliseconds,
-                  ack.public_key, ack.signature, valid, root_ok)
+    db.follow.add_ack(origin, index, ack.origin, ack.size, ack.root_hash, ack.timestamp * 1000 + ack.milliseconds,
+                      ack.public_key, ack.signature, valid, root_ok)

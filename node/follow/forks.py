@@ -37,8 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.datadir import write_atomic
-from node.store import follow as store
-from node.store import witness as witness_store
 from protocol import evidence as evidence_mod
 from protocol.checkpoint import Checkpoint
 from protocol.errors import ProtocolError
@@ -191,10 +189,10 @@ def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: b
                 path = str(write_evidence_file(evidence_dir, doc))
             except OSError as exc:
                 problem = f"could not write the evidence file in {evidence_dir}: {exc.strerror or exc}"
-    store.record_fork(db, origin, reason, earlier_size, earlier_note or b"", later_size, later_note,
-                      source=source, evidence_path=path, evidence_problem=problem)
+    db.follow.record_fork(origin, reason, earlier_size, earlier_note or b"", later_size, later_note,
+                          source=source, evidence_path=path, evidence_problem=problem)
     if doc is not None:
-        witness_store.store_evidence(db, origin, evidence_mod.dumps(doc))
+        db.witness.store_evidence(origin, evidence_mod.dumps(doc))
     if path is not None:
         log.critical("FORK in log %s (%s): evidence written to %s; anyone can check it with "
                      "`ncii-node audit verify-evidence %s`", origin, reason, path, path)

@@ -46,6 +46,7 @@ and hashes checked against such notes can mark a log forked.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 from dataclasses import dataclass, field
@@ -62,8 +63,8 @@ from node.store import follow as store
 from node.store.worker import DatabaseWorker
 from node.witness.seen import MAX_SEEN_BYTES, notes_for_origin
 from protocol.checkpoint import open_checkpoint
-from protocol.evidence import EvidenceError, verify_evidence
 from protocol.errors import ProtocolError
+from protocol.evidence import EvidenceError, verify_evidence
 from protocol.merkle import EMPTY_ROOT
 from protocol.note import Verifier
 
@@ -124,7 +125,7 @@ class Gossip:
                 except FetchError as exc:
                     raise GossipError(f"cannot read its /witness/seen: {exc}") from None
                 seen = parse_seen(body)
-                for entry in await self.worker.call(store.list_logs):
+                for entry in await self.worker.follow.list_logs():
                     if entry.forked or entry.checkpoint_note is None:
                         continue
                     for theirs in notes_for_origin(seen, entry.origin)[:MAX_NOTES_PER_ORIGIN]:
@@ -136,11 +137,11 @@ class Gossip:
                             break
         except GossipError as exc:
             log.warning("gossip with %s: %s", url, exc)
-            await self.worker.call(store.record_gossip_result, url, str(exc))
+            await self.worker.follow.record_gossip_result(url, str(exc))
             raise
         if result.problems:
             log.warning("gossip with %s: %s", url, "; ".join(result.problems))
-        await self.worker.call(store.record_gossip_result, url, "; ".join(result.problems) or None)
+        await self.worker.follow.record_gossip_result(url, "; ".join(result.problems) or None)
         return result
 
     async def _compare(self, peer: PeerClient, entry: store.FollowedLog, theirs: bytes,
@@ -159,7 +160,7 @@ class Gossip:
             reason = f"a peer has seen a checkpoint of size {m} with another root than ours"
         else:
             if cp.size < m:
-                earlier = await self.worker.call(store.checkpoint_at, entry.origin, cp.size)
+                earlier = await self.worker.follow.checkpoint_at(entry.origin, cp.size)
                 if earlier is not None:
                     if earlier[0] == cp.root_hash:
                         return None
@@ -240,8 +241,6 @@ def _note_is(note_text: str, entry: store.FollowedLog) -> bool:
 
 
 def _now_iso() -> str:
-    import datetime
-
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -279,7 +278,7 @@ class GossipService:
         await self.worker.close()
 
     async def reload(self) -> None:
-        peers = {p.url: p for p in await self.worker.call(store.list_gossip_peers)}
+        peers = {p.url: p for p in await self.worker.follow.list_gossip_peers()}
         for url in list(self.intervals):
             if url not in peers or self._interval(peers[url]) != self.intervals[url]:
                 self.intervals.pop(url)
@@ -316,7 +315,7 @@ class GossipService:
             return None
         except Exception:
             log.exception("gossip with %s: unexpected error", url)
-            await self.worker.call(store.record_gossip_result, url, "internal error (see the node's log)")
+            await self.worker.follow.record_gossip_result(url, "internal error (see the node's log)")
             return None
         finally:
             self._running.discard(url)

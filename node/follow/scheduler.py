@@ -17,6 +17,7 @@ the listener (the matcher) to forget its entries.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import random
 import time
@@ -105,7 +106,7 @@ class FollowService:
 
     async def reload(self) -> None:
         """Match the jobs to the followed_logs table."""
-        logs = {entry.origin: entry for entry in await self.worker.call(store.list_logs)}
+        logs = {entry.origin: entry for entry in await self.worker.follow.list_logs()}
         for origin in list(self.jobs):
             entry = logs.get(origin)
             if entry is None or entry.url != self.jobs[origin].url:
@@ -167,7 +168,7 @@ class FollowService:
             job.failures += 1
             job.retry_at = time.monotonic() + backoff_delay(job.interval, job.failures, self.max_backoff)
             log.exception("follow %s: unexpected error", origin)
-            await self.worker.call(store.record_error, origin, "internal error (see the node's log)")
+            await self.worker.follow.record_error(origin, "internal error (see the node's log)")
             return None
         finally:
             job.running = False
@@ -179,6 +180,4 @@ class FollowService:
 
 
 def _now_datetime():
-    import datetime
-
     return datetime.datetime.now(datetime.timezone.utc)

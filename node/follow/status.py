@@ -20,8 +20,7 @@ from __future__ import annotations
 import datetime
 import time
 
-from node.store import follow as store
-from node.store import stats as stats_store
+from node.acks.report import acknowledgement_statistics
 
 EXIT_OK = 0          # every followed log and gossip peer is well, and a node serves this directory
 EXIT_FORKED = 3      # a followed log forked (evidence kept): a person must look
@@ -53,11 +52,11 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
     `own_origin`, the acknowledgement statistics of this node's own entries."""
     now = time.time() if now is None else now
     acks = _acknowledgements(db, own_origin, now)
-    counts = store.fingerprint_counts(db) if fingerprints else {}
-    forks = store.latest_forks(db)
-    errors = stats_store.follow_errors(db)
+    counts = db.follow.fingerprint_counts() if fingerprints else {}
+    forks = db.follow.latest_forks()
+    errors = db.stats.follow_errors()
     logs = []
-    for entry in store.list_logs(db):
+    for entry in db.follow.list_logs():
         c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0}) if fingerprints else None
         fork = forks.get(entry.origin) if entry.forked else None
         logs.append({
@@ -96,7 +95,7 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
         "failing_logs": [entry["origin"] for entry in logs if entry["state"] == "failing"],
         "gossip": [{"url": p.url, "interval": p.interval, "checked_at": iso_time(p.checked_at),
                     "last_error": p.last_error, "last_error_at": iso_time(p.last_error_at), "failures": p.failures}
-                   for p in store.list_gossip_peers(db)],
+                   for p in db.follow.list_gossip_peers()],
         "generated_at": iso_time(now),
     }
 
@@ -106,12 +105,7 @@ def _acknowledgements(db, own_origin: str | None, now: float) -> dict:
     (only for a node that published submissions or withdrawals)."""
     if own_origin is None:
         return {}
-    from node.acks.report import acknowledgement_statistics
-
-    try:
-        stats = acknowledgement_statistics(db, own_origin, now)
-    except Exception:  # noqa: BLE001 - no publishing tables in this database: nothing to say
-        return {}
+    stats = acknowledgement_statistics(db, own_origin, now)
     if not any(stats["entries"].values()):
         return {}
     return {p["origin"]: p for p in stats["platforms"]}

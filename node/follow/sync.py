@@ -55,8 +55,9 @@ from node.follow.client import FetchError, PeerClient
 from node.follow.listener import FollowListener
 from node.store import follow as store
 from node.store.worker import DatabaseWorker
+from node.witness.policy import check_followed_checkpoint
 from protocol.checkpoint import open_checkpoint
-from protocol.errors import EntryError, ProtocolError, TileError
+from protocol.errors import CosignatureError, EntryError, ProtocolError, TileError
 from protocol.merkle import EMPTY_ROOT, leaf_hash
 from protocol.note import Verifier
 from protocol.tiles import (
@@ -145,7 +146,7 @@ class Follower:
     async def sync_once(self) -> RoundResult:
         """One round. Raises SyncError (PeerMisbehaved, ForkDetected) after recording it."""
         started = time.monotonic()
-        state = await self.worker.call(store.get_log, self.origin)
+        state = await self.worker.follow.get_log(self.origin)
         if state is None:
             raise SyncError(f"log {self.origin!r} is not followed")
         if state.forked:
@@ -158,7 +159,7 @@ class Follower:
             raise
         except SyncError as exc:
             log.warning("follow %s: %s", self.origin, exc)
-            await self.worker.call(store.record_error, self.origin, str(exc))
+            await self.worker.follow.record_error(self.origin, str(exc))
             raise
         return RoundResult(result.origin, result.outcome, result.old_size, result.new_size, result.applied,
                            time.monotonic() - started)
@@ -178,12 +179,12 @@ class Follower:
         m = state.size
         if cp.size == m:
             if m == 0 or cp.root_hash == state.root_hash:
-                await self.worker.call(store.record_in_sync, self.origin, m)
+                await self.worker.follow.record_in_sync(self.origin, m)
                 return RoundResult(self.origin, "in-sync", m, m)
             await self._fork(state, f"two checkpoints of size {m} with different roots", m, state.checkpoint_note,
                              cp.size, note)
         if cp.size < m:
-            earlier = await self.worker.call(store.checkpoint_at, self.origin, cp.size)
+            earlier = await self.worker.follow.checkpoint_at(self.origin, cp.size)
             if earlier is not None and earlier[0] == cp.root_hash:
                 raise SyncError(f"the log served its older checkpoint of size {cp.size} (verified before; "
                                 f"we hold size {m}): a stale copy, perhaps a cache; waiting for a newer one")
@@ -213,7 +214,7 @@ class Follower:
             await self._fork(state, f"the log shrank from the verified size {m} to {cp.size}", m,
                              state.checkpoint_note, cp.size, note, larger_tree=ours, tiles_problem=tiles_problem)
         await self._require_cosignatures(note)
-        await self.worker.call(store.record_remote_size, self.origin, cp.size)
+        await self.worker.follow.record_remote_size(self.origin, cp.size)
         if cp.size - m > MAX_ROUND_ENTRIES:
             raise PeerMisbehaved(f"the checkpoint claims {cp.size - m:,} new entries, more than the "
                                  f"{MAX_ROUND_ENTRIES:,} a follower accepts in one round")
@@ -223,9 +224,6 @@ class Follower:
         """Witness policy (`ncii-node witness require`, node/witness/policy.py): a growing
         checkpoint is applied only with k of n witness cosignatures, if the log has such
         a policy. Fork detection above does not depend on it."""
-        from node.witness.policy import check_followed_checkpoint
-        from protocol.errors import CosignatureError
-
         try:
             await self.worker.call(check_followed_checkpoint, self.origin, note)
         except CosignatureError as exc:
@@ -281,7 +279,7 @@ class Follower:
                                          + [self.client.bundle(b) for b in chunk])
             return dict(zip(wanted, data)), data[len(wanted):]
 
-        await self.worker.call(store.reset_staging, self.origin)
+        await self.worker.follow.reset_staging(self.origin)
         pending = asyncio.ensure_future(fetch_chunk(chunks[0]))
         try:
             for k, chunk in enumerate(chunks):
@@ -300,8 +298,6 @@ class Follower:
         log.info("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn)",
                  self.origin, n, n - m, applied.added, len(applied.withdrawn))
         return RoundResult(self.origin, "applied", m, n, applied)
-
-
 
 
 # ---------------------------------------------------------------------- worker thread
@@ -368,19 +364,19 @@ def _commit(db, rnd: _Round, vkey: str, note: bytes, own_origin: str | None,
             listener: FollowListener) -> Applied:
     """Step 6: one write transaction; on_withdrawn before COMMIT, on_added after."""
     with db.atomic():  # BEGIN IMMEDIATE (node.store.NodeDatabase)
-        state = store.get_log(db, rnd.origin)
+        state = db.follow.get_log(rnd.origin)
         if state is None or state.forked or state.size != rnd.old_size:
             raise SyncError("the log was removed, forked or advanced while this round ran; starting over")
         applied = apply_staged(db, rnd.origin, vkey, own_origin)
-        store.store_checkpoint(db, rnd.origin, rnd.size, rnd.root, note, time.time())
+        db.follow.store_checkpoint(rnd.origin, rnd.size, rnd.root, note, time.time())
         if applied.withdrawn:
             try:
                 listener.on_withdrawn(rnd.origin, applied.withdrawn)
             except Exception as exc:
                 raise SyncError(f"the matcher could not drop withdrawn entries ({exc}); round not applied") from exc
-    store.reset_staging(db, rnd.origin)
+    db.follow.reset_staging(rnd.origin)
     try:
-        listener.on_added(rnd.origin, store.iter_fingerprints(db, rnd.origin, rnd.old_size, rnd.size,
+        listener.on_added(rnd.origin, db.follow.iter_fingerprints(rnd.origin, rnd.old_size, rnd.size,
                                                                active_only=True))
     except Exception:
         log.exception("follow %s: listener failed on entries %d..%d (they are stored; not acknowledged)",

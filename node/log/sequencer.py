@@ -41,8 +41,11 @@ checkpoint stays where it was, the waiting appends get an error saying their ent
 are stored and will be published, and every tick retries publishing the stored
 entries before new appends are taken again.
 
-Threading: all database and file work runs in one worker thread (a single-thread
-executor), never on the event loop; the pool and the futures live on the event loop.
+Storage is the store's (node/store/): entries and checkpoints through `db.log`, tiles
+through the TileStore (node/store/tiles.py); their contracts are what this order relies
+on. Threading: all database and tile work runs in the sequencer's database worker (one
+thread, one connection: node/store/worker.py), never on the event loop; staging tile
+files runs in a second thread meanwhile; the pool and the futures live on the event loop.
 """
 
 from __future__ import annotations
@@ -52,13 +55,11 @@ import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from node.datadir import DataDir, write_atomic
+from node.datadir import DataDir
 from node.errors import Unavailable
-from node.log.tilestore import TileConflict, TileStore, TileWriteError
-from node.store import log as log_store
-from node.store import open_db
+from node.store.tiles import TileConflict, TileStore, TileWriteError
+from node.store.worker import DatabaseWorker
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.edge import TreeEdge
 from protocol.errors import TileError
@@ -111,8 +112,8 @@ class Sequencer:
         self.origin = config.node.origin
         self.interval = config.log.sequencing_interval if interval is None else interval
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
-        self.tiles = TileStore(datadir.tiles_dir, datadir.tmp_dir)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sequencer")
+        self.tiles = TileStore.of(datadir)
+        self._worker = DatabaseWorker(datadir.db_path, name="sequencer")
         self._stager = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tile-stager")
         self._pool: list[_Batch] = []
         self._pool_size = 0
@@ -138,8 +139,7 @@ class Sequencer:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._open)
+        await self._worker.run(self._open)
         self._task = asyncio.create_task(self._run(), name="sequencer")
 
     async def stop(self) -> None:
@@ -151,9 +151,7 @@ class Sequencer:
                 await self._task
             except Exception:  # already logged where it happened
                 log.error("sequencer: stopped after an internal error")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=True)
+        await self._worker.close()
         self._stager.shutdown(wait=True)
 
     @property
@@ -216,12 +214,10 @@ class Sequencer:
         return taken
 
     async def _publish(self, taken: list[_Batch]) -> None:
-        loop = asyncio.get_running_loop()
         entries = [e for b in taken for e in b.entries]
         started = time.monotonic()
         try:
-            first, leaf_hashes, published = await loop.run_in_executor(
-                self._executor, self._publish_batch, entries)
+            first, leaf_hashes, published = await self._worker.run(self._publish_batch, entries)
         except LogUnavailable as exc:
             for b in taken:
                 if not b.future.done():
@@ -264,25 +260,25 @@ class Sequencer:
                 except Exception:
                     log.exception("sequencer: an on_batch callback failed (ignored)")
             # Off the acknowledgement path; runs in the worker before the next batch.
-            loop.run_in_executor(self._executor, self._checkpoint_wal)
+            self._worker.submit(self._checkpoint_wal)
 
     # ---------------------------------------------------------------- worker thread
     def _open(self) -> None:
         self.tiles.prepare()
-        self._db = open_db(self.datadir.db_path, check_same_thread=False)
+        self._db = self._worker.database()
         # Copying the WAL back into the database file (a WAL checkpoint) is done after a
         # batch is acknowledged (see _checkpoint_wal), not inside the batch's commit.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db.defer_wal_checkpoints()
         self._signer = self.datadir.load_log_signer()
         if self._signer.name != self.origin:
             raise RuntimeError(f"the log key is named {self._signer.name!r} but the origin is "
                                f"{self.origin!r}; they must be equal")
-        self._stored = log_store.entry_count(self._db)
-        count = self._db.execute("SELECT COUNT(*) FROM log_entries").fetchone()[0]
+        self._stored = self._db.log.entry_count()
+        count = self._db.log.stored_entries()
         if count != self._stored:
             raise RuntimeError(f"the database holds {count} entries but its greatest index is "
                                f"{self._stored - 1}: entries are missing; refusing to publish")
-        latest = log_store.latest_checkpoint(self._db)
+        latest = self._db.log.latest_checkpoint()
         if latest is None:
             self._edge, self._bundle = TreeEdge(), []
         else:
@@ -306,21 +302,16 @@ class Sequencer:
 
     def _checkpoint_wal(self) -> None:
         try:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._db.checkpoint_wal()
         except Exception as exc:  # noqa: BLE001 - harmless: retried after the next batch
             log.warning("sequencer: WAL checkpoint failed (%s); will retry", exc)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
 
     def _load_edge(self, size: int, root_hash: bytes) -> tuple[TreeEdge, list[bytes]]:
         """The tree edge and partial bundle at `size`: level 0 and the bundle from the
         database, higher levels from the partial tiles on disk (which were durable
         before the checkpoint of `size` was recorded), checked against the root."""
         bundle_start = size - size % TILE_WIDTH
-        rows = list(log_store.iter_entries(self._db, bundle_start, size))
+        rows = list(self._db.log.iter_entries(bundle_start, size))
         bundle = [r[1] for r in rows]
         edge_tiles = partial_tiles_for_size(size)
         levels: list[list[bytes]] = [[] for _ in range(1 + max((t.level for t in edge_tiles), default=0))]
@@ -346,7 +337,7 @@ class Sequencer:
                     problem)
         edge = TreeEdge()
         for start in range(0, size, 100_000):
-            edge.append([r[2] for r in log_store.iter_entries(self._db, start, min(size, start + 100_000))])
+            edge.append([r[2] for r in self._db.log.iter_entries(start, min(size, start + 100_000))])
         if edge.root() != root_hash:
             raise RuntimeError(f"the stored entries do not give the root hash of the last checkpoint "
                                f"(size {size}); the database is damaged. Refusing to publish.")
@@ -363,7 +354,7 @@ class Sequencer:
         backlog_data: list[bytes] = []
         backlog_hashes: list[bytes] = []
         if first > published_size:
-            for _, data, h in log_store.iter_entries(self._db, published_size, first):
+            for _, data, h in self._db.log.iter_entries(published_size, first):
                 backlog_data.append(data)
                 backlog_hashes.append(h)
 
@@ -395,7 +386,7 @@ class Sequencer:
         # (1) STORE. Nothing below may run unless this committed.
         if new_entries:
             try:
-                log_store.insert_entries(self._db, first, new_entries, leaf_hashes)
+                self._db.log.insert_entries(first, new_entries, leaf_hashes)
             except Exception as exc:
                 try:
                     self.tiles.discard(staging.result())
@@ -413,7 +404,7 @@ class Sequencer:
             root = edge.root()
             note = sign_checkpoint(Checkpoint(self.origin, edge.size, root), self._signer)
             self._write_checkpoint_file(note)
-            log_store.record_checkpoint(self._db, edge.size, root, note)
+            self._db.log.record_checkpoint(edge.size, root, note)
         except (TileWriteError, TileConflict, OSError) as exc:
             stored_from, stored_to = published_size, self._stored
             log.error("sequencer: NOT published -- %s. The checkpoint stays at size %d; entries %d..%d "
@@ -437,8 +428,4 @@ class Sequencer:
     def _write_checkpoint_file(self, note: bytes) -> None:
         # A copy of the latest checkpoint beside the tiles, so that the tiles directory
         # can be served by any static web server. The database record is authoritative.
-        write_atomic(Path(self.tiles.root) / "checkpoint", note, tmp_dir=self.tiles.tmp_dir)
-
-    # ---------------------------------------------------------------- reading (any thread)
-    def tile_path(self, relative: str) -> Path:
-        return self.tiles.path(relative)
+        self.tiles.write_checkpoint(note)

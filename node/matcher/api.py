@@ -33,7 +33,6 @@ from node.hashing import (
     sniff,
 )
 from node.matcher.service import Query, QueryResult
-from node.store import matching as matching_store
 from protocol.errors import ProtocolError
 
 MAX_BATCH = 1000
@@ -143,6 +142,6 @@ def set_threshold(db, matcher, origin: str, threshold: int | None) -> int:
     the next search; returns the threshold now in force."""
     if threshold is not None and (type(threshold) is not int or not 0 <= threshold <= MAX_THRESHOLD):
         raise BadRequest(f"threshold must be an integer from 0 to {MAX_THRESHOLD}, or null for the default (31)")
-    matching_store.set_threshold(db, origin, threshold)
+    db.matching.set_threshold(origin, threshold)
     matcher.set_threshold(origin, threshold)
     return matcher.threshold_for(origin)

@@ -39,10 +39,8 @@ and the feedback summary of the few matched entries from the database.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +51,14 @@ import numpy as np
 from node.errors import Unavailable
 from node.follow.listener import FollowListener
 from node.matcher.pdq_index import PDQIndex
+from node.store import connect
+from node.store.matching import IndexSnapshot
+from protocol.entries import day_to_json
 from protocol.errors import SignalError, UsageError
 from protocol.signals import (
     DEFAULT_PDQ_THRESHOLD,
     LOW_QUALITY,
+    PDQ,
     SIGNALS,
     VPDQ,
     VPDQ_INDEXED_COVERAGE,
@@ -71,7 +73,6 @@ _GONE = 0  # signal code of an entry id whose item was withdrawn or suppressed
 _NO_ID = np.uint32(0xFFFFFFFF)  # "no entry id" in the per-log index -> id arrays
 MAX_THRESHOLD = 256
 DEFAULT_MAX_MATCHES = 100
-BUILD_CHUNK = 1 << 20  # log indices per aggregate query while building (32 MB of blobs at most)
 
 
 class MatcherLoading(Unavailable):
@@ -246,8 +247,9 @@ class Matcher(FollowListener):
 
     # ------------------------------------------------------------------ building
 
-    def load(self, db_path: Path | str, *, connection: sqlite3.Connection | None = None) -> None:
-        """Build every index from the database at `db_path` (one read snapshot).
+    def load(self, db_path: Path | str) -> None:
+        """Build every index from the database at `db_path` (one read snapshot:
+        node.store.matching.IndexSnapshot).
 
         Listener events that arrive meanwhile are queued and replayed afterwards;
         searches raise MatcherLoading until it returns. Meant for start-up: it
@@ -262,16 +264,8 @@ class Matcher(FollowListener):
             explicit, self._explicit_thresholds = self._explicit_thresholds, {}
             self._reset()
         try:
-            own = connection is None
-            # read only; the path quoted, since "?", "#" or "%" in it would end a URI's path
-            uri = "file:" + urllib.parse.quote(str(Path(db_path).absolute())) + "?mode=ro"
-            conn = connection or sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None,
-                                                 check_same_thread=False)
-            try:
-                self._load_snapshot(conn)
-            finally:
-                if own:
-                    conn.close()
+            with IndexSnapshot(db_path) as snapshot:
+                self._load_snapshot(snapshot)
         except BaseException:
             with self._lock:
                 self._queueing = False
@@ -301,82 +295,38 @@ class Matcher(FollowListener):
     def load_cancelled(self) -> bool:
         return self._cancel_load.is_set()
 
-    def _load_snapshot(self, conn: sqlite3.Connection) -> None:
-        # text_factory=bytes: group_concat of blobs comes back as one bytes object.
-        old_factory = conn.text_factory
-        conn.text_factory = bytes
-        conn.execute("BEGIN")  # one read snapshot for the whole build
-        try:
-            tables = {r[0].decode() for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "match_thresholds" in tables:
-                for origin, threshold in conn.execute("SELECT origin, pdq_threshold FROM match_thresholds"):
-                    self._apply_threshold(origin.decode(), threshold)
-            if "match_suppressions" in tables:
-                for origin, index, leaf in conn.execute("SELECT origin, idx, leaf_hash FROM match_suppressions"):
-                    self._suppressed[(origin.decode(), index)] = leaf
-            if "fingerprints" not in tables:
-                return
-            utf8 = conn.execute("PRAGMA encoding").fetchone()[0] == b"UTF-8"
-            # Each followed log in turn (the primary key starts with origin: index seeks),
-            # all in one bulk load of the PDQ index (its tables are built once, at the end).
-            with self._pdq.bulk_load():
-                origin = conn.execute("SELECT MIN(origin) FROM fingerprints").fetchone()[0]
-                while origin is not None:
-                    origin = origin.decode("utf-8")
-                    self._load_origin(conn, origin, utf8)
-                    origin = conn.execute("SELECT MIN(origin) FROM fingerprints WHERE origin > ?",
-                                          (origin,)).fetchone()[0]
-            for grow in (self._entry_origin, self._entry_index, self._entry_signal):
-                grow.trim(grow.length)
-            for slots in self._slots:
-                slots.trim(self._slot_top(slots))
-            # Suppressed entries whose row was not (yet) marked, e.g. after the log was
-            # unfollowed and followed again: drop them if they are the same entry.
-            for (origin_name, index), leaf in list(self._suppressed.items()):
-                row = conn.execute("SELECT leaf_hash FROM fingerprints WHERE origin = ? AND idx = ?",
-                                   (origin_name, index)).fetchone()
-                if row is not None and (leaf is None or row[0] == leaf):
-                    self._remove(origin_name, index)
-        finally:
-            conn.execute("COMMIT")
-            conn.text_factory = old_factory
+    def _load_snapshot(self, snapshot: IndexSnapshot) -> None:
+        for origin, threshold in snapshot.thresholds():
+            self._apply_threshold(origin, threshold)
+        for origin, index, leaf in snapshot.suppressions():
+            self._suppressed[(origin, index)] = leaf
+        # Each followed log in turn, all in one bulk load of the PDQ index (its tables
+        # are built once, at the end). PDQ fingerprints (nearly all) come in arrays,
+        # MD5 and vPDQ (few) row by row.
+        with self._pdq.bulk_load():
+            for origin in snapshot.origins():
+                self._load_origin(snapshot, origin)
+        for grow in (self._entry_origin, self._entry_index, self._entry_signal):
+            grow.trim(grow.length)
+        for slots in self._slots:
+            slots.trim(self._slot_top(slots))
+        # Suppressed entries whose row was not (yet) marked, e.g. after the log was
+        # unfollowed and followed again: drop them if they are the same entry.
+        for (origin, index), leaf in list(self._suppressed.items()):
+            current = snapshot.leaf_hash(origin, index)
+            if current is not None and (leaf is None or current == leaf):
+                self._remove(origin, index)
 
-    def _load_origin(self, conn: sqlite3.Connection, origin: str, utf8: bool) -> None:
+    def _load_origin(self, snapshot: IndexSnapshot, origin: str) -> None:
         code = self._origin_code(origin)
-        last = conn.execute("SELECT MAX(idx) FROM fingerprints WHERE origin = ?", (origin,)).fetchone()[0]
-        active = "withdrawn = 0 AND suppressed = 0"
-        for start in range(0, last + 1, BUILD_CHUNK):
+        for indices, matrix, others in snapshot.chunks(origin, PDQ.name, PDQ.size):
             if self._cancel_load.is_set():
                 raise MatcherLoading("the build of the match index was cancelled")
-            stop = start + BUILD_CHUNK
-            if utf8:
-                blobs, indices, count = conn.execute(
-                    f"SELECT group_concat(fingerprint, x''), group_concat(idx), count(*) FROM fingerprints "
-                    f"WHERE origin = ? AND idx >= ? AND idx < ? AND signal = 'pdq' AND length(fingerprint) = 32 "
-                    f"AND {active}", (origin, start, stop)).fetchone()
-                if not count:
-                    indices_array = np.empty(0, dtype=np.int64)
-                    matrix = np.empty((0, 32), dtype=np.uint8)
-                else:
-                    indices_array = np.fromstring(indices, dtype=np.int64, sep=",")  # text mode: C speed
-                    matrix = np.frombuffer(blobs, dtype=np.uint8).reshape(-1, 32)
-                    if len(indices_array) != count or len(matrix) != count:
-                        raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
-            else:  # a database in UTF-16 would mangle blobs turned into text: read row by row
-                rows = conn.execute(
-                    f"SELECT idx, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
-                    f"AND signal = 'pdq' AND length(fingerprint) = 32 AND {active}",
-                    (origin, start, stop)).fetchall()
-                indices_array = np.array([r[0] for r in rows], dtype=np.int64)
-                matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, 32)
-            if len(indices_array):
-                self._pdq.add_many(self._new_entries(code, indices_array, PDQ_CODE), matrix)
-                self._counts[PDQ_CODE] += len(indices_array)
-            # MD5 and vPDQ are few: row by row.
-            for index, signal, fingerprint in conn.execute(
-                    f"SELECT idx, signal, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
-                    f"AND signal != 'pdq' AND {active}", (origin, start, stop)):
-                self._add_other(code, origin, index, signal.decode(), bytes(fingerprint))
+            if len(indices):
+                self._pdq.add_many(self._new_entries(code, indices, PDQ_CODE), matrix)
+                self._counts[PDQ_CODE] += len(indices)
+            for index, signal, fingerprint in others:
+                self._add_other(code, origin, index, signal, fingerprint)
 
     @staticmethod
     def _slot_top(slots: _Grow) -> int:
@@ -672,8 +622,6 @@ class Matcher(FollowListener):
         if db is None:
             if self._db_path is None:
                 raise UsageError("describe needs a matcher loaded from a database")
-            from node.store import connect
-
             db = connect(self._db_path, check_same_thread=False)
             self._readers.db = db
             with self._lock:
@@ -728,24 +676,18 @@ def describe(db, hits: Sequence[Hit]) -> list[dict[str, Any]]:
     """JSON objects for hits, with what the database knows of each entry: labels,
     quality, coarse day, and a feedback summary (verdict -> count of the feedback
     entries that followed logs published about it, quoting its right leaf hash)."""
-    from protocol.entries import day_to_json
-
     out = []
     for hit in hits:
-        row = db.execute("SELECT labels, quality, day FROM fingerprints WHERE origin = ? AND idx = ?",
-                         (hit.origin, hit.index)).fetchone()
-        labels, quality, day = row if row else ("", None, 0)
-        feedback = {verdict: n for verdict, n in db.execute(
-            "SELECT verdict, COUNT(*) FROM follow_feedback WHERE origin = ? AND idx = ? "
-            "AND (entry_matches IS NULL OR entry_matches = 1) GROUP BY verdict ORDER BY verdict",
-            (hit.origin, hit.index))}
+        row = db.follow.get_fingerprint(hit.origin, hit.index)
+        labels, quality, day = (row.labels, row.quality, row.day) if row else ((), None, 0)
+        feedback = db.follow.verdict_counts(hit.origin, hit.index)
         item: dict[str, Any] = {"origin": hit.origin, "index": hit.index, "signal": hit.signal,
                                 "distance": hit.distance}
         if hit.query_coverage is not None:
             item["query_coverage"] = round(hit.query_coverage, 3)
             item["indexed_coverage"] = round(hit.indexed_coverage, 3)
             item["distance"] = round(hit.distance, 3)
-        item["labels"] = labels.split(",") if labels else []
+        item["labels"] = list(labels)
         item["quality"] = quality
         item["day"] = day_to_json(day)
         item["feedback"] = feedback

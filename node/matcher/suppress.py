@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 
 from node.errors import NotFound
 from node.feedback import check_entry_name
-from node.store import follow as follow_store
 from node.store import matching as matching_store
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,12 @@ def record_suppression(db, origin: object, index: object, want_feedback: bool) -
     holds (withdrawn or not); records the suppression and marks the fingerprint row.
     Raises BadRequest or NotFound."""
     check_entry_name(origin, index)
-    row = follow_store.get_fingerprint(db, origin, index)
+    row = db.follow.get_fingerprint(origin, index)
     if row is None:
         raise NotFound(f"entry {index} of {origin!r} is not a fingerprint this node holds "
                        "(see `ncii-node follow list`; only submissions of followed logs can be suppressed)")
-    suppression = matching_store.add_suppression(db, origin, index, row.leaf_hash, want_feedback)
-    follow_store.set_suppressed(db, origin, index, True)
+    suppression = db.matching.add_suppression(origin, index, row.leaf_hash, want_feedback)
+    db.follow.set_suppressed(origin, index, True)
     return suppression
 
 
@@ -92,14 +91,14 @@ class Suppressor:
 
     async def _publish(self, suppression: matching_store.Suppression) -> int:
         published = await self.feedback.publish(suppression.origin, suppression.index, VERDICT)
-        matching_store.mark_feedback_published(self.db, suppression.origin, suppression.index, published["index"])
+        self.db.matching.mark_feedback_published(suppression.origin, suppression.index, published["index"])
         return published["index"]
 
     async def publish_pending(self) -> int:
         """Publish every feedback still pending (suppressions made offline, or whose
         publication failed). Returns how many were published; failures are logged."""
         done = 0
-        for suppression in matching_store.pending_feedback(self.db):
+        for suppression in self.db.matching.pending_feedback():
             try:
                 await self._publish(suppression)
                 done += 1

@@ -1,10 +1,27 @@
-"""The node's SQLite database, opened through sqlite-utils, and its schema migrations.
+"""Storage: everything the node keeps, behind one seam (SQLite today).
 
-Every area keeps its tables in its own module of this package (`node/store/log.py`,
-later `follow.py`, `cases.py`, ...). Such a module declares
+    db = open_db(path)          # a connection (NodeDatabase), every area migrated
+    db.log.latest_checkpoint()  # repositories: db.log, db.readers, db.follow, db.cases,
+                                #   db.matching, db.witness, db.stats, db.acks
+    with db.atomic(): ...       # one transaction; the outermost takes the write lock
+    worker = DatabaseWorker(path)                        # node/store/worker.py: one thread,
+    await worker.follow.get_log(origin)                  #   one connection, same repositories
+    tiles = TileStore(tiles_dir, tmp_dir)                # node/store/tiles.py: the tile files
+
+The rest of the node talks to storage only through these: every SQL statement, and
+every read or write of a tile file, is in this package. Each repository module opens
+with its tables and its contract -- what each call makes atomic, and what order it
+keeps -- which a second implementation (PostgreSQL: a module beside this one with a
+connection class giving the same repositories, and a tile store in the database) must
+keep too; callers rely on nothing else. A repository method that writes is one
+transaction unless it says it runs inside the caller's (the follower's round, the
+sequencer's batch).
+
+Every area keeps its tables in its own module of this package (`log.py`, `follow.py`,
+`cases.py`, ...). Such a module declares
 
     AREA = "log"                                   # unique name
-    MIGRATIONS = [create_tables_v1, add_x_v2]      # functions taking a sqlite_utils.Database
+    MIGRATIONS = [create_tables_v1, add_x_v2]      # functions taking the connection
 
 and nothing else needs editing: `open_db` discovers the modules, and for each area
 runs, in order and each in its own transaction, the migrations beyond the version
@@ -20,6 +37,7 @@ derived from them is written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -29,6 +47,14 @@ from pathlib import Path
 from types import ModuleType
 
 import sqlite_utils
+
+from node.store.acks import AckRepository
+from node.store.cases import CaseRepository
+from node.store.follow import FollowRepository
+from node.store.log import LogRepository, ReaderRepository, StoredCheckpoint
+from node.store.matching import MatchingRepository
+from node.store.stats import StatsRepository
+from node.store.witness import WitnessRepository
 
 logger = logging.getLogger(__name__)  # not "log": node.store.log is a submodule
 
@@ -45,8 +71,13 @@ def area_modules() -> list[ModuleType]:
     return modules
 
 
+#: The repositories every connection (and every DatabaseWorker) gives, by attribute.
+REPOSITORIES = ("acks", "cases", "follow", "log", "matching", "readers", "stats", "witness")
+
+
 class NodeDatabase(sqlite_utils.Database):
-    """sqlite-utils' Database whose outermost `atomic()` is `BEGIN IMMEDIATE`.
+    """A connection: sqlite-utils' Database with the node's repositories, whose
+    outermost `atomic()` is `BEGIN IMMEDIATE`.
 
     Most of our transactions read, then write (check a row, then update it). A
     deferred `BEGIN` takes the write lock only at the first write, and if another
@@ -54,6 +85,15 @@ class NodeDatabase(sqlite_utils.Database):
     fails at once with "database is locked" instead of waiting. Taking the write lock
     up front makes every such transaction wait its turn (up to the busy timeout).
     Nested blocks still use savepoints."""
+
+    acks = functools.cached_property(AckRepository)
+    cases = functools.cached_property(CaseRepository)
+    follow = functools.cached_property(FollowRepository)
+    log = functools.cached_property(LogRepository)
+    matching = functools.cached_property(MatchingRepository)
+    readers = functools.cached_property(ReaderRepository)
+    stats = functools.cached_property(StatsRepository)
+    witness = functools.cached_property(WitnessRepository)
 
     @contextlib.contextmanager
     def atomic(self):
@@ -69,6 +109,14 @@ class NodeDatabase(sqlite_utils.Database):
                 self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def defer_wal_checkpoints(self) -> None:
+        """Copy the WAL back into the database file only when asked (`checkpoint_wal`),
+        not inside a commit: the sequencer does it after a batch is acknowledged."""
+        self.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint_wal(self) -> None:
+        self.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:
@@ -124,3 +172,26 @@ def open_db(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase
     db = connect(path, check_same_thread=check_same_thread)
     migrate(db)
     return db
+
+
+class StoreError(RuntimeError):
+    """The database could not be read or copied; the message says why."""
+
+
+def copy_database(source: Path, target: Path) -> tuple[StoredCheckpoint | None, int]:
+    """Copy the database at `source` into the existing empty file `target` in ONE step
+    (SQLite's online backup API: one read transaction, so one consistent state while
+    the node's writers go on), as one self-contained file. Returns the copy's latest
+    checkpoint and how many entries it stores. Raises StoreError."""
+    source_conn = sqlite3.connect(f"{Path(source).as_uri()}?mode=ro", uri=True, timeout=30.0)
+    target_conn = sqlite3.connect(target, isolation_level=None)
+    try:
+        source_conn.backup(target_conn)
+        target_conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        copy = NodeDatabase(target_conn)
+        return copy.log.latest_checkpoint(), copy.log.entry_count()
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from None
+    finally:
+        target_conn.close()
+        source_conn.close()

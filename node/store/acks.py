@@ -6,7 +6,8 @@
   published; read at start-up to acknowledge what was applied but never acknowledged
   (a stop between applying and publishing the acknowledgement).
 
-Invariant: a row only moves forward (a larger size), never back.
+Contract of AckRepository (`db.acks`): `record_sent` is one transaction and only moves
+a row forward (a larger size), never back.
 """
 
 from __future__ import annotations
@@ -40,15 +41,20 @@ class SentAck:
     index: int
 
 
-def record_sent(db: sqlite_utils.Database, origin: str, size: int, root_hash: bytes, time_ms: int,
-                index: int) -> None:
-    with db.atomic():
-        db.execute("INSERT INTO acks_sent (origin, size, root_hash, time_ms, idx) VALUES (?, ?, ?, ?, ?) "
-                   "ON CONFLICT(origin) DO UPDATE SET size = excluded.size, root_hash = excluded.root_hash, "
-                   "time_ms = excluded.time_ms, idx = excluded.idx WHERE excluded.size > acks_sent.size",
-                   (origin, size, root_hash, time_ms, index))
+class AckRepository:
+    """What this node has acknowledged (contract above)."""
 
+    def __init__(self, db):
+        self.db = db
 
-def sent(db: sqlite_utils.Database) -> dict[str, SentAck]:
-    return {r[0]: SentAck(*r) for r in db.execute(
-        "SELECT origin, size, root_hash, time_ms, idx FROM acks_sent ORDER BY origin")}
+    def record_sent(self, origin: str, size: int, root_hash: bytes, time_ms: int,
+                    index: int) -> None:
+        with self.db.atomic():
+            self.db.execute("INSERT INTO acks_sent (origin, size, root_hash, time_ms, idx) VALUES (?, ?, ?, ?, ?) "
+                            "ON CONFLICT(origin) DO UPDATE SET size = excluded.size, root_hash = excluded.root_hash, "
+                            "time_ms = excluded.time_ms, idx = excluded.idx WHERE excluded.size > acks_sent.size",
+                            (origin, size, root_hash, time_ms, index))
+
+    def sent(self) -> dict[str, SentAck]:
+        return {r[0]: SentAck(*r) for r in self.db.execute(
+            "SELECT origin, size, root_hash, time_ms, idx FROM acks_sent ORDER BY origin")}

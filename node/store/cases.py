@@ -26,10 +26,22 @@
   every published entry of the case has a row here.
 
 This module is the only code that touches these tables.
+
+Contract of CaseRepository (`db.cases`), which the case service's crash argument
+rests on (node/cases/service.py): each writing call is one transaction. A case is
+stored `pending` with its entries' leaf hashes before any entry reaches the log
+(`insert_pending_case`; CaseLookupTaken, and nothing written, when its lookup key is
+taken); `publish_case`, `abandon_case` and `record_withdrawals` record where entries
+landed, each at once for the whole case; `mark_withdrawn` is recorded before any
+withdrawal entry is appended. `begin_pin_attempt` reads and counts an attempt in one
+write transaction (attempts are counted one by one, whatever runs in parallel), and
+costs the same whether the case exists or not. Lists come in id / position / index
+order.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -116,149 +128,146 @@ class WithdrawalRow:
 _CASE_COLUMNS = "id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before"
 
 
-def withdrawal_groups(db: sqlite_utils.Database, since_size: int, limit: int) -> list[tuple[int, int, int]]:
-    """The cases' withdrawal entries published in checkpoints after `since_size`, by the
-    checkpoint that first held them: [(checkpoint size, how many withdrawal entries,
-    greatest index)], the newest `limit` checkpoints (node/acks/report.py)."""
-    return db.execute(
-        "SELECT checkpoint_size, COUNT(DISTINCT withdrawal_idx), MAX(withdrawal_idx) FROM case_withdrawals "
-        "WHERE withdrawal_idx >= ? GROUP BY checkpoint_size ORDER BY checkpoint_size DESC LIMIT ?",
-        (since_size, limit)).fetchall()
+class CaseLookupTaken(Exception):
+    """A case with that lookup key (that case number) exists: draw another number."""
 
 
-def insert_pending_case(db: sqlite_utils.Database, lookup: bytes, pin_salt: bytes, pin_hash: bytes,
-                        pin_params: str, day: int, entries: list[tuple[bytes, str, bool]]) -> int:
-    """Store a new case (state pending) and its entries' leaf hashes, in one
-    transaction. Raises sqlite3.IntegrityError if `lookup` is taken."""
-    with db.atomic():
-        cursor = db.execute(
-            "INSERT INTO cases (lookup, pin_salt, pin_hash, pin_params, created_day, state) "
-            "VALUES (?, ?, ?, ?, ?, 'pending')", (lookup, pin_salt, pin_hash, pin_params, day))
-        case_id = cursor.lastrowid
-        db.conn.executemany(
-            "INSERT INTO case_entries (case_id, position, leaf_hash, signal, low_quality) VALUES (?, ?, ?, ?, ?)",
-            [(case_id, position, leaf, signal, int(low)) for position, (leaf, signal, low) in enumerate(entries)])
-    return case_id
+class CaseRepository:
+    """The helpline's cases (contract above)."""
 
+    def __init__(self, db):
+        self.db = db
 
-def publish_case(db: sqlite_utils.Database, case_id: int, published: list[tuple[int, int]],
-                 state: str = "active") -> None:
-    """Record where each entry (in position order) landed: (index, checkpoint size)."""
-    with db.atomic():
-        db.conn.executemany(
-            "UPDATE case_entries SET idx = ?, checkpoint_size = ? WHERE case_id = ? AND position = ?",
-            [(idx, size, case_id, position) for position, (idx, size) in enumerate(published)])
-        db.execute("UPDATE cases SET state = ? WHERE id = ?", (state, case_id))
+    def withdrawal_groups(self, since_size: int, limit: int) -> list[tuple[int, int, int]]:
+        """The cases' withdrawal entries published in checkpoints after `since_size`, by the
+        checkpoint that first held them: [(checkpoint size, how many withdrawal entries,
+        greatest index)], the newest `limit` checkpoints (node/acks/report.py)."""
+        return self.db.execute(
+            "SELECT checkpoint_size, COUNT(DISTINCT withdrawal_idx), MAX(withdrawal_idx) FROM case_withdrawals "
+            "WHERE withdrawal_idx >= ? GROUP BY checkpoint_size ORDER BY checkpoint_size DESC LIMIT ?",
+            (since_size, limit)).fetchall()
 
+    def insert_pending_case(self, lookup: bytes, pin_salt: bytes, pin_hash: bytes,
+                            pin_params: str, day: int, entries: list[tuple[bytes, str, bool]]) -> int:
+        """Store a new case (state pending) and its entries' leaf hashes, in one
+        transaction. Raises CaseLookupTaken if `lookup` is taken."""
+        with self.db.atomic():
+            try:
+                cursor = self.db.execute(
+                    "INSERT INTO cases (lookup, pin_salt, pin_hash, pin_params, created_day, state) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending')", (lookup, pin_salt, pin_hash, pin_params, day))
+            except sqlite3.IntegrityError:
+                raise CaseLookupTaken() from None
+            case_id = cursor.lastrowid
+            self.db.conn.executemany(
+                "INSERT INTO case_entries (case_id, position, leaf_hash, signal, low_quality) VALUES (?, ?, ?, ?, ?)",
+                [(case_id, position, leaf, signal, int(low)) for position, (leaf, signal, low) in enumerate(entries)])
+        return case_id
 
-def get_case(db: sqlite_utils.Database, case_id: int) -> CaseRow:
-    return CaseRow(*db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone())
+    def publish_case(self, case_id: int, published: list[tuple[int, int]],
+                     state: str = "active") -> None:
+        """Record where each entry (in position order) landed: (index, checkpoint size)."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE case_entries SET idx = ?, checkpoint_size = ? WHERE case_id = ? AND position = ?",
+                [(idx, size, case_id, position) for position, (idx, size) in enumerate(published)])
+            self.db.execute("UPDATE cases SET state = ? WHERE id = ?", (state, case_id))
 
+    def get_case(self, case_id: int) -> CaseRow:
+        return CaseRow(*self.db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone())
 
-def begin_pin_attempt(db: sqlite_utils.Database, lookup: bytes, now: float, policy,
-                      unknown) -> tuple[CaseRow | None, "Attempt"]:
-    """Find the case a person can reach with this lookup key (active or withdrawn) and
-    count one PIN attempt on it -- as failed until `pin_succeeded` -- or refuse it while
-    a wait or lock runs. Returns (the case or None, the Attempt). Read and update
-    happen in one write transaction, so parallel attempts are counted one by one.
+    def begin_pin_attempt(self, lookup: bytes, now: float, policy,
+                          unknown) -> tuple[CaseRow | None, "Attempt"]:
+        """Find the case a person can reach with this lookup key (active or withdrawn) and
+        count one PIN attempt on it -- as failed until `pin_succeeded` -- or refuse it while
+        a wait or lock runs. Returns (the case or None, the Attempt). Read and update
+        happen in one write transaction, so parallel attempts are counted one by one.
 
-    When no case answers, the attempt is counted on `unknown` (in memory, same policy:
-    node.cases.limits.UnknownCaseCounters) and the `unknown_case_attempts` row is
-    written instead of the case's: the same transaction, the same kind of write,
-    whether the case exists or not."""
-    with db.atomic():
-        row = db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE lookup = ? AND state IN ('active', 'withdrawn')",
-                         (lookup,)).fetchone()
-        case = CaseRow(*row) if row else None
-        if case is None:
-            attempt = unknown.attempt(lookup, now)
-            if attempt.refused is None:
-                db.execute("UPDATE unknown_case_attempts SET attempts = attempts + 1 WHERE id = 1")
-        else:
-            attempt = policy.attempt(case.failed_pins, case.not_before, now)
-            if attempt.refused is None:
-                db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?",
-                           (attempt.failures, attempt.not_before, case.id))
-    return case, attempt
+        When no case answers, the attempt is counted on `unknown` (in memory, same policy:
+        node.cases.limits.UnknownCaseCounters) and the `unknown_case_attempts` row is
+        written instead of the case's: the same transaction, the same kind of write,
+        whether the case exists or not."""
+        with self.db.atomic():
+            row = self.db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE lookup = ? "
+                                  "AND state IN ('active', 'withdrawn')", (lookup,)).fetchone()
+            case = CaseRow(*row) if row else None
+            if case is None:
+                attempt = unknown.attempt(lookup, now)
+                if attempt.refused is None:
+                    self.db.execute("UPDATE unknown_case_attempts SET attempts = attempts + 1 WHERE id = 1")
+            else:
+                attempt = policy.attempt(case.failed_pins, case.not_before, now)
+                if attempt.refused is None:
+                    self.db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?",
+                                    (attempt.failures, attempt.not_before, case.id))
+        return case, attempt
 
+    def pin_succeeded(self, case_id: int) -> None:
+        self.db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
 
-def pin_succeeded(db: sqlite_utils.Database, case_id: int) -> None:
-    db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+    def unknown_attempts(self) -> int:
+        """How many PIN attempts named no case (a count, nothing more)."""
+        return self.db.execute("SELECT attempts FROM unknown_case_attempts WHERE id = 1").fetchone()[0]
 
+    def entries_of(self, case_id: int) -> list[CaseEntry]:
+        return [CaseEntry(p, h, s, bool(low), idx, size) for p, h, s, low, idx, size in self.db.execute(
+            "SELECT position, leaf_hash, signal, low_quality, idx, checkpoint_size FROM case_entries "
+            "WHERE case_id = ? ORDER BY position", (case_id,))]
 
-def unknown_attempts(db: sqlite_utils.Database) -> int:
-    """How many PIN attempts named no case (a count, nothing more)."""
-    return db.execute("SELECT attempts FROM unknown_case_attempts WHERE id = 1").fetchone()[0]
+    def withdrawals_of(self, case_id: int) -> list[WithdrawalRow]:
+        return [WithdrawalRow(*row) for row in self.db.execute(
+            "SELECT target, withdrawal_idx, checkpoint_size, day FROM case_withdrawals WHERE case_id = ? "
+            "ORDER BY target", (case_id,))]
 
+    def mark_withdrawn(self, case_id: int, day: int) -> None:
+        """Record the person's request (before any withdrawal entry is appended, so that a
+        crash in between leaves a case that start-up finishes withdrawing)."""
+        self.db.execute("UPDATE cases SET state = 'withdrawn', withdrawn_day = COALESCE(withdrawn_day, ?) "
+                        "WHERE id = ? AND state = 'active'", (day, case_id))
 
-def entries_of(db: sqlite_utils.Database, case_id: int) -> list[CaseEntry]:
-    return [CaseEntry(p, h, s, bool(low), idx, size) for p, h, s, low, idx, size in db.execute(
-        "SELECT position, leaf_hash, signal, low_quality, idx, checkpoint_size FROM case_entries "
-        "WHERE case_id = ? ORDER BY position", (case_id,))]
+    def unwithdrawn_targets(self, case_id: int) -> list[int]:
+        """Published entries of the case that no recorded withdrawal names yet."""
+        return [r[0] for r in self.db.execute(
+            "SELECT e.idx FROM case_entries e LEFT JOIN case_withdrawals w ON w.target = e.idx "
+            "WHERE e.case_id = ? AND e.idx IS NOT NULL AND w.target IS NULL ORDER BY e.idx", (case_id,))]
 
+    def record_withdrawals(self, case_id: int, rows: list[tuple[int, int, int, int]]) -> None:
+        """rows: (target, withdrawal entry index, checkpoint size, day)."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO case_withdrawals (target, case_id, withdrawal_idx, checkpoint_size, day) "
+                "VALUES (?, ?, ?, ?, ?)", [(t, case_id, w, c, d) for t, w, c, d in rows])
 
-def withdrawals_of(db: sqlite_utils.Database, case_id: int) -> list[WithdrawalRow]:
-    return [WithdrawalRow(*row) for row in db.execute(
-        "SELECT target, withdrawal_idx, checkpoint_size, day FROM case_withdrawals WHERE case_id = ? "
-        "ORDER BY target", (case_id,))]
+    def cases_in_state(self, state: str) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM cases WHERE state = ? ORDER BY id", (state,))]
 
+    def cases_to_finish_withdrawing(self) -> list[int]:
+        """Withdrawn or abandoned cases with a published entry not yet withdrawn."""
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT c.id FROM cases c JOIN case_entries e ON e.case_id = c.id "
+            "LEFT JOIN case_withdrawals w ON w.target = e.idx "
+            "WHERE c.state IN ('withdrawn', 'abandoned') AND e.idx IS NOT NULL AND w.target IS NULL ORDER BY c.id")]
 
-def mark_withdrawn(db: sqlite_utils.Database, case_id: int, day: int) -> None:
-    """Record the person's request (before any withdrawal entry is appended, so that a
-    crash in between leaves a case that start-up finishes withdrawing)."""
-    db.execute("UPDATE cases SET state = 'withdrawn', withdrawn_day = COALESCE(withdrawn_day, ?) "
-               "WHERE id = ? AND state = 'active'", (day, case_id))
+    def claimed_indices(self, indices: list[int]) -> set[int]:
+        """Which of these log indices already belong to some case."""
+        found: set[int] = set()
+        for start in range(0, len(indices), 500):
+            chunk = indices[start:start + 500]
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT idx FROM case_entries WHERE idx IN ({','.join('?' * len(chunk))})", chunk))
+        return found
 
+    def abandon_case(self, case_id: int, found: dict[int, tuple[int, int]]) -> None:
+        """Mark an interrupted creation abandoned, recording where its entries were found
+        in the log ({position: (index, checkpoint size)})."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE case_entries SET idx = ?, checkpoint_size = ? WHERE case_id = ? AND position = ?",
+                [(idx, size, case_id, position) for position, (idx, size) in found.items()])
+            self.db.execute("UPDATE cases SET state = 'abandoned' WHERE id = ?", (case_id,))
 
-def unwithdrawn_targets(db: sqlite_utils.Database, case_id: int) -> list[int]:
-    """Published entries of the case that no recorded withdrawal names yet."""
-    return [r[0] for r in db.execute(
-        "SELECT e.idx FROM case_entries e LEFT JOIN case_withdrawals w ON w.target = e.idx "
-        "WHERE e.case_id = ? AND e.idx IS NOT NULL AND w.target IS NULL ORDER BY e.idx", (case_id,))]
-
-
-def record_withdrawals(db: sqlite_utils.Database, case_id: int, rows: list[tuple[int, int, int, int]]) -> None:
-    """rows: (target, withdrawal entry index, checkpoint size, day)."""
-    with db.atomic():
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO case_withdrawals (target, case_id, withdrawal_idx, checkpoint_size, day) "
-            "VALUES (?, ?, ?, ?, ?)", [(t, case_id, w, c, d) for t, w, c, d in rows])
-
-
-def cases_in_state(db: sqlite_utils.Database, state: str) -> list[int]:
-    return [r[0] for r in db.execute("SELECT id FROM cases WHERE state = ? ORDER BY id", (state,))]
-
-
-def cases_to_finish_withdrawing(db: sqlite_utils.Database) -> list[int]:
-    """Withdrawn or abandoned cases with a published entry not yet withdrawn."""
-    return [r[0] for r in db.execute(
-        "SELECT DISTINCT c.id FROM cases c JOIN case_entries e ON e.case_id = c.id "
-        "LEFT JOIN case_withdrawals w ON w.target = e.idx "
-        "WHERE c.state IN ('withdrawn', 'abandoned') AND e.idx IS NOT NULL AND w.target IS NULL ORDER BY c.id")]
-
-
-def claimed_indices(db: sqlite_utils.Database, indices: list[int]) -> set[int]:
-    """Which of these log indices already belong to some case."""
-    found: set[int] = set()
-    for start in range(0, len(indices), 500):
-        chunk = indices[start:start + 500]
-        found.update(r[0] for r in db.execute(
-            f"SELECT idx FROM case_entries WHERE idx IN ({','.join('?' * len(chunk))})", chunk))
-    return found
-
-
-def abandon_case(db: sqlite_utils.Database, case_id: int, found: dict[int, tuple[int, int]]) -> None:
-    """Mark an interrupted creation abandoned, recording where its entries were found
-    in the log ({position: (index, checkpoint size)})."""
-    with db.atomic():
-        db.conn.executemany(
-            "UPDATE case_entries SET idx = ?, checkpoint_size = ? WHERE case_id = ? AND position = ?",
-            [(idx, size, case_id, position) for position, (idx, size) in found.items()])
-        db.execute("UPDATE cases SET state = 'abandoned' WHERE id = ?", (case_id,))
-
-
-def counts(db: sqlite_utils.Database) -> dict[str, int]:
-    out = {state: 0 for state in STATES}
-    for state, n in db.execute("SELECT state, COUNT(*) FROM cases GROUP BY state"):
-        out[state] = n
-    return out
+    def counts(self) -> dict[str, int]:
+        out = {state: 0 for state in STATES}
+        for state, n in self.db.execute("SELECT state, COUNT(*) FROM cases GROUP BY state"):
+            out[state] = n
+        return out

@@ -32,6 +32,19 @@
 
 Invariant: only node/follow (through this module) writes these tables, except
 `fingerprints.suppressed` (the matcher, through `set_suppressed`).
+
+Contract of FollowRepository (`db.follow`), which the follower's "apply once, never
+roll back" rests on (node/follow/sync.py):
+- A round is applied atomically: its entries are first staged (`reset_staging`,
+  `stage`: per connection, per origin, no lock taken), then, inside ONE write
+  transaction the follower opens, moved and applied in index order
+  (`move_staged_fingerprints`, `staged_entries`, `withdraw`, `add_feedback`, ...) and
+  the new verified state stored (`store_checkpoint`). These calls run inside the
+  caller's transaction; every other writing call is a transaction of its own.
+- Every write of a round is idempotent (keyed on (origin, index); the first withdrawal
+  of an entry wins), so applying a round twice changes nothing; a verified size only
+  grows, and `record_fork` keeps both notes and stops the log without undoing anything.
+- `iter_fingerprints` yields in (origin, index) order, in chunks (flat memory).
 """
 
 from __future__ import annotations
@@ -198,87 +211,6 @@ def _log_row(row) -> FollowedLog:
     return FollowedLog(**values)
 
 
-def add_log(db: sqlite_utils.Database, origin: str, url: str, vkey: str, name: str = "",
-            tofu: bool = False, interval: float = 1.0) -> None:
-    """Start following a log. Raises ValueError if it is already followed."""
-    with db.atomic():
-        if db.execute("SELECT 1 FROM followed_logs WHERE origin = ?", (origin,)).fetchone():
-            raise ValueError(f"log {origin!r} is already followed; `ncii-node follow remove` it first")
-        db.execute("INSERT INTO followed_logs (origin, url, vkey, name, tofu, added_at, interval) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (origin, url, vkey, name, int(tofu), time.time(), interval))
-
-
-def remove_log(db: sqlite_utils.Database, origin_or_name: str) -> str | None:
-    """Stop following a log (by origin, else by local name) and forget what it taught
-    us: its fingerprints, feedback and checkpoints -- without its withdrawals we could
-    no longer keep them correct. Fork evidence is kept. Returns the origin removed."""
-    with db.atomic():
-        row = db.execute("SELECT origin FROM followed_logs WHERE origin = ?", (origin_or_name,)).fetchone()
-        if row is None:
-            rows = db.execute("SELECT origin FROM followed_logs WHERE name = ? AND name != ''",
-                              (origin_or_name,)).fetchall()
-            if len(rows) != 1:
-                return None
-            row = rows[0]
-        origin = row[0]
-        for table, column in (("fingerprints", "origin"), ("follow_feedback", "from_origin"),
-                              ("follow_acks", "from_origin"),
-                              ("followed_checkpoints", "origin"), ("follow_key_rotations", "origin"),
-                              ("followed_logs", "origin")):
-            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (origin,))
-        return origin
-
-
-def get_log(db: sqlite_utils.Database, origin: str) -> FollowedLog | None:
-    row = db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE origin = ?", (origin,)).fetchone()
-    return _log_row(row) if row else None
-
-
-def list_logs(db: sqlite_utils.Database) -> list[FollowedLog]:
-    return [_log_row(r) for r in db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs ORDER BY origin")]
-
-
-def record_error(db: sqlite_utils.Database, origin: str, message: str, now: float | None = None) -> None:
-    """Remember why the last round failed; the verified state is not touched."""
-    from node.store import stats
-
-    with db.atomic():
-        db.execute("UPDATE followed_logs SET last_error = ?, last_error_at = ?, failures = failures + 1 "
-                   "WHERE origin = ?", (message, time.time() if now is None else now, origin))
-        stats.count_follow_error(db, origin)
-
-
-def record_in_sync(db: sqlite_utils.Database, origin: str, remote_size: int, now: float | None = None) -> None:
-    """A round ended holding the peer's latest checkpoint (nothing new, or all applied)."""
-    with db.atomic():
-        db.execute("UPDATE followed_logs SET in_sync_at = ?, remote_size = ?, failures = 0 WHERE origin = ?",
-                   (time.time() if now is None else now, remote_size, origin))
-
-
-def record_remote_size(db: sqlite_utils.Database, origin: str, remote_size: int) -> None:
-    """The size of the peer's latest validly signed checkpoint (for the lag), before
-    the round that catches up with it has verified anything else."""
-    with db.atomic():
-        db.execute("UPDATE followed_logs SET remote_size = ? WHERE origin = ?", (remote_size, origin))
-
-
-def record_fork(db: sqlite_utils.Database, origin: str, reason: str, earlier_size: int, earlier_note: bytes,
-                later_size: int, later_note: bytes, now: float | None = None, *, source: str = "follower",
-                evidence_path: str | None = None, evidence_problem: str | None = None) -> None:
-    """Keep both checkpoints as evidence and stop the log (never rolls anything back).
-    `evidence_path`: the portable evidence file written for this fork, or else
-    `evidence_problem`: why none could be built."""
-    now = time.time() if now is None else now
-    with db.atomic():
-        db.execute("INSERT INTO follow_forks (origin, detected_at, reason, earlier_size, earlier_note, "
-                   "later_size, later_note, source, evidence_path, evidence_problem) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (origin, now, reason, earlier_size, earlier_note, later_size, later_note, source,
-                    evidence_path, evidence_problem))
-        db.execute("UPDATE followed_logs SET forked = 1, fork_reason = ?, last_error = ?, last_error_at = ? "
-                   "WHERE origin = ?", (reason, f"FORK: {reason}", now, origin))
-
-
 @dataclass(frozen=True)
 class ForkEvidence:
     id: int
@@ -294,23 +226,6 @@ class ForkEvidence:
     evidence_problem: str | None = None
 
 
-def list_forks(db: sqlite_utils.Database, origin: str | None = None) -> list[ForkEvidence]:
-    sql = ("SELECT id, origin, detected_at, reason, earlier_size, earlier_note, later_size, later_note, "
-           "source, evidence_path, evidence_problem FROM follow_forks")
-    args: tuple = ()
-    if origin is not None:
-        sql += " WHERE origin = ?"
-        args = (origin,)
-    return [ForkEvidence(*r) for r in db.execute(sql + " ORDER BY id", args)]
-
-
-def latest_forks(db: sqlite_utils.Database) -> dict[str, ForkEvidence]:
-    """Per origin, the newest fork recorded (what `status` shows)."""
-    return {f.origin: f for f in list_forks(db)}
-
-
-# -- gossip peers ------------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class GossipPeer:
     url: str
@@ -321,62 +236,6 @@ class GossipPeer:
     last_error_at: float | None
     failures: int
 
-
-def add_gossip_peer(db: sqlite_utils.Database, url: str, interval: float) -> bool:
-    """Compare views with the node at `url`. False if it was already a peer (the
-    interval is updated)."""
-    with db.atomic():
-        if db.execute("SELECT 1 FROM gossip_peers WHERE url = ?", (url,)).fetchone():
-            db.execute("UPDATE gossip_peers SET interval = ? WHERE url = ?", (interval, url))
-            return False
-        db.execute("INSERT INTO gossip_peers (url, interval, added_at) VALUES (?, ?, ?)",
-                   (url, interval, time.time()))
-        return True
-
-
-def remove_gossip_peer(db: sqlite_utils.Database, url: str) -> bool:
-    with db.atomic():
-        return db.execute("DELETE FROM gossip_peers WHERE url = ?", (url,)).rowcount > 0
-
-
-def list_gossip_peers(db: sqlite_utils.Database) -> list[GossipPeer]:
-    return [GossipPeer(*r) for r in db.execute(
-        "SELECT url, interval, added_at, checked_at, last_error, last_error_at, failures FROM gossip_peers "
-        "ORDER BY url")]
-
-
-def record_gossip_result(db: sqlite_utils.Database, url: str, error: str | None, now: float | None = None) -> None:
-    """The outcome of one comparison with a peer: None (it went through) or the problem."""
-    now = time.time() if now is None else now
-    with db.atomic():
-        if error is None:
-            db.execute("UPDATE gossip_peers SET checked_at = ?, failures = 0, last_error = NULL, "
-                       "last_error_at = NULL WHERE url = ?", (now, url))
-        else:
-            db.execute("UPDATE gossip_peers SET checked_at = ?, last_error = ?, last_error_at = ?, "
-                       "failures = failures + 1 WHERE url = ?", (now, error, now, url))
-
-
-# -- checkpoints -------------------------------------------------------------------------
-
-def checkpoint_at(db: sqlite_utils.Database, origin: str, size: int) -> tuple[bytes, bytes] | None:
-    """(root_hash, note) of the verified checkpoint of that size, if we hold one."""
-    row = db.execute("SELECT root_hash, note FROM followed_checkpoints WHERE origin = ? AND size = ?",
-                     (origin, size)).fetchone()
-    return (row[0], row[1]) if row else None
-
-
-def store_checkpoint(db: sqlite_utils.Database, origin: str, size: int, root_hash: bytes, note: bytes,
-                     now: float) -> None:
-    """Inside the caller's transaction: the new verified state of the log."""
-    db.execute("INSERT OR IGNORE INTO followed_checkpoints (origin, size, root_hash, note, verified_at) "
-               "VALUES (?, ?, ?, ?, ?)", (origin, size, root_hash, note, now))
-    db.execute("UPDATE followed_logs SET size = ?, root_hash = ?, checkpoint_note = ?, verified_at = ?, "
-               "in_sync_at = ?, remote_size = ?, failures = 0 WHERE origin = ?",
-               (size, root_hash, note, now, now, size, origin))
-
-
-# -- fingerprints ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class FingerprintRow:
@@ -404,68 +263,6 @@ INSERT_FINGERPRINT = ("INSERT OR IGNORE INTO fingerprints (origin, idx, signal, 
                       "day, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def iter_fingerprints(db: sqlite_utils.Database, origin: str | None = None, start: int = 0,
-                      end: int | None = None, *, active_only: bool = False,
-                      chunk: int = 50_000) -> Iterator[FingerprintRow]:
-    """Fingerprints in (origin, index) order, read in chunks so memory stays flat.
-    `active_only`: neither withdrawn nor suppressed (what a matcher indexes)."""
-    where, args = [], []
-    if origin is not None:
-        where.append("origin = ?")
-        args.append(origin)
-    if active_only:
-        where.append("withdrawn = 0 AND suppressed = 0")
-    last = (None, start - 1)
-    while True:
-        clause = list(where)
-        cargs = list(args)
-        clause.append("idx >= ?")
-        cargs.append(start)
-        if last[0] is not None:
-            clause.append("(origin, idx) > (?, ?)")
-            cargs.extend(last)
-        if end is not None:
-            clause.append("idx < ?")
-            cargs.append(end)
-        rows = db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE {' AND '.join(clause)} "
-                          f"ORDER BY origin, idx LIMIT {int(chunk)}", cargs).fetchall()
-        if not rows:
-            return
-        for r in rows:
-            yield _fp_row(r)
-        last = (rows[-1][0], rows[-1][1])
-
-
-def get_fingerprint(db: sqlite_utils.Database, origin: str, index: int) -> FingerprintRow | None:
-    row = db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE origin = ? AND idx = ?",
-                     (origin, index)).fetchone()
-    return _fp_row(row) if row else None
-
-
-def set_suppressed(db: sqlite_utils.Database, origin: str, index: int, suppressed: bool = True) -> bool:
-    """Mark an entry as a known false match on this node (or undo it). False if unknown."""
-    with db.atomic():
-        return db.execute("UPDATE fingerprints SET suppressed = ? WHERE origin = ? AND idx = ?",
-                          (int(suppressed), origin, index)).rowcount > 0
-
-
-def fingerprint_counts(db: sqlite_utils.Database) -> dict[str, dict[str, int]]:
-    """Per origin: active, withdrawn and suppressed fingerprints."""
-    out: dict[str, dict[str, int]] = {}
-    for origin, withdrawn, suppressed, n in db.execute(
-            "SELECT origin, withdrawn, suppressed, COUNT(*) FROM fingerprints GROUP BY origin, withdrawn, suppressed"):
-        counts = out.setdefault(origin, {"active": 0, "withdrawn": 0, "suppressed": 0})
-        if withdrawn:
-            counts["withdrawn"] += n
-        elif suppressed:
-            counts["suppressed"] += n
-        else:
-            counts["active"] += n
-    return out
-
-
-# -- feedback ------------------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class FeedbackRow:
     from_origin: str
@@ -475,132 +272,6 @@ class FeedbackRow:
     leaf_hash: bytes
     verdict: str
     entry_matches: bool | None
-
-
-def feedback_for(db: sqlite_utils.Database, origin: str, index: int) -> list[FeedbackRow]:
-    """Verdicts that followed logs published about entry `index` of log `origin`."""
-    return [FeedbackRow(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else bool(r[6]))
-            for r in db.execute("SELECT from_origin, from_idx, origin, idx, leaf_hash, verdict, entry_matches "
-                                "FROM follow_feedback WHERE origin = ? AND idx = ? ORDER BY from_origin, from_idx",
-                                (origin, index))]
-
-
-def verified_at(db: sqlite_utils.Database, origin: str, index: int) -> float | None:
-    """When this node first verified a checkpoint of `origin` covering entry `index`
-    (the first one whose size exceeds it), i.e. when it learnt that entry; None if not yet."""
-    row = db.execute("SELECT verified_at FROM followed_checkpoints WHERE origin = ? AND size > ? "
-                     "ORDER BY size LIMIT 1", (origin, index)).fetchone()
-    return row[0] if row else None
-
-
-def key_rotations(db: sqlite_utils.Database, origin: str) -> list[tuple[int, str, str, bool, str]]:
-    return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in db.execute(
-        "SELECT idx, old_vkey, new_vkey, honoured, reason FROM follow_key_rotations WHERE origin = ? ORDER BY idx",
-        (origin,))]
-
-
-# -- applying one round (called inside the follower's transaction) ---------------------------
-#
-# A round stages its submissions in TEMP tables while it verifies (temp tables belong to
-# the connection, so staging takes no lock on the database), then moves them into
-# `fingerprints` and applies the other entries in index order in ONE short write
-# transaction (see node/follow/sync.py).
-
-def reset_staging(db: sqlite_utils.Database, origin: str) -> None:
-    """Empty the staging area of one log (each log stages under its own origin, so
-    rounds of different logs sharing one connection never mix)."""
-    db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_fingerprints (
-        origin TEXT NOT NULL, idx INTEGER NOT NULL, signal TEXT NOT NULL, fingerprint BLOB NOT NULL,
-        quality INTEGER, labels TEXT NOT NULL, day INTEGER NOT NULL, leaf_hash BLOB NOT NULL,
-        PRIMARY KEY (origin, idx)) WITHOUT ROWID""")
-    db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_entries (
-        origin TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, leaf_hash BLOB NOT NULL,
-        PRIMARY KEY (origin, idx)) WITHOUT ROWID""")
-    db.execute("DELETE FROM temp.staged_fingerprints WHERE origin = ?", (origin,))
-    db.execute("DELETE FROM temp.staged_entries WHERE origin = ?", (origin,))
-
-
-def stage(db: sqlite_utils.Database, origin: str, fingerprints: list[tuple], others: list[tuple]) -> None:
-    """fingerprints: (idx, signal, fingerprint, quality, labels, day, leaf_hash);
-    others: (idx, entry bytes, leaf_hash) of every non-submission entry."""
-    if fingerprints:
-        db.conn.executemany("INSERT INTO temp.staged_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            ((origin, *row) for row in fingerprints))
-    if others:
-        db.conn.executemany("INSERT INTO temp.staged_entries VALUES (?, ?, ?, ?)",
-                            ((origin, *row) for row in others))
-
-
-def move_staged_fingerprints(db: sqlite_utils.Database, origin: str) -> int:
-    return db.execute("INSERT OR IGNORE INTO fingerprints (origin, idx, signal, fingerprint, quality, labels, day, "
-                      "leaf_hash) SELECT origin, idx, signal, fingerprint, quality, labels, day, leaf_hash "
-                      "FROM temp.staged_fingerprints WHERE origin = ? ORDER BY idx", (origin,)).rowcount
-
-
-def staged_entries(db: sqlite_utils.Database, origin: str) -> Iterator[tuple[int, bytes, bytes]]:
-    """Staged non-submission entries in index order (few: read them all at once)."""
-    return iter(db.execute("SELECT idx, data, leaf_hash FROM temp.staged_entries WHERE origin = ? ORDER BY idx",
-                           (origin,)).fetchall())
-
-
-def withdraw(db: sqlite_utils.Database, origin: str, target: int, by_index: int) -> bool:
-    """Mark fingerprint (origin, target) withdrawn by entry `by_index` of the same log.
-    The first withdrawal wins; True when this call changed something."""
-    return db.execute("UPDATE fingerprints SET withdrawn = 1, withdrawn_by = ? "
-                      "WHERE origin = ? AND idx = ? AND withdrawn = 0", (by_index, origin, target)).rowcount > 0
-
-
-def known_leaf_hash(db: sqlite_utils.Database, origin: str, index: int, own_origin: str | None) -> bytes | None:
-    """The leaf hash this node knows for entry `index` of log `origin`: its own log's
-    entries, or a followed log's submissions."""
-    if own_origin is not None and origin == own_origin:
-        try:
-            row = db.execute("SELECT leaf_hash FROM log_entries WHERE idx = ?", (index,)).fetchone()
-        except Exception:  # no publishing tables in this database
-            row = None
-    else:
-        row = db.execute("SELECT leaf_hash FROM fingerprints WHERE origin = ? AND idx = ?", (origin, index)).fetchone()
-    return row[0] if row else None
-
-
-def add_feedback(db: sqlite_utils.Database, from_origin: str, from_index: int, origin: str, index: int,
-                 leaf_hash: bytes, verdict: str, entry_matches: bool | None) -> None:
-    db.execute("INSERT OR IGNORE INTO follow_feedback (from_origin, from_idx, origin, idx, leaf_hash, verdict, "
-               "entry_matches) VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (from_origin, from_index, origin, index, leaf_hash, verdict,
-                None if entry_matches is None else int(entry_matches)))
-
-
-def known_root(db: sqlite_utils.Database, origin: str, size: int, own_origin: str | None) -> tuple[bool, bytes | None]:
-    """(authoritative, root): the root this node knows for the tree of `size` entries of
-    log `origin`. For its own log the answer is authoritative -- every checkpoint it
-    ever published is recorded, so None means the log never had that size; for a
-    followed log, a verified checkpoint of exactly that size, else (False, None)."""
-    if own_origin is not None and origin == own_origin:
-        try:
-            row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
-        except Exception:  # no publishing tables in this database
-            return False, None
-        return True, row[0] if row else None
-    row = db.execute("SELECT root_hash FROM followed_checkpoints WHERE origin = ? AND size = ?",
-                     (origin, size)).fetchone()
-    return False, row[0] if row else None
-
-
-def add_ack(db: sqlite_utils.Database, from_origin: str, from_index: int, origin: str, size: int, root_hash: bytes,
-            time_ms: int, public_key: bytes, signature: bytes, valid: bool, root_ok: bool | None) -> bool:
-    """Record an acknowledgement (idempotent); returns whether it is a step (see the
-    module docstring)."""
-    step = False
-    if valid and root_ok is not False:
-        row = db.execute("SELECT MAX(size) FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
-                         "AND from_idx < ?", (from_origin, origin, from_index)).fetchone()
-        step = row[0] is None or size > row[0]
-    db.execute("INSERT OR IGNORE INTO follow_acks (from_origin, from_idx, origin, size, root_hash, time_ms, "
-               "public_key, signature, valid, root_ok, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (from_origin, from_index, origin, size, root_hash, time_ms, public_key, signature, int(valid),
-                None if root_ok is None else int(root_ok), int(step)))
-    return step
 
 
 @dataclass(frozen=True)
@@ -624,73 +295,388 @@ def _ack_row(r) -> AckRow:
     return AckRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), None if r[9] is None else bool(r[9]))
 
 
-def ack_covering(db: sqlite_utils.Database, from_origin: str, origin: str, index: int) -> int | None:
-    """When (ms) log `from_origin` first acknowledged a tree of `origin` holding entry
-    `index`: the first step beyond it. None: not yet."""
-    row = db.execute("SELECT time_ms FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
-                     "AND size > ? ORDER BY size LIMIT 1", (from_origin, origin, index)).fetchone()
-    return row[0] if row else None
+class FollowRepository:
+    """The followed logs and what was verified of them (contract above)."""
 
+    def __init__(self, db):
+        self.db = db
 
-def ack_steps(db: sqlite_utils.Database, from_origin: str, origin: str, above_size: int = 0) -> list[tuple[int, int]]:
-    """(size, time_ms) of the steps of `from_origin` about `origin` beyond `above_size`,
-    in log order (what protocol.acknowledgements.Timeline is built from)."""
-    return [(r[0], r[1]) for r in db.execute(
-        "SELECT size, time_ms FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 AND size > ? "
-        "ORDER BY size", (from_origin, origin, above_size))]
+    def add_log(self, origin: str, url: str, vkey: str, name: str = "",
+                tofu: bool = False, interval: float = 1.0) -> None:
+        """Start following a log. Raises ValueError if it is already followed."""
+        with self.db.atomic():
+            if self.db.execute("SELECT 1 FROM followed_logs WHERE origin = ?", (origin,)).fetchone():
+                raise ValueError(f"log {origin!r} is already followed; `ncii-node follow remove` it first")
+            self.db.execute("INSERT INTO followed_logs (origin, url, vkey, name, tofu, added_at, interval) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (origin, url, vkey, name, int(tofu), time.time(), interval))
 
+    def remove_log(self, origin_or_name: str) -> str | None:
+        """Stop following a log (by origin, else by local name) and forget what it taught
+        us: its fingerprints, feedback and checkpoints -- without its withdrawals we could
+        no longer keep them correct. Fork evidence is kept. Returns the origin removed."""
+        with self.db.atomic():
+            row = self.db.execute("SELECT origin FROM followed_logs WHERE origin = ?", (origin_or_name,)).fetchone()
+            if row is None:
+                rows = self.db.execute("SELECT origin FROM followed_logs WHERE name = ? AND name != ''",
+                                       (origin_or_name,)).fetchall()
+                if len(rows) != 1:
+                    return None
+                row = rows[0]
+            origin = row[0]
+            for table, column in (("fingerprints", "origin"), ("follow_feedback", "from_origin"),
+                                  ("follow_acks", "from_origin"),
+                                  ("followed_checkpoints", "origin"), ("follow_key_rotations", "origin"),
+                                  ("followed_logs", "origin")):
+                self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (origin,))
+            return origin
 
-def latest_step(db: sqlite_utils.Database, from_origin: str, origin: str) -> AckRow | None:
-    row = db.execute(f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
-                     "ORDER BY size DESC LIMIT 1", (from_origin, origin)).fetchone()
-    return _ack_row(row) if row else None
+    def get_log(self, origin: str) -> FollowedLog | None:
+        row = self.db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE origin = ?", (origin,)).fetchone()
+        return _log_row(row) if row else None
 
+    def list_logs(self) -> list[FollowedLog]:
+        return [_log_row(r) for r in self.db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs ORDER BY origin")]
 
-def acks_at_size(db: sqlite_utils.Database, origin: str, size: int) -> list[AckRow]:
-    """Valid acknowledgements, not known to be false, of the tree of `size` entries of
-    `origin` (the lines a receipt under that checkpoint can carry)."""
-    return [_ack_row(r) for r in db.execute(
-        f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE origin = ? AND size = ? AND valid = 1 "
-        "AND root_ok IS NOT 0 ORDER BY from_origin, from_idx", (origin, size))]
+    def record_error(self, origin: str, message: str, now: float | None = None) -> None:
+        """Remember why the last round failed; the verified state is not touched."""
+        with self.db.atomic():
+            self.db.execute("UPDATE followed_logs SET last_error = ?, last_error_at = ?, failures = failures + 1 "
+                            "WHERE origin = ?", (message, time.time() if now is None else now, origin))
+            self.db.stats.count_follow_error(origin)
 
+    def record_in_sync(self, origin: str, remote_size: int, now: float | None = None) -> None:
+        """A round ended holding the peer's latest checkpoint (nothing new, or all applied)."""
+        with self.db.atomic():
+            self.db.execute("UPDATE followed_logs SET in_sync_at = ?, remote_size = ?, failures = 0 WHERE origin = ?",
+                            (time.time() if now is None else now, remote_size, origin))
 
-def acked_sizes(db: sqlite_utils.Database, origin: str, at_least: int) -> list[int]:
-    """Tree sizes of `origin`, at least `at_least`, that some followed log acknowledged."""
-    return [r[0] for r in db.execute(
-        "SELECT DISTINCT size FROM follow_acks WHERE origin = ? AND size >= ? AND valid = 1 AND root_ok IS NOT 0 "
-        "ORDER BY size", (origin, at_least))]
+    def record_remote_size(self, origin: str, remote_size: int) -> None:
+        """The size of the peer's latest validly signed checkpoint (for the lag), before
+        the round that catches up with it has verified anything else."""
+        with self.db.atomic():
+            self.db.execute("UPDATE followed_logs SET remote_size = ? WHERE origin = ?", (remote_size, origin))
 
+    def record_fork(self, origin: str, reason: str, earlier_size: int, earlier_note: bytes,
+                    later_size: int, later_note: bytes, now: float | None = None, *, source: str = "follower",
+                    evidence_path: str | None = None, evidence_problem: str | None = None) -> None:
+        """Keep both checkpoints as evidence and stop the log (never rolls anything back).
+        `evidence_path`: the portable evidence file written for this fork, or else
+        `evidence_problem`: why none could be built."""
+        now = time.time() if now is None else now
+        with self.db.atomic():
+            self.db.execute("INSERT INTO follow_forks (origin, detected_at, reason, earlier_size, earlier_note, "
+                            "later_size, later_note, source, evidence_path, evidence_problem) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (origin, now, reason, earlier_size, earlier_note, later_size, later_note, source,
+                             evidence_path, evidence_problem))
+            self.db.execute("UPDATE followed_logs SET forked = 1, fork_reason = ?, last_error = ?, last_error_at = ? "
+                            "WHERE origin = ?", (reason, f"FORK: {reason}", now, origin))
 
-def false_acks(db: sqlite_utils.Database, origin: str) -> list[AckRow]:
-    """Acknowledgements of `origin` that are forged (bad cosignature) or name a tree
-    that log never had."""
-    return [_ack_row(r) for r in db.execute(
-        f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE origin = ? AND (valid = 0 OR root_ok = 0) "
-        "ORDER BY from_origin, from_idx", (origin,))]
+    def list_forks(self, origin: str | None = None) -> list[ForkEvidence]:
+        sql = ("SELECT id, origin, detected_at, reason, earlier_size, earlier_note, later_size, later_note, "
+               "source, evidence_path, evidence_problem FROM follow_forks")
+        args: tuple = ()
+        if origin is not None:
+            sql += " WHERE origin = ?"
+            args = (origin,)
+        return [ForkEvidence(*r) for r in self.db.execute(sql + " ORDER BY id", args)]
 
+    def latest_forks(self) -> dict[str, ForkEvidence]:
+        """Per origin, the newest fork recorded (what `status` shows)."""
+        return {f.origin: f for f in self.list_forks()}
 
-def ack_keys(db: sqlite_utils.Database) -> dict[str, bytes]:
-    """Per followed log, the public key of its latest valid acknowledgement."""
-    out: dict[str, bytes] = {}
-    for (from_origin,) in db.execute("SELECT origin FROM followed_logs").fetchall():
-        row = db.execute("SELECT public_key FROM follow_acks WHERE from_origin = ? AND valid = 1 "
-                         "ORDER BY from_idx DESC LIMIT 1", (from_origin,)).fetchone()
-        if row:
-            out[from_origin] = row[0]
-    return out
+    # -- gossip peers --------------------------------------------------------------------
 
+    def add_gossip_peer(self, url: str, interval: float) -> bool:
+        """Compare views with the node at `url`. False if it was already a peer (the
+        interval is updated)."""
+        with self.db.atomic():
+            if self.db.execute("SELECT 1 FROM gossip_peers WHERE url = ?", (url,)).fetchone():
+                self.db.execute("UPDATE gossip_peers SET interval = ? WHERE url = ?", (interval, url))
+                return False
+            self.db.execute("INSERT INTO gossip_peers (url, interval, added_at) VALUES (?, ?, ?)",
+                            (url, interval, time.time()))
+            return True
 
-def set_peer_metadata(db: sqlite_utils.Database, origin: str, index: int, display_name: str, contact_url: str,
-                      policy_url: str) -> None:
-    """The latest announcement wins (a replayed older one never overwrites a newer one)."""
-    db.execute("UPDATE followed_logs SET display_name = ?, contact_url = ?, policy_url = ?, announced_at = ? "
-               "WHERE origin = ? AND (announced_at IS NULL OR announced_at < ?)",
-               (display_name, contact_url, policy_url, index, origin, index))
+    def remove_gossip_peer(self, url: str) -> bool:
+        with self.db.atomic():
+            return self.db.execute("DELETE FROM gossip_peers WHERE url = ?", (url,)).rowcount > 0
 
+    def list_gossip_peers(self) -> list[GossipPeer]:
+        return [GossipPeer(*r) for r in self.db.execute(
+            "SELECT url, interval, added_at, checked_at, last_error, last_error_at, failures FROM gossip_peers "
+            "ORDER BY url")]
 
-def record_rotation(db: sqlite_utils.Database, origin: str, index: int, old_vkey: str, new_vkey: str,
-                    honoured: bool, reason: str) -> None:
-    db.execute("INSERT OR IGNORE INTO follow_key_rotations (origin, idx, old_vkey, new_vkey, honoured, reason) "
-               "VALUES (?, ?, ?, ?, ?, ?)", (origin, index, old_vkey, new_vkey, int(honoured), reason))
-    if honoured:
-        db.execute("UPDATE followed_logs SET vkey = ? WHERE origin = ?", (new_vkey, origin))
+    def record_gossip_result(self, url: str, error: str | None, now: float | None = None) -> None:
+        """The outcome of one comparison with a peer: None (it went through) or the problem."""
+        now = time.time() if now is None else now
+        with self.db.atomic():
+            if error is None:
+                self.db.execute("UPDATE gossip_peers SET checked_at = ?, failures = 0, last_error = NULL, "
+                                "last_error_at = NULL WHERE url = ?", (now, url))
+            else:
+                self.db.execute("UPDATE gossip_peers SET checked_at = ?, last_error = ?, last_error_at = ?, "
+                                "failures = failures + 1 WHERE url = ?", (now, error, now, url))
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint_at(self, origin: str, size: int) -> tuple[bytes, bytes] | None:
+        """(root_hash, note) of the verified checkpoint of that size, if we hold one."""
+        row = self.db.execute("SELECT root_hash, note FROM followed_checkpoints WHERE origin = ? AND size = ?",
+                              (origin, size)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def store_checkpoint(self, origin: str, size: int, root_hash: bytes, note: bytes,
+                         now: float) -> None:
+        """Inside the caller's transaction: the new verified state of the log."""
+        self.db.execute("INSERT OR IGNORE INTO followed_checkpoints (origin, size, root_hash, note, verified_at) "
+                        "VALUES (?, ?, ?, ?, ?)", (origin, size, root_hash, note, now))
+        self.db.execute("UPDATE followed_logs SET size = ?, root_hash = ?, checkpoint_note = ?, verified_at = ?, "
+                        "in_sync_at = ?, remote_size = ?, failures = 0 WHERE origin = ?",
+                        (size, root_hash, note, now, now, size, origin))
+
+    # -- fingerprints --------------------------------------------------------------------
+
+    def iter_fingerprints(self, origin: str | None = None, start: int = 0,
+                          end: int | None = None, *, active_only: bool = False,
+                          chunk: int = 50_000) -> Iterator[FingerprintRow]:
+        """Fingerprints in (origin, index) order, read in chunks so memory stays flat.
+        `active_only`: neither withdrawn nor suppressed (what a matcher indexes)."""
+        where, args = [], []
+        if origin is not None:
+            where.append("origin = ?")
+            args.append(origin)
+        if active_only:
+            where.append("withdrawn = 0 AND suppressed = 0")
+        last = (None, start - 1)
+        while True:
+            clause = list(where)
+            cargs = list(args)
+            clause.append("idx >= ?")
+            cargs.append(start)
+            if last[0] is not None:
+                clause.append("(origin, idx) > (?, ?)")
+                cargs.extend(last)
+            if end is not None:
+                clause.append("idx < ?")
+                cargs.append(end)
+            rows = self.db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE {' AND '.join(clause)} "
+                                   f"ORDER BY origin, idx LIMIT {int(chunk)}", cargs).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield _fp_row(r)
+            last = (rows[-1][0], rows[-1][1])
+
+    def holds_fingerprints(self, origin: str) -> bool:
+        """Whether this node holds any submission of `origin` (a log that publishes them)."""
+        return self.db.execute("SELECT 1 FROM fingerprints WHERE origin = ? LIMIT 1", (origin,)).fetchone() is not None
+
+    def get_fingerprint(self, origin: str, index: int) -> FingerprintRow | None:
+        row = self.db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE origin = ? AND idx = ?",
+                              (origin, index)).fetchone()
+        return _fp_row(row) if row else None
+
+    def set_suppressed(self, origin: str, index: int, suppressed: bool = True) -> bool:
+        """Mark an entry as a known false match on this node (or undo it). False if unknown."""
+        with self.db.atomic():
+            return self.db.execute("UPDATE fingerprints SET suppressed = ? WHERE origin = ? AND idx = ?",
+                                   (int(suppressed), origin, index)).rowcount > 0
+
+    def fingerprint_counts(self) -> dict[str, dict[str, int]]:
+        """Per origin: active, withdrawn and suppressed fingerprints."""
+        out: dict[str, dict[str, int]] = {}
+        for origin, withdrawn, suppressed, n in self.db.execute(
+                "SELECT origin, withdrawn, suppressed, COUNT(*) FROM fingerprints GROUP BY origin, withdrawn, suppressed"):
+            counts = out.setdefault(origin, {"active": 0, "withdrawn": 0, "suppressed": 0})
+            if withdrawn:
+                counts["withdrawn"] += n
+            elif suppressed:
+                counts["suppressed"] += n
+            else:
+                counts["active"] += n
+        return out
+
+    # -- feedback --------------------------------------------------------------------------
+
+    def feedback_for(self, origin: str, index: int) -> list[FeedbackRow]:
+        """Verdicts that followed logs published about entry `index` of log `origin`."""
+        return [FeedbackRow(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else bool(r[6]))
+                for r in self.db.execute("SELECT from_origin, from_idx, origin, idx, leaf_hash, verdict, entry_matches "
+                                         "FROM follow_feedback WHERE origin = ? AND idx = ? ORDER BY from_origin, from_idx",
+                                         (origin, index))]
+
+    def verdict_counts(self, origin: str, index: int) -> dict[str, int]:
+        """verdict -> how many feedback entries of followed logs name entry `index` of
+        `origin` quoting its leaf hash (or one this node cannot check), by verdict."""
+        return {verdict: n for verdict, n in self.db.execute(
+            "SELECT verdict, COUNT(*) FROM follow_feedback WHERE origin = ? AND idx = ? "
+            "AND (entry_matches IS NULL OR entry_matches = 1) GROUP BY verdict ORDER BY verdict", (origin, index))}
+
+    def verified_at(self, origin: str, index: int) -> float | None:
+        """When this node first verified a checkpoint of `origin` covering entry `index`
+        (the first one whose size exceeds it), i.e. when it learnt that entry; None if not yet."""
+        row = self.db.execute("SELECT verified_at FROM followed_checkpoints WHERE origin = ? AND size > ? "
+                              "ORDER BY size LIMIT 1", (origin, index)).fetchone()
+        return row[0] if row else None
+
+    def key_rotations(self, origin: str) -> list[tuple[int, str, str, bool, str]]:
+        return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in self.db.execute(
+            "SELECT idx, old_vkey, new_vkey, honoured, reason FROM follow_key_rotations WHERE origin = ? ORDER BY idx",
+            (origin,))]
+
+    # -- applying one round (called inside the follower's transaction) -----------------------
+    #
+    # A round stages its submissions in TEMP tables while it verifies (temp tables belong to
+    # the connection, so staging takes no lock on the database), then moves them into
+    # `fingerprints` and applies the other entries in index order in ONE short write
+    # transaction (see node/follow/sync.py).
+
+    def reset_staging(self, origin: str) -> None:
+        """Empty the staging area of one log (each log stages under its own origin, so
+        rounds of different logs sharing one connection never mix)."""
+        self.db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_fingerprints (
+            origin TEXT NOT NULL, idx INTEGER NOT NULL, signal TEXT NOT NULL, fingerprint BLOB NOT NULL,
+            quality INTEGER, labels TEXT NOT NULL, day INTEGER NOT NULL, leaf_hash BLOB NOT NULL,
+            PRIMARY KEY (origin, idx)) WITHOUT ROWID""")
+        self.db.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_entries (
+            origin TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, leaf_hash BLOB NOT NULL,
+            PRIMARY KEY (origin, idx)) WITHOUT ROWID""")
+        self.db.execute("DELETE FROM temp.staged_fingerprints WHERE origin = ?", (origin,))
+        self.db.execute("DELETE FROM temp.staged_entries WHERE origin = ?", (origin,))
+
+    def stage(self, origin: str, fingerprints: list[tuple], others: list[tuple]) -> None:
+        """fingerprints: (idx, signal, fingerprint, quality, labels, day, leaf_hash);
+        others: (idx, entry bytes, leaf_hash) of every non-submission entry."""
+        if fingerprints:
+            self.db.conn.executemany("INSERT INTO temp.staged_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                     ((origin, *row) for row in fingerprints))
+        if others:
+            self.db.conn.executemany("INSERT INTO temp.staged_entries VALUES (?, ?, ?, ?)",
+                                     ((origin, *row) for row in others))
+
+    def move_staged_fingerprints(self, origin: str) -> int:
+        return self.db.execute("INSERT OR IGNORE INTO fingerprints (origin, idx, signal, fingerprint, quality, labels, day, "
+                               "leaf_hash) SELECT origin, idx, signal, fingerprint, quality, labels, day, leaf_hash "
+                               "FROM temp.staged_fingerprints WHERE origin = ? ORDER BY idx", (origin,)).rowcount
+
+    def staged_entries(self, origin: str) -> Iterator[tuple[int, bytes, bytes]]:
+        """Staged non-submission entries in index order (few: read them all at once)."""
+        return iter(self.db.execute("SELECT idx, data, leaf_hash FROM temp.staged_entries WHERE origin = ? ORDER BY idx",
+                                    (origin,)).fetchall())
+
+    def withdraw(self, origin: str, target: int, by_index: int) -> bool:
+        """Mark fingerprint (origin, target) withdrawn by entry `by_index` of the same log.
+        The first withdrawal wins; True when this call changed something."""
+        return self.db.execute("UPDATE fingerprints SET withdrawn = 1, withdrawn_by = ? "
+                               "WHERE origin = ? AND idx = ? AND withdrawn = 0", (by_index, origin, target)).rowcount > 0
+
+    def known_leaf_hash(self, origin: str, index: int, own_origin: str | None) -> bytes | None:
+        """The leaf hash this node knows for entry `index` of log `origin`: its own log's
+        entries, or a followed log's submissions."""
+        if own_origin is not None and origin == own_origin:
+            row = self.db.execute("SELECT leaf_hash FROM log_entries WHERE idx = ?", (index,)).fetchone()
+        else:
+            row = self.db.execute("SELECT leaf_hash FROM fingerprints WHERE origin = ? AND idx = ?",
+                                  (origin, index)).fetchone()
+        return row[0] if row else None
+
+    def add_feedback(self, from_origin: str, from_index: int, origin: str, index: int,
+                     leaf_hash: bytes, verdict: str, entry_matches: bool | None) -> None:
+        self.db.execute("INSERT OR IGNORE INTO follow_feedback (from_origin, from_idx, origin, idx, leaf_hash, verdict, "
+                        "entry_matches) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (from_origin, from_index, origin, index, leaf_hash, verdict,
+                         None if entry_matches is None else int(entry_matches)))
+
+    def known_root(self, origin: str, size: int, own_origin: str | None) -> tuple[bool, bytes | None]:
+        """(authoritative, root): the root this node knows for the tree of `size` entries of
+        log `origin`. For its own log the answer is authoritative -- every checkpoint it
+        ever published is recorded, so None means the log never had that size; for a
+        followed log, a verified checkpoint of exactly that size, else (False, None)."""
+        if own_origin is not None and origin == own_origin:
+            try:
+                row = self.db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
+            except Exception:  # no publishing tables in this database
+                return False, None
+            return True, row[0] if row else None
+        row = self.db.execute("SELECT root_hash FROM followed_checkpoints WHERE origin = ? AND size = ?",
+                              (origin, size)).fetchone()
+        return False, row[0] if row else None
+
+    def add_ack(self, from_origin: str, from_index: int, origin: str, size: int, root_hash: bytes,
+                time_ms: int, public_key: bytes, signature: bytes, valid: bool, root_ok: bool | None) -> bool:
+        """Record an acknowledgement (idempotent); returns whether it is a step (see the
+        module docstring)."""
+        step = False
+        if valid and root_ok is not False:
+            row = self.db.execute("SELECT MAX(size) FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
+                                  "AND from_idx < ?", (from_origin, origin, from_index)).fetchone()
+            step = row[0] is None or size > row[0]
+        self.db.execute("INSERT OR IGNORE INTO follow_acks (from_origin, from_idx, origin, size, root_hash, time_ms, "
+                        "public_key, signature, valid, root_ok, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (from_origin, from_index, origin, size, root_hash, time_ms, public_key, signature, int(valid),
+                         None if root_ok is None else int(root_ok), int(step)))
+        return step
+
+    def ack_covering(self, from_origin: str, origin: str, index: int) -> int | None:
+        """When (ms) log `from_origin` first acknowledged a tree of `origin` holding entry
+        `index`: the first step beyond it. None: not yet."""
+        row = self.db.execute("SELECT time_ms FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
+                              "AND size > ? ORDER BY size LIMIT 1", (from_origin, origin, index)).fetchone()
+        return row[0] if row else None
+
+    def ack_steps(self, from_origin: str, origin: str, above_size: int = 0) -> list[tuple[int, int]]:
+        """(size, time_ms) of the steps of `from_origin` about `origin` beyond `above_size`,
+        in log order (what protocol.acknowledgements.Timeline is built from)."""
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT size, time_ms FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 AND size > ? "
+            "ORDER BY size", (from_origin, origin, above_size))]
+
+    def latest_step(self, from_origin: str, origin: str) -> AckRow | None:
+        row = self.db.execute(f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
+                              "ORDER BY size DESC LIMIT 1", (from_origin, origin)).fetchone()
+        return _ack_row(row) if row else None
+
+    def acks_at_size(self, origin: str, size: int) -> list[AckRow]:
+        """Valid acknowledgements, not known to be false, of the tree of `size` entries of
+        `origin` (the lines a receipt under that checkpoint can carry)."""
+        return [_ack_row(r) for r in self.db.execute(
+            f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE origin = ? AND size = ? AND valid = 1 "
+            "AND root_ok IS NOT 0 ORDER BY from_origin, from_idx", (origin, size))]
+
+    def acked_sizes(self, origin: str, at_least: int) -> list[int]:
+        """Tree sizes of `origin`, at least `at_least`, that some followed log acknowledged."""
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT size FROM follow_acks WHERE origin = ? AND size >= ? AND valid = 1 AND root_ok IS NOT 0 "
+            "ORDER BY size", (origin, at_least))]
+
+    def false_acks(self, origin: str) -> list[AckRow]:
+        """Acknowledgements of `origin` that are forged (bad cosignature) or name a tree
+        that log never had."""
+        return [_ack_row(r) for r in self.db.execute(
+            f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE origin = ? AND (valid = 0 OR root_ok = 0) "
+            "ORDER BY from_origin, from_idx", (origin,))]
+
+    def ack_keys(self) -> dict[str, bytes]:
+        """Per followed log, the public key of its latest valid acknowledgement."""
+        out: dict[str, bytes] = {}
+        for (from_origin,) in self.db.execute("SELECT origin FROM followed_logs").fetchall():
+            row = self.db.execute("SELECT public_key FROM follow_acks WHERE from_origin = ? AND valid = 1 "
+                                  "ORDER BY from_idx DESC LIMIT 1", (from_origin,)).fetchone()
+            if row:
+                out[from_origin] = row[0]
+        return out
+
+    def set_peer_metadata(self, origin: str, index: int, display_name: str, contact_url: str,
+                          policy_url: str) -> None:
+        """The latest announcement wins (a replayed older one never overwrites a newer one)."""
+        self.db.execute("UPDATE followed_logs SET display_name = ?, contact_url = ?, policy_url = ?, announced_at = ? "
+                        "WHERE origin = ? AND (announced_at IS NULL OR announced_at < ?)",
+                        (display_name, contact_url, policy_url, index, origin, index))
+
+    def record_rotation(self, origin: str, index: int, old_vkey: str, new_vkey: str,
+                        honoured: bool, reason: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO follow_key_rotations (origin, idx, old_vkey, new_vkey, honoured, reason) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (origin, index, old_vkey, new_vkey, int(honoured), reason))
+        if honoured:
+            self.db.execute("UPDATE followed_logs SET vkey = ? WHERE origin = ?", (new_vkey, origin))

@@ -10,6 +10,19 @@
   nodes allowed to fetch tiles and entry bundles when the log is not public.
 
 This module is the only code that touches these tables.
+
+Contract of LogRepository (`db.log`), which the sequencer's crash argument rests on
+(node/log/sequencer.py):
+- `insert_entries` stores a whole batch at consecutive indices in ONE transaction,
+  with the batch's daily summary (node/store/stats.py); when it returns the batch is
+  durable, and on error nothing of it is stored. Entries are never updated or deleted.
+- `record_checkpoint` is atomic and idempotent for the same (size, root); it refuses a
+  second, different root for a size. The greatest recorded size is the published log.
+- Reads (`iter_entries` in index order, `latest_checkpoint`, ...) see committed rows
+  only; `entry_count` is the greatest stored index + 1 and `stored_entries` the number
+  of rows, which the sequencer compares at start-up to find a gap.
+ReaderRepository (`db.readers`): each call one transaction; `is_reader` is read on
+every signed request, so a change takes effect at the next one.
 """
 
 from __future__ import annotations
@@ -48,51 +61,6 @@ def _v1(db: sqlite_utils.Database) -> None:
 MIGRATIONS = [_v1]
 
 
-# -- entries -------------------------------------------------------------------------
-
-def entry_count(db: sqlite_utils.Database) -> int:
-    """Number of stored entries (= greatest index + 1)."""
-    row = db.execute("SELECT MAX(idx) FROM log_entries").fetchone()
-    return 0 if row[0] is None else row[0] + 1
-
-
-def insert_entries(db: sqlite_utils.Database, first_index: int,
-                   entries: list[bytes], leaf_hashes: list[bytes]) -> None:
-    """Insert a batch at indices first_index, first_index+1, ... in ONE transaction.
-
-    The caller commits nothing else in between: when this returns, the batch is
-    durable (synchronous=FULL) or, on error, none of it is stored."""
-    from node.store import stats
-
-    rows = ((first_index + i, data, h) for i, (data, h) in enumerate(zip(entries, leaf_hashes)))
-    with db.atomic():
-        db.conn.executemany("INSERT INTO log_entries (idx, data, leaf_hash) VALUES (?, ?, ?)", rows)
-        stats.count_entries(db, entries)  # the daily summary, in the same transaction
-
-
-def iter_entries(db: sqlite_utils.Database, start: int, end: int,
-                 chunk: int = 10_000) -> Iterator[tuple[int, bytes, bytes]]:
-    """(index, data, leaf_hash) for start <= index < end, in order."""
-    while start < end:
-        stop = min(end, start + chunk)
-        rows = db.execute("SELECT idx, data, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? "
-                          "ORDER BY idx", (start, stop)).fetchall()
-        yield from rows
-        start = stop
-
-
-def get_entry(db: sqlite_utils.Database, index: int) -> tuple[bytes, bytes] | None:
-    row = db.execute("SELECT data, leaf_hash FROM log_entries WHERE idx = ?", (index,)).fetchone()
-    return (row[0], row[1]) if row else None
-
-
-def find_by_leaf_hash(db: sqlite_utils.Database, leaf_hash: bytes) -> list[int]:
-    return [r[0] for r in db.execute("SELECT idx FROM log_entries WHERE leaf_hash = ? ORDER BY idx",
-                                     (leaf_hash,))]
-
-
-# -- checkpoints ---------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class StoredCheckpoint:
     size: int
@@ -100,53 +68,6 @@ class StoredCheckpoint:
     note: bytes          # the full signed note, exactly as served at /checkpoint
     published_at: float
 
-
-def latest_checkpoint(db: sqlite_utils.Database) -> StoredCheckpoint | None:
-    row = db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints "
-                     "ORDER BY size DESC LIMIT 1").fetchone()
-    return StoredCheckpoint(*row) if row else None
-
-
-def checkpoint_at(db: sqlite_utils.Database, size: int) -> StoredCheckpoint | None:
-    row = db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints WHERE size = ?",
-                     (size,)).fetchone()
-    return StoredCheckpoint(*row) if row else None
-
-
-def published_days(db: sqlite_utils.Database, sizes: set[int]) -> dict[int, int]:
-    """size -> UTC day (days since 1970-01-01) on which the checkpoint of that size was
-    published, for those of `sizes` that were."""
-    return {size: int(at // 86400) for size, at in published_times(db, sizes).items()}
-
-
-def published_times(db: sqlite_utils.Database, sizes) -> dict[int, float]:
-    """size -> when (POSIX seconds) the checkpoint of that size was published, for those
-    of `sizes` that were."""
-    sizes = sorted(set(sizes))
-    out: dict[int, float] = {}
-    for start in range(0, len(sizes), 500):  # bounded host parameters per statement
-        chunk = sizes[start:start + 500]
-        out.update(db.execute(f"SELECT size, published_at FROM log_checkpoints WHERE size IN "
-                              f"({','.join('?' * len(chunk))})", chunk).fetchall())
-    return out
-
-
-def record_checkpoint(db: sqlite_utils.Database, size: int, root_hash: bytes, note: bytes,
-                      published_at: float | None = None) -> None:
-    """Record a published checkpoint. Re-recording the same size with the same root
-    (a re-publication after a crash) is a no-op; a different root is refused, since
-    it would mean the log forked."""
-    with db.atomic():
-        row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
-        if row is not None:
-            if row[0] != root_hash:
-                raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
-            return
-        db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
-                   (size, root_hash, note, time.time() if published_at is None else published_at))
-
-
-# -- readers -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Reader:
@@ -156,40 +77,134 @@ class Reader:
     added_at: float
 
 
-def add_reader(db: sqlite_utils.Database, vkey: str, name: str, key_id: bytes) -> bool:
-    """Register a reader; returns False if this key was already registered (its
-    name is then updated)."""
-    with db.atomic():
-        existing = db.execute("SELECT 1 FROM readers WHERE vkey = ?", (vkey,)).fetchone()
-        if existing:
-            db.execute("UPDATE readers SET name = ? WHERE vkey = ?", (name, vkey))
-            return False
-        db.execute("INSERT INTO readers (vkey, name, key_id, added_at) VALUES (?, ?, ?, ?)",
-                   (vkey, name, key_id.hex(), time.time()))
-        return True
+class LogRepository:
+    """The node's own log: entries and published checkpoints (contract above)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    # -- entries ---------------------------------------------------------------------
+
+    def entry_count(self) -> int:
+        """Number of stored entries (= greatest index + 1)."""
+        row = self.db.execute("SELECT MAX(idx) FROM log_entries").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def stored_entries(self) -> int:
+        """Number of rows (equal to `entry_count` unless entries are missing)."""
+        return self.db.execute("SELECT COUNT(*) FROM log_entries").fetchone()[0]
+
+    def insert_entries(self, first_index: int,
+                       entries: list[bytes], leaf_hashes: list[bytes]) -> None:
+        """Insert a batch at indices first_index, first_index+1, ... in ONE transaction.
+
+        The caller commits nothing else in between: when this returns, the batch is
+        durable (synchronous=FULL) or, on error, none of it is stored."""
+        rows = ((first_index + i, data, h) for i, (data, h) in enumerate(zip(entries, leaf_hashes)))
+        with self.db.atomic():
+            self.db.conn.executemany("INSERT INTO log_entries (idx, data, leaf_hash) VALUES (?, ?, ?)", rows)
+            self.db.stats.count_entries(entries)  # the daily summary, in the same transaction
+
+    def iter_entries(self, start: int, end: int,
+                     chunk: int = 10_000) -> Iterator[tuple[int, bytes, bytes]]:
+        """(index, data, leaf_hash) for start <= index < end, in order."""
+        while start < end:
+            stop = min(end, start + chunk)
+            rows = self.db.execute("SELECT idx, data, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? "
+                                   "ORDER BY idx", (start, stop)).fetchall()
+            yield from rows
+            start = stop
+
+    def get_entry(self, index: int) -> tuple[bytes, bytes] | None:
+        row = self.db.execute("SELECT data, leaf_hash FROM log_entries WHERE idx = ?", (index,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def find_by_leaf_hash(self, leaf_hash: bytes) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT idx FROM log_entries WHERE leaf_hash = ? ORDER BY idx",
+                                              (leaf_hash,))]
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        row = self.db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints "
+                              "ORDER BY size DESC LIMIT 1").fetchone()
+        return StoredCheckpoint(*row) if row else None
+
+    def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
+        row = self.db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints WHERE size = ?",
+                              (size,)).fetchone()
+        return StoredCheckpoint(*row) if row else None
+
+    def first_size_from(self, size: int) -> int | None:
+        """The smallest published checkpoint size at least `size` (None: none yet)."""
+        return self.db.execute("SELECT MIN(size) FROM log_checkpoints WHERE size >= ?", (size,)).fetchone()[0]
+
+    def last_size_before(self, when: float) -> int:
+        """The largest checkpoint size published before `when` (0: none)."""
+        return self.db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at < ?",
+                               (when,)).fetchone()[0] or 0
+
+    def published_days(self, sizes: set[int]) -> dict[int, int]:
+        """size -> UTC day (days since 1970-01-01) on which the checkpoint of that size was
+        published, for those of `sizes` that were."""
+        return {size: int(at // 86400) for size, at in self.published_times(sizes).items()}
+
+    def published_times(self, sizes) -> dict[int, float]:
+        """size -> when (POSIX seconds) the checkpoint of that size was published, for those
+        of `sizes` that were."""
+        sizes = sorted(set(sizes))
+        out: dict[int, float] = {}
+        for start in range(0, len(sizes), 500):  # bounded host parameters per statement
+            chunk = sizes[start:start + 500]
+            out.update(self.db.execute(f"SELECT size, published_at FROM log_checkpoints WHERE size IN "
+                                       f"({','.join('?' * len(chunk))})", chunk).fetchall())
+        return out
+
+    def record_checkpoint(self, size: int, root_hash: bytes, note: bytes,
+                          published_at: float | None = None) -> None:
+        """Record a published checkpoint. Re-recording the same size with the same root
+        (a re-publication after a crash) is a no-op; a different root is refused, since
+        it would mean the log forked."""
+        with self.db.atomic():
+            row = self.db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
+            if row is not None:
+                if row[0] != root_hash:
+                    raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
+                return
+            self.db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
+                            (size, root_hash, note, time.time() if published_at is None else published_at))
 
 
-def remove_reader(db: sqlite_utils.Database, vkey_or_name: str) -> int:
-    """Remove readers whose vkey, or else whose name, equals the argument; returns
-    how many were removed."""
-    with db.atomic():
-        n = db.execute("DELETE FROM readers WHERE vkey = ?", (vkey_or_name,)).rowcount
-        if n == 0:
-            n = db.execute("DELETE FROM readers WHERE name = ? AND name != ''", (vkey_or_name,)).rowcount
-        return n
+class ReaderRepository:
+    """The registered readers of this log (contract above)."""
 
+    def __init__(self, db):
+        self.db = db
 
-def list_readers(db: sqlite_utils.Database) -> list[Reader]:
-    return [Reader(*row) for row in db.execute(
-        "SELECT vkey, name, key_id, added_at FROM readers ORDER BY added_at, vkey")]
+    def add_reader(self, vkey: str, name: str, key_id: bytes) -> bool:
+        """Register a reader; returns False if this key was already registered (its
+        name is then updated)."""
+        with self.db.atomic():
+            existing = self.db.execute("SELECT 1 FROM readers WHERE vkey = ?", (vkey,)).fetchone()
+            if existing:
+                self.db.execute("UPDATE readers SET name = ? WHERE vkey = ?", (name, vkey))
+                return False
+            self.db.execute("INSERT INTO readers (vkey, name, key_id, added_at) VALUES (?, ?, ?, ?)",
+                            (vkey, name, key_id.hex(), time.time()))
+            return True
 
+    def remove_reader(self, vkey_or_name: str) -> int:
+        """Remove readers whose vkey, or else whose name, equals the argument; returns
+        how many were removed."""
+        with self.db.atomic():
+            n = self.db.execute("DELETE FROM readers WHERE vkey = ?", (vkey_or_name,)).rowcount
+            if n == 0:
+                n = self.db.execute("DELETE FROM readers WHERE name = ? AND name != ''", (vkey_or_name,)).rowcount
+            return n
 
-def readers_with_key_id(db: sqlite_utils.Database, key_id: bytes) -> list[Reader]:
-    return [Reader(*row) for row in db.execute(
-        "SELECT vkey, name, key_id, added_at FROM readers WHERE key_id = ?", (key_id.hex(),))]
+    def is_reader(self, vkey: str) -> bool:
+        return self.db.execute("SELECT 1 FROM readers WHERE vkey = ?", (vkey,)).fetchone() is not None
 
-
-def reader_vkeys(db: sqlite_utils.Database) -> list[str]:
-    return [r[0] for r in db.execute("SELECT vkey FROM readers ORDER BY vkey")]
-
-
+    def list_readers(self) -> list[Reader]:
+        return [Reader(*row) for row in self.db.execute(
+            "SELECT vkey, name, key_id, added_at FROM readers ORDER BY added_at, vkey")]

@@ -33,8 +33,13 @@ transaction as the rows they summarise (so a summary never disagrees with its ro
   acknowledgement statistics group by (node/acks/report.py). Kept by a trigger on
   `case_entries` when an entry's index and checkpoint are recorded.
 
-Nothing here names a person: counts per day, per log origin, per verdict. The only
-writers are the functions below, called inside the callers' transactions.
+Nothing here names a person: counts per day, per log origin, per verdict.
+
+Contract of StatsRepository (`db.stats`): a summary never disagrees with the rows it
+summarises. Its writers (`count_entries`, `count_follow_error`, `summarise_feedback`)
+run inside the caller's transaction, the one that writes those rows (and the triggers
+count cases in the case's own); `summarise_feedback` is idempotent (a range is never
+counted twice). `add_matches` is a transaction of its own. Reads are by day, in order.
 """
 
 from __future__ import annotations
@@ -55,13 +60,6 @@ BUCKETS: tuple[tuple[str, float], ...] = (
     ("1m", 60), ("10m", 600), ("1h", 3600), ("6h", 6 * 3600), ("1d", DAY), ("3d", 3 * DAY), ("7d", 7 * DAY),
     ("more", float("inf")),
 )
-
-
-def published_groups(db: sqlite_utils.Database, since_size: int, limit: int) -> list[tuple[int, int, int]]:
-    """(checkpoint size, entries, greatest index) of the cases' entries first held by a
-    checkpoint larger than `since_size`, the newest `limit` checkpoints."""
-    return db.execute("SELECT checkpoint_size, entries, last_idx FROM stats_case_published "
-                      "WHERE checkpoint_size > ? ORDER BY checkpoint_size DESC LIMIT ?", (since_size, limit)).fetchall()
 
 
 def day_of(t: float) -> int:
@@ -142,14 +140,15 @@ def _backfill(db: sqlite_utils.Database) -> None:
         at = bisect.bisect_right(sizes, idx)
         if at < len(checkpoints):
             counts[(day_of(checkpoints[at][1]), entry_summary_key(prefix))] += 1
+    stats = StatsRepository(db)
     for (day, (kind, detail)), n in counts.items():
-        _add_log_count(db, day, kind, detail, n)
+        stats._add_log_count(day, kind, detail, n)
     own = _own_origin(db)
     for (platform,) in db.execute("SELECT origin FROM followed_logs").fetchall():
         start = 0
         for size, verified_at in db.execute("SELECT size, verified_at FROM followed_checkpoints WHERE origin = ? "
                                             "ORDER BY size", (platform,)).fetchall():
-            summarise_feedback(db, platform, start, size, verified_at, own)
+            stats.summarise_feedback(platform, start, size, verified_at, own)
             start = size
 
 
@@ -159,170 +158,167 @@ def _own_origin(db: sqlite_utils.Database) -> str | None:
     return row[0].split(b"\n", 1)[0].decode("utf-8", "replace") if row else None
 
 
-# -- writing (inside the caller's transaction) ---------------------------------------------
-
-def _add_log_count(db, day: int, kind: str, detail: str, n: int) -> None:
-    db.execute("INSERT INTO stats_log_daily (day, kind, detail, n) VALUES (?, ?, ?, ?) "
-               "ON CONFLICT (day, kind, detail) DO UPDATE SET n = n + excluded.n", (day, kind, detail, n))
-
-
-def count_entries(db: sqlite_utils.Database, entries: list[bytes], now: float | None = None) -> None:
-    """A batch of this node's own entries was stored now (called by log.insert_entries)."""
-    day = day_of(time.time() if now is None else now)
-    for prefix, n in collections.Counter(data[:3] for data in entries).items():
-        kind, detail = entry_summary_key(prefix)
-        _add_log_count(db, day, kind, detail, n)
-
-
-def count_follow_error(db: sqlite_utils.Database, origin: str) -> None:
-    db.execute("INSERT INTO stats_follow_errors (origin, n) VALUES (?, 1) "
-               "ON CONFLICT (origin) DO UPDATE SET n = n + 1", (origin,))
-
-
 def _bucket_sql(wait: str) -> str:
     cases = " ".join(f"WHEN {wait} < {limit} THEN 'wait:{name}'" for name, limit in BUCKETS[:-1])
     return f"CASE {cases} ELSE 'wait:{BUCKETS[-1][0]}' END"
 
 
-def _add_outcomes(db, sql: str, args: tuple) -> None:
-    """Add (platform, day, measure, n) rows selected by `sql` to stats_outcomes_daily."""
-    db.execute(f"INSERT INTO stats_outcomes_daily (platform, day, measure, n) {sql} "
-               "ON CONFLICT (platform, day, measure) DO UPDATE SET n = n + excluded.n", args)
-
-
-def summarise_feedback(db: sqlite_utils.Database, platform: str, start: int, end: int, now: float,
-                       own_origin: str | None) -> None:
-    """Feedback entries start <= from_idx < end of the followed log `platform` were
-    just stored (follow_feedback) at time `now`: add them to the summaries. Set-based
-    (a few statements per round, whatever its size); a range already summarised is
-    skipped, so calling this twice changes nothing."""
-    row = db.execute("SELECT summarised_to FROM stats_feedback_mark WHERE platform = ?", (platform,)).fetchone()
-    start = max(start, row[0] if row else 0)
-    if start >= end:
-        return
-    db.execute("INSERT INTO stats_feedback_mark (platform, summarised_to) VALUES (?, ?) "
-               "ON CONFLICT (platform) DO UPDATE SET summarised_to = excluded.summarised_to", (platform, end))
-    today = day_of(now)
-    db.execute("INSERT INTO stats_verdicts_daily (platform, day, verdict, n) "
-               "SELECT ?, ?, verdict, COUNT(*) FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? "
-               "AND from_idx < ? GROUP BY verdict "
-               "ON CONFLICT (platform, day, verdict) DO UPDATE SET n = n + excluded.n",
-               (platform, today, platform, start, end))
-    if own_origin is None:
-        return
-    # The round's verdicts on our own entries: per entry, whether one said `removed`.
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS stats_round_entries (idx INTEGER PRIMARY KEY, removed INTEGER)")
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS stats_round_cases (idx INTEGER PRIMARY KEY, removed INTEGER)")
-    db.execute("DELETE FROM temp.stats_round_entries")
-    db.execute("DELETE FROM temp.stats_round_cases")
-    db.execute("INSERT INTO temp.stats_round_entries (idx, removed) "
-               "SELECT idx, MAX(verdict = 'removed') FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? "
-               "AND from_idx < ? AND origin = ? AND entry_matches = 1 GROUP BY idx",
-               (platform, start, end, own_origin))
-    db.execute("INSERT INTO temp.stats_round_cases (idx, removed) "
-               "SELECT e.case_id, MAX(r.removed) FROM temp.stats_round_entries r "
-               "JOIN case_entries e ON e.idx = r.idx GROUP BY e.case_id")
-    # Time from publication to the first verdict, for entries answered for the first time.
-    published = "(SELECT c.published_at FROM log_checkpoints c WHERE c.size > r.idx ORDER BY c.size LIMIT 1)"
-    _add_outcomes(db, f"SELECT ?, ?, {_bucket_sql('wait')} AS bucket, COUNT(*) FROM ("
-                      f"SELECT ? - {published} AS wait FROM temp.stats_round_entries r WHERE NOT EXISTS ("
-                      "SELECT 1 FROM stats_entry_verdicts v WHERE v.platform = ? AND v.idx = r.idx)) "
-                      "WHERE wait IS NOT NULL GROUP BY bucket", (platform, today, now, platform))
-    for what, key, table in (("entries", "idx", "stats_entry_verdicts"), ("cases", "case_id", "stats_case_verdicts")):
-        staged = "temp.stats_round_entries" if what == "entries" else "temp.stats_round_cases"
-        answered = db.execute(f"INSERT OR IGNORE INTO {table} (platform, {key}, first_at) "
-                              f"SELECT ?, idx, ? FROM {staged}", (platform, now)).rowcount
-        if answered:
-            _add_outcomes(db, "SELECT ?, ?, ?, ? WHERE true", (platform, today, f"{what}_answered", answered))
-        # Removed for the first time: counted on the day of the first verdict (the cohort).
-        _add_outcomes(db, f"SELECT ?, CAST(v.first_at / {DAY} AS INTEGER) AS d, ?, COUNT(*) FROM {table} v "
-                          f"JOIN {staged} r ON r.idx = v.{key} WHERE v.platform = ? AND r.removed = 1 "
-                          "AND v.removed_at IS NULL GROUP BY d",
-                      (platform, f"{what}_removed", platform))
-        db.execute(f"UPDATE {table} SET removed_at = ? WHERE platform = ? AND removed_at IS NULL "
-                   f"AND {key} IN (SELECT idx FROM {staged} WHERE removed = 1)", (now, platform))
-
-
-def add_matches(db: sqlite_utils.Database, day: int, queries: int, matches: dict[str, int]) -> None:
-    """Add counts gathered in memory by the running node (one transaction)."""
-    rows = [(day, origin, "matches", n) for origin, n in matches.items() if n]
-    if queries:
-        rows.append((day, "", "queries", queries))
-    with db.atomic():
-        db.conn.executemany("INSERT INTO stats_match_daily (day, origin, measure, n) VALUES (?, ?, ?, ?) "
-                            "ON CONFLICT (day, origin, measure) DO UPDATE SET n = n + excluded.n", rows)
-
-
-# -- reading ------------------------------------------------------------------------------
-
 def _since(column: str, since_day: int | None) -> tuple[str, tuple]:
     return ("", ()) if since_day is None else (f" AND {column} >= ?", (since_day,))
 
 
-def cases_per_day(db: sqlite_utils.Database, since_day: int | None) -> dict[int, dict[str, int]]:
-    """{day: {"opened": n, "withdrawn": n}}: cases whose creation completed, by the day
-    they were opened, and withdrawals by their day."""
-    where, args = _since("day", since_day)
-    return {day: {"opened": opened, "withdrawn": withdrawn} for day, opened, withdrawn in db.execute(
-        f"SELECT day, opened, withdrawn FROM stats_case_daily WHERE true{where} ORDER BY day", args)}
+class StatsRepository:
+    """The operator's daily summaries (contract above)."""
 
+    def __init__(self, db):
+        self.db = db
 
-def case_totals(db: sqlite_utils.Database) -> dict[str, int]:
-    """Cases ever opened (creation completed) and withdrawn, whatever the window."""
-    opened, withdrawn = db.execute("SELECT COALESCE(SUM(opened), 0), COALESCE(SUM(withdrawn), 0) "
-                                   "FROM stats_case_daily").fetchone()
-    return {"opened": opened, "withdrawn": withdrawn}
+    def published_groups(self, since_size: int, limit: int) -> list[tuple[int, int, int]]:
+        """(checkpoint size, entries, greatest index) of the cases' entries first held by a
+        checkpoint larger than `since_size`, the newest `limit` checkpoints."""
+        return self.db.execute("SELECT checkpoint_size, entries, last_idx FROM stats_case_published "
+                               "WHERE checkpoint_size > ? ORDER BY checkpoint_size DESC LIMIT ?", (since_size, limit)).fetchall()
 
+    # -- writing (inside the caller's transaction) -----------------------------------------
 
-def log_per_day(db: sqlite_utils.Database, since_day: int | None) -> list[tuple[int, str, str, int]]:
-    """(day, kind, detail, n) of this node's own log."""
-    where, args = _since("day", since_day)
-    return db.execute(f"SELECT day, kind, detail, n FROM stats_log_daily WHERE true{where} ORDER BY day",
-                      args).fetchall()
+    def _add_log_count(self, day: int, kind: str, detail: str, n: int) -> None:
+        self.db.execute("INSERT INTO stats_log_daily (day, kind, detail, n) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (day, kind, detail) DO UPDATE SET n = n + excluded.n", (day, kind, detail, n))
 
+    def count_entries(self, entries: list[bytes], now: float | None = None) -> None:
+        """A batch of this node's own entries was stored now (called by log.insert_entries)."""
+        day = day_of(time.time() if now is None else now)
+        for prefix, n in collections.Counter(data[:3] for data in entries).items():
+            kind, detail = entry_summary_key(prefix)
+            self._add_log_count(day, kind, detail, n)
 
-def verdicts_per_day(db: sqlite_utils.Database, since_day: int | None) -> list[tuple[str, int, str, int]]:
-    """(platform, day, verdict, n) of feedback received."""
-    where, args = _since("day", since_day)
-    return db.execute(f"SELECT platform, day, verdict, n FROM stats_verdicts_daily WHERE true{where} "
-                      "ORDER BY platform, day", args).fetchall()
+    def count_follow_error(self, origin: str) -> None:
+        self.db.execute("INSERT INTO stats_follow_errors (origin, n) VALUES (?, 1) "
+                        "ON CONFLICT (origin) DO UPDATE SET n = n + 1", (origin,))
 
+    def _add_outcomes(self, sql: str, args: tuple) -> None:
+        """Add (platform, day, measure, n) rows selected by `sql` to stats_outcomes_daily."""
+        self.db.execute(f"INSERT INTO stats_outcomes_daily (platform, day, measure, n) {sql} "
+                        "ON CONFLICT (platform, day, measure) DO UPDATE SET n = n + excluded.n", args)
 
-def feedback_totals(db: sqlite_utils.Database) -> list[tuple[str, str, int]]:
-    """(platform, verdict, n) of every feedback entry ever received."""
-    return db.execute("SELECT platform, verdict, SUM(n) FROM stats_verdicts_daily GROUP BY platform, verdict "
-                      "ORDER BY platform, verdict").fetchall()
+    def summarise_feedback(self, platform: str, start: int, end: int, now: float,
+                           own_origin: str | None) -> None:
+        """Feedback entries start <= from_idx < end of the followed log `platform` were
+        just stored (follow_feedback) at time `now`: add them to the summaries. Set-based
+        (a few statements per round, whatever its size); a range already summarised is
+        skipped, so calling this twice changes nothing."""
+        row = self.db.execute("SELECT summarised_to FROM stats_feedback_mark WHERE platform = ?", (platform,)).fetchone()
+        start = max(start, row[0] if row else 0)
+        if start >= end:
+            return
+        self.db.execute("INSERT INTO stats_feedback_mark (platform, summarised_to) VALUES (?, ?) "
+                        "ON CONFLICT (platform) DO UPDATE SET summarised_to = excluded.summarised_to", (platform, end))
+        today = day_of(now)
+        self.db.execute("INSERT INTO stats_verdicts_daily (platform, day, verdict, n) "
+                        "SELECT ?, ?, verdict, COUNT(*) FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? "
+                        "AND from_idx < ? GROUP BY verdict "
+                        "ON CONFLICT (platform, day, verdict) DO UPDATE SET n = n + excluded.n",
+                        (platform, today, platform, start, end))
+        if own_origin is None:
+            return
+        # The round's verdicts on our own entries: per entry, whether one said `removed`.
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS stats_round_entries (idx INTEGER PRIMARY KEY, removed INTEGER)")
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS stats_round_cases (idx INTEGER PRIMARY KEY, removed INTEGER)")
+        self.db.execute("DELETE FROM temp.stats_round_entries")
+        self.db.execute("DELETE FROM temp.stats_round_cases")
+        self.db.execute("INSERT INTO temp.stats_round_entries (idx, removed) "
+                        "SELECT idx, MAX(verdict = 'removed') FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? "
+                        "AND from_idx < ? AND origin = ? AND entry_matches = 1 GROUP BY idx",
+                        (platform, start, end, own_origin))
+        self.db.execute("INSERT INTO temp.stats_round_cases (idx, removed) "
+                        "SELECT e.case_id, MAX(r.removed) FROM temp.stats_round_entries r "
+                        "JOIN case_entries e ON e.idx = r.idx GROUP BY e.case_id")
+        # Time from publication to the first verdict, for entries answered for the first time.
+        published = "(SELECT c.published_at FROM log_checkpoints c WHERE c.size > r.idx ORDER BY c.size LIMIT 1)"
+        self._add_outcomes(f"SELECT ?, ?, {_bucket_sql('wait')} AS bucket, COUNT(*) FROM ("
+                          f"SELECT ? - {published} AS wait FROM temp.stats_round_entries r WHERE NOT EXISTS ("
+                          "SELECT 1 FROM stats_entry_verdicts v WHERE v.platform = ? AND v.idx = r.idx)) "
+                          "WHERE wait IS NOT NULL GROUP BY bucket", (platform, today, now, platform))
+        for what, key, table in (("entries", "idx", "stats_entry_verdicts"), ("cases", "case_id", "stats_case_verdicts")):
+            staged = "temp.stats_round_entries" if what == "entries" else "temp.stats_round_cases"
+            answered = self.db.execute(f"INSERT OR IGNORE INTO {table} (platform, {key}, first_at) "
+                                       f"SELECT ?, idx, ? FROM {staged}", (platform, now)).rowcount
+            if answered:
+                self._add_outcomes("SELECT ?, ?, ?, ? WHERE true", (platform, today, f"{what}_answered", answered))
+            # Removed for the first time: counted on the day of the first verdict (the cohort).
+            self._add_outcomes(f"SELECT ?, CAST(v.first_at / {DAY} AS INTEGER) AS d, ?, COUNT(*) FROM {table} v "
+                              f"JOIN {staged} r ON r.idx = v.{key} WHERE v.platform = ? AND r.removed = 1 "
+                              "AND v.removed_at IS NULL GROUP BY d",
+                               (platform, f"{what}_removed", platform))
+            self.db.execute(f"UPDATE {table} SET removed_at = ? WHERE platform = ? AND removed_at IS NULL "
+                            f"AND {key} IN (SELECT idx FROM {staged} WHERE removed = 1)", (now, platform))
 
+    def add_matches(self, day: int, queries: int, matches: dict[str, int]) -> None:
+        """Add counts gathered in memory by the running node (one transaction)."""
+        rows = [(day, origin, "matches", n) for origin, n in matches.items() if n]
+        if queries:
+            rows.append((day, "", "queries", queries))
+        with self.db.atomic():
+            self.db.conn.executemany("INSERT INTO stats_match_daily (day, origin, measure, n) VALUES (?, ?, ?, ?) "
+                                     "ON CONFLICT (day, origin, measure) DO UPDATE SET n = n + excluded.n", rows)
 
-def outcomes(db: sqlite_utils.Database, since_day: int | None) -> dict[str, dict[str, int]]:
-    """{platform: {measure: n}} summed over the days of first verdicts in the window."""
-    where, args = _since("day", since_day)
-    out: dict[str, dict[str, int]] = collections.defaultdict(dict)
-    for platform, measure, n in db.execute(f"SELECT platform, measure, SUM(n) FROM stats_outcomes_daily "
-                                           f"WHERE true{where} GROUP BY platform, measure", args):
-        out[platform][measure] = n
-    return dict(out)
+    # -- reading --------------------------------------------------------------------------
 
+    def cases_per_day(self, since_day: int | None) -> dict[int, dict[str, int]]:
+        """{day: {"opened": n, "withdrawn": n}}: cases whose creation completed, by the day
+        they were opened, and withdrawals by their day."""
+        where, args = _since("day", since_day)
+        return {day: {"opened": opened, "withdrawn": withdrawn} for day, opened, withdrawn in self.db.execute(
+            f"SELECT day, opened, withdrawn FROM stats_case_daily WHERE true{where} ORDER BY day", args)}
 
-def matches_per_day(db: sqlite_utils.Database, since_day: int | None) -> list[tuple[int, str, str, int]]:
-    """(day, origin, measure, n): matches per followed log, queries (origin '')."""
-    where, args = _since("day", since_day)
-    return db.execute(f"SELECT day, origin, measure, n FROM stats_match_daily WHERE true{where} ORDER BY day",
-                      args).fetchall()
+    def case_totals(self) -> dict[str, int]:
+        """Cases ever opened (creation completed) and withdrawn, whatever the window."""
+        opened, withdrawn = self.db.execute("SELECT COALESCE(SUM(opened), 0), COALESCE(SUM(withdrawn), 0) "
+                                            "FROM stats_case_daily").fetchone()
+        return {"opened": opened, "withdrawn": withdrawn}
 
+    def log_per_day(self, since_day: int | None) -> list[tuple[int, str, str, int]]:
+        """(day, kind, detail, n) of this node's own log."""
+        where, args = _since("day", since_day)
+        return self.db.execute(f"SELECT day, kind, detail, n FROM stats_log_daily WHERE true{where} ORDER BY day",
+                               args).fetchall()
 
-def suppressions(db: sqlite_utils.Database, since_day: int | None) -> dict[str, dict[str, int]]:
-    """{origin: {"total": n, "window": n}}: entries suppressed as known false matches."""
-    cutoff = -1 if since_day is None else since_day * DAY
-    return {origin: {"total": total, "window": recent} for origin, total, recent in db.execute(
-        "SELECT origin, COUNT(*), SUM(suppressed_at >= ?) FROM match_suppressions GROUP BY origin", (cutoff,))}
+    def verdicts_per_day(self, since_day: int | None) -> list[tuple[str, int, str, int]]:
+        """(platform, day, verdict, n) of feedback received."""
+        where, args = _since("day", since_day)
+        return self.db.execute(f"SELECT platform, day, verdict, n FROM stats_verdicts_daily WHERE true{where} "
+                               "ORDER BY platform, day", args).fetchall()
 
+    def feedback_totals(self) -> list[tuple[str, str, int]]:
+        """(platform, verdict, n) of every feedback entry ever received."""
+        return self.db.execute("SELECT platform, verdict, SUM(n) FROM stats_verdicts_daily GROUP BY platform, verdict "
+                               "ORDER BY platform, verdict").fetchall()
 
-def follow_errors(db: sqlite_utils.Database) -> dict[str, int]:
-    return dict(db.execute("SELECT origin, n FROM stats_follow_errors").fetchall())
+    def outcomes(self, since_day: int | None) -> dict[str, dict[str, int]]:
+        """{platform: {measure: n}} summed over the days of first verdicts in the window."""
+        where, args = _since("day", since_day)
+        out: dict[str, dict[str, int]] = collections.defaultdict(dict)
+        for platform, measure, n in self.db.execute(f"SELECT platform, measure, SUM(n) FROM stats_outcomes_daily "
+                                                    f"WHERE true{where} GROUP BY platform, measure", args):
+            out[platform][measure] = n
+        return dict(out)
 
+    def matches_per_day(self, since_day: int | None) -> list[tuple[int, str, str, int]]:
+        """(day, origin, measure, n): matches per followed log, queries (origin '')."""
+        where, args = _since("day", since_day)
+        return self.db.execute(f"SELECT day, origin, measure, n FROM stats_match_daily WHERE true{where} ORDER BY day",
+                               args).fetchall()
 
-def own_log_size(db: sqlite_utils.Database) -> tuple[int, float | None]:
-    """(size, published_at) of this node's latest checkpoint; (0, None) before one."""
-    row = db.execute("SELECT size, published_at FROM log_checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-    return (row[0], row[1]) if row else (0, None)
+    def suppressions(self, since_day: int | None) -> dict[str, dict[str, int]]:
+        """{origin: {"total": n, "window": n}}: entries suppressed as known false matches."""
+        cutoff = -1 if since_day is None else since_day * DAY
+        return {origin: {"total": total, "window": recent} for origin, total, recent in self.db.execute(
+            "SELECT origin, COUNT(*), SUM(suppressed_at >= ?) FROM match_suppressions GROUP BY origin", (cutoff,))}
+
+    def follow_errors(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT origin, n FROM stats_follow_errors").fetchall())
+
+    def own_log_size(self) -> tuple[int, float | None]:
+        """(size, published_at) of this node's latest checkpoint; (0, None) before one."""
+        row = self.db.execute("SELECT size, published_at FROM log_checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, None)

@@ -1,7 +1,8 @@
 """One thread and one database connection: how the node's asyncio code uses the database.
 
     worker = DatabaseWorker(db_path, name="cases-db")
-    rows = await worker.call(fn, *args)      # fn(db, *args) in the worker's thread
+    case = await worker.cases.get_case(case_id)   # a repository call (node/store), awaited
+    rows = await worker.call(fn, *args)           # fn(db, *args): several calls in one go
     await worker.close()
 
 SQLite connections and most of the work on them block, so every part of a running
@@ -23,7 +24,7 @@ import concurrent.futures
 from pathlib import Path
 from typing import Callable
 
-from node.store import open_db
+from node.store import REPOSITORIES, open_db
 
 
 class DatabaseWorker:
@@ -51,6 +52,11 @@ class DatabaseWorker:
         """fn(*args) queued on the worker's thread, not awaited (work off the critical path)."""
         return self._executor.submit(fn, *args)
 
+    def __getattr__(self, name: str):
+        if name in REPOSITORIES:
+            return _Repository(self, name)
+        raise AttributeError(name)
+
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -60,3 +66,19 @@ class DatabaseWorker:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
+
+
+class _Repository:
+    """A repository of the worker's connection whose methods are awaited: each call
+    runs in the worker's thread."""
+
+    def __init__(self, worker: DatabaseWorker, name: str):
+        self._worker = worker
+        self._name = name
+
+    def __getattr__(self, method: str):
+        async def call(*args, **kwargs):
+            return await self._worker.call(lambda db: getattr(getattr(db, self._name), method)(*args, **kwargs))
+
+        call.__name__ = method
+        return call

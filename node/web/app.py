@@ -110,8 +110,7 @@ class ReaderTable:
         self.db = db
 
     def get(self, keyid: str):
-        row = self.db.execute("SELECT vkey FROM readers WHERE vkey = ?", (keyid,)).fetchone()
-        return row[0] if row else None
+        return keyid if self.db.readers.is_reader(keyid) else None
 
 
 #: The Server header of every answer: which software and version answers is nobody's

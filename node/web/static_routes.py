@@ -25,8 +25,6 @@ from pathlib import Path
 from aiohttp import web
 
 from node.cases.resources import LANGUAGES, HelpDirectory
-from node.store import follow as follow_store
-from node.store import log as log_store
 from node.web.context import NODE
 
 log = logging.getLogger(__name__)
@@ -102,8 +100,8 @@ def setup(app: web.Application, node) -> None:
 
 def operator_names(db) -> set[str]:
     """The names this operator gave its registered readers and followed logs."""
-    names = {reader.name for reader in log_store.list_readers(db)}
-    names |= {followed.name for followed in follow_store.list_logs(db)}
+    names = {reader.name for reader in db.readers.list_readers()}
+    names |= {followed.name for followed in db.follow.list_logs()}
     return names - {""}
 
 

@@ -6,7 +6,7 @@
     policy         the C2SP tlog-policy quorum followers and auditors require (files or k-of-n flags)
     evidence       portable split-view evidence files: build and verify
     seen           share the checkpoints this node has seen; compare views with peers
-    proofs         offline proofs (C2SP tlog-proof) of entries, from disk or over HTTP
+    proofs         offline proofs (C2SP tlog-proof) of entries, from the store or over HTTP
 
 Tables: node/store/witness.py. Routes: node/web/witness_routes.py. Normative prose:
 spec/parts/witness.md.

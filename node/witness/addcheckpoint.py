@@ -39,6 +39,7 @@ split view: the evidence file (protocol/evidence.py) is stored as well.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import time
@@ -107,8 +108,6 @@ def parse_request(body: bytes) -> AddCheckpointRequest:
 
 def encode_request(old_size: int, proof: list[bytes], note: bytes) -> bytes:
     """The body a log sends (the publisher side uses this)."""
-    import base64
-
     lines = [b"old %d\n" % old_size] + [base64.b64encode(h) + b"\n" for h in proof]
     return b"".join(lines) + b"\n" + note
 
@@ -149,7 +148,7 @@ class Witness:
             return Reply(400, f"malformed checkpoint: {exc}\n".encode())
         origin = checkpoint.origin
         verifiers = []
-        for vkey in store.known_vkeys(self.db, origin):
+        for vkey in self.db.witness.known_vkeys(origin):
             try:
                 verifiers.append(Verifier.from_vkey(vkey))
             except KeyFormatError:
@@ -209,18 +208,18 @@ class Witness:
             return Reply(200, (line + "\n").encode("utf-8")), (checkpoint.size, checkpoint.root_hash,
                                                                  kept, float(now))
 
-        reply = store.witness_update(self.db, origin, decide)
+        reply = self.db.witness.witness_update(origin, decide)
         if refusal:
             status, reason = refusal[0]
-            store.record_refusal(self.db, origin, status, reason, body)
+            self.db.witness.record_refusal(origin, status, reason, body)
             log.warning("witness: refused a validly signed checkpoint of %s (%d): %s", origin, status, reason)
         for doc in evidence:
-            if store.store_evidence(self.db, origin, doc):
+            if self.db.witness.store_evidence(origin, doc):
                 log.error("witness: SPLIT VIEW of %s: two validly signed checkpoints of size %d with "
                           "different roots; evidence stored", origin, checkpoint.size)
         if reply.status == 200:
-            store.record_seen(self.db, origin, checkpoint.size, checkpoint.root_hash,
-                              Note(note.text, log_lines).to_bytes(), "witness")
+            self.db.witness.record_seen(origin, checkpoint.size, checkpoint.root_hash,
+                                        Note(note.text, log_lines).to_bytes(), "witness")
         return reply
 
     def _count_request(self, origin: str) -> None:
@@ -228,7 +227,7 @@ class Witness:
         the rate it declared (`witness logs add --interval`) allows: a round is one
         request and one more after a 409. Nothing is refused for it: anyone can replay
         a log's signed checkpoints, and refusing would let them starve the log."""
-        interval = store.log_rate(self.db, origin)
+        interval = self.db.witness.log_rate(origin)
         if interval is None:
             return
         now = self.clock()
@@ -247,7 +246,7 @@ class Witness:
         The one that verifies both (the stored note carries our cosignature too, which
         open_checkpoint ignores)."""
         cp = Checkpoint.parse(parse_note(new_note).text)
-        for vkey in store.known_vkeys(self.db, cp.origin):
+        for vkey in self.db.witness.known_vkeys(cp.origin):
             try:
                 doc = evidence_mod.check_pair(vkey, stored_note, new_note, None,
                                               ["this witness (stored)", "add-checkpoint request"], now=self.clock())

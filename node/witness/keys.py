@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from node.datadir import DataDirError
 from protocol.cosignature import CosignatureSigner
 from protocol.errors import KeyFormatError
 
@@ -27,8 +28,6 @@ def has_witness_key(datadir) -> bool:
 def load_witness_signer(datadir, *, create: bool = False, name: str | None = None) -> CosignatureSigner:
     """The witness key of this data directory; with create=True a new one is made if
     there is none (named `name`, default the node's origin)."""
-    from node.datadir import DataDirError
-
     path = witness_key_path(datadir)
     if not path.exists():
         if not create:

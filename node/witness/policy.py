@@ -19,12 +19,13 @@ policy lists logs, one of them must also have signed the checkpoint.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
+from protocol.checkpoint import open_checkpoint
 from protocol.cosignature import CosignatureVerifier
 from protocol.errors import CheckpointError, NoteError
 from protocol.policy import Policy, PolicyError, QuorumNotMet, check_quorum, parse_policy
-from protocol.checkpoint import open_checkpoint
 
 # Kept under its old name: callers catch it as "not enough cosignatures".
 NotEnoughCosignatures = QuorumNotMet
@@ -64,9 +65,8 @@ def _by_vkey(policy: Policy, cosigned: dict[str, int]) -> dict[str, int]:
 def check_followed_checkpoint(db, origin: str, note_bytes: bytes) -> dict[str, int]:
     """Apply the stored policy for `origin` (none stored: passes). For the follower.
     Returns {witness vkey: timestamp} of the cosignatures that counted."""
-    from node.store import witness as store
 
-    stored = store.get_follow_policy(db, origin)
+    stored = db.witness.get_follow_policy(origin)
     if stored is None:
         return {}
     try:
@@ -92,8 +92,6 @@ class PolicyOptionError(ValueError):
 def policy_from_options(policy_file: str | None, witnesses: list[str], k: int | None) -> Policy | None:
     """The policy given as `--policy FILE`, or as `--witness VKEY ... -k K` (any K of
     them), or None when neither is given. Raises PolicyOptionError saying what is wrong."""
-    from pathlib import Path
-
     if policy_file and (witnesses or k is not None):
         raise PolicyOptionError("give either --policy FILE or --witness VKEY ... -k K, not both")
     if policy_file:

@@ -1,14 +1,14 @@
 """Offline proofs (C2SP tlog-proof, protocol/tlogproof.py) of entries of a log: built
 from this node's own data directory, or fetched from any log this node may read.
 
-    proofs_from_disk(db, tiles, note, indices)   the core: a note (cosigned or not),
-                                                 tiles on disk, entries from the database
+    stored_proofs(db, tiles, note, indices)      the core: a note (cosigned or not), the
+                                                 node's tile store, entries from its database
     local_proofs(datadir, indices)               this node's log, under the checkpoint
                                                  that carries the most valid cosignatures
     remote_proofs(url, vkey, indices, ...)       any log over HTTP (tiles, bundles and
                                                  checkpoint fetched, everything verified)
 
-A receipt for a person (issue 21) is `proofs_from_disk` with the published, cosigned
+A receipt for a person (issue 21) is `stored_proofs` with the published, cosigned
 note of the sequencer. Whatever the source, `protocol.tlogproof.build_proofs` checks
 each proof against the checkpoint's signed root before it is returned, so a bad tile
 or a lying server gives an error, never a proof that does not verify.
@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from node.store import log as log_store
-from node.store import witness as witness_store
+from node.follow.client import FetchError, PeerClient
+from node.store import open_db
+from node.store.tiles import TileStore
 from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.cosignature import CosignatureVerifier
 from protocol.errors import ProtocolError
@@ -35,17 +36,6 @@ class ProofUnavailable(Exception):
     """The proof cannot be made: no such entry, no checkpoint covers it, a fetch failed."""
 
 
-class DiskTiles:
-    """Mapping-like view (`get(TileId)`) of the tiles a node wrote (node/log/tilestore.py)."""
-
-    def __init__(self, tile_store):
-        self.tile_store = tile_store
-
-    def get(self, tile, default=None):
-        data = self.tile_store.read(tile.path())
-        return default if data is None else data
-
-
 def _check_indices(indices) -> list[int]:
     indices = sorted(set(indices))
     if not indices:
@@ -57,7 +47,7 @@ def _check_indices(indices) -> list[int]:
     return indices
 
 
-def proofs_from_disk(db, tiles: DiskTiles, note: bytes, indices, *, include_entries: bool = True) -> TlogProofs:
+def stored_proofs(db, tiles: TileStore, note: bytes, indices, *, include_entries: bool = True) -> TlogProofs:
     """Proofs of `indices` of this node's log under `note` (one of its checkpoints,
     with whatever cosignatures it carries)."""
     indices = _check_indices(indices)
@@ -66,7 +56,7 @@ def proofs_from_disk(db, tiles: DiskTiles, note: bytes, indices, *, include_entr
         raise ProofUnavailable(f"entry {indices[-1]} is not in the checkpoint of size {cp.size}")
     entries = {}
     for index in indices:
-        row = log_store.get_entry(db, index)
+        row = db.log.get_entry(index)
         if row is None:
             raise ProofUnavailable(f"entry {index} is not stored")
         entries[index] = row[0]
@@ -91,15 +81,15 @@ def best_cosigned_checkpoint(db, needed_size: int, *, more_sizes=(), more_lines=
     with `prefer_smaller` the smaller, i.e. the earlier). `more_lines(size, text)`
     gives further (name, signature line) pairs for a checkpoint, already verified (a
     receipt's publication cosignature and platforms' acknowledgements)."""
-    latest = log_store.latest_checkpoint(db)
+    latest = db.log.latest_checkpoint()
     if latest is None or latest.size < needed_size:
         return None
-    witnesses = witness_store.list_log_witnesses(db)
+    witnesses = db.witness.list_log_witnesses()
     sizes = {latest.size} | {w.last_size for w in witnesses if w.last_line and w.last_size is not None}
     sizes |= {s for s in more_sizes if s <= latest.size}
     best = None
     for size in sorted((s for s in sizes if s >= needed_size), reverse=prefer_smaller):
-        stored = log_store.checkpoint_at(db, size)
+        stored = db.log.checkpoint_at(size)
         if stored is None:
             continue
         plain = parse_note(stored.note)
@@ -126,19 +116,16 @@ def best_cosigned_checkpoint(db, needed_size: int, *, more_sizes=(), more_lines=
 def local_proofs(datadir, indices, *, include_entries: bool = True) -> tuple[TlogProofs, Candidate]:
     """Proofs of entries of this node's own log, read from its data directory (the node
     may be running: reads are safe beside it)."""
-    from node.log.tilestore import TileStore
-    from node.store import open_db
-
     indices = _check_indices(indices)
     db = open_db(datadir.db_path)
     try:
         candidate = best_cosigned_checkpoint(db, indices[-1] + 1)
         if candidate is None:
-            latest = log_store.latest_checkpoint(db)
+            latest = db.log.latest_checkpoint()
             raise ProofUnavailable(f"entry {indices[-1]} is not in the log's latest checkpoint "
                                    f"(size {latest.size if latest else 0})")
-        tiles = DiskTiles(TileStore(datadir.tiles_dir, datadir.tmp_dir))
-        return proofs_from_disk(db, tiles, candidate.note, indices, include_entries=include_entries), candidate
+        return stored_proofs(db, TileStore.of(datadir), candidate.note, indices,
+                             include_entries=include_entries), candidate
     finally:
         db.close()
 
@@ -148,8 +135,6 @@ async def remote_proofs(url: str, vkey: str, indices, *, origin: str | None = No
     """Proofs of entries of the log at `url`, under the checkpoint it serves (with the
     cosignatures it carries), verified under `vkey` for `origin` (default: the key's
     name). Only the tiles and bundles the proofs need are fetched."""
-    from node.follow.client import FetchError, PeerClient
-
     indices = _check_indices(indices)
     verifier = Verifier.from_vkey(vkey)
     origin = verifier.name if origin is None else origin

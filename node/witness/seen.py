@@ -9,7 +9,7 @@ latest verified checkpoint it holds for every origin:
                       "source": "witness" | "follower" | "auditor" | ..., "seen_at": <unix s>}]}
 
 drawn from the witness's cosigned checkpoints, the follower's verified checkpoints
-(node/store/follow.py, when that area exists) and `seen_checkpoints`. A peer that
+(node/store/follow.py) and `seen_checkpoints`. A peer that
 reads it verifies each note with the log key IT pinned and compares it with its own
 view (`compare_views`); an inconsistency yields an evidence file
 (protocol/evidence.py). Notes are never trusted for being listed here.
@@ -18,12 +18,10 @@ view (`compare_views`); an inconsistency yields an evidence file
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from node.store import witness as store
 from protocol import evidence as evidence_mod
 from protocol.errors import ProtocolError
 from protocol.note import Verifier
@@ -40,17 +38,13 @@ def seen_document(db, node_origin: str) -> dict:
             best[origin] = {"origin": origin, "size": size, "note": note.decode("utf-8", "replace"),
                             "source": source, "seen_at": int(seen_at or 0)}
 
-    for row in store.list_seen(db):
+    for row in db.witness.list_seen():
         offer(row.origin, row.size, row.note, row.source, row.seen_at)
-    for row in store.all_witness_latest(db):
+    for row in db.witness.all_witness_latest():
         offer(row.origin, row.size, row.note, "witness", row.cosigned_at)
-    try:
-        rows = db.execute("SELECT origin, size, checkpoint_note, verified_at FROM followed_logs "
-                          "WHERE checkpoint_note IS NOT NULL").fetchall()
-    except sqlite3.OperationalError:  # the follow area is not installed
-        rows = []
-    for origin, size, note, verified_at in rows:
-        offer(origin, size, note, "follower", verified_at)
+    for followed in db.follow.list_logs():
+        if followed.checkpoint_note is not None:
+            offer(followed.origin, followed.size, followed.checkpoint_note, "follower", followed.verified_at)
     return {"node": node_origin, "checkpoints": [best[o] for o in sorted(best)]}
 
 

@@ -39,7 +39,7 @@ class WitnessService:
         self.witness: Witness | None = None
 
     async def start(self) -> None:
-        known = await self.worker.call(store.list_known_logs)
+        known = await self.worker.witness.list_known_logs()
         if self.config.node.role == "witness" or known or has_witness_key(self.datadir):
             signer = load_witness_signer(self.datadir, create=True)
             self.witness = await self.worker.call(lambda db: Witness(signer, db))
@@ -62,19 +62,19 @@ class WitnessService:
         return await self.worker.call(lambda _db: self.witness.add_checkpoint(body))
 
     async def cosigned(self) -> list[store.CosignedCheckpoint]:
-        return await self.worker.call(store.all_witness_latest)
+        return await self.worker.witness.all_witness_latest()
 
     async def cosigned_for(self, origin: str) -> store.CosignedCheckpoint | None:
-        return await self.worker.call(store.witness_latest, origin)
+        return await self.worker.witness.witness_latest(origin)
 
     async def cosigned_for_hash(self, origin_hash: str) -> store.CosignedCheckpoint | None:
-        return await self.worker.call(store.witness_latest_by_origin_hash, origin_hash)
+        return await self.worker.witness.witness_latest_by_origin_hash(origin_hash)
 
     async def seen(self, own_origin: str) -> dict:
         return await self.worker.call(seen_document, own_origin)
 
     async def evidence(self, origin: str | None = None) -> list[dict]:
-        rows = await self.worker.call(store.list_evidence)
+        rows = await self.worker.witness.list_evidence()
         docs = [json.loads(text) for _, row_origin, text, _ in rows if origin is None or row_origin == origin]
         return docs[-MAX_EVIDENCE_SERVED:]
 
@@ -85,7 +85,7 @@ class WitnessService:
         log declared (null: none declared)."""
 
         def read(db):
-            return store.list_log_witnesses(db), store.list_known_logs(db), store.log_rates(db)
+            return db.witness.list_log_witnesses(), db.witness.list_known_logs(), db.witness.log_rates()
 
         witnesses, known, rates = await self.worker.call(read)
         doc = {"witnessing": {"add_checkpoint_interval": self.config.witness.add_checkpoint_interval,

@@ -20,25 +20,22 @@ Invariants:
 - Rounds start at most once per `interval` seconds (`[witness] add_checkpoint_interval`,
   declared in /node.json as the rate the witness network asks logs to state): each
   round sends every witness one add-checkpoint request, and one more only after a 409.
-Consistency proofs are computed from the log's own tiles on disk (only tiles of the
-published size are read, and those never change).
+Consistency proofs are computed from the log's own tiles (the sequencer's tile store:
+only tiles of the published size are read, and those never change).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import logging
 import random
-from functools import partial
 
 import aiohttp
 
-from node.store import open_db
-from node.store import witness as store
+from node.store.witness import LogWitness
+from node.store.worker import DatabaseWorker
 from node.witness.addcheckpoint import SIZE_CONTENT_TYPE, encode_request
-from node.witness.proofs import DiskTiles
 from protocol.cosignature import CosignatureVerifier
 from protocol.errors import ProtocolError
 from protocol.merkle import consistency_proof
@@ -101,8 +98,7 @@ class WitnessSubmitter:
         self.retry_max = max(retry_max, interval)
         self.interval = interval
         self._round_started = None   # loop time the last round began (rate limit)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="witness-submit")
-        self._db = None
+        self.worker = DatabaseWorker(db_path, name="witness-submit")
         self._session: aiohttp.ClientSession | None = None
         self._latest = None          # newest Published (plain note) not yet fully witnessed
         self._wake = asyncio.Event()
@@ -110,11 +106,7 @@ class WitnessSubmitter:
         self.rounds = 0              # completed rounds (tests wait on this)
         self.last_cosignatures = 0   # cosignatures on the published checkpoint after the last round
 
-    async def _in_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
     async def start(self) -> None:
-        self._db = await self._in_thread(lambda: open_db(self.db_path, check_same_thread=False))
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         self.sequencer.on_publish.append(self.notify)
         if self.sequencer.published is not None:
@@ -132,9 +124,7 @@ class WitnessSubmitter:
                 pass
         if self._session is not None:
             await self._session.close()
-        if self._db is not None:
-            await self._in_thread(self._db.close)
-        self._executor.shutdown(wait=True)
+        await self.worker.close()
 
     def notify(self, published) -> None:
         """The sequencer's on_publish hook: remember the newest checkpoint, wake up."""
@@ -175,7 +165,7 @@ class WitnessSubmitter:
     async def submit_round(self, published) -> bool:
         """Submit one checkpoint to every witness; attach what came back. True when
         every witness has cosigned it (nothing to retry)."""
-        witnesses = await self._in_thread(store.list_log_witnesses, self._db)
+        witnesses = await self.worker.witness.list_log_witnesses()
         if not witnesses:
             self.last_cosignatures = 0
             return True
@@ -190,17 +180,17 @@ class WitnessSubmitter:
             # cosignature, node/acks/publisher.py) plus every cosignature for it (a line of
             # a witness that cosigned again replaces its older line).
             self.sequencer.published = dataclasses.replace(current, note=add_signatures(current.note, lines))
-        k = await self._in_thread(store.get_log_policy, self._db)
+        k = await self.worker.witness.get_log_policy()
         if k is not None and self.last_cosignatures < k:
             log.warning("witness submission: checkpoint %d has %d cosignature(s), policy wants %d; retrying",
                         published.size, self.last_cosignatures, k)
         return all(results)
 
-    async def _submit_one(self, witness: store.LogWitness, published, checkpoint_text: str) -> list[str] | None:
+    async def _submit_one(self, witness: LogWitness, published, checkpoint_text: str) -> list[str] | None:
         try:
             verifier = CosignatureVerifier.from_vkey(witness.vkey)
         except ProtocolError as exc:
-            await self._in_thread(partial(store.record_witness_result, self._db, witness.vkey, error=str(exc)))
+            await self.worker.witness.record_witness_result(witness.vkey, error=str(exc))
             return None
         old = witness.last_size or 0
         if witness.last_size == published.size and witness.last_line:
@@ -215,15 +205,14 @@ class WitnessSubmitter:
             except WitnessFailure as exc:
                 if exc.known_size is not None and attempt == 0 and exc.known_size <= published.size:
                     old = exc.known_size  # learned the witness's size: ask again at once
-                    await self._in_thread(partial(store.record_witness_result, self._db, witness.vkey,
-                                                  error=str(exc), known_size=exc.known_size))
+                    await self.worker.witness.record_witness_result(witness.vkey, error=str(exc),
+                                                                     known_size=exc.known_size)
                     continue
                 log.warning("witness %s (%s): %s", witness.name or witness.vkey, witness.url, exc)
-                await self._in_thread(partial(store.record_witness_result, self._db, witness.vkey,
-                                              error=str(exc), known_size=exc.known_size))
+                await self.worker.witness.record_witness_result(witness.vkey, error=str(exc),
+                                                                 known_size=exc.known_size)
                 return None
-            await self._in_thread(lambda: store.record_witness_result(
-                self._db, witness.vkey, size=published.size, line=lines[0]))
+            await self.worker.witness.record_witness_result(witness.vkey, size=published.size, line=lines[0])
             return lines
         return None
 
@@ -233,7 +222,7 @@ class WitnessSubmitter:
                                  f"{published.size}: this log was rolled back, or another log uses its origin")
         proof = []
         if 0 < old < published.size:
-            proof = await self._in_thread(self._proof, old, published.size)
+            proof = await self.worker.run(self._proof, old, published.size)
         body = encode_request(old, proof, published.note)
         try:
             status, reply, content_type = await post_add_checkpoint(self._session, witness.url, body)
@@ -249,5 +238,5 @@ class WitnessSubmitter:
         raise WitnessFailure(f"HTTP {status}: {reply[:300].decode('utf-8', 'replace').strip()}")
 
     def _proof(self, old: int, size: int) -> list[bytes]:
-        nodes = TileNodes(size, DiskTiles(self.sequencer.tiles))
+        nodes = TileNodes(size, self.sequencer.tiles)
         return consistency_proof(old, size, nodes.node_at)

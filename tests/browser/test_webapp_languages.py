@@ -105,7 +105,6 @@ def feedback_case(helpline):
     two `removed`, one `matched-pending-review`. The helpline follows that log under the
     name its operator gave ("Example Social"); the log announces "Totally Official
     Platform" about itself."""
-    from node.store import follow as follow_store
     from node.store import open_db
     from protocol.entries import Announcement, Feedback, encode_entry
     from protocol.merkle import leaf_hash
@@ -125,7 +124,7 @@ def feedback_case(helpline):
     server = helpline.run(LogServer(platform).start())
     db = open_db(helpline.datadir.db_path)
     try:
-        follow_store.add_log(db, PLATFORM_ORIGIN, server.url, platform.vkey, name="Example Social")
+        db.follow.add_log(PLATFORM_ORIGIN, server.url, platform.vkey, name="Example Social")
     finally:
         db.close()
     helpline.run(helpline.node.node.follower.reload())

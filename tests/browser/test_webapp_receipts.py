@@ -24,7 +24,6 @@ def pair(tmp_path_factory):
     from webapp_support import Recorder
 
     from node.datadir import DataDir
-    from node.store import follow as follow_store
     from node.web.server import RunningNode
     
     root = tmp_path_factory.mktemp("receipts")
@@ -42,8 +41,8 @@ def pair(tmp_path_factory):
         async def follow_each_other():
             for follower, followed, name in ((platform, helpline.node, "helpline"),
                                              (helpline.node, platform, "Plateforme Exemple")):
-                follow_store.add_log(follower.node.db, followed.node.config.node.origin, followed.public_url,
-                                     followed.node.log_vkey, name=name, interval=0.05)
+                follower.node.db.follow.add_log(followed.node.config.node.origin, followed.public_url,
+                                                followed.node.log_vkey, name=name, interval=0.05)
                 await follower.node.follower.reload()
 
         helpline.run(follow_each_other())

@@ -1,6 +1,20 @@
-"""Tile files on disk: written once, durably, and never changed.
+"""Tile storage: the published log's tiles and entry bundles (files on disk today).
 
-A file is written to DIR/tmp under a unique name, fsynced, then renamed to its C2SP
+Contract of TileStore, which the sequencer's crash argument rests on
+(node/log/sequencer.py), and which a tile store in a database must keep too:
+- A tile, once stored under its C2SP path, never changes: storing it again with the
+  same bytes is a no-op, with other bytes TileConflict (nothing changed).
+- `stage(files)` prepares a batch where nobody reads it, and may run while the
+  batch's entries are being committed; `commit(staged)` makes it readable. The
+  sequencer commits only after the entries are durable, and records the checkpoint
+  only after `commit` returned: every tile a reader can get was derived from durable
+  entries, and the tiles of a published checkpoint are all there.
+- `read(path)` / `get(tile)` return the whole tile or nothing, never a part.
+- `write_checkpoint(note)` keeps a copy of the latest checkpoint beside the tiles, so
+  that a static web server can serve the directory; the database's record stays the
+  authority.
+
+On disk: a file is written to DIR/tmp under a unique name, fsynced, then renamed to its C2SP
 path under the tiles directory; the directories whose entries changed are fsynced
 after the renames. So a reader (or a crash) sees either no file or the whole file,
 never a prefix.
@@ -25,7 +39,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from node.datadir import fsync_dir
+from node.datadir import fsync_dir, write_atomic
 
 
 class TileConflict(RuntimeError):
@@ -41,6 +55,11 @@ class TileStore:
         self.root = Path(root)
         self.tmp_dir = Path(tmp_dir)
 
+    @classmethod
+    def of(cls, datadir) -> TileStore:
+        """The tile store of a data directory (DIR/tiles, temporary files in DIR/tmp)."""
+        return cls(datadir.tiles_dir, datadir.tmp_dir)
+
     def prepare(self) -> None:
         """Create the directories and remove temporary files a crash left behind."""
         try:
@@ -51,15 +70,20 @@ class TileStore:
         except OSError as exc:
             raise TileWriteError(f"cannot prepare the tiles directory {self.root}: {_reason(exc)}") from None
 
-    def path(self, relative: str) -> Path:
-        return self.root / relative
-
     def read(self, relative: str) -> bytes | None:
         try:
             with open(self.root / relative, "rb") as f:
                 return f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    def get(self, tile, default=None):
+        """Mapping-like view by protocol.tiles.TileId (what TileNodes reads)."""
+        data = self.read(tile.path())
+        return default if data is None else data
+
+    def write_checkpoint(self, note: bytes) -> None:
+        write_atomic(self.root / "checkpoint", note, tmp_dir=self.tmp_dir)
 
     def write_all(self, files: list[tuple[str, bytes]]) -> int:
         """Durably write every (relative path, bytes); returns how many were new.
