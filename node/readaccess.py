@@ -30,8 +30,9 @@ Covered components are "@method", "@authority", "@path" and "@query" — never
 client's Host through unchanged (nginx: `proxy_set_header Host $host;`).
 
 The `keyid` parameter is the reader's full request verifier key string,
-"<name>+<key id hex>+<base64(0x01 || public key)>" (C2SP signed-note form), exactly as
-printed by `ncii-node key --dir DIR --request` and registered with
+"<name>+<key id hex>+<base64(0xff || "ncii-node/request-key" || public key)>" (C2SP
+signed-note form, with signed-note's 0xff type for types it assigns no byte, so that a
+request key can never be taken for a log key or the reverse), exactly as printed by `ncii-node key --dir DIR --request` and registered with
 `ncii-node readers add`. Using the whole string instead of the 4-byte key ID means two
 readers can never collide and the registry is an exact-string lookup.
 
@@ -40,10 +41,7 @@ spec/parts/readaccess.md is the normative description; keep the two in step.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
-import hashlib
 import heapq
 import inspect
 import secrets
@@ -67,6 +65,7 @@ from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from yarl import URL
 
 from protocol.errors import KeyFormatError, ProtocolError, UsageError
+from protocol.note import REQUEST_KEY_TYPE, decode_vkey, encode_vkey, key_id_for
 
 # --- The policy, in one place (spec/parts/readaccess.md repeats these numbers) ---
 
@@ -134,14 +133,7 @@ class ReplayCacheFull(ReadAccessError):
     status = 503
 
 
-# --- Request verifier keys ("name+hhhhhhhh+base64(0x01||pk)") ---
-
-_ED25519_KEY_TYPE = b"\x01"
-
-
-def _key_id(name: str, public_key: bytes) -> bytes:
-    # C2SP signed-note: key ID = SHA-256(name || "\n" || 0x01 || public key)[:4].
-    return hashlib.sha256(name.encode() + b"\n" + _ED25519_KEY_TYPE + public_key).digest()[:4]
+# --- Request verifier keys ("name+hhhhhhhh+base64(0xff "ncii-node/request-key" || pk)") ---
 
 
 def _check_key_name(name: str) -> None:
@@ -157,44 +149,46 @@ def _check_key_name(name: str) -> None:
 
 def request_vkey(name: str, public_key: Ed25519PublicKey | bytes) -> str:
     """The verifier key string of a request key: what `ncii-node key --request` prints
-    and what a publishing node registers."""
+    and what a publishing node registers. Its type (0xff followed by
+    "ncii-node/request-key", protocol.note.REQUEST_KEY_TYPE) makes it impossible to
+    take for a log's verifier key, and the reverse."""
     _check_key_name(name)
-    raw = _raw_public(public_key)
-    encoded = base64.b64encode(_ED25519_KEY_TYPE + raw).decode()
-    return f"{name}+{_key_id(name, raw).hex()}+{encoded}"
+    return encode_vkey(name, REQUEST_KEY_TYPE, _raw_public(public_key))
 
 
 def parse_request_vkey(vkey: str) -> Ed25519PublicKey:
-    """The public key of a request verifier key string; raises KeyFormatError.
-
-    Same grammar as protocol.note.Verifier.from_vkey (C2SP signed-note, Ed25519),
-    kept here so read access does not depend on anything but the key string."""
+    """The public key of a request verifier key string; raises KeyFormatError (saying
+    what kind of key was given instead, e.g. a log's verifier key)."""
     if not isinstance(vkey, str):
         raise KeyFormatError("request key must be a string")
-    parts = vkey.split("+", 2)  # base64 may itself contain "+"
-    if len(parts) != 3:
-        raise KeyFormatError(
-            "request key must look like <name>+<8 hex digits>+<base64 key>, "
-            f"got {vkey!r}"
-        )
-    name, key_id_hex, encoded = parts
+    name, public_key = decode_vkey(vkey, REQUEST_KEY_TYPE)
     _check_key_name(name)
-    if len(key_id_hex) != 8 or any(c not in "0123456789abcdef" for c in key_id_hex):
-        raise KeyFormatError(f"request key ID {key_id_hex!r} must be 8 lowercase hex digits")
-    try:
-        blob = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyFormatError("request key is not valid base64") from None
-    if len(blob) != 33 or blob[:1] != _ED25519_KEY_TYPE:
-        raise KeyFormatError(
-            "request key must be 33 bytes: type 0x01 (Ed25519) and a 32-byte public key"
-        )
-    if _key_id(name, blob[1:]).hex() != key_id_hex:
-        raise KeyFormatError(
-            f"request key ID {key_id_hex} does not match its name and public key "
-            f"(expected {_key_id(name, blob[1:]).hex()})"
-        )
-    return Ed25519PublicKey.from_public_bytes(blob[1:])
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def request_key_id(vkey: str) -> bytes:
+    """The 4-byte key ID of a request vkey (already parsed)."""
+    name, public_key = decode_vkey(vkey, REQUEST_KEY_TYPE)
+    return key_id_for(name, REQUEST_KEY_TYPE, public_key)
+
+
+class RequestKey:
+    """A node's request key as its data directory holds it (a named Ed25519 seed in a
+    private-key file): `.name`, `.seed`, `verifier_key()` (the request vkey) and
+    `signer()` (a RequestSigner)."""
+
+    def __init__(self, name: str, seed: bytes):
+        self.name = name
+        self.seed = seed
+
+    def verifier_key(self) -> str:
+        return request_vkey(self.name, Ed25519PrivateKey.from_private_bytes(self.seed).public_key())
+
+    def signer(self) -> RequestSigner:
+        return RequestSigner.from_seed(self.name, self.seed)
+
+    def __repr__(self) -> str:  # never the seed
+        return f"RequestKey({self.verifier_key()!r})"
 
 
 def _raw_public(public_key: Ed25519PublicKey | bytes) -> bytes:

@@ -268,13 +268,18 @@ def test_request_vkey_round_trip_and_errors():
             parse_request_vkey(bad)
 
 
-def test_request_vkey_agrees_with_protocol_note_when_available():
-    note = pytest.importorskip("protocol.note")
+def test_a_request_key_and_a_log_key_of_one_seed_and_name_cannot_be_confused():
+    from protocol import note
+
     seed = bytes(range(32))
-    signer = note.Signer("reader.example", seed)
+    log_vkey = note.Signer("reader.example", seed).verifier_key()
     ours = RequestSigner.from_seed("reader.example", seed).keyid
-    assert ours == signer.verifier_key()
-    assert note.Verifier.from_vkey(ours).public_key == parse_request_vkey(ours).public_bytes_raw()
+    assert ours != log_vkey and ours.split("+")[1] != log_vkey.split("+")[1]  # other key ID too
+    assert ours.split("+", 2)[2].startswith("/25jaWktbm9kZS9yZXF1ZXN0LWtleQ")  # 0xff "ncii-node/request-key"
+    with pytest.raises(KeyFormatError, match="given is a read-request key .*, not a log verifier key"):
+        note.Verifier.from_vkey(ours)
+    with pytest.raises(KeyFormatError, match="given is a log verifier key .*, not a read-request key"):
+        parse_request_vkey(log_vkey)
 
 
 def test_signer_refuses_a_keyid_for_another_key():

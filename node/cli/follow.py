@@ -155,7 +155,8 @@ def run_add(args) -> int:
     try:
         verifier = Verifier.from_vkey(vkey)
     except KeyFormatError as exc:
-        return fail(f"--vkey is not a verifier key: {exc}", 2)
+        return fail(f"--vkey is not a log verifier key: {exc}. `follow add --vkey` takes the log's verifier key, "
+                    "as `ncii-node key --dir DIR` prints it on the log's node (without --request)", 2)
     origin = verifier.name  # a log's key is named like its origin (C2SP tlog-checkpoint)
     if args.tofu and not args.vkey:
         print(TOFU_WARNING.format(url=url, origin=origin, vkey=vkey), file=sys.stderr)

@@ -28,6 +28,7 @@ def run(args) -> int:
 
     from node.config import Config, ConfigError
     from node.datadir import DataDir
+    from node.readaccess import request_vkey
     from node.store import open_db
     from protocol.errors import KeyFormatError
     from protocol.note import Signer
@@ -43,8 +44,6 @@ def run(args) -> int:
         config.validate()
         log_key = Signer.generate(args.origin)
         request_key = Signer.generate(args.origin)
-        from node.readaccess import request_vkey
-
         request_vkey(request_key.name, request_key.public_key)  # the request key name must suit RFC 9421 too
     except (ConfigError, KeyFormatError) as exc:
         return fail(str(exc))
@@ -63,7 +62,7 @@ def run(args) -> int:
 
     print(f"created {datadir.root} for log {args.origin} ({args.role})")
     print(f"log verifier key:     {log_key.verifier_key()}")
-    print(f"request key (reader): {request_key.verifier_key()}")
+    print(f"request key (reader): {request_vkey(request_key.name, request_key.public_key)}")
     print(f"reading: {'anyone' if args.public_read else 'registered readers only (ncii-node readers add)'}")
     print(f"next: ncii-node serve --dir {args.dir}")
     return 0
