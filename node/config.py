@@ -23,6 +23,9 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     max_concurrent_bodies = 8         # request bodies read at once per site; beyond: 503 at once
     trusted_proxies = []              # reverse proxies (addresses or CIDR networks) whose
                                       # X-Forwarded-For gives the client address (case API limits)
+    public_names = ["example.org"]    # host[:port] names readers reach this node by; a signed read
+                                      # sent to any other name is refused (init: the origin's host;
+                                      # serve adds its listening address, and localhost on loopback)
 
     [admin]
     host = "127.0.0.1"                # admin site (POST /admin/append); must be loopback unless
@@ -54,12 +57,21 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROLES = ("helpline", "platform", "witness")
+#: A public name: a DNS name, an IPv4 address or a bracketed IPv6 address, and an optional port.
+_PUBLIC_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+                          r"|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def is_public_name(name: object) -> bool:
+    """Whether `name` can be one of [http] public_names: host[:port]."""
+    return isinstance(name, str) and _PUBLIC_NAME.fullmatch(name.lower()) is not None
 
 
 class ConfigError(ValueError):
@@ -83,6 +95,7 @@ class HttpSection:
     idle_timeout: float = 15.0
     max_concurrent_bodies: int = 8
     trusted_proxies: list = field(default_factory=list)
+    public_names: list = field(default_factory=list)
 
 
 @dataclass
@@ -144,6 +157,10 @@ class Config:
             except (TypeError, ValueError):
                 raise ConfigError(f"[http] trusted_proxies: {proxy!r:.60} is not an address or a CIDR network "
                                   "(for example \"10.0.0.0/8\" or \"::1\")") from None
+        for name in self.http.public_names:
+            if not is_public_name(name):
+                raise ConfigError(f"[http] public_names: {name!r:.80} is not a host name or address with an "
+                                  "optional port (for example \"helpline.example\" or \"192.0.2.7:8443\")")
         for name, seconds in (("body_timeout", self.http.body_timeout), ("idle_timeout", self.http.idle_timeout)):
             if not 0.01 <= seconds <= 3600:
                 raise ConfigError(f"[http] {name} must be between 0.01 and 3600 seconds")

@@ -338,7 +338,7 @@ async def test_witness_seen_and_evidence_are_for_registered_readers(tmp_path, pa
                 assert "registered readers" in await r.text()
             async with session.get(node.public_url + path,
                                    headers=signer.sign_headers("GET", node.public_url + path)) as r:
-                assert r.status == 403  # signed, but not registered
+                assert r.status == 401  # signed, but not registered: the same answer as a bad signature
             assert cli_main(["readers", "add", "--dir", str(node.datadir.root), vkey]) == 0
             async with session.get(node.public_url + path,
                                    headers=signer.sign_headers("GET", node.public_url + path)) as r:
@@ -376,7 +376,7 @@ async def test_audit_peer_reads_are_signed_with_the_request_key(tmp_path):
         args = ["audit", audited.public_url, "--vkey", audited.context.log_vkey, "--json",
                 "--html", str(tmp_path / "r.html"), "--request-key", str(key_file), "--peer", peer.public_url]
         code, out, err = await cli(*args)
-        assert json.loads(out)["peers"][0]["status"].startswith("unreachable: HTTP 403"), out
+        assert json.loads(out)["peers"][0]["status"].startswith("unreachable: HTTP 401"), out
         assert cli_main(["readers", "add", "--dir", str(peer.datadir.root), vkey]) == 0
         code, out, err = await cli(*args)
         assert code == 0, (out, err)

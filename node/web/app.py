@@ -37,12 +37,14 @@ number), status, size and time (PrivateAccessLogger). aiohttp's own error messag
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import ipaddress
 import logging
 import os
 import pkgutil
 import signal
+import time
 from types import ModuleType
 
 from aiohttp import web
@@ -102,10 +104,17 @@ class NodeContext:
         self.admin_token: str = ""
         self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
         self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
+        #: [http] public_names, normalized; with the address each connection arrived
+        #: on (own_names), the names a signed read must be sent to.
+        from node.readaccess import normalize_authority
+
+        self.public_names = frozenset(normalize_authority(n) for n in self.config.http.public_names)
 
 
 NODE = web.AppKey("node", NodeContext)
 READ_PROTECTED = web.AppKey("read_protected", list)
+REPLAY_CACHE = web.AppKey("replay_cache", object)  # node.replaycache.ReplayCache
+REPLAY_JOURNAL = "replay.journal"  # in the data directory
 
 
 def route_modules() -> list[ModuleType]:
@@ -134,6 +143,11 @@ async def _node_resources(app: web.Application):
             ctx.match_token = datadir.match_token(create=True)
         ctx.sequencer = Sequencer(datadir)
         await ctx.sequencer.start()
+        if REPLAY_CACHE in app:
+            from node.readaccess import MAX_CLOCK_SKEW
+
+            log.info("read access: %s", app[REPLAY_CACHE].open_journal(datadir.root / REPLAY_JOURNAL, time.time(),
+                                                                       MAX_CLOCK_SKEW))
     except BaseException:
         if ctx.db is not None:
             ctx.db.close()
@@ -143,6 +157,8 @@ async def _node_resources(app: web.Application):
         yield
     finally:
         await ctx.sequencer.stop()
+        if REPLAY_CACHE in app:
+            app[REPLAY_CACHE].close()
         ctx.db.close()
         datadir.release_lock()
 
@@ -162,6 +178,9 @@ class ReaderTable:
 
 def _read_access_middleware(app: web.Application):
     prefixes = tuple(app[READ_PROTECTED])
+    from node.replaycache import ReplayCache
+
+    app[REPLAY_CACHE] = ReplayCache()
     try:
         from node import readaccess
     except ImportError as exc:  # fail closed
@@ -175,7 +194,9 @@ def _read_access_middleware(app: web.Application):
 
         return refuse_reads
     return readaccess.read_access_middleware(lambda request: ReaderTable(request.app[NODE].db),
-                                             protected_prefixes=prefixes)
+                                             protected_prefixes=prefixes,
+                                             authorities=own_names,
+                                             replay_cache=app[REPLAY_CACHE])
 
 
 #: The Server header of every answer: which software and version answers is nobody's
@@ -310,6 +331,32 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
+def own_names(request: web.BaseRequest) -> frozenset[str]:
+    """The names a signed read sent on this connection may carry (readaccess.md):
+    [http] public_names, and the address the connection arrived on."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    configured = request.app[NODE].public_names
+    return configured | address_names(*sockname[:2]) if sockname else configured
+
+
+@functools.lru_cache(maxsize=64)
+def address_names(host: str, port: int) -> frozenset[str]:
+    """An address as readers write it (`127.0.0.1:8080`, `[::1]:8080`), and for a
+    loopback address also `localhost:PORT` and the other loopback literals."""
+    from node.readaccess import normalize_authority
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return frozenset()
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    names = {normalize_authority(f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")}
+    if ip.is_loopback or ip.is_unspecified:
+        names |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+    return frozenset(names)
+
+
 def _url(address) -> str:
     host, port = address[0], address[1]
     if ":" in host:
@@ -361,6 +408,10 @@ class RunningNode:
                                        "admin_url": self.admin_url})
         log.info("serving log %s at %s (admin endpoint at %s)", config.node.origin,
                  self.public_url, self.admin_url)
+        if not config.http.public_read:
+            names = sorted(self.context.public_names | address_names(*public.addresses[0][:2]))
+            log.info("signed reads are accepted only when sent to: %s ([http] public_names, and the address a "
+                     "connection arrives on)", ", ".join(names))
         return self
 
     async def stop(self) -> None:
