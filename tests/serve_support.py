@@ -18,9 +18,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class NodeProcess:
-    def __init__(self, datadir, wrapper: str | None = None, *, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, datadir, wrapper: str | None = None, *, port: int = 0, host: str = "127.0.0.1",
+                 verbose: bool = False):
         self.datadir = datadir
         self.wrapper = wrapper
+        self.verbose = verbose  # `ncii-node -v`: DEBUG logs too
         self.port = port  # 0: any free port, chosen again at each start
         self.host = host
         self.proc: subprocess.Popen | None = None
@@ -33,7 +35,7 @@ class NodeProcess:
         if self.wrapper:
             cmd = [sys.executable, "-c", self.wrapper] + args
         else:
-            cmd = [sys.executable, "-m", "node"] + args
+            cmd = [sys.executable, "-m", "node"] + (["-v"] if self.verbose else []) + args
         with open(self.stderr_path, "a") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 30

@@ -28,10 +28,13 @@ answer says `Server: ncii-node`; the admin site refuses a Host that is not loopb
 (DNS rebinding) unless `[admin] allow_remote`.
 
 Logging: the access log never records client addresses (who asks a helpline for help
-is personal data), user agents, referrers or query strings: only the method, the path
-(for an error answer, only the route's pattern, since a mistyped URL may hold a case
-number), status, size and time (PrivateAccessLogger). aiohttp's own error message
-"Error handling request from <address>" loses its address (_drop_client_address).
+is personal data), user agents, referrers or query strings: only the method (a
+standard one, else "(other method)"), the path (for an error answer, only the route's
+pattern, since a mistyped URL may hold a case number), status, size and time
+(PrivateAccessLogger). aiohttp's own error message "Error handling request from
+<address>" loses its address, and for a request its parser refused says only what
+kind of fault it was, never the parser's message, which quotes the request
+(_drop_client_address): nothing of a refused request's line, headers or body is logged.
 """
 
 from __future__ import annotations
@@ -67,24 +70,48 @@ class PrivateAccessLogger(AbstractAccessLogger):
     def log(self, request, response, time):
         path = _route_pattern(request) if response.status >= 400 else request.path
         quiet = request.method in ("GET", "HEAD") and response.status < 400
-        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', request.method, path,
-                        response.status, response.body_length, time)
+        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', loggable_method(request),
+                        path, response.status, response.body_length, time)
 
 
 class _DropClientAddress(logging.Filter):
     """aiohttp's "Error handling request from <address>": the address goes (who talks
-    to a helpline is personal data), and so does the traceback when the request was
-    malformed (the client's fault, one line is enough; anyone can send them)."""
+    to a helpline is personal data). When the request was malformed (the client's
+    fault; anyone can send them) one line says what kind of fault it was, in words of
+    our own: never the parser's message, which quotes the refused request line or
+    header (`GET /?case_number=...&pin=...&x=<9000 bytes>`, an oversized User-Agent),
+    and no traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
             record.msg, record.args = "Error handling request", ()
             exc = record.exc_info[1] if record.exc_info else None
             if isinstance(exc, HttpProcessingError):
-                reason = (exc.message or type(exc).__name__).splitlines()[0].strip()
-                record.msg = f"refused a malformed request: {reason}"
+                record.msg = f"refused a malformed request: {malformed_request_kind(exc)}"
                 record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
+
+
+#: What an operator is told about a request aiohttp's parser refused, by the parser's
+#: exception class (its own message is never logged: it may quote the request).
+_MALFORMED_KINDS = {
+    "LineTooLong": "a request line or header field longer than the limit",
+    "BadHttpMethod": "an invalid method",
+    "BadStatusLine": "an invalid request line",
+    "InvalidURLError": "an invalid request target",
+    "InvalidHeader": "an invalid header",
+    "ContentLengthError": "a body that does not match its Content-Length",
+    "TransferEncodingError": "an invalid chunked body",
+    "ContentEncodingError": "a body in an unknown content encoding",
+    "DecompressSizeError": "a compressed body too large once decompressed",
+}
+
+
+def malformed_request_kind(exc: BaseException) -> str:
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _MALFORMED_KINDS:
+            return _MALFORMED_KINDS[cls.__name__]
+    return "a request the HTTP parser could not read"
 
 
 _drop_client_address = _DropClientAddress()
@@ -232,13 +259,22 @@ async def _common_headers(request: web.Request, handler):
         raise
     except Exception:
         # A bug: logged here (without the client's address), answered plainly.
-        log.exception("error handling %s %s", request.method, _route_pattern(request))
+        log.exception("error handling %s %s", loggable_method(request), _route_pattern(request))
         response = web.json_response({"error": "internal error (see the node's log)"}, status=500)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers["Server"] = SERVER_NAME
     if isinstance(response, web.HTTPException):
         raise response
     return response
+
+
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"))
+
+
+def loggable_method(request: web.BaseRequest) -> str:
+    """The method, if it is a standard one: any token is a valid method, and a client
+    could send a case number or a PIN as one."""
+    return request.method if request.method in _METHODS else "(other method)"
 
 
 def _route_pattern(request: web.Request) -> str:
