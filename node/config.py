@@ -20,7 +20,12 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     body_timeout = 30.0               # seconds to receive a whole request body (else 408); both sites
     idle_timeout = 15.0               # seconds to receive a request head after connecting or after
                                       # the previous answer (else the connection is closed); both sites
-    max_concurrent_bodies = 8         # request bodies read at once per site; beyond: 503 at once
+    max_concurrent_bodies = 64        # public site: case creations (and other routes' bodies) read at
+                                      # once, each pool; beyond: 503 at once. Status/withdrawal and
+                                      # /add-checkpoint have pools of their own (publishing.md §1.1)
+    bodies_per_address = 2            # bodies one client address (IPv6: /64) may have in flight, per pool
+    bodies_per_network = 4            # bodies one IPv4 /24 or IPv6 /56 may have in flight, per pool
+    min_body_rate = 4096              # bytes/s a body must average after its first 2 s, else 408
     trusted_proxies = []              # reverse proxies (addresses or CIDR networks) whose
                                       # X-Forwarded-For gives the client address (case API limits)
     public_names = ["example.org"]    # host[:port] names readers reach this node by; a signed read
@@ -32,6 +37,7 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     port = 0                          # allow_remote; port 0 = any free port, announced in DIR/serve.json
     allow_remote = false
     max_body_bytes = 16777216         # larger append bodies are refused before they are read
+    max_concurrent_bodies = 8         # admin site: bodies read at once; beyond: 503 at once
 
     [log]
     sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
@@ -93,7 +99,10 @@ class HttpSection:
     public_read: bool = False
     body_timeout: float = 30.0
     idle_timeout: float = 15.0
-    max_concurrent_bodies: int = 8
+    max_concurrent_bodies: int = 64
+    bodies_per_address: int = 2
+    bodies_per_network: int = 4
+    min_body_rate: float = 4096.0
     trusted_proxies: list = field(default_factory=list)
     public_names: list = field(default_factory=list)
 
@@ -104,6 +113,7 @@ class AdminSection:
     port: int = 0
     allow_remote: bool = False
     max_body_bytes: int = 16 * 1024 * 1024
+    max_concurrent_bodies: int = 8
 
 
 @dataclass
@@ -164,8 +174,13 @@ class Config:
         for name, seconds in (("body_timeout", self.http.body_timeout), ("idle_timeout", self.http.idle_timeout)):
             if not 0.01 <= seconds <= 3600:
                 raise ConfigError(f"[http] {name} must be between 0.01 and 3600 seconds")
-        if not 1 <= self.http.max_concurrent_bodies <= 100_000:
-            raise ConfigError("[http] max_concurrent_bodies must be between 1 and 100000")
+        for table, section, key in (("http", self.http, "max_concurrent_bodies"),
+                                    ("admin", self.admin, "max_concurrent_bodies"),
+                                    ("http", self.http, "bodies_per_address"), ("http", self.http, "bodies_per_network")):
+            if not 1 <= getattr(section, key) <= 100_000:
+                raise ConfigError(f"[{table}] {key} must be between 1 and 100000")
+        if not 1 <= self.http.min_body_rate <= 1e9:
+            raise ConfigError("[http] min_body_rate must be between 1 and 1e9 bytes per second")
         if not 0.01 <= self.log.sequencing_interval <= 3600:
             raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
         if self.log.max_batch_entries < 1:

@@ -1,4 +1,5 @@
-"""A real `ncii-node serve` process for tests: start, SIGKILL, stop, its URLs."""
+"""Real `ncii-node serve` processes for tests (start, SIGKILL, stop, their URLs), and raw
+HTTP from a chosen loopback address for requests a well-behaved client never sends."""
 
 from __future__ import annotations
 
@@ -8,6 +9,53 @@ import socket
 import subprocess
 import sys
 import time
+
+
+# --------------------------------------------------------------------- raw HTTP
+
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+async def connect(url: str, source: str | None = None):
+    """A raw connection to a node, from the loopback address `source` if given."""
+    return await asyncio.open_connection(*host_port(url), local_addr=(source, 0) if source else None)
+
+
+def head(method: str, path: str, url: str, **headers: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {url.removeprefix('http://')}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def read_answer(reader: asyncio.StreamReader, timeout: float):
+    """(status, headers, body) of one answer, or raise asyncio.TimeoutError."""
+    raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    status_line, *header_lines = raw.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), timeout) if length else b""
+    return int(status_line.split()[1]), headers, body
+
+
+async def closed_within(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """Whether the server closes the connection (EOF or reset) within `timeout`."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            data = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
+            if not data:
+                return True
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return True
+    except TimeoutError:
+        return False
+    return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -57,7 +57,6 @@ from node.cases.hashes import (
 )
 from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
-from node.cases.proxies import ClientAddresses
 from node.store import cases as store
 from node.store import log as log_store
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
@@ -124,7 +123,7 @@ class CaseService:
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
         self.max_fingerprints = config.cases.max_fingerprints
         self.addresses = AddressLimiter()
-        self.clients = ClientAddresses(config.http.trusted_proxies)  # who a request comes from, for the limiter
+        self.clients = ctx.clients  # who a request comes from, for the limiter (node/cases/proxies.py)
         self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
         self._db_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cases-db")
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")

@@ -21,8 +21,8 @@ requests by a registered reader). If that module cannot be imported, those paths
 refused outright: the node fails closed, never open.
 
 Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
-node/web/body.py (a timeout on the whole body, a cap on bodies read at once per site:
-`app[BODY_GATE]`); both sites run with `server_settings(config)` (the keep-alive timer
+node/web/body.py (a timeout and a minimum rate on the whole body, pools of bodies read
+at once by route, with a share per client: `app[BODY_GATE]`); both sites run with `server_settings(config)` (the keep-alive timer
 closes a connection whose request head does not arrive, header size limits); every
 answer says `Server: ncii-node`; the admin site refuses a Host that is not loopback
 (DNS rebinding) unless `[admin] allow_remote`.
@@ -56,7 +56,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.datadir import DataDir
-from node.web.body import BODY_GATE, BodyGate
+from node.web.body import BODY_GATE, BodyPools
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,11 @@ class NodeContext:
         from node.readaccess import normalize_authority
 
         self.public_names = frozenset(normalize_authority(n) for n in self.config.http.public_names)
+        #: Who a request comes from, for the limits that count per client (body pools,
+        #: case creations, failed PINs): the peer, or X-Forwarded-For from trusted proxies.
+        from node.cases.proxies import ClientAddresses
+
+        self.clients = ClientAddresses(self.config.http.trusted_proxies)
 
 
 NODE = web.AppKey("node", NodeContext)
@@ -292,7 +297,7 @@ def create_app(datadir: DataDir) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
-    app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
+    app[BODY_GATE] = BodyPools.public(ctx.config.http, ctx.clients)
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():
         if hasattr(module, "setup"):
@@ -306,7 +311,7 @@ def create_admin_app(public_app: web.Application) -> web.Application:
     ctx = public_app[NODE]
     admin = web.Application(middlewares=[_common_headers, _admin_guard])
     admin[NODE] = ctx
-    admin[BODY_GATE] = BodyGate.from_config(ctx.config.http)  # its own count: the operator is never crowded out
+    admin[BODY_GATE] = BodyPools.admin(ctx.config.http, ctx.config.admin)  # its own: the operator is never crowded out
     for module in route_modules():
         if hasattr(module, "setup_admin"):
             module.setup_admin(admin)
