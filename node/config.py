@@ -55,8 +55,19 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     pin_scrypt_n = 32768              # scrypt cost of PIN hashes (2**15); tests may lower it
     pin_scrypt_r = 8
     pin_scrypt_p = 1
-    max_fingerprints = 100            # per case
-    max_body_bytes = 4194304          # POST /v1/cases body limit
+    max_fingerprints = 70             # per case, in all (cases.md §5: caps sized for real people)
+    max_photos = 50                   # PDQ fingerprints per case
+    max_videos = 10                   # videos per case (an MD5 and a vPDQ each)
+    max_video_frames = 3600           # vPDQ frames per case in all (an hour of video at 1 frame/s)
+    max_body_bytes = 524288           # POST /v1/cases body limit (a case at every cap, ~404 KB, fits)
+    per_address_per_hour = 3          # cases opened from one client address (IPv6: /64), sliding windows
+    per_address_per_day = 10
+    per_network_per_hour = 10         # ... from one IPv4 /24 or IPv6 /56
+    per_network_per_day = 30
+    per_hour = 100                    # the node's budget, all clients together
+    per_day = 500
+    proof_of_work_above_per_hour = 20 # above this many cases in the last hour, ask a proof of work
+    proof_of_work_bits = 17           # its difficulty: 2**17 SHA-256 on average (cases.md §11)
 """
 
 from __future__ import annotations
@@ -137,8 +148,19 @@ class CasesSection:
     pin_scrypt_n: int = 2**15
     pin_scrypt_r: int = 8
     pin_scrypt_p: int = 1
-    max_fingerprints: int = 100
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_fingerprints: int = 70
+    max_photos: int = 50
+    max_videos: int = 10
+    max_video_frames: int = 3600
+    max_body_bytes: int = 512 * 1024
+    per_address_per_hour: int = 3
+    per_address_per_day: int = 10
+    per_network_per_hour: int = 10
+    per_network_per_day: int = 30
+    per_hour: int = 100
+    per_day: int = 500
+    proof_of_work_above_per_hour: int = 20
+    proof_of_work_bits: int = 17
 
 
 @dataclass
@@ -192,6 +214,17 @@ class Config:
             raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r and pin_scrypt_p >= 1")
         if not 1 <= self.cases.max_fingerprints <= 1000 or self.cases.max_body_bytes < 1024:
             raise ConfigError("[cases] max_fingerprints must be 1..1000 and max_body_bytes at least 1024")
+        for key in ("max_photos", "max_videos"):
+            if not 0 <= getattr(self.cases, key) <= 1000:
+                raise ConfigError(f"[cases] {key} must be 0..1000")
+        if not 0 <= self.cases.max_video_frames <= 1_000_000:
+            raise ConfigError("[cases] max_video_frames must be 0..1000000")
+        for key in ("per_address_per_hour", "per_address_per_day", "per_network_per_hour", "per_network_per_day",
+                    "per_hour", "per_day", "proof_of_work_above_per_hour"):
+            if not 0 <= getattr(self.cases, key) <= 10_000_000:
+                raise ConfigError(f"[cases] {key} must be 0..10000000")
+        if not 0 <= self.cases.proof_of_work_bits <= 40:
+            raise ConfigError("[cases] proof_of_work_bits must be 0..40")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -117,7 +117,7 @@ async def test_create_status_withdraw(node, session):
 async def test_many_fingerprints_withdrawn_in_chunks(tmp_path, session):
     datadir = helpline_datadir(tmp_path)
     config = datadir.config
-    config.cases.max_fingerprints = 1000
+    config.cases.max_fingerprints = config.cases.max_photos = 1000
     datadir.save_config(config)
     node = await RunningNode(datadir).start("127.0.0.1", 0)
     try:
@@ -175,7 +175,7 @@ async def test_bad_requests(node, session):
                                  {"eligibility": YES, "fingerprints": [{**pdq(1), "path": "/home/a/me.jpg"}]})
     assert status == 400 and "file name" in data["error"]
     status, data, _ = await post(session, url + "/v1/cases", {"eligibility": YES, "fingerprints": [pdq(1)] * 101})
-    assert status == 400 and "at most 100" in data["error"]
+    assert status == 400 and "at most 70" in data["error"]
     big = b'{"eligibility": {}, "fingerprints": ["' + b"0" * (4 * 1024 * 1024) + b'"]}'
     status, data, _ = await post(session, url + "/v1/cases", data=big, headers={"Content-Type": "application/json"})
     assert status == 413

@@ -1,7 +1,7 @@
 """The case service of a helpline node: create a case, tell its status, withdraw it.
 
     service = CaseService(node_context); await service.start(); ...; await service.stop()
-    await service.create(body)                  -> (201, answer) or (422, refusal)
+    await service.create(body, client_address)  -> (201, answer) or (422, refusal)
     await service.status(body, client_address)  -> answer
     await service.withdraw(body, client_address) -> answer
     Bad input, wrong codes and limits raise CaseApiError(status, body, retry_after).
@@ -9,7 +9,10 @@
 Creating a case, in this order (so that a crash at any point leaves nothing that a
 person was promised and the helpline cannot keep):
 
-  1. check eligibility and fingerprints (nothing is stored for a refusal);
+  1. check eligibility and fingerprints (nothing is stored for a refusal); then the
+     creation limits (node/cases/creation.py: 429), and above the usual rate a proof
+     of work (node/cases/pow.py: 428); the case is counted from here on, and given
+     back if it fails;
   2. make the case number and PIN; store the case as `pending` with the leaf hashes
      of its entries (one transaction);
   3. hand the submission entries to the sequencer and wait until a published
@@ -46,6 +49,7 @@ import weakref
 from typing import Any, Callable
 
 from node.cases import eligibility
+from node.cases.creation import HOUR, CreationLimiter, refusal_message
 from node.cases.fingerprints import DegenerateFingerprints, FingerprintError, parse_fingerprints
 from node.cases.hashes import (
     ScryptParams,
@@ -57,6 +61,7 @@ from node.cases.hashes import (
 )
 from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
+from node.cases.pow import ProofOfWork, ProofOfWorkError
 from node.store import cases as store
 from node.store import log as log_store
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
@@ -87,6 +92,13 @@ class CaseApiError(Exception):
         value = self.body.get("retry_after")
         return None if value is None else int(value)
 
+
+POW_ASKED = {
+    "fr": "Un instant : pour protéger ce service, votre navigateur doit faire un petit calcul avant que le dossier "
+          "soit ouvert. Rien n'a encore été enregistré.",
+    "en": "One moment: to protect this service, your browser must do a short computation before the case is "
+          "opened. Nothing was registered yet.",
+}
 
 WRONG_CODES = ("wrong case number or PIN. Check both (the case number is XXXX-XXXX-XXXX-XXXX, "
                "the PIN 8 digits) and try again.")
@@ -121,7 +133,9 @@ class CaseService:
         config = ctx.config
         self.origin = config.node.origin
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
-        self.max_fingerprints = config.cases.max_fingerprints
+        self.caps = config.cases  # per-case caps (node/cases/fingerprints.py)
+        self.creations = CreationLimiter(config.cases)
+        self.pow = ProofOfWork(config.cases.proof_of_work_bits)
         self.addresses = AddressLimiter()
         self.clients = ctx.clients  # who a request comes from, for the limiter (node/cases/proxies.py)
         self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
@@ -149,6 +163,9 @@ class CaseService:
             self._key = load_or_create_case_key(self.datadir, self.case_key_path)
 
         await self._run_db(open_)
+        hour = int(self.clock() // HOUR)
+        rows = await self._db_call(store.creation_counts, hour - 23)
+        self.creations.seed([(row[0], row[1]) for row in rows])
         await self.repair()
         self._repair_task = asyncio.create_task(self._repair_loop(), name="cases-repair")
 
@@ -159,6 +176,10 @@ class CaseService:
                 await self._repair_task
             except asyncio.CancelledError:
                 pass
+        try:
+            await self.flush_creation_counts()
+        except Exception:
+            log.exception("cases: could not record the last refusal counts")
         await self._run_db(lambda: self._db.close() if self._db is not None else None)
         self._db_executor.shutdown(wait=True)
         self._pin_executor.shutdown(wait=True)
@@ -181,14 +202,13 @@ class CaseService:
         return lock
 
     # ---------------------------------------------------------------- create
-    async def create(self, body: Any) -> tuple[int, dict]:
-        from node.log.sequencer import LogUnavailable
-
+    async def create(self, body: Any, address: str | None = None) -> tuple[int, dict]:
         if not isinstance(body, dict):
             raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
-        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang"})
+        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "proof_of_work"})
         if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send eligibility, fingerprints, lang)")
+            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send eligibility, fingerprints, lang, "
+                               "and proof_of_work when asked)")
         try:
             lang = eligibility.language(body.get("lang"))
             refusal = eligibility.check(body.get("eligibility"), lang)
@@ -198,11 +218,37 @@ class CaseService:
             return 422, refusal.to_json()
         day = today()
         try:
-            fingerprints = parse_fingerprints(body.get("fingerprints"), max_count=self.max_fingerprints, day=day)
+            fingerprints = parse_fingerprints(body.get("fingerprints"), caps=self.caps, day=day)
         except DegenerateFingerprints as exc:
             raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
         except FingerprintError as exc:
             raise CaseApiError(400, str(exc)) from None
+        ticket = self._admit(body, address, lang)
+        try:
+            return await self._create(fingerprints, day)
+        except BaseException:
+            self.creations.give_back(ticket)
+            raise
+
+    def _admit(self, body: dict, address: str | None, lang: str) -> tuple:
+        """The creation limits, then the proof of work if one is due; no await inside,
+        so that the check and the count are one step (node/cases/creation.py)."""
+        now = self.clock()
+        refusal = self.creations.refusal(address, now)
+        if refusal is not None:
+            raise CaseApiError(429, refusal_message(refusal, lang), retry_after=refusal.retry_after,
+                               reason=refusal.reason, locked=False)
+        if self.creations.pow_required(now):
+            try:
+                self.pow.check(body.get("proof_of_work"), now)
+            except ProofOfWorkError as exc:
+                self.creations.pow_asked += 1
+                raise CaseApiError(428, POW_ASKED.get(lang, POW_ASKED["fr"]) + (f" ({exc})" if "proof_of_work" in body else ""),
+                                   proof_of_work=self.pow.challenge(now)) from None
+        return self.creations.admit(address, now)
+
+    async def _create(self, fingerprints: list, day: int) -> tuple[int, dict]:
+        from node.log.sequencer import LogUnavailable
 
         number, pin = new_case_number(), new_pin()
         canonical = canonical_case_number(number)
@@ -211,7 +257,7 @@ class CaseService:
         for _ in range(3):
             try:
                 case_id = await self._db_call(store.insert_pending_case, case_lookup(self._key, canonical), salt,
-                                              pin_hash, self.params.to_text(), day, rows)
+                                              pin_hash, self.params.to_text(), day, rows, int(self.clock() // HOUR))
                 break
             except sqlite3.IntegrityError:  # a case number already taken (2^-75 per pair): draw again
                 number, pin = new_case_number(), new_pin()
@@ -336,6 +382,7 @@ class CaseService:
                 done = {w.target for w in withdrawals}
                 complete = all(e.idx in done for e in published)
                 answer["withdrawn_at"] = {
+                    "by": "helpline" if case.withdrawn_reason == "abuse" else "person",
                     "requested": day_to_json(case.withdrawn_day) if case.withdrawn_day else None,
                     "published": complete,
                     "day": day_to_json(max(w.day for w in withdrawals)) if complete and withdrawals else None,
@@ -361,6 +408,25 @@ class CaseService:
                                state="withdrawn") from None
         return await self._describe(case.id)
 
+    async def withdraw_published_between(self, first_size: int, last_size: int, *, dry_run: bool = False) -> dict:
+        """The operator's clean-up after a flood (`ncii-node cases withdraw`): withdraw,
+        with reason `abuse`, every active case whose entries were first published by a
+        checkpoint of size in (first_size, last_size]. Each is recorded first, then
+        its withdrawals appended, like a person's withdrawal; a crash in between is
+        finished by the repair with the same reason."""
+        cases = await self._db_call(store.active_cases_published_in, first_size, last_size)
+        entries = 0
+        for case_id in cases:
+            entries += len(await self._db_call(store.unwithdrawn_targets, case_id))
+        if dry_run or not cases:
+            return {"cases": len(cases), "entries": entries, "withdrawn": False}
+        for case_id in cases:
+            await self._db_call(store.mark_withdrawn, case_id, today(), "abuse")
+        for case_id in cases:
+            await self._append_withdrawals(case_id, "abuse")
+        log.warning("cases: the operator withdrew %d case(s), %d entries, as abuse", len(cases), entries)
+        return {"cases": len(cases), "entries": entries, "withdrawn": True}
+
     async def _append_withdrawals(self, case_id: int, reason: str) -> int:
         """Append withdrawal entries for every published entry of the case that no
         recorded withdrawal names yet; record them. Returns how many were withdrawn."""
@@ -384,8 +450,17 @@ class CaseService:
             await asyncio.sleep(REPAIR_INTERVAL)
             try:
                 await self.repair()
+                await self.flush_creation_counts()
             except Exception:
                 log.exception("cases: repair round failed; retrying later")
+
+    async def flush_creation_counts(self) -> None:
+        """Refusals and proofs of work asked since the last flush, into this hour's row
+        of `case_creations` (for `ncii-node status`): one write every REPAIR_INTERVAL at
+        most, however many requests were refused."""
+        refused, asked = self.creations.take_counts()
+        if refused or asked:
+            await self._db_call(store.add_creation_counts, int(self.clock() // HOUR), refused, asked)
 
     async def repair(self) -> None:
         """Abandon interrupted creations and finish interrupted withdrawals."""
@@ -399,9 +474,10 @@ class CaseService:
                 continue
             await self._run_db(self._resolve_pending, case_id, published, settled)
         for case_id in await self._db_call(store.cases_to_finish_withdrawing):
-            state = (await self._db_call(store.get_case, case_id)).state
+            case = await self._db_call(store.get_case, case_id)
+            reason = (case.withdrawn_reason or "withdrawn-by-person") if case.state == "withdrawn" else "error"
             try:
-                await self._append_withdrawals(case_id, "withdrawn-by-person" if state == "withdrawn" else "error")
+                await self._append_withdrawals(case_id, reason)
             except LogUnavailable:
                 log.warning("cases: cannot publish pending withdrawals yet (log unavailable); will retry")
                 return

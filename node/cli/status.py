@@ -13,7 +13,9 @@ def register(subparsers) -> None:
         "object whose `logs` list holds, per followed log, origin, size, forked, last_verified_at, "
         "lag_entries, lag_seconds, last_error and, for a fork, its evidence file; whose `fingerprints` "
         "holds the counts of active, withdrawn and suppressed fingerprints; and whose `gossip` list holds "
-        "the peers views are compared with. Exit status 3 when a followed log has forked.",
+        "the peers views are compared with; and on a helpline `cases`: how many cases were opened this hour and "
+        "in the last 24 hours against the budget, how many creations the limits refused and how often a proof "
+        "of work was asked. Exit status 3 when a followed log has forked.",
     )
     add_dir_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -28,10 +30,36 @@ def run(args) -> int:
     from node.follow.status import format_report, status_report
     from node.store import open_db
 
-    db = open_db(DataDir(args.dir).db_path)
+    datadir = DataDir(args.dir)
+    db = open_db(datadir.db_path)
     try:
         report = status_report(db)
+        if datadir.config.node.role == "helpline":
+            import time
+
+            from node.cases.creation import creation_report
+
+            report["cases"] = creation_report(db, datadir.config.cases, time.time())
     finally:
         db.close()
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    text = json.dumps(report, indent=1) if args.json else format_report(report)
+    if "cases" in report and not args.json:
+        text += "\n" + format_cases(report["cases"])
+    print(text)
     return 3 if report["forked_logs"] else 0
+
+
+def format_cases(cases: dict) -> str:
+    """The case intake of a helpline, for people: how fast cases are opened, against the budget."""
+    refused = cases["refused_last_24_hours"]
+    states = cases["states"]
+    return "\n".join([
+        f"cases: {states['active']} active, {states['withdrawn']} withdrawn, {states['pending']} being opened, "
+        f"{states['abandoned']} abandoned",
+        f"  opened         {cases['created_this_hour']} this hour (UTC; budget {cases['per_hour']}/hour), "
+        f"{cases['created_last_24_hours']} in the last 24 hours (budget {cases['per_day']}/day)",
+        f"  refused        {refused['address']} (one address), {refused['network']} (one network), "
+        f"{refused['budget']} (the node's budget) in the last 24 hours",
+        f"  proof of work  asked above {cases['proof_of_work_above_per_hour']} cases in an hour; asked "
+        f"{cases['proof_of_work_asked_last_24_hours']} time(s) in the last 24 hours",
+    ])

@@ -122,6 +122,12 @@ def latest_checkpoint(db: sqlite_utils.Database) -> StoredCheckpoint | None:
     return StoredCheckpoint(*row) if row else None
 
 
+def size_published_by(db: sqlite_utils.Database, when: float) -> int:
+    """The size of the log as published at time `when` (0 before the first checkpoint)."""
+    row = db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at <= ?", (when,)).fetchone()
+    return row[0] or 0
+
+
 def published_days(db: sqlite_utils.Database, sizes: set[int]) -> dict[int, int]:
     """size -> UTC day (days since 1970-01-01) on which the checkpoint of that size was
     published, for those of `sizes` that were."""

@@ -131,6 +131,7 @@ class NodeContext:
         self.admin_token: str = ""
         self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
         self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
+        self.cases = None         # node.cases.service.CaseService (helpline), set by node/web/case_routes.py
         #: [http] public_names, normalized; with the address each connection arrived
         #: on (own_names), the names a signed read must be sent to.
         from node.readaccess import normalize_authority

@@ -129,7 +129,7 @@ MEDIA_SOURCE = "media-src blob:"
 (video-frames.js): its Content-Security-Policy must allow blob: media."""
 
 
-def make_helpline_datadir(root: Path):
+def make_helpline_datadir(root: Path, **cases):
     from node.cli import main as cli_main
     from node.datadir import DataDir
 
@@ -139,6 +139,13 @@ def make_helpline_datadir(root: Path):
     config = datadir.config
     config.log.sequencing_interval = 0.05
     config.cases.pin_scrypt_n = 2**12  # cheaper PIN hashes: tests check many PINs
+    # One browser on one address opens many cases in a session: lift the creation limits
+    # (node/cases/creation.py; their own tests are tests/test_abuse_intake.py).
+    for key in ("per_address_per_hour", "per_address_per_day", "per_network_per_hour", "per_network_per_day",
+                "proof_of_work_above_per_hour"):
+        setattr(config.cases, key, 100_000)
+    for key, value in cases.items():  # a test's own [cases] settings
+        setattr(config.cases, key, value)
     datadir.save_config(config)
     return DataDir(root)
 
@@ -146,10 +153,10 @@ def make_helpline_datadir(root: Path):
 class ThreadedNode:
     """A real helpline node serving the page, on 127.0.0.1 (free port), in its own thread and loop."""
 
-    def __init__(self, root: Path, recorder: Recorder):
+    def __init__(self, root: Path, recorder: Recorder, **cases):
         from node.web.app import RunningNode
 
-        self.datadir = make_helpline_datadir(root)
+        self.datadir = make_helpline_datadir(root, **cases)
         self.node = RunningNode(self.datadir)
         add_page_routes(self.node.app, recorder)
         self.loop = asyncio.new_event_loop()

@@ -11,6 +11,7 @@
 import { applyTranslations, currentLanguage, preferredLanguage, setLanguage, t } from './i18n.js';
 import { Hasher, fingerprintsOf, kindOf } from './hashing.js';
 import { caseStatus, normaliseCaseNumber, normalisePin, openCase, withdrawCase } from './api.js';
+import { proveWork } from './pow.js';
 
 const QUESTIONS = ['in_image', 'adult', 'has_image', 'intimate'];
 const VIEWS = ['welcome', 'eligibility', 'not-eligible', 'files', 'codes', 'status', 'withdraw'];
@@ -55,6 +56,26 @@ function apiErrorMessage(status, data) {
   }
   if (status === 400) return t('errors.bad_request');
   return t('errors.server');
+}
+
+/** A creation the helpline's limits refused (429 with a reason): nothing was sent to the log. */
+function creationRefusedMessage(data) {
+  const minutes = Math.max(1, Math.ceil((Number(data.retry_after) || 3600) / 60));
+  const kind = data.reason === 'address' || data.reason === 'network' ? 'connection' : 'busy';
+  return minutes < 120 ? t(`errors.create_${kind}`, { count: minutes })
+    : t(`errors.create_${kind}_hours`, { count: Math.ceil(minutes / 60) });
+}
+
+/** Open the case; when the helpline asks for a proof of work (428), do it in a worker and send again. */
+async function openCaseWithProof(body) {
+  let answer = await openCase(body.eligibility, body.fingerprints, body.lang);
+  if (answer.status === 428 && answer.data && answer.data.proof_of_work) {
+    $('#progress').textContent = t('pow.working');
+    const { proof } = await proveWork(answer.data.proof_of_work);
+    $('#progress').textContent = t('pow.done');
+    answer = await openCase(body.eligibility, body.fingerprints, body.lang, proof);
+  }
+  return answer;
 }
 
 // ---------------------------------------------------------------- views
@@ -350,7 +371,7 @@ async function onSubmitFingerprints() {
   state.submitError = null;
   renderFiles();
   try {
-    const { status, data } = await openCase(body.eligibility, body.fingerprints, body.lang);
+    const { status, data } = await openCaseWithProof(body);
     if (status === 201 && data && data.case_number && data.pin) {
       state.codes = data;
       forgetFiles();
@@ -358,6 +379,8 @@ async function onSubmitFingerprints() {
     } else if (status === 422) {
       state.notEligible = { reasons: [], server: data || {} };
       location.hash = '#not-eligible';
+    } else if (status === 429 && data && data.reason) {
+      state.submitError = creationRefusedMessage(data);
     } else {
       state.submitError = apiErrorMessage(status, data);
     }
