@@ -54,6 +54,29 @@ def make_datadir(tmp_path: Path, *, public_read: bool = True, interval: float = 
     return DataDir(root)
 
 
+def helpline_datadir(tmp_path: Path, name: str = "helpline", **cases) -> DataDir:
+    """A helpline (origin helpline.example/log, public_read) with cheap PIN hashes and
+    the given [cases] settings."""
+    datadir = make_datadir(tmp_path, public_read=True, name=name, origin="helpline.example/log")
+    config = datadir.config
+    config.node.role = "helpline"
+    config.cases.pin_scrypt_n = 2**10  # production is 2**15; the tests only need the same code path
+    for key, value in cases.items():
+        setattr(config.cases, key, value)
+    datadir.save_config(config)
+    return DataDir(datadir.root)
+
+
+class Clock:
+    """A clock the case service reads (`service.clock = Clock(t)`), moved by the test."""
+
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def append(session: aiohttp.ClientSession, admin_url: str, token: str,
                  lines: list[str] | bytes) -> tuple[int, object]:
     body = lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode()

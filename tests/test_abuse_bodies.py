@@ -14,7 +14,7 @@ import time
 import aiohttp
 import pytest
 
-from publish_support import make_datadir
+from publish_support import helpline_datadir
 from serve_support import NodeProcess, connect, head, read_answer
 
 pytestmark = pytest.mark.timeout(90)
@@ -29,12 +29,7 @@ def case_body(n: int = 3) -> dict:
 
 @pytest.fixture
 async def helpline(tmp_path):
-    datadir = make_datadir(tmp_path, public_read=False, name="helpline", origin="helpline.example/log")
-    config = datadir.config
-    config.node.role = "helpline"
-    config.cases.pin_scrypt_n = 2**10
-    datadir.save_config(config)
-    node = NodeProcess(datadir)
+    node = NodeProcess(helpline_datadir(tmp_path))
     await node.start()
     yield node
     node.stop()

@@ -19,7 +19,7 @@ import pytest
 
 from node.cases.pow import solve
 from protocol.entries import Withdrawal, decode_entry
-from publish_support import make_datadir, read_log
+from publish_support import helpline_datadir, read_log
 from serve_support import NodeProcess, connect, head, read_answer
 
 pytestmark = pytest.mark.timeout(120)
@@ -38,14 +38,7 @@ def video(frames: int) -> list[dict]:
 
 
 def helpline(tmp_path, **cases) -> NodeProcess:
-    datadir = make_datadir(tmp_path, public_read=True, name="helpline", origin="helpline.example/log")
-    config = datadir.config
-    config.node.role = "helpline"
-    config.cases.pin_scrypt_n = 2**10
-    for key, value in cases.items():
-        setattr(config.cases, key, value)
-    datadir.save_config(config)
-    return NodeProcess(datadir)
+    return NodeProcess(helpline_datadir(tmp_path, **cases))
 
 
 async def open_case(url: str, source: str, fingerprints: list[dict] | None = None, lang: str = "fr",

@@ -59,7 +59,7 @@ from node.cases.hashes import (
     load_or_create_case_key,
     waste_pin_check,
 )
-from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
+from node.cases.limits import CASE_GUARD, CASE_POLICY, AddressLimiter, CaseNetworkCounters, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
 from node.cases.pow import ProofOfWork, ProofOfWorkError
 from node.store import cases as store
@@ -104,8 +104,15 @@ WRONG_CODES = ("wrong case number or PIN. Check both (the case number is XXXX-XX
                "the PIN 8 digits) and try again.")
 
 
-def _too_many(refused: Refused, *, case_locked: bool) -> CaseApiError:
+def _too_many(refused: Refused, *, case_locked: bool, guarded: bool = False) -> CaseApiError:
     wait = max(1, int(refused.retry_after + 0.999))
+    if refused.locked and guarded:
+        hours = max(1, round(wait / 3600))
+        message = (f"too many wrong PINs were tried for this case, from several connections: for {hours} hour(s) "
+                   "it can only be opened from a connection that has not tried it yet. Your fingerprints stay "
+                   "active meanwhile. If this is your case, try from another connection (mobile data or another "
+                   "Wi-Fi network), or contact the helpline.")
+        return CaseApiError(429, message, retry_after=wait, locked=True, guarded=True)
     if refused.locked and case_locked:
         hours = max(1, round(wait / 3600))
         message = (f"too many wrong PINs for this case: it is locked for {hours} hour(s). Your "
@@ -138,7 +145,8 @@ class CaseService:
         self.pow = ProofOfWork(config.cases.proof_of_work_bits)
         self.addresses = AddressLimiter()
         self.clients = ctx.clients  # who a request comes from, for the limiter (node/cases/proxies.py)
-        self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
+        self.unknown_cases = UnknownCaseCounters(CASE_GUARD)  # touched only in the database thread
+        self.case_networks = CaseNetworkCounters(CASE_POLICY)  # per case and client network, in memory
         self._db_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cases-db")
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._db = None
@@ -315,41 +323,56 @@ class CaseService:
         try:
             # One attempt at a time per address: each sees every earlier failure.
             async with lock:
-                return await self._check_codes(slot, canonical, pin)
+                return await self._check_codes(slot, address, canonical, pin)
         finally:
             self._address_waiting[slot] -= 1
             if not self._address_waiting[slot]:
                 del self._address_waiting[slot]
 
-    async def _check_codes(self, slot: bytes, canonical: str, pin: str) -> store.CaseRow:
+    async def _check_codes(self, slot: bytes, address: str | None, canonical: str, pin: str) -> store.CaseRow:
         # An unknown case number goes through the same steps as a real case with a
-        # wrong PIN -- a per-case counter under CASE_POLICY (in memory), one database
-        # write transaction, one scrypt hash -- so that neither the answers nor their
-        # time tell whether the number exists.
+        # wrong PIN -- its per-case counter under CASE_GUARD (in memory), the same
+        # per-network counters, one database write transaction, one scrypt hash -- so
+        # that neither the answers nor their time tell whether the number exists.
         now = self.clock()
         refused = self.addresses.check(slot, now)
         if refused is not None:
             raise _too_many(refused, case_locked=False)
-        case, attempt = await self._db_call(store.begin_pin_attempt, case_lookup(self._key, canonical), now,
-                                            CASE_POLICY, self.unknown_cases)
+        lookup = case_lookup(self._key, canonical)
+        pair = self.case_networks.key(lookup, address)  # this case, from this network
+        refused = self.case_networks.check(pair, now)
+        if refused is not None:
+            raise _too_many(refused, case_locked=True)
+        case, attempt = await self._db_call(store.begin_pin_attempt, lookup, now, CASE_GUARD, self.unknown_cases,
+                                            self.case_networks.may_pass_guard(pair, now))
         if attempt.refused is not None:
-            raise _too_many(attempt.refused, case_locked=True)
+            raise _too_many(attempt.refused, case_locked=True, guarded=True)
+        if attempt.guarded:
+            self.case_networks.tried_while_guarded(pair, now)
+        mine = self.case_networks.attempt(pair, now)
         if case is None:
             await self._pin_call(waste_pin_check, self.params)
         else:
             params = ScryptParams.from_text(case.pin_params)
             if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
-                await self._db_call(store.pin_succeeded, case.id)
+                await self._db_call(store.pin_succeeded, case.id, (case.failed_pins, case.not_before))
+                self.case_networks.succeeded(pair, now)
                 return case
         later = self.clock()
-        raise self._failure(self.addresses.failed(slot, later), attempt.block(later, CASE_POLICY))
+        # A wrong PIN that passed the guard is answered as wrong (the guard is no news).
+        raise self._failure(self.addresses.failed(slot, later), mine.block(later, CASE_POLICY),
+                            None if attempt.guarded else attempt.block(later, CASE_GUARD))
 
     @staticmethod
-    def _failure(address_refused: Refused | None, case_refused: Refused | None) -> CaseApiError:
-        """The answer to a failed attempt: 429 when it started a lockout, else 401
-        (with the wait it imposes on the next attempt, if any)."""
+    def _failure(address_refused: Refused | None, case_refused: Refused | None,
+                 guard_refused: Refused | None = None) -> CaseApiError:
+        """The answer to a failed attempt: 429 when it started a lockout (for this
+        network, or the case's guard), else 401 (with the wait it imposes on the next
+        attempt, if any)."""
         if case_refused is not None and case_refused.locked:
             return _too_many(case_refused, case_locked=True)
+        if guard_refused is not None and guard_refused.locked:
+            return _too_many(guard_refused, case_locked=True, guarded=True)
         if address_refused is not None and address_refused.locked:
             return _too_many(address_refused, case_locked=False)
         wait = max((r.retry_after for r in (case_refused, address_refused) if r is not None), default=0.0)

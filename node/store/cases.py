@@ -173,10 +173,11 @@ def get_case(db: sqlite_utils.Database, case_id: int) -> CaseRow:
 
 
 def begin_pin_attempt(db: sqlite_utils.Database, lookup: bytes, now: float, policy,
-                      unknown) -> tuple[CaseRow | None, "Attempt"]:
+                      unknown, may_pass_guard: bool = False) -> tuple[CaseRow | None, "Attempt"]:
     """Find the case a person can reach with this lookup key (active or withdrawn) and
     count one PIN attempt on it -- as failed until `pin_succeeded` -- or refuse it while
-    a wait or lock runs. Returns (the case or None, the Attempt). Read and update
+    a wait or lock runs (a guard lets through an attempt whose network `may_pass_guard`:
+    node/cases/limits.py). Returns (the case or None, the Attempt). Read and update
     happen in one write transaction, so parallel attempts are counted one by one.
 
     When no case answers, the attempt is counted on `unknown` (in memory, same policy:
@@ -188,19 +189,30 @@ def begin_pin_attempt(db: sqlite_utils.Database, lookup: bytes, now: float, poli
                          (lookup,)).fetchone()
         case = CaseRow(*row) if row else None
         if case is None:
-            attempt = unknown.attempt(lookup, now)
+            attempt = unknown.attempt(lookup, now, may_pass_guard)
             if attempt.refused is None:
                 db.execute("UPDATE unknown_case_attempts SET attempts = attempts + 1 WHERE id = 1")
         else:
-            attempt = policy.attempt(case.failed_pins, case.not_before, now)
+            attempt = policy.attempt(case.failed_pins, case.not_before, now, may_pass_guard)
             if attempt.refused is None:
                 db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?",
                            (attempt.failures, attempt.not_before, case.id))
     return case, attempt
 
 
-def pin_succeeded(db: sqlite_utils.Database, case_id: int) -> None:
-    db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+def pin_succeeded(db: sqlite_utils.Database, case_id: int, before: tuple[int, float] | None = None) -> None:
+    """The right PIN: take back the attempt counted for it. `before` = the case's
+    (failed_pins, not_before) before that attempt: they are restored, unless another
+    attempt changed them since (then only this one is taken back). The wrong PINs of
+    others stay counted (the case's guard, node/cases/limits.py); without `before`,
+    everything is cleared."""
+    if before is None:
+        db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+        return
+    failures, not_before = before
+    with db.atomic():
+        db.execute("UPDATE cases SET failed_pins = MAX(failed_pins - 1, 0) WHERE id = ?", (case_id,))
+        db.execute("UPDATE cases SET not_before = ? WHERE id = ? AND failed_pins = ?", (not_before, case_id, failures))
 
 
 def unknown_attempts(db: sqlite_utils.Database) -> int:
