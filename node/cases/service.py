@@ -528,15 +528,18 @@ class CaseService:
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:
     """Per platform and entry, the latest verdict a followed log published about one
-    of these entries (quoting the right leaf hash)."""
+    of these entries (quoting the right leaf hash). `name` is the name the helpline's
+    operator gave the platform (`follow add --name`, or an announced name approved with
+    `follow name --from-announcement`), or null: what a platform says about itself
+    never reaches the person unchecked (the page then says "a partner platform")."""
     try:
         from node.store import follow as follow_store
     except ImportError:
         return []
-    names: dict[str, str] = {}
+    names: dict[str, str | None] = {}
     try:
         for followed in follow_store.list_logs(db):
-            names[followed.origin] = followed.display_name or followed.name or followed.origin
+            names[followed.origin] = followed.name or None
         out = []
         for e in published:
             latest: dict[str, Any] = {}
@@ -546,7 +549,7 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
                 if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
                     latest[row.from_origin] = row
             for origin, row in sorted(latest.items()):
-                out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
+                out.append({"platform": origin, "name": names.get(origin), "index": e.idx,
                             "verdict": row.verdict})
         return out
     except sqlite3.OperationalError:  # the follower's tables do not exist in this database

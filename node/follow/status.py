@@ -24,8 +24,11 @@ def iso_time(t: float | None) -> str | None:
 
 def status_report(db, now: float | None = None) -> dict:
     now = time.time() if now is None else now
+    from node.store import peer_feedback
+
     counts = store.fingerprint_counts(db)
     forks = store.latest_forks(db)
+    dropped = peer_feedback.dropped(db)
     logs = []
     for entry in store.list_logs(db):
         c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0})
@@ -50,6 +53,7 @@ def status_report(db, now: float | None = None) -> dict:
             "last_error_at": iso_time(entry.last_error_at),
             "failures": entry.failures,
             "display_name": entry.display_name,
+            "feedback_dropped": dropped.get(entry.origin, 0),
             "fingerprints": c,
         })
     total = {"active": 0, "withdrawn": 0, "suppressed": 0}
@@ -91,6 +95,12 @@ def format_report(report: dict) -> str:
         fp = entry["fingerprints"]
         lines.append(f"  fingerprints   {fp['active']} active, {fp['withdrawn']} withdrawn, "
                      f"{fp['suppressed']} suppressed")
+        if entry.get("feedback_dropped"):
+            lines.append(f"  feedback       {entry['feedback_dropped']} entries about no entry held here: counted, "
+                         "not stored")
+        if entry.get("display_name") and entry["display_name"] != entry["name"]:
+            lines.append(f"  announces      the name {entry['display_name']!r} (not shown to people unless "
+                         "approved: ncii-node follow name --from-announcement)")
         if entry["forked"]:
             lines.append(f"  FORK           {entry['fork_reason']}")
             if entry.get("fork_evidence"):

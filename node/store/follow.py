@@ -200,7 +200,26 @@ def remove_log(db: sqlite_utils.Database, origin_or_name: str) -> str | None:
                               ("followed_checkpoints", "origin"), ("follow_key_rotations", "origin"),
                               ("followed_logs", "origin")):
             db.execute(f"DELETE FROM {table} WHERE {column} = ?", (origin,))
+        from node.store import peer_feedback
+
+        peer_feedback.forget(db, origin)
         return origin
+
+
+def find_log(db: sqlite_utils.Database, origin_or_name: str) -> FollowedLog | None:
+    """A followed log by origin, else by its operator-given name (if one log has it)."""
+    entry = get_log(db, origin_or_name)
+    if entry is None:
+        rows = db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE name = ? AND name != ''",
+                          (origin_or_name,)).fetchall()
+        entry = _log_row(rows[0]) if len(rows) == 1 else None
+    return entry
+
+
+def set_name(db: sqlite_utils.Database, origin: str, name: str) -> None:
+    """The operator's name for a followed log: the only name shown to people."""
+    with db.atomic():
+        db.execute("UPDATE followed_logs SET name = ? WHERE origin = ?", (name, origin))
 
 
 def get_log(db: sqlite_utils.Database, origin: str) -> FollowedLog | None:

@@ -475,14 +475,15 @@ function renderStatus() {
   $('#status-state').textContent = t(`status.state.${data.state === 'withdrawn' ? 'withdrawn' : 'active'}`);
   $('#status-counts').textContent = `${t('status.counts', { count: data.fingerprints ?? 0 })} ${t('status.published', { count: published })}`;
   // One line per platform: its verdicts, counted (the node reports one per fingerprint).
+  // Its name is the one the helpline gave it, never what the platform says about itself
+  // (the node sends null then: "a partner platform").
   const byPlatform = new Map();
   for (const item of Array.isArray(data.feedback) ? data.feedback : []) {
-    const platform = item.name || item.platform;
-    if (!byPlatform.has(platform)) byPlatform.set(platform, new Map());
-    const verdicts = byPlatform.get(platform);
+    if (!byPlatform.has(item.platform)) byPlatform.set(item.platform, { name: item.name || t('status.unnamed_platform'), verdicts: new Map() });
+    const verdicts = byPlatform.get(item.platform).verdicts;
     verdicts.set(item.verdict, (verdicts.get(item.verdict) || 0) + 1);
   }
-  const lines = [...byPlatform].map(([platform, verdicts]) => {
+  const lines = [...byPlatform.values()].map(({ name: platform, verdicts }) => {
     const described = [...verdicts].map(([verdict, count]) => {
       const key = `verdict.${verdict}`;
       const text = t(key) === key ? verdict : t(key);
