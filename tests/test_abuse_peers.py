@@ -118,3 +118,32 @@ async def test_a_platforms_words_do_not_reach_the_victim(tmp_path):
     finally:
         p.stop()
         h.stop()
+
+
+async def test_a_shrinking_log_that_withholds_its_tiles_is_caught_with_evidence(tmp_path):
+    """Issue 12, point 7, with a real `ncii-node serve` following a hostile log on a real
+    socket: the log shows a smaller checkpoint of another history and refuses every tile;
+    the node stops it and writes an evidence file that `ncii-node audit verify-evidence`
+    accepts, made from the leaf hashes it had verified."""
+    from follow_support import LogServer, StaticLog, pdq_entry
+    from protocol.merkle import root_of
+
+    log = StaticLog()
+    log.append(*[pdq_entry(i) for i in range(300)])
+    server = await LogServer(log).start()
+    platform = make_datadir(tmp_path, public_read=False, name="platform", origin=PLATFORM, interval=0.05)
+    node = NodeProcess(platform)
+    await node.start()
+    try:
+        cli("follow", "add", "--dir", str(platform.root), server.url, "--vkey", log.vkey, "--interval", "0.2")
+        await wait_for("the node to verify the log", lambda: followed(platform, log.origin)["size"] == 300)
+        server.overrides["tile/*"] = b"withheld"
+        server.checkpoint = log.sign(200, root_of(log.leaves[1:201]))
+        state = await wait_for("the fork", lambda: (s := followed(platform, log.origin))["forked"] and s)
+        assert state["size"] == 300 and state["fork_evidence"] and state["fork_evidence_problem"] is None
+        checked = subprocess.run([sys.executable, "-m", "node", "audit", "verify-evidence", state["fork_evidence"]],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0 and checked.stdout.startswith("VALID evidence"), checked
+    finally:
+        node.stop()
+        await server.stop()

@@ -33,7 +33,7 @@ from pathlib import Path
 from node.store import follow as store
 from node.witness import evidence as evidence_mod
 from protocol.errors import ProtocolError
-from protocol.merkle import consistency_proof, range_hash
+from protocol.merkle import consistency_proof, node_hash, range_hash, root_from_nodes
 from protocol.tiles import (
     TILE_HEIGHT,
     TileId,
@@ -92,6 +92,40 @@ def tiles_for_evidence(small: int, size: int) -> list[TileId]:
             tile = tile_for_size(tile.level + 1, tile.index >> TILE_HEIGHT, size)
     wanted.update(partial_tiles_for_size(size))  # the right edge: the root every other tile hangs from
     return sorted(wanted, key=lambda t: (t.level, t.index))
+
+
+class LeafTree:
+    """Node hashes of a tree of `size` leaves computed from its leaf hashes (a
+    merkle.NodeGetter; each perfect subtree hashed once)."""
+
+    def __init__(self, leaves: list[bytes]):
+        self.size = len(leaves)
+        self._leaves = leaves
+        self._nodes: dict[tuple[int, int], bytes] = {}
+
+    def __call__(self, level: int, index: int) -> bytes:
+        if level == 0:
+            return self._leaves[index]
+        node = self._nodes.get((level, index))
+        if node is None:
+            node = self._nodes[(level, index)] = node_hash(self(level - 1, 2 * index), self(level - 1, 2 * index + 1))
+        return node
+
+
+def stored_tree(db, origin: str, size: int, root: bytes) -> LeafTree | None:
+    """(worker thread) Our own tree of `size` leaves from the leaf hashes we verified
+    and kept (node/store/follow_leaves.py), checked against its signed `root`; None if
+    we did not keep them all."""
+    from node.store import follow_leaves
+
+    leaves = follow_leaves.leaf_hashes(db, origin, size)
+    if leaves is None:
+        return None
+    tree = LeafTree(leaves)
+    if root_from_nodes(size, tree) != root:  # never from a tree we did not verify
+        log.error("follow %s: the kept leaf hashes do not give the verified root of size %d", origin, size)
+        return None
+    return tree
 
 
 async def fetch_verified_tree(client, size: int, root: bytes, small: int) -> TileNodes:

@@ -9,10 +9,11 @@ This module is where the follower decides what to believe; all verification live
                    same size, same root  -> in sync, nothing to do;
                    same size, other root -> FORK;
                    smaller, and it is a checkpoint we verified before, or the root of
-                       the first n leaves of our verified tree (its tiles fetched
-                       again) -> stale copy (a cache), an error but not a fork;
-                   smaller otherwise     -> FORK (a log never shrinks), also when
-                       those tiles cannot be had;
+                       the first n leaves of our verified tree (from the leaf hashes we
+                       kept, else its tiles fetched again) -> stale copy (a cache), an
+                       error but not a fork;
+                   smaller otherwise     -> FORK (a log never shrinks), with evidence
+                       from our own leaf hashes even if the log withholds its tiles;
                    larger                -> 3.
   3. TILES       fetch every tile the tree of size n has that the tree of size m lacks
                  or has narrower, plus the partial tiles of n (its right edge); check
@@ -35,8 +36,10 @@ as evidence (both notes, and a portable evidence file: node/follow/forks.py) and
 the log for good. Any other failure leaves the
 state as it was and records the reason, and the next round starts again from 1.
 
-The follower keeps no tree state but (m, r_m): tiles are immutable, so whatever a
-round needs from the old tree it reads from the tiles of the new one and checks.
+The follower needs no tree state but (m, r_m) to follow: tiles are immutable, so
+whatever a round needs from the old tree it reads from the tiles of the new one and
+checks. It also keeps every leaf hash it verified (node/store/follow_leaves.py), only
+to prove a shrinking log's fork from its own data.
 Verification and database work run in a worker thread (`DatabaseWorker`); while it
 checks one chunk the event loop already fetches the next.
 """
@@ -56,9 +59,10 @@ from node.follow.apply import Applied, apply_staged, stage_entries
 from node.follow.client import FetchError, PeerClient
 from node.follow.listener import FollowListener
 from node.store import follow as store
+from node.store import follow_leaves
 from protocol.checkpoint import open_checkpoint
 from protocol.errors import EntryError, ProtocolError, TileError
-from protocol.merkle import EMPTY_ROOT, leaf_hash
+from protocol.merkle import EMPTY_ROOT, leaf_hash, range_hash
 from protocol.note import Verifier
 from protocol.tiles import (
     TILE_HEIGHT,
@@ -221,22 +225,25 @@ class Follower:
                 await self._fork(state, f"two checkpoints of size {cp.size} with different roots", cp.size,
                                  earlier[1], cp.size, note)
             # Never verified at that size: compare with our own tree of size m (the larger),
-            # its tiles fetched again and checked against the root we verified (a follower
-            # keeps no tiles). Its first n leaves having root r_n means an older checkpoint
-            # of the same history (a cache that lags): no fork. Otherwise the tiles make the
-            # evidence. Without them the log is stopped all the same: it went back on a size
-            # it had signed and we cannot show that the history is the same.
+            # from the leaf hashes we verified and kept (so a log that withholds its old
+            # tiles cannot escape), else from its tiles fetched again and checked against
+            # the root we verified. Its first n leaves having root r_n means an older
+            # checkpoint of the same history (a cache that lags): no fork. Otherwise our
+            # tree makes the evidence. Without it the log is stopped all the same: it went
+            # back on a size it had signed and we cannot show that the history is the same.
             if cp.size == 0:
                 raise SyncError(f"the log served a checkpoint of size 0 (we hold size {m}): a stale copy; "
                                 "waiting for a newer one")
             tiles_problem = None
-            try:
-                ours = await self._fetch(forks.fetch_verified_tree(self.client, m, state.root_hash, cp.size))
-            except (SyncError, ProtocolError) as exc:
-                tiles_problem = f"the tiles of our verified tree of size {m} are not available ({exc})"
-                log.warning("follow %s: %s", self.origin, tiles_problem)
-                ours = None
-            if ours is not None and ours.range_hash(0, cp.size) == cp.root_hash:
+            ours = await self.worker.call(forks.stored_tree, self.origin, m, state.root_hash)
+            if ours is None:
+                try:
+                    ours = await self._fetch(forks.fetch_verified_tree(self.client, m, state.root_hash, cp.size))
+                except (SyncError, ProtocolError) as exc:
+                    tiles_problem = f"the tiles of our verified tree of size {m} are not available ({exc})"
+                    log.warning("follow %s: %s", self.origin, tiles_problem)
+                    ours = None
+            if ours is not None and range_hash(0, cp.size, ours) == cp.root_hash:
                 raise SyncError(f"the log served an older checkpoint of size {cp.size} (we hold size {m}; its "
                                 "root is that of our first entries): a stale copy, perhaps a cache; waiting "
                                 "for a newer one")
@@ -311,7 +318,7 @@ class Follower:
                                          + [self.client.bundle(b) for b in chunk])
             return dict(zip(wanted, data)), data[len(wanted):]
 
-        await self.worker.call(store.reset_staging, self.origin)
+        await self.worker.call(_reset_staging, self.origin)
         pending = asyncio.ensure_future(fetch_chunk(chunks[0]))
         try:
             for k, chunk in enumerate(chunks):
@@ -357,6 +364,7 @@ def _verify_chunk(db, rnd: _Round, chunk: list[BundleId], level0_data: dict[Tile
         raise PeerMisbehaved(f"tiles do not match the signed checkpoint of size {rnd.size}: {exc}") from None
     if first and rnd.old_size > 0:
         _consistent(rnd, tiles)
+    leaf_tiles: list[tuple[int, int, bytes]] = []  # kept: node/store/follow_leaves.py
     for bundle, data in zip(chunk, bundle_data):
         try:
             entries = decode_bundle(data, bundle.width)
@@ -368,11 +376,18 @@ def _verify_chunk(db, rnd: _Round, chunk: list[BundleId], level0_data: dict[Tile
             bad = next(i for i, (a, b) in enumerate(zip(leaves, hashes)) if a != b)
             raise PeerMisbehaved(f"entry bundle {bundle.path()}: entry {bundle.first_entry + bad} does not "
                                  "hash to its leaf hash in the level-0 tile")
+        leaf_tiles.append((bundle.index, bundle.width, tiles[TileId(0, bundle.index, bundle.width)]))
         skip = max(0, rnd.old_size - bundle.first_entry)  # entries verified in an earlier round
         try:
             stage_entries(db, rnd.origin, bundle.first_entry + skip, entries[skip:], leaves[skip:])
         except EntryError as exc:
             raise PeerMisbehaved(f"protocol violation: {exc}") from None
+    follow_leaves.stage(db, rnd.origin, leaf_tiles)
+
+
+def _reset_staging(db, origin: str) -> None:
+    store.reset_staging(db, origin)
+    follow_leaves.reset_staging(db, origin)
 
 
 def _consistent(rnd: _Round, tiles: dict[TileId, bytes]) -> None:
@@ -402,13 +417,14 @@ def _commit(db, rnd: _Round, vkey: str, note: bytes, own_origin: str | None,
         if state is None or state.forked or state.size != rnd.old_size:
             raise SyncError("the log was removed, forked or advanced while this round ran; starting over")
         applied = apply_staged(db, rnd.origin, vkey, own_origin)
+        follow_leaves.move_staged(db, rnd.origin)
         store.store_checkpoint(db, rnd.origin, rnd.size, rnd.root, note, time.time())
         if applied.withdrawn:
             try:
                 listener.on_withdrawn(rnd.origin, applied.withdrawn)
             except Exception as exc:
                 raise SyncError(f"the matcher could not drop withdrawn entries ({exc}); round not applied") from exc
-    store.reset_staging(db, rnd.origin)
+    _reset_staging(db, rnd.origin)
     try:
         listener.on_added(rnd.origin, store.iter_fingerprints(db, rnd.origin, rnd.old_size, rnd.size,
                                                                active_only=True))

@@ -200,9 +200,10 @@ def remove_log(db: sqlite_utils.Database, origin_or_name: str) -> str | None:
                               ("followed_checkpoints", "origin"), ("follow_key_rotations", "origin"),
                               ("followed_logs", "origin")):
             db.execute(f"DELETE FROM {table} WHERE {column} = ?", (origin,))
-        from node.store import peer_feedback
+        from node.store import follow_leaves, peer_feedback
 
         peer_feedback.forget(db, origin)
+        follow_leaves.forget(db, origin)
         return origin
 
 
