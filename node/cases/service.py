@@ -9,9 +9,10 @@
 Creating a case, in this order (so that a crash at any point leaves nothing that a
 person was promised and the helpline cannot keep):
 
-  1. check eligibility and fingerprints (nothing is stored for a refusal); then the
-     creation limits (node/cases/creation.py: 429), and above the usual rate a proof
-     of work (node/cases/pow.py: 428); the case is counted from here on, and given
+  1. check eligibility, the creation limits (node/cases/creation.py: 429) and above
+     the usual rate a proof of work (node/cases/pow.py: 428) -- before the
+     fingerprints, so that a refused flood costs little --, then the fingerprints
+     (nothing is stored for a refusal); the case is counted from here on, and given
      back if it fails;
   2. make the case number and PIN; store the case as `pending` with the leaf hashes
      of its entries (one transaction);
@@ -224,6 +225,8 @@ class CaseService:
             raise CaseApiError(400, str(exc)) from None
         if refusal is not None:
             return 422, refusal.to_json()
+        now = self.clock()
+        self._check_limits(body, address, lang, now)  # before the fingerprints: a flood costs little
         day = today()
         try:
             fingerprints = parse_fingerprints(body.get("fingerprints"), caps=self.caps, day=day)
@@ -231,17 +234,17 @@ class CaseService:
             raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
         except FingerprintError as exc:
             raise CaseApiError(400, str(exc)) from None
-        ticket = self._admit(body, address, lang)
+        ticket = self.creations.admit(address, now)  # no await since the check: one step
         try:
             return await self._create(fingerprints, day)
         except BaseException:
             self.creations.give_back(ticket)
             raise
 
-    def _admit(self, body: dict, address: str | None, lang: str) -> tuple:
-        """The creation limits, then the proof of work if one is due; no await inside,
-        so that the check and the count are one step (node/cases/creation.py)."""
-        now = self.clock()
+    def _check_limits(self, body: dict, address: str | None, lang: str, now: float) -> None:
+        """The creation limits (429), then the proof of work if one is due (428);
+        the caller counts the case (`admit`) with no await between, so that the check
+        and the count are one step (node/cases/creation.py)."""
         refusal = self.creations.refusal(address, now)
         if refusal is not None:
             raise CaseApiError(429, refusal_message(refusal, lang), retry_after=refusal.retry_after,
@@ -253,7 +256,6 @@ class CaseService:
                 self.creations.pow_asked += 1
                 raise CaseApiError(428, POW_ASKED.get(lang, POW_ASKED["fr"]) + (f" ({exc})" if "proof_of_work" in body else ""),
                                    proof_of_work=self.pow.challenge(now)) from None
-        return self.creations.admit(address, now)
 
     async def _create(self, fingerprints: list, day: int) -> tuple[int, dict]:
         from node.log.sequencer import LogUnavailable
