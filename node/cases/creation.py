@@ -65,7 +65,7 @@ MESSAGES = {
 
 
 def refusal_message(refusal: Refusal, lang: str) -> str:
-    texts = MESSAGES.get(lang, MESSAGES["fr"])
+    texts = MESSAGES.get(lang, MESSAGES["en"])  # the page shows its own text in every language
     minutes = max(1, -(-refusal.retry_after // 60))
     wait = texts["minutes"].format(n=minutes) if minutes < 120 else texts["hours"].format(n=-(-minutes // 60))
     kind = "connection" if refusal.reason in ("address", "network") else "node"

@@ -63,6 +63,7 @@ from node.cases.hashes import (
 from node.cases.limits import CASE_GUARD, CASE_POLICY, AddressLimiter, CaseNetworkCounters, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
 from node.cases.pow import ProofOfWork, ProofOfWorkError
+from node.cases.resources import HelpDirectory
 from node.store import cases as store
 from node.store import log as log_store
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
@@ -144,6 +145,7 @@ class CaseService:
         self.caps = config.cases  # per-case caps (node/cases/fingerprints.py)
         self.creations = CreationLimiter(config.cases)
         self.pow = ProofOfWork(config.cases.proof_of_work_bits)
+        self.help = HelpDirectory.from_config(config.page)  # where a refusal points to
         self.addresses = AddressLimiter()
         self.clients = ctx.clients  # who a request comes from, for the limiter (node/cases/proxies.py)
         self.unknown_cases = UnknownCaseCounters(CASE_GUARD)  # touched only in the database thread
@@ -214,13 +216,14 @@ class CaseService:
     async def create(self, body: Any, address: str | None = None) -> tuple[int, dict]:
         if not isinstance(body, dict):
             raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
-        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "proof_of_work"})
+        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country", "proof_of_work"})
         if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send eligibility, fingerprints, lang, "
-                               "and proof_of_work when asked)")
+            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
+                               "(send eligibility, fingerprints, lang, country, and proof_of_work when asked)")
         try:
             lang = eligibility.language(body.get("lang"))
-            refusal = eligibility.check(body.get("eligibility"), lang)
+            where = eligibility.country(body.get("country"), self.help)
+            refusal = eligibility.check(body.get("eligibility"), lang, where, self.help)
         except eligibility.EligibilityError as exc:
             raise CaseApiError(400, str(exc)) from None
         if refusal is not None:
@@ -254,7 +257,7 @@ class CaseService:
                 self.pow.check(body.get("proof_of_work"), now)
             except ProofOfWorkError as exc:
                 self.creations.pow_asked += 1
-                raise CaseApiError(428, POW_ASKED.get(lang, POW_ASKED["fr"]) + (f" ({exc})" if "proof_of_work" in body else ""),
+                raise CaseApiError(428, POW_ASKED.get(lang, POW_ASKED["en"]) + (f" ({exc})" if "proof_of_work" in body else ""),
                                    proof_of_work=self.pow.challenge(now)) from None
 
     async def _create(self, fingerprints: list, day: int) -> tuple[int, dict]:
@@ -532,8 +535,9 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
     """Per platform and entry, the latest verdict a followed log published about one
     of these entries (quoting the right leaf hash). `name` is the name the helpline's
     operator gave the platform (`follow add --name`, or an announced name approved with
-    `follow name --from-announcement`), or null: what a platform says about itself
-    never reaches the person unchecked (the page then says "a partner platform")."""
+    `follow name --from-announcement`), or null: what a platform says about itself --
+    its announced name, its origin -- never reaches the person unchecked (the page then
+    says "a partner platform")."""
     try:
         from node.store import follow as follow_store
     except ImportError:
@@ -551,8 +555,10 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
                 if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
                     latest[row.from_origin] = row
             for origin, row in sorted(latest.items()):
+                # the day this node verified the verdict: feedback entries carry no time
+                learnt = follow_store.verified_at(db, origin, row.from_index)
                 out.append({"platform": origin, "name": names.get(origin), "index": e.idx,
-                            "verdict": row.verdict})
+                            "verdict": row.verdict, "day": day_to_json(today(learnt)) if learnt else None})
         return out
     except sqlite3.OperationalError:  # the follower's tables do not exist in this database
         return []

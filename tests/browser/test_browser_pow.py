@@ -57,7 +57,8 @@ def test_the_pages_sha256_is_the_standard_one(open_page):
 
 
 def test_the_page_proves_its_work_and_the_case_is_opened(open_page, recorder, tmp_path):
-    with ThreadedNode(tmp_path / "helpline", recorder, proof_of_work_above_per_hour=0, proof_of_work_bits=14) as node:
+    with ThreadedNode(tmp_path / "helpline", recorder,
+                      cases={"proof_of_work_above_per_hour": 0, "proof_of_work_bits": 14}) as node:
         page, requests = open_page(locale="fr-FR", base_url=node.base_url)
         pick_a_photo_and_send(page)
         page.wait_for_selector("#view-codes:not([hidden])", timeout=60_000)
@@ -77,7 +78,7 @@ def test_a_refused_creation_is_explained_kindly(open_page):
     pick_a_photo_and_send(page)
     page.wait_for_selector("#submit-error:not([hidden])")
     text = page.inner_text("#submit-error")
-    assert "Trop de dossiers ont été ouverts depuis votre connexion" in text and "30 minutes" in text, text
+    assert "Trop de demandes ont été faites depuis votre connexion" in text and "dans 30 minutes" in text, text
     assert "Rien n'a été enregistré" in text
     assert page.is_visible(".file-item[data-status=done]")  # nothing was lost: the person can try again later
 
