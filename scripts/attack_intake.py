@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
+import contextlib
 import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ELIGIBLE = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+ELIGIBLE = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
 PERSON = "127.0.250.2"
 
 
@@ -122,14 +121,18 @@ async def flood(url: str, sources: list[str], seconds: float, clients_per_source
     return outcomes
 
 
-async def slow_body(host: str, port: int, source: str, seconds: float) -> str:
-    """Content-Length: 400000, then a byte every 2 s; the node's answer (or none)."""
+async def slow_body(host: str, port: int, source: str, seconds: float, path: str = "/v1/cases",
+                    length: int = 400_000) -> tuple[str, float]:
+    """The issue's slow body: declare `length` bytes, then send one every 2 s. Returns
+    the node's status ("closed" or "no answer" within `seconds`) and how long it took.
+    (tests/test_abuse_bodies.py sends it too.)"""
+    began = time.monotonic()
     try:
         reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
     except OSError as exc:
-        return type(exc).__name__
-    writer.write(f"POST /v1/cases HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: 400000\r\n\r\n{{".encode())
+        return type(exc).__name__, time.monotonic() - began
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {length}\r\n\r\n{{".encode())
 
     async def trickle():
         try:
@@ -143,12 +146,13 @@ async def slow_body(host: str, port: int, source: str, seconds: float) -> str:
     task = asyncio.ensure_future(trickle())
     try:
         line = await asyncio.wait_for(reader.readline(), seconds)
-        return line.split()[1].decode() if line else "closed"
+        status = line.split()[1].decode() if line else "closed"
     except (TimeoutError, ConnectionError, IndexError):
-        return "no answer"
+        status = "no answer"
     finally:
         task.cancel()
         writer.close()
+    return status, time.monotonic() - began
 
 
 async def slow_bodies(url: str, sources: list[str], per_source: int, seconds: float) -> collections.Counter:
@@ -158,7 +162,7 @@ async def slow_bodies(url: str, sources: list[str], per_source: int, seconds: fl
 
     async def keep_going(source: str):  # reconnect as soon as answered, as the issue's attacker did
         while time.monotonic() < deadline:
-            outcomes[await slow_body(host, int(port), source, deadline - time.monotonic() + 5)] += 1
+            outcomes[(await slow_body(host, int(port), source, deadline - time.monotonic() + 5))[0]] += 1
 
     await asyncio.gather(*(keep_going(s) for s in sources for _ in range(per_source)))
     return outcomes
@@ -219,77 +223,70 @@ async def during(url: str, codes: dict, what: str, attack) -> tuple:
 
 
 async def run(args) -> int:
+    from bench_support import serving
+
     from node.cli import main as cli_main
-    from node.config import CasesSection
-    from node.datadir import DataDir
 
     tmp = Path(tempfile.mkdtemp(prefix="attack-intake-"))
-    proc = None
     try:
         root = tmp / "helpline"
-        with open(os.devnull, "w") as quiet:
-            import contextlib
-
-            with contextlib.redirect_stdout(quiet):
-                assert cli_main(["init", "--dir", str(root), "--origin", "helpline.example/log"]) == 0
-        proc = subprocess.Popen([sys.executable, "-m", "node", "serve", "--dir", str(root), "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=open(tmp / "node.log", "w"), cwd=ROOT)
-        datadir = DataDir(root)
-        while not (info := datadir.read_serve_info()):
-            await asyncio.sleep(0.1)
-        url = info["public_url"]
-        limits = CasesSection()
-        print(f"helpline {url}: default settings (limits per hour/day: address {limits.per_address_per_hour}/"
-              f"{limits.per_address_per_day}, /24 {limits.per_network_per_hour}/{limits.per_network_per_day}, node "
-              f"{limits.per_hour}/{limits.per_day}; proof of work above {limits.proof_of_work_above_per_hour}/hour, "
-              f"{limits.proof_of_work_bits} bits); each flood lasts {args.seconds:g} s with cases at every cap")
-        status, owner_case = await post_case(url, PERSON, small_case())
-        assert status == 201, owner_case
-        codes = {"case_number": owner_case["case_number"], "pin": owner_case["pin"]}
-        slow_one, report = await during(url, codes, "8 slow bodies from one address",
-                                        slow_bodies(url, ["127.0.3.2"], 8, args.seconds))
-        print(f"8 slow bodies from one address, reconnecting: answers {dict(slow_one)}")
-        print(report)
-        slow_net, report = await during(url, codes, "slow bodies from 50 addresses of one /24",
-                                        slow_bodies(url, [f"127.0.4.{i}" for i in range(2, 52)], 1, args.seconds))
-        print(f"slow bodies from 50 addresses of one /24, reconnecting: answers {dict(slow_net)}")
-        print(report)
-        base_storage, base_entries = storage(root), entry_bytes(root)
-        People.opened = 0
-        one, report = await during(url, codes, "the flood from one address", flood(url, ["127.0.1.2"], args.seconds, 6))
-        print(f"flood from 1 address, 6 clients: {dict(one)}")
-        print(report)
-        subnet, report = await during(url, codes, "the flood from 50 addresses of one /24",
-                                      flood(url, [f"127.0.2.{i}" for i in range(2, 52)], args.seconds))
-        print(f"flood from 50 addresses of one /24 (127.0.2.2-51): {dict(subnet)}")
-        print(report)
-        wide, report = await during(url, codes, "the flood from 50 networks", flood(
-            url, [f"127.0.{n}.2" for n in range(10, 60)], args.seconds, solve_pow=True))
-        print(f"flood from 50 networks (127.0.10-59.2), solving the proof of work when asked: {dict(wide)}")
-        print(report)
-        accepted = sum(n for outcomes in (one, subnet, wide) for key, n in outcomes.items() if key == "201")
-        await asyncio.sleep(2)
-        grown, entries = storage(root) - base_storage, entry_bytes(root) - base_entries
-        per_case, per_case_entries = grown / max(1, accepted), entries / max(1, accepted)
-        print(f"accepted: {one['201']} from one address, {subnet['201']} from one /24, {wide['201']} from 50 "
-              f"networks -- {accepted} in all (by the limits: at most {limits.per_address_per_hour} per address "
-              f"and {limits.per_network_per_hour} per /24 an hour, {limits.per_hour} an hour and {limits.per_day} "
-              f"a day for the node); people elsewhere opened {People.opened}")
-        print(f"storage: the helpline grew {grown / 2**20:.1f} MiB ({per_case / 1024:.0f} KiB a case: entries "
-              f"{per_case_entries / 1024:.0f} KiB; the rest entry bundles on disk, each checkpoint's partial one "
-              f"kept, and tables; the people's {People.opened} small cases counted in); every follower copies "
-              "the entries; "
-              f"at the worst allowed rate: {per_case * limits.per_hour / 2**20:.0f} MiB an hour, "
-              f"{per_case * limits.per_day / 2**20:.0f} MiB a day on the helpline, "
-              f"{per_case_entries * limits.per_day / 2**20:.0f} MiB a day of entries in each follower "
-              "(before: 400 MB in 32 s, about 1 TB a day)")
-
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            assert cli_main(["init", "--dir", str(root), "--origin", "helpline.example/log"]) == 0
+        with serving(root) as info:
+            await attack(info["public_url"], root, args)
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+async def attack(url: str, root: Path, args) -> None:
+    from node.config import CasesSection
+
+    limits = CasesSection()
+    print(f"helpline {url}: default settings (limits per hour/day: address {limits.per_address_per_hour}/"
+          f"{limits.per_address_per_day}, /24 {limits.per_network_per_hour}/{limits.per_network_per_day}, node "
+          f"{limits.per_hour}/{limits.per_day}; proof of work above {limits.proof_of_work_above_per_hour}/hour, "
+          f"{limits.proof_of_work_bits} bits); each flood lasts {args.seconds:g} s with cases at every cap")
+    status, owner_case = await post_case(url, PERSON, small_case())
+    assert status == 201, owner_case
+    codes = {"case_number": owner_case["case_number"], "pin": owner_case["pin"]}
+    slow_one, report = await during(url, codes, "8 slow bodies from one address",
+                                    slow_bodies(url, ["127.0.3.2"], 8, args.seconds))
+    print(f"8 slow bodies from one address, reconnecting: answers {dict(slow_one)}")
+    print(report)
+    slow_net, report = await during(url, codes, "slow bodies from 50 addresses of one /24",
+                                    slow_bodies(url, [f"127.0.4.{i}" for i in range(2, 52)], 1, args.seconds))
+    print(f"slow bodies from 50 addresses of one /24, reconnecting: answers {dict(slow_net)}")
+    print(report)
+    base_storage, base_entries = storage(root), entry_bytes(root)
+    People.opened = 0
+    one, report = await during(url, codes, "the flood from one address", flood(url, ["127.0.1.2"], args.seconds, 6))
+    print(f"flood from 1 address, 6 clients: {dict(one)}")
+    print(report)
+    subnet, report = await during(url, codes, "the flood from 50 addresses of one /24",
+                                  flood(url, [f"127.0.2.{i}" for i in range(2, 52)], args.seconds))
+    print(f"flood from 50 addresses of one /24 (127.0.2.2-51): {dict(subnet)}")
+    print(report)
+    wide, report = await during(url, codes, "the flood from 50 networks", flood(
+        url, [f"127.0.{n}.2" for n in range(10, 60)], args.seconds, solve_pow=True))
+    print(f"flood from 50 networks (127.0.10-59.2), solving the proof of work when asked: {dict(wide)}")
+    print(report)
+    accepted = sum(n for outcomes in (one, subnet, wide) for key, n in outcomes.items() if key == "201")
+    await asyncio.sleep(2)
+    grown, entries = storage(root) - base_storage, entry_bytes(root) - base_entries
+    per_case, per_case_entries = grown / max(1, accepted), entries / max(1, accepted)
+    print(f"accepted: {one['201']} from one address, {subnet['201']} from one /24, {wide['201']} from 50 "
+          f"networks -- {accepted} in all (by the limits: at most {limits.per_address_per_hour} per address "
+          f"and {limits.per_network_per_hour} per /24 an hour, {limits.per_hour} an hour and {limits.per_day} "
+          f"a day for the node); people elsewhere opened {People.opened}")
+    print(f"storage: the helpline grew {grown / 2**20:.1f} MiB ({per_case / 1024:.0f} KiB a case: entries "
+          f"{per_case_entries / 1024:.0f} KiB; the rest entry bundles on disk, each checkpoint's partial one "
+          f"kept, and tables; the people's {People.opened} small cases counted in); every follower copies "
+          "the entries; "
+          f"at the worst allowed rate: {per_case * limits.per_hour / 2**20:.0f} MiB an hour, "
+          f"{per_case * limits.per_day / 2**20:.0f} MiB a day on the helpline, "
+          f"{per_case_entries * limits.per_day / 2**20:.0f} MiB a day of entries in each follower "
+          "(before: 400 MB in 32 s, about 1 TB a day)")
 
 
 def main() -> int:

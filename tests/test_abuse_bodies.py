@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from node.cases.eligibility import QUESTIONS
+
 from publish_support import helpline_datadir
-from serve_support import NodeProcess, connect, head, read_answer
+from serve_support import NodeProcess, connect, head, host_port, read_answer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import attack_intake  # noqa: E402  (the attack script's own slow body)
 
 pytestmark = pytest.mark.timeout(90)
 
-ELIGIBLE = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+ELIGIBLE = dict.fromkeys(QUESTIONS, True)  # every eligibility question answered yes
 
 
 def case_body(n: int = 3) -> dict:
@@ -36,30 +43,11 @@ async def helpline(tmp_path):
 
 
 async def slow_body(url: str, source: str, path: str = "/v1/cases", length: int = 400_000):
-    """The attack: declare a body, then send one byte every 2 s. Returns (status or
-    None if no answer yet, seconds to the answer, the connection)."""
-    reader, writer = await connect(url, source)
-    writer.write(head("POST", path, url, Content_Type="application/json", Content_Length=str(length)) + b"{")
-    await writer.drain()
-
-    async def trickle():
-        try:
-            while True:
-                await asyncio.sleep(2)
-                writer.write(b" ")
-                await writer.drain()
-        except (ConnectionError, RuntimeError):
-            pass
-
-    task = asyncio.ensure_future(trickle())
-    began = time.monotonic()
-    try:
-        status, _, _ = await read_answer(reader, 15)
-    except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-        status = None
-    task.cancel()
-    writer.close()
-    return status, time.monotonic() - began
+    """The issue's attack (scripts/attack_intake.py): declare a body, then send one byte
+    every 2 s. Returns (status, or None if none came within 15 s; seconds to it)."""
+    host, port = host_port(url)
+    status, seconds = await attack_intake.slow_body(host, port, source, 15, path, length)
+    return (int(status) if status.isdigit() else None), seconds
 
 
 async def person_and_witness(url: str, source: str = "127.0.9.9") -> dict:

@@ -14,6 +14,7 @@ import sys
 import aiohttp
 import pytest
 
+from node.cases.eligibility import QUESTIONS
 from node.cli import main as cli_main
 from node.follow.apply import MAX_UNMATCHED_FEEDBACK
 from publish_support import append, helpline_datadir, make_datadir
@@ -67,7 +68,7 @@ async def test_a_platforms_words_do_not_reach_the_victim(tmp_path):
     await p.start()
     try:
         async with aiohttp.ClientSession() as session:
-            body = {"eligibility": {"in_image": True, "adult": True, "has_image": True, "intimate": True},
+            body = {"eligibility": dict.fromkeys(QUESTIONS, True),
                     "fingerprints": [{"signal": "md5", "fingerprint": secrets.token_hex(16)}], "lang": "en"}
             async with session.post(h.public_url + "/v1/cases", json=body) as r:
                 case = await r.json()
@@ -95,8 +96,9 @@ async def test_a_platforms_words_do_not_reach_the_victim(tmp_path):
 
             async with session.post(h.public_url + "/v1/cases/status", json=codes) as r:
                 answer = await r.json()
-            assert answer["feedback"] == [{"platform": PLATFORM, "name": "Example Platform", "index": index,
-                                           "verdict": "removed"}]
+            [item] = answer["feedback"]
+            assert item == {"platform": PLATFORM, "name": "Example Platform", "index": index, "verdict": "removed",
+                            "day": item["day"]}
             assert "URGENT" not in json.dumps(answer)
 
             # Feedback about nothing: a bounded share stored, the rest counted.

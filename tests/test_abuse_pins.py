@@ -12,6 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from node.cases.eligibility import QUESTIONS
+
 from node.cases.limits import CASE_GUARD, CASE_POLICY, GUARD_TRIES
 from node.cases.numbers import new_case_number
 from node.web.app import RunningNode
@@ -20,7 +22,7 @@ from publish_support import Clock, helpline_datadir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-ELIGIBLE = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+ELIGIBLE = dict.fromkeys(QUESTIONS, True)  # every eligibility question answered yes
 
 
 @pytest.fixture

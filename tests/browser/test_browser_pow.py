@@ -14,6 +14,7 @@ import secrets
 import pytest
 from webapp_support import ThreadedNode
 
+from node.cases.eligibility import QUESTIONS
 from node.config import CasesSection
 
 DEFAULT_BITS = CasesSection().proof_of_work_bits
@@ -33,7 +34,7 @@ def noise_png() -> bytes:
 def pick_a_photo_and_send(page) -> None:
     page.click("#start")
     page.wait_for_selector("#view-eligibility:not([hidden])")
-    for question in ("in_image", "adult", "has_image", "intimate"):
+    for question in QUESTIONS:
         page.check(f"input[name={question}][value=yes]")
     page.click("#eligibility-continue")
     page.wait_for_selector("#view-files:not([hidden])")
