@@ -51,7 +51,7 @@ from typing import Any, Callable
 
 from node.cases import eligibility
 from node.cases.creation import HOUR, CreationLimiter, refusal_message
-from node.cases.fingerprints import DegenerateFingerprints, FingerprintError, parse_fingerprints
+from node.cases.fingerprints import CaseFingerprint, DegenerateFingerprints, FingerprintError, parse_fingerprints
 from node.cases.hashes import (
     ScryptParams,
     case_lookup,
@@ -135,6 +135,54 @@ def _published(index: int, checkpoint_size: int, days: dict[int, int]) -> dict:
     return {"index": index, "checkpoint_size": checkpoint_size, "day": day_to_json(day) if day else None}
 
 
+def read_new_case(body: Any, *, caps, day: int, directory: HelpDirectory,
+                  before_fingerprints: Callable[[str], None] | None = None,
+                  ) -> tuple[eligibility.Refusal | None, list[CaseFingerprint]]:
+    """The body of POST /v1/cases, checked: (refusal, []) when not eligible (the help
+    pointed to comes from `directory`), else (None, the fingerprints, within `caps`:
+    [cases] of the config). Raises CaseApiError(400), and nothing else, on any JSON
+    value (tests/test_fuzz_regressions.py and fuzz/harnesses.py hold it to that) --
+    except what `before_fingerprints(lang)`, called once the answers are eligible and
+    before the fingerprints are read, raises (the creation limits: 429, 428)."""
+    if not isinstance(body, dict):
+        raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
+    unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country", "proof_of_work"})
+    if unknown:
+        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
+                           "(send eligibility, fingerprints, lang, country, and proof_of_work when asked)")
+    try:
+        lang = eligibility.language(body.get("lang"))
+        where = eligibility.country(body.get("country"), directory)
+        refusal = eligibility.check(body.get("eligibility"), lang, where, directory)
+    except eligibility.EligibilityError as exc:
+        raise CaseApiError(400, str(exc)) from None
+    if refusal is not None:
+        return refusal, []
+    if before_fingerprints is not None:
+        before_fingerprints(lang)
+    try:
+        return None, parse_fingerprints(body.get("fingerprints"), caps=caps, day=day)
+    except DegenerateFingerprints as exc:
+        raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
+    except FingerprintError as exc:
+        raise CaseApiError(400, str(exc)) from None
+
+
+def read_case_codes(body: Any) -> tuple[str, str]:
+    """(canonical case number, PIN) from the body of POST /v1/cases/status or
+    /withdraw. Raises CaseApiError(400), and nothing else, on any JSON value."""
+    if not isinstance(body, dict):
+        raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
+    unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
+    if unknown:
+        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
+    try:
+        return canonical_case_number(body.get("case_number")), canonical_pin(body.get("pin"))
+    except CaseNumberError as exc:
+        # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
+        raise CaseApiError(400, str(exc)) from None
+
+
 class CaseService:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -154,6 +202,8 @@ class CaseService:
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._db = None
         self._key = b""
+        self._ack_signer = None          # DIR/keys/ack.key: the publication cosignature in receipts
+        self._tiles = None
         self._in_flight: set[int] = set()
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
@@ -170,8 +220,13 @@ class CaseService:
         def open_() -> None:
             from node.store import open_db
 
+            from node.log.tilestore import TileStore
+            from node.witness.proofs import DiskTiles
+
             self._db = open_db(self.datadir.db_path, check_same_thread=False)
             self._key = load_or_create_case_key(self.datadir, self.case_key_path)
+            self._ack_signer = self.datadir.load_ack_signer(create=True)
+            self._tiles = DiskTiles(TileStore(self.datadir.tiles_dir, self.datadir.tmp_dir))
 
         await self._run_db(open_)
         hour = int(self.clock() // HOUR)
@@ -214,29 +269,14 @@ class CaseService:
 
     # ---------------------------------------------------------------- create
     async def create(self, body: Any, address: str | None = None) -> tuple[int, dict]:
-        if not isinstance(body, dict):
-            raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
-        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country", "proof_of_work"})
-        if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
-                               "(send eligibility, fingerprints, lang, country, and proof_of_work when asked)")
-        try:
-            lang = eligibility.language(body.get("lang"))
-            where = eligibility.country(body.get("country"), self.help)
-            refusal = eligibility.check(body.get("eligibility"), lang, where, self.help)
-        except eligibility.EligibilityError as exc:
-            raise CaseApiError(400, str(exc)) from None
+        day, now = today(), self.clock()
+        # The creation limits and the proof of work are checked once the answers are
+        # eligible and before the fingerprints are read: a refused flood costs little.
+        refusal, fingerprints = read_new_case(body, caps=self.caps, day=day, directory=self.help,
+                                              before_fingerprints=lambda lang: self._check_limits(body, address,
+                                                                                                  lang, now))
         if refusal is not None:
             return 422, refusal.to_json()
-        now = self.clock()
-        self._check_limits(body, address, lang, now)  # before the fingerprints: a flood costs little
-        day = today()
-        try:
-            fingerprints = parse_fingerprints(body.get("fingerprints"), caps=self.caps, day=day)
-        except DegenerateFingerprints as exc:
-            raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
-        except FingerprintError as exc:
-            raise CaseApiError(400, str(exc)) from None
         ticket = self.creations.admit(address, now)  # no await since the check: one step
         try:
             return await self._create(fingerprints, day)
@@ -300,22 +340,12 @@ class CaseService:
             "fingerprints": len(fingerprints),
             "low_quality": sum(fp.low_quality for fp in fingerprints),
             "published": [_published(a.index, a.checkpoint_size, days) for a in appended],
+            **await self._receipt([a.index for a in appended]),
         }
 
     # ---------------------------------------------------------------- opening a case with its codes
     async def _open(self, body: Any, address: str | None) -> store.CaseRow:
-        if not isinstance(body, dict):
-            raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
-        unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
-        if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
-        try:
-            canonical = canonical_case_number(body.get("case_number"))
-            pin = canonical_pin(body.get("pin"))
-        except CaseNumberError as exc:
-            # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
-            raise CaseApiError(400, str(exc)) from None
-
+        canonical, pin = read_case_codes(body)
         slot = self.addresses.slot(address)
         waiting = self._address_waiting.get(slot, 0)
         if waiting >= MAX_WAITING_PER_ADDRESS:
@@ -405,6 +435,7 @@ class CaseService:
                 "published": [_published(e.idx, e.checkpoint_size, days) for e in published],
                 "withdrawn_at": None,
                 "feedback": _feedback(self._db, self.origin, published),
+                "platforms": [],
             }
             if case.state == "withdrawn":
                 done = {w.target for w in withdrawals}
@@ -418,9 +449,51 @@ class CaseService:
                     else None,
                     "entries": sorted({w.withdrawal_idx for w in withdrawals}),
                 }
+            answer["platforms"] = _platforms(self._db, self.origin, published,
+                                             withdrawals if case.state == "withdrawn" else None)
             return answer
 
         return await self._run_db(read)
+
+    # ---------------------------------------------------------------- receipt
+    async def receipt(self, body: Any, address: str | None) -> dict:
+        """The newest receipt of a case (POST /v1/cases/receipt): it may carry platforms'
+        acknowledgements that the one given at creation or withdrawal could not."""
+        case = await self._open(body, address)
+        return await self._receipt_of(case.id)
+
+    async def receipt_policy(self) -> bytes:
+        """GET /v1/cases/receipt-policy: the tlog-policy receipts are checked with (it names the
+        followed platforms' current acknowledgement keys, so it is read each time)."""
+        from node.cases.receipt import receipt_policy
+
+        return await self._run_db(lambda: receipt_policy(self._db, self.origin, self.ctx.log_vkey,
+                                                         self._ack_signer.verifier_key()))
+
+    async def _receipt_of(self, case_id: int) -> dict:
+        def indices() -> list[int]:
+            published = [e.idx for e in store.entries_of(self._db, case_id) if e.idx is not None]
+            return published + [w.withdrawal_idx for w in store.withdrawals_of(self._db, case_id)]
+
+        return await self._receipt(await self._run_db(indices))
+
+    async def _receipt(self, indices: list[int]) -> dict:
+        """{"receipt": the proof file's text, "receipt_file": a name to save it under},
+        or both null when none can be made now (never fails the request)."""
+        from node.cases.receipt import build_receipt
+        from node.witness.proofs import ProofUnavailable
+
+        indices = sorted(set(indices))
+        if not indices:
+            return {"receipt": None, "receipt_file": None}
+        try:
+            proofs = await self._run_db(lambda: build_receipt(self._db, self._tiles, self._ack_signer, self.origin,
+                                                              indices))
+        except ProofUnavailable as exc:
+            log.warning("cases: no receipt could be made (%s)", exc)
+            return {"receipt": None, "receipt_file": None}
+        date = day_to_json(today())
+        return {"receipt": proofs.to_bytes().decode("utf-8"), "receipt_file": f"receipt-{date}.tlog-proof"}
 
     # ---------------------------------------------------------------- withdraw
     async def withdraw(self, body: Any, address: str | None) -> dict:
@@ -434,7 +507,7 @@ class CaseService:
             raise CaseApiError(503, "your withdrawal is recorded and will be published as soon as the "
                                "helpline's log can be written again; check the status in a few minutes",
                                state="withdrawn") from None
-        return await self._describe(case.id)
+        return {**await self._describe(case.id), **await self._receipt_of(case.id)}
 
     async def withdraw_published_between(self, first_size: int, last_size: int, *, dry_run: bool = False) -> dict:
         """The operator's clean-up after a flood (`ncii-node cases withdraw`): withdraw,
@@ -529,6 +602,19 @@ class CaseService:
         store.abandon_case(self._db, case_id, found)
         log.warning("cases: an interrupted case creation was abandoned; %d of its entries reached the log "
                     "and will be withdrawn", len(found))
+
+
+def _platforms(db, own_origin: str, published: list, withdrawals: list | None) -> list[dict]:
+    """Per platform this helpline follows: when it applied the case's fingerprints and
+    its withdrawal (node/acks/report.py)."""
+    from node.acks.report import case_platforms
+
+    try:
+        return case_platforms(db, own_origin, [(e.idx, e.checkpoint_size) for e in published],
+                              None if withdrawals is None else
+                              [(w.withdrawal_idx, w.checkpoint_size) for w in withdrawals])
+    except sqlite3.OperationalError:  # the follower's tables do not exist in this database
+        return []
 
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:

@@ -55,6 +55,7 @@ ROUTE_POOLS = {
     "/v1/cases": "cases",
     "/v1/cases/status": "person",
     "/v1/cases/withdraw": "person",
+    "/v1/cases/receipt": "person",
     "/add-checkpoint": "witness",
 }
 #: Pools whose routes carry small bodies (4 KiB: 4 MiB in all; 64 KiB: 16 MiB) are
