@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from protocol.entries import VERDICTS
-
 DEFAULT_TIMEOUT = 10.0
 MEDIA_TIMEOUT = 120.0
 DEFAULT_RETRIES = 3
@@ -250,6 +248,8 @@ class NodeClient:
     def feedback(self, origin: str, index: int, verdict: str) -> FeedbackReceipt:
         """Publish a verdict on entry `index` of the followed log `origin` (admin token):
         matched-pending-review, removed, not-violating or disputed-false-match."""
+        from protocol.entries import VERDICTS  # (imported here: this module needs only the standard library)
+
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
         answer = self._json("POST", "/v1/feedback", {"origin": origin, "index": index, "verdict": verdict},
