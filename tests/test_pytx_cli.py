@@ -24,11 +24,12 @@ import pytest
 
 pytest.importorskip("threatexchange", reason="the test extra installs threatexchange (python-threatexchange)")
 
-from test_cases_cycle import YES, Node, ncii, post_json, wait_for  # noqa: E402
+from test_cases_cycle import HELPLINE, PLATFORM, YES, Node, ncii, nodes, post_json, wait_for  # noqa: E402,F401
+
+# `nodes` (a fixture): a helpline and a platform, `ncii-node serve` processes, each a
+# registered reader of the other and following the other.
 
 REPO = Path(__file__).resolve().parents[1]
-HELPLINE = "helpline.pytx.example/log"
-PLATFORM = "platform.pytx.example/feedback"
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -82,25 +83,6 @@ class TX:
 
     def state_file(self, collab: str) -> Path:
         return self.state_dir / "fetched" / "ncii_node" / f"{collab}.state.pickle"
-
-
-@pytest.fixture
-def nodes(tmp_path):
-    helpline = Node(tmp_path / "helpline", HELPLINE, "helpline")
-    platform = Node(tmp_path / "platform", PLATFORM, "platform")
-    ncii("readers", "add", "--dir", str(helpline.root), ncii("key", "--dir", str(platform.root), "--request").stdout.strip())
-    ncii("readers", "add", "--dir", str(platform.root), ncii("key", "--dir", str(helpline.root), "--request").stdout.strip())
-    helpline.start()
-    platform.start()
-    try:
-        ncii("follow", "add", "--dir", str(platform.root), helpline.url, "--vkey",
-             ncii("key", "--dir", str(helpline.root)).stdout.strip(), "--interval", "0.2")
-        ncii("follow", "add", "--dir", str(helpline.root), platform.url, "--vkey",
-             ncii("key", "--dir", str(platform.root)).stdout.strip(), "--interval", "0.2")
-        yield helpline, platform
-    finally:
-        helpline.stop()
-        platform.stop()
 
 
 def open_case(helpline: Node, fingerprints: list[dict]) -> tuple[dict, list[int]]:

@@ -58,6 +58,17 @@ def stored(tx: TX):
     return pickle.loads(tx.state_file("hostile").read_bytes())
 
 
+async def fetched(tx: TX, size: int, absent: str, present: str, records: int) -> None:
+    """A fetch that succeeds: the stored state is the log's at `size`, without the
+    withdrawn entry `absent`, with `present`, `records` active records in all."""
+    code, _, err = await run(tx, "fetch")
+    assert code == 0, err
+    state = stored(tx)
+    assert state.checkpoint.size == size
+    assert (ORIGIN, absent) not in state.updates and (ORIGIN, present) in state.updates
+    assert len(state.updates) == records
+
+
 async def test_a_fork_fails_the_fetch_keeps_the_state_and_leaves_evidence(setup):
     log, server, tx = setup
     before = tx.state_file("hostile").read_bytes()
@@ -100,12 +111,7 @@ async def test_a_bad_tile_fails_the_fetch_and_the_next_good_one_applies(setup):
     assert tx.state_file("hostile").read_bytes() == before
     # The log serves the truth again: everything applies, the withdrawal included.
     del server.overrides[bundle]
-    code, out, err = await run(tx, "fetch")
-    assert code == 0, err
-    state = stored(tx)
-    assert state.checkpoint.size == 401
-    assert (ORIGIN, "5") not in state.updates and (ORIGIN, "399") in state.updates
-    assert len(state.updates) == 399
+    await fetched(tx, 401, absent="5", present="399", records=399)
 
 
 async def test_an_interrupted_fetch_keeps_the_state_and_the_next_one_resumes(setup):
@@ -137,9 +143,4 @@ async def test_an_interrupted_fetch_keeps_the_state_and_the_next_one_resumes(set
         assert proc.returncode != 0
         assert tx.state_file("hostile").read_bytes() == before, interruption
     server.overrides.clear()
-    code, out, err = await run(tx, "fetch")
-    assert code == 0, err
-    state = stored(tx)
-    assert state.checkpoint.size == 3001
-    assert (ORIGIN, "0") not in state.updates and (ORIGIN, "2998") in state.updates
-    assert len(state.updates) == 2998
+    await fetched(tx, 3001, absent="0", present="2998", records=2998)

@@ -47,7 +47,8 @@ from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPI
 from threatexchange.extensions.manifest import ThreatExchangeExtensionManifest
 from threatexchange.signal_type.signal_base import SignalType
 
-from node.follow.sync import SyncError
+from node.follow.client import log_url_problem
+from node.follow.sync import ForkDetected, SyncError
 from node.interop.logreader import ReaderState, read_round
 from protocol.entries import Submission, Withdrawal, day_to_json
 from protocol.errors import ProtocolError, UsageError
@@ -233,6 +234,9 @@ class NCIINodeSignalExchangeAPI(
             pinned = Verifier.from_vkey(collab.vkey.strip())
         except ProtocolError as exc:
             raise FetchFailed(f"{NAME} {collab.name}: --vkey is not a verifier key: {exc}") from None
+        problem = log_url_problem(collab.url)
+        if problem:
+            raise FetchFailed(f"{NAME} {collab.name}: --url: {problem}: {collab.url}")
         if checkpoint is None:
             start = ReaderState(pinned.vkey)
         elif checkpoint.pinned_vkey != pinned.vkey:
@@ -261,7 +265,7 @@ class NCIINodeSignalExchangeAPI(
                 timeout=collab.timeout or 10.0)
         except (SyncError, UsageError) as exc:
             message = f"{NAME} {collab.name}: fetch stopped, nothing stored: {exc}"
-            _say(logging.CRITICAL if "FORK" in str(exc) else logging.ERROR, message)
+            _say(logging.CRITICAL if isinstance(exc, ForkDetected) else logging.ERROR, message)
             raise FetchFailed(message) from None
         for rotation in rotations:
             _say(logging.WARNING, f"{NAME} {collab.name}: key rotation at entry {rotation.index} "
@@ -311,13 +315,20 @@ class NCIINodeSignalExchangeAPI(
             raise FeedbackUnavailable(f"{NAME}: no feedback for {s_type.get_name()} signals; an ncii-node log "
                                       f"holds {', '.join(PYTX_SIGNAL.values())}")
         url, token = _feedback_node(self.collab)
-        origin = Verifier.from_vkey(self.collab.vkey.strip()).name
+        try:
+            origin = Verifier.from_vkey(self.collab.vkey.strip()).name
+        except ProtocolError as exc:
+            raise FeedbackFailed(f"{NAME}: the collaboration's vkey is not a verifier key: {exc}") from None
         try:
             fingerprint = SIGNALS[ours].to_json(SIGNALS[ours].parse_json(_our_fingerprint_json(ours, signal)))
         except (ProtocolError, ValueError) as exc:
             raise FeedbackFailed(f"{NAME}: not a {s_type.get_name()} fingerprint: {exc}") from None
         try:
-            with NodeClient(url, token) as node:
+            node = NodeClient(url, token)
+        except ValueError as exc:
+            raise FeedbackFailed(f"{NAME}: {exc}") from None
+        try:
+            with node:
                 result = node.match(ours, fingerprint)
                 entries = [m for m in result.matches if m.origin == origin]
                 if not entries:
