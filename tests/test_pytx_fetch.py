@@ -186,3 +186,36 @@ def test_feedback_without_a_node_says_so(tmp_path, monkeypatch):
 
     with pytest.raises(NotImplementedError, match="no feedback for raw_text"):
         api.report_opinion(RawTextSignal, "hello", opinion)
+
+
+async def test_vpdq_becomes_pytx_vpdq_signals_that_its_own_index_matches(served, monkeypatch, caplog):
+    """With threatexchange's vpdq extension, a vPDQ submission is a `vpdq` signal that
+    its own VPDQSignal accepts and its own index matches. The extension's Python code
+    runs for real; only its C binding `vpdq` (which hashes video files, and needs
+    FFmpeg's development libraries to build) is absent here; if so, a module holding
+    only the name the extension's type annotations read stands in for it: nothing of
+    it is called when signals are converted, indexed or matched."""
+    import sys
+    import types
+
+    try:
+        import vpdq  # noqa: F401
+    except ImportError:
+        binding = types.ModuleType("vpdq")
+        binding.VpdqFeature = type("VpdqFeature", (), {})
+        monkeypatch.setitem(sys.modules, "vpdq", binding)
+    from threatexchange.extensions.vpdq.vpdq import VPDQSignal
+
+    log, _server, api = served
+    frames = b"".join(bytes([i]) * 16 + bytes([255 - i]) * 16 + bytes([90]) + (i * 1000).to_bytes(4, "big")
+                      for i in range(1, 6))
+    log.append(encode_entry(Submission("vpdq", (5).to_bytes(2, "big") + frames, None, ("video",), 0)))
+    (delta,) = await fetch(api, signal_types=[*SIGNALS, VPDQSignal])
+    assert "vPDQ submission(s) kept but not matched" not in caplog.text
+    (signal_str,) = api.naive_convert_to_signal_type([VPDQSignal], api.collab, delta.updates)[VPDQSignal]
+    assert VPDQSignal.validate_signal_str(signal_str) == signal_str
+    index = VPDQSignal.get_index_cls().build(
+        api.naive_convert_to_signal_type([VPDQSignal], api.collab, delta.updates)[VPDQSignal].items())
+    (match,) = index.query(signal_str)
+    assert f"{log.origin}#0" in str(match.metadata)
+    assert VPDQSignal.compare_hash(signal_str, signal_str).match
