@@ -120,13 +120,22 @@ def test_threatexchange_cli_fetches_matches_labels_and_sees_withdrawals(nodes, t
     assert "ncii_node - NCIINodeSignalExchangeAPI" in added.stdout
     assert "ncii_node" in tx("config", "api").stdout.split()
     vkey = ncii("key", "--dir", str(helpline.root)).stdout.strip()
-    request_key = platform.root / "keys" / "request.key"  # registered with the helpline above
+    # The reader's own key (no node needed to read), registered by the helpline.
+    request_key = tmp_path / "reader.key"
+    reader = ncii("reader-key", str(request_key), "--name", "platform.pytx.example").stdout.strip()
+    assert ncii("reader-key", str(request_key)).stdout.strip() == reader
     token_file = platform.root / "admin.token"
     tx("config", "collab", "edit", "ncii_node", "helpline", "--create", "--url", helpline.url, "--vkey", vkey,
        "--request-key-file", str(request_key), "--node-admin-url", platform.admin_url,
        "--node-admin-token-file", str(token_file))
     stored = json.loads(tx("config", "collab", "print", "helpline").stdout)
     assert stored["url"] == helpline.url and stored["vkey"] == vkey and stored["api"] == "ncii_node"
+
+    # Until the helpline registers the reader, its tiles are refused: nothing is stored.
+    refused = tx("fetch", ok=False)
+    assert refused.returncode == 3 and "HTTP 403" in refused.stderr, refused.stderr
+    assert not tx.state_file("helpline").exists()
+    ncii("readers", "add", "--dir", str(helpline.root), reader)
 
     # fetch: verified and stored; the vPDQ submission is kept but cannot be matched here.
     fetched = tx("fetch")
