@@ -67,7 +67,7 @@ async def test_one_delta_per_round_in_log_order_with_withdrawals_as_none(served)
     assert list(delta.updates) == [(origin, "0"), (origin, "1"), (origin, "2")]
     first = delta.updates[(origin, "0")]
     assert (first.origin, first.index, first.signal, first.quality, first.labels, first.day) == \
-        (origin, 0, "pdq", 88, ["nude", "image"], "2024-10-04")
+        (origin, 0, "pdq", 88, ("nude", "image"), "2024-10-04")
     assert first.fingerprint == (77).to_bytes(32, "big").hex()
     assert delta.updates[(origin, "1")] is None  # submitted and withdrawn in the same round
     assert delta.updates[(origin, "2")].signal == "md5"
@@ -98,8 +98,8 @@ async def test_same_fingerprint_in_two_entries_is_one_signal_naming_both(served)
     (delta,) = await fetch(api)
     signals = api.naive_convert_to_signal_type([PdqSignal], api.collab, delta.updates)
     (meta,) = signals[PdqSignal].values()
-    assert (meta.index, meta.same_fingerprint) == (0, [f"{log.origin}#1"])
-    assert delta.updates[(log.origin, "0")].same_fingerprint == []  # the stored record is unchanged
+    assert (meta.index, meta.same_fingerprint) == (0, (f"{log.origin}#1",))
+    assert delta.updates[(log.origin, "0")].same_fingerprint == ()  # the stored record is unchanged
 
 
 async def test_vpdq_is_kept_with_a_note_when_pytx_has_no_vpdq_type(served, caplog):

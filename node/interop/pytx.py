@@ -148,9 +148,9 @@ class NCIINodeSubmission(state.FetchedSignalMetadata):
     signal: str               # our name: pdq | md5 | vpdq
     fingerprint: str          # hex of the canonical bytes (protocol.signals)
     quality: t.Optional[int] = None
-    labels: t.List[str] = field(default_factory=list)
+    labels: t.Tuple[str, ...] = ()
     day: t.Optional[str] = None
-    same_fingerprint: t.List[str] = field(default_factory=list)
+    same_fingerprint: t.Tuple[str, ...] = ()
 
     @property
     def entry(self) -> str:
@@ -247,10 +247,11 @@ class NCIINodeSignalExchangeAPI(
         origin = start.origin
         updates: dict[_Key, NCIINodeSubmission | None] = {}
         counts: Counter = Counter()
+        shared: dict = {}
 
         def on_entry(index: int, entry) -> None:
             if type(entry) is Submission:
-                updates[(origin, str(index))] = _record(origin, index, entry)
+                updates[(origin, str(index))] = _record(origin, index, entry, shared)
                 counts[entry.signal] += 1
             elif type(entry) is Withdrawal:
                 for target in entry.targets:
@@ -398,16 +399,18 @@ def _our_fingerprint_json(ours: str, signal: str):
     return [{"pdq": f.pdq_hex, "quality": f.quality, "timestamp": f.timestamp} for f in json_to_vpdq(signal)]
 
 
-def _record(origin: str, index: int, entry: Submission) -> NCIINodeSubmission:
+def _record(origin: str, index: int, entry: Submission, shared: dict) -> NCIINodeSubmission:
+    # A million records are held at once: equal labels and days share one object.
+    day = shared.setdefault(entry.day, day_to_json(entry.day))
     return NCIINodeSubmission(origin, index, entry.signal, entry.fingerprint.hex(), entry.quality,
-                              list(entry.labels), day_to_json(entry.day))
+                              shared.setdefault(entry.labels, entry.labels), day)
 
 
 def _with_duplicates(records: list[NCIINodeSubmission]) -> NCIINodeSubmission:
     first = records[0]
     if len(records) == 1:
         return first
-    return dataclasses.replace(first, same_fingerprint=[r.entry for r in records[1:]])
+    return dataclasses.replace(first, same_fingerprint=tuple(r.entry for r in records[1:]))
 
 
 # ---------------------------------------------------------------------- the environment
