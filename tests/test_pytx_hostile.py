@@ -88,8 +88,6 @@ async def test_a_fork_fails_the_fetch_keeps_the_state_and_leaves_evidence(setup)
     code, _, err = await run(tx, "fetch")
     assert code == 3 and "FORK" in err
     assert tx.state_file("hostile").read_bytes() == before
-    code, out, _ = await run(tx, "dataset", "--print-signals")
-    assert f"{ORIGIN}#0 " in out and (1001).to_bytes(32, "big").hex() not in out
 
 
 async def test_a_bad_tile_fails_the_fetch_and_the_next_good_one_applies(setup):
