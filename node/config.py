@@ -34,6 +34,10 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
     max_batch_entries = 200000        # a larger pool is sequenced over several batches
 
+    [witness]                         # this log's witnesses (spec/parts/witness.md §3)
+    add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
+                                      # declared in /node.json (the witness network asks logs to)
+
     [paths]                           # relative to the data directory
     db = "node.db"
     tiles = "tiles"
@@ -100,6 +104,11 @@ class LogSection:
 
 
 @dataclass
+class WitnessSection:
+    add_checkpoint_interval: float = 1.0
+
+
+@dataclass
 class PathsSection:
     db: str = "node.db"
     tiles: str = "tiles"
@@ -124,6 +133,7 @@ class Config:
     http: HttpSection = field(default_factory=HttpSection)
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
+    witness: WitnessSection = field(default_factory=WitnessSection)
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
 
@@ -151,6 +161,8 @@ class Config:
             raise ConfigError("[http] max_concurrent_bodies must be between 1 and 100000")
         if not 0.01 <= self.log.sequencing_interval <= 3600:
             raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
+        if not 0.1 <= self.witness.add_checkpoint_interval <= 86400:
+            raise ConfigError("[witness] add_checkpoint_interval must be between 0.1 and 86400 seconds")
         if self.log.max_batch_entries < 1:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:

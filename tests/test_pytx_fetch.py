@@ -72,7 +72,7 @@ async def test_one_delta_per_round_in_log_order_with_withdrawals_as_none(served)
     assert delta.updates[(origin, "1")] is None  # submitted and withdrawn in the same round
     assert delta.updates[(origin, "2")].signal == "md5"
     cp = delta.checkpoint
-    assert (cp.size, cp.vkey, cp.pinned_vkey) == (6, log.vkey, log.vkey)
+    assert (cp.origin, cp.size, cp.vkey, cp.pinned_vkey) == (origin, 6, log.vkey, log.vkey)
     assert bytes.fromhex(cp.root_hash) and cp.checkpoint_note.encode() == log.note
 
     # Nothing new: nothing yielded. Then a later round withdraws an entry of an earlier one.
@@ -139,7 +139,7 @@ async def test_checkpoint_problems_fail_the_fetch_and_yield_nothing(served):
     (delta,) = await fetch(api)
     other = Signer.generate(log.origin)
     changed = NCIINodeSignalExchangeAPI.for_collab(dataclasses.replace(api.collab, vkey=other.verifier_key()))
-    with pytest.raises(FetchFailed, match="vkey changed"):
+    with pytest.raises(FetchFailed, match="vkey or origin changed"):
         await fetch(changed, delta.checkpoint)
     damaged = dataclasses.replace(delta.checkpoint, root_hash="zz")
     with pytest.raises(FetchFailed, match="damaged"):
@@ -219,3 +219,31 @@ async def test_vpdq_becomes_pytx_vpdq_signals_that_its_own_index_matches(served,
     (match,) = index.query(signal_str)
     assert f"{log.origin}#0" in str(match.metadata)
     assert VPDQSignal.compare_hash(signal_str, signal_str).match
+
+
+async def test_a_log_whose_key_is_not_named_like_its_origin(tmp_path):
+    """C2SP lets a log's key have another name (SHOULD); the collaboration's `origin`
+    says which origin line to expect, as `ncii-node follow add --origin` does."""
+    from protocol.checkpoint import Checkpoint
+    from protocol.note import sign_note
+
+    class ForeignKeyLog(StaticLog):
+        def sign(self, size, root, signer=None):  # sign_checkpoint insists on our own convention
+            return sign_note(Checkpoint(self.origin, size, root).to_text(), [signer or self.signer])
+
+    log = ForeignKeyLog("helpline.pytx.example/log")
+    log.signer = Signer.generate("helpline-key-2026")
+    log.append(pdq_entry(1))
+    server = await LogServer(log).start()
+    key = tmp_path / "request.key"
+    key.write_bytes(Signer.generate("platform.pytx.example").to_key_file())
+    try:
+        collab = NCIINodeCollabConfig(url=server.url, vkey=log.vkey, request_key_file=str(key), name="h",
+                                      api="ncii_node", evidence_dir=str(tmp_path / "evidence"), timeout=2.0)
+        with pytest.raises(FetchFailed, match="checkpoint rejected"):  # expects the origin helpline-key-2026
+            await fetch(NCIINodeSignalExchangeAPI.for_collab(collab))
+        named = NCIINodeSignalExchangeAPI.for_collab(dataclasses.replace(collab, origin=log.origin))
+        (delta,) = await fetch(named)
+        assert list(delta.updates) == [(log.origin, "0")] and delta.checkpoint.origin == log.origin
+    finally:
+        await server.stop()

@@ -6,14 +6,14 @@ somewhere else (there: pytx's fetch checkpoint). `LogReader` runs the follower's
 verification, the same code (node.follow.sync.LogVerifier and verify_chunk):
 
   - the checkpoint is signed by the pinned key, or by the key a verified rotation
-    moved to, and names the log's origin;
+    moved to, and names the log's origin (by default the key's name);
   - compared with the state: the same size with another root, or a smaller size that
     is not the same history, is a FORK; an older checkpoint of the same history is a
     stale copy (an error, not a fork);
   - every tile is checked against the signed root, the new tree must begin with the
     state's tree (else FORK), every entry must hash to its leaf and decode strictly;
   - a key rotation is honoured only if signed by the current key and named like the log
-    (node.follow.apply.check_rotation).
+    or like the current key (node.follow.apply.check_rotation).
 
 When things are returned: `on_entry(index, entry)` receives every new entry, in log
 order, while the round verifies; `read_round()` returns the new `ReaderState` only once
@@ -60,20 +60,22 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ReaderState:
-    """What a reader verified: the checkpoint (size, root, note) and the key the next
-    checkpoint must be signed by. The attributes LogVerifier reads are named as in
-    node.store.follow.FollowedLog."""
+    """What a reader verified of the log `origin`: the checkpoint (size, root, note)
+    and the key the next checkpoint must be signed by. The attributes LogVerifier reads
+    are named as in node.store.follow.FollowedLog."""
 
+    origin: str
     vkey: str
     size: int = 0
     root_hash: bytes | None = None
     checkpoint_note: bytes | None = None
     verified_at: float | None = None
 
-    @property
-    def origin(self) -> str:
-        # A log's key is named like its origin (C2SP tlog-checkpoint); a rotation keeps the name.
-        return Verifier.from_vkey(self.vkey).name
+    @classmethod
+    def first(cls, vkey: str, origin: str | None = None) -> ReaderState:
+        """Nothing verified yet. `origin`: the log's origin line, by default the key's
+        name (C2SP tlog-checkpoint: a log's key SHOULD be named like its origin)."""
+        return cls(origin if origin is not None else Verifier.from_vkey(vkey).name, vkey)
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class LogReader(LogVerifier):
             log.error("log %s: key rotation at entry %d REFUSED: %s", self.origin, index, reason)
 
     async def _apply(self, state: ReaderState, rnd: RoundState, note: bytes) -> RoundResult:
-        self.state = ReaderState(self._vkey, rnd.size, rnd.root, note, time.time())
+        self.state = ReaderState(self.origin, self._vkey, rnd.size, rnd.root, note, time.time())
         return RoundResult(self.origin, "applied", rnd.old_size, rnd.size)
 
     async def _fork(self, state: ReaderState, reason: str, earlier_size: int, earlier_note: bytes | None,

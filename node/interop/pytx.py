@@ -96,6 +96,9 @@ class NCIINodeCollabConfig(CollaborationConfigWithDefaults, _RequiredFields):
     node_admin_token_file: t.Optional[str] = field(default=None, metadata={
         "help": f"feedback: a file holding your node's admin token, DIR/admin.token (or ${ENV_ADMIN_TOKEN})",
         "metavar": "FILE"})
+    origin: t.Optional[str] = field(default=None, metadata={
+        "help": "the log's origin line, when its key is not named like it (default: the key's name)",
+        "metavar": "ORIGIN"})
     evidence_dir: t.Optional[str] = field(default=None, metadata={
         "help": "where fork evidence files go (default: ncii_node/evidence in the threatexchange state "
                 "directory, $TX_STATEDIR or ~/.threatexchange)", "metavar": "DIR"})
@@ -108,6 +111,7 @@ class NCIINodeCheckpoint(state.FetchCheckpointBase):
     """The verified checkpoint the stored records are those of. Checkpoints never go
     stale: a log is append-only, so fetching resumes from here however old it is."""
 
+    origin: str               # the log's origin line
     size: int
     root_hash: str            # hex
     checkpoint_note: str      # the signed note
@@ -120,8 +124,9 @@ class NCIINodeCheckpoint(state.FetchCheckpointBase):
 
     @classmethod
     def from_state(cls, reader: ReaderState, pinned_vkey: str) -> "NCIINodeCheckpoint":
-        return cls(reader.size, (reader.root_hash or b"").hex(), (reader.checkpoint_note or b"").decode("utf-8"),
-                   reader.vkey, pinned_vkey, int(reader.verified_at or time.time()))
+        return cls(reader.origin, reader.size, (reader.root_hash or b"").hex(),
+                   (reader.checkpoint_note or b"").decode("utf-8"), reader.vkey, pinned_vkey,
+                   int(reader.verified_at or time.time()))
 
     def to_state(self) -> ReaderState:
         try:
@@ -134,7 +139,7 @@ class NCIINodeCheckpoint(state.FetchCheckpointBase):
         if self.size < 0 or len(root) != 32:
             raise FetchFailed("the stored checkpoint is damaged; clear it and fetch again "
                               "(threatexchange fetch --clear)")
-        return ReaderState(self.vkey, self.size, root, note, float(self.verified_at))
+        return ReaderState(self.origin, self.vkey, self.size, root, note, float(self.verified_at))
 
 
 @dataclass
@@ -237,14 +242,14 @@ class NCIINodeSignalExchangeAPI(
         problem = log_url_problem(collab.url)
         if problem:
             raise FetchFailed(f"{NAME} {collab.name}: --url: {problem}: {collab.url}")
+        origin = _origin(collab)
         if checkpoint is None:
-            start = ReaderState(pinned.vkey)
-        elif checkpoint.pinned_vkey != pinned.vkey:
-            raise FetchFailed(f"{NAME} {collab.name}: the collaboration's vkey changed since the state was "
-                              "fetched; to start over with the new key, clear it (threatexchange fetch --clear)")
+            start = ReaderState.first(pinned.vkey, origin)
+        elif (checkpoint.pinned_vkey, checkpoint.origin) != (pinned.vkey, origin):
+            raise FetchFailed(f"{NAME} {collab.name}: the collaboration's vkey or origin changed since the state "
+                              "was fetched; to start over, clear it (threatexchange fetch --clear)")
         else:
             start = checkpoint.to_state()
-        origin = start.origin
         updates: dict[_Key, NCIINodeSubmission | None] = {}
         counts: Counter = Counter()
         shared: dict = {}
@@ -317,7 +322,7 @@ class NCIINodeSignalExchangeAPI(
                                       f"holds {', '.join(PYTX_SIGNAL.values())}")
         url, token = _feedback_node(self.collab)
         try:
-            origin = Verifier.from_vkey(self.collab.vkey.strip()).name
+            origin = _origin(self.collab)
         except ProtocolError as exc:
             raise FeedbackFailed(f"{NAME}: the collaboration's vkey is not a verifier key: {exc}") from None
         try:
@@ -419,6 +424,11 @@ def _request_signer(path: str):
     from node.readaccess import load_request_signer
 
     return load_request_signer(os.path.expanduser(path))
+
+
+def _origin(collab: NCIINodeCollabConfig) -> str:
+    """The log's origin line: the collaboration's `origin`, or its key's name."""
+    return collab.origin.strip() if collab.origin else Verifier.from_vkey(collab.vkey.strip()).name
 
 
 def _evidence_dir(collab: NCIINodeCollabConfig) -> Path:

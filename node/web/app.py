@@ -106,6 +106,8 @@ class NodeContext:
 
 NODE = web.AppKey("node", NodeContext)
 READ_PROTECTED = web.AppKey("read_protected", list)
+# Route modules may add sections to /node.json: async callables (app) -> {key: value}.
+NODE_JSON_SECTIONS = web.AppKey("node_json_sections", list)
 
 
 def route_modules() -> list[ModuleType]:
@@ -235,6 +237,7 @@ def create_app(datadir: DataDir) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
+    app[NODE_JSON_SECTIONS] = []
     app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():
