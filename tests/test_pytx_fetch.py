@@ -247,3 +247,24 @@ async def test_a_log_whose_key_is_not_named_like_its_origin(tmp_path):
         assert list(delta.updates) == [(log.origin, "0")] and delta.checkpoint.origin == log.origin
     finally:
         await server.stop()
+
+
+def test_reader_key_command(tmp_path, capsys):
+    """`ncii-node reader-key`: a new request key (0600, never overwritten), its public
+    half printed for `ncii-node readers add`, and printed again from the file."""
+    from node.cli import main as cli_main
+    from node.readaccess import load_request_signer, parse_request_vkey
+
+    path = tmp_path / "keys" / "reader.key"
+    assert cli_main(["reader-key", str(path), "--name", "platform.example"]) == 0
+    vkey = capsys.readouterr().out.strip()
+    parse_request_vkey(vkey)
+    assert vkey.startswith("platform.example+") and path.stat().st_mode & 0o777 == 0o600
+    assert load_request_signer(path).keyid == vkey
+    assert cli_main(["reader-key", str(path)]) == 0 and capsys.readouterr().out.strip() == vkey
+    before = path.read_bytes()
+    assert cli_main(["reader-key", str(path), "--name", "other.example"]) == 1
+    assert "never overwritten" in capsys.readouterr().err and path.read_bytes() == before
+    assert cli_main(["reader-key", str(tmp_path / "k2"), "--name", "has space"]) == 2
+    assert cli_main(["reader-key", str(tmp_path / "missing")]) == 1
+    assert "cannot read the request key" in capsys.readouterr().err
