@@ -122,7 +122,7 @@ async def test_an_interrupted_fetch_keeps_the_state_and_the_next_one_resumes(set
     async def slowly(request: web.Request) -> web.StreamResponse:
         path = request.path.lstrip("/")
         served_slowly.append(path)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(3)  # long enough that no fetch ends before it is interrupted
         return web.Response(body=log.files[path])
 
     for interruption in (signal.SIGINT, signal.SIGKILL):

@@ -97,7 +97,7 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
             store.set_peer_metadata(db, origin, index, entry.display_name, entry.contact_url, entry.policy_url)
             result.announcements += 1
             if entry.new_vkey is not None:
-                honoured, reason = check_rotation(origin, result.vkey, entry)
+                honoured, reason = _check_rotation(origin, result.vkey, entry)
                 store.record_rotation(db, origin, index, result.vkey, entry.new_vkey, honoured, reason)
                 result.rotations.append((index, entry.new_vkey, honoured))
                 if honoured:
@@ -109,7 +109,7 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
     return result
 
 
-def check_rotation(origin: str, current_vkey: str, announcement: Announcement) -> tuple[bool, str]:
+def _check_rotation(origin: str, current_vkey: str, announcement: Announcement) -> tuple[bool, str]:
     """(honoured, reason): the rotation must be signed by the current key and the new
     key must carry the log's name, or the current key's name for a log whose key is
     not named like its origin (C2SP: SHOULD)."""

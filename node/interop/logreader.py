@@ -13,7 +13,7 @@ verification, the same code (node.follow.sync.LogVerifier and verify_chunk):
   - every tile is checked against the signed root, the new tree must begin with the
     state's tree (else FORK), every entry must hash to its leaf and decode strictly;
   - a key rotation is honoured only if signed by the current key and named like the log
-    or like the current key (node.follow.apply.check_rotation).
+    or like the current key (node.follow.apply._check_rotation).
 
 When things are returned: `on_entry(index, entry)` receives every new entry, in log
 order, while the round verifies; `read_round()` returns the new `ReaderState` only once
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node.follow import forks
-from node.follow.apply import check_rotation
+from node.follow.apply import _check_rotation as check_rotation  # the follower's own rule
 from node.follow.client import DEFAULT_TIMEOUT, PeerClient
 from node.follow.sync import (
     ForkDetected,
