@@ -122,6 +122,7 @@ def main() -> int:
     import asyncio
 
     import bench_follow
+    from bench_support import serving
     from demo import edit_photo, make_photo
 
     from node.datadir import DataDir
@@ -148,18 +149,7 @@ def main() -> int:
     request_vkey = DataDir(platform).load_request_signer().verifier_key()
     subprocess.run([PYTHON, "-m", "node", "readers", "add", "--dir", str(helpline), request_vkey], check=True,
                    cwd=ROOT, stdout=subprocess.DEVNULL)
-    server = subprocess.Popen([PYTHON, "-m", "node", "serve", "--dir", str(helpline), "--port", "0"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            info = DataDir(helpline).read_serve_info()
-            if info and info.get("pid") == server.pid:
-                break
-            if time.monotonic() > deadline:
-                print("the helpline node did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.1)
+    with serving(helpline) as info:
         url = info["public_url"]
         if built != args.entries + 1:
             (fp,) = [json.loads(line) for line in subprocess.run(
@@ -231,9 +221,6 @@ def main() -> int:
             "ratio_fetch_iter_to_follower": round(alone["seconds"] / follower["seconds"], 2),
             "ratio_cli_fetch_to_follower": round(fetch_seconds / follower["seconds"], 2),
         }, indent=1))
-    finally:
-        server.terminate()
-        server.wait(30)
     return 0
 
 
