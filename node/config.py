@@ -38,6 +38,11 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
                                       # declared in /node.json (the witness network asks logs to)
 
+    [acknowledgements]                # what this node applied, published in its own log
+    enabled = true                    # (spec/parts/acknowledgements.md; key: DIR/keys/ack.key)
+    interval = 2.0                    # at most one acknowledgement per followed log per this many
+                                      # seconds, except at once after a withdrawal was applied
+
     [paths]                           # relative to the data directory
     db = "node.db"
     tiles = "tiles"
@@ -126,6 +131,12 @@ class WitnessSection:
 
 
 @dataclass
+class AcknowledgementsSection:
+    enabled: bool = True
+    interval: float = 2.0
+
+
+@dataclass
 class PathsSection:
     db: str = "node.db"
     tiles: str = "tiles"
@@ -164,6 +175,7 @@ class Config:
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
     witness: WitnessSection = field(default_factory=WitnessSection)
+    acknowledgements: AcknowledgementsSection = field(default_factory=AcknowledgementsSection)
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
     page: PageSection = field(default_factory=PageSection)
@@ -194,6 +206,8 @@ class Config:
             raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
         if not 0.1 <= self.witness.add_checkpoint_interval <= 86400:
             raise ConfigError("[witness] add_checkpoint_interval must be between 0.1 and 86400 seconds")
+        if not 0.0 <= self.acknowledgements.interval <= 3600:
+            raise ConfigError("[acknowledgements] interval must be between 0 and 3600 seconds")
         if self.log.max_batch_entries < 1:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:

@@ -122,6 +122,17 @@ def tile_files(datadir: DataDir) -> dict[str, bytes]:
     return out
 
 
+def log_signed(note: bytes) -> bytes:
+    """The note with only the log's own signature lines: what the sequencer writes to
+    tiles/checkpoint. The note served at /checkpoint also carries cosignatures (the
+    node's publication cosignature, witnesses'), shaped key ID + timestamp + signature."""
+    from protocol.cosignature import PAYLOAD_SIZE
+    from protocol.note import Note, parse_note
+
+    parsed = parse_note(note)
+    return Note(parsed.text, [s for s in parsed.signatures if len(s.signature) != PAYLOAD_SIZE]).to_bytes()
+
+
 async def wait_for(predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
     """Poll `predicate` (a plain or async callable) until it is true; True, or
     AssertionError once `timeout` seconds have passed."""

@@ -31,7 +31,7 @@ from protocol.merkle import MerkleFrontier, consistency_proof, leaf_hash, verify
 from protocol.note import Verifier
 from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size
 
-from publish_support import append, cached_nodes, make_datadir, pdq_line, read_log, tile_files
+from publish_support import append, cached_nodes, log_signed, make_datadir, pdq_line, read_log, tile_files
 
 KILLS = 22
 pytestmark = pytest.mark.timeout(240)
@@ -303,7 +303,7 @@ async def test_sigkill_at_each_step(tmp_path, step, monkeypatch):
                     assert now[path] == data, path
             if step == "before-record":
                 # The checkpoint file written before the crash is the very note published after.
-                assert files_after_crash["checkpoint"] == after.note
+                assert files_after_crash["checkpoint"] == log_signed(after.note)
             assert "re-publishing them" in node.stderr_path.read_text()
         finally:
             node.stop()

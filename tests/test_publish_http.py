@@ -16,7 +16,7 @@ from protocol.merkle import consistency_proof, leaf_hash, verify_consistency
 from protocol.note import Verifier
 from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size
 
-from publish_support import ORIGIN, append, fetch, make_datadir, pdq_line, read_log, tile_files
+from publish_support import ORIGIN, append, fetch, log_signed, make_datadir, pdq_line, read_log, tile_files
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ async def test_append_then_read_back_and_verify_everything(node, session):
         expected |= {t.path() for t in tiles_for_size(view.checkpoint.size)}
         expected |= {b.path() for b in bundles_for_size(view.checkpoint.size)}
     assert set(files) == expected
-    assert files["checkpoint"] == final.note
+    assert files["checkpoint"] == log_signed(final.note)
 
 
 async def test_headers_and_not_found(node, session):

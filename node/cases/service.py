@@ -175,6 +175,8 @@ class CaseService:
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._db = None
         self._key = b""
+        self._ack_signer = None          # DIR/keys/ack.key: the publication cosignature in receipts
+        self._tiles = None
         self._in_flight: set[int] = set()
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
@@ -191,8 +193,13 @@ class CaseService:
         def open_() -> None:
             from node.store import open_db
 
+            from node.log.tilestore import TileStore
+            from node.witness.proofs import DiskTiles
+
             self._db = open_db(self.datadir.db_path, check_same_thread=False)
             self._key = load_or_create_case_key(self.datadir, self.case_key_path)
+            self._ack_signer = self.datadir.load_ack_signer(create=True)
+            self._tiles = DiskTiles(TileStore(self.datadir.tiles_dir, self.datadir.tmp_dir))
 
         await self._run_db(open_)
         await self.repair()
@@ -273,6 +280,7 @@ class CaseService:
             "fingerprints": len(fingerprints),
             "low_quality": sum(fp.low_quality for fp in fingerprints),
             "published": [_published(a.index, a.checkpoint_size, days) for a in appended],
+            **await self._receipt([a.index for a in appended]),
         }
 
     # ---------------------------------------------------------------- opening a case with its codes
@@ -352,6 +360,7 @@ class CaseService:
                 "published": [_published(e.idx, e.checkpoint_size, days) for e in published],
                 "withdrawn_at": None,
                 "feedback": _feedback(self._db, self.origin, published),
+                "platforms": [],
             }
             if case.state == "withdrawn":
                 done = {w.target for w in withdrawals}
@@ -364,9 +373,51 @@ class CaseService:
                     else None,
                     "entries": sorted({w.withdrawal_idx for w in withdrawals}),
                 }
+            answer["platforms"] = _platforms(self._db, self.origin, published,
+                                             withdrawals if case.state == "withdrawn" else None)
             return answer
 
         return await self._run_db(read)
+
+    # ---------------------------------------------------------------- receipt
+    async def receipt(self, body: Any, address: str | None) -> dict:
+        """The newest receipt of a case (POST /v1/cases/receipt): it may carry platforms'
+        acknowledgements that the one given at creation or withdrawal could not."""
+        case = await self._open(body, address)
+        return await self._receipt_of(case.id)
+
+    async def receipt_policy(self) -> bytes:
+        """GET /v1/cases/receipt-policy: the tlog-policy receipts are checked with (it names the
+        followed platforms' current acknowledgement keys, so it is read each time)."""
+        from node.cases.receipt import receipt_policy
+
+        return await self._run_db(lambda: receipt_policy(self._db, self.origin, self.ctx.log_vkey,
+                                                         self._ack_signer.verifier_key()))
+
+    async def _receipt_of(self, case_id: int) -> dict:
+        def indices() -> list[int]:
+            published = [e.idx for e in store.entries_of(self._db, case_id) if e.idx is not None]
+            return published + [w.withdrawal_idx for w in store.withdrawals_of(self._db, case_id)]
+
+        return await self._receipt(await self._run_db(indices))
+
+    async def _receipt(self, indices: list[int]) -> dict:
+        """{"receipt": the proof file's text, "receipt_file": a name to save it under},
+        or both null when none can be made now (never fails the request)."""
+        from node.cases.receipt import build_receipt
+        from node.witness.proofs import ProofUnavailable
+
+        indices = sorted(set(indices))
+        if not indices:
+            return {"receipt": None, "receipt_file": None}
+        try:
+            proofs = await self._run_db(lambda: build_receipt(self._db, self._tiles, self._ack_signer, self.origin,
+                                                              indices))
+        except ProofUnavailable as exc:
+            log.warning("cases: no receipt could be made (%s)", exc)
+            return {"receipt": None, "receipt_file": None}
+        date = day_to_json(today())
+        return {"receipt": proofs.to_bytes().decode("utf-8"), "receipt_file": f"receipt-{date}.tlog-proof"}
 
     # ---------------------------------------------------------------- withdraw
     async def withdraw(self, body: Any, address: str | None) -> dict:
@@ -380,7 +431,7 @@ class CaseService:
             raise CaseApiError(503, "your withdrawal is recorded and will be published as soon as the "
                                "helpline's log can be written again; check the status in a few minutes",
                                state="withdrawn") from None
-        return await self._describe(case.id)
+        return {**await self._describe(case.id), **await self._receipt_of(case.id)}
 
     async def _append_withdrawals(self, case_id: int, reason: str) -> int:
         """Append withdrawal entries for every published entry of the case that no
@@ -446,6 +497,19 @@ class CaseService:
         store.abandon_case(self._db, case_id, found)
         log.warning("cases: an interrupted case creation was abandoned; %d of its entries reached the log "
                     "and will be withdrawn", len(found))
+
+
+def _platforms(db, own_origin: str, published: list, withdrawals: list | None) -> list[dict]:
+    """Per platform this helpline follows: when it applied the case's fingerprints and
+    its withdrawal (node/acks/report.py)."""
+    from node.acks.report import case_platforms
+
+    try:
+        return case_platforms(db, own_origin, [(e.idx, e.checkpoint_size) for e in published],
+                              None if withdrawals is None else
+                              [(w.withdrawal_idx, w.checkpoint_size) for w in withdrawals])
+    except sqlite3.OperationalError:  # the follower's tables do not exist in this database
+        return []
 
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:

@@ -9,8 +9,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "init",
         help="create a data directory for a new node",
-        description="Creates DIR with config.toml, an Ed25519 log key and a request key "
-        "(mode 0600), the admin token and the metrics token (0600) and, for a platform, the match token (0600), the "
+        description="Creates DIR with config.toml, an Ed25519 log key, a request key and an "
+        "acknowledgement key (mode 0600), the admin token and the metrics token (0600) and, for a platform, the "
+        "match token (0600), the "
         "SQLite database (WAL) and the tiles folder.",
     )
     add_dir_argument(p, help="data directory to create (must be absent or empty)")
@@ -67,6 +68,7 @@ def run(args) -> int:
     datadir.save_config(config)
     datadir.write_secret(datadir.log_key_path, log_key.to_key_file())
     datadir.write_secret(datadir.request_key_path, request_key.to_key_file())
+    ack_key = datadir.load_ack_signer(create=True)
     datadir.create_token(datadir.admin_token_path)
     datadir.create_token(datadir.metrics_token_path)
     if args.role == "platform":
@@ -77,6 +79,7 @@ def run(args) -> int:
     print(f"created {datadir.root} for log {args.origin} ({args.role})")
     print(f"log verifier key:     {log_key.verifier_key()}")
     print(f"request key (reader): {request_key.verifier_key()}")
+    print(f"acknowledgement key:  {ack_key.verifier_key()}")
     print(f"reading: {'anyone' if args.public_read else 'registered readers only (ncii-node readers add)'}")
     print(f"next: ncii-node serve --dir {args.dir}")
     return 0

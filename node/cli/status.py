@@ -43,7 +43,7 @@ def run(args) -> int:
     serving = datadir.serving_node() is not None
     db = open_db(datadir.db_path)
     try:
-        report = status_report(db)
+        report = status_report(db, own_origin=config.node.origin)
         size, published_at = stats_store.own_log_size(db)
     finally:
         db.close()

@@ -6,6 +6,8 @@ and `forked`), `fingerprints` the counts over all logs. Lag is given two ways:
 `lag_seconds` (time since a round last confirmed we held the peer's latest checkpoint).
 A forked log also names its evidence file (`fork_evidence`) or why there is none
 (`fork_evidence_problem`); `gossip` lists the peers whose views are compared with ours.
+Given the node's own origin, each followed log also says how fast it acknowledged this
+node's submissions and withdrawals (`acknowledgements`, node/acks/report.py).
 
 Each log has one `state`: "forked", "failing" (its last round failed) or "ok";
 `exit_status` turns the report into the exit status of `ncii-node status` (EXIT_*),
@@ -45,10 +47,12 @@ def log_state(entry) -> str:
     return "forked" if entry.forked else "failing" if entry.failures else "ok"
 
 
-def status_report(db, now: float | None = None, *, fingerprints: bool = True) -> dict:
+def status_report(db, now: float | None = None, *, fingerprints: bool = True, own_origin: str | None = None) -> dict:
     """The report; without `fingerprints`, no counts of fingerprints (they read the
-    whole fingerprint table: the console and /metrics go without them)."""
+    whole fingerprint table: the console and /metrics go without them); with
+    `own_origin`, the acknowledgement statistics of this node's own entries."""
     now = time.time() if now is None else now
+    acks = _acknowledgements(db, own_origin, now)
     counts = store.fingerprint_counts(db) if fingerprints else {}
     forks = store.latest_forks(db)
     errors = stats_store.follow_errors(db)
@@ -79,6 +83,7 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True) ->
             "state": log_state(entry),
             "display_name": entry.display_name,
             "fingerprints": c,
+            "acknowledgements": acks.get(entry.origin),
         })
     total = {"active": 0, "withdrawn": 0, "suppressed": 0}
     for c in counts.values():
@@ -94,6 +99,30 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True) ->
                    for p in store.list_gossip_peers(db)],
         "generated_at": iso_time(now),
     }
+
+
+def _acknowledgements(db, own_origin: str | None, now: float) -> dict:
+    """Per followed log, its acknowledgement statistics of this node's own entries
+    (only for a node that published submissions or withdrawals)."""
+    if own_origin is None:
+        return {}
+    from node.acks.report import acknowledgement_statistics
+
+    try:
+        stats = acknowledgement_statistics(db, own_origin, now)
+    except Exception:  # noqa: BLE001 - no publishing tables in this database: nothing to say
+        return {}
+    if not any(stats["entries"].values()):
+        return {}
+    return {p["origin"]: p for p in stats["platforms"]}
+
+
+def _latency(summary: dict) -> str:
+    text = (f"p50 {summary['p50']} s, p99 {summary['p99']} s ({summary['acknowledged']} acknowledged"
+            if summary.get("acknowledged") else "(none acknowledged")
+    if summary.get("pending"):
+        text += f", {summary['pending']} pending for up to {summary.get('oldest_pending_seconds')} s"
+    return text + ")"
 
 
 def format_report(report: dict) -> str:
@@ -129,6 +158,17 @@ def format_report(report: dict) -> str:
                 lines.append("                 (anyone can check it: ncii-node audit verify-evidence FILE)")
             elif entry.get("fork_evidence_problem"):
                 lines.append(f"  evidence       NONE: {entry['fork_evidence_problem']}")
+        acks = entry.get("acknowledgements")
+        if acks:
+            state = {"late": "LATE: something waits for more than a minute",
+                     "silent": "SILENT: it never acknowledged anything", "forked": "forked"}.get(acks["state"], "ok")
+            lines.append(f"  acknowledged   this log up to size {acks['acknowledged_size']}, last at "
+                         f"{acks['last_acknowledgement'] or 'never'} [{state}]")
+            lines.append(f"    submissions  {_latency(acks['submissions'])}, over the last 7 days")
+            lines.append(f"    withdrawals  {_latency(acks['withdrawals'])}")
+            if acks["false_acknowledgements"]:
+                lines.append(f"    !!! {acks['false_acknowledgements']} acknowledgement(s) of a tree this log never "
+                             "had (audit with --platform writes the evidence)")
         if entry["last_error"] and entry["failures"]:
             lines.append(f"  last error     {entry['last_error']} ({entry['last_error_at']}, "
                          f"{entry['failures']} failure(s) in a row)")

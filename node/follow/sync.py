@@ -499,6 +499,12 @@ def _commit(db, rnd: RoundState, vkey: str, note: bytes, own_origin: str | None,
         listener.on_added(rnd.origin, store.iter_fingerprints(db, rnd.origin, rnd.old_size, rnd.size,
                                                                active_only=True))
     except Exception:
-        log.exception("follow %s: listener failed on entries %d..%d (they are stored)", rnd.origin,
-                      rnd.old_size, rnd.size - 1)
+        log.exception("follow %s: listener failed on entries %d..%d (they are stored; not acknowledged)",
+                      rnd.origin, rnd.old_size, rnd.size - 1)
+        return applied
+    try:
+        # Now the matcher has dropped the withdrawn entries (before COMMIT) and indexed the new ones.
+        listener.on_applied(rnd.origin, rnd.size, rnd.root, note, applied, time.time())
+    except Exception:
+        log.exception("follow %s: listener failed after applying checkpoint %d", rnd.origin, rnd.size)
     return applied

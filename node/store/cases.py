@@ -116,6 +116,16 @@ class WithdrawalRow:
 _CASE_COLUMNS = "id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before"
 
 
+def withdrawal_groups(db: sqlite_utils.Database, since_size: int, limit: int) -> list[tuple[int, int, int]]:
+    """The cases' withdrawal entries published in checkpoints after `since_size`, by the
+    checkpoint that first held them: [(checkpoint size, how many withdrawal entries,
+    greatest index)], the newest `limit` checkpoints (node/acks/report.py)."""
+    return db.execute(
+        "SELECT checkpoint_size, COUNT(DISTINCT withdrawal_idx), MAX(withdrawal_idx) FROM case_withdrawals "
+        "WHERE withdrawal_idx >= ? GROUP BY checkpoint_size ORDER BY checkpoint_size DESC LIMIT ?",
+        (since_size, limit)).fetchall()
+
+
 def insert_pending_case(db: sqlite_utils.Database, lookup: bytes, pin_salt: bytes, pin_hash: bytes,
                         pin_params: str, day: int, entries: list[tuple[bytes, str, bool]]) -> int:
     """Store a new case (state pending) and its entries' leaf hashes, in one

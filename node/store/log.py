@@ -116,11 +116,19 @@ def checkpoint_at(db: sqlite_utils.Database, size: int) -> StoredCheckpoint | No
 def published_days(db: sqlite_utils.Database, sizes: set[int]) -> dict[int, int]:
     """size -> UTC day (days since 1970-01-01) on which the checkpoint of that size was
     published, for those of `sizes` that were."""
-    if not sizes:
-        return {}
-    marks = ",".join("?" * len(sizes))
-    return {size: int(at // 86400) for size, at in db.execute(
-        f"SELECT size, published_at FROM log_checkpoints WHERE size IN ({marks})", tuple(sizes))}
+    return {size: int(at // 86400) for size, at in published_times(db, sizes).items()}
+
+
+def published_times(db: sqlite_utils.Database, sizes) -> dict[int, float]:
+    """size -> when (POSIX seconds) the checkpoint of that size was published, for those
+    of `sizes` that were."""
+    sizes = sorted(set(sizes))
+    out: dict[int, float] = {}
+    for start in range(0, len(sizes), 500):  # bounded host parameters per statement
+        chunk = sizes[start:start + 500]
+        out.update(db.execute(f"SELECT size, published_at FROM log_checkpoints WHERE size IN "
+                              f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    return out
 
 
 def record_checkpoint(db: sqlite_utils.Database, size: int, root_hash: bytes, note: bytes,

@@ -3,6 +3,8 @@
     POST /v1/cases            eligibility answers + fingerprints -> case number and PIN (once)
     POST /v1/cases/status     case number + PIN -> state, publication, platform feedback
     POST /v1/cases/withdraw   case number + PIN -> withdrawal entries appended (idempotent)
+    POST /v1/cases/receipt    case number + PIN -> the newest receipt (an offline proof, no codes in it)
+    GET  /v1/cases/receipt-policy   the C2SP tlog-policy that receipts of this helpline are checked with
 
 Rules kept here:
 - Case numbers and PINs travel only in JSON bodies, never in URLs (so no URL, log
@@ -40,6 +42,8 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/v1/cases", post_case)
     app.router.add_post("/v1/cases/status", post_status)
     app.router.add_post("/v1/cases/withdraw", post_withdraw)
+    app.router.add_post("/v1/cases/receipt", post_receipt)
+    app.router.add_get("/v1/cases/receipt-policy", get_receipt_policy)
 
 
 async def _case_service(app: web.Application):
@@ -112,19 +116,29 @@ def _client_address(request: web.Request) -> str | None:
     return request.app[CASES].clients.client(request.remote, request.headers.getall("X-Forwarded-For", []))
 
 
-async def post_status(request: web.Request) -> web.Response:
-    service = request.app[CASES]
+def _with_codes(action: str):
+    """A route whose body is the case number and PIN (status, withdraw, receipt): it
+    calls CaseService.<action>(body, client address) and answers 200."""
 
-    async def call(body):
-        return 200, await service.status(body, _client_address(request))
+    async def route(request: web.Request) -> web.Response:
+        method = getattr(request.app[CASES], action)
 
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+        async def call(body):
+            return 200, await method(body, _client_address(request))
+
+        return await _handle(request, STATUS_BODY_LIMIT, call)
+
+    route.__name__ = f"post_{action}"
+    return route
 
 
-async def post_withdraw(request: web.Request) -> web.Response:
-    service = request.app[CASES]
+post_status = _with_codes("status")
+post_withdraw = _with_codes("withdraw")
+post_receipt = _with_codes("receipt")
 
-    async def call(body):
-        return 200, await service.withdraw(body, _client_address(request))
 
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+async def get_receipt_policy(request: web.Request) -> web.Response:
+    policy = await request.app[CASES].receipt_policy()
+    return web.Response(body=policy, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-cache",
+                                 "Content-Disposition": 'inline; filename="receipt-policy.txt"'})

@@ -93,17 +93,18 @@ async def _gossip_service(app: web.Application):
         await service.stop()
 
 
-def _report(db_path) -> dict:
+def _report(db_path, own_origin: str) -> dict:
     from node.follow.status import status_report
     from node.store import connect
 
     db = connect(db_path)
     try:
-        return status_report(db)
+        return status_report(db, own_origin=own_origin)
     finally:
         db.close()
 
 
 async def get_status(request: web.Request) -> web.Response:
-    report = await asyncio.to_thread(_report, request.app[NODE].datadir.db_path)
+    ctx = request.app[NODE]
+    report = await asyncio.to_thread(_report, ctx.datadir.db_path, ctx.config.node.origin)
     return web.json_response(report, headers={"Cache-Control": "no-store"})

@@ -268,7 +268,7 @@ def check_requests(requests, base_url):
             assert not body
             continue
         assert request.method == "POST", request.method
-        assert url.path in ("/v1/cases", "/v1/cases/status", "/v1/cases/withdraw"), url.path
+        assert url.path in ("/v1/cases", "/v1/cases/status", "/v1/cases/withdraw", "/v1/cases/receipt"), url.path
         assert request.headers.get("content-type", "").startswith("application/json")
         assert len(body) < 16_384
         assert not any(magic in body for magic in IMAGE_MAGIC)

@@ -35,6 +35,18 @@ export function withdrawCase(caseNumber, pin) {
   return post('v1/cases/withdraw', { case_number: caseNumber, pin });
 }
 
+/** POST /v1/cases/receipt: the newest receipt of the case (it may carry platforms' acknowledgements). */
+export function caseReceipt(caseNumber, pin) {
+  return post('v1/cases/receipt', { case_number: caseNumber, pin });
+}
+
+/** GET /v1/cases/receipt-policy: the helpline's keys a receipt is checked with (text). */
+export async function loadReceiptPolicy() {
+  const response = await fetch(new URL('v1/cases/receipt-policy', document.baseURI), { credentials: 'omit', cache: 'no-cache', referrerPolicy: 'no-referrer' });
+  if (!response.ok) throw new Error(`receipt-policy: ${response.status}`);
+  return response.text();
+}
+
 /** "abcd efgh-ijkl mnop" -> "ABCD-EFGH-IJKL-MNOP"; other shapes are only trimmed and upper-cased. */
 export function normaliseCaseNumber(text) {
   const compact = String(text).toUpperCase().replace(/[^0-9A-Z]/g, '');
