@@ -48,9 +48,11 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, Union
 
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, web
@@ -300,6 +302,20 @@ class RequestSigner:
             return await handler(request)
 
         return sign_request
+
+
+def load_request_signer(path: str | os.PathLike) -> RequestSigner:
+    """The RequestSigner of a request key file (a node's DIR/keys/request.key, or any
+    file in that format). Raises UsageError saying which file and what is wrong."""
+    from protocol.note import Signer
+
+    try:
+        key = Signer.from_key_file(Path(path).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read the request key {path}: {exc.strerror or exc}") from None
+    except ProtocolError as exc:
+        raise UsageError(f"{path} is not a request key file: {exc}") from None
+    return RequestSigner.from_seed(key.name, key.seed)
 
 
 # --- Reader registry (publishing side) ---

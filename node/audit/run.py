@@ -79,16 +79,13 @@ def load_request_signer(path: Path | None):
     """The RFC 9421 request signer of a node's request key file, or None."""
     if path is None:
         return None
-    from node.readaccess import RequestSigner
-    from protocol.note import Signer
+    from node.readaccess import load_request_signer
+    from protocol.errors import UsageError
 
     try:
-        signer = Signer.from_key_file(Path(path).read_bytes())
-    except OSError as exc:
-        raise AuditError(f"cannot read the request key {path}: {exc.strerror}") from None
-    except ProtocolError as exc:
-        raise AuditError(f"{path} is not a request key file: {exc}") from None
-    return RequestSigner.from_seed(signer.name, signer.seed)
+        return load_request_signer(path)
+    except UsageError as exc:
+        raise AuditError(str(exc)) from None
 
 
 async def _fetch_all(client, items, fetch_one, result: AuditResult) -> dict:

@@ -112,20 +112,6 @@ def _database(args):
         db.close()
 
 
-def _check_url(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        return f"cannot parse the URL ({exc})"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "the URL must start with https:// (or http://) and name a host"
-    if parts.query or parts.fragment:
-        return "the URL is a prefix: no ?query or #fragment"
-    return None
-
-
 def _check_origin(origin: str) -> str | None:
     """Why `origin` cannot be a checkpoint's origin line, or None."""
     from protocol.checkpoint import Checkpoint
@@ -167,13 +153,13 @@ async def _fetch_node_json(url: str, timeout: float) -> dict:
 def run_add(args) -> int:
     import asyncio
 
-    from node.follow.client import FetchError
+    from node.follow.client import FetchError, log_url_problem
     from node.store import follow as store
     from protocol.errors import KeyFormatError
     from protocol.note import Verifier
 
     url = args.url.rstrip("/")
-    problem = _check_url(url)
+    problem = log_url_problem(url)
     if problem:
         return fail(f"{problem}: {args.url}", 2)
     if not args.vkey and not args.tofu:
@@ -280,10 +266,11 @@ def run_remove(args) -> int:
 
 @reports_datadir_errors
 def run_peers_add(args) -> int:
+    from node.follow.client import log_url_problem
     from node.store import follow as store
 
     url = args.url.rstrip("/")
-    problem = _check_url(url)
+    problem = log_url_problem(url)
     if problem:
         return fail(f"{problem}: {args.url}", 2)
     if not 1 <= args.interval <= 86400:

@@ -184,6 +184,30 @@ def _size_of(note_text: str) -> int:
     return Checkpoint.parse(parse_note(note_text.encode("utf-8")).text).size
 
 
+def evidence_for_fork(earlier_size: int, earlier_note: bytes | None, later_size: int, later_note: bytes, *,
+                      vkey: str, larger_tree=None, sources: list | None = None, evidence_dir: Path | None,
+                      doc: dict | None = None, tiles_problem: str | None = None,
+                      no_dir: str = "") -> tuple[dict | None, str | None, str | None]:
+    """Steps 1-2 of the module docstring, without the database: (evidence document,
+    path of its file, why there is no file). Never raises. `no_dir`: what becomes of
+    the evidence when there is no `evidence_dir`."""
+    problem = None
+    if doc is None:
+        doc, problem = build_evidence(vkey, earlier_note or b"", later_note, larger_tree, sources or [])
+        if doc is None and larger_tree is None and tiles_problem and earlier_size != later_size:
+            problem = f"no evidence file could be built: {tiles_problem}"
+    path = None
+    if doc is not None:
+        if evidence_dir is None:
+            problem = f"no evidence directory is configured; {no_dir}"
+        else:
+            try:
+                path = str(write_evidence_file(evidence_dir, doc))
+            except OSError as exc:
+                problem = f"could not write the evidence file in {evidence_dir}: {exc.strerror or exc}"
+    return doc, path, problem
+
+
 def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: bytes, later_size: int,
                 later_note: bytes, *, vkey: str, larger_tree=None, sources: list | None = None,
                 evidence_dir: Path | None, source: str, doc: dict | None = None,
@@ -193,20 +217,10 @@ def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: b
     `tiles_problem`: why the caller has no `larger_tree` (said in status if needed)."""
     from node.store import witness as witness_store
 
-    problem = None
-    if doc is None:
-        doc, problem = build_evidence(vkey, earlier_note or b"", later_note, larger_tree, sources or [])
-        if doc is None and larger_tree is None and tiles_problem and earlier_size != later_size:
-            problem = f"no evidence file could be built: {tiles_problem}"
-    path = None
-    if doc is not None:
-        if evidence_dir is None:
-            problem = "no evidence directory is configured; the evidence is kept in the database only"
-        else:
-            try:
-                path = str(write_evidence_file(evidence_dir, doc))
-            except OSError as exc:
-                problem = f"could not write the evidence file in {evidence_dir}: {exc.strerror or exc}"
+    doc, path, problem = evidence_for_fork(earlier_size, earlier_note, later_size, later_note, vkey=vkey,
+                                           larger_tree=larger_tree, sources=sources, evidence_dir=evidence_dir,
+                                           doc=doc, tiles_problem=tiles_problem,
+                                           no_dir="the evidence is kept in the database only")
     store.record_fork(db, origin, reason, earlier_size, earlier_note or b"", later_size, later_note,
                       source=source, evidence_path=path, evidence_problem=problem)
     if doc is not None:
