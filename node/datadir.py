@@ -187,7 +187,12 @@ class DataDir:
         return self._load_signer(self.log_key_path)
 
     def load_request_signer(self):
-        return self._load_signer(self.request_key_path)
+        """The request key (node.readaccess.RequestKey): its `verifier_key()` is the
+        request vkey that other nodes register, `signer()` signs read requests."""
+        from node.readaccess import RequestKey
+
+        key = self._load_signer(self.request_key_path)
+        return RequestKey(key.name, key.seed)
 
     def load_ack_signer(self, *, create: bool = False):
         """The acknowledgement key (C2SP cosigner key, named like the origin; spec/parts/

@@ -14,6 +14,8 @@ answer's Retry-After).
     TooLarge          more than the node takes in one request
     UnsupportedMedia  a kind of content the node never accepts (images on a helpline)
     Unprocessable     well-formed, but cannot be acted on (a file that cannot be fingerprinted)
+    ProofOfWorkRequired  above the usual rate, a proof of work must come with it (the
+                      answer carries the challenge: node/cases/pow.py)
     TooManyRequests   a limit was reached
     Unavailable       the node cannot do it right now (log not writable, index being built)
     Failed            the node could not do it, and trying again may work (our side)
@@ -58,6 +60,10 @@ class UnsupportedMedia(Refused):
 
 
 class Unprocessable(Refused):
+    pass
+
+
+class ProofOfWorkRequired(Refused):
     pass
 
 

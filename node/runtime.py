@@ -13,7 +13,9 @@ HTTP. Start order (each part may rely on the parts started before it):
    2. database    opened and migrated; `db` is a connection for short reads on the
                   event loop (a reader lookup, a feedback's leaf hash)
    3. keys        the log's and the request key's verifier keys; the admin, match
-                  (platform) and metrics tokens, created when missing
+                  (platform) and metrics tokens, created when missing; unless
+                  [http] public_read, the replay cache of signed reads and its
+                  journal (node/replaycache.py)
    4. sequencer   crash recovery (stored entries republished), then the pending pool
                   (node/log/sequencer.py); `feedback` publishes verdicts through it
    5. acknowledger  our checkpoints served with our publication cosignature; each
@@ -40,10 +42,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import psutil
 
 from node.acks.publisher import Acknowledger
+from node import readaccess
+from node.cases.proxies import ClientAddresses
 from node.cases.service import CaseService
 from node.datadir import DataDir
 from node.feedback import FeedbackPublisher
@@ -56,7 +61,7 @@ from node.log.sequencer import Sequencer
 from node.matcher.service import Matcher
 from node.matcher.suppress import Suppressor
 from node.metrics import NodeMetrics
-from node.readaccess import RequestSigner
+from node.replaycache import REPLAY_JOURNAL, ReplayCache
 from node.store import open_db
 from node.store.worker import DatabaseWorker
 from node.witness.service import WitnessService
@@ -74,6 +79,14 @@ class Node:
         self.origin = self.config.node.origin
         self.role = self.config.node.role
         self.metrics = NodeMetrics()     # measured in memory (node/metrics.py)
+        #: [http] public_names, normalized: with the address a connection arrived on
+        #: (node/web/app.py own_names), the names a signed read must be sent to.
+        self.public_names = frozenset(readaccess.normalize_authority(n) for n in self.config.http.public_names)
+        #: Who a request comes from, for the limits that count per client (body pools,
+        #: case creations, failed PINs): the peer, or X-Forwarded-For from trusted proxies.
+        self.clients = ClientAddresses(self.config.http.trusted_proxies)
+        #: Signed reads accepted recently, each refused a second time (None: public_read).
+        self.replay_cache = None if self.config.http.public_read else ReplayCache()
         # The matcher exists before anything starts: the follower's first round may
         # reach it before its index is built (it queues what it hears meanwhile).
         self.matcher = Matcher(pending_load=True) if self.role == "platform" else None
@@ -127,11 +140,15 @@ class Node:
         self.log_vkey = datadir.load_log_signer().verifier_key()
         request_key = datadir.load_request_signer()
         self.request_vkey = request_key.verifier_key()
-        request_signer = RequestSigner.from_seed(request_key.name, request_key.seed)
+        request_signer = request_key.signer()
         self.admin_token = datadir.admin_token()
         self.metrics_token = datadir.metrics_token(create=True)
         if self.role == "platform":
             self.match_token = datadir.match_token(create=True)
+        if self.replay_cache is not None:
+            log.info("read access: %s", self.replay_cache.open_journal(datadir.root / REPLAY_JOURNAL, time.time(),
+                                                                     readaccess.MAX_CLOCK_SKEW))
+            stack.callback(self.replay_cache.close)
 
         # 4. sequencer
         self.sequencer = Sequencer(datadir)
@@ -146,7 +163,7 @@ class Node:
 
         # 6. cases
         if self.role == "helpline":
-            self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey)
+            self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey, self.clients)
             await self.cases.start()
             stack.push_async_callback(self.cases.stop)
 

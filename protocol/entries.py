@@ -43,7 +43,7 @@ NO_QUALITY = 0xFF
 # Closed vocabularies. The position in each tuple is the binary code (labels: the bit
 # number; reasons and verdicts: the code minus one). Append only, never reorder.
 LABELS: tuple[str, ...] = ("nude", "semi-nude", "sexual", "image", "video", "synthetic")
-WITHDRAWAL_REASONS: tuple[str, ...] = ("withdrawn-by-person", "duplicate", "error", "not-eligible")
+WITHDRAWAL_REASONS: tuple[str, ...] = ("withdrawn-by-person", "duplicate", "error", "not-eligible", "abuse")
 VERDICTS: tuple[str, ...] = ("matched-pending-review", "removed", "not-violating", "disputed-false-match")
 
 DEFAULT_WITHDRAWAL_REASON = "withdrawn-by-person"

@@ -133,6 +133,7 @@ def main() -> int:
         root = Path(tmp) / "helpline"
         subprocess.run([sys.executable, "-m", "node", "init", "--dir", str(root), "--origin", "bench.example/log"],
                        cwd=REPO, env=env, check=True, capture_output=True)
+        lift_creation_limits(root)
         log = open(os.environ.get("BENCH_NODE_LOG", str(Path(tmp) / "node.log")), "w")
         node = subprocess.Popen([sys.executable, "-m", "node", "serve", "--dir", str(root), "--port", "0"],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -160,6 +161,19 @@ def main() -> int:
             node.wait(30)
             log.close()
     return 0
+
+
+def lift_creation_limits(root: Path) -> None:
+    """This measures what the node can do, not its creation limits (which would refuse
+    most of a flood: scripts/attack_intake.py measures those)."""
+    from node.datadir import DataDir
+
+    datadir = DataDir(root)
+    config = datadir.config
+    for key in ("per_address_per_hour", "per_address_per_day", "per_network_per_hour", "per_network_per_day",
+                "per_hour", "per_day", "proof_of_work_above_per_hour"):
+        setattr(config.cases, key, 10_000_000)
+    datadir.save_config(config)
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ def invalid_entries() -> list[tuple[str, bytes]]:
         # withdrawal
         ("withdrawal header cut short", withdrawal[:4]),
         ("withdrawal: reason code 0", at(withdrawal, 2, b"\x00")),
-        ("withdrawal: reason code 5", at(withdrawal, 2, b"\x05")),
+        ("withdrawal: reason code 6", at(withdrawal, 2, b"\x06")),
         ("withdrawal: no targets", _hex(withdrawal[:3], "0000")),
         ("withdrawal: 1025 targets", _hex(withdrawal[:3], "0401") + b"".join(
             struct.pack(">Q", i) for i in range(1025))),

@@ -83,6 +83,24 @@ class Site:
         return self.url + path
 
 
+def helpline_datadir(tmp_path: Path, name: str = "helpline", **cases) -> DataDir:
+    """A helpline (origin helpline.example/log, public_read) with cheap PIN hashes and
+    the given [cases] settings."""
+    # production hashes PINs with scrypt n=2**15; the tests only need the same code path
+    return make_datadir(tmp_path, name=name, origin="helpline.example/log", role="helpline",
+                        settings={"cases": {"pin_scrypt_n": 2**10, **cases}})
+
+
+class Clock:
+    """A clock the case service reads (`service.clock = Clock(t)`), moved by the test."""
+
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def append(session: aiohttp.ClientSession, admin_url: str, token: str,
                  lines: list[str] | bytes) -> tuple[int, object]:
     body = lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode()

@@ -18,8 +18,6 @@ import itertools
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import aiohttp
@@ -33,61 +31,10 @@ from protocol.note import Verifier
 from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size
 
 from publish_support import append, cached_nodes, log_signed, make_datadir, pdq_line, read_log, tile_files
+from serve_support import NodeProcess
 
 KILLS = 22
 pytestmark = pytest.mark.timeout(240)
-
-
-class NodeProcess:
-    def __init__(self, datadir, wrapper: str | None = None):
-        self.datadir = datadir
-        self.wrapper = wrapper
-        self.proc: subprocess.Popen | None = None
-        self.info: dict = {}
-        self.stderr_path = datadir.root / "stderr.log"
-
-    async def start(self) -> None:
-        self.datadir.remove_serve_info()  # a SIGKILLed node leaves its serve.json behind
-        args = ["serve", "--dir", str(self.datadir.root), "--port", "0"]
-        if self.wrapper:
-            cmd = [sys.executable, "-c", self.wrapper] + args
-        else:
-            cmd = [sys.executable, "-m", "node"] + args
-        with open(self.stderr_path, "a") as err:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            info = self.datadir.read_serve_info()
-            if info and info.get("pid") == self.proc.pid:
-                self.info = info
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"node exited with {self.proc.returncode}: {self.stderr_path.read_text()[-2000:]}")
-            await asyncio.sleep(0.02)
-        raise AssertionError("node did not start")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    async def wait_dead(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return self.proc.poll()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-    @property
-    def public_url(self) -> str:
-        return self.info["public_url"]
-
-    @property
-    def admin_url(self) -> str:
-        return self.info["admin_url"]
 
 
 class Observations:

@@ -93,7 +93,7 @@ def acknowledgement_statistics(db, own_origin: str, now: float | None = None, wi
 
     now = time.time() if now is None else now
     since = now - window
-    since_size = db.log.last_size_before(since)
+    since_size = db.log.size_published_by(since)
     groups = {"submissions": db.stats.published_groups(since_size, MAX_GROUPS),
               "withdrawals": db.cases.withdrawal_groups(since_size, MAX_GROUPS)}
     published = db.log.published_times({size for rows in groups.values() for size, _, _ in rows})

@@ -37,14 +37,14 @@ from node.audit.check import AuditResult, audit_log
 from node.datadir import write_atomic
 from node.follow.client import FetchError, PeerClient
 from node.follow.forks import EVIDENCE_DIR, fetch_verified_tree, origin_safe_name, write_evidence_file
-from node.readaccess import RequestSigner
+from node import readaccess
 from node.witness.policy import enforce, witness_label
 from node.witness.seen import MAX_SEEN_BYTES, compare_views, notes_for_origin
 from protocol import evidence
 from protocol.checkpoint import Checkpoint, open_checkpoint
-from protocol.errors import ProtocolError
+from protocol.errors import ProtocolError, UsageError
 from protocol.merkle import EMPTY_ROOT
-from protocol.note import Signer, Verifier, parse_note
+from protocol.note import Verifier, parse_note
 from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size
 
 CONCURRENCY = 16
@@ -81,12 +81,9 @@ def load_request_signer(path: Path | None):
     if path is None:
         return None
     try:
-        signer = Signer.from_key_file(Path(path).read_bytes())
-    except OSError as exc:
-        raise AuditError(f"cannot read the request key {path}: {exc.strerror}") from None
-    except ProtocolError as exc:
-        raise AuditError(f"{path} is not a request key file: {exc}") from None
-    return RequestSigner.from_seed(signer.name, signer.seed)
+        return readaccess.load_request_signer(path)
+    except UsageError as exc:
+        raise AuditError(str(exc)) from None
 
 
 async def _fetch_all(client, items, fetch_one, result: AuditResult) -> dict:

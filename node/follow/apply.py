@@ -13,7 +13,11 @@ and a signed root. Two steps:
                                    the same log (a log can only withdraw what it
                                    published; protocol/rules.py, the auditor's rules too);
                       feedback     attaches to the (origin, index) it names, noting
-                                   whether the quoted leaf hash is the one we know;
+                                   whether the quoted leaf hash is the one we know; feedback
+                                   that names no entry we hold, or quotes another leaf
+                                   hash, is kept up to MAX_UNMATCHED_FEEDBACK rows per log
+                                   and only counted beyond (a peer cannot fill our disk
+                                   with verdicts about nothing);
                       announcement updates the peer's metadata; a key rotation is
                                    honoured only when signed by the log's current key
                                    (and only for a key named like the log's origin:
@@ -40,6 +44,10 @@ from protocol.errors import EntryError
 from protocol.rules import rotation_decision, split_targets
 
 log = logging.getLogger(__name__)
+
+#: Feedback rows a followed log may have stored that refer to no entry this node holds
+#: as quoted (an index beyond the log, another leaf hash); the rest is only counted.
+MAX_UNMATCHED_FEEDBACK = 1000
 
 
 def stage_entries(db, origin: str, first_index: int, entries: list[bytes], leaf_hashes: list[bytes]) -> int:
@@ -84,6 +92,8 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now:
     result = Applied(vkey=vkey)
     feedback_range: list[int] = []
     result.added = db.follow.move_staged_fingerprints(origin)
+    unmatched = None  # rows of this log that refer to nothing we hold, read when first needed
+    dropped = 0
     for index, data, _leaf in db.follow.staged_entries(origin):
         entry = decode_entry(data)  # decoded once already while staging: cannot fail
         if isinstance(entry, Withdrawal):
@@ -95,6 +105,13 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now:
         elif isinstance(entry, Feedback):
             known = db.follow.known_leaf_hash(entry.origin, entry.index, own_origin)
             matches = None if known is None else known == entry.leaf_hash
+            if not matches:
+                if unmatched is None:
+                    unmatched = db.peer_feedback.unmatched_stored(origin)
+                if unmatched >= MAX_UNMATCHED_FEEDBACK:
+                    dropped += 1
+                    continue
+                unmatched += 1
             if matches is False:
                 log.warning("follow %s: feedback at %d names %s#%d with a leaf hash that is not that entry's",
                             origin, index, entry.origin, entry.index)
@@ -117,6 +134,10 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now:
                     result.vkey = entry.new_vkey
                 else:
                     log.error("follow %s: key rotation at entry %d REFUSED: %s", origin, index, reason)
+    if dropped:
+        db.peer_feedback.add_dropped(origin, dropped)
+        log.warning("follow %s: %d feedback entries refer to no entry this node holds (%d such are kept per "
+                    "log); they were counted, not stored", origin, dropped, MAX_UNMATCHED_FEEDBACK)
     if feedback_range:
         db.stats.summarise_feedback(origin, *feedback_range, time.time() if now is None else now, own_origin)
     return result

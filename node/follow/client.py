@@ -27,6 +27,21 @@ DEFAULT_TIMEOUT = 10.0
 _CHUNK = 64 * 1024
 
 
+def log_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a log's URL prefix (following.md §1), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"cannot parse the URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "the URL must start with https:// (or http://) and name a host"
+    if parts.query or parts.fragment:
+        return "the URL is a prefix: no ?query or #fragment"
+    return None
+
+
 def max_bundle_bytes(width: int) -> int:
     """The largest possible entry bundle of `width` entries (uint16 length + entry)."""
     return width * (2 + MAX_ENTRY_SIZE)

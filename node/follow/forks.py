@@ -40,8 +40,8 @@ from node.datadir import write_atomic
 from protocol import evidence as evidence_mod
 from protocol.checkpoint import Checkpoint
 from protocol.errors import ProtocolError
+from protocol.merkle import consistency_proof, node_hash, range_hash, root_from_nodes
 from protocol.note import parse_note
-from protocol.merkle import consistency_proof, range_hash
 from protocol.tiles import (
     TILE_HEIGHT,
     TileId,
@@ -100,6 +100,38 @@ def tiles_for_evidence(small: int, size: int) -> list[TileId]:
             tile = tile_for_size(tile.level + 1, tile.index >> TILE_HEIGHT, size)
     wanted.update(partial_tiles_for_size(size))  # the right edge: the root every other tile hangs from
     return sorted(wanted, key=lambda t: (t.level, t.index))
+
+
+class LeafTree:
+    """Node hashes of a tree of `size` leaves computed from its leaf hashes (a
+    merkle.NodeGetter; each perfect subtree hashed once)."""
+
+    def __init__(self, leaves: list[bytes]):
+        self.size = len(leaves)
+        self._leaves = leaves
+        self._nodes: dict[tuple[int, int], bytes] = {}
+
+    def __call__(self, level: int, index: int) -> bytes:
+        if level == 0:
+            return self._leaves[index]
+        node = self._nodes.get((level, index))
+        if node is None:
+            node = self._nodes[(level, index)] = node_hash(self(level - 1, 2 * index), self(level - 1, 2 * index + 1))
+        return node
+
+
+def stored_tree(db, origin: str, size: int, root: bytes) -> LeafTree | None:
+    """(worker thread) Our own tree of `size` leaves from the leaf hashes we verified
+    and kept (node/store/follow_leaves.py), checked against its signed `root`; None if
+    we did not keep them all."""
+    leaves = db.follow_leaves.leaf_hashes(origin, size)
+    if leaves is None:
+        return None
+    tree = LeafTree(leaves)
+    if root_from_nodes(size, tree) != root:  # never from a tree we did not verify
+        log.error("follow %s: the kept leaf hashes do not give the verified root of size %d", origin, size)
+        return None
+    return tree
 
 
 async def fetch_verified_tree(client, size: int, root: bytes, small: int) -> TileNodes:
@@ -168,13 +200,13 @@ def _identity(doc: dict) -> str:
     return json.dumps({k: v for k, v in doc.items() if k != "observed"}, sort_keys=True)
 
 
-def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: bytes, later_size: int,
-                later_note: bytes, *, vkey: str, larger_tree=None, sources: list | None = None,
-                evidence_dir: Path | None, source: str, doc: dict | None = None,
-                tiles_problem: str | None = None) -> ForkRecord:
-    """Steps 1-3 of the module docstring (in the caller's database thread). `doc`:
-    evidence already built and verified (a peer's), instead of building it here.
-    `tiles_problem`: why the caller has no `larger_tree` (said in status if needed)."""
+def evidence_for_fork(earlier_size: int, earlier_note: bytes | None, later_size: int, later_note: bytes, *,
+                      vkey: str, larger_tree=None, sources: list | None = None, evidence_dir: Path | None,
+                      doc: dict | None = None, tiles_problem: str | None = None,
+                      no_dir: str = "") -> tuple[dict | None, str | None, str | None]:
+    """Steps 1-2 of the module docstring, without the database: (evidence document,
+    path of its file, why there is no file). Never raises. `no_dir`: what becomes of
+    the evidence when there is no `evidence_dir`."""
     problem = None
     if doc is None:
         doc, problem = build_evidence(vkey, earlier_note or b"", later_note, larger_tree, sources or [])
@@ -183,12 +215,26 @@ def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: b
     path = None
     if doc is not None:
         if evidence_dir is None:
-            problem = "no evidence directory is configured; the evidence is kept in the database only"
+            problem = f"no evidence directory is configured; {no_dir}"
         else:
             try:
                 path = str(write_evidence_file(evidence_dir, doc))
             except OSError as exc:
                 problem = f"could not write the evidence file in {evidence_dir}: {exc.strerror or exc}"
+    return doc, path, problem
+
+
+def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: bytes, later_size: int,
+                later_note: bytes, *, vkey: str, larger_tree=None, sources: list | None = None,
+                evidence_dir: Path | None, source: str, doc: dict | None = None,
+                tiles_problem: str | None = None) -> ForkRecord:
+    """Steps 1-3 of the module docstring (in the caller's database thread). `doc`:
+    evidence already built and verified (a peer's), instead of building it here.
+    `tiles_problem`: why the caller has no `larger_tree` (said in status if needed)."""
+    doc, path, problem = evidence_for_fork(earlier_size, earlier_note, later_size, later_note, vkey=vkey,
+                                           larger_tree=larger_tree, sources=sources, evidence_dir=evidence_dir,
+                                           doc=doc, tiles_problem=tiles_problem,
+                                           no_dir="the evidence is kept in the database only")
     db.follow.record_fork(origin, reason, earlier_size, earlier_note or b"", later_size, later_note,
                           source=source, evidence_path=path, evidence_problem=problem)
     if doc is not None:

@@ -55,6 +55,7 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
     counts = db.follow.fingerprint_counts() if fingerprints else {}
     forks = db.follow.latest_forks()
     errors = db.stats.follow_errors()
+    dropped = db.peer_feedback.dropped()
     logs = []
     for entry in db.follow.list_logs():
         c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0}) if fingerprints else None
@@ -81,6 +82,7 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
             "errors_total": errors.get(entry.origin, 0),
             "state": log_state(entry),
             "display_name": entry.display_name,
+            "feedback_dropped": dropped.get(entry.origin, 0),
             "fingerprints": c,
             "acknowledgements": acks.get(entry.origin),
         })
@@ -145,6 +147,12 @@ def format_report(report: dict) -> str:
         if fp is not None:
             lines.append(f"  fingerprints   {fp['active']} active, {fp['withdrawn']} withdrawn, "
                          f"{fp['suppressed']} suppressed")
+        if entry.get("feedback_dropped"):
+            lines.append(f"  feedback       {entry['feedback_dropped']} entries about no entry held here: counted, "
+                         "not stored")
+        if entry.get("display_name") and entry["display_name"] != entry["name"]:
+            lines.append(f"  announces      the name {entry['display_name']!r} (not shown to people unless "
+                         "approved: ncii-node follow name --from-announcement)")
         if entry["forked"]:
             lines.append(f"  FORK           {entry['fork_reason']}")
             if entry.get("fork_evidence"):

@@ -1,8 +1,9 @@
 """Storage: everything the node keeps, behind one seam (SQLite today).
 
     db = open_db(path)          # a connection (NodeDatabase), every area migrated
-    db.log.latest_checkpoint()  # repositories: db.log, db.readers, db.follow, db.cases,
-                                #   db.matching, db.witness, db.stats, db.acks
+    db.log.latest_checkpoint()  # repositories: db.log, db.readers, db.follow, db.follow_leaves,
+                                #   db.peer_feedback, db.cases, db.matching, db.witness,
+                                #   db.stats, db.acks
     with db.atomic(): ...       # one transaction; the outermost takes the write lock
     worker = DatabaseWorker(path)                        # node/store/worker.py: one thread,
     await worker.follow.get_log(origin)                  #   one connection, same repositories
@@ -51,8 +52,10 @@ import sqlite_utils
 from node.store.acks import AckRepository
 from node.store.cases import CaseRepository
 from node.store.follow import FollowRepository
+from node.store.follow_leaves import LeafTileRepository
 from node.store.log import LogRepository, ReaderRepository, StoredCheckpoint
 from node.store.matching import MatchingRepository
+from node.store.peer_feedback import PeerFeedbackRepository
 from node.store.stats import StatsRepository
 from node.store.witness import WitnessRepository
 
@@ -72,7 +75,8 @@ def area_modules() -> list[ModuleType]:
 
 
 #: The repositories every connection (and every DatabaseWorker) gives, by attribute.
-REPOSITORIES = ("acks", "cases", "follow", "log", "matching", "readers", "stats", "witness")
+REPOSITORIES = ("acks", "cases", "follow", "follow_leaves", "log", "matching", "peer_feedback", "readers", "stats",
+                "witness")
 
 
 class NodeDatabase(sqlite_utils.Database):
@@ -89,8 +93,10 @@ class NodeDatabase(sqlite_utils.Database):
     acks = functools.cached_property(AckRepository)
     cases = functools.cached_property(CaseRepository)
     follow = functools.cached_property(FollowRepository)
+    follow_leaves = functools.cached_property(LeafTileRepository)
     log = functools.cached_property(LogRepository)
     matching = functools.cached_property(MatchingRepository)
+    peer_feedback = functools.cached_property(PeerFeedbackRepository)
     readers = functools.cached_property(ReaderRepository)
     stats = functools.cached_property(StatsRepository)
     witness = functools.cached_property(WitnessRepository)

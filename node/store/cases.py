@@ -16,6 +16,14 @@
   counts an attempt on a real case, so that both cost the same (the answer time must
   not tell whether a case number exists); the counters themselves are in memory
   (node/cases/limits.py, UnknownCaseCounters).
+- `cases.withdrawn_reason`: the reason of the withdrawal entries of a withdrawn case:
+  `withdrawn-by-person` (NULL in rows from before this column), or `abuse` when the
+  operator withdrew it (`ncii-node cases withdraw`).
+- `case_creations(hour, created, refused_address, refused_network, refused_budget,
+  pow_asked)`: per UTC hour (hours since 1970), how many cases were stored and how many
+  creations the limits refused or asked a proof of work of (node/cases/creation.py):
+  counts only, about no case and no person. The last 24 rows seed the node-wide budget
+  after a restart; `ncii-node status` shows them.
 - `case_entries(case_id, position, leaf_hash, signal, low_quality, idx, checkpoint_size)`:
   the case's submission entries, by their leaf hash, then (once published) by their
   index in the log and the size of the first checkpoint that included them. This is
@@ -91,7 +99,19 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO unknown_case_attempts (id, attempts) VALUES (1, 0)")
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE cases ADD COLUMN withdrawn_reason TEXT")
+    db.execute("""CREATE TABLE case_creations (
+        hour INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL DEFAULT 0,
+        refused_address INTEGER NOT NULL DEFAULT 0,
+        refused_network INTEGER NOT NULL DEFAULT 0,
+        refused_budget INTEGER NOT NULL DEFAULT 0,
+        pow_asked INTEGER NOT NULL DEFAULT 0
+    )""")
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 
 
 @dataclass(frozen=True)
@@ -105,6 +125,7 @@ class CaseRow:
     withdrawn_day: int | None
     failed_pins: int
     not_before: float
+    withdrawn_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +146,8 @@ class WithdrawalRow:
     day: int
 
 
-_CASE_COLUMNS = "id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before"
+_CASE_COLUMNS = ("id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before, "
+                 "withdrawn_reason")
 
 
 class CaseLookupTaken(Exception):
@@ -148,10 +170,15 @@ class CaseRepository:
             (since_size, limit)).fetchall()
 
     def insert_pending_case(self, lookup: bytes, pin_salt: bytes, pin_hash: bytes,
-                            pin_params: str, day: int, entries: list[tuple[bytes, str, bool]]) -> int:
+                            pin_params: str, day: int, entries: list[tuple[bytes, str, bool]],
+                            hour: int | None = None) -> int:
         """Store a new case (state pending) and its entries' leaf hashes, in one
-        transaction. Raises CaseLookupTaken if `lookup` is taken."""
+        transaction, and count it in its UTC `hour` of `case_creations`. Raises
+        CaseLookupTaken if `lookup` is taken."""
         with self.db.atomic():
+            if hour is not None:
+                self.db.execute("INSERT INTO case_creations (hour, created) VALUES (?, 1) "
+                                "ON CONFLICT(hour) DO UPDATE SET created = created + 1", (hour,))
             try:
                 cursor = self.db.execute(
                     "INSERT INTO cases (lookup, pin_salt, pin_hash, pin_params, created_day, state) "
@@ -177,10 +204,11 @@ class CaseRepository:
         return CaseRow(*self.db.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone())
 
     def begin_pin_attempt(self, lookup: bytes, now: float, policy,
-                          unknown) -> tuple[CaseRow | None, "Attempt"]:
+                          unknown, may_pass_guard: bool = False) -> tuple[CaseRow | None, "Attempt"]:
         """Find the case a person can reach with this lookup key (active or withdrawn) and
         count one PIN attempt on it -- as failed until `pin_succeeded` -- or refuse it while
-        a wait or lock runs. Returns (the case or None, the Attempt). Read and update
+        a wait or lock runs (a guard lets through an attempt whose network `may_pass_guard`:
+        node/cases/limits.py). Returns (the case or None, the Attempt). Read and update
         happen in one write transaction, so parallel attempts are counted one by one.
 
         When no case answers, the attempt is counted on `unknown` (in memory, same policy:
@@ -192,18 +220,30 @@ class CaseRepository:
                                   "AND state IN ('active', 'withdrawn')", (lookup,)).fetchone()
             case = CaseRow(*row) if row else None
             if case is None:
-                attempt = unknown.attempt(lookup, now)
+                attempt = unknown.attempt(lookup, now, may_pass_guard)
                 if attempt.refused is None:
                     self.db.execute("UPDATE unknown_case_attempts SET attempts = attempts + 1 WHERE id = 1")
             else:
-                attempt = policy.attempt(case.failed_pins, case.not_before, now)
+                attempt = policy.attempt(case.failed_pins, case.not_before, now, may_pass_guard)
                 if attempt.refused is None:
                     self.db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?",
                                     (attempt.failures, attempt.not_before, case.id))
         return case, attempt
 
-    def pin_succeeded(self, case_id: int) -> None:
-        self.db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+    def pin_succeeded(self, case_id: int, before: tuple[int, float] | None = None) -> None:
+        """The right PIN: take back the attempt counted for it. `before` = the case's
+        (failed_pins, not_before) before that attempt: they are restored, unless another
+        attempt changed them since (then only this one is taken back). The wrong PINs of
+        others stay counted (the case's guard, node/cases/limits.py); without `before`,
+        everything is cleared."""
+        if before is None:
+            self.db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+            return
+        failures, not_before = before
+        with self.db.atomic():
+            self.db.execute("UPDATE cases SET failed_pins = MAX(failed_pins - 1, 0) WHERE id = ?", (case_id,))
+            self.db.execute("UPDATE cases SET not_before = ? WHERE id = ? AND failed_pins = ?",
+                            (not_before, case_id, failures))
 
     def unknown_attempts(self) -> int:
         """How many PIN attempts named no case (a count, nothing more)."""
@@ -219,11 +259,42 @@ class CaseRepository:
             "SELECT target, withdrawal_idx, checkpoint_size, day FROM case_withdrawals WHERE case_id = ? "
             "ORDER BY target", (case_id,))]
 
-    def mark_withdrawn(self, case_id: int, day: int) -> None:
-        """Record the person's request (before any withdrawal entry is appended, so that a
-        crash in between leaves a case that start-up finishes withdrawing)."""
-        self.db.execute("UPDATE cases SET state = 'withdrawn', withdrawn_day = COALESCE(withdrawn_day, ?) "
-                        "WHERE id = ? AND state = 'active'", (day, case_id))
+    def mark_withdrawn(self, case_id: int, day: int, reason: str = "withdrawn-by-person") -> None:
+        """Record the person's request, or the operator's (before any withdrawal entry is
+        appended, so that a crash in between leaves a case that start-up finishes
+        withdrawing, with the same reason)."""
+        self.db.execute("UPDATE cases SET state = 'withdrawn', withdrawn_day = COALESCE(withdrawn_day, ?), "
+                        "withdrawn_reason = COALESCE(withdrawn_reason, ?) WHERE id = ? AND state = 'active'",
+                        (day, reason, case_id))
+
+    def active_cases_published_in(self, first_size: int, last_size: int) -> list[int]:
+        """Active cases whose entries were first published by a checkpoint of size in
+        (first_size, last_size]: the cases opened in a stretch of the log."""
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT c.id FROM cases c JOIN case_entries e ON e.case_id = c.id "
+            "WHERE c.state = 'active' AND e.checkpoint_size > ? AND e.checkpoint_size <= ? ORDER BY c.id",
+            (first_size, last_size))]
+
+    def add_creation_counts(self, hour: int, refused: dict[str, int], pow_asked: int) -> None:
+        """Add refusals ("address", "network", "hour-budget", "day-budget") and proofs of
+        work asked to the row of `hour`."""
+        budget = refused.get("hour-budget", 0) + refused.get("day-budget", 0)
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO case_creations (hour, refused_address, refused_network, refused_budget, pow_asked) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(hour) DO UPDATE SET "
+                "refused_address = refused_address + excluded.refused_address, "
+                "refused_network = refused_network + excluded.refused_network, "
+                "refused_budget = refused_budget + excluded.refused_budget, "
+                "pow_asked = pow_asked + excluded.pow_asked",
+                (hour, refused.get("address", 0), refused.get("network", 0), budget, pow_asked))
+
+    def creation_counts(self, since_hour: int) -> list[tuple[int, int, int, int, int, int]]:
+        """Rows of `case_creations` from `since_hour` on: (hour, created, refused_address,
+        refused_network, refused_budget, pow_asked)."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT hour, created, refused_address, refused_network, refused_budget, pow_asked FROM case_creations "
+            "WHERE hour >= ? ORDER BY hour", (since_hour,))]
 
     def unwithdrawn_targets(self, case_id: int) -> list[int]:
         """Published entries of the case that no recorded withdrawal names yet."""

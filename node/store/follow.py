@@ -328,7 +328,23 @@ class FollowRepository:
                                   ("followed_checkpoints", "origin"), ("follow_key_rotations", "origin"),
                                   ("followed_logs", "origin")):
                 self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (origin,))
+            self.db.peer_feedback.forget(origin)
+            self.db.follow_leaves.forget(origin)
             return origin
+
+    def find_log(self, origin_or_name: str) -> FollowedLog | None:
+        """A followed log by origin, else by its operator-given name (if one log has it)."""
+        entry = self.get_log(origin_or_name)
+        if entry is None:
+            rows = self.db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE name = ? AND name != ''",
+                                   (origin_or_name,)).fetchall()
+            entry = _log_row(rows[0]) if len(rows) == 1 else None
+        return entry
+
+    def set_name(self, origin: str, name: str) -> None:
+        """The operator's name for a followed log: the only name shown to people."""
+        with self.db.atomic():
+            self.db.execute("UPDATE followed_logs SET name = ? WHERE origin = ?", (name, origin))
 
     def get_log(self, origin: str) -> FollowedLog | None:
         row = self.db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE origin = ?", (origin,)).fetchone()

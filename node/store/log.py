@@ -6,8 +6,9 @@
 - `log_checkpoints(size, root_hash, note, published_at)`: every checkpoint the node
   has published. A row exists only after the tiles it needs were durably on disk.
   The row with the greatest size is the published state of the log.
-- `readers(vkey, name, key_id, added_at)`: request keys (C2SP vkey strings) of the
-  nodes allowed to fetch tiles and entry bundles when the log is not public.
+- `readers(vkey, name, key_id, added_at)`: request keys (vkey strings of type 0xff
+  "ncii-node/request-key") of the nodes allowed to fetch tiles and entry bundles when
+  the log is not public.
 
 This module is the only code that touches these tables.
 
@@ -32,6 +33,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import sqlite_utils
+
+from protocol.errors import KeyFormatError
+from protocol.note import REQUEST_KEY_TYPE, SIGNATURE_TYPE_ED25519, decode_vkey, encode_vkey, key_id_for
 
 AREA = "log"
 
@@ -58,7 +62,21 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX readers_key_id ON readers(key_id)")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Request keys got their own key type (0xff "ncii-node/request-key" instead of a
+    log key's 0x01, spec/parts/readaccess.md): rewrite readers registered in the old
+    form, same name and public key, so they keep reading after the upgrade."""
+    for (vkey,) in db.execute("SELECT vkey FROM readers").fetchall():
+        try:
+            name, public_key = decode_vkey(vkey, SIGNATURE_TYPE_ED25519)
+        except KeyFormatError:
+            continue
+        db.execute("UPDATE OR IGNORE readers SET vkey = ?, key_id = ? WHERE vkey = ?",
+                   (encode_vkey(name, REQUEST_KEY_TYPE, public_key),
+                    key_id_for(name, REQUEST_KEY_TYPE, public_key).hex(), vkey))
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 @dataclass(frozen=True)
@@ -139,9 +157,9 @@ class LogRepository:
         """The smallest published checkpoint size at least `size` (None: none yet)."""
         return self.db.execute("SELECT MIN(size) FROM log_checkpoints WHERE size >= ?", (size,)).fetchone()[0]
 
-    def last_size_before(self, when: float) -> int:
-        """The largest checkpoint size published before `when` (0: none)."""
-        return self.db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at < ?",
+    def size_published_by(self, when: float) -> int:
+        """The size of the log as published at time `when` (0 before the first checkpoint)."""
+        return self.db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at <= ?",
                                (when,)).fetchone()[0] or 0
 
     def published_days(self, sizes: set[int]) -> dict[int, int]:

@@ -14,24 +14,31 @@ through one table (node/web/errors.py); node/web/server.py runs the sites.
 
 Read access: unless `[http] public_read` is true, requests under `app[READ_PROTECTED]`
 (by default "/tile/") go through the check of node/readaccess.py (RFC 9421 signed
-requests by a registered reader).
+requests by a registered reader, sent to one of this node's names: `own_names`), each
+signature accepted once (the node's replay cache, node/replaycache.py).
 
 Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
-node/web/body.py (a timeout on the whole body, a cap on bodies read at once per site:
-`app[BODY_GATE]`); both sites run with `server_settings(config)` (node/web/server.py);
-every answer says `Server: ncii-node`; the admin site refuses a Host that is not
-loopback (DNS rebinding) unless `[admin] allow_remote`.
+node/web/body.py (a timeout and a minimum rate on the whole body, pools of bodies read
+at once by route, with a share per client: `app[BODY_GATE]`); both sites run with
+`server_settings(config)` (node/web/server.py); every answer says `Server: ncii-node`;
+the admin site refuses a Host that is not loopback (DNS rebinding) unless `[admin]
+allow_remote`; on the public site, a route only the admin site serves is answered
+with a JSON 404 that says so (node/web/admin_only_routes.py).
 
-Logging: the access log never records client addresses (who asks a helpline for help
-is personal data), user agents, referrers or query strings: only the method, the path
-(for an error answer, only the route's pattern, since a mistyped URL may hold a case
-number), status, size and time (PrivateAccessLogger). aiohttp's own error message
-"Error handling request from <address>" loses its address (_drop_client_address).
+Logging (node/web/server.py): the access log never records client addresses (who asks
+a helpline for help is personal data), user agents, referrers or query strings: only
+the method (a standard one, else "(other method)"), the path (for an error answer,
+only the route's pattern, since a mistyped URL may hold a case number), status, size
+and time (PrivateAccessLogger). aiohttp's own error message "Error handling request
+from <address>" loses its address, and for a request its parser refused says only what
+kind of fault it was, never the parser's message, which quotes the request
+(_drop_client_address): nothing of a refused request's line, headers or body is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 
@@ -41,6 +48,7 @@ from aiohttp import web_response as aiohttp_web_response
 from node import readaccess
 from node.runtime import Node
 from node.web import (
+    admin_only_routes,
     case_routes,
     console_routes,
     feedback_routes,
@@ -51,8 +59,8 @@ from node.web import (
     static_routes,
     witness_routes,
 )
-from node.web.body import BODY_GATE, BodyGate
-from node.web.context import NODE, READ_PROTECTED, route_pattern
+from node.web.body import BODY_GATE, BodyPools
+from node.web.context import NODE, READ_PROTECTED, loggable_method, route_pattern
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +68,9 @@ def create_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = node
     app[READ_PROTECTED] = ["/tile/"]
-    app[BODY_GATE] = BodyGate.from_config(node.config.http)
+    app[BODY_GATE] = BodyPools.public(node.config.http, node.clients)
     app.cleanup_ctx.append(_node_lifetime)
+    admin_only_routes.setup(app, node)    # a JSON 404 for the admin site's routes
     if node.role == "helpline":
         case_routes.setup(app, node)      # POST /v1/cases..., and no image or video on any path
     follow_routes.setup(app, node)        # GET /status
@@ -72,14 +81,17 @@ def create_app(node: Node) -> web.Application:
     witness_routes.setup(app, node)       # POST /add-checkpoint, GET /witness/...
     if not node.config.http.public_read:
         app.middlewares.append(readaccess.read_access_middleware(
-            lambda request: ReaderTable(request.app[NODE].db), protected_prefixes=tuple(app[READ_PROTECTED])))
+            lambda request: ReaderTable(request.app[NODE].db), protected_prefixes=tuple(app[READ_PROTECTED]),
+            authorities=own_names, replay_cache=node.replay_cache))
     return app
 
 
 def create_admin_app(node: Node) -> web.Application:
     admin = web.Application(middlewares=[_common_headers, _admin_guard])
     admin[NODE] = node
-    admin[BODY_GATE] = BodyGate.from_config(node.config.http)  # its own count: the operator is never crowded out
+    admin[BODY_GATE] = BodyPools.admin(node.config.http, node.config.admin)  # its own: the operator is never crowded out
+    if node.role == "helpline":
+        case_routes.setup_admin(admin, node)   # POST /admin/cases/withdraw
     console_routes.setup_admin(admin, node)    # GET /console
     feedback_routes.setup_admin(admin, node)   # POST /v1/feedback
     follow_routes.setup_admin(admin, node)     # GET /status
@@ -131,7 +143,7 @@ async def _common_headers(request: web.Request, handler):
         raise
     except Exception:
         # A bug: logged here (without the client's address), answered plainly.
-        log.exception("error handling %s %s", request.method, route_pattern(request))
+        log.exception("error handling %s %s", loggable_method(request), route_pattern(request))
         response = web.json_response({"error": "internal error (see the node's log)"}, status=500)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers["Server"] = SERVER_NAME
@@ -191,3 +203,27 @@ def is_loopback(remote: str | None) -> bool:
         return ipaddress.ip_address(remote).is_loopback
     except ValueError:
         return False
+
+
+def own_names(request: web.BaseRequest) -> frozenset[str]:
+    """The names a signed read sent on this connection may carry (readaccess.md):
+    [http] public_names, and the address the connection arrived on."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    configured = request.app[NODE].public_names
+    return configured | address_names(*sockname[:2]) if sockname else configured
+
+
+@functools.lru_cache(maxsize=64)
+def address_names(host: str, port: int) -> frozenset[str]:
+    """An address as readers write it (`127.0.0.1:8080`, `[::1]:8080`), and for a
+    loopback address also `localhost:PORT` and the other loopback literals."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return frozenset()
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    names = {readaccess.normalize_authority(f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")}
+    if ip.is_loopback or ip.is_unspecified:
+        names |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+    return frozenset(names)

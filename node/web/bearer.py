@@ -8,6 +8,7 @@ Two tokens, two powers (spec/parts/publishing.md, "The data directory"):
   nothing else (POST /v1/match, POST /v1/match/media, GET /v1/match/status): the
   platform's upload service holds it, and cannot write to the log with it.
 
+`has_admin_token(request)` checks the first, `bearer_token_ok(request, *tokens)` any.
 Tokens are compared in constant time; an empty token (none configured) matches
 nothing.
 """
@@ -17,6 +18,10 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
+
+from node.web.context import NODE
+
+ADMIN_TOKEN_NEEDED = "missing or wrong admin token (Authorization: Bearer <token from the data directory>)"
 
 
 def bearer_token_ok(request: web.Request, *accepted: str) -> bool:
@@ -28,6 +33,11 @@ def bearer_token_ok(request: web.Request, *accepted: str) -> bool:
     # Every token is compared, so the time taken does not say which one was close.
     results = [hmac.compare_digest(given_bytes, token.encode()) for token in accepted if token]
     return any(results)
+
+
+def has_admin_token(request: web.Request) -> bool:
+    """Whether the request carries the admin token (the match token is not enough)."""
+    return bearer_token_ok(request, request.app[NODE].admin_token)
 
 
 def unauthorized(message: str) -> web.Response:

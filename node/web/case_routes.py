@@ -3,6 +3,8 @@
     POST /v1/cases            eligibility answers + fingerprints -> case number and PIN (once)
     POST /v1/cases/status     case number + PIN -> state, publication, platform feedback
     POST /v1/cases/withdraw   case number + PIN -> withdrawal entries appended (idempotent)
+    POST /admin/cases/withdraw   (admin site, admin token) the operator withdraws, as abuse,
+                              the cases published in a time window (`ncii-node cases withdraw`)
     POST /v1/cases/receipt    case number + PIN -> the newest receipt (an offline proof, no codes in it)
     GET  /v1/cases/receipt-policy   the C2SP tlog-policy that receipts of this helpline are checked with
 
@@ -23,11 +25,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.cases.eligibility import Refusal
+from node.cases.service import OPERATOR_WITHDRAW_HINT, read_withdraw_window
 from node.errors import BadRequest, Refused, TooLarge, UnsupportedMedia
 from node.jsontext import parse_json
+from node.web.bearer import ADMIN_TOKEN_NEEDED, has_admin_token, unauthorized
 from node.web.body import read_body
 from node.web.context import NODE
-from node.web.errors import status_of
+from node.web.errors import json_error, status_of
 
 STATUS_BODY_LIMIT = 4096
 MEDIA_REFUSED = ("this helpline never accepts images or videos, on any address: your images stay on "
@@ -43,6 +47,10 @@ def setup(app: web.Application, node) -> None:
     app.router.add_post("/v1/cases/withdraw", post_withdraw)
     app.router.add_post("/v1/cases/receipt", post_receipt)
     app.router.add_get("/v1/cases/receipt-policy", get_receipt_policy)
+
+
+def setup_admin(admin: web.Application, node) -> None:
+    admin.router.add_post("/admin/cases/withdraw", post_operator_withdraw)
 
 
 def _is_media(content_type: str) -> bool:
@@ -89,13 +97,27 @@ async def _handle(request: web.Request, limit: int, call, created: int = 200) ->
 
 async def post_case(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    return await _handle(request, node.config.cases.max_body_bytes, node.cases.create, created=201)
+    return await _handle(request, node.config.cases.max_body_bytes,
+                         lambda body: node.cases.create(body, _client_address(request)), created=201)
 
 
 def _client_address(request: web.Request) -> str | None:
     """Whom the failed-PIN limiter counts the request under: the peer, or behind a
     trusted proxy the X-Forwarded-For client (node/cases/proxies.py). Never stored or logged."""
     return request.app[NODE].cases.clients.client(request.remote, request.headers.getall("X-Forwarded-For", []))
+
+
+async def post_operator_withdraw(request: web.Request) -> web.Response:
+    """The operator's clean-up after a flood (node.cases.service.read_withdraw_window)."""
+    if not has_admin_token(request):
+        return unauthorized(ADMIN_TOKEN_NEEDED)
+    try:
+        body = parse_json(await read_body(request, STATUS_BODY_LIMIT), hint=OPERATOR_WITHDRAW_HINT)
+        start, end, dry_run = read_withdraw_window(body)
+        answer = await request.app[NODE].cases.withdraw_published_during(start, end, dry_run=dry_run)
+    except Refused as exc:
+        return json_error(exc)
+    return web.json_response(answer)
 
 
 def _with_codes(action: str):

@@ -5,6 +5,7 @@ are for registered readers, and how a request's route is named in logs and metri
     app[READ_PROTECTED]          path prefixes only registered readers may fetch
                                  (public site; route modules add theirs in `setup`)
     route_pattern(request)       "/tile/{rest}", never the path asked (it may hold anything)
+    loggable_method(request)     the method if it is a standard one, else "(other method)"
 """
 
 from __future__ import annotations
@@ -25,3 +26,12 @@ def route_pattern(request: web.Request) -> str:
     route = match_info.route
     resource = route.resource if route is not None else None
     return resource.canonical if resource is not None else "(no route)"
+
+
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"))
+
+
+def loggable_method(request: web.BaseRequest) -> str:
+    """The method, if it is a standard one: any token is a valid method, and a client
+    could send a case number or a PIN as one."""
+    return request.method if request.method in _METHODS else "(other method)"

@@ -16,11 +16,10 @@ from aiohttp import web
 
 from node.errors import BadRequest, Refused
 from node.jsontext import parse_json
-from node.web.bearer import unauthorized
+from node.web.bearer import ADMIN_TOKEN_NEEDED, has_admin_token, unauthorized
 from node.web.body import read_body
 from node.web.context import NODE
 from node.web.errors import json_error
-from node.web.log_routes import ADMIN_TOKEN_NEEDED, has_admin_token
 
 BODY_LIMIT = 4096
 FEEDBACK_HINT = 'send exactly {"origin": ..., "index": ..., "verdict": ...}'

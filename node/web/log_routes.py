@@ -24,7 +24,7 @@ from aiohttp import web
 
 from node.errors import Refused, TooLarge
 from node.log.append import parse_append_lines
-from node.web.bearer import bearer_token_ok, unauthorized
+from node.web.bearer import ADMIN_TOKEN_NEEDED, has_admin_token, unauthorized
 from node.web.body import read_body
 from node.web.context import NODE
 from node.web.errors import json_error
@@ -86,14 +86,6 @@ async def get_tile(request: web.Request) -> web.StreamResponse:
 
 
 # ------------------------------------------------------------------------- admin
-
-def has_admin_token(request: web.Request) -> bool:
-    """Whether the request carries the admin token (the match token is not enough)."""
-    return bearer_token_ok(request, request.app[NODE].admin_token)
-
-
-ADMIN_TOKEN_NEEDED = "missing or wrong admin token (Authorization: Bearer <token from the data directory>)"
-
 
 async def post_append(request: web.Request) -> web.Response:
     node = request.app[NODE]

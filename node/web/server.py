@@ -10,7 +10,8 @@
 Both sites run with `server_settings(config)` (header timeout through the keep-alive
 timer, header size limits, lingering after an unread body: spec/parts/publishing.md
 §1.1) and log through PrivateAccessLogger, which records no client address, user agent,
-referrer or query string.
+referrer or query string; aiohttp's own message about a request its parser refused
+says only what kind of fault it was (_drop_client_address).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from node.datadir import DataDir
 from node.runtime import Node
-from node.web.app import create_admin_app, create_app, is_loopback
-from node.web.context import route_pattern
+from node.web.app import address_names, create_admin_app, create_app, is_loopback
+from node.web.context import loggable_method, route_pattern
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +43,48 @@ class PrivateAccessLogger(AbstractAccessLogger):
     def log(self, request, response, time):
         path = route_pattern(request) if response.status >= 400 else request.path
         quiet = request.method in ("GET", "HEAD") and response.status < 400
-        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', request.method, path,
-                        response.status, response.body_length, time)
+        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', loggable_method(request),
+                        path, response.status, response.body_length, time)
 
 
 class _DropClientAddress(logging.Filter):
     """aiohttp's "Error handling request from <address>": the address goes (who talks
-    to a helpline is personal data), and so does the traceback when the request was
-    malformed (the client's fault, one line is enough; anyone can send them)."""
+    to a helpline is personal data). When the request was malformed (the client's
+    fault; anyone can send them) one line says what kind of fault it was, in words of
+    our own: never the parser's message, which quotes the refused request line or
+    header (`GET /?case_number=...&pin=...&x=<9000 bytes>`, an oversized User-Agent),
+    and no traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
             record.msg, record.args = "Error handling request", ()
             exc = record.exc_info[1] if record.exc_info else None
             if isinstance(exc, HttpProcessingError):
-                reason = (exc.message or type(exc).__name__).splitlines()[0].strip()
-                record.msg = f"refused a malformed request: {reason}"
+                record.msg = f"refused a malformed request: {malformed_request_kind(exc)}"
                 record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
+
+
+#: What an operator is told about a request aiohttp's parser refused, by the parser's
+#: exception class (its own message is never logged: it may quote the request).
+_MALFORMED_KINDS = {
+    "LineTooLong": "a request line or header field longer than the limit",
+    "BadHttpMethod": "an invalid method",
+    "BadStatusLine": "an invalid request line",
+    "InvalidURLError": "an invalid request target",
+    "InvalidHeader": "an invalid header",
+    "ContentLengthError": "a body that does not match its Content-Length",
+    "TransferEncodingError": "an invalid chunked body",
+    "ContentEncodingError": "a body in an unknown content encoding",
+    "DecompressSizeError": "a compressed body too large once decompressed",
+}
+
+
+def malformed_request_kind(exc: BaseException) -> str:
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _MALFORMED_KINDS:
+            return _MALFORMED_KINDS[cls.__name__]
+    return "a request the HTTP parser could not read"
 
 
 _drop_client_address = _DropClientAddress()
@@ -130,6 +155,10 @@ class RunningNode:
                                        "admin_url": self.admin_url})
         log.info("serving log %s at %s (admin endpoint at %s)", config.node.origin,
                  self.public_url, self.admin_url)
+        if not config.http.public_read:
+            names = sorted(self.node.public_names | address_names(*public.addresses[0][:2]))
+            log.info("signed reads are accepted only when sent to: %s ([http] public_names, and the address a "
+                     "connection arrives on)", ", ".join(names))
         return self
 
     async def stop(self) -> None:

@@ -22,9 +22,10 @@ async function post(path, body) {
   return { status: response.status, data };
 }
 
-/** POST /v1/cases: eligibility answers, fingerprints (and nothing else), language. */
-export function openCase(eligibility, fingerprints, lang) {
-  return post('v1/cases', { eligibility, fingerprints, lang });
+/** POST /v1/cases: eligibility answers, fingerprints (and nothing else), language, and
+ * the proof of work when the helpline asked for one (pow.js). */
+export function openCase(eligibility, fingerprints, lang, proof = null) {
+  return post('v1/cases', proof ? { eligibility, fingerprints, lang, proof_of_work: proof } : { eligibility, fingerprints, lang });
 }
 
 export function caseStatus(caseNumber, pin) {

@@ -22,6 +22,7 @@
 import { LANGUAGES, NATIVE_NAMES, countryName, currentLanguage, formatDateTime, formatDay, localText, preferredLanguage, setLanguage, t } from './i18n.js';
 import { Hasher, fingerprintsOf, kindOf } from './hashing.js';
 import { caseReceipt, caseStatus, loadHelpline, loadReceiptPolicy, normaliseCaseNumber, normalisePin, openCase, withdrawCase } from './api.js';
+import { proveWork } from './pow.js';
 import { ReceiptError, verifyReceipt } from './receipt.js';
 
 const QUESTIONS = ['in_image', 'adult', 'adult_in_image', 'has_image', 'intimate'];
@@ -78,6 +79,27 @@ function apiErrorMessage(status, data) {
   }
   if (status === 400) return t('errors.bad_request');
   return t('errors.server');
+}
+
+/** A creation the helpline's limits refused (429 with a reason): nothing was sent to the log. */
+function creationRefusedMessage(data) {
+  const minutes = Math.max(1, Math.ceil((Number(data.retry_after) || 3600) / 60));
+  const when = new Intl.RelativeTimeFormat(currentLanguage(), { numeric: 'always' })
+    .format(minutes < 120 ? minutes : Math.ceil(minutes / 60), minutes < 120 ? 'minute' : 'hour');
+  return data.reason === 'address' || data.reason === 'network'
+    ? t('errors.create_connection', { when }) : t('errors.create_busy', { when });
+}
+
+/** Open the case; when the helpline asks for a proof of work (428), do it in a worker and send again. */
+async function openCaseWithProof(body) {
+  let answer = await openCase(body.eligibility, body.fingerprints, body.lang);
+  if (answer.status === 428 && answer.data && answer.data.proof_of_work) {
+    $('#progress').textContent = t('pow.working');
+    const { proof } = await proveWork(answer.data.proof_of_work);
+    $('#progress').textContent = t('pow.done');
+    answer = await openCase(body.eligibility, body.fingerprints, body.lang, proof);
+  }
+  return answer;
 }
 
 // ---------------------------------------------------------------- views
@@ -491,7 +513,7 @@ async function onSubmitFingerprints() {
   state.submitError = null;
   renderFiles();
   try {
-    const { status, data } = await openCase(body.eligibility, body.fingerprints, body.lang);
+    const { status, data } = await openCaseWithProof(body);
     if (status === 201 && data && data.case_number && data.pin) {
       state.codes = data;
       state.caseOpened = true;
@@ -500,6 +522,8 @@ async function onSubmitFingerprints() {
     } else if (status === 422) {
       state.notEligible = { reasons: [], server: data || {} };
       go('not-eligible');
+    } else if (status === 429 && data && data.reason) {
+      state.submitError = creationRefusedMessage(data);
     } else {
       state.submitError = apiErrorMessage(status, data);
     }
@@ -596,12 +620,13 @@ function readCaseForm(prefix) {
 let lastStatus = null; // { data, codes }: the answer shown, and the codes that asked for it
 
 /** Per platform (the name the helpline gave it) and verdict: how many fingerprints, and the latest day. */
+// Per platform (by its log's origin), the name the helpline gave it -- never what the
+// platform says about itself: the node sends null then, "a partner platform" -- and its verdicts.
 function verdictsByPlatform(feedback) {
   const byPlatform = new Map();
   for (const item of Array.isArray(feedback) ? feedback : []) {
-    const platform = item.name || item.platform;
-    if (!byPlatform.has(platform)) byPlatform.set(platform, new Map());
-    const verdicts = byPlatform.get(platform);
+    if (!byPlatform.has(item.platform)) byPlatform.set(item.platform, { name: item.name || t('status.unnamed_platform'), verdicts: new Map() });
+    const verdicts = byPlatform.get(item.platform).verdicts;
     const seen = verdicts.get(item.verdict) || { count: 0, day: null };
     seen.count += 1;
     if (item.day && (!seen.day || item.day > seen.day)) seen.day = item.day;
@@ -628,7 +653,7 @@ function renderStatus() {
     ? (since ? t('status.state.withdrawn_on', { date: formatDay(since) }) : t('status.state.withdrawn'))
     : t('status.state.active');
   $('#status-counts').textContent = `${t('status.counts', { count: data.fingerprints ?? 0 })} ${t('status.published', { count: published })}`;
-  const lines = [...verdictsByPlatform(data.feedback)].map(([platform, verdicts]) =>
+  const lines = [...verdictsByPlatform(data.feedback).values()].map(({ name: platform, verdicts }) =>
     element('li', {}, element('strong', { text: platform }),
       element('ul', {}, ...[...verdicts].map(([verdict, seen]) => element('li', { text: verdictLine(verdict, seen) })))),
   );
