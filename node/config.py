@@ -31,8 +31,15 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     max_body_bytes = 16777216         # larger append bodies are refused before they are read
 
     [log]
-    sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
+    sequencing_interval = 0.025       # least seconds between two checkpoints: an append to an idle
+                                      # log is published at once; under load appends gather this long
     max_batch_entries = 200000        # a larger pool is sequenced over several batches
+
+    [push]                            # GET /push/checkpoint: followers wait for the next checkpoint
+    enabled = true                    # (registered readers only, signed like tile reads)
+    max_wait = 30                     # seconds a request may wait before 304 Not Modified
+    max_waiting = 1000                # requests waiting at once; beyond: 503
+    max_waiting_per_reader = 4        # per reader; beyond, its oldest wait is answered at once
 
     [paths]                           # relative to the data directory
     db = "node.db"
@@ -95,8 +102,16 @@ class AdminSection:
 
 @dataclass
 class LogSection:
-    sequencing_interval: float = 1.0
+    sequencing_interval: float = 0.025
     max_batch_entries: int = 200_000
+
+
+@dataclass
+class PushSection:
+    enabled: bool = True
+    max_wait: int = 30
+    max_waiting: int = 1000
+    max_waiting_per_reader: int = 4
 
 
 @dataclass
@@ -124,6 +139,7 @@ class Config:
     http: HttpSection = field(default_factory=HttpSection)
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
+    push: PushSection = field(default_factory=PushSection)
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
 
@@ -149,8 +165,12 @@ class Config:
                 raise ConfigError(f"[http] {name} must be between 0.01 and 3600 seconds")
         if not 1 <= self.http.max_concurrent_bodies <= 100_000:
             raise ConfigError("[http] max_concurrent_bodies must be between 1 and 100000")
-        if not 0.01 <= self.log.sequencing_interval <= 3600:
-            raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
+        if not 0 <= self.log.sequencing_interval <= 3600:
+            raise ConfigError("[log] sequencing_interval must be between 0 and 3600 seconds")
+        if not 1 <= self.push.max_wait <= 300:
+            raise ConfigError("[push] max_wait must be between 1 and 300 seconds")
+        if not 1 <= self.push.max_waiting <= 1_000_000 or not 1 <= self.push.max_waiting_per_reader <= 1000:
+            raise ConfigError("[push] max_waiting must be 1..1000000 and max_waiting_per_reader 1..1000")
         if self.log.max_batch_entries < 1:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:
