@@ -55,6 +55,7 @@ from node.follow import forks
 from node.follow.apply import Applied, apply_staged, stage_entries
 from node.follow.client import FetchError, PeerClient
 from node.follow.listener import FollowListener
+from node.logsummary import PeriodicSummary
 from node.store import follow as store
 from protocol.checkpoint import open_checkpoint
 from protocol.errors import EntryError, ProtocolError, TileError
@@ -91,6 +92,11 @@ class SyncError(Exception):
 
 class PeerMisbehaved(SyncError):
     """The peer served data that does not verify or does not follow the protocol."""
+
+
+class AwaitingCosignatures(SyncError):
+    """The checkpoint lacks the witness cosignatures the log's policy requires; a
+    cosigned copy of it usually follows within moments."""
 
 
 class ForkDetected(SyncError):
@@ -174,9 +180,12 @@ class Follower:
         self.own_origin = own_origin
         self.chunk_bundles = chunk_bundles
         self._limit = asyncio.Semaphore(concurrency)
+        self._summary = PeriodicSummary()  # one INFO line a minute about applied rounds
 
-    async def sync_once(self) -> RoundResult:
-        """One round. Raises SyncError (PeerMisbehaved, ForkDetected) after recording it."""
+    async def sync_once(self, note: bytes | None = None) -> RoundResult:
+        """One round. Raises SyncError (PeerMisbehaved, ForkDetected) after recording it.
+        `note`: the checkpoint as the push channel delivered it (else /checkpoint is
+        fetched); it is verified exactly like a fetched one."""
         started = time.monotonic()
         state = await self.worker.call(store.get_log, self.origin)
         if state is None:
@@ -184,7 +193,7 @@ class Follower:
         if state.forked:
             return RoundResult(self.origin, "forked", state.size, state.size)
         try:
-            result = await self._round(state)
+            result = await self._round(state, note)
         except ForkDetected as exc:
             log.critical("FORK in log %s: %s. Nothing more is applied from it; both checkpoints are kept "
                          "(ncii-node status --dir DIR).", self.origin, exc)
@@ -197,8 +206,9 @@ class Follower:
                            time.monotonic() - started)
 
     # ------------------------------------------------------------------ steps 1-2
-    async def _round(self, state: store.FollowedLog) -> RoundResult:
-        note = await self._fetch(self.client.checkpoint())
+    async def _round(self, state: store.FollowedLog, note: bytes | None = None) -> RoundResult:
+        if note is None:
+            note = await self._fetch(self.client.checkpoint())
         try:
             cp, _ = open_checkpoint(note, [Verifier.from_vkey(state.vkey)], origin=self.origin)
         except ProtocolError as exc:
@@ -259,7 +269,7 @@ class Follower:
         try:
             await self.worker.call(check_followed_checkpoint, self.origin, note)
         except CosignatureError as exc:
-            raise SyncError(f"checkpoint not applied: {exc}") from None
+            raise AwaitingCosignatures(f"checkpoint not applied: {exc}") from None
 
     async def _fork(self, state: store.FollowedLog, reason: str, earlier_size: int, earlier_note: bytes | None,
                     later_size: int, later_note: bytes, larger_tree=None, tiles_problem: str | None = None) -> None:
@@ -327,8 +337,14 @@ class Follower:
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
         applied = await self.worker.call(_commit, rnd, state.vkey, note, self.own_origin, self.listener)
-        log.info("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn)",
-                 self.origin, n, n - m, applied.added, len(applied.withdrawn))
+        log.debug("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn)",
+                  self.origin, n, n - m, applied.added, len(applied.withdrawn))
+        due = self._summary.add(rounds=1, entries=n - m, added=applied.added, withdrawn=len(applied.withdrawn))
+        if due:
+            totals, _, seconds = due
+            log.info("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn%s)",
+                     self.origin, n, totals["entries"], totals["added"], totals["withdrawn"],
+                     f"; {totals['rounds']} rounds over the last {seconds:.0f} s" if seconds else "")
         return RoundResult(self.origin, "applied", m, n, applied)
 
 

@@ -10,14 +10,14 @@ and/or `setup_admin(admin_app)` (admin routes). Modules named `*_routes` are
 discovered here, like CLI commands; nothing central is edited. A `setup` may append
 its own resources to `app.cleanup_ctx` (they start after the node's own: the database
 and the sequencer) and may add path prefixes to `app[READ_PROTECTED]`, the paths that
-only registered readers may fetch.
+only registered readers may fetch (`app[READERS_ONLY]`: even on a public_read node).
 
 Resources (lock, database, sequencer) are opened in `cleanup_ctx` and reached through
 `request.app[NODE]`, a NodeContext. The admin app shares the same context object.
 
 Read access: unless `[http] public_read` is true, requests under `app[READ_PROTECTED]`
 (by default "/tile/") go through the check of node/readaccess.py (RFC 9421 signed
-requests by a registered reader). If that module cannot be imported, those paths are
+requests by a registered reader); requests under `app[READERS_ONLY]` always do. If that module cannot be imported, those paths are
 refused outright: the node fails closed, never open.
 
 Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
@@ -102,10 +102,14 @@ class NodeContext:
         self.admin_token: str = ""
         self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
         self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
+        self.services: dict = {}  # running background services by name, for routes of both sites
 
 
 NODE = web.AppKey("node", NodeContext)
 READ_PROTECTED = web.AppKey("read_protected", list)
+#: Paths for registered readers even on a public_read node: what they serve is public,
+#: but each request holds resources that are bounded per reader (the push channel).
+READERS_ONLY = web.AppKey("readers_only", list)
 
 
 def route_modules() -> list[ModuleType]:
@@ -160,8 +164,7 @@ class ReaderTable:
         return row[0] if row else None
 
 
-def _read_access_middleware(app: web.Application):
-    prefixes = tuple(app[READ_PROTECTED])
+def _read_access_middleware(prefixes: tuple[str, ...]):
     try:
         from node import readaccess
     except ImportError as exc:  # fail closed
@@ -235,13 +238,16 @@ def create_app(datadir: DataDir) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
+    app[READERS_ONLY] = []
     app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():
         if hasattr(module, "setup"):
             module.setup(app)
-    if not ctx.config.http.public_read:
-        app.middlewares.append(_read_access_middleware(app))
+    protected = [] if ctx.config.http.public_read else list(app[READ_PROTECTED])
+    protected += app[READERS_ONLY]
+    if protected:
+        app.middlewares.append(_read_access_middleware(tuple(protected)))
     return app
 
 

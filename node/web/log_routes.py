@@ -4,7 +4,8 @@ Public site:
     GET /checkpoint                  latest signed checkpoint (text/plain; cached 1 s at most)
     GET /tile/<L>/<N>[.p/<W>]        hash tiles   (application/octet-stream, immutable)
     GET /tile/entries/<N>[.p/<W>]    entry bundles (application/octet-stream, immutable, gzip if asked)
-    GET /node.json                   who this node is: origin, keys, role, display name, contact
+    GET /node.json                   who this node is: origin, keys, role, display name, contact,
+                                     the push channel (node/web/push_routes.py)
 Admin site only:
     POST /admin/append               JSON lines in, one JSON line per entry out once published
 
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from node.web.app import NODE
 from node.web.bearer import bearer_token_ok, unauthorized
+from node.web.push_routes import advertisement
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ async def get_node_json(request: web.Request) -> web.Response:
         "verifier_key": ctx.log_vkey,
         "request_key": ctx.request_vkey,
         "public_read": config.http.public_read,
+        "push": advertisement(config),
     }, headers={"Cache-Control": "public, max-age=60"})
 
 
