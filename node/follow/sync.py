@@ -199,7 +199,10 @@ class Follower:
                          "(ncii-node status --dir DIR).", self.origin, exc)
             raise
         except SyncError as exc:
-            log.warning("follow %s: %s", self.origin, exc)
+            # A pushed checkpoint usually comes before its cosignatures: not worth a warning
+            # each time (the status still shows it while it lasts).
+            log.log(logging.DEBUG if isinstance(exc, AwaitingCosignatures) else logging.WARNING,
+                    "follow %s: %s", self.origin, exc)
             await self.worker.call(store.record_error, self.origin, str(exc))
             raise
         return RoundResult(result.origin, result.outcome, result.old_size, result.new_size, result.applied,
