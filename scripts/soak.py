@@ -47,7 +47,7 @@ import contextlib
 import hashlib
 import io
 import json
-import os
+import logging
 import random
 import signal
 import socket
@@ -846,6 +846,9 @@ def main() -> int:
     if any(work.iterdir()):
         print(f"{work} is not empty", file=sys.stderr)
         return 2
+    # The driver's own node modules (the auditor's follower) log to a file, not the terminal.
+    logging.basicConfig(filename=work / "driver.log", level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     soak = Soak(args.seconds, work, args.seed, args.max_rss_mb)
     summary = asyncio.run(soak.run())
     if args.json:

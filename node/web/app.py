@@ -72,7 +72,8 @@ class PrivateAccessLogger(AbstractAccessLogger):
 class _DropClientAddress(logging.Filter):
     """aiohttp's "Error handling request from <address>": the address goes (who talks
     to a helpline is personal data), and so does the traceback when the request was
-    malformed (the client's fault, one line is enough; anyone can send them)."""
+    malformed or the client went away while sending it (the client's doing, one line
+    is enough; anyone can cause them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
@@ -81,7 +82,11 @@ class _DropClientAddress(logging.Filter):
             if isinstance(exc, HttpProcessingError):
                 reason = (exc.message or type(exc).__name__).splitlines()[0].strip()
                 record.msg = f"refused a malformed request: {reason}"
-                record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+            elif isinstance(exc, ConnectionResetError):
+                record.msg = "a client went away before its request had arrived whole"
+            else:
+                return True
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
 
 
