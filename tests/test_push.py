@@ -14,7 +14,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from follow_support import LogServer, StaticLog, pdq_entry
+from follow_support import LogServer, StaticLog, helpline_and_platform, pdq_entry
 from node.cli import main as cli_main
 from node.datadir import DataDir
 from node.follow.push import parse_advertisement
@@ -183,16 +183,7 @@ def test_advertisement_is_parsed_strictly():
 
 
 async def test_follower_waits_on_the_push_channel_instead_of_polling(tmp_path):
-    helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
-    platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
-    assert cli_main(["readers", "add", "--dir", str(helpline.root),
-                     platform.load_request_signer().verifier_key()]) == 0
-    publisher = await RunningNode(helpline).start("127.0.0.1", 0)
-    follower = None
-    try:
-        assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
-                         helpline.load_log_signer().verifier_key()]) == 0
-        follower = await RunningNode(platform).start("127.0.0.1", 0)
+    async with helpline_and_platform(tmp_path) as (helpline, platform, publisher, follower):
         job = follower.context.services["follow"].jobs["helpline.example/log"]
         assert await wait_for(lambda: job.push.path == "push/checkpoint" and job.push.verified, timeout=20)
         db = open_db(platform.db_path)
@@ -210,10 +201,6 @@ async def test_follower_waits_on_the_push_channel_instead_of_polling(tmp_path):
                 assert job.rounds == rounds and job.push.failures == 0
         finally:
             db.close()
-    finally:
-        if follower is not None:
-            await follower.stop()
-        await publisher.stop()
 
 
 async def test_follower_falls_back_to_polling_when_push_fails(tmp_path):

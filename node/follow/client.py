@@ -8,7 +8,8 @@ redirects are refused (a signed read request must not be replayed to another hos
 
 Every request carries an RFC 9421 signature made with this node's request key when a
 `RequestSigner` is given (node/readaccess.py): restricted logs serve tiles and entry
-bundles only to registered readers.
+bundles only to registered readers, and every node its push channel
+(`next_checkpoint`, a long-poll whose time limit is its wait plus the usual limit).
 """
 
 from __future__ import annotations

@@ -118,6 +118,15 @@ class _Batch:
         self.future = future
 
 
+def _call_each(callbacks: list, value, hook: str) -> None:
+    """Hooks must not delay or undo sequencing: each is called, errors are logged."""
+    for callback in list(callbacks):
+        try:
+            callback(value)
+        except Exception:
+            log.exception("sequencer: an %s callback failed (ignored)", hook)
+
+
 class Sequencer:
     def __init__(self, datadir: DataDir, *, interval: float | None = None,
                  max_batch: int | None = None):
@@ -190,11 +199,7 @@ class Sequencer:
         if value == self._published:
             return
         self._published = value
-        for callback in list(self.on_change):
-            try:
-                callback(value)
-            except Exception:
-                log.exception("sequencer: an on_change callback failed (ignored)")
+        _call_each(self.on_change, value, "on_change")
 
     # ---------------------------------------------------------------- appending
     async def append(self, entries: list[bytes]) -> list[Appended]:
@@ -285,11 +290,7 @@ class Sequencer:
         self.stalled = None
         previous_size = self._published_size()
         self.published = published
-        for callback in list(self.on_publish):
-            try:
-                callback(published)
-            except Exception:
-                log.exception("sequencer: an on_publish callback failed (ignored)")
+        _call_each(self.on_publish, published, "on_publish")
         position = first
         for b in taken:
             n = len(b.entries)
