@@ -19,7 +19,10 @@ platforms (their admin sites).
 Faults (FAULTS below; each a weighted kind, drawn every 0.3-1.5 s): delay, drop,
 reset, truncate and corrupt bytes on a link, partition a pair of nodes (both links),
 SIGKILL a node and restart it 0.5-5 s later. Adding a kind is one entry: a name, a
-weight, and a coroutine that injects it (and schedules its end).
+weight, and a coroutine that injects it (and schedules its end); a node down for 30 s
+is `FaultKind("down-30s", 0.3, node_down(30, 30))`. After every restart the script
+measures how long the nodes following the restarted one take to hold the checkpoint
+it serves on its return (printed as "after a restart").
 
 Invariants, checked all along (every 3 s) and at the end:
   * no acknowledged entry lost or moved: every case, withdrawal and feedback entry a
@@ -179,6 +182,8 @@ class Federation:
         self.nodes[WITNESS] = Node(WITNESS, "witness", work)
         self.links: dict[tuple[str, str], Link] = {}
         self.restarts: set[asyncio.Task] = set()
+        #: Called with each node started again after a fault (the soak measures recovery).
+        self.on_restart: list[Callable[[Node], None]] = []
 
     def link(self, source: str, target: str) -> Link:
         return self.links[(source, target)]
@@ -236,6 +241,8 @@ class Federation:
         async def restart():
             await asyncio.sleep(delay)
             await node.start()
+            for callback in self.on_restart:
+                callback(node)
 
         task = asyncio.create_task(restart())
         self.restarts.add(task)
@@ -288,7 +295,8 @@ async def partition(fed: Federation, rng: random.Random) -> str:
 
 
 def node_down(least: float, most: float):
-    """SIGKILL a node, start it again after least..most seconds (one node down at a time)."""
+    """SIGKILL a node, start it again after least..most seconds (one node down at a
+    time). How long its followers then take to catch up is measured (Soak.recovered)."""
     async def inject(fed: Federation, rng: random.Random) -> str | None:
         if any(not node.alive for node in fed.nodes.values()) or fed.restarts:
             return None
@@ -562,6 +570,37 @@ class Soak:
         self.violations: list[str] = []
         self.auditor: Auditor | None = None
         self.convergence: float | None = None
+        self.recoveries: list[float | None] = []  # per restart: seconds until its followers caught up
+        self._watching: set[asyncio.Task] = set()
+        self.fed.on_restart.append(self.watch_recovery)
+
+    def watch_recovery(self, node: Node) -> None:
+        task = asyncio.create_task(self.recovered(node))
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+
+    async def recovered(self, node: Node) -> None:
+        """Seconds from a node's return until every node following it holds at least
+        the checkpoint it serves on its return (None: not within 120 s; other faults
+        may be in the way)."""
+        followers = [self.fed.nodes[n] for n in (PLATFORMS if node.role == "helpline" else
+                                                 HELPLINES if node.role == "platform" else ())]
+        if not followers:
+            return
+        back = time.monotonic()
+        try:
+            note = await self.auditor.followers[node.name].client.checkpoint()
+        except Exception:  # noqa: BLE001 - killed again already
+            return
+        size = int(note.split(b"\n")[1])
+        while time.monotonic() - back < 120:
+            reports = await asyncio.gather(*(self.status(f) for f in followers))
+            if all(r is not None and any(e["origin"] == node.origin and e["size"] >= size for e in r["logs"])
+                   for r in reports):
+                self.recoveries.append(time.monotonic() - back)
+                return
+            await asyncio.sleep(0.2)
+        self.recoveries.append(None)
 
     async def inject_faults(self, until: float) -> None:
         rng = random.Random(self.rng.random())
@@ -658,6 +697,9 @@ class Soak:
             answers = await self.final_matches()
             feedback = await self.final_feedback()
         finally:
+            for task in list(self._watching):
+                task.cancel()
+            await asyncio.gather(*self._watching, return_exceptions=True)
             await self.load.session.close()
             await self.auditor.stop()
             await self.fed.stop()
@@ -788,6 +830,8 @@ class Soak:
             "false_forks": false_forks,
             "convergence_seconds": None if self.convergence == float("inf") else round(self.convergence, 2),
             "convergence_bound": CONVERGENCE_BOUND,
+            "caught_up_after_restart": _spread([r for r in self.recoveries if r is not None]),
+            "not_caught_up_within_120_s": sum(r is None for r in self.recoveries),
             "match_answers": dict(answers),
             "feedback_in_case_status": dict(feedback),
             "served": dict(self.auditor.checked),
@@ -796,6 +840,13 @@ class Soak:
             "tracebacks_in_logs": tracebacks,
             "violations": self.violations + self.auditor.violations,
         }
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {"n": len(ordered), "p50": round(ordered[len(ordered) // 2], 2), "max": round(ordered[-1], 2)}
 
 
 def _timeout(seconds: float):
@@ -817,6 +868,11 @@ def print_summary(s: dict) -> None:
     conv = s["convergence_seconds"]
     print(f"convergence:       {'NOT within %g s' % s['convergence_bound'] if conv is None else '%.1f s' % conv} "
           "after faults stopped (worst log, worst node)")
+    spread = s["caught_up_after_restart"]
+    if spread:
+        print(f"after a restart:   followers caught up in p50 {spread['p50']:.1f} s, max {spread['max']:.1f} s "
+              f"({spread['n']} restarts of followed nodes; {s['not_caught_up_within_120_s']} not within 120 s, "
+              "with other faults going on)")
     print("match answers:     " + ", ".join(f"{k} {v}" for k, v in sorted(s["match_answers"].items())))
     print("feedback shown:    " + ", ".join(f"{k} {v}" for k, v in sorted(s["feedback_in_case_status"].items())))
     print("served and checked:" + "".join(f" {k} {v}" for k, v in sorted(s["served"].items())))
