@@ -273,3 +273,35 @@ async def test_follow_add_tells_the_running_node(tmp_path, capsys):
         await server.stop()
     assert cli_main(["follow", "add", "--dir", str(platform.root), server.url, "--vkey", log.vkey]) == 0
     assert "not running" in capsys.readouterr().out
+
+
+async def test_a_forked_log_is_not_waited_on(tmp_path):
+    log = StaticLog("helpline.example/log")
+    server = await LogServer(log).start()
+    server.overrides["node.json"] = json.dumps({"push": {"checkpoint": "push/checkpoint", "max_wait": 30}}).encode()
+    pushes = []
+
+    async def push(request):
+        pushes.append(request.path)
+        return web.Response(body=log.note, headers={"ETag": checkpoint_etag(log.note)})
+
+    server.overrides["push/checkpoint"] = push
+    db_path = tmp_path / "node.db"
+    db = open_db(db_path)
+    store.add_log(db, log.origin, server.url, log.vkey, interval=0.05)
+    service = FollowService(db_path, timeout=2, max_backoff=0.5, reload_interval=0.2)
+    await service.start()
+    try:
+        log.append(*[pdq_entry(i) for i in range(3)])
+        assert await wait_for(lambda: store.get_log(db, log.origin).size == 3 and len(pushes) >= 1)
+        # The log signs another tree of the same size: a fork, found through the push channel.
+        log.note = log.sign(3, b"\x01" * 32)
+        assert await wait_for(lambda: store.get_log(db, log.origin).forked)
+        await asyncio.sleep(0.5)
+        asked = len(pushes) + server.requests.count("checkpoint")
+        await asyncio.sleep(2)
+        assert len(pushes) + server.requests.count("checkpoint") == asked  # neither waited on nor polled
+    finally:
+        await service.stop()
+        db.close()
+        await server.stop()

@@ -251,7 +251,10 @@ class FollowService:
                 await self.worker.call(store.record_in_sync, origin, job.verified_size)
             return
         result, error = await self._round(job, note)
-        if result is not None:
+        if result is not None and result.outcome == "forked":
+            push.path = None  # a forked log is not read: back to the (idle) polling branch
+            push.checked_at = time.monotonic()
+        elif result is not None:
             push.etag, push.verified = etag, True
         elif isinstance(error, AwaitingCosignatures):
             # Wait for the cosigned copy of this very checkpoint, without back-off.
