@@ -18,6 +18,7 @@ from follow_support import LogServer, StaticLog, helpline_and_platform, pdq_entr
 from node.cli import main as cli_main
 from node.datadir import DataDir
 from node.follow.push import parse_advertisement
+from node.follow import scheduler
 from node.follow.scheduler import FollowService
 from node.readaccess import RequestSigner
 from node.store import follow as store
@@ -275,7 +276,8 @@ async def test_follow_add_tells_the_running_node(tmp_path, capsys):
     assert "not running" in capsys.readouterr().out
 
 
-async def test_a_forked_log_is_not_waited_on(tmp_path):
+async def test_a_forked_log_is_not_waited_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(scheduler, "FORKED_RECHECK", 0.1)  # the forked log's record is looked at often
     log = StaticLog("helpline.example/log")
     server = await LogServer(log).start()
     server.overrides["node.json"] = json.dumps({"push": {"checkpoint": "push/checkpoint", "max_wait": 30}}).encode()
