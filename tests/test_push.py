@@ -307,3 +307,43 @@ async def test_a_forked_log_is_not_waited_on(tmp_path, monkeypatch):
         await service.stop()
         db.close()
         await server.stop()
+
+
+async def test_an_unexpected_error_does_not_end_a_log_s_task(tmp_path, monkeypatch, caplog):
+    log = StaticLog("helpline.example/log")
+    server = await LogServer(log).start()
+    server.overrides["node.json"] = json.dumps({"push": {"checkpoint": "push/checkpoint", "max_wait": 1}}).encode()
+
+    async def push(request):
+        etag = checkpoint_etag(log.note)
+        if request.headers.get("If-None-Match") == etag:
+            await asyncio.sleep(0.1)
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=log.note, headers={"ETag": etag})
+
+    server.overrides["push/checkpoint"] = push
+    failures = []
+
+    def broken_record_in_sync(*args, **kwargs):
+        failures.append(args)
+        raise RuntimeError("database is locked")
+
+    db_path = tmp_path / "node.db"
+    db = open_db(db_path)
+    store.add_log(db, log.origin, server.url, log.vkey, interval=0.05)
+    service = FollowService(db_path, timeout=2, max_backoff=0.3, reload_interval=0.2)
+    await service.start()
+    try:
+        log.append(pdq_entry(0))
+        assert await wait_for(lambda: store.get_log(db, log.origin).size == 1)
+        assert await wait_for(lambda: service.jobs[log.origin].push.verified)
+        monkeypatch.setattr(scheduler.store, "record_in_sync", broken_record_in_sync)
+        assert await wait_for(lambda: len(failures) >= 2)  # a 304 each time: the task went on
+        log.append(pdq_entry(1))
+        assert await wait_for(lambda: store.get_log(db, log.origin).size == 2)
+        assert not service.jobs[log.origin].task.done()
+        assert "unexpected error" in caplog.text
+    finally:
+        await service.stop()
+        db.close()
+        await server.stop()

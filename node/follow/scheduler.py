@@ -214,21 +214,29 @@ class FollowService:
 
     # ------------------------------------------------------------------ the task
     async def _follow(self, job: _Job) -> None:
-        """Rounds of one log, forever: pushed when offered, else polled."""
+        """Rounds of one log, forever: pushed when offered, else polled. Nothing but
+        cancellation ends it (a bug is logged and backed off from)."""
         while True:
             await self._sleep_until(job, job.retry_at)
-            if job.push.usable(time.monotonic()):
-                await self._push_round(job)
-                continue
-            result, _ = await self._round(job)
-            if result is None:
-                continue  # back-off, at the top
-            if result.outcome == "forked":
-                await self._sleep_until(job, time.monotonic() + max(job.interval, FORKED_RECHECK))
-                continue
-            await self._look_for_push(job)
-            if not job.push.usable(time.monotonic()):
-                await self._sleep_until(job, time.monotonic() + job.interval)
+            try:
+                await self._step(job)
+            except Exception:
+                log.exception("follow %s: unexpected error; trying again later", job.follower.origin)
+                self._failed(job)
+
+    async def _step(self, job: _Job) -> None:
+        if job.push.usable(time.monotonic()):
+            await self._push_round(job)
+            return
+        result, _ = await self._round(job)
+        if result is None:
+            return  # back-off, in _follow
+        if result.outcome == "forked":
+            await self._sleep_until(job, time.monotonic() + max(job.interval, FORKED_RECHECK))
+            return
+        await self._look_for_push(job)
+        if not job.push.usable(time.monotonic()):
+            await self._sleep_until(job, time.monotonic() + job.interval)
 
     async def _push_round(self, job: _Job) -> None:
         push, origin = job.push, job.follower.origin
