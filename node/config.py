@@ -41,6 +41,10 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     max_waiting = 500                 # requests waiting at once; beyond: 503
     max_waiting_per_reader = 4        # per reader; beyond, its oldest wait is answered at once
 
+    [witness]                         # this log's witnesses (spec/parts/witness.md §3)
+    add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
+                                      # declared in /node.json (the witness network asks logs to)
+
     [paths]                           # relative to the data directory
     db = "node.db"
     tiles = "tiles"
@@ -115,6 +119,11 @@ class PushSection:
 
 
 @dataclass
+class WitnessSection:
+    add_checkpoint_interval: float = 1.0
+
+
+@dataclass
 class PathsSection:
     db: str = "node.db"
     tiles: str = "tiles"
@@ -140,6 +149,7 @@ class Config:
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
     push: PushSection = field(default_factory=PushSection)
+    witness: WitnessSection = field(default_factory=WitnessSection)
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
 
@@ -171,6 +181,8 @@ class Config:
             raise ConfigError("[push] max_wait must be between 1 and 300 seconds")
         if not 1 <= self.push.max_waiting <= 1_000_000 or not 1 <= self.push.max_waiting_per_reader <= 1000:
             raise ConfigError("[push] max_waiting must be 1..1000000 and max_waiting_per_reader 1..1000")
+        if not 0.1 <= self.witness.add_checkpoint_interval <= 86400:
+            raise ConfigError("[witness] add_checkpoint_interval must be between 0.1 and 86400 seconds")
         if self.log.max_batch_entries < 1:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:

@@ -46,6 +46,8 @@ def register(subparsers) -> None:
     add.add_argument("url", metavar="URL", help="the log's URL prefix, e.g. https://helpline.example/log")
     add.add_argument("--vkey", help="the log's verifier key (name+hex+base64), as `ncii-node key` prints it")
     add.add_argument("--name", default="", help="a local name for the log")
+    add.add_argument("--origin", help="the log's origin line, when its key is not named like it (C2SP allows "
+                     "that; default: the key's name)")
     add.add_argument("--interval", type=float, default=1.0,
                      help="seconds between rounds when the log's node does not push (default 1)")
     add.add_argument("--tofu", action="store_true",
@@ -110,6 +112,18 @@ def _check_url(url: str) -> str | None:
     return None
 
 
+def _check_origin(origin: str) -> str | None:
+    """Why `origin` cannot be a checkpoint's origin line, or None."""
+    from protocol.checkpoint import Checkpoint
+    from protocol.errors import CheckpointError
+
+    try:
+        Checkpoint(origin, 0, bytes(32))
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
 async def _fetch_node_json(url: str, timeout: float) -> dict:
     import json
 
@@ -158,7 +172,12 @@ def run_add(args) -> int:
         verifier = Verifier.from_vkey(vkey)
     except KeyFormatError as exc:
         return fail(f"--vkey is not a verifier key: {exc}", 2)
-    origin = verifier.name  # a log's key is named like its origin (C2SP tlog-checkpoint)
+    # A log's key SHOULD be named like its origin (C2SP tlog-checkpoint); --origin
+    # follows a conformant log whose key is named otherwise.
+    origin = verifier.name if args.origin is None else args.origin
+    problem = _check_origin(origin)
+    if problem:
+        return fail(f"--origin: {problem}", 2)
     if args.tofu and not args.vkey:
         print(TOFU_WARNING.format(url=url, origin=origin, vkey=vkey), file=sys.stderr)
     with _database(args) as db:
@@ -169,6 +188,9 @@ def run_add(args) -> int:
             return fail(str(exc))
     print(f"following {origin} at {url}" + (f" as {args.name!r}" if args.name else ""))
     print(f"pinned verifier key: {vkey}")
+    if origin != verifier.name:
+        print(f"note: the key is named {verifier.name!r}, not like the origin; checkpoints of {origin!r} "
+              "signed by it are accepted (C2SP allows it)")
     print(_tell_running_node(args) + "; `ncii-node status --dir DIR` shows progress")
     return 0
 

@@ -111,14 +111,15 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
 
 def _check_rotation(origin: str, current_vkey: str, announcement: Announcement) -> tuple[bool, str]:
     """(honoured, reason): the rotation must be signed by the current key and the new
-    key must carry the log's name (checkpoints are verified by a key named like the origin)."""
+    key must carry the log's name, or the current key's name for a log whose key is
+    not named like its origin (C2SP: SHOULD)."""
     try:
         current = Verifier.from_vkey(current_vkey)
         new = Verifier.from_vkey(announcement.new_vkey)
     except KeyFormatError as exc:
         return False, f"unusable key: {exc}"
-    if new.name != origin:
-        return False, f"the new key is named {new.name!r}, not like the log {origin!r}"
+    if new.name not in (origin, current.name):
+        return False, f"the new key is named {new.name!r}, neither like the log {origin!r} nor like its current key"
     if not verify_rotation(announcement, current):
         return False, "the rotation signature does not verify under the current key"
     return True, "signed by the current key"

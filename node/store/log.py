@@ -104,6 +104,12 @@ def latest_checkpoint(db: sqlite_utils.Database) -> StoredCheckpoint | None:
     return StoredCheckpoint(*row) if row else None
 
 
+def checkpoint_at(db: sqlite_utils.Database, size: int) -> StoredCheckpoint | None:
+    row = db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints WHERE size = ?",
+                     (size,)).fetchone()
+    return StoredCheckpoint(*row) if row else None
+
+
 def published_days(db: sqlite_utils.Database, sizes: set[int]) -> dict[int, int]:
     """size -> UTC day (days since 1970-01-01) on which the checkpoint of that size was
     published, for those of `sizes` that were."""

@@ -115,6 +115,8 @@ READ_PROTECTED = web.AppKey("read_protected", list)
 #: Paths for registered readers even on a public_read node: what they serve is public,
 #: but each request holds resources that are bounded per reader (the push channel).
 READERS_ONLY = web.AppKey("readers_only", list)
+# Route modules may add sections to /node.json: async callables (app) -> {key: value}.
+NODE_JSON_SECTIONS = web.AppKey("node_json_sections", list)
 
 
 def route_modules() -> list[ModuleType]:
@@ -244,6 +246,7 @@ def create_app(datadir: DataDir) -> web.Application:
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
     app[READERS_ONLY] = []
+    app[NODE_JSON_SECTIONS] = []
     app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():

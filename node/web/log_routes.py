@@ -5,7 +5,7 @@ Public site:
     GET /tile/<L>/<N>[.p/<W>]        hash tiles   (application/octet-stream, immutable)
     GET /tile/entries/<N>[.p/<W>]    entry bundles (application/octet-stream, immutable, gzip if asked)
     GET /node.json                   who this node is: origin, keys, role, display name, contact,
-                                     the push channel (node/web/push_routes.py)
+                                     and what route modules add (the push channel, witnessing)
 Admin site only:
     POST /admin/append               JSON lines in, one JSON line per entry out once published
 
@@ -23,9 +23,8 @@ import logging
 
 from aiohttp import web
 
-from node.web.app import NODE
+from node.web.app import NODE, NODE_JSON_SECTIONS
 from node.web.bearer import bearer_token_ok, unauthorized
-from node.web.push_routes import advertisement
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
 async def get_node_json(request: web.Request) -> web.Response:
     ctx = request.app[NODE]
     config = ctx.config
-    return web.json_response({
+    document = {
         "origin": config.node.origin,
         "role": config.node.role,
         "display_name": config.node.display_name,
@@ -62,8 +61,10 @@ async def get_node_json(request: web.Request) -> web.Response:
         "verifier_key": ctx.log_vkey,
         "request_key": ctx.request_vkey,
         "public_read": config.http.public_read,
-        "push": advertisement(config),
-    }, headers={"Cache-Control": "public, max-age=60"})
+    }
+    for section in request.app[NODE_JSON_SECTIONS]:  # e.g. witnessing (node/web/witness_routes.py)
+        document.update(await section(request.app))
+    return web.json_response(document, headers={"Cache-Control": "public, max-age=60"})
 
 
 async def get_tile(request: web.Request) -> web.StreamResponse:

@@ -42,7 +42,7 @@ from collections import deque
 
 from aiohttp import web
 
-from node.web.app import NODE, READERS_ONLY
+from node.web.app import NODE, NODE_JSON_SECTIONS, READERS_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class WaitingRoom:
 
 
 def setup(app: web.Application) -> None:
+    app[NODE_JSON_SECTIONS].append(_node_json_push)
     push = app[NODE].config.push
     if not push.enabled:
         return
@@ -127,6 +128,10 @@ def advertisement(config) -> dict | None:
     if not config.push.enabled:
         return None
     return {"checkpoint": PUSH_PATH.lstrip("/"), "max_wait": config.push.max_wait}
+
+
+async def _node_json_push(app: web.Application) -> dict:
+    return {"push": advertisement(app[NODE].config)}
 
 
 async def _hook_sequencer(app: web.Application):

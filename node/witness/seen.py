@@ -24,7 +24,6 @@ from typing import Awaitable, Callable
 
 from node.store import witness as store
 from node.witness import evidence as evidence_mod
-from protocol.checkpoint import open_checkpoint
 from protocol.errors import ProtocolError
 from protocol.note import Verifier
 
@@ -85,8 +84,7 @@ async def compare_views(vkey: str, ours: bytes, theirs: bytes,
     `vkey` are reported as a problem, never as evidence."""
     verifier = Verifier.from_vkey(vkey)
     try:
-        cp_ours, _ = open_checkpoint(ours, [verifier])
-        cp_theirs, _ = open_checkpoint(theirs, [verifier], origin=cp_ours.origin)
+        cp_ours, cp_theirs = evidence_mod.open_pair(verifier, ours, theirs)
     except ProtocolError as exc:
         return Comparison(True, problem=f"the peer's checkpoint does not verify: {exc}")
     if cp_ours.size == cp_theirs.size:
