@@ -242,6 +242,21 @@ async def test_follower_falls_back_to_polling_when_push_fails(tmp_path):
         assert len(pushes) - before < 20
         log.append(pdq_entry(100))
         assert await wait_for(lambda: store.get_log(db, log.origin).size == 10)
+
+        # A node that does not offer the channel to us (not a registered reader of a
+        # public_read log): polled, and /node.json looked at again only much later.
+        async def refused(request):
+            pushes.append(request.headers.get("If-None-Match"))
+            return web.Response(status=403, text="not a registered reader")
+
+        server.overrides["push/checkpoint"] = refused
+        job = service.jobs[log.origin]
+        assert await wait_for(lambda: job.push.path is None, timeout=20)
+        before = len(pushes)
+        log.append(pdq_entry(101))
+        assert await wait_for(lambda: store.get_log(db, log.origin).size == 11)
+        await asyncio.sleep(1)
+        assert len(pushes) == before
     finally:
         await service.stop()
         db.close()

@@ -276,8 +276,10 @@ class FollowService:
         push.failures += 1
         push.forget()
         push.retry_at = time.monotonic() + backoff_delay(1.0, push.failures, self.max_backoff)
-        if exc.status == 404:
-            push.path = None  # no longer offered; /node.json is read again later
+        if exc.status in (401, 403, 404):
+            # Not offered (any more), or not to us (a public_read log that did not register
+            # this node as a reader): poll, and read /node.json again in PUSH_RECHECK s.
+            push.path = None
             push.checked_at = time.monotonic()
         if push.failures == 1:
             log.info("follow %s: push channel unavailable (%s); polling every %g s meanwhile",
