@@ -58,6 +58,7 @@ from node.cases.hashes import (
 from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
 from node.cases.proxies import ClientAddresses
+from node.cases.resources import HelpDirectory
 from node.store import cases as store
 from node.store import log as log_store
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
@@ -123,6 +124,7 @@ class CaseService:
         self.origin = config.node.origin
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
         self.max_fingerprints = config.cases.max_fingerprints
+        self.help = HelpDirectory.from_config(config.page)  # where a refusal points to
         self.addresses = AddressLimiter()
         self.clients = ClientAddresses(config.http.trusted_proxies)  # who a request comes from, for the limiter
         self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
@@ -187,12 +189,14 @@ class CaseService:
 
         if not isinstance(body, dict):
             raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
-        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang"})
+        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country"})
         if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send eligibility, fingerprints, lang)")
+            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
+                               "(send eligibility, fingerprints, lang, country)")
         try:
             lang = eligibility.language(body.get("lang"))
-            refusal = eligibility.check(body.get("eligibility"), lang)
+            where = eligibility.country(body.get("country"), self.help)
+            refusal = eligibility.check(body.get("eligibility"), lang, where, self.help)
         except eligibility.EligibilityError as exc:
             raise CaseApiError(400, str(exc)) from None
         if refusal is not None:
@@ -430,7 +434,9 @@ class CaseService:
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:
     """Per platform and entry, the latest verdict a followed log published about one
-    of these entries (quoting the right leaf hash)."""
+    of these entries (quoting the right leaf hash). The platform is named as the
+    operator named the followed log (`follow add --name`), else by its origin: never by
+    the name it announces about itself, which nobody vouches for."""
     try:
         from node.store import follow as follow_store
     except ImportError:
@@ -438,7 +444,7 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
     names: dict[str, str] = {}
     try:
         for followed in follow_store.list_logs(db):
-            names[followed.origin] = followed.display_name or followed.name or followed.origin
+            names[followed.origin] = followed.name or followed.origin
         out = []
         for e in published:
             latest: dict[str, Any] = {}
@@ -448,8 +454,10 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
                 if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
                     latest[row.from_origin] = row
             for origin, row in sorted(latest.items()):
+                # the day this node verified the verdict: feedback entries carry no time
+                learnt = follow_store.verified_at(db, origin, row.from_index)
                 out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
-                            "verdict": row.verdict})
+                            "verdict": row.verdict, "day": day_to_json(today(learnt)) if learnt else None})
         return out
     except sqlite3.OperationalError:  # the follower's tables do not exist in this database
         return []

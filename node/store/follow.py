@@ -456,6 +456,14 @@ def feedback_for(db: sqlite_utils.Database, origin: str, index: int) -> list[Fee
                                 (origin, index))]
 
 
+def verified_at(db: sqlite_utils.Database, origin: str, index: int) -> float | None:
+    """When this node first verified a checkpoint of `origin` covering entry `index`
+    (the first one whose size exceeds it), i.e. when it learnt that entry; None if not yet."""
+    row = db.execute("SELECT verified_at FROM followed_checkpoints WHERE origin = ? AND size > ? "
+                     "ORDER BY size LIMIT 1", (origin, index)).fetchone()
+    return row[0] if row else None
+
+
 def key_rotations(db: sqlite_utils.Database, origin: str) -> list[tuple[int, str, str, bool, str]]:
     return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in db.execute(
         "SELECT idx, old_vkey, new_vkey, honoured, reason FROM follow_key_rotations WHERE origin = ? ORDER BY idx",
