@@ -77,7 +77,7 @@ WITNESS = "W"
 #: After faults stop, the nodes must converge within this (back-off is capped at 60 s,
 #: jittered up to 90 s; the witness's at 72 s).
 CONVERGENCE_BOUND = 240.0
-ELIGIBLE = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+ELIGIBLE = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
 
 
 def free_port() -> int:
@@ -357,6 +357,7 @@ class Load:
         self.feedback: list[tuple[str, str, int, str]] = []  # platform, helpline, index, verdict
         self.stats = Stats()
         self.session = None
+        self.wrong_requests: dict[str, str] = {}
 
     def fingerprint(self) -> str:
         return self.rng.getrandbits(256).to_bytes(32, "big").hex()
@@ -375,10 +376,14 @@ class Load:
     async def call(self, kind: str, url: str, body, headers=None):
         self.stats.sent[kind] += 1
         try:
-            return await self.post(url, body, headers)
+            status, answer = await self.post(url, body, headers)
         except Exception as exc:  # noqa: BLE001 - a node killed or restarting: counted
             self.stats.refused[f"{kind}: {type(exc).__name__}"] += 1
             return None, None
+        if status in (400, 401, 403, 413, 415, 422) and kind not in self.wrong_requests:
+            # Not a fault's doing: the soak's own request is wrong (an API changed?).
+            self.wrong_requests[kind] = f"{kind} refused with {status}: {str(answer)[:300]}"
+        return status, answer
 
     async def open_case(self) -> None:
         name = self.rng.choice(HELPLINES)
@@ -805,7 +810,7 @@ class Soak:
             for origin, size, root, forked in db.execute("SELECT origin, size, root_hash, forked FROM followed_logs"):
                 if forked:
                     counts["logs marked forked"] += 1
-                if (size, root) != logs[origin]:
+                if size != logs[origin][0] or (size and root != logs[origin][1]):
                     counts["followed logs behind"] += 1
                     self.violations.append(f"{name} holds {origin} at size {size}, its log is at {logs[origin][0]}")
             db.close()
@@ -838,7 +843,7 @@ class Soak:
             "peak_rss_mb": {name: round(node.peak_rss / 2**20) for name, node in self.fed.nodes.items()},
             "max_rss_mb": self.max_rss // 2**20,
             "tracebacks_in_logs": tracebacks,
-            "violations": self.violations + self.auditor.violations,
+            "violations": self.violations + self.auditor.violations + list(self.load.wrong_requests.values()),
         }
 
 
