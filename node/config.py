@@ -361,10 +361,16 @@ def load_config(path: Path) -> Config:
                           "`ncii-node init --dir DIR --origin ORIGIN`") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: bytes, where: str = "the configuration") -> Config:
+    """The configuration in the bytes of a config.toml (`where` names it in messages).
+    Raises ConfigError, and nothing else, whatever the bytes."""
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
     return Config.from_dict(data)
 
 

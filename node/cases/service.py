@@ -46,7 +46,7 @@ import weakref
 from typing import Any, Callable
 
 from node.cases import eligibility
-from node.cases.fingerprints import DegenerateFingerprints, FingerprintError, parse_fingerprints
+from node.cases.fingerprints import CaseFingerprint, DegenerateFingerprints, FingerprintError, parse_fingerprints
 from node.cases.hashes import (
     ScryptParams,
     case_lookup,
@@ -114,6 +114,49 @@ def _published(index: int, checkpoint_size: int, days: dict[int, int]) -> dict:
     first checkpoint that included it, and that checkpoint's UTC day."""
     day = days.get(checkpoint_size)
     return {"index": index, "checkpoint_size": checkpoint_size, "day": day_to_json(day) if day else None}
+
+
+def read_new_case(body: Any, *, max_fingerprints: int, day: int,
+                  directory: HelpDirectory) -> tuple[eligibility.Refusal | None, list[CaseFingerprint]]:
+    """The body of POST /v1/cases, checked: (refusal, []) when not eligible (the help
+    pointed to comes from `directory`), else (None, the fingerprints). Raises
+    CaseApiError(400), and nothing else, on any JSON value (tests/test_fuzz_regressions.py
+    and fuzz/harnesses.py hold it to that)."""
+    if not isinstance(body, dict):
+        raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
+    unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country"})
+    if unknown:
+        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
+                           "(send eligibility, fingerprints, lang, country)")
+    try:
+        lang = eligibility.language(body.get("lang"))
+        where = eligibility.country(body.get("country"), directory)
+        refusal = eligibility.check(body.get("eligibility"), lang, where, directory)
+    except eligibility.EligibilityError as exc:
+        raise CaseApiError(400, str(exc)) from None
+    if refusal is not None:
+        return refusal, []
+    try:
+        return None, parse_fingerprints(body.get("fingerprints"), max_count=max_fingerprints, day=day)
+    except DegenerateFingerprints as exc:
+        raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
+    except FingerprintError as exc:
+        raise CaseApiError(400, str(exc)) from None
+
+
+def read_case_codes(body: Any) -> tuple[str, str]:
+    """(canonical case number, PIN) from the body of POST /v1/cases/status or
+    /withdraw. Raises CaseApiError(400), and nothing else, on any JSON value."""
+    if not isinstance(body, dict):
+        raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
+    unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
+    if unknown:
+        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
+    try:
+        return canonical_case_number(body.get("case_number")), canonical_pin(body.get("pin"))
+    except CaseNumberError as exc:
+        # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
+        raise CaseApiError(400, str(exc)) from None
 
 
 class CaseService:
@@ -187,27 +230,11 @@ class CaseService:
     async def create(self, body: Any) -> tuple[int, dict]:
         from node.log.sequencer import LogUnavailable
 
-        if not isinstance(body, dict):
-            raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
-        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country"})
-        if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
-                               "(send eligibility, fingerprints, lang, country)")
-        try:
-            lang = eligibility.language(body.get("lang"))
-            where = eligibility.country(body.get("country"), self.help)
-            refusal = eligibility.check(body.get("eligibility"), lang, where, self.help)
-        except eligibility.EligibilityError as exc:
-            raise CaseApiError(400, str(exc)) from None
+        day = today()
+        refusal, fingerprints = read_new_case(body, max_fingerprints=self.max_fingerprints, day=day,
+                                              directory=self.help)
         if refusal is not None:
             return 422, refusal.to_json()
-        day = today()
-        try:
-            fingerprints = parse_fingerprints(body.get("fingerprints"), max_count=self.max_fingerprints, day=day)
-        except DegenerateFingerprints as exc:
-            raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
-        except FingerprintError as exc:
-            raise CaseApiError(400, str(exc)) from None
 
         number, pin = new_case_number(), new_pin()
         canonical = canonical_case_number(number)
@@ -250,18 +277,7 @@ class CaseService:
 
     # ---------------------------------------------------------------- opening a case with its codes
     async def _open(self, body: Any, address: str | None) -> store.CaseRow:
-        if not isinstance(body, dict):
-            raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
-        unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
-        if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
-        try:
-            canonical = canonical_case_number(body.get("case_number"))
-            pin = canonical_pin(body.get("pin"))
-        except CaseNumberError as exc:
-            # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
-            raise CaseApiError(400, str(exc)) from None
-
+        canonical, pin = read_case_codes(body)
         slot = self.addresses.slot(address)
         waiting = self._address_waiting.get(slot, 0)
         if waiting >= MAX_WAITING_PER_ADDRESS:

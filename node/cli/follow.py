@@ -124,20 +124,29 @@ def _check_origin(origin: str) -> str | None:
     return None
 
 
-async def _fetch_node_json(url: str, timeout: float) -> dict:
+class NodeJsonError(ValueError):
+    """A peer's /node.json that says nothing usable."""
+
+
+def parse_node_json(data: bytes) -> dict:
+    """A peer's /node.json (bytes from the network): an object with a verifier_key.
+    Raises NodeJsonError, and nothing else, whatever the bytes."""
     import json
 
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise NodeJsonError("/node.json is not JSON") from None
+    if not isinstance(info, dict) or not isinstance(info.get("verifier_key"), str):
+        raise NodeJsonError("/node.json has no verifier_key")
+    return info
+
+
+async def _fetch_node_json(url: str, timeout: float) -> dict:
     from node.follow.client import PeerClient
 
     async with PeerClient(url, timeout=timeout) as client:
-        data = await client.node_json()
-    try:
-        info = json.loads(data)
-    except ValueError:
-        raise ValueError("/node.json is not JSON") from None
-    if not isinstance(info, dict) or not isinstance(info.get("verifier_key"), str):
-        raise ValueError("/node.json has no verifier_key")
-    return info
+        return parse_node_json(await client.node_json())
 
 
 @reports_datadir_errors

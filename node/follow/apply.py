@@ -24,9 +24,11 @@ wins), so applying the same batch twice changes nothing.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from node.store import follow as store
+from node.store import stats as stats_store
 from protocol.entries import (
     Announcement,
     Feedback,
@@ -73,10 +75,13 @@ class Applied:
     vkey: str = ""  # the pinned key after this round
 
 
-def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> Applied:
+def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now: float | None = None) -> Applied:
     """Inside the caller's transaction: move staged submissions into `fingerprints`,
-    then apply the staged non-submission entries in index order."""
+    then apply the staged non-submission entries in index order, then add the
+    round's feedback to the operator's summaries (node/store/stats.py), as received
+    `now`."""
     result = Applied(vkey=vkey)
+    feedback_range: list[int] = []
     result.added = store.move_staged_fingerprints(db, origin)
     for index, data, _leaf in store.staged_entries(db, origin):
         entry = decode_entry(data)  # decoded once already while staging: cannot fail
@@ -93,6 +98,7 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
                             origin, index, entry.origin, entry.index)
             store.add_feedback(db, origin, index, entry.origin, entry.index, entry.leaf_hash, entry.verdict, matches)
             result.feedback += 1
+            feedback_range[:] = [feedback_range[0] if feedback_range else index, index + 1]
         elif isinstance(entry, Announcement):
             store.set_peer_metadata(db, origin, index, entry.display_name, entry.contact_url, entry.policy_url)
             result.announcements += 1
@@ -106,6 +112,8 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
                     result.vkey = entry.new_vkey
                 else:
                     log.error("follow %s: key rotation at entry %d REFUSED: %s", origin, index, reason)
+    if feedback_range:
+        stats_store.summarise_feedback(db, origin, *feedback_range, time.time() if now is None else now, own_origin)
     return result
 
 

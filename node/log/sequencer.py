@@ -118,11 +118,11 @@ class _Batch:
         self.future = future
 
 
-def _call_each(callbacks: list, value, hook: str) -> None:
+def _call_each(callbacks: list, hook: str, *args) -> None:
     """Hooks must not delay or undo sequencing: each is called, errors are logged."""
     for callback in list(callbacks):
         try:
-            callback(value)
+            callback(*args)
         except Exception:
             log.exception("sequencer: an %s callback failed (ignored)", hook)
 
@@ -161,6 +161,9 @@ class Sequencer:
         # Called on the event loop, with the new value, whenever `published` changes:
         # a new checkpoint, or the same one with cosignatures added. Same rules.
         self.on_change: list = []
+        # Called on the event loop after each published batch with (entries, seconds
+        # from taking the batch to its signed checkpoint): the node's metrics.
+        self.on_batch: list = []
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -199,7 +202,7 @@ class Sequencer:
         if value == self._published:
             return
         self._published = value
-        _call_each(self.on_change, value, "on_change")
+        _call_each(self.on_change, "on_change", value)
 
     # ---------------------------------------------------------------- appending
     async def append(self, entries: list[bytes]) -> list[Appended]:
@@ -290,7 +293,7 @@ class Sequencer:
         self.stalled = None
         previous_size = self._published_size()
         self.published = published
-        _call_each(self.on_publish, published, "on_publish")
+        _call_each(self.on_publish, "on_publish", published)
         position = first
         for b in taken:
             n = len(b.entries)
@@ -308,6 +311,7 @@ class Sequencer:
                 log.info("sequencer: published checkpoint %d (+%d entries in %d checkpoint(s)%s; slowest %.0f ms)",
                          published.size, totals["entries"], totals["checkpoints"],
                          f" over the last {seconds:.0f} s" if seconds else "", peaks["ms"])
+            _call_each(self.on_batch, "on_batch", published.size - previous_size, millis / 1000)
             # Off the acknowledgement path; runs in the worker before the next batch.
             loop.run_in_executor(self._executor, self._checkpoint_wal)
 

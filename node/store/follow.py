@@ -214,9 +214,12 @@ def list_logs(db: sqlite_utils.Database) -> list[FollowedLog]:
 
 def record_error(db: sqlite_utils.Database, origin: str, message: str, now: float | None = None) -> None:
     """Remember why the last round failed; the verified state is not touched."""
+    from node.store import stats
+
     with db.atomic():
         db.execute("UPDATE followed_logs SET last_error = ?, last_error_at = ?, failures = failures + 1 "
                    "WHERE origin = ?", (message, time.time() if now is None else now, origin))
+        stats.count_follow_error(db, origin)
 
 
 def record_in_sync(db: sqlite_utils.Database, origin: str, remote_size: int, now: float | None = None) -> None:

@@ -62,9 +62,12 @@ def insert_entries(db: sqlite_utils.Database, first_index: int,
 
     The caller commits nothing else in between: when this returns, the batch is
     durable (synchronous=FULL) or, on error, none of it is stored."""
+    from node.store import stats
+
     rows = ((first_index + i, data, h) for i, (data, h) in enumerate(zip(entries, leaf_hashes)))
     with db.atomic():
         db.conn.executemany("INSERT INTO log_entries (idx, data, leaf_hash) VALUES (?, ?, ?)", rows)
+        stats.count_entries(db, entries)  # the daily summary, in the same transaction
 
 
 def iter_entries(db: sqlite_utils.Database, start: int, end: int,

@@ -51,6 +51,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.datadir import DataDir
+from node.metrics import NodeMetrics
 from node.web.body import BODY_GATE, BodyGate
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,11 @@ class NodeContext:
         self.request_vkey: str = ""
         self.admin_token: str = ""
         self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
+        self.metrics_token: str = ""  # allows GET /metrics only (node/web/metrics_routes.py)
         self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
         self.services: dict = {}  # running background services by name, for routes of both sites
+        self.metrics = NodeMetrics()  # what this node measures in memory (node/metrics.py)
+        self.reader = None        # a DatabaseWorker for the figures (node/web/metrics_routes.py)
 
 
 NODE = web.AppKey("node", NodeContext)
@@ -141,6 +145,7 @@ async def _node_resources(app: web.Application):
         ctx.log_vkey = datadir.load_log_signer().verifier_key()
         ctx.request_vkey = datadir.load_request_signer().verifier_key()
         ctx.admin_token = datadir.admin_token()
+        ctx.metrics_token = datadir.metrics_token(create=True)
         if ctx.config.node.role == "platform":
             ctx.match_token = datadir.match_token(create=True)
         ctx.sequencer = Sequencer(datadir)

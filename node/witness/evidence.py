@@ -177,6 +177,8 @@ def verify_evidence(data: bytes | str) -> VerifiedEvidence:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise EvidenceError(f"evidence is not a JSON document: {exc}") from None
+    except RecursionError:
+        raise EvidenceError("evidence is JSON nested too deeply to be read; real evidence is flat") from None
     if not isinstance(doc, dict):
         raise EvidenceError("evidence must be a JSON object")
     if doc.get("type") != EVIDENCE_TYPE:
@@ -194,7 +196,11 @@ def verify_evidence(data: bytes | str) -> VerifiedEvidence:
     cps = []
     for i, note in enumerate(notes):
         try:
-            cp, _ = open_checkpoint(note.encode("utf-8"), [verifier], origin=origin, key_name_is_origin=False)
+            raw = note.encode("utf-8")
+        except UnicodeEncodeError:  # JSON can spell a lone surrogate ("\udddd"); no note holds one
+            raise EvidenceError(f"checkpoint {i + 1} is not UTF-8 text") from None
+        try:
+            cp, _ = open_checkpoint(raw, [verifier], origin=origin, key_name_is_origin=False)
         except (NoteError, CheckpointError) as exc:
             raise EvidenceError(f"checkpoint {i + 1} is not validly signed by {vkey}: {exc}") from None
         cps.append(cp)

@@ -58,12 +58,22 @@ def notes_for_origin(document: bytes | dict, origin: str) -> list[bytes]:
     if isinstance(document, (bytes, str)):
         try:
             document = json.loads(document)
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
     if not isinstance(document, dict) or not isinstance(document.get("checkpoints"), list):
         return []
-    return [c["note"].encode("utf-8") for c in document["checkpoints"]
-            if isinstance(c, dict) and c.get("origin") == origin and isinstance(c.get("note"), str)]
+    notes = [c["note"] for c in document["checkpoints"]
+             if isinstance(c, dict) and c.get("origin") == origin and isinstance(c.get("note"), str)]
+    # JSON can spell a lone surrogate ("\udddd"), which no UTF-8 note holds: not a note.
+    return [note.encode("utf-8") for note in notes if _is_utf8(note)]
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
