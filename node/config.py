@@ -40,8 +40,15 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     max_concurrent_bodies = 8         # admin site: bodies read at once; beyond: 503 at once
 
     [log]
-    sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
+    sequencing_interval = 0.025       # least seconds between two checkpoints: an append to an idle
+                                      # log is published at once; under load appends gather this long
     max_batch_entries = 200000        # a larger pool is sequenced over several batches
+
+    [push]                            # GET /push/checkpoint: followers wait for the next checkpoint
+    enabled = true                    # (registered readers only, signed like tile reads)
+    max_wait = 30                     # seconds a request may wait before 304 Not Modified
+    max_waiting = 500                 # requests waiting at once; beyond: 503
+    max_waiting_per_reader = 4        # per reader; beyond, its oldest wait is answered at once
 
     [witness]                         # this log's witnesses (spec/parts/witness.md §3)
     add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
@@ -154,8 +161,16 @@ class AdminSection:
 
 @dataclass
 class LogSection:
-    sequencing_interval: float = 1.0
+    sequencing_interval: float = 0.025
     max_batch_entries: int = 200_000
+
+
+@dataclass
+class PushSection:
+    enabled: bool = True
+    max_wait: int = 30
+    max_waiting: int = 500
+    max_waiting_per_reader: int = 4
 
 
 @dataclass
@@ -218,6 +233,7 @@ class Config:
     http: HttpSection = field(default_factory=HttpSection)
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
+    push: PushSection = field(default_factory=PushSection)
     witness: WitnessSection = field(default_factory=WitnessSection)
     acknowledgements: AcknowledgementsSection = field(default_factory=AcknowledgementsSection)
     paths: PathsSection = field(default_factory=PathsSection)
@@ -255,8 +271,12 @@ class Config:
                 raise ConfigError(f"[{table}] {key} must be between 1 and 100000")
         if not 1 <= self.http.min_body_rate <= 1e9:
             raise ConfigError("[http] min_body_rate must be between 1 and 1e9 bytes per second")
-        if not 0.01 <= self.log.sequencing_interval <= 3600:
-            raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
+        if not 0 <= self.log.sequencing_interval <= 3600:
+            raise ConfigError("[log] sequencing_interval must be between 0 and 3600 seconds")
+        if not 1 <= self.push.max_wait <= 300:
+            raise ConfigError("[push] max_wait must be between 1 and 300 seconds")
+        if not 1 <= self.push.max_waiting <= 1_000_000 or not 1 <= self.push.max_waiting_per_reader <= 1000:
+            raise ConfigError("[push] max_waiting must be 1..1000000 and max_waiting_per_reader 1..1000")
         if not 0.1 <= self.witness.add_checkpoint_interval <= 86400:
             raise ConfigError("[witness] add_checkpoint_interval must be between 0.1 and 86400 seconds")
         if not 0.0 <= self.acknowledgements.interval <= 3600:

@@ -135,7 +135,7 @@ def test_threatexchange_cli_fetches_matches_labels_and_sees_withdrawals(nodes, t
 
     # Until the helpline registers the reader, its tiles are refused: nothing is stored.
     refused = tx("fetch", ok=False)
-    assert refused.returncode == 3 and "HTTP 403" in refused.stderr, refused.stderr
+    assert refused.returncode == 3 and "HTTP 401" in refused.stderr, refused.stderr
     assert not tx.state_file("helpline").exists()
     ncii("readers", "add", "--dir", str(helpline.root), reader)
 

@@ -156,18 +156,30 @@ def published_times(db: sqlite_utils.Database, sizes) -> dict[int, float]:
 
 
 def record_checkpoint(db: sqlite_utils.Database, size: int, root_hash: bytes, note: bytes,
-                      published_at: float | None = None) -> None:
+                      published_at: float | None = None, *, durable: bool = True) -> None:
     """Record a published checkpoint. Re-recording the same size with the same root
     (a re-publication after a crash) is a no-op; a different root is refused, since
-    it would mean the log forked."""
-    with db.atomic():
-        row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
-        if row is not None:
-            if row[0] != root_hash:
-                raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
-            return
-        db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
-                   (size, root_hash, note, time.time() if published_at is None else published_at))
+    it would mean the log forked.
+
+    `durable=False` commits without waiting for the disk (synchronous=NORMAL: still
+    atomic and consistent, but a power loss may undo it). The sequencer may: a lost
+    record of size n means no later transaction was made durable either (the WAL is
+    written in order), so entries 0..n-1 are exactly what is stored, and the start-up
+    re-publication signs the very same checkpoint again (publishing.md section 3)."""
+    if not durable:
+        db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with db.atomic():
+            row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
+            if row is not None:
+                if row[0] != root_hash:
+                    raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
+                return
+            db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
+                       (size, root_hash, note, time.time() if published_at is None else published_at))
+    finally:
+        if not durable:
+            db.execute("PRAGMA synchronous=FULL")
 
 
 # -- readers -------------------------------------------------------------------------

@@ -10,14 +10,14 @@ and/or `setup_admin(admin_app)` (admin routes). Modules named `*_routes` are
 discovered here, like CLI commands; nothing central is edited. A `setup` may append
 its own resources to `app.cleanup_ctx` (they start after the node's own: the database
 and the sequencer) and may add path prefixes to `app[READ_PROTECTED]`, the paths that
-only registered readers may fetch.
+only registered readers may fetch (`app[READERS_ONLY]`: even on a public_read node).
 
 Resources (lock, database, sequencer) are opened in `cleanup_ctx` and reached through
 `request.app[NODE]`, a NodeContext. The admin app shares the same context object.
 
 Read access: unless `[http] public_read` is true, requests under `app[READ_PROTECTED]`
 (by default "/tile/") go through the check of node/readaccess.py (RFC 9421 signed
-requests by a registered reader). If that module cannot be imported, those paths are
+requests by a registered reader); requests under `app[READERS_ONLY]` always do. If that module cannot be imported, those paths are
 refused outright: the node fails closed, never open.
 
 Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
@@ -78,10 +78,10 @@ class PrivateAccessLogger(AbstractAccessLogger):
 class _DropClientAddress(logging.Filter):
     """aiohttp's "Error handling request from <address>": the address goes (who talks
     to a helpline is personal data). When the request was malformed (the client's
-    fault; anyone can send them) one line says what kind of fault it was, in words of
-    our own: never the parser's message, which quotes the refused request line or
-    header (`GET /?case_number=...&pin=...&x=<9000 bytes>`, an oversized User-Agent),
-    and no traceback."""
+    fault; anyone can send them) or the client went away while sending it, one line
+    says what kind of fault it was, in words of our own: never the parser's message,
+    which quotes the refused request line or header (`GET /?case_number=...&pin=...
+    &x=<9000 bytes>`, an oversized User-Agent), and no traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
@@ -89,7 +89,11 @@ class _DropClientAddress(logging.Filter):
             exc = record.exc_info[1] if record.exc_info else None
             if isinstance(exc, HttpProcessingError):
                 record.msg = f"refused a malformed request: {malformed_request_kind(exc)}"
-                record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+            elif isinstance(exc, ConnectionResetError):
+                record.msg = "a client went away before its request had arrived whole"
+            else:
+                return True
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
 
 
@@ -144,6 +148,7 @@ class NodeContext:
         from node.cases.proxies import ClientAddresses
 
         self.clients = ClientAddresses(self.config.http.trusted_proxies)
+        self.services: dict = {}  # running background services by name, for routes of both sites
         self.metrics = NodeMetrics()  # what this node measures in memory (node/metrics.py)
         self.reader = None        # a DatabaseWorker for the figures (node/web/metrics_routes.py)
 
@@ -152,6 +157,9 @@ NODE = web.AppKey("node", NodeContext)
 READ_PROTECTED = web.AppKey("read_protected", list)
 REPLAY_CACHE = web.AppKey("replay_cache", object)  # node.replaycache.ReplayCache
 REPLAY_JOURNAL = "replay.journal"  # in the data directory
+#: Paths for registered readers even on a public_read node: what they serve is public,
+#: but each request holds resources that are bounded per reader (the push channel).
+READERS_ONLY = web.AppKey("readers_only", list)
 # Route modules may add sections to /node.json: async callables (app) -> {key: value}.
 NODE_JSON_SECTIONS = web.AppKey("node_json_sections", list)
 
@@ -216,8 +224,7 @@ class ReaderTable:
         return row[0] if row else None
 
 
-def _read_access_middleware(app: web.Application):
-    prefixes = tuple(app[READ_PROTECTED])
+def _read_access_middleware(app: web.Application, prefixes: tuple[str, ...]):
     from node.replaycache import ReplayCache
 
     app[REPLAY_CACHE] = ReplayCache()
@@ -306,13 +313,16 @@ def create_app(datadir: DataDir) -> web.Application:
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
     app[BODY_GATE] = BodyPools.public(ctx.config.http, ctx.clients)
+    app[READERS_ONLY] = []
     app[NODE_JSON_SECTIONS] = []
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():
         if hasattr(module, "setup"):
             module.setup(app)
-    if not ctx.config.http.public_read:
-        app.middlewares.append(_read_access_middleware(app))
+    protected = [] if ctx.config.http.public_read else list(app[READ_PROTECTED])
+    protected += app[READERS_ONLY]
+    if protected:
+        app.middlewares.append(_read_access_middleware(app, tuple(protected)))
     return app
 
 
