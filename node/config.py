@@ -40,8 +40,15 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     max_concurrent_bodies = 8         # admin site: bodies read at once; beyond: 503 at once
 
     [log]
-    sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
+    sequencing_interval = 0.025       # least seconds between two checkpoints: an append to an idle
+                                      # log is published at once; under load appends gather this long
     max_batch_entries = 200000        # a larger pool is sequenced over several batches
+
+    [push]                            # GET /push/checkpoint: followers wait for the next checkpoint
+    enabled = true                    # (registered readers only, signed like tile reads)
+    max_wait = 30                     # seconds a request may wait before 304 Not Modified
+    max_waiting = 500                 # requests waiting at once; beyond: 503
+    max_waiting_per_reader = 4        # per reader; beyond, its oldest wait is answered at once
 
     [witness]                         # this log's witnesses (spec/parts/witness.md §3)
     add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
@@ -118,6 +125,9 @@ def is_public_name(name: object) -> bool:
     return isinstance(name, str) and _PUBLIC_NAME.fullmatch(name.lower()) is not None
 
 
+#: The most memory one PIN hash may take (scrypt needs 128 x n x r bytes).
+MAX_PIN_SCRYPT_MEMORY = 1 << 30
+
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or holds a bad value."""
 
@@ -156,8 +166,16 @@ class AdminSection:
 
 @dataclass
 class LogSection:
-    sequencing_interval: float = 1.0
+    sequencing_interval: float = 0.025
     max_batch_entries: int = 200_000
+
+
+@dataclass
+class PushSection:
+    enabled: bool = True
+    max_wait: int = 30
+    max_waiting: int = 500
+    max_waiting_per_reader: int = 4
 
 
 @dataclass
@@ -220,6 +238,7 @@ class Config:
     http: HttpSection = field(default_factory=HttpSection)
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
+    push: PushSection = field(default_factory=PushSection)
     witness: WitnessSection = field(default_factory=WitnessSection)
     acknowledgements: AcknowledgementsSection = field(default_factory=AcknowledgementsSection)
     paths: PathsSection = field(default_factory=PathsSection)
@@ -257,8 +276,12 @@ class Config:
                 raise ConfigError(f"[{table}] {key} must be between 1 and 100000")
         if not 1 <= self.http.min_body_rate <= 1e9:
             raise ConfigError("[http] min_body_rate must be between 1 and 1e9 bytes per second")
-        if not 0.01 <= self.log.sequencing_interval <= 3600:
-            raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
+        if not 0 <= self.log.sequencing_interval <= 3600:
+            raise ConfigError("[log] sequencing_interval must be between 0 and 3600 seconds")
+        if not 1 <= self.push.max_wait <= 300:
+            raise ConfigError("[push] max_wait must be between 1 and 300 seconds")
+        if not 1 <= self.push.max_waiting <= 1_000_000 or not 1 <= self.push.max_waiting_per_reader <= 1000:
+            raise ConfigError("[push] max_waiting must be 1..1000000 and max_waiting_per_reader 1..1000")
         if not 0.1 <= self.witness.add_checkpoint_interval <= 86400:
             raise ConfigError("[witness] add_checkpoint_interval must be between 0.1 and 86400 seconds")
         if not 0.0 <= self.acknowledgements.interval <= 3600:
@@ -267,9 +290,15 @@ class Config:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:
             raise ConfigError("[admin] max_body_bytes must be at least 1024")
-        n = self.cases.pin_scrypt_n
-        if n < 2 or n & (n - 1) or self.cases.pin_scrypt_r < 1 or self.cases.pin_scrypt_p < 1:
-            raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r and pin_scrypt_p >= 1")
+        n, r, p = self.cases.pin_scrypt_n, self.cases.pin_scrypt_r, self.cases.pin_scrypt_p
+        if n < 2 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16:
+            raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r 1..64 "
+                              "and pin_scrypt_p 1..16")
+        # Every case creation and PIN check pays this memory: a typo must not let one
+        # request ask the node for gigabytes (production: 32 MiB).
+        if 128 * r * (n + 2) + 128 * r * p > MAX_PIN_SCRYPT_MEMORY:
+            raise ConfigError("[cases] pin_scrypt_n x pin_scrypt_r needs more than 1 GiB of memory per PIN hash "
+                              "(128 x n x r bytes; production uses 2**15 x 8 = 32 MiB)")
         if not 1 <= self.cases.max_fingerprints <= 1000 or self.cases.max_body_bytes < 1024:
             raise ConfigError("[cases] max_fingerprints must be 1..1000 and max_body_bytes at least 1024")
         for key in ("max_photos", "max_videos"):

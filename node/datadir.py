@@ -52,9 +52,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, tmp_dir: Path | None = None,
-                 sync_dir: bool = True) -> None:
+                 sync_dir: bool = True, sync_file: bool = True) -> None:
     """Write `data` so that `path` holds either its old content or all of `data`,
-    never a prefix, even across a crash or power loss."""
+    never a prefix, even across a crash or power loss (with `sync_file=False`, only
+    across a crash of the process: for copies that are rewritten at start-up)."""
     path = Path(path)
     tmp_dir = Path(tmp_dir) if tmp_dir is not None else path.parent
     tmp = tmp_dir / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -65,7 +66,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, tmp_dir: Path | 
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if sync_file:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -13,9 +13,10 @@ HTTP. Start order (each part may rely on the parts started before it):
    2. database    opened and migrated; `db` is a connection for short reads on the
                   event loop (a reader lookup, a feedback's leaf hash)
    3. keys        the log's and the request key's verifier keys; the admin, match
-                  (platform) and metrics tokens, created when missing; unless
-                  [http] public_read, the replay cache of signed reads and its
-                  journal (node/replaycache.py)
+                  (platform) and metrics tokens, created when missing; when reads
+                  are checked (unless [http] public_read, and always for the push
+                  channel), the replay cache of signed reads and its journal
+                  (node/replaycache.py)
    4. sequencer   crash recovery (stored entries republished), then the pending pool
                   (node/log/sequencer.py); `feedback` publishes verdicts through it
    5. acknowledger  our checkpoints served with our publication cosignature; each
@@ -51,11 +52,13 @@ from node import readaccess
 from node.cases.proxies import ClientAddresses
 from node.cases.service import CaseService
 from node.datadir import DataDir
+from node.errors import Unavailable
 from node.feedback import FeedbackPublisher
 from node.figures import Figures
 from node.follow.forks import EVIDENCE_DIR
 from node.follow.gossip import GossipService
 from node.follow.listener import Listeners
+from node.follow.push import advertisement as push_advertisement
 from node.follow.scheduler import FollowService
 from node.log.sequencer import Sequencer
 from node.matcher.service import Matcher
@@ -85,8 +88,11 @@ class Node:
         #: Who a request comes from, for the limits that count per client (body pools,
         #: case creations, failed PINs): the peer, or X-Forwarded-For from trusted proxies.
         self.clients = ClientAddresses(self.config.http.trusted_proxies)
-        #: Signed reads accepted recently, each refused a second time (None: public_read).
-        self.replay_cache = None if self.config.http.public_read else ReplayCache()
+        #: Signed reads accepted recently, each refused a second time. None when no read
+        #: is checked: a public_read node without the push channel (which is for
+        #: registered readers even on a public_read node: node/web/push_routes.py).
+        checks_reads = not self.config.http.public_read or self.config.push.enabled
+        self.replay_cache = ReplayCache() if checks_reads else None
         # The matcher exists before anything starts: the follower's first round may
         # reach it before its index is built (it queues what it hears meanwhile).
         self.matcher = Matcher(pending_load=True) if self.role == "platform" else None
@@ -200,6 +206,16 @@ class Node:
         await self.submitter.start()
         stack.push_async_callback(self.submitter.stop)
 
+    async def reload_followed(self) -> list[str]:
+        """The follower and the gossip re-read their lists now (`ncii-node follow add`
+        asks the running node to); returns the followed origins. Raises Unavailable
+        while the node starts or stops."""
+        if self._stack is None or self.follower is None or self.gossip is None:
+            raise Unavailable("the node is starting or stopping; try again")
+        following = await self.follower.reload()
+        await self.gossip.reload()
+        return following
+
     async def _build_index(self) -> None:
         try:
             await asyncio.to_thread(self.matcher.load, self.datadir.db_path)
@@ -219,7 +235,8 @@ class Node:
     # ------------------------------------------------------------------ what the node says of itself
 
     async def node_json(self) -> dict:
-        """GET /node.json: who this node is, and what it says about witnessing."""
+        """GET /node.json: who this node is, its push channel, and what it says about
+        witnessing."""
         config = self.config
         document = {
             "origin": self.origin,
@@ -230,6 +247,7 @@ class Node:
             "request_key": self.request_vkey,
             "public_read": config.http.public_read,
             "acknowledgement_key": self.acknowledger.vkey if self.acknowledger.signer else None,
+            "push": push_advertisement(config),
         }
         document.update(await self.witness.node_json())
         return document

@@ -4,11 +4,13 @@ a real aiohttp server on 127.0.0.1 that can be told to misbehave path by path.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from node.cli import main as cli_main
 from node.follow.client import PeerClient
 from node.follow.listener import FollowListener
 from node.follow.sync import Follower
@@ -21,6 +23,7 @@ from protocol.entries import Submission, Withdrawal, encode_entry
 from protocol.merkle import leaf_hash, root_of
 from protocol.note import Signer
 from protocol.tiles import build_tile, bundles_for_size, encode_bundle, tiles_for_size
+from publish_support import make_datadir
 
 
 def pdq_entry(i: int, labels: tuple[str, ...] = ()) -> bytes:
@@ -171,3 +174,26 @@ async def slow(seconds: float):
         await asyncio.sleep(seconds)
         return web.Response(body=b"late")
     return handler
+
+
+@contextlib.asynccontextmanager
+async def helpline_and_platform(tmp_path: Path, start_node):
+    """Two real nodes in this process, started by conftest's `start_node`: a
+    read-restricted helpline, and a platform that is its registered reader and follows
+    it. Yields (helpline dir, platform dir, helpline RunningNode, platform RunningNode);
+    both are stopped when the block ends."""
+    helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
+    platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
+    assert cli_main(["readers", "add", "--dir", str(helpline.root),
+                     platform.load_request_signer().verifier_key()]) == 0
+    publisher = await start_node(helpline)
+    follower = None
+    try:
+        assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
+                         helpline.load_log_signer().verifier_key()]) == 0
+        follower = await start_node(platform)
+        yield helpline, platform, publisher, follower
+    finally:
+        if follower is not None:
+            await follower.stop()
+        await publisher.stop()

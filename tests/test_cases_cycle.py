@@ -80,7 +80,6 @@ class Node:
         self.root, self.origin = root, origin
         ncii("init", "--dir", str(root), "--origin", origin, "--role", role)
         config = (root / "config.toml").read_text()
-        config = config.replace("sequencing_interval = 1.0", "sequencing_interval = 0.1")
         config = config.replace("pin_scrypt_n = 32768", "pin_scrypt_n = 1024")
         (root / "config.toml").write_text(config)
         self.process = None

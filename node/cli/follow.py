@@ -37,7 +37,8 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="follow_command", metavar="ACTION", required=True)
 
     add = sub.add_parser("add", help="follow a log (its verifier key is pinned)",
-                         description="Follow the log at URL: a running node fetches its checkpoint every "
+                         description="Follow the log at URL: a running node waits for its checkpoints "
+                         "(the push channel, when the log's node offers it) or fetches one every "
                          "--interval seconds, verifies the signature with the pinned --vkey, every tile and "
                          "entry, and consistency with what it verified before, then applies the new entries. "
                          "A restricted log must first register this node's `ncii-node key --request` as a reader.")
@@ -50,7 +51,8 @@ def register(subparsers) -> None:
                      "approve it with `follow name --from-announcement`)")
     add.add_argument("--origin", help="the log's origin line, when its key is not named like it (C2SP allows "
                      "that; default: the key's name)")
-    add.add_argument("--interval", type=float, default=1.0, help="seconds between rounds (default 1)")
+    add.add_argument("--interval", type=float, default=1.0,
+                     help="seconds between rounds when the log's node does not push (default 1)")
     add.add_argument("--tofu", action="store_true",
                      help="pin the key the server presents at /node.json (trust on first use: unsafe)")
     add.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for /node.json with --tofu")
@@ -200,8 +202,25 @@ def run_add(args) -> int:
     if origin != verifier.name:
         print(f"note: the key is named {verifier.name!r}, not like the origin; checkpoints of {origin!r} "
               "signed by it are accepted (C2SP allows it)")
-    print("a running node picks this up within seconds; `ncii-node status --dir DIR` shows progress")
+    print(_tell_running_node(args) + "; `ncii-node status --dir DIR` shows progress")
     return 0
+
+
+def _tell_running_node(args) -> str:
+    """Ask the node serving DIR, if any, to re-read its followed logs and peers now
+    (POST /admin/follow/reload); it would within 5 s anyway. Returns what happened."""
+    from node.cli._common import NodeRequestError, post_to_node
+    from node.datadir import DataDir
+
+    datadir = DataDir(args.dir)
+    info = datadir.serving_node()
+    if not info:
+        return "the node is not running; it starts following when it is"
+    try:
+        post_to_node(info, datadir.admin_token(), "/admin/follow/reload", b"", timeout=10)
+    except NodeRequestError as exc:
+        return f"could not tell the running node ({exc}); it picks this up within 5 s"
+    return "the running node took this into account"
 
 
 @reports_datadir_errors
@@ -255,6 +274,7 @@ def run_remove(args) -> int:
     if origin is None:
         return fail(f"no followed log has the origin or name {args.log!r} (see `ncii-node follow list`)")
     print(f"no longer following {origin}; its fingerprints were removed (fork evidence, if any, is kept)")
+    print(_tell_running_node(args))
     return 0
 
 
@@ -274,6 +294,7 @@ def run_peers_add(args) -> int:
           f"every {args.interval:g} s (GET {url}/witness/seen)")
     print("unless that node is public_read, its operator must register this node as a reader: "
           "ncii-node readers add --dir THEIR_DIR \"$(ncii-node key --dir THIS_DIR --request)\"")
+    print(_tell_running_node(args))
     return 0
 
 
@@ -306,4 +327,5 @@ def run_peers_remove(args) -> int:
     if not removed:
         return fail(f"{args.url} is not a peer (see `ncii-node follow peers list`)", 1)
     print(f"no longer comparing views with {args.url.rstrip('/')}")
+    print(_tell_running_node(args))
     return 0

@@ -62,6 +62,7 @@ from node.follow import forks
 from node.follow.apply import Applied, apply_staged, stage_entries
 from node.follow.client import FetchError, PeerClient
 from node.follow.listener import FollowListener
+from node.logsummary import PeriodicSummary
 from node.store import follow as store
 from node.store.worker import DatabaseWorker
 from node.witness.policy import check_followed_checkpoint
@@ -100,6 +101,11 @@ class SyncError(Exception):
 
 class PeerMisbehaved(SyncError):
     """The peer served data that does not verify or does not follow the protocol."""
+
+
+class AwaitingCosignatures(SyncError):
+    """The checkpoint lacks the witness cosignatures the log's policy requires; a
+    cosigned copy of it usually follows within moments."""
 
 
 class ForkDetected(SyncError):
@@ -187,8 +193,11 @@ class LogVerifier:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ steps 1-2
-    async def _round(self, state) -> RoundResult:
-        note = await self._fetch(self.client.checkpoint())
+    async def _round(self, state, note: bytes | None = None) -> RoundResult:
+        """`note`: the checkpoint as a push delivered it (else /checkpoint is fetched);
+        it is verified exactly like a fetched one."""
+        if note is None:
+            note = await self._fetch(self.client.checkpoint())
         try:
             # The pinned key was configured for this origin; its name need not be the origin
             # (C2SP tlog-checkpoint: SHOULD).
@@ -317,9 +326,12 @@ class Follower(LogVerifier):
         self.worker = worker
         self.listener = listener or FollowListener()
         self.own_origin = own_origin
+        self._summary = PeriodicSummary()  # one INFO line a minute about applied rounds
 
-    async def sync_once(self) -> RoundResult:
-        """One round. Raises SyncError (PeerMisbehaved, ForkDetected) after recording it."""
+    async def sync_once(self, note: bytes | None = None) -> RoundResult:
+        """One round. Raises SyncError (PeerMisbehaved, ForkDetected) after recording it.
+        `note`: the checkpoint as the push channel delivered it (else /checkpoint is
+        fetched); it is verified exactly like a fetched one."""
         started = time.monotonic()
         state = await self.worker.follow.get_log(self.origin)
         if state is None:
@@ -327,13 +339,16 @@ class Follower(LogVerifier):
         if state.forked:
             return RoundResult(self.origin, "forked", state.size, state.size)
         try:
-            result = await self._round(state)
+            result = await self._round(state, note)
         except ForkDetected as exc:
             log.critical("FORK in log %s: %s. Nothing more is applied from it; both checkpoints are kept "
                          "(ncii-node status --dir DIR).", self.origin, exc)
             raise
         except SyncError as exc:
-            log.warning("follow %s: %s", self.origin, exc)
+            # A pushed checkpoint usually comes before its cosignatures: not worth a warning
+            # each time (the status still shows it while it lasts).
+            log.log(logging.DEBUG if isinstance(exc, AwaitingCosignatures) else logging.WARNING,
+                    "follow %s: %s", self.origin, exc)
             await self.worker.follow.record_error(self.origin, str(exc))
             raise
         return RoundResult(result.origin, result.outcome, result.old_size, result.new_size, result.applied,
@@ -361,9 +376,16 @@ class Follower(LogVerifier):
 
     async def _apply(self, state: store.FollowedLog, rnd: RoundState, note: bytes) -> RoundResult:
         applied = await self.worker.call(_commit, rnd, state.vkey, note, self.own_origin, self.listener)
-        log.info("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn)",
-                 self.origin, rnd.size, rnd.size - rnd.old_size, applied.added, len(applied.withdrawn))
-        return RoundResult(self.origin, "applied", rnd.old_size, rnd.size, applied)
+        m, n = rnd.old_size, rnd.size
+        log.debug("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn)",
+                  self.origin, n, n - m, applied.added, len(applied.withdrawn))
+        due = self._summary.add(rounds=1, entries=n - m, added=applied.added, withdrawn=len(applied.withdrawn))
+        if due:
+            totals, _, seconds = due
+            log.info("follow %s: verified checkpoint %d (+%d entries, %d fingerprints, %d withdrawn%s)",
+                     self.origin, n, totals["entries"], totals["added"], totals["withdrawn"],
+                     f"; {totals['rounds']} rounds over the last {seconds:.0f} s" if seconds else "")
+        return RoundResult(self.origin, "applied", m, n, applied)
 
     async def _require_cosignatures(self, note: bytes) -> None:
         """Witness policy (`ncii-node witness require`, node/witness/policy.py): a growing
@@ -372,7 +394,7 @@ class Follower(LogVerifier):
         try:
             await self.worker.call(check_followed_checkpoint, self.origin, note)
         except CosignatureError as exc:
-            raise SyncError(f"checkpoint not applied: {exc}") from None
+            raise AwaitingCosignatures(f"checkpoint not applied: {exc}") from None
 
     async def _fork(self, state: store.FollowedLog, reason: str, earlier_size: int, earlier_note: bytes | None,
                     later_size: int, later_note: bytes, larger_tree=None, tiles_problem: str | None = None) -> None:

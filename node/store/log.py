@@ -19,6 +19,8 @@ Contract of LogRepository (`db.log`), which the sequencer's crash argument rests
   durable, and on error nothing of it is stored. Entries are never updated or deleted.
 - `record_checkpoint` is atomic and idempotent for the same (size, root); it refuses a
   second, different root for a size. The greatest recorded size is the published log.
+  With `durable=False` it is atomic but may be undone by a power loss (never by a
+  crash of the process), together with every later transaction.
 - Reads (`iter_entries` in index order, `latest_checkpoint`, ...) see committed rows
   only; `entry_count` is the greatest stored index + 1 and `stored_entries` the number
   of rows, which the sequencer compares at start-up to find a gap.
@@ -179,18 +181,31 @@ class LogRepository:
         return out
 
     def record_checkpoint(self, size: int, root_hash: bytes, note: bytes,
-                          published_at: float | None = None) -> None:
+                          published_at: float | None = None, *, durable: bool = True) -> None:
         """Record a published checkpoint. Re-recording the same size with the same root
         (a re-publication after a crash) is a no-op; a different root is refused, since
-        it would mean the log forked."""
-        with self.db.atomic():
-            row = self.db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
-            if row is not None:
-                if row[0] != root_hash:
-                    raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
-                return
-            self.db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
-                            (size, root_hash, note, time.time() if published_at is None else published_at))
+        it would mean the log forked.
+
+        `durable=False` commits without waiting for the disk (synchronous=NORMAL: still
+        atomic and consistent, but a power loss may undo it). The sequencer may: a lost
+        record of size n means no later transaction was made durable either (the WAL is
+        written in order), so entries 0..n-1 are exactly what is stored, and the start-up
+        re-publication signs the very same checkpoint again (publishing.md section 3)."""
+        if not durable:
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self.db.atomic():
+                row = self.db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
+                if row is not None:
+                    if row[0] != root_hash:
+                        raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
+                    return
+                self.db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) "
+                                "VALUES (?, ?, ?, ?)",
+                                (size, root_hash, note, time.time() if published_at is None else published_at))
+        finally:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=FULL")
 
 
 class ReaderRepository:

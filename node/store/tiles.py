@@ -83,7 +83,8 @@ class TileStore:
         return default if data is None else data
 
     def write_checkpoint(self, note: bytes) -> None:
-        write_atomic(self.root / "checkpoint", note, tmp_dir=self.tmp_dir)
+        """Atomic, not synced: a copy, rewritten from the database at every start."""
+        write_atomic(self.root / "checkpoint", note, tmp_dir=self.tmp_dir, sync_dir=False, sync_file=False)
 
     def write_all(self, files: list[tuple[str, bytes]]) -> int:
         """Durably write every (relative path, bytes); returns how many were new.

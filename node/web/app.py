@@ -8,14 +8,18 @@
 starts and stops it (its cleanup_ctx) and both reach it as `request.app[NODE]`. The
 route modules are listed here, in the order they are set up, with the role that has
 them: a module's `setup(app, node)` adds its routes (and may add path prefixes to
-`app[READ_PROTECTED]`, the paths only registered readers may fetch). Routes translate
+`app[READ_PROTECTED]`, the paths only registered readers may fetch, or to
+`app[READERS_ONLY]`, those only registered readers may fetch even on a public_read
+node). A module may append its own resources to `app.cleanup_ctx`: they start after
+the node and stop before it. Routes translate
 HTTP into calls of the node's parts, and refusals (node/errors.py) into answers
 through one table (node/web/errors.py); node/web/server.py runs the sites.
 
 Read access: unless `[http] public_read` is true, requests under `app[READ_PROTECTED]`
 (by default "/tile/") go through the check of node/readaccess.py (RFC 9421 signed
 requests by a registered reader, sent to one of this node's names: `own_names`), each
-signature accepted once (the node's replay cache, node/replaycache.py).
+signature accepted once (the node's replay cache, node/replaycache.py); requests under
+`app[READERS_ONLY]` (the push channel) always do.
 
 Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
 node/web/body.py (a timeout and a minimum rate on the whole body, pools of bodies read
@@ -56,11 +60,12 @@ from node.web import (
     log_routes,
     match_routes,
     metrics_routes,
+    push_routes,
     static_routes,
     witness_routes,
 )
 from node.web.body import BODY_GATE, BodyPools
-from node.web.context import NODE, READ_PROTECTED, loggable_method, route_pattern
+from node.web.context import NODE, READ_PROTECTED, READERS_ONLY, loggable_method, route_pattern
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ def create_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = node
     app[READ_PROTECTED] = ["/tile/"]
+    app[READERS_ONLY] = []
     app[BODY_GATE] = BodyPools.public(node.config.http, node.clients)
     app.cleanup_ctx.append(_node_lifetime)
     admin_only_routes.setup(app, node)    # a JSON 404 for the admin site's routes
@@ -76,12 +82,14 @@ def create_app(node: Node) -> web.Application:
     follow_routes.setup(app, node)        # GET /status
     log_routes.setup(app, node)           # GET /checkpoint, /node.json, /tile/...
     metrics_routes.setup(app, node)       # every answer counted
+    push_routes.setup(app, node)          # GET /push/checkpoint (unless [push] enabled = false)
     if node.role == "helpline":
         static_routes.setup(app, node)    # the victim web page, GET /helpline.json
     witness_routes.setup(app, node)       # POST /add-checkpoint, GET /witness/...
-    if not node.config.http.public_read:
+    protected = ([] if node.config.http.public_read else app[READ_PROTECTED]) + app[READERS_ONLY]
+    if protected:
         app.middlewares.append(readaccess.read_access_middleware(
-            lambda request: ReaderTable(request.app[NODE].db), protected_prefixes=tuple(app[READ_PROTECTED]),
+            lambda request: ReaderTable(request.app[NODE].db), protected_prefixes=tuple(protected),
             authorities=own_names, replay_cache=node.replay_cache))
     return app
 
@@ -94,7 +102,7 @@ def create_admin_app(node: Node) -> web.Application:
         case_routes.setup_admin(admin, node)   # POST /admin/cases/withdraw
     console_routes.setup_admin(admin, node)    # GET /console
     feedback_routes.setup_admin(admin, node)   # POST /v1/feedback
-    follow_routes.setup_admin(admin, node)     # GET /status
+    follow_routes.setup_admin(admin, node)     # GET /status, POST /admin/follow/reload
     log_routes.setup_admin(admin, node)        # POST /admin/append
     if node.role == "platform":
         match_routes.setup_admin(admin, node)  # POST /v1/match..., the suppressions and thresholds

@@ -4,6 +4,10 @@ are for registered readers, and how a request's route is named in logs and metri
     request.app[NODE]            the node.runtime.Node the application serves
     app[READ_PROTECTED]          path prefixes only registered readers may fetch
                                  (public site; route modules add theirs in `setup`)
+    app[READERS_ONLY]            path prefixes only registered readers may fetch even
+                                 on a public_read node (the push channel: what it serves
+                                 is public, but each request holds resources bounded
+                                 per reader)
     route_pattern(request)       "/tile/{rest}", never the path asked (it may hold anything)
     loggable_method(request)     the method if it is a standard one, else "(other method)"
 """
@@ -16,6 +20,7 @@ from node.runtime import Node
 
 NODE = web.AppKey("node", Node)
 READ_PROTECTED = web.AppKey("read_protected", list)
+READERS_ONLY = web.AppKey("readers_only", list)
 
 
 def route_pattern(request: web.Request) -> str:

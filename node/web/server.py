@@ -10,8 +10,9 @@
 Both sites run with `server_settings(config)` (header timeout through the keep-alive
 timer, header size limits, lingering after an unread body: spec/parts/publishing.md
 §1.1) and log through PrivateAccessLogger, which records no client address, user agent,
-referrer or query string; aiohttp's own message about a request its parser refused
-says only what kind of fault it was (_drop_client_address).
+referrer or query string; aiohttp's own message about a request its parser refused,
+or whose client went away mid-request, says only what kind of fault it was
+(_drop_client_address).
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ class PrivateAccessLogger(AbstractAccessLogger):
 class _DropClientAddress(logging.Filter):
     """aiohttp's "Error handling request from <address>": the address goes (who talks
     to a helpline is personal data). When the request was malformed (the client's
-    fault; anyone can send them) one line says what kind of fault it was, in words of
-    our own: never the parser's message, which quotes the refused request line or
-    header (`GET /?case_number=...&pin=...&x=<9000 bytes>`, an oversized User-Agent),
-    and no traceback."""
+    fault; anyone can send them) or the client went away while sending it, one line
+    says what kind of fault it was, in words of our own: never the parser's message,
+    which quotes the refused request line or header (`GET /?case_number=...&pin=...
+    &x=<9000 bytes>`, an oversized User-Agent), and no traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
@@ -61,7 +62,11 @@ class _DropClientAddress(logging.Filter):
             exc = record.exc_info[1] if record.exc_info else None
             if isinstance(exc, HttpProcessingError):
                 record.msg = f"refused a malformed request: {malformed_request_kind(exc)}"
-                record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+            elif isinstance(exc, ConnectionResetError):
+                record.msg = "a client went away before its request had arrived whole"
+            else:
+                return True
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
 
 
