@@ -60,7 +60,7 @@ def _ndjson(ctx, value):
 
 
 class SignedReads(requests.auth.AuthBase):
-    """Signs each request as a registered reader does (node/readaccess.py)."""
+    """Signs each request as a registered reader does (node/readaccess/)."""
 
     def __init__(self, datadir_root: Path):
         from node.datadir import DataDir

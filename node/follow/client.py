@@ -7,7 +7,7 @@ whose size is known in advance -- an exact length. Nothing is followed blindly:
 redirects are refused (a signed read request must not be replayed to another host).
 
 Every request carries an RFC 9421 signature made with this node's request key when a
-`RequestSigner` is given (node/readaccess.py): restricted logs serve tiles and entry
+`RequestSigner` is given (node/readaccess/client.py): restricted logs serve tiles and entry
 bundles only to registered readers, and every node its push channel
 (`next_checkpoint`, a long-poll whose time limit is its wait plus the usual limit).
 """

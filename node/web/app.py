@@ -16,7 +16,7 @@ HTTP into calls of the node's parts, and refusals (node/errors.py) into answers
 through one table (node/web/errors.py); node/web/server.py runs the sites.
 
 Read access: unless `[http] public_read` is true, requests under `app[READ_PROTECTED]`
-(by default "/tile/") go through the check of node/readaccess.py (RFC 9421 signed
+(by default "/tile/") go through the check of node/readaccess/ (RFC 9421 signed
 requests by a registered reader, sent to one of this node's names: `own_names`), each
 signature accepted once (the node's replay cache, node/replaycache.py); requests under
 `app[READERS_ONLY]` (the push channel) always do.

@@ -18,7 +18,7 @@ node/follow/push.py writes the advertisement and reads it).
 
 Who may wait, and what it costs (spec/parts/following.md section 4.1):
 
-  * Registered readers only, with a signed request like a tile read (node/readaccess.py),
+  * Registered readers only, with a signed request like a tile read (node/readaccess/),
     even on a `public_read` node: the path is in app[READERS_ONLY]. A checkpoint is
     public, but a waiting request holds a socket and a slot.
   * At most [push] max_waiting_per_reader requests of one reader wait at once: one

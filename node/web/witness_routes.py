@@ -18,7 +18,7 @@ starts them); these routes only translate HTTP.
 Access: /add-checkpoint and what a witness cosigned (/witness/checkpoints,
 /witness/checkpoint) are public: submitters and monitors need them. /witness/seen and
 /witness/evidence say which logs this node follows, so, like GET /status, they are for
-registered readers (signed requests, node/readaccess.py) unless the node is
+registered readers (signed requests, node/readaccess/) unless the node is
 public_read; nodes that gossip register each other's request keys as readers.
 """
 
