@@ -48,6 +48,13 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     pin_scrypt_p = 1
     max_fingerprints = 100            # per case
     max_body_bytes = 4194304          # POST /v1/cases body limit
+
+    [match]                           # platform matching (spec/parts/matching-api.md, "Budgets")
+    max_fingerprints_per_log = 20000000   # default budgets of each followed log:
+    max_per_hour_per_log = 2000000        #   fingerprints in the index, and put into it
+    max_per_day_per_log = 10000000        #   per clock hour / per 24 clock hours
+    cluster_size = 1000               # a log's fingerprints within 8 bits of one centre, this many: held
+    cluster_keep = 16                 # of a held cluster, the log's earliest stay matched
 """
 
 from __future__ import annotations
@@ -119,6 +126,15 @@ class CasesSection:
 
 
 @dataclass
+class MatchSection:
+    max_fingerprints_per_log: int = 20_000_000
+    max_per_hour_per_log: int = 2_000_000
+    max_per_day_per_log: int = 10_000_000
+    cluster_size: int = 1000
+    cluster_keep: int = 16
+
+
+@dataclass
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     http: HttpSection = field(default_factory=HttpSection)
@@ -126,6 +142,7 @@ class Config:
     log: LogSection = field(default_factory=LogSection)
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
+    match: MatchSection = field(default_factory=MatchSection)
 
     def validate(self) -> None:
         """Raise ConfigError if a value cannot work."""
@@ -160,6 +177,12 @@ class Config:
             raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r and pin_scrypt_p >= 1")
         if not 1 <= self.cases.max_fingerprints <= 1000 or self.cases.max_body_bytes < 1024:
             raise ConfigError("[cases] max_fingerprints must be 1..1000 and max_body_bytes at least 1024")
+        m = self.match
+        if min(m.max_fingerprints_per_log, m.max_per_hour_per_log, m.max_per_day_per_log) < 0:
+            raise ConfigError("[match] budgets must not be negative")
+        if m.cluster_size < 16 or not 0 <= m.cluster_keep < m.cluster_size:
+            raise ConfigError("[match] cluster_size must be at least 16 (the fewest fingerprints the index groups) "
+                              "and cluster_keep between 0 and cluster_size - 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

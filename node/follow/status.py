@@ -6,6 +6,9 @@ and `forked`), `fingerprints` the counts over all logs. Lag is given two ways:
 `lag_seconds` (time since a round last confirmed we held the peer's latest checkpoint).
 A forked log also names its evidence file (`fork_evidence`) or why there is none
 (`fork_evidence_problem`); `gossip` lists the peers whose views are compared with ours.
+On a platform, `held` counts a log's fingerprints verified and stored but held out of
+the match index (a dense `cluster` it published, or beyond its `budget`), and
+`held_clusters` lists the clusters waiting for the operator (node/matcher/holds.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import datetime
 import time
 
 from node.store import follow as store
+from node.store import matching as matching_store
 
 
 def iso_time(t: float | None) -> str | None:
@@ -26,6 +30,9 @@ def status_report(db, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     counts = store.fingerprint_counts(db)
     forks = store.latest_forks(db)
+    held = matching_store.hold_counts(db)
+    clusters = [c for c in matching_store.clusters(db) if c.held]
+    budgets = matching_store.budgets(db)
     logs = []
     for entry in store.list_logs(db):
         c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0})
@@ -51,6 +58,9 @@ def status_report(db, now: float | None = None) -> dict:
             "failures": entry.failures,
             "display_name": entry.display_name,
             "fingerprints": c,
+            "held": held.get(entry.origin, {"cluster": 0, "budget": 0}),
+            "held_clusters": [_cluster_json(k) for k in clusters if k.origin == entry.origin],
+            "budget": budgets.get(entry.origin, {}),
         })
     total = {"active": 0, "withdrawn": 0, "suppressed": 0}
     for c in counts.values():
@@ -60,6 +70,7 @@ def status_report(db, now: float | None = None) -> dict:
         "logs": logs,
         "fingerprints": total,
         "forked_logs": [entry["origin"] for entry in logs if entry["forked"]],
+        "held_clusters": [{"origin": k.origin, **_cluster_json(k)} for k in clusters],
         "gossip": [{"url": p.url, "interval": p.interval, "checked_at": iso_time(p.checked_at),
                     "last_error": p.last_error, "last_error_at": iso_time(p.last_error_at), "failures": p.failures}
                    for p in store.list_gossip_peers(db)],
@@ -67,14 +78,24 @@ def status_report(db, now: float | None = None) -> dict:
     }
 
 
+def _cluster_json(cluster) -> dict:
+    return {"id": cluster.id, "members": cluster.members, "radius": cluster.radius,
+            "centre": cluster.centre.hex(), "detected_at": iso_time(cluster.detected_at)}
+
+
 def format_report(report: dict) -> str:
-    """The report for people: one block per log, forks impossible to miss."""
+    """The report for people: one block per log, forks and held clusters impossible to miss."""
     lines = []
     evidence = {entry["origin"]: entry.get("fork_evidence") for entry in report["logs"]}
     for origin in report["forked_logs"]:
         lines.append(f"!!! FORK: log {origin} signed two inconsistent checkpoints; nothing more is applied from it."
                      + (f" Evidence: {evidence[origin]}" if evidence.get(origin) else ""))
-    if report["forked_logs"]:
+    for cluster in report.get("held_clusters", []):
+        lines.append(f"!!! HELD CLUSTER {cluster['id']}: log {cluster['origin']} published {cluster['members']:,} "
+                     f"fingerprints within {2 * cluster['radius']} bits of one another ({cluster['detected_at']}); "
+                     "they are stored but not matched until you release them: "
+                     f"ncii-node match-release --dir DIR {cluster['id']}")
+    if report["forked_logs"] or report.get("held_clusters"):
         lines.append("")
     if not report["logs"]:
         lines.append("following no logs (ncii-node follow add --dir DIR URL --vkey VKEY)")
@@ -91,6 +112,10 @@ def format_report(report: dict) -> str:
         fp = entry["fingerprints"]
         lines.append(f"  fingerprints   {fp['active']} active, {fp['withdrawn']} withdrawn, "
                      f"{fp['suppressed']} suppressed")
+        held = entry.get("held", {})
+        if held.get("cluster") or held.get("budget"):
+            lines.append(f"  HELD           {held['cluster']} in held clusters, {held['budget']} beyond the log's "
+                         "budgets (stored, not matched; ncii-node match-budget)")
         if entry["forked"]:
             lines.append(f"  FORK           {entry['fork_reason']}")
             if entry.get("fork_evidence"):
