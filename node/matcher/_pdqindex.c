@@ -75,6 +75,7 @@
 #define PARTITION_MIN 4096 /* fewer live items: bits stay in their order */
 #define SAMPLE_MAX 16384   /* items sampled for the bit statistics */
 #define CALIBRATION_QUERIES 128
+#define PIPELINE 64 /* candidates whose fingerprints are being fetched while older ones are checked */
 
 /* Cost model of the planner, in nanoseconds, measured on a 2-core Xeon at 10M. */
 #define COST_PROBE 14.0
@@ -1002,9 +1003,6 @@ typedef struct {
     uint32_t *lo, *hi;
     uint8_t *rt;
     size_t lo_cap, hi_cap, rt_cap;
-    uint32_t *cand;
-    uint8_t *ct;
-    size_t cand_cap, ct_cap;
     Hit *hits; /* every match (limit 0), or a max-heap of the nearest `limit` */
     size_t n_hits, hits_cap;
     uint64_t total;
@@ -1020,8 +1018,6 @@ static void scratch_free(Scratch *s)
     free(s->lo);
     free(s->hi);
     free(s->rt);
-    free(s->cand);
-    free(s->ct);
     free(s->hits);
     free(s->seen);
     free(s->glist);
@@ -1224,10 +1220,30 @@ HOT static int search_scan(const Index *ix, const uint8_t *q, const Ask *a, Scra
     return 0;
 }
 
-/* One query through the tables. Three passes, each first prefetching everything it
- * will touch so that hundreds of cache misses are in flight together instead of one
- * after the other: probe keys -> bucket ranges -> candidate ids -> distance checks.
- * Groups met on the way are evaluated last, nearest first. */
+/* A candidate met in table t: a match if within its threshold, reported from the
+ * first probed table whose radius reaches it (so once). */
+static inline int check_candidate(const Index *ix, const uint8_t *q, const Ask *a, const Plan *plan,
+                                  const uint32_t *qk, uint32_t id, int t, Scratch *s)
+{
+    const uint8_t *x = fp_of(ix, id), *flags = ix->flags.p;
+    int d = hamming(x, q);
+    if (d > a->tmax || (flags[id] & (F_LIVE | F_TABLED)) != (F_LIVE | F_TABLED))
+        return 0;
+    for (int u = 0; u < t; u++) {
+        int rho = plan->rho[u];
+        if (rho >= 0 && popcount32(chunk_of(x, ix->tables[u].start, ix->tables[u].width) ^ qk[u]) <= rho)
+            return 0;
+    }
+    if (d > threshold_of(a, tag_of(ix, id)))
+        return 0;
+    s->total++;
+    return offer(s, a, id, d);
+}
+
+/* One query through the tables, in passes that each prefetch what the next will touch
+ * so that many cache misses are in flight together instead of one after the other:
+ * probe keys -> bucket ranges -> candidates (through a prefetch ring) -> distance
+ * checks. Groups met on the way are evaluated last, nearest first. */
 HOT static int search_tables(const Index *ix, const uint8_t *q, const Ask *a, const Plan *plan, Scratch *s)
 {
     const uint8_t *fp = ix->fp.p, *flags = ix->flags.p;
@@ -1267,46 +1283,36 @@ HOT static int search_tables(const Index *ix, const uint8_t *q, const Ask *a, co
             }
         }
     }
-    size_t nc = 0;
+    /* Candidates flow through a ring: each one's fingerprint is prefetched PIPELINE
+     * candidates before it is checked, so that many misses are in flight while the
+     * lines already fetched are still in the first-level cache when they are used. */
+    uint32_t ring_id[PIPELINE];
+    uint8_t ring_t[PIPELINE];
+    size_t head = 0, pending = 0;
     for (size_t r = 0; r < nr; r++) {
         const uint32_t *ids = ix->tables[s->rt[r]].ids.p;
-        size_t len = s->hi[r] - s->lo[r];
-        if (grow((void **)&s->cand, &s->cand_cap, nc + len, sizeof(uint32_t)) < 0 ||
-            grow((void **)&s->ct, &s->ct_cap, nc + len, 1) < 0)
-            return -1;
         for (size_t j = s->lo[r]; j < s->hi[r]; j++) {
             uint32_t id = ids[j];
-            if (!(id & GROUP_BIT))
-                __builtin_prefetch(fp + (size_t)id * FP_BYTES);
-            s->cand[nc] = id;
-            s->ct[nc] = s->rt[r];
-            nc++;
+            if (id & GROUP_BIT) {
+                if (id != HOLE && remember_group(s, id & ~GROUP_BIT) < 0)
+                    return -1;
+                continue;
+            }
+            __builtin_prefetch(fp + (size_t)id * FP_BYTES);
+            if (pending == PIPELINE) {
+                if (check_candidate(ix, q, a, plan, qk, ring_id[head], ring_t[head], s) < 0)
+                    return -1;
+                head = (head + 1) & (PIPELINE - 1);
+                pending--;
+            }
+            size_t slot = (head + pending++) & (PIPELINE - 1);
+            ring_id[slot] = id;
+            ring_t[slot] = s->rt[r];
         }
     }
-    for (size_t c = 0; c < nc; c++) {
-        uint32_t id = s->cand[c];
-        if (id & GROUP_BIT) {
-            if (id != HOLE && remember_group(s, id & ~GROUP_BIT) < 0)
-                return -1;
-            continue;
-        }
-        const uint8_t *x = fp + (size_t)id * FP_BYTES;
-        int d = hamming(x, q);
-        if (d > a->tmax || (flags[id] & (F_LIVE | F_TABLED)) != (F_LIVE | F_TABLED))
-            continue;
-        /* report from the first probed table whose radius reaches this item */
-        int t = s->ct[c], first = 1;
-        for (int u = 0; u < t && first; u++) {
-            int rho = plan->rho[u];
-            if (rho >= 0 && popcount32(chunk_of(x, ix->tables[u].start, ix->tables[u].width) ^ qk[u]) <= rho)
-                first = 0;
-        }
-        if (first && d <= threshold_of(a, tag_of(ix, id))) {
-            s->total++;
-            if (offer(s, a, id, d) < 0)
-                return -1;
-        }
-    }
+    for (; pending; pending--, head = (head + 1) & (PIPELINE - 1))
+        if (check_candidate(ix, q, a, plan, qk, ring_id[head], ring_t[head], s) < 0)
+            return -1;
     /* items added since the last merge */
     const uint32_t *ov = ix->overflow.p;
     for (size_t i = 0; i < ix->n_overflow; i++) {
