@@ -185,6 +185,11 @@ class NciiEngine:
     def remove(self, id: int) -> None:
         self.index.remove(id)
 
+    def work(self) -> np.ndarray:
+        """Work done so far: queries, probes, candidates checked, group members read."""
+        w = self.index.stats()["work"]
+        return np.array([w["queries"], w["probes"], w["candidates"], w["member_reads"]], dtype=float)
+
     def details(self) -> dict:
         stats = self.index.stats()
         return {"widths": stats["widths"], "table_mb": round(stats["table_bytes"] / 1e6), "groups": stats["groups"],
@@ -233,8 +238,19 @@ class FaissEngine:
             raise NotImplementedError("IndexBinaryMultiHash has no remove_ids (HMA rebuilds the index)")
         self.index.remove_ids(np.array([id], dtype=np.int64))  # compacts the whole array
 
+    def work(self) -> None:
+        return None
+
     def details(self) -> dict:
         return {}
+
+
+def per_query(before, after) -> list[float] | None:
+    """Probes, candidates and group members read per query between two work counts."""
+    if before is None:
+        return None
+    delta = after - before
+    return [round(x / max(delta[0], 1), 1) for x in delta[1:]]
 
 
 def latencies_ms(engine, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -276,18 +292,22 @@ def run_worker(args) -> None:
         report[f"{kind}_max_ms"] = float(latencies.max())
         report[f"{kind}_cpu_p99_ms"] = float(np.percentile(cpu, 99))
         if kind != "random":  # every cluster query, for the comparison with brute force
+            before = engine.work()
             results, totals = engine.batch(queries[kind], args.threads)
+            report[f"{kind}_work"] = per_query(before, engine.work())
             np.save(directory / f"results-{args.worker}-{kind}.npy", results)
             np.save(directory / f"totals-{args.worker}-{kind}.npy", totals)
             report[f"{kind}_total_mean"] = float(np.mean(totals))
 
     rounds, elapsed, cpu, results, totals = 0, 0.0, 0.0, None, None
+    before = engine.work()
     while rounds == 0 or (elapsed < 2.0 and rounds < 20):
         start, start_cpu = time.perf_counter(), time.process_time()
         results, totals = engine.batch(queries["random"], args.threads)
         elapsed += time.perf_counter() - start
         cpu += time.process_time() - start_cpu
         rounds += 1
+    report["random_work"] = per_query(before, engine.work())
     report["batch_qps"] = rounds * len(queries["random"]) / elapsed
     # Queries per second of CPU time spent by all threads: what each core delivers
     # when it is not shared with other work (OpenMP spin-waiting counts too).
@@ -466,6 +486,10 @@ def main() -> int:
                      f"{ours['partition_objective'][0]} -> {ours['partition_objective'][1]}), tables "
                      f"{ours['widths']} = {ours['table_mb']} MB, peak RSS {ours['peak_rss_mb']:.0f} MB, "
                      f"withdrawn still found {ours['withdrawn_still_found']} of {ours['withdrawals_checked']}")
+        if ours:
+            work = ", ".join(f"{kind} {ours[f'{kind}_work'][1]:,.0f} candidates + {ours[f'{kind}_work'][2]:,.0f} "
+                             f"members" for kind in KINDS if ours.get(f"{kind}_work"))
+            line += f"; work per query: {ours['random_work'][0]:,.0f} probes, {work}"
         if ours and flat:
             line += (f"; vs brute force {ours['batch_qps'] / flat['batch_qps']:.0f}x batch, "
                      f"{flat['random_p50_ms'] / ours['random_p50_ms']:.0f}x single p50")
