@@ -26,18 +26,9 @@ from protocol.entries import Submission, Withdrawal, encode_entry
 from protocol.merkle import leaf_hash
 from protocol.signals import PDQ
 from tests.follow_support import Harness, LogServer, StaticLog
+from tests.follow_support import near_copies as flips
 
 HOSTILE, HONEST = "hostile.example/log", "honest.example/log"
-
-
-def flips(rng, fingerprint: bytes, count: int, distance: int) -> list[bytes]:
-    bits = np.unpackbits(np.frombuffer(fingerprint, dtype=np.uint8))
-    out = []
-    for _ in range(count):
-        copy = bits.copy()
-        copy[rng.choice(256, size=distance, replace=False)] ^= 1
-        out.append(np.packbits(copy).tobytes())
-    return out
 
 
 def random_pdq(rng, n: int) -> list[bytes]:

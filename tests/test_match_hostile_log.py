@@ -1,7 +1,7 @@
 """A hostile helpline cannot slow a platform's matching, end to end.
 
-Two real nodes on 127.0.0.1: a helpline whose log the platform follows (signed reads),
-and the platform's match API. The helpline is compromised: through its own admin API
+Two real nodes, each an `ncii-node serve` process on 127.0.0.1: a helpline whose log
+the platform follows (signed reads), and the platform's match API. The helpline is compromised: through its own admin API
 it appends 30,000 near-copies of one fingerprint (6 bits flipped each), as the attack
 of issue 19. While the platform's follower verifies and applies them, and after, the
 match API keeps answering unrelated queries exactly (brute force over what it should
@@ -18,11 +18,11 @@ import time
 import aiohttp
 import numpy as np
 
-from node.cli import main as cli_main
 from node.datadir import DataDir
-from node.web.app import RunningNode
 from protocol.signals import PDQ
-from publish_support import append, make_datadir
+from follow_support import near_copies
+from publish_support import append
+from test_cases_cycle import Node, ncii
 
 HELPLINE = "helpline.example/log"
 COPIES = 30_000
@@ -38,30 +38,10 @@ def submission_line(fingerprint: bytes) -> str:
     return json.dumps({"kind": "submission", "signal": "pdq", "fingerprint": fingerprint.hex()})
 
 
-def flipped(rng, fingerprint: bytes, distance: int, count: int = 1) -> list[bytes]:
-    bits = np.unpackbits(np.frombuffer(fingerprint, dtype=np.uint8))
-    out = []
-    for _ in range(count):
-        copy = bits.copy()
-        copy[rng.choice(256, size=distance, replace=False)] ^= 1
-        out.append(np.packbits(copy).tobytes())
-    return out
-
-
-def platform_datadir(tmp_path) -> DataDir:
-    root = tmp_path / "platform"
-    assert cli_main(["init", "--dir", str(root), "--origin", "platform.example/log", "--role", "platform"]) == 0
-    datadir = DataDir(root)
-    config = datadir.config
-    config.log.sequencing_interval = 0.05
-    datadir.save_config(config)
-    return DataDir(root)
-
-
 class Probe:
     """Sends unrelated queries to the platform's match API and keeps what it saw."""
 
-    def __init__(self, session, node, token, queries, expected):
+    def __init__(self, session, node: Node, token, queries, expected):
         self.session, self.node, self.headers = session, node, {"Authorization": f"Bearer {token}"}
         self.queries, self.expected = queries, expected
         self.latencies: list[float] = []
@@ -89,18 +69,17 @@ class Probe:
             await asyncio.sleep(0.005)
 
 
-async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path, capsys):
+async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path):
     rng = np.random.default_rng(190)
-    helpline = make_datadir(tmp_path, name="helpline", origin=HELPLINE, public_read=False)
-    platform = platform_datadir(tmp_path)
-    assert cli_main(["readers", "add", "--dir", str(helpline.root),
-                     platform.load_request_signer().verifier_key()]) == 0
-    publisher = await RunningNode(helpline).start("127.0.0.1", 0)
-    matcher_node = None
+    publisher = Node(tmp_path / "helpline", HELPLINE, "helpline")
+    matcher_node = Node(tmp_path / "platform", "platform.example/log", "platform")
+    helpline, platform = DataDir(publisher.root), DataDir(matcher_node.root)
+    ncii("readers", "add", "--dir", str(helpline.root), platform.load_request_signer().verifier_key())
     try:
-        assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
-                         helpline.load_log_signer().verifier_key(), "--interval", "0.1"]) == 0
-        matcher_node = await RunningNode(platform).start("127.0.0.1", 0)
+        publisher.start()
+        matcher_node.start()
+        ncii("follow", "add", "--dir", str(platform.root), publisher.url, "--vkey",
+             helpline.load_log_signer().verifier_key(), "--interval", "0.1")
         async with aiohttp.ClientSession() as session:
             admin = helpline.admin_token()
             base = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes() for _ in range(BASE)]
@@ -123,7 +102,7 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path, capsys
             await wait_for_size(BASE)
             # unrelated queries: fresh fingerprints, and some near base entries (exact answers known)
             queries = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes() for _ in range(20)]
-            queries += [flipped(rng, base[i], d)[0] for i, d in ((5, 0), (77, 12), (900, 31), (1200, 32))]
+            queries += [near_copies(rng, base[i], 1, d)[0] for i, d in ((5, 0), (77, 12), (900, 31), (1200, 32))]
             expected = {q: sorted((PDQ.distance(q, fp), i) for i, fp in enumerate(base)
                                   if PDQ.distance(q, fp) <= 31) for q in queries}
             token = platform.admin_token()
@@ -143,7 +122,7 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path, capsys
 
             # the attack, through the helpline's own admin API, while the platform keeps matching
             centre = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
-            copies = flipped(rng, centre, 6, COPIES)
+            copies = near_copies(rng, centre, COPIES, 6)
             done = asyncio.Event()
             probing = asyncio.create_task(probe.run_until(done))
             try:
@@ -173,9 +152,7 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path, capsys
                                    headers={"Authorization": f"Bearer {token}"}) as r:
                 stats = await r.json()
             assert stats["pdq"] == BASE + keep and stats["held"]["cluster"] == COPIES - keep
-            capsys.readouterr()
-            assert await asyncio.to_thread(cli_main, ["status", "--dir", str(platform.root)]) == 0
-            assert f"!!! HELD CLUSTER {held['id']}: log {HELPLINE}" in capsys.readouterr().out
+            assert f"!!! HELD CLUSTER {held['id']}: log {HELPLINE}" in ncii("status", "--dir", str(platform.root)).stdout
             async with session.post(matcher_node.admin_url + "/v1/match", headers=probe.headers,
                                     json={"signal": "pdq", "fingerprint": centre.hex()}) as r:
                 at_cluster = await r.json()
@@ -184,11 +161,10 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path, capsys
 
             # the operator releases it: a query at the cluster gets the nearest 100 and the
             # total, in bounded time; unrelated queries stay exact and fast
-            assert await asyncio.to_thread(cli_main, ["match-release", "--dir", str(platform.root),
-                                                      str(held["id"])]) == 0
-            assert json.loads(capsys.readouterr().out)["indexed"] == COPIES - keep
+            released = ncii("match-release", "--dir", str(platform.root), str(held["id"])).stdout
+            assert json.loads(released)["indexed"] == COPIES - keep
             timings = []
-            for query in [centre] + flipped(rng, centre, 2, 3):
+            for query in [centre] + near_copies(rng, centre, 3, 2):
                 start = time.perf_counter()
                 async with session.post(matcher_node.admin_url + "/v1/match", headers=probe.headers,
                                         json={"signal": "pdq", "fingerprint": query.hex()}) as r:
@@ -204,6 +180,5 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path, capsys
             assert not probe.wrong and max(probe.latencies[before:]) < UNRELATED_BOUND_S
             assert not (await platform_status())["held_clusters"]
     finally:
-        if matcher_node is not None:
-            await matcher_node.stop()
-        await publisher.stop()
+        matcher_node.stop()
+        publisher.stop()

@@ -52,6 +52,21 @@ def register(subparsers) -> None:
     r.set_defaults(func=run_release)
 
 
+def _through_node(datadir, path: str, body: dict, *, timeout: float) -> int | None:
+    """Ask the node serving DIR (printing its answer as one JSON line) and return the
+    exit status; None when no node serves DIR."""
+    info = datadir.serving_node()
+    if not info:
+        return None
+    try:
+        answer = json.loads(post_to_node(info, datadir.admin_token(), path, json.dumps(body).encode(),
+                                         timeout=timeout))
+    except NodeRequestError as exc:
+        return fail(str(exc))
+    print(json.dumps(answer))
+    return 0
+
+
 def _limit(value: str | None, flag: str) -> int | None | str:
     if value is None or value == "default":
         return None
@@ -100,15 +115,9 @@ def run_budget(args) -> int:
             print(f"every log has the default budgets: {defaults.max_fingerprints_per_log:,} fingerprints in the "
                   f"index, {defaults.max_per_hour_per_log:,} per hour, {defaults.max_per_day_per_log:,} per day")
         return 0
-    info = datadir.serving_node()
-    if info:
-        try:
-            answer = json.loads(post_to_node(info, datadir.admin_token(), "/v1/match/budget",
-                                             json.dumps({"origin": args.origin, **values}).encode(), timeout=60))
-        except NodeRequestError as exc:
-            return fail(str(exc))
-        print(json.dumps(answer))
-        return 0
+    asked = _through_node(datadir, "/v1/match/budget", {"origin": args.origin, **values}, timeout=60)
+    if asked is not None:
+        return asked
     db = open_db(datadir.db_path)
     try:
         matching_store.set_budget(db, args.origin, values)
@@ -126,15 +135,9 @@ def run_release(args) -> int:
 
     datadir = DataDir(args.dir)
     _ = datadir.config
-    info = datadir.serving_node()
-    if info:
-        try:
-            answer = json.loads(post_to_node(info, datadir.admin_token(), "/v1/match/release",
-                                             json.dumps({"cluster": args.cluster}).encode(), timeout=300))
-        except NodeRequestError as exc:
-            return fail(str(exc))
-        print(json.dumps(answer))
-        return 0
+    asked = _through_node(datadir, "/v1/match/release", {"cluster": args.cluster}, timeout=300)
+    if asked is not None:
+        return asked
     db = open_db(datadir.db_path)
     try:
         known = {c.id: c for c in matching_store.clusters(db)}

@@ -706,27 +706,34 @@ static int build_table(Index *ix, int t)
     return 0;
 }
 
+/* Work on every table, shared by up to `nthreads` threads (one table at a time each):
+ * `each(ix, t, ctx)` for every t; -1 if any call failed. */
+typedef int (*TableTask)(Index *ix, int t, void *ctx);
+
 typedef struct {
     Index *ix;
+    TableTask each;
+    void *ctx;
     int next; /* shared table cursor */
     int failed;
-} BuildJob;
+} TableJob;
 
-static void *build_worker(void *arg)
+static void *table_worker(void *arg)
 {
-    BuildJob *job = arg;
+    TableJob *job = arg;
     for (;;) {
         int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         if (t >= job->ix->ntables)
             break;
-        if (build_table(job->ix, t) < 0)
+        if (job->each(job->ix, t, job->ctx) < 0)
             __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
     }
     return NULL;
 }
 
-static int run_on_tables(Index *ix, int nthreads, void *(*worker)(void *), void *job)
+static int on_tables(Index *ix, int nthreads, TableTask each, void *ctx)
 {
+    TableJob job = {ix, each, ctx, 0, 0};
     if (nthreads < 1)
         nthreads = 1;
     if (nthreads > ix->ntables)
@@ -734,12 +741,18 @@ static int run_on_tables(Index *ix, int nthreads, void *(*worker)(void *), void 
     pthread_t th[16];
     int started = 0;
     for (int i = 1; i < nthreads && i < 16; i++)
-        if (pthread_create(&th[started], NULL, worker, job) == 0)
+        if (pthread_create(&th[started], NULL, table_worker, &job) == 0)
             started++;
-    worker(job);
+    table_worker(&job);
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    return 0;
+    return job.failed ? -1 : 0;
+}
+
+static int build_task(Index *ix, int t, void *ctx)
+{
+    (void)ctx;
+    return build_table(ix, t);
 }
 
 /* ------------------------------------------------------------------ merging into the tables */
@@ -798,50 +811,36 @@ static int merge_pairs(Index *ix, int t, const KeyVal *pairs, size_t m)
 /* New entries for every table: item ids (keys computed per table) and, per table,
  * group registrations. */
 typedef struct {
-    Index *ix;
     const uint32_t *items;
     size_t n_items;
     KeyVal **regs; /* per table, may be NULL */
     size_t *n_regs;
-    int next;
-    int failed;
-} MergeJob;
+} NewEntries;
 
-static void *merge_worker(void *arg)
+static int merge_task(Index *ix, int t, void *ctx)
 {
-    MergeJob *job = arg;
-    Index *ix = job->ix;
-    KeyVal *pairs = NULL;
-    size_t cap = 0;
-    for (;;) {
-        int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (t >= ix->ntables)
-            break;
-        size_t nr = job->regs ? job->n_regs[t] : 0, m = job->n_items + nr;
-        if (grow((void **)&pairs, &cap, m ? m : 1, sizeof(KeyVal)) < 0) {
-            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
-            continue;
-        }
-        for (size_t i = 0; i < job->n_items; i++) {
-            pairs[i].key = table_key(ix, t, fp_of(ix, job->items[i]));
-            pairs[i].value = job->items[i];
-        }
-        if (nr)
-            memcpy(pairs + job->n_items, job->regs[t], nr * sizeof(KeyVal));
-        qsort(pairs, m, sizeof(KeyVal), cmp_keyval);
-        if (merge_pairs(ix, t, pairs, m) < 0)
-            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+    const NewEntries *new = ctx;
+    size_t nr = new->regs ? new->n_regs[t] : 0, m = new->n_items + nr;
+    KeyVal *pairs = malloc((m ? m : 1) * sizeof(KeyVal));
+    if (!pairs)
+        return -1;
+    for (size_t i = 0; i < new->n_items; i++) {
+        pairs[i].key = table_key(ix, t, fp_of(ix, new->items[i]));
+        pairs[i].value = new->items[i];
     }
+    if (nr)
+        memcpy(pairs + new->n_items, new->regs[t], nr * sizeof(KeyVal));
+    qsort(pairs, m, sizeof(KeyVal), cmp_keyval);
+    int rc = merge_pairs(ix, t, pairs, m);
     free(pairs);
-    return NULL;
+    return rc;
 }
 
 static int merge_entries(Index *ix, const uint32_t *items, size_t n_items, KeyVal **regs, size_t *n_regs,
                          int nthreads)
 {
-    MergeJob job = {ix, items, n_items, regs, n_regs, 0, 0};
-    run_on_tables(ix, nthreads, merge_worker, &job);
-    if (job.failed) {
+    NewEntries new = {items, n_items, regs, n_regs};
+    if (on_tables(ix, nthreads, merge_task, &new) < 0) {
         /* Half-merged tables are useless: drop them, and searches scan every live item
          * (correct, slow) until a rebuild succeeds. */
         free_tables(ix);
@@ -883,45 +882,34 @@ static void punch_holes(Index *ix, const uint32_t *items, size_t n)
 
 /* Drop every entry that no longer counts (holes, items that left the tables) in one
  * sequential pass per table (two threads). */
-typedef struct {
-    Index *ix;
-    int next;
-} SqueezeJob;
-
-static void *squeeze_worker(void *arg)
+static int squeeze_task(Index *ix, int t, void *ctx)
 {
-    SqueezeJob *job = arg;
-    for (;;) {
-        int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (t >= job->ix->ntables)
-            break;
-        Table *tb = &job->ix->tables[t];
-        uint32_t *off = tb->off.p, *ids = tb->ids.p;
-        const uint8_t *flags = job->ix->flags.p;
-        size_t nb = (size_t)1 << tb->width, w = 0;
-        uint32_t begin = 0;
-        for (size_t k = 0; k < nb; k++) {
-            uint32_t end = off[k + 1];
-            off[k] = (uint32_t)w;
-            for (uint32_t j = begin; j < end; j++) {
-                uint32_t v = ids[j];
-                if (v & GROUP_BIT ? v != HOLE : (flags[v] & F_TABLED) != 0)
-                    ids[w++] = v;
-            }
-            begin = end;
+    (void)ctx;
+    Table *tb = &ix->tables[t];
+    uint32_t *off = tb->off.p, *ids = tb->ids.p;
+    const uint8_t *flags = ix->flags.p;
+    size_t nb = (size_t)1 << tb->width, w = 0;
+    uint32_t begin = 0;
+    for (size_t k = 0; k < nb; k++) {
+        uint32_t end = off[k + 1];
+        off[k] = (uint32_t)w;
+        for (uint32_t j = begin; j < end; j++) {
+            uint32_t v = ids[j];
+            if (v & GROUP_BIT ? v != HOLE : (flags[v] & F_TABLED) != 0)
+                ids[w++] = v;
         }
-        off[nb] = (uint32_t)w;
-        tb->count = w;
+        begin = end;
     }
-    return NULL;
+    off[nb] = (uint32_t)w;
+    tb->count = w;
+    return 0;
 }
 
 static void squeeze_tables(Index *ix)
 {
     if (!ix->built)
         return;
-    SqueezeJob job = {ix, 0};
-    run_on_tables(ix, 2, squeeze_worker, &job);
+    on_tables(ix, 2, squeeze_task, NULL);
     ix->n_holes = 0;
 }
 
@@ -2052,10 +2040,8 @@ static int rebuild(Index *ix, int nthreads)
  * every search scans (exact, slow) until a rebuild succeeds. */
 static int build_tables(Index *ix, int nthreads)
 {
-    BuildJob job = {ix, 0, 0};
-    run_on_tables(ix, nthreads, build_worker, &job);
+    int ok = on_tables(ix, nthreads, build_task, NULL) == 0;
     uint8_t *flags = ix->flags.p;
-    int ok = !job.failed;
     for (size_t id = 0; id < ix->limit; id++) {
         uint8_t f = flags[id];
         if (!(f & F_LIVE))
@@ -2372,6 +2358,15 @@ static int parse_ask(Index *ix, PyObject *threshold, PyObject *thresholds, Py_ss
     }
     return 0;
 }
+
+/* Take the read lock for introspection with the GIL released while waiting: a writer
+ * (a merge, a rebuild) holds the lock without the GIL, and waiting for it with the GIL
+ * held would stop every Python thread of the process, the match API's included. */
+#define READ_LOCK(ix)                                                                                               \
+    do {                                                                                                            \
+        Py_BEGIN_ALLOW_THREADS pthread_rwlock_rdlock(&(ix)->lock);                                                  \
+        Py_END_ALLOW_THREADS                                                                                        \
+    } while (0)
 
 #define WRITE_LOCKED(ix, stmt)                                                                                      \
     do {                                                                                                            \
@@ -2766,7 +2761,7 @@ static PyObject *Index_get(Index *ix, PyObject *arg)
     if (get_id(arg, &id) < 0)
         return NULL;
     PyObject *r = NULL;
-    pthread_rwlock_rdlock(&ix->lock);
+    READ_LOCK(ix);
     if (id < ix->limit && (((uint8_t *)ix->flags.p)[id] & F_LIVE))
         r = input_order(ix, fp_of(ix, id));
     pthread_rwlock_unlock(&ix->lock);
@@ -2781,7 +2776,7 @@ static PyObject *Index_plan(Index *ix, PyObject *args)
     if (!PyArg_ParseTuple(args, "i|i", &threshold, &mode))
         return NULL;
     Plan plan;
-    pthread_rwlock_rdlock(&ix->lock);
+    READ_LOCK(ix);
     make_plan(ix, threshold, mode, &plan);
     pthread_rwlock_unlock(&ix->lock);
     PyObject *radii = PyList_New(ix->ntables);
@@ -2799,7 +2794,7 @@ static PyObject *Index_clusters(Index *ix, PyObject *args)
     if (!PyArg_ParseTuple(args, "|ni", &min_live, &tag))
         return NULL;
     PyObject *list = PyList_New(0);
-    pthread_rwlock_rdlock(&ix->lock);
+    READ_LOCK(ix);
     for (size_t gi = 0; list && gi < ix->n_groups; gi++) {
         const Group *g = &ix->groups[gi];
         if ((Py_ssize_t)g->n_live < min_live || (tag >= 0 && (int)g->tag != tag))
@@ -2821,7 +2816,7 @@ static PyObject *Index_cluster_members(Index *ix, PyObject *arg)
     if (gi == -1 && PyErr_Occurred())
         return NULL;
     PyObject *out = NULL;
-    pthread_rwlock_rdlock(&ix->lock);
+    READ_LOCK(ix);
     if (gi < 0 || (size_t)gi >= ix->n_groups) {
         pthread_rwlock_unlock(&ix->lock);
         PyErr_SetString(PyExc_ValueError, "no such group");
@@ -2845,7 +2840,7 @@ static PyObject *Index_cluster_members(Index *ix, PyObject *arg)
 
 static PyObject *Index_stats(Index *ix, PyObject *Py_UNUSED(ignored))
 {
-    pthread_rwlock_rdlock(&ix->lock);
+    READ_LOCK(ix);
     size_t table_bytes = 0, group_bytes = ix->cap_groups * sizeof(Group) + ix->group_of.bytes;
     PyObject *widths = PyList_New(ix->ntables);
     for (int t = 0; t < ix->ntables; t++) {
