@@ -70,6 +70,7 @@
 #define GROUP_MIN 16     /* fewest members that make a group */
 #define HEAVY_MIN 32     /* a bucket holding this many items is examined for a cluster */
 #define CENTRE_SAMPLE 4096
+#define POSTINGS_MIN 1024 /* groups this large keep, per flipped bit, the members that flip it */
 #define HOLES_SQUEEZE 4096 /* more items than this leave the tables: squeeze them out, no holes */
 
 /* Data-aware partition and planner calibration. */
@@ -311,6 +312,10 @@ typedef struct {
     uint32_t *ids;    /* [0, n_sorted): by (distance, id); then the tail, in arrival order */
     uint32_t n_ids, cap_ids, n_sorted;
     uint32_t r_start[GROUP_RADIUS + 2]; /* sorted part: distance r at [r_start[r], r_start[r+1]) */
+    /* Large groups only: for each class r and bit p, the members of the sorted part at
+     * distance r whose bit p differs from the centre's, ids ascending:
+     * post[post_off[r * 256 + p] .. post_off[r * 256 + p + 1]). */
+    uint32_t *post, *post_off;
 } Group;
 
 typedef struct {
@@ -491,6 +496,54 @@ static inline int is_member(const Index *ix, uint32_t g, uint32_t id)
     return (flags[id] & F_GROUPED) && group_of(ix)[id] == g;
 }
 
+static void free_postings(Group *g)
+{
+    free(g->post);
+    free(g->post_off);
+    g->post = g->post_off = NULL;
+}
+
+/* The postings of a large group's sorted part (see Group). */
+static int build_postings(const Index *ix, Group *g)
+{
+    free_postings(g);
+    if (g->n_sorted < POSTINGS_MIN)
+        return 0;
+    size_t classes = (size_t)(GROUP_RADIUS + 1) * FP_BITS;
+    g->post_off = calloc(classes + 1, sizeof(uint32_t));
+    if (!g->post_off)
+        return -1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int r = 0; r <= GROUP_RADIUS; r++)
+            for (uint32_t i = g->r_start[r]; i < g->r_start[r + 1]; i++) {
+                const uint8_t *x = fp_of(ix, g->ids[i]);
+                for (int w = 0; w < 4; w++) {
+                    uint64_t diff = load64(x + 8 * w) ^ load64(g->centre + 8 * w);
+                    while (diff) {
+                        size_t slot = (size_t)r * FP_BITS + 64 * w + (size_t)__builtin_ctzll(diff);
+                        if (pass == 0)
+                            g->post_off[slot + 1]++;
+                        else
+                            g->post[g->post_off[slot]++] = g->ids[i];
+                        diff &= diff - 1;
+                    }
+                }
+            }
+        if (pass == 0) {
+            for (size_t c = 0; c < classes; c++)
+                g->post_off[c + 1] += g->post_off[c];
+            if (!(g->post = malloc((g->post_off[classes] ? g->post_off[classes] : 1) * sizeof(uint32_t)))) {
+                free_postings(g);
+                return -1;
+            }
+        }
+    }
+    /* the fill moved each start to the next one's: shift back */
+    memmove(g->post_off + 1, g->post_off, classes * sizeof(uint32_t));
+    g->post_off[0] = 0;
+    return 0;
+}
+
 /* Sort the whole member list by (distance, id): the tail joins the sorted part;
  * entries that no longer belong are dropped, and with them dead members when
  * `drop_dead` (a rebuild: nobody can revive them in place any more). */
@@ -535,7 +588,7 @@ static int group_sort(Index *ix, uint32_t gi, int drop_dead)
     }
     g->n_ids = g->n_sorted = (uint32_t)n;
     free(keys);
-    return 0;
+    return build_postings(ix, g);
 }
 
 static int group_append(Group *g, uint32_t id)
@@ -1033,6 +1086,9 @@ typedef struct {
     size_t seen_cap;
     uint64_t *glist; /* the groups met (then sorted by lower bound << 32 | group) */
     size_t n_glist, glist_cap;
+    uint32_t *ov_id; /* members sharing flipped bits with the query, ascending, and how many */
+    uint8_t *ov_n;
+    size_t n_ov, ov_id_cap, ov_n_cap;
 } Scratch;
 
 static void scratch_free(Scratch *s)
@@ -1044,6 +1100,8 @@ static void scratch_free(Scratch *s)
     free(s->hits);
     free(s->seen);
     free(s->glist);
+    free(s->ov_id);
+    free(s->ov_n);
     memset(s, 0, sizeof *s);
 }
 
@@ -1151,10 +1209,79 @@ static void forget_groups(Scratch *s)
     s->n_glist = 0;
 }
 
+/* A member of class r of group gi, met through its postings: does it count? (Postings
+ * are rebuilt only when the list is sorted again: a member that left the group, or came
+ * back into its tail, is skipped here and, if it came back, checked with the tail.) */
+static inline int posted_member(const Index *ix, uint32_t gi, uint32_t id)
+{
+    const uint8_t *flags = ix->flags.p;
+    return (flags[id] & (F_LIVE | F_GROUPED | F_TAIL)) == (F_LIVE | F_GROUPED) && group_of(ix)[id] == gi;
+}
+
+/* The members of class r of group g that differ from the centre in some of the bits
+ * where the query does (`bits`, n of them), each with how many such bits: s->ov_id
+ * (ascending) and s->ov_n. A member in class r with o of them is at distance
+ * delta + r - 2 o from the query, exactly: no fingerprint to read. A k-way merge of
+ * the bits' posting lists, which are sorted by id. */
+static int overlaps(const Group *g, int r, const int *bits, int n, Scratch *s)
+{
+    uint32_t at[FP_BITS], end[FP_BITS];
+    int heap[FP_BITS], m = 0; /* a min-heap of list numbers, by their current id */
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        size_t c = (size_t)r * FP_BITS + (size_t)bits[i];
+        at[i] = g->post_off[c];
+        end[i] = g->post_off[c + 1];
+        total += end[i] - at[i];
+        if (at[i] < end[i]) {
+            int j = m++;
+            while (j > 0 && g->post[at[heap[(j - 1) / 2]]] > g->post[at[i]]) {
+                heap[j] = heap[(j - 1) / 2];
+                j = (j - 1) / 2;
+            }
+            heap[j] = i;
+        }
+    }
+    if (grow((void **)&s->ov_id, &s->ov_id_cap, total + 1, sizeof(uint32_t)) < 0 ||
+        grow((void **)&s->ov_n, &s->ov_n_cap, total + 1, 1) < 0)
+        return -1;
+    s->n_ov = 0;
+    while (m) {
+        int top = heap[0];
+        uint32_t id = g->post[at[top]];
+        if (s->n_ov && s->ov_id[s->n_ov - 1] == id)
+            s->ov_n[s->n_ov - 1]++;
+        else {
+            s->ov_id[s->n_ov] = id;
+            s->ov_n[s->n_ov++] = 1;
+        }
+        if (++at[top] == end[top])
+            top = heap[--m];
+        /* sift the list at the root (advanced, or the last one moved up) down */
+        int j = 0;
+        for (;;) {
+            int c = 2 * j + 1;
+            if (c >= m)
+                break;
+            if (c + 1 < m && g->post[at[heap[c + 1]]] < g->post[at[heap[c]]])
+                c++;
+            if (g->post[at[heap[c]]] >= g->post[at[top]])
+                break;
+            heap[j] = heap[c];
+            j = c;
+        }
+        if (m)
+            heap[j] = top;
+    }
+    return 0;
+}
+
 /* The members of group gi within their threshold: counted by the triangle inequality
  * where a whole distance class is inside (|q - member| <= |q - centre| + |centre -
- * member|), checked one by one where the threshold cuts the class, and expanded for
- * the nearest only while they can still enter. */
+ * member|), and expanded for the nearest only while they can still enter. Where the
+ * threshold cuts a class, or the nearest must be told apart inside one, a large group
+ * finds the members that share flipped bits with the query through its postings
+ * (their distances follow from the overlap); otherwise members are checked one by one. */
 HOT static int eval_group(const Index *ix, const uint8_t *q, const Ask *a, uint32_t gi, int delta, Scratch *s)
 {
     const Group *g = &ix->groups[gi];
@@ -1162,39 +1289,67 @@ HOT static int eval_group(const Index *ix, const uint8_t *q, const Ask *a, uint3
     int T = threshold_of(a, (int)g->tag);
     if (T < 0 || delta - (int)g->radius > T)
         return 0;
+    int bits[FP_BITS], nbits = 0;
+    if (g->post && delta > 0) /* where the query differs from the centre */
+        for (int w = 0; w < 4; w++)
+            for (uint64_t diff = load64(q + 8 * w) ^ load64(g->centre + 8 * w); diff; diff &= diff - 1)
+                bits[nbits++] = 64 * w + __builtin_ctzll(diff);
     for (int r = 0; r <= GROUP_RADIUS; r++) {
         uint32_t first = g->r_start[r], end = g->r_start[r + 1];
         if (first == end)
             continue;
-        int lo = delta > r ? delta - r : r - delta;
+        int lo = delta > r ? delta - r : r - delta, inside = delta + r <= T;
         if (lo > T)
             continue;
-        if (delta + r <= T) { /* every member at distance r is within T */
-            s->total += g->live_at[r];
+        if (inside) {
+            s->total += g->live_at[r]; /* every member at distance r is within T */
             if (!may_enter(s, a, lo, 0))
                 continue;
-            for (uint32_t i = first; i < end; i++) {
-                uint32_t id = g->ids[i];
-                if (!may_enter(s, a, lo, id))
-                    break; /* ids ascend: no later member of this class can enter */
-                if (flags[id] & F_LIVE) {
-                    s->members++;
-                    if (offer(s, a, id, hamming(fp_of(ix, id), q)) < 0)
+        }
+        size_t posted = 0;
+        for (int i = 0; i < nbits; i++)
+            posted += g->post_off[(size_t)r * FP_BITS + bits[i] + 1] - g->post_off[(size_t)r * FP_BITS + bits[i]];
+        if (nbits && a->limit && posted * 2 < end - first) {
+            if (overlaps(g, r, bits, nbits, s) < 0)
+                return -1;
+            s->members += posted;
+            int least = inside ? 0 : (delta + r - T + 1) / 2; /* overlap needed to be within T */
+            for (size_t i = 0; i < s->n_ov; i++)
+                if (s->ov_n[i] >= least && posted_member(ix, gi, s->ov_id[i])) {
+                    if (!inside)
+                        s->total++;
+                    if (offer(s, a, s->ov_id[i], delta + r - 2 * s->ov_n[i]) < 0)
                         return -1;
                 }
+            if (!inside)
+                continue;
+            /* the others are exactly delta + r away: in id order while they can enter */
+            size_t k = 0;
+            for (uint32_t i = first; i < end && may_enter(s, a, delta + r, 0); i++) {
+                uint32_t id = g->ids[i];
+                while (k < s->n_ov && s->ov_id[k] < id)
+                    k++;
+                if (k < s->n_ov && s->ov_id[k] == id)
+                    continue; /* offered above */
+                if (!may_enter(s, a, delta + r, id))
+                    break;
+                if (flags[id] & F_LIVE && offer(s, a, id, delta + r) < 0)
+                    return -1;
             }
-        } else {
-            for (uint32_t i = first; i < end; i++) {
-                uint32_t id = g->ids[i];
-                if (!(flags[id] & F_LIVE))
-                    continue;
-                s->members++;
-                int d = hamming(fp_of(ix, id), q);
-                if (d <= T) {
-                    s->total++;
-                    if (offer(s, a, id, d) < 0)
-                        return -1;
-                }
+            continue;
+        }
+        for (uint32_t i = first; i < end; i++) {
+            uint32_t id = g->ids[i];
+            if (inside && !may_enter(s, a, lo, id))
+                break; /* ids ascend: no later member of this class can enter */
+            if (!(flags[id] & F_LIVE))
+                continue;
+            s->members++;
+            int d = hamming(fp_of(ix, id), q);
+            if (inside || d <= T) {
+                s->total += !inside;
+                if (offer(s, a, id, d) < 0)
+                    return -1;
             }
         }
     }
@@ -1986,6 +2141,7 @@ static int compact_groups(Index *ix)
         Group *g = &ix->groups[gi];
         if (!g->n_ids) {
             free(g->ids);
+            free_postings(g);
             continue;
         }
         if (kept != gi) {
@@ -2457,8 +2613,10 @@ static void Index_dealloc(Index *ix)
     for (int w = 0; w <= MAX_WIDTH; w++)
         for (int r = 0; r <= MAX_RHO; r++)
             free(ix->masks[w].m[r]);
-    for (size_t g = 0; g < ix->n_groups; g++)
+    for (size_t g = 0; g < ix->n_groups; g++) {
         free(ix->groups[g].ids);
+        free_postings(&ix->groups[g]);
+    }
     free(ix->groups);
     free(ix->lut);
     free(ix->inverse);
@@ -2848,8 +3006,13 @@ static PyObject *Index_stats(Index *ix, PyObject *Py_UNUSED(ignored))
         if (widths)
             PyList_SET_ITEM(widths, t, PyLong_FromLong(ix->tables[t].width));
     }
-    for (size_t g = 0; g < ix->n_groups; g++)
-        group_bytes += (size_t)ix->groups[g].cap_ids * sizeof(uint32_t);
+    for (size_t g = 0; g < ix->n_groups; g++) {
+        const Group *gr = &ix->groups[g];
+        group_bytes += (size_t)gr->cap_ids * sizeof(uint32_t);
+        if (gr->post_off)
+            group_bytes += ((size_t)(GROUP_RADIUS + 1) * FP_BITS + 1 + gr->post_off[(GROUP_RADIUS + 1) * FP_BITS]) *
+                           sizeof(uint32_t);
+    }
     PyObject *r = Py_BuildValue(
         "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:N,s:n,s:n,s:n,s:n,s:i,s:i,s:n,s:n,s:n,s:O,s:(dd),s:O}", "live",
         (Py_ssize_t)ix->n_live, "tabled", (Py_ssize_t)ix->n_tabled, "grouped", (Py_ssize_t)ix->n_grouped, "groups",
