@@ -34,6 +34,10 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
     max_batch_entries = 200000        # a larger pool is sequenced over several batches
 
+    [witness]                         # this log's witnesses (spec/parts/witness.md §3)
+    add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
+                                      # declared in /node.json (the witness network asks logs to)
+
     [paths]                           # relative to the data directory
     db = "node.db"
     tiles = "tiles"
@@ -49,6 +53,20 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     max_fingerprints = 100            # per case
     max_body_bytes = 4194304          # POST /v1/cases body limit
 
+    [page]                            # the victim web page (helpline; spec/parts/webapp.md)
+    countries = ["FR", "BE", "CH", "CA", "GB", "US"]  # the person picks one; its help is shown
+    default_country = "FR"            # unless the browser's language names an offered country
+    default_resources = true          # the shipped help services and emergency numbers
+                                      # (node/cases/resources.py), after your own
+    default_faq = true                # the shipped questions and answers, after your own
+    quick_exit_url = ""               # where "Quick exit" goes; "" = Wikipedia in the page's language
+    # [[page.resources]]  country = "FR" ("*": all), kind = "ncii_support", name = "...",
+    #                     url = "https://...", phone = "...", text = { fr = "...", en = "..." }
+    # [[page.emergency]]  country = "FR", number = "17", kind = "police"
+    # [[page.faq]]        question = { fr = "...", en = "..." }, answer = { fr = "...", en = "..." }
+    # [[page.platforms]]  name = "..." (as given to `readers add --name` or `follow add --name`),
+    #                     url = "https://..." (optional)
+
     [match]                           # platform matching (spec/parts/matching-api.md, "Budgets")
     max_fingerprints_per_log = 20000000   # default budgets of each followed log:
     max_per_hour_per_log = 2000000        #   fingerprints in the index, and put into it
@@ -61,10 +79,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from node.cases import resources as help_resources
 
 ROLES = ("helpline", "platform", "witness")
 
@@ -107,6 +128,11 @@ class LogSection:
 
 
 @dataclass
+class WitnessSection:
+    add_checkpoint_interval: float = 1.0
+
+
+@dataclass
 class PathsSection:
     db: str = "node.db"
     tiles: str = "tiles"
@@ -126,6 +152,19 @@ class CasesSection:
 
 
 @dataclass
+class PageSection:
+    countries: list = field(default_factory=lambda: list(help_resources.DEFAULT_COUNTRIES))
+    default_country: str = "FR"
+    default_resources: bool = True
+    default_faq: bool = True
+    quick_exit_url: str = ""
+    resources: list = field(default_factory=list)
+    emergency: list = field(default_factory=list)
+    faq: list = field(default_factory=list)
+    platforms: list = field(default_factory=list)
+
+
+@dataclass
 class MatchSection:
     max_fingerprints_per_log: int = 20_000_000
     max_per_hour_per_log: int = 2_000_000
@@ -140,8 +179,10 @@ class Config:
     http: HttpSection = field(default_factory=HttpSection)
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
+    witness: WitnessSection = field(default_factory=WitnessSection)
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
+    page: PageSection = field(default_factory=PageSection)
     match: MatchSection = field(default_factory=MatchSection)
 
     def validate(self) -> None:
@@ -168,6 +209,8 @@ class Config:
             raise ConfigError("[http] max_concurrent_bodies must be between 1 and 100000")
         if not 0.01 <= self.log.sequencing_interval <= 3600:
             raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
+        if not 0.1 <= self.witness.add_checkpoint_interval <= 86400:
+            raise ConfigError("[witness] add_checkpoint_interval must be between 0.1 and 86400 seconds")
         if self.log.max_batch_entries < 1:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:
@@ -177,6 +220,9 @@ class Config:
             raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r and pin_scrypt_p >= 1")
         if not 1 <= self.cases.max_fingerprints <= 1000 or self.cases.max_body_bytes < 1024:
             raise ConfigError("[cases] max_fingerprints must be 1..1000 and max_body_bytes at least 1024")
+        if self.node.contact and not _is_line(self.node.contact, 200):
+            raise ConfigError("[node] contact must be one line of at most 200 characters")
+        _validate_page(self.page)
         m = self.match
         if min(m.max_fingerprints_per_log, m.max_per_hour_per_log, m.max_per_day_per_log) < 0:
             raise ConfigError("[match] budgets must not be negative")
@@ -209,6 +255,89 @@ class Config:
         return config
 
 
+# -- [page]: what a person reads, so every value is checked as strictly as a request body
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{0,24}$")
+_ENTRY_KEYS = {
+    "resources": ({"country", "kind", "name"}, {"url", "phone", "text"}),
+    "emergency": ({"country", "number", "kind"}, set()),
+    "faq": ({"question", "answer"}, set()),
+    "platforms": ({"name"}, {"url"}),
+}
+
+
+def _is_line(value: Any, longest: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= longest and value == value.strip() \
+        and not any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def _is_https(value: Any) -> bool:
+    return _is_line(value, 500) and value.startswith("https://") and len(value) > 8 and " " not in value
+
+
+def _check_text(where: str, value: Any, longest: int) -> None:
+    """A text per language: {fr = "...", en = "..."}; line breaks allowed, nothing else below 32."""
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{where} must be a table of texts per language, e.g. {{ fr = \"...\", en = \"...\" }}")
+    for lang, text in value.items():
+        if lang not in help_resources.LANGUAGES:
+            raise ConfigError(f"{where}: unknown language {lang!r} (known: {', '.join(help_resources.LANGUAGES)})")
+        if not isinstance(text, str) or not text.strip() or len(text) > longest \
+                or any(ord(c) < 32 and c != "\n" for c in text):
+            raise ConfigError(f"{where}.{lang} must be a text of 1 to {longest} characters")
+
+
+def _validate_page(page: "PageSection") -> None:
+    countries = page.countries
+    if not countries or len(countries) > 60 or len(set(countries)) != len(countries) \
+            or not all(isinstance(c, str) and _COUNTRY.match(c) for c in countries):
+        raise ConfigError("[page] countries must be a list of distinct ISO 3166 codes in capitals, e.g. [\"FR\", \"BE\"]")
+    if page.default_country not in countries:
+        raise ConfigError(f"[page] default_country must be one of [page] countries ({', '.join(countries)})")
+    if page.quick_exit_url and not _is_https(page.quick_exit_url):
+        raise ConfigError("[page] quick_exit_url must be an https:// address (or \"\" for Wikipedia)")
+    for table, (required, optional) in _ENTRY_KEYS.items():
+        entries = getattr(page, table)
+        if len(entries) > 200:
+            raise ConfigError(f"[[page.{table}]]: at most 200 entries")
+        for number, entry in enumerate(entries, 1):
+            where = f"[[page.{table}]] number {number}"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where} must be a table")
+            if required - set(entry) or set(entry) - required - optional:
+                raise ConfigError(f"{where} must have {', '.join(sorted(required))}"
+                                  + (f" and may have {', '.join(sorted(optional))}" if optional else "")
+                                  + f", not {', '.join(sorted(entry))}")
+            _validate_page_entry(table, where, entry, countries)
+
+
+def _validate_page_entry(table: str, where: str, entry: dict, countries: list) -> None:
+    if table == "emergency" and entry["country"] not in countries:
+        raise ConfigError(f"{where}: country must be one of [page] countries")
+    if table == "resources":
+        if entry["country"] not in (*countries, help_resources.EVERYWHERE):
+            raise ConfigError(f'{where}: country must be one of [page] countries, or "*" (every country)')
+        if entry["kind"] not in help_resources.KINDS:
+            raise ConfigError(f"{where}: kind must be one of {', '.join(help_resources.KINDS)}")
+        if not entry.get("url") and not entry.get("phone"):
+            raise ConfigError(f"{where} needs a url or a phone number")
+        if "text" in entry:
+            _check_text(f"{where} text", entry["text"], 500)
+    if table == "emergency" and entry["kind"] not in help_resources.EMERGENCY_KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(help_resources.EMERGENCY_KINDS)}")
+    if table == "faq":
+        _check_text(f"{where} question", entry["question"], 300)
+        _check_text(f"{where} answer", entry["answer"], 3000)
+    if "name" in entry and not _is_line(entry["name"], 120):
+        raise ConfigError(f"{where}: name must be one line of 1 to 120 characters")
+    if "url" in entry and not _is_https(entry["url"]):
+        raise ConfigError(f"{where}: url must be an https:// address")
+    for key in ("phone", "number"):
+        if key in entry and not (isinstance(entry[key], str) and _PHONE.match(entry[key])):
+            raise ConfigError(f"{where}: {key} must be digits, spaces, ( ) . - and an optional leading +")
+
+
 def _check_type(table: str, key: str, value: Any, expected: type) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -235,10 +364,16 @@ def load_config(path: Path) -> Config:
                           "`ncii-node init --dir DIR --origin ORIGIN`") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: bytes, where: str = "the configuration") -> Config:
+    """The configuration in the bytes of a config.toml (`where` names it in messages).
+    Raises ConfigError, and nothing else, whatever the bytes."""
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
     return Config.from_dict(data)
 
 

@@ -7,6 +7,7 @@ Layout (paths under [paths] in the config can move the starred ones)::
     DIR/keys/request.key *   Ed25519 key that signs read requests to other nodes (0600)
     DIR/admin.token *        bearer token of the admin endpoint          (0600)
     DIR/match.token          bearer token of the match API only (platform nodes; 0600)
+    DIR/metrics.token        bearer token of GET /metrics only (Prometheus; 0600)
     DIR/node.db *            SQLite database (WAL: also node.db-wal, node.db-shm) (0600)
     DIR/tiles/ *             the published log, laid out as C2SP tlog-tiles paths
     DIR/tmp/                 temporary files, renamed into tiles/ when complete
@@ -130,6 +131,10 @@ class DataDir:
         return self.root / "match.token"
 
     @property
+    def metrics_token_path(self) -> Path:
+        return self.root / "metrics.token"
+
+    @property
     def tmp_dir(self) -> Path:
         # Beside tiles/ on the same file system, so that rename(2) is atomic.
         return self.tiles_dir.parent / "tmp"
@@ -195,12 +200,20 @@ class DataDir:
     def match_token(self, create: bool = False) -> str:
         """The match API's token; with `create`, made first if missing (`init` makes it
         for a platform node, a node's start for a data directory older than it)."""
-        if create and not self.match_token_path.exists():
+        return self._token(self.match_token_path, create)
+
+    def metrics_token(self, create: bool = False) -> str:
+        """The token of GET /metrics only (what Prometheus is given); made like the
+        match token."""
+        return self._token(self.metrics_token_path, create)
+
+    def _token(self, path: Path, create: bool) -> str:
+        if create and not path.exists():
             try:
-                self.create_token(self.match_token_path)
+                self.create_token(path)
             except FileExistsError:  # made at this moment by another process: read that one
                 pass
-        return self.read_token(self.match_token_path)
+        return self.read_token(path)
 
     # -- the writer lock -------------------------------------------------------------------
     def acquire_lock(self) -> None:

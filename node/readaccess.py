@@ -27,7 +27,8 @@ Covered components are "@method", "@authority", "@path" and "@query" — never
 "@target-uri" or "@scheme": behind a TLS-terminating reverse proxy the node sees
 `http` where the reader used `https`, so a scheme-bearing component would not match.
 "@authority" is the Host header as the node receives it; a proxy must pass the
-client's Host through unchanged (nginx: `proxy_set_header Host $host;`).
+client's Host through unchanged (nginx: `proxy_set_header Host $http_host;`, which
+keeps a port; `$host` drops it). deploy/nginx/ncii-node.conf does so.
 
 The `keyid` parameter is the reader's full request verifier key string,
 "<name>+<key id hex>+<base64(0x01 || public key)>" (C2SP signed-note form), exactly as

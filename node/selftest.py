@@ -148,8 +148,91 @@ def video_md5() -> Iterator[Row]:
         yield path.name, got == [want], "" if got == [want] else f"got {got}"
 
 
+def policy_vectors() -> Iterator[Row]:
+    from protocol.policy import QuorumNotMet, check_quorum, parse_policy, verify_checkpoint
+
+    doc = json.loads((VECTORS / "tlog-policy.json").read_text(encoding="utf-8"))
+    for v in doc["valid"]:
+        try:
+            policy = parse_policy(bytes.fromhex(v["hex"]))
+            ok = policy.to_bytes().hex() == v["canonical_hex"] and parse_policy(policy.to_bytes()) == policy
+            yield v["desc"], ok, "" if ok else "printed back differently"
+        except ProtocolError as exc:
+            yield v["desc"], False, f"rejected: {exc}"
+    for v in doc["invalid"]:
+        try:
+            parse_policy(bytes.fromhex(v["hex"]))
+            yield v["desc"], False, "accepted, but must be rejected"
+        except ProtocolError as exc:
+            yield v["desc"], v["error"] in str(exc), f"rejected for another reason: {exc}"
+    for v in doc["quorum"]:
+        policy = parse_policy(v["policy"].encode())
+        note_bytes = v["note"].encode()
+        try:
+            if policy.logs:
+                verify_checkpoint(policy, note_bytes)
+                got = "met"
+            else:
+                got = "met" if check_quorum(policy, note_bytes).met else "not met"
+        except QuorumNotMet:
+            got = "not met"
+        except ProtocolError:
+            got = "rejected"
+        yield f"quorum: {v['desc']}", got == v["want"], "" if got == v["want"] else f"{got}, expected {v['want']}"
+
+
+def proof_vectors() -> Iterator[Row]:
+    from protocol.policy import parse_policy
+    from protocol.tlogproof import failure_kind, verify_proofs
+
+    doc = json.loads((VECTORS / "tlog-proof.json").read_text(encoding="utf-8"))
+    policy = parse_policy(doc["policy"].encode())
+    for v in doc["valid"]:
+        try:
+            got = verify_proofs(v["proof"].encode(), policy)
+            ok = (got.checkpoint.origin, got.checkpoint.size, [e.index for e in got.entries],
+                  sorted(got.quorum.cosigned)) == (v["origin"], v["size"], v["indices"], v["witnesses"])
+            ok = ok and all(e.entry == bytes.fromhex(doc["entries"][e.index]) for e in got.entries)
+            yield v["desc"], ok, "" if ok else "verified, but proves something else"
+        except ProtocolError as exc:
+            yield v["desc"], False, f"rejected: {exc}"
+    for v in doc["invalid"]:
+        try:
+            verify_proofs(v["proof"].encode(), policy)
+            yield v["desc"], False, "verified, but must be rejected"
+        except ProtocolError as exc:
+            kind = failure_kind(exc)
+            yield v["desc"], kind == v["error"], "" if kind == v["error"] else f"{kind} ({exc}), expected {v['error']}"
+
+
+def proofs_over_shared_inclusion_vectors() -> Iterator[Row]:
+    """C2SP tlog-proofs made of the shared RFC 6962 inclusion vectors and checkpoints
+    signed with the shared Go-generated log key: each verifies iff its vector does."""
+    from protocol.checkpoint import Checkpoint, sign_checkpoint
+    from protocol.policy import parse_policy
+    from protocol.tlogproof import EntryProof, TlogProofs, verify_proofs
+
+    keys = json.loads((CONFORMANCE / "note" / "signed-notes.json").read_text())["keys"]
+    signer = note.Signer.from_go_private_key(keys["log_skey_go_format"])
+    policy = parse_policy(f"log {keys['log_vkey']}\nquorum none\n".encode())
+    for path in sorted((CONFORMANCE / "merkle" / "inclusion").rglob("*.json")):
+        v = json.loads(path.read_text())
+        name = f"tlog-proof of inclusion/{path.relative_to(CONFORMANCE / 'merkle' / 'inclusion')}"
+        try:
+            cp = Checkpoint(signer.name, v["treeSize"], _b64(v["root"]) if v.get("root") else b"")
+            proof = TlogProofs((EntryProof(v["leafIdx"], tuple(_b64(h) for h in v.get("proof") or [])),),
+                               sign_checkpoint(cp, signer)).to_bytes()
+            verify_proofs(proof, policy, leaf_hashes={v["leafIdx"]: _b64(v["leafHash"]) if v.get("leafHash") else b""})
+            yield name, not v["wantErr"], "verified, but must fail" if v["wantErr"] else ""
+        except (ProtocolError, ValueError) as exc:
+            yield name, v["wantErr"], "" if v["wantErr"] else str(exc)
+
+
 FAMILIES: list[tuple[str, Callable[[], Iterator[Row]], Path]] = [
     ("entry vectors (spec/vectors)", entry_vectors, VECTORS),
+    ("C2SP tlog-policy vectors (spec/vectors)", policy_vectors, VECTORS),
+    ("C2SP tlog-proof vectors (spec/vectors)", proof_vectors, VECTORS),
+    ("C2SP tlog-proofs of RFC 6962 inclusion vectors", proofs_over_shared_inclusion_vectors, CONFORMANCE / "merkle"),
     ("C2SP signed notes", note_vectors, CONFORMANCE / "note"),
     ("RFC 6962 roots", merkle_roots, CONFORMANCE / "merkle"),
     ("RFC 6962 / 9162 proofs", merkle_proofs, CONFORMANCE / "merkle"),

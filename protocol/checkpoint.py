@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from protocol.errors import CheckpointError, UsageError
-from protocol.note import Note, NoteVerifier, Signer, decode_base64_strict, open_note, sign_note
+from protocol.note import (
+    SIGNATURE_TYPE_ED25519,
+    Note,
+    NoteVerifier,
+    Signer,
+    decode_base64_strict,
+    open_note,
+    sign_note,
+)
 
 ROOT_HASH_SIZE = 32
 MAX_TREE_SIZE = 2**63 - 1  # sizes are uint64 on the wire elsewhere; we keep them below 2**63
@@ -117,19 +125,35 @@ def sign_checkpoint(cp: Checkpoint, signer: Signer) -> bytes:
 
 
 def open_checkpoint(
-    data: bytes, verifiers: Iterable[NoteVerifier], origin: str | None = None
+    data: bytes,
+    verifiers: Iterable[NoteVerifier],
+    origin: str | None = None,
+    *,
+    key_name_is_origin: bool = True,
 ) -> tuple[Checkpoint, Note]:
     """Verify a signed checkpoint and parse it.
 
-    The note must verify against `verifiers` (see `open_note`), and at least one
-    verified signature must come from a key named like the checkpoint's origin:
-    a witness alone cannot vouch for a log. If `origin` is given, the checkpoint
-    must be for that log. Raises NoteError or CheckpointError."""
+    The note must verify against `verifiers` (see `open_note`). If `origin` is
+    given, the checkpoint must be for that log. Then at least one verified
+    signature must come from a log key (signature type 0x01, never a witness's
+    cosignature): a witness alone cannot vouch for a log.
+
+    With `key_name_is_origin` (the default, our choice for our own logs) that
+    key's name must also equal the checkpoint's origin. C2SP tlog-checkpoint only
+    says it SHOULD, so for logs we did not write (witnessed, followed) the caller
+    may pass `key_name_is_origin=False` together with `origin`: the caller's
+    configuration, which trusts exactly these keys for exactly that origin, binds
+    key and origin instead of the name. Raises NoteError or CheckpointError."""
+    if not key_name_is_origin and origin is None:
+        raise UsageError("open_checkpoint: key_name_is_origin=False needs the origin the keys are trusted for")
     note = open_note(data, verifiers)
     cp = Checkpoint.parse(note.text)
     if origin is not None and cp.origin != origin:
         raise CheckpointError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
-    if not any(v.name == cp.origin for v in note.verified_by):
+    log_keys = [v for v in note.verified_by if getattr(v, "signature_type", None) == SIGNATURE_TYPE_ED25519]
+    if key_name_is_origin:
+        log_keys = [v for v in log_keys if v.name == cp.origin]
+    if not log_keys:
         raise CheckpointError(
             f"checkpoint for {cp.origin!r} is not signed by a known key of that log "
             f"(verified only by {', '.join(v.name for v in note.verified_by)})"

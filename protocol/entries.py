@@ -664,3 +664,21 @@ def kind_name(entry: Entry) -> str:
         return _KIND_NAMES[type(entry)]
     except KeyError:
         raise UsageError(f"not an entry: {type(entry).__name__}") from None
+
+
+def entry_summary_key(prefix: bytes) -> tuple[str, str]:
+    """(kind, detail) of an entry from its first three bytes, for counting entries
+    without decoding them: detail is the signal of a submission, the verdict of a
+    feedback, the reason of a withdrawal, "" for an announcement. For entries that
+    were validated before (a log's own entries); unknown codes give "unknown"."""
+    if len(prefix) < 3:
+        return "unknown", ""
+    kind, code = prefix[1], prefix[2]
+    if kind == KIND_SUBMISSION:
+        signal = SIGNALS_BY_CODE.get(code)
+        return "submission", signal.name if signal is not None else "unknown"
+    vocabulary = {KIND_WITHDRAWAL: ("withdrawal", WITHDRAWAL_REASONS), KIND_FEEDBACK: ("feedback", VERDICTS)}.get(kind)
+    if vocabulary is not None:
+        name, words = vocabulary
+        return name, words[code - 1] if 1 <= code <= len(words) else "unknown"
+    return ("announcement", "") if kind == KIND_ANNOUNCEMENT else ("unknown", "")

@@ -58,19 +58,10 @@ def build(helpline: Path, count: int) -> None:
             entries.append(encode_entry(Submission("pdq", rng.randbytes(32), rng.randrange(50, 101), labels,
                                                    rng.randrange(19000, 20500))))
 
-    async def run():
-        from node.datadir import DataDir
-        from node.web.app import RunningNode
+    from bench_support import append_with_sequencer
 
-        node = await RunningNode(DataDir(helpline)).start("127.0.0.1", 0)
-        try:
-            await node.context.sequencer.append(entries)
-        finally:
-            await node.stop()
-
-    started = time.monotonic()
-    asyncio.run(run())
-    print(f"built {count:,} entries with the real sequencer in {time.monotonic() - started:.1f} s", flush=True)
+    seconds = append_with_sequencer(helpline, entries)
+    print(f"built {count:,} entries with the real sequencer in {seconds:.1f} s", flush=True)
 
 
 def log_size(helpline: Path) -> int:

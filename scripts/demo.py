@@ -248,12 +248,18 @@ def main() -> int:
 
     step(4, "The person opens a case with the helpline (HTTP, JSON)")
     cases_url = helpline["public_url"] + "/v1/cases"
-    yes = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+    yes = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
     status, refusal = post_json(cases_url, {"eligibility": {**yes, "adult": False},
                                             "fingerprints": fingerprints, "lang": "en"})
     check(status == 422 and refusal.get("eligible") is False, f"an under-18 answer was not refused: {status}")
     say(f"First, someone answers 'under 18': no case is opened (HTTP {status}); they are pointed to "
-        + ", ".join(f"{h['name']} <{h['url']}>" for h in refusal["help"]) + ".")
+        + ", ".join(f"{h['name']} <{h.get('url') or h.get('phone')}>" for h in refusal["help"]) + ".")
+    status, refusal = post_json(cases_url, {"eligibility": {**yes, "adult_in_image": False},
+                                            "fingerprints": fingerprints, "lang": "en", "country": "GB"})
+    check(status == 422 and refusal["help"][0]["name"].startswith("Take It Down"),
+          f"an image taken before 18 was not refused: {status}")
+    say(f"An adult whose image was taken before 18 (in the United Kingdom) is refused too (HTTP {status}) "
+        "and pointed to " + ", ".join(h["name"] for h in refusal["help"]) + ".")
     status, opened = post_json(cases_url, {"eligibility": yes, "fingerprints": fingerprints, "lang": "en"})
     check(status == 201, f"POST /v1/cases answered {status}: {opened}")
     case_number, pin = opened["case_number"], opened["pin"]

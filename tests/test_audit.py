@@ -19,7 +19,7 @@ from node.witness.evidence import verify_evidence
 from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.entries import Announcement, Feedback, Submission, Withdrawal, encode_entry, rotation_message
 from protocol.merkle import leaf_hash, root_of
-from protocol.note import Signer
+from protocol.note import Signer, sign_note
 from protocol.tiles import TileId, build_tile, bundles_for_size, encode_bundle, tiles_for_size
 
 ORIGIN = "crafted.example/log"
@@ -34,8 +34,9 @@ def submission(i: int, signal: str = "pdq", day: int = 19_700) -> bytes:
     return encode_entry(Submission(signal, fingerprint, 90 if signal == "pdq" else None, (), day + i % 5))
 
 
-def build_log(signer: Signer, entries: list[bytes]) -> dict[str, bytes]:
-    """Every file of a C2SP tlog-tiles log holding `entries`, checkpoint signed by `signer`."""
+def build_log(signer: Signer, entries: list[bytes], origin: str | None = None) -> dict[str, bytes]:
+    """Every file of a C2SP tlog-tiles log holding `entries`, checkpoint signed by `signer`
+    (for `origin`, default the key's name: C2SP lets a log name its key otherwise)."""
     leaves = [leaf_hash(e) for e in entries]
     n = len(entries)
 
@@ -45,7 +46,8 @@ def build_log(signer: Signer, entries: list[bytes]) -> dict[str, bytes]:
     files = {t.path(): build_tile(t.level, t.index, n, node_at) for t in tiles_for_size(n)}
     for b in bundles_for_size(n):
         files[b.path()] = encode_bundle(entries[b.index * 256:b.index * 256 + b.width])
-    files["checkpoint"] = sign_checkpoint(Checkpoint(signer.name, n, root_of(leaves)), signer)
+    cp = Checkpoint(origin or signer.name, n, root_of(leaves))
+    files["checkpoint"] = sign_checkpoint(cp, signer) if origin is None else sign_note(cp.to_text(), [signer])
     return files
 
 

@@ -21,7 +21,7 @@ from protocol.entries import Submission, Withdrawal, decode_entry
 
 from publish_support import make_datadir, read_log, tile_files
 
-YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+YES = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
 
 
 def pdq(i: int, quality: int = 90) -> dict:

@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 HELPLINE = "helpline.cycle.example/log"
 PLATFORM = "platform.cycle.example/feedback"
-YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+YES = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
 CLIENT_ADDRESS = "127.0.0.66"
 USER_AGENT = "CycleProbe/1.0 (ua-marker-8812)"
 
@@ -179,8 +179,13 @@ def test_the_whole_cycle_with_real_processes(nodes):
         assert status == 200, answer
         return answer if any(f["verdict"] == "removed" for f in answer["feedback"]) else None
 
+    day_before = time.strftime("%Y-%m-%d", time.gmtime())
     answer = wait_for("the verdict to reach the case status", feedback_shown)
-    assert answer["feedback"] == [{"platform": PLATFORM, "name": PLATFORM, "index": indices[1], "verdict": "removed"}]
+    (item,) = answer["feedback"]
+    assert item == {"platform": PLATFORM, "name": PLATFORM, "index": indices[1], "verdict": "removed",
+                    "day": item["day"]}
+    # The day the helpline verified the verdict (feedback entries carry no time of their own).
+    assert item["day"] in (day_before, time.strftime("%Y-%m-%d", time.gmtime()))
 
     # The person withdraws; the platform applies the withdrawal.
     status, answer = post_json(helpline.url + "/v1/cases/withdraw", codes)

@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.cases import eligibility
+from node.cases.resources import (
+    ADULT_KINDS,
+    DEFAULT_COUNTRIES,
+    DEFAULT_EMERGENCY,
+    DEFAULT_RESOURCES,
+    EMERGENCY_KINDS,
+    KINDS,
+    LANGUAGES,
+    MINOR_KINDS,
+    HelpDirectory,
+)
+from node.config import PageSection
 from node.cases.fingerprints import FingerprintError, parse_fingerprints
 from node.cases.hashes import PRODUCTION, ScryptParams, case_lookup, check_pin, hash_pin
 from node.cases.limits import ADDRESS_POLICY, CASE_POLICY, AddressLimiter, UnknownCaseCounters
@@ -122,47 +135,101 @@ def test_case_lookup_is_keyed():
 
 # ---------------------------------------------------------------- eligibility
 
-YES = {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+YES = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
+HELP = HelpDirectory.from_config(PageSection())
+MINOR_SERVICES = {r.name for r in DEFAULT_RESOURCES if r.kind in MINOR_KINDS}
+ADULT_SERVICES = {r.name for r in DEFAULT_RESOURCES if r.kind in ADULT_KINDS}
 
 
 def test_eligible():
-    assert eligibility.check(YES, "fr") is None
+    assert eligibility.check(YES, "fr", "FR", HELP) is None
 
 
-@pytest.mark.parametrize("lang", ["fr", "en"])
-def test_minors_are_sent_to_take_it_down_whatever_else(lang):
-    for other in ({}, {"in_image": False}, {"has_image": False, "intimate": False}):
-        refusal = eligibility.check({**YES, "adult": False, **other}, lang)
-        assert refusal.help[0]["name"].startswith("Take It Down")
-        assert "takeitdown.ncmec.org" in refusal.help[0]["url"]
-        assert not any("Revenge Porn" in h["name"] for h in refusal.help)
-        assert "18" in refusal.reason
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("age", ["adult", "adult_in_image"])
+def test_images_of_minors_go_to_take_it_down_and_child_protection_whatever_else(lang, age):
+    """Under 18 today, or 18 now but not in the image: Take It Down first, then the
+    country's child-protection services; never an adults' service."""
+    for other in ({}, {"in_image": False}, {"has_image": False, "intimate": False}, {"adult": False}):
+        for where, expected in (("FR", "119 – Allô Enfance en Danger"), ("GB", "Childline"),
+                                ("CA", "Kids Help Phone"), ("CH", "147 – Pro Juventute")):
+            refusal = eligibility.check({**YES, age: False, **other}, lang, where, HELP)
+            assert refusal.help[0] == {"name": "Take It Down (NCMEC)", "url": "https://takeitdown.ncmec.org/"}
+            names = [h["name"] for h in refusal.help]
+            assert expected in names, (where, names)
+            assert not set(names) & ADULT_SERVICES
+            assert "18" in refusal.reason and "Take It Down" in refusal.reason
+
+
+def test_age_in_image_has_its_own_reason():
+    today = eligibility.check({**YES, "adult": False}, "en", "FR", HELP)
+    then = eligibility.check({**YES, "adult_in_image": False}, "en", "FR", HELP)
+    assert then.not_met == ("adult_in_image",) and "before you were 18" in then.reason
+    assert today.reason != then.reason and today.help == then.help
 
 
 @pytest.mark.parametrize("question", ["in_image", "has_image", "intimate"])
 def test_adults_not_eligible_get_other_help(question):
-    fr = eligibility.check({**YES, question: False}, "fr")
-    en = eligibility.check({**YES, question: False}, "en")
+    fr = eligibility.check({**YES, question: False}, "fr", "FR", HELP)
+    en = eligibility.check({**YES, question: False}, "en", "GB", HELP)
     assert fr.not_met == (question,) and en.not_met == (question,)
     assert any(h["name"] == "Pharos" for h in fr.help)
     assert any(h["name"] == "Revenge Porn Helpline" for h in en.help)
-    assert not any("Take It Down" in h["name"] for h in fr.help + en.help)
+    assert not set(h["name"] for h in fr.help + en.help) & MINOR_SERVICES
     assert fr.reason != en.reason
     json.dumps(fr.to_json())
 
 
+def test_every_reason_in_every_language_and_french_spacing():
+    for question, reasons in eligibility.RULES:
+        assert set(reasons) == set(LANGUAGES)
+        assert len(set(reasons.values())) == len(LANGUAGES), question  # none left in another language
+        assert not re.search(r" [?:;!»]|« |\b18 ans", reasons["fr"]), question
+
+
+def test_operator_help_comes_first_and_defaults_can_go():
+    mine = {"country": "FR", "kind": "ncii_support", "name": "Ma permanence", "phone": "01 23 45 67 89"}
+    page = PageSection(resources=[mine], default_resources=False)
+    refusal = eligibility.check({**YES, "intimate": False}, "fr", "FR", HelpDirectory.from_config(page))
+    assert refusal.help == [{"name": "Ma permanence", "phone": "01 23 45 67 89"}]
+    # Take It Down stays, whatever the configuration: images of minors always have somewhere to go.
+    refusal = eligibility.check({**YES, "adult": False}, "fr", "FR", HelpDirectory.from_config(page))
+    assert refusal.help == [{"name": "Take It Down (NCMEC)", "url": "https://takeitdown.ncmec.org/"}]
+    refusal = eligibility.check({**YES, "intimate": False}, "fr", "FR", HelpDirectory.from_config(
+        PageSection(resources=[mine])))
+    assert refusal.help[0]["name"] == "Ma permanence" and len(refusal.help) > 1
+
+
 @pytest.mark.parametrize("answers", [None, [], {"in_image": True}, {**YES, "adult": "yes"}, {**YES, "extra": True},
-                                     {**YES, "adult": 1}])
+                                     {**YES, "adult": 1}, {k: v for k, v in YES.items() if k != "adult_in_image"}])
 def test_malformed_answers(answers):
     with pytest.raises(eligibility.EligibilityError):
-        eligibility.check(answers, "en")
+        eligibility.check(answers, "en", "FR", HELP)
 
 
-def test_language():
+def test_language_and_country():
     assert eligibility.language(None) == "fr"
-    assert eligibility.language("en") == "en"
-    with pytest.raises(eligibility.EligibilityError):
-        eligibility.language("de")
+    for lang in LANGUAGES:
+        assert eligibility.language(lang) == lang
+    for bad in ("xx", "EN", 1, ""):
+        with pytest.raises(eligibility.EligibilityError):
+            eligibility.language(bad)
+    assert eligibility.country(None, HELP) == "FR"
+    assert eligibility.country("BE", HELP) == "BE"
+    for bad in ("DE", "fr", "*", 7, ""):
+        with pytest.raises(eligibility.EligibilityError):
+            eligibility.country(bad, HELP)
+
+
+def test_default_help_names_its_sources():
+    for resource in DEFAULT_RESOURCES:
+        assert resource.source.startswith("https://") and resource.url.startswith("https://"), resource
+        assert resource.kind in KINDS and resource.country in (*DEFAULT_COUNTRIES, "*")
+    for number in DEFAULT_EMERGENCY:
+        assert number.source.startswith("https://") and number.kind in EMERGENCY_KINDS
+    for country in DEFAULT_COUNTRIES:  # every country: an emergency number, a child-protection line
+        assert any(n.country == country for n in DEFAULT_EMERGENCY), country
+        assert HELP.for_country(country, ("child_helpline",)), country
 
 
 # ---------------------------------------------------------------- fingerprints

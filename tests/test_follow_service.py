@@ -44,7 +44,7 @@ def test_follow_cli_add_list_remove(tmp_path, capsys):
     [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert listed["origin"] == "helpline.example/log" and listed["vkey"] == vkey and listed["name"] == "helpline"
     assert listed["size"] == 0 and listed["forked"] is False and listed["tofu"] is False
-    assert cli_main(["status", "--dir", d, "--json"]) == 0
+    assert cli_main(["status", "--dir", d, "--json"]) == 5  # no `serve` runs for d
     report = json.loads(capsys.readouterr().out)
     assert report["logs"][0]["origin"] == "helpline.example/log" and report["logs"][0]["size"] == 0
     assert report["fingerprints"] == {"active": 0, "withdrawn": 0, "suppressed": 0}
@@ -108,7 +108,7 @@ async def test_serve_follows_a_restricted_log_and_reports_status(tmp_path, capsy
             await follower.stop()
         await publisher.stop()
     capsys.readouterr()
-    assert await asyncio.to_thread(cli_main, ["status", "--dir", str(platform.root)]) == 0
+    assert await asyncio.to_thread(cli_main, ["status", "--dir", str(platform.root)]) == 5  # stopped: not serving
     out = capsys.readouterr().out
     assert "helpline.example/log  [ok]" in out and "300 active" in out
 

@@ -225,7 +225,7 @@ def test_budget_and_release_commands_offline(scene, tmp_path, capsys):
     assert matcher.stats()["held"]["cluster"] == 1200 - 16
     matcher.close()
     capsys.readouterr()
-    assert cli_main(["status", "--dir", str(root), "--json"]) == 0
+    assert cli_main(["status", "--dir", str(root), "--json"]) == 5  # 5: no node serves DIR
     [cluster] = json.loads(capsys.readouterr().out)["held_clusters"]
     assert cli_main(["match-release", "--dir", str(root), str(cluster["id"])]) == 0
     assert json.loads(capsys.readouterr().out)["released"] == 1200 - 16

@@ -34,6 +34,11 @@ async def test_helpline_serves_the_page_with_its_security_headers(aiohttp_client
         assert response.status == 200, name
         assert await response.read() == (STATIC / name).read_bytes()
     assert (await client.get("/app.js")).headers["Content-Type"].startswith("text/javascript")
+    # Its own favicon, so that no browser logs an error for a missing one.
+    assert (await client.get("/favicon.svg")).headers["Content-Type"] == "image/svg+xml"
+    assert (await client.get("/favicon.ico")).headers["Content-Type"] == "image/x-icon"
+    for lang in ("es", "de", "it", "pt", "ar"):
+        assert (await client.get(f"/i18n/{lang}.json")).status == 200
 
 
 @pytest.mark.parametrize("path", ["/../config.toml", "/%2e%2e/config.toml", "/i18n/../../app.py",

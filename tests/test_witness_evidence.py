@@ -17,7 +17,8 @@ from protocol.checkpoint import Checkpoint, sign_checkpoint
 from protocol.cosignature import CosignatureSigner
 from protocol.errors import CosignatureError
 from protocol.merkle import leaf_hash, root_of
-from protocol.note import Signer, add_signatures
+from protocol.note import Signer, add_signatures, parse_note, sign_note
+from protocol.policy import Policy
 
 from publish_support import make_datadir
 
@@ -63,7 +64,7 @@ def test_power_of_two_old_size():
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.update(type="other"), "type"),
     (lambda d: d.update(vkey=Signer.generate(ORIGIN).verifier_key()), "not validly signed"),
-    (lambda d: d.update(origin="x.example/log"), "not after the origin"),
+    (lambda d: d.update(origin="x.example/log"), "not validly signed"),
     (lambda d: d["checkpoints"].pop(), "exactly two"),
     (lambda d: d["checkpoints"].__setitem__(1, d["checkpoints"][0]), "agree"),
     (lambda d: d["proof"].update(kind="consistency"), "same-size"),
@@ -128,7 +129,11 @@ def test_witness_cli(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == cosigner          # created once
     assert (datadir.root / "keys" / "witness.key").stat().st_mode & 0o077 == 0
     assert cli_main(["witness", "logs", "add", "--dir", d, ORIGIN, SIGNER.verifier_key()]) == 0
-    assert cli_main(["witness", "logs", "add", "--dir", d, "other.example", SIGNER.verifier_key()]) == 1
+    # C2SP: the key name SHOULD match the origin; a log we did not write may differ,
+    # and its origin may hold spaces.
+    assert cli_main(["witness", "logs", "add", "--dir", d, "other.example", SIGNER.verifier_key()]) == 0
+    assert cli_main(["witness", "logs", "add", "--dir", d, "t.example/log 2", SIGNER.verifier_key()]) == 0
+    assert cli_main(["witness", "logs", "add", "--dir", d, "bad\norigin", SIGNER.verifier_key()]) == 1
     assert cli_main(["witness", "logs", "add", "--dir", d, ORIGIN, cosigner]) == 1  # a cosigner key is no log key
     capsys.readouterr()
     assert cli_main(["witness", "logs", "list", "--dir", d]) == 0
@@ -141,10 +146,69 @@ def test_witness_cli(tmp_path, capsys):
     assert cli_main(["witness", "require", "--dir", d, ORIGIN, "-k", "2", "--witness", cosigner]) == 1
     assert cli_main(["witness", "require", "--dir", d, ORIGIN, "-k", "1", "--witness", cosigner]) == 0
     db = open_db(datadir.db_path)
-    assert store.get_follow_policy(db, ORIGIN) == ([cosigner], 1)
+    assert store.get_follow_policy(db, ORIGIN) == Policy.k_of_n([cosigner], 1).to_bytes()
     assert [w.url for w in store.list_log_witnesses(db)] == ["http://127.0.0.1:9"]
     db.close()
     assert cli_main(["witness", "require", "--dir", d, ORIGIN, "--off"]) == 0
     assert cli_main(["witness", "unuse", "--dir", d, "w"]) == 0
     assert cli_main(["witness", "logs", "remove", "--dir", d, ORIGIN]) == 0
     assert cli_main(["witness", "logs", "remove", "--dir", d, ORIGIN]) == 1
+
+
+def test_evidence_about_a_key_not_named_like_its_origin():
+    """C2SP lets a log name its key otherwise: evidence is about what the key signed."""
+    odd = Signer.generate("t.example/key2")
+
+    def odd_note(hashes):
+        return sign_note(Checkpoint("t.example/log2", len(hashes), root_of(hashes)).to_text(), [odd])
+
+    a, b = leaves(b"a", 30), leaves(b"b", 30)
+    doc = check_pair(odd.verifier_key(), odd_note(a), odd_note(b), None)
+    verified = verify_evidence(dumps(doc))
+    assert (verified.origin, verified.kind) == ("t.example/log2", "same-size")
+    doc["origin"] = "t.example/key2"     # the notes are not for the origin the file names
+    with pytest.raises(EvidenceError, match="not validly signed"):
+        verify_evidence(dumps(doc))
+
+
+def test_rotation_keeps_a_log_naming_of_its_own():
+    from node.follow.apply import _check_rotation
+    from protocol.entries import Announcement, rotation_message
+
+    current = Signer.generate("t.example/key2")
+    for new_name, honoured in (("t.example/key2", True), ("t.example/log2", True), ("elsewhere.example", False)):
+        new = Signer.generate(new_name).verifier_key()
+        announcement = Announcement("Log", "https://t.example/c", "https://t.example/p", new,
+                                    current.sign(rotation_message(new)))
+        assert _check_rotation("t.example/log2", current.verifier_key(), announcement)[0] is honoured
+
+
+def test_migration_2_turns_flags_into_policies_and_drops_unverified_lines(tmp_path):
+    """A version-1 witness area (k-of-n rows, notes kept whole) upgraded in place."""
+    import types
+
+    from node.store import connect, migrate
+    from protocol.policy import parse_policy
+
+    path = tmp_path / "old.db"
+    db = connect(path)
+    migrate(db, [types.SimpleNamespace(AREA="witness", MIGRATIONS=[store._v1])])
+    witness = CosignatureSigner.generate("w.example")
+    stranger = Signer.generate("stranger.example")
+    cp = Checkpoint(ORIGIN, 3, root_of(leaves(b"m", 3)))
+    kept_whole = add_signatures(sign_note(cp.to_text(), [SIGNER, stranger]), [witness.cosign(cp.to_text(), 1700000000)])
+    with db.atomic():
+        db.execute("INSERT INTO witness_known_logs (origin, vkey, name, added_at) VALUES (?, ?, '', 0)",
+                   (ORIGIN, SIGNER.verifier_key()))
+        db.execute("INSERT INTO witness_latest (origin, size, root_hash, note, cosigned_at) VALUES (?, 3, ?, ?, 0)",
+                   (ORIGIN, cp.root_hash, kept_whole))
+        db.execute("INSERT INTO follow_witness_policy (origin, witnesses, k) VALUES (?, ?, 1)",
+                   (ORIGIN, json.dumps([witness.verifier_key()])))
+    db.close()
+    db = open_db(path)                        # runs migration 2
+    policy = parse_policy(store.get_follow_policy(db, ORIGIN))
+    assert policy.describe() == "witness w.example" and policy.witnesses[0].verifier.vkey == witness.verifier_key()
+    note_after = store.witness_latest(db, ORIGIN).note
+    assert [s.name for s in parse_note(note_after).signatures] == [ORIGIN, "w.example"]
+    assert store.list_follow_policies(db)[0][2] == "flags"
+    db.close()

@@ -16,6 +16,7 @@ from node.web.app import RunningNode
 from node.witness.keys import load_witness_signer
 from node.witness.policy import NotEnoughCosignatures, check_followed_checkpoint, require_cosignatures
 from protocol.checkpoint import open_checkpoint
+from protocol.policy import Policy
 from protocol.note import Verifier
 
 from publish_support import ORIGIN, append, make_datadir, pdq_line, wait_for
@@ -80,7 +81,7 @@ async def test_witnessed_log(tmp_path):
 
             # A follower with a stored policy accepts it, and refuses the plain note.
             fdb = open_db(tmp_path / "follower.db")
-            store.set_follow_policy(fdb, ORIGIN, witnesses, 2)
+            store.set_follow_policy(fdb, ORIGIN, Policy.k_of_n(witnesses, 2).to_bytes(), "flags")
             check_followed_checkpoint(fdb, ORIGIN, note)
             plain = note.split(b"\n\n")[0] + b"\n\n" + note.split(b"\n\n")[1].splitlines(True)[0]
             with pytest.raises(NotEnoughCosignatures):

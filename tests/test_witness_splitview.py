@@ -130,7 +130,7 @@ async def test_witness_sees_through_split_view_and_followers_require_cosignature
 
             # Then it shows history B to the witness: refused, evidence kept.
             status, _ = await submit(files_b["checkpoint"], 50)
-            assert status == 409
+            assert status == 422
             [(_, origin, evidence_text, _)] = store.list_evidence(witness.context.db)
             assert origin == ORIGIN and verify_evidence(evidence_text).kind == "same-size"
 

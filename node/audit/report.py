@@ -24,7 +24,7 @@ def _day(day: int) -> str:
 
 def to_json(result: AuditResult, *, url: str = "", consistency: dict | None = None,
             evidence_files: list[str] = (), html_path: str | None = None,
-            peers: list[dict] = ()) -> dict:
+            peers: list[dict] = (), witnesses: dict | None = None) -> dict:
     dated = {_day(d): n for d, n in sorted(result.submissions_by_day.items()) if d}
     return {
         "ok": result.ok,
@@ -46,6 +46,7 @@ def to_json(result: AuditResult, *, url: str = "", consistency: dict | None = No
         "key_rotations": result.rotations,
         "consistency": consistency or {},
         "peers": list(peers),
+        "witnesses": witnesses,
         "evidence_files": list(evidence_files),
         "html_report": html_path,
     }
@@ -71,6 +72,12 @@ def to_text(report: dict) -> str:
                      f"({consistency.get('message', '')})".rstrip(" ()"))
     for peer in report["peers"]:
         lines.append(f"peer {peer['url']}: {peer['status']}")
+    witnesses = report.get("witnesses")
+    if witnesses:
+        cosigned = ", ".join(f"{name} at {at}" for name, at in witnesses["cosigned"].items())
+        lines.append(f"witnesses: policy needs {witnesses['required']}: "
+                     + (f"met ({cosigned or 'no cosignature needed'})" if witnesses["met"]
+                        else f"NOT met ({witnesses.get('problem', '')})"))
     for w in report["warnings"]:
         lines.append(f"warning [{w['kind']}]: {w['message']}")
     for v in report["violations"]:

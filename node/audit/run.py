@@ -58,6 +58,7 @@ class AuditOptions:
     peers: list[str] = field(default_factory=list)
     html_path: Path | None = None
     timeout: float = 30.0
+    policy: object | None = None       # protocol.policy.Policy: the cosignatures the checkpoint needs
 
 
 @dataclass
@@ -72,7 +73,8 @@ def _safe_name(origin: str) -> str:
     return f"{slug}-{hashlib.sha256(origin.encode()).hexdigest()[:8]}"
 
 
-def _request_signer(path: Path | None):
+def load_request_signer(path: Path | None):
+    """The RFC 9421 request signer of a node's request key file, or None."""
     if path is None:
         return None
     from node.readaccess import RequestSigner
@@ -152,7 +154,7 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
         Verifier.from_vkey(options.vkey)
     except ProtocolError as exc:
         raise AuditError(f"--vkey: {exc}") from None
-    signer = _request_signer(options.request_key)
+    signer = load_request_signer(options.request_key)
     evidence_dir = options.state_dir or Path.cwd()
     evidence_files: list[str] = []
     consistency: dict = {}
@@ -185,6 +187,7 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
             result.violations[:] = fetch_problems + [v for v in result.violations if v.kind != "unavailable"]
         trusted = result.tiles_verified and bool(result.signed_by)
         nodes = TileNodes(result.size, tiles) if trusted else None
+        witnesses = _check_witnesses(options.policy, note, result) if options.policy is not None else None
 
         # Consistency with the checkpoint verified last time.
         state_path = None
@@ -241,9 +244,33 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
         html_path = (options.state_dir / f"report-{_safe_name(result.origin or 'log')}.html"
                      if options.state_dir else Path.cwd() / "ncii-audit-report.html")
     report = report_mod.to_json(result, url=options.url, consistency=consistency,
-                                evidence_files=evidence_files, html_path=str(html_path), peers=peers)
+                                evidence_files=evidence_files, html_path=str(html_path), peers=peers,
+                                witnesses=witnesses)
     Path(html_path).write_text(report_mod.to_html(report, result), encoding="utf-8")
     return AuditOutcome(result, report, evidence_files)
+
+
+def _check_witnesses(policy, note: bytes, result: AuditResult) -> dict:
+    """The policy's quorum on the audited checkpoint (and, if it lists logs, a
+    signature by one of them): violation `witnesses` when not met."""
+    import datetime
+
+    from node.witness.policy import enforce, witness_label
+
+    report = {"required": policy.describe(), "met": False, "cosigned": {}}
+    if not result.signed_by:
+        report["problem"] = "the checkpoint is not validly signed: its cosignatures prove nothing"
+        return report
+    try:
+        cosigned = enforce(policy, note, result.origin)
+    except ProtocolError as exc:
+        report["problem"] = str(exc)
+        result.violation("witnesses", f"the checkpoint does not carry the cosignatures the policy needs: {exc}")
+        return report
+    report["met"] = True
+    report["cosigned"] = {witness_label(policy, name): datetime.datetime.fromtimestamp(
+        t, datetime.timezone.utc).isoformat() for name, t in sorted(cosigned.items())}
+    return report
 
 
 async def _compare_with_peer(peer_url, result, note, nodes, client, evidence_dir, evidence_files, timeout) -> dict:

@@ -46,7 +46,7 @@ import weakref
 from typing import Any, Callable
 
 from node.cases import eligibility
-from node.cases.fingerprints import DegenerateFingerprints, FingerprintError, parse_fingerprints
+from node.cases.fingerprints import CaseFingerprint, DegenerateFingerprints, FingerprintError, parse_fingerprints
 from node.cases.hashes import (
     ScryptParams,
     case_lookup,
@@ -58,6 +58,7 @@ from node.cases.hashes import (
 from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
 from node.cases.proxies import ClientAddresses
+from node.cases.resources import HelpDirectory
 from node.store import cases as store
 from node.store import log as log_store
 from protocol.entries import MAX_TARGETS, Withdrawal, day_to_json, encode_entry
@@ -115,6 +116,49 @@ def _published(index: int, checkpoint_size: int, days: dict[int, int]) -> dict:
     return {"index": index, "checkpoint_size": checkpoint_size, "day": day_to_json(day) if day else None}
 
 
+def read_new_case(body: Any, *, max_fingerprints: int, day: int,
+                  directory: HelpDirectory) -> tuple[eligibility.Refusal | None, list[CaseFingerprint]]:
+    """The body of POST /v1/cases, checked: (refusal, []) when not eligible (the help
+    pointed to comes from `directory`), else (None, the fingerprints). Raises
+    CaseApiError(400), and nothing else, on any JSON value (tests/test_fuzz_regressions.py
+    and fuzz/harnesses.py hold it to that)."""
+    if not isinstance(body, dict):
+        raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
+    unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country"})
+    if unknown:
+        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
+                           "(send eligibility, fingerprints, lang, country)")
+    try:
+        lang = eligibility.language(body.get("lang"))
+        where = eligibility.country(body.get("country"), directory)
+        refusal = eligibility.check(body.get("eligibility"), lang, where, directory)
+    except eligibility.EligibilityError as exc:
+        raise CaseApiError(400, str(exc)) from None
+    if refusal is not None:
+        return refusal, []
+    try:
+        return None, parse_fingerprints(body.get("fingerprints"), max_count=max_fingerprints, day=day)
+    except DegenerateFingerprints as exc:
+        raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
+    except FingerprintError as exc:
+        raise CaseApiError(400, str(exc)) from None
+
+
+def read_case_codes(body: Any) -> tuple[str, str]:
+    """(canonical case number, PIN) from the body of POST /v1/cases/status or
+    /withdraw. Raises CaseApiError(400), and nothing else, on any JSON value."""
+    if not isinstance(body, dict):
+        raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
+    unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
+    if unknown:
+        raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
+    try:
+        return canonical_case_number(body.get("case_number")), canonical_pin(body.get("pin"))
+    except CaseNumberError as exc:
+        # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
+        raise CaseApiError(400, str(exc)) from None
+
+
 class CaseService:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -123,6 +167,7 @@ class CaseService:
         self.origin = config.node.origin
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
         self.max_fingerprints = config.cases.max_fingerprints
+        self.help = HelpDirectory.from_config(config.page)  # where a refusal points to
         self.addresses = AddressLimiter()
         self.clients = ClientAddresses(config.http.trusted_proxies)  # who a request comes from, for the limiter
         self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
@@ -185,25 +230,11 @@ class CaseService:
     async def create(self, body: Any) -> tuple[int, dict]:
         from node.log.sequencer import LogUnavailable
 
-        if not isinstance(body, dict):
-            raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
-        unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang"})
-        if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send eligibility, fingerprints, lang)")
-        try:
-            lang = eligibility.language(body.get("lang"))
-            refusal = eligibility.check(body.get("eligibility"), lang)
-        except eligibility.EligibilityError as exc:
-            raise CaseApiError(400, str(exc)) from None
+        day = today()
+        refusal, fingerprints = read_new_case(body, max_fingerprints=self.max_fingerprints, day=day,
+                                              directory=self.help)
         if refusal is not None:
             return 422, refusal.to_json()
-        day = today()
-        try:
-            fingerprints = parse_fingerprints(body.get("fingerprints"), max_count=self.max_fingerprints, day=day)
-        except DegenerateFingerprints as exc:
-            raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
-        except FingerprintError as exc:
-            raise CaseApiError(400, str(exc)) from None
 
         number, pin = new_case_number(), new_pin()
         canonical = canonical_case_number(number)
@@ -246,18 +277,7 @@ class CaseService:
 
     # ---------------------------------------------------------------- opening a case with its codes
     async def _open(self, body: Any, address: str | None) -> store.CaseRow:
-        if not isinstance(body, dict):
-            raise CaseApiError(400, 'the body must be a JSON object {"case_number": "...", "pin": "..."}')
-        unknown = sorted(set(map(str, body)) - {"case_number", "pin", "lang"})
-        if unknown:
-            raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} (send case_number and pin)")
-        try:
-            canonical = canonical_case_number(body.get("case_number"))
-            pin = canonical_pin(body.get("pin"))
-        except CaseNumberError as exc:
-            # A malformed number or PIN is a typing mistake, not a guess: no attempt is counted.
-            raise CaseApiError(400, str(exc)) from None
-
+        canonical, pin = read_case_codes(body)
         slot = self.addresses.slot(address)
         waiting = self._address_waiting.get(slot, 0)
         if waiting >= MAX_WAITING_PER_ADDRESS:
@@ -430,7 +450,9 @@ class CaseService:
 
 def _feedback(db, own_origin: str, published: list) -> list[dict]:
     """Per platform and entry, the latest verdict a followed log published about one
-    of these entries (quoting the right leaf hash)."""
+    of these entries (quoting the right leaf hash). The platform is named as the
+    operator named the followed log (`follow add --name`), else by its origin: never by
+    the name it announces about itself, which nobody vouches for."""
     try:
         from node.store import follow as follow_store
     except ImportError:
@@ -438,7 +460,7 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
     names: dict[str, str] = {}
     try:
         for followed in follow_store.list_logs(db):
-            names[followed.origin] = followed.display_name or followed.name or followed.origin
+            names[followed.origin] = followed.name or followed.origin
         out = []
         for e in published:
             latest: dict[str, Any] = {}
@@ -448,8 +470,10 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
                 if row.from_origin not in latest or row.from_index > latest[row.from_origin].from_index:
                     latest[row.from_origin] = row
             for origin, row in sorted(latest.items()):
+                # the day this node verified the verdict: feedback entries carry no time
+                learnt = follow_store.verified_at(db, origin, row.from_index)
                 out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
-                            "verdict": row.verdict})
+                            "verdict": row.verdict, "day": day_to_json(today(learnt)) if learnt else None})
         return out
     except sqlite3.OperationalError:  # the follower's tables do not exist in this database
         return []

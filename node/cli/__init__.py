@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish, follow and match signed logs of NCII fingerprints.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="more detailed logs")
+    parser.add_argument("--version", action="version", version=f"ncii-node {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -29,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.register(subparsers)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ncii-node")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,14 @@
-"""`ncii-node audit`: audit a whole log, or check a split-view evidence file.
+"""`ncii-node audit`: audit a whole log, or check a split-view evidence file or a proof.
 
     ncii-node audit URL --vkey VKEY [--json] [--state DIR] [--request-key FILE] [--peer URL ...] [--html FILE]
+                        [--policy FILE | --witness VKEY ... -k K]
     ncii-node audit verify-evidence FILE
+    ncii-node audit verify-proof FILE (--policy FILE | --vkey VKEY [--witness VKEY ... -k K])
+                        [--origin ORIGIN] [--entry FILE] [--json]
 
 Exit status: 0 nothing wrong (for verify-evidence: the evidence holds, the log
-equivocated), 1 a violation (for verify-evidence: the file proves nothing), 2 the audit
-could not be done.
+equivocated; for verify-proof: the proof holds), 1 a violation (the file proves
+nothing), 2 the audit could not be done.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ def register(subparsers) -> None:
         "any violation. `ncii-node audit verify-evidence FILE` checks an evidence file: exit 0 means "
         "the log signed two inconsistent checkpoints.",
     )
-    p.add_argument("url", metavar="URL", help="the log's URL prefix, or `verify-evidence`")
-    p.add_argument("file", metavar="FILE", nargs="?", help="with verify-evidence: the evidence file")
+    p.add_argument("url", metavar="URL", help="the log's URL prefix, or `verify-evidence` or `verify-proof`")
+    p.add_argument("file", metavar="FILE", nargs="?", help="with verify-evidence or verify-proof: the file")
     p.add_argument("--vkey", help="the log's verifier key (name+hhhhhhhh+base64)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--state", metavar="DIR", help="keep the last verified checkpoint here and compare with it")
@@ -37,12 +40,25 @@ def register(subparsers) -> None:
     p.add_argument("--html", metavar="FILE", help="where to write the HTML report "
                    "(default: DIR/report-<origin>.html with --state, else ./ncii-audit-report.html)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
+    p.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy: the witness cosignatures the "
+                   "checkpoint must carry (violation `witnesses` if not)")
+    p.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                   help="a trusted witness's cosigner key (repeatable; with -k)")
+    p.add_argument("-k", type=int, default=None, help="how many of the --witness keys must have cosigned")
+    p.add_argument("--origin", help="with verify-proof: the only acceptable origin (default: the --vkey's "
+                   "name, or any log of the policy)")
+    p.add_argument("--entry", metavar="FILE", help="with verify-proof: the entry bytes, for a proof made "
+                   "with --no-entry")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     if args.url == "verify-evidence":
         return _verify_evidence(args)
+    if args.url == "verify-proof":
+        from node.cli.proof import verify_proof
+
+        return verify_proof(args)
     if args.file is not None:
         print("error: unexpected argument after URL", file=sys.stderr)
         return 2
@@ -56,8 +72,14 @@ def run(args) -> int:
 
     from node.audit import report as report_mod
     from node.audit.run import AuditError, AuditOptions, run_audit
+    from node.witness.policy import PolicyOptionError, policy_from_options
 
-    options = AuditOptions(url=args.url, vkey=args.vkey.strip(),
+    try:
+        policy = policy_from_options(args.policy, args.witness, args.k)
+    except PolicyOptionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = AuditOptions(policy=policy, url=args.url, vkey=args.vkey.strip(),
                            state_dir=Path(args.state) if args.state else None,
                            request_key=Path(args.request_key) if args.request_key else None,
                            peers=list(args.peer), html_path=Path(args.html) if args.html else None,

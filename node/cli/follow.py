@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     add.add_argument("url", metavar="URL", help="the log's URL prefix, e.g. https://helpline.example/log")
     add.add_argument("--vkey", help="the log's verifier key (name+hex+base64), as `ncii-node key` prints it")
     add.add_argument("--name", default="", help="a local name for the log")
+    add.add_argument("--origin", help="the log's origin line, when its key is not named like it (C2SP allows "
+                     "that; default: the key's name)")
     add.add_argument("--interval", type=float, default=1.0, help="seconds between rounds (default 1)")
     add.add_argument("--tofu", action="store_true",
                      help="pin the key the server presents at /node.json (trust on first use: unsafe)")
@@ -108,20 +110,41 @@ def _check_url(url: str) -> str | None:
     return None
 
 
-async def _fetch_node_json(url: str, timeout: float) -> dict:
+def _check_origin(origin: str) -> str | None:
+    """Why `origin` cannot be a checkpoint's origin line, or None."""
+    from protocol.checkpoint import Checkpoint
+    from protocol.errors import CheckpointError
+
+    try:
+        Checkpoint(origin, 0, bytes(32))
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+class NodeJsonError(ValueError):
+    """A peer's /node.json that says nothing usable."""
+
+
+def parse_node_json(data: bytes) -> dict:
+    """A peer's /node.json (bytes from the network): an object with a verifier_key.
+    Raises NodeJsonError, and nothing else, whatever the bytes."""
     import json
 
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise NodeJsonError("/node.json is not JSON") from None
+    if not isinstance(info, dict) or not isinstance(info.get("verifier_key"), str):
+        raise NodeJsonError("/node.json has no verifier_key")
+    return info
+
+
+async def _fetch_node_json(url: str, timeout: float) -> dict:
     from node.follow.client import PeerClient
 
     async with PeerClient(url, timeout=timeout) as client:
-        data = await client.node_json()
-    try:
-        info = json.loads(data)
-    except ValueError:
-        raise ValueError("/node.json is not JSON") from None
-    if not isinstance(info, dict) or not isinstance(info.get("verifier_key"), str):
-        raise ValueError("/node.json has no verifier_key")
-    return info
+        return parse_node_json(await client.node_json())
 
 
 @reports_datadir_errors
@@ -156,7 +179,12 @@ def run_add(args) -> int:
         verifier = Verifier.from_vkey(vkey)
     except KeyFormatError as exc:
         return fail(f"--vkey is not a verifier key: {exc}", 2)
-    origin = verifier.name  # a log's key is named like its origin (C2SP tlog-checkpoint)
+    # A log's key SHOULD be named like its origin (C2SP tlog-checkpoint); --origin
+    # follows a conformant log whose key is named otherwise.
+    origin = verifier.name if args.origin is None else args.origin
+    problem = _check_origin(origin)
+    if problem:
+        return fail(f"--origin: {problem}", 2)
     if args.tofu and not args.vkey:
         print(TOFU_WARNING.format(url=url, origin=origin, vkey=vkey), file=sys.stderr)
     with _database(args) as db:
@@ -167,6 +195,9 @@ def run_add(args) -> int:
             return fail(str(exc))
     print(f"following {origin} at {url}" + (f" as {args.name!r}" if args.name else ""))
     print(f"pinned verifier key: {vkey}")
+    if origin != verifier.name:
+        print(f"note: the key is named {verifier.name!r}, not like the origin; checkpoints of {origin!r} "
+              "signed by it are accepted (C2SP allows it)")
     print("a running node picks this up within seconds; `ncii-node status --dir DIR` shows progress")
     return 0
 

@@ -10,7 +10,7 @@ def register(subparsers) -> None:
         "init",
         help="create a data directory for a new node",
         description="Creates DIR with config.toml, an Ed25519 log key and a request key "
-        "(mode 0600), the admin token (0600) and, for a platform, the match token (0600), the "
+        "(mode 0600), the admin token and the metrics token (0600) and, for a platform, the match token (0600), the "
         "SQLite database (WAL) and the tiles folder.",
     )
     add_dir_argument(p, help="data directory to create (must be absent or empty)")
@@ -20,6 +20,12 @@ def register(subparsers) -> None:
                    help="what this node does (default: helpline)")
     p.add_argument("--public-read", action="store_true",
                    help="let anyone fetch tiles and entry bundles (default: registered readers only)")
+    p.add_argument("--host", help="address of the public site (default 127.0.0.1; behind a reverse proxy "
+                   "keep it on loopback)")
+    p.add_argument("--port", type=int, help="port of the public site, kept in config.toml (default 8080)")
+    p.add_argument("--admin-port", type=int,
+                   help="port of the admin site (loopback), kept in config.toml (default 0: a free port "
+                   "each start, announced in DIR/serve.json; fix it for monitoring)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +45,12 @@ def run(args) -> int:
     config.node.origin = args.origin
     config.node.role = args.role
     config.http.public_read = bool(args.public_read)
+    if args.host is not None:
+        config.http.host = args.host
+    if args.port is not None:
+        config.http.port = args.port
+    if args.admin_port is not None:
+        config.admin.port = args.admin_port
     try:
         config.validate()
         log_key = Signer.generate(args.origin)
@@ -56,6 +68,7 @@ def run(args) -> int:
     datadir.write_secret(datadir.log_key_path, log_key.to_key_file())
     datadir.write_secret(datadir.request_key_path, request_key.to_key_file())
     datadir.create_token(datadir.admin_token_path)
+    datadir.create_token(datadir.metrics_token_path)
     if args.role == "platform":
         datadir.create_token(datadir.match_token_path)
     open_db(datadir.db_path).close()

@@ -1,19 +1,28 @@
-"""`ncii-node status`: the health of every followed log (size, lag, errors, forks)."""
+"""`ncii-node status`: the health of this node and of every followed log (size, lag,
+errors, forks), with an exit status that monitoring can use."""
 
 from __future__ import annotations
+
+import argparse
 
 from node.cli._common import add_dir_argument, reports_datadir_errors
 
 
 def register(subparsers) -> None:
+    from node.follow.status import EXIT_STATUS_HELP
+
     p = subparsers.add_parser(
         "status",
-        help="show the followed logs: size, last verified checkpoint, lag, errors, forks",
+        help="show this node's log and the followed logs: size, last verified checkpoint, lag, errors, forks",
         description="Reads the node's database (works while the node runs). With --json prints one "
-        "object whose `logs` list holds, per followed log, origin, size, forked, last_verified_at, "
-        "lag_entries, lag_seconds, last_error and, for a fork, its evidence file; whose `fingerprints` "
-        "holds the counts of active, withdrawn and suppressed fingerprints; and whose `gossip` list holds "
-        "the peers views are compared with. Exit status 3 when a followed log has forked.",
+        "object whose `node` holds this node's origin, role, log size, last checkpoint time and whether a "
+        "`serve` runs for the directory; whose `logs` list holds, per followed log, origin, state (ok, failing, "
+        "forked), size, forked, last_verified_at, lag_entries, lag_seconds, last_error, failures (in a row), "
+        "errors_total and, for a fork, its evidence file; whose `fingerprints` holds the counts of active, "
+        "withdrawn and suppressed fingerprints; and whose `gossip` list holds the peers views are compared "
+        "with. `ncii-node stats` gives the figures (cases, verdicts, takedown rates, matches).",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_dir_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -25,13 +34,20 @@ def run(args) -> int:
     import json
 
     from node.datadir import DataDir
-    from node.follow.status import format_report, status_report
+    from node.follow.status import exit_status, format_report, iso_time, status_report
     from node.store import open_db
+    from node.store import stats as stats_store
 
-    db = open_db(DataDir(args.dir).db_path)
+    datadir = DataDir(args.dir)
+    config = datadir.config
+    serving = datadir.serving_node() is not None
+    db = open_db(datadir.db_path)
     try:
         report = status_report(db)
+        size, published_at = stats_store.own_log_size(db)
     finally:
         db.close()
+    report["node"] = {"origin": config.node.origin, "role": config.node.role, "serving": serving,
+                      "log_size": size, "last_checkpoint_at": iso_time(published_at)}
     print(json.dumps(report, indent=1) if args.json else format_report(report))
-    return 3 if report["forked_logs"] else 0
+    return exit_status(report, serving)

@@ -2,7 +2,7 @@
 
 Witness role (this node cosigns other logs' checkpoints at POST /add-checkpoint):
     witness key    --dir DIR [--name NAME]      print (creating it if needed) the cosigning vkey
-    witness logs add    --dir DIR ORIGIN VKEY [--name NAME]
+    witness logs add    --dir DIR ORIGIN VKEY [--name NAME] [--interval SECONDS]
     witness logs list   --dir DIR
     witness logs remove --dir DIR ORIGIN|VKEY
 
@@ -12,8 +12,9 @@ Publishing role (this node's checkpoints are sent to witnesses and served cosign
     witness policy --dir DIR K                        want K cosignatures per checkpoint
     witness status --dir DIR
 
-Following role (refuse checkpoints of a followed log without k of n cosignatures):
+Following role (refuse checkpoints of a followed log without the cosignatures it needs):
     witness require --dir DIR ORIGIN -k K --witness VKEY [--witness VKEY ...]
+    witness require --dir DIR ORIGIN --policy FILE    a C2SP tlog-policy (groups, thresholds)
     witness require --dir DIR ORIGIN --off
 
 Changes are read by a running node: witnesses added with `use` are used from the next
@@ -44,6 +45,9 @@ def register(subparsers) -> None:
     add.add_argument("origin", metavar="ORIGIN")
     add.add_argument("vkey", metavar="VKEY")
     add.add_argument("--name", default="")
+    add.add_argument("--interval", type=float, metavar="SECONDS",
+                     help="the add-checkpoint rate the log declared: at most one round every SECONDS "
+                          "(listed in /node.json; a log that sends more is reported in the node's log)")
     ls = logs_actions.add_parser("list", help="list the logs and keys, with the latest cosigned size")
     add_dir_argument(ls)
     rm = logs_actions.add_parser("remove", help="stop witnessing a log (its cosigned state is kept)")
@@ -69,8 +73,46 @@ def register(subparsers) -> None:
     require.add_argument("origin", metavar="ORIGIN")
     require.add_argument("-k", type=int, default=None, help="cosignatures required")
     require.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a trusted witness key")
+    require.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file (logs, witnesses, groups, "
+                         "quorum) instead of -k and --witness")
     require.add_argument("--off", action="store_true", help="remove the requirement")
     p.set_defaults(func=run)
+
+
+def _require(db, args) -> int:
+    """`witness require`: store the tlog-policy a followed log's checkpoints must meet."""
+    from node.store import witness as store
+    from node.witness.policy import PolicyOptionError, policy_from_options
+
+    if args.off:
+        store.remove_follow_policy(db, args.origin)
+        print(f"no cosignatures required for {args.origin}")
+        return 0
+    if args.k is not None and args.k < 1:
+        return fail("-k must be at least 1 (use --off to require no cosignature)")
+    try:
+        policy = policy_from_options(args.policy, args.witness, args.k)
+    except PolicyOptionError as exc:
+        return fail(str(exc))
+    if policy is None:
+        return fail("give -k K and at least one --witness VKEY, or --policy FILE (or --off)")
+    if policy.logs and not any(log.verifier.name == args.origin for log in policy.logs):
+        return fail(f"{args.policy} lists logs, but none is named {args.origin!r}: every checkpoint would be "
+                    "refused (C2SP tlog-policy: a log's key name is its origin; leave the log lines out to "
+                    "rely on the key pinned with `follow add`)")
+    store.set_follow_policy(db, args.origin, policy.to_bytes(), "file" if args.policy else "flags")
+    print(f"checkpoints of {args.origin} now need {policy.describe()} "
+          f"({len(policy.witnesses)} witness(es) known to the policy)")
+    return 0
+
+
+def _describe_policy(policy_bytes: bytes) -> str:
+    from protocol.policy import PolicyError, parse_policy
+
+    try:
+        return parse_policy(policy_bytes).describe()
+    except PolicyError as exc:
+        return f"an unusable policy ({exc})"
 
 
 def _raw():
@@ -84,8 +126,9 @@ def run(args) -> int:
     from node.datadir import DataDir
     from node.store import open_db
     from node.store import witness as store
+    from protocol.checkpoint import Checkpoint
     from protocol.cosignature import CosignatureVerifier
-    from protocol.errors import KeyFormatError
+    from protocol.errors import CheckpointError, KeyFormatError
     from protocol.note import Verifier
 
     datadir = DataDir(args.dir)
@@ -102,16 +145,29 @@ def run(args) -> int:
                     verifier = Verifier.from_vkey(args.vkey.strip())
                 except KeyFormatError as exc:
                     return fail(f"not a log verifier key: {exc}")
+                try:
+                    Checkpoint(args.origin, 0, bytes(32))
+                except CheckpointError as exc:
+                    return fail(f"not an origin line: {exc}")
                 if verifier.name != args.origin:
-                    return fail(f"the key is named {verifier.name!r}; a log's key is named after its origin "
-                                  f"{args.origin!r}")
+                    # C2SP tlog-checkpoint: the key name SHOULD match the origin; a
+                    # conformant log may name it otherwise, and we witness it all the same.
+                    print(f"note: the key is named {verifier.name!r}, not like the origin {args.origin!r} "
+                          "(allowed by C2SP); it is trusted for this origin only", file=sys.stderr)
+                if args.interval is not None and not 0.1 <= args.interval <= 86400:
+                    return fail("--interval must be between 0.1 and 86400 seconds")
                 added = store.add_known_log(db, args.origin, verifier.vkey, args.name)
+                if args.interval is not None:
+                    store.set_log_rate(db, args.origin, args.interval)
                 print(("witnessing " if added else "already witnessed (name updated): ") + f"{args.origin} {verifier.vkey}")
             elif args.logs_action == "list":
+                rates = store.log_rates(db)
                 for known in store.list_known_logs(db):
                     latest = store.witness_latest(db, known.origin)
+                    rate = f"declared: one round per {rates[known.origin]:g} s" if known.origin in rates else \
+                        "no declared rate"
                     print(f"{known.origin}\t{known.vkey}\t{known.name}\t"
-                          f"{'cosigned size ' + str(latest.size) if latest else 'nothing cosigned yet'}")
+                          f"{'cosigned size ' + str(latest.size) if latest else 'nothing cosigned yet'}\t{rate}")
             else:
                 n = store.remove_known_log(db, args.origin.strip())
                 if not n:
@@ -142,24 +198,15 @@ def run(args) -> int:
             k = store.get_log_policy(db)
             witnesses = store.list_log_witnesses(db)
             print(f"policy: {k if k is not None else 'none'} of {len(witnesses)}")
+            print(f"add-checkpoint rate: at most one round every "
+                  f"{datadir.config.witness.add_checkpoint_interval:g} s ([witness] add_checkpoint_interval)")
             for w in witnesses:
                 state = f"cosigned size {w.last_size}" if w.last_line else "no cosignature yet"
                 print(f"{w.name or '-'}\t{w.url}\t{state}\t{'last error: ' + w.last_error if w.last_error else ''}")
+            for origin, policy_bytes, source in store.list_follow_policies(db):
+                print(f"following {origin}: needs {_describe_policy(policy_bytes)} (from {source})")
         elif args.action == "require":
-            if args.off:
-                store.remove_follow_policy(db, args.origin)
-                print(f"no cosignatures required for {args.origin}")
-                return 0
-            if args.k is None or not args.witness:
-                return fail("give -k K and at least one --witness VKEY (or --off)")
-            try:
-                vkeys = [CosignatureVerifier.from_vkey(v.strip()).vkey for v in args.witness]
-            except KeyFormatError as exc:
-                return fail(f"not a witness cosigner key: {exc}")
-            if not 1 <= args.k <= len(set(vkeys)):
-                return fail(f"-k must be between 1 and the number of witnesses ({len(set(vkeys))})")
-            store.set_follow_policy(db, args.origin, vkeys, args.k)
-            print(f"checkpoints of {args.origin} now need {args.k} of {len(set(vkeys))} witness cosignatures")
+            return _require(db, args)
         return 0
     finally:
         db.close()

@@ -24,9 +24,11 @@ wins), so applying the same batch twice changes nothing.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from node.store import follow as store
+from node.store import stats as stats_store
 from protocol.entries import (
     Announcement,
     Feedback,
@@ -73,10 +75,13 @@ class Applied:
     vkey: str = ""  # the pinned key after this round
 
 
-def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> Applied:
+def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None, now: float | None = None) -> Applied:
     """Inside the caller's transaction: move staged submissions into `fingerprints`,
-    then apply the staged non-submission entries in index order."""
+    then apply the staged non-submission entries in index order, then add the
+    round's feedback to the operator's summaries (node/store/stats.py), as received
+    `now`."""
     result = Applied(vkey=vkey)
+    feedback_range: list[int] = []
     result.added = store.move_staged_fingerprints(db, origin)
     for index, data, _leaf in store.staged_entries(db, origin):
         entry = decode_entry(data)  # decoded once already while staging: cannot fail
@@ -93,6 +98,7 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
                             origin, index, entry.origin, entry.index)
             store.add_feedback(db, origin, index, entry.origin, entry.index, entry.leaf_hash, entry.verdict, matches)
             result.feedback += 1
+            feedback_range[:] = [feedback_range[0] if feedback_range else index, index + 1]
         elif isinstance(entry, Announcement):
             store.set_peer_metadata(db, origin, index, entry.display_name, entry.contact_url, entry.policy_url)
             result.announcements += 1
@@ -106,19 +112,22 @@ def apply_staged(db, origin: str, vkey: str, own_origin: str | None = None) -> A
                     result.vkey = entry.new_vkey
                 else:
                     log.error("follow %s: key rotation at entry %d REFUSED: %s", origin, index, reason)
+    if feedback_range:
+        stats_store.summarise_feedback(db, origin, *feedback_range, time.time() if now is None else now, own_origin)
     return result
 
 
 def _check_rotation(origin: str, current_vkey: str, announcement: Announcement) -> tuple[bool, str]:
     """(honoured, reason): the rotation must be signed by the current key and the new
-    key must carry the log's name (checkpoints are verified by a key named like the origin)."""
+    key must carry the log's name, or the current key's name for a log whose key is
+    not named like its origin (C2SP: SHOULD)."""
     try:
         current = Verifier.from_vkey(current_vkey)
         new = Verifier.from_vkey(announcement.new_vkey)
     except KeyFormatError as exc:
         return False, f"unusable key: {exc}"
-    if new.name != origin:
-        return False, f"the new key is named {new.name!r}, not like the log {origin!r}"
+    if new.name not in (origin, current.name):
+        return False, f"the new key is named {new.name!r}, neither like the log {origin!r} nor like its current key"
     if not verify_rotation(announcement, current):
         return False, "the rotation signature does not verify under the current key"
     return True, "signed by the current key"

@@ -148,7 +148,7 @@ class Gossip:
         """Steps 2-4 for one note; returns a problem (or None)."""
         verifier = Verifier.from_vkey(entry.vkey)
         try:
-            cp, _ = open_checkpoint(theirs, [verifier], origin=entry.origin)
+            cp, _ = open_checkpoint(theirs, [verifier], origin=entry.origin, key_name_is_origin=False)
         except ProtocolError as exc:
             return f"the peer's checkpoint does not verify under the pinned key: {exc}"
         m, ours = entry.size, entry.checkpoint_note
@@ -190,7 +190,8 @@ class Gossip:
 
     async def _record(self, entry: store.FollowedLog, reason: str, earlier_size: int, earlier_note: bytes,
                       theirs: bytes, larger_tree, peer_url: str, result: GossipResult, doc: dict | None = None):
-        later_size = open_checkpoint(theirs, [Verifier.from_vkey(entry.vkey)])[0].size
+        later_size = open_checkpoint(theirs, [Verifier.from_vkey(entry.vkey)], origin=entry.origin,
+                                     key_name_is_origin=False)[0].size
         await self.worker.call(forks.record_fork, entry.origin, f"{reason} ({peer_url})", earlier_size,
                                earlier_note, later_size, theirs, vkey=entry.vkey, larger_tree=larger_tree,
                                sources=[(f"verified by this node from {entry.url}", entry.verified_at),
@@ -231,7 +232,8 @@ class Gossip:
 
 def _note_is(note_text: str, entry: store.FollowedLog) -> bool:
     try:
-        cp, _ = open_checkpoint(note_text.encode("utf-8"), [Verifier.from_vkey(entry.vkey)], origin=entry.origin)
+        cp, _ = open_checkpoint(note_text.encode("utf-8"), [Verifier.from_vkey(entry.vkey)], origin=entry.origin,
+                                key_name_is_origin=False)
     except ProtocolError:
         return False
     return (cp.size, cp.root_hash) == (entry.size, entry.root_hash)

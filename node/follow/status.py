@@ -9,6 +9,11 @@ A forked log also names its evidence file (`fork_evidence`) or why there is none
 On a platform, `held` counts a log's fingerprints verified and stored but held out of
 the match index (a dense `cluster` it published, or beyond its `budget`), and
 `held_clusters` lists the clusters waiting for the operator (node/matcher/holds.py).
+
+Each log has one `state`: "forked", "failing" (its last round failed) or "ok";
+`exit_status` turns the report into the exit status of `ncii-node status` (EXIT_*),
+which monitoring reads. A `last_error` of a log whose rounds have succeeded since is
+an earlier error, and is shown as one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,20 @@ import time
 
 from node.store import follow as store
 from node.store import matching as matching_store
+from node.store import stats as stats_store
+
+EXIT_OK = 0          # every followed log and gossip peer is well, and a node serves this directory
+EXIT_FORKED = 3      # a followed log forked (evidence kept): a person must look
+EXIT_FAILING = 4     # a followed log's (or a gossip peer's) last round failed
+EXIT_NOT_SERVING = 5  # no `ncii-node serve` runs for this data directory
+
+EXIT_STATUS_HELP = """\
+exit status (for monitoring; the first that applies):
+  3  a followed log FORKED (two inconsistent signed checkpoints; evidence kept)
+  4  a followed log, or a gossip peer, is failing (its last round failed)
+  5  no `ncii-node serve` is running for this data directory
+  1  the data directory cannot be read
+  0  all well"""
 
 
 def iso_time(t: float | None) -> str | None:
@@ -26,16 +45,23 @@ def iso_time(t: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def status_report(db, now: float | None = None) -> dict:
+def log_state(entry) -> str:
+    return "forked" if entry.forked else "failing" if entry.failures else "ok"
+
+
+def status_report(db, now: float | None = None, *, fingerprints: bool = True) -> dict:
+    """The report; without `fingerprints`, no counts of fingerprints (they read the
+    whole fingerprint table: the console and /metrics go without them)."""
     now = time.time() if now is None else now
-    counts = store.fingerprint_counts(db)
+    counts = store.fingerprint_counts(db) if fingerprints else {}
     forks = store.latest_forks(db)
     held = matching_store.hold_counts(db)
     clusters = [c for c in matching_store.clusters(db) if c.held]
     budgets = matching_store.budgets(db)
+    errors = stats_store.follow_errors(db)
     logs = []
     for entry in store.list_logs(db):
-        c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0})
+        c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0}) if fingerprints else None
         fork = forks.get(entry.origin) if entry.forked else None
         logs.append({
             "origin": entry.origin,
@@ -56,6 +82,8 @@ def status_report(db, now: float | None = None) -> dict:
             "last_error": entry.last_error,
             "last_error_at": iso_time(entry.last_error_at),
             "failures": entry.failures,
+            "errors_total": errors.get(entry.origin, 0),
+            "state": log_state(entry),
             "display_name": entry.display_name,
             "fingerprints": c,
             "held": held.get(entry.origin, {"cluster": 0, "budget": 0}),
@@ -68,9 +96,10 @@ def status_report(db, now: float | None = None) -> dict:
             total[key] += c[key]
     return {
         "logs": logs,
-        "fingerprints": total,
+        "fingerprints": total if fingerprints else None,
         "forked_logs": [entry["origin"] for entry in logs if entry["forked"]],
         "held_clusters": [{"origin": k.origin, **_cluster_json(k)} for k in clusters],
+        "failing_logs": [entry["origin"] for entry in logs if entry["state"] == "failing"],
         "gossip": [{"url": p.url, "interval": p.interval, "checked_at": iso_time(p.checked_at),
                     "last_error": p.last_error, "last_error_at": iso_time(p.last_error_at), "failures": p.failures}
                    for p in store.list_gossip_peers(db)],
@@ -84,7 +113,8 @@ def _cluster_json(cluster) -> dict:
 
 
 def format_report(report: dict) -> str:
-    """The report for people: one block per log, forks and held clusters impossible to miss."""
+    """The report for people: forks and held clusters first (impossible to miss), this
+    node (when the report has `node`), then one block per log."""
     lines = []
     evidence = {entry["origin"]: entry.get("fork_evidence") for entry in report["logs"]}
     for origin in report["forked_logs"]:
@@ -97,21 +127,22 @@ def format_report(report: dict) -> str:
                      f"ncii-node match-release --dir DIR {cluster['id']}")
     if report["forked_logs"] or report.get("held_clusters"):
         lines.append("")
+    if report.get("node"):
+        lines += [_node_line(report["node"]), ""]
     if not report["logs"]:
         lines.append("following no logs (ncii-node follow add --dir DIR URL --vkey VKEY)")
     for entry in report["logs"]:
         name = f" ({entry['name']})" if entry["name"] else ""
-        state = "FORKED" if entry["forked"] else "failing" if entry["failures"] else "ok"
+        state = "FORKED" if entry["state"] == "forked" else entry["state"]
         lines.append(f"{entry['origin']}{name}  [{state}]")
         lines.append(f"  url            {entry['url']}")
         lines.append(f"  size           {entry['size']} verified"
-                     + (f", {entry['lag_entries']} behind" if entry["lag_entries"] else ""))
-        lines.append(f"  last verified  {entry['last_verified_at'] or 'no checkpoint yet'}"
-                     + (f" (up to date with the log as of {entry['lag_seconds']} s ago)"
-                        if entry["lag_seconds"] is not None else ""))
+                     + (f", {entry['lag_entries']} behind the log's latest checkpoint" if entry["lag_entries"] else ""))
+        lines.append(f"  last verified  {entry['last_verified_at'] or 'no checkpoint yet'}" + _sync_note(entry))
         fp = entry["fingerprints"]
-        lines.append(f"  fingerprints   {fp['active']} active, {fp['withdrawn']} withdrawn, "
-                     f"{fp['suppressed']} suppressed")
+        if fp is not None:
+            lines.append(f"  fingerprints   {fp['active']} active, {fp['withdrawn']} withdrawn, "
+                         f"{fp['suppressed']} suppressed")
         held = entry.get("held", {})
         if held.get("cluster") or held.get("budget"):
             lines.append(f"  HELD           {held['cluster']} in held clusters, {held['budget']} beyond the log's "
@@ -123,15 +154,44 @@ def format_report(report: dict) -> str:
                 lines.append("                 (anyone can check it: ncii-node audit verify-evidence FILE)")
             elif entry.get("fork_evidence_problem"):
                 lines.append(f"  evidence       NONE: {entry['fork_evidence_problem']}")
-        if entry["last_error"]:
+        if entry["last_error"] and entry["failures"]:
             lines.append(f"  last error     {entry['last_error']} ({entry['last_error_at']}, "
                          f"{entry['failures']} failure(s) in a row)")
+        elif entry["last_error"] and not entry["forked"]:
+            lines.append(f"  earlier error  {entry['last_error']} ({entry['last_error_at']}; "
+                         "rounds have succeeded since)")
     for peer in report.get("gossip", []):
         checked = peer["checked_at"] or "never"
         problem = f"; last problem: {peer['last_error']}" if peer["last_error"] else ""
         lines.append(f"gossip peer {peer['url']}  compared {checked}{problem}")
     total = report["fingerprints"]
-    lines.append("")
-    lines.append(f"fingerprints: {total['active']} active, {total['withdrawn']} withdrawn, "
-                 f"{total['suppressed']} suppressed")
+    if total is not None:
+        lines.append("")
+        lines.append(f"fingerprints: {total['active']} active, {total['withdrawn']} withdrawn, "
+                     f"{total['suppressed']} suppressed")
     return "\n".join(lines)
+
+
+def _node_line(node: dict) -> str:
+    checkpoint = f", last checkpoint {node['last_checkpoint_at']}" if node["last_checkpoint_at"] else ""
+    serving = "serving" if node["serving"] else "NOT SERVING (no `ncii-node serve` runs for this directory)"
+    return f"this node: {node['origin']} ({node['role']}), log size {node['log_size']}{checkpoint}; {serving}"
+
+
+def _sync_note(entry: dict) -> str:
+    """When a round last confirmed holding the log's latest checkpoint, worded so that
+    it never contradicts the lag or the state printed beside it."""
+    if entry["lag_seconds"] is None:
+        return ""
+    if entry["state"] == "ok" and not entry["lag_entries"]:
+        return f" (in sync: confirmed {entry['lag_seconds']} s ago)"
+    return f" (last in sync {entry['lag_seconds']} s ago)"
+
+
+def exit_status(report: dict, serving: bool = True) -> int:
+    """EXIT_FORKED, EXIT_FAILING, EXIT_NOT_SERVING or EXIT_OK (EXIT_STATUS_HELP)."""
+    if report["forked_logs"]:
+        return EXIT_FORKED
+    if report["failing_logs"] or any(peer["failures"] for peer in report.get("gossip", [])):
+        return EXIT_FAILING
+    return EXIT_OK if serving else EXIT_NOT_SERVING

@@ -200,7 +200,10 @@ class Follower:
     async def _round(self, state: store.FollowedLog) -> RoundResult:
         note = await self._fetch(self.client.checkpoint())
         try:
-            cp, _ = open_checkpoint(note, [Verifier.from_vkey(state.vkey)], origin=self.origin)
+            # The pinned key was configured for this origin; its name need not be the origin
+            # (C2SP tlog-checkpoint: SHOULD).
+            cp, _ = open_checkpoint(note, [Verifier.from_vkey(state.vkey)], origin=self.origin,
+                                    key_name_is_origin=False)
         except ProtocolError as exc:
             raise PeerMisbehaved(f"checkpoint rejected: {exc}") from None
         if cp.size == 0 and cp.root_hash != EMPTY_ROOT:

@@ -130,6 +130,9 @@ class Sequencer:
         # submission hooks in here). A callback must return at once (start a task
         # for slow work) and may not delay or undo sequencing: errors are logged.
         self.on_publish: list = []
+        # Called on the event loop after each published batch with (entries, seconds
+        # from taking the batch to its signed checkpoint): the node's metrics.
+        self.on_batch: list = []
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -250,8 +253,14 @@ class Sequencer:
                                      for i in range(n)])
             position += n
         if published.size != previous_size:
+            seconds = time.monotonic() - started
             log.info("sequencer: published checkpoint %d (+%d entries) in %.0f ms",
-                     published.size, published.size - previous_size, (time.monotonic() - started) * 1000)
+                     published.size, published.size - previous_size, seconds * 1000)
+            for callback in list(self.on_batch):
+                try:
+                    callback(published.size - previous_size, seconds)
+                except Exception:
+                    log.exception("sequencer: an on_batch callback failed (ignored)")
             # Off the acknowledgement path; runs in the worker before the next batch.
             loop.run_in_executor(self._executor, self._checkpoint_wal)
 

@@ -52,9 +52,12 @@ class SuppressOutcome:
 
 
 def _check(origin: object, index: object) -> None:
+    from protocol.checkpoint import MAX_TREE_SIZE
+
     if not isinstance(origin, str) or not origin:
         raise SuppressError('origin must be the origin of a followed log, e.g. "helpline.example/log"')
-    if type(index) is not int or index < 0:
+    # An entry's index is below its log's size, and sizes stay below 2**63 (what SQLite holds).
+    if type(index) is not int or not 0 <= index < MAX_TREE_SIZE:
         raise SuppressError("index must be a non-negative integer: the entry's index in that log")
 
 

@@ -214,9 +214,12 @@ def list_logs(db: sqlite_utils.Database) -> list[FollowedLog]:
 
 def record_error(db: sqlite_utils.Database, origin: str, message: str, now: float | None = None) -> None:
     """Remember why the last round failed; the verified state is not touched."""
+    from node.store import stats
+
     with db.atomic():
         db.execute("UPDATE followed_logs SET last_error = ?, last_error_at = ?, failures = failures + 1 "
                    "WHERE origin = ?", (message, time.time() if now is None else now, origin))
+        stats.count_follow_error(db, origin)
 
 
 def record_in_sync(db: sqlite_utils.Database, origin: str, remote_size: int, now: float | None = None) -> None:
@@ -467,6 +470,14 @@ def feedback_for(db: sqlite_utils.Database, origin: str, index: int) -> list[Fee
             for r in db.execute("SELECT from_origin, from_idx, origin, idx, leaf_hash, verdict, entry_matches "
                                 "FROM follow_feedback WHERE origin = ? AND idx = ? ORDER BY from_origin, from_idx",
                                 (origin, index))]
+
+
+def verified_at(db: sqlite_utils.Database, origin: str, index: int) -> float | None:
+    """When this node first verified a checkpoint of `origin` covering entry `index`
+    (the first one whose size exceeds it), i.e. when it learnt that entry; None if not yet."""
+    row = db.execute("SELECT verified_at FROM followed_checkpoints WHERE origin = ? AND size > ? "
+                     "ORDER BY size LIMIT 1", (origin, index)).fetchone()
+    return row[0] if row else None
 
 
 def key_rotations(db: sqlite_utils.Database, origin: str) -> list[tuple[int, str, str, bool, str]]:

@@ -62,9 +62,12 @@ def insert_entries(db: sqlite_utils.Database, first_index: int,
 
     The caller commits nothing else in between: when this returns, the batch is
     durable (synchronous=FULL) or, on error, none of it is stored."""
+    from node.store import stats
+
     rows = ((first_index + i, data, h) for i, (data, h) in enumerate(zip(entries, leaf_hashes)))
     with db.atomic():
         db.conn.executemany("INSERT INTO log_entries (idx, data, leaf_hash) VALUES (?, ?, ?)", rows)
+        stats.count_entries(db, entries)  # the daily summary, in the same transaction
 
 
 def iter_entries(db: sqlite_utils.Database, start: int, end: int,
@@ -101,6 +104,12 @@ class StoredCheckpoint:
 def latest_checkpoint(db: sqlite_utils.Database) -> StoredCheckpoint | None:
     row = db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints "
                      "ORDER BY size DESC LIMIT 1").fetchone()
+    return StoredCheckpoint(*row) if row else None
+
+
+def checkpoint_at(db: sqlite_utils.Database, size: int) -> StoredCheckpoint | None:
+    row = db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints WHERE size = ?",
+                     (size,)).fetchone()
     return StoredCheckpoint(*row) if row else None
 
 

@@ -4,13 +4,16 @@ Witness role (this node cosigns other logs' checkpoints, C2SP tlog-witness):
 - `witness_known_logs(origin, vkey, name, added_at)`: the logs this witness accepts,
   with the verifier key(s) it trusts for each origin (a log may have several keys).
 - `witness_latest(origin, size, root_hash, note, cosigned_at)`: per origin, the latest
-  checkpoint this witness cosigned; `note` is the log's signed note with our
-  cosignature appended, as monitors read it. The check of an add-checkpoint request
+  checkpoint this witness cosigned; `note` holds only lines someone verified: the
+  checkpoint text, the signature lines of the log's trusted keys, and our cosignature,
+  as monitors read it (GET /<hex SHA-256 of origin>/checkpoint). The check of an add-checkpoint request
   against this row and the update of the row happen in ONE `BEGIN IMMEDIATE`
   transaction (`witness_update`), so two concurrent requests can never roll it back.
 - `witness_refusals(id, origin, status, reason, body, received_at)`: validly signed
-  submissions that were refused (409/422) -- possible evidence of misbehaviour,
+  submissions that were refused (422) -- possible evidence of misbehaviour,
   kept for people to look at (the newest MAX_REFUSALS only).
+- `witness_log_rates(origin, interval)`: the add-checkpoint rate a witnessed log
+  declared (at most one request every `interval` seconds), published in /node.json.
 
 Publishing role (this node's own log is witnessed):
 - `log_witnesses(vkey, name, url, added_at, last_size, last_line, last_error, last_attempt)`:
@@ -19,9 +22,11 @@ Publishing role (this node's own log is witnessed):
 - `log_witness_policy(id = 1, k)`: how many cosignatures a checkpoint should carry.
 
 Following role (this node checks other logs' cosignatures):
-- `follow_witness_policy(origin, witnesses, k)`: the witnesses (JSON list of cosigner
-  vkeys) and the number k of them whose cosignatures a checkpoint of `origin` must
-  carry before this node accepts it.
+- `follow_policies(origin, policy, source)`: the C2SP tlog-policy (file bytes) whose
+  quorum a checkpoint of `origin` must meet before this node applies it; `source` is
+  "flags" (made from `witness require -k K --witness ...`) or "file" (`--policy FILE`).
+  (Version 1 kept k-of-n flags in `follow_witness_policy`; version 2 turned each row
+  into the policy it means.)
 
 Every role:
 - `seen_checkpoints(origin, size, root_hash, note, source, seen_at)`: the latest
@@ -105,7 +110,47 @@ def _v1(db: sqlite_utils.Database) -> None:
     )""")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    from protocol.policy import Policy
+
+    db.execute("""CREATE TABLE follow_policies (
+        origin TEXT PRIMARY KEY,
+        policy BLOB NOT NULL,
+        source TEXT NOT NULL
+    )""")
+    for origin, witnesses, k in db.execute("SELECT origin, witnesses, k FROM follow_witness_policy").fetchall():
+        policy = Policy.k_of_n(json.loads(witnesses), k)
+        db.execute("INSERT INTO follow_policies (origin, policy, source) VALUES (?, ?, 'flags')",
+                   (origin, policy.to_bytes()))
+    db.execute("DROP TABLE follow_witness_policy")
+    db.execute("""CREATE TABLE witness_log_rates (
+        origin TEXT PRIMARY KEY,
+        interval REAL NOT NULL
+    )""")
+    _keep_verified_lines(db)
+
+
+def _keep_verified_lines(db: sqlite_utils.Database) -> None:
+    """Version 1 stored the submitted note whole, lines of unknown keys included. Keep
+    the lines of the log's trusted keys that verify, and the last line (our own
+    cosignature: add_signatures always appended it last)."""
+    from protocol.errors import ProtocolError
+    from protocol.note import Note, Verifier, open_note, parse_note
+
+    for origin, note in db.execute("SELECT origin, note FROM witness_latest").fetchall():
+        try:
+            parsed = parse_note(note)
+            keys = [Verifier.from_vkey(v) for v in known_vkeys(db, origin)]
+            opened = open_note(note, keys)
+        except ProtocolError:
+            continue  # nothing we can vouch for: leave the row as it was
+        verified = {(v.name, v.key_id) for v in opened.verified_by}
+        kept = [sig for sig in parsed.signatures[:-1] if (sig.name, sig.key_id) in verified]
+        db.execute("UPDATE witness_latest SET note = ? WHERE origin = ?",
+                   (Note(parsed.text, kept + parsed.signatures[-1:]).to_bytes(), origin))
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 # -- witness role: known logs ----------------------------------------------------------
@@ -166,6 +211,15 @@ def witness_latest(db: sqlite_utils.Database, origin: str) -> CosignedCheckpoint
     row = db.execute("SELECT origin, size, root_hash, note, cosigned_at FROM witness_latest "
                      "WHERE origin = ?", (origin,)).fetchone()
     return CosignedCheckpoint(*row) if row else None
+
+
+def witness_latest_by_origin_hash(db: sqlite_utils.Database, origin_hash: str) -> CosignedCheckpoint | None:
+    """The row whose origin's SHA-256, in lowercase hex, is `origin_hash` (C2SP
+    tlog-witness monitoring path). A witness knows few logs: a scan is enough."""
+    for (origin,) in db.execute("SELECT origin FROM witness_latest"):
+        if hashlib.sha256(origin.encode("utf-8")).hexdigest() == origin_hash:
+            return witness_latest(db, origin)
+    return None
 
 
 def all_witness_latest(db: sqlite_utils.Database) -> list[CosignedCheckpoint]:
@@ -276,28 +330,49 @@ def set_log_policy(db: sqlite_utils.Database, k: int) -> None:
                    "ON CONFLICT(id) DO UPDATE SET k = excluded.k", (k,))
 
 
-# -- following role: cosignatures required per followed origin ------------------------------
+# -- following role: the policy a followed origin's checkpoints must meet ------------------
 
-def set_follow_policy(db: sqlite_utils.Database, origin: str, witnesses: list[str], k: int) -> None:
+def set_follow_policy(db: sqlite_utils.Database, origin: str, policy: bytes, source: str) -> None:
+    """Store the C2SP tlog-policy (already parsed and checked by the caller) for `origin`."""
     with db.atomic():
-        db.execute("INSERT INTO follow_witness_policy (origin, witnesses, k) VALUES (?, ?, ?) "
-                   "ON CONFLICT(origin) DO UPDATE SET witnesses = excluded.witnesses, k = excluded.k",
-                   (origin, json.dumps(sorted(set(witnesses))), k))
+        db.execute("INSERT INTO follow_policies (origin, policy, source) VALUES (?, ?, ?) "
+                   "ON CONFLICT(origin) DO UPDATE SET policy = excluded.policy, source = excluded.source",
+                   (origin, policy, source))
 
 
-def get_follow_policy(db: sqlite_utils.Database, origin: str) -> tuple[list[str], int] | None:
-    row = db.execute("SELECT witnesses, k FROM follow_witness_policy WHERE origin = ?", (origin,)).fetchone()
-    return (json.loads(row[0]), row[1]) if row else None
+def get_follow_policy(db: sqlite_utils.Database, origin: str) -> bytes | None:
+    row = db.execute("SELECT policy FROM follow_policies WHERE origin = ?", (origin,)).fetchone()
+    return bytes(row[0]) if row else None
 
 
 def remove_follow_policy(db: sqlite_utils.Database, origin: str) -> int:
     with db.atomic():
-        return db.execute("DELETE FROM follow_witness_policy WHERE origin = ?", (origin,)).rowcount
+        return db.execute("DELETE FROM follow_policies WHERE origin = ?", (origin,)).rowcount
 
 
-def list_follow_policies(db: sqlite_utils.Database) -> list[tuple[str, list[str], int]]:
-    return [(r[0], json.loads(r[1]), r[2]) for r in db.execute(
-        "SELECT origin, witnesses, k FROM follow_witness_policy ORDER BY origin")]
+def list_follow_policies(db: sqlite_utils.Database) -> list[tuple[str, bytes, str]]:
+    return [(r[0], bytes(r[1]), r[2]) for r in db.execute(
+        "SELECT origin, policy, source FROM follow_policies ORDER BY origin")]
+
+
+# -- witness role: the add-checkpoint rate each witnessed log declared ----------------------
+
+def set_log_rate(db: sqlite_utils.Database, origin: str, interval: float | None) -> None:
+    with db.atomic():
+        if interval is None:
+            db.execute("DELETE FROM witness_log_rates WHERE origin = ?", (origin,))
+        else:
+            db.execute("INSERT INTO witness_log_rates (origin, interval) VALUES (?, ?) "
+                       "ON CONFLICT(origin) DO UPDATE SET interval = excluded.interval", (origin, interval))
+
+
+def log_rate(db: sqlite_utils.Database, origin: str) -> float | None:
+    row = db.execute("SELECT interval FROM witness_log_rates WHERE origin = ?", (origin,)).fetchone()
+    return row[0] if row else None
+
+
+def log_rates(db: sqlite_utils.Database) -> dict[str, float]:
+    return {r[0]: r[1] for r in db.execute("SELECT origin, interval FROM witness_log_rates")}
 
 
 # -- every role: checkpoints seen, evidence ---------------------------------------------------

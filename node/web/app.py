@@ -51,6 +51,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.datadir import DataDir
+from node.metrics import NodeMetrics
 from node.web.body import BODY_GATE, BodyGate
 
 log = logging.getLogger(__name__)
@@ -101,11 +102,16 @@ class NodeContext:
         self.request_vkey: str = ""
         self.admin_token: str = ""
         self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
+        self.metrics_token: str = ""  # allows GET /metrics only (node/web/metrics_routes.py)
         self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
+        self.metrics = NodeMetrics()  # what this node measures in memory (node/metrics.py)
+        self.reader = None        # a DatabaseWorker for the figures (node/web/metrics_routes.py)
 
 
 NODE = web.AppKey("node", NodeContext)
 READ_PROTECTED = web.AppKey("read_protected", list)
+# Route modules may add sections to /node.json: async callables (app) -> {key: value}.
+NODE_JSON_SECTIONS = web.AppKey("node_json_sections", list)
 
 
 def route_modules() -> list[ModuleType]:
@@ -130,6 +136,7 @@ async def _node_resources(app: web.Application):
         ctx.log_vkey = datadir.load_log_signer().verifier_key()
         ctx.request_vkey = datadir.load_request_signer().verifier_key()
         ctx.admin_token = datadir.admin_token()
+        ctx.metrics_token = datadir.metrics_token(create=True)
         if ctx.config.node.role == "platform":
             ctx.match_token = datadir.match_token(create=True)
         ctx.sequencer = Sequencer(datadir)
@@ -235,6 +242,7 @@ def create_app(datadir: DataDir) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
+    app[NODE_JSON_SECTIONS] = []
     app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():

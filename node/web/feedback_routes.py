@@ -39,12 +39,14 @@ async def publish_feedback(ctx, origin: object, index: object, verdict: object) 
     Raises FeedbackError (400 bad input, 404 entry unknown here, 503 log unavailable)."""
     from node.log.sequencer import LogUnavailable
     from node.store import follow as follow_store
+    from protocol.checkpoint import MAX_TREE_SIZE
     from protocol.entries import VERDICTS, Feedback, encode_entry, entry_to_json
     from protocol.errors import ProtocolError
 
     if not isinstance(origin, str) or not origin:
         raise FeedbackError(400, "origin must be the origin of a followed log, e.g. \"helpline.example/log\"")
-    if type(index) is not int or index < 0:
+    # An entry's index is below its log's size, and sizes stay below 2**63 (what SQLite holds).
+    if type(index) is not int or not 0 <= index < MAX_TREE_SIZE:
         raise FeedbackError(400, "index must be a non-negative integer: the entry's index in that log")
     if verdict not in VERDICTS:
         raise FeedbackError(400, f"verdict must be one of {', '.join(VERDICTS)}")

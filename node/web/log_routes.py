@@ -22,7 +22,7 @@ import logging
 
 from aiohttp import web
 
-from node.web.app import NODE
+from node.web.app import NODE, NODE_JSON_SECTIONS
 from node.web.bearer import bearer_token_ok, unauthorized
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
 async def get_node_json(request: web.Request) -> web.Response:
     ctx = request.app[NODE]
     config = ctx.config
-    return web.json_response({
+    document = {
         "origin": config.node.origin,
         "role": config.node.role,
         "display_name": config.node.display_name,
@@ -60,7 +60,10 @@ async def get_node_json(request: web.Request) -> web.Response:
         "verifier_key": ctx.log_vkey,
         "request_key": ctx.request_vkey,
         "public_read": config.http.public_read,
-    }, headers={"Cache-Control": "public, max-age=60"})
+    }
+    for section in request.app[NODE_JSON_SECTIONS]:  # e.g. witnessing (node/web/witness_routes.py)
+        document.update(await section(request.app))
+    return web.json_response(document, headers={"Cache-Control": "public, max-age=60"})
 
 
 async def get_tile(request: web.Request) -> web.StreamResponse:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,7 +227,11 @@ def _matcher(request: web.Request):
 
 async def _match(request: web.Request, queries) -> list[tuple]:
     settings = request.app[MATCH_SETTINGS]
-    return await asyncio.to_thread(_run_matches, _matcher(request), queries, settings.max_matches)
+    started = time.perf_counter()
+    answers = await asyncio.to_thread(_run_matches, _matcher(request), queries, settings.max_matches)
+    request.app[NODE].metrics.observe_match(time.perf_counter() - started, len(queries),
+                                            (hit.origin for result, _ in answers for hit in result.hits))
+    return answers
 
 
 def _guarded(*, match_token: bool):

@@ -4,6 +4,7 @@
                                 (node/witness/addcheckpoint.py has the status codes)
     GET  /witness/checkpoints   monitors: the latest cosigned checkpoint per origin (JSON)
     GET  /witness/checkpoint?origin=O   the same for one origin, as the signed note text
+    GET  /<hex SHA-256 of O>/checkpoint the same at C2SP tlog-witness's monitoring path
     GET  /witness/seen          the latest verified checkpoint of each origin this node has
                                 seen in any role (witness, follower, auditor), for split-view
                                 comparison by other nodes (JSON)
@@ -34,7 +35,7 @@ import logging
 
 from aiohttp import web
 
-from node.web.app import NODE, READ_PROTECTED
+from node.web.app import NODE, NODE_JSON_SECTIONS, READ_PROTECTED
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,13 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/add-checkpoint", post_add_checkpoint)
     app.router.add_get("/witness/checkpoints", get_cosigned_checkpoints)
     app.router.add_get("/witness/checkpoint", get_cosigned_checkpoint)
+    app.router.add_get(r"/{origin_hash:[0-9a-f]{64}}/checkpoint", get_monitored_checkpoint)
     app.router.add_get("/witness/seen", get_seen)
     app.router.add_get("/witness/evidence", get_evidence)
     # Which logs this node follows or witnesses is the operator's business (as for
     # GET /status): registered readers only, unless the node is public_read.
     app[READ_PROTECTED].extend(["/witness/seen", "/witness/evidence"])
+    app[NODE_JSON_SECTIONS].append(node_json_witnessing)
     app.cleanup_ctx.append(_witness_resources)
 
 
@@ -83,7 +86,8 @@ async def _witness_resources(app: web.Application):
         log.info("witness %s: cosigning for %s", signer.verifier_key(),
                  ", ".join(sorted({k.origin for k in store.list_known_logs(ctx.db)})) or "no log yet")
     app[WITNESS] = service
-    submitter = WitnessSubmitter(ctx.sequencer, ctx.datadir.db_path)
+    submitter = WitnessSubmitter(ctx.sequencer, ctx.datadir.db_path,
+                                 interval=ctx.config.witness.add_checkpoint_interval)
     await submitter.start()
     app[SUBMITTER] = submitter
     try:
@@ -92,6 +96,28 @@ async def _witness_resources(app: web.Application):
         await submitter.stop()
         await service.run(service.db.close)
         service.executor.shutdown(wait=True)
+
+
+async def node_json_witnessing(app: web.Application) -> dict:
+    """What /node.json says about witnessing. `witnessing`: the add-checkpoint rate this
+    log keeps to (the public witness network asks logs to declare it) and its witnesses'
+    cosigner keys. `witness` (a node that witnesses): its cosigner key and, per log it
+    witnesses, the rate that log declared (null: none declared)."""
+    from node.store import witness as store
+
+    ctx, service = app[NODE], app[WITNESS]
+
+    def read():
+        return store.list_log_witnesses(service.db), store.list_known_logs(service.db), store.log_rates(service.db)
+
+    witnesses, known, rates = await service.run(read)
+    doc = {"witnessing": {"add_checkpoint_interval": ctx.config.witness.add_checkpoint_interval,
+                          "witnesses": [w.vkey for w in witnesses]}}
+    if service.witness is not None:
+        doc["witness"] = {"cosigner_key": service.witness.vkey,
+                          "logs": [{"origin": origin, "add_checkpoint_interval": rates.get(origin)}
+                                   for origin in sorted({k.origin for k in known})]}
+    return doc
 
 
 def _b64(data: bytes) -> str:
@@ -132,6 +158,21 @@ async def get_cosigned_checkpoint(request: web.Request) -> web.Response:
     origin = request.query.get("origin", "")
     service = request.app[WITNESS]
     row = await service.run(store.witness_latest, service.db, origin) if origin else None
+    return _cosigned_note(row)
+
+
+async def get_monitored_checkpoint(request: web.Request) -> web.Response:
+    """C2SP tlog-witness: GET <monitoring prefix>/<lowercase hex SHA-256 of the
+    origin>/checkpoint is the latest checkpoint this witness cosigned, with the log's
+    signature and the witness's cosignature (and nothing nobody verified)."""
+    from node.store import witness as store
+
+    service = request.app[WITNESS]
+    row = await service.run(store.witness_latest_by_origin_hash, service.db, request.match_info["origin_hash"])
+    return _cosigned_note(row)
+
+
+def _cosigned_note(row) -> web.Response:
     if row is None:
         return web.Response(status=404, text="no cosigned checkpoint for that origin\n")
     return web.Response(body=row.note, content_type="text/plain", charset="utf-8",

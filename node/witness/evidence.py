@@ -19,7 +19,8 @@ key can check an evidence file offline with `ncii-node audit verify-evidence FIL
 
 Why it proves equivocation (assuming SHA-256 collision resistance and Ed25519
 unforgeability), with A the smaller checkpoint (n1, R1) and B the larger (n2, R2),
-both verifying under `vkey` for `origin`:
+both verifying under `vkey` for `origin` (the key's name need not be the origin:
+C2SP only says it SHOULD, and what matters is what this key signed):
   * same-size: n1 == n2 and R1 != R2. One tree size has exactly one root.
   * consistency: n1 < n2. `hashes` is an RFC 6962 consistency proof, computed from the
     log's own tree of size n2, that proves the tree (n2, R2) extends a tree of size n1
@@ -45,7 +46,7 @@ from typing import Callable
 from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.errors import KeyFormatError, NoteError, CheckpointError, ProofError, ProtocolError
 from protocol.merkle import EMPTY_ROOT, consistency_proof, range_hash, verify_consistency
-from protocol.note import Verifier, decode_base64_strict
+from protocol.note import Verifier, decode_base64_strict, parse_note
 
 EVIDENCE_TYPE = "ncii-node/split-view-evidence/v1"
 MAX_EVIDENCE_BYTES = 1 << 20  # two notes and at most 64 hashes: far below this
@@ -99,6 +100,16 @@ def _document(origin: str, vkey: str, note_a: bytes, note_b: bytes, proof: dict,
     }
 
 
+def open_pair(verifier: Verifier, note_a: bytes, note_b: bytes) -> tuple[Checkpoint, Checkpoint]:
+    """Open two checkpoint notes that must both verify under one log key and carry one
+    origin. The key's name need not be the origin (C2SP: SHOULD): evidence is about
+    what this key signed for this origin, whatever the key is called."""
+    origin = Checkpoint.parse(parse_note(note_a).text).origin
+    cp_a, _ = open_checkpoint(note_a, [verifier], origin=origin, key_name_is_origin=False)
+    cp_b, _ = open_checkpoint(note_b, [verifier], origin=origin, key_name_is_origin=False)
+    return cp_a, cp_b
+
+
 def check_pair(vkey: str, note_a: bytes, note_b: bytes, larger_tree: NodeGetter | None,
                sources: list[str] | None = None) -> dict | None:
     """Compare two checkpoint notes of one log (both must verify under `vkey`).
@@ -109,9 +120,7 @@ def check_pair(vkey: str, note_a: bytes, note_b: bytes, larger_tree: NodeGetter 
     that checkpoint (protocol.tiles.verify_tiles / TileNodes); it is needed only when
     the sizes differ, and if it is None then, UsageError-like ValueError is raised so
     the caller fetches the tiles first."""
-    verifier = Verifier.from_vkey(vkey)
-    cp_a, _ = open_checkpoint(note_a, [verifier])
-    cp_b, _ = open_checkpoint(note_b, [verifier], origin=cp_a.origin)
+    cp_a, cp_b = open_pair(Verifier.from_vkey(vkey), note_a, note_b)
     if cp_a.size > cp_b.size:
         cp_a, cp_b, note_a, note_b = cp_b, cp_a, note_b, note_a
     if cp_a.size == cp_b.size:
@@ -168,6 +177,8 @@ def verify_evidence(data: bytes | str) -> VerifiedEvidence:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise EvidenceError(f"evidence is not a JSON document: {exc}") from None
+    except RecursionError:
+        raise EvidenceError("evidence is JSON nested too deeply to be read; real evidence is flat") from None
     if not isinstance(doc, dict):
         raise EvidenceError("evidence must be a JSON object")
     if doc.get("type") != EVIDENCE_TYPE:
@@ -182,12 +193,14 @@ def verify_evidence(data: bytes | str) -> VerifiedEvidence:
         verifier = Verifier.from_vkey(vkey)
     except KeyFormatError as exc:
         raise EvidenceError(f"evidence vkey: {exc}") from None
-    if verifier.name != origin:
-        raise EvidenceError(f"the vkey is named {verifier.name!r}, not after the origin {origin!r}")
     cps = []
     for i, note in enumerate(notes):
         try:
-            cp, _ = open_checkpoint(note.encode("utf-8"), [verifier], origin=origin)
+            raw = note.encode("utf-8")
+        except UnicodeEncodeError:  # JSON can spell a lone surrogate ("\udddd"); no note holds one
+            raise EvidenceError(f"checkpoint {i + 1} is not UTF-8 text") from None
+        try:
+            cp, _ = open_checkpoint(raw, [verifier], origin=origin, key_name_is_origin=False)
         except (NoteError, CheckpointError) as exc:
             raise EvidenceError(f"checkpoint {i + 1} is not validly signed by {vkey}: {exc}") from None
         cps.append(cp)

@@ -24,7 +24,6 @@ from typing import Awaitable, Callable
 
 from node.store import witness as store
 from node.witness import evidence as evidence_mod
-from protocol.checkpoint import open_checkpoint
 from protocol.errors import ProtocolError
 from protocol.note import Verifier
 
@@ -59,12 +58,22 @@ def notes_for_origin(document: bytes | dict, origin: str) -> list[bytes]:
     if isinstance(document, (bytes, str)):
         try:
             document = json.loads(document)
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
     if not isinstance(document, dict) or not isinstance(document.get("checkpoints"), list):
         return []
-    return [c["note"].encode("utf-8") for c in document["checkpoints"]
-            if isinstance(c, dict) and c.get("origin") == origin and isinstance(c.get("note"), str)]
+    notes = [c["note"] for c in document["checkpoints"]
+             if isinstance(c, dict) and c.get("origin") == origin and isinstance(c.get("note"), str)]
+    # JSON can spell a lone surrogate ("\udddd"), which no UTF-8 note holds: not a note.
+    return [note.encode("utf-8") for note in notes if _is_utf8(note)]
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -85,8 +94,7 @@ async def compare_views(vkey: str, ours: bytes, theirs: bytes,
     `vkey` are reported as a problem, never as evidence."""
     verifier = Verifier.from_vkey(vkey)
     try:
-        cp_ours, _ = open_checkpoint(ours, [verifier])
-        cp_theirs, _ = open_checkpoint(theirs, [verifier], origin=cp_ours.origin)
+        cp_ours, cp_theirs = evidence_mod.open_pair(verifier, ours, theirs)
     except ProtocolError as exc:
         return Comparison(True, problem=f"the peer's checkpoint does not verify: {exc}")
     if cp_ours.size == cp_theirs.size:

@@ -17,6 +17,9 @@ Invariants:
 - Per witness, the size it last cosigned is kept (table log_witnesses), so the next
   request carries the right old size and a consistency proof from it; a 409 teaches
   us the witness's size and the request is repeated once at once.
+- Rounds start at most once per `interval` seconds (`[witness] add_checkpoint_interval`,
+  declared in /node.json as the rate the witness network asks logs to state): each
+  round sends every witness one add-checkpoint request, and one more only after a 409.
 Consistency proofs are computed from the log's own tiles on disk (only tiles of the
 published size are read, and those never change).
 """
@@ -35,32 +38,19 @@ import aiohttp
 from node.store import open_db
 from node.store import witness as store
 from node.witness.addcheckpoint import SIZE_CONTENT_TYPE, encode_request
+from node.witness.proofs import DiskTiles
 from protocol.checkpoint import Checkpoint
 from protocol.cosignature import CosignatureVerifier
 from protocol.errors import ProtocolError
 from protocol.merkle import consistency_proof
 from protocol.note import EM_DASH_PREFIX, add_signatures, parse_note
-from protocol.tiles import TileId, TileNodes
+from protocol.tiles import TileNodes
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 64 * 1024
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
-
-
-class DiskTiles:
-    """Mapping-like view (`get(TileId)`) of the tiles the sequencer wrote."""
-
-    def __init__(self, sequencer):
-        self.sequencer = sequencer
-
-    def get(self, tile: TileId, default=None):
-        try:
-            with open(self.sequencer.tile_path(tile.path()), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return default
 
 
 class WitnessFailure(Exception):
@@ -104,11 +94,14 @@ def cosignature_lines(reply: bytes, checkpoint_text: str, witness: CosignatureVe
 class WitnessSubmitter:
     """One per serving node; started and stopped by node/web/witness_routes.py."""
 
-    def __init__(self, sequencer, db_path, *, timeout: float = 10.0, retry_max: float = RETRY_MAX):
+    def __init__(self, sequencer, db_path, *, timeout: float = 10.0, retry_max: float = RETRY_MAX,
+                 interval: float = 1.0):
         self.sequencer = sequencer
         self.db_path = db_path
         self.timeout = timeout
-        self.retry_max = retry_max
+        self.retry_max = max(retry_max, interval)
+        self.interval = interval
+        self._round_started = None   # loop time the last round began (rate limit)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="witness-submit")
         self._db = None
         self._session: aiohttp.ClientSession | None = None
@@ -157,10 +150,17 @@ class WitnessSubmitter:
             except asyncio.TimeoutError:
                 pass  # retry time
             self._wake.clear()
-            published = self._latest
-            if published is None:
+            if self._latest is None:
                 delay = None
                 continue
+            # The declared rate: wait out the interval since the last round began, then
+            # take the newest checkpoint (those published meanwhile are skipped).
+            loop = asyncio.get_running_loop()
+            if self._round_started is not None:
+                await asyncio.sleep(self._round_started + self.interval - loop.time())
+            self._round_started = loop.time()
+            self._wake.clear()
+            published = self._latest
             try:
                 complete = await self.submit_round(published)
             except Exception:
@@ -171,7 +171,7 @@ class WitnessSubmitter:
                 delay = None  # sleep until the next publication
             else:
                 delay = RETRY_FIRST if delay is None else min(self.retry_max, delay * 2)
-                delay *= random.uniform(0.8, 1.2)
+                delay = max(self.interval, delay * random.uniform(0.8, 1.2))
 
     async def submit_round(self, published) -> bool:
         """Submit one checkpoint to every witness; attach what came back. True when
@@ -249,7 +249,7 @@ class WitnessSubmitter:
         raise WitnessFailure(f"HTTP {status}: {reply[:300].decode('utf-8', 'replace').strip()}")
 
     def _proof(self, old: int, size: int) -> list[bytes]:
-        nodes = TileNodes(size, DiskTiles(self.sequencer))
+        nodes = TileNodes(size, DiskTiles(self.sequencer.tiles))
         return consistency_proof(old, size, nodes.node_at)
 
 

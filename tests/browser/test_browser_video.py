@@ -217,11 +217,12 @@ def test_video_states_on_the_page(open_page, artifacts, tmp_path):
     import time
 
     import numpy as np
-    from test_webapp import PHONE, shoot, wait_until
+    from test_webapp import PHONE
+    from webapp_support import shoot, wait_until
 
     page, _ = open_page(locale="fr-FR", viewport=PHONE)
     page.click("#start")
-    for question in ("in_image", "adult", "has_image", "intimate"):
+    for question in ("in_image", "adult", "adult_in_image", "has_image", "intimate"):
         page.check(f"input[name={question}][value=yes]")
     page.click("#eligibility-continue")
     page.wait_for_selector("#view-files:not([hidden])")
@@ -258,7 +259,8 @@ def test_video_states_on_the_page(open_page, artifacts, tmp_path):
     assert page.text_content("#payload-preview").count('{"pdq":') == 24
     shoot(page, artifacts, "21-video-illisible-et-apercu")
 
-    page.click("#language-switch")
+    page.click("#language-menu summary")
+    page.click("#language-list button[data-lang=en]")
     page.wait_for_selector("html[lang=en]", state="attached")
     states = page.eval_on_selector_all(".file-item[data-kind=video] .file-state", "ls => ls.map(l => l.textContent)")
     assert "This browser cannot play this video." in states[2] and "Only the exact-copy fingerprint" in states[2]

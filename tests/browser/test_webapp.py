@@ -1,103 +1,46 @@
 """The victim web page end to end, in Debian's chromium.
 
-- the whole flow in French on a phone-sized screen: questions, several photos
+- the whole flow in French on a phone-sized screen: five questions, several photos
   and a video, fingerprints, case number and PIN (saved as a text file), status,
-  withdrawal with confirmation; a screenshot of each step in test-artifacts/browser/;
+  withdrawal with the codes carried from the status and a confirmation; a
+  screenshot of each step in test-artifacts/browser/; no step adds a history entry;
 - every request the page makes is kept: all go to 127.0.0.1, and the only bodies
   are JSON of the contract's shape (no image or video bytes, no file names); the
   video is sent as its MD5 and its vPDQ, which matches node.hashing's;
-- the kind "not eligible" page in English, the language switch, the choice of language;
+- the kind "not eligible" page in English with the help of the person's country,
+  the language menu, the choice of language;
+- quick exit (the button, Esc twice): Back does not return to the page;
 - keyboard use, labels, visible focus and contrast;
-- static checks: both translation files complete, no external resource in the page.
+- static checks: every language complete and translated, French typography, no
+  external resource in the page.
+(test_webapp_languages.py: every step in every language, with axe-core.)
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
-
-from webapp_support import CONFORMANCE, STATIC, ThreadedNode, contract_error, distance, python_pdq
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from webapp_support import (
+    CONFORMANCE,
+    post_json,
+    STATIC,
+    ThreadedNode,
+    check_requests,
+    distance,
+    expect_view,
+    python_pdq,
+    read_log,
+    shoot,
+    wait_until,
+)
 
 PHONE = {"width": 390, "height": 844}
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"ftyp", b"GIF8", b"\x1aE\xdf\xa3", b"moov", b"mdat")
-
-
-# ---------------------------------------------------------------- helpers
-
-def shoot(page, artifacts: Path, name: str):
-    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-    # Phone-sized screens: nothing may stick out sideways.
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{name}: page is {overflow}px wider than the screen"
-
-
-def wait_until(page, expression: str, timeout: float = 30.0):
-    # wait_for_function evaluates strings, which the page's CSP forbids: poll instead.
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(f"() => {expression}"):
-        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
-        time.sleep(0.1)
-
-
-def expect_view(page, name: str):
-    # Views change on the address's hashchange event, a moment after the click.
-    page.wait_for_selector(f"#view-{name}:not([hidden])", timeout=5_000)
-    assert page.evaluate("document.querySelectorAll('.view:not([hidden])').length") == 1
-
-
-def read_log(node) -> list:
-    """The node's whole log, read over HTTP and verified with protocol/ only:
-    signed checkpoint, entry bundles, Merkle root. Returns the decoded entries."""
-    from protocol.checkpoint import open_checkpoint
-    from protocol.entries import decode_entry
-    from protocol.merkle import leaf_hash, root_of
-    from protocol.note import Verifier
-    from protocol.tiles import bundles_for_size, decode_bundle
-
-    def get(path):
-        with urllib.request.urlopen(f"{node.base_url}/{path}", timeout=10) as answer:
-            return answer.read()
-
-    checkpoint, _ = open_checkpoint(get("checkpoint"), [Verifier.from_vkey(node.log_vkey())])
-    raw = []
-    for bundle in bundles_for_size(checkpoint.size):
-        raw += decode_bundle(get(bundle.path()), bundle.width)
-    assert root_of([leaf_hash(entry) for entry in raw]) == checkpoint.root_hash
-    return [decode_entry(entry) for entry in raw]
-
-
-def check_requests(requests, base_url):
-    """Every request stays on the loopback server; every body is contract JSON."""
-    posts = []
-    for request in requests:
-        url = urlsplit(request.url)
-        if url.scheme in ("blob", "data"):
-            continue  # local to the browser (the text-file download), never on the network
-        assert url.hostname == "127.0.0.1", f"request to another host: {request.url}"
-        assert request.url.startswith(base_url)
-        body = request.post_data_buffer
-        if request.method == "GET":
-            assert not body
-            continue
-        assert request.method == "POST", request.method
-        assert url.path in ("/v1/cases", "/v1/cases/status", "/v1/cases/withdraw"), url.path
-        assert request.headers.get("content-type", "").startswith("application/json")
-        assert len(body) < 16_384
-        assert not any(magic in body for magic in IMAGE_MAGIC)
-        data = json.loads(body)
-        if url.path == "/v1/cases":
-            assert set(data) == {"eligibility", "fingerprints", "lang"}
-            for fingerprint in data["fingerprints"]:
-                assert contract_error(fingerprint) is None, (fingerprint, contract_error(fingerprint))
-        else:
-            assert set(data) == {"case_number", "pin"}
-        posts.append((url.path, data))
-    return posts
+QUESTIONS = ("in_image", "adult", "adult_in_image", "has_image", "intimate")
+YES = dict.fromkeys(QUESTIONS, True)
 
 
 # ---------------------------------------------------------------- the whole flow
@@ -105,6 +48,7 @@ def check_requests(requests, base_url):
 def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifacts, conformance_pdq, tmp_path):
     page, requests = open_page(locale="fr-FR", viewport=PHONE)
     server_seen = len(recorder.requests)
+    history_length = page.evaluate("history.length")
 
     # Welcome, in French because the browser prefers French.
     assert page.evaluate("document.documentElement.lang") == "fr"
@@ -116,11 +60,11 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     expect_view(page, "eligibility")
     page.click("#eligibility-continue")
     assert page.is_visible("#eligibility-error")
-    assert page.locator(".question.unanswered").count() == 4
+    assert page.locator(".question.unanswered").count() == 5
     shoot(page, artifacts, "02-questions-sans-reponse")
     # Answer with the keyboard only: Space picks "Oui", Tab goes to the next question.
     page.focus("input[name=in_image][value=yes]")
-    for _ in range(3):
+    for _ in range(4):
         page.keyboard.press("Space")
         page.keyboard.press("Tab")
     page.keyboard.press("Space")
@@ -156,7 +100,7 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
 
     # What will be sent, as shown to the person, is exactly the contract and the right fingerprints.
     shown = json.loads(page.text_content("#payload-preview"))
-    assert shown["eligibility"] == {"in_image": True, "adult": True, "has_image": True, "intimate": True}
+    assert shown["eligibility"] == YES
     assert shown["lang"] == "fr"
     pdqs = [f for f in shown["fingerprints"] if f["signal"] == "pdq"]
     md5s = [f for f in shown["fingerprints"] if f["signal"] == "md5"]
@@ -186,17 +130,16 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     assert re.fullmatch(r"[A-Z0-9]{4}(-[A-Z0-9]{4}){3}", case_number)
     assert re.fullmatch(r"\d{8}", pin)
     assert "6 empreintes reçues" in page.inner_text("#codes-summary")
-    assert "Dont 1 de faible qualité" in page.inner_text("#codes-summary")
+    assert "1 empreinte est de faible qualité" in page.inner_text("#codes-summary")
     assert page.is_visible("text=Ils ne pourront pas être retrouvés")
     # The node published exactly those fingerprints in its signed log.
-    from protocol.entries import Submission, Withdrawal
-
+    from protocol.entries import Submission, Withdrawal, decode_entry
     from protocol.signals import SIGNALS
 
     def canonical(fingerprint):  # the entry's bytes of a fingerprint object, as hex
         return SIGNALS[fingerprint["signal"]].parse_json(fingerprint["fingerprint"]).hex()
 
-    entries = read_log(web_server)
+    entries = [decode_entry(e) for e in read_log(web_server)]
     published = {i: e for i, e in enumerate(entries) if isinstance(e, Submission)}
     mine = {i: e for i, e in published.items()
             if (e.signal, e.fingerprint.hex()) in {(f["signal"], canonical(f)) for f in shown["fingerprints"]}}
@@ -204,6 +147,23 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     assert {(e.signal, e.fingerprint.hex(), e.quality) for e in mine.values()} == {
         (f["signal"], canonical(f), f.get("quality")) for f in shown["fingerprints"]}
     shoot(page, artifacts, "05-numero-et-pin")
+
+    # Back on this step would leave the page and lose the codes: the browser asks
+    # first (beforeunload); staying keeps them on screen.
+    dialogs = []
+
+    def stay(dialog):
+        dialogs.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", stay)
+    try:
+        page.go_back(timeout=2_000)
+    except PlaywrightTimeout:
+        pass  # no navigation: the person stayed
+    page.remove_listener("dialog", stay)
+    assert dialogs == ["beforeunload"]
+    assert page.inner_text("#case-number") == case_number and page.url.endswith("#codes")
 
     # Printing shows the codes, not the page's header or buttons.
     page.emulate_media(media="print")
@@ -217,7 +177,8 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     saved = tmp_path / "codes.txt"
     download_info.value.save_as(saved)
     text = saved.read_text("utf-8")
-    assert case_number in text and pin in text and "#status" in text
+    assert f"Numéro de dossier\u00a0: {case_number}" in text and f"Code PIN\u00a0: {pin}" in text
+    assert "#status" in text
     assert download_info.value.suggested_filename == f"dossier-{case_number}.txt"
 
     # Finishing needs the "I have saved them" box.
@@ -227,6 +188,12 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     expect_view(page, "welcome")
     assert page.is_visible("#finished-message")
     shoot(page, artifacts, "06-termine")
+    # Going back to the questions does not look as if nothing happened: the case exists.
+    page.click("#start")
+    expect_view(page, "eligibility")
+    assert "vient d'être enregistrée" in page.inner_text("#view-eligibility .case-exists")
+    assert page.is_visible("#view-eligibility .case-exists")
+    page.click("#view-eligibility a[href='#welcome']")
 
     # Status: a wrong PIN is refused kindly, the right one shows the case.
     page.click("a[href='#status']")
@@ -238,25 +205,27 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     page.fill("#status-pin", pin)
     page.click("#status-form button[type=submit]")
     page.wait_for_selector("#status-result:not([hidden])")
-    assert "actif" in page.inner_text("#status-state")
-    assert "6 empreintes dans votre dossier. 6 déjà publiées" in page.inner_text("#status-counts")
+    assert "Votre demande est active" in page.inner_text("#status-state")
+    assert "6 empreintes dans votre dossier. 6 déjà transmises" in page.inner_text("#status-counts").replace("\u00a0", " ")
     assert "Aucune plateforme n'a encore signalé" in page.inner_text("#status-feedback")
     shoot(page, artifacts, "07-suivi")
 
-    # Withdraw, with a confirmation step that can be cancelled.
-    page.click("#status-result a[href='#withdraw']")
-    page.fill("#withdraw-case", case_number)
-    page.fill("#withdraw-pin", pin)
+    # Withdraw ("Annuler cette demande"): the codes just checked come along; a
+    # confirmation step can be cancelled.
+    page.click("#status-withdraw-link")
+    expect_view(page, "withdraw")
+    assert page.input_value("#withdraw-case") == case_number and page.input_value("#withdraw-pin") == pin
+    assert page.inner_text("#withdraw-ask") == "Annuler ma demande"
     page.click("#withdraw-ask")
     assert page.is_visible("#withdraw-confirm")
     page.click("#withdraw-no")
     assert not page.is_visible("#withdraw-confirm")
-    assert not any(isinstance(e, Withdrawal) for e in read_log(web_server))
+    assert not any(isinstance(decode_entry(e), Withdrawal) for e in read_log(web_server))
     page.click("#withdraw-ask")
     shoot(page, artifacts, "08-retrait-confirmation")
     page.click("#withdraw-yes")
     page.wait_for_selector("#withdraw-result:not([hidden])")
-    withdrawn = {t for e in read_log(web_server) if isinstance(e, Withdrawal) for t in e.targets}
+    withdrawn = {t for e in map(decode_entry, read_log(web_server)) if isinstance(e, Withdrawal) for t in e.targets}
     assert withdrawn == set(mine)
     shoot(page, artifacts, "09-retire")
 
@@ -266,7 +235,8 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     page.fill("#status-pin", pin)
     page.click("#status-form button[type=submit]")
     page.wait_for_selector("#status-result:not([hidden])")
-    assert "retiré" in page.inner_text("#status-state")
+    assert "Votre demande a été annulée le " in page.inner_text("#status-state")
+    assert page.is_hidden("#status-withdraw-link")  # no withdrawal offered for a withdrawn case
 
     # What left the browser: only fingerprints, only to the helpline on loopback.
     posts = check_requests(requests, web_server.base_url)
@@ -293,54 +263,136 @@ def test_whole_flow_in_french_on_a_phone(open_page, web_server, recorder, artifa
     assert page.evaluate("document.cookie") == ""
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
     assert not page.errors, page.errors
+    # No step of the flow left a history entry (the reload above is the only one).
+    assert page.evaluate("history.length") == history_length + 1
 
 
 # ---------------------------------------------------------------- not eligible, languages
 
+def switch_language(page, lang: str):
+    page.click("#language-menu summary")
+    page.click(f"#language-list button[data-lang={lang}]")
+    page.wait_for_selector(f"html[lang={lang}]", state="attached")
+
+
 def test_not_eligible_page_in_english_and_switching_language(open_page, web_server, artifacts):
-    page, requests = open_page(locale="en-US")
+    page, requests = open_page(locale="en-US")  # a browser in the United States
     assert page.evaluate("document.documentElement.lang") == "en"
     assert page.inner_text("#welcome-title") == "We are here to help"
     page.click("#start")
-    for question, answer in (("in_image", "yes"), ("adult", "no"), ("has_image", "yes"), ("intimate", "yes")):
+    answers = {**dict.fromkeys(QUESTIONS, "yes"), "adult": "no"}
+    for question, answer in answers.items():
         page.check(f"input[name={question}][value={answer}]")
     page.click("#eligibility-continue")
     expect_view(page, "not-eligible")
     assert "you are not alone" in page.inner_text("#not-eligible-title")
     assert "If you are under 18" in page.inner_text("#not-eligible-reasons")
-    links = page.eval_on_selector_all("#help-list a", "as => as.map(a => [a.textContent, a.rel, a.href])")
-    assert len(links) >= 3 and all(rel == "noopener noreferrer" for _, rel, _ in links)
-    assert any("Take It Down" in name for name, _, _ in links)
-    assert page.is_visible("text=immediate danger")
+    # Under 18: Take It Down first, then the child protection services of the person's country.
+    assert page.input_value("#country-not-eligible") == "US"
+    links = page.eval_on_selector_all("#not-eligible-help a", "as => as.map(a => [a.textContent, a.rel, a.href])")
+    names = [name for name, _, _ in links]
+    assert names[0] == "Take It Down (NCMEC)", names
+    assert "NCMEC CyberTipline" in names and "Childhelp National Child Abuse Hotline" in names
+    assert "Cyber Civil Rights Initiative" not in names  # an adults' service: never for images of minors
+    assert all(rel == "noopener noreferrer" for name, rel, href in links if href.startswith("http"))
+    assert "tel:18004224453" in [href for _, _, href in links]
+    assert page.is_visible("text=In immediate danger?")
+    assert "911" in page.inner_text("#view-not-eligible .emergency-list")
     shoot(page, artifacts, "10-not-eligible-en")
+    # Another country: its own services and numbers.
+    page.select_option("#country-not-eligible", "BE")
+    assert "Child Focus" in page.inner_text("#not-eligible-help")
+    assert "101" in page.inner_text("#view-not-eligible .emergency-list")
 
-    page.click("#language-switch")
-    page.wait_for_selector("html[lang=fr]", state="attached")
+    # The language menu changes the language in place, keeping the step.
+    switch_language(page, "fr")
     expect_view(page, "not-eligible")
     assert "vous n'êtes pas seul" in page.inner_text("#not-eligible-title")
-    assert "moins de 18 ans" in page.inner_text("#not-eligible-reasons")
+    assert "moins de 18\u00a0ans" in page.inner_text("#not-eligible-reasons")
+    assert page.inner_text("#country-not-eligible option[value=BE]") == "Belgique"
     assert "lang=fr" in page.url
     shoot(page, artifacts, "11-non-eligible-fr")
-    page.click("#language-switch")
-    page.wait_for_selector("html[lang=en]", state="attached")
+    switch_language(page, "en")
 
     # Changing an answer goes back to the questions, answers kept.
     page.click("#view-not-eligible a[href='#eligibility']")
     assert page.is_checked("input[name=adult][value=no]")
+    # An adult today whose image was taken at 16 is sent to the same help, never to this service.
+    page.check("input[name=adult][value=yes]")
+    page.check("input[name=adult_in_image][value=no]")
+    page.click("#eligibility-continue")
+    expect_view(page, "not-eligible")
+    assert "before you were 18" in page.inner_text("#not-eligible-reasons")
+    assert page.inner_text("#not-eligible-help a >> nth=0") == "Take It Down (NCMEC)"
     # No link was followed: nothing but the page's own files was fetched.
     assert check_requests(requests, web_server.base_url) == []
 
 
-def test_quick_exit_leaves_at_once(open_page):
-    page, _ = open_page(locale="fr-FR")
-    # The neutral site must not really be fetched: answer it from here.
-    page.route("https://fr.wikipedia.org/**", lambda route: route.fulfill(body="<p>ailleurs</p>", content_type="text/html"))
-    with page.expect_navigation():
-        page.click("#quick-exit")
-    assert page.url == "https://fr.wikipedia.org/"
-    # The page was replaced in the history: Back does not return to it.
-    page.go_back()
-    assert "127.0.0.1" not in page.url
+NEUTRAL = "https://search.example/"
+
+
+def open_after_a_neutral_page(browser, web_server):
+    """A page whose history holds another site first, then the helpline's page."""
+    context = browser.new_context(locale="fr-FR", service_workers="block")
+    context.route(NEUTRAL + "**", lambda route: route.fulfill(body="<p>recherche</p>", content_type="text/html"))
+    # The quick-exit site must not really be fetched either: answered from here.
+    context.route("https://fr.wikipedia.org/**", lambda route: route.fulfill(body="<p>ailleurs</p>",
+                                                                              content_type="text/html"))
+    page = context.new_page()
+    page.goto(NEUTRAL)
+    page.goto(web_server.base_url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    return context, page
+
+
+def test_quick_exit_leaves_no_way_back(browser, web_server):
+    context, page = open_after_a_neutral_page(browser, web_server)
+    try:
+        length = page.evaluate("history.length")  # the neutral site's entry, then the page's
+        titles = [page.title()]
+        # Steps leave no history entry, and no title that says what the page is about.
+        page.click("#start")
+        expect_view(page, "eligibility")
+        for question in QUESTIONS:
+            page.check(f"input[name={question}][value=yes]")
+        page.click("#eligibility-continue")
+        expect_view(page, "files")
+        titles.append(page.title())
+        page.click("#view-files a[href='#eligibility']")
+        titles.append(page.title())
+        assert page.evaluate("history.length") == length
+        assert all(not re.search(r"intim|image|retrait|nu", title, re.I) for title in titles), titles
+        assert titles[0] == "Accueil – Aide en ligne"
+        with page.expect_navigation():
+            page.click("#quick-exit")
+        assert page.url == "https://fr.wikipedia.org/"
+        # The page was replaced in the history: Back goes to the site before it.
+        page.go_back()
+        assert page.url == NEUTRAL
+    finally:
+        context.close()
+
+
+def test_escape_twice_is_a_quick_exit(browser, web_server):
+    context, page = open_after_a_neutral_page(browser, web_server)
+    try:
+        page.click("#start")
+        expect_view(page, "eligibility")
+        page.keyboard.press("Escape")  # once: nothing happens
+        page.wait_for_timeout(100)
+        assert page.url.startswith(web_server.base_url)
+        with page.expect_navigation():
+            page.keyboard.press("Escape")
+        assert page.url == "https://fr.wikipedia.org/"
+        page.go_back()
+        assert page.url == NEUTRAL
+        # The tip that says so is on the welcome page, and the button's title.
+        page.goto(web_server.base_url + "/?lang=en")
+        page.wait_for_selector("body[data-ready=true]")
+        assert "press Esc twice" in page.inner_text("#view-welcome")
+        assert "Esc twice" in page.get_attribute("#quick-exit", "title")
+    finally:
+        context.close()
 
 
 def test_wrong_pins_are_slowed_down_kindly(open_page, tmp_path, recorder):
@@ -349,12 +401,9 @@ def test_wrong_pins_are_slowed_down_kindly(open_page, tmp_path, recorder):
         page, _ = open_page(locale="en-US", path="/#status", base_url=node.base_url)
         expect_view(page, "status")
         fingerprint = {"signal": "md5", "fingerprint": "0" * 31 + "1"}
-        request = urllib.request.Request(
-            node.base_url + "/v1/cases", headers={"Content-Type": "application/json"},
-            data=json.dumps({"eligibility": dict.fromkeys(("in_image", "adult", "has_image", "intimate"), True),
-                             "fingerprints": [fingerprint], "lang": "en"}).encode())
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            case = json.load(answer)
+        status, case = post_json(node.base_url, "/v1/cases", {"eligibility": YES, "fingerprints": [fingerprint],
+                                                              "lang": "en"})
+        assert status == 201, case
         wrong = "00000000" if case["pin"] != "00000000" else "11111111"
         page.fill("#status-case", case["case_number"])
         messages = []
@@ -378,11 +427,14 @@ def test_language_choice(open_page):
           preferredLanguage(['de-DE', 'fr-CA', 'en'], ''),
           preferredLanguage(['en-GB', 'fr'], ''),
           preferredLanguage(['es'], ''),
-          preferredLanguage(['en'], '?lang=fr'),
+          preferredLanguage(['nl-BE', 'ar-MA', 'fr'], ''),
+          preferredLanguage(['pt-BR'], ''),
+          preferredLanguage(['ja', 'ko'], ''),
+          preferredLanguage(['en'], '?lang=it'),
           preferredLanguage(['fr'], '?lang=xx'),
         ];
     }""")
-    assert choices == ["fr", "en", "en", "fr", "fr"]
+    assert choices == ["de", "en", "es", "ar", "pt", "en", "it", "fr"]
 
 
 # ---------------------------------------------------------------- accessibility
@@ -423,14 +475,14 @@ NAMES_JS = """
 
 def test_labels_focus_and_contrast(open_page, artifacts):
     page, _ = open_page(locale="fr-FR")
-    for view in ("welcome", "eligibility", "status", "withdraw"):
+    for view in ("welcome", "eligibility", "status", "withdraw", "help", "faq"):
         page.evaluate(f"location.hash = '#{view}'")
         page.wait_for_selector(f"#view-{view}:not([hidden])")
         assert page.evaluate(CONTRAST_JS) == [], view
         assert page.evaluate(NAMES_JS) == [], view
     # The views behind the questions and the picked files too.
     page.evaluate("location.hash = '#eligibility'")
-    for question in ("in_image", "adult", "has_image", "intimate"):
+    for question in QUESTIONS:
         page.check(f"input[name={question}][value=yes]")
     page.click("#eligibility-continue")
     expect_view(page, "files")
@@ -447,14 +499,51 @@ def test_labels_focus_and_contrast(open_page, artifacts):
         return [document.activeElement.id, s.outlineStyle, parseFloat(s.outlineWidth)]; }""")
     assert focused[0] == "start" and focused[1] == "solid" and focused[2] >= 2, focused
     shoot(page, artifacts, "12-focus-visible")
-    # The skip link is the first thing Tab reaches from the top.
+    # The skip link is the first thing Tab reaches from the top, and moves focus to the content.
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # The favicon is there: no console error for it on any load.
+    assert page.evaluate("fetch('/favicon.svg').then(r => r.status)") == 200
+    assert page.evaluate("fetch('/favicon.ico').then(r => r.status)") == 200
 
 
 # ---------------------------------------------------------------- static checks (no browser)
+
+I18N = STATIC / "i18n"
+#: The few strings that are the same word in English and in another language.
+SAME_AS_ENGLISH = {
+    "es": {"codes.pin", "form.pin", "answer.no"},
+    "de": {"codes.pin", "form.pin", "files.video_badge"},
+    "it": {"codes.pin", "form.pin", "answer.no", "files.video_badge"},
+    "pt": {"codes.pin", "form.pin"},
+}
+PLURAL_FORMS = {"zero", "one", "two", "few", "many", "other"}
+
+
+def page_languages() -> list[str]:
+    source = (STATIC / "i18n.js").read_text("utf-8")
+    return re.findall(r"'(\w\w)'", re.search(r"export const LANGUAGES = \[([^\]]*)\]", source).group(1))
+
+
+def strings_of(lang: str) -> dict:
+    return json.loads((I18N / f"{lang}.json").read_text("utf-8"))
+
+
+def leaves(value, path=()):
+    """Every string of a translation, with where it is (key, plural form or list index, field)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, path + (index,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, path + (key,))
+
 
 def translation_keys_used():
     html = (STATIC / "index.html").read_text("utf-8")
@@ -464,40 +553,69 @@ def translation_keys_used():
     for script in STATIC.glob("*.js"):
         keys |= set(re.findall(r"\bt\('([\w.\-]+)'", script.read_text("utf-8")))
     # Keys built from a value: every value they can take.
-    keys |= {f"not_eligible.reason.{q}" for q in ("in_image", "adult", "has_image", "intimate")}
+    from node.cases.resources import EMERGENCY_KINDS, KINDS
+
+    keys |= {f"not_eligible.reason.{q}" for q in QUESTIONS}
     keys |= {f"files.error.{e}" for e in ("unreadable_image", "too_small", "unsupported", "failed")}
     keys |= {f"files.video.{e}" for e in ("video_unreadable", "video_failed", "video_timeout", "video_too_long",
                                           "video_too_large", "video_no_picture")}
-    keys |= {f"status.state.{s}" for s in ("active", "withdrawn")}
+    keys |= {f"status.state.{s}" for s in ("active", "withdrawn", "withdrawn_on")}
     keys |= {f"verdict.{v}" for v in ("matched-pending-review", "removed", "not-violating", "disputed-false-match")}
+    keys |= {f"title.{view}" for view in re.findall(r'data-view="([\w-]+)"', html)}
+    keys |= {f"kind.{kind}" for kind in KINDS} | {f"emergency.{kind}" for kind in EMERGENCY_KINDS}
     return keys
 
 
-def test_translation_files_are_complete():
-    french = json.loads((STATIC / "i18n" / "fr.json").read_text("utf-8"))
-    english = json.loads((STATIC / "i18n" / "en.json").read_text("utf-8"))
-    assert set(french) == set(english)
-    missing = translation_keys_used() - set(french)
-    assert not missing, f"keys used but not translated: {sorted(missing)}"
-    def placeholders(value):
-        if isinstance(value, dict):  # plural forms
-            assert "other" in value and set(value) <= {"zero", "one", "two", "few", "many", "other"}
-            return set().union(*(placeholders(form) for form in value.values()))
-        if isinstance(value, list):  # the help links
-            return set()
-        assert isinstance(value, str) and value.strip()
-        return set(re.findall(r"\{(\w+)\}", value))
+def placeholders(value) -> set[str]:
+    if isinstance(value, dict):  # plural forms
+        assert "other" in value and set(value) <= PLURAL_FORMS, value
+        return set().union(*(placeholders(form) for form in value.values()))
+    if isinstance(value, list):  # the questions and answers: [{"question", "answer"}, ...]
+        return set().union(set(), *(placeholders(text) for item in value for text in item.values()))
+    assert isinstance(value, str) and value.strip()
+    return set(re.findall(r"\{(\w+)\}", value))
 
-    for key in french:
-        assert placeholders(french[key]) == placeholders(english[key]), key
-    for links in (french["help.links"], english["help.links"]):
-        assert links and all(set(link) == {"name", "url", "text"} and link["url"].startswith("https://")
-                             for link in links)
+
+def test_every_language_has_every_key_and_nothing_left_in_english():
+    from node.cases.resources import LANGUAGES
+
+    assert page_languages() == list(LANGUAGES) == ["fr", "en", "es", "de", "it", "pt", "ar"]
+    assert {path.stem for path in I18N.glob("*.json")} == set(LANGUAGES)
+    english = strings_of("en")
+    used = translation_keys_used()
+    assert not used - set(english), f"keys used but not translated: {sorted(used - set(english))}"
+    assert not set(english) - used, f"keys translated but never used: {sorted(set(english) - used)}"
+    english_leaves = dict(leaves(english))
+    for lang in LANGUAGES:
+        strings = strings_of(lang)
+        assert set(strings) == set(english), (lang, sorted(set(strings) ^ set(english)))
+        for key, value in strings.items():
+            assert placeholders(value) == placeholders(english[key]), (lang, key)
+            if isinstance(value, list):
+                assert len(value) == len(english[key]) and all(set(item) == {"question", "answer"} for item in value)
+        if lang == "en":
+            continue
+        for path, text in leaves(strings):
+            words = re.sub(r"\{\w+\}", "", text)
+            if english_leaves.get(path) == text and re.search(r"[A-Za-z]", words):
+                assert path[0] in SAME_AS_ENGLISH.get(lang, set()), f"{lang}: {path} is left in English: {text!r}"
     # Text in the HTML comes from the translation files only (the <noscript> note excepted).
     html = (STATIC / "index.html").read_text("utf-8")
     html = re.sub(r"<noscript>.*?</noscript>|<!--.*?-->|<script.*?</script>|<title.*?</title>", "", html, flags=re.S)
     stray = [text.strip() for text in re.findall(r">([^<]+)<", html) if text.strip()]
     assert stray == []
+
+
+def test_french_typography():
+    """Non-breaking spaces where French puts them: before ? ! ; : and %, inside « »,
+    and between a number and its unit ("18 ans" never breaks)."""
+    for path, text in leaves(strings_of("fr")):
+        assert not re.search(r" [?!;:%»]|« ", text), (path, text)
+        assert not re.search(r"[\d}] (ans|minutes?|secondes?)\b", text), (path, text)
+        assert not re.search(r"\u00a0[?!;]", text), ("a narrow no-break space before ? ! ;", path, text)
+    french = strings_of("fr")
+    assert french["app.quick_exit"] == "Sortie rapide" and french["welcome.withdraw"] == "Annuler ma demande"
+    assert french["codes.file.line"] == "{label}\u00a0: {value}"
 
 
 def test_page_loads_nothing_from_elsewhere():

@@ -2,19 +2,25 @@
 
 One Debian chromium for the whole session, driven by Playwright (never a
 downloaded browser), and one real helpline node (node.web.app.RunningNode with its
-case service) on 127.0.0.1. The node's public site does not serve the static
-folder yet, so the tests add a GET route for it to that same application: the
-page and POST /v1/cases share one origin, as in production. The browser side
+case service) on 127.0.0.1, which serves the page itself (node/web/static_routes.py);
+the tests add a fallback GET route to that same application for test-only files
+(conformance images, axe-core), so that the page and POST /v1/cases share one
+origin, as in production. The browser side
 keeps every request with its body (Playwright); the node side records what it
 received (method, path, type, length) without consuming bodies.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 from aiohttp import web
@@ -129,8 +135,11 @@ MEDIA_SOURCE = "media-src blob:"
 (video-frames.js): its Content-Security-Policy must allow blob: media."""
 
 
-def make_helpline_datadir(root: Path):
+def make_helpline_datadir(root: Path, page: dict | None = None, node: dict | None = None):
+    """A helpline's data directory; `page` and `node` set [page] and [node] keys (the
+    helpline's own page: its name, contact, help, platforms)."""
     from node.cli import main as cli_main
+    from node.config import Config
     from node.datadir import DataDir
 
     argv = ["init", "--dir", str(root), "--origin", "helpline.test/log", "--role", "helpline", "--public-read"]
@@ -139,6 +148,11 @@ def make_helpline_datadir(root: Path):
     config = datadir.config
     config.log.sequencing_interval = 0.05
     config.cases.pin_scrypt_n = 2**12  # cheaper PIN hashes: tests check many PINs
+    if page or node:
+        values = config.to_dict()
+        values["page"].update(page or {})
+        values["node"].update(node or {})
+        config = Config.from_dict(values)  # validated as a config file would be
     datadir.save_config(config)
     return DataDir(root)
 
@@ -146,10 +160,10 @@ def make_helpline_datadir(root: Path):
 class ThreadedNode:
     """A real helpline node serving the page, on 127.0.0.1 (free port), in its own thread and loop."""
 
-    def __init__(self, root: Path, recorder: Recorder):
+    def __init__(self, root: Path, recorder: Recorder, page: dict | None = None, node: dict | None = None):
         from node.web.app import RunningNode
 
-        self.datadir = make_helpline_datadir(root)
+        self.datadir = make_helpline_datadir(root, page, node)
         self.node = RunningNode(self.datadir)
         add_page_routes(self.node.app, recorder)
         self.loop = asyncio.new_event_loop()
@@ -186,6 +200,97 @@ class ThreadedNode:
 
     def log_vkey(self) -> str:
         return self.datadir.load_log_signer().verifier_key()
+
+    def run(self, coroutine, timeout: float = 30.0):
+        """Run a coroutine on the node's own loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+
+# ---------------------------------------------------------------- driving the page
+
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"ftyp", b"GIF8", b"\x1aE\xdf\xa3", b"moov", b"mdat")
+
+
+def shoot(page, artifacts: Path, name: str):
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+    # Phone-sized screens: nothing may stick out sideways.
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{name}: page is {overflow}px wider than the screen"
+
+
+def wait_until(page, expression: str, timeout: float = 30.0):
+    # wait_for_function evaluates strings, which the page's CSP forbids: poll instead.
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => {expression}"):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.1)
+
+
+def expect_view(page, name: str):
+    # Views change a moment after the click.
+    page.wait_for_selector(f"#view-{name}:not([hidden])", timeout=5_000)
+    assert page.evaluate("document.querySelectorAll('.view:not([hidden])').length") == 1
+
+
+def read_log(node) -> list:
+    """The node's whole log, read over HTTP and verified with protocol/ only:
+    signed checkpoint, entry bundles, Merkle root. Returns the raw entries."""
+    from protocol.checkpoint import open_checkpoint
+    from protocol.merkle import leaf_hash, root_of
+    from protocol.note import Verifier
+    from protocol.tiles import bundles_for_size, decode_bundle
+
+    def get(path):
+        with urllib.request.urlopen(f"{node.base_url}/{path}", timeout=10) as answer:
+            return answer.read()
+
+    checkpoint, _ = open_checkpoint(get("checkpoint"), [Verifier.from_vkey(node.log_vkey())])
+    raw = []
+    for bundle in bundles_for_size(checkpoint.size):
+        raw += decode_bundle(get(bundle.path()), bundle.width)
+    assert root_of([leaf_hash(entry) for entry in raw]) == checkpoint.root_hash
+    return raw
+
+
+def check_requests(requests, base_url):
+    """Every request stays on the loopback server; every body is contract JSON.
+    Returns the POSTs as (path, body)."""
+    posts = []
+    for request in requests:
+        url = urlsplit(request.url)
+        if url.scheme in ("blob", "data"):
+            continue  # local to the browser (the text-file download), never on the network
+        assert url.hostname == "127.0.0.1", f"request to another host: {request.url}"
+        assert request.url.startswith(base_url)
+        body = request.post_data_buffer
+        if request.method == "GET":
+            assert not body
+            continue
+        assert request.method == "POST", request.method
+        assert url.path in ("/v1/cases", "/v1/cases/status", "/v1/cases/withdraw"), url.path
+        assert request.headers.get("content-type", "").startswith("application/json")
+        assert len(body) < 16_384
+        assert not any(magic in body for magic in IMAGE_MAGIC)
+        data = json.loads(body)
+        if url.path == "/v1/cases":
+            assert set(data) == {"eligibility", "fingerprints", "lang"}
+            for fingerprint in data["fingerprints"]:
+                assert contract_error(fingerprint) is None, (fingerprint, contract_error(fingerprint))
+        else:
+            assert set(data) == {"case_number", "pin"}
+        posts.append((url.path, data))
+    return posts
+
+
+def post_json(base_url: str, path: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(base_url + path, headers={"Content-Type": "application/json"},
+                                     data=json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 # ---------------------------------------------------------------- PDQ on the Python side

@@ -44,3 +44,10 @@ export function normaliseCaseNumber(text) {
 export function normalisePin(text) {
   return String(text).replace(/\D/g, '');
 }
+
+/** GET /helpline.json: what makes the page this helpline's own (see static_routes.py). */
+export async function loadHelpline() {
+  const response = await fetch(new URL('helpline.json', document.baseURI), { credentials: 'omit', cache: 'no-cache', referrerPolicy: 'no-referrer' });
+  if (!response.ok) throw new Error(`helpline.json: ${response.status}`);
+  return response.json();
+}

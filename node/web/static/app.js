@@ -1,19 +1,33 @@
 /**
  * The victim web page: a few views in one document, switched by the address's
- * #fragment (welcome, eligibility, not-eligible, files, codes, status, withdraw).
+ * #fragment (welcome, eligibility, not-eligible, files, codes, status, withdraw,
+ * help, faq).
  *
- * Privacy invariant: the files a person picks are read only by the hashing
- * worker; the only things that leave the device are the eligibility answers,
- * the fingerprints (signal, hex, quality) and the language. Nothing is stored:
- * no cookie, no localStorage; the case number and PIN live in memory until the
- * person says they have saved them.
+ * Privacy invariants:
+ * - the files a person picks are read only by the hashing worker; the only things
+ *   that leave the device are the eligibility answers, the fingerprints (signal, hex,
+ *   quality) and the language;
+ * - nothing is stored: no cookie, no localStorage; the case number and PIN live in
+ *   memory until the person says they have saved them;
+ * - moving between steps never adds a history entry (history.replaceState), so that
+ *   after "Quick exit" (or Esc pressed twice) Back cannot return to the page.
+ *
+ * What makes the page a helpline's own (its name, contact, help per country,
+ * emergency numbers, questions and answers, participating platforms) comes from
+ * GET /helpline.json, built by the node from its configuration.
  */
-import { applyTranslations, currentLanguage, preferredLanguage, setLanguage, t } from './i18n.js';
+import { LANGUAGES, NATIVE_NAMES, countryName, currentLanguage, formatDay, localText, preferredLanguage, setLanguage, t } from './i18n.js';
 import { Hasher, fingerprintsOf, kindOf } from './hashing.js';
-import { caseStatus, normaliseCaseNumber, normalisePin, openCase, withdrawCase } from './api.js';
+import { caseStatus, loadHelpline, normaliseCaseNumber, normalisePin, openCase, withdrawCase } from './api.js';
 
-const QUESTIONS = ['in_image', 'adult', 'has_image', 'intimate'];
-const VIEWS = ['welcome', 'eligibility', 'not-eligible', 'files', 'codes', 'status', 'withdraw'];
+const QUESTIONS = ['in_image', 'adult', 'adult_in_image', 'has_image', 'intimate'];
+/** A "no" to either means an image of a minor: Take It Down and child protection, never this service. */
+const AGE_QUESTIONS = ['adult', 'adult_in_image'];
+const MINOR_KINDS = ['minor_images', 'child_helpline', 'child_abuse_report'];
+const ADULT_KINDS = ['ncii_support', 'report_online', 'victim_support', 'violence_helpline'];
+const VIEWS = ['welcome', 'eligibility', 'not-eligible', 'files', 'codes', 'status', 'withdraw', 'help', 'faq'];
+/** Two presses of Escape within this many milliseconds leave the page, as "Quick exit" does. */
+const DOUBLE_ESCAPE_MS = 1500;
 
 const state = {
   answers: {}, // question -> true/false, once answered
@@ -24,7 +38,10 @@ const state = {
   sending: false,
   submitError: null,
   codes: null, // the 201 answer of POST /v1/cases, until the person confirms they saved it
+  caseOpened: false, // a case was opened from this page since it was loaded: say so, so nobody sends twice
   justFinished: false,
+  helpline: { resources: [], emergency: [], faq: [], default_faq: true, platforms: [], countries: [] },
+  country: null, // whose help is shown; chosen by the person, never sent
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -68,27 +85,37 @@ function currentView() {
   return VIEWS.includes(name) ? name : 'welcome';
 }
 
+/** Go to a step without adding a history entry (Back must never lead back into the page). */
+function go(name) {
+  history.replaceState(null, '', `#${name}`);
+  showView(name);
+}
+
 function showView(name, { focus = true } = {}) {
   // Steps that only make sense in order send the person back to the start.
   if (name === 'files' && !allYes()) name = 'eligibility';
   if (name === 'codes' && !state.codes) name = 'welcome';
   if (name === 'not-eligible' && !state.notEligible.reasons.length && !state.notEligible.server) name = 'eligibility';
   if (`#${name}` !== location.hash && !(name === 'welcome' && !location.hash)) {
-    history.replaceState(history.state, '', `#${name}`);
+    history.replaceState(null, '', `#${name}`);
   }
+  if (name !== 'welcome') state.justFinished = false;
+  if (name !== 'withdraw') resetWithdrawView();
   for (const section of document.querySelectorAll('.view')) {
     section.hidden = section.dataset.view !== name;
   }
-  const heading = document.querySelector(`#view-${name} h1`);
-  document.title = `${heading.textContent} – ${t('app.title')}`;
+  // A neutral title: the step's short name and "Online help", nothing about images.
+  document.title = `${t(`title.${name}`)} – ${t('app.title')}`;
   renderView(name);
-  if (focus) heading.focus();
+  if (focus) document.querySelector(`#view-${name} h1`).focus();
   window.scrollTo(0, 0);
 }
 
 function renderView(name) {
+  for (const notice of document.querySelectorAll('.case-exists')) notice.hidden = !state.caseOpened;
   if (name === 'welcome') {
     $('#finished-message').hidden = !state.justFinished;
+    renderPlatforms();
   } else if (name === 'not-eligible') {
     renderNotEligible();
   } else if (name === 'files') {
@@ -96,6 +123,12 @@ function renderView(name) {
     renderFiles();
   } else if (name === 'codes') {
     renderCodes();
+  } else if (name === 'status') {
+    renderStatus();
+  } else if (name === 'help') {
+    renderHelp();
+  } else if (name === 'faq') {
+    renderFaq();
   }
 }
 
@@ -128,36 +161,136 @@ function onEligibilitySubmit(event) {
   error.hidden = true;
   if (allYes()) {
     state.notEligible = { reasons: [], server: null };
-    location.hash = '#files';
+    go('files');
   } else {
     state.notEligible = { reasons: QUESTIONS.filter((q) => state.answers[q] === false), server: null };
-    location.hash = '#not-eligible';
+    go('not-eligible');
   }
 }
 
 function renderNotEligible() {
-  const reasons = $('#not-eligible-reasons');
-  reasons.replaceChildren(...state.notEligible.reasons.map((q) => element('li', { text: t(`not_eligible.reason.${q}`) })));
+  const { reasons, server } = state.notEligible;
+  // Under 18 today or in the image: only the reason for that (the rest does not matter).
+  const age = reasons.find((q) => AGE_QUESTIONS.includes(q));
+  const shown = age ? [age] : reasons;
+  $('#not-eligible-reasons').replaceChildren(...shown.map((q) => element('li', { text: t(`not_eligible.reason.${q}`) })));
   const serverReason = $('#not-eligible-server-reason');
-  const server = state.notEligible.server;
   serverReason.hidden = !(server && server.reason);
   serverReason.textContent = server && server.reason ? server.reason : '';
-  // Our own list first, then what the helpline suggests, without duplicates.
-  const links = [...t('help.links')];
-  for (const item of (server && Array.isArray(server.help) ? server.help : [])) {
-    if (item && item.url && !links.some((link) => link.url === item.url)) links.push({ name: item.name || item.url, url: item.url, text: '' });
+  const minor = Boolean(age) || Boolean(server && Array.isArray(server.not_met) && server.not_met.some((q) => AGE_QUESTIONS.includes(q)));
+  const resources = servicesFor(state.country, minor ? MINOR_KINDS : ADULT_KINDS);
+  // What the helpline answered, where our own list lacks it.
+  for (const item of server && Array.isArray(server.help) ? server.help : []) {
+    if (item && item.name && !resources.some((r) => r.name === item.name)) resources.push({ name: item.name, url: item.url, phone: item.phone });
   }
-  $('#help-list').replaceChildren(
-    ...links.map((link) => {
-      const safeUrl = /^(https?:|tel:|mailto:)/i.test(link.url) ? link.url : '#';
-      return element(
-        'li',
-        {},
-        element('a', { href: safeUrl, rel: 'noopener noreferrer', target: '_blank', text: link.name }),
-        link.text ? element('span', { text: ` — ${link.text}` }) : '',
-      );
-    }),
+  $('#not-eligible-help').replaceChildren(...resources.map(resourceItem));
+  renderCountryChoices();
+  renderEmergency();
+}
+
+// ---------------------------------------------------------------- the helpline's own: help, FAQ, platforms
+
+function servicesFor(country, kinds) {
+  const all = state.helpline.resources.filter((r) => kinds.includes(r.kind));
+  const found = [...all.filter((r) => r.country === country), ...all.filter((r) => r.country === '*')];
+  // Take It Down first: it removes images taken before 18, wherever the person lives.
+  return found.sort((a, b) => (b.kind === 'minor_images' && b.country === '*') - (a.kind === 'minor_images' && a.country === '*'));
+}
+
+/** Only web addresses, phone numbers and e-mail addresses become links. */
+function safeHref(url) {
+  return /^(https?:|tel:|mailto:)/i.test(url) ? url : null;
+}
+
+function phoneHref(number) {
+  return `tel:${String(number).replace(/[^0-9+]/g, '')}`;
+}
+
+function externalLink(url, text) {
+  const href = safeHref(url);
+  return href ? element('a', { href, rel: 'noopener noreferrer', target: '_blank', text }) : element('span', { text });
+}
+
+function resourceItem(resource) {
+  const item = element('li', {}, resource.url ? externalLink(resource.url, resource.name) : element('strong', { text: resource.name }));
+  const description = localText(resource.text) || (resource.kind ? t(`kind.${resource.kind}`) : '');
+  if (description) item.append(element('span', { className: 'description', text: description }));
+  if (resource.phone) {
+    item.append(element('span', { className: 'phone' }, `${t('help.phone')} `, element('a', { href: phoneHref(resource.phone), dir: 'ltr', text: resource.phone })));
+  }
+  return item;
+}
+
+function renderEmergency() {
+  const numbers = state.helpline.emergency.filter((n) => n.country === state.country);
+  const items = numbers.length
+    ? numbers.map((n) => element('li', {}, element('a', { href: phoneHref(n.number), className: 'emergency-number', dir: 'ltr', text: n.number }), ` ${t(`emergency.${n.kind}`)}`))
+    : [element('li', { text: t('emergency.fallback') })];
+  for (const list of document.querySelectorAll('.emergency-list')) list.replaceChildren(...items.map((item) => item.cloneNode(true)));
+}
+
+function renderCountryChoices() {
+  for (const select of document.querySelectorAll('.country-select')) {
+    select.replaceChildren(...state.helpline.countries.map((code) => element('option', { value: code, text: countryName(code) })));
+    select.value = state.country;
+  }
+}
+
+function renderHelp() {
+  renderCountryChoices();
+  renderEmergency();
+  $('#help-adults').replaceChildren(...servicesFor(state.country, ADULT_KINDS).map(resourceItem));
+  $('#help-minors').replaceChildren(...servicesFor(state.country, MINOR_KINDS).map(resourceItem));
+}
+
+function paragraphs(text) {
+  return String(text).split(/\n\s*\n/).map((part) => element('p', { text: part.trim() }));
+}
+
+function renderFaq() {
+  const own = state.helpline.faq.map((item) => ({ question: localText(item.question), answer: localText(item.answer) }));
+  const shipped = state.helpline.default_faq === false ? [] : t('faq.items');
+  $('#faq-list').replaceChildren(
+    ...[...own, ...(Array.isArray(shipped) ? shipped : [])].map((item) =>
+      element('details', { className: 'faq-item' }, element('summary', { text: item.question }), ...paragraphs(item.answer)),
+    ),
   );
+}
+
+function renderPlatforms() {
+  const platforms = state.helpline.platforms;
+  $('#platforms').hidden = !platforms.length;
+  $('#platform-list').replaceChildren(...platforms.map((p) => element('li', {}, p.url ? externalLink(p.url, p.name) : p.name)));
+}
+
+/** The helpline's name in the header, its contact in the footer. */
+function renderHelpline() {
+  $('#site-name').textContent = state.helpline.name || t('app.name');
+  const contact = state.helpline.contact || '';
+  $('#helpline-contact').hidden = !contact;
+  const link = $('#helpline-contact-link');
+  link.textContent = contact;
+  if (contact.toLowerCase().startsWith('https:')) link.href = contact;
+  else if (/^[^\s@]+@[^\s@]+$/.test(contact)) link.href = `mailto:${contact}`;
+  else if (/^\+?[0-9][0-9 ().-]*$/.test(contact)) link.href = phoneHref(contact);
+  else link.removeAttribute('href');
+}
+
+/** The country whose help to show first: the browser's region if the helpline offers it, else its default. */
+function initialCountry(browserLanguages = navigator.languages || [navigator.language]) {
+  const offered = state.helpline.countries;
+  for (const tag of browserLanguages) {
+    const region = String(tag).split('-')[1];
+    if (region && offered.includes(region.toUpperCase())) return region.toUpperCase();
+  }
+  return state.helpline.default_country || offered[0] || null;
+}
+
+function onCountryChange(event) {
+  state.country = event.target.value;
+  const id = event.target.id;
+  renderView(currentView());
+  document.getElementById(id).focus();
 }
 
 // ---------------------------------------------------------------- files and hashing
@@ -242,7 +375,7 @@ function videoStateText(result) {
     return `${t(`files.video.${reason}`)} ${t('files.video.md5_only')}${help}`;
   }
   let text = t('files.state.done_video', { count: frames });
-  if (!result.vpdqComplete) text += ` ${t('files.video.partial', { seconds: Math.floor(result.vpdq[frames - 1].timestamp) + 1 })}`;
+  if (!result.vpdqComplete) text += ` ${t('files.video.partial', { count: Math.floor(result.vpdq[frames - 1].timestamp) + 1 })}`;
   if (result.vpdq.every((frame) => frame.quality < 50)) text += ` ${t('files.video.low_quality')}`;
   return text;
 }
@@ -353,11 +486,12 @@ async function onSubmitFingerprints() {
     const { status, data } = await openCase(body.eligibility, body.fingerprints, body.lang);
     if (status === 201 && data && data.case_number && data.pin) {
       state.codes = data;
+      state.caseOpened = true;
       forgetFiles();
-      location.hash = '#codes';
+      go('codes');
     } else if (status === 422) {
       state.notEligible = { reasons: [], server: data || {} };
-      location.hash = '#not-eligible';
+      go('not-eligible');
     } else {
       state.submitError = apiErrorMessage(status, data);
     }
@@ -397,8 +531,8 @@ function codesAsText() {
   return [
     t('codes.file.title'),
     '',
-    `${t('codes.case_number')}: ${codes.case_number}`,
-    `${t('codes.pin')}: ${codes.pin}`,
+    t('codes.file.line', { label: t('codes.case_number'), value: codes.case_number }),
+    t('codes.file.line', { label: t('codes.pin'), value: codes.pin }),
     '',
     t('codes.file.where', { url: where.href }),
     t('codes.file.keep_safe'),
@@ -423,7 +557,7 @@ function finishCodes() {
   $('#eligibility-form').reset();
   $('#codes-saved').checked = false;
   state.justFinished = true;
-  location.hash = '#welcome';
+  go('welcome');
 }
 
 // ---------------------------------------------------------------- status and withdrawal
@@ -441,33 +575,48 @@ function readCaseForm(prefix) {
   return { caseNumber, pin };
 }
 
-let lastStatus = null;
+let lastStatus = null; // { data, codes }: the answer shown, and the codes that asked for it
+
+/** Per platform (the name the helpline gave it) and verdict: how many fingerprints, and the latest day. */
+function verdictsByPlatform(feedback) {
+  const byPlatform = new Map();
+  for (const item of Array.isArray(feedback) ? feedback : []) {
+    const platform = item.name || item.platform;
+    if (!byPlatform.has(platform)) byPlatform.set(platform, new Map());
+    const verdicts = byPlatform.get(platform);
+    const seen = verdicts.get(item.verdict) || { count: 0, day: null };
+    seen.count += 1;
+    if (item.day && (!seen.day || item.day > seen.day)) seen.day = item.day;
+    verdicts.set(item.verdict, seen);
+  }
+  return byPlatform;
+}
+
+function verdictLine(verdict, { count, day }) {
+  const key = `verdict.${verdict}`;
+  const name = t(key) === key ? verdict : t(key);
+  return day ? t('status.verdict_on', { verdict: name, count, date: formatDay(day) }) : t('status.verdict', { verdict: name, count });
+}
 
 function renderStatus() {
   const box = $('#status-result');
   box.hidden = !lastStatus;
   if (!lastStatus) return;
-  const data = lastStatus;
+  const { data } = lastStatus;
+  const withdrawn = data.state === 'withdrawn';
   const published = Array.isArray(data.published) ? data.published.length : 0;
-  $('#status-state').textContent = t(`status.state.${data.state === 'withdrawn' ? 'withdrawn' : 'active'}`);
+  const since = withdrawn && data.withdrawn_at && data.withdrawn_at.requested;
+  $('#status-state').textContent = withdrawn
+    ? (since ? t('status.state.withdrawn_on', { date: formatDay(since) }) : t('status.state.withdrawn'))
+    : t('status.state.active');
   $('#status-counts').textContent = `${t('status.counts', { count: data.fingerprints ?? 0 })} ${t('status.published', { count: published })}`;
-  // One line per platform: its verdicts, counted (the node reports one per fingerprint).
-  const byPlatform = new Map();
-  for (const item of Array.isArray(data.feedback) ? data.feedback : []) {
-    const platform = item.name || item.platform;
-    if (!byPlatform.has(platform)) byPlatform.set(platform, new Map());
-    const verdicts = byPlatform.get(platform);
-    verdicts.set(item.verdict, (verdicts.get(item.verdict) || 0) + 1);
-  }
-  const lines = [...byPlatform].map(([platform, verdicts]) => {
-    const described = [...verdicts].map(([verdict, count]) => {
-      const key = `verdict.${verdict}`;
-      const text = t(key) === key ? verdict : t(key);
-      return count > 1 ? `${count} × ${text}` : text;
-    });
-    return element('li', { text: t('status.feedback_line', { platform, verdict: described.join(' ; ') }) });
-  });
+  const lines = [...verdictsByPlatform(data.feedback)].map(([platform, verdicts]) =>
+    element('li', {}, element('strong', { text: platform }),
+      element('ul', {}, ...[...verdicts].map(([verdict, seen]) => element('li', { text: verdictLine(verdict, seen) })))),
+  );
   $('#status-feedback').replaceChildren(...(lines.length ? lines : [element('li', { text: t('status.no_feedback') })]));
+  // A withdrawn case cannot be withdrawn again: no such offer.
+  $('#status-withdraw').hidden = withdrawn;
 }
 
 async function onStatusSubmit(event) {
@@ -479,16 +628,22 @@ async function onStatusSubmit(event) {
   try {
     const { status, data } = await caseStatus(codes.caseNumber, codes.pin);
     if (status === 200 && data) {
-      lastStatus = data;
+      lastStatus = { data, codes };
       renderStatus();
-      $('#status-result h2').setAttribute('tabindex', '-1');
-      $('#status-result h2').focus();
+      $('#status-result-title').focus();
     } else {
       showError($('#status-error'), apiErrorMessage(status, data));
     }
   } catch {
     showError($('#status-error'), t('errors.network'));
   }
+}
+
+/** "Withdraw this case" from the status: the codes just checked go with it, in memory only. */
+function carryCodesToWithdrawal() {
+  if (!lastStatus) return;
+  $('#withdraw-case').value = lastStatus.codes.caseNumber;
+  $('#withdraw-pin').value = lastStatus.codes.pin;
 }
 
 let pendingWithdrawal = null;
@@ -508,6 +663,13 @@ function cancelWithdrawal() {
   $('#withdraw-ask').focus();
 }
 
+function resetWithdrawView() {
+  $('#withdraw-form').hidden = false;
+  $('#withdraw-result').hidden = true;
+  $('#withdraw-confirm').hidden = true;
+  pendingWithdrawal = null;
+}
+
 async function confirmWithdrawal() {
   if (!pendingWithdrawal) return;
   const { caseNumber, pin } = pendingWithdrawal;
@@ -518,6 +680,7 @@ async function confirmWithdrawal() {
     const recorded = status === 503 && data && data.state === 'withdrawn';
     if (status === 200 || recorded) {
       pendingWithdrawal = null;
+      lastStatus = null; // the status shown before is no longer true
       $('#withdraw-confirm').hidden = true;
       $('#withdraw-form').hidden = true;
       $('#withdraw-result').hidden = false;
@@ -538,22 +701,69 @@ async function confirmWithdrawal() {
 
 // ---------------------------------------------------------------- page-wide
 
-async function switchLanguage() {
-  await setLanguage(currentLanguage() === 'fr' ? 'en' : 'fr');
+function renderLanguageMenu() {
+  $('#language-current').textContent = NATIVE_NAMES[currentLanguage()];
+  $('#language-list').replaceChildren(
+    ...LANGUAGES.map((lang) => {
+      const button = element('button', { type: 'button', className: 'link-button', lang, 'data-lang': lang, text: NATIVE_NAMES[lang] });
+      if (lang === currentLanguage()) button.setAttribute('aria-current', 'true');
+      button.addEventListener('click', () => switchLanguage(lang));
+      return button;
+    }).map((button) => element('li', {}, button)),
+  );
+}
+
+async function switchLanguage(lang) {
+  $('#language-menu').open = false;
+  await setLanguage(lang);
+  renderPage();
   // Re-render what was built from strings, keeping where the person is.
   showView(currentView(), { focus: false });
-  renderStatus();
-  $('#language-switch').focus();
+  $('#language-menu summary').focus();
+}
+
+/** What does not belong to one view: header, footer, language menu. */
+function renderPage() {
+  renderLanguageMenu();
+  renderHelpline();
 }
 
 function quickExit() {
   forgetFiles();
   state.codes = null;
-  location.replace(t('app.quick_exit_url'));
+  lastStatus = null;
+  for (const input of document.querySelectorAll('input')) input.value = '';
+  document.body.hidden = true; // nothing left to see, even for a moment
+  document.title = '';
+  location.replace(state.helpline.quick_exit_url || t('app.quick_exit_url'));
+}
+
+let lastEscape = -Infinity;
+
+function onKeyDown(event) {
+  if (event.key !== 'Escape' || event.repeat) return;
+  const now = performance.now();
+  if (now - lastEscape < DOUBLE_ESCAPE_MS) quickExit();
+  else lastEscape = now;
+}
+
+/** In-page links change the step in place: no history entry (see the top of this file). */
+function onLinkClick(event) {
+  const link = event.target.closest('a[href^="#"]');
+  if (!link || event.defaultPrevented || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  event.preventDefault();
+  const target = link.getAttribute('href').slice(1);
+  if (VIEWS.includes(target)) go(target);
+  else document.getElementById(target)?.focus(); // the skip link
 }
 
 async function start() {
-  await setLanguage(preferredLanguage());
+  const [, helpline] = await Promise.all([setLanguage(preferredLanguage()), loadHelpline().catch(() => null)]);
+  if (helpline) state.helpline = { ...state.helpline, ...helpline };
+  state.country = initialCountry();
+  renderPage();
+  document.addEventListener('click', onLinkClick);
+  document.addEventListener('keydown', onKeyDown);
   $('#eligibility-form').addEventListener('submit', onEligibilitySubmit);
   $('#eligibility-form').addEventListener('change', (event) => {
     // An answer given clears that question's red border, and the message once all are answered.
@@ -572,20 +782,14 @@ async function start() {
   });
   $('#codes-done').addEventListener('click', finishCodes);
   $('#status-form').addEventListener('submit', onStatusSubmit);
+  $('#status-withdraw-link').addEventListener('click', carryCodesToWithdrawal);
   $('#withdraw-form').addEventListener('submit', onWithdrawSubmit);
   $('#withdraw-yes').addEventListener('click', confirmWithdrawal);
   $('#withdraw-no').addEventListener('click', cancelWithdrawal);
-  $('#language-switch').addEventListener('click', switchLanguage);
+  for (const select of document.querySelectorAll('.country-select')) select.addEventListener('change', onCountryChange);
   $('#quick-exit').addEventListener('click', quickExit);
-  window.addEventListener('hashchange', () => {
-    if (currentView() !== 'welcome') state.justFinished = false;
-    if (currentView() !== 'withdraw') {
-      $('#withdraw-form').hidden = false;
-      $('#withdraw-result').hidden = true;
-      $('#withdraw-confirm').hidden = true;
-    }
-    showView(currentView());
-  });
+  // An address typed or pasted by hand (the page itself never adds a history entry).
+  window.addEventListener('hashchange', () => showView(currentView()));
   window.addEventListener('beforeunload', (event) => {
     // The codes cannot be recovered: warn before they vanish unsaved.
     if (state.codes) event.preventDefault();

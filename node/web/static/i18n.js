@@ -2,15 +2,30 @@
  * Translations. Every string a person sees lives in i18n/<lang>.json; the HTML
  * only names keys: data-i18n="key" sets an element's text and
  * data-i18n-attr="attribute:key;attribute:key" sets attributes.
- * French is first-class: it is chosen whenever the browser prefers French
- * to English. The choice is kept in the address (?lang=xx), never in a cookie or storage.
+ * The language is the first of the browser's preferred languages that the page
+ * has (French first among equals), else English; a menu in the header changes it.
+ * The choice is kept in the address (?lang=xx), never in a cookie or storage.
+ * Arabic is written right to left: <html dir="rtl">, and the style sheet uses
+ * logical properties (inline-start/end) so that the layout mirrors.
  */
 
-export const LANGUAGES = ['fr', 'en'];
+export const LANGUAGES = ['fr', 'en', 'es', 'de', 'it', 'pt', 'ar'];
+/** Each language named in itself, for the language menu. */
+export const NATIVE_NAMES = {
+  fr: 'Français',
+  en: 'English',
+  es: 'Español',
+  de: 'Deutsch',
+  it: 'Italiano',
+  pt: 'Português',
+  ar: 'العربية',
+};
+const RIGHT_TO_LEFT = new Set(['ar']);
+
 let strings = {};
 let current = 'fr';
 
-/** The language to start with: ?lang= if valid, else the first of fr/en in the browser's list, else English. */
+/** The language to start with: ?lang= if valid, else the first of ours in the browser's list, else English. */
 export function preferredLanguage(browserLanguages = navigator.languages || [navigator.language], search = location.search) {
   const asked = new URLSearchParams(search).get('lang');
   if (LANGUAGES.includes(asked)) return asked;
@@ -28,8 +43,8 @@ export function currentLanguage() {
 /**
  * The string for `key`, with {name} placeholders filled from `values`.
  * A string that depends on a number is an object of plural forms
- * ({"one": ..., "other": ...}) chosen by values.count with the language's rules
- * (French says "0 empreinte", English "0 fingerprints").
+ * ({"one": ..., "other": ...}; Arabic has zero, one, two, few, many, other)
+ * chosen by values.count with the language's rules.
  */
 export function t(key, values = {}) {
   let text = strings[key];
@@ -43,6 +58,28 @@ export function t(key, values = {}) {
   }
   if (typeof text !== 'string') return text;
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
+
+/** A text the helpline configured per language ({fr: ..., en: ...}): ours, else English, else French, else any. */
+export function localText(texts) {
+  if (!texts || typeof texts !== 'object') return '';
+  return texts[current] ?? texts.en ?? texts.fr ?? Object.values(texts)[0] ?? '';
+}
+
+/** A UTC day ("2026-03-04") written the language's way. */
+export function formatDay(day) {
+  const date = new Date(`${day}T00:00:00Z`);
+  if (Number.isNaN(date.getTime())) return String(day);
+  return new Intl.DateTimeFormat(current, { dateStyle: 'long', timeZone: 'UTC' }).format(date);
+}
+
+/** A country's name in the current language ("BE" -> "Belgique", "Belgium", "بلجيكا"…). */
+export function countryName(code) {
+  try {
+    return new Intl.DisplayNames([current], { type: 'region' }).of(code) || code;
+  } catch {
+    return code;
+  }
 }
 
 /** Translate every marked element under `root`. */
@@ -65,9 +102,9 @@ export async function setLanguage(lang) {
   strings = await response.json();
   current = lang;
   document.documentElement.lang = lang;
+  document.documentElement.dir = RIGHT_TO_LEFT.has(lang) ? 'rtl' : 'ltr';
   applyTranslations(document);
-  document.title = t('app.title');
   const url = new URL(location.href);
   url.searchParams.set('lang', lang);
-  history.replaceState(history.state, '', url);
+  history.replaceState(null, '', url);
 }

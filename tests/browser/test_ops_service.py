@@ -1,0 +1,318 @@
+"""Running a node as a service: the systemd units of deploy/systemd (checked by
+systemd-analyze), and TLS in front of the public site with the real nginx from
+Debian's packages and deploy/nginx/ncii-node.conf, a certificate made here: a
+follower reads the log over HTTPS through nginx (verifying against the test CA), the
+client address reaches the failed-PIN limiter (X-Forwarded-For through a trusted
+proxy, forged headers ignored) and the victim page loads through it in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ops_support import HELPLINE, PLATFORM, YES, Node, fingerprint, ncii, wait_for  # noqa: E402
+
+from node.datadir import DataDir  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+pytestmark = pytest.mark.timeout(240)
+
+
+# ---------------------------------------------------------------------------------- systemd
+
+def systemd_analyze() -> str:
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        pytest.skip("systemd-analyze is absent (Debian's systemd; scripts/install_service_tools installs it)")
+    return path
+
+
+def installed_units(tmp_path: Path) -> dict[str, Path]:
+    """The unit files as scripts/install_service installs them, pointing at this
+    environment's ncii-node (systemd-analyze checks that the command exists)."""
+    command = Path(sys.executable).parent / "ncii-node"
+    if not command.exists():
+        pytest.skip(f"{command} is absent (install ncii-node into the environment: scripts/setup)")
+    units = {}
+    for unit in sorted((DEPLOY / "systemd").iterdir()):
+        text = unit.read_text()
+        assert "/opt/ncii-node/venv/bin/ncii-node" in text or unit.suffix == ".timer", unit
+        (tmp_path / unit.name).write_text(text.replace("/opt/ncii-node/venv/bin/ncii-node", str(command)))
+        units[unit.name] = tmp_path / unit.name
+    return units
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
+    analyze = systemd_analyze()
+    units = installed_units(tmp_path)
+    assert set(units) == {"ncii-node@.service", "ncii-node-backup@.service", "ncii-node-backup@.timer"}
+    result = subprocess.run([analyze, "verify", "--man=no", *map(str, units.values())], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
+        result.stdout + result.stderr
+
+    serve = units["ncii-node@.service"].read_text()
+    for line in ("ProtectSystem=strict", "ReadWritePaths=/var/lib/ncii-node/%i", "Restart=on-failure",
+                 "User=ncii-node", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n"):
+        assert line in serve, line
+    # systemd's own rating of the sandbox (0 = fully confined, 10 = exposed).
+    instance = tmp_path / "ncii-node@helpline.service"
+    instance.write_text(serve)
+    result = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", str(instance)], capture_output=True,
+                            text=True, timeout=60)
+    exposure = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert exposure and float(exposure.group(1)) <= 2.0, result.stdout[-800:] + result.stderr
+    print(f"\nsystemd-analyze security: exposure {exposure.group(1)} for ncii-node@.service")
+
+
+def test_systemd_verify_catches_a_broken_unit(tmp_path):
+    """The check above can fail: a typo in a directive is reported."""
+    analyze = systemd_analyze()
+    units = installed_units(tmp_path)
+    broken = tmp_path / "broken@.service"
+    broken.write_text(units["ncii-node@.service"].read_text().replace("ProtectSystem=strict", "ProtectSystem=strcit"))
+    result = subprocess.run([analyze, "verify", "--man=no", str(broken)], capture_output=True, text=True, timeout=60)
+    assert "strcit" in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------- TLS
+
+def nginx_binary() -> str:
+    path = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if path is None:
+        pytest.skip("nginx is absent (Debian's nginx; scripts/install_service_tools installs it)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path, str]:
+    """A test CA and a server certificate for 127.0.0.1 / localhost signed by it:
+    (ca.pem, server.pem, server.key, base64 SHA-256 of the server's public key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ncii-node test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "server.pem").write_bytes(cert.public_bytes(pem) + ca.public_bytes(pem))
+    (folder / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return folder / "ca.pem", folder / "server.pem", folder / "server.key", \
+        base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def site_config(node_port: int, http_port: int, https_port: int, cert: Path, key: Path, error_log: Path) -> str:
+    """deploy/nginx/ncii-node.conf with this machine's names, ports and files (each
+    substitution must apply: the test follows the real template)."""
+    text = (DEPLOY / "nginx" / "ncii-node.conf").read_text()
+    for old, new in (("server 127.0.0.1:8080;", f"server 127.0.0.1:{node_port};"),
+                     ("    listen 80;\n    listen [::]:80;\n", f"    listen 127.0.0.1:{http_port};\n"),
+                     ("    listen 443 ssl;\n    listen [::]:443 ssl;\n", f"    listen 127.0.0.1:{https_port} ssl;\n"),
+                     ("server_name node.example.org;", "server_name 127.0.0.1 localhost;"),
+                     ("/etc/letsencrypt/live/node.example.org/fullchain.pem", str(cert)),
+                     ("/etc/letsencrypt/live/node.example.org/privkey.pem", str(key)),
+                     ("/var/log/nginx/ncii-node.error.log", str(error_log))):
+        assert old in text, f"deploy/nginx/ncii-node.conf no longer holds {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+class Nginx:
+    def __init__(self, folder: Path, site: str):
+        self.folder = folder
+        folder.mkdir()
+        (folder / "site.conf").write_text(site)
+        temp = " ".join(f"{name}_temp_path {folder / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (folder / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"worker_processes 1;\npid {folder / 'nginx.pid'};\nerror_log {folder / 'main-error.log'} info;\n"
+            f"events {{ worker_connections 128; }}\nhttp {{ {temp} include {folder / 'site.conf'}; }}\n")
+        binary = nginx_binary()
+        check = subprocess.run([binary, "-t", "-p", str(folder), "-c", str(folder / "nginx.conf")],
+                               capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        self.process = subprocess.Popen([binary, "-p", str(folder), "-c", str(folder / "nginx.conf"),
+                                         "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def https_json(url: str, body: dict | None, context: ssl.SSLContext, source: str = "127.0.0.1",
+               headers: dict | None = None) -> tuple[int, dict]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=60, context=context,
+                                       source_address=(source, 0))
+    try:
+        conn.request("POST" if body is not None else "GET", parts.path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw.startswith(b"{") else {"raw": raw.decode(errors="replace")}
+    finally:
+        conn.close()
+
+
+def test_a_follower_and_a_browser_through_nginx_with_tls(tmp_path, monkeypatch, chromium_path, artifacts):
+    nginx_binary()
+    ca, cert, key, spki = make_certificates(tmp_path)
+    helpline = Node(tmp_path / "helpline", HELPLINE, "helpline")
+    platform = Node(tmp_path / "platform", PLATFORM, "platform")
+    http_port, https_port = free_port(), free_port()
+    datadir = DataDir(helpline.root)
+    config = datadir.config
+    config.http.trusted_proxies = ["127.0.0.1"]  # nginx, as README "TLS" says
+    if hasattr(config.http, "public_names"):  # the names signed reads may be made for
+        config.http.public_names.append(f"127.0.0.1:{https_port}")
+    datadir.save_config(config)
+    ncii("readers", "add", "--dir", str(helpline.root), ncii("key", "--dir", str(platform.root), "--request").stdout.strip())
+    nginx = None
+    try:
+        helpline.start()
+        node_port = int(helpline.url.rsplit(":", 1)[1])
+        nginx = Nginx(tmp_path / "nginx", site_config(node_port, http_port, https_port, cert, key,
+                                                       tmp_path / "nginx-ncii-error.log"))
+        base = f"https://127.0.0.1:{https_port}"
+        trusting = ssl.create_default_context(cafile=str(ca))
+        wait_for("nginx to answer", lambda: _answers(base + "/checkpoint", trusting), 20)
+
+        # A case opened through nginx, over HTTPS.
+        status, case = https_json(base + "/v1/cases", {"eligibility": YES,
+                                                      "fingerprints": [{"signal": "pdq", "fingerprint": fingerprint(i),
+                                                                        "quality": 90} for i in range(3)]}, trusting)
+        assert status == 201, case
+
+        # The platform follows the helpline's log over HTTPS through nginx, trusting the test CA
+        # (SSL_CERT_FILE: how an operator adds a private CA to what the node trusts).
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        platform.start()
+        monkeypatch.delenv("SSL_CERT_FILE")
+        ncii("follow", "add", "--dir", str(platform.root), base, "--vkey",
+             ncii("key", "--dir", str(helpline.root)).stdout.strip(), "--interval", "0.2")
+        last = max(p["index"] for p in case["published"])
+        wait_for("the platform to verify the log through nginx", lambda: platform.followed(HELPLINE)["size"] > last, 60)
+        followed = platform.followed(HELPLINE)
+        assert followed["state"] == "ok" and followed["fingerprints"]["active"] == 3 and followed["url"] == base
+
+        # Without the CA, the certificate is refused: verification is real.
+        audit = ncii("audit", base, "--vkey", ncii("key", "--dir", str(helpline.root)).stdout.strip(), "--json",
+                     "--html", str(tmp_path / "r.html"), check=False)
+        assert audit.returncode == 2 and "certificate" in (audit.stdout + audit.stderr).lower(), audit.stdout + audit.stderr
+
+        # Each person keeps a counter of their own behind the proxy, and a forged
+        # X-Forwarded-For changes nothing (nginx replaces the header).
+        from node.cases.limits import ADDRESS_POLICY
+        from node.cases.numbers import new_case_number
+
+        def guess(source: str, forged: str) -> int:
+            return https_json(base + "/v1/cases/status", {"case_number": new_case_number(), "pin": "12345678"},
+                              trusting, source=source, headers={"X-Forwarded-For": forged})[0]
+
+        assert [guess("127.0.0.50", f"198.51.100.{i}") for i in range(ADDRESS_POLICY.free)] == [401] * ADDRESS_POLICY.free
+        assert guess("127.0.0.50", "198.51.100.99") == 429
+        assert guess("127.0.0.51", "198.51.100.1") == 401
+
+        # Plain HTTP is redirected to HTTPS.
+        conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.status == 301 and response.getheader("Location") == "https://127.0.0.1/"
+        conn.close()
+
+        # The victim page loads through nginx in Chromium, pinned to the test certificate's key.
+        _victim_page(chromium_path, base, spki, artifacts)
+    finally:
+        for node in (platform, helpline):
+            if node.process is not None:
+                node.stop()
+        if nginx is not None:
+            nginx.stop()
+    logs = helpline.log_path.read_text()
+    assert "127.0.0.50" not in logs and "198.51.100." not in logs and case["case_number"] not in logs
+
+
+def _answers(url: str, context: ssl.SSLContext) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
+            return response.status == 200
+    except OSError:
+        time.sleep(0.1)
+        return False
+
+
+def _victim_page(chromium_path: str, base: str, spki: str, artifacts: Path) -> None:
+    from webapp_support import CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path,
+                                             args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki}"])
+        try:
+            context = browser.new_context(locale="fr-FR", service_workers="block")
+            requests = []
+            context.on("request", lambda request: requests.append(request.url))
+            page = context.new_page()
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            assert page.evaluate("location.protocol") == "https:"
+            assert page.evaluate("window.isSecureContext") is True
+            page.screenshot(path=str(artifacts / "victim-page-through-nginx.png"), full_page=True)
+            assert errors == [] and requests and all(url.startswith(base + "/") for url in requests), requests
+        finally:
+            browser.close()
