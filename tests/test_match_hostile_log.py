@@ -153,6 +153,10 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path):
                 stats = await r.json()
             assert stats["pdq"] == BASE + keep and stats["held"]["cluster"] == COPIES - keep
             assert f"!!! HELD CLUSTER {held['id']}: log {HELPLINE}" in ncii("status", "--dir", str(platform.root)).stdout
+            async with session.get(matcher_node.admin_url + "/metrics", headers=probe.headers) as r:
+                metrics = await r.text()
+            assert f'ncii_follow_held{{origin="{HELPLINE}",reason="cluster"}} {float(COPIES - keep)}' in metrics
+            assert f'ncii_follow_held_clusters{{origin="{HELPLINE}"}} 1.0' in metrics
             async with session.post(matcher_node.admin_url + "/v1/match", headers=probe.headers,
                                     json={"signal": "pdq", "fingerprint": centre.hex()}) as r:
                 at_cluster = await r.json()
