@@ -210,7 +210,8 @@ def test_budget_and_release_commands_offline(scene, tmp_path, capsys):
     assert cli_main(["init", "--dir", str(root), "--origin", "p.example/log", "--role", "platform"]) == 0
     db = open_db(root / "node.db")
     rng = np.random.default_rng(2)
-    insert(db, HOSTILE, list(enumerate(flips(rng, random_pdq(rng, 1)[0], 1200, 6))))
+    centre = random_pdq(rng, 1)[0]
+    insert(db, HOSTILE, list(enumerate(flips(rng, centre, 1200, 6))))
     db.close()
     capsys.readouterr()
     assert cli_main(["match-budget", "--dir", str(root), HOSTILE, "--max-per-hour", "1000",
@@ -219,7 +220,14 @@ def test_budget_and_release_commands_offline(scene, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{HOSTILE}\tmax_fingerprints=20000000 (default)\tmax_per_hour=1000" in out
     assert cli_main(["match-budget", "--dir", str(root), HOSTILE, "--max-per-day", "-4"]) == 2
-    # the build holds the cluster; the command lists it in status and releases it
+    # `match --local` answers from an index built here: the cluster held in memory only
+    capsys.readouterr()
+    assert cli_main(["match", "--dir", str(root), "--local", "--json", "--pdq", centre.hex()]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 16
+    db = open_db(root / "node.db")
+    assert matching_store.hold_counts(db) == {} and matching_store.clusters(db) == []
+    db.close()
+    # the node's build holds the cluster, written down; status lists it, the command releases it
     matcher = Matcher(pending_load=True)
     matcher.load(root / "node.db")
     assert matcher.stats()["held"]["cluster"] == 1200 - 16

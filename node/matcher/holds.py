@@ -106,7 +106,7 @@ class Holds:
 
     def load(self, db, db_path: Path | None) -> None:
         """Read budgets, clusters, holds and intake (`db`: the matcher's build snapshot,
-        returning text as str); later writes go to `db_path`."""
+        returning text as str); later writes go to `db_path` (None: nowhere)."""
         from node.store import matching as store
 
         with self._lock:
@@ -127,8 +127,9 @@ class Holds:
             entry = self._logs[origin] = _Log()
         return entry
 
-    def _write(self, function, *args):
-        """Run a node.store.matching function in one transaction, if there is a database."""
+    def database(self, function, *args):
+        """Run a node.store function in one transaction on the holds' connection (None
+        without a database: a matcher built read-only decides holds in memory only)."""
         if self._db_path is None:
             return None
         if self._db is None:
@@ -210,7 +211,7 @@ class Holds:
             admitted = int(admit.sum())
             if admitted:
                 entry.intake[hour] = last_hour + admitted
-                self._write(_add_intake, origin, hour, admitted)
+                self.database(_add_intake, origin, hour, admitted)
         return admit
 
     def hold_budget(self, origin: str, indices: list[int], now: float | None = None) -> None:
@@ -223,7 +224,7 @@ class Holds:
     def _hold(self, origin: str, indices: list[int], reason: str, cluster: int | None, now: float) -> None:
         from node.store import matching as store
 
-        self._write(store.hold, origin, indices, reason, cluster, now)
+        self.database(store.hold, origin, indices, reason, cluster, now)
         entry = self._log(origin)
         setattr(entry, reason, _merge(getattr(entry, reason), indices))
 
@@ -242,7 +243,7 @@ class Holds:
                              and distances(np.frombuffer(c.centre, dtype=np.uint8)[None, :], centre)[0]
                              <= CLUSTER_RADIUS), None)
             if existing is None:
-                cluster_id = self._write(store.add_cluster, origin, centre, radius, now)
+                cluster_id = self.database(store.add_cluster, origin, centre, radius, now)
                 if cluster_id is None:  # no database: number them here
                     cluster_id = 1 + max((c.id for c in self._clusters), default=0)
                 self._clusters.append(HeldCluster(cluster_id, origin, centre, False))
@@ -295,11 +296,15 @@ class Holds:
         now = self.clock() if now is None else now
         with self._lock:
             entry = self._log(origin)
-            self._write(store.unhold, origin, indices.tolist())
+            self.database(store.unhold, origin, indices.tolist())
             entry.budget = np.setdiff1d(entry.budget, indices)
             hour = int(now // HOUR)
             entry.intake[hour] = entry.intake.get(hour, 0) + len(indices)
-            self._write(_add_intake, origin, hour, len(indices))
+            self.database(_add_intake, origin, hour, len(indices))
+
+    @property
+    def persistent(self) -> bool:
+        return self._db_path is not None
 
     def origins_with_budget_holds(self) -> list[str]:
         with self._lock:
@@ -310,7 +315,7 @@ class Holds:
 
         with self._lock:
             self._logs.pop(origin, None)
-            self._write(store.forget_log, origin)
+            self.database(store.forget_log, origin)
 
 
 def _add_intake(db, origin: str, hour: int, count: int) -> None:

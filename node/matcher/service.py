@@ -181,6 +181,7 @@ class Matcher(FollowListener):
         self._queued: list[tuple] = []
         self._cancel_load = threading.Event()
         self._db_path: Path | None = None
+        self._read_only = False
         self._readers = threading.local()    # per-thread read connections for `describe`
         self._reader_list: list = []
         self._explicit_thresholds: dict[str, int] = {}
@@ -259,14 +260,18 @@ class Matcher(FollowListener):
 
     # ------------------------------------------------------------------ building
 
-    def load(self, db_path: Path | str, *, connection: sqlite3.Connection | None = None) -> None:
-        """Build every index from the database at `db_path` (one read snapshot).
+    def load(self, db_path: Path | str, *, connection: sqlite3.Connection | None = None,
+             read_only: bool = False) -> None:
+        """Build every index from the database at `db_path` (one read snapshot);
+        `read_only` (a command answering from the database while no node runs): holds
+        the build decides are kept in memory, not written.
 
         Listener events that arrive meanwhile are queued and replayed afterwards;
         searches raise MatcherLoading until it returns. Meant for start-up: it
         replaces the structures in place, so it must not run while searches do."""
         started = time.perf_counter()
         self._db_path = Path(db_path)
+        self._read_only = read_only
         with self._lock:
             self._ready = False
             if not self._queueing:
@@ -333,7 +338,7 @@ class Matcher(FollowListener):
                     self._suppressed[(origin.decode(), index)] = leaf
             if "match_holds" in tables:
                 conn.text_factory = str
-                self.holds.load(conn, self._db_path)
+                self.holds.load(conn, None if self._read_only else self._db_path)
                 conn.text_factory = bytes
             if "fingerprints" not in tables:
                 return
@@ -547,11 +552,11 @@ class Matcher(FollowListener):
         from node.store import matching as matching_store
 
         with self._lock:
-            indices = self.holds._write(matching_store.release_cluster, cluster_id) or []
+            indices = self.holds.database(matching_store.release_cluster, cluster_id) or []
             cluster = self.holds.release_cluster(cluster_id, indices)
             if cluster is None:
                 return None
-            rows = self.holds._write(follow_store.fingerprints_at, cluster.origin, indices) or []
+            rows = self.holds.database(follow_store.fingerprints_at, cluster.origin, indices) or []
             added = self.add_many(cluster.origin, [(r.index, r.signal, r.fingerprint, r.leaf_hash) for r in rows])
             log.warning("match: cluster %d of %s released by the operator: %d fingerprints indexed",
                         cluster_id, cluster.origin, added)
@@ -575,14 +580,14 @@ class Matcher(FollowListener):
 
         added = 0
         with self._lock:
-            if self._queueing or self._db_path is None:
+            if self._queueing or not self.holds.persistent:
                 return 0
             for origin in origins if origins is not None else self.holds.origins_with_budget_holds():
                 code = self._origin_code(origin)
                 room, _ = self.holds.budget_room(origin, int(self._indexed[code]))
                 if not len(room):
                     continue
-                rows = self.holds._write(follow_store.fingerprints_at, origin, room.tolist())
+                rows = self.holds.database(follow_store.fingerprints_at, origin, room.tolist())
                 self.holds.unhold_budget(origin, room)
                 added += self.add_many(origin, [(r.index, r.signal, r.fingerprint, r.leaf_hash) for r in rows],
                                        budgeted=False)
