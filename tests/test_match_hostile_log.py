@@ -27,11 +27,17 @@ from test_cases_cycle import Node, ncii
 HELPLINE = "helpline.example/log"
 COPIES = 30_000
 BASE = 3_000
-# An unrelated query answered over HTTP on loopback takes about a millisecond here; the
-# bound leaves room for a loaded 2-core machine, yet is ~20x below what answering with
-# all 30,000 copies listed (as the index did before) would take at the cluster.
-UNRELATED_BOUND_S = 0.5
+# An unrelated query answered over HTTP on loopback takes about a millisecond here. On a
+# 2-core machine shared with other work any one request may wait for a core, so the
+# bounds are on the 95th percentile (and a hard cap on the slowest): wide enough for a
+# loaded machine, far below a node that stalls while it applies the attack.
+UNRELATED_P95_S = 0.25
+SLOWEST_S = 2.0
 AT_CLUSTER_BOUND_S = 1.0
+
+
+def p95(latencies: list[float]) -> float:
+    return sorted(latencies)[int(0.95 * (len(latencies) - 1))]
 
 
 def submission_line(fingerprint: bytes) -> str:
@@ -142,7 +148,9 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path):
                 await probing
             during = len(probe.latencies) - 2 * len(queries)
             assert during > 10 and not probe.wrong, probe.wrong[:3]
-            assert max(probe.latencies) < UNRELATED_BOUND_S, (max(probe.latencies), baseline)
+            during_attack = probe.latencies[2 * len(queries):]
+            assert p95(during_attack) < UNRELATED_P95_S and max(during_attack) < SLOWEST_S, \
+                (p95(during_attack), max(during_attack), baseline)
 
             # held, loudly: the follower verified and stored everything, the index holds 16
             [held] = report["held_clusters"]
@@ -165,6 +173,16 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path):
 
             # the operator releases it: a query at the cluster gets the nearest 100 and the
             # total, in bounded time; unrelated queries stay exact and fast
+            # bad releases are refused without harm: unknown, absurd, or with the match token
+            for body, status in (({"cluster": held["id"] + 1}, 404), ({"cluster": -2**70}, 400),
+                                 ({"cluster": "1"}, 400), ({"id": 1}, 400)):
+                async with session.post(matcher_node.admin_url + "/v1/match/release", json=body,
+                                        headers=probe.headers) as r:
+                    assert r.status == status, (body, await r.text())
+            match_token = {"Authorization": f"Bearer {platform.match_token()}"}
+            async with session.post(matcher_node.admin_url + "/v1/match/release", json={"cluster": held["id"]},
+                                    headers=match_token) as r:
+                assert r.status == 401
             released = ncii("match-release", "--dir", str(platform.root), str(held["id"])).stdout
             assert json.loads(released)["indexed"] == COPIES - keep
             timings = []
@@ -181,7 +199,7 @@ async def test_a_hostile_log_cannot_slow_the_platforms_matching(tmp_path):
             before = len(probe.latencies)
             for i in range(len(queries)):
                 await probe.once(i)
-            assert not probe.wrong and max(probe.latencies[before:]) < UNRELATED_BOUND_S
+            assert not probe.wrong and p95(probe.latencies[before:]) < UNRELATED_P95_S
             assert not (await platform_status())["held_clusters"]
     finally:
         matcher_node.stop()

@@ -423,7 +423,8 @@ async def post_budget(request: web.Request) -> web.Response:
 async def post_release(request: web.Request) -> web.Response:
     """{"cluster": id} -> the held cluster's fingerprints go in the index (within budgets)."""
     body = await _read_json(request, 4096, RELEASE_HINT)
-    if not isinstance(body, dict) or set(body) != {"cluster"} or type(body["cluster"]) is not int:
+    if not isinstance(body, dict) or set(body) != {"cluster"} or type(body["cluster"]) is not int \
+            or not 0 < body["cluster"] < 2**63:
         raise BadRequest(RELEASE_HINT)
     outcome = await asyncio.to_thread(_matcher(request).release_cluster, body["cluster"])
     if outcome is None:
