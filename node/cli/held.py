@@ -19,6 +19,7 @@ Exit status: 0 done, 1 refused (unknown cluster, node unreachable), 2 usage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from node.cli._common import NodeRequestError, add_dir_argument, fail, post_to_node, reports_datadir_errors
@@ -99,11 +100,8 @@ def run_budget(args) -> int:
         except ValueError as exc:
             return fail(str(exc), EXIT_USAGE)
     if not values:
-        db = open_db(datadir.db_path)
-        try:
+        with contextlib.closing(open_db(datadir.db_path)) as db:
             current = matching_store.budgets(db)
-        finally:
-            db.close()
         if args.origin is not None:
             current = {args.origin: current.get(args.origin, {})}
         default = {key: getattr(defaults, f"{key}_per_log") for key, _flag, _what in LIMITS}
@@ -118,11 +116,8 @@ def run_budget(args) -> int:
     asked = _through_node(datadir, "/v1/match/budget", {"origin": args.origin, **values}, timeout=60)
     if asked is not None:
         return asked
-    db = open_db(datadir.db_path)
-    try:
+    with contextlib.closing(open_db(datadir.db_path)) as db:
         matching_store.set_budget(db, args.origin, values)
-    finally:
-        db.close()
     print(json.dumps({"origin": args.origin, **values, "applied": "when the node next starts"}))
     return 0
 
@@ -138,12 +133,9 @@ def run_release(args) -> int:
     asked = _through_node(datadir, "/v1/match/release", {"cluster": args.cluster}, timeout=300)
     if asked is not None:
         return asked
-    db = open_db(datadir.db_path)
-    try:
+    with contextlib.closing(open_db(datadir.db_path)) as db:
         known = {c.id: c for c in matching_store.clusters(db)}
         indices = matching_store.release_cluster(db, args.cluster)
-    finally:
-        db.close()
     cluster = known.get(args.cluster)
     if cluster is None or not cluster.held:
         return fail(f"no held cluster has the id {args.cluster} (ncii-node status lists them)")
