@@ -345,6 +345,7 @@ def signal_bytes(data: bytes) -> None:
              b'"timestamp"', b'"fingerprints"', b'"path"'))
 def signal_json(data: bytes) -> None:
     from node.cases.fingerprints import FingerprintError, parse_fingerprints
+    from node.config import CasesSection
     from node.matcher.service import Query
     from node.web.match_routes import BadRequest, parse_match_body
     from protocol.errors import SignalError
@@ -363,7 +364,7 @@ def signal_json(data: bytes) -> None:
         signal = SIGNALS[query.signal]
         assert signal.parse_json(signal.to_json(query.fingerprint)) == query.fingerprint
     try:
-        parse_fingerprints([obj], max_count=100, day=20_000)
+        parse_fingerprints([obj], caps=CasesSection(), day=20_000)
     except FingerprintError:
         pass
 
@@ -392,6 +393,7 @@ def signal_text(data: bytes) -> None:
              b'"en"', b'"fingerprints"', b'"signal"', b'"pdq"', b'"fingerprint"', b'"case_number"', b'"pin"'))
 def case_body(data: bytes) -> None:
     from node.cases.service import CaseApiError, read_case_codes, read_new_case
+    from node.config import CasesSection
     from protocol.entries import decode_entry
 
     try:  # as node/web/case_routes.py reads a body
@@ -399,7 +401,7 @@ def case_body(data: bytes) -> None:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return
     try:
-        refusal, fingerprints = read_new_case(body, max_fingerprints=100, day=20_000, directory=_help())
+        refusal, fingerprints = read_new_case(body, caps=CasesSection(), day=20_000, directory=_help())
     except CaseApiError as exc:
         assert exc.status == 400
         json.dumps(exc.body)  # the answer must be writable as JSON
@@ -497,7 +499,8 @@ def request_signature(data: bytes) -> None:
             headers[name] = value
     request = make_mocked_request("GET", _SIGNED_PATH, headers=headers)
     try:
-        reader = verify_request(request, _readers(), now=_SIGNED_AT, replay_cache=ReplayCache(16))
+        reader = verify_request(request, _readers(), now=_SIGNED_AT, authorities={_SIGNED_HOST},
+                                replay_cache=ReplayCache(16))
     except ReadAccessError:
         return
     assert reader == _readers.vkey

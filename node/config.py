@@ -20,23 +20,44 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     body_timeout = 30.0               # seconds to receive a whole request body (else 408); both sites
     idle_timeout = 15.0               # seconds to receive a request head after connecting or after
                                       # the previous answer (else the connection is closed); both sites
-    max_concurrent_bodies = 8         # request bodies read at once per site; beyond: 503 at once
+    max_concurrent_bodies = 64        # public site: case creations (and other routes' bodies) read at
+                                      # once, each pool; beyond: 503 at once. Status/withdrawal and
+                                      # /add-checkpoint have pools of their own (publishing.md §1.1)
+    bodies_per_address = 2            # bodies one client address (IPv6: /64) may have in flight, per pool
+    bodies_per_network = 4            # bodies one IPv4 /24 or IPv6 /56 may have in flight, per pool
+    min_body_rate = 4096              # bytes/s a body must average after its first 2 s, else 408
     trusted_proxies = []              # reverse proxies (addresses or CIDR networks) whose
                                       # X-Forwarded-For gives the client address (case API limits)
+    public_names = ["example.org"]    # host[:port] names readers reach this node by; a signed read
+                                      # sent to any other name is refused (init: the origin's host;
+                                      # serve adds its listening address, and localhost on loopback)
 
     [admin]
     host = "127.0.0.1"                # admin site (POST /admin/append); must be loopback unless
     port = 0                          # allow_remote; port 0 = any free port, announced in DIR/serve.json
     allow_remote = false
     max_body_bytes = 16777216         # larger append bodies are refused before they are read
+    max_concurrent_bodies = 8         # admin site: bodies read at once; beyond: 503 at once
 
     [log]
-    sequencing_interval = 1.0         # seconds between batches (and at most one checkpoint per batch)
+    sequencing_interval = 0.025       # least seconds between two checkpoints: an append to an idle
+                                      # log is published at once; under load appends gather this long
     max_batch_entries = 200000        # a larger pool is sequenced over several batches
+
+    [push]                            # GET /push/checkpoint: followers wait for the next checkpoint
+    enabled = true                    # (registered readers only, signed like tile reads)
+    max_wait = 30                     # seconds a request may wait before 304 Not Modified
+    max_waiting = 500                 # requests waiting at once; beyond: 503
+    max_waiting_per_reader = 4        # per reader; beyond, its oldest wait is answered at once
 
     [witness]                         # this log's witnesses (spec/parts/witness.md §3)
     add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
                                       # declared in /node.json (the witness network asks logs to)
+
+    [acknowledgements]                # what this node applied, published in its own log
+    enabled = true                    # (spec/parts/acknowledgements.md; key: DIR/keys/ack.key)
+    interval = 2.0                    # at most one acknowledgement per followed log per this many
+                                      # seconds, except at once after a withdrawal was applied
 
     [paths]                           # relative to the data directory
     db = "node.db"
@@ -50,8 +71,19 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     pin_scrypt_n = 32768              # scrypt cost of PIN hashes (2**15); tests may lower it
     pin_scrypt_r = 8
     pin_scrypt_p = 1
-    max_fingerprints = 100            # per case
-    max_body_bytes = 4194304          # POST /v1/cases body limit
+    max_fingerprints = 70             # per case, in all (cases.md §5: caps sized for real people)
+    max_photos = 50                   # PDQ fingerprints per case
+    max_videos = 10                   # videos per case (an MD5 and a vPDQ each)
+    max_video_frames = 3600           # vPDQ frames per case in all (an hour of video at 1 frame/s)
+    max_body_bytes = 524288           # POST /v1/cases body limit (a case at every cap, ~404 KB, fits)
+    per_address_per_hour = 3          # cases opened from one client address (IPv6: /64), sliding windows
+    per_address_per_day = 10
+    per_network_per_hour = 10         # ... from one IPv4 /24 or IPv6 /56
+    per_network_per_day = 30
+    per_hour = 100                    # the node's budget, all clients together
+    per_day = 500
+    proof_of_work_above_per_hour = 20 # above this many cases in the last hour, ask a proof of work
+    proof_of_work_bits = 17           # its difficulty: 2**17 SHA-256 on average (cases.md §11)
 
     [page]                            # the victim web page (helpline; spec/parts/webapp.md)
     countries = ["FR", "BE", "CH", "CA", "GB", "US"]  # the person picks one; its help is shown
@@ -88,6 +120,14 @@ from typing import Any
 from node.cases import resources as help_resources
 
 ROLES = ("helpline", "platform", "witness")
+#: A public name: a DNS name, an IPv4 address or a bracketed IPv6 address, and an optional port.
+_PUBLIC_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+                          r"|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def is_public_name(name: object) -> bool:
+    """Whether `name` can be one of [http] public_names: host[:port]."""
+    return isinstance(name, str) and _PUBLIC_NAME.fullmatch(name.lower()) is not None
 
 
 class ConfigError(ValueError):
@@ -109,8 +149,12 @@ class HttpSection:
     public_read: bool = False
     body_timeout: float = 30.0
     idle_timeout: float = 15.0
-    max_concurrent_bodies: int = 8
+    max_concurrent_bodies: int = 64
+    bodies_per_address: int = 2
+    bodies_per_network: int = 4
+    min_body_rate: float = 4096.0
     trusted_proxies: list = field(default_factory=list)
+    public_names: list = field(default_factory=list)
 
 
 @dataclass
@@ -119,17 +163,32 @@ class AdminSection:
     port: int = 0
     allow_remote: bool = False
     max_body_bytes: int = 16 * 1024 * 1024
+    max_concurrent_bodies: int = 8
 
 
 @dataclass
 class LogSection:
-    sequencing_interval: float = 1.0
+    sequencing_interval: float = 0.025
     max_batch_entries: int = 200_000
+
+
+@dataclass
+class PushSection:
+    enabled: bool = True
+    max_wait: int = 30
+    max_waiting: int = 500
+    max_waiting_per_reader: int = 4
 
 
 @dataclass
 class WitnessSection:
     add_checkpoint_interval: float = 1.0
+
+
+@dataclass
+class AcknowledgementsSection:
+    enabled: bool = True
+    interval: float = 2.0
 
 
 @dataclass
@@ -147,8 +206,19 @@ class CasesSection:
     pin_scrypt_n: int = 2**15
     pin_scrypt_r: int = 8
     pin_scrypt_p: int = 1
-    max_fingerprints: int = 100
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_fingerprints: int = 70
+    max_photos: int = 50
+    max_videos: int = 10
+    max_video_frames: int = 3600
+    max_body_bytes: int = 512 * 1024
+    per_address_per_hour: int = 3
+    per_address_per_day: int = 10
+    per_network_per_hour: int = 10
+    per_network_per_day: int = 30
+    per_hour: int = 100
+    per_day: int = 500
+    proof_of_work_above_per_hour: int = 20
+    proof_of_work_bits: int = 17
 
 
 @dataclass
@@ -179,7 +249,9 @@ class Config:
     http: HttpSection = field(default_factory=HttpSection)
     admin: AdminSection = field(default_factory=AdminSection)
     log: LogSection = field(default_factory=LogSection)
+    push: PushSection = field(default_factory=PushSection)
     witness: WitnessSection = field(default_factory=WitnessSection)
+    acknowledgements: AcknowledgementsSection = field(default_factory=AcknowledgementsSection)
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
     page: PageSection = field(default_factory=PageSection)
@@ -202,15 +274,30 @@ class Config:
             except (TypeError, ValueError):
                 raise ConfigError(f"[http] trusted_proxies: {proxy!r:.60} is not an address or a CIDR network "
                                   "(for example \"10.0.0.0/8\" or \"::1\")") from None
+        for name in self.http.public_names:
+            if not is_public_name(name):
+                raise ConfigError(f"[http] public_names: {name!r:.80} is not a host name or address with an "
+                                  "optional port (for example \"helpline.example\" or \"192.0.2.7:8443\")")
         for name, seconds in (("body_timeout", self.http.body_timeout), ("idle_timeout", self.http.idle_timeout)):
             if not 0.01 <= seconds <= 3600:
                 raise ConfigError(f"[http] {name} must be between 0.01 and 3600 seconds")
-        if not 1 <= self.http.max_concurrent_bodies <= 100_000:
-            raise ConfigError("[http] max_concurrent_bodies must be between 1 and 100000")
-        if not 0.01 <= self.log.sequencing_interval <= 3600:
-            raise ConfigError("[log] sequencing_interval must be between 0.01 and 3600 seconds")
+        for table, section, key in (("http", self.http, "max_concurrent_bodies"),
+                                    ("admin", self.admin, "max_concurrent_bodies"),
+                                    ("http", self.http, "bodies_per_address"), ("http", self.http, "bodies_per_network")):
+            if not 1 <= getattr(section, key) <= 100_000:
+                raise ConfigError(f"[{table}] {key} must be between 1 and 100000")
+        if not 1 <= self.http.min_body_rate <= 1e9:
+            raise ConfigError("[http] min_body_rate must be between 1 and 1e9 bytes per second")
+        if not 0 <= self.log.sequencing_interval <= 3600:
+            raise ConfigError("[log] sequencing_interval must be between 0 and 3600 seconds")
+        if not 1 <= self.push.max_wait <= 300:
+            raise ConfigError("[push] max_wait must be between 1 and 300 seconds")
+        if not 1 <= self.push.max_waiting <= 1_000_000 or not 1 <= self.push.max_waiting_per_reader <= 1000:
+            raise ConfigError("[push] max_waiting must be 1..1000000 and max_waiting_per_reader 1..1000")
         if not 0.1 <= self.witness.add_checkpoint_interval <= 86400:
             raise ConfigError("[witness] add_checkpoint_interval must be between 0.1 and 86400 seconds")
+        if not 0.0 <= self.acknowledgements.interval <= 3600:
+            raise ConfigError("[acknowledgements] interval must be between 0 and 3600 seconds")
         if self.log.max_batch_entries < 1:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:
@@ -220,6 +307,17 @@ class Config:
             raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r and pin_scrypt_p >= 1")
         if not 1 <= self.cases.max_fingerprints <= 1000 or self.cases.max_body_bytes < 1024:
             raise ConfigError("[cases] max_fingerprints must be 1..1000 and max_body_bytes at least 1024")
+        for key in ("max_photos", "max_videos"):
+            if not 0 <= getattr(self.cases, key) <= 1000:
+                raise ConfigError(f"[cases] {key} must be 0..1000")
+        if not 0 <= self.cases.max_video_frames <= 1_000_000:
+            raise ConfigError("[cases] max_video_frames must be 0..1000000")
+        for key in ("per_address_per_hour", "per_address_per_day", "per_network_per_hour", "per_network_per_day",
+                    "per_hour", "per_day", "proof_of_work_above_per_hour"):
+            if not 0 <= getattr(self.cases, key) <= 10_000_000:
+                raise ConfigError(f"[cases] {key} must be 0..10000000")
+        if not 0 <= self.cases.proof_of_work_bits <= 40:
+            raise ConfigError("[cases] proof_of_work_bits must be 0..40")
         if self.node.contact and not _is_line(self.node.contact, 200):
             raise ConfigError("[node] contact must be one line of at most 200 characters")
         _validate_page(self.page)

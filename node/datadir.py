@@ -5,6 +5,7 @@ Layout (paths under [paths] in the config can move the starred ones)::
     DIR/config.toml          the configuration (node/config.py)                (0600)
     DIR/keys/log.key *       Ed25519 key that signs checkpoints          (mode 0600)
     DIR/keys/request.key *   Ed25519 key that signs read requests to other nodes (0600)
+    DIR/keys/ack.key         C2SP cosigner key of this node's acknowledgements   (0600)
     DIR/admin.token *        bearer token of the admin endpoint          (0600)
     DIR/match.token          bearer token of the match API only (platform nodes; 0600)
     DIR/metrics.token        bearer token of GET /metrics only (Prometheus; 0600)
@@ -31,6 +32,9 @@ from pathlib import Path
 from node.config import Config, ConfigError, dump_config, load_config
 
 
+ACK_KEY_FILE = "keys/ack.key"
+
+
 class DataDirError(RuntimeError):
     """The data directory is missing, locked by another process, or unusable."""
 
@@ -45,9 +49,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, tmp_dir: Path | None = None,
-                 sync_dir: bool = True) -> None:
+                 sync_dir: bool = True, sync_file: bool = True) -> None:
     """Write `data` so that `path` holds either its old content or all of `data`,
-    never a prefix, even across a crash or power loss."""
+    never a prefix, even across a crash or power loss (with `sync_file=False`, only
+    across a crash of the process: for copies that are rewritten at start-up)."""
     path = Path(path)
     tmp_dir = Path(tmp_dir) if tmp_dir is not None else path.parent
     tmp = tmp_dir / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -58,7 +63,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, tmp_dir: Path | 
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if sync_file:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -123,6 +129,10 @@ class DataDir:
         return self._resolve(self.config.paths.request_key)
 
     @property
+    def ack_key_path(self) -> Path:
+        return self.root / ACK_KEY_FILE
+
+    @property
     def admin_token_path(self) -> Path:
         return self._resolve(self.config.paths.admin_token)
 
@@ -176,7 +186,28 @@ class DataDir:
         return self._load_signer(self.log_key_path)
 
     def load_request_signer(self):
-        return self._load_signer(self.request_key_path)
+        """The request key (node.readaccess.RequestKey): its `verifier_key()` is the
+        request vkey that other nodes register, `signer()` signs read requests."""
+        from node.readaccess import RequestKey
+
+        key = self._load_signer(self.request_key_path)
+        return RequestKey(key.name, key.seed)
+
+    def load_ack_signer(self, *, create: bool = False):
+        """The acknowledgement key (C2SP cosigner key, named like the origin; spec/parts/
+        acknowledgements.md), made first if missing and `create` (a data directory older
+        than acknowledgements)."""
+        from protocol.cosignature import CosignatureSigner
+        from protocol.errors import KeyFormatError
+
+        if create and not self.ack_key_path.exists():
+            signer = CosignatureSigner.generate(self.config.node.origin)
+            self.write_secret(self.ack_key_path, signer.to_key_file())
+            return signer
+        try:
+            return CosignatureSigner.from_key_file(self.read_secret(self.ack_key_path))
+        except KeyFormatError as exc:
+            raise DataDirError(f"{self.ack_key_path}: {exc}") from None
 
     def _load_signer(self, path: Path):
         from protocol.errors import KeyFormatError

@@ -14,6 +14,10 @@ Definitions (README "Operating a node" says the same):
                   (any verdict means the platform matched the entry).
   first verdict   time from the publication of an entry (its first checkpoint) to the
                   platform's first verdict on it, as the follower received it.
+  acknowledged    per platform, the time from the publication of each of this
+                  helpline's submissions and withdrawals in the window to the time the
+                  platform signed in its first acknowledgement of a tree holding it
+                  (node/acks/report.py; spec/parts/acknowledgements.md §4).
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ def node_figures(db, config, window: str = DEFAULT_WINDOW, now: float | None = N
         for entry in report["logs"]]
     if role == "helpline":
         figures["cases"] = _case_figures(db, first, config, now)
+        figures["acknowledgements"] = _ack_figures(db, config.node.origin, first, now)
     figures["verdicts_received"] = _verdict_figures(db, first)
     figures["takedown"] = _takedown_figures(db, first, figures["verdicts_received"])
     if role == "platform":
@@ -145,6 +150,13 @@ def _case_figures(db, first: int | None, config, now: float) -> dict:
                          "busiest_day": max((c["opened"] for c in per_day.values()), default=0),
                          "limits": creation_limits(config),
                          "today_of_node_budget": _rate(today, _node_day_budget(config))}}
+
+
+def _ack_figures(db, origin: str, first: int | None, now: float) -> dict:
+    from node.acks.report import acknowledgement_statistics
+
+    window = now - first * store.DAY if first is not None else now
+    return acknowledgement_statistics(db, origin, now, window=window)
 
 
 def _node_day_budget(config) -> int:
@@ -230,6 +242,14 @@ def _pct(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate:.1f} %"
 
 
+def _ack_summary(s: dict) -> str:
+    text = (f"p50 {s['p50']} s, p90 {s['p90']} s, p99 {s['p99']} s, max {s['max']} s of {s['acknowledged']}"
+            if s.get("acknowledged") else "none acknowledged")
+    if s.get("pending"):
+        text += f"; {s['pending']} pending, the oldest for {s['oldest_pending_seconds']:.0f} s"
+    return text
+
+
 def format_figures(f: dict) -> str:
     since = f"since {f['since']}" if f["since"] else "all time"
     lines = [f"{f['origin']} ({f['role']}), {since} (today {f['today']}, UTC)", ""]
@@ -251,6 +271,20 @@ def format_figures(f: dict) -> str:
             lines.append(f"  limit: {limit['limit']} per {limit['per_seconds'] // 3600} h per {limit['scope']}")
         if c["creation"]["today_of_node_budget"] is not None:
             lines.append(f"  today: {_pct(c['creation']['today_of_node_budget'])} of the node's daily budget")
+    if f.get("acknowledgements", {}).get("platforms"):
+        acks = f["acknowledgements"]
+        lines += ["", "acknowledgements: publication -> each platform's signed acknowledgement "
+                      f"({acks['entries']['submissions']} submissions, {acks['entries']['withdrawals']} withdrawals "
+                      "in the window):"]
+        for p in acks["platforms"]:
+            state = {"late": f"LATE: an entry waits for more than {acks['late_after_seconds']:.0f} s",
+                     "silent": "SILENT: it never acknowledged anything"}.get(p["state"], p["state"])
+            lines.append(f"  {p['name']} ({p['origin']}) [{state}]: up to size {p['acknowledged_size']}, "
+                         f"last at {p['last_acknowledgement'] or 'never'}"
+                         + (f", {p['false_acknowledgements']} FALSE acknowledgement(s)"
+                            if p["false_acknowledgements"] else ""))
+            for kind in ("submissions", "withdrawals"):
+                lines.append(f"    {kind}: {_ack_summary(p[kind])}")
     if f["verdicts_received"]:
         lines += ["", "verdicts received (in the window):"]
         for platform, v in sorted(f["verdicts_received"].items()):

@@ -9,19 +9,23 @@ How: each node has a *request key* (Ed25519, separate from its log key). A reade
 every request with it using RFC 9421 HTTP Message Signatures (alg "ed25519"); the
 publishing node keeps the list of registered readers' request keys and checks:
 
-  1. the request carries a signature with our tag            (else 401)
-  2. its parameters are complete and its times are fresh       (else 401)
-  3. its `keyid` is a registered reader                        (else 403)
-  4. the Ed25519 signature verifies over the covered components (else 401)
-  5. its nonce was not seen before within the freshness window (else 401)
+  1. the request carries a signature with our tag               (else 401)
+  2. it was sent to one of this node's own names (the Host, hence
+     the signed "@authority", is in `authorities`)              (else 401)
+  3. its parameters are complete and its times are fresh          (else 401)
+  4. its `keyid` is a registered reader and the Ed25519 signature
+     verifies over the covered components -- one answer for both  (else 401)
+  5. its nonce was not seen before while it is fresh (node/replaycache.py,
+     which also survives a restart)                               (else 401, or 503 when full)
 
 Invariants kept here:
+  * A signature binds a request to one node: made for another node (whose operator
+    could forward it here), it is refused before any key is looked up.
+  * A stranger cannot tell a registered key from an unknown one: both get the same
+    401 and the same message, after the same Ed25519 verification (_STAND_IN_KEY).
   * A nonce is recorded only after its signature verified, so nobody without a
-    registered key can fill the replay cache.
-  * A nonce is remembered at least until a request carrying it could no longer pass
-    the freshness check, so a replay is always caught while the signature is fresh.
-  * The replay cache never holds more than `max_entries` nonces; when it is full of
-    still-live nonces the node refuses (503) rather than forgetting one.
+    registered key can fill the replay cache; it is remembered until a request
+    carrying it could no longer pass the freshness check.
 
 Covered components are "@method", "@authority", "@path" and "@query" — never
 "@target-uri" or "@scheme": behind a TLS-terminating reverse proxy the node sees
@@ -31,8 +35,9 @@ client's Host through unchanged (nginx: `proxy_set_header Host $http_host;`, whi
 keeps a port; `$host` drops it). deploy/nginx/ncii-node.conf does so.
 
 The `keyid` parameter is the reader's full request verifier key string,
-"<name>+<key id hex>+<base64(0x01 || public key)>" (C2SP signed-note form), exactly as
-printed by `ncii-node key --dir DIR --request` and registered with
+"<name>+<key id hex>+<base64(0xff || "ncii-node/request-key" || public key)>" (C2SP
+signed-note form, with signed-note's 0xff type for types it assigns no byte, so that a
+request key can never be taken for a log key or the reverse), exactly as printed by `ncii-node key --dir DIR --request` and registered with
 `ncii-node readers add`. Using the whole string instead of the 4-byte key ID means two
 readers can never collide and the registry is an exact-string lookup.
 
@@ -41,15 +46,13 @@ spec/parts/readaccess.md is the normative description; keep the two in step.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
-import hashlib
-import heapq
 import inspect
+import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, Union
 
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, web
@@ -67,7 +70,9 @@ from http_message_signatures import (
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from yarl import URL
 
+from node.replaycache import ReplayCache, ReplayRefused
 from protocol.errors import KeyFormatError, ProtocolError, UsageError
+from protocol.note import REQUEST_KEY_TYPE, decode_vkey, encode_vkey, key_id_for
 
 # --- The policy, in one place (spec/parts/readaccess.md repeats these numbers) ---
 
@@ -78,18 +83,16 @@ SIGNATURE_TAG = "ncii-node-read"
 #: Signature label we write; on verification the tag, not the label, selects.
 SIGNATURE_LABEL = "ncii"
 ALGORITHM = "ed25519"
-#: Largest accepted difference between a signature's `created` and the node's clock,
-#: in either direction, in seconds.
-MAX_CLOCK_SKEW = 300
+#: The only grace the node gives a reader's clock, in seconds: `created` may be this far
+#: in the future, and a signature is still accepted this long after its `expires`.
+MAX_CLOCK_SKEW = 10
 #: Lifetime we give our own signatures (`expires - created`), and the longest we accept.
-SIGNATURE_LIFETIME = 60
-MAX_SIGNATURE_LIFETIME = 300
+SIGNATURE_LIFETIME = 10
+MAX_SIGNATURE_LIFETIME = 30
 #: Nonce length bounds (characters): long enough to be unguessable, short enough that
 #: the replay cache stays small.
 MIN_NONCE_LENGTH = 16
 MAX_NONCE_LENGTH = 64
-#: Default bound on remembered nonces (about 20 MB at worst).
-DEFAULT_REPLAY_CACHE_ENTRIES = 100_000
 
 _REQUIRED_PARAMETERS = ("created", "expires", "keyid", "nonce", "alg", "tag")
 
@@ -123,10 +126,9 @@ class ReplayedSignature(ReadAccessError):
     """A nonce this node already accepted from the same reader."""
 
 
-class UnknownReader(ReadAccessError):
-    """A well-formed signature by a key that is not a registered reader."""
-
-    status = 403
+class WrongAuthority(ReadAccessError):
+    """A request sent to a host name that is not one of this node's: a signature made
+    for another node (and proxied here) must never read this one."""
 
 
 class ReplayCacheFull(ReadAccessError):
@@ -135,14 +137,7 @@ class ReplayCacheFull(ReadAccessError):
     status = 503
 
 
-# --- Request verifier keys ("name+hhhhhhhh+base64(0x01||pk)") ---
-
-_ED25519_KEY_TYPE = b"\x01"
-
-
-def _key_id(name: str, public_key: bytes) -> bytes:
-    # C2SP signed-note: key ID = SHA-256(name || "\n" || 0x01 || public key)[:4].
-    return hashlib.sha256(name.encode() + b"\n" + _ED25519_KEY_TYPE + public_key).digest()[:4]
+# --- Request verifier keys ("name+hhhhhhhh+base64(0xff "ncii-node/request-key" || pk)") ---
 
 
 def _check_key_name(name: str) -> None:
@@ -158,44 +153,46 @@ def _check_key_name(name: str) -> None:
 
 def request_vkey(name: str, public_key: Ed25519PublicKey | bytes) -> str:
     """The verifier key string of a request key: what `ncii-node key --request` prints
-    and what a publishing node registers."""
+    and what a publishing node registers. Its type (0xff followed by
+    "ncii-node/request-key", protocol.note.REQUEST_KEY_TYPE) makes it impossible to
+    take for a log's verifier key, and the reverse."""
     _check_key_name(name)
-    raw = _raw_public(public_key)
-    encoded = base64.b64encode(_ED25519_KEY_TYPE + raw).decode()
-    return f"{name}+{_key_id(name, raw).hex()}+{encoded}"
+    return encode_vkey(name, REQUEST_KEY_TYPE, _raw_public(public_key))
 
 
 def parse_request_vkey(vkey: str) -> Ed25519PublicKey:
-    """The public key of a request verifier key string; raises KeyFormatError.
-
-    Same grammar as protocol.note.Verifier.from_vkey (C2SP signed-note, Ed25519),
-    kept here so read access does not depend on anything but the key string."""
+    """The public key of a request verifier key string; raises KeyFormatError (saying
+    what kind of key was given instead, e.g. a log's verifier key)."""
     if not isinstance(vkey, str):
         raise KeyFormatError("request key must be a string")
-    parts = vkey.split("+", 2)  # base64 may itself contain "+"
-    if len(parts) != 3:
-        raise KeyFormatError(
-            "request key must look like <name>+<8 hex digits>+<base64 key>, "
-            f"got {vkey!r}"
-        )
-    name, key_id_hex, encoded = parts
+    name, public_key = decode_vkey(vkey, REQUEST_KEY_TYPE)
     _check_key_name(name)
-    if len(key_id_hex) != 8 or any(c not in "0123456789abcdef" for c in key_id_hex):
-        raise KeyFormatError(f"request key ID {key_id_hex!r} must be 8 lowercase hex digits")
-    try:
-        blob = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyFormatError("request key is not valid base64") from None
-    if len(blob) != 33 or blob[:1] != _ED25519_KEY_TYPE:
-        raise KeyFormatError(
-            "request key must be 33 bytes: type 0x01 (Ed25519) and a 32-byte public key"
-        )
-    if _key_id(name, blob[1:]).hex() != key_id_hex:
-        raise KeyFormatError(
-            f"request key ID {key_id_hex} does not match its name and public key "
-            f"(expected {_key_id(name, blob[1:]).hex()})"
-        )
-    return Ed25519PublicKey.from_public_bytes(blob[1:])
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def request_key_id(vkey: str) -> bytes:
+    """The 4-byte key ID of a request vkey (already parsed)."""
+    name, public_key = decode_vkey(vkey, REQUEST_KEY_TYPE)
+    return key_id_for(name, REQUEST_KEY_TYPE, public_key)
+
+
+class RequestKey:
+    """A node's request key as its data directory holds it (a named Ed25519 seed in a
+    private-key file): `.name`, `.seed`, `verifier_key()` (the request vkey) and
+    `signer()` (a RequestSigner)."""
+
+    def __init__(self, name: str, seed: bytes):
+        self.name = name
+        self.seed = seed
+
+    def verifier_key(self) -> str:
+        return request_vkey(self.name, Ed25519PrivateKey.from_private_bytes(self.seed).public_key())
+
+    def signer(self) -> RequestSigner:
+        return RequestSigner.from_seed(self.name, self.seed)
+
+    def __repr__(self) -> str:  # never the seed
+        return f"RequestKey({self.verifier_key()!r})"
 
 
 def _raw_public(public_key: Ed25519PublicKey | bytes) -> bytes:
@@ -307,6 +304,20 @@ class RequestSigner:
         return sign_request
 
 
+def load_request_signer(path: str | os.PathLike) -> RequestSigner:
+    """The RequestSigner of a request key file (a node's DIR/keys/request.key, or any
+    file in that format). Raises UsageError saying which file and what is wrong."""
+    from protocol.note import Signer
+
+    try:
+        key = Signer.from_key_file(Path(path).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read the request key {path}: {exc.strerror or exc}") from None
+    except ProtocolError as exc:
+        raise UsageError(f"{path} is not a request key file: {exc}") from None
+    return RequestSigner.from_seed(key.name, key.seed)
+
+
 # --- Reader registry (publishing side) ---
 
 
@@ -353,61 +364,6 @@ def _public_key_from_lookup(lookup: Lookup, keyid: str) -> Ed25519PublicKey | No
     raise UsageError(f"reader lookup returned {type(found).__name__}, not an Ed25519 public key")
 
 
-# --- Replay cache ---
-
-
-class ReplayCache:
-    """Nonces accepted recently, per reader, each kept until `forget_at`.
-
-    Bounded: at most `max_entries` live nonces, and at most `max_per_reader` of them
-    from any one reader (half the cache by default), so that one reader sending
-    requests as fast as it can fills only its own share and never shuts the others
-    out. Expired ones are dropped as time passes (a heap ordered by expiry makes that
-    O(log n) per nonce)."""
-
-    def __init__(self, max_entries: int = DEFAULT_REPLAY_CACHE_ENTRIES, max_per_reader: int | None = None):
-        self.max_entries = max_entries
-        self.max_per_reader = max_per_reader if max_per_reader is not None else max(1, max_entries // 2)
-        self._live: set[tuple[str, str]] = set()
-        self._per_reader: dict[str, int] = {}
-        self._by_expiry: list[tuple[float, str, str]] = []
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    def _expire(self, now: float) -> None:
-        while self._by_expiry and self._by_expiry[0][0] < now:
-            _, keyid, nonce = heapq.heappop(self._by_expiry)
-            if (keyid, nonce) in self._live:
-                self._live.discard((keyid, nonce))
-                left = self._per_reader[keyid] - 1
-                if left:
-                    self._per_reader[keyid] = left
-                else:
-                    del self._per_reader[keyid]
-
-    def check_and_add(self, keyid: str, nonce: str, forget_at: float, now: float) -> None:
-        """Record (keyid, nonce) until `forget_at`; raise if already recorded."""
-        self._expire(now)
-        if (keyid, nonce) in self._live:
-            raise ReplayedSignature(
-                "this signature nonce was already used; sign each request afresh with a new nonce"
-            )
-        if self._per_reader.get(keyid, 0) >= self.max_per_reader:
-            raise ReplayCacheFull("this reader has too many signed requests in flight; slow down and "
-                                  "retry in a few seconds")
-        if len(self._live) >= self.max_entries:
-            raise ReplayCacheFull("too many signed requests in flight; retry in a few seconds")
-        self._live.add((keyid, nonce))
-        self._per_reader[keyid] = self._per_reader.get(keyid, 0) + 1
-        heapq.heappush(self._by_expiry, (forget_at, keyid, nonce))
-
-
-#: Used when the caller passes none: one cache per process, the unit that must never
-#: accept the same nonce twice. (Several processes behind one name need a shared cache.)
-_PROCESS_REPLAY_CACHE = ReplayCache()
-
-
 # --- Verification (publishing side) ---
 
 
@@ -437,19 +393,27 @@ class _RawHeaders:
         return any(n.lower() == name.lower() for n, _ in self._lines)
 
 
+#: Verified against when a keyid names no registered reader, so that an unknown key
+#: costs the node the same work as a registered one and is refused with the same
+#: answer as a bad signature: nobody learns from the node who its readers are.
+_STAND_IN_KEY = Ed25519PrivateKey.generate().public_key()
+
+_NOT_VERIFIED = ("the request signature does not verify, or its key is not a registered reader of this log: "
+                 "check that the signed method, host, path and query are those of this request (a proxy that "
+                 "rewrites the Host header or the path breaks signatures) and that this log's operator "
+                 "registered your `ncii-node key --request` output with `ncii-node readers add`")
+
+
 class _LookupResolver(HTTPSignatureKeyResolver):
-    """Resolves a keyid through the reader lookup and remembers an unknown one, so the
-    caller can answer 403 instead of the library's generic failure."""
+    """Resolves a keyid through the reader lookup; an unknown one resolves to a
+    stand-in key, so its signature fails exactly like a bad one."""
 
     def __init__(self, lookup: Lookup):
         self.lookup = lookup
-        self.unknown_keyid: str | None = None
 
-    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey | None:
+    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey:
         key = _public_key_from_lookup(self.lookup, key_id)
-        if key is None:
-            self.unknown_keyid = key_id
-        return key
+        return _STAND_IN_KEY if key is None else key
 
     def resolve_private_key(self, key_id: str):
         raise UsageError("a verifier never signs")
@@ -459,9 +423,10 @@ class _PolicyVerifier(HTTPMessageVerifier):
     """HTTPMessageVerifier with our parameter and clock policy, checked before any key
     lookup. The library calls `validate_created_and_expires` first in `_verify_one`."""
 
-    def __init__(self, resolver: _LookupResolver, now: float):
+    def __init__(self, resolver: _LookupResolver, now: float, not_before: float = 0.0):
         super().__init__(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
         self._now = now
+        self._not_before = not_before
 
     def validate_created_and_expires(self, sig_input, max_age=None):
         params = sig_input.params
@@ -486,16 +451,21 @@ class _PolicyVerifier(HTTPMessageVerifier):
         now = self._now
         if created > now + MAX_CLOCK_SKEW:
             raise StaleSignature(
-                f"signature created {created - now:.0f} s in the future; check the reader's clock"
+                f"signature created {created - now:.0f} s in the future (at most {MAX_CLOCK_SKEW} s is "
+                "accepted); check the reader's clock"
             )
-        if created < now - MAX_CLOCK_SKEW:
+        if now > expires + MAX_CLOCK_SKEW:
             raise StaleSignature(
-                f"signature created {now - created:.0f} s ago (limit {MAX_CLOCK_SKEW} s); sign each request when sending it"
+                f"signature expired {now - expires:.0f} s ago (at most {MAX_CLOCK_SKEW} s of clock skew is "
+                "accepted); sign each request when sending it"
             )
-        if expires < now - MAX_CLOCK_SKEW:
-            raise StaleSignature("signature expired; sign each request when sending it")
+        if created < self._not_before:
+            raise StaleSignature(
+                "this node restarted after an unclean stop a few seconds ago and refuses signatures made "
+                "before it started (one might have been used already); sign the request again"
+            )
         # Coverage is checked here too, before the key lookup, so a reader that signs
-        # too little learns it from a 401 rather than from a later 403/401 mix-up.
+        # too little learns it from a 401 with the reason.
         covered = [item.value for item in sig_input]
         absent = [c for c in COVERED_COMPONENTS if c not in covered]
         if absent:
@@ -504,30 +474,46 @@ class _PolicyVerifier(HTTPMessageVerifier):
             )
 
 
+def normalize_authority(text: str) -> str:
+    """A host[:port] as "@authority" compares it: lower case, the default ports 80 and
+    443 left out (behind a TLS proxy the node cannot tell which scheme was used)."""
+    text = text.strip().lower()
+    host, sep, port = text.rpartition(":")
+    if sep and "]" not in port and port in ("80", "443"):
+        return host
+    return text
+
+
 def verify_request(
     request: web.BaseRequest,
     lookup: Lookup,
     now: float | None = None,
     *,
-    replay_cache: ReplayCache | None = None,
+    authorities: Collection[str],
+    replay_cache: ReplayCache,
 ) -> str:
     """Check a read request's signature; return the reader's keyid (its request vkey).
 
-    Raises a ReadAccessError subclass whose `.status` (401, 403 or 503) and message
-    are what the node answers. `lookup` maps keyid → public key (`.get`); `replay_cache`
-    defaults to one shared by the whole process."""
+    Raises a ReadAccessError subclass whose `.status` (401 or 503) and message are
+    what the node answers. `lookup` maps keyid → public key (`.get`); `authorities`
+    are this node's own names (normalized host[:port]): the Host the request was sent
+    to, and so the signed "@authority", must be one of them."""
     if now is None:
         now = time.time()
-    if replay_cache is None:
-        replay_cache = _PROCESS_REPLAY_CACHE
     headers = request.headers
     if "Signature" not in headers and "Signature-Input" not in headers:
         raise MissingSignature(
             "this resource is for registered readers only: sign the request "
             "(RFC 9421, ed25519) with your node's request key"
         )
-    resolver = _LookupResolver(lookup)
-    verifier = _PolicyVerifier(resolver, now)
+    host = normalize_authority(request.host or "")
+    if host not in authorities:
+        raise WrongAuthority(
+            f"this request was sent to {host[:100]!r}, which is not one of this node's names "
+            f"({', '.join(sorted(authorities)) or 'none configured'}): a signature is valid only at the node "
+            "it was made for. Use the node's own URL; its operator lists its names in [http] public_names"
+        )
+    verifier = _PolicyVerifier(_LookupResolver(lookup), now, replay_cache.not_before)
     try:
         results = verifier.verify(
             _IncomingRequest(request),
@@ -537,25 +523,21 @@ def verify_request(
     except ReadAccessError:
         raise
     except (InvalidSignature, HTTPMessageSignaturesException, ProtocolError) as e:
-        if resolver.unknown_keyid is not None:
-            raise UnknownReader(
-                "the signing key is not a registered reader of this log; ask the operator "
-                "to run `ncii-node readers add` with your `ncii-node key --request` output"
-            ) from None
-        if not str(e):
-            # cryptography's InvalidSignature has no text: say what usually causes it.
-            raise InvalidRequestSignature(
-                "request signature does not verify: the signed method, host, path or query "
-                "differ from this request (a proxy that rewrites the Host header or the path "
-                "breaks signatures), or it was made with another key than its keyid names"
-            ) from None
-        raise InvalidRequestSignature(f"request signature does not verify: {e}") from None
+        # The library's own messages (no signature with our tag, malformed fields)
+        # never depend on the key; the Ed25519 check failing has no text, and gets one
+        # answer for a bad signature and an unknown key alike (see _STAND_IN_KEY).
+        if str(e):
+            raise InvalidRequestSignature(f"request signature does not verify: {e}") from None
+        raise InvalidRequestSignature(_NOT_VERIFIED) from None
     if len(results) != 1:
         raise InvalidRequestSignature(f'send exactly one signature tagged "{SIGNATURE_TAG}"')
     params = results[0].parameters
     # Remember the nonce for as long as a request carrying it could still be fresh.
-    forget_at = min(params["created"], params["expires"]) + MAX_CLOCK_SKEW + 1
-    replay_cache.check_and_add(params["keyid"], params["nonce"], forget_at, now)
+    forget_at = params["expires"] + MAX_CLOCK_SKEW + 1
+    try:
+        replay_cache.check_and_add(params["keyid"], params["nonce"], forget_at, now)
+    except ReplayRefused as exc:
+        raise (ReplayCacheFull if exc.full else ReplayedSignature)(str(exc)) from None
     return params["keyid"]
 
 
@@ -590,6 +572,7 @@ def read_access_middleware(
     lookup_factory: Callable[[web.Request], Lookup | Awaitable[Lookup]] | Lookup,
     protected_prefixes: Iterable[str] = ("/tile/",),
     *,
+    authorities: Callable[[web.Request], Collection[str]] | Iterable[str],
     replay_cache: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
 ):
@@ -597,10 +580,19 @@ def read_access_middleware(
 
     `lookup_factory(request)` returns (or awaits to) the current reader lookup, so
     readers added or removed take effect on the next request; a plain mapping or
-    ReaderRegistry may be passed instead. Other paths (/checkpoint, /node.json) pass
-    through untouched."""
+    ReaderRegistry may be passed instead. `authorities`: this node's names (host[:port]),
+    or a function of the request giving them. Other paths (/checkpoint, /node.json)
+    pass through untouched."""
     prefixes = tuple(protected_prefixes)
     cache = replay_cache if replay_cache is not None else ReplayCache()
+    if callable(authorities):
+        names_of = authorities
+    else:
+        fixed_names = frozenset(normalize_authority(a) for a in authorities)
+
+        def names_of(_request):
+            return fixed_names
+
     if callable(lookup_factory) and not hasattr(lookup_factory, "get"):
         factory = lookup_factory
     else:
@@ -619,7 +611,7 @@ def read_access_middleware(
         if inspect.isawaitable(lookup):
             lookup = await lookup
         try:
-            reader = verify_request(request, lookup, clock(), replay_cache=cache)
+            reader = verify_request(request, lookup, clock(), authorities=names_of(request), replay_cache=cache)
         except ReadAccessError as error:
             return refusal_response(error)
         request[READER_KEY] = reader

@@ -35,6 +35,7 @@ KIND_SUBMISSION = 1
 KIND_WITHDRAWAL = 2
 KIND_FEEDBACK = 3
 KIND_ANNOUNCEMENT = 4
+KIND_ACKNOWLEDGEMENT = 5
 
 NO_QUALITY = 0xFF
 """Quality byte of a submission that gives no quality score."""
@@ -42,7 +43,7 @@ NO_QUALITY = 0xFF
 # Closed vocabularies. The position in each tuple is the binary code (labels: the bit
 # number; reasons and verdicts: the code minus one). Append only, never reorder.
 LABELS: tuple[str, ...] = ("nude", "semi-nude", "sexual", "image", "video", "synthetic")
-WITHDRAWAL_REASONS: tuple[str, ...] = ("withdrawn-by-person", "duplicate", "error", "not-eligible")
+WITHDRAWAL_REASONS: tuple[str, ...] = ("withdrawn-by-person", "duplicate", "error", "not-eligible", "abuse")
 VERDICTS: tuple[str, ...] = ("matched-pending-review", "removed", "not-violating", "disputed-false-match")
 
 DEFAULT_WITHDRAWAL_REASON = "withdrawn-by-person"
@@ -54,6 +55,9 @@ MAX_DISPLAY_NAME = 100
 MAX_URL = 2048
 MAX_VKEY = 512
 ROTATION_SIGNATURE_SIZE = 64
+MAX_TREE_SIZE = 2**63 - 1
+"""Largest tree size (and cosignature timestamp): C2SP keeps both below 2**63."""
+MAX_MILLISECONDS = 999
 
 EPOCH = datetime.date(1970, 1, 1)
 MAX_DAY = (datetime.date.max - EPOCH).days
@@ -105,9 +109,41 @@ class Announcement:
     rotation_signature: bytes | None = None
 
 
-Entry = Union[Submission, Withdrawal, Feedback, Announcement]
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """The acknowledged log's own cosignature on the acknowledged checkpoint: when that
+    log says it published it (its acknowledgement key's C2SP tlog-cosignature, as the
+    acknowledger found it on the checkpoint it fetched; key ID, timestamp, signature)."""
 
-_KIND_NAMES = {Submission: "submission", Withdrawal: "withdrawal", Feedback: "feedback", Announcement: "announcement"}
+    key_id: bytes
+    timestamp: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """A C2SP tlog-cosignature/v1 (Ed25519) by the publishing node's acknowledgement key
+    over the checkpoint (origin, size, root_hash) of a log it follows, with the
+    statement that the node had verified and applied every entry of that tree at
+    `timestamp` (POSIX seconds, the cosignature's) + `milliseconds`. The cosigner's name
+    is the origin of the log that publishes the entry. `publication`, if the
+    acknowledged checkpoint carried one, is that log's own statement of when it
+    published it (protocol/acknowledgements.py checks and lifts both)."""
+
+    origin: str
+    size: int
+    root_hash: bytes
+    timestamp: int
+    milliseconds: int
+    public_key: bytes
+    signature: bytes
+    publication: Publication | None = None
+
+
+Entry = Union[Submission, Withdrawal, Feedback, Announcement, Acknowledgement]
+
+_KIND_NAMES = {Submission: "submission", Withdrawal: "withdrawal", Feedback: "feedback", Announcement: "announcement",
+               Acknowledgement: "acknowledgement"}
 
 # Labels travel as a bit mask: every set of labels has exactly one encoding, so
 # "unsorted" or "repeated" labels cannot even be written in binary.
@@ -119,6 +155,8 @@ _MASK_BY_LABELS = {labels: mask for mask, labels in _LABELS_BY_MASK.items()}
 _SUBMISSION = struct.Struct(">BBBBHIH")  # version kind signal quality labels day fp_len
 _WITHDRAWAL = struct.Struct(">BBBH")  # version kind reason count
 _FEEDBACK = struct.Struct(">BBBQ32sB")  # version kind verdict index leaf_hash origin_len
+_ACKNOWLEDGEMENT = struct.Struct(">BBQHQ32s32s64sB")  # version kind timestamp ms size root key signature origin_len
+_PUBLICATION = struct.Struct(">4sQ64s")  # key ID, timestamp, signature
 _U16 = struct.Struct(">H")
 
 # Origin and key strings: printable ASCII without space or "+" (C2SP signed-note key
@@ -262,8 +300,11 @@ def encode_entry(entry: Entry) -> bytes:
         data = _encode_feedback(entry)  # type: ignore[arg-type]
     elif kind is Announcement:
         data = _encode_announcement(entry)  # type: ignore[arg-type]
+    elif kind is Acknowledgement:
+        data = _encode_acknowledgement(entry)  # type: ignore[arg-type]
     else:
-        raise UsageError(f"encode_entry takes a Submission, Withdrawal, Feedback or Announcement, not {kind.__name__}")
+        raise UsageError("encode_entry takes a Submission, Withdrawal, Feedback, Announcement or Acknowledgement, "
+                         f"not {kind.__name__}")
     if len(data) > MAX_ENTRY_SIZE:
         raise EntryError(f"the entry would be {len(data)} bytes, more than the {MAX_ENTRY_SIZE} allowed")
     return data
@@ -337,6 +378,33 @@ def _encode_announcement(e: Announcement) -> bytes:
     return b"".join(parts)
 
 
+def _check_bytes(value: Any, size: int, what: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise EntryError(f"{what} must be {size} bytes")
+    return value
+
+
+def _encode_acknowledgement(e: Acknowledgement) -> bytes:
+    origin = _check_origin(e.origin)
+    _check_int(e.timestamp, 0, MAX_TREE_SIZE, "timestamp")
+    _check_int(e.milliseconds, 0, MAX_MILLISECONDS, "milliseconds")
+    _check_int(e.size, 1, MAX_TREE_SIZE, "size")
+    _check_bytes(e.root_hash, 32, "root_hash")
+    _check_bytes(e.public_key, 32, "public_key (an Ed25519 public key)")
+    _check_bytes(e.signature, 64, "signature (an Ed25519 signature)")
+    head = _ACKNOWLEDGEMENT.pack(VERSION, KIND_ACKNOWLEDGEMENT, e.timestamp, e.milliseconds, e.size, e.root_hash,
+                                 e.public_key, e.signature, len(origin)) + origin
+    p = e.publication
+    if p is None:
+        return head + b"\x00"
+    if type(p) is not Publication:
+        raise EntryError("publication must be a Publication or None")
+    _check_bytes(p.key_id, 4, "publication key_id")
+    _check_int(p.timestamp, 0, MAX_TREE_SIZE, "publication timestamp")
+    _check_bytes(p.signature, 64, "publication signature (an Ed25519 signature)")
+    return head + b"\x01" + _PUBLICATION.pack(p.key_id, p.timestamp, p.signature)
+
+
 # ---------------------------------------------------------------------------
 # Decoding
 
@@ -362,6 +430,8 @@ def decode_entry(data: bytes | bytearray | memoryview) -> Entry:
         return _decode_feedback(data, n)
     if kind == KIND_ANNOUNCEMENT:
         return _decode_announcement(data, n)
+    if kind == KIND_ACKNOWLEDGEMENT:
+        return _decode_acknowledgement(data, n)
     raise EntryError(f"unknown entry kind {kind}", offset=1)
 
 
@@ -430,18 +500,62 @@ def _decode_feedback(data: bytes, n: int) -> Feedback:
     _, _, verdict, index, leaf_hash, origin_len = _FEEDBACK.unpack_from(data)
     if not 1 <= verdict <= len(VERDICTS):
         raise EntryError(f"unknown verdict code {verdict}", offset=2)
+    origin = _trailing_origin(data, n, _FEEDBACK.size, origin_len, "feedback")
+    return Feedback(origin, index, leaf_hash, VERDICTS[verdict - 1])
+
+
+def _trailing_origin(data: bytes, n: int, start: int, origin_len: int, what: str) -> str:
+    """The origin string that ends an entry: `origin_len` (the byte at start - 1)
+    bytes from `start`, nothing after them."""
     if origin_len == 0:
-        raise EntryError("the origin must not be empty", offset=43)
-    end = _FEEDBACK.size + origin_len
+        raise EntryError("the origin must not be empty", offset=start - 1)
+    end = start + origin_len
     if n != end:
         if n < end:
             raise _short("the origin", n)
-        raise EntryError(f"{n - end} bytes follow the end of the feedback", offset=end)
-    origin = data[_FEEDBACK.size:]
+        raise EntryError(f"{n - end} bytes follow the end of the {what}", offset=end)
+    return _check_origin_bytes(data[start:], start)
+
+
+def _check_origin_bytes(origin: bytes, start: int) -> str:
     if not _ORIGIN_BYTES.fullmatch(origin):
         bad = _BAD_ORIGIN_BYTE.search(origin).start()  # type: ignore[union-attr]
-        raise EntryError("the origin may hold only printable ASCII without spaces or '+'", offset=_FEEDBACK.size + bad)
-    return Feedback(origin.decode("ascii"), index, leaf_hash, VERDICTS[verdict - 1])
+        raise EntryError("the origin may hold only printable ASCII without spaces or '+'", offset=start + bad)
+    return origin.decode("ascii")
+
+
+def _decode_acknowledgement(data: bytes, n: int) -> Acknowledgement:
+    if n < _ACKNOWLEDGEMENT.size:
+        raise _short("the acknowledgement header", n)
+    _, _, timestamp, ms, size, root, key, signature, origin_len = _ACKNOWLEDGEMENT.unpack_from(data)
+    if timestamp > MAX_TREE_SIZE:
+        raise EntryError(f"timestamp {timestamp} is 2**63 or more", offset=2)
+    if ms > MAX_MILLISECONDS:
+        raise EntryError(f"milliseconds {ms} is above {MAX_MILLISECONDS}", offset=10)
+    if not 1 <= size <= MAX_TREE_SIZE:
+        raise EntryError(f"an acknowledged tree has 1 to 2**63-1 entries, not {size}", offset=12)
+    start = _ACKNOWLEDGEMENT.size
+    if origin_len == 0:
+        raise EntryError("the origin must not be empty", offset=start - 1)
+    flag_at = start + origin_len
+    if n <= flag_at:
+        raise _short("the origin and the publication flag", n)
+    flag = data[flag_at]
+    end = flag_at + 1 + (_PUBLICATION.size if flag == 1 else 0)
+    if flag > 1:
+        raise EntryError(f"the publication flag is 0 or 1, not {flag}", offset=flag_at)
+    if n != end:
+        if n < end:
+            raise _short("the publication cosignature", n)
+        raise EntryError(f"{n - end} bytes follow the end of the acknowledgement", offset=end)
+    origin = _check_origin_bytes(data[start:flag_at], start)
+    publication = None
+    if flag == 1:
+        key_id, published, published_sig = _PUBLICATION.unpack_from(data, flag_at + 1)
+        if published > MAX_TREE_SIZE:
+            raise EntryError(f"publication timestamp {published} is 2**63 or more", offset=flag_at + 5)
+        publication = Publication(key_id, published, published_sig)
+    return Acknowledgement(origin, size, root, timestamp, ms, key, signature, publication)
 
 
 class _Reader:
@@ -573,6 +687,20 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
             "leaf_hash": entry.leaf_hash.hex(),
             "verdict": entry.verdict,
         }
+    if isinstance(entry, Acknowledgement):
+        return {
+            "kind": "acknowledgement",
+            "origin": entry.origin,
+            "size": entry.size,
+            "root_hash": entry.root_hash.hex(),
+            "timestamp": entry.timestamp,
+            "milliseconds": entry.milliseconds,
+            "public_key": entry.public_key.hex(),
+            "signature": entry.signature.hex(),
+            "publication": None if entry.publication is None else {
+                "key_id": entry.publication.key_id.hex(), "timestamp": entry.publication.timestamp,
+                "signature": entry.publication.signature.hex()},
+        }
     return {
         "kind": "announcement",
         "display_name": entry.display_name,
@@ -589,6 +717,8 @@ _JSON_FIELDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "withdrawal": (("targets",), {"reason": DEFAULT_WITHDRAWAL_REASON}),
     "feedback": (("origin", "index", "leaf_hash", "verdict"), {}),
     "announcement": (("display_name", "contact_url", "policy_url"), {"new_vkey": None, "rotation_signature": None}),
+    "acknowledgement": (("origin", "size", "root_hash", "timestamp", "public_key", "signature"),
+                        {"milliseconds": 0, "publication": None}),
 }
 
 
@@ -599,6 +729,15 @@ def _hex_field(value: Any, size: int, what: str) -> bytes:
         return bytes.fromhex(value)
     except ValueError:
         raise EntryError(f"{what} must be {2 * size} hex digits") from None
+
+
+def _publication_from_json(value: Any) -> Publication | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"key_id", "timestamp", "signature"}:
+        raise EntryError('publication must be null or {"key_id": 8 hex, "timestamp": int, "signature": 128 hex}')
+    return Publication(_hex_field(value["key_id"], 4, "publication key_id"), value["timestamp"],
+                       _hex_field(value["signature"], 64, "publication signature"))
 
 
 def entry_from_json(obj: Any) -> Entry:
@@ -650,6 +789,10 @@ def _entry_from_json_fields(obj: Any) -> Entry:
         entry = Withdrawal(tuple(targets), v["reason"])
     elif kind == "feedback":
         entry = Feedback(v["origin"], v["index"], _hex_field(v["leaf_hash"], 32, "leaf_hash"), v["verdict"])
+    elif kind == "acknowledgement":
+        entry = Acknowledgement(v["origin"], v["size"], _hex_field(v["root_hash"], 32, "root_hash"), v["timestamp"],
+                                v["milliseconds"], _hex_field(v["public_key"], 32, "public_key"),
+                                _hex_field(v["signature"], 64, "signature"), _publication_from_json(v["publication"]))
     else:
         sig = v["rotation_signature"]
         if sig is not None:
@@ -659,7 +802,7 @@ def _entry_from_json_fields(obj: Any) -> Entry:
 
 
 def kind_name(entry: Entry) -> str:
-    """"submission", "withdrawal", "feedback" or "announcement"."""
+    """"submission", "withdrawal", "feedback", "announcement" or "acknowledgement"."""
     try:
         return _KIND_NAMES[type(entry)]
     except KeyError:
@@ -669,7 +812,7 @@ def kind_name(entry: Entry) -> str:
 def entry_summary_key(prefix: bytes) -> tuple[str, str]:
     """(kind, detail) of an entry from its first three bytes, for counting entries
     without decoding them: detail is the signal of a submission, the verdict of a
-    feedback, the reason of a withdrawal, "" for an announcement. For entries that
+    feedback, the reason of a withdrawal, "" for an announcement or an acknowledgement. For entries that
     were validated before (a log's own entries); unknown codes give "unknown"."""
     if len(prefix) < 3:
         return "unknown", ""
@@ -681,4 +824,5 @@ def entry_summary_key(prefix: bytes) -> tuple[str, str]:
     if vocabulary is not None:
         name, words = vocabulary
         return name, words[code - 1] if 1 <= code <= len(words) else "unknown"
-    return ("announcement", "") if kind == KIND_ANNOUNCEMENT else ("unknown", "")
+    return {KIND_ANNOUNCEMENT: ("announcement", ""), KIND_ACKNOWLEDGEMENT: ("acknowledgement", "")}.get(
+        kind, ("unknown", ""))

@@ -38,6 +38,12 @@ from protocol.errors import KeyFormatError, NoteError, UsageError
 # Signature type bytes of c2sp.org/signed-note ("Signature types").
 SIGNATURE_TYPE_ED25519 = 0x01
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
+#: A node's read-request key (RFC 9421 signatures of read requests,
+#: spec/parts/readaccess.md) is no note key: signed-note reserves 0xff for "signature
+#: types without an identifier byte assigned", followed by a longer identifier. Its
+#: vkey and key ID therefore differ from those of a log key with the same seed and
+#: name, and a parser expecting one kind refuses the other.
+REQUEST_KEY_TYPE = b"\xff" + b"ncii-node/request-key"
 
 # The spec says verifiers MUST accept at least 16 signatures; we accept exactly
 # that many so that a note cannot make us verify an unbounded number of them.
@@ -121,18 +127,25 @@ def decode_base64_strict(text: str | bytes) -> bytes | None:
     return raw
 
 
-def key_id_for(name: str, signature_type: int, public_key: bytes) -> bytes:
+SignatureType = int | bytes  # one type byte, or 0xff followed by an identifier
+
+
+def _type_bytes(signature_type: SignatureType) -> bytes:
+    return bytes([signature_type]) if isinstance(signature_type, int) else bytes(signature_type)
+
+
+def key_id_for(name: str, signature_type: SignatureType, public_key: bytes) -> bytes:
     """key ID = SHA-256(key name || 0x0A || signature type || public key)[:4]."""
     digest = hashlib.sha256(
-        name.encode("utf-8") + b"\n" + bytes([signature_type]) + public_key
+        name.encode("utf-8") + b"\n" + _type_bytes(signature_type) + public_key
     ).digest()
     return digest[:KEY_ID_SIZE]
 
 
-def encode_vkey(name: str, signature_type: int, public_key: bytes) -> str:
+def encode_vkey(name: str, signature_type: SignatureType, public_key: bytes) -> str:
     """The verifier key string `name+hhhhhhhh+base64(type || public key)`."""
     key_id = key_id_for(name, signature_type, public_key)
-    key_data = base64.b64encode(bytes([signature_type]) + public_key).decode("ascii")
+    key_data = base64.b64encode(_type_bytes(signature_type) + public_key).decode("ascii")
     return f"{name}+{key_id.hex()}+{key_data}"
 
 
@@ -151,7 +164,7 @@ def _decode_key_fields(what: str, name: str, key_id_hex: str, key_data_b64: str)
     return key_data
 
 
-def decode_vkey(vkey: object, signature_type: int) -> tuple[str, bytes]:
+def decode_vkey(vkey: object, signature_type: SignatureType) -> tuple[str, bytes]:
     """Parse `name+hhhhhhhh+base64(type || 32-byte Ed25519 public key)`.
 
     Returns (name, public key). Raises KeyFormatError when the string is
@@ -165,13 +178,12 @@ def decode_vkey(vkey: object, signature_type: int) -> tuple[str, bytes]:
         )
     name, key_id_hex, key_data_b64 = parts
     key_data = _decode_key_fields("verifier key", name, key_id_hex, key_data_b64)
-    if key_data[0] != signature_type:
+    wanted = _type_bytes(signature_type)
+    if not key_data.startswith(wanted):
         raise KeyFormatError(
-            f"verifier key for {name!r} has signature type 0x{key_data[0]:02x}, "
-            f"expected 0x{signature_type:02x} ({_TYPE_NAMES.get(signature_type, '?')})"
-            + _type_hint(key_data[0])
+            f"the key {name!r} given is {key_kind(key_data)}, not {key_kind(wanted)}"
         )
-    public_key = key_data[1:]
+    public_key = key_data[len(wanted):]
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise KeyFormatError(
             f"verifier key for {name!r}: Ed25519 public key has {len(public_key)} bytes, expected 32"
@@ -184,18 +196,16 @@ def decode_vkey(vkey: object, signature_type: int) -> tuple[str, bytes]:
     return name, public_key
 
 
-_TYPE_NAMES = {
-    SIGNATURE_TYPE_ED25519: "Ed25519 note signature",
-    SIGNATURE_TYPE_COSIGNATURE_V1: "Ed25519 tlog-cosignature/v1",
-}
-
-
-def _type_hint(found: int) -> str:
-    if found == SIGNATURE_TYPE_COSIGNATURE_V1:
-        return "; this is a witness cosignature key, use CosignatureVerifier"
-    if found == SIGNATURE_TYPE_ED25519:
-        return "; this is a log (note) key, use Verifier"
-    return ""
+def key_kind(key_data: bytes) -> str:
+    """What kind of key a vkey's key data (type bytes first) holds, in words: error
+    messages say what was given and what was expected."""
+    if key_data.startswith(REQUEST_KEY_TYPE):
+        return "a read-request key (type 0xff ncii-node/request-key: it signs requests to read a log)"
+    if key_data[:1] == bytes([SIGNATURE_TYPE_ED25519]):
+        return "a log verifier key (type 0x01: it checks a log's signed checkpoints)"
+    if key_data[:1] == bytes([SIGNATURE_TYPE_COSIGNATURE_V1]):
+        return "a witness cosignature key (type 0x04: it checks a witness's cosignatures)"
+    return f"a key of signature type 0x{key_data[0]:02x}" if key_data else "an empty key"
 
 
 def load_public_key(public_key: bytes) -> Ed25519PublicKey:

@@ -2,14 +2,16 @@
 """Measure what unfinished request bodies cost a helpline node's public site.
 
 Starts `ncii-node serve` (a fresh helpline data directory) as a separate process and
-opens --connections connections to POST /v1/cases, each declaring a body of --mib MiB
-and sending all of it but the last byte, so the node holds what it read until
-[http] body_timeout. Prints the node's RSS before and at its peak, how many
-connections got 503 at once (beyond [http] max_concurrent_bodies) and 408, and how
-long the slowest took to be closed.
+opens --connections connections to POST /v1/cases, each declaring a body of --kib KiB
+(default: the route's cap, [cases] max_body_bytes) and sending all of it but the last
+byte, so the node holds what it read until [http] body_timeout. Connection i comes
+from 127.0.(i // 4 + 1).(i % 4 + 2): four addresses of each /24, each /24's share of
+the pool. Prints the node's RSS before and at its peak, how many connections got 429
+(beyond a client's share), 503 at once (beyond the pool, [http]
+max_concurrent_bodies) and 408, and how long the slowest took to be closed.
 
-    .venv/bin/python scripts/bench_slow_bodies.py                       # 20 x 4 MiB, defaults
-    .venv/bin/python scripts/bench_slow_bodies.py --max-concurrent 8 --body-timeout 10
+    .venv/bin/python scripts/bench_slow_bodies.py                       # 80 connections x 512 KiB
+    .venv/bin/python scripts/bench_slow_bodies.py --connections 20 --body-timeout 10
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-async def one_connection(host: str, port: int, size: int, results: collections.Counter, closed_after: list):
+async def one_connection(host: str, port: int, size: int, results: collections.Counter, closed_after: list,
+                         source: str):
     began = time.monotonic()
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
     head = (f"POST /v1/cases HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {size}\r\n\r\n").encode()
     try:
@@ -79,7 +82,7 @@ async def run(args) -> int:
     datadir = DataDir(root)
     config = datadir.config
     config.cases.pin_scrypt_n = 2**10
-    config.cases.max_body_bytes = max(config.cases.max_body_bytes, args.mib * 1024 * 1024)
+    size = args.kib * 1024 if args.kib else config.cases.max_body_bytes
     if args.body_timeout is not None:
         config.http.body_timeout = args.body_timeout
     if args.max_concurrent is not None:
@@ -105,13 +108,16 @@ async def run(args) -> int:
         results: collections.Counter = collections.Counter()
         closed_after: list[float] = []
         began = time.monotonic()
-        await asyncio.gather(*(one_connection(host, int(port), args.mib * 1024 * 1024, results, closed_after)
-                               for _ in range(args.connections)))
+        await asyncio.gather(*(one_connection(host, int(port), size, results, closed_after,
+                                              f"127.0.{i // 4 + 1}.{i % 4 + 2}")
+                               for i in range(args.connections)))
         stop.set()
         await sampler
         print(f"settings: body_timeout={config.http.body_timeout:g} s, "
-              f"max_concurrent_bodies={config.http.max_concurrent_bodies}")
-        print(f"{args.connections} connections x {args.mib} MiB (all but the last byte sent)")
+              f"max_concurrent_bodies={config.http.max_concurrent_bodies}, bodies per address/network "
+              f"{config.http.bodies_per_address}/{config.http.bodies_per_network}")
+        print(f"{args.connections} connections from {(args.connections + 3) // 4} /24 networks x {size / 1024:g} KiB "
+              "(all but the last byte sent)")
         print(f"answers: {dict(results)}")
         print(f"RSS before: {before / 2**20:.1f} MiB, peak: {peak[0] / 2**20:.1f} MiB, "
               f"growth: {(peak[0] - before) / 2**20:.1f} MiB")
@@ -126,8 +132,8 @@ async def run(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--connections", type=int, default=20)
-    parser.add_argument("--mib", type=int, default=4, help="declared body size in MiB (default 4)")
+    parser.add_argument("--connections", type=int, default=80)
+    parser.add_argument("--kib", type=int, help="declared body size in KiB (default: [cases] max_body_bytes)")
     parser.add_argument("--body-timeout", type=float, help="[http] body_timeout (default: the node's, 30 s)")
     parser.add_argument("--max-concurrent", type=int, help="[http] max_concurrent_bodies (default: the node's)")
     return asyncio.run(run(parser.parse_args()))

@@ -6,7 +6,9 @@ PIL) and fingerprinted with `ncii-node hash`; the person opens a case over HTTP;
 platform receives the fingerprints by following the helpline's log, matches an
 edited copy (blurred, resized, re-compressed) with `ncii-node match`, and publishes
 `removed`; the helpline follows the platform's log and the case status shows the
-verdict; the person withdraws; the platform stops matching.
+verdict; the person withdraws; the platform stops matching; the case status says when
+the platform applied the fingerprints and the withdrawal, and the withdrawal's receipt
+verifies offline.
 
 Every step checks its outcome. Exit status 0 only if every step happened; the node
 processes are stopped whatever happens (including Ctrl-C).
@@ -211,11 +213,6 @@ def main() -> int:
     step(1, "Two nodes are created: a helpline and a platform")
     ncii("init", "--dir", str(HELPLINE), "--origin", HELPLINE_ORIGIN, "--role", "helpline")
     ncii("init", "--dir", str(PLATFORM), "--origin", PLATFORM_ORIGIN, "--role", "platform")
-    # Publish a batch every 0.25 s instead of every second: the demo waits less.
-    for datadir in (HELPLINE, PLATFORM):
-        config_path = datadir / "config.toml"
-        config_path.write_text(config_path.read_text().replace("sequencing_interval = 1.0",
-                                                               "sequencing_interval = 0.25"))
     say("Reading a log is a privilege (an abuser holding an image could look for its fingerprint), so "
         "each node registers the other's request key as a reader:")
     platform_request_key = ncii("key", "--dir", str(PLATFORM), "--request").strip()
@@ -338,9 +335,31 @@ def main() -> int:
     counts = platform_status().get("fingerprints", {})
     show(f"platform fingerprints: {json.dumps(counts)}")
 
+    step(11, "The person sees when the platform applied the withdrawal, and keeps a receipt")
+
+    def applied():
+        status, answer = post_json(status_url, {"case_number": case_number, "pin": pin})
+        check(status == 200, f"status answered {status}: {answer}")
+        done = [p for p in answer.get("platforms", []) if (p.get("withdrawal") or {}).get("applied")]
+        return done or None
+
+    for platform in wait_for("the platform's acknowledgement of the withdrawal reached the status", applied):
+        show(f"{platform['name']}: fingerprints applied at {platform['fingerprints']['at']}, "
+             f"withdrawal applied at {platform['withdrawal']['at']} (its signed acknowledgements)")
+    receipt = WORK / "receipt.tlog-proof"
+    receipt.write_text(withdrawn["receipt"])
+    with urllib.request.urlopen(helpline["public_url"] + "/v1/cases/receipt-policy", timeout=10) as response:
+        (WORK / "receipt-policy.txt").write_bytes(response.read())
+    check(case_number not in withdrawn["receipt"] and pin not in withdrawn["receipt"], "the receipt holds the codes")
+    out = ncii("audit", "verify-proof", str(receipt), "--policy", str(WORK / "receipt-policy.txt"))
+    check(out.startswith("VALID proof"), f"the receipt does not verify: {out}")
+    for line in out.splitlines()[:1] + [line for line in out.splitlines() if line.startswith("Published")]:
+        show(line)
+
     say()
     say("Every step happened. The person's photos never left the device folder; the logs hold only "
-        "fingerprints, withdrawals and a verdict -- no case number, no PIN, no address.")
+        "fingerprints, withdrawals, a verdict and the platform's acknowledgements -- no case number, no PIN, "
+        "no address.")
     return 0
 
 

@@ -19,8 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from protocol.acknowledgements import acknowledge, publication_of  # noqa: E402
+from protocol.checkpoint import Checkpoint  # noqa: E402
+from protocol.cosignature import CosignatureSigner  # noqa: E402
 from protocol.entries import (  # noqa: E402
     LABELS,
+    MAX_TREE_SIZE,
     MAX_DAY,
     MAX_DISPLAY_NAME,
     MAX_ORIGIN,
@@ -28,6 +32,7 @@ from protocol.entries import (  # noqa: E402
     MAX_URL,
     VERDICTS,
     WITHDRAWAL_REASONS,
+    Acknowledgement,
     Announcement,
     EntryError,
     Feedback,
@@ -39,7 +44,7 @@ from protocol.entries import (  # noqa: E402
     rotation_message,
 )
 from protocol.merkle import leaf_hash  # noqa: E402
-from protocol.note import Signer  # noqa: E402
+from protocol.note import Signer, add_signatures, parse_note  # noqa: E402
 from protocol.signals import MAX_VPDQ_FRAMES, MD5, PDQ, VPDQ, VpdqFrame  # noqa: E402
 
 VECTOR_DIR = ROOT / "spec" / "vectors"
@@ -47,6 +52,19 @@ ORIGIN = "helpline.example/log"
 # Fixed seeds: these keys exist only for the vectors.
 CURRENT_KEY = Signer(ORIGIN, bytes(range(32)))
 NEXT_KEY = Signer(ORIGIN, bytes(range(32, 64)))
+PLATFORM = "platform.example/log"
+ACK_KEY = CosignatureSigner(PLATFORM, bytes(range(64, 96)))
+HELPLINE_ACK_KEY = CosignatureSigner(ORIGIN, bytes(range(96, 128)))
+ACKED = Checkpoint(ORIGIN, 10, leaf_hash(b"root"))
+
+
+def _published_note():
+    """The helpline's checkpoint of size 10 as it serves it: its log signature and its
+    publication cosignature (1742299999)."""
+    from protocol.checkpoint import sign_checkpoint
+
+    note = sign_checkpoint(ACKED, CURRENT_KEY)
+    return parse_note(add_signatures(note, [HELPLINE_ACK_KEY.cosign(ACKED.to_text(), 1742299999)]))
 
 
 def _pdq(i: int) -> bytes:
@@ -100,6 +118,15 @@ def valid_entries() -> list[tuple[str, object]]:
                       new_vkey, signature)),
         ("announcement with the longest name and URLs",
          Announcement(long_name, long_url, long_url, new_vkey, signature)),
+        (f"acknowledgement by {PLATFORM} of {ORIGIN} at size 10, with {ORIGIN}'s publication cosignature",
+         acknowledge(ACK_KEY, ACKED, 1742300000123, publication_of(_published_note()))),
+        (f"acknowledgement by {PLATFORM} of {ORIGIN} at size 10, no publication cosignature, milliseconds 999",
+         acknowledge(ACK_KEY, ACKED, 1742300001999)),
+        ("acknowledgement, size 1, time 0, a one-character origin (the signature is not checked by decoding)",
+         Acknowledgement("x", 1, bytes(32), 0, 0, bytes(32), bytes(64))),
+        (f"acknowledgement, the largest size and timestamp, origin of {MAX_ORIGIN} characters",
+         Acknowledgement("helpline.example/" + "a" * (MAX_ORIGIN - 17), MAX_TREE_SIZE, b"\xff" * 32, MAX_TREE_SIZE,
+                         999, b"\xee" * 32, b"\xdd" * 64)),
     ]
 
 
@@ -116,6 +143,9 @@ def invalid_entries() -> list[tuple[str, bytes]]:
     announcement = encode_entry(Announcement("Helpline", "https://a.example/c", "https://a.example/p"))
     rotation = encode_entry(Announcement("Helpline", "https://a.example/c", "https://a.example/p",
                                          NEXT_KEY.verifier_key(), CURRENT_KEY.sign(b"x")))
+    ack = encode_entry(acknowledge(ACK_KEY, ACKED, 1742300000123))
+    with_publication = encode_entry(acknowledge(ACK_KEY, ACKED, 1742300000123, publication_of(_published_note())))
+    flag = 149 + len(ORIGIN)
 
     def at(data: bytes, offset: int, value: bytes) -> bytes:
         return data[:offset] + value + data[offset + len(value):]
@@ -129,7 +159,7 @@ def invalid_entries() -> list[tuple[str, bytes]]:
         ("version 0", at(pdq_entry, 0, b"\x00")),
         ("version 2", at(pdq_entry, 0, b"\x02")),
         ("kind 0", at(pdq_entry, 1, b"\x00")),
-        ("kind 5", at(pdq_entry, 1, b"\x05")),
+        ("kind 6", at(pdq_entry, 1, b"\x06")),
         ("longer than 65,535 bytes", b"\x01\x01" + bytes(65534)),
         # submission
         ("submission header cut short", pdq_entry[:11]),
@@ -158,7 +188,7 @@ def invalid_entries() -> list[tuple[str, bytes]]:
         # withdrawal
         ("withdrawal header cut short", withdrawal[:4]),
         ("withdrawal: reason code 0", at(withdrawal, 2, b"\x00")),
-        ("withdrawal: reason code 5", at(withdrawal, 2, b"\x05")),
+        ("withdrawal: reason code 6", at(withdrawal, 2, b"\x06")),
         ("withdrawal: no targets", _hex(withdrawal[:3], "0000")),
         ("withdrawal: 1025 targets", _hex(withdrawal[:3], "0401") + b"".join(
             struct.pack(">Q", i) for i in range(1025))),
@@ -195,6 +225,22 @@ def invalid_entries() -> list[tuple[str, bytes]]:
         ("announcement: new key string not a vkey", at(rotation, vkey_at + len(ORIGIN), b"-")),
         ("announcement: rotation signature cut short", rotation[:-1]),
         ("announcement: a byte after the rotation signature", rotation + b"\x00"),
+        # acknowledgement
+        ("acknowledgement header cut short", ack[:148]),
+        ("acknowledgement: timestamp 2**63", at(ack, 2, struct.pack(">Q", 2**63))),
+        ("acknowledgement: milliseconds 1000", at(ack, 10, struct.pack(">H", 1000))),
+        ("acknowledgement: size 0", at(ack, 12, bytes(8))),
+        ("acknowledgement: size 2**63", at(ack, 12, struct.pack(">Q", 2**63))),
+        ("acknowledgement: empty origin", ack[:148] + b"\x00\x00"),
+        ("acknowledgement: origin cut short", ack[:flag - 1]),
+        ("acknowledgement: publication flag missing", ack[:-1]),
+        ("acknowledgement: publication flag 2", at(ack, flag, b"\x02")),
+        ("acknowledgement: a byte after the end", ack + b"\x00"),
+        ("acknowledgement: space in the origin", at(ack, 149 + 8, b" ")),
+        ("acknowledgement: plus sign in the origin", at(ack, 149, b"+")),
+        ("acknowledgement: publication cut short", with_publication[:-1]),
+        ("acknowledgement: a byte after the publication", with_publication + b"\x00"),
+        ("acknowledgement: publication timestamp 2**63", at(with_publication, flag + 5, struct.pack(">Q", 2**63))),
     ]
 
 

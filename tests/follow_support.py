@@ -4,6 +4,7 @@ a real aiohttp server on 127.0.0.1 that can be told to misbehave path by path.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,3 +184,29 @@ async def slow(seconds: float):
         await asyncio.sleep(seconds)
         return web.Response(body=b"late")
     return handler
+
+
+@contextlib.asynccontextmanager
+async def helpline_and_platform(tmp_path: Path):
+    """Two real nodes in this process: a read-restricted helpline, and a platform that
+    is its registered reader and follows it. Yields (helpline dir, platform dir,
+    helpline RunningNode, platform RunningNode)."""
+    from node.cli import main as cli_main
+    from node.web.app import RunningNode
+    from publish_support import make_datadir
+
+    helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
+    platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
+    assert cli_main(["readers", "add", "--dir", str(helpline.root),
+                     platform.load_request_signer().verifier_key()]) == 0
+    publisher = await RunningNode(helpline).start("127.0.0.1", 0)
+    follower = None
+    try:
+        assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
+                         helpline.load_log_signer().verifier_key()]) == 0
+        follower = await RunningNode(platform).start("127.0.0.1", 0)
+        yield helpline, platform, publisher, follower
+    finally:
+        if follower is not None:
+            await follower.stop()
+        await publisher.stop()

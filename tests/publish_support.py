@@ -54,6 +54,29 @@ def make_datadir(tmp_path: Path, *, public_read: bool = True, interval: float = 
     return DataDir(root)
 
 
+def helpline_datadir(tmp_path: Path, name: str = "helpline", **cases) -> DataDir:
+    """A helpline (origin helpline.example/log, public_read) with cheap PIN hashes and
+    the given [cases] settings."""
+    datadir = make_datadir(tmp_path, public_read=True, name=name, origin="helpline.example/log")
+    config = datadir.config
+    config.node.role = "helpline"
+    config.cases.pin_scrypt_n = 2**10  # production is 2**15; the tests only need the same code path
+    for key, value in cases.items():
+        setattr(config.cases, key, value)
+    datadir.save_config(config)
+    return DataDir(datadir.root)
+
+
+class Clock:
+    """A clock the case service reads (`service.clock = Clock(t)`), moved by the test."""
+
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def append(session: aiohttp.ClientSession, admin_url: str, token: str,
                  lines: list[str] | bytes) -> tuple[int, object]:
     body = lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode()
@@ -120,6 +143,17 @@ def tile_files(datadir: DataDir) -> dict[str, bytes]:
             path = Path(dirpath) / name
             out[str(path.relative_to(root))] = path.read_bytes()
     return out
+
+
+def log_signed(note: bytes) -> bytes:
+    """The note with only the log's own signature lines: what the sequencer writes to
+    tiles/checkpoint. The note served at /checkpoint also carries cosignatures (the
+    node's publication cosignature, witnesses'), shaped key ID + timestamp + signature."""
+    from protocol.cosignature import PAYLOAD_SIZE
+    from protocol.note import Note, parse_note
+
+    parsed = parse_note(note)
+    return Note(parsed.text, [s for s in parsed.signatures if len(s.signature) != PAYLOAD_SIZE]).to_bytes()
 
 
 async def wait_for(predicate, timeout: float = 20.0, step: float = 0.05) -> bool:

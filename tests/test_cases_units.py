@@ -25,6 +25,7 @@ from node.cases.resources import (
 )
 from node.config import PageSection
 from node.cases.fingerprints import FingerprintError, parse_fingerprints
+from node.config import CasesSection
 from node.cases.hashes import PRODUCTION, ScryptParams, case_lookup, check_pin, hash_pin
 from node.cases.limits import ADDRESS_POLICY, CASE_POLICY, AddressLimiter, UnknownCaseCounters
 from node.cases.numbers import (
@@ -249,7 +250,7 @@ def test_fingerprints_become_submissions():
                                               {"pdq": "cd" * 32, "quality": 40, "timestamp": 1.0}]}
     items = [pdq(1), pdq(2, 20), {"signal": "md5", "fingerprint": "0f" * 16, "low_quality": False}, vpdq,
              pdq(1)]  # the same photo twice
-    out = parse_fingerprints(items, max_count=10, day=20000)
+    out = parse_fingerprints(items, caps=CasesSection(max_fingerprints=10), day=20000)
     assert len(out) == 4
     assert [f.low_quality for f in out] == [False, True, False, True]
     entries = [decode_entry(f.entry) for f in out]
@@ -271,7 +272,7 @@ def test_degenerate_fingerprints_are_refused_all_named():
                                                          "timestamp": 1.0}]},  # a black opening: fine
              {"signal": "md5", "fingerprint": "0f" * 16}]
     with pytest.raises(DegenerateFingerprints) as caught:
-        parse_fingerprints(items, max_count=10, day=1)
+        parse_fingerprints(items, caps=CasesSection(max_fingerprints=10), day=1)
     assert caught.value.positions == [2, 3, 4, 5, 6]
     message = str(caught.value)
     for fragment in ("Fingerprint 2: this pdq hash is all zeros", "Fingerprint 3: this pdq hash is all ones",
@@ -280,7 +281,7 @@ def test_degenerate_fingerprints_are_refused_all_named():
         assert fragment in message, fragment
     assert "Fingerprint 7" not in message and "Fingerprint 1:" not in message
     # Without them the rest is accepted; quality 0 alone is not refused (see spec/parts/cases.md).
-    accepted = parse_fingerprints([items[0], items[6], items[7], pdq(3, 0)], max_count=10, day=1)
+    accepted = parse_fingerprints([items[0], items[6], items[7], pdq(3, 0)], caps=CasesSection(max_fingerprints=10), day=1)
     assert len(accepted) == 4 and accepted[3].low_quality
 
 
@@ -297,7 +298,7 @@ def test_degenerate_fingerprints_are_refused_all_named():
 ])
 def test_bad_fingerprints(items, fragment):
     with pytest.raises(FingerprintError, match=fragment):
-        parse_fingerprints(items, max_count=10, day=1)
+        parse_fingerprints(items, caps=CasesSection(max_fingerprints=10), day=1)
 
 
 # ---------------------------------------------------------------- the failed-PIN policy

@@ -153,9 +153,9 @@ def test_cosign_checks_its_input():
 
 
 def test_key_types_do_not_mix():
-    with pytest.raises(KeyFormatError, match="use Verifier"):
+    with pytest.raises(KeyFormatError, match="given is a log verifier key"):
         CosignatureVerifier.from_vkey(LOG.verifier_key())
-    with pytest.raises(KeyFormatError, match="use CosignatureVerifier"):
+    with pytest.raises(KeyFormatError, match="given is a witness cosignature key"):
         Verifier.from_vkey(WITNESS.verifier_key())
     # The same seed and name as a note key gives a different key ID (domain separation).
     same = Signer(WITNESS.name, WITNESS.seed)

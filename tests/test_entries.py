@@ -15,7 +15,9 @@ from protocol.entries import (
     MAX_TARGETS,
     VERDICTS,
     WITHDRAWAL_REASONS,
+    Acknowledgement,
     Announcement,
+    Publication,
     Feedback,
     Submission,
     Withdrawal,
@@ -81,7 +83,19 @@ announcements = st.builds(
         name, contact, policy, None if sig is None else NEW_VKEY, sig),
     name_st, url_st, url_st, rotation_st,
 )
-entries = st.one_of(submissions, withdrawals, feedbacks, announcements)
+acknowledgements = st.builds(
+    Acknowledgement,
+    st.text(alphabet=origin_chars, min_size=1, max_size=MAX_ORIGIN),
+    st.integers(1, 2**63 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 999),
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=64, max_size=64),
+    st.none() | st.builds(Publication, st.binary(min_size=4, max_size=4), st.integers(0, 2**63 - 1),
+                          st.binary(min_size=64, max_size=64)),
+)
+entries = st.one_of(submissions, withdrawals, feedbacks, announcements, acknowledgements)
 
 SMALL = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -96,6 +110,8 @@ TYPICAL = [
     Announcement("Hilfe", "https://h.example/c", "http://h.example/p"),
     Announcement("Hilfe", "https://h.example/c", "http://h.example/p", NEW_VKEY,
                  OLD_KEY.sign(rotation_message(NEW_VKEY))),
+    Acknowledgement("helpline.example/log", 44, bytes(range(32)), 1742300000, 250, bytes(range(32, 64)),
+                    bytes(range(64)), Publication(b"\x01\x02\x03\x04", 1742299999, bytes(range(64, 128)))),
 ]
 
 
@@ -177,7 +193,8 @@ def test_every_truncation_and_extension_is_refused(entry):
         assert caught.value.offset == len(data)
 
 
-@given(st.sampled_from([b"\x01\x01", b"\x01\x02", b"\x01\x03", b"\x01\x04"]), st.binary(max_size=300))
+@given(st.sampled_from([b"\x01\x01", b"\x01\x02", b"\x01\x03", b"\x01\x04", b"\x01\x05"]),
+       st.binary(max_size=300))
 @settings(max_examples=300, deadline=None)
 def test_random_bytes_raise_only_entry_error(head, tail):
     try:
@@ -307,6 +324,21 @@ BAD_JSON = [
      {"kind": "announcement", "display_name": "X", "contact_url": "https://x.example",
       "policy_url": "https://x.example/p", "new_vkey": NEW_VKEY, "rotation_signature": "00" * 63},
      "rotation_signature"),
+    ("acknowledgement without signature",
+     {"kind": "acknowledgement", "origin": "h.example/log", "size": 3, "root_hash": "00" * 32, "timestamp": 1,
+      "public_key": "00" * 32}, "signature"),
+    ("acknowledgement of the empty tree",
+     {"kind": "acknowledgement", "origin": "h.example/log", "size": 0, "root_hash": "00" * 32, "timestamp": 1,
+      "public_key": "00" * 32, "signature": "00" * 64}, "size"),
+    ("acknowledgement milliseconds 1000",
+     {"kind": "acknowledgement", "origin": "h.example/log", "size": 3, "root_hash": "00" * 32, "timestamp": 1,
+      "milliseconds": 1000, "public_key": "00" * 32, "signature": "00" * 64}, "milliseconds"),
+    ("acknowledgement timestamp as a string",
+     {"kind": "acknowledgement", "origin": "h.example/log", "size": 3, "root_hash": "00" * 32, "timestamp": "1",
+      "public_key": "00" * 32, "signature": "00" * 64}, "timestamp"),
+    ("acknowledgement root of 31 bytes",
+     {"kind": "acknowledgement", "origin": "h.example/log", "size": 3, "root_hash": "00" * 31, "timestamp": 1,
+      "public_key": "00" * 32, "signature": "00" * 64}, "root_hash"),
 ]
 
 
@@ -326,10 +358,11 @@ json_values = st.recursive(
 )
 json_fields = st.sampled_from(["signal", "fingerprint", "quality", "labels", "day", "targets", "reason", "origin",
                                "index", "leaf_hash", "verdict", "display_name", "contact_url", "policy_url",
-                               "new_vkey", "rotation_signature", "other"])
+                               "new_vkey", "rotation_signature", "size", "root_hash", "timestamp", "milliseconds",
+                               "public_key", "signature", "publication", "other"])
 
 
-@given(st.sampled_from(["submission", "withdrawal", "feedback", "announcement", None, 1, []]),
+@given(st.sampled_from(["submission", "withdrawal", "feedback", "announcement", "acknowledgement", None, 1, []]),
        st.dictionaries(json_fields, json_values, max_size=7))
 @SMALL
 def test_arbitrary_json_raises_only_entry_error(kind, fields):
@@ -360,6 +393,13 @@ def test_arbitrary_json_raises_only_entry_error(kind, fields):
         Feedback("", 1, bytes(32), "removed"),
         Feedback("a", 1, bytearray(32), "removed"),
         Announcement("X", "https://x.example", "https://x.example", None, bytes(64)),
+        Acknowledgement("a", 0, bytes(32), 1, 0, bytes(32), bytes(64)),
+        Acknowledgement("a", 1, bytes(32), 1, 1000, bytes(32), bytes(64)),
+        Acknowledgement("a", 1, bytes(32), -1, 0, bytes(32), bytes(64)),
+        Acknowledgement("a", 1, bytes(32), 1, 0, bytes(31), bytes(64)),
+        Acknowledgement("a b", 1, bytes(32), 1, 0, bytes(32), bytes(64)),
+        Acknowledgement("a", 1, bytes(32), 1, 0, bytes(32), bytes(64), Publication(b"abc", 1, bytes(64))),
+        Acknowledgement("a", 1, bytes(32), 1, 0, bytes(32), bytes(64), Publication(b"abcd", 2**63, bytes(64))),
     ],
 )
 def test_encode_refuses_invalid_values(entry):
@@ -378,11 +418,11 @@ def test_encode_refuses_what_is_not_an_entry():
 def test_rotation_message_and_verification():
     assert rotation_message(NEW_VKEY) == b"ncii-node/key-rotation/v1\n" + NEW_VKEY.encode() + b"\n"
     current = Verifier.from_vkey(OLD_KEY.verifier_key())
-    good = TYPICAL[-1]
+    good = TYPICAL[-2]
     assert verify_rotation(decode_entry(encode_entry(good)), current)
     # Signed by the wrong key, or naming another new key than the one signed.
     assert not verify_rotation(good, Verifier.from_vkey(NEW_VKEY))
     other = Signer(ORIGIN, bytes([2]) * 32).verifier_key()
     assert not verify_rotation(
         Announcement(good.display_name, good.contact_url, good.policy_url, other, good.rotation_signature), current)
-    assert not verify_rotation(TYPICAL[-2], current)  # no rotation at all
+    assert not verify_rotation(TYPICAL[-3], current)  # no rotation at all

@@ -262,8 +262,28 @@ async def test_older_checkpoint_of_the_same_history_is_an_error_not_a_fork(two_l
     assert not state.forked and state.size == 300 and not store.list_forks(harness.db, hostile.origin)
 
 
-async def test_shrinking_checkpoint_without_our_tiles_is_a_fork_without_evidence(two_logs):
+async def test_a_shrinking_log_that_withholds_its_tiles_leaves_evidence_all_the_same(two_logs):
+    # Issue 12, point 7: the follower keeps the leaf hashes it verified, so the tiles of
+    # its own tree of size 300 are not needed from the log.
     harness, (hostile, server), _ = two_logs
+    server.overrides["tile/*"] = b"garbage"  # the log withholds every tile
+    # A smaller checkpoint of the same history is told apart (a stale copy, no fork) ...
+    server.checkpoint = hostile.sign(200, root_of(hostile.leaves[:200]))
+    with pytest.raises(SyncError, match="stale copy"):
+        await harness.followers[hostile.origin].sync_once()
+    assert not harness.state(hostile.origin).forked
+    # ... and one of another history is a fork with a portable evidence file.
+    server.checkpoint = hostile.sign(200, root_of(hostile.leaves[1:201]))
+    with pytest.raises(ForkDetected, match="shrank"):
+        await harness.followers[hostile.origin].sync_once()
+    assert harness.state(hostile.origin).forked
+    path, verified = harness.evidence(hostile.origin)
+    assert verified.kind == "consistency" and verified.smaller.size == 200 and verified.larger.size == 300
+
+
+async def test_shrinking_checkpoint_without_our_tiles_or_leaves_is_a_fork_without_evidence(two_logs):
+    harness, (hostile, server), _ = two_logs
+    harness.db.execute("DELETE FROM followed_leaf_tiles")  # as for a log followed before they were kept
     server.checkpoint = hostile.sign(200, root_of(hostile.leaves[:200]))
     server.overrides["tile/*"] = b"garbage"  # the tiles of our tree of size 300 cannot be had
     with pytest.raises(ForkDetected, match="shrank"):

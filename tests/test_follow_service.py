@@ -10,7 +10,7 @@ import time
 
 import aiohttp
 
-from follow_support import LogServer, StaticLog, pdq_entry
+from follow_support import LogServer, StaticLog, helpline_and_platform, pdq_entry
 from node.cli import main as cli_main
 from node.follow.listener import FollowListener
 from node.follow.scheduler import FollowService, backoff_delay
@@ -74,16 +74,7 @@ async def test_tofu_pins_the_presented_key_with_a_loud_warning(tmp_path, capsys)
 
 
 async def test_serve_follows_a_restricted_log_and_reports_status(tmp_path, capsys):
-    helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
-    platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
-    assert cli_main(["readers", "add", "--dir", str(helpline.root),
-                     platform.load_request_signer().verifier_key()]) == 0
-    publisher = await RunningNode(helpline).start("127.0.0.1", 0)
-    follower = None
-    try:
-        assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
-                         helpline.load_log_signer().verifier_key()]) == 0
-        follower = await RunningNode(platform).start("127.0.0.1", 0)
+    async with helpline_and_platform(tmp_path) as (helpline, platform, publisher, follower):
         async with aiohttp.ClientSession() as session:
             status, _ = await append(session, publisher.admin_url, helpline.admin_token(),
                                      [pdq_line(i) for i in range(300)])
@@ -103,10 +94,6 @@ async def test_serve_follows_a_restricted_log_and_reports_status(tmp_path, capsy
         assert entry["origin"] == "helpline.example/log" and entry["size"] == 300 and entry["forked"] is False
         assert entry["last_verified_at"] and entry["lag_entries"] == 0
         assert report["fingerprints"]["active"] == 300
-    finally:
-        if follower is not None:
-            await follower.stop()
-        await publisher.stop()
     capsys.readouterr()
     assert await asyncio.to_thread(cli_main, ["status", "--dir", str(platform.root)]) == 5  # stopped: not serving
     out = capsys.readouterr().out

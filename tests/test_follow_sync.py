@@ -84,7 +84,7 @@ async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path):
             await unsigned.sync_once()
         store.remove_log(harness.db, "helpline.example/log")
         signed = harness.follow("helpline.example/log", node.public_url, vkey, signer=signer)
-        with pytest.raises(SyncError, match="HTTP 403"):
+        with pytest.raises(SyncError, match="HTTP 401: .*not a registered reader"):
             await signed.sync_once()
         assert cli_main(["readers", "add", "--dir", str(datadir.root), key.verifier_key()]) == 0
         assert (await signed.sync_once()).new_size == 1

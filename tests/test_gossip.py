@@ -320,10 +320,10 @@ async def test_equivocating_publisher_is_caught_by_both_followers(aiohttp_server
                              "--interval", "1"]) == 0
             await node.app[GOSSIP_SERVICE]["service"].reload()  # instead of waiting for the 5 s re-read
         if not public_read:
-            # Not yet readers of each other: the peers refuse (403), nothing is compared.
+            # Not yet readers of each other: the peers refuse (401), nothing is compared.
             def refused(node, other):
                 [peer] = store.list_gossip_peers(node.context.db)
-                return peer.last_error is not None and "HTTP 403" in peer.last_error
+                return peer.last_error is not None and "HTTP 401" in peer.last_error
             await wait_for(lambda: refused(f1, f2) and refused(f2, f1))
             assert not log_state(f1).forked and not log_state(f2).forked
             for node, other in ((f1, f2), (f2, f1)):

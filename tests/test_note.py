@@ -188,7 +188,7 @@ def test_bad_vkeys_are_rejected(vkey):
 
 def test_cosignature_vkey_is_not_a_note_vkey():
     # A type 0x04 key (a witness) must not be accepted where a log key is expected.
-    with pytest.raises(KeyFormatError, match="CosignatureVerifier"):
+    with pytest.raises(KeyFormatError, match="given is a witness cosignature key .*, not a log verifier key"):
         Verifier.from_vkey("remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2")
 
 

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from node.cli import main as cli_main
+from node.readaccess import parse_request_vkey
 from node.web.app import RunningNode
 from protocol.checkpoint import open_checkpoint
 from protocol.entries import decode_entry, encode_entry, entry_from_json
@@ -16,7 +17,7 @@ from protocol.merkle import consistency_proof, leaf_hash, verify_consistency
 from protocol.note import Verifier
 from protocol.tiles import TileNodes, bundles_for_size, tiles_for_size
 
-from publish_support import ORIGIN, append, fetch, make_datadir, pdq_line, read_log, tile_files
+from publish_support import ORIGIN, append, fetch, log_signed, make_datadir, pdq_line, read_log, tile_files
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ async def test_append_then_read_back_and_verify_everything(node, session):
         expected |= {t.path() for t in tiles_for_size(view.checkpoint.size)}
         expected |= {b.path() for b in bundles_for_size(view.checkpoint.size)}
     assert set(files) == expected
-    assert files["checkpoint"] == final.note
+    assert files["checkpoint"] == log_signed(final.note)
 
 
 async def test_headers_and_not_found(node, session):
@@ -186,7 +187,7 @@ async def test_registered_readers_only_by_default(tmp_path, session):
         reader_key = reader_dir.load_request_signer()
         signer = RequestSigner.from_seed(reader_key.name, reader_key.seed)
         async with session.get(url, headers=signer.sign_headers("GET", url)) as r:
-            assert r.status == 403  # signed, but not a registered reader
+            assert r.status == 401  # signed, but not a registered reader (told apart from nothing else)
 
         assert cli_main(["readers", "add", "--dir", str(datadir.root), reader_key.verifier_key(),
                          "--name", "Reader Org"]) == 0
@@ -202,7 +203,7 @@ async def test_registered_readers_only_by_default(tmp_path, session):
 
         assert cli_main(["readers", "remove", "--dir", str(datadir.root), "Reader Org"]) == 0
         async with session.get(url, headers=signer.sign_headers("GET", url)) as r:
-            assert r.status == 403
+            assert r.status == 401
     finally:
         await node.stop()
 
@@ -235,7 +236,7 @@ def test_init_and_key(tmp_path, capsys):
     assert cli_main(["key", "--dir", str(datadir.root), "--request"]) == 0
     request_vkey = capsys.readouterr().out.strip()
     assert Verifier.from_vkey(log_vkey).name == ORIGIN
-    assert log_vkey != request_vkey and Verifier.from_vkey(request_vkey)
+    assert log_vkey != request_vkey and parse_request_vkey(request_vkey)
     # A second init into the same directory is refused; a bad origin or role too.
     assert cli_main(["init", "--dir", str(datadir.root), "--origin", ORIGIN]) == 1
     assert cli_main(["init", "--dir", str(tmp_path / "x"), "--origin", "has space"]) == 1

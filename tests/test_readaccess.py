@@ -15,16 +15,22 @@ from node import readaccess
 from node.readaccess import (
     MAX_CLOCK_SKEW,
     READER_KEY,
+    SIGNATURE_LIFETIME,
     ReaderRegistry,
     ReplayCache,
-    ReplayCacheFull,
-    ReplayedSignature,
     RequestSigner,
     parse_request_vkey,
     read_access_middleware,
     request_vkey,
 )
+from node.replaycache import ReplayRefused
 from protocol.errors import KeyFormatError, UsageError
+
+
+def own_address(request: web.Request) -> set[str]:
+    """The test servers' names: the address they listen on (like `serve` derives)."""
+    host, port = request.transport.get_extra_info("sockname")[:2]
+    return {f"{host}:{port}"}
 
 
 def make_signer(name: str = "platform.example/request", seed: bytes | None = None) -> RequestSigner:
@@ -53,7 +59,8 @@ def registry(reader) -> ReaderRegistry:
 @pytest.fixture
 async def server(aiohttp_server, registry):
     app = web.Application(
-        middlewares=[read_access_middleware(lambda request: registry, ("/tile/",), replay_cache=ReplayCache())]
+        middlewares=[read_access_middleware(lambda request: registry, ("/tile/",), authorities=own_address,
+                                            replay_cache=ReplayCache())]
     )
     app.router.add_get("/checkpoint", public)
     app.router.add_get("/node.json", public)
@@ -101,12 +108,18 @@ async def test_unsigned_is_401_with_challenge(server, session):
     assert '"@authority"' in headers["Accept-Signature"]
 
 
-async def test_unknown_key_is_403(server, session):
-    stranger = make_signer("stranger.example/request")
+async def test_an_unknown_key_and_a_bad_signature_get_the_same_answer(server, session, reader):
+    # A stranger must not learn from the answer whether a key is a registered reader.
     url = server.make_url("/tile/0/000")
-    status, body, _ = await get(session, url, stranger.sign_headers("GET", url))
-    assert status == 403
-    assert "not a registered reader" in body
+    stranger = make_signer("stranger.example/request")
+    unknown = await get(session, url, stranger.sign_headers("GET", url))
+    forged = reader.sign_headers("GET", url)
+    i = forged["Signature"].index(":") + 5
+    forged["Signature"] = forged["Signature"][:i] + ("A" if forged["Signature"][i] != "A" else "B") + \
+        forged["Signature"][i + 1:]
+    registered = await get(session, url, forged)
+    assert unknown[0] == registered[0] == 401
+    assert unknown[1] == registered[1] and "not a registered reader" in unknown[1]
 
 
 async def test_tampered_path_is_401(server, session, reader):
@@ -120,10 +133,14 @@ async def test_tampered_path_is_401(server, session, reader):
 
 async def test_signature_for_another_host_is_401(server, session, reader):
     # @authority binds a signature to one node: a request signed for another
-    # helpline cannot be replayed here.
+    # helpline cannot be replayed here, sent as it was signed (its Host) or not.
     other = f"http://helpline.example:{server.port}/tile/0/000"
     status, _, _ = await get(session, server.make_url("/tile/0/000"), reader.sign_headers("GET", other))
     assert status == 401
+    headers = {**reader.sign_headers("GET", other), "Host": f"helpline.example:{server.port}"}
+    status, body, _ = await get(session, server.make_url("/tile/0/000"), headers)
+    assert status == 401
+    assert f"sent to 'helpline.example:{server.port}', which is not one of this node's names" in body
 
 
 async def test_tampered_signature_bytes_is_401(server, session, reader):
@@ -160,11 +177,16 @@ async def test_created_in_the_future_is_401(server, session, reader):
     assert "future" in body
 
 
-async def test_small_clock_skew_is_accepted(server, session, reader):
+async def test_small_clock_skew_is_accepted_and_no_more(server, session, reader):
     url = server.make_url("/tile/0/000")
-    for offset in (-MAX_CLOCK_SKEW + 30, MAX_CLOCK_SKEW - 30):
+    # created up to MAX_CLOCK_SKEW ahead; expires up to MAX_CLOCK_SKEW behind
+    oldest = -(SIGNATURE_LIFETIME + MAX_CLOCK_SKEW)
+    for offset in (oldest + 2, MAX_CLOCK_SKEW - 2):
         status, _, _ = await get(session, url, reader.sign_headers("GET", url, now=time.time() + offset))
         assert status == 200, offset
+    for offset in (oldest - 2, MAX_CLOCK_SKEW + 2):
+        status, body, _ = await get(session, url, reader.sign_headers("GET", url, now=time.time() + offset))
+        assert status == 401 and ("expired" in body or "future" in body), offset
 
 
 async def test_public_paths_need_no_signature(server, session):
@@ -177,7 +199,7 @@ async def test_removed_reader_is_refused_on_next_request(server, session, reader
     url = server.make_url("/tile/0/000")
     assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 200
     registry.remove(reader.keyid)
-    assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 403
+    assert (await get(session, url, reader.sign_headers("GET", url)))[0] == 401
 
 
 def library_signed_headers(seed_key: Ed25519PrivateKey, keyid: str, url: str, **overrides) -> dict[str, str]:
@@ -195,7 +217,7 @@ def library_signed_headers(seed_key: Ed25519PrivateKey, keyid: str, url: str, **
     options = dict(
         key_id=keyid,
         created=now,
-        expires=now + datetime.timedelta(seconds=60),
+        expires=now + datetime.timedelta(seconds=10),
         nonce="n" * 20,
         tag=readaccess.SIGNATURE_TAG,
         covered_component_ids=readaccess.COVERED_COMPONENTS,
@@ -225,7 +247,7 @@ async def test_incomplete_signatures_are_401(server, session, overrides, expecte
     keyid = request_vkey("partial.example", key.public_key())
     url = str(server.make_url("/tile/0/000"))
     # Parameter and coverage checks run before the key lookup, so this key (not
-    # registered on the server) still gets 401 with the reason, not 403.
+    # registered on the server) still gets the reason.
     headers = library_signed_headers(key, keyid, url, **overrides)
     status, body, _ = await get(session, url, headers)
     assert status == 401, body
@@ -234,7 +256,7 @@ async def test_incomplete_signatures_are_401(server, session, overrides, expecte
 
 async def test_lookup_may_be_a_plain_dict_of_public_keys(aiohttp_server, session, reader):
     lookup = {reader.keyid: parse_request_vkey(reader.keyid)}
-    app = web.Application(middlewares=[read_access_middleware(lookup)])
+    app = web.Application(middlewares=[read_access_middleware(lookup, authorities=own_address)])
     app.router.add_get("/tile/{rest:.+}", tile)
     server = await aiohttp_server(app, host="127.0.0.1")
     url = server.make_url("/tile/0/000")
@@ -245,7 +267,7 @@ async def test_async_lookup_factory(aiohttp_server, session, reader):
     async def factory(request):
         return ReaderRegistry([reader.keyid])
 
-    app = web.Application(middlewares=[read_access_middleware(factory)])
+    app = web.Application(middlewares=[read_access_middleware(factory, authorities=own_address)])
     app.router.add_get("/tile/{rest:.+}", tile)
     server = await aiohttp_server(app, host="127.0.0.1")
     url = server.make_url("/tile/0/000")
@@ -268,13 +290,18 @@ def test_request_vkey_round_trip_and_errors():
             parse_request_vkey(bad)
 
 
-def test_request_vkey_agrees_with_protocol_note_when_available():
-    note = pytest.importorskip("protocol.note")
+def test_a_request_key_and_a_log_key_of_one_seed_and_name_cannot_be_confused():
+    from protocol import note
+
     seed = bytes(range(32))
-    signer = note.Signer("reader.example", seed)
+    log_vkey = note.Signer("reader.example", seed).verifier_key()
     ours = RequestSigner.from_seed("reader.example", seed).keyid
-    assert ours == signer.verifier_key()
-    assert note.Verifier.from_vkey(ours).public_key == parse_request_vkey(ours).public_bytes_raw()
+    assert ours != log_vkey and ours.split("+")[1] != log_vkey.split("+")[1]  # other key ID too
+    assert ours.split("+", 2)[2].startswith("/25jaWktbm9kZS9yZXF1ZXN0LWtleQ")  # 0xff "ncii-node/request-key"
+    with pytest.raises(KeyFormatError, match="given is a read-request key .*, not a log verifier key"):
+        note.Verifier.from_vkey(ours)
+    with pytest.raises(KeyFormatError, match="given is a log verifier key .*, not a read-request key"):
+        parse_request_vkey(log_vkey)
 
 
 def test_signer_refuses_a_keyid_for_another_key():
@@ -286,12 +313,13 @@ def test_signer_refuses_a_keyid_for_another_key():
 def test_replay_cache_forgets_expired_nonces_and_is_bounded():
     cache = ReplayCache(max_entries=3, max_per_reader=3)
     cache.check_and_add("k", "a", forget_at=100, now=0)
-    with pytest.raises(ReplayedSignature):
+    with pytest.raises(ReplayRefused, match="already used"):
         cache.check_and_add("k", "a", forget_at=100, now=50)
     cache.check_and_add("other-reader", "a", forget_at=100, now=50)  # nonces are per reader
     cache.check_and_add("k", "b", forget_at=200, now=50)
-    with pytest.raises(ReplayCacheFull):
+    with pytest.raises(ReplayRefused, match="in flight") as refused:
         cache.check_and_add("k", "c", forget_at=200, now=60)
+    assert refused.value.full
     cache.check_and_add("k", "c", forget_at=300, now=150)  # "a" nonces expired, room again
     assert len(cache) == 2
     cache.check_and_add("k", "a", forget_at=400, now=150)  # and "a" may be used afresh
@@ -301,7 +329,7 @@ def test_one_reader_fills_only_its_own_share_of_the_replay_cache():
     cache = ReplayCache(max_entries=10)  # half of it at most for any one reader
     for i in range(5):
         cache.check_and_add("greedy", f"n{i}", forget_at=100, now=0)
-    with pytest.raises(ReplayCacheFull, match="this reader"):
+    with pytest.raises(ReplayRefused, match="this reader"):
         cache.check_and_add("greedy", "n5", forget_at=100, now=0)
     for i in range(5):  # the others still get in
         cache.check_and_add(f"reader-{i}", "n", forget_at=100, now=0)
@@ -311,7 +339,8 @@ def test_one_reader_fills_only_its_own_share_of_the_replay_cache():
 
 async def test_replay_cache_full_is_503(aiohttp_server, session, reader):
     app = web.Application(
-        middlewares=[read_access_middleware(ReaderRegistry([reader.keyid]), replay_cache=ReplayCache(max_entries=1))]
+        middlewares=[read_access_middleware(ReaderRegistry([reader.keyid]), authorities=own_address,
+                                            replay_cache=ReplayCache(max_entries=1))]
     )
     app.router.add_get("/tile/{rest:.+}", tile)
     server = await aiohttp_server(app, host="127.0.0.1")
@@ -334,7 +363,7 @@ def test_signature_base_is_plain_rfc9421():
     assert label == "ncii"
     assert params == (
         '("@method" "@authority" "@path" "@query");created=1767225600;'
-        f'keyid="{signer.keyid}";alg="ed25519";expires=1767225660;'
+        f'keyid="{signer.keyid}";alg="ed25519";expires=1767225610;'
         'nonce="bm9uY2UtZXhhbXBsZS0wMDAx";tag="ncii-node-read"'
     )
     base = (
@@ -347,6 +376,11 @@ def test_signature_base_is_plain_rfc9421():
     assert headers["Signature"].startswith("ncii=:") and headers["Signature"].endswith(":")
     signature = base64.b64decode(headers["Signature"][len("ncii=:"):-1])
     parse_request_vkey(signer.keyid).verify(signature, base)  # raises if it does not verify
+    # the example of spec/parts/readaccess.md, byte for byte
+    assert signer.keyid == ("platform.example/request+abe48c4e+"
+                            "/25jaWktbm9kZS9yZXF1ZXN0LWtleQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4")
+    assert headers["Signature"] == ("ncii=:kmkYlwaDigDmiW/7mANL4azg99f13DKp7D5lNPYcETJ2nLskFqeZIKvrPoGNxjwr4ayic2K3"
+                                    "bpBz7B71IxH+Bg==:")
 
 
 async def test_client_middleware_does_not_sign_a_redirect_to_another_origin(aiohttp_server, reader):
@@ -363,10 +397,35 @@ async def test_client_middleware_does_not_sign_a_redirect_to_another_origin(aioh
     async def redirect(request):
         raise web.HTTPFound(str(other.make_url("/landing")))
 
-    app = web.Application(middlewares=[read_access_middleware(ReaderRegistry([reader.keyid]))])
+    app = web.Application(middlewares=[read_access_middleware(ReaderRegistry([reader.keyid]), authorities=own_address)])
     app.router.add_get("/tile/{rest:.+}", redirect)
     server = await aiohttp_server(app, host="127.0.0.1")
     async with aiohttp.ClientSession(middlewares=(reader.client_middleware(server.make_url("/")),)) as s:
         async with s.get(server.make_url("/tile/0/000")) as response:
             assert response.status == 200 and await response.text() == "elsewhere"
     assert seen == [None]
+
+
+def test_the_replay_journal_reloads_live_nonces_and_compacts(tmp_path):
+    path = tmp_path / "replay.journal"
+    cache = ReplayCache(compact_after=1000)
+    assert "no replay journal yet" in cache.open_journal(path, 1000.0, MAX_CLOCK_SKEW)
+    for i in range(1001):  # expire at 1050: the journal grows past its compaction bound
+        cache.check_and_add("r", f"old-nonce-{i:010d}", forget_at=1050, now=1000)
+    cache.check_and_add("r", "live-nonce-000000", forget_at=1200, now=1100)  # the old ones expired: rewrite
+    assert path.stat().st_size < 1000
+    with open(path, "ab") as f:
+        f.write(b"\x00\x01\x02")  # a record cut short by a crash is ignored
+    cache.close()
+    again = ReplayCache()
+    assert "1 signed read(s)" in again.open_journal(path, 1110.0, MAX_CLOCK_SKEW)
+    assert again.not_before == 0
+    with pytest.raises(ReplayRefused, match="already used"):
+        again.check_and_add("r", "live-nonce-000000", forget_at=1200, now=1110)
+    again.check_and_add("r", "old-nonce-0000000001", forget_at=1200, now=1110)  # expired ones are forgotten
+    again.close()
+    path.write_bytes(b"garbage")
+    third = ReplayCache()
+    assert "unreadable" in third.open_journal(path, 2000.0, MAX_CLOCK_SKEW)
+    assert third.not_before == 2000.0 + MAX_CLOCK_SKEW
+    third.close()

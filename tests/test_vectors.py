@@ -49,7 +49,7 @@ def test_invalid_vector(vector):
 
 def test_every_kind_and_signal_is_covered():
     kinds = {v["json"]["kind"] for v in VALID}
-    assert kinds == {"submission", "withdrawal", "feedback", "announcement"}
+    assert kinds == {"submission", "withdrawal", "feedback", "announcement", "acknowledgement"}
     signals = {v["json"]["signal"] for v in VALID if v["json"]["kind"] == "submission"}
     assert signals == {"pdq", "md5", "vpdq"}
     assert any(v["json"]["kind"] == "announcement" and v["json"]["new_vkey"] for v in VALID)

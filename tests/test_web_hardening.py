@@ -5,8 +5,9 @@ Real nodes on 127.0.0.1 (free ports), raw sockets where the client must misbehav
   body without its last chunk) gets 408 and the connection is closed, on every POST
   route, within [http] body_timeout;
 - POST /add-checkpoint judges a body only once all of it has arrived;
-- beyond [http] max_concurrent_bodies bodies being read at once, a site answers 503
-  with Retry-After at once, without reading;
+- beyond [http] max_concurrent_bodies bodies being read at once, a pool answers 503
+  with Retry-After at once, without reading (per-client shares, the minimum rate and
+  the separate pools: tests/test_abuse_bodies.py);
 - a request head never finished is closed after [http] idle_timeout;
 - deeply nested JSON is a 400 with a message on every route that parses JSON;
 - GET /witness/seen and /witness/evidence are for registered readers (unless
@@ -25,6 +26,7 @@ import time
 import aiohttp
 import pytest
 from publish_support import make_datadir
+from serve_support import closed_within, connect, head, host_port, read_answer
 
 from node.cli import main as cli_main
 from node.datadir import DataDir
@@ -51,52 +53,6 @@ def datadir_with(tmp_path, name: str, role: str = "helpline", public_read: bool 
 
 async def start(datadir: DataDir) -> RunningNode:
     return await RunningNode(datadir).start("127.0.0.1", 0)
-
-
-# --------------------------------------------------------------------- raw HTTP
-
-def host_port(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    return host, int(port)
-
-
-async def connect(url: str):
-    return await asyncio.open_connection(*host_port(url))
-
-
-def head(method: str, path: str, url: str, **headers: str) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {url.removeprefix('http://')}"]
-    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def read_answer(reader: asyncio.StreamReader, timeout: float):
-    """(status, headers, body) of one answer, or raise asyncio.TimeoutError."""
-    raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-    status_line, *header_lines = raw.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in header_lines:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    body = await asyncio.wait_for(reader.readexactly(length), timeout) if length else b""
-    return int(status_line.split()[1]), headers, body
-
-
-async def closed_within(reader: asyncio.StreamReader, timeout: float) -> bool:
-    """Whether the server closes the connection (EOF or reset) within `timeout`."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            data = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
-            if not data:
-                return True
-    except (ConnectionError, asyncio.IncompleteReadError):
-        return True
-    except TimeoutError:
-        return False
-    return False
 
 
 # ------------------------------------------------------------- 1. slow bodies
@@ -223,26 +179,27 @@ async def test_beyond_the_cap_of_bodies_read_at_once_503_at_once(tmp_path):
     url = node.public_url
     slow = []
     try:
-        for _ in range(2):
-            reader, writer = await connect(url)
+        for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):  # the last finds the pool full
+            reader, writer = await connect(url, source)
             writer.write(head("POST", "/v1/cases", url, Content_Type="application/json", Content_Length="100"))
             await writer.drain()
             slow.append((reader, writer))
-        await asyncio.sleep(0.3)  # both are being read now
+            await asyncio.sleep(0.3)  # being read now
+        began = time.monotonic()
+        status, headers, body = await read_answer(slow[-1][0], 1.0)
+        assert status == 503 and int(headers["retry-after"]) >= 1 and "busy" in json.loads(body)["error"]
+        assert time.monotonic() - began < 1.0
         async with aiohttp.ClientSession() as session:
-            began = time.monotonic()
+            # A body that has arrived whole needs no slot: it is read at once.
             async with session.post(url + "/v1/cases", json={"eligibility": {}}) as r:
-                assert r.status == 503
-                assert int(r.headers["Retry-After"]) >= 1
-                assert "busy" in (await r.json())["error"]
-            assert time.monotonic() - began < 1.0
+                assert r.status == 400
             # The admin site has its own count: the operator is not locked out.
             line = json.dumps({"kind": "submission", "signal": "pdq", "fingerprint": "cd" * 32})
             async with session.post(node.admin_url + "/admin/append", data=line,
                                     headers={"Authorization": f"Bearer {node.datadir.admin_token()}"}) as r:
                 assert r.status == 200
             # Once the slow ones are answered (408), bodies are read again.
-            for reader, _ in slow:
+            for reader, _ in slow[:2]:
                 assert (await read_answer(reader, 2.0 + SLACK))[0] == 408
             async with session.post(url + "/v1/cases", json={"eligibility": {}}) as r:
                 assert r.status not in (408, 503)
@@ -279,8 +236,10 @@ def test_http_settings_are_validated(tmp_path):
     config = Config.from_dict({**base, "http": {"body_timeout": 5, "idle_timeout": 2.5, "max_concurrent_bodies": 3}})
     assert (config.http.body_timeout, config.http.idle_timeout, config.http.max_concurrent_bodies) == (5.0, 2.5, 3)
     defaults = Config.from_dict(base).http
-    assert (defaults.body_timeout, defaults.idle_timeout, defaults.max_concurrent_bodies) == (30.0, 15.0, 8)
-    for bad in ({"body_timeout": 0}, {"idle_timeout": -1}, {"max_concurrent_bodies": 0}):
+    assert (defaults.body_timeout, defaults.idle_timeout, defaults.max_concurrent_bodies) == (30.0, 15.0, 64)
+    assert (defaults.bodies_per_address, defaults.bodies_per_network, defaults.min_body_rate) == (2, 4, 4096.0)
+    for bad in ({"body_timeout": 0}, {"idle_timeout": -1}, {"max_concurrent_bodies": 0}, {"bodies_per_address": 0},
+                {"bodies_per_network": 0}, {"min_body_rate": 0}):
         with pytest.raises(ConfigError):
             Config.from_dict({**base, "http": bad})
 
@@ -338,7 +297,7 @@ async def test_witness_seen_and_evidence_are_for_registered_readers(tmp_path, pa
                 assert "registered readers" in await r.text()
             async with session.get(node.public_url + path,
                                    headers=signer.sign_headers("GET", node.public_url + path)) as r:
-                assert r.status == 403  # signed, but not registered
+                assert r.status == 401  # signed, but not registered: the same answer as a bad signature
             assert cli_main(["readers", "add", "--dir", str(node.datadir.root), vkey]) == 0
             async with session.get(node.public_url + path,
                                    headers=signer.sign_headers("GET", node.public_url + path)) as r:
@@ -376,7 +335,7 @@ async def test_audit_peer_reads_are_signed_with_the_request_key(tmp_path):
         args = ["audit", audited.public_url, "--vkey", audited.context.log_vkey, "--json",
                 "--html", str(tmp_path / "r.html"), "--request-key", str(key_file), "--peer", peer.public_url]
         code, out, err = await cli(*args)
-        assert json.loads(out)["peers"][0]["status"].startswith("unreachable: HTTP 403"), out
+        assert json.loads(out)["peers"][0]["status"].startswith("unreachable: HTTP 401"), out
         assert cli_main(["readers", "add", "--dir", str(peer.datadir.root), vkey]) == 0
         code, out, err = await cli(*args)
         assert code == 0, (out, err)

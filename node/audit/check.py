@@ -15,6 +15,10 @@
          hash (feedback about other logs is counted; it cannot be checked here);
        - a key rotation is signed by the log's key current at that point (starting
          from the pinned vkey; a valid rotation makes the new key current);
+       - an acknowledgement's cosignature verifies (its cosigner is this log); one
+         about this log itself names an earlier tree this log had (its root);
+         acknowledgements of other logs are counted and checked against those logs
+         by node/audit/acks.py;
   5. the checkpoint's signature, by the pinned key or a key it rotated to in the
      entries just verified (the rotation chain is committed under the same root).
 
@@ -29,16 +33,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from protocol.checkpoint import Checkpoint, open_checkpoint
-from protocol.entries import Announcement, Feedback, Submission, Withdrawal, decode_entry, kind_name, verify_rotation
+from protocol.acknowledgements import is_valid_acknowledgement
+from protocol.entries import (
+    Acknowledgement,
+    Announcement,
+    Feedback,
+    Submission,
+    Withdrawal,
+    decode_entry,
+    kind_name,
+    verify_rotation,
+)
 from protocol.errors import ProtocolError
 from protocol.merkle import leaf_hash
 from protocol.note import Verifier, parse_note
-from protocol.tiles import BundleId, TileId, decode_bundle, tile_hashes, tiles_for_size, verify_tiles
+from protocol.tiles import BundleId, TileId, TileNodes, decode_bundle, tile_hashes, tiles_for_size, verify_tiles
 
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str           # signature | tiles | bundle | entry | withdrawal | feedback | rotation | consistency | unavailable | split-view
+    kind: str           # signature | tiles | bundle | entry | withdrawal | feedback | rotation | acknowledgement | consistency | unavailable | split-view
     message: str
     index: int | None = None
 
@@ -64,6 +78,7 @@ class AuditResult:
     submissions_by_day: Counter = field(default_factory=Counter)  # day number -> submissions (0 = undated)
     withdrawn_by_day: Counter = field(default_factory=Counter)    # day of the withdrawn submission
     external_feedback: Counter = field(default_factory=Counter)   # origin -> count
+    acknowledgements: Counter = field(default_factory=Counter)    # acknowledged origin -> count
     verdicts: Counter = field(default_factory=Counter)
     rotations: list[str] = field(default_factory=list)
     entries: list[bytes] = field(default_factory=list)
@@ -167,6 +182,15 @@ def audit_log(note: bytes, vkey: str, tiles: dict[TileId, bytes], bundles: dict[
                                                  f"of entry {entry.index}", index)
             else:
                 result.external_feedback[entry.origin] += 1
+        elif isinstance(entry, Acknowledgement):
+            result.acknowledgements[entry.origin] += 1
+            if not is_valid_acknowledgement(entry, cp.origin):
+                result.violation("acknowledgement", f"acknowledgement at index {index} (of {entry.origin} size "
+                                                    f"{entry.size}) has a cosignature that does not verify", index)
+            elif entry.origin == cp.origin and (entry.size > index or TileNodes(cp.size, tiles).range_hash(
+                    0, entry.size) != entry.root_hash):
+                result.violation("acknowledgement", f"acknowledgement at index {index} names a tree of {entry.size} "
+                                                    "entries of this log that it did not have there", index)
         elif isinstance(entry, Announcement) and entry.new_vkey is not None:
             if verify_rotation(entry, current):
                 current = Verifier.from_vkey(entry.new_vkey)

@@ -24,7 +24,7 @@ def _day(day: int) -> str:
 
 def to_json(result: AuditResult, *, url: str = "", consistency: dict | None = None,
             evidence_files: list[str] = (), html_path: str | None = None,
-            peers: list[dict] = (), witnesses: dict | None = None) -> dict:
+            peers: list[dict] = (), witnesses: dict | None = None, acknowledgements: dict | None = None) -> dict:
     dated = {_day(d): n for d, n in sorted(result.submissions_by_day.items()) if d}
     return {
         "ok": result.ok,
@@ -38,7 +38,8 @@ def to_json(result: AuditResult, *, url: str = "", consistency: dict | None = No
         "counts": {"by_kind": dict(sorted(result.kinds.items())),
                    "by_signal": dict(sorted(result.signals.items())),
                    "verdicts": dict(sorted(result.verdicts.items())),
-                   "feedback_about_other_logs": dict(sorted(result.external_feedback.items()))},
+                   "feedback_about_other_logs": dict(sorted(result.external_feedback.items())),
+                   "acknowledgements": dict(sorted(result.acknowledgements.items()))},
         "withdrawn_submissions": len(result.withdrawn),
         "withdrawal_rate": round(result.withdrawal_rate, 6),
         "submissions_per_day": dated,
@@ -47,6 +48,7 @@ def to_json(result: AuditResult, *, url: str = "", consistency: dict | None = No
         "consistency": consistency or {},
         "peers": list(peers),
         "witnesses": witnesses,
+        "acknowledgements": acknowledgements,
         "evidence_files": list(evidence_files),
         "html_report": html_path,
     }
@@ -82,12 +84,47 @@ def to_text(report: dict) -> str:
         lines.append(f"warning [{w['kind']}]: {w['message']}")
     for v in report["violations"]:
         lines.append(f"VIOLATION [{v['kind']}]: {v['message']}")
+    lines += _acks_text(report.get("acknowledgements"))
     for path in report["evidence_files"]:
-        lines.append(f"split-view evidence written to {path} (check it: ncii-node audit verify-evidence {path})")
+        lines.append(f"evidence written to {path} (check it: ncii-node audit verify-evidence {path})")
     if report["html_report"]:
         lines.append(f"report with chart: {report['html_report']}")
-    lines.append("result: " + ("OK, no violation" if report["ok"] else f"{len(report['violations'])} violation(s)"))
+    platform_violations = sum(len(p["violations"]) for p in (report.get("acknowledgements") or {}).get("platforms", []))
+    lines.append("result: " + ("OK, no violation" if report["ok"] else f"{len(report['violations'])} violation(s)"
+                               + (f", {platform_violations} in the platforms' logs" if platform_violations else "")))
     return "\n".join(lines) + "\n"
+
+
+def _latency_text(summary: dict) -> str:
+    if not summary.get("acknowledged"):
+        text = "none acknowledged"
+    else:
+        text = (f"{summary['acknowledged']} acknowledged: p50 {summary['p50']} s, p99 {summary['p99']} s, "
+                f"max {summary['max']} s")
+    if summary.get("pending"):
+        text += f"; {summary['pending']} pending since {summary.get('pending_since')}"
+    if summary.get("publication_unknown"):
+        text += f"; {summary['publication_unknown']} without a known publication time"
+    return text
+
+
+def _acks_text(acks: dict | None) -> list[str]:
+    if not acks:
+        return []
+    lines = [f"acknowledgements of {acks['helpline']} (publication times checked with "
+             f"{acks['acknowledgement_key'] or 'NO KEY: unknown'}):"]
+    for p in acks["platforms"]:
+        lines.append(f"  platform {p['origin']} at {p['url']}: {'ok' if p['ok'] else 'VIOLATIONS'}, "
+                     f"{p['acknowledgements']} acknowledgement(s) up to size {p['acknowledged_size']}")
+        lines.append(f"    submissions: {_latency_text(p['submissions'])}")
+        lines.append(f"    withdrawals: {_latency_text(p['withdrawals'])}")
+        if p["unacknowledged_withdrawals"]:
+            lines.append("    NOT acknowledged withdrawals: " + ", ".join(
+                f"{w['index']}" + (f" (published {w['published']})" if w["published"] else "")
+                for w in p["unacknowledged_withdrawals"]))
+        for v in p["violations"]:
+            lines.append(f"    VIOLATION [{v['kind']}]: {v['message']}")
+    return lines
 
 
 def _chart(result: AuditResult) -> str:
@@ -130,6 +167,21 @@ def _chart(result: AuditResult) -> str:
     return "".join(parts)
 
 
+def _acks_html(acks: dict | None) -> str:
+    if not acks:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td><code>{esc(p['origin'])}</code></td><td>{esc(_latency_text(p['submissions']))}</td>"
+        f"<td>{esc(_latency_text(p['withdrawals']))}</td>"
+        f"<td>{esc(', '.join(str(w['index']) for w in p['unacknowledged_withdrawals']) or 'none')}</td>"
+        f"<td>{'ok' if p['ok'] else '<b class=bad>violations</b>'}</td></tr>" for p in acks["platforms"])
+    return (f"<h2>Acknowledgements</h2><p>Time from the helpline's publication to each platform's "
+            f"acknowledgement, from the logs alone. {esc(acks['bound'])}.</p>"
+            "<table><tr><th>platform</th><th>submissions</th><th>withdrawals</th><th>withdrawals not acknowledged"
+            f"</th><th>checks</th></tr>{rows}</table>")
+
+
 def to_html(report: dict, result: AuditResult) -> str:
     esc = html.escape
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{n}</td></tr>" for k, n in report["counts"]["by_kind"].items())
@@ -161,6 +213,7 @@ Undated submissions: {report['undated_submissions']}.</p>
 <h2>Submissions per day</h2>
 <p class="key"><span style="background:#4a78b5"></span>submitted<span style="background:#d9822b"></span>later withdrawn</p>
 {_chart(result)}
+{_acks_html(report.get("acknowledgements"))}
 {'<h2>Warnings</h2><ul>' + warnings + '</ul>' if warnings else ''}
 </body></html>
 """

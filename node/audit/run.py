@@ -59,6 +59,8 @@ class AuditOptions:
     html_path: Path | None = None
     timeout: float = 30.0
     policy: object | None = None       # protocol.policy.Policy: the cosignatures the checkpoint needs
+    platforms: list[tuple[str, str]] = field(default_factory=list)  # (URL, log vkey) of the helpline's platforms
+    ack_vkey: str | None = None        # the audited log's acknowledgement key (default: its /node.json)
 
 
 @dataclass
@@ -77,16 +79,13 @@ def load_request_signer(path: Path | None):
     """The RFC 9421 request signer of a node's request key file, or None."""
     if path is None:
         return None
-    from node.readaccess import RequestSigner
-    from protocol.note import Signer
+    from node.readaccess import load_request_signer
+    from protocol.errors import UsageError
 
     try:
-        signer = Signer.from_key_file(Path(path).read_bytes())
-    except OSError as exc:
-        raise AuditError(f"cannot read the request key {path}: {exc.strerror}") from None
-    except ProtocolError as exc:
-        raise AuditError(f"{path} is not a request key file: {exc}") from None
-    return RequestSigner.from_seed(signer.name, signer.seed)
+        return load_request_signer(path)
+    except UsageError as exc:
+        raise AuditError(str(exc)) from None
 
 
 async def _fetch_all(client, items, fetch_one, result: AuditResult) -> dict:
@@ -141,14 +140,60 @@ def _write_json(path: Path, doc: dict) -> None:
 
 def _write_evidence(doc: dict, directory: Path) -> str:
     text = evidence_mod.dumps(doc)
+    directory.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = directory / f"evidence-{_safe_name(doc['origin'])}-{digest}.json"
     path.write_text(text)
     return str(path)
 
 
+@dataclass
+class CheckedLog:
+    url: str
+    vkey: str
+    note: bytes
+    tiles: dict
+    result: AuditResult
+
+
+async def download_and_check(client, vkey: str, url: str) -> "CheckedLog":
+    """Fetch a log's checkpoint, every tile and bundle of its size, and run the checks
+    (node.audit.check.audit_log). Raises AuditError when the log cannot be read at all."""
+    from node.follow.client import FetchError
+
+    try:
+        Verifier.from_vkey(vkey)
+    except ProtocolError as exc:
+        raise AuditError(f"the key given for {url}: {exc}") from None
+    try:
+        note = await client.checkpoint()
+    except FetchError as exc:
+        raise AuditError(f"cannot fetch the checkpoint of {url}: {exc}") from None
+    result = AuditResult(note=note)
+    try:
+        cp = Checkpoint.parse(parse_note(note).text)
+    except ProtocolError:
+        cp = None
+    tiles, bundles = {}, {}
+    if cp is not None:
+        tiles = await _fetch_all(client, tiles_for_size(cp.size), client.tile, result)
+        bundles = await _fetch_all(client, bundles_for_size(cp.size), client.bundle, result)
+    fetch_problems = result.violations
+    if any("HTTP 401" in v.message or "HTTP 403" in v.message for v in fetch_problems):
+        # Not the log's fault: we may not read it. That is "could not audit", not a violation.
+        raise AuditError(
+            f"the log at {url} is read by registered readers only, and its tiles were refused: run the audit "
+            "with --request-key FILE, the request key file (DIR/keys/request.key) of a node that the log's "
+            "operator registered with `ncii-node readers add`"
+            + ("" if client.signer is None else " (the key given is not registered there)"))
+    result = await asyncio.to_thread(audit_log, note, vkey, tiles, bundles)
+    if fetch_problems:  # the specific fetch failures replace the check's summary of them
+        result.violations[:] = fetch_problems + [v for v in result.violations if v.kind != "unavailable"]
+    return CheckedLog(url, vkey, note, tiles, result)
+
+
 async def run_audit(options: AuditOptions) -> AuditOutcome:
-    from node.follow.client import FetchError, PeerClient
+    from node.follow.client import PeerClient
 
     try:
         Verifier.from_vkey(options.vkey)
@@ -160,32 +205,21 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
     consistency: dict = {}
     peers: list[dict] = []
 
+    # The platforms' logs first: a log only grows, so every tree they acknowledged must
+    # be in the helpline's log as read afterwards (node/audit/acks.py).
+    platforms = []
+    for url, vkey in options.platforms:
+        async with PeerClient(url, signer=signer, timeout=options.timeout) as platform_client:
+            platforms.append(await download_and_check(platform_client, vkey, url))
+
     async with PeerClient(options.url, signer=signer, timeout=options.timeout) as client:
-        try:
-            note = await client.checkpoint()
-        except FetchError as exc:
-            raise AuditError(f"cannot fetch the checkpoint: {exc}") from None
-        result = AuditResult(note=note)
-        try:
-            cp = Checkpoint.parse(parse_note(note).text)
-        except ProtocolError:
-            cp = None
-        tiles, bundles = {}, {}
-        if cp is not None:
-            tiles = await _fetch_all(client, tiles_for_size(cp.size), client.tile, result)
-            bundles = await _fetch_all(client, bundles_for_size(cp.size), client.bundle, result)
-        fetch_problems = result.violations
-        if any("HTTP 401" in v.message or "HTTP 403" in v.message for v in fetch_problems):
-            # Not the log's fault: we may not read it. That is "could not audit", not a violation.
-            raise AuditError(
-                "this log is read by registered readers only, and its tiles were refused: run the audit with "
-                "--request-key FILE, the request key file (DIR/keys/request.key) of a node that the log's "
-                "operator registered with `ncii-node readers add`"
-                + ("" if signer is None else " (the key given is not registered there)"))
-        result = await asyncio.to_thread(audit_log, note, options.vkey, tiles, bundles)
-        if fetch_problems:  # the specific fetch failures replace the check's summary of them
-            result.violations[:] = fetch_problems + [v for v in result.violations if v.kind != "unavailable"]
+        checked = await download_and_check(client, options.vkey, options.url)
+        note, tiles, result = checked.note, checked.tiles, checked.result
         trusted = result.tiles_verified and bool(result.signed_by)
+        acknowledgements = None
+        if platforms:
+            acknowledgements = await _acknowledgements(client, checked, platforms, options, evidence_dir,
+                                                       evidence_files)
         nodes = TileNodes(result.size, tiles) if trusted else None
         witnesses = _check_witnesses(options.policy, note, result) if options.policy is not None else None
 
@@ -245,9 +279,35 @@ async def run_audit(options: AuditOptions) -> AuditOutcome:
                      if options.state_dir else Path.cwd() / "ncii-audit-report.html")
     report = report_mod.to_json(result, url=options.url, consistency=consistency,
                                 evidence_files=evidence_files, html_path=str(html_path), peers=peers,
-                                witnesses=witnesses)
+                                witnesses=witnesses, acknowledgements=acknowledgements)
+    if acknowledgements is not None and any(not p.result.ok for p in platforms):
+        report["ok"] = False
     Path(html_path).write_text(report_mod.to_html(report, result), encoding="utf-8")
     return AuditOutcome(result, report, evidence_files)
+
+
+async def _acknowledgements(client, helpline: CheckedLog, platforms: list[CheckedLog], options: AuditOptions,
+                            evidence_dir: Path, evidence_files: list[str]) -> dict:
+    """The acknowledgements part of the report (node/audit/acks.py), with each
+    platform's own audit; evidence files written like the others."""
+    from node.audit.acks import audit_acknowledgements
+    from node.follow.client import FetchError
+
+    ack_vkey = options.ack_vkey
+    source = "--ack-key"
+    if ack_vkey is None:
+        source = f"{options.url}/node.json (as the server gave it; a wrong key only fails the checks)"
+        try:
+            ack_vkey = json.loads(await client.get("node.json", max_bytes=64 * 1024)).get("acknowledgement_key")
+        except (FetchError, ValueError, AttributeError):
+            ack_vkey = None
+    audited = await asyncio.to_thread(audit_acknowledgements, helpline, platforms, ack_vkey, time.time())
+    for doc in audited.evidence:
+        evidence_files.append(_write_evidence(doc, evidence_dir))
+    audited.report["acknowledgement_key_from"] = source if ack_vkey else None
+    for entry, platform in zip(audited.report["platforms"], platforms):
+        entry["violations"] = [v.to_json() for v in platform.result.violations]
+    return audited.report
 
 
 def _check_witnesses(policy, note: bytes, result: AuditResult) -> dict:

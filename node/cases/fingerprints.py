@@ -13,6 +13,11 @@ a blank picture or of an empty file (`Signal.is_degenerate` in protocol/signals.
 -- are refused, all of them named in one message, so that the person can remove
 them and send the others.
 
+Per-case caps (`check_caps`, `[cases]` in config.toml, spec/parts/cases.md §5) are sized
+for what a real person has, not for what the log can hold: at most 50 photos, 10
+videos (an MD5 and a vPDQ each) and 3,600 video frames in all (an hour of video at one
+frame a second). A case above them is refused whole, saying which cap and what to do.
+
 Output: one Submission per distinct (signal, fingerprint) -- a photo picked twice is
 submitted once -- with the quality when the signal has one, a label saying whether it
 came from an image or a video, and the day (whole UTC days since 1970) of submission.
@@ -44,11 +49,28 @@ class DegenerateFingerprints(FingerprintError):
         self.positions = positions
 
 
+def check_caps(fingerprints: list[CaseFingerprint], caps) -> None:
+    """Raise FingerprintError naming the first cap (`caps`: [cases] of the config:
+    max_photos, max_videos, max_video_frames) the case goes beyond."""
+    count = {name: sum(fp.signal == name for fp in fingerprints) for name in ("pdq", "md5", "vpdq")}
+    frames = sum(fp.frames for fp in fingerprints)
+    for what, have, cap, advice in (
+            ("photos", count["pdq"], caps.max_photos, "Open a second case for the others"),
+            ("videos (MD5)", count["md5"], caps.max_videos, "Open a second case for the others"),
+            ("videos (vPDQ)", count["vpdq"], caps.max_videos, "Open a second case for the others"),
+            ("video frames in all", frames, caps.max_video_frames,
+             "Send the longest videos in a case of their own, or cut them into shorter parts")):
+        if have > cap:
+            raise FingerprintError(f"a case holds at most {cap} {what}; this one has {have}. {advice}, "
+                                   "or ask the helpline for help.")
+
+
 @dataclass(frozen=True)
 class CaseFingerprint:
     signal: str
     entry: bytes          # the encoded submission entry (the log leaf)
     low_quality: bool
+    frames: int = 0       # vPDQ frames (0 for photos and MD5)
 
 
 def _is_low_quality(signal: str, canonical: bytes, quality: int | None) -> bool:
@@ -58,12 +80,13 @@ def _is_low_quality(signal: str, canonical: bytes, quality: int | None) -> bool:
     return quality is not None and quality < LOW_QUALITY
 
 
-def parse_fingerprints(items: object, *, max_count: int, day: int) -> list[CaseFingerprint]:
+def parse_fingerprints(items: object, *, caps, day: int) -> list[CaseFingerprint]:
+    """`caps`: [cases] of the config (node.config.CasesSection)."""
     if not isinstance(items, list) or not items:
         raise FingerprintError("fingerprints must be a non-empty list of objects like "
                                '{"signal": "pdq", "fingerprint": "<64 hex>", "quality": 87}')
-    if len(items) > max_count:
-        raise FingerprintError(f"a case holds at most {max_count} fingerprints; {len(items)} were sent. "
+    if len(items) > caps.max_fingerprints:
+        raise FingerprintError(f"a case holds at most {caps.max_fingerprints} fingerprints; {len(items)} were sent. "
                                "Open a second case for the others.")
     seen: set[bytes] = set()
     out: list[CaseFingerprint] = []
@@ -97,7 +120,8 @@ def parse_fingerprints(items: object, *, max_count: int, day: int) -> list[CaseF
         if data in seen:
             continue
         seen.add(data)
-        out.append(CaseFingerprint(signal.name, data, _is_low_quality(signal.name, canonical, quality)))
+        frames = len(SIGNALS["vpdq"].frames(canonical)) if signal.name == "vpdq" else 0
+        out.append(CaseFingerprint(signal.name, data, _is_low_quality(signal.name, canonical, quality), frames))
     if degenerate:
         raise DegenerateFingerprints(
             "nothing was registered: these fingerprints can only cause false matches (hashes of no "
@@ -105,4 +129,5 @@ def parse_fingerprints(items: object, *, max_count: int, day: int) -> list[CaseF
             "them. Remove them and send the others. "
             + " ".join(f"Fingerprint {number}: {reason}." for number, reason in degenerate),
             [number for number, _ in degenerate])
+    check_caps(out, caps)
     return out

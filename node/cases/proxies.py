@@ -49,6 +49,19 @@ def parse_address(text: str | None) -> IPAddress | None:
     return ip
 
 
+def client_networks(address: str | None) -> tuple[str, str]:
+    """The two keys a client is counted under by the limits that work per client
+    (node/web/body.py, node/cases/creation.py): its address -- for IPv6 its /64, since
+    one machine commonly holds a whole /64 -- and its network, IPv4 /24 or IPv6 /56
+    (what one customer of a provider usually gets). Kept in memory only."""
+    ip = parse_address(address)
+    if ip is None:
+        return ("?", "?")  # not an address (a test client, "unknown" from a proxy): one client
+    if ip.version == 4:
+        return (str(ip), str(ipaddress.ip_network(f"{ip}/24", strict=False)))
+    return (str(ipaddress.ip_network(f"{ip}/64", strict=False)), str(ipaddress.ip_network(f"{ip}/56", strict=False)))
+
+
 class ClientAddresses:
     def __init__(self, trusted_proxies: Iterable[str] = ()):
         self.networks = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)

@@ -1,7 +1,7 @@
 """The case service of a helpline node: create a case, tell its status, withdraw it.
 
     service = CaseService(node_context); await service.start(); ...; await service.stop()
-    await service.create(body)                  -> (201, answer) or (422, refusal)
+    await service.create(body, client_address)  -> (201, answer) or (422, refusal)
     await service.status(body, client_address)  -> answer
     await service.withdraw(body, client_address) -> answer
     Bad input, wrong codes and limits raise CaseApiError(status, body, retry_after).
@@ -9,7 +9,11 @@
 Creating a case, in this order (so that a crash at any point leaves nothing that a
 person was promised and the helpline cannot keep):
 
-  1. check eligibility and fingerprints (nothing is stored for a refusal);
+  1. check eligibility, the creation limits (node/cases/creation.py: 429) and above
+     the usual rate a proof of work (node/cases/pow.py: 428) -- before the
+     fingerprints, so that a refused flood costs little --, then the fingerprints
+     (nothing is stored for a refusal); the case is counted from here on, and given
+     back if it fails;
   2. make the case number and PIN; store the case as `pending` with the leaf hashes
      of its entries (one transaction);
   3. hand the submission entries to the sequencer and wait until a published
@@ -46,6 +50,7 @@ import weakref
 from typing import Any, Callable
 
 from node.cases import eligibility
+from node.cases.creation import HOUR, CreationLimiter, refusal_message
 from node.cases.fingerprints import CaseFingerprint, DegenerateFingerprints, FingerprintError, parse_fingerprints
 from node.cases.hashes import (
     ScryptParams,
@@ -55,9 +60,9 @@ from node.cases.hashes import (
     load_or_create_case_key,
     waste_pin_check,
 )
-from node.cases.limits import CASE_POLICY, AddressLimiter, Refused, UnknownCaseCounters
+from node.cases.limits import CASE_GUARD, CASE_POLICY, AddressLimiter, CaseNetworkCounters, Refused, UnknownCaseCounters
 from node.cases.numbers import CaseNumberError, canonical_case_number, canonical_pin, new_case_number, new_pin
-from node.cases.proxies import ClientAddresses
+from node.cases.pow import ProofOfWork, ProofOfWorkError
 from node.cases.resources import HelpDirectory
 from node.store import cases as store
 from node.store import log as log_store
@@ -90,12 +95,26 @@ class CaseApiError(Exception):
         return None if value is None else int(value)
 
 
+POW_ASKED = {
+    "fr": "Un instant : pour protéger ce service, votre navigateur doit faire un petit calcul avant que le dossier "
+          "soit ouvert. Rien n'a encore été enregistré.",
+    "en": "One moment: to protect this service, your browser must do a short computation before the case is "
+          "opened. Nothing was registered yet.",
+}
+
 WRONG_CODES = ("wrong case number or PIN. Check both (the case number is XXXX-XXXX-XXXX-XXXX, "
                "the PIN 8 digits) and try again.")
 
 
-def _too_many(refused: Refused, *, case_locked: bool) -> CaseApiError:
+def _too_many(refused: Refused, *, case_locked: bool, guarded: bool = False) -> CaseApiError:
     wait = max(1, int(refused.retry_after + 0.999))
+    if refused.locked and guarded:
+        hours = max(1, round(wait / 3600))
+        message = (f"too many wrong PINs were tried for this case, from several connections: for {hours} hour(s) "
+                   "it can only be opened from a connection that has not tried it yet. Your fingerprints stay "
+                   "active meanwhile. If this is your case, try from another connection (mobile data or another "
+                   "Wi-Fi network), or contact the helpline.")
+        return CaseApiError(429, message, retry_after=wait, locked=True, guarded=True)
     if refused.locked and case_locked:
         hours = max(1, round(wait / 3600))
         message = (f"too many wrong PINs for this case: it is locked for {hours} hour(s). Your "
@@ -116,18 +135,21 @@ def _published(index: int, checkpoint_size: int, days: dict[int, int]) -> dict:
     return {"index": index, "checkpoint_size": checkpoint_size, "day": day_to_json(day) if day else None}
 
 
-def read_new_case(body: Any, *, max_fingerprints: int, day: int,
-                  directory: HelpDirectory) -> tuple[eligibility.Refusal | None, list[CaseFingerprint]]:
+def read_new_case(body: Any, *, caps, day: int, directory: HelpDirectory,
+                  before_fingerprints: Callable[[str], None] | None = None,
+                  ) -> tuple[eligibility.Refusal | None, list[CaseFingerprint]]:
     """The body of POST /v1/cases, checked: (refusal, []) when not eligible (the help
-    pointed to comes from `directory`), else (None, the fingerprints). Raises
-    CaseApiError(400), and nothing else, on any JSON value (tests/test_fuzz_regressions.py
-    and fuzz/harnesses.py hold it to that)."""
+    pointed to comes from `directory`), else (None, the fingerprints, within `caps`:
+    [cases] of the config). Raises CaseApiError(400), and nothing else, on any JSON
+    value (tests/test_fuzz_regressions.py and fuzz/harnesses.py hold it to that) --
+    except what `before_fingerprints(lang)`, called once the answers are eligible and
+    before the fingerprints are read, raises (the creation limits: 429, 428)."""
     if not isinstance(body, dict):
         raise CaseApiError(400, 'the body must be a JSON object {"eligibility": {...}, "fingerprints": [...]}')
-    unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country"})
+    unknown = sorted(set(map(str, body)) - {"eligibility", "fingerprints", "lang", "country", "proof_of_work"})
     if unknown:
         raise CaseApiError(400, f"unknown fields: {', '.join(unknown)} "
-                           "(send eligibility, fingerprints, lang, country)")
+                           "(send eligibility, fingerprints, lang, country, and proof_of_work when asked)")
     try:
         lang = eligibility.language(body.get("lang"))
         where = eligibility.country(body.get("country"), directory)
@@ -136,8 +158,10 @@ def read_new_case(body: Any, *, max_fingerprints: int, day: int,
         raise CaseApiError(400, str(exc)) from None
     if refusal is not None:
         return refusal, []
+    if before_fingerprints is not None:
+        before_fingerprints(lang)
     try:
-        return None, parse_fingerprints(body.get("fingerprints"), max_count=max_fingerprints, day=day)
+        return None, parse_fingerprints(body.get("fingerprints"), caps=caps, day=day)
     except DegenerateFingerprints as exc:
         raise CaseApiError(400, str(exc), degenerate=exc.positions) from None
     except FingerprintError as exc:
@@ -166,15 +190,20 @@ class CaseService:
         config = ctx.config
         self.origin = config.node.origin
         self.params = ScryptParams(config.cases.pin_scrypt_n, config.cases.pin_scrypt_r, config.cases.pin_scrypt_p)
-        self.max_fingerprints = config.cases.max_fingerprints
+        self.caps = config.cases  # per-case caps (node/cases/fingerprints.py)
+        self.creations = CreationLimiter(config.cases)
+        self.pow = ProofOfWork(config.cases.proof_of_work_bits)
         self.help = HelpDirectory.from_config(config.page)  # where a refusal points to
         self.addresses = AddressLimiter()
-        self.clients = ClientAddresses(config.http.trusted_proxies)  # who a request comes from, for the limiter
-        self.unknown_cases = UnknownCaseCounters(CASE_POLICY)  # touched only in the database thread
+        self.clients = ctx.clients  # who a request comes from, for the limiter (node/cases/proxies.py)
+        self.unknown_cases = UnknownCaseCounters(CASE_GUARD)  # touched only in the database thread
+        self.case_networks = CaseNetworkCounters(CASE_POLICY)  # per case and client network, in memory
         self._db_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cases-db")
         self._pin_executor = concurrent.futures.ThreadPoolExecutor(PIN_WORKERS, thread_name_prefix="cases-pin")
         self._db = None
         self._key = b""
+        self._ack_signer = None          # DIR/keys/ack.key: the publication cosignature in receipts
+        self._tiles = None
         self._in_flight: set[int] = set()
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
@@ -191,10 +220,18 @@ class CaseService:
         def open_() -> None:
             from node.store import open_db
 
+            from node.log.tilestore import TileStore
+            from node.witness.proofs import DiskTiles
+
             self._db = open_db(self.datadir.db_path, check_same_thread=False)
             self._key = load_or_create_case_key(self.datadir, self.case_key_path)
+            self._ack_signer = self.datadir.load_ack_signer(create=True)
+            self._tiles = DiskTiles(TileStore(self.datadir.tiles_dir, self.datadir.tmp_dir))
 
         await self._run_db(open_)
+        hour = int(self.clock() // HOUR)
+        rows = await self._db_call(store.creation_counts, hour - 23)
+        self.creations.seed([(row[0], row[1]) for row in rows])
         await self.repair()
         self._repair_task = asyncio.create_task(self._repair_loop(), name="cases-repair")
 
@@ -205,6 +242,10 @@ class CaseService:
                 await self._repair_task
             except asyncio.CancelledError:
                 pass
+        try:
+            await self.flush_creation_counts()
+        except Exception:
+            log.exception("cases: could not record the last refusal counts")
         await self._run_db(lambda: self._db.close() if self._db is not None else None)
         self._db_executor.shutdown(wait=True)
         self._pin_executor.shutdown(wait=True)
@@ -227,14 +268,40 @@ class CaseService:
         return lock
 
     # ---------------------------------------------------------------- create
-    async def create(self, body: Any) -> tuple[int, dict]:
-        from node.log.sequencer import LogUnavailable
-
-        day = today()
-        refusal, fingerprints = read_new_case(body, max_fingerprints=self.max_fingerprints, day=day,
-                                              directory=self.help)
+    async def create(self, body: Any, address: str | None = None) -> tuple[int, dict]:
+        day, now = today(), self.clock()
+        # The creation limits and the proof of work are checked once the answers are
+        # eligible and before the fingerprints are read: a refused flood costs little.
+        refusal, fingerprints = read_new_case(body, caps=self.caps, day=day, directory=self.help,
+                                              before_fingerprints=lambda lang: self._check_limits(body, address,
+                                                                                                  lang, now))
         if refusal is not None:
             return 422, refusal.to_json()
+        ticket = self.creations.admit(address, now)  # no await since the check: one step
+        try:
+            return await self._create(fingerprints, day)
+        except BaseException:
+            self.creations.give_back(ticket)
+            raise
+
+    def _check_limits(self, body: dict, address: str | None, lang: str, now: float) -> None:
+        """The creation limits (429), then the proof of work if one is due (428);
+        the caller counts the case (`admit`) with no await between, so that the check
+        and the count are one step (node/cases/creation.py)."""
+        refusal = self.creations.refusal(address, now)
+        if refusal is not None:
+            raise CaseApiError(429, refusal_message(refusal, lang), retry_after=refusal.retry_after,
+                               reason=refusal.reason, locked=False)
+        if self.creations.pow_required(now):
+            try:
+                self.pow.check(body.get("proof_of_work"), now)
+            except ProofOfWorkError as exc:
+                self.creations.pow_asked += 1
+                raise CaseApiError(428, POW_ASKED.get(lang, POW_ASKED["en"]) + (f" ({exc})" if "proof_of_work" in body else ""),
+                                   proof_of_work=self.pow.challenge(now)) from None
+
+    async def _create(self, fingerprints: list, day: int) -> tuple[int, dict]:
+        from node.log.sequencer import LogUnavailable
 
         number, pin = new_case_number(), new_pin()
         canonical = canonical_case_number(number)
@@ -243,7 +310,7 @@ class CaseService:
         for _ in range(3):
             try:
                 case_id = await self._db_call(store.insert_pending_case, case_lookup(self._key, canonical), salt,
-                                              pin_hash, self.params.to_text(), day, rows)
+                                              pin_hash, self.params.to_text(), day, rows, int(self.clock() // HOUR))
                 break
             except sqlite3.IntegrityError:  # a case number already taken (2^-75 per pair): draw again
                 number, pin = new_case_number(), new_pin()
@@ -273,6 +340,7 @@ class CaseService:
             "fingerprints": len(fingerprints),
             "low_quality": sum(fp.low_quality for fp in fingerprints),
             "published": [_published(a.index, a.checkpoint_size, days) for a in appended],
+            **await self._receipt([a.index for a in appended]),
         }
 
     # ---------------------------------------------------------------- opening a case with its codes
@@ -290,41 +358,56 @@ class CaseService:
         try:
             # One attempt at a time per address: each sees every earlier failure.
             async with lock:
-                return await self._check_codes(slot, canonical, pin)
+                return await self._check_codes(slot, address, canonical, pin)
         finally:
             self._address_waiting[slot] -= 1
             if not self._address_waiting[slot]:
                 del self._address_waiting[slot]
 
-    async def _check_codes(self, slot: bytes, canonical: str, pin: str) -> store.CaseRow:
+    async def _check_codes(self, slot: bytes, address: str | None, canonical: str, pin: str) -> store.CaseRow:
         # An unknown case number goes through the same steps as a real case with a
-        # wrong PIN -- a per-case counter under CASE_POLICY (in memory), one database
-        # write transaction, one scrypt hash -- so that neither the answers nor their
-        # time tell whether the number exists.
+        # wrong PIN -- its per-case counter under CASE_GUARD (in memory), the same
+        # per-network counters, one database write transaction, one scrypt hash -- so
+        # that neither the answers nor their time tell whether the number exists.
         now = self.clock()
         refused = self.addresses.check(slot, now)
         if refused is not None:
             raise _too_many(refused, case_locked=False)
-        case, attempt = await self._db_call(store.begin_pin_attempt, case_lookup(self._key, canonical), now,
-                                            CASE_POLICY, self.unknown_cases)
+        lookup = case_lookup(self._key, canonical)
+        pair = self.case_networks.key(lookup, address)  # this case, from this network
+        refused = self.case_networks.check(pair, now)
+        if refused is not None:
+            raise _too_many(refused, case_locked=True)
+        case, attempt = await self._db_call(store.begin_pin_attempt, lookup, now, CASE_GUARD, self.unknown_cases,
+                                            self.case_networks.may_pass_guard(pair, now))
         if attempt.refused is not None:
-            raise _too_many(attempt.refused, case_locked=True)
+            raise _too_many(attempt.refused, case_locked=True, guarded=True)
+        if attempt.guarded:
+            self.case_networks.tried_while_guarded(pair, now)
+        mine = self.case_networks.attempt(pair, now)
         if case is None:
             await self._pin_call(waste_pin_check, self.params)
         else:
             params = ScryptParams.from_text(case.pin_params)
             if await self._pin_call(check_pin, canonical, pin, case.pin_salt, case.pin_hash, params):
-                await self._db_call(store.pin_succeeded, case.id)
+                await self._db_call(store.pin_succeeded, case.id, (case.failed_pins, case.not_before))
+                self.case_networks.succeeded(pair, now)
                 return case
         later = self.clock()
-        raise self._failure(self.addresses.failed(slot, later), attempt.block(later, CASE_POLICY))
+        # A wrong PIN that passed the guard is answered as wrong (the guard is no news).
+        raise self._failure(self.addresses.failed(slot, later), mine.block(later, CASE_POLICY),
+                            None if attempt.guarded else attempt.block(later, CASE_GUARD))
 
     @staticmethod
-    def _failure(address_refused: Refused | None, case_refused: Refused | None) -> CaseApiError:
-        """The answer to a failed attempt: 429 when it started a lockout, else 401
-        (with the wait it imposes on the next attempt, if any)."""
+    def _failure(address_refused: Refused | None, case_refused: Refused | None,
+                 guard_refused: Refused | None = None) -> CaseApiError:
+        """The answer to a failed attempt: 429 when it started a lockout (for this
+        network, or the case's guard), else 401 (with the wait it imposes on the next
+        attempt, if any)."""
         if case_refused is not None and case_refused.locked:
             return _too_many(case_refused, case_locked=True)
+        if guard_refused is not None and guard_refused.locked:
+            return _too_many(guard_refused, case_locked=True, guarded=True)
         if address_refused is not None and address_refused.locked:
             return _too_many(address_refused, case_locked=False)
         wait = max((r.retry_after for r in (case_refused, address_refused) if r is not None), default=0.0)
@@ -352,11 +435,13 @@ class CaseService:
                 "published": [_published(e.idx, e.checkpoint_size, days) for e in published],
                 "withdrawn_at": None,
                 "feedback": _feedback(self._db, self.origin, published),
+                "platforms": [],
             }
             if case.state == "withdrawn":
                 done = {w.target for w in withdrawals}
                 complete = all(e.idx in done for e in published)
                 answer["withdrawn_at"] = {
+                    "by": "helpline" if case.withdrawn_reason == "abuse" else "person",
                     "requested": day_to_json(case.withdrawn_day) if case.withdrawn_day else None,
                     "published": complete,
                     "day": day_to_json(max(w.day for w in withdrawals)) if complete and withdrawals else None,
@@ -364,9 +449,51 @@ class CaseService:
                     else None,
                     "entries": sorted({w.withdrawal_idx for w in withdrawals}),
                 }
+            answer["platforms"] = _platforms(self._db, self.origin, published,
+                                             withdrawals if case.state == "withdrawn" else None)
             return answer
 
         return await self._run_db(read)
+
+    # ---------------------------------------------------------------- receipt
+    async def receipt(self, body: Any, address: str | None) -> dict:
+        """The newest receipt of a case (POST /v1/cases/receipt): it may carry platforms'
+        acknowledgements that the one given at creation or withdrawal could not."""
+        case = await self._open(body, address)
+        return await self._receipt_of(case.id)
+
+    async def receipt_policy(self) -> bytes:
+        """GET /v1/cases/receipt-policy: the tlog-policy receipts are checked with (it names the
+        followed platforms' current acknowledgement keys, so it is read each time)."""
+        from node.cases.receipt import receipt_policy
+
+        return await self._run_db(lambda: receipt_policy(self._db, self.origin, self.ctx.log_vkey,
+                                                         self._ack_signer.verifier_key()))
+
+    async def _receipt_of(self, case_id: int) -> dict:
+        def indices() -> list[int]:
+            published = [e.idx for e in store.entries_of(self._db, case_id) if e.idx is not None]
+            return published + [w.withdrawal_idx for w in store.withdrawals_of(self._db, case_id)]
+
+        return await self._receipt(await self._run_db(indices))
+
+    async def _receipt(self, indices: list[int]) -> dict:
+        """{"receipt": the proof file's text, "receipt_file": a name to save it under},
+        or both null when none can be made now (never fails the request)."""
+        from node.cases.receipt import build_receipt
+        from node.witness.proofs import ProofUnavailable
+
+        indices = sorted(set(indices))
+        if not indices:
+            return {"receipt": None, "receipt_file": None}
+        try:
+            proofs = await self._run_db(lambda: build_receipt(self._db, self._tiles, self._ack_signer, self.origin,
+                                                              indices))
+        except ProofUnavailable as exc:
+            log.warning("cases: no receipt could be made (%s)", exc)
+            return {"receipt": None, "receipt_file": None}
+        date = day_to_json(today())
+        return {"receipt": proofs.to_bytes().decode("utf-8"), "receipt_file": f"receipt-{date}.tlog-proof"}
 
     # ---------------------------------------------------------------- withdraw
     async def withdraw(self, body: Any, address: str | None) -> dict:
@@ -380,7 +507,26 @@ class CaseService:
             raise CaseApiError(503, "your withdrawal is recorded and will be published as soon as the "
                                "helpline's log can be written again; check the status in a few minutes",
                                state="withdrawn") from None
-        return await self._describe(case.id)
+        return {**await self._describe(case.id), **await self._receipt_of(case.id)}
+
+    async def withdraw_published_between(self, first_size: int, last_size: int, *, dry_run: bool = False) -> dict:
+        """The operator's clean-up after a flood (`ncii-node cases withdraw`): withdraw,
+        with reason `abuse`, every active case whose entries were first published by a
+        checkpoint of size in (first_size, last_size]. Each is recorded first, then
+        its withdrawals appended, like a person's withdrawal; a crash in between is
+        finished by the repair with the same reason."""
+        cases = await self._db_call(store.active_cases_published_in, first_size, last_size)
+        entries = 0
+        for case_id in cases:
+            entries += len(await self._db_call(store.unwithdrawn_targets, case_id))
+        if dry_run or not cases:
+            return {"cases": len(cases), "entries": entries, "withdrawn": False}
+        for case_id in cases:
+            await self._db_call(store.mark_withdrawn, case_id, today(), "abuse")
+        for case_id in cases:
+            await self._append_withdrawals(case_id, "abuse")
+        log.warning("cases: the operator withdrew %d case(s), %d entries, as abuse", len(cases), entries)
+        return {"cases": len(cases), "entries": entries, "withdrawn": True}
 
     async def _append_withdrawals(self, case_id: int, reason: str) -> int:
         """Append withdrawal entries for every published entry of the case that no
@@ -405,8 +551,17 @@ class CaseService:
             await asyncio.sleep(REPAIR_INTERVAL)
             try:
                 await self.repair()
+                await self.flush_creation_counts()
             except Exception:
                 log.exception("cases: repair round failed; retrying later")
+
+    async def flush_creation_counts(self) -> None:
+        """Refusals and proofs of work asked since the last flush, into this hour's row
+        of `case_creations` (for `ncii-node status`): one write every REPAIR_INTERVAL at
+        most, however many requests were refused."""
+        refused, asked = self.creations.take_counts()
+        if refused or asked:
+            await self._db_call(store.add_creation_counts, int(self.clock() // HOUR), refused, asked)
 
     async def repair(self) -> None:
         """Abandon interrupted creations and finish interrupted withdrawals."""
@@ -420,9 +575,10 @@ class CaseService:
                 continue
             await self._run_db(self._resolve_pending, case_id, published, settled)
         for case_id in await self._db_call(store.cases_to_finish_withdrawing):
-            state = (await self._db_call(store.get_case, case_id)).state
+            case = await self._db_call(store.get_case, case_id)
+            reason = (case.withdrawn_reason or "withdrawn-by-person") if case.state == "withdrawn" else "error"
             try:
-                await self._append_withdrawals(case_id, "withdrawn-by-person" if state == "withdrawn" else "error")
+                await self._append_withdrawals(case_id, reason)
             except LogUnavailable:
                 log.warning("cases: cannot publish pending withdrawals yet (log unavailable); will retry")
                 return
@@ -448,19 +604,34 @@ class CaseService:
                     "and will be withdrawn", len(found))
 
 
+def _platforms(db, own_origin: str, published: list, withdrawals: list | None) -> list[dict]:
+    """Per platform this helpline follows: when it applied the case's fingerprints and
+    its withdrawal (node/acks/report.py)."""
+    from node.acks.report import case_platforms
+
+    try:
+        return case_platforms(db, own_origin, [(e.idx, e.checkpoint_size) for e in published],
+                              None if withdrawals is None else
+                              [(w.withdrawal_idx, w.checkpoint_size) for w in withdrawals])
+    except sqlite3.OperationalError:  # the follower's tables do not exist in this database
+        return []
+
+
 def _feedback(db, own_origin: str, published: list) -> list[dict]:
     """Per platform and entry, the latest verdict a followed log published about one
-    of these entries (quoting the right leaf hash). The platform is named as the
-    operator named the followed log (`follow add --name`), else by its origin: never by
-    the name it announces about itself, which nobody vouches for."""
+    of these entries (quoting the right leaf hash). `name` is the name the helpline's
+    operator gave the platform (`follow add --name`, or an announced name approved with
+    `follow name --from-announcement`), or null: what a platform says about itself --
+    its announced name, its origin -- never reaches the person unchecked (the page then
+    says "a partner platform")."""
     try:
         from node.store import follow as follow_store
     except ImportError:
         return []
-    names: dict[str, str] = {}
+    names: dict[str, str | None] = {}
     try:
         for followed in follow_store.list_logs(db):
-            names[followed.origin] = followed.name or followed.origin
+            names[followed.origin] = followed.name or None
         out = []
         for e in published:
             latest: dict[str, Any] = {}
@@ -472,7 +643,7 @@ def _feedback(db, own_origin: str, published: list) -> list[dict]:
             for origin, row in sorted(latest.items()):
                 # the day this node verified the verdict: feedback entries carry no time
                 learnt = follow_store.verified_at(db, origin, row.from_index)
-                out.append({"platform": origin, "name": names.get(origin, origin), "index": e.idx,
+                out.append({"platform": origin, "name": names.get(origin), "index": e.idx,
                             "verdict": row.verdict, "day": day_to_json(today(learnt)) if learnt else None})
         return out
     except sqlite3.OperationalError:  # the follower's tables do not exist in this database

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import sys
 
+from node.client import NodeError as NodeRequestError  # noqa: F401  (the commands' name for it)
+
 EXIT_FAILED = 1
 
 
@@ -42,42 +44,13 @@ def reports_datadir_errors(run):
     return wrapped
 
 
-class NodeRequestError(Exception):
-    """The node refused a request (`status`: its HTTP status; `detail`: its JSON
-    answer, {} if it was not JSON; `body`: the raw answer) or could not be
-    reached (`status` None). The message is the node's "error", or why it could
-    not be reached."""
-
-    def __init__(self, message: str, status: int | None = None, detail: dict | None = None, body: bytes = b""):
-        super().__init__(message)
-        self.status = status
-        self.detail = detail or {}
-        self.body = body
-
-
 def post_to_node(info: dict, token: str, path: str, body: bytes, *, timeout: float,
                  content_type: str = "application/json") -> bytes:
     """POST `body` to `path` on the admin site of the running node described by
     `info` (its serve.json) with `token`; returns the answer's body. Raises
-    NodeRequestError."""
-    import json
-    import urllib.error
-    import urllib.request
+    NodeRequestError: the node refused (`status`, `detail`: its JSON answer) or could
+    not be reached (`status` None). No retry: the commands say what happened."""
+    from node.client import NodeClient
 
-    request = urllib.request.Request(info["admin_url"] + path, data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
-    except urllib.error.HTTPError as exc:  # before URLError, its base class
-        raw = exc.read()
-        try:
-            detail = json.loads(raw.decode())
-        except ValueError:
-            detail = {}
-        if not isinstance(detail, dict):
-            detail = {}
-        raise NodeRequestError(detail.get("error", exc.reason), exc.code, detail, raw) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise NodeRequestError(f"cannot reach the node at {info['admin_url']}: "
-                               f"{getattr(exc, 'reason', exc)}") from None
+    with NodeClient(info["admin_url"], token, timeout=timeout, retries=0) as client:
+        return client.request("POST", path, body, content_type)

@@ -1,7 +1,7 @@
 """`ncii-node audit`: audit a whole log, or check a split-view evidence file or a proof.
 
     ncii-node audit URL --vkey VKEY [--json] [--state DIR] [--request-key FILE] [--peer URL ...] [--html FILE]
-                        [--policy FILE | --witness VKEY ... -k K]
+                        [--policy FILE | --witness VKEY ... -k K] [--platform URL VKEY ...] [--ack-key VKEY]
     ncii-node audit verify-evidence FILE
     ncii-node audit verify-proof FILE (--policy FILE | --vkey VKEY [--witness VKEY ... -k K])
                         [--origin ORIGIN] [--entry FILE] [--json]
@@ -45,6 +45,12 @@ def register(subparsers) -> None:
     p.add_argument("--witness", action="append", default=[], metavar="VKEY",
                    help="a trusted witness's cosigner key (repeatable; with -k)")
     p.add_argument("-k", type=int, default=None, help="how many of the --witness keys must have cosigned")
+    p.add_argument("--platform", nargs=2, action="append", default=[], metavar=("URL", "VKEY"),
+                   help="a platform that follows this (helpline's) log: its URL and log key; its log is audited "
+                   "too, and the report gives its acknowledgement latency and the withdrawals it never "
+                   "acknowledged (repeatable)")
+    p.add_argument("--ack-key", metavar="VKEY", help="the audited log's acknowledgement key, to check the "
+                   "publication times platforms carry (default: the one its /node.json states)")
     p.add_argument("--origin", help="with verify-proof: the only acceptable origin (default: the --vkey's "
                    "name, or any log of the policy)")
     p.add_argument("--entry", metavar="FILE", help="with verify-proof: the entry bytes, for a proof made "
@@ -83,7 +89,8 @@ def run(args) -> int:
                            state_dir=Path(args.state) if args.state else None,
                            request_key=Path(args.request_key) if args.request_key else None,
                            peers=list(args.peer), html_path=Path(args.html) if args.html else None,
-                           timeout=args.timeout)
+                           timeout=args.timeout, platforms=[(u.rstrip("/"), v.strip()) for u, v in args.platform],
+                           ack_vkey=args.ack_key.strip() if args.ack_key else None)
     try:
         outcome = asyncio.run(run_audit(options))
     except AuditError as exc:
@@ -93,7 +100,7 @@ def run(args) -> int:
         print(json.dumps(outcome.report, sort_keys=True))
     else:
         sys.stdout.write(report_mod.to_text(outcome.report))
-    return 0 if outcome.result.ok else 1
+    return 0 if outcome.report["ok"] else 1
 
 
 def _verify_evidence(args) -> int:
@@ -109,6 +116,17 @@ def _verify_evidence(args) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
+    from node.witness import ack_evidence
+
+    doc = ack_evidence.load(data)
+    if doc is not None:
+        try:
+            explanation = ack_evidence.verify_ack_evidence(doc)
+        except EvidenceError as exc:
+            print(f"NOT evidence of a false acknowledgement: {exc}")
+            return 1
+        print(f"VALID evidence of an acknowledgement of a tree the log never had: {explanation}")
+        return 0
     try:
         verified = verify_evidence(data)
     except EvidenceError as exc:

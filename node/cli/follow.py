@@ -37,17 +37,22 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="follow_command", metavar="ACTION", required=True)
 
     add = sub.add_parser("add", help="follow a log (its verifier key is pinned)",
-                         description="Follow the log at URL: a running node fetches its checkpoint every "
+                         description="Follow the log at URL: a running node waits for its checkpoints "
+                         "(the push channel, when the log's node offers it) or fetches one every "
                          "--interval seconds, verifies the signature with the pinned --vkey, every tile and "
                          "entry, and consistency with what it verified before, then applies the new entries. "
                          "A restricted log must first register this node's `ncii-node key --request` as a reader.")
     add_dir_argument(add)
     add.add_argument("url", metavar="URL", help="the log's URL prefix, e.g. https://helpline.example/log")
     add.add_argument("--vkey", help="the log's verifier key (name+hex+base64), as `ncii-node key` prints it")
-    add.add_argument("--name", default="", help="a local name for the log")
+    add.add_argument("--name", default="",
+                     help="the log's name, yours: the one people are shown (a helpline's case status shows it "
+                     "for a platform's feedback; what a log announces about itself is never shown unless you "
+                     "approve it with `follow name --from-announcement`)")
     add.add_argument("--origin", help="the log's origin line, when its key is not named like it (C2SP allows "
                      "that; default: the key's name)")
-    add.add_argument("--interval", type=float, default=1.0, help="seconds between rounds (default 1)")
+    add.add_argument("--interval", type=float, default=1.0,
+                     help="seconds between rounds when the log's node does not push (default 1)")
     add.add_argument("--tofu", action="store_true",
                      help="pin the key the server presents at /node.json (trust on first use: unsafe)")
     add.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for /node.json with --tofu")
@@ -57,6 +62,19 @@ def register(subparsers) -> None:
     add_dir_argument(ls)
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
     ls.set_defaults(func=run_list)
+
+    name = sub.add_parser("name", help="set the name people are shown for a followed log",
+                          description="Set the name of a followed log, the one a helpline's case status shows "
+                          "people for the platform's feedback. Only the operator names a log: the display name a "
+                          "log announces about itself is shown to people only once approved here with "
+                          "--from-announcement (which copies it, as it is now, after showing it).")
+    add_dir_argument(name)
+    name.add_argument("log", metavar="ORIGIN_OR_NAME")
+    which = name.add_mutually_exclusive_group(required=True)
+    which.add_argument("--set", dest="new_name", metavar="NAME", help="the name to show")
+    which.add_argument("--from-announcement", action="store_true",
+                       help="approve the display name the log announced, as it is now")
+    name.set_defaults(func=run_name)
 
     rm = sub.add_parser("remove", help="stop following a log and forget its fingerprints")
     add_dir_argument(rm)
@@ -94,20 +112,6 @@ def _database(args):
         yield db
     finally:
         db.close()
-
-
-def _check_url(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        return f"cannot parse the URL ({exc})"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "the URL must start with https:// (or http://) and name a host"
-    if parts.query or parts.fragment:
-        return "the URL is a prefix: no ?query or #fragment"
-    return None
 
 
 def _check_origin(origin: str) -> str | None:
@@ -151,13 +155,13 @@ async def _fetch_node_json(url: str, timeout: float) -> dict:
 def run_add(args) -> int:
     import asyncio
 
-    from node.follow.client import FetchError
+    from node.follow.client import FetchError, log_url_problem
     from node.store import follow as store
     from protocol.errors import KeyFormatError
     from protocol.note import Verifier
 
     url = args.url.rstrip("/")
-    problem = _check_url(url)
+    problem = log_url_problem(url)
     if problem:
         return fail(f"{problem}: {args.url}", 2)
     if not args.vkey and not args.tofu:
@@ -178,7 +182,8 @@ def run_add(args) -> int:
     try:
         verifier = Verifier.from_vkey(vkey)
     except KeyFormatError as exc:
-        return fail(f"--vkey is not a verifier key: {exc}", 2)
+        return fail(f"--vkey is not a log verifier key: {exc}. `follow add --vkey` takes the log's verifier key, "
+                    "as `ncii-node key --dir DIR` prints it on the log's node (without --request)", 2)
     # A log's key SHOULD be named like its origin (C2SP tlog-checkpoint); --origin
     # follows a conformant log whose key is named otherwise.
     origin = verifier.name if args.origin is None else args.origin
@@ -198,8 +203,25 @@ def run_add(args) -> int:
     if origin != verifier.name:
         print(f"note: the key is named {verifier.name!r}, not like the origin; checkpoints of {origin!r} "
               "signed by it are accepted (C2SP allows it)")
-    print("a running node picks this up within seconds; `ncii-node status --dir DIR` shows progress")
+    print(_tell_running_node(args) + "; `ncii-node status --dir DIR` shows progress")
     return 0
+
+
+def _tell_running_node(args) -> str:
+    """Ask the node serving DIR, if any, to re-read its followed logs and peers now
+    (POST /admin/follow/reload); it would within 5 s anyway. Returns what happened."""
+    from node.cli._common import NodeRequestError, post_to_node
+    from node.datadir import DataDir
+
+    datadir = DataDir(args.dir)
+    info = datadir.serving_node()
+    if not info:
+        return "the node is not running; it starts following when it is"
+    try:
+        post_to_node(info, datadir.admin_token(), "/admin/follow/reload", b"", timeout=10)
+    except NodeRequestError as exc:
+        return f"could not tell the running node ({exc}); it picks this up within 5 s"
+    return "the running node took this into account"
 
 
 @reports_datadir_errors
@@ -214,13 +236,38 @@ def run_list(args) -> int:
         if args.json:
             print(json.dumps({"origin": entry.origin, "name": entry.name, "url": entry.url, "vkey": entry.vkey,
                               "tofu": entry.tofu, "interval": entry.interval, "size": entry.size,
-                              "forked": entry.forked}))
+                              "forked": entry.forked, "announced_name": entry.display_name}))
         else:
             flags = (" FORKED" if entry.forked else "") + (" (key pinned on first use)" if entry.tofu else "")
             name = f" {entry.name!r}" if entry.name else ""
             print(f"{entry.origin}{name} {entry.url} size {entry.size}{flags}\n    {entry.vkey}")
+            if entry.display_name and entry.display_name != entry.name:
+                print(f"    announces the name {entry.display_name!r} (not shown to people; "
+                      "`ncii-node follow name --from-announcement` approves it)")
     if not logs and not args.json:
         print("following no logs")
+    return 0
+
+
+@reports_datadir_errors
+def run_name(args) -> int:
+    from node.store import follow as store
+
+    with _database(args) as db:
+        entry = store.find_log(db, args.log)
+        if entry is None:
+            return fail(f"no followed log with origin or name {args.log!r}")
+        new = args.new_name
+        if args.from_announcement:
+            if not entry.display_name:
+                return fail(f"{entry.origin} has announced no display name")
+            new = entry.display_name
+            print(f"{entry.origin} announces the name {new!r}; approved: people will be shown it")
+        new = new.strip()
+        if not new or len(new) > 100 or any(not c.isprintable() for c in new):
+            return fail("the name must be 1 to 100 printable characters")
+        store.set_name(db, entry.origin, new)
+    print(f"{entry.origin} is now named {new!r}")
     return 0
 
 
@@ -233,15 +280,17 @@ def run_remove(args) -> int:
     if origin is None:
         return fail(f"no followed log has the origin or name {args.log!r} (see `ncii-node follow list`)")
     print(f"no longer following {origin}; its fingerprints were removed (fork evidence, if any, is kept)")
+    print(_tell_running_node(args))
     return 0
 
 
 @reports_datadir_errors
 def run_peers_add(args) -> int:
+    from node.follow.client import log_url_problem
     from node.store import follow as store
 
     url = args.url.rstrip("/")
-    problem = _check_url(url)
+    problem = log_url_problem(url)
     if problem:
         return fail(f"{problem}: {args.url}", 2)
     if not 1 <= args.interval <= 86400:
@@ -252,6 +301,7 @@ def run_peers_add(args) -> int:
           f"every {args.interval:g} s (GET {url}/witness/seen)")
     print("unless that node is public_read, its operator must register this node as a reader: "
           "ncii-node readers add --dir THEIR_DIR \"$(ncii-node key --dir THIS_DIR --request)\"")
+    print(_tell_running_node(args))
     return 0
 
 
@@ -286,4 +336,5 @@ def run_peers_remove(args) -> int:
     if not removed:
         return fail(f"{args.url} is not a peer (see `ncii-node follow peers list`)", 1)
     print(f"no longer comparing views with {args.url.rstrip('/')}")
+    print(_tell_running_node(args))
     return 0

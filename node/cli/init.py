@@ -9,8 +9,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "init",
         help="create a data directory for a new node",
-        description="Creates DIR with config.toml, an Ed25519 log key and a request key "
-        "(mode 0600), the admin token and the metrics token (0600) and, for a platform, the match token (0600), the "
+        description="Creates DIR with config.toml, an Ed25519 log key, a request key and an "
+        "acknowledgement key (mode 0600), the admin token and the metrics token (0600) and, for a platform, the "
+        "match token (0600), the "
         "SQLite database (WAL) and the tiles folder.",
     )
     add_dir_argument(p, help="data directory to create (must be absent or empty)")
@@ -32,8 +33,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from node.config import Config, ConfigError
+    from node.config import Config, ConfigError, is_public_name
     from node.datadir import DataDir
+    from node.readaccess import request_vkey
     from node.store import open_db
     from protocol.errors import KeyFormatError
     from protocol.note import Signer
@@ -45,6 +47,10 @@ def run(args) -> int:
     config.node.origin = args.origin
     config.node.role = args.role
     config.http.public_read = bool(args.public_read)
+    # Signed reads are bound to the node's names; the origin's host is where its log
+    # is expected to be served (publishing.md §1). serve adds its listening address.
+    host = args.origin.split("/", 1)[0].lower()
+    config.http.public_names = [host] if is_public_name(host) else []
     if args.host is not None:
         config.http.host = args.host
     if args.port is not None:
@@ -55,8 +61,6 @@ def run(args) -> int:
         config.validate()
         log_key = Signer.generate(args.origin)
         request_key = Signer.generate(args.origin)
-        from node.readaccess import request_vkey
-
         request_vkey(request_key.name, request_key.public_key)  # the request key name must suit RFC 9421 too
     except (ConfigError, KeyFormatError) as exc:
         return fail(str(exc))
@@ -67,6 +71,7 @@ def run(args) -> int:
     datadir.save_config(config)
     datadir.write_secret(datadir.log_key_path, log_key.to_key_file())
     datadir.write_secret(datadir.request_key_path, request_key.to_key_file())
+    ack_key = datadir.load_ack_signer(create=True)
     datadir.create_token(datadir.admin_token_path)
     datadir.create_token(datadir.metrics_token_path)
     if args.role == "platform":
@@ -76,7 +81,12 @@ def run(args) -> int:
 
     print(f"created {datadir.root} for log {args.origin} ({args.role})")
     print(f"log verifier key:     {log_key.verifier_key()}")
-    print(f"request key (reader): {request_key.verifier_key()}")
+    print(f"request key (reader): {request_vkey(request_key.name, request_key.public_key)}")
+    print(f"acknowledgement key:  {ack_key.verifier_key()}")
     print(f"reading: {'anyone' if args.public_read else 'registered readers only (ncii-node readers add)'}")
+    if not args.public_read:
+        names = ", ".join(config.http.public_names) or "none"
+        print(f"signed reads accepted when sent to: {names} (and the address `serve` listens on); "
+              "list every name readers use in [http] public_names of config.toml")
     print(f"next: ncii-node serve --dir {args.dir}")
     return 0

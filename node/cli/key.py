@@ -11,12 +11,15 @@ def register(subparsers) -> None:
         help="print the log's verifier key (or, with --request, the request key)",
         description="Prints the verifier key that checks this log's checkpoints; with --request, "
         "the public request key that other nodes register (`ncii-node readers add`) to let this "
-        "node read their logs; with --match-token, the secret token a platform's upload service "
+        "node read their logs; with --ack, the acknowledgement key whose cosignatures say what this node "
+        "applied (spec/parts/acknowledgements.md); with --match-token, the secret token a platform's upload service "
         "sends to the match API (it can match, but not append or publish feedback).",
     )
     add_dir_argument(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--request", action="store_true", help="print the request key instead")
+    which.add_argument("--ack", action="store_true",
+                       help="print the acknowledgement key (C2SP cosigner key of this node's acknowledgements)")
     which.add_argument("--match-token", action="store_true",
                        help="print the match API token (DIR/match.token; platform nodes) instead")
     p.set_defaults(func=run)
@@ -29,7 +32,10 @@ def run(args) -> int:
     datadir = DataDir(args.dir)
     if args.match_token:
         return _print_match_token(datadir)
-    signer = datadir.load_request_signer() if args.request else datadir.load_log_signer()
+    if args.ack:
+        signer = datadir.load_ack_signer(create=True)
+    else:
+        signer = datadir.load_request_signer() if args.request else datadir.load_log_signer()
     print(signer.verifier_key())
     return 0
 

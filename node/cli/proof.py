@@ -183,13 +183,17 @@ def verify_proof(args) -> int:
         return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
 
     cp = verified.checkpoint
-    cosigned = {witness_label(policy, name): iso(t) for name, t in sorted(verified.quorum.cosigned.items())}
-    latest = iso(max(verified.quorum.cosigned.values())) if verified.quorum.cosigned else None
+    roles = cosigner_roles(verified.quorum.cosigned)
+    cosigned = {witness_label(policy, name): iso(t) for name, t in sorted(roles["witnesses"].items())}
+    published = {name: iso(t) for name, t in roles["published"].items()}
+    applied = {name: iso(t) for name, t in sorted(roles["applied"].items())}
+    latest = iso(max(roles["witnesses"].values())) if roles["witnesses"] else None
     if args.json:
         print(json.dumps({
             "valid": True, "origin": cp.origin, "size": cp.size,
             "root_hash": base64_of(cp.root_hash), "log_key": verified.log_key,
             "quorum": policy.describe(), "cosigned": cosigned,
+            "published": next(iter(published.values()), None), "applied": applied,
             "entries": [{"index": e.index, "leaf_hash": e.leaf_hash.hex(), "description": _describe_entry(e.entry)}
                         for e in verified.entries],
             "in_log_no_later_than": latest,
@@ -202,13 +206,49 @@ def verify_proof(args) -> int:
           + (f"; cosigned by {', '.join(f'{k} at {v}' for k, v in cosigned.items())}" if cosigned else ""))
     for e in verified.entries:
         print(f"  entry {e.index}: {_describe_entry(e.entry)}")
+    for at in published.values():
+        print(PUBLISHED.format(at=at))
+    kinds = {_describe_entry(e.entry).split(":", 1)[0] for e in verified.entries}
+    what = " and ".join(x for x, kind in ((APPLIED_SUBMISSIONS, "submission"), (APPLIED_WITHDRAWALS, "withdrawal"))
+                        if kind in kinds) or "it acts on the entries here"
+    for name, at in applied.items():
+        print(APPLIED.format(name=name, at=at, what=what))
     if latest:
         print(WHAT_IT_PROVES.format(size=cp.size, latest=latest))
     else:
-        print(WHAT_IT_PROVES.split(" So these")[0].format(size=cp.size) + " No witness cosigned it, so it "
-              "says nothing about when.")
-    print(WHAT_IT_DOES_NOT)
+        print(WHAT_IT_PROVES.split(" So these")[0].format(size=cp.size) + " No witness cosigned it"
+              + (", so only the helpline's own word says when." if published else ", so it says nothing about when."))
+    print(WHAT_IT_DOES_NOT_APPLIED if applied else WHAT_IT_DOES_NOT)
     return 0
+
+
+PUBLISHED = ("Published: the helpline says it published this checkpoint at {at} (its own statement, signed "
+             "with its acknowledgement key: the helpline's word, not a witness's).")
+APPLIED = ("Applied: {name} says it had verified this checkpoint and applied every entry of it by {at}: "
+           "{what} (its statement, signed with its acknowledgement key and kept in its own log).")
+APPLIED_SUBMISSIONS = "it matches the fingerprints submitted here"
+APPLIED_WITHDRAWALS = "it no longer matches the fingerprints the withdrawal here names"
+WHAT_IT_DOES_NOT_APPLIED = (
+    "What it does not prove: when each entry was added before those times; that the log still shows the same "
+    "tree today or to everyone; who asked for an entry, or why; that a platform does what it says (its "
+    "statement is public and permanent, so it can be held to it).")
+
+
+def cosigner_roles(cosigned: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Split a quorum's cosigners by the names a receipt policy gives them
+    (node/cases/receipt.py): the helpline's publication cosignature, platforms'
+    acknowledgements, and witnesses (every other name)."""
+    from node.cases.receipt import APPLIED_BY, PUBLISHED_BY
+
+    roles: dict[str, dict[str, int]] = {"published": {}, "applied": {}, "witnesses": {}}
+    for name, t in cosigned.items():
+        if name.startswith(PUBLISHED_BY):
+            roles["published"][name[len(PUBLISHED_BY):]] = t
+        elif name.startswith(APPLIED_BY):
+            roles["applied"][name[len(APPLIED_BY):]] = t
+        else:
+            roles["witnesses"][name] = t
+    return roles
 
 
 def base64_of(data: bytes) -> str:

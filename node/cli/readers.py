@@ -42,16 +42,16 @@ def run(args) -> int:
     db = open_db(DataDir(args.dir).db_path)
     try:
         if args.action == "add":
-            from node.readaccess import parse_request_vkey
+            from node.readaccess import parse_request_vkey, request_key_id
             from protocol.errors import KeyFormatError
-            from protocol.note import Verifier
 
             vkey = args.vkey.strip()
             try:
                 parse_request_vkey(vkey)
-                key_id = Verifier.from_vkey(vkey).key_id
+                key_id = request_key_id(vkey)
             except KeyFormatError as exc:
-                return fail(f"not a request key: {exc}")
+                return fail(f"not a request key: {exc}. `readers add` takes the reader's request key, as "
+                            "`ncii-node key --dir DIR --request` prints it on the reader's node")
             if any(c in args.name for c in "\t\n\r"):
                 return fail("--name must be a single line without tabs")
             added = log_store.add_reader(db, vkey, args.name, key_id)

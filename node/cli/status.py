@@ -19,8 +19,10 @@ def register(subparsers) -> None:
         "`serve` runs for the directory; whose `logs` list holds, per followed log, origin, state (ok, failing, "
         "forked), size, forked, last_verified_at, lag_entries, lag_seconds, last_error, failures (in a row), "
         "errors_total and, for a fork, its evidence file; whose `fingerprints` holds the counts of active, "
-        "withdrawn and suppressed fingerprints; and whose `gossip` list holds the peers views are compared "
-        "with. `ncii-node stats` gives the figures (cases, verdicts, takedown rates, matches).",
+        "withdrawn and suppressed fingerprints; whose `gossip` list holds the peers views are compared "
+        "with; and on a helpline `cases`: how many cases were opened this hour and in the last 24 hours "
+        "against the budget, how many creations the limits refused and how often a proof of work was asked. "
+        "`ncii-node stats` gives the figures (cases, verdicts, takedown rates, matches).",
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -43,11 +45,36 @@ def run(args) -> int:
     serving = datadir.serving_node() is not None
     db = open_db(datadir.db_path)
     try:
-        report = status_report(db)
+        report = status_report(db, own_origin=config.node.origin)
         size, published_at = stats_store.own_log_size(db)
+        if config.node.role == "helpline":
+            import time
+
+            from node.cases.creation import creation_report
+
+            report["cases"] = creation_report(db, config.cases, time.time())
     finally:
         db.close()
     report["node"] = {"origin": config.node.origin, "role": config.node.role, "serving": serving,
                       "log_size": size, "last_checkpoint_at": iso_time(published_at)}
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    text = json.dumps(report, indent=1) if args.json else format_report(report)
+    if "cases" in report and not args.json:
+        text += "\n" + format_cases(report["cases"])
+    print(text)
     return exit_status(report, serving)
+
+
+def format_cases(cases: dict) -> str:
+    """The case intake of a helpline, for people: how fast cases are opened, against the budget."""
+    refused = cases["refused_last_24_hours"]
+    states = cases["states"]
+    return "\n".join([
+        f"cases: {states['active']} active, {states['withdrawn']} withdrawn, {states['pending']} being opened, "
+        f"{states['abandoned']} abandoned",
+        f"  opened         {cases['created_this_hour']} this hour (UTC; budget {cases['per_hour']}/hour), "
+        f"{cases['created_last_24_hours']} in the last 24 hours (budget {cases['per_day']}/day)",
+        f"  refused        {refused['address']} (one address), {refused['network']} (one network), "
+        f"{refused['budget']} (the node's budget) in the last 24 hours",
+        f"  proof of work  asked above {cases['proof_of_work_above_per_hour']} cases in an hour; asked "
+        f"{cases['proof_of_work_asked_last_24_hours']} time(s) in the last 24 hours",
+    ])

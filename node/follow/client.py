@@ -8,12 +8,14 @@ redirects are refused (a signed read request must not be replayed to another hos
 
 Every request carries an RFC 9421 signature made with this node's request key when a
 `RequestSigner` is given (node/readaccess.py): restricted logs serve tiles and entry
-bundles only to registered readers.
+bundles only to registered readers, and every node its push channel
+(`next_checkpoint`, a long-poll whose time limit is its wait plus the usual limit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 from yarl import URL
@@ -25,6 +27,23 @@ MAX_CHECKPOINT_BYTES = 64 * 1024
 MAX_NODE_JSON_BYTES = 64 * 1024
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 64 * 1024
+#: A strong entity tag (RFC 9110 section 8.8.3), short: the push channel's are 32 hex digits.
+_ETAG = re.compile(r'"[\x21\x23-\x7e]{1,64}"')
+
+
+def log_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a log's URL prefix (following.md §1), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"cannot parse the URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "the URL must start with https:// (or http://) and name a host"
+    if parts.query or parts.fragment:
+        return "the URL is a prefix: no ?query or #fragment"
+    return None
 
 
 def max_bundle_bytes(width: int) -> int:
@@ -34,11 +53,13 @@ def max_bundle_bytes(width: int) -> int:
 
 class FetchError(Exception):
     """A read that failed for a reason on the network or HTTP level (timeout,
-    refused connection, non-200 status, body too large). `url` names what was read."""
+    refused connection, non-200 status, body too large). `url` names what was read;
+    `status` is the HTTP status when the node answered with an unexpected one."""
 
-    def __init__(self, message: str, url: str = ""):
+    def __init__(self, message: str, url: str = "", status: int | None = None):
         super().__init__(f"{message} ({url})" if url else message)
         self.url = url
+        self.status = status
 
 
 class PeerClient:
@@ -75,22 +96,32 @@ class PeerClient:
     async def get(self, path: str, *, max_bytes: int, exact: int | None = None) -> bytes:
         """The body of GET <base>/<path>, at most `max_bytes` long (exactly `exact`
         bytes when given). Raises FetchError on anything else."""
+        _, body, _ = await self._get(path, max_bytes=max_bytes, exact=exact)
+        return body
+
+    async def _get(self, path: str, *, max_bytes: int, exact: int | None = None, headers: dict | None = None,
+                   timeout: float | None = None, accept: tuple[int, ...] = (200,)):
+        """(status, body, response headers) of GET <base>/<path>; any status not in
+        `accept` is a FetchError. `timeout` replaces the client's for this request."""
         url = self.url_for(path)
-        headers = {}
+        headers = dict(headers or {})
         if self.signer is not None:
-            headers = self.signer.sign_headers("GET", URL(url))
+            headers.update(self.signer.sign_headers("GET", URL(url)))
+        limit = self.timeout if timeout is None else timeout
         try:
-            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
-                if response.status != 200:
+            async with self._session.get(url, headers=headers, allow_redirects=False,
+                                         timeout=aiohttp.ClientTimeout(total=limit)) as response:
+                if response.status not in accept:
                     reason = await _short_text(response)
-                    raise FetchError(f"HTTP {response.status}{': ' + reason if reason else ''}", url)
+                    raise FetchError(f"HTTP {response.status}{': ' + reason if reason else ''}", url,
+                                     status=response.status)
                 declared = response.content_length
                 # A declared length is checked before a byte is read (identity encoding only:
                 # with gzip it is the compressed length).
                 if declared is not None and not response.headers.get("Content-Encoding"):
                     if declared > max_bytes:
                         raise FetchError(f"body of {declared} bytes is larger than the {max_bytes} allowed", url)
-                    if exact is not None and declared != exact:
+                    if exact is not None and declared != exact and response.status == 200:
                         raise FetchError(f"body is {declared} bytes, expected exactly {exact}", url)
                 chunks, total = [], 0
                 while True:
@@ -101,16 +132,35 @@ class PeerClient:
                     if total > max_bytes:
                         raise FetchError(f"body is larger than the {max_bytes} bytes allowed; stopped reading", url)
                     chunks.append(chunk)
+                status, response_headers = response.status, response.headers
         except FetchError:
             raise
         except asyncio.TimeoutError:
-            raise FetchError(f"no complete answer within {self.timeout:g} s", url) from None
+            raise FetchError(f"no complete answer within {limit:g} s", url) from None
         except aiohttp.ClientError as exc:
             raise FetchError(f"{type(exc).__name__}: {exc}", url) from None
         body = b"".join(chunks)
-        if exact is not None and len(body) != exact:
+        if exact is not None and status == 200 and len(body) != exact:
             raise FetchError(f"body is {len(body)} bytes, expected exactly {exact}", url)
-        return body
+        return status, body, response_headers
+
+    async def next_checkpoint(self, path: str, etag: str | None, wait: int) -> tuple[bytes | None, str | None]:
+        """The push channel (spec/parts/following.md section 4.1): GET <base>/<path>?wait=<wait>
+        with If-None-Match: <etag>. Returns (note, its ETag) once the log's checkpoint is
+        another than the one `etag` names, or (None, etag) when the node answered 304
+        (nothing new within `wait` seconds). Raises FetchError."""
+        headers = {"If-None-Match": etag} if etag else {}
+        status, body, response_headers = await self._get(
+            f"{path}?wait={wait}", max_bytes=MAX_CHECKPOINT_BYTES, headers=headers,
+            timeout=wait + self.timeout, accept=(200, 304))
+        new_etag = response_headers.get("ETag")
+        if new_etag is not None and not _ETAG.fullmatch(new_etag):
+            raise FetchError(f"malformed ETag {new_etag[:80]!r}", self.url_for(path))
+        if status == 304:
+            if etag is None or new_etag != etag:
+                raise FetchError("304 Not Modified for another checkpoint than the one named", self.url_for(path))
+            return None, etag
+        return body, new_etag
 
     async def checkpoint(self) -> bytes:
         return await self.get("checkpoint", max_bytes=MAX_CHECKPOINT_BYTES)

@@ -33,7 +33,7 @@ from pathlib import Path
 from node.store import follow as store
 from node.witness import evidence as evidence_mod
 from protocol.errors import ProtocolError
-from protocol.merkle import consistency_proof, range_hash
+from protocol.merkle import consistency_proof, node_hash, range_hash, root_from_nodes
 from protocol.tiles import (
     TILE_HEIGHT,
     TileId,
@@ -94,6 +94,40 @@ def tiles_for_evidence(small: int, size: int) -> list[TileId]:
     return sorted(wanted, key=lambda t: (t.level, t.index))
 
 
+class LeafTree:
+    """Node hashes of a tree of `size` leaves computed from its leaf hashes (a
+    merkle.NodeGetter; each perfect subtree hashed once)."""
+
+    def __init__(self, leaves: list[bytes]):
+        self.size = len(leaves)
+        self._leaves = leaves
+        self._nodes: dict[tuple[int, int], bytes] = {}
+
+    def __call__(self, level: int, index: int) -> bytes:
+        if level == 0:
+            return self._leaves[index]
+        node = self._nodes.get((level, index))
+        if node is None:
+            node = self._nodes[(level, index)] = node_hash(self(level - 1, 2 * index), self(level - 1, 2 * index + 1))
+        return node
+
+
+def stored_tree(db, origin: str, size: int, root: bytes) -> LeafTree | None:
+    """(worker thread) Our own tree of `size` leaves from the leaf hashes we verified
+    and kept (node/store/follow_leaves.py), checked against its signed `root`; None if
+    we did not keep them all."""
+    from node.store import follow_leaves
+
+    leaves = follow_leaves.leaf_hashes(db, origin, size)
+    if leaves is None:
+        return None
+    tree = LeafTree(leaves)
+    if root_from_nodes(size, tree) != root:  # never from a tree we did not verify
+        log.error("follow %s: the kept leaf hashes do not give the verified root of size %d", origin, size)
+        return None
+    return tree
+
+
 async def fetch_verified_tree(client, size: int, root: bytes, small: int) -> TileNodes:
     """Node hashes of the log's tree (size, root), fetched with `client` (a
     node.follow.client.PeerClient, signed for restricted logs) and verified against
@@ -150,6 +184,30 @@ def _size_of(note_text: str) -> int:
     return Checkpoint.parse(parse_note(note_text.encode("utf-8")).text).size
 
 
+def evidence_for_fork(earlier_size: int, earlier_note: bytes | None, later_size: int, later_note: bytes, *,
+                      vkey: str, larger_tree=None, sources: list | None = None, evidence_dir: Path | None,
+                      doc: dict | None = None, tiles_problem: str | None = None,
+                      no_dir: str = "") -> tuple[dict | None, str | None, str | None]:
+    """Steps 1-2 of the module docstring, without the database: (evidence document,
+    path of its file, why there is no file). Never raises. `no_dir`: what becomes of
+    the evidence when there is no `evidence_dir`."""
+    problem = None
+    if doc is None:
+        doc, problem = build_evidence(vkey, earlier_note or b"", later_note, larger_tree, sources or [])
+        if doc is None and larger_tree is None and tiles_problem and earlier_size != later_size:
+            problem = f"no evidence file could be built: {tiles_problem}"
+    path = None
+    if doc is not None:
+        if evidence_dir is None:
+            problem = f"no evidence directory is configured; {no_dir}"
+        else:
+            try:
+                path = str(write_evidence_file(evidence_dir, doc))
+            except OSError as exc:
+                problem = f"could not write the evidence file in {evidence_dir}: {exc.strerror or exc}"
+    return doc, path, problem
+
+
 def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: bytes, later_size: int,
                 later_note: bytes, *, vkey: str, larger_tree=None, sources: list | None = None,
                 evidence_dir: Path | None, source: str, doc: dict | None = None,
@@ -159,20 +217,10 @@ def record_fork(db, origin: str, reason: str, earlier_size: int, earlier_note: b
     `tiles_problem`: why the caller has no `larger_tree` (said in status if needed)."""
     from node.store import witness as witness_store
 
-    problem = None
-    if doc is None:
-        doc, problem = build_evidence(vkey, earlier_note or b"", later_note, larger_tree, sources or [])
-        if doc is None and larger_tree is None and tiles_problem and earlier_size != later_size:
-            problem = f"no evidence file could be built: {tiles_problem}"
-    path = None
-    if doc is not None:
-        if evidence_dir is None:
-            problem = "no evidence directory is configured; the evidence is kept in the database only"
-        else:
-            try:
-                path = str(write_evidence_file(evidence_dir, doc))
-            except OSError as exc:
-                problem = f"could not write the evidence file in {evidence_dir}: {exc.strerror or exc}"
+    doc, path, problem = evidence_for_fork(earlier_size, earlier_note, later_size, later_note, vkey=vkey,
+                                           larger_tree=larger_tree, sources=sources, evidence_dir=evidence_dir,
+                                           doc=doc, tiles_problem=tiles_problem,
+                                           no_dir="the evidence is kept in the database only")
     store.record_fork(db, origin, reason, earlier_size, earlier_note or b"", later_size, later_note,
                       source=source, evidence_path=path, evidence_problem=problem)
     if doc is not None:

@@ -303,7 +303,10 @@ class GossipService:
     async def _tick(self, url: str) -> None:
         if url in self._running or url not in self.intervals:
             return
-        await self.run_round(url)
+        try:
+            await self.run_round(url)
+        except asyncio.CancelledError:
+            pass  # stop() cut the round short: nothing to report (apscheduler would log a traceback)
 
     async def run_round(self, url: str) -> GossipResult | None:
         """One round with `url` now; None when it failed (the error is recorded)."""

@@ -9,6 +9,12 @@ reports the batch applied):
   on_added(origin, rows)         called AFTER the commit, with the round's new active
                                  fingerprints (a lazy iterable read from the database
                                  in chunks; iterate it at most once, inside the call).
+  on_applied(origin, size, root_hash, note, applied, at)
+                                 AFTER the commit (after on_added): the round made the
+                                 verified tree of `origin` (size, root_hash; `note` the
+                                 signed checkpoint as fetched) at `at` (POSIX seconds);
+                                 `applied` says what it held (node.follow.apply.Applied).
+                                 Acknowledgements hang here.
   on_removed(origin)             the log is no longer followed: forget all its entries.
 
 All three run in the follower's worker thread, never on the event loop. A listener
@@ -29,6 +35,9 @@ class FollowListener:
         pass
 
     def on_added(self, origin: str, rows: Iterable[FingerprintRow]) -> None:
+        pass
+
+    def on_applied(self, origin: str, size: int, root_hash: bytes, note: bytes, applied, at: float) -> None:
         pass
 
     def on_removed(self, origin: str) -> None:
@@ -52,6 +61,10 @@ class Listeners(FollowListener):
         rows = list(rows)  # each listener gets its own pass
         for listener in self.listeners:
             listener.on_added(origin, rows)
+
+    def on_applied(self, origin: str, size: int, root_hash: bytes, note: bytes, applied, at: float) -> None:
+        for listener in self.listeners:
+            listener.on_applied(origin, size, root_hash, note, applied, at)
 
     def on_removed(self, origin: str) -> None:
         for listener in self.listeners:

@@ -1,34 +1,50 @@
-"""Running the followers: one apscheduler job per followed log, inside `serve`.
+"""Running the followers inside `serve`: one task per followed log.
 
-Each followed log gets an interval job (its `interval`, default 1 s) that runs one
-round (node/follow/sync.py). Logs are independent: a slow, broken or hostile peer
-only delays its own job; every other log keeps its own schedule.
+Each followed log gets one asyncio task that runs its rounds (node/follow/sync.py)
+one after another:
+
+  * PUSH, when the log's node offers it (/node.json, node/follow/push.py): the task
+    waits on the push channel, a signed GET that the node answers as soon as it
+    publishes another checkpoint, and runs a round with that checkpoint at once. A
+    304 after `max_wait` seconds without a change confirms that the follower is in
+    sync. So a withdrawal reaches the follower a round trip after its publication,
+    and an idle log costs one request per log every 30 s instead of one a second.
+  * POLLING otherwise, and while the push channel fails: a round every `interval`
+    seconds (per log, default 1 s) that fetches /checkpoint. /node.json is read after
+    the first successful round and every 10 minutes while polling, so a node that
+    starts offering push is used from then on.
+
+One task does both, in order: an answer can never be applied after a newer one, so
+a follower never sees its log go back because of two requests in flight.
 
 Back-off: after a failed round the log waits `interval * 2**(failures-1)` seconds,
 capped at `max_backoff`, times a random factor in [0.5, 1.5) (jitter, so that many
-followers of one recovering node do not all come back in the same second). A forked
-log is not polled at all. A running round is never started twice.
+followers of one recovering node do not all come back in the same second). A push
+channel that fails backs off the same way (from 1 s) while the log is polled. A
+checkpoint that still lacks the cosignatures the log's witness policy requires is no
+reason to back off when pushed: its cosigned copy is pushed moments later. A forked
+log is not read at all.
 
-The list of followed logs is re-read every `reload_interval` seconds, so
-`ncii-node follow add/remove` takes effect while the node runs; removing a log tells
-the listener (the matcher) to forget its entries.
+The list of followed logs is re-read every `reload_interval` seconds, and at once
+when `ncii-node follow add/remove` asks the running node to (POST /admin/follow/reload),
+so a new log is verified within a round trip; removing a log tells the listener (the
+matcher) to forget its entries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
-from node.follow.client import DEFAULT_TIMEOUT, PeerClient
+from node.follow.client import DEFAULT_TIMEOUT, FetchError, PeerClient
 from node.follow.listener import FollowListener
-from node.follow.sync import DatabaseWorker, Follower, SyncError
+from node.follow.push import PushState, parse_advertisement
+from node.follow.sync import AwaitingCosignatures, DatabaseWorker, Follower, ForkDetected, RoundResult, SyncError
 from node.store import follow as store
 
 log = logging.getLogger(__name__)
@@ -36,6 +52,14 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 1.0
 DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_RELOAD_INTERVAL = 5.0
+#: Seconds between looks at /node.json for a push channel, while polling.
+PUSH_RECHECK = 600.0
+#: Least seconds between two push requests of one log: a node that answers every
+#: request at once (a broken or hostile one) cannot make the follower spin.
+PUSH_MIN_SPACING = 0.02
+#: A forked log is not read; its record is looked at this often (an operator may
+#: remove and add it again while the node runs).
+FORKED_RECHECK = 5.0
 
 
 def backoff_delay(interval: float, failures: int, max_backoff: float, rng: random.Random | None = None) -> float:
@@ -52,22 +76,26 @@ class _Job:
     client: PeerClient
     url: str
     interval: float
-    running: bool = False
-    task: "asyncio.Task | None" = None
     failures: int = 0
     retry_at: float = 0.0
-    rounds: int = field(default=0)
+    rounds: int = 0
+    verified_size: int | None = None
+    push: PushState = field(default_factory=PushState)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)     # one round at a time
+    wake: asyncio.Event = field(default_factory=asyncio.Event)   # poke(): stop waiting
+    task: "asyncio.Task | None" = None
 
 
 class FollowService:
     """All followers of one node. `await start()`, `await stop()`; `run_round(origin)`
-    runs one round now (tests, benchmarks)."""
+    runs one round now (tests, benchmarks); `reload()` re-reads the followed logs.
+    `push=False` never uses a push channel (benchmarks compare)."""
 
     def __init__(self, db_path: Path | str, *, signer=None, listener: FollowListener | None = None,
                  own_origin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  max_backoff: float = DEFAULT_MAX_BACKOFF, reload_interval: float = DEFAULT_RELOAD_INTERVAL,
                  interval_override: float | None = None, accept_gzip: bool = True,
-                 evidence_dir: Path | None = None):
+                 evidence_dir: Path | None = None, push: bool = True):
         self.worker = DatabaseWorker(db_path)
         self.evidence_dir = evidence_dir  # fork evidence files; None: beside the database
         self.signer = signer
@@ -78,106 +106,217 @@ class FollowService:
         self.reload_interval = reload_interval
         self.interval_override = interval_override
         self.accept_gzip = accept_gzip
-        self.scheduler: AsyncIOScheduler | None = None
+        self.use_push = push
         self.jobs: dict[str, _Job] = {}
+        self._reloader: asyncio.Task | None = None
+        self._reload_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self.scheduler = AsyncIOScheduler()
-        self.scheduler.start()
         await self.reload()
-        self.scheduler.add_job(self.reload, IntervalTrigger(seconds=self.reload_interval), id="follow-reload",
-                               max_instances=1, coalesce=True)
+        self._reloader = asyncio.create_task(self._reload_every(), name="follow-reload")
 
     async def stop(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
+        tasks = [self._reloader] if self._reloader is not None else []
+        self._reloader = None
         # A round cut short commits nothing (its one transaction never ran or rolled back).
-        rounds = [job.task for job in self.jobs.values() if job.task is not None and not job.task.done()]
-        for task in rounds:
+        tasks += [job.task for job in self.jobs.values() if job.task is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*rounds, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for job in self.jobs.values():
             await job.client.close()
         self.jobs.clear()
         await self.worker.close()
 
-    async def reload(self) -> None:
-        """Match the jobs to the followed_logs table."""
-        logs = {entry.origin: entry for entry in await self.worker.call(store.list_logs)}
-        for origin in list(self.jobs):
-            entry = logs.get(origin)
-            if entry is None or entry.url != self.jobs[origin].url:
-                await self._drop(origin, forget=entry is None)
-        for origin, entry in logs.items():
-            if origin not in self.jobs:
-                self._add(entry)
+    async def _reload_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval)
+            try:
+                await self.reload()
+            except Exception:  # the database is busy or broken: say so, try again later
+                log.exception("follow: could not re-read the followed logs")
+
+    async def reload(self) -> list[str]:
+        """Match the jobs to the followed_logs table; returns the followed origins."""
+        async with self._reload_lock:
+            logs = {entry.origin: entry for entry in await self.worker.call(store.list_logs)}
+            for origin in list(self.jobs):
+                entry = logs.get(origin)
+                if entry is None or entry.url != self.jobs[origin].url:
+                    await self._drop(origin, forget=entry is None)
+            for origin, entry in logs.items():
+                if origin not in self.jobs:
+                    self._add(entry)
+            return sorted(logs)
+
+    def poke(self, origin: str | None = None) -> None:
+        """Stop waiting (between polls, or in a back-off) and run a round now."""
+        for name, job in self.jobs.items():
+            if origin is None or name == origin:
+                job.retry_at = 0.0
+                job.wake.set()
 
     def _add(self, entry: store.FollowedLog) -> None:
         client = PeerClient(entry.url, signer=self.signer, timeout=self.timeout, accept_gzip=self.accept_gzip)
         follower = Follower(entry.origin, client, self.worker, listener=self.listener, own_origin=self.own_origin,
                             evidence_dir=self.evidence_dir)
         interval = self.interval_override or entry.interval or DEFAULT_INTERVAL
-        self.jobs[entry.origin] = _Job(follower, client, entry.url, interval, failures=entry.failures)
-        if self.scheduler is not None:
-            # max_instances > 1 only so that apscheduler does not warn while a long
-            # round (a catch-up) runs; `_tick` itself never runs two rounds at once.
-            self.scheduler.add_job(self._tick, IntervalTrigger(seconds=interval), args=(entry.origin,),
-                                   id=f"follow:{entry.origin}", max_instances=3, coalesce=True,
-                                   next_run_time=_now_datetime())
+        job = _Job(follower, client, entry.url, interval, failures=entry.failures)
+        self.jobs[entry.origin] = job
+        job.task = asyncio.create_task(self._follow(job), name=f"follow:{entry.origin}")
         if entry.forked:
             log.error("log %s is FORKED (%s): it is not followed any more; the evidence is in the database "
                       "(ncii-node status --dir DIR)", entry.origin, entry.fork_reason)
         else:
-            log.info("following %s at %s every %g s", entry.origin, entry.url, interval)
+            log.info("following %s at %s (push when offered, else every %g s)", entry.origin, entry.url, interval)
 
     async def _drop(self, origin: str, *, forget: bool) -> None:
         job = self.jobs.pop(origin)
-        if self.scheduler is not None:
-            try:
-                self.scheduler.remove_job(f"follow:{origin}")
-            except Exception:
-                pass
+        if job.task is not None:
+            job.task.cancel()
+            await asyncio.gather(job.task, return_exceptions=True)
         await job.client.close()
         if forget:
             log.info("no longer following %s", origin)
             await self.worker.call(lambda _db: self.listener.on_removed(origin))
 
-    async def _tick(self, origin: str) -> None:
-        job = self.jobs.get(origin)
-        if job is None or job.running or time.monotonic() < job.retry_at:
-            return
-        await self.run_round(origin)
-
-    async def run_round(self, origin: str):
-        """One round for `origin` now; returns the RoundResult or None on failure."""
+    # ------------------------------------------------------------------ rounds
+    async def run_round(self, origin: str, note: bytes | None = None) -> RoundResult | None:
+        """One round for `origin` now; returns the RoundResult, or None if it failed
+        or a round was already running."""
         job = self.jobs[origin]
-        if job.running:
+        if job.lock.locked():
             return None
-        job.running = True
-        job.task = asyncio.current_task()
-        try:
-            result = await job.follower.sync_once()
-        except SyncError:
-            job.failures += 1
-            job.retry_at = time.monotonic() + backoff_delay(job.interval, job.failures, self.max_backoff)
-            return None
-        except Exception:
-            job.failures += 1
-            job.retry_at = time.monotonic() + backoff_delay(job.interval, job.failures, self.max_backoff)
-            log.exception("follow %s: unexpected error", origin)
-            await self.worker.call(store.record_error, origin, "internal error (see the node's log)")
-            return None
-        finally:
-            job.running = False
-            job.task = None
-        job.failures = 0
-        job.retry_at = 0.0
-        job.rounds += 1
+        result, _ = await self._round(job, note)
         return result
 
+    async def _round(self, job: _Job, note: bytes | None = None) -> tuple[RoundResult | None, Exception | None]:
+        async with job.lock:
+            try:
+                result = await job.follower.sync_once(note)
+            except ForkDetected as exc:
+                # Recorded: from now on a round answers "forked" without asking the log
+                # anything, and the push channel is not waited on again.
+                job.push.path = None
+                job.push.checked_at = time.monotonic()
+                self._failed(job)
+                return None, exc
+            except SyncError as exc:
+                self._failed(job)
+                return None, exc
+            except Exception as exc:
+                self._failed(job)
+                log.exception("follow %s: unexpected error", job.follower.origin)
+                await self.worker.call(store.record_error, job.follower.origin, "internal error (see the node's log)")
+                return None, exc
+            job.failures = 0
+            job.retry_at = 0.0
+            job.rounds += 1
+            job.verified_size = result.new_size
+            return result, None
 
-def _now_datetime():
-    import datetime
+    def _failed(self, job: _Job) -> None:
+        job.failures += 1
+        job.retry_at = time.monotonic() + backoff_delay(job.interval, job.failures, self.max_backoff)
 
-    return datetime.datetime.now(datetime.timezone.utc)
+    # ------------------------------------------------------------------ the task
+    async def _follow(self, job: _Job) -> None:
+        """Rounds of one log, forever: pushed when offered, else polled. Nothing but
+        cancellation ends it (a bug is logged and backed off from)."""
+        while True:
+            await self._sleep_until(job, job.retry_at)
+            try:
+                await self._step(job)
+            except Exception:
+                log.exception("follow %s: unexpected error; trying again later", job.follower.origin)
+                self._failed(job)
+
+    async def _step(self, job: _Job) -> None:
+        if job.push.usable(time.monotonic()):
+            await self._push_round(job)
+            return
+        result, _ = await self._round(job)
+        if result is None:
+            return  # back-off, in _follow
+        if result.outcome == "forked":
+            await self._sleep_until(job, time.monotonic() + max(job.interval, FORKED_RECHECK))
+            return
+        await self._look_for_push(job)
+        if not job.push.usable(time.monotonic()):
+            await self._sleep_until(job, time.monotonic() + job.interval)
+
+    async def _push_round(self, job: _Job) -> None:
+        push, origin = job.push, job.follower.origin
+        await asyncio.sleep(max(0.0, push.last_request + PUSH_MIN_SPACING - time.monotonic()))
+        push.last_request = time.monotonic()
+        sent = push.etag
+        try:
+            note, etag = await job.client.next_checkpoint(push.path, sent, push.wait)
+            if note is not None and sent is not None and etag == sent:
+                raise FetchError("the node answered with the very checkpoint the request named",
+                                 job.client.url_for(push.path))
+        except FetchError as exc:
+            self._push_failed(job, exc)
+            return
+        if push.failures:
+            log.info("follow %s: the push channel works again", origin)
+            push.failures = 0
+        if note is None:  # 304: still the checkpoint we hold
+            if push.verified and job.verified_size is not None:
+                await self.worker.call(store.record_in_sync, origin, job.verified_size)
+            return
+        result, error = await self._round(job, note)
+        if result is not None and result.outcome == "forked":
+            push.path = None  # a forked log is not read: back to the (idle) polling branch
+            push.checked_at = time.monotonic()
+        elif result is not None:
+            push.etag, push.verified = etag, True
+        elif isinstance(error, AwaitingCosignatures):
+            # Wait for the cosigned copy of this very checkpoint, without back-off.
+            push.etag, push.verified = etag, False
+            job.retry_at = 0.0
+        else:
+            push.forget()  # after the back-off, ask for the current checkpoint at once
+
+    def _push_failed(self, job: _Job, exc: FetchError) -> None:
+        push = job.push
+        push.failures += 1
+        push.forget()
+        push.retry_at = time.monotonic() + backoff_delay(1.0, push.failures, self.max_backoff)
+        if exc.status in (401, 403, 404):
+            # Not offered (any more), or not to us (a public_read log that did not register
+            # this node as a reader): poll, and read /node.json again in PUSH_RECHECK s.
+            push.path = None
+            push.checked_at = time.monotonic()
+        if push.failures == 1:
+            log.info("follow %s: push channel unavailable (%s); polling every %g s meanwhile",
+                     job.follower.origin, exc, job.interval)
+
+    async def _look_for_push(self, job: _Job) -> None:
+        """Read /node.json after the first successful round, then every PUSH_RECHECK s."""
+        push = job.push
+        now = time.monotonic()
+        if not self.use_push or push.path is not None or \
+                (push.checked_at is not None and now - push.checked_at < PUSH_RECHECK):
+            return
+        push.checked_at = now
+        try:
+            offered = parse_advertisement(await job.client.node_json())
+        except FetchError as exc:
+            log.debug("follow %s: no /node.json (%s); polling", job.follower.origin, exc)
+            return
+        if offered is not None:
+            push.path, push.wait = offered
+            push.retry_at = 0.0
+            push.forget()
+            log.info("follow %s: the node pushes its checkpoints (%s); waiting for them instead of polling",
+                     job.follower.origin, push.path)
+
+    @staticmethod
+    async def _sleep_until(job: _Job, deadline: float) -> None:
+        """Sleep until `deadline` (monotonic) or a poke()."""
+        delay = deadline - time.monotonic()
+        if delay > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(job.wake.wait(), delay)
+        job.wake.clear()

@@ -9,6 +9,8 @@ A forked log also names its evidence file (`fork_evidence`) or why there is none
 On a platform, `held` counts a log's fingerprints verified and stored but held out of
 the match index (a dense `cluster` it published, or beyond its `budget`), and
 `held_clusters` lists the clusters waiting for the operator (node/matcher/holds.py).
+Given the node's own origin, each followed log also says how fast it acknowledged this
+node's submissions and withdrawals (`acknowledgements`, node/acks/report.py).
 
 Each log has one `state`: "forked", "failing" (its last round failed) or "ok";
 `exit_status` turns the report into the exit status of `ncii-node status` (EXIT_*),
@@ -49,16 +51,21 @@ def log_state(entry) -> str:
     return "forked" if entry.forked else "failing" if entry.failures else "ok"
 
 
-def status_report(db, now: float | None = None, *, fingerprints: bool = True) -> dict:
+def status_report(db, now: float | None = None, *, fingerprints: bool = True, own_origin: str | None = None) -> dict:
     """The report; without `fingerprints`, no counts of fingerprints (they read the
-    whole fingerprint table: the console and /metrics go without them)."""
+    whole fingerprint table: the console and /metrics go without them); with
+    `own_origin`, the acknowledgement statistics of this node's own entries."""
     now = time.time() if now is None else now
+    from node.store import peer_feedback
+
+    acks = _acknowledgements(db, own_origin, now)
     counts = store.fingerprint_counts(db) if fingerprints else {}
     forks = store.latest_forks(db)
     held = matching_store.hold_counts(db)
     clusters = [c for c in matching_store.clusters(db) if c.held]
     budgets = matching_store.budgets(db)
     errors = stats_store.follow_errors(db)
+    dropped = peer_feedback.dropped(db)
     logs = []
     for entry in store.list_logs(db):
         c = counts.get(entry.origin, {"active": 0, "withdrawn": 0, "suppressed": 0}) if fingerprints else None
@@ -85,10 +92,12 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True) ->
             "errors_total": errors.get(entry.origin, 0),
             "state": log_state(entry),
             "display_name": entry.display_name,
+            "feedback_dropped": dropped.get(entry.origin, 0),
             "fingerprints": c,
             "held": held.get(entry.origin, {"cluster": 0, "budget": 0}),
             "held_clusters": [_cluster_json(k) for k in clusters if k.origin == entry.origin],
             "budget": budgets.get(entry.origin, {}),
+            "acknowledgements": acks.get(entry.origin),
         })
     total = {"active": 0, "withdrawn": 0, "suppressed": 0}
     for c in counts.values():
@@ -110,6 +119,28 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True) ->
 def _cluster_json(cluster) -> dict:
     return {"id": cluster.id, "members": cluster.members, "radius": cluster.radius,
             "centre": cluster.centre.hex(), "detected_at": iso_time(cluster.detected_at)}
+def _acknowledgements(db, own_origin: str | None, now: float) -> dict:
+    """Per followed log, its acknowledgement statistics of this node's own entries
+    (only for a node that published submissions or withdrawals)."""
+    if own_origin is None:
+        return {}
+    from node.acks.report import acknowledgement_statistics
+
+    try:
+        stats = acknowledgement_statistics(db, own_origin, now)
+    except Exception:  # noqa: BLE001 - no publishing tables in this database: nothing to say
+        return {}
+    if not any(stats["entries"].values()):
+        return {}
+    return {p["origin"]: p for p in stats["platforms"]}
+
+
+def _latency(summary: dict) -> str:
+    text = (f"p50 {summary['p50']} s, p99 {summary['p99']} s ({summary['acknowledged']} acknowledged"
+            if summary.get("acknowledged") else "(none acknowledged")
+    if summary.get("pending"):
+        text += f", {summary['pending']} pending for up to {summary.get('oldest_pending_seconds')} s"
+    return text + ")"
 
 
 def format_report(report: dict) -> str:
@@ -147,6 +178,12 @@ def format_report(report: dict) -> str:
         if held.get("cluster") or held.get("budget"):
             lines.append(f"  HELD           {held['cluster']} in held clusters, {held['budget']} beyond the log's "
                          "budgets (stored, not matched; ncii-node match-budget)")
+        if entry.get("feedback_dropped"):
+            lines.append(f"  feedback       {entry['feedback_dropped']} entries about no entry held here: counted, "
+                         "not stored")
+        if entry.get("display_name") and entry["display_name"] != entry["name"]:
+            lines.append(f"  announces      the name {entry['display_name']!r} (not shown to people unless "
+                         "approved: ncii-node follow name --from-announcement)")
         if entry["forked"]:
             lines.append(f"  FORK           {entry['fork_reason']}")
             if entry.get("fork_evidence"):
@@ -154,6 +191,17 @@ def format_report(report: dict) -> str:
                 lines.append("                 (anyone can check it: ncii-node audit verify-evidence FILE)")
             elif entry.get("fork_evidence_problem"):
                 lines.append(f"  evidence       NONE: {entry['fork_evidence_problem']}")
+        acks = entry.get("acknowledgements")
+        if acks:
+            state = {"late": "LATE: something waits for more than a minute",
+                     "silent": "SILENT: it never acknowledged anything", "forked": "forked"}.get(acks["state"], "ok")
+            lines.append(f"  acknowledged   this log up to size {acks['acknowledged_size']}, last at "
+                         f"{acks['last_acknowledgement'] or 'never'} [{state}]")
+            lines.append(f"    submissions  {_latency(acks['submissions'])}, over the last 7 days")
+            lines.append(f"    withdrawals  {_latency(acks['withdrawals'])}")
+            if acks["false_acknowledgements"]:
+                lines.append(f"    !!! {acks['false_acknowledgements']} acknowledgement(s) of a tree this log never "
+                             "had (audit with --platform writes the evidence)")
         if entry["last_error"] and entry["failures"]:
             lines.append(f"  last error     {entry['last_error']} ({entry['last_error_at']}, "
                          f"{entry['failures']} failure(s) in a row)")

@@ -1,7 +1,11 @@
 """The sequencer: the one writer of a node's log.
 
-Appends wait in a pending pool. Every `sequencing_interval` seconds the pool is taken
-as one batch, given consecutive indices, and published:
+Appends wait in a pending pool. The pool is taken as one batch, given consecutive
+indices, and published at once when the log is idle; under load, checkpoints come at
+most every `sequencing_interval` seconds (default 0.025) and one at a time, so what
+arrives while a batch is being published waits and goes into the next batch (group
+commit: the batch grows with the load, the cost of a checkpoint is shared by more
+entries, and an append waits at most one interval plus two publications):
 
     (1) STORE  the batch's entries, with their indices, in SQLite, in one transaction
                (synchronous=FULL: durable when the commit returns);
@@ -10,10 +14,11 @@ as one batch, given consecutive indices, and published:
                bundle of the new size -- each to a temp file, fsync, rename, fsync dir
                (the temp files may be written while (1) commits; the renames that put
                them in the tiles directory happen only after (1) committed);
-    (3) SIGN   the checkpoint, write it atomically to <tiles>/checkpoint, and record it
-               in the database. Recording it is the moment of publication: from then on
-               the HTTP server serves it and the tiles up to its size, and the appends of
-               the batch are acknowledged with their index and this checkpoint's size.
+    (3) SIGN   the checkpoint and record it in the database. Recording it is the
+               moment of publication: from then on the HTTP server serves it and the
+               tiles up to its size, and the appends of the batch are acknowledged with
+               their index and this checkpoint's size. A copy goes to <tiles>/checkpoint
+               (for static serving; rewritten from the database at every start).
 
 Why a crash at any instant is harmless (spec/parts/publishing.md says the same):
 
@@ -25,8 +30,10 @@ Why a crash at any instant is harmless (spec/parts/publishing.md says the same):
     (1) and the end of (3)) are re-published, all of them in one batch, before any new
     entry is accepted. They keep their indices, so the new checkpoint extends the last
     one: it cannot be inconsistent with any checkpoint published before. If the crash
-    came after the checkpoint file was written but before it was recorded, the
-    re-published checkpoint has the same text, and Ed25519 signatures are
+    came after the checkpoint was served but before its record reached the disk (the
+    record is committed without waiting for the disk: only a power loss can undo it,
+    and then no later transaction survived either, so exactly its entries are stored),
+    the re-published checkpoint has the same text, and Ed25519 signatures are
     deterministic, so it is the very same note.
   * Nothing unpublished is ever served: the HTTP layer serves no tile or bundle beyond
     the size of the latest recorded checkpoint. So no client can fetch a tile that
@@ -38,8 +45,13 @@ Why a crash at any instant is harmless (spec/parts/publishing.md says the same):
 
 A failure in (2) or (3) (full disk, unwritable directory) publishes nothing: the
 checkpoint stays where it was, the waiting appends get an error saying their entries
-are stored and will be published, and every tick retries publishing the stored
-entries before new appends are taken again.
+are stored and will be published, and publishing the stored entries is retried every
+second (or every interval, if longer) before new appends are taken again.
+
+Whoever serves the checkpoint learns of every change of the published note (a new
+checkpoint, or witness cosignatures added to it by node/witness/submit.py) through
+`on_change` callbacks: the push channel (node/web/push_routes.py) wakes its waiting
+readers there.
 
 Threading: all database and file work runs in one worker thread (a single-thread
 executor), never on the event loop; the pool and the futures live on the event loop.
@@ -50,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +70,7 @@ from pathlib import Path
 from node.datadir import DataDir, write_atomic
 from node.log.edge import TreeEdge
 from node.log.tilestore import TileConflict, TileStore, TileWriteError
+from node.logsummary import PeriodicSummary
 from node.store import log as log_store
 from node.store import open_db
 from protocol.checkpoint import Checkpoint, sign_checkpoint
@@ -65,6 +79,9 @@ from protocol.merkle import leaf_hash
 from protocol.tiles import TILE_WIDTH, encode_bundle, entries_path, partial_tiles_for_size, tile_hashes
 
 log = logging.getLogger(__name__)
+
+#: Seconds between attempts to publish stored entries while publication fails.
+STALLED_RETRY = 1.0
 
 
 class LogUnavailable(RuntimeError):
@@ -101,6 +118,15 @@ class _Batch:
         self.future = future
 
 
+def _call_each(callbacks: list, hook: str, *args) -> None:
+    """Hooks must not delay or undo sequencing: each is called, errors are logged."""
+    for callback in list(callbacks):
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("sequencer: an %s callback failed (ignored)", hook)
+
+
 class Sequencer:
     def __init__(self, datadir: DataDir, *, interval: float | None = None,
                  max_batch: int | None = None):
@@ -112,10 +138,12 @@ class Sequencer:
         self.tiles = TileStore(datadir.tiles_dir, datadir.tmp_dir)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sequencer")
         self._stager = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tile-stager")
+        self._summary = PeriodicSummary()  # one INFO line a minute about publications
         self._pool: list[_Batch] = []
         self._pool_size = 0
         self._task: asyncio.Task | None = None
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()      # an append arrived, or stop() was called
+        self._stop_requested = asyncio.Event()
         self._stopping = False
         # Worker-thread state (touched only inside the executor):
         self._db = None
@@ -124,12 +152,15 @@ class Sequencer:
         self._bundle: list[bytes] = []   # entries of the partial bundle at the published size
         self._stored = 0                 # entries in the database
         # Shared, replaced atomically (a single reference assignment):
-        self.published: Published | None = None
+        self._published: Published | None = None
         self.stalled: str | None = None  # why publication is failing, while it is
         # Called on the event loop with each newly published checkpoint (witness
         # submission hooks in here). A callback must return at once (start a task
         # for slow work) and may not delay or undo sequencing: errors are logged.
         self.on_publish: list = []
+        # Called on the event loop, with the new value, whenever `published` changes:
+        # a new checkpoint, or the same one with cosignatures added. Same rules.
+        self.on_change: list = []
         # Called on the event loop after each published batch with (entries, seconds
         # from taking the batch to its signed checkpoint): the node's metrics.
         self.on_batch: list = []
@@ -144,6 +175,7 @@ class Sequencer:
         """Publish what is pending, then stop."""
         self._stopping = True
         self._wake.set()
+        self._stop_requested.set()
         if self._task is not None:
             try:
                 await self._task
@@ -158,6 +190,20 @@ class Sequencer:
     def stored_count(self) -> int:
         return self._stored
 
+    @property
+    def published(self) -> Published | None:
+        """The checkpoint served now (with any witness cosignatures)."""
+        return self._published
+
+    @published.setter
+    def published(self, value: Published) -> None:
+        # Set on the event loop only (the sequencer after publishing, the witness
+        # submitter when it adds cosignatures).
+        if value == self._published:
+            return
+        self._published = value
+        _call_each(self.on_change, "on_change", value)
+
     # ---------------------------------------------------------------- appending
     async def append(self, entries: list[bytes]) -> list[Appended]:
         """Queue entries (already validated, encoded bytes); return once a published
@@ -171,35 +217,42 @@ class Sequencer:
         future = asyncio.get_running_loop().create_future()
         self._pool.append(_Batch(list(entries), future))
         self._pool_size += len(entries)
+        self._wake.set()
         return await future
 
     async def _run(self) -> None:
+        """One batch at a time: at once when idle, at most one per `interval` under
+        load (what arrives meanwhile goes into the next batch)."""
         loop = asyncio.get_running_loop()
-        next_tick = loop.time() + self.interval
+        last_batch = -math.inf
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - loop.time()))
-            except asyncio.TimeoutError:
-                pass
+            if not self._stopping:
+                if self.stalled:
+                    # Retry publishing what is stored before taking anything new.
+                    await self._pause(max(STALLED_RETRY, self.interval))
+                elif not self._pool and self._stored <= self._published_size():
+                    await self._wake.wait()
+                # Under load the previous batch was recent: let appends gather.
+                await self._pause(last_batch + self.interval - loop.time())
             self._wake.clear()
-            next_tick = loop.time() + self.interval
-            if self.stalled:
-                # Retry publishing what is stored before taking anything new.
-                await self._publish([])
-            # One batch per tick. Only a backlog larger than a batch is published in
-            # several batches, one right after another.
-            first = True
-            while not self.stalled and (self._stored > self._published_size() or
-                                        (self._pool and (first or self._pool_size >= self.max_batch))):
-                await self._publish(self._take_batch())
-                first = False
-            if self._stopping:
+            last_batch = loop.time()
+            if self.stalled or self._stored > self._published_size() or self._pool:
+                await self._publish(self._take_batch() if not self.stalled else [])
+            if self._stopping and (self.stalled or not self._pool):
                 for b in self._pool:
                     if not b.future.done():
                         b.future.set_exception(LogUnavailable("the node is shutting down; nothing was appended"))
                 self._pool.clear()
                 self._pool_size = 0
                 return
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless stop() is called meanwhile."""
+        if seconds > 0 and not self._stopping:
+            try:
+                await asyncio.wait_for(self._stop_requested.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
 
     def _published_size(self) -> int:
         return self.published.size if self.published else 0
@@ -240,11 +293,7 @@ class Sequencer:
         self.stalled = None
         previous_size = self._published_size()
         self.published = published
-        for callback in list(self.on_publish):
-            try:
-                callback(published)
-            except Exception:
-                log.exception("sequencer: an on_publish callback failed (ignored)")
+        _call_each(self.on_publish, "on_publish", published)
         position = first
         for b in taken:
             n = len(b.entries)
@@ -253,14 +302,16 @@ class Sequencer:
                                      for i in range(n)])
             position += n
         if published.size != previous_size:
-            seconds = time.monotonic() - started
-            log.info("sequencer: published checkpoint %d (+%d entries) in %.0f ms",
-                     published.size, published.size - previous_size, seconds * 1000)
-            for callback in list(self.on_batch):
-                try:
-                    callback(published.size - previous_size, seconds)
-                except Exception:
-                    log.exception("sequencer: an on_batch callback failed (ignored)")
+            millis = (time.monotonic() - started) * 1000
+            log.debug("sequencer: published checkpoint %d (+%d entries) in %.0f ms",
+                      published.size, published.size - previous_size, millis)
+            due = self._summary.add({"ms": millis}, checkpoints=1, entries=published.size - previous_size)
+            if due:
+                totals, peaks, seconds = due
+                log.info("sequencer: published checkpoint %d (+%d entries in %d checkpoint(s)%s; slowest %.0f ms)",
+                         published.size, totals["entries"], totals["checkpoints"],
+                         f" over the last {seconds:.0f} s" if seconds else "", peaks["ms"])
+            _call_each(self.on_batch, "on_batch", published.size - previous_size, millis / 1000)
             # Off the acknowledgement path; runs in the worker before the next batch.
             loop.run_in_executor(self._executor, self._checkpoint_wal)
 
@@ -288,7 +339,7 @@ class Sequencer:
                 raise RuntimeError(f"the last checkpoint has size {latest.size} but only {self._stored} "
                                    "entries are stored; the database is damaged")
             self._edge, self._bundle = self._load_edge(latest.size, latest.root_hash)
-            self.published = Published(latest.size, latest.root_hash, latest.note)
+            self._published = Published(latest.size, latest.root_hash, latest.note)
         if latest is None or self._stored > latest.size:
             # Crash recovery (or first start): publish everything stored, in one batch,
             # before anything new. See the module docstring.
@@ -296,7 +347,7 @@ class Sequencer:
                 log.warning("sequencer: %d entries were stored but not published before the last "
                             "stop; re-publishing them", self._stored - latest.size)
             _, _, published = self._publish_batch([])
-            self.published = published
+            self._published = published  # (worker thread, before anyone waits for a change)
         else:
             # Rewrite the convenience copy of the checkpoint in case a crash left it behind.
             self._write_checkpoint_file(latest.note)
@@ -407,16 +458,16 @@ class Sequencer:
             # (2) TILES: rename the staged files into place, fsync their directories.
             self.tiles.commit(staging.result())
 
-            # (3) SIGN, write, record.
+            # (3) SIGN, record (publication), then the convenience copy.
             root = edge.root()
             note = sign_checkpoint(Checkpoint(self.origin, edge.size, root), self._signer)
+            log_store.record_checkpoint(self._db, edge.size, root, note, durable=False)
             self._write_checkpoint_file(note)
-            log_store.record_checkpoint(self._db, edge.size, root, note)
         except (TileWriteError, TileConflict, OSError) as exc:
             stored_from, stored_to = published_size, self._stored
             log.error("sequencer: NOT published -- %s. The checkpoint stays at size %d; entries %d..%d "
                       "are stored and will be published once this is fixed (retrying every %.1f s).",
-                      exc, published_size, stored_from, stored_to - 1, self.interval)
+                      exc, published_size, stored_from, stored_to - 1, max(STALLED_RETRY, self.interval))
             raise LogUnavailable(
                 f"could not publish: {exc}. Entries {stored_from}..{stored_to - 1} are stored and will be "
                 "published when the node can write its tiles again; do not send them again",
@@ -434,8 +485,10 @@ class Sequencer:
 
     def _write_checkpoint_file(self, note: bytes) -> None:
         # A copy of the latest checkpoint beside the tiles, so that the tiles directory
-        # can be served by any static web server. The database record is authoritative.
-        write_atomic(Path(self.tiles.root) / "checkpoint", note, tmp_dir=self.tiles.tmp_dir)
+        # can be served by any static web server. The database record is authoritative
+        # and the copy is rewritten from it at every start (_open), so it needs no fsync.
+        write_atomic(Path(self.tiles.root) / "checkpoint", note, tmp_dir=self.tiles.tmp_dir,
+                     sync_dir=False, sync_file=False)
 
     # ---------------------------------------------------------------- reading (any thread)
     def tile_path(self, relative: str) -> Path:

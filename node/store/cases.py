@@ -16,6 +16,14 @@
   counts an attempt on a real case, so that both cost the same (the answer time must
   not tell whether a case number exists); the counters themselves are in memory
   (node/cases/limits.py, UnknownCaseCounters).
+- `cases.withdrawn_reason`: the reason of the withdrawal entries of a withdrawn case:
+  `withdrawn-by-person` (NULL in rows from before this column), or `abuse` when the
+  operator withdrew it (`ncii-node cases withdraw`).
+- `case_creations(hour, created, refused_address, refused_network, refused_budget,
+  pow_asked)`: per UTC hour (hours since 1970), how many cases were stored and how many
+  creations the limits refused or asked a proof of work of (node/cases/creation.py):
+  counts only, about no case and no person. The last 24 rows seed the node-wide budget
+  after a restart; `ncii-node status` shows them.
 - `case_entries(case_id, position, leaf_hash, signal, low_quality, idx, checkpoint_size)`:
   the case's submission entries, by their leaf hash, then (once published) by their
   index in the log and the size of the first checkpoint that included them. This is
@@ -79,7 +87,19 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO unknown_case_attempts (id, attempts) VALUES (1, 0)")
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE cases ADD COLUMN withdrawn_reason TEXT")
+    db.execute("""CREATE TABLE case_creations (
+        hour INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL DEFAULT 0,
+        refused_address INTEGER NOT NULL DEFAULT 0,
+        refused_network INTEGER NOT NULL DEFAULT 0,
+        refused_budget INTEGER NOT NULL DEFAULT 0,
+        pow_asked INTEGER NOT NULL DEFAULT 0
+    )""")
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,7 @@ class CaseRow:
     withdrawn_day: int | None
     failed_pins: int
     not_before: float
+    withdrawn_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,14 +134,30 @@ class WithdrawalRow:
     day: int
 
 
-_CASE_COLUMNS = "id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before"
+_CASE_COLUMNS = ("id, pin_salt, pin_hash, pin_params, created_day, state, withdrawn_day, failed_pins, not_before, "
+                 "withdrawn_reason")
+
+
+def withdrawal_groups(db: sqlite_utils.Database, since_size: int, limit: int) -> list[tuple[int, int, int]]:
+    """The cases' withdrawal entries published in checkpoints after `since_size`, by the
+    checkpoint that first held them: [(checkpoint size, how many withdrawal entries,
+    greatest index)], the newest `limit` checkpoints (node/acks/report.py)."""
+    return db.execute(
+        "SELECT checkpoint_size, COUNT(DISTINCT withdrawal_idx), MAX(withdrawal_idx) FROM case_withdrawals "
+        "WHERE withdrawal_idx >= ? GROUP BY checkpoint_size ORDER BY checkpoint_size DESC LIMIT ?",
+        (since_size, limit)).fetchall()
 
 
 def insert_pending_case(db: sqlite_utils.Database, lookup: bytes, pin_salt: bytes, pin_hash: bytes,
-                        pin_params: str, day: int, entries: list[tuple[bytes, str, bool]]) -> int:
+                        pin_params: str, day: int, entries: list[tuple[bytes, str, bool]],
+                        hour: int | None = None) -> int:
     """Store a new case (state pending) and its entries' leaf hashes, in one
-    transaction. Raises sqlite3.IntegrityError if `lookup` is taken."""
+    transaction, and count it in its UTC `hour` of `case_creations`. Raises
+    sqlite3.IntegrityError if `lookup` is taken."""
     with db.atomic():
+        if hour is not None:
+            db.execute("INSERT INTO case_creations (hour, created) VALUES (?, 1) "
+                       "ON CONFLICT(hour) DO UPDATE SET created = created + 1", (hour,))
         cursor = db.execute(
             "INSERT INTO cases (lookup, pin_salt, pin_hash, pin_params, created_day, state) "
             "VALUES (?, ?, ?, ?, ?, 'pending')", (lookup, pin_salt, pin_hash, pin_params, day))
@@ -146,10 +183,11 @@ def get_case(db: sqlite_utils.Database, case_id: int) -> CaseRow:
 
 
 def begin_pin_attempt(db: sqlite_utils.Database, lookup: bytes, now: float, policy,
-                      unknown) -> tuple[CaseRow | None, "Attempt"]:
+                      unknown, may_pass_guard: bool = False) -> tuple[CaseRow | None, "Attempt"]:
     """Find the case a person can reach with this lookup key (active or withdrawn) and
     count one PIN attempt on it -- as failed until `pin_succeeded` -- or refuse it while
-    a wait or lock runs. Returns (the case or None, the Attempt). Read and update
+    a wait or lock runs (a guard lets through an attempt whose network `may_pass_guard`:
+    node/cases/limits.py). Returns (the case or None, the Attempt). Read and update
     happen in one write transaction, so parallel attempts are counted one by one.
 
     When no case answers, the attempt is counted on `unknown` (in memory, same policy:
@@ -161,19 +199,30 @@ def begin_pin_attempt(db: sqlite_utils.Database, lookup: bytes, now: float, poli
                          (lookup,)).fetchone()
         case = CaseRow(*row) if row else None
         if case is None:
-            attempt = unknown.attempt(lookup, now)
+            attempt = unknown.attempt(lookup, now, may_pass_guard)
             if attempt.refused is None:
                 db.execute("UPDATE unknown_case_attempts SET attempts = attempts + 1 WHERE id = 1")
         else:
-            attempt = policy.attempt(case.failed_pins, case.not_before, now)
+            attempt = policy.attempt(case.failed_pins, case.not_before, now, may_pass_guard)
             if attempt.refused is None:
                 db.execute("UPDATE cases SET failed_pins = ?, not_before = ? WHERE id = ?",
                            (attempt.failures, attempt.not_before, case.id))
     return case, attempt
 
 
-def pin_succeeded(db: sqlite_utils.Database, case_id: int) -> None:
-    db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+def pin_succeeded(db: sqlite_utils.Database, case_id: int, before: tuple[int, float] | None = None) -> None:
+    """The right PIN: take back the attempt counted for it. `before` = the case's
+    (failed_pins, not_before) before that attempt: they are restored, unless another
+    attempt changed them since (then only this one is taken back). The wrong PINs of
+    others stay counted (the case's guard, node/cases/limits.py); without `before`,
+    everything is cleared."""
+    if before is None:
+        db.execute("UPDATE cases SET failed_pins = 0, not_before = 0 WHERE id = ?", (case_id,))
+        return
+    failures, not_before = before
+    with db.atomic():
+        db.execute("UPDATE cases SET failed_pins = MAX(failed_pins - 1, 0) WHERE id = ?", (case_id,))
+        db.execute("UPDATE cases SET not_before = ? WHERE id = ? AND failed_pins = ?", (not_before, case_id, failures))
 
 
 def unknown_attempts(db: sqlite_utils.Database) -> int:
@@ -193,11 +242,44 @@ def withdrawals_of(db: sqlite_utils.Database, case_id: int) -> list[WithdrawalRo
         "ORDER BY target", (case_id,))]
 
 
-def mark_withdrawn(db: sqlite_utils.Database, case_id: int, day: int) -> None:
-    """Record the person's request (before any withdrawal entry is appended, so that a
-    crash in between leaves a case that start-up finishes withdrawing)."""
-    db.execute("UPDATE cases SET state = 'withdrawn', withdrawn_day = COALESCE(withdrawn_day, ?) "
-               "WHERE id = ? AND state = 'active'", (day, case_id))
+def mark_withdrawn(db: sqlite_utils.Database, case_id: int, day: int, reason: str = "withdrawn-by-person") -> None:
+    """Record the person's request, or the operator's (before any withdrawal entry is
+    appended, so that a crash in between leaves a case that start-up finishes
+    withdrawing, with the same reason)."""
+    db.execute("UPDATE cases SET state = 'withdrawn', withdrawn_day = COALESCE(withdrawn_day, ?), "
+               "withdrawn_reason = COALESCE(withdrawn_reason, ?) WHERE id = ? AND state = 'active'",
+               (day, reason, case_id))
+
+
+def active_cases_published_in(db: sqlite_utils.Database, first_size: int, last_size: int) -> list[int]:
+    """Active cases whose entries were first published by a checkpoint of size in
+    (first_size, last_size]: the cases opened in a stretch of the log."""
+    return [r[0] for r in db.execute(
+        "SELECT DISTINCT c.id FROM cases c JOIN case_entries e ON e.case_id = c.id "
+        "WHERE c.state = 'active' AND e.checkpoint_size > ? AND e.checkpoint_size <= ? ORDER BY c.id",
+        (first_size, last_size))]
+
+
+def add_creation_counts(db: sqlite_utils.Database, hour: int, refused: dict[str, int], pow_asked: int) -> None:
+    """Add refusals ("address", "network", "hour-budget", "day-budget") and proofs of
+    work asked to the row of `hour`."""
+    budget = refused.get("hour-budget", 0) + refused.get("day-budget", 0)
+    with db.atomic():
+        db.execute("INSERT INTO case_creations (hour, refused_address, refused_network, refused_budget, pow_asked) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT(hour) DO UPDATE SET "
+                   "refused_address = refused_address + excluded.refused_address, "
+                   "refused_network = refused_network + excluded.refused_network, "
+                   "refused_budget = refused_budget + excluded.refused_budget, "
+                   "pow_asked = pow_asked + excluded.pow_asked",
+                   (hour, refused.get("address", 0), refused.get("network", 0), budget, pow_asked))
+
+
+def creation_counts(db: sqlite_utils.Database, since_hour: int) -> list[tuple[int, int, int, int, int, int]]:
+    """Rows of `case_creations` from `since_hour` on: (hour, created, refused_address,
+    refused_network, refused_budget, pow_asked)."""
+    return [tuple(r) for r in db.execute(
+        "SELECT hour, created, refused_address, refused_network, refused_budget, pow_asked FROM case_creations "
+        "WHERE hour >= ? ORDER BY hour", (since_hour,))]
 
 
 def unwithdrawn_targets(db: sqlite_utils.Database, case_id: int) -> list[int]:

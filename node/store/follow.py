@@ -22,6 +22,13 @@
   (origin, idx) they name; `entry_matches` says whether the quoted leaf hash is the
   one this node knows for that entry (1), is not (0), or is unknown here (NULL).
 - `follow_key_rotations`: every key rotation announced by a followed log, honoured or not.
+- `follow_acks(from_origin, from_idx)`: acknowledgements published by followed logs
+  (spec/parts/acknowledgements.md): what tree of which log they say they applied, and
+  when. `valid`: the cosignature verifies; `root_ok`: the tree is one the acknowledged
+  log had (1), one it never had (0: evidence against someone), or unknown here
+  (NULL); `step`: a valid acknowledgement not known to be false whose size exceeds
+  every earlier one by the same log about the same origin -- only these can be the
+  first to cover an entry, so "when was entry i applied" reads one row.
 
 Invariant: only node/follow (through this module) writes these tables, except
 `fingerprints.suppressed` (the matcher, through `set_suppressed`).
@@ -132,7 +139,25 @@ def _v2(db: sqlite_utils.Database) -> None:
     )""")
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE follow_acks (
+        from_origin TEXT NOT NULL,
+        from_idx INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        root_hash BLOB NOT NULL,
+        time_ms INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        valid INTEGER NOT NULL,
+        root_ok INTEGER,
+        step INTEGER NOT NULL,
+        PRIMARY KEY (from_origin, from_idx)
+    ) WITHOUT ROWID""")
+    db.execute("CREATE INDEX follow_acks_steps ON follow_acks(from_origin, origin, step, size)")
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 
 
 # -- followed logs ---------------------------------------------------------------------
@@ -197,10 +222,31 @@ def remove_log(db: sqlite_utils.Database, origin_or_name: str) -> str | None:
             row = rows[0]
         origin = row[0]
         for table, column in (("fingerprints", "origin"), ("follow_feedback", "from_origin"),
+                              ("follow_acks", "from_origin"),
                               ("followed_checkpoints", "origin"), ("follow_key_rotations", "origin"),
                               ("followed_logs", "origin")):
             db.execute(f"DELETE FROM {table} WHERE {column} = ?", (origin,))
+        from node.store import follow_leaves, peer_feedback
+
+        peer_feedback.forget(db, origin)
+        follow_leaves.forget(db, origin)
         return origin
+
+
+def find_log(db: sqlite_utils.Database, origin_or_name: str) -> FollowedLog | None:
+    """A followed log by origin, else by its operator-given name (if one log has it)."""
+    entry = get_log(db, origin_or_name)
+    if entry is None:
+        rows = db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE name = ? AND name != ''",
+                          (origin_or_name,)).fetchall()
+        entry = _log_row(rows[0]) if len(rows) == 1 else None
+    return entry
+
+
+def set_name(db: sqlite_utils.Database, origin: str, name: str) -> None:
+    """The operator's name for a followed log: the only name shown to people."""
+    with db.atomic():
+        db.execute("UPDATE followed_logs SET name = ? WHERE origin = ?", (name, origin))
 
 
 def get_log(db: sqlite_utils.Database, origin: str) -> FollowedLog | None:
@@ -556,6 +602,115 @@ def add_feedback(db: sqlite_utils.Database, from_origin: str, from_index: int, o
                "entry_matches) VALUES (?, ?, ?, ?, ?, ?, ?)",
                (from_origin, from_index, origin, index, leaf_hash, verdict,
                 None if entry_matches is None else int(entry_matches)))
+
+
+def known_root(db: sqlite_utils.Database, origin: str, size: int, own_origin: str | None) -> tuple[bool, bytes | None]:
+    """(authoritative, root): the root this node knows for the tree of `size` entries of
+    log `origin`. For its own log the answer is authoritative -- every checkpoint it
+    ever published is recorded, so None means the log never had that size; for a
+    followed log, a verified checkpoint of exactly that size, else (False, None)."""
+    if own_origin is not None and origin == own_origin:
+        try:
+            row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
+        except Exception:  # no publishing tables in this database
+            return False, None
+        return True, row[0] if row else None
+    row = db.execute("SELECT root_hash FROM followed_checkpoints WHERE origin = ? AND size = ?",
+                     (origin, size)).fetchone()
+    return False, row[0] if row else None
+
+
+def add_ack(db: sqlite_utils.Database, from_origin: str, from_index: int, origin: str, size: int, root_hash: bytes,
+            time_ms: int, public_key: bytes, signature: bytes, valid: bool, root_ok: bool | None) -> bool:
+    """Record an acknowledgement (idempotent); returns whether it is a step (see the
+    module docstring)."""
+    step = False
+    if valid and root_ok is not False:
+        row = db.execute("SELECT MAX(size) FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
+                         "AND from_idx < ?", (from_origin, origin, from_index)).fetchone()
+        step = row[0] is None or size > row[0]
+    db.execute("INSERT OR IGNORE INTO follow_acks (from_origin, from_idx, origin, size, root_hash, time_ms, "
+               "public_key, signature, valid, root_ok, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (from_origin, from_index, origin, size, root_hash, time_ms, public_key, signature, int(valid),
+                None if root_ok is None else int(root_ok), int(step)))
+    return step
+
+
+@dataclass(frozen=True)
+class AckRow:
+    from_origin: str
+    from_index: int
+    origin: str
+    size: int
+    root_hash: bytes
+    time_ms: int
+    public_key: bytes
+    signature: bytes
+    valid: bool
+    root_ok: bool | None
+
+
+_ACK_COLUMNS = "from_origin, from_idx, origin, size, root_hash, time_ms, public_key, signature, valid, root_ok"
+
+
+def _ack_row(r) -> AckRow:
+    return AckRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), None if r[9] is None else bool(r[9]))
+
+
+def ack_covering(db: sqlite_utils.Database, from_origin: str, origin: str, index: int) -> int | None:
+    """When (ms) log `from_origin` first acknowledged a tree of `origin` holding entry
+    `index`: the first step beyond it. None: not yet."""
+    row = db.execute("SELECT time_ms FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
+                     "AND size > ? ORDER BY size LIMIT 1", (from_origin, origin, index)).fetchone()
+    return row[0] if row else None
+
+
+def ack_steps(db: sqlite_utils.Database, from_origin: str, origin: str, above_size: int = 0) -> list[tuple[int, int]]:
+    """(size, time_ms) of the steps of `from_origin` about `origin` beyond `above_size`,
+    in log order (what protocol.acknowledgements.Timeline is built from)."""
+    return [(r[0], r[1]) for r in db.execute(
+        "SELECT size, time_ms FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 AND size > ? "
+        "ORDER BY size", (from_origin, origin, above_size))]
+
+
+def latest_step(db: sqlite_utils.Database, from_origin: str, origin: str) -> AckRow | None:
+    row = db.execute(f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE from_origin = ? AND origin = ? AND step = 1 "
+                     "ORDER BY size DESC LIMIT 1", (from_origin, origin)).fetchone()
+    return _ack_row(row) if row else None
+
+
+def acks_at_size(db: sqlite_utils.Database, origin: str, size: int) -> list[AckRow]:
+    """Valid acknowledgements, not known to be false, of the tree of `size` entries of
+    `origin` (the lines a receipt under that checkpoint can carry)."""
+    return [_ack_row(r) for r in db.execute(
+        f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE origin = ? AND size = ? AND valid = 1 "
+        "AND root_ok IS NOT 0 ORDER BY from_origin, from_idx", (origin, size))]
+
+
+def acked_sizes(db: sqlite_utils.Database, origin: str, at_least: int) -> list[int]:
+    """Tree sizes of `origin`, at least `at_least`, that some followed log acknowledged."""
+    return [r[0] for r in db.execute(
+        "SELECT DISTINCT size FROM follow_acks WHERE origin = ? AND size >= ? AND valid = 1 AND root_ok IS NOT 0 "
+        "ORDER BY size", (origin, at_least))]
+
+
+def false_acks(db: sqlite_utils.Database, origin: str) -> list[AckRow]:
+    """Acknowledgements of `origin` that are forged (bad cosignature) or name a tree
+    that log never had."""
+    return [_ack_row(r) for r in db.execute(
+        f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE origin = ? AND (valid = 0 OR root_ok = 0) "
+        "ORDER BY from_origin, from_idx", (origin,))]
+
+
+def ack_keys(db: sqlite_utils.Database) -> dict[str, bytes]:
+    """Per followed log, the public key of its latest valid acknowledgement."""
+    out: dict[str, bytes] = {}
+    for (from_origin,) in db.execute("SELECT origin FROM followed_logs").fetchall():
+        row = db.execute("SELECT public_key FROM follow_acks WHERE from_origin = ? AND valid = 1 "
+                         "ORDER BY from_idx DESC LIMIT 1", (from_origin,)).fetchone()
+        if row:
+            out[from_origin] = row[0]
+    return out
 
 
 def set_peer_metadata(db: sqlite_utils.Database, origin: str, index: int, display_name: str, contact_url: str,

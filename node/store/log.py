@@ -6,8 +6,9 @@
 - `log_checkpoints(size, root_hash, note, published_at)`: every checkpoint the node
   has published. A row exists only after the tiles it needs were durably on disk.
   The row with the greatest size is the published state of the log.
-- `readers(vkey, name, key_id, added_at)`: request keys (C2SP vkey strings) of the
-  nodes allowed to fetch tiles and entry bundles when the log is not public.
+- `readers(vkey, name, key_id, added_at)`: request keys (vkey strings of type 0xff
+  "ncii-node/request-key") of the nodes allowed to fetch tiles and entry bundles when
+  the log is not public.
 
 This module is the only code that touches these tables.
 """
@@ -45,7 +46,24 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX readers_key_id ON readers(key_id)")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Request keys got their own key type (0xff "ncii-node/request-key" instead of a
+    log key's 0x01, spec/parts/readaccess.md): rewrite readers registered in the old
+    form, same name and public key, so they keep reading after the upgrade."""
+    from protocol.errors import KeyFormatError
+    from protocol.note import REQUEST_KEY_TYPE, SIGNATURE_TYPE_ED25519, decode_vkey, encode_vkey, key_id_for
+
+    for (vkey,) in db.execute("SELECT vkey FROM readers").fetchall():
+        try:
+            name, public_key = decode_vkey(vkey, SIGNATURE_TYPE_ED25519)
+        except KeyFormatError:
+            continue
+        db.execute("UPDATE OR IGNORE readers SET vkey = ?, key_id = ? WHERE vkey = ?",
+                   (encode_vkey(name, REQUEST_KEY_TYPE, public_key),
+                    key_id_for(name, REQUEST_KEY_TYPE, public_key).hex(), vkey))
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 # -- entries -------------------------------------------------------------------------
@@ -107,6 +125,12 @@ def latest_checkpoint(db: sqlite_utils.Database) -> StoredCheckpoint | None:
     return StoredCheckpoint(*row) if row else None
 
 
+def size_published_by(db: sqlite_utils.Database, when: float) -> int:
+    """The size of the log as published at time `when` (0 before the first checkpoint)."""
+    row = db.execute("SELECT MAX(size) FROM log_checkpoints WHERE published_at <= ?", (when,)).fetchone()
+    return row[0] or 0
+
+
 def checkpoint_at(db: sqlite_utils.Database, size: int) -> StoredCheckpoint | None:
     row = db.execute("SELECT size, root_hash, note, published_at FROM log_checkpoints WHERE size = ?",
                      (size,)).fetchone()
@@ -116,26 +140,46 @@ def checkpoint_at(db: sqlite_utils.Database, size: int) -> StoredCheckpoint | No
 def published_days(db: sqlite_utils.Database, sizes: set[int]) -> dict[int, int]:
     """size -> UTC day (days since 1970-01-01) on which the checkpoint of that size was
     published, for those of `sizes` that were."""
-    if not sizes:
-        return {}
-    marks = ",".join("?" * len(sizes))
-    return {size: int(at // 86400) for size, at in db.execute(
-        f"SELECT size, published_at FROM log_checkpoints WHERE size IN ({marks})", tuple(sizes))}
+    return {size: int(at // 86400) for size, at in published_times(db, sizes).items()}
+
+
+def published_times(db: sqlite_utils.Database, sizes) -> dict[int, float]:
+    """size -> when (POSIX seconds) the checkpoint of that size was published, for those
+    of `sizes` that were."""
+    sizes = sorted(set(sizes))
+    out: dict[int, float] = {}
+    for start in range(0, len(sizes), 500):  # bounded host parameters per statement
+        chunk = sizes[start:start + 500]
+        out.update(db.execute(f"SELECT size, published_at FROM log_checkpoints WHERE size IN "
+                              f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    return out
 
 
 def record_checkpoint(db: sqlite_utils.Database, size: int, root_hash: bytes, note: bytes,
-                      published_at: float | None = None) -> None:
+                      published_at: float | None = None, *, durable: bool = True) -> None:
     """Record a published checkpoint. Re-recording the same size with the same root
     (a re-publication after a crash) is a no-op; a different root is refused, since
-    it would mean the log forked."""
-    with db.atomic():
-        row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
-        if row is not None:
-            if row[0] != root_hash:
-                raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
-            return
-        db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
-                   (size, root_hash, note, time.time() if published_at is None else published_at))
+    it would mean the log forked.
+
+    `durable=False` commits without waiting for the disk (synchronous=NORMAL: still
+    atomic and consistent, but a power loss may undo it). The sequencer may: a lost
+    record of size n means no later transaction was made durable either (the WAL is
+    written in order), so entries 0..n-1 are exactly what is stored, and the start-up
+    re-publication signs the very same checkpoint again (publishing.md section 3)."""
+    if not durable:
+        db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with db.atomic():
+            row = db.execute("SELECT root_hash FROM log_checkpoints WHERE size = ?", (size,)).fetchone()
+            if row is not None:
+                if row[0] != root_hash:
+                    raise RuntimeError(f"refusing to record a second, different checkpoint at size {size}")
+                return
+            db.execute("INSERT INTO log_checkpoints (size, root_hash, note, published_at) VALUES (?, ?, ?, ?)",
+                       (size, root_hash, note, time.time() if published_at is None else published_at))
+    finally:
+        if not durable:
+            db.execute("PRAGMA synchronous=FULL")
 
 
 # -- readers -------------------------------------------------------------------------

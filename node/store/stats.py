@@ -28,6 +28,10 @@ transaction as the rows they summarise (so a summary never disagrees with its ro
   state active or withdrawn) by the day they were created, and cases withdrawn by the
   day of the withdrawal. Kept by triggers on `cases` (node/store/cases.py need not
   know), so every change of a case's state is counted in its own transaction.
+- `stats_case_published(checkpoint_size, entries, last_idx)`: the cases' entries by
+  the checkpoint that first held them (how many, the greatest index): what the
+  acknowledgement statistics group by (node/acks/report.py). Kept by a trigger on
+  `case_entries` when an entry's index and checkpoint are recorded.
 
 Nothing here names a person: counts per day, per log origin, per verdict. The only
 writers are the functions below, called inside the callers' transactions.
@@ -51,6 +55,13 @@ BUCKETS: tuple[tuple[str, float], ...] = (
     ("1m", 60), ("10m", 600), ("1h", 3600), ("6h", 6 * 3600), ("1d", DAY), ("3d", 3 * DAY), ("7d", 7 * DAY),
     ("more", float("inf")),
 )
+
+
+def published_groups(db: sqlite_utils.Database, since_size: int, limit: int) -> list[tuple[int, int, int]]:
+    """(checkpoint size, entries, greatest index) of the cases' entries first held by a
+    checkpoint larger than `since_size`, the newest `limit` checkpoints."""
+    return db.execute("SELECT checkpoint_size, entries, last_idx FROM stats_case_published "
+                      "WHERE checkpoint_size > ? ORDER BY checkpoint_size DESC LIMIT ?", (since_size, limit)).fetchall()
 
 
 def day_of(t: float) -> int:
@@ -82,7 +93,19 @@ def _v1(db: sqlite_utils.Database) -> None:
     _backfill(db)
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE stats_case_published (
+        checkpoint_size INTEGER PRIMARY KEY, entries INTEGER NOT NULL, last_idx INTEGER NOT NULL) WITHOUT ROWID""")
+    db.execute("""CREATE TRIGGER stats_case_entry_published AFTER UPDATE OF checkpoint_size ON case_entries
+        WHEN old.checkpoint_size IS NULL AND new.checkpoint_size IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO stats_case_published VALUES (new.checkpoint_size, 0, new.idx);
+        UPDATE stats_case_published SET entries = entries + 1, last_idx = MAX(last_idx, new.idx)
+        WHERE checkpoint_size = new.checkpoint_size; END""")
+    db.execute("INSERT INTO stats_case_published SELECT checkpoint_size, COUNT(*), MAX(idx) FROM case_entries "
+               "WHERE checkpoint_size IS NOT NULL GROUP BY checkpoint_size")
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 OPEN = "('active', 'withdrawn')"  # the states of a case whose creation completed

@@ -10,39 +10,44 @@ and/or `setup_admin(admin_app)` (admin routes). Modules named `*_routes` are
 discovered here, like CLI commands; nothing central is edited. A `setup` may append
 its own resources to `app.cleanup_ctx` (they start after the node's own: the database
 and the sequencer) and may add path prefixes to `app[READ_PROTECTED]`, the paths that
-only registered readers may fetch.
+only registered readers may fetch (`app[READERS_ONLY]`: even on a public_read node).
 
 Resources (lock, database, sequencer) are opened in `cleanup_ctx` and reached through
 `request.app[NODE]`, a NodeContext. The admin app shares the same context object.
 
 Read access: unless `[http] public_read` is true, requests under `app[READ_PROTECTED]`
 (by default "/tile/") go through the check of node/readaccess.py (RFC 9421 signed
-requests by a registered reader). If that module cannot be imported, those paths are
+requests by a registered reader); requests under `app[READERS_ONLY]` always do. If that module cannot be imported, those paths are
 refused outright: the node fails closed, never open.
 
 Hardening (spec/parts/publishing.md §1.1): every route reads a request body through
-node/web/body.py (a timeout on the whole body, a cap on bodies read at once per site:
-`app[BODY_GATE]`); both sites run with `server_settings(config)` (the keep-alive timer
+node/web/body.py (a timeout and a minimum rate on the whole body, pools of bodies read
+at once by route, with a share per client: `app[BODY_GATE]`); both sites run with `server_settings(config)` (the keep-alive timer
 closes a connection whose request head does not arrive, header size limits); every
 answer says `Server: ncii-node`; the admin site refuses a Host that is not loopback
 (DNS rebinding) unless `[admin] allow_remote`.
 
 Logging: the access log never records client addresses (who asks a helpline for help
-is personal data), user agents, referrers or query strings: only the method, the path
-(for an error answer, only the route's pattern, since a mistyped URL may hold a case
-number), status, size and time (PrivateAccessLogger). aiohttp's own error message
-"Error handling request from <address>" loses its address (_drop_client_address).
+is personal data), user agents, referrers or query strings: only the method (a
+standard one, else "(other method)"), the path (for an error answer, only the route's
+pattern, since a mistyped URL may hold a case number), status, size and time
+(PrivateAccessLogger). aiohttp's own error message "Error handling request from
+<address>" loses its address, and for a request its parser refused says only what
+kind of fault it was, never the parser's message, which quotes the request
+(_drop_client_address): nothing of a refused request's line, headers or body is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import ipaddress
 import logging
 import os
 import pkgutil
 import signal
+import time
 from types import ModuleType
 
 from aiohttp import web
@@ -52,7 +57,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from node.datadir import DataDir
 from node.metrics import NodeMetrics
-from node.web.body import BODY_GATE, BodyGate
+from node.web.body import BODY_GATE, BodyPools
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +71,52 @@ class PrivateAccessLogger(AbstractAccessLogger):
     def log(self, request, response, time):
         path = _route_pattern(request) if response.status >= 400 else request.path
         quiet = request.method in ("GET", "HEAD") and response.status < 400
-        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', request.method, path,
-                        response.status, response.body_length, time)
+        self.logger.log(logging.DEBUG if quiet else logging.INFO, '"%s %s" %s %s %.3fs', loggable_method(request),
+                        path, response.status, response.body_length, time)
 
 
 class _DropClientAddress(logging.Filter):
     """aiohttp's "Error handling request from <address>": the address goes (who talks
-    to a helpline is personal data), and so does the traceback when the request was
-    malformed (the client's fault, one line is enough; anyone can send them)."""
+    to a helpline is personal data). When the request was malformed (the client's
+    fault; anyone can send them) or the client went away while sending it, one line
+    says what kind of fault it was, in words of our own: never the parser's message,
+    which quotes the refused request line or header (`GET /?case_number=...&pin=...
+    &x=<9000 bytes>`, an oversized User-Agent), and no traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Error handling request from"):
             record.msg, record.args = "Error handling request", ()
             exc = record.exc_info[1] if record.exc_info else None
             if isinstance(exc, HttpProcessingError):
-                reason = (exc.message or type(exc).__name__).splitlines()[0].strip()
-                record.msg = f"refused a malformed request: {reason}"
-                record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+                record.msg = f"refused a malformed request: {malformed_request_kind(exc)}"
+            elif isinstance(exc, ConnectionResetError):
+                record.msg = "a client went away before its request had arrived whole"
+            else:
+                return True
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
+
+
+#: What an operator is told about a request aiohttp's parser refused, by the parser's
+#: exception class (its own message is never logged: it may quote the request).
+_MALFORMED_KINDS = {
+    "LineTooLong": "a request line or header field longer than the limit",
+    "BadHttpMethod": "an invalid method",
+    "BadStatusLine": "an invalid request line",
+    "InvalidURLError": "an invalid request target",
+    "InvalidHeader": "an invalid header",
+    "ContentLengthError": "a body that does not match its Content-Length",
+    "TransferEncodingError": "an invalid chunked body",
+    "ContentEncodingError": "a body in an unknown content encoding",
+    "DecompressSizeError": "a compressed body too large once decompressed",
+}
+
+
+def malformed_request_kind(exc: BaseException) -> str:
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _MALFORMED_KINDS:
+            return _MALFORMED_KINDS[cls.__name__]
+    return "a request the HTTP parser could not read"
 
 
 _drop_client_address = _DropClientAddress()
@@ -104,12 +137,29 @@ class NodeContext:
         self.match_token: str = ""  # platform nodes: allows the match API only (node/web/bearer.py)
         self.metrics_token: str = ""  # allows GET /metrics only (node/web/metrics_routes.py)
         self.matcher = None       # node.matcher.service.Matcher, set by node/web/match_routes.py
+        self.cases = None         # node.cases.service.CaseService (helpline), set by node/web/case_routes.py
+        #: [http] public_names, normalized; with the address each connection arrived
+        #: on (own_names), the names a signed read must be sent to.
+        from node.readaccess import normalize_authority
+
+        self.public_names = frozenset(normalize_authority(n) for n in self.config.http.public_names)
+        #: Who a request comes from, for the limits that count per client (body pools,
+        #: case creations, failed PINs): the peer, or X-Forwarded-For from trusted proxies.
+        from node.cases.proxies import ClientAddresses
+
+        self.clients = ClientAddresses(self.config.http.trusted_proxies)
+        self.services: dict = {}  # running background services by name, for routes of both sites
         self.metrics = NodeMetrics()  # what this node measures in memory (node/metrics.py)
         self.reader = None        # a DatabaseWorker for the figures (node/web/metrics_routes.py)
 
 
 NODE = web.AppKey("node", NodeContext)
 READ_PROTECTED = web.AppKey("read_protected", list)
+REPLAY_CACHE = web.AppKey("replay_cache", object)  # node.replaycache.ReplayCache
+REPLAY_JOURNAL = "replay.journal"  # in the data directory
+#: Paths for registered readers even on a public_read node: what they serve is public,
+#: but each request holds resources that are bounded per reader (the push channel).
+READERS_ONLY = web.AppKey("readers_only", list)
 # Route modules may add sections to /node.json: async callables (app) -> {key: value}.
 NODE_JSON_SECTIONS = web.AppKey("node_json_sections", list)
 
@@ -141,6 +191,11 @@ async def _node_resources(app: web.Application):
             ctx.match_token = datadir.match_token(create=True)
         ctx.sequencer = Sequencer(datadir)
         await ctx.sequencer.start()
+        if REPLAY_CACHE in app:
+            from node.readaccess import MAX_CLOCK_SKEW
+
+            log.info("read access: %s", app[REPLAY_CACHE].open_journal(datadir.root / REPLAY_JOURNAL, time.time(),
+                                                                       MAX_CLOCK_SKEW))
     except BaseException:
         if ctx.db is not None:
             ctx.db.close()
@@ -150,6 +205,8 @@ async def _node_resources(app: web.Application):
         yield
     finally:
         await ctx.sequencer.stop()
+        if REPLAY_CACHE in app:
+            app[REPLAY_CACHE].close()
         ctx.db.close()
         datadir.release_lock()
 
@@ -167,8 +224,10 @@ class ReaderTable:
         return row[0] if row else None
 
 
-def _read_access_middleware(app: web.Application):
-    prefixes = tuple(app[READ_PROTECTED])
+def _read_access_middleware(app: web.Application, prefixes: tuple[str, ...]):
+    from node.replaycache import ReplayCache
+
+    app[REPLAY_CACHE] = ReplayCache()
     try:
         from node import readaccess
     except ImportError as exc:  # fail closed
@@ -182,7 +241,9 @@ def _read_access_middleware(app: web.Application):
 
         return refuse_reads
     return readaccess.read_access_middleware(lambda request: ReaderTable(request.app[NODE].db),
-                                             protected_prefixes=prefixes)
+                                             protected_prefixes=prefixes,
+                                             authorities=own_names,
+                                             replay_cache=app[REPLAY_CACHE])
 
 
 #: The Server header of every answer: which software and version answers is nobody's
@@ -218,13 +279,22 @@ async def _common_headers(request: web.Request, handler):
         raise
     except Exception:
         # A bug: logged here (without the client's address), answered plainly.
-        log.exception("error handling %s %s", request.method, _route_pattern(request))
+        log.exception("error handling %s %s", loggable_method(request), _route_pattern(request))
         response = web.json_response({"error": "internal error (see the node's log)"}, status=500)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers["Server"] = SERVER_NAME
     if isinstance(response, web.HTTPException):
         raise response
     return response
+
+
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"))
+
+
+def loggable_method(request: web.BaseRequest) -> str:
+    """The method, if it is a standard one: any token is a valid method, and a client
+    could send a case number or a PIN as one."""
+    return request.method if request.method in _METHODS else "(other method)"
 
 
 def _route_pattern(request: web.Request) -> str:
@@ -242,14 +312,17 @@ def create_app(datadir: DataDir) -> web.Application:
     app = web.Application(middlewares=[_common_headers])
     app[NODE] = ctx
     app[READ_PROTECTED] = ["/tile/"]
+    app[BODY_GATE] = BodyPools.public(ctx.config.http, ctx.clients)
+    app[READERS_ONLY] = []
     app[NODE_JSON_SECTIONS] = []
-    app[BODY_GATE] = BodyGate.from_config(ctx.config.http)
     app.cleanup_ctx.append(_node_resources)
     for module in route_modules():
         if hasattr(module, "setup"):
             module.setup(app)
-    if not ctx.config.http.public_read:
-        app.middlewares.append(_read_access_middleware(app))
+    protected = [] if ctx.config.http.public_read else list(app[READ_PROTECTED])
+    protected += app[READERS_ONLY]
+    if protected:
+        app.middlewares.append(_read_access_middleware(app, tuple(protected)))
     return app
 
 
@@ -257,7 +330,7 @@ def create_admin_app(public_app: web.Application) -> web.Application:
     ctx = public_app[NODE]
     admin = web.Application(middlewares=[_common_headers, _admin_guard])
     admin[NODE] = ctx
-    admin[BODY_GATE] = BodyGate.from_config(ctx.config.http)  # its own count: the operator is never crowded out
+    admin[BODY_GATE] = BodyPools.admin(ctx.config.http, ctx.config.admin)  # its own: the operator is never crowded out
     for module in route_modules():
         if hasattr(module, "setup_admin"):
             module.setup_admin(admin)
@@ -318,6 +391,32 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
+def own_names(request: web.BaseRequest) -> frozenset[str]:
+    """The names a signed read sent on this connection may carry (readaccess.md):
+    [http] public_names, and the address the connection arrived on."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    configured = request.app[NODE].public_names
+    return configured | address_names(*sockname[:2]) if sockname else configured
+
+
+@functools.lru_cache(maxsize=64)
+def address_names(host: str, port: int) -> frozenset[str]:
+    """An address as readers write it (`127.0.0.1:8080`, `[::1]:8080`), and for a
+    loopback address also `localhost:PORT` and the other loopback literals."""
+    from node.readaccess import normalize_authority
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return frozenset()
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    names = {normalize_authority(f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")}
+    if ip.is_loopback or ip.is_unspecified:
+        names |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+    return frozenset(names)
+
+
 def _url(address) -> str:
     host, port = address[0], address[1]
     if ":" in host:
@@ -369,6 +468,10 @@ class RunningNode:
                                        "admin_url": self.admin_url})
         log.info("serving log %s at %s (admin endpoint at %s)", config.node.origin,
                  self.public_url, self.admin_url)
+        if not config.http.public_read:
+            names = sorted(self.context.public_names | address_names(*public.addresses[0][:2]))
+            log.info("signed reads are accepted only when sent to: %s ([http] public_names, and the address a "
+                     "connection arrives on)", ", ".join(names))
         return self
 
     async def stop(self) -> None:

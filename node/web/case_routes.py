@@ -3,6 +3,10 @@
     POST /v1/cases            eligibility answers + fingerprints -> case number and PIN (once)
     POST /v1/cases/status     case number + PIN -> state, publication, platform feedback
     POST /v1/cases/withdraw   case number + PIN -> withdrawal entries appended (idempotent)
+    POST /admin/cases/withdraw   (admin site, admin token) the operator withdraws, as abuse,
+                              the cases published in a time window (`ncii-node cases withdraw`)
+    POST /v1/cases/receipt    case number + PIN -> the newest receipt (an offline proof, no codes in it)
+    GET  /v1/cases/receipt-policy   the C2SP tlog-policy that receipts of this helpline are checked with
 
 Rules kept here:
 - Case numbers and PINs travel only in JSON bodies, never in URLs (so no URL, log
@@ -40,6 +44,14 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/v1/cases", post_case)
     app.router.add_post("/v1/cases/status", post_status)
     app.router.add_post("/v1/cases/withdraw", post_withdraw)
+    app.router.add_post("/v1/cases/receipt", post_receipt)
+    app.router.add_get("/v1/cases/receipt-policy", get_receipt_policy)
+
+
+def setup_admin(admin: web.Application) -> None:
+    if admin[NODE].config.node.role != "helpline":
+        return
+    admin.router.add_post("/admin/cases/withdraw", post_operator_withdraw)
 
 
 async def _case_service(app: web.Application):
@@ -48,6 +60,7 @@ async def _case_service(app: web.Application):
     service = CaseService(app[NODE])
     await service.start()
     app[CASES] = service
+    app[NODE].cases = service  # for the admin site's routes
     try:
         yield
     finally:
@@ -96,14 +109,18 @@ async def _handle(request: web.Request, limit: int, call) -> web.Response:
         body = await _read_json(request, limit)
         status, answer = await call(body)
     except CaseApiError as exc:
-        return _answer(exc.status, exc.body, exc.retry_after if exc.status == 429 else None)
+        return _answer(exc.status, exc.body, exc.retry_after if exc.status in (429, 503) else None)
     return _answer(status, answer)
 
 
 async def post_case(request: web.Request) -> web.Response:
     service = request.app[CASES]
     limit = request.app[NODE].config.cases.max_body_bytes
-    return await _handle(request, limit, service.create)
+
+    async def call(body):
+        return await service.create(body, _client_address(request))
+
+    return await _handle(request, limit, call)
 
 
 def _client_address(request: web.Request) -> str | None:
@@ -112,19 +129,58 @@ def _client_address(request: web.Request) -> str | None:
     return request.app[CASES].clients.client(request.remote, request.headers.getall("X-Forwarded-For", []))
 
 
-async def post_status(request: web.Request) -> web.Response:
-    service = request.app[CASES]
-
-    async def call(body):
-        return 200, await service.status(body, _client_address(request))
-
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+OPERATOR_WITHDRAW_HINT = ('send {"from": <Unix seconds>, "to": <Unix seconds>, "dry_run": true|false}: the cases '
+                          'whose entries the log published in that window are withdrawn with reason "abuse"')
 
 
-async def post_withdraw(request: web.Request) -> web.Response:
-    service = request.app[CASES]
+async def post_operator_withdraw(request: web.Request) -> web.Response:
+    """The operator's clean-up after a flood. Admin token; body {"from", "to",
+    "dry_run"}; answer {"cases", "entries", "withdrawn", "first_size", "last_size"}."""
+    from node.store import log as log_store
+    from node.web.bearer import unauthorized
+    from node.web.body import BodyError, parse_json, read_body
+    from node.web.log_routes import ADMIN_TOKEN_NEEDED, has_admin_token
 
-    async def call(body):
-        return 200, await service.withdraw(body, _client_address(request))
+    if not has_admin_token(request):
+        return unauthorized(ADMIN_TOKEN_NEEDED)
+    try:
+        body = parse_json(await read_body(request, STATUS_BODY_LIMIT), hint=OPERATOR_WITHDRAW_HINT)
+    except BodyError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    window = (body.get("from"), body.get("to")) if isinstance(body, dict) else (None, None)
+    if not isinstance(body, dict) or set(body) - {"from", "to", "dry_run"} or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) for t in window) or window[0] >= window[1] \
+            or not isinstance(body.get("dry_run", False), bool):
+        return web.json_response({"error": OPERATOR_WITHDRAW_HINT}, status=400)
+    db = request.app[NODE].db
+    first, last = (log_store.size_published_by(db, t) for t in window)
+    answer = await request.app[NODE].cases.withdraw_published_between(first, last, dry_run=body.get("dry_run", False))
+    return web.json_response({**answer, "first_size": first, "last_size": last})
 
-    return await _handle(request, STATUS_BODY_LIMIT, call)
+
+def _with_codes(action: str):
+    """A route whose body is the case number and PIN (status, withdraw, receipt): it
+    calls CaseService.<action>(body, client address) and answers 200."""
+
+    async def route(request: web.Request) -> web.Response:
+        method = getattr(request.app[CASES], action)
+
+        async def call(body):
+            return 200, await method(body, _client_address(request))
+
+        return await _handle(request, STATUS_BODY_LIMIT, call)
+
+    route.__name__ = f"post_{action}"
+    return route
+
+
+post_status = _with_codes("status")
+post_withdraw = _with_codes("withdraw")
+post_receipt = _with_codes("receipt")
+
+
+async def get_receipt_policy(request: web.Request) -> web.Response:
+    policy = await request.app[CASES].receipt_policy()
+    return web.Response(body=policy, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-cache",
+                                 "Content-Disposition": 'inline; filename="receipt-policy.txt"'})

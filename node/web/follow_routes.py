@@ -8,7 +8,8 @@ fork evidence files into DIR/evidence. Other route modules that want to hear
 about applied entries (the matcher) call `add_follow_listener(app, listener)` (a
 node.follow.listener.FollowListener) in their own `setup`, whatever their module's
 name; the listeners are read when the node starts. The running FollowService is
-`app[FOLLOW_SERVICE]["service"]` once the node has started.
+`app[FOLLOW_SERVICE]["service"]` once the node has started. The admin site's
+POST /admin/follow/reload (admin token) makes both re-read their lists at once.
 
 /status holds no personal data (origins, sizes, counts, error messages about peers),
 but it does say whom a node follows: registered readers only on the public site.
@@ -49,6 +50,24 @@ def setup(app: web.Application) -> None:
 
 def setup_admin(admin: web.Application) -> None:
     admin.router.add_get("/status", get_status)
+    admin.router.add_post("/admin/follow/reload", post_follow_reload)
+
+
+async def post_follow_reload(request: web.Request) -> web.Response:
+    """Re-read the followed logs and gossip peers now (`ncii-node follow add/remove`
+    call it, so a new log is verified within a round trip, not at the next 5 s reload)."""
+    from node.web.bearer import unauthorized
+    from node.web.log_routes import ADMIN_TOKEN_NEEDED, has_admin_token
+
+    if not has_admin_token(request):
+        return unauthorized(ADMIN_TOKEN_NEEDED)
+    services = request.app[NODE].services
+    follow, gossip = services.get("follow"), services.get("gossip")
+    if follow is None or gossip is None:
+        return web.json_response({"error": "the node is starting or stopping; try again"}, status=503)
+    following = await follow.reload()
+    await gossip.reload()
+    return web.json_response({"following": following})
 
 
 async def _follow_service(app: web.Application):
@@ -62,11 +81,12 @@ async def _follow_service(app: web.Application):
                             listener=Listeners(app[FOLLOW_LISTENERS]), own_origin=ctx.config.node.origin,
                             evidence_dir=_evidence_dir(ctx))
     await service.start()
-    app[FOLLOW_SERVICE]["service"] = service
+    app[FOLLOW_SERVICE]["service"] = ctx.services["follow"] = service
     try:
         yield
     finally:
         app[FOLLOW_SERVICE].pop("service", None)
+        ctx.services.pop("follow", None)
         await service.stop()
 
 
@@ -85,25 +105,27 @@ async def _gossip_service(app: web.Application):
     service = GossipService(ctx.datadir.db_path, signer=RequestSigner.from_seed(key.name, key.seed),
                             evidence_dir=_evidence_dir(ctx))
     await service.start()
-    app[GOSSIP_SERVICE]["service"] = service
+    app[GOSSIP_SERVICE]["service"] = ctx.services["gossip"] = service
     try:
         yield
     finally:
         app[GOSSIP_SERVICE].pop("service", None)
+        ctx.services.pop("gossip", None)
         await service.stop()
 
 
-def _report(db_path) -> dict:
+def _report(db_path, own_origin: str) -> dict:
     from node.follow.status import status_report
     from node.store import connect
 
     db = connect(db_path)
     try:
-        return status_report(db)
+        return status_report(db, own_origin=own_origin)
     finally:
         db.close()
 
 
 async def get_status(request: web.Request) -> web.Response:
-    report = await asyncio.to_thread(_report, request.app[NODE].datadir.db_path)
+    ctx = request.app[NODE]
+    report = await asyncio.to_thread(_report, ctx.datadir.db_path, ctx.config.node.origin)
     return web.json_response(report, headers={"Cache-Control": "no-store"})

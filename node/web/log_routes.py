@@ -4,7 +4,8 @@ Public site:
     GET /checkpoint                  latest signed checkpoint (text/plain; cached 1 s at most)
     GET /tile/<L>/<N>[.p/<W>]        hash tiles   (application/octet-stream, immutable)
     GET /tile/entries/<N>[.p/<W>]    entry bundles (application/octet-stream, immutable, gzip if asked)
-    GET /node.json                   who this node is: origin, keys, role, display name, contact
+    GET /node.json                   who this node is: origin, keys, role, display name, contact,
+                                     and what route modules add (the push channel, witnessing)
 Admin site only:
     POST /admin/append               JSON lines in, one JSON line per entry out once published
 

@@ -83,17 +83,22 @@ class Candidate:
     witnesses: list[str]      # names of the witnesses whose cosignature it carries
 
 
-def best_cosigned_checkpoint(db, needed_size: int) -> Candidate | None:
+def best_cosigned_checkpoint(db, needed_size: int, *, more_sizes=(), more_lines=None,
+                             prefer_smaller: bool = False) -> Candidate | None:
     """Among this log's checkpoints of at least `needed_size` entries: the latest one,
-    and each one a witness last cosigned for us (its line is kept in log_witnesses),
-    the one carrying the most valid cosignatures (ties: the larger)."""
+    each one a witness last cosigned for us (its line is kept in log_witnesses) and
+    `more_sizes`, the one carrying the most valid cosignatures (ties: the larger, or
+    with `prefer_smaller` the smaller, i.e. the earlier). `more_lines(size, text)`
+    gives further (name, signature line) pairs for a checkpoint, already verified (a
+    receipt's publication cosignature and platforms' acknowledgements)."""
     latest = log_store.latest_checkpoint(db)
     if latest is None or latest.size < needed_size:
         return None
     witnesses = witness_store.list_log_witnesses(db)
     sizes = {latest.size} | {w.last_size for w in witnesses if w.last_line and w.last_size is not None}
+    sizes |= {s for s in more_sizes if s <= latest.size}
     best = None
-    for size in sorted(s for s in sizes if s >= needed_size):
+    for size in sorted((s for s in sizes if s >= needed_size), reverse=prefer_smaller):
         stored = log_store.checkpoint_at(db, size)
         if stored is None:
             continue
@@ -109,6 +114,9 @@ def best_cosigned_checkpoint(db, needed_size: int) -> Candidate | None:
                 continue
             lines.append(w.last_line)
             names.append(w.name or verifier.name)
+        for name, line in (more_lines(size, plain.text) if more_lines else ()):
+            lines.append(line)
+            names.append(name)
         note = Note(plain.text, plain.signatures + [parse_signature_text(line) for line in lines]).to_bytes()
         if best is None or len(names) >= len(best.witnesses):
             best = Candidate(size, note, names)

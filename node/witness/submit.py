@@ -187,9 +187,10 @@ class WitnessSubmitter:
         current = self.sequencer.published
         if lines and current is not None and current.size == published.size \
                 and current.root_hash == published.root_hash:
-            # The plain note of this size plus every cosignature for it (a line of a
-            # witness that cosigned again replaces its older line).
-            self.sequencer.published = dataclasses.replace(current, note=add_signatures(published.note, lines))
+            # The note of this size as served now (it may carry the log's own publication
+            # cosignature, node/acks/publisher.py) plus every cosignature for it (a line of
+            # a witness that cosigned again replaces its older line).
+            self.sequencer.published = dataclasses.replace(current, note=add_signatures(current.note, lines))
         k = await self._in_thread(store.get_log_policy, self._db)
         if k is not None and self.last_cosignatures < k:
             log.warning("witness submission: checkpoint %d has %d cosignature(s), policy wants %d; retrying",

@@ -172,10 +172,10 @@ class Walk:
 
 
 @pytest.mark.parametrize("lang, locale, country", LANGUAGES, ids=[lang for lang, _, _ in LANGUAGES])
-def test_every_step_in_every_language(browser, helpline, feedback_case, lang, locale, country):
+def test_every_step_in_every_language(browser, helpline, feedback_case, lang, locale, country, tmp_path):
     started = time.perf_counter()
     S = strings_of(lang)
-    context = browser.new_context(locale=locale, viewport=PHONE, service_workers="block")
+    context = browser.new_context(locale=locale, viewport=PHONE, service_workers="block", accept_downloads=True)
     try:
         requests = []
         context.on("request", lambda request: requests.append(request))
@@ -279,7 +279,20 @@ def test_every_step_in_every_language(browser, helpline, feedback_case, lang, lo
         page.click("#withdraw-yes")
         page.wait_for_selector("#withdraw-result:not([hidden])")
         walk.step("withdrawn")
+        # The withdrawal's receipt, saved, then checked on the device in the page's language.
+        with page.expect_download() as download:
+            page.click("#download-withdrawal-receipt")
+        receipt = tmp_path / "receipt.tlog-proof"
+        download.value.save_as(receipt)
         page.click("#withdraw-result a[href='#welcome']")
+        expect_view(page, "welcome")
+        page.click("#view-welcome a[href='#receipt']")
+        expect_view(page, "receipt")
+        page.set_input_files("#receipt-input", str(receipt))
+        page.wait_for_selector("#receipt-result:not([hidden])")
+        assert page.inner_text("#receipt-result-title") == S["receipt.valid"]
+        walk.step("receipt")
+        page.click("#view-receipt a[href='#welcome']")
         expect_view(page, "welcome")
         page.click("#view-welcome a[href='#status']")
         expect_view(page, "status")

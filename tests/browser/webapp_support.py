@@ -135,9 +135,9 @@ MEDIA_SOURCE = "media-src blob:"
 (video-frames.js): its Content-Security-Policy must allow blob: media."""
 
 
-def make_helpline_datadir(root: Path, page: dict | None = None, node: dict | None = None):
+def make_helpline_datadir(root: Path, page: dict | None = None, node: dict | None = None, cases: dict | None = None):
     """A helpline's data directory; `page` and `node` set [page] and [node] keys (the
-    helpline's own page: its name, contact, help, platforms)."""
+    helpline's own page: its name, contact, help, platforms), `cases` [cases] keys."""
     from node.cli import main as cli_main
     from node.config import Config
     from node.datadir import DataDir
@@ -148,6 +148,13 @@ def make_helpline_datadir(root: Path, page: dict | None = None, node: dict | Non
     config = datadir.config
     config.log.sequencing_interval = 0.05
     config.cases.pin_scrypt_n = 2**12  # cheaper PIN hashes: tests check many PINs
+    # One browser on one address opens many cases in a session: lift the creation limits
+    # (node/cases/creation.py; their own tests are tests/test_abuse_intake.py).
+    for key in ("per_address_per_hour", "per_address_per_day", "per_network_per_hour", "per_network_per_day",
+                "proof_of_work_above_per_hour"):
+        setattr(config.cases, key, 100_000)
+    for key, value in (cases or {}).items():  # a test's own [cases] settings
+        setattr(config.cases, key, value)
     if page or node:
         values = config.to_dict()
         values["page"].update(page or {})
@@ -160,10 +167,11 @@ def make_helpline_datadir(root: Path, page: dict | None = None, node: dict | Non
 class ThreadedNode:
     """A real helpline node serving the page, on 127.0.0.1 (free port), in its own thread and loop."""
 
-    def __init__(self, root: Path, recorder: Recorder, page: dict | None = None, node: dict | None = None):
+    def __init__(self, root: Path, recorder: Recorder, page: dict | None = None, node: dict | None = None,
+                 cases: dict | None = None):
         from node.web.app import RunningNode
 
-        self.datadir = make_helpline_datadir(root, page, node)
+        self.datadir = make_helpline_datadir(root, page, node, cases)
         self.node = RunningNode(self.datadir)
         add_page_routes(self.node.app, recorder)
         self.loop = asyncio.new_event_loop()
@@ -268,7 +276,7 @@ def check_requests(requests, base_url):
             assert not body
             continue
         assert request.method == "POST", request.method
-        assert url.path in ("/v1/cases", "/v1/cases/status", "/v1/cases/withdraw"), url.path
+        assert url.path in ("/v1/cases", "/v1/cases/status", "/v1/cases/withdraw", "/v1/cases/receipt"), url.path
         assert request.headers.get("content-type", "").startswith("application/json")
         assert len(body) < 16_384
         assert not any(magic in body for magic in IMAGE_MAGIC)

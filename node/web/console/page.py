@@ -215,6 +215,47 @@ class _Page:
                 f'<th class="num">{self.tr("fingerprint_rate")}</th></tr></thead><tbody>{"".join(rows)}</tbody>'
                 f'</table></section><section id="wait"><h2>{self.tr("wait")}</h2>{"".join(waits)}</section>')
 
+    def ack_alert(self) -> str:
+        acks = self.f.get("acknowledgements") or {}
+        alerts = []
+        for p in acks.get("platforms", []):
+            if p["state"] in ("late", "silent"):
+                alerts.append(f'{escape(p["name"])}: {self.tr("acks_late_alert")}')
+            if p["false_acknowledgements"]:
+                alerts.append(f'{escape(p["name"])}: {self.tr("acks_false_alert")}')
+        return '<p class="alert" role="alert">' + "<br>".join(alerts) + "</p>" if alerts else ""
+
+    def ack_cell(self, s: dict) -> str:
+        if s.get("acknowledged"):
+            cell = (f'p50 {number(s["p50"], self.lang, 2)} s · p90 {number(s["p90"], self.lang, 2)} s · '
+                    f'p99 {number(s["p99"], self.lang, 2)} s · {self.tr("max")} {number(s["max"], self.lang, 2)} s'
+                    f'<br><span class="note">{self.n(s["acknowledged"])} / {self.n(s["entries"])}</span>')
+        else:
+            cell = f'<span class="note">{self.tr("acks_none")}</span>'
+        if s.get("pending"):
+            cell += (f'<br><span class="note">{self.n(s["pending"])} {self.tr("acks_pending")}, {self.tr("acks_oldest")} '
+                     f'{number(s["oldest_pending_seconds"], self.lang)} s</span>')
+        return cell
+
+    def acknowledgements(self) -> str:
+        acks = self.f.get("acknowledgements") or {}
+        if not acks.get("platforms"):
+            return ""
+        rows = []
+        for p in acks["platforms"]:
+            state = {"late": "failing", "silent": "failing", "forked": "forked"}.get(p["state"], "ok")
+            false = (f'<br><span class="state-forked">{self.n(p["false_acknowledgements"])} {self.tr("acks_false")}'
+                     '</span>' if p["false_acknowledgements"] else "")
+            rows.append(f'<tr data-origin="{escape(p["origin"])}"><td>{escape(p["name"])}<br><span class="note">'
+                        f'{self.tr("acks_up_to")} {self.n(p["acknowledged_size"])}</span></td>'
+                        f'<td class="state-{state}">{self.tr(p["state"])}{false}</td>'
+                        f'<td class="num">{self.ack_cell(p["submissions"])}</td>'
+                        f'<td class="num">{self.ack_cell(p["withdrawals"])}</td></tr>')
+        return (f'<section id="acknowledgements"><h2>{self.tr("acks")}</h2><p class="note">{self.tr("acks_note")}</p>'
+                f'<table><thead><tr><th>{self.tr("platform_col")}</th><th>{self.tr("state")}</th>'
+                f'<th class="num">{self.tr("acks_submissions")}</th><th class="num">{self.tr("acks_withdrawals")}'
+                f'</th></tr></thead><tbody>{"".join(rows)}</tbody></table></section>')
+
     def followed(self) -> str:
         logs = self.f["followed"]
         if not logs:
@@ -284,9 +325,10 @@ class _Page:
 
     def render(self) -> str:
         f = self.f
-        sections = [self.forks_alert(), self.own_log()]
+        sections = [self.forks_alert(), self.ack_alert(), self.own_log()]
         if "cases" in f:
-            sections += [self.cases(), self.takedown(), self.verdicts_received(), self.creation()]
+            sections += [self.cases(), self.acknowledgements(), self.takedown(), self.verdicts_received(),
+                         self.creation()]
         elif f["verdicts_received"]:
             sections += [self.takedown(), self.verdicts_received()]
         if "matching" in f:

@@ -110,6 +110,28 @@ TEXT: dict[str, tuple[str, str]] = {
     "kind:withdrawal": ("withdrawals", "retraits"),
     "kind:feedback": ("verdicts (feedback)", "décisions (retours)"),
     "kind:announcement": ("announcements", "annonces"),
+    "kind:acknowledgement": ("acknowledgements", "accusés d'application"),
+    # acknowledgements
+    "acks": ("Acknowledgements: how fast each platform applies", "Accusés d'application : délai de chaque plateforme"),
+    "acks_note": ("Time from this helpline's publication of each submission and withdrawal in the period to the "
+                  "time the platform signed, in its own log, that it had applied it. A platform is late when an "
+                  "entry has waited more than a minute.",
+                  "Délai entre la publication par cette ligne d'écoute de chaque soumission et de chaque retrait "
+                  "de la période et le moment où la plateforme a signé, dans son propre journal, l'avoir appliqué. "
+                  "Une plateforme est en retard quand une entrée attend depuis plus d'une minute."),
+    "acks_submissions": ("Submissions", "Soumissions"),
+    "acks_withdrawals": ("Withdrawals", "Retraits"),
+    "acks_pending": ("pending", "en attente"),
+    "acks_oldest": ("oldest", "la plus ancienne"),
+    "acks_none": ("none acknowledged", "aucune accusée"),
+    "acks_up_to": ("acknowledged up to", "accusé jusqu'à"),
+    "acks_false": ("FALSE acknowledgements", "accusés FAUX"),
+    "acks_late_alert": ("has not applied entries published more than a minute ago",
+                        "n'a pas appliqué des entrées publiées il y a plus d'une minute"),
+    "acks_false_alert": ("acknowledged a tree this log never had (run an audit with --platform for the evidence)",
+                         "a accusé un arbre que ce journal n'a jamais eu (un audit avec --platform en fait la preuve)"),
+    "late": ("late", "en retard"),
+    "silent": ("silent", "muette"),
     "kind:unknown": ("other entries", "autres entrées"),
     # verdicts
     "matched-pending-review": ("matched, pending review", "trouvée, en cours d'examen"),

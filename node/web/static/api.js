@@ -22,9 +22,10 @@ async function post(path, body) {
   return { status: response.status, data };
 }
 
-/** POST /v1/cases: eligibility answers, fingerprints (and nothing else), language. */
-export function openCase(eligibility, fingerprints, lang) {
-  return post('v1/cases', { eligibility, fingerprints, lang });
+/** POST /v1/cases: eligibility answers, fingerprints (and nothing else), language, and
+ * the proof of work when the helpline asked for one (pow.js). */
+export function openCase(eligibility, fingerprints, lang, proof = null) {
+  return post('v1/cases', proof ? { eligibility, fingerprints, lang, proof_of_work: proof } : { eligibility, fingerprints, lang });
 }
 
 export function caseStatus(caseNumber, pin) {
@@ -33,6 +34,18 @@ export function caseStatus(caseNumber, pin) {
 
 export function withdrawCase(caseNumber, pin) {
   return post('v1/cases/withdraw', { case_number: caseNumber, pin });
+}
+
+/** POST /v1/cases/receipt: the newest receipt of the case (it may carry platforms' acknowledgements). */
+export function caseReceipt(caseNumber, pin) {
+  return post('v1/cases/receipt', { case_number: caseNumber, pin });
+}
+
+/** GET /v1/cases/receipt-policy: the helpline's keys a receipt is checked with (text). */
+export async function loadReceiptPolicy() {
+  const response = await fetch(new URL('v1/cases/receipt-policy', document.baseURI), { credentials: 'omit', cache: 'no-cache', referrerPolicy: 'no-referrer' });
+  if (!response.ok) throw new Error(`receipt-policy: ${response.status}`);
+  return response.text();
 }
 
 /** "abcd efgh-ijkl mnop" -> "ABCD-EFGH-IJKL-MNOP"; other shapes are only trimmed and upper-cased. */

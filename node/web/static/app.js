@@ -1,7 +1,7 @@
 /**
  * The victim web page: a few views in one document, switched by the address's
  * #fragment (welcome, eligibility, not-eligible, files, codes, status, withdraw,
- * help, faq).
+ * receipt, help, faq).
  *
  * Privacy invariants:
  * - the files a person picks are read only by the hashing worker; the only things
@@ -10,22 +10,27 @@
  * - nothing is stored: no cookie, no localStorage; the case number and PIN live in
  *   memory until the person says they have saved them;
  * - moving between steps never adds a history entry (history.replaceState), so that
- *   after "Quick exit" (or Esc pressed twice) Back cannot return to the page.
+ *   after "Quick exit" (or Esc pressed twice) Back cannot return to the page;
+ * - a receipt (an offline proof, without the case number or PIN) is given as a file
+ *   made here from the helpline's answer; one the person picks to check is read and
+ *   checked on the device (receipt.js), never sent.
  *
  * What makes the page a helpline's own (its name, contact, help per country,
  * emergency numbers, questions and answers, participating platforms) comes from
  * GET /helpline.json, built by the node from its configuration.
  */
-import { LANGUAGES, NATIVE_NAMES, countryName, currentLanguage, formatDay, localText, preferredLanguage, setLanguage, t } from './i18n.js';
+import { LANGUAGES, NATIVE_NAMES, countryName, currentLanguage, formatDateTime, formatDay, localText, preferredLanguage, setLanguage, t } from './i18n.js';
 import { Hasher, fingerprintsOf, kindOf } from './hashing.js';
-import { caseStatus, loadHelpline, normaliseCaseNumber, normalisePin, openCase, withdrawCase } from './api.js';
+import { caseReceipt, caseStatus, loadHelpline, loadReceiptPolicy, normaliseCaseNumber, normalisePin, openCase, withdrawCase } from './api.js';
+import { proveWork } from './pow.js';
+import { ReceiptError, verifyReceipt } from './receipt.js';
 
 const QUESTIONS = ['in_image', 'adult', 'adult_in_image', 'has_image', 'intimate'];
 /** A "no" to either means an image of a minor: Take It Down and child protection, never this service. */
 const AGE_QUESTIONS = ['adult', 'adult_in_image'];
 const MINOR_KINDS = ['minor_images', 'child_helpline', 'child_abuse_report'];
 const ADULT_KINDS = ['ncii_support', 'report_online', 'victim_support', 'violence_helpline'];
-const VIEWS = ['welcome', 'eligibility', 'not-eligible', 'files', 'codes', 'status', 'withdraw', 'help', 'faq'];
+const VIEWS = ['welcome', 'eligibility', 'not-eligible', 'files', 'codes', 'status', 'withdraw', 'receipt', 'help', 'faq'];
 /** Two presses of Escape within this many milliseconds leave the page, as "Quick exit" does. */
 const DOUBLE_ESCAPE_MS = 1500;
 
@@ -42,6 +47,8 @@ const state = {
   justFinished: false,
   helpline: { resources: [], emergency: [], faq: [], default_faq: true, platforms: [], countries: [] },
   country: null, // whose help is shown; chosen by the person, never sent
+  withdrawalReceipt: null, // { receipt, receipt_file } of the withdrawal just made
+  receiptPolicy: null, // GET v1/cases/receipt-policy, once fetched
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -72,6 +79,27 @@ function apiErrorMessage(status, data) {
   }
   if (status === 400) return t('errors.bad_request');
   return t('errors.server');
+}
+
+/** A creation the helpline's limits refused (429 with a reason): nothing was sent to the log. */
+function creationRefusedMessage(data) {
+  const minutes = Math.max(1, Math.ceil((Number(data.retry_after) || 3600) / 60));
+  const when = new Intl.RelativeTimeFormat(currentLanguage(), { numeric: 'always' })
+    .format(minutes < 120 ? minutes : Math.ceil(minutes / 60), minutes < 120 ? 'minute' : 'hour');
+  return data.reason === 'address' || data.reason === 'network'
+    ? t('errors.create_connection', { when }) : t('errors.create_busy', { when });
+}
+
+/** Open the case; when the helpline asks for a proof of work (428), do it in a worker and send again. */
+async function openCaseWithProof(body) {
+  let answer = await openCase(body.eligibility, body.fingerprints, body.lang);
+  if (answer.status === 428 && answer.data && answer.data.proof_of_work) {
+    $('#progress').textContent = t('pow.working');
+    const { proof } = await proveWork(answer.data.proof_of_work);
+    $('#progress').textContent = t('pow.done');
+    answer = await openCase(body.eligibility, body.fingerprints, body.lang, proof);
+  }
+  return answer;
 }
 
 // ---------------------------------------------------------------- views
@@ -125,6 +153,8 @@ function renderView(name) {
     renderCodes();
   } else if (name === 'status') {
     renderStatus();
+  } else if (name === 'receipt') {
+    resetReceiptView();
   } else if (name === 'help') {
     renderHelp();
   } else if (name === 'faq') {
@@ -483,7 +513,7 @@ async function onSubmitFingerprints() {
   state.submitError = null;
   renderFiles();
   try {
-    const { status, data } = await openCase(body.eligibility, body.fingerprints, body.lang);
+    const { status, data } = await openCaseWithProof(body);
     if (status === 201 && data && data.case_number && data.pin) {
       state.codes = data;
       state.caseOpened = true;
@@ -492,6 +522,8 @@ async function onSubmitFingerprints() {
     } else if (status === 422) {
       state.notEligible = { reasons: [], server: data || {} };
       go('not-eligible');
+    } else if (status === 429 && data && data.reason) {
+      state.submitError = creationRefusedMessage(data);
     } else {
       state.submitError = apiErrorMessage(status, data);
     }
@@ -522,6 +554,7 @@ function renderCodes() {
   $('#codes-summary').textContent =
     t('codes.summary', { count: codes.fingerprints }) + (codes.low_quality ? ` ${t('codes.summary_low', { count: codes.low_quality })}` : '');
   $('#codes-done').disabled = !$('#codes-saved').checked;
+  $('#codes-receipt').hidden = !codes.receipt;
 }
 
 function codesAsText() {
@@ -540,15 +573,24 @@ function codesAsText() {
   ].join('\r\n');
 }
 
-function downloadCodes() {
-  // Generated here; the text never goes to the server.
-  const blob = new Blob([codesAsText()], { type: 'text/plain;charset=utf-8' });
+/** Save a text made here as a file on the device (it never goes to the server). */
+function downloadText(text, name) {
+  const blob = new Blob([text], { type: 'text/plain;charset=utf-8' });
   const url = URL.createObjectURL(blob);
-  const link = element('a', { href: url, download: `${t('codes.file.name')}-${state.codes.case_number}.txt` });
+  const link = element('a', { href: url, download: name });
   document.body.append(link);
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function downloadCodes() {
+  downloadText(codesAsText(), `${t('codes.file.name')}-${state.codes.case_number}.txt`);
+}
+
+/** A receipt as the helpline gave it ({receipt, receipt_file}): no case number or PIN in it. */
+function downloadReceipt(answer) {
+  downloadText(answer.receipt, answer.receipt_file || 'receipt.tlog-proof');
 }
 
 function finishCodes() {
@@ -578,12 +620,13 @@ function readCaseForm(prefix) {
 let lastStatus = null; // { data, codes }: the answer shown, and the codes that asked for it
 
 /** Per platform (the name the helpline gave it) and verdict: how many fingerprints, and the latest day. */
+// Per platform (by its log's origin), the name the helpline gave it -- never what the
+// platform says about itself: the node sends null then, "a partner platform" -- and its verdicts.
 function verdictsByPlatform(feedback) {
   const byPlatform = new Map();
   for (const item of Array.isArray(feedback) ? feedback : []) {
-    const platform = item.name || item.platform;
-    if (!byPlatform.has(platform)) byPlatform.set(platform, new Map());
-    const verdicts = byPlatform.get(platform);
+    if (!byPlatform.has(item.platform)) byPlatform.set(item.platform, { name: item.name || t('status.unnamed_platform'), verdicts: new Map() });
+    const verdicts = byPlatform.get(item.platform).verdicts;
     const seen = verdicts.get(item.verdict) || { count: 0, day: null };
     seen.count += 1;
     if (item.day && (!seen.day || item.day > seen.day)) seen.day = item.day;
@@ -610,13 +653,47 @@ function renderStatus() {
     ? (since ? t('status.state.withdrawn_on', { date: formatDay(since) }) : t('status.state.withdrawn'))
     : t('status.state.active');
   $('#status-counts').textContent = `${t('status.counts', { count: data.fingerprints ?? 0 })} ${t('status.published', { count: published })}`;
-  const lines = [...verdictsByPlatform(data.feedback)].map(([platform, verdicts]) =>
+  const lines = [...verdictsByPlatform(data.feedback).values()].map(({ name: platform, verdicts }) =>
     element('li', {}, element('strong', { text: platform }),
       element('ul', {}, ...[...verdicts].map(([verdict, seen]) => element('li', { text: verdictLine(verdict, seen) })))),
   );
   $('#status-feedback').replaceChildren(...(lines.length ? lines : [element('li', { text: t('status.no_feedback') })]));
+  const platforms = (Array.isArray(data.platforms) ? data.platforms : []).map(platformItem);
+  $('#status-platforms').replaceChildren(...(platforms.length ? platforms : [element('li', { text: t('status.no_platforms') })]));
+  showError($('#status-receipt-error'), '');
   // A withdrawn case cannot be withdrawn again: no such offer.
   $('#status-withdraw').hidden = withdrawn;
+}
+
+/** One platform: when it applied the fingerprints, and the withdrawal (from its signed acknowledgements). */
+function platformItem(platform) {
+  const fingerprints = (a) => (a.applied ? t('status.platform.fingerprints_applied', { date: formatDateTime(a.at) })
+    : a.pending_since ? t('status.platform.fingerprints_pending', { date: formatDateTime(a.pending_since) })
+      : t('status.platform.fingerprints_unpublished'));
+  const withdrawal = (a) => (a.applied ? t('status.platform.withdrawal_applied', { date: formatDateTime(a.at) })
+    : a.pending_since ? t('status.platform.withdrawal_pending', { date: formatDateTime(a.pending_since) })
+      : t('status.platform.withdrawal_unpublished'));
+  const items = [];
+  if (platform.fingerprints) items.push(element('li', { text: fingerprints(platform.fingerprints) }));
+  if (platform.withdrawal) items.push(element('li', { text: withdrawal(platform.withdrawal) }));
+  if (platform.log_disputed) items.push(element('li', { text: t('status.platform.disputed') }));
+  return element('li', {}, element('strong', { text: platform.name }), element('ul', {}, ...items));
+}
+
+async function onStatusReceipt() {
+  if (!lastStatus) return;
+  const error = $('#status-receipt-error');
+  try {
+    const { status, data } = await caseReceipt(lastStatus.codes.caseNumber, lastStatus.codes.pin);
+    if (status === 200 && data && data.receipt) {
+      showError(error, '');
+      downloadReceipt(data);
+    } else {
+      showError(error, status === 200 ? t('receipt.unavailable') : apiErrorMessage(status, data));
+    }
+  } catch {
+    showError(error, t('errors.network'));
+  }
 }
 
 async function onStatusSubmit(event) {
@@ -664,6 +741,7 @@ function cancelWithdrawal() {
 }
 
 function resetWithdrawView() {
+  state.withdrawalReceipt = null;
   $('#withdraw-form').hidden = false;
   $('#withdraw-result').hidden = true;
   $('#withdraw-confirm').hidden = true;
@@ -685,6 +763,9 @@ async function confirmWithdrawal() {
       $('#withdraw-form').hidden = true;
       $('#withdraw-result').hidden = false;
       $('#withdraw-pending').hidden = !recorded;
+      state.withdrawalReceipt = status === 200 && data && data.receipt ? data : null;
+      $('#withdraw-receipt').hidden = !state.withdrawalReceipt;
+      $('#download-withdrawal-receipt').hidden = !state.withdrawalReceipt;
       $('#withdraw-done-title').focus();
     } else {
       $('#withdraw-confirm').hidden = true;
@@ -697,6 +778,52 @@ async function confirmWithdrawal() {
   } finally {
     $('#withdraw-yes').disabled = false;
   }
+}
+
+// ---------------------------------------------------------------- checking a receipt, on this device
+
+function resetReceiptView() {
+  $('#receipt-result').hidden = true;
+  showError($('#receipt-error'), '');
+}
+
+async function onReceiptChosen(event) {
+  const file = event.target.files[0];
+  event.target.value = '';
+  resetReceiptView();
+  if (!file) return;
+  try {
+    state.receiptPolicy = state.receiptPolicy || (await loadReceiptPolicy());
+  } catch {
+    showError($('#receipt-error'), t('errors.network'));
+    return;
+  }
+  try {
+    const text = await file.text(); // read here; the file is never sent
+    renderReceipt(await verifyReceipt(text, state.receiptPolicy));
+  } catch (error) {
+    const unsupported = error instanceof ReceiptError && error.kind === 'unsupported';
+    showError($('#receipt-error'), unsupported ? t('receipt.unsupported') : t('receipt.invalid'));
+  }
+}
+
+function renderReceipt(proven) {
+  const submissions = proven.entries.filter((entry) => entry.kind === 'submission').length;
+  const withdrawals = proven.entries.filter((entry) => entry.kind === 'withdrawal');
+  const withdrawn = new Set(withdrawals.flatMap((entry) => entry.targets.map(String))).size;
+  const lines = [t('receipt.in_log', { count: submissions, origin: proven.origin })];
+  if (withdrawals.length) lines.push(t('receipt.withdrawal_in_log', { count: withdrawn }));
+  if (proven.published) lines.push(t('receipt.published_at', { date: formatDateTime(proven.published) }));
+  for (const { name, at } of proven.applied) {
+    const values = { name, date: formatDateTime(at) };
+    lines.push(withdrawals.length ? t('receipt.applied_withdrawal', values) : t('receipt.applied', values));
+  }
+  for (const { name, at } of proven.witnesses) lines.push(t('receipt.witnessed', { name, date: formatDateTime(at) }));
+  if (!proven.published && !proven.witnesses.length) lines.push(t('receipt.no_time'));
+  $('#receipt-result-title').textContent = t('receipt.valid');
+  $('#receipt-proves').replaceChildren(...lines.map((text) => element('li', { text })));
+  $('#receipt-result').hidden = false;
+  $('#receipt-result-title').focus();
 }
 
 // ---------------------------------------------------------------- page-wide
@@ -731,7 +858,9 @@ function renderPage() {
 function quickExit() {
   forgetFiles();
   state.codes = null;
+  state.withdrawalReceipt = null;
   lastStatus = null;
+  resetReceiptView();
   for (const input of document.querySelectorAll('input')) input.value = '';
   document.body.hidden = true; // nothing left to see, even for a moment
   document.title = '';
@@ -781,6 +910,10 @@ async function start() {
     $('#codes-done').disabled = !event.target.checked;
   });
   $('#codes-done').addEventListener('click', finishCodes);
+  $('#download-receipt').addEventListener('click', () => downloadReceipt(state.codes));
+  $('#download-withdrawal-receipt').addEventListener('click', () => state.withdrawalReceipt && downloadReceipt(state.withdrawalReceipt));
+  $('#status-receipt').addEventListener('click', onStatusReceipt);
+  $('#receipt-input').addEventListener('change', onReceiptChosen);
   $('#status-form').addEventListener('submit', onStatusSubmit);
   $('#status-withdraw-link').addEventListener('click', carryCodesToWithdrawal);
   $('#withdraw-form').addEventListener('submit', onWithdrawSubmit);

@@ -73,6 +73,13 @@ export function formatDay(day) {
   return new Intl.DateTimeFormat(current, { dateStyle: 'long', timeZone: 'UTC' }).format(date);
 }
 
+/** A moment (a Date, or RFC 3339 text) written the language's way, in the device's time zone. */
+export function formatDateTime(moment) {
+  const date = moment instanceof Date ? moment : new Date(moment);
+  if (Number.isNaN(date.getTime())) return String(moment);
+  return new Intl.DateTimeFormat(current, { dateStyle: 'long', timeStyle: 'short' }).format(date);
+}
+
 /** A country's name in the current language ("BE" -> "Belgique", "Belgium", "بلجيكا"…). */
 export function countryName(code) {
   try {

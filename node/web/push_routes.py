@@ -1,0 +1,218 @@
+"""GET /push/checkpoint: followers wait for the next checkpoint instead of polling.
+
+    GET /push/checkpoint?wait=<seconds>        If-None-Match: "<etag>"
+
+The answer is always the log's checkpoint as GET /checkpoint serves it (with any
+witness cosignatures), with its ETag (32 hex digits of SHA-256 of the note, quoted):
+
+  * 200 at once when the request names no ETag, or names another than the current
+    checkpoint's;
+  * otherwise 200 as soon as the served note changes (a new checkpoint, or witness
+    cosignatures added), or 304 Not Modified when nothing changed within `wait`
+    seconds (1 to [push] max_wait, which is also the default).
+
+So a follower holds one request open per followed log and learns of a checkpoint
+within a round trip of its publication, and a plain C2SP reader that polls
+/checkpoint sees nothing different. /node.json advertises the channel (`push`).
+
+Who may wait, and what it costs (spec/parts/following.md section 4.1):
+
+  * Registered readers only, with a signed request like a tile read (node/readaccess.py),
+    even on a `public_read` node: the path is in app[READERS_ONLY]. A checkpoint is
+    public, but a waiting request holds a socket and a slot.
+  * At most [push] max_waiting_per_reader requests of one reader wait at once: one
+    more answers that reader's oldest wait at once (304 if nothing changed), so a
+    follower that restarted is never refused because of its dead connections.
+  * At most [push] max_waiting requests wait at once in all; beyond, 503 with
+    Retry-After (the follower polls meanwhile).
+  * A dead reader's wait ends after at most `wait` seconds (nothing is written to it
+    before); a slow reader is sent one small note, which the socket buffers take.
+  * On shutdown every wait is answered at once, so a stop is never delayed by them.
+
+Nothing here blocks or delays sequencing: the sequencer's on_change hook only wakes
+the waiting requests (node/log/sequencer.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import deque
+
+from aiohttp import web
+
+from node.web.app import NODE, NODE_JSON_SECTIONS, READERS_ONLY
+
+log = logging.getLogger(__name__)
+
+PUSH_PATH = "/push/checkpoint"
+PUSH_ROOM = web.AppKey("push_room", object)
+#: The longest `wait` value accepted as written (digits); larger values are capped.
+_MAX_WAIT_DIGITS = 4
+
+
+def checkpoint_etag(note: bytes) -> str:
+    """The strong ETag of a checkpoint note as served."""
+    return '"' + hashlib.sha256(note).hexdigest()[:32] + '"'
+
+
+class RoomFull(Exception):
+    """Too many requests wait already."""
+
+
+class WaitingRoom:
+    """The requests waiting for a change, bounded in all and per reader."""
+
+    def __init__(self, max_waiting: int, max_per_reader: int):
+        self.max_waiting = max_waiting
+        self.max_per_reader = max_per_reader
+        self._by_reader: dict[str, deque[asyncio.Future]] = {}
+        self._count = 0
+        self.closed = False
+
+    def __len__(self) -> int:
+        return self._count
+
+    def notify(self, _published=None) -> None:
+        """The served note changed: wake every waiting request."""
+        for waiting in self._by_reader.values():
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        self.notify()
+
+    async def wait(self, reader: str, seconds: float) -> None:
+        """Return on a change, when this reader's wait is pushed out by a newer one,
+        on shutdown, or after `seconds`. Raises RoomFull."""
+        if self.closed:
+            raise RoomFull("the node is shutting down")
+        waiting = self._by_reader.setdefault(reader, deque())
+        if len(waiting) >= self.max_per_reader:
+            oldest = waiting[0]
+            if not oldest.done():
+                oldest.set_result(None)  # its handler removes it from `waiting`
+        elif self._count >= self.max_waiting:
+            if not waiting:
+                del self._by_reader[reader]
+            raise RoomFull(f"{self._count} requests are waiting already")
+        future = asyncio.get_running_loop().create_future()
+        waiting.append(future)
+        self._count += 1
+        try:
+            await asyncio.wait((future,), timeout=seconds)
+        finally:
+            waiting.remove(future)
+            self._count -= 1
+            if not waiting:
+                self._by_reader.pop(reader, None)
+
+
+def setup(app: web.Application) -> None:
+    app[NODE_JSON_SECTIONS].append(_node_json_push)
+    push = app[NODE].config.push
+    if not push.enabled:
+        return
+    app[READERS_ONLY].append(PUSH_PATH)
+    app.router.add_get(PUSH_PATH, get_push_checkpoint)
+    app[PUSH_ROOM] = WaitingRoom(push.max_waiting, push.max_waiting_per_reader)
+    app.cleanup_ctx.append(_hook_sequencer)
+    app.on_shutdown.append(_release_waiting)
+
+
+def advertisement(config) -> dict | None:
+    """What /node.json says about the push channel (None when it is off)."""
+    if not config.push.enabled:
+        return None
+    return {"checkpoint": PUSH_PATH.lstrip("/"), "max_wait": config.push.max_wait}
+
+
+async def _node_json_push(app: web.Application) -> dict:
+    return {"push": advertisement(app[NODE].config)}
+
+
+async def _hook_sequencer(app: web.Application):
+    """cleanup_ctx (after the node's resources): wake the waiting requests on every change."""
+    sequencer, room = app[NODE].sequencer, app[PUSH_ROOM]
+    sequencer.on_change.append(room.notify)
+    try:
+        yield
+    finally:
+        if room.notify in sequencer.on_change:
+            sequencer.on_change.remove(room.notify)
+
+
+async def _release_waiting(app: web.Application) -> None:
+    app[PUSH_ROOM].close()
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.Response(status=400, text=message + "\n", content_type="text/plain")
+
+
+def parse_wait(query, max_wait: int) -> int:
+    """The `wait` parameter (digits only; default and cap `max_wait`). Raises ValueError."""
+    unknown = set(query) - {"wait"}
+    if unknown:
+        raise ValueError(f"unknown query parameter {sorted(unknown)[0][:40]!r}; only wait=<seconds> is defined")
+    values = query.getall("wait", [])
+    if not values:
+        return max_wait
+    if len(values) > 1:
+        raise ValueError("give wait=<seconds> once")
+    text = values[0]
+    if not text.isascii() or not text.isdigit() or len(text) > _MAX_WAIT_DIGITS or int(text) < 1:
+        raise ValueError(f"wait must be a whole number of seconds from 1 to {max_wait}")
+    return min(int(text), max_wait)
+
+
+def _named_etags(header: str | None) -> set[str] | None:
+    """The entity tags of an If-None-Match field (weak ones compare by their tag; "*"
+    names no checkpoint, so it is answered at once); None if absent."""
+    if header is None:
+        return None
+    tags = set()
+    for item in header.split(","):
+        item = item.strip()
+        if item.startswith("W/"):
+            item = item[2:]
+        if item:
+            tags.add(item)
+    return tags
+
+
+def _note_answer(note: bytes, status: int = 200) -> web.Response:
+    headers = {"ETag": checkpoint_etag(note), "Cache-Control": "no-store"}
+    if status == 304:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=note, content_type="text/plain", charset="utf-8", headers=headers)
+
+
+async def get_push_checkpoint(request: web.Request) -> web.Response:
+    from node.readaccess import READER_KEY
+
+    reader = request.get(READER_KEY)
+    if reader is None:  # the read-access middleware did not run: fail closed
+        return web.Response(status=401, text="the push channel is for registered readers only\n",
+                            content_type="text/plain")
+    ctx = request.app[NODE]
+    try:
+        wait = parse_wait(request.query, ctx.config.push.max_wait)
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    known = _named_etags(request.headers.get("If-None-Match"))
+    note = ctx.sequencer.published.note
+    if not known or checkpoint_etag(note) not in known:
+        return _note_answer(note)
+    try:
+        await request.app[PUSH_ROOM].wait(reader, wait)
+    except RoomFull as exc:
+        return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
+                            headers={"Retry-After": "5"}, content_type="text/plain")
+    note = ctx.sequencer.published.note
+    if checkpoint_etag(note) in known:
+        return _note_answer(note, 304)
+    return _note_answer(note)
