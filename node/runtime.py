@@ -28,7 +28,9 @@ HTTP. Start order (each part may rely on the parts started before it):
    8. gossip      every node: one job per peer whose view is compared with ours
    9. matcher     platform: the index is built from the database in the background
                   (meanwhile matching answers "not ready"); then the disputed-match
-                  feedback that a suppression left pending is published
+                  feedback that a suppression left pending is published, and every
+                  REVIEW_INTERVAL seconds the fingerprints held by a log's hourly and
+                  daily budgets that the budgets now allow go in (node/matcher/holds.py)
   10. figures     the figures' database worker, the sequencer's batch times, the
                   match counts flushed from memory every FLUSH_INTERVAL seconds
   11. witness     every node: the witness (active once it has logs to cosign) and
@@ -61,6 +63,7 @@ from node.follow.listener import Listeners
 from node.follow.push import advertisement as push_advertisement
 from node.follow.scheduler import FollowService
 from node.log.sequencer import Sequencer
+from node.matcher.holds import Budget
 from node.matcher.service import Matcher
 from node.matcher.suppress import Suppressor
 from node.metrics import NodeMetrics
@@ -71,6 +74,9 @@ from node.witness.service import WitnessService
 from node.witness.submit import WitnessSubmitter
 
 log = logging.getLogger(__name__)
+
+#: Seconds between looks at which held fingerprints a log's budgets now allow (platform).
+REVIEW_INTERVAL = 60.0
 
 
 class Node:
@@ -95,7 +101,12 @@ class Node:
         self.replay_cache = ReplayCache() if checks_reads else None
         # The matcher exists before anything starts: the follower's first round may
         # reach it before its index is built (it queues what it hears meanwhile).
-        self.matcher = Matcher(pending_load=True) if self.role == "platform" else None
+        match = self.config.match
+        self.matcher = Matcher(pending_load=True,
+                               budget=Budget(match.max_fingerprints_per_log, match.max_per_hour_per_log,
+                                             match.max_per_day_per_log),
+                               cluster_size=match.cluster_size,
+                               cluster_keep=match.cluster_keep) if self.role == "platform" else None
         self.db = None
         self.log_vkey = self.request_vkey = ""
         self.admin_token = self.match_token = self.metrics_token = ""
@@ -226,9 +237,16 @@ class Node:
         published = await self.suppressor.publish_pending()
         if published:
             log.info("matcher: published %d pending disputed-false-match feedback entries", published)
+        while True:  # the hourly and daily budgets let held fingerprints in as time passes
+            await asyncio.sleep(REVIEW_INTERVAL)
+            try:
+                await asyncio.to_thread(self.matcher.review_holds)
+            except Exception:  # noqa: BLE001 -- logged; tried again in a minute
+                log.exception("matcher: indexing fingerprints the budgets now allow failed")
 
     async def _stop_matcher(self, build: asyncio.Task) -> None:
         self.matcher.cancel_load()
+        build.cancel()
         await asyncio.gather(build, return_exceptions=True)
         self.matcher.close()
 

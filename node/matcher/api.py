@@ -8,6 +8,8 @@ spec/parts/matching-api.md).
     merge_variants(answers, fingerprints)    -> one answer from a photo's 8 rotations and flips
     result_json(result, described, query)    -> {"signal", "matches", "total"}
     set_threshold(db, matcher, origin, threshold) -> the threshold now in force
+    await set_budget(db, matcher, body)      -> a followed log's budgets now in force (Budget)
+    await release_cluster(matcher, body)     -> what releasing a held cluster indexed (NotFound)
 
 Limits (MatchSettings): a batch holds at most MAX_BATCH fingerprints; each query lists
 at most MAX_MATCHES matches, nearest first ("total" says how many matched in all);
@@ -22,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from node.errors import BadRequest, TooLarge, Unprocessable
+from node.errors import BadRequest, NotFound, TooLarge, Unprocessable
 from node.hashing import (
     DIHEDRAL_VARIANTS,
     HashingError,
@@ -32,7 +34,9 @@ from node.hashing import (
     pdq_fingerprint,
     sniff,
 )
+from node.matcher.holds import Budget
 from node.matcher.service import Query, QueryResult
+from node.store import matching as matching_store
 from protocol.errors import ProtocolError
 
 MAX_BATCH = 1000
@@ -145,3 +149,35 @@ def set_threshold(db, matcher, origin: str, threshold: int | None) -> int:
     db.matching.set_threshold(origin, threshold)
     matcher.set_threshold(origin, threshold)
     return matcher.threshold_for(origin)
+
+
+BUDGET_HINT = ('send {"origin": "<log origin>", "max_fingerprints": N, "max_per_hour": N, "max_per_day": N} '
+               '(any of the three; null = the default)')
+RELEASE_HINT = 'send {"cluster": <id of a held cluster, as ncii-node status shows it>}'
+
+
+async def set_budget(db, matcher, body: Any) -> Budget:
+    """{"origin": O, "max_fingerprints"?, "max_per_hour"?, "max_per_day"?} (each a whole
+    number, or null for the [match] default): stored, and in force at once; the
+    fingerprints the new budgets allow go in the index."""
+    fields = set(matching_store.BUDGET_FIELDS)
+    if not isinstance(body, dict) or "origin" not in body or not isinstance(body["origin"], str) \
+            or not body["origin"] or set(body) - fields - {"origin"}:
+        raise BadRequest(BUDGET_HINT)
+    values = {key: body[key] for key in fields & set(body)}
+    for key, value in values.items():
+        if value is not None and (type(value) is not int or not 0 <= value <= 2**40):
+            raise BadRequest(f"{key} must be a whole number from 0 up, or null for the default")
+    matching_store.set_budget(db, body["origin"], values)
+    return await asyncio.to_thread(matcher.set_budget, body["origin"], values)
+
+
+async def release_cluster(matcher, body: Any) -> dict:
+    """{"cluster": id}: the held cluster's fingerprints go in the index (within budgets)."""
+    if not isinstance(body, dict) or set(body) != {"cluster"} or type(body["cluster"]) is not int \
+            or not 0 < body["cluster"] < 2**63:
+        raise BadRequest(RELEASE_HINT)
+    outcome = await asyncio.to_thread(matcher.release_cluster, body["cluster"])
+    if outcome is None:
+        raise NotFound(f"no held cluster has the id {body['cluster']} (ncii-node status lists them)")
+    return outcome

@@ -6,12 +6,16 @@
     GET  /v1/match/status       is the index built; how many fingerprints of how many logs
     POST /v1/match/suppress     {"origin", "index", "feedback": true} -> never match that entry again
     POST /v1/match/threshold    {"origin", "threshold": 0..256 | null} -> that log's PDQ distance
+    POST /v1/match/budget       {"origin", "max_fingerprints"?, "max_per_hour"?, "max_per_day"?} -> that
+                                log's budgets (null = the [match] default)
+    POST /v1/match/release      {"cluster": id} -> a held cluster goes in the index
 
 Every route needs `Authorization: Bearer <token>` (node/web/bearer.py). Matching
 (POST /v1/match, /v1/match/media, GET /v1/match/status) takes the match token
 (DIR/match.token, for the platform's upload service) or the admin token; suppress and
 threshold change what matches, and suppress publishes feedback, so they take the admin
-token only (DIR/admin.token, the token of POST /admin/append and /v1/feedback). The
+token only (DIR/admin.token, the token of POST /admin/append and /v1/feedback); so do
+budget and release, which change what is held out of the index. The
 routes live on the admin site, which listens on
 loopback unless `[admin] allow_remote`: the index says which images people asked to
 be protected, so it is never offered on the public site. Bodies are bounded before
@@ -21,7 +25,9 @@ they are read whole (node.matcher.api.MatchSettings: [admin] max_body_bytes for 
 Only nodes with `[node] role = "platform"` have a matcher and these routes. What each
 route does, without HTTP, is node/matcher/api.py (and node/matcher/suppress.py); the
 matcher itself is a part of the node (node/runtime.py), built from the database at
-start, meanwhile the routes answer 503 with Retry-After.
+start, meanwhile the routes answer 503 with Retry-After; the node also lets in,
+every minute, the fingerprints held by the hourly and daily budgets that the
+budgets now allow (node/matcher/holds.py).
 """
 
 from __future__ import annotations
@@ -33,11 +39,15 @@ from aiohttp import web
 from node.errors import BadRequest, Refused, TooLarge
 from node.jsontext import parse_json
 from node.matcher.api import (
+    BUDGET_HINT,
+    RELEASE_HINT,
     MatchSettings,
     match_and_describe,
     merge_variants,
     parse_match_body,
+    release_cluster,
     result_json,
+    set_budget,
     set_threshold,
     upload_fingerprints,
 )
@@ -64,6 +74,8 @@ def setup_admin(admin: web.Application, node) -> None:
     admin.router.add_get("/v1/match/status", get_status)
     admin.router.add_post("/v1/match/suppress", post_suppress)
     admin.router.add_post("/v1/match/threshold", post_threshold)
+    admin.router.add_post("/v1/match/budget", post_budget)
+    admin.router.add_post("/v1/match/release", post_release)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -194,3 +206,21 @@ async def post_threshold(request: web.Request) -> web.Response:
     node = request.app[NODE]
     threshold = set_threshold(node.db, node.matcher, body["origin"], body["threshold"])
     return web.json_response({"origin": body["origin"], "threshold": threshold})
+
+
+@_guarded(match_token=False)
+async def post_budget(request: web.Request) -> web.Response:
+    """{"origin": O, "max_fingerprints"?: N|null, "max_per_hour"?: N|null, "max_per_day"?: N|null}
+    -> stored, in force at once; fingerprints the new budgets allow go in the index."""
+    body = await _read_json(request, 4096, BUDGET_HINT)
+    node = request.app[NODE]
+    budget = await set_budget(node.db, node.matcher, body)
+    return web.json_response({"origin": body["origin"], "max_fingerprints": budget.max_fingerprints,
+                              "max_per_hour": budget.max_per_hour, "max_per_day": budget.max_per_day})
+
+
+@_guarded(match_token=False)
+async def post_release(request: web.Request) -> web.Response:
+    """{"cluster": id} -> the held cluster's fingerprints go in the index (within budgets)."""
+    body = await _read_json(request, 4096, RELEASE_HINT)
+    return web.json_response(await release_cluster(_matcher(request), body))
