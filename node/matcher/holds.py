@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from node.matcher.pdq_index import GROUP_RADIUS
+from node.store import connect
+from node.store import matching as store
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,6 @@ class Holds:
     def load(self, db, db_path: Path | None) -> None:
         """Read budgets, clusters, holds and intake (`db`: the matcher's build snapshot,
         returning text as str); later writes go to `db_path` (None: nowhere)."""
-        from node.store import matching as store
-
         with self._lock:
             self._db_path = db_path
             self._logs.clear()
@@ -133,8 +133,6 @@ class Holds:
         if self._db_path is None:
             return None
         if self._db is None:
-            from node.store import connect
-
             self._db = connect(self._db_path, check_same_thread=False)
         with self._db.atomic():
             return function(self._db, *args)
@@ -222,8 +220,6 @@ class Holds:
                         len(indices), origin, f"{self.budget(origin).max_fingerprints:,}")
 
     def _hold(self, origin: str, indices: list[int], reason: str, cluster: int | None, now: float) -> None:
-        from node.store import matching as store
-
         self.database(store.hold, origin, indices, reason, cluster, now)
         entry = self._log(origin)
         setattr(entry, reason, _merge(getattr(entry, reason), indices))
@@ -234,8 +230,6 @@ class Holds:
         joins the log's held cluster around that centre, or becomes a new one whose
         earliest `cluster_keep` members stay indexed. Returns the cluster's id and the
         indices to take out of the index (already written down as held)."""
-        from node.store import matching as store
-
         now = self.clock() if now is None else now
         members = np.sort(np.asarray(members, dtype=np.int64))
         with self._lock:
@@ -291,8 +285,6 @@ class Holds:
 
     def unhold_budget(self, origin: str, indices: np.ndarray, now: float | None = None) -> None:
         """These budget-held fingerprints go in the index now (counted as intake)."""
-        from node.store import matching as store
-
         now = self.clock() if now is None else now
         with self._lock:
             entry = self._log(origin)
@@ -311,16 +303,12 @@ class Holds:
             return [origin for origin, e in self._logs.items() if len(e.budget)]
 
     def forget(self, origin: str) -> None:
-        from node.store import matching as store
-
         with self._lock:
             self._logs.pop(origin, None)
             self.database(store.forget_log, origin)
 
 
 def _add_intake(db, origin: str, hour: int, count: int) -> None:
-    from node.store import matching as store
-
     store.add_intake(db, origin, hour, count)
 
 
