@@ -20,13 +20,12 @@ from node.follow.status import format_report, status_report
 from node.matcher.holds import Budget
 from node.matcher.service import Matcher, Query
 from node.store import follow as follow_store
-from node.store import matching as matching_store
 from node.store import open_db
 from protocol.entries import Submission, Withdrawal, encode_entry
 from protocol.merkle import leaf_hash
 from protocol.signals import PDQ
-from tests.follow_support import Harness, LogServer, StaticLog
-from tests.follow_support import near_copies as flips
+from follow_support import Harness, LogServer, StaticLog
+from follow_support import near_copies as flips
 
 HOSTILE, HONEST = "hostile.example/log", "honest.example/log"
 
@@ -159,7 +158,7 @@ def test_the_cluster_arrives_through_a_follower_and_is_held_as_it_comes(tmp_path
             check(matcher, model, queries + [target])
             # stored and verified all the same
             assert harness.state(HOSTILE).size == 4500
-            held = matching_store.held_indices(harness.db, HOSTILE, "cluster")
+            held = harness.db.matching.held_indices(HOSTILE, "cluster")
             assert held == list(range(1500 + matcher.holds.cluster_keep, 4500))
             # a withdrawn held entry stays out when the cluster is released
             log.append(encode_entry(Withdrawal((4499,))))
@@ -178,12 +177,12 @@ def test_the_cluster_arrives_through_a_follower_and_is_held_as_it_comes(tmp_path
 
 def test_budgets_hold_back_what_exceeds_them_and_let_it_in_as_they_allow(scene):
     db, path = scene["db"], scene["path"]
-    matching_store.set_budget(db, HONEST, {"max_fingerprints": 300})
+    db.matching.set_budget(HONEST, {"max_fingerprints": 300})
     matcher = Matcher(pending_load=True, budget=Budget(max_per_hour=100_000, max_per_day=100_000))
     matcher.load(path)
     # at start-up the log holds only its budget; the rest waits, written down
     assert matcher.stats()["held"]["budget"] == 502 - 300
-    assert matching_store.hold_counts(db)[HONEST]["budget"] == 202
+    assert db.matching.hold_counts()[HONEST]["budget"] == 202
     clock = [1_000_000.0]
     matcher.holds.clock = lambda: clock[0]
     # new entries of a log over its hourly budget wait for the next hour
@@ -198,9 +197,9 @@ def test_budgets_hold_back_what_exceeds_them_and_let_it_in_as_they_allow(scene):
     assert matcher.review_holds([HOSTILE]) == 50  # the next hour lets 50 more in
     assert answer(matcher, fresh[99])[1] == 1 and answer(matcher, fresh[100])[1] == 0
     # raising a budget indexes what it now allows, at once
-    matching_store.set_budget(db, HONEST, {"max_fingerprints": None})
+    db.matching.set_budget(HONEST, {"max_fingerprints": None})
     matcher.set_budget(HONEST, {"max_fingerprints": None})
-    assert matching_store.hold_counts(db).get(HONEST, {}).get("budget", 0) == 0
+    assert db.matching.hold_counts().get(HONEST, {}).get("budget", 0) == 0
     assert answer(matcher, scene["model"][(HONEST, 501)])[1] >= 1
     matcher.close()
 
@@ -225,7 +224,7 @@ def test_budget_and_release_commands_offline(scene, tmp_path, capsys):
     assert cli_main(["match", "--dir", str(root), "--local", "--json", "--pdq", centre.hex()]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == 16
     db = open_db(root / "node.db")
-    assert matching_store.hold_counts(db) == {} and matching_store.clusters(db) == []
+    assert db.matching.hold_counts() == {} and db.matching.clusters() == []
     db.close()
     # the node's build holds the cluster, written down; status lists it, the command releases it
     matcher = Matcher(pending_load=True)

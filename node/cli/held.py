@@ -83,7 +83,6 @@ def _limit(value: str | None, flag: str) -> int | None | str:
 @reports_datadir_errors
 def run_budget(args) -> int:
     from node.datadir import DataDir
-    from node.store import matching as matching_store
     from node.store import open_db
 
     datadir = DataDir(args.dir)
@@ -101,7 +100,7 @@ def run_budget(args) -> int:
             return fail(str(exc), EXIT_USAGE)
     if not values:
         with contextlib.closing(open_db(datadir.db_path)) as db:
-            current = matching_store.budgets(db)
+            current = db.matching.budgets()
         if args.origin is not None:
             current = {args.origin: current.get(args.origin, {})}
         default = {key: getattr(defaults, f"{key}_per_log") for key, _flag, _what in LIMITS}
@@ -117,7 +116,7 @@ def run_budget(args) -> int:
     if asked is not None:
         return asked
     with contextlib.closing(open_db(datadir.db_path)) as db:
-        matching_store.set_budget(db, args.origin, values)
+        db.matching.set_budget(args.origin, values)
     print(json.dumps({"origin": args.origin, **values, "applied": "when the node next starts"}))
     return 0
 
@@ -125,7 +124,6 @@ def run_budget(args) -> int:
 @reports_datadir_errors
 def run_release(args) -> int:
     from node.datadir import DataDir
-    from node.store import matching as matching_store
     from node.store import open_db
 
     datadir = DataDir(args.dir)
@@ -134,8 +132,8 @@ def run_release(args) -> int:
     if asked is not None:
         return asked
     with contextlib.closing(open_db(datadir.db_path)) as db:
-        known = {c.id: c for c in matching_store.clusters(db)}
-        indices = matching_store.release_cluster(db, args.cluster)
+        known = {c.id: c for c in db.matching.clusters()}
+        indices = db.matching.release_cluster(args.cluster)
     cluster = known.get(args.cluster)
     if cluster is None or not cluster.held:
         return fail(f"no held cluster has the id {args.cluster} (ncii-node status lists them)")

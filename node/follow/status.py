@@ -24,7 +24,6 @@ import datetime
 import time
 
 from node.acks.report import acknowledgement_statistics
-from node.store import matching as matching_store
 
 EXIT_OK = 0          # every followed log and gossip peer is well, and a node serves this directory
 EXIT_FORKED = 3      # a followed log forked (evidence kept): a person must look
@@ -58,9 +57,9 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
     acks = _acknowledgements(db, own_origin, now)
     counts = db.follow.fingerprint_counts() if fingerprints else {}
     forks = db.follow.latest_forks()
-    held = matching_store.hold_counts(db)
-    clusters = [c for c in matching_store.clusters(db) if c.held]
-    budgets = matching_store.budgets(db)
+    held = db.matching.hold_counts()
+    clusters = [c for c in db.matching.clusters() if c.held]
+    budgets = db.matching.budgets()
     errors = db.stats.follow_errors()
     dropped = db.peer_feedback.dropped()
     logs = []

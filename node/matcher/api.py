@@ -36,7 +36,7 @@ from node.hashing import (
 )
 from node.matcher.holds import Budget
 from node.matcher.service import Query, QueryResult
-from node.store import matching as matching_store
+from node.store.matching import BUDGET_FIELDS
 from protocol.errors import ProtocolError
 
 MAX_BATCH = 1000
@@ -160,7 +160,7 @@ async def set_budget(db, matcher, body: Any) -> Budget:
     """{"origin": O, "max_fingerprints"?, "max_per_hour"?, "max_per_day"?} (each a whole
     number, or null for the [match] default): stored, and in force at once; the
     fingerprints the new budgets allow go in the index."""
-    fields = set(matching_store.BUDGET_FIELDS)
+    fields = set(BUDGET_FIELDS)
     if not isinstance(body, dict) or "origin" not in body or not isinstance(body["origin"], str) \
             or not body["origin"] or set(body) - fields - {"origin"}:
         raise BadRequest(BUDGET_HINT)
@@ -168,7 +168,7 @@ async def set_budget(db, matcher, body: Any) -> Budget:
     for key, value in values.items():
         if value is not None and (type(value) is not int or not 0 <= value <= 2**40):
             raise BadRequest(f"{key} must be a whole number from 0 up, or null for the default")
-    matching_store.set_budget(db, body["origin"], values)
+    db.matching.set_budget(body["origin"], values)
     return await asyncio.to_thread(matcher.set_budget, body["origin"], values)
 
 

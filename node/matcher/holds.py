@@ -37,7 +37,7 @@ import numpy as np
 
 from node.matcher.pdq_index import GROUP_RADIUS
 from node.store import connect
-from node.store import matching as store
+from node.store.matching import MatchingRepository
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,14 @@ class Holds:
         with self._lock:
             self._db_path = db_path
             self._logs.clear()
-            self._budgets = store.budgets(db)
-            self._clusters = [HeldCluster(c.id, c.origin, c.centre, not c.held) for c in store.clusters(db)]
-            for origin, reasons in store.all_held(db).items():
+            stored = MatchingRepository(db)
+            self._budgets = stored.budgets()
+            self._clusters = [HeldCluster(c.id, c.origin, c.centre, not c.held) for c in stored.clusters()]
+            for origin, reasons in stored.all_held().items():
                 entry = self._log(origin)
                 entry.cluster = np.asarray(reasons.get("cluster", []), dtype=np.int64)
                 entry.budget = np.asarray(reasons.get("budget", []), dtype=np.int64)
-            for origin, hours in store.intake(db).items():
+            for origin, hours in stored.intake().items():
                 self._log(origin).intake = hours
 
     def _log(self, origin: str) -> _Log:
@@ -128,7 +129,7 @@ class Holds:
         return entry
 
     def database(self, function, *args):
-        """Run a node.store function in one transaction on the holds' connection (None
+        """function(db, *args) in one transaction on the holds' connection (None
         without a database: a matcher built read-only decides holds in memory only)."""
         if self._db_path is None:
             return None
@@ -220,7 +221,7 @@ class Holds:
                         len(indices), origin, f"{self.budget(origin).max_fingerprints:,}")
 
     def _hold(self, origin: str, indices: list[int], reason: str, cluster: int | None, now: float) -> None:
-        self.database(store.hold, origin, indices, reason, cluster, now)
+        self.database(lambda db: db.matching.hold(origin, indices, reason, cluster, now))
         entry = self._log(origin)
         setattr(entry, reason, _merge(getattr(entry, reason), indices))
 
@@ -237,7 +238,7 @@ class Holds:
                              and distances(np.frombuffer(c.centre, dtype=np.uint8)[None, :], centre)[0]
                              <= CLUSTER_RADIUS), None)
             if existing is None:
-                cluster_id = self.database(store.add_cluster, origin, centre, radius, now)
+                cluster_id = self.database(lambda db: db.matching.add_cluster(origin, centre, radius, now))
                 if cluster_id is None:  # no database: number them here
                     cluster_id = 1 + max((c.id for c in self._clusters), default=0)
                 self._clusters.append(HeldCluster(cluster_id, origin, centre, False))
@@ -288,7 +289,7 @@ class Holds:
         now = self.clock() if now is None else now
         with self._lock:
             entry = self._log(origin)
-            self.database(store.unhold, origin, indices.tolist())
+            self.database(lambda db: db.matching.unhold(origin, indices.tolist()))
             entry.budget = np.setdiff1d(entry.budget, indices)
             hour = int(now // HOUR)
             entry.intake[hour] = entry.intake.get(hour, 0) + len(indices)
@@ -305,11 +306,11 @@ class Holds:
     def forget(self, origin: str) -> None:
         with self._lock:
             self._logs.pop(origin, None)
-            self.database(store.forget_log, origin)
+            self.database(lambda db: db.matching.forget_log(origin))
 
 
 def _add_intake(db, origin: str, hour: int, count: int) -> None:
-    store.add_intake(db, origin, hour, count)
+    db.matching.add_intake(origin, hour, count)
 
 
 def _describe(budget: Budget) -> str:

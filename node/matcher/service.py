@@ -62,7 +62,6 @@ from node.follow.listener import FollowListener
 from node.matcher.holds import Budget, Holds
 from node.matcher.pdq_index import PDQIndex
 from node.store import connect
-from node.store import matching as matching_store
 from node.store.matching import IndexSnapshot
 from protocol.entries import day_to_json
 from protocol.errors import SignalError, UsageError
@@ -507,7 +506,7 @@ class Matcher(FollowListener):
         """The operator releases a held cluster: its fingerprints (those still active)
         go in the index, within the log's budgets. None if unknown or released."""
         with self._lock:
-            indices = self.holds.database(matching_store.release_cluster, cluster_id) or []
+            indices = self.holds.database(lambda db: db.matching.release_cluster(cluster_id)) or []
             cluster = self.holds.release_cluster(cluster_id, indices)
             if cluster is None:
                 return None

@@ -31,12 +31,13 @@ Contract of MatchingRepository (`db.matching`): each writing call is one transac
 and idempotent (a suppression recorded twice is one; a published feedback is never
 asked for twice); `pending_feedback` lists in the order suppressions were made.
 
-The budgets, held clusters, holds and intake (issue 19) are module functions taking a
-connection: the matcher's holds (node/matcher/holds.py) read them inside the index's
-build snapshot (`IndexSnapshot.read_text`) and write them through their own
-connection, each call in one transaction unless it says it runs inside the caller's.
-Clusters are released and budgets set by the operator (`ncii-node match-release`,
-`ncii-node match-budget`, POST /v1/match/release|budget).
+The budgets, held clusters, holds and intake are written by the matcher's holds
+(node/matcher/holds.py) through their own connection: `hold`, `unhold` and
+`add_intake` run inside the caller's transaction, every other writing call is one
+transaction. The holds read them inside the index's build snapshot
+(`IndexSnapshot.read_text`, which hands this repository a plain sqlite3 connection:
+reads only). Clusters are released and budgets set by the operator (`ncii-node
+match-release`, `ncii-node match-budget`, POST /v1/match/release|budget).
 """
 
 from __future__ import annotations
@@ -122,8 +123,30 @@ class Suppression:
 _COLUMNS = "origin, idx, leaf_hash, suppressed_at, feedback, feedback_index"
 
 
+BUDGET_FIELDS = ("max_fingerprints", "max_per_hour", "max_per_day")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    id: int
+    origin: str
+    centre: bytes
+    radius: int
+    members: int              # fingerprints held (or released) with it
+    detected_at: float
+    released_at: float | None
+
+    @property
+    def held(self) -> bool:
+        return self.released_at is None
+
+
+_CLUSTER_COLUMNS = "id, origin, centre, radius, members, detected_at, released_at"
+
+
 class MatchingRepository:
-    """Thresholds and suppressions (contract above)."""
+    """Thresholds, suppressions, budgets, held clusters and fingerprints, intake
+    (contract above)."""
 
     def __init__(self, db):
         self.db = db
@@ -177,6 +200,122 @@ class MatchingRepository:
         with self.db.atomic():
             self.db.execute("UPDATE match_suppressions SET feedback = 'published', feedback_index = ? "
                             "WHERE origin = ? AND idx = ?", (feedback_index, origin, index))
+
+    # -- budgets, held clusters and fingerprints, intake (node/matcher/holds.py) -----------
+
+    def remove_suppression(self, origin: str, index: int) -> bool:
+        """Forget a suppression (the entry may match again after the matcher reloads it)."""
+        with self.db.atomic():
+            return self.db.execute("DELETE FROM match_suppressions WHERE origin = ? AND idx = ?",
+                                   (origin, index)).rowcount > 0
+
+    def budgets(self) -> dict[str, dict[str, int | None]]:
+        """The budgets set per log (None: that budget takes the node's default)."""
+        return {origin: dict(zip(BUDGET_FIELDS, values)) for origin, *values in self.db.execute(
+                "SELECT origin, max_fingerprints, max_per_hour, max_per_day FROM match_budgets")}
+
+    def set_budget(self, origin: str, values: dict[str, int | None]) -> None:
+        """Set some budgets of one log (a value None returns it to the default); a row
+        left with only defaults is deleted."""
+        with self.db.atomic():
+            current = self.budgets().get(origin, dict.fromkeys(BUDGET_FIELDS))
+            current.update({key: values[key] for key in BUDGET_FIELDS if key in values})
+            if all(v is None for v in current.values()):
+                self.db.execute("DELETE FROM match_budgets WHERE origin = ?", (origin,))
+                return
+            self.db.execute("INSERT INTO match_budgets (origin, max_fingerprints, max_per_hour, max_per_day) "
+                            "VALUES (?, ?, ?, ?) ON CONFLICT(origin) DO UPDATE SET "
+                            "max_fingerprints = excluded.max_fingerprints, "
+                            "max_per_hour = excluded.max_per_hour, max_per_day = excluded.max_per_day",
+                            (origin, *(current[key] for key in BUDGET_FIELDS)))
+
+    def add_cluster(self, origin: str, centre: bytes, radius: int, now: float | None = None) -> int:
+        self.db.execute("INSERT INTO match_clusters (origin, centre, radius, members, detected_at) "
+                        "VALUES (?, ?, ?, 0, ?)",
+                        (origin, centre, radius, time.time() if now is None else now))
+        return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+
+    def clusters(self, origin: str | None = None) -> list[Cluster]:
+        where, args = ("WHERE origin = ?", (origin,)) if origin is not None else ("", ())
+        return [Cluster(*row) for row in self.db.execute(
+                f"SELECT {_CLUSTER_COLUMNS} FROM match_clusters {where} ORDER BY id", args)]
+
+    def hold(self, origin: str, indices, reason: str, cluster: int | None = None,
+             now: float | None = None) -> None:
+        """Hold fingerprints out of the index (inside the caller's transaction); a cluster's
+        member count grows with them."""
+        now = time.time() if now is None else now
+        self.db.conn.executemany("INSERT OR REPLACE INTO match_holds (origin, idx, reason, cluster, held_at) "
+                                 "VALUES (?, ?, ?, ?, ?)", ((origin, int(i), reason, cluster, now) for i in indices))
+        if cluster is not None:
+            self.db.execute("UPDATE match_clusters SET members = (SELECT COUNT(*) FROM match_holds WHERE cluster = ?) "
+                            "WHERE id = ?", (cluster, cluster))
+
+    def held_indices(self, origin: str, reason: str | None = None,
+                     cluster: int | None = None) -> list[int]:
+        """Log indices of the held fingerprints of one log, ascending."""
+        where, args = ["origin = ?"], [origin]
+        if reason is not None:
+            where.append("reason = ?")
+            args.append(reason)
+        if cluster is not None:
+            where.append("cluster = ?")
+            args.append(cluster)
+        return [row[0] for row in self.db.execute(
+            f"SELECT idx FROM match_holds WHERE {' AND '.join(where)} ORDER BY idx", args)]
+
+    def all_held(self) -> dict[str, dict[str, list[int]]]:
+        """Every held fingerprint: origin -> reason -> ascending log indices."""
+        out: dict[str, dict[str, list[int]]] = {}
+        for origin, reason, index in self.db.execute(
+                "SELECT origin, reason, idx FROM match_holds ORDER BY origin, idx"):
+            out.setdefault(origin, {}).setdefault(reason, []).append(index)
+        return out
+
+    def unhold(self, origin: str, indices) -> None:
+        """Inside the caller's transaction: these fingerprints are no longer held."""
+        self.db.conn.executemany("DELETE FROM match_holds WHERE origin = ? AND idx = ?",
+                                 ((origin, int(i)) for i in indices))
+
+    def release_cluster(self, cluster_id: int, now: float | None = None) -> list[int]:
+        """The operator releases a held cluster: its fingerprints may be indexed. Returns
+        their log indices (empty if the cluster is unknown or released already)."""
+        with self.db.atomic():
+            row = self.db.execute("SELECT origin FROM match_clusters WHERE id = ? AND released_at IS NULL",
+                                  (cluster_id,)).fetchone()
+            if row is None:
+                return []
+            indices = self.held_indices(row[0], "cluster", cluster_id)
+            self.db.execute("DELETE FROM match_holds WHERE cluster = ?", (cluster_id,))
+            self.db.execute("UPDATE match_clusters SET released_at = ? WHERE id = ?",
+                            (time.time() if now is None else now, cluster_id))
+            return indices
+
+    def hold_counts(self) -> dict[str, dict[str, int]]:
+        """Per origin: fingerprints held because of a cluster, and because of a budget."""
+        out: dict[str, dict[str, int]] = {}
+        for origin, reason, n in self.db.execute(
+                "SELECT origin, reason, COUNT(*) FROM match_holds GROUP BY origin, reason"):
+            out.setdefault(origin, {"cluster": 0, "budget": 0})[reason] = n
+        return out
+
+    def forget_log(self, origin: str) -> None:
+        """The log is no longer followed: its holds and intake go (its clusters stay, as a record)."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM match_holds WHERE origin = ?", (origin,))
+            self.db.execute("DELETE FROM match_intake WHERE origin = ?", (origin,))
+
+    def add_intake(self, origin: str, hour: int, count: int) -> None:
+        self.db.execute("INSERT INTO match_intake (origin, hour, count) VALUES (?, ?, ?) "
+                        "ON CONFLICT(origin, hour) DO UPDATE SET count = count + excluded.count", (origin, hour, count))
+        self.db.execute("DELETE FROM match_intake WHERE origin = ? AND hour < ?", (origin, hour - 48))
+
+    def intake(self) -> dict[str, dict[int, int]]:
+        """Per origin: fingerprints indexed per clock hour, the last 48 hours."""
+        out: dict[str, dict[int, int]] = {}
+        for origin, hour, count in self.db.execute("SELECT origin, hour, count FROM match_intake"):
+            out.setdefault(origin, {})[hour] = count
+        return out
 
 
 class IndexSnapshot:
@@ -283,153 +422,3 @@ class IndexSnapshot:
         row = self._conn.execute("SELECT leaf_hash FROM fingerprints WHERE origin = ? AND idx = ?",
                                  (origin, index)).fetchone()
         return row[0] if row else None
-
-
-def remove_suppression(db: sqlite_utils.Database, origin: str, index: int) -> bool:
-    """Forget a suppression (the entry may match again after the matcher reloads it)."""
-    with db.atomic():
-        return db.execute("DELETE FROM match_suppressions WHERE origin = ? AND idx = ?",
-                          (origin, index)).rowcount > 0
-
-
-# -- budgets ------------------------------------------------------------------------------
-
-BUDGET_FIELDS = ("max_fingerprints", "max_per_hour", "max_per_day")
-
-
-def budgets(db: sqlite_utils.Database) -> dict[str, dict[str, int | None]]:
-    """The budgets set per log (None: that budget takes the node's default)."""
-    return {origin: dict(zip(BUDGET_FIELDS, values)) for origin, *values in db.execute(
-        "SELECT origin, max_fingerprints, max_per_hour, max_per_day FROM match_budgets")}
-
-
-def set_budget(db: sqlite_utils.Database, origin: str, values: dict[str, int | None]) -> None:
-    """Set some budgets of one log (a value None returns it to the default); a row
-    left with only defaults is deleted."""
-    with db.atomic():
-        current = budgets(db).get(origin, dict.fromkeys(BUDGET_FIELDS))
-        current.update({key: values[key] for key in BUDGET_FIELDS if key in values})
-        if all(v is None for v in current.values()):
-            db.execute("DELETE FROM match_budgets WHERE origin = ?", (origin,))
-            return
-        db.execute("INSERT INTO match_budgets (origin, max_fingerprints, max_per_hour, max_per_day) "
-                   "VALUES (?, ?, ?, ?) ON CONFLICT(origin) DO UPDATE SET max_fingerprints = excluded.max_fingerprints, "
-                   "max_per_hour = excluded.max_per_hour, max_per_day = excluded.max_per_day",
-                   (origin, *(current[key] for key in BUDGET_FIELDS)))
-
-
-# -- held clusters and fingerprints ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class Cluster:
-    id: int
-    origin: str
-    centre: bytes
-    radius: int
-    members: int              # fingerprints held (or released) with it
-    detected_at: float
-    released_at: float | None
-
-    @property
-    def held(self) -> bool:
-        return self.released_at is None
-
-
-_CLUSTER_COLUMNS = "id, origin, centre, radius, members, detected_at, released_at"
-
-
-def add_cluster(db: sqlite_utils.Database, origin: str, centre: bytes, radius: int, now: float | None = None) -> int:
-    db.execute("INSERT INTO match_clusters (origin, centre, radius, members, detected_at) VALUES (?, ?, ?, 0, ?)",
-               (origin, centre, radius, time.time() if now is None else now))
-    return db.execute("SELECT last_insert_rowid()").fetchone()[0]
-
-
-def clusters(db: sqlite_utils.Database, origin: str | None = None) -> list[Cluster]:
-    where, args = ("WHERE origin = ?", (origin,)) if origin is not None else ("", ())
-    return [Cluster(*row) for row in db.execute(
-        f"SELECT {_CLUSTER_COLUMNS} FROM match_clusters {where} ORDER BY id", args)]
-
-
-def hold(db: sqlite_utils.Database, origin: str, indices, reason: str, cluster: int | None = None,
-         now: float | None = None) -> None:
-    """Hold fingerprints out of the index (inside the caller's transaction); a cluster's
-    member count grows with them."""
-    now = time.time() if now is None else now
-    db.conn.executemany("INSERT OR REPLACE INTO match_holds (origin, idx, reason, cluster, held_at) "
-                        "VALUES (?, ?, ?, ?, ?)", ((origin, int(i), reason, cluster, now) for i in indices))
-    if cluster is not None:
-        db.execute("UPDATE match_clusters SET members = (SELECT COUNT(*) FROM match_holds WHERE cluster = ?) "
-                   "WHERE id = ?", (cluster, cluster))
-
-
-def held_indices(db: sqlite_utils.Database, origin: str, reason: str | None = None,
-                 cluster: int | None = None) -> list[int]:
-    """Log indices of the held fingerprints of one log, ascending."""
-    where, args = ["origin = ?"], [origin]
-    if reason is not None:
-        where.append("reason = ?")
-        args.append(reason)
-    if cluster is not None:
-        where.append("cluster = ?")
-        args.append(cluster)
-    return [row[0] for row in db.execute(f"SELECT idx FROM match_holds WHERE {' AND '.join(where)} ORDER BY idx",
-                                         args)]
-
-
-def all_held(db: sqlite_utils.Database) -> dict[str, dict[str, list[int]]]:
-    """Every held fingerprint: origin -> reason -> ascending log indices."""
-    out: dict[str, dict[str, list[int]]] = {}
-    for origin, reason, index in db.execute("SELECT origin, reason, idx FROM match_holds ORDER BY origin, idx"):
-        out.setdefault(origin, {}).setdefault(reason, []).append(index)
-    return out
-
-
-def unhold(db: sqlite_utils.Database, origin: str, indices) -> None:
-    """Inside the caller's transaction: these fingerprints are no longer held."""
-    db.conn.executemany("DELETE FROM match_holds WHERE origin = ? AND idx = ?", ((origin, int(i)) for i in indices))
-
-
-def release_cluster(db: sqlite_utils.Database, cluster_id: int, now: float | None = None) -> list[int]:
-    """The operator releases a held cluster: its fingerprints may be indexed. Returns
-    their log indices (empty if the cluster is unknown or released already)."""
-    with db.atomic():
-        row = db.execute("SELECT origin FROM match_clusters WHERE id = ? AND released_at IS NULL",
-                         (cluster_id,)).fetchone()
-        if row is None:
-            return []
-        indices = held_indices(db, row[0], "cluster", cluster_id)
-        db.execute("DELETE FROM match_holds WHERE cluster = ?", (cluster_id,))
-        db.execute("UPDATE match_clusters SET released_at = ? WHERE id = ?",
-                   (time.time() if now is None else now, cluster_id))
-        return indices
-
-
-def hold_counts(db: sqlite_utils.Database) -> dict[str, dict[str, int]]:
-    """Per origin: fingerprints held because of a cluster, and because of a budget."""
-    out: dict[str, dict[str, int]] = {}
-    for origin, reason, n in db.execute("SELECT origin, reason, COUNT(*) FROM match_holds GROUP BY origin, reason"):
-        out.setdefault(origin, {"cluster": 0, "budget": 0})[reason] = n
-    return out
-
-
-def forget_log(db: sqlite_utils.Database, origin: str) -> None:
-    """The log is no longer followed: its holds and intake go (its clusters stay, as a record)."""
-    with db.atomic():
-        db.execute("DELETE FROM match_holds WHERE origin = ?", (origin,))
-        db.execute("DELETE FROM match_intake WHERE origin = ?", (origin,))
-
-
-# -- intake (for the hourly and daily budgets) -------------------------------------------------
-
-def add_intake(db: sqlite_utils.Database, origin: str, hour: int, count: int) -> None:
-    db.execute("INSERT INTO match_intake (origin, hour, count) VALUES (?, ?, ?) "
-               "ON CONFLICT(origin, hour) DO UPDATE SET count = count + excluded.count", (origin, hour, count))
-    db.execute("DELETE FROM match_intake WHERE origin = ? AND hour < ?", (origin, hour - 48))
-
-
-def intake(db: sqlite_utils.Database) -> dict[str, dict[int, int]]:
-    """Per origin: fingerprints indexed per clock hour, the last 48 hours."""
-    out: dict[str, dict[int, int]] = {}
-    for origin, hour, count in db.execute("SELECT origin, hour, count FROM match_intake"):
-        out.setdefault(origin, {})[hour] = count
-    return out
