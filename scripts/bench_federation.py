@@ -22,7 +22,8 @@ waiting, --idle-seconds) and while --rate entries/s are appended (POST /admin/ap
 one submission each, as a case's intake would); p99 of the /checkpoint reads and of
 the tile and bundle reads; errors (any status but 200/304, any network error; 503s
 counted apart); and the time from each append request until every follower holds the
-new entry's bundle (p50 and worst over the entries), with the node's open file
+new entry's checkpoint from the push channel, and until every follower has read its
+bundle (p50 and worst over the entries), with the node's open file
 descriptors and memory. The client processes share the 2 cores with the node: the
 figures are an upper bound of what the node itself needs.
 """
@@ -150,6 +151,7 @@ class Follower:
         self.conn = Connection(host, port, self.source)
         self.size = None
         self.held: list[tuple[int, float]] = []  # (size, when its bundle was read)
+        self.pushed: list[tuple[int, float]] = []  # (size, when the push channel brought its checkpoint)
         self.ready = asyncio.Event()
 
     def signed(self, path: str) -> dict[str, str]:
@@ -185,6 +187,7 @@ class Follower:
                     self.ready.set()
                     continue
                 if size > self.size:
+                    self.pushed.append((size, time.monotonic()))
                     index = (size - 1) // TILE_WIDTH
                     await self.read("/" + tile_for_size(0, index, size).path(), "tile")
                     width = size - index * TILE_WIDTH
@@ -255,7 +258,7 @@ async def worker_main() -> None:
     for follower in followers:
         follower.conn.close()
     print(json.dumps({"latency": stats["latency"], "errors": stats["errors"],
-                      "held": [f.held for f in followers]}), flush=True)
+                      "held": [f.held for f in followers], "pushed": [f.pushed for f in followers]}), flush=True)
 
 
 # ---------------------------------------------------------------------- the node side
@@ -355,7 +358,7 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
     await asyncio.sleep(5)  # the last entries reach the slowest followers
     fds_load, rss = node.num_fds(), node.memory_info().rss
 
-    latency, errors, held = collections.defaultdict(list), collections.Counter(), []
+    latency, errors, held, pushed = collections.defaultdict(list), collections.Counter(), [], []
     for proc in workers:
         proc.stdin.write(b"stop\n")
         await proc.stdin.drain()
@@ -365,14 +368,18 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
             latency[kind] += values
         errors.update(result["errors"])
         held += result["held"]
-    seen = []  # per entry: seconds until every follower held it (inf: one never did)
-    for sent, target in appended:
-        times = [next((t for s, t in h if s >= target), float("inf")) for h in held]
-        seen.append(max(times) - sent)
+        pushed += result["pushed"]
+    def until_all(records: list) -> list[float]:
+        """Per entry: seconds from its append request until every follower had it (inf: one never did)."""
+        return [max(next((t for s, t in r if s >= target), float("inf")) for r in records) - sent
+                for sent, target in appended]
+
+    seen, told = until_all(held), until_all(pushed)
     return {"n": n, "connected": connected, "idle": idle, "load": load,
             "checkpoint_p99": p(latency["checkpoint"], 0.99) * 1000, "tile_p99": p(latency["tile"], 0.99) * 1000,
             "reads": {k: len(v) for k, v in latency.items()}, "errors": dict(errors),
             "seen_p50": p(seen, 0.5), "seen_max": max(seen) if seen else float("nan"),
+            "pushed_p50": p(told, 0.5), "pushed_max": max(told) if told else float("nan"),
             "entries": len(appended), "append_errors": dict(append_errors), "fds_idle": fds_idle, "fds_load": fds_load, "rss_mb": rss / 2**20}
 
 
@@ -390,12 +397,13 @@ async def bench(args) -> None:
                   f"followers in {args.workers} client processes; {args.rate:g} entries/s for {args.load_seconds:g} s; "
                   f"idle {args.idle_seconds:g} s; load average {os.getloadavg()[0]:.1f}", flush=True)
             print(f"{'N':>6} {'idle CPU':>9} {'load CPU':>9} {'ckpt p99':>9} {'tile p99':>9} {'errors':>8} "
-                  f"{'all see entry p50/max':>22} {'fds idle/load':>14} {'RSS':>7}", flush=True)
+                  f"{'all pushed p50/max':>19} {'all read p50/max':>17} {'fds idle/load':>14} {'RSS':>7}", flush=True)
             for n in args.sizes:
                 r = await run_size(n, info, token, info["pid"], args)
                 errors = sum(r["errors"].values())
                 print(f"{n:>6} {r['idle']:>8.1f}% {r['load']:>8.1f}% {r['checkpoint_p99']:>7.0f}ms "
-                      f"{r['tile_p99']:>7.0f}ms {errors:>8} {r['seen_p50']:>10.2f}s /{r['seen_max']:>6.2f}s "
+                      f"{r['tile_p99']:>7.0f}ms {errors:>8} {r['pushed_p50']:>9.2f}s /{r['pushed_max']:>6.2f}s "
+                      f"{r['seen_p50']:>7.2f}s /{r['seen_max']:>6.2f}s "
                       f"{r['fds_idle']:>6}/{r['fds_load']:<6} {r['rss_mb']:>5.0f}MB"
                       + (f"   errors: {r['errors']}" if errors else "")
                       + (f"   appends refused: {r['append_errors']}" if r["append_errors"] else ""), flush=True)
