@@ -125,6 +125,9 @@ def is_public_name(name: object) -> bool:
     return isinstance(name, str) and _PUBLIC_NAME.fullmatch(name.lower()) is not None
 
 
+#: The most memory one PIN hash may take (scrypt needs 128 x n x r bytes).
+MAX_PIN_SCRYPT_MEMORY = 1 << 30
+
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or holds a bad value."""
 
@@ -287,9 +290,15 @@ class Config:
             raise ConfigError("[log] max_batch_entries must be at least 1")
         if self.admin.max_body_bytes < 1024:
             raise ConfigError("[admin] max_body_bytes must be at least 1024")
-        n = self.cases.pin_scrypt_n
-        if n < 2 or n & (n - 1) or self.cases.pin_scrypt_r < 1 or self.cases.pin_scrypt_p < 1:
-            raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r and pin_scrypt_p >= 1")
+        n, r, p = self.cases.pin_scrypt_n, self.cases.pin_scrypt_r, self.cases.pin_scrypt_p
+        if n < 2 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16:
+            raise ConfigError("[cases] pin_scrypt_n must be a power of two >= 2, pin_scrypt_r 1..64 "
+                              "and pin_scrypt_p 1..16")
+        # Every case creation and PIN check pays this memory: a typo must not let one
+        # request ask the node for gigabytes (production: 32 MiB).
+        if 128 * r * (n + 2) + 128 * r * p > MAX_PIN_SCRYPT_MEMORY:
+            raise ConfigError("[cases] pin_scrypt_n x pin_scrypt_r needs more than 1 GiB of memory per PIN hash "
+                              "(128 x n x r bytes; production uses 2**15 x 8 = 32 MiB)")
         if not 1 <= self.cases.max_fingerprints <= 1000 or self.cases.max_body_bytes < 1024:
             raise ConfigError("[cases] max_fingerprints must be 1..1000 and max_body_bytes at least 1024")
         for key in ("max_photos", "max_videos"):

@@ -269,12 +269,15 @@ class RequestSigner:
         """The `Signature-Input` and `Signature` headers for one request.
 
         `url` must be the absolute URL the request goes to (its host and port become
-        "@authority"). `headers` is accepted for symmetry with other signers; no other
-        header is covered. `now`/`nonce` exist for tests."""
+        "@authority"). The node checks the path and query exactly as received, so the
+        URL signed must be spelled as the client sends it: a string is normalised as
+        aiohttp (yarl) sends it; a client that sends its URLs verbatim (urllib, or
+        requests with `%2F` in a query) passes `URL(url, encoded=True)`. `headers` is
+        accepted for symmetry with other signers; no other header is covered.
+        `now`/`nonce` exist for tests."""
         created = int(time.time() if now is None else now)
-        message = _OutgoingRequest(
-            method.upper(), str(URL(str(url))), {}  # yarl encodes anything unencoded
-        )
+        target = url if isinstance(url, URL) else URL(str(url))  # yarl encodes anything unencoded
+        message = _OutgoingRequest(method.upper(), str(target), {})
         try:
             self._signer.sign(
                 message,

@@ -449,3 +449,16 @@ def test_spec_vectors():
     assert digest.hex() == "7e8ff8d047df76fd0abc9d85821ee96c5dcbc8803e66a4dad6e5585e43cb5080"
     assert digest == hashlib.scrypt(b"7K2QM9XD4TPARW3V:12345678", salt=bytes(16), n=2**15, r=8, p=1,
                                     maxmem=2**26, dklen=32)
+
+
+def test_pin_scrypt_parameters_are_bounded():
+    """A typo in [cases] must not make every PIN hash ask for gigabytes."""
+    from node.config import Config, ConfigError
+
+    base = {"node": {"origin": "helpline.example/log"}}
+    assert Config.from_dict({**base, "cases": {"pin_scrypt_n": 2**15, "pin_scrypt_r": 8}}).cases.pin_scrypt_n == 2**15
+    assert Config.from_dict({**base, "cases": {"pin_scrypt_n": 2**19, "pin_scrypt_r": 8}}).cases.pin_scrypt_r == 8
+    for bad in ({"pin_scrypt_n": 2**23}, {"pin_scrypt_n": 3}, {"pin_scrypt_r": 0}, {"pin_scrypt_r": 65},
+                {"pin_scrypt_p": 17}, {"pin_scrypt_n": 2**21, "pin_scrypt_r": 8}):
+        with pytest.raises(ConfigError, match="pin_scrypt"):
+            Config.from_dict({**base, "cases": bad})

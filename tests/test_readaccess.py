@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
+from yarl import URL
 
 from node import readaccess
 from node.readaccess import (
@@ -84,6 +85,16 @@ async def test_signed_by_registered_reader_is_served(server, session, reader):
     status, body, _ = await get(session, url, reader.sign_headers("GET", url))
     assert status == 200
     assert body == f"tile for {reader.keyid}"
+
+
+async def test_a_verbatim_client_signs_the_url_as_it_sends_it(server, session, reader):
+    """A client that sends its query verbatim (`%2F` kept, as requests or urllib do)
+    signs that spelling; signing the normalised spelling of the same URL is refused,
+    since the node checks the path and query exactly as received."""
+    raw = str(server.make_url("/tile/0/000")) + "?x=%2F&y=a%7Eb"
+    verbatim = URL(raw, encoded=True)
+    assert (await get(session, verbatim, reader.sign_headers("GET", verbatim)))[0] == 200
+    assert (await get(session, verbatim, reader.sign_headers("GET", raw)))[0] == 401
 
 
 async def test_client_middleware_signs_every_request(server, reader):
