@@ -205,6 +205,14 @@ class FollowService:
                 job.push.checked_at = time.monotonic()
                 self._failed(job)
                 return None, exc
+            except AwaitingCosignatures as exc:
+                # The node is up and its checkpoint's cosigned copy comes moments later:
+                # ask again in `interval`, whatever back-off earlier failures (an outage)
+                # had reached.
+                job.failures += 1
+                job.recovery.succeeded()
+                job.retry_at = time.monotonic() + job.interval
+                return None, exc
             except SyncError as exc:
                 self._failed(job, exc.unreachable)
                 return None, exc
@@ -230,8 +238,8 @@ class FollowService:
         """Rounds of one log, forever: pushed when offered, else polled. Nothing but
         cancellation ends it (a bug is logged and backed off from)."""
         while True:
-            await self._back_off(job)
             try:
+                await self._back_off(job)
                 await self._step(job)
             except Exception:
                 log.exception("follow %s: unexpected error; trying again later", job.follower.origin)
