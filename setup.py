@@ -12,7 +12,7 @@ from setuptools import Extension, setup
 if sys.platform == "win32":
     compile_args, link_args = ["/O2"], []
 else:
-    compile_args, link_args = ["-O3", "-pthread", "-std=gnu11"], ["-pthread"]
+    compile_args, link_args = ["-O3", "-pthread", "-std=gnu11"], ["-pthread", "-lm"]
 
 setup(
     ext_modules=[

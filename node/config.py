@@ -100,6 +100,13 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     # [[page.faq]]        question = { fr = "...", en = "..." }, answer = { fr = "...", en = "..." }
     # [[page.platforms]]  name = "..." (as given to `readers add --name` or `follow add --name`),
     #                     url = "https://..." (optional)
+
+    [match]                           # platform matching (spec/parts/matching-api.md, "Budgets")
+    max_fingerprints_per_log = 20000000   # default budgets of each followed log:
+    max_per_hour_per_log = 2000000        #   fingerprints in the index, and put into it
+    max_per_day_per_log = 10000000        #   per clock hour / per 24 clock hours
+    cluster_size = 1000               # a log's fingerprints within 8 bits of one centre, this many: held
+    cluster_keep = 16                 # of a held cluster, the log's earliest stay matched
 """
 
 from __future__ import annotations
@@ -233,6 +240,15 @@ class PageSection:
 
 
 @dataclass
+class MatchSection:
+    max_fingerprints_per_log: int = 20_000_000
+    max_per_hour_per_log: int = 2_000_000
+    max_per_day_per_log: int = 10_000_000
+    cluster_size: int = 1000
+    cluster_keep: int = 16
+
+
+@dataclass
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     http: HttpSection = field(default_factory=HttpSection)
@@ -244,6 +260,7 @@ class Config:
     paths: PathsSection = field(default_factory=PathsSection)
     cases: CasesSection = field(default_factory=CasesSection)
     page: PageSection = field(default_factory=PageSection)
+    match: MatchSection = field(default_factory=MatchSection)
 
     def validate(self) -> None:
         """Raise ConfigError if a value cannot work."""
@@ -315,6 +332,12 @@ class Config:
         if self.node.contact and not _is_line(self.node.contact, 200):
             raise ConfigError("[node] contact must be one line of at most 200 characters")
         _validate_page(self.page)
+        m = self.match
+        if min(m.max_fingerprints_per_log, m.max_per_hour_per_log, m.max_per_day_per_log) < 0:
+            raise ConfigError("[match] budgets must not be negative")
+        if m.cluster_size < 16 or not 0 <= m.cluster_keep < m.cluster_size:
+            raise ConfigError("[match] cluster_size must be at least 16 (the fewest fingerprints the index groups) "
+                              "and cluster_keep between 0 and cluster_size - 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -99,7 +99,8 @@ def node_figures(db, config, window: str = DEFAULT_WINDOW, now: float | None = N
     report = status_report(db, now, fingerprints=False)
     figures["followed"] = [{key: entry[key] for key in (
         "origin", "name", "display_name", "url", "state", "size", "lag_entries", "lag_seconds", "last_error",
-        "last_error_at", "failures", "errors_total", "forked", "fork_reason", "last_verified_at")}
+        "last_error_at", "failures", "errors_total", "forked", "fork_reason", "last_verified_at", "held",
+        "held_clusters")}
         for entry in report["logs"]]
     if role == "helpline":
         figures["cases"] = _case_figures(db, first, config, now)
@@ -310,6 +311,9 @@ def format_figures(f: dict) -> str:
         lines += ["", "followed logs:"]
         for entry in f["followed"]:
             lag = f", {entry['lag_entries']} behind" if entry["lag_entries"] else ""
+            held = entry["held"]
+            held = f", HELD {held['cluster']} in clusters, {held['budget']} beyond budgets" \
+                if held["cluster"] or held["budget"] else ""
             lines.append(f"  {entry['origin']} [{entry['state']}]: {entry['size']} verified{lag}, "
-                         f"{entry['errors_total']} failed rounds in all")
+                         f"{entry['errors_total']} failed rounds in all{held}")
     return "\n".join(lines)

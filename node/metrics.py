@@ -12,7 +12,8 @@ Read from the database at each scrape (`store_families`; they survive restarts):
     ncii_log_size, ncii_log_entries_total{kind,detail}, ncii_cases_created_total,
     ncii_cases_withdrawn_total, ncii_feedback_received_total{platform,verdict},
     ncii_follow_size / _lag_entries / _lag_seconds / _errors_total / _failing /
-    _forked {origin}, ncii_index_fingerprints{signal}, ncii_index_bytes.
+    _forked {origin}, ncii_follow_held{origin,reason}, ncii_follow_held_clusters{origin},
+    ncii_index_fingerprints{signal}, ncii_index_bytes.
 
 Label values are only ever: a route's pattern (never the requested path), a status
 code, a site name, the origin of a followed log, a verdict, an entry kind or signal.
@@ -164,6 +165,13 @@ class _StoreCollector:
                      [((f["origin"],), f["failures"]) for f in logs], ["origin"])
         yield _gauge("ncii_follow_forked", "1 if the followed log forked (evidence kept, nothing more applied)",
                      [((f["origin"],), int(f["forked"])) for f in logs], ["origin"])
+        yield _gauge("ncii_follow_held", "Fingerprints of the followed log stored but held out of the match index: "
+                     "in a dense cluster it published (until the operator releases it), or beyond its budgets",
+                     [((f["origin"], reason), f["held"][reason]) for f in logs for reason in ("cluster", "budget")],
+                     ["origin", "reason"])
+        yield _gauge("ncii_follow_held_clusters", "Dense clusters of the followed log held until the operator "
+                     "releases them (ncii-node status names them)",
+                     [((f["origin"],), len(f["held_clusters"])) for f in logs], ["origin"])
         if "index" in s:
             index = s["index"]
             yield _gauge("ncii_index_fingerprints", "Active fingerprints in the match index, by signal",

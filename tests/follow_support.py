@@ -27,6 +27,19 @@ def pdq_entry(i: int, labels: tuple[str, ...] = ()) -> bytes:
     return encode_entry(Submission("pdq", i.to_bytes(32, "big"), 90, labels, 0))
 
 
+def near_copies(rng, fingerprint: bytes, count: int, distance: int) -> list[bytes]:
+    """`count` copies of a 32-byte fingerprint, each with `distance` bits flipped at random."""
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(fingerprint, dtype=np.uint8))
+    out = []
+    for _ in range(count):
+        copy = bits.copy()
+        copy[rng.choice(256, size=distance, replace=False)] ^= 1
+        out.append(np.packbits(copy).tobytes())
+    return out
+
+
 def withdrawal_entry(*targets: int) -> bytes:
     return encode_entry(Withdrawal(tuple(targets)))
 

@@ -141,7 +141,7 @@ def _ask_database(db_path, fingerprints: list[dict]) -> list[dict]:
     if not db_path.exists():
         raise RuntimeError(f"no database at {db_path}: this node has followed nothing yet")
     matcher = Matcher(pending_load=True)
-    matcher.load(db_path)
+    matcher.load(db_path, read_only=True)
     try:
         queries = [Query.from_json(fp) for fp in fingerprints]
         out = []

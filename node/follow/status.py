@@ -6,6 +6,9 @@ and `forked`), `fingerprints` the counts over all logs. Lag is given two ways:
 `lag_seconds` (time since a round last confirmed we held the peer's latest checkpoint).
 A forked log also names its evidence file (`fork_evidence`) or why there is none
 (`fork_evidence_problem`); `gossip` lists the peers whose views are compared with ours.
+On a platform, `held` counts a log's fingerprints verified and stored but held out of
+the match index (a dense `cluster` it published, or beyond its `budget`), and
+`held_clusters` lists the clusters waiting for the operator (node/matcher/holds.py).
 Given the node's own origin, each followed log also says how fast it acknowledged this
 node's submissions and withdrawals (`acknowledgements`, node/acks/report.py).
 
@@ -21,6 +24,7 @@ import datetime
 import time
 
 from node.store import follow as store
+from node.store import matching as matching_store
 from node.store import stats as stats_store
 
 EXIT_OK = 0          # every followed log and gossip peer is well, and a node serves this directory
@@ -57,6 +61,9 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
     acks = _acknowledgements(db, own_origin, now)
     counts = store.fingerprint_counts(db) if fingerprints else {}
     forks = store.latest_forks(db)
+    held = matching_store.hold_counts(db)
+    clusters = [c for c in matching_store.clusters(db) if c.held]
+    budgets = matching_store.budgets(db)
     errors = stats_store.follow_errors(db)
     dropped = peer_feedback.dropped(db)
     logs = []
@@ -87,6 +94,9 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
             "display_name": entry.display_name,
             "feedback_dropped": dropped.get(entry.origin, 0),
             "fingerprints": c,
+            "held": held.get(entry.origin, {"cluster": 0, "budget": 0}),
+            "held_clusters": [_cluster_json(k) for k in clusters if k.origin == entry.origin],
+            "budget": budgets.get(entry.origin, {}),
             "acknowledgements": acks.get(entry.origin),
         })
     total = {"active": 0, "withdrawn": 0, "suppressed": 0}
@@ -97,6 +107,7 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
         "logs": logs,
         "fingerprints": total if fingerprints else None,
         "forked_logs": [entry["origin"] for entry in logs if entry["forked"]],
+        "held_clusters": [{"origin": k.origin, **_cluster_json(k)} for k in clusters],
         "failing_logs": [entry["origin"] for entry in logs if entry["state"] == "failing"],
         "gossip": [{"url": p.url, "interval": p.interval, "checked_at": iso_time(p.checked_at),
                     "last_error": p.last_error, "last_error_at": iso_time(p.last_error_at), "failures": p.failures}
@@ -105,6 +116,9 @@ def status_report(db, now: float | None = None, *, fingerprints: bool = True, ow
     }
 
 
+def _cluster_json(cluster) -> dict:
+    return {"id": cluster.id, "members": cluster.members, "radius": cluster.radius,
+            "centre": cluster.centre.hex(), "detected_at": iso_time(cluster.detected_at)}
 def _acknowledgements(db, own_origin: str | None, now: float) -> dict:
     """Per followed log, its acknowledgement statistics of this node's own entries
     (only for a node that published submissions or withdrawals)."""
@@ -130,14 +144,19 @@ def _latency(summary: dict) -> str:
 
 
 def format_report(report: dict) -> str:
-    """The report for people: forks first (impossible to miss), this node (when the
-    report has `node`), then one block per log."""
+    """The report for people: forks and held clusters first (impossible to miss), this
+    node (when the report has `node`), then one block per log."""
     lines = []
     evidence = {entry["origin"]: entry.get("fork_evidence") for entry in report["logs"]}
     for origin in report["forked_logs"]:
         lines.append(f"!!! FORK: log {origin} signed two inconsistent checkpoints; nothing more is applied from it."
                      + (f" Evidence: {evidence[origin]}" if evidence.get(origin) else ""))
-    if report["forked_logs"]:
+    for cluster in report.get("held_clusters", []):
+        lines.append(f"!!! HELD CLUSTER {cluster['id']}: log {cluster['origin']} published {cluster['members']:,} "
+                     f"fingerprints within {2 * cluster['radius']} bits of one another ({cluster['detected_at']}); "
+                     "they are stored but not matched until you release them: "
+                     f"ncii-node match-release --dir DIR {cluster['id']}")
+    if report["forked_logs"] or report.get("held_clusters"):
         lines.append("")
     if report.get("node"):
         lines += [_node_line(report["node"]), ""]
@@ -155,6 +174,10 @@ def format_report(report: dict) -> str:
         if fp is not None:
             lines.append(f"  fingerprints   {fp['active']} active, {fp['withdrawn']} withdrawn, "
                          f"{fp['suppressed']} suppressed")
+        held = entry.get("held", {})
+        if held.get("cluster") or held.get("budget"):
+            lines.append(f"  HELD           {held['cluster']} in held clusters, {held['budget']} beyond the log's "
+                         "budgets (stored, not matched; ncii-node match-budget)")
         if entry.get("feedback_dropped"):
             lines.append(f"  feedback       {entry['feedback_dropped']} entries about no entry held here: counted, "
                          "not stored")

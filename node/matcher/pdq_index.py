@@ -2,20 +2,25 @@
 
 `PDQIndex` maps integer ids to 32-byte PDQ fingerprints and answers "which ids are
 within Hamming distance T of this fingerprint?" exactly: every item within T is
-returned and nothing else (no approximate search). The work is done by the compiled
-core `_pdqindex` (multi-index hashing with pigeonhole-exact probing, described in
-spec/parts/matching.md).
+returned and nothing else (no approximate search). `nearest` answers what a match API
+needs, the nearest few and how many matched in all, at a cost that does not grow with
+the matches it does not return. The work is done by the compiled core `_pdqindex`
+(multi-index hashing with pigeonhole-exact probing over a partition of the bits chosen
+from the data, and near-duplicate groups; spec/parts/matching.md).
 
 Invariants callers can rely on:
 - `remove(id)` takes effect for every search that starts after it returns (a
   withdrawal stops matching at once).
 - `add(id, fp)` on an existing id replaces its fingerprint.
-- Ids are non-negative integers below 2**32 - 1, used to address storage directly:
+- Ids are non-negative integers below 2**31 - 1, used to address storage directly:
   memory is about 33 bytes x (largest id + 1), so use dense ids (e.g. SQLite rowids)
   and keep the id -> (origin, index) mapping in the database, where only the few
   matched ids are ever looked up.
 - Searches may run from several threads at once (they release the GIL); adds and
   removes wait for running searches and block new ones while they run.
+- Each item may carry a tag (0..65535, e.g. the followed log it came from); a search
+  may give each tag its own threshold (`thresholds`), and near-duplicate groups never
+  mix tags.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ DEFAULT_THRESHOLD = 31
 FINGERPRINT_BYTES = 32
 MAX_THRESHOLD = _pdqindex.MAX_THRESHOLD
 MAX_ID = _pdqindex.MAX_ID
+MAX_TAG = 0xFFFF
+GROUP_RADIUS = _pdqindex.GROUP_RADIUS
+GROUP_MIN = _pdqindex.GROUP_MIN
 
 # search modes of the core: let the planner choose, force the tables, force a scan
 _MODES = {"auto": 0, "tables": 1, "scan": 2}
@@ -57,6 +65,13 @@ def _mode(mode: str) -> int:
 class Match(NamedTuple):
     id: int
     distance: int
+
+
+class Nearest(NamedTuple):
+    """The nearest matches (by distance, then id) and how many matched in all."""
+
+    matches: list[Match]
+    total: int
 
 
 def _default_threads() -> int:
@@ -99,6 +114,27 @@ def _odd_ones(fingerprints: list) -> list:
     return fingerprints
 
 
+def _tag_array(tags, count: int) -> np.ndarray | None:
+    if tags is None:
+        return None
+    array = np.asarray(tags).reshape(-1)
+    if len(array) != count:
+        raise UsageError(f"{count} ids but {len(array)} tags")
+    if array.size and (array.dtype.kind not in "iu" or array.min() < 0 or array.max() > MAX_TAG):
+        raise UsageError(f"tags must be integers between 0 and {MAX_TAG}")
+    return np.ascontiguousarray(array, dtype=np.uint16)
+
+
+def _threshold_array(thresholds) -> np.ndarray | None:
+    """Per-tag thresholds (index = tag; negative = that tag never matches)."""
+    if thresholds is None:
+        return None
+    array = np.asarray(thresholds).reshape(-1)
+    if array.size and (array.dtype.kind not in "iu" or array.max() > MAX_THRESHOLD or array.min() < -1):
+        raise UsageError(f"per-tag thresholds are integers from -1 (never) to {MAX_THRESHOLD}")
+    return np.ascontiguousarray(array, dtype=np.int16)
+
+
 def _id_array(ids) -> np.ndarray:
     array = np.asarray(ids)
     if array.ndim != 1:
@@ -117,7 +153,8 @@ class PDQIndex:
     `table_widths` fixes the table layout (bits per table, at most 256 in total);
     by default it follows the number of items at each rebuild.
     `overflow_max` is how many adds wait in the linearly scanned overflow list before
-    they are merged into the tables.
+    they are merged into the tables. `partition=False` keeps the bits in their order
+    instead of choosing the tables' bits from the data (for comparisons; both are exact).
     """
 
     def __init__(
@@ -127,11 +164,12 @@ class PDQIndex:
         table_widths: Sequence[int] | None = None,
         overflow_max: int = 32768,
         threads: int | None = None,
+        partition: bool = True,
     ):
         self._check_threshold(threshold)
         try:
             self._core = _pdqindex.Index(
-                list(table_widths) if table_widths is not None else None, threshold, overflow_max
+                list(table_widths) if table_widths is not None else None, threshold, overflow_max, partition
             )
         except ValueError as error:
             raise UsageError(str(error)) from None
@@ -186,22 +224,22 @@ class PDQIndex:
 
     # -------------------------------------------------------------- changes
 
-    def add(self, id: int, fingerprint: bytes) -> None:
-        """Add `id`, or replace its fingerprint."""
+    def add(self, id: int, fingerprint: bytes, tag: int = 0) -> None:
+        """Add `id`, or replace its fingerprint (or tag)."""
         fingerprint = _fingerprint_bytes(fingerprint)
         try:
-            self._core.add(id, fingerprint)
-        except (ValueError, TypeError) as error:
+            self._core.add(id, fingerprint, tag)
+        except (ValueError, TypeError, OverflowError) as error:
             raise UsageError(str(error)) from None
 
-    def add_many(self, ids, fingerprints) -> None:
-        """Add many items: `ids` (integers) and fingerprints (n x 32 uint8 array,
-        n*32 bytes, or a list of 32-byte strings)."""
+    def add_many(self, ids, fingerprints, tags=None) -> None:
+        """Add many items: `ids` (integers), fingerprints (n x 32 uint8 array, n*32
+        bytes, or a list of 32-byte strings) and optionally their tags."""
         id_array = _id_array(ids)
         matrix = _fingerprint_matrix(fingerprints)
         if len(id_array) != len(matrix):
             raise UsageError(f"{len(id_array)} ids but {len(matrix)} fingerprints")
-        self._core.add_many(id_array, matrix)
+        self._core.add_many(id_array, matrix, _tag_array(tags, len(id_array)))
 
     def remove(self, id: int) -> bool:
         """Stop matching `id`; False if it was not in the index."""
@@ -216,12 +254,25 @@ class PDQIndex:
 
     # -------------------------------------------------------------- queries
 
-    def search(self, fingerprint: bytes, threshold: int | None = None, *, mode: str = "auto") -> list[Match]:
-        """Items within `threshold` of `fingerprint`, nearest first (ties by id)."""
+    def search(self, fingerprint: bytes, threshold: int | None = None, *, mode: str = "auto",
+               thresholds=None) -> list[Match]:
+        """Items within `threshold` of `fingerprint` (or within their tag's entry of
+        `thresholds`), nearest first (ties by id)."""
         fingerprint = _fingerprint_bytes(fingerprint)
         threshold = self._check_threshold(threshold)
-        hits = self._core.search(fingerprint, threshold, _mode(mode))
+        hits, _ = self._core.search(fingerprint, threshold, _mode(mode), 0, _threshold_array(thresholds))
         return [Match(id, distance) for id, distance in sorted(hits, key=lambda hit: (hit[1], hit[0]))]
+
+    def nearest(self, fingerprint: bytes, limit: int, threshold: int | None = None, *, mode: str = "auto",
+                thresholds=None) -> Nearest:
+        """The `limit` nearest items within the threshold (by distance, then id) and
+        how many are within it in all; the work does not grow with the matches beyond
+        `limit` that are not returned (spec/parts/matching.md)."""
+        fingerprint = _fingerprint_bytes(fingerprint)
+        threshold = self._check_threshold(threshold)
+        hits, total = self._core.search(fingerprint, threshold, _mode(mode), self._check_limit(limit),
+                                        _threshold_array(thresholds))
+        return Nearest([Match(id, distance) for id, distance in hits], total)
 
     def search_arrays(
         self, fingerprints, threshold: int | None = None, *, threads: int | None = None, mode: str = "auto"
@@ -230,11 +281,27 @@ class PDQIndex:
         sorted by query, then distance, then id."""
         matrix = _fingerprint_matrix(fingerprints)
         threshold = self._check_threshold(threshold)
-        raw = self._core.search_many(matrix, threshold, threads or self.threads, _mode(mode))
+        raw, _ = self._core.search_many(matrix, threshold, threads or self.threads, _mode(mode))
         triples = np.frombuffer(raw, dtype=np.uint32).reshape(-1, 3)
         order = np.lexsort((triples[:, 1], triples[:, 2], triples[:, 0]))
         triples = triples[order]
         return triples[:, 0].astype(np.int64), triples[:, 1].astype(np.int64), triples[:, 2].astype(np.int64)
+
+    def nearest_arrays(
+        self, fingerprints, limit: int, threshold: int | None = None, *, thresholds=None,
+        threads: int | None = None, mode: str = "auto",
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`nearest` for a batch, on several threads: arrays (query number, id,
+        distance) sorted by query, then distance, then id, and the total per query."""
+        matrix = _fingerprint_matrix(fingerprints)
+        threshold = self._check_threshold(threshold)
+        raw, totals = self._core.search_many(matrix, threshold, threads or self.threads, _mode(mode),
+                                             self._check_limit(limit), _threshold_array(thresholds))
+        triples = np.frombuffer(raw, dtype=np.uint32).reshape(-1, 3)
+        # each query's hits arrive together and in order: only the queries need ordering
+        triples = triples[np.argsort(triples[:, 0], kind="stable")]
+        return (triples[:, 0].astype(np.int64), triples[:, 1].astype(np.int64), triples[:, 2].astype(np.int64),
+                np.frombuffer(totals, dtype=np.uint64).astype(np.int64))
 
     def search_many(
         self, fingerprints, threshold: int | None = None, *, threads: int | None = None, mode: str = "auto"
@@ -259,6 +326,20 @@ class PDQIndex:
         """The fingerprint stored under `id`, or None."""
         return self._core.get(id)
 
+    def flush(self) -> None:
+        """Merge the adds waiting in the overflow list now (near-duplicate groups form
+        when adds are merged)."""
+        self._core.flush()
+
+    def clusters(self, min_live: int = 0, tag: int | None = None) -> list[dict]:
+        """The near-duplicate groups with at least `min_live` live members (of `tag`):
+        each {group, tag, centre (32 bytes), radius, live}."""
+        return self._core.clusters(min_live, -1 if tag is None else tag)
+
+    def cluster_members(self, group: int) -> np.ndarray:
+        """The ids of a group's live members, sorted."""
+        return np.frombuffer(self._core.cluster_members(group), dtype=np.uint32).astype(np.int64)
+
     def plan(self, threshold: int | None = None) -> dict:
         """How a search at `threshold` would run: a scan, or the radius per table."""
         return self._core.plan(self._check_threshold(threshold))
@@ -266,6 +347,12 @@ class PDQIndex:
     def stats(self) -> dict:
         """Item counts and the bytes held by tables and fingerprints."""
         return self._core.stats()
+
+    @staticmethod
+    def _check_limit(limit: int) -> int:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise UsageError(f"limit must be a positive integer, not {limit!r}")
+        return limit
 
     def _check_threshold(self, threshold: int | None) -> int:
         if threshold is None:

@@ -12,7 +12,14 @@ published?" `Matcher` answers from memory, exactly:
         >= 80 %, indexed coverage >= 0 %) is applied per candidate video. The result
         equals `VPDQ.matches` against every video, without comparing every video.
 
-Active = neither withdrawn nor suppressed. Invariants:
+Active = neither withdrawn nor suppressed nor held. A followed log cannot slow
+matching (node/matcher/holds.py): fingerprints beyond its budgets, and dense clusters
+it publishes, are held out of the index (and written down) until budgets or the
+operator allow them. PDQ items carry their log as a tag in the PDQ index, which
+applies each log's threshold itself and answers the nearest `limit` and the total
+without listing every match (spec/parts/matching.md).
+
+Invariants:
 
 - Every indexed item has a dense "entry id" (0, 1, 2, ... in the order items were
   added; never reused while the process runs, so an id found by a search always names
@@ -22,8 +29,9 @@ Active = neither withdrawn nor suppressed. Invariants:
   return (the PDQ index guarantees it, and results are re-checked against the
   entry's state). The follower calls `on_withdrawn` BEFORE it commits a round, so a
   withdrawal stops matching before the follower reports the batch applied.
-- Thresholds are per followed log: searches run at the largest threshold in use and
-  each hit is kept only if within the threshold of the log it came from.
+- Thresholds are per followed log: the PDQ index applies each log's threshold (its
+  tag's); vPDQ frames are searched at the largest threshold in use and each hit kept
+  only if within the threshold of the log it came from.
 - While the index is built at start-up (`load`), listener events are queued and
   replayed in order once the snapshot is loaded, so nothing the follower applies
   during the build is lost or resurrected; searches meanwhile raise MatcherLoading.
@@ -51,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from node.follow.listener import FollowListener
+from node.matcher.holds import Budget, Holds
 from node.matcher.pdq_index import PDQIndex
 from protocol.errors import SignalError, UsageError
 from protocol.signals import (
@@ -155,7 +164,8 @@ class Matcher(FollowListener):
                  thresholds: Mapping[str, int] | None = None,
                  vpdq_query_coverage: float = VPDQ_QUERY_COVERAGE,
                  vpdq_indexed_coverage: float = VPDQ_INDEXED_COVERAGE,
-                 threads: int | None = None, pending_load: bool = False):
+                 threads: int | None = None, pending_load: bool = False,
+                 budget: Budget | None = None, cluster_size: int | None = None, cluster_keep: int | None = None):
         _check_threshold(default_threshold)
         self.default_threshold = default_threshold
         self.vpdq_query_coverage = float(vpdq_query_coverage)
@@ -171,9 +181,12 @@ class Matcher(FollowListener):
         self._queued: list[tuple] = []
         self._cancel_load = threading.Event()
         self._db_path: Path | None = None
+        self._read_only = False
         self._readers = threading.local()    # per-thread read connections for `describe`
         self._reader_list: list = []
         self._explicit_thresholds: dict[str, int] = {}
+        self.holds = Holds(budget, **{k: v for k, v in (("cluster_size", cluster_size),
+                                                        ("cluster_keep", cluster_keep)) if v is not None})
         self._reset()
         for origin, threshold in (thresholds or {}).items():
             _check_threshold(threshold)
@@ -185,6 +198,7 @@ class Matcher(FollowListener):
         self._origin_codes: dict[str, int] = {}
         self._slots: list[_Grow] = []                      # per origin: log index -> entry id
         self._thresholds = np.full(16, self.default_threshold, dtype=np.int16)  # per origin code
+        self._indexed = np.zeros(16, dtype=np.int64)   # per origin code: entries in the indexes
         self._entry_origin = _Grow(np.uint16)
         self._entry_index = _Grow(np.int64)
         self._entry_signal = _Grow(np.uint8)
@@ -196,6 +210,7 @@ class Matcher(FollowListener):
         self._video_frames: dict[int, tuple[int, int]] = {}  # entry id -> (first frame id, unique frames)
         self._suppressed: dict[tuple[str, int], bytes | None] = {}  # (origin, index) -> leaf hash
         self._counts = {PDQ_CODE: 0, MD5_CODE: 0, VPDQ_CODE: 0}
+        self._over_budget: dict[str, list[int]] = {}  # held back at start-up, written down after
 
     # ------------------------------------------------------------------ origins, thresholds
 
@@ -212,6 +227,9 @@ class Matcher(FollowListener):
                 grown = np.full(2 * len(self._thresholds), self.default_threshold, dtype=np.int16)
                 grown[: len(self._thresholds)] = self._thresholds
                 self._thresholds = grown
+                counts = np.zeros(len(grown), dtype=np.int64)
+                counts[: len(self._indexed)] = self._indexed
+                self._indexed = counts
             self._thresholds[code] = self._explicit_thresholds.get(origin, self.default_threshold)
         return code
 
@@ -242,14 +260,18 @@ class Matcher(FollowListener):
 
     # ------------------------------------------------------------------ building
 
-    def load(self, db_path: Path | str, *, connection: sqlite3.Connection | None = None) -> None:
-        """Build every index from the database at `db_path` (one read snapshot).
+    def load(self, db_path: Path | str, *, connection: sqlite3.Connection | None = None,
+             read_only: bool = False) -> None:
+        """Build every index from the database at `db_path` (one read snapshot);
+        `read_only` (a command answering from the database while no node runs): holds
+        the build decides are kept in memory, not written.
 
         Listener events that arrive meanwhile are queued and replayed afterwards;
         searches raise MatcherLoading until it returns. Meant for start-up: it
         replaces the structures in place, so it must not run while searches do."""
         started = time.perf_counter()
         self._db_path = Path(db_path)
+        self._read_only = read_only
         with self._lock:
             self._ready = False
             if not self._queueing:
@@ -274,6 +296,10 @@ class Matcher(FollowListener):
                 self._explicit_thresholds = explicit
             raise
         with self._lock:
+            for origin, indices in self._over_budget.items():
+                self.holds.hold_budget(origin, indices)
+            self._over_budget = {}
+            self._hold_clusters()  # e.g. a database from before clusters were held
             # Thresholds given to the constructor or set before the load, unless the
             # database says otherwise; then every change that arrived meanwhile, in order.
             for origin, threshold in explicit.items():
@@ -310,6 +336,10 @@ class Matcher(FollowListener):
             if "match_suppressions" in tables:
                 for origin, index, leaf in conn.execute("SELECT origin, idx, leaf_hash FROM match_suppressions"):
                     self._suppressed[(origin.decode(), index)] = leaf
+            if "match_holds" in tables:
+                conn.text_factory = str
+                self.holds.load(conn, None if self._read_only else self._db_path)
+                conn.text_factory = bytes
             if "fingerprints" not in tables:
                 return
             utf8 = conn.execute("PRAGMA encoding").fetchone()[0] == b"UTF-8"
@@ -365,14 +395,35 @@ class Matcher(FollowListener):
                     (origin, start, stop)).fetchall()
                 indices_array = np.array([r[0] for r in rows], dtype=np.int64)
                 matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, 32)
+            keep = self._loadable(origin, code, indices_array)
+            if not keep.all():
+                indices_array, matrix = indices_array[keep], matrix[keep]
             if len(indices_array):
-                self._pdq.add_many(self._new_entries(code, indices_array, PDQ_CODE), matrix)
-                self._counts[PDQ_CODE] += len(indices_array)
+                self._add_pdq(code, indices_array, matrix)
             # MD5 and vPDQ are few: row by row.
             for index, signal, fingerprint in conn.execute(
                     f"SELECT idx, signal, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
                     f"AND signal != 'pdq' AND {active}", (origin, start, stop)):
-                self._add_other(code, origin, index, signal.decode(), bytes(fingerprint))
+                if self._loadable(origin, code, np.array([index], dtype=np.int64))[0]:
+                    self._add_other(code, origin, index, signal.decode(), bytes(fingerprint))
+
+    def _loadable(self, origin: str, code: int, indices: np.ndarray) -> np.ndarray:
+        """At start-up: not held, and within the log's budget of fingerprints in the index
+        (a budget lowered since they went in holds the latest back)."""
+        keep = ~self.holds.held(origin, indices)
+        room = max(0, self.holds.budget(origin).max_fingerprints - int(self._indexed[code]))
+        if keep.sum() > room:
+            over = np.flatnonzero(keep)[room:]
+            keep[over] = False
+            self._over_budget.setdefault(origin, []).extend(indices[over].tolist())
+        return keep
+
+    def _add_pdq(self, code: int, indices: np.ndarray, fingerprints) -> np.ndarray:
+        """Index PDQ fingerprints of the log with origin code `code`, tagged with it."""
+        ids = self._new_entries(code, indices, PDQ_CODE)
+        self._pdq.add_many(ids, fingerprints, np.full(len(ids), code, dtype=np.uint16))
+        self._counts[PDQ_CODE] += len(ids)
+        return ids
 
     @staticmethod
     def _slot_top(slots: _Grow) -> int:
@@ -389,6 +440,7 @@ class Matcher(FollowListener):
         self._entry_index.reserve(first + n, slack)
         self._entry_signal.reserve(first + n, slack)
         ids = np.arange(first, first + n, dtype=np.int64)
+        self._indexed[code] += n
         self._entry_origin.array[first:first + n] = code
         self._entry_index.array[first:first + n] = indices
         self._entry_signal.array[first:first + n] = signal_code
@@ -407,9 +459,11 @@ class Matcher(FollowListener):
         """Index one active entry; False if it is already indexed or suppressed."""
         return self.add_many(origin, [(index, signal, fingerprint, leaf_hash)]) == 1
 
-    def add_many(self, origin: str, rows: Iterable[tuple]) -> int:
+    def add_many(self, origin: str, rows: Iterable[tuple], *, budgeted: bool = True) -> int:
         """Index entries `(index, signal, fingerprint[, leaf_hash])` of `origin`; entries
-        already indexed or suppressed are skipped. Returns how many were added."""
+        already indexed, suppressed or held are skipped, and the log's budgets and held
+        clusters may hold some back (node/matcher/holds.py; `budgeted=False`: room was
+        made for them already). Returns how many were added."""
         rows = list(rows)
         with self._lock:
             if self._queueing:
@@ -417,27 +471,127 @@ class Matcher(FollowListener):
                 return 0
             code = self._origin_code(origin)
             slots = self._slots[code]
-            pdq_indices, pdq_fps, added = [], [], 0
+            fresh = []
             for row in rows:
-                index, signal, fingerprint = row[0], row[1], row[2]
-                leaf = row[3] if len(row) > 3 else None
+                index, leaf = row[0], row[3] if len(row) > 3 else None
                 if index < len(slots.array) and slots.array[index] != _NO_ID:
                     continue  # already indexed (a replayed event)
                 if self._is_suppressed(origin, index, leaf):
                     continue
+                if row[1] == "pdq" and len(row[2]) != 32:
+                    continue
+                fresh.append(row)
+            fresh.sort(key=lambda row: row[0])
+            indices = np.fromiter((row[0] for row in fresh), dtype=np.int64, count=len(fresh))
+            admit = ~self.holds.held(origin, indices)
+            if budgeted and admit.any():
+                pdq_rows = np.flatnonzero(np.fromiter((row[1] == "pdq" for row in fresh), dtype=bool,
+                                                      count=len(fresh)) & admit)
+                pdq = np.frombuffer(b"".join(bytes(fresh[i][2]) for i in pdq_rows),
+                                    dtype=np.uint8).reshape(-1, 32)
+                admitted = self.holds.split(origin, indices[admit], np.searchsorted(indices[admit], indices[pdq_rows]),
+                                            pdq, int(self._indexed[code]))
+                admit[np.flatnonzero(admit)[~admitted]] = False
+            pdq_indices, pdq_fps, added = [], [], 0
+            for row, ok in zip(fresh, admit.tolist()):
+                if not ok:
+                    continue
+                index, signal, fingerprint = row[0], row[1], row[2]
                 if signal == "pdq":
-                    if len(fingerprint) != 32:
-                        continue
                     pdq_indices.append(index)
                     pdq_fps.append(bytes(fingerprint))
                 elif not self._add_other(code, origin, index, signal, bytes(fingerprint)):
                     continue
                 added += 1
             if pdq_indices:
-                ids = self._new_entries(code, np.array(pdq_indices, dtype=np.int64), PDQ_CODE)
-                self._pdq.add_many(ids, pdq_fps)
-                self._counts[PDQ_CODE] += len(ids)
+                merges = self._pdq_changes()
+                self._add_pdq(code, np.array(pdq_indices, dtype=np.int64), pdq_fps)
+                if len(pdq_indices) >= self.holds.cluster_size:
+                    self._pdq.flush()  # near-duplicate groups form when adds are merged: now
+                if self._pdq_changes() != merges:
+                    self._hold_clusters()
             return added
+
+    def _pdq_changes(self) -> int:
+        stats = self._pdq.stats()
+        return stats["merges"] + stats["rebuilds"]
+
+    def _hold_clusters(self) -> int:
+        """Hold out of the index every dense cluster of one log that the PDQ index
+        grouped (caller holds the lock). Returns how many fingerprints were held."""
+        held = 0
+        for cluster in self._pdq.clusters(min_live=self.holds.cluster_size):
+            origin = self._origins[cluster["tag"]]
+            if self.holds.is_released_near(origin, cluster["centre"]):
+                continue
+            ids = self._pdq.cluster_members(cluster["group"])
+            ids = ids[self._entry_signal.array[ids] == PDQ_CODE]
+            indices = self._entry_index.array[ids]
+            _, out = self.holds.quarantine(origin, cluster["centre"], cluster["radius"], indices)
+            self._drop_pdq(cluster["tag"], out)
+            held += len(out)
+        return held
+
+    def _drop_pdq(self, code: int, indices: np.ndarray) -> None:
+        """Take PDQ entries of one log out of the index (caller holds the lock)."""
+        if not len(indices):
+            return
+        slots = self._slots[code].array
+        entries = slots[indices].astype(np.int64)
+        entries = entries[entries != _NO_ID]
+        self._entry_signal.array[entries] = _GONE  # searches re-check this
+        self._pdq.remove_many(entries)
+        slots[indices] = _NO_ID
+        self._counts[PDQ_CODE] -= len(entries)
+        self._indexed[code] -= len(entries)
+
+    def release_cluster(self, cluster_id: int) -> dict[str, Any] | None:
+        """The operator releases a held cluster: its fingerprints (those still active)
+        go in the index, within the log's budgets. None if unknown or released."""
+        from node.store import follow as follow_store
+        from node.store import matching as matching_store
+
+        with self._lock:
+            indices = self.holds.database(matching_store.release_cluster, cluster_id) or []
+            cluster = self.holds.release_cluster(cluster_id, indices)
+            if cluster is None:
+                return None
+            rows = self.holds.database(follow_store.fingerprints_at, cluster.origin, indices) or []
+            added = self.add_many(cluster.origin, [(r.index, r.signal, r.fingerprint, r.leaf_hash) for r in rows])
+            log.warning("match: cluster %d of %s released by the operator: %d fingerprints indexed",
+                        cluster_id, cluster.origin, added)
+            return {"cluster": cluster_id, "origin": cluster.origin, "released": len(indices), "indexed": added}
+
+    def set_budget(self, origin: str, values: dict[str, int | None]) -> Budget:
+        """New budgets for one log (the caller stored them); fingerprints they now allow
+        go in the index."""
+        with self._lock:
+            if self._queueing:
+                self._queued.append(("set_budget", (origin, values)))
+                return self.holds.budget(origin).with_overrides(values)
+            budget = self.holds.set_budget(origin, values)
+            self.review_holds([origin])
+            return budget
+
+    def review_holds(self, origins: Sequence[str] | None = None) -> int:
+        """Index the budget-held fingerprints the budgets now allow (run every minute
+        by the node, and when budgets change). Returns how many went in."""
+        from node.store import follow as follow_store
+
+        added = 0
+        with self._lock:
+            if self._queueing or not self.holds.persistent:
+                return 0
+            for origin in origins if origins is not None else self.holds.origins_with_budget_holds():
+                code = self._origin_code(origin)
+                room, _ = self.holds.budget_room(origin, int(self._indexed[code]))
+                if not len(room):
+                    continue
+                rows = self.holds.database(follow_store.fingerprints_at, origin, room.tolist())
+                self.holds.unhold_budget(origin, room)
+                added += self.add_many(origin, [(r.index, r.signal, r.fingerprint, r.leaf_hash) for r in rows],
+                                       budgeted=False)
+        return added
 
     def _is_suppressed(self, origin: str, index: int, leaf: bytes | None) -> bool:
         key = (origin, index)
@@ -507,6 +661,7 @@ class Matcher(FollowListener):
             if n:
                 self._frames.remove_many(np.arange(first, first + n))
         slots[index] = _NO_ID
+        self._indexed[code] -= 1
         if signal in self._counts:
             self._counts[signal] -= 1
         return True
@@ -541,12 +696,8 @@ class Matcher(FollowListener):
             present = np.flatnonzero(slots != _NO_ID)
             entries = slots[present].astype(np.int64)
             signals = self._entry_signal.array[entries]
-            pdq = entries[signals == PDQ_CODE]
-            # PDQ entries (nearly all) in one call; the few others one by one
-            self._entry_signal.array[pdq] = _GONE
-            self._pdq.remove_many(pdq)
-            slots[present[signals == PDQ_CODE]] = _NO_ID
-            self._counts[PDQ_CODE] -= len(pdq)
+            pdq = present[signals == PDQ_CODE]
+            self._drop_pdq(code, pdq)  # PDQ entries (nearly all) in one call; the few others one by one
             others = sum(self._remove(origin, int(index)) for index in present[signals != PDQ_CODE])
             return len(pdq) + others
 
@@ -567,6 +718,7 @@ class Matcher(FollowListener):
 
     def on_removed(self, origin: str) -> None:
         self.forget_origin(origin)
+        self.holds.forget(origin)
 
     # ------------------------------------------------------------------ searching
 
@@ -581,13 +733,16 @@ class Matcher(FollowListener):
     def match_many(self, queries: Sequence[Query], *, limit: int = DEFAULT_MAX_MATCHES,
                    threads: int | None = None) -> list[QueryResult]:
         """The matches of each query, nearest first (then by origin, index); at most
-        `limit` hits per query, with the total count."""
+        `limit` hits per query, with the total count. For PDQ, the index picks the
+        nearest `limit` (ties at the last distance: the entries indexed first) and
+        counts the rest without listing them."""
         if not self._ready:
             raise MatcherLoading("the match index is being built from the database; try again in a moment")
         found: list[list[Hit]] = [[] for _ in queries]
+        totals: dict[int, int] = {}
         pdq_positions = [i for i, q in enumerate(queries) if q.signal == "pdq"]
         if pdq_positions:
-            self._match_pdq(queries, pdq_positions, found, threads)
+            self._match_pdq(queries, pdq_positions, found, totals, limit, threads)
         for i, query in enumerate(queries):
             if query.signal == "md5":
                 found[i] = self._match_md5(query.fingerprint)
@@ -596,24 +751,32 @@ class Matcher(FollowListener):
             elif query.signal != "pdq":
                 raise SignalError(f"unknown signal type {query.signal!r}")
         results = []
-        for hits in found:
+        for i, hits in enumerate(found):
             hits.sort(key=lambda h: (h.distance, h.origin, h.index))
-            results.append(QueryResult(hits[:limit], len(hits)))
+            results.append(QueryResult(hits[:limit], totals.get(i, len(hits))))
         return results
 
-    def _match_pdq(self, queries, positions, found, threads) -> None:
+    def _match_pdq(self, queries, positions, found, totals, limit, threads) -> None:
         matrix = np.frombuffer(b"".join(queries[i].fingerprint for i in positions), dtype=np.uint8).reshape(-1, 32)
-        threshold = self._search_threshold()
         if len(positions) == 1:
             threads = 1
-        query_numbers, ids, distances = self._pdq.search_arrays(matrix, threshold, threads=threads)
+        n = len(self._origins)
+        query_numbers, ids, distances, counts = self._pdq.nearest_arrays(
+            matrix, max(1, min(limit, 2**31 - 1)), self.default_threshold, thresholds=self._thresholds[:n],
+            threads=threads)
+        for q, count in enumerate(counts.tolist()):
+            totals[positions[q]] = count
         if not len(ids):
             return
-        # Read the arrays after the search: every id it found exists in them.
-        origins = self._entry_origin.array[ids]
-        keep = (distances <= self._thresholds[origins]) & (self._entry_signal.array[ids] == PDQ_CODE)
-        names, log_indices = self._origins, self._entry_index.array[ids[keep]]
-        for q, origin_code, index, distance in zip(query_numbers[keep].tolist(), origins[keep].tolist(),
+        # Read the arrays after the search: every id it found exists in them. An entry
+        # withdrawn while the search ran is left out (and out of the count).
+        gone = self._entry_signal.array[ids] != PDQ_CODE
+        for q in query_numbers[gone].tolist():
+            totals[positions[q]] -= 1
+        keep = ~gone
+        origins, log_indices = self._entry_origin.array[ids[keep]], self._entry_index.array[ids[keep]]
+        names = self._origins
+        for q, origin_code, index, distance in zip(query_numbers[keep].tolist(), origins.tolist(),
                                                    log_indices.tolist(), distances[keep].tolist()):
             found[positions[q]].append(Hit(names[origin_code], index, "pdq", distance))
 
@@ -677,11 +840,12 @@ class Matcher(FollowListener):
         return describe(db, hits)
 
     def close(self) -> None:
-        """Close the read connections opened by `describe`."""
+        """Close the connections opened by `describe` and by the holds."""
         with self._lock:
             for db in self._reader_list:
                 db.close()
             self._reader_list.clear()
+            self.holds.close()
         self._readers = threading.local()
 
     # ------------------------------------------------------------------ introspection
@@ -697,10 +861,20 @@ class Matcher(FollowListener):
             "vpdq": self._counts[VPDQ_CODE],
             "vpdq_frames": frames["live"],
             "suppressed": len(self._suppressed),
+            "held": self._held_summary(),
+            "groups": pdq["groups"],
+            "grouped": pdq["grouped"],
             "build_seconds": self.build_seconds,
-            "index_bytes": pdq["table_bytes"] + pdq["fingerprint_bytes"] + frames["table_bytes"]
-            + frames["fingerprint_bytes"],
+            "index_bytes": pdq["table_bytes"] + pdq["fingerprint_bytes"] + pdq["group_bytes"]
+            + frames["table_bytes"] + frames["fingerprint_bytes"],
         }
+
+    def _held_summary(self) -> dict[str, Any]:
+        counts = self.holds.counts()
+        clusters = [c for c in self.holds.clusters() if not c.released]
+        return {"cluster": sum(c["cluster"] for c in counts.values()),
+                "budget": sum(c["budget"] for c in counts.values()),
+                "clusters": len(clusters), "logs": sorted(counts)}
 
     def __contains__(self, key: object) -> bool:
         """(origin, index) in matcher: is that entry indexed (active)?"""

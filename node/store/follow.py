@@ -462,6 +462,19 @@ def get_fingerprint(db: sqlite_utils.Database, origin: str, index: int) -> Finge
     return _fp_row(row) if row else None
 
 
+def fingerprints_at(db: sqlite_utils.Database, origin: str, indices, *, chunk: int = 500) -> list[FingerprintRow]:
+    """The active (neither withdrawn nor suppressed) fingerprints of `origin` at these
+    log indices, in index order."""
+    indices = sorted(int(i) for i in indices)
+    out: list[FingerprintRow] = []
+    for start in range(0, len(indices), chunk):
+        part = indices[start:start + chunk]
+        out.extend(_fp_row(r) for r in db.execute(
+            f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE origin = ? AND idx IN ({','.join('?' * len(part))}) "
+            "AND withdrawn = 0 AND suppressed = 0 ORDER BY idx", (origin, *part)))
+    return out
+
+
 def set_suppressed(db: sqlite_utils.Database, origin: str, index: int, suppressed: bool = True) -> bool:
     """Mark an entry as a known false match on this node (or undo it). False if unknown."""
     with db.atomic():

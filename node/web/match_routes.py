@@ -6,12 +6,16 @@
     GET  /v1/match/status       is the index built; how many fingerprints of how many logs
     POST /v1/match/suppress     {"origin", "index", "feedback": true} -> never match that entry again
     POST /v1/match/threshold    {"origin", "threshold": 0..256 | null} -> that log's PDQ distance
+    POST /v1/match/budget       {"origin", "max_fingerprints"?, "max_per_hour"?, "max_per_day"?} -> that
+                                log's budgets (null = the [match] default)
+    POST /v1/match/release      {"cluster": id} -> a held cluster goes in the index
 
 Every route needs `Authorization: Bearer <token>` (node/web/bearer.py). Matching
 (POST /v1/match, /v1/match/media, GET /v1/match/status) takes the match token
 (DIR/match.token, for the platform's upload service) or the admin token; suppress and
 threshold change what matches, and suppress publishes feedback, so they take the admin
-token only (DIR/admin.token, the token of POST /admin/append and /v1/feedback). The
+token only (DIR/admin.token, the token of POST /admin/append and /v1/feedback); so do
+budget and release, which change what is held out of the index. The
 routes live on the admin site, which listens on
 loopback unless `[admin] allow_remote`: the index says which images people asked to
 be protected, so it is never offered on the public site. Bodies are bounded before
@@ -24,7 +28,8 @@ Resources: the Matcher is created in `setup` (so it hears the follower from its 
 round, see node/web/follow_routes.add_follow_listener) and built from the database in
 a worker thread by this module's cleanup_ctx; meanwhile the routes answer 503 with
 Retry-After. Once built, feedback left pending by `ncii-node suppress` while the node
-was down is published.
+was down is published, and every minute the fingerprints held by the hourly and daily
+budgets that the budgets now allow go in the index (node/matcher/holds.py).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 MAX_MATCHES = 100          # per query, nearest first; "total" says how many matched in all
 MEDIA_LIMIT = 256 * 1024 * 1024
+REVIEW_INTERVAL = 60.0     # seconds between looks at what the budgets now allow
 
 
 @dataclass
@@ -70,10 +76,16 @@ def setup(app: web.Application) -> None:
     from node.matcher.service import Matcher
     from node.web.follow_routes import add_follow_listener
 
+    from node.matcher.holds import Budget
+
     ctx = app[NODE]
     if ctx.config.node.role != "platform":
         return
-    ctx.matcher = Matcher(pending_load=True)
+    settings = ctx.config.match
+    ctx.matcher = Matcher(pending_load=True,
+                          budget=Budget(settings.max_fingerprints_per_log, settings.max_per_hour_per_log,
+                                        settings.max_per_day_per_log),
+                          cluster_size=settings.cluster_size, cluster_keep=settings.cluster_keep)
     add_follow_listener(app, ctx.matcher)
     app.cleanup_ctx.append(_matcher_resources)
 
@@ -88,6 +100,8 @@ def setup_admin(admin: web.Application) -> None:
     admin.router.add_get("/v1/match/status", get_status)
     admin.router.add_post("/v1/match/suppress", post_suppress)
     admin.router.add_post("/v1/match/threshold", post_threshold)
+    admin.router.add_post("/v1/match/budget", post_budget)
+    admin.router.add_post("/v1/match/release", post_release)
 
 
 async def _matcher_resources(app: web.Application):
@@ -106,12 +120,19 @@ async def _matcher_resources(app: web.Application):
         published = await publish_pending_feedback(ctx)
         if published:
             log.info("matcher: published %d pending disputed-false-match feedback entries", published)
+        while True:  # the hourly and daily budgets let held fingerprints in as time passes
+            await asyncio.sleep(REVIEW_INTERVAL)
+            try:
+                await asyncio.to_thread(matcher.review_holds)
+            except Exception:  # noqa: BLE001 -- logged; tried again in a minute
+                log.exception("matcher: indexing fingerprints the budgets now allow failed")
 
     task = asyncio.create_task(build())
     try:
         yield
     finally:
         matcher.cancel_load()
+        task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         matcher.close()
 
@@ -145,6 +166,9 @@ async def _read_json(request: web.Request, limit: int, hint: str) -> Any:
 MATCH_HINT = 'send a fingerprint {"signal": "pdq", "fingerprint": "<64 hex>"}, or {"fingerprints": [...]} for a batch'
 SUPPRESS_HINT = 'send {"origin": "<log origin>", "index": <entry index>, "feedback": true}'
 THRESHOLD_HINT = 'send {"origin": "<log origin>", "threshold": 0..256, or null for the default}'
+BUDGET_HINT = ('send {"origin": "<log origin>", "max_fingerprints": N, "max_per_hour": N, "max_per_day": N} '
+               '(any of the three; null = the default)')
+RELEASE_HINT = 'send {"cluster": <id of a held cluster, as ncii-node status shows it>}'
 
 
 def parse_match_body(body: Any, max_batch: int = MAX_BATCH) -> tuple[list, bool]:
@@ -371,3 +395,38 @@ async def post_threshold(request: web.Request) -> web.Response:
     matching_store.set_threshold(ctx.db, body["origin"], threshold)
     ctx.matcher.set_threshold(body["origin"], threshold)
     return web.json_response({"origin": body["origin"], "threshold": ctx.matcher.threshold_for(body["origin"])})
+
+
+@_guarded(match_token=False)
+async def post_budget(request: web.Request) -> web.Response:
+    """{"origin": O, "max_fingerprints"?: N|null, "max_per_hour"?: N|null, "max_per_day"?: N|null}
+    -> stored, in force at once; fingerprints the new budgets allow go in the index."""
+    from node.store import matching as matching_store
+
+    body = await _read_json(request, 4096, BUDGET_HINT)
+    fields = set(matching_store.BUDGET_FIELDS)
+    if not isinstance(body, dict) or "origin" not in body or not isinstance(body["origin"], str) \
+            or not body["origin"] or set(body) - fields - {"origin"}:
+        raise BadRequest(BUDGET_HINT)
+    values = {key: body[key] for key in fields & set(body)}
+    for key, value in values.items():
+        if value is not None and (type(value) is not int or not 0 <= value <= 2**40):
+            raise BadRequest(f"{key} must be a whole number from 0 up, or null for the default")
+    ctx = request.app[NODE]
+    matching_store.set_budget(ctx.db, body["origin"], values)
+    budget = await asyncio.to_thread(ctx.matcher.set_budget, body["origin"], values)
+    return web.json_response({"origin": body["origin"], "max_fingerprints": budget.max_fingerprints,
+                              "max_per_hour": budget.max_per_hour, "max_per_day": budget.max_per_day})
+
+
+@_guarded(match_token=False)
+async def post_release(request: web.Request) -> web.Response:
+    """{"cluster": id} -> the held cluster's fingerprints go in the index (within budgets)."""
+    body = await _read_json(request, 4096, RELEASE_HINT)
+    if not isinstance(body, dict) or set(body) != {"cluster"} or type(body["cluster"]) is not int \
+            or not 0 < body["cluster"] < 2**63:
+        raise BadRequest(RELEASE_HINT)
+    outcome = await asyncio.to_thread(_matcher(request).release_cluster, body["cluster"])
+    if outcome is None:
+        raise BadRequest(f"no held cluster has the id {body['cluster']} (ncii-node status lists them)", 404)
+    return web.json_response(outcome)
