@@ -47,7 +47,9 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     [push]                            # GET /push/checkpoint: followers wait for the next checkpoint
     enabled = true                    # (registered readers only, signed like tile reads)
     max_wait = 30                     # seconds a request may wait before 304 Not Modified
-    max_waiting = 500                 # requests waiting at once; beyond: 503
+    max_waiting = 4096                # requests waiting at once (each a socket: serve raises its
+                                      # open-files limit to the hard limit and lowers this to fit);
+                                      # beyond: 503
     max_waiting_per_reader = 4        # per reader; beyond, its oldest wait is answered at once
 
     [witness]                         # this log's witnesses (spec/parts/witness.md §3)
@@ -181,7 +183,7 @@ class LogSection:
 class PushSection:
     enabled: bool = True
     max_wait: int = 30
-    max_waiting: int = 500
+    max_waiting: int = 4096
     max_waiting_per_reader: int = 4
 
 

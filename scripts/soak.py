@@ -18,7 +18,11 @@ platforms (their admin sites).
 
 Faults (FAULTS below; each a weighted kind, drawn every 0.3-1.5 s): delay, drop,
 reset, truncate and corrupt bytes on a link, partition a pair of nodes (both links),
-SIGKILL a node and restart it 0.5-5 s later. Adding a kind is one entry: a name, a
+SIGKILL a node and restart it 0.5-5 s later. And once per run (--outage, when the run is
+long enough: 25 s more than the outage): helpline H1 down for 30 s, then the time until every platform following
+it holds the first checkpoint it publishes after its return (printed as "outage"; no
+other fault touches H1's links or kills a node from its stop until 10 s after its
+return, so the figure is about the followers' recovery alone). Adding a kind is one entry: a name, a
 weight, and a coroutine that injects it (and schedules its end); a node down for 30 s
 is `FaultKind("down-30s", 0.3, node_down(30, 30))`. After every restart the script
 measures how long the nodes following the restarted one take to hold the checkpoint
@@ -189,6 +193,11 @@ class Federation:
         self.restarts: set[asyncio.Task] = set()
         #: Called with each node started again after a fault (the soak measures recovery).
         self.on_restart: list[Callable[[Node], None]] = []
+        #: Nodes no fault may touch now (the outage measurement), and then no SIGKILL at all.
+        self.calm: set[str] = set()
+
+    def faultable_links(self) -> list[Link]:
+        return [link for (a, b), link in self.links.items() if a not in self.calm and b not in self.calm]
 
     def link(self, source: str, target: str) -> Link:
         return self.links[(source, target)]
@@ -291,7 +300,7 @@ class FaultKind:
 
 def link_fault(kind: str):
     async def inject(fed: Federation, rng: random.Random) -> str:
-        link = rng.choice(list(fed.links.values()))
+        link = rng.choice(fed.faultable_links())
         seconds = rng.uniform(1, 8)
         link.set_fault(LINK_FAULTS[kind](rng), seconds)
         return f"{kind} on {link.name} for {seconds:.1f} s"
@@ -299,7 +308,7 @@ def link_fault(kind: str):
 
 
 async def partition(fed: Federation, rng: random.Random) -> str:
-    a, b = rng.choice(sorted({tuple(sorted(pair)) for pair in fed.links}))
+    a, b = rng.choice(sorted({tuple(sorted(pair)) for pair in fed.links if not fed.calm & set(pair)}))
     seconds = rng.uniform(2, 12)
     for pair in ((a, b), (b, a)):
         if pair in fed.links:
@@ -311,7 +320,7 @@ def node_down(least: float, most: float):
     """SIGKILL a node, start it again after least..most seconds (one node down at a
     time). How long its followers then take to catch up is measured (Soak.recovered)."""
     async def inject(fed: Federation, rng: random.Random) -> str | None:
-        if any(not node.alive for node in fed.nodes.values()) or fed.restarts:
+        if any(not node.alive for node in fed.nodes.values()) or fed.restarts or fed.calm:
             return None
         node = rng.choice(list(fed.nodes.values()))
         node.kill()
@@ -589,6 +598,8 @@ class Soak:
         self.auditor: Auditor | None = None
         self.convergence: float | None = None
         self.recoveries: list[float | None] = []  # per restart: seconds until its followers caught up
+        self.outage_seconds = 0.0
+        self.outage: dict | None = None  # the outage's figures (Soak.run_outage)
         self._watching: set[asyncio.Task] = set()
         self.fed.on_restart.append(self.watch_recovery)
 
@@ -619,6 +630,50 @@ class Soak:
                 return
             await asyncio.sleep(0.2)
         self.recoveries.append(None)
+
+    async def run_outage(self, seconds: float, until: float) -> None:
+        """H1 down for `seconds` (SIGKILL), then: how long after its return does every
+        platform following it hold the first checkpoint it publishes after it?"""
+        name, start_by = HELPLINES[0], until - seconds - 15
+        node = self.fed.nodes[name]
+        await asyncio.sleep(min(10.0, max(0.0, start_by - time.monotonic())))
+        while any(not n.alive for n in self.fed.nodes.values()) or self.fed.restarts:
+            if time.monotonic() > start_by:
+                return
+            await asyncio.sleep(0.1)
+        self.fed.calm.add(name)
+        try:
+            for (a, b), link in self.fed.links.items():
+                if name in (a, b):
+                    link.heal()
+            client = self.auditor.followers[name].client
+            before = int((await client.checkpoint()).split(b"\n")[1])
+            node.kill()
+            self.injected["outage-%gs" % seconds] += 1
+            self.fault_log.append(f"{time.monotonic() - self.started:7.1f} s  OUTAGE: SIGKILL {name} for {seconds:g} s")
+            await asyncio.sleep(seconds)
+            await node.start()
+            returned = time.monotonic()
+            size, published = None, None
+            while time.monotonic() - returned < 30:
+                with contextlib.suppress(Exception):
+                    seen = int((await client.checkpoint()).split(b"\n")[1])
+                    if seen > before:
+                        size, published = seen, time.monotonic() - returned
+                        break
+                await asyncio.sleep(0.05)
+            back: dict[str, float | None] = {p: None for p in PLATFORMS}
+            while size is not None and time.monotonic() - returned < 60 and None in back.values():
+                for p in [p for p, t in back.items() if t is None]:
+                    report = await self.status(self.fed.nodes[p])
+                    if report and any(e["origin"] == node.origin and e["size"] >= size for e in report["logs"]):
+                        back[p] = round(time.monotonic() - returned, 2)
+                await asyncio.sleep(0.05)
+            self.outage = {"node": name, "down_seconds": seconds, "new_checkpoint_after": round(published, 2)
+                           if published is not None else None, "followers_back_after": back}
+            await asyncio.sleep(max(0.0, 10 - (time.monotonic() - returned)))
+        finally:
+            self.fed.calm.discard(name)
 
     async def inject_faults(self, until: float) -> None:
         rng = random.Random(self.rng.random())
@@ -699,7 +754,8 @@ class Soak:
                   flush=True)
             until = time.monotonic() + self.seconds
             progress = asyncio.create_task(self.progress(until))
-            await asyncio.gather(self.load.run(self.seconds), self.inject_faults(until), self.watch(until))
+            outage = [self.run_outage(self.outage_seconds, until)] if self.outage_seconds else []
+            await asyncio.gather(self.load.run(self.seconds), self.inject_faults(until), self.watch(until), *outage)
             progress.cancel()
             # Faults stop: links healed, dead nodes started again; the load has stopped.
             await self.fed.heal()
@@ -850,6 +906,7 @@ class Soak:
             "convergence_bound": CONVERGENCE_BOUND,
             "caught_up_after_restart": _spread([r for r in self.recoveries if r is not None]),
             "not_caught_up_within_120_s": sum(r is None for r in self.recoveries),
+            "outage": self.outage,
             "match_answers": dict(answers),
             "feedback_in_case_status": dict(feedback),
             "served": dict(self.auditor.checked),
@@ -891,6 +948,15 @@ def print_summary(s: dict) -> None:
         print(f"after a restart:   followers caught up in p50 {spread['p50']:.1f} s, max {spread['max']:.1f} s "
               f"({spread['n']} restarts of followed nodes; {s['not_caught_up_within_120_s']} not within 120 s, "
               "with other faults going on)")
+    outage = s.get("outage")
+    if outage:
+        back = outage["followers_back_after"]
+        worst = None if None in back.values() else max(back.values())
+        print(f"outage:            {outage['node']} down {outage['down_seconds']:g} s; its first new checkpoint "
+              f"{outage['new_checkpoint_after']} s after its return; every follower held it "
+              + (f"{worst:.2f} s after the return ({worst - outage['new_checkpoint_after']:.2f} s after its "
+                 "publication)" if worst is not None else "NOT within 60 s")
+              + ": " + ", ".join(f"{k} {v}" for k, v in back.items()))
     print("match answers:     " + ", ".join(f"{k} {v}" for k, v in sorted(s["match_answers"].items())))
     print("feedback shown:    " + ", ".join(f"{k} {v}" for k, v in sorted(s["feedback_in_case_status"].items())))
     print("served and checked:" + "".join(f" {k} {v}" for k, v in sorted(s["served"].items())))
@@ -913,6 +979,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work", type=Path, help="where the nodes live (default: a new temporary directory)")
     parser.add_argument("--json", type=Path, help="write the summary here too")
+    parser.add_argument("--outage", type=float, default=30.0,
+                        help="helpline H1 down this long once, when the run is 25 s longer (default 30; 0: none)")
     parser.add_argument("--max-rss-mb", type=int, default=500, help="memory bound per node (default 500)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="soak-"))
@@ -924,6 +992,7 @@ def main() -> int:
     logging.basicConfig(filename=work / "driver.log", level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     soak = Soak(args.seconds, work, args.seed, args.max_rss_mb)
+    soak.outage_seconds = args.outage if args.seconds >= args.outage + 25 else 0.0
     summary = asyncio.run(soak.run())
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))

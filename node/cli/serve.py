@@ -27,12 +27,15 @@ def run(args) -> int:
     import logging
 
     from node.datadir import DataDir, DataDirError
+    from node.limits import raise_open_files_limit
     from node.web.server import serve
 
     log = logging.getLogger("node.serve")
     datadir = DataDir(args.dir)
     try:
         datadir.config  # load and validate before anything starts
+        log.info("open files: up to %d (the sockets of followers and followed logs; node/limits.py)",
+                 raise_open_files_limit())
         asyncio.run(serve(datadir, args.host, args.port))
     except DataDirError as exc:  # before RuntimeError, its base class
         return fail(str(exc))

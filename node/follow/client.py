@@ -54,12 +54,16 @@ def max_bundle_bytes(width: int) -> int:
 class FetchError(Exception):
     """A read that failed for a reason on the network or HTTP level (timeout,
     refused connection, non-200 status, body too large). `url` names what was read;
-    `status` is the HTTP status when the node answered with an unexpected one."""
+    `status` is the HTTP status when the node answered with an unexpected one;
+    `unreachable` is "down" when the node could not be reached at all (connection
+    refused, reset or closed before an answer; a gateway's 502 or 504), "timeout" when
+    it did not answer in time, else None (node/follow/recovery.py probes the first two)."""
 
-    def __init__(self, message: str, url: str = "", status: int | None = None):
+    def __init__(self, message: str, url: str = "", status: int | None = None, unreachable: str | None = None):
         super().__init__(f"{message} ({url})" if url else message)
         self.url = url
         self.status = status
+        self.unreachable = unreachable if unreachable is not None else ("down" if status in (502, 504) else None)
 
 
 class PeerClient:
@@ -136,9 +140,10 @@ class PeerClient:
         except FetchError:
             raise
         except asyncio.TimeoutError:
-            raise FetchError(f"no complete answer within {limit:g} s", url) from None
+            raise FetchError(f"no complete answer within {limit:g} s", url, unreachable="timeout") from None
         except aiohttp.ClientError as exc:
-            raise FetchError(f"{type(exc).__name__}: {exc}", url) from None
+            down = "down" if isinstance(exc, aiohttp.ClientConnectionError) else None
+            raise FetchError(f"{type(exc).__name__}: {exc}", url, unreachable=down) from None
         body = b"".join(chunks)
         if exact is not None and status == 200 and len(body) != exact:
             raise FetchError(f"body is {len(body)} bytes, expected exactly {exact}", url)
@@ -161,6 +166,22 @@ class PeerClient:
                 raise FetchError("304 Not Modified for another checkpoint than the one named", self.url_for(path))
             return None, etag
         return body, new_etag
+
+    async def probe(self, timeout: float) -> bool:
+        """Whether the node answers GET <base>/checkpoint with 200 within `timeout`
+        seconds: the cheap look a follower takes, while it backs off, at a node that
+        was down (node/follow/recovery.py). Unsigned: the checkpoint is public, and a
+        probe takes no place in the node's replay cache."""
+        url = self.url_for("checkpoint")
+        try:
+            async with self._session.get(url, allow_redirects=False,
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                if response.status != 200:
+                    return False
+                await response.content.read(MAX_CHECKPOINT_BYTES)
+                return True
+        except Exception:  # noqa: BLE001 - whatever went wrong, the node is not back (yet)
+            return False
 
     async def checkpoint(self) -> bytes:
         return await self.get("checkpoint", max_bytes=MAX_CHECKPOINT_BYTES)

@@ -19,7 +19,9 @@ a follower never sees its log go back because of two requests in flight.
 
 Back-off: after a failed round the log waits `interval * 2**(failures-1)` seconds,
 capped at `max_backoff`, times a random factor in [0.5, 1.5) (jitter, so that many
-followers of one recovering node do not all come back in the same second). A push
+followers of one recovering node do not all come back in the same second). While a
+log backs off because its node could not be reached at all, a cheap probe every second
+ends the back-off as soon as the node answers again (node/follow/recovery.py). A push
 channel that fails backs off the same way (from 1 s) while the log is polled. A
 checkpoint that still lacks the cosignatures the log's witness policy requires is no
 reason to back off when pushed: its cosigned copy is pushed moments later. A forked
@@ -44,6 +46,7 @@ from pathlib import Path
 from node.follow.client import DEFAULT_TIMEOUT, FetchError, PeerClient
 from node.follow.listener import FollowListener
 from node.follow.push import PushState, parse_advertisement
+from node.follow.recovery import Recovery
 from node.follow.sync import AwaitingCosignatures, Follower, ForkDetected, RoundResult, SyncError
 from node.store import follow as store
 from node.store.worker import DatabaseWorker
@@ -82,6 +85,7 @@ class _Job:
     rounds: int = 0
     verified_size: int | None = None
     push: PushState = field(default_factory=PushState)
+    recovery: Recovery = field(default_factory=Recovery)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)     # one round at a time
     wake: asyncio.Event = field(default_factory=asyncio.Event)   # poke(): stop waiting
     task: "asyncio.Task | None" = None
@@ -202,8 +206,16 @@ class FollowService:
                 job.push.checked_at = time.monotonic()
                 self._failed(job)
                 return None, exc
+            except AwaitingCosignatures as exc:
+                # The node is up and its checkpoint's cosigned copy comes moments later:
+                # ask again in `interval`, whatever back-off earlier failures (an outage)
+                # had reached.
+                job.failures += 1
+                job.recovery.succeeded()
+                job.retry_at = time.monotonic() + job.interval
+                return None, exc
             except SyncError as exc:
-                self._failed(job)
+                self._failed(job, exc.unreachable)
                 return None, exc
             except Exception as exc:
                 self._failed(job)
@@ -212,12 +224,14 @@ class FollowService:
                 return None, exc
             job.failures = 0
             job.retry_at = 0.0
+            job.recovery.succeeded()
             job.rounds += 1
             job.verified_size = result.new_size
             return result, None
 
-    def _failed(self, job: _Job) -> None:
+    def _failed(self, job: _Job, unreachable: str | None = None) -> None:
         job.failures += 1
+        job.recovery.failed(unreachable)
         job.retry_at = time.monotonic() + backoff_delay(job.interval, job.failures, self.max_backoff)
 
     # ------------------------------------------------------------------ the task
@@ -225,8 +239,8 @@ class FollowService:
         """Rounds of one log, forever: pushed when offered, else polled. Nothing but
         cancellation ends it (a bug is logged and backed off from)."""
         while True:
-            await self._sleep_until(job, job.retry_at)
             try:
+                await self._back_off(job)
                 await self._step(job)
             except Exception:
                 log.exception("follow %s: unexpected error; trying again later", job.follower.origin)
@@ -312,6 +326,20 @@ class FollowService:
             push.forget()
             log.info("follow %s: the node pushes its checkpoints (%s); waiting for them instead of polling",
                      job.follower.origin, push.path)
+
+    async def _back_off(self, job: _Job) -> None:
+        """Wait until job.retry_at (or a poke); while its node is unreachable, probe it
+        every second and end the wait as soon as it is back (node/follow/recovery.py)."""
+        recovery = job.recovery
+        while recovery.probing and time.monotonic() < job.retry_at:
+            await self._sleep_until(job, min(job.retry_at, recovery.next_probe()))
+            if time.monotonic() >= job.retry_at:
+                return  # the back-off is over, or poke() ended it
+            if await recovery.probe(job.client, job.follower.origin):
+                job.retry_at = 0.0
+                job.push.retry_at = 0.0  # and ask the push channel again at once
+                return
+        await self._sleep_until(job, job.retry_at)
 
     @staticmethod
     async def _sleep_until(job: _Job, deadline: float) -> None:

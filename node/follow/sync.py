@@ -96,7 +96,11 @@ MAX_ROUND_ENTRIES = 100_000_000
 
 
 class SyncError(Exception):
-    """A round failed; the verified state is unchanged. The message says why."""
+    """A round failed; the verified state is unchanged. The message says why.
+    `unreachable`: "down" or "timeout" when the node could not be read at all
+    (FetchError.unreachable), else None."""
+
+    unreachable: str | None = None
 
 
 class PeerMisbehaved(SyncError):
@@ -259,7 +263,9 @@ class LogVerifier:
             async with self._limit:
                 return await coro
         except FetchError as exc:
-            raise SyncError(f"cannot read the log: {exc}") from None
+            error = SyncError(f"cannot read the log: {exc}")
+            error.unreachable = exc.unreachable
+            raise error from None
 
     async def _fetch_all(self, coros: list) -> list[bytes]:
         tasks = [asyncio.ensure_future(self._fetch(c)) for c in coros]

@@ -24,8 +24,9 @@ Who may wait, and what it costs (spec/parts/following.md section 4.1):
   * At most [push] max_waiting_per_reader requests of one reader wait at once: one
     more answers that reader's oldest wait at once (304 if nothing changed), so a
     follower that restarted is never refused because of its dead connections.
-  * At most [push] max_waiting requests wait at once in all; beyond, 503 with
-    Retry-After (the follower polls meanwhile).
+  * At most [push] max_waiting requests wait at once in all (lowered to fit the
+    open-files limit, node/limits.py); beyond, 503 with Retry-After (the follower
+    polls meanwhile).
   * A dead reader's wait ends after at most `wait` seconds (nothing is written to it
     before); a slow reader is sent one small note, which the socket buffers take.
   * On shutdown every wait is answered at once, so a stop is never delayed by them.
@@ -44,6 +45,7 @@ from collections import deque
 from aiohttp import web
 
 from node.follow.push import PUSH_PATH
+from node.limits import waiting_room_size
 from node.readaccess import READER_KEY
 from node.web.context import NODE, READERS_ONLY
 
@@ -119,7 +121,7 @@ def setup(app: web.Application, node) -> None:
         return
     app[READERS_ONLY].append(PUSH_PATH)
     app.router.add_get(PUSH_PATH, get_push_checkpoint)
-    app[PUSH_ROOM] = WaitingRoom(push.max_waiting, push.max_waiting_per_reader)
+    app[PUSH_ROOM] = WaitingRoom(waiting_room_size(push.max_waiting), push.max_waiting_per_reader)
     app.cleanup_ctx.append(_hook_sequencer)
     app.on_shutdown.append(_release_waiting)
 
