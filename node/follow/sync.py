@@ -266,6 +266,8 @@ class LogVerifier:
             error = SyncError(f"cannot read the log: {exc}")
             error.unreachable = exc.unreachable
             raise error from None
+        finally:
+            coro.close()  # a fetch cancelled while waiting for its turn never started: no warning
 
     async def _fetch_all(self, coros: list) -> list[bytes]:
         tasks = [asyncio.ensure_future(self._fetch(c)) for c in coros]
