@@ -28,6 +28,12 @@ import binascii
 import json
 from dataclasses import asdict, dataclass
 
+from node.follow.client import log_url_problem
+from node.readaccess import parse_request_vkey
+from protocol.checkpoint import Checkpoint
+from protocol.errors import CheckpointError, KeyFormatError
+from protocol.note import Verifier
+
 PREFIX = "ncii-invite-1."
 MAX_BUNDLE = 4096
 MAX_NAME = 100
@@ -90,12 +96,6 @@ def parse(text: str) -> Invitation:
 
 def check(invitation: Invitation) -> None:
     """Every member of the right kind; raises InvitationError."""
-    from node.follow.client import log_url_problem
-    from node.readaccess import parse_request_vkey
-    from protocol.checkpoint import Checkpoint
-    from protocol.errors import CheckpointError, KeyFormatError
-    from protocol.note import Verifier
-
     problem = log_url_problem(invitation.url) if len(invitation.url) <= 512 else "longer than 512 characters"
     if problem:
         raise InvitationError(f"the bundle's URL is not usable: {problem}")
