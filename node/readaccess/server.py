@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, InvalidSignature, algorithms
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 
+from node.readaccess import fastpath
 from node.readaccess.keys import parse_request_vkey
 from node.readaccess.policy import (
     _REQUIRED_PARAMETERS,
@@ -150,49 +151,51 @@ class _PolicyVerifier(HTTPMessageVerifier):
         self._not_before = not_before
 
     def validate_created_and_expires(self, sig_input, max_age=None):
-        params = sig_input.params
-        missing = [p for p in _REQUIRED_PARAMETERS if p not in params]
-        if missing:
-            raise InvalidRequestSignature(
-                f"signature lacks required parameter(s) {', '.join(missing)}"
-            )
-        created, expires, nonce = params["created"], params["expires"], params["nonce"]
-        if type(created) is not int or type(expires) is not int:
-            raise InvalidRequestSignature("signature created/expires must be integers")
-        if params["alg"] != ALGORITHM:
-            raise InvalidRequestSignature(f'signature alg must be "{ALGORITHM}"')
-        if not isinstance(nonce, str) or not MIN_NONCE_LENGTH <= len(nonce) <= MAX_NONCE_LENGTH:
-            raise InvalidRequestSignature(
-                f"signature nonce must be {MIN_NONCE_LENGTH} to {MAX_NONCE_LENGTH} characters"
-            )
-        if not 0 < expires - created <= MAX_SIGNATURE_LIFETIME:
-            raise InvalidRequestSignature(
-                f"signature expires must be 1 to {MAX_SIGNATURE_LIFETIME} s after created"
-            )
-        now = self._now
-        if created > now + MAX_CLOCK_SKEW:
-            raise StaleSignature(
-                f"signature created {created - now:.0f} s in the future (at most {MAX_CLOCK_SKEW} s is "
-                "accepted); check the reader's clock"
-            )
-        if now > expires + MAX_CLOCK_SKEW:
-            raise StaleSignature(
-                f"signature expired {now - expires:.0f} s ago (at most {MAX_CLOCK_SKEW} s of clock skew is "
-                "accepted); sign each request when sending it"
-            )
-        if created < self._not_before:
-            raise StaleSignature(
-                "this node restarted after an unclean stop a few seconds ago and refuses signatures made "
-                "before it started (one might have been used already); sign the request again"
-            )
-        # Coverage is checked here too, before the key lookup, so a reader that signs
-        # too little learns it from a 401 with the reason.
-        covered = [item.value for item in sig_input]
-        absent = [c for c in COVERED_COMPONENTS if c not in covered]
-        if absent:
-            raise InvalidRequestSignature(
-                f"signature must cover {', '.join(COVERED_COMPONENTS)}; missing {', '.join(absent)}"
-            )
+        check_parameters(sig_input.params, [item.value for item in sig_input], self._now, self._not_before)
+
+
+def check_parameters(params: Mapping[str, Any], covered: list, now: float, not_before: float) -> None:
+    """Our parameter, clock and coverage policy (both paths run it before any key lookup)."""
+    missing = [p for p in _REQUIRED_PARAMETERS if p not in params]
+    if missing:
+        raise InvalidRequestSignature(
+            f"signature lacks required parameter(s) {', '.join(missing)}"
+        )
+    created, expires, nonce = params["created"], params["expires"], params["nonce"]
+    if type(created) is not int or type(expires) is not int:
+        raise InvalidRequestSignature("signature created/expires must be integers")
+    if params["alg"] != ALGORITHM:
+        raise InvalidRequestSignature(f'signature alg must be "{ALGORITHM}"')
+    if not isinstance(nonce, str) or not MIN_NONCE_LENGTH <= len(nonce) <= MAX_NONCE_LENGTH:
+        raise InvalidRequestSignature(
+            f"signature nonce must be {MIN_NONCE_LENGTH} to {MAX_NONCE_LENGTH} characters"
+        )
+    if not 0 < expires - created <= MAX_SIGNATURE_LIFETIME:
+        raise InvalidRequestSignature(
+            f"signature expires must be 1 to {MAX_SIGNATURE_LIFETIME} s after created"
+        )
+    if created > now + MAX_CLOCK_SKEW:
+        raise StaleSignature(
+            f"signature created {created - now:.0f} s in the future (at most {MAX_CLOCK_SKEW} s is "
+            "accepted); check the reader's clock"
+        )
+    if now > expires + MAX_CLOCK_SKEW:
+        raise StaleSignature(
+            f"signature expired {now - expires:.0f} s ago (at most {MAX_CLOCK_SKEW} s of clock skew is "
+            "accepted); sign each request when sending it"
+        )
+    if created < not_before:
+        raise StaleSignature(
+            "this node restarted after an unclean stop a few seconds ago and refuses signatures made "
+            "before it started (one might have been used already); sign the request again"
+        )
+    # Coverage is checked here too, before the key lookup, so a reader that signs
+    # too little learns it from a 401 with the reason.
+    absent = [c for c in COVERED_COMPONENTS if c not in covered]
+    if absent:
+        raise InvalidRequestSignature(
+            f"signature must cover {', '.join(COVERED_COMPONENTS)}; missing {', '.join(absent)}"
+        )
 
 
 def normalize_authority(text: str) -> str:
@@ -234,7 +237,23 @@ def verify_request(
             f"({', '.join(sorted(authorities)) or 'none configured'}): a signature is valid only at the node "
             "it was made for. Use the node's own URL; its operator lists its names in [http] public_names"
         )
-    verifier = _PolicyVerifier(_LookupResolver(lookup), now, replay_cache.not_before)
+    matched = fastpath.match(request)
+    if matched is not None:
+        params = _verify_matched(matched, lookup, now, replay_cache.not_before)
+    else:
+        params = _verify_with_library(request, lookup, now, replay_cache.not_before)
+    # Remember the nonce for as long as a request carrying it could still be fresh.
+    forget_at = params["expires"] + MAX_CLOCK_SKEW + 1
+    try:
+        replay_cache.check_and_add(params["keyid"], params["nonce"], forget_at, now)
+    except ReplayRefused as exc:
+        raise (ReplayCacheFull if exc.full else ReplayedSignature)(str(exc)) from None
+    return params["keyid"]
+
+
+def _verify_with_library(request: web.BaseRequest, lookup: Lookup, now: float, not_before: float) -> dict:
+    """Any signature form, through http_message_signatures: the verified parameters."""
+    verifier = _PolicyVerifier(_LookupResolver(lookup), now, not_before)
     try:
         results = verifier.verify(
             _IncomingRequest(request),
@@ -247,19 +266,28 @@ def verify_request(
         # The library's own messages (no signature with our tag, malformed fields)
         # never depend on the key; the Ed25519 check failing has no text, and gets one
         # answer for a bad signature and an unknown key alike (see _STAND_IN_KEY).
-        if str(e):
-            raise InvalidRequestSignature(f"request signature does not verify: {e}") from None
-        raise InvalidRequestSignature(_NOT_VERIFIED) from None
+        _refuse(e)
     if len(results) != 1:
         raise InvalidRequestSignature(f'send exactly one signature tagged "{SIGNATURE_TAG}"')
-    params = results[0].parameters
-    # Remember the nonce for as long as a request carrying it could still be fresh.
-    forget_at = params["expires"] + MAX_CLOCK_SKEW + 1
+    return results[0].parameters
+
+
+def _verify_matched(matched: fastpath.Matched, lookup: Lookup, now: float, not_before: float) -> dict:
+    """Our one signature form (node/readaccess/fastpath.py): the same checks in the same
+    order as the library path, on the signature base built directly."""
+    params = matched.params
+    check_parameters(params, COVERED_COMPONENTS, now, not_before)
     try:
-        replay_cache.check_and_add(params["keyid"], params["nonce"], forget_at, now)
-    except ReplayRefused as exc:
-        raise (ReplayCacheFull if exc.full else ReplayedSignature)(str(exc)) from None
-    return params["keyid"]
+        _LookupResolver(lookup).resolve_public_key(matched.keyid).verify(matched.signature, matched.base)
+    except Exception as e:  # noqa: BLE001 - as the library wraps whatever the lookup or Ed25519 raise
+        _refuse(e)
+    return params
+
+
+def _refuse(error: Exception):
+    if str(error):
+        raise InvalidRequestSignature(f"request signature does not verify: {error}") from None
+    raise InvalidRequestSignature(_NOT_VERIFIED) from None
 
 
 #: Where the middleware leaves the verified reader's keyid for handlers (and logs).
