@@ -56,7 +56,7 @@ async def test_push_answers_now_on_change_or_304_and_only_to_readers(tmp_path, s
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(node.public_url + "/node.json") as r:
-                assert (await r.json())["push"] == {"checkpoint": "push/checkpoint", "max_wait": 30}
+                assert (await r.json())["push"] == {"checkpoint": "push/checkpoint", "max_wait": 30, "parts": True}
             assert (await push_get(session, node, None))[0] == 401
             assert (await push_get(session, node, stranger))[0] == 401  # an unregistered key is refused like a bad signature (readaccess.md)
 

@@ -20,6 +20,7 @@ import re
 import aiohttp
 from yarl import URL
 
+from node.follow.push import MAX_PARTS_BYTES, PARTS_TYPE, parse_parts
 from protocol.tiles import MAX_ENTRY_SIZE, TILE_WIDTH
 
 #: Bounds. A checkpoint note is a few hundred bytes (with witness cosignatures a few KB).
@@ -78,6 +79,9 @@ class PeerClient:
         self.signer = signer
         self.timeout = timeout
         self._headers = {} if accept_gzip else {"Accept-Encoding": "identity"}
+        #: Tiles and bundles the last push answer carried (path -> bytes), each used at
+        #: most once in place of its GET, with the same checks (node/follow/push.py).
+        self._pushed: dict[str, bytes] = {}
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout),
             connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60),
@@ -149,15 +153,21 @@ class PeerClient:
             raise FetchError(f"body is {len(body)} bytes, expected exactly {exact}", url)
         return status, body, response_headers
 
-    async def next_checkpoint(self, path: str, etag: str | None, wait: int) -> tuple[bytes | None, str | None]:
+    async def next_checkpoint(self, path: str, etag: str | None, wait: int,
+                              have: int | None = None) -> tuple[bytes | None, str | None]:
         """The push channel (spec/parts/following.md section 4.1): GET <base>/<path>?wait=<wait>
         with If-None-Match: <etag>. Returns (note, its ETag) once the log's checkpoint is
         another than the one `etag` names, or (None, etag) when the node answered 304
-        (nothing new within `wait` seconds). Raises FetchError."""
+        (nothing new within `wait` seconds). Raises FetchError.
+        `have`: the size of the tree this node verified, for a node that offers parts
+        (§4.2); the tiles and bundles an answer carries are kept for the next round's
+        `tile()` and `bundle()`, until the next call or `drop_pushed()`."""
+        self._pushed = {}
         headers = {"If-None-Match": etag} if etag else {}
+        query = f"?wait={wait}" if have is None else f"?wait={wait}&have={have}"
         status, body, response_headers = await self._get(
-            f"{path}?wait={wait}", max_bytes=MAX_CHECKPOINT_BYTES, headers=headers,
-            timeout=wait + self.timeout, accept=(200, 304))
+            f"{path}{query}", max_bytes=MAX_CHECKPOINT_BYTES if have is None else MAX_PARTS_BYTES,
+            headers=headers, timeout=wait + self.timeout, accept=(200, 304))
         new_etag = response_headers.get("ETag")
         if new_etag is not None and not _ETAG.fullmatch(new_etag):
             raise FetchError(f"malformed ETag {new_etag[:80]!r}", self.url_for(path))
@@ -165,7 +175,29 @@ class PeerClient:
             if etag is None or new_etag != etag:
                 raise FetchError("304 Not Modified for another checkpoint than the one named", self.url_for(path))
             return None, etag
+        if have is not None and response_headers.get("Content-Type", "").split(";")[0].strip() == PARTS_TYPE:
+            try:
+                body, self._pushed = parse_parts(body)
+            except ValueError as exc:
+                raise FetchError(f"malformed push answer: {exc}", self.url_for(path)) from None
+        if len(body) > MAX_CHECKPOINT_BYTES:
+            raise FetchError(f"checkpoint of {len(body)} bytes is larger than the {MAX_CHECKPOINT_BYTES} allowed",
+                             self.url_for(path))
         return body, new_etag
+
+    def drop_pushed(self) -> None:
+        """Forget what the last push answer carried (its round is over)."""
+        self._pushed = {}
+
+    def _take_pushed(self, path: str, max_bytes: int, exact: int | None = None) -> bytes | None:
+        """A tile or bundle the last push answer carried, bounded like a fetched one."""
+        data = self._pushed.pop(path, None)
+        if data is None:
+            return None
+        if len(data) > max_bytes or (exact is not None and len(data) != exact):
+            raise FetchError(f"the push answer carried {len(data)} bytes, expected "
+                             f"{exact if exact is not None else f'at most {max_bytes}'}", self.url_for(path))
+        return data
 
     async def probe(self, timeout: float) -> bool:
         """Whether the node answers GET <base>/checkpoint with 200 within `timeout`
@@ -191,11 +223,15 @@ class PeerClient:
 
     async def tile(self, tile) -> bytes:
         """A hash tile (protocol.tiles.TileId): exactly 32 bytes per hash."""
-        return await self.get(tile.path(), max_bytes=32 * TILE_WIDTH, exact=32 * tile.width)
+        path, exact = tile.path(), 32 * tile.width
+        pushed = self._take_pushed(path, 32 * TILE_WIDTH, exact)
+        return pushed if pushed is not None else await self.get(path, max_bytes=32 * TILE_WIDTH, exact=exact)
 
     async def bundle(self, bundle) -> bytes:
         """An entry bundle (protocol.tiles.BundleId), bounded by its width."""
-        return await self.get(bundle.path(), max_bytes=max_bundle_bytes(bundle.width))
+        path, limit = bundle.path(), max_bundle_bytes(bundle.width)
+        pushed = self._take_pushed(path, limit)
+        return pushed if pushed is not None else await self.get(path, max_bytes=limit)
 
 
 async def _short_text(response: aiohttp.ClientResponse) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from node.follow.client import DEFAULT_TIMEOUT, FetchError, PeerClient
 from node.follow.listener import FollowListener
-from node.follow.push import PushState, parse_advertisement
+from node.follow.push import PushState, offers_parts, parse_advertisement
 from node.follow.recovery import Recovery
 from node.follow.sync import AwaitingCosignatures, Follower, ForkDetected, RoundResult, SyncError
 from node.store import follow as store
@@ -266,7 +266,10 @@ class FollowService:
         push.last_request = time.monotonic()
         sent = push.etag
         try:
-            note, etag = await job.client.next_checkpoint(push.path, sent, push.wait)
+            # With parts, the answer also carries the tiles and bundles of the round
+            # from the size we verified (spec/parts/following.md §4.2).
+            have = job.verified_size if push.parts else None
+            note, etag = await job.client.next_checkpoint(push.path, sent, push.wait, have)
             if note is not None and sent is not None and etag == sent:
                 raise FetchError("the node answered with the very checkpoint the request named",
                                  job.client.url_for(push.path))
@@ -280,7 +283,10 @@ class FollowService:
             if push.verified and job.verified_size is not None:
                 await self.worker.follow.record_in_sync(origin, job.verified_size)
             return
-        result, error = await self._round(job, note)
+        try:
+            result, error = await self._round(job, note)
+        finally:
+            job.client.drop_pushed()
         if result is not None and result.outcome == "forked":
             push.path = None  # a forked log is not read: back to the (idle) polling branch
             push.checked_at = time.monotonic()
@@ -316,12 +322,14 @@ class FollowService:
             return
         push.checked_at = now
         try:
-            offered = parse_advertisement(await job.client.node_json())
+            document = await job.client.node_json()
+            offered = parse_advertisement(document)
         except FetchError as exc:
             log.debug("follow %s: no /node.json (%s); polling", job.follower.origin, exc)
             return
         if offered is not None:
             push.path, push.wait = offered
+            push.parts = offers_parts(document)
             push.retry_at = 0.0
             push.forget()
             log.info("follow %s: the node pushes its checkpoints (%s); waiting for them instead of polling",

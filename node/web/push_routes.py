@@ -1,6 +1,6 @@
 """GET /push/checkpoint: followers wait for the next checkpoint instead of polling.
 
-    GET /push/checkpoint?wait=<seconds>        If-None-Match: "<etag>"
+    GET /push/checkpoint?wait=<seconds>[&have=<size>]      If-None-Match: "<etag>"
 
 The answer is always the log's checkpoint as GET /checkpoint serves it (with any
 witness cosignatures), with its ETag (32 hex digits of SHA-256 of the note, quoted):
@@ -10,6 +10,13 @@ witness cosignatures), with its ETag (32 hex digits of SHA-256 of the note, quot
   * otherwise 200 as soon as the served note changes (a new checkpoint, or witness
     cosignatures added), or 304 Not Modified when nothing changed within `wait`
     seconds (1 to [push] max_wait, which is also the default).
+
+With `have=<size>` (the size of the tree the follower verified), a 200 whose
+checkpoint is at most MAX_PART_ENTRIES larger carries, in one body of type
+PARTS_TYPE, the checkpoint and the tiles and entry bundles the follower's round
+reads (node/follow/push.py: part_ids, encode_parts); built once per (size, checkpoint)
+and shared by every follower answered with it. Otherwise, or when a tile is missing,
+the plain note.
 
 So a follower holds one request open per followed log and learns of a checkpoint
 within a round trip of its publication, and a plain C2SP reader that polls
@@ -40,11 +47,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 
 from aiohttp import web
 
-from node.follow.push import PUSH_PATH
+from node.follow.push import MAX_PART_ENTRIES, MAX_PARTS_BYTES, PARTS_TYPE, PUSH_PATH, encode_parts, part_ids
 from node.limits import waiting_room_size
 from node.readaccess import READER_KEY
 from node.web.context import NODE, READERS_ONLY
@@ -52,8 +59,11 @@ from node.web.context import NODE, READERS_ONLY
 log = logging.getLogger(__name__)
 
 PUSH_ROOM = web.AppKey("push_room", object)
+PUSH_PARTS = web.AppKey("push_parts", object)
 #: The longest `wait` value accepted as written (digits); larger values are capped.
 _MAX_WAIT_DIGITS = 4
+#: A `have` size: a tree size (< 2**63) in decimal, no leading zero.
+_MAX_HAVE_DIGITS = 19
 
 
 def checkpoint_etag(note: bytes) -> str:
@@ -115,6 +125,39 @@ class WaitingRoom:
                 self._by_reader.pop(reader, None)
 
 
+class PartsAnswers:
+    """Parts bodies by (have, checkpoint note): every follower at the same size that a
+    checkpoint wakes gets the same bytes, read from the tile store once."""
+
+    def __init__(self, keep: int = 16):
+        self.keep = keep
+        self._bodies: OrderedDict[tuple[int, bytes], bytes | None] = OrderedDict()
+
+    def body(self, published, have: int, tiles) -> bytes | None:
+        """The parts body for a follower at `have`, or None (plain note instead).
+        `tiles`: the log's tile store (the sequencer's)."""
+        if not 0 <= have < published.size or published.size - have > MAX_PART_ENTRIES:
+            return None
+        key = (have, published.note)
+        if key in self._bodies:
+            self._bodies.move_to_end(key)
+            return self._bodies[key]
+        parts = []
+        for ident in part_ids(have, published.size):
+            data = tiles.read(ident.path())
+            if data is None:  # not expected (tiles are written before the checkpoint): fetch instead
+                parts = None
+                break
+            parts.append((ident.path(), data))
+        body = encode_parts(published.note, parts) if parts is not None else None
+        if body is not None and len(body) > MAX_PARTS_BYTES:
+            body = None
+        self._bodies[key] = body
+        while len(self._bodies) > self.keep:
+            self._bodies.popitem(last=False)
+        return body
+
+
 def setup(app: web.Application, node) -> None:
     push = node.config.push
     if not push.enabled:
@@ -122,6 +165,7 @@ def setup(app: web.Application, node) -> None:
     app[READERS_ONLY].append(PUSH_PATH)
     app.router.add_get(PUSH_PATH, get_push_checkpoint)
     app[PUSH_ROOM] = WaitingRoom(waiting_room_size(push.max_waiting), push.max_waiting_per_reader)
+    app[PUSH_PARTS] = PartsAnswers()
     app.cleanup_ctx.append(_hook_sequencer)
     app.on_shutdown.append(_release_waiting)
 
@@ -147,9 +191,10 @@ def _bad_request(message: str) -> web.Response:
 
 def parse_wait(query, max_wait: int) -> int:
     """The `wait` parameter (digits only; default and cap `max_wait`). Raises ValueError."""
-    unknown = set(query) - {"wait"}
+    unknown = set(query) - {"wait", "have"}
     if unknown:
-        raise ValueError(f"unknown query parameter {sorted(unknown)[0][:40]!r}; only wait=<seconds> is defined")
+        raise ValueError(f"unknown query parameter {sorted(unknown)[0][:40]!r}; only wait=<seconds> and "
+                         "have=<size> are defined")
     values = query.getall("wait", [])
     if not values:
         return max_wait
@@ -159,6 +204,18 @@ def parse_wait(query, max_wait: int) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > _MAX_WAIT_DIGITS or int(text) < 1:
         raise ValueError(f"wait must be a whole number of seconds from 1 to {max_wait}")
     return min(int(text), max_wait)
+
+
+def parse_have(query) -> int | None:
+    """The `have` parameter (a tree size, digits only), or None. Raises ValueError."""
+    values = query.getall("have", [])
+    if not values:
+        return None
+    text = values[0]
+    if (len(values) > 1 or not text.isascii() or not text.isdigit() or len(text) > _MAX_HAVE_DIGITS
+            or (text != "0" and text.startswith("0")) or int(text) >= 2**63):
+        raise ValueError("have must be given once, as the size of the tree the follower holds (digits)")
+    return int(text)
 
 
 def _named_etags(header: str | None) -> set[str] | None:
@@ -176,10 +233,16 @@ def _named_etags(header: str | None) -> set[str] | None:
     return tags
 
 
-def _note_answer(note: bytes, status: int = 200) -> web.Response:
+def _note_answer(request: web.Request, published, have: int | None, status: int = 200) -> web.Response:
+    note = published.note
     headers = {"ETag": checkpoint_etag(note), "Cache-Control": "no-store"}
     if status == 304:
         return web.Response(status=304, headers=headers)
+    body = None
+    if have is not None:
+        body = request.app[PUSH_PARTS].body(published, have, request.app[NODE].sequencer.tiles)
+    if body is not None:
+        return web.Response(body=body, content_type=PARTS_TYPE, headers=headers)
     return web.Response(body=note, content_type="text/plain", charset="utf-8", headers=headers)
 
 
@@ -191,18 +254,19 @@ async def get_push_checkpoint(request: web.Request) -> web.Response:
     ctx = request.app[NODE]
     try:
         wait = parse_wait(request.query, ctx.config.push.max_wait)
+        have = parse_have(request.query)
     except ValueError as exc:
         return _bad_request(str(exc))
     known = _named_etags(request.headers.get("If-None-Match"))
-    note = ctx.sequencer.published.note
-    if not known or checkpoint_etag(note) not in known:
-        return _note_answer(note)
+    published = ctx.sequencer.published
+    if not known or checkpoint_etag(published.note) not in known:
+        return _note_answer(request, published, have)
     try:
         await request.app[PUSH_ROOM].wait(reader, wait)
     except RoomFull as exc:
         return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
                             headers={"Retry-After": "5"}, content_type="text/plain")
-    note = ctx.sequencer.published.note
-    if checkpoint_etag(note) in known:
-        return _note_answer(note, 304)
-    return _note_answer(note)
+    published = ctx.sequencer.published
+    if checkpoint_etag(published.note) in known:
+        return _note_answer(request, published, have, 304)
+    return _note_answer(request, published, have)
