@@ -12,7 +12,9 @@ processes and over loopback source addresses (127.0.x.y, one per follower), each
 its own request key, do what a follower does over real HTTP/1.1 keep-alive connections
 with real RFC 9421 signatures: wait on the push channel (GET /push/checkpoint?wait=30,
 If-None-Match), and on each new checkpoint read the level-0 hash tile and the entry
-bundle holding the new entries (signed reads). They verify nothing (the node's cost is
+bundle holding the new entries (signed reads). By default they name the size they hold
+(`have=`, following.md §4.2) and take the tile and bundle from the push answer when it
+carries them, as node/follow does; `--no-parts` makes them fetch them as before. They verify nothing (the node's cost is
 what is measured, and Python clients are the limit on a 2-core machine). One follower
 in ten also reads /checkpoint every second during the load phase (a C2SP reader or
 monitor polling).
@@ -144,8 +146,8 @@ class Connection:
 
 
 class Follower:
-    def __init__(self, i: int, host: str, port: int, stats):
-        self.i, self.host, self.port, self.stats = i, host, port, stats
+    def __init__(self, i: int, host: str, port: int, stats, parts: bool):
+        self.i, self.host, self.port, self.stats, self.parts = i, host, port, stats, parts
         self.signer = FastSigner(i)
         self.source = source_address(i)
         self.conn = Connection(host, port, self.source)
@@ -166,11 +168,14 @@ class Follower:
         return body
 
     async def follow(self) -> None:
+        from node.follow.push import PARTS_TYPE, parse_parts
         from protocol.tiles import TILE_WIDTH, entries_path, tile_for_size
 
         etag = None
         while True:
             path = f"/push/checkpoint?wait={WAIT}"
+            if self.parts and self.size is not None:
+                path += f"&have={self.size}"
             headers = self.signed(path)
             if etag:
                 headers["If-None-Match"] = etag
@@ -181,6 +186,9 @@ class Follower:
                 if status != 200:
                     raise Failure(status)
                 etag = answer.get("etag")
+                parts = {}
+                if answer.get("content-type", "").startswith(PARTS_TYPE):
+                    body, parts = parse_parts(body)
                 size = int(body.split(b"\n")[1])
                 if self.size is None:
                     self.size = size
@@ -189,9 +197,12 @@ class Follower:
                 if size > self.size:
                     self.pushed.append((size, time.monotonic()))
                     index = (size - 1) // TILE_WIDTH
-                    await self.read("/" + tile_for_size(0, index, size).path(), "tile")
                     width = size - index * TILE_WIDTH
-                    await self.read("/" + entries_path(index, width), "tile")
+                    for wanted in (tile_for_size(0, index, size).path(), entries_path(index, width)):
+                        if wanted in parts:
+                            self.stats["pushed parts"] += 1
+                        else:
+                            await self.read("/" + wanted, "tile")
                     self.size = size
                     self.held.append((size, time.monotonic()))
             except asyncio.CancelledError:
@@ -239,8 +250,8 @@ async def worker_main() -> None:
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    stats = {"latency": collections.defaultdict(list), "errors": collections.Counter()}
-    followers = [Follower(i, spec["host"], spec["port"], stats) for i in spec["indices"]]
+    stats = {"latency": collections.defaultdict(list), "errors": collections.Counter(), "pushed parts": 0}
+    followers = [Follower(i, spec["host"], spec["port"], stats, spec["parts"]) for i in spec["indices"]]
     tasks = []
     for k, follower in enumerate(followers):
         tasks.append(asyncio.create_task(follower.follow()))
@@ -257,7 +268,7 @@ async def worker_main() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     for follower in followers:
         follower.conn.close()
-    print(json.dumps({"latency": stats["latency"], "errors": stats["errors"],
+    print(json.dumps({"latency": stats["latency"], "errors": stats["errors"], "pushed_parts": stats["pushed parts"],
                       "held": [f.held for f in followers], "pushed": [f.pushed for f in followers]}), flush=True)
 
 
@@ -313,7 +324,7 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
     for w in range(args.workers):
         proc = await asyncio.create_subprocess_exec(
             PYTHON, __file__, "--worker", stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, limit=2**28)
-        proc.stdin.write((json.dumps({"host": host, "port": int(port),
+        proc.stdin.write((json.dumps({"host": host, "port": int(port), "parts": args.parts,
                                       "indices": list(range(w, n, args.workers))}) + "\n").encode())
         await proc.stdin.drain()
         workers.append(proc)
@@ -324,9 +335,11 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
     connected = time.monotonic() - started
     await asyncio.sleep(2)
 
-    def cpu() -> float:
-        times = node.cpu_times()
+    def cpu(process=node) -> float:
+        times = process.cpu_times()
         return times.user + times.system
+
+    clients = [psutil.Process(proc.pid) for proc in workers]
 
     before, at = cpu(), time.monotonic()
     await asyncio.sleep(args.idle_seconds)
@@ -341,6 +354,7 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
         async with session.get(info["public_url"] + "/checkpoint") as r:
             size = int((await r.read()).split(b"\n")[1])
         before, at = cpu(), time.monotonic()
+        clients_before = sum(cpu(c) for c in clients)
         end = at + args.load_seconds
         k = 0
         append_errors = collections.Counter()
@@ -354,10 +368,11 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
             k += 1
             await asyncio.sleep(max(0.0, at + k / args.rate - time.monotonic()))
         load = (cpu() - before) / (time.monotonic() - at) * 100
+        clients_load = (sum(cpu(c) for c in clients) - clients_before) / (time.monotonic() - at) * 100
     await asyncio.sleep(5)  # the last entries reach the slowest followers
     fds_load, rss = node.num_fds(), node.memory_info().rss
 
-    latency, errors, held, pushed = collections.defaultdict(list), collections.Counter(), [], []
+    latency, errors, held, pushed, pushed_parts = collections.defaultdict(list), collections.Counter(), [], [], 0
     for proc in workers:
         proc.stdin.write(b"stop\n")
         await proc.stdin.drain()
@@ -366,6 +381,7 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
         for kind, values in result["latency"].items():
             latency[kind] += values
         errors.update(result["errors"])
+        pushed_parts += result["pushed_parts"]
         held += result["held"]
         pushed += result["pushed"]
     def until_all(records: list) -> list[float]:
@@ -374,9 +390,10 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
                 for sent, target in appended]
 
     seen, told = until_all(held), until_all(pushed)
-    return {"n": n, "connected": connected, "idle": idle, "load": load,
+    return {"n": n, "connected": connected, "idle": idle, "load": load, "clients_load": clients_load,
             "checkpoint_p99": p(latency["checkpoint"], 0.99) * 1000, "tile_p99": p(latency["tile"], 0.99) * 1000,
-            "reads": {k: len(v) for k, v in latency.items()}, "errors": dict(errors),
+            "reads": {**{k: len(v) for k, v in latency.items()}, "taken from push answers": pushed_parts},
+            "errors": dict(errors),
             "seen_p50": p(seen, 0.5), "seen_max": max(seen) if seen else float("nan"),
             "pushed_p50": p(told, 0.5), "pushed_max": max(told) if told else float("nan"),
             "entries": len(appended), "append_errors": dict(append_errors), "fds_idle": fds_idle, "fds_load": fds_load, "rss_mb": rss / 2**20}
@@ -390,25 +407,27 @@ async def bench(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-federation-"))
     try:
         root = make_node(tmp, max(args.sizes), args.max_waiting)
-        with serving(root) as info:
+        with serving(root, profile=args.profile_node) as info:
             token = DataDir(root).admin_token()
             print(f"one helpline (`ncii-node serve`, reads restricted to {max(args.sizes):,} registered readers); "
                   f"followers in {args.workers} client processes; {args.rate:g} entries/s for {args.load_seconds:g} s; "
-                  f"idle {args.idle_seconds:g} s; load average {os.getloadavg()[0]:.1f}", flush=True)
+                  f"idle {args.idle_seconds:g} s; followers {'take tiles from push answers (have=)' if args.parts else 'fetch every tile (--no-parts)'}; "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
             print(f"{'N':>6} {'idle CPU':>9} {'load CPU':>9} {'ckpt p99':>9} {'tile p99':>9} {'errors':>8} "
-                  f"{'all pushed p50/max':>19} {'all read p50/max':>17} {'fds idle/load':>14} {'RSS':>7}", flush=True)
+                  f"{'all pushed p50/max':>19} {'all read p50/max':>17} {'fds idle/load':>14} {'RSS':>7} {'clients':>8}", flush=True)
             for n in args.sizes:
                 r = await run_size(n, info, token, info["pid"], args)
                 errors = sum(r["errors"].values())
                 print(f"{n:>6} {r['idle']:>8.1f}% {r['load']:>8.1f}% {r['checkpoint_p99']:>7.0f}ms "
                       f"{r['tile_p99']:>7.0f}ms {errors:>8} {r['pushed_p50']:>9.2f}s /{r['pushed_max']:>6.2f}s "
                       f"{r['seen_p50']:>7.2f}s /{r['seen_max']:>6.2f}s "
-                      f"{r['fds_idle']:>6}/{r['fds_load']:<6} {r['rss_mb']:>5.0f}MB"
+                      f"{r['fds_idle']:>6}/{r['fds_load']:<6} {r['rss_mb']:>5.0f}MB {r['clients_load']:>7.0f}%"
                       + (f"   errors: {r['errors']}" if errors else "")
                       + (f"   appends refused: {r['append_errors']}" if r["append_errors"] else ""), flush=True)
                 if args.json:
                     with open(args.json, "a") as out:
                         out.write(json.dumps(r) + "\n")
+            print("(clients: the CPU of the client processes under load, on the same 2 cores)")
             print(f"(CPU in % of one core; all followers connected and waiting in {r['connected']:.1f} s at "
                   f"N = {n}; {r['reads']} reads measured under load; load average {os.getloadavg()[0]:.1f})")
     finally:
@@ -426,7 +445,10 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--load-seconds", type=float, default=20.0)
     parser.add_argument("--max-waiting", type=int)
+    parser.add_argument("--no-parts", dest="parts", action="store_false",
+                        help="followers do not name their size: tiles and bundles are fetched (as before §4.2)")
     parser.add_argument("--json", help="append each N's figures here (JSON lines)")
+    parser.add_argument("--profile-node", metavar="FILE", help="run the node under cProfile, statistics to FILE")
     asyncio.run(bench(parser.parse_args()))
     return 0
 

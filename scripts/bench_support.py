@@ -34,9 +34,11 @@ def append_with_sequencer(datadir_root: Path, entries: list[bytes]) -> float:
 
 
 @contextlib.contextmanager
-def serving(datadir_root: Path, timeout: float = 120.0):
-    """`ncii-node serve --dir DIR --port 0` in a separate process; yields its serve.json."""
-    server = subprocess.Popen([PYTHON, "-m", "node", "serve", "--dir", str(datadir_root), "--port", "0"], cwd=ROOT,
+def serving(datadir_root: Path, timeout: float = 120.0, profile: str | None = None):
+    """`ncii-node serve --dir DIR --port 0` in a separate process; yields its serve.json.
+    `profile`: run it under cProfile, whose statistics go to that file when it stops."""
+    python = [PYTHON] + (["-m", "cProfile", "-o", profile] if profile else [])
+    server = subprocess.Popen(python + ["-m", "node", "serve", "--dir", str(datadir_root), "--port", "0"], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ the nonces are remembered by node/replaycache.py.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -78,6 +79,13 @@ class ReaderRegistry:
         return len(self._keys)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_vkey(vkey: str) -> Ed25519PublicKey:
+    """A registered reader's vkey, parsed once (the key is a function of the string;
+    whether it is still registered is asked of the lookup on every request)."""
+    return parse_request_vkey(vkey)
+
+
 def _public_key_from_lookup(lookup: Lookup, keyid: str) -> Ed25519PublicKey | None:
     found = lookup.get(keyid)
     if found is None or isinstance(found, Ed25519PublicKey):
@@ -85,7 +93,7 @@ def _public_key_from_lookup(lookup: Lookup, keyid: str) -> Ed25519PublicKey | No
     if isinstance(found, (bytes, bytearray)) and len(found) == 32:
         return Ed25519PublicKey.from_public_bytes(bytes(found))
     if isinstance(found, str):  # a store that keeps the vkey string itself
-        return parse_request_vkey(found)
+        return _parsed_vkey(found)
     raise UsageError(f"reader lookup returned {type(found).__name__}, not an Ed25519 public key")
 
 
