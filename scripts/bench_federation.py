@@ -371,6 +371,7 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
         clients_load = (sum(cpu(c) for c in clients) - clients_before) / (time.monotonic() - at) * 100
     await asyncio.sleep(5)  # the last entries reach the slowest followers
     fds_load, rss = node.num_fds(), node.memory_info().rss
+    round_cpu = cpu() - before  # the node's CPU for every follower round of the load phase
 
     latency, errors, held, pushed, pushed_parts = collections.defaultdict(list), collections.Counter(), [], [], 0
     for proc in workers:
@@ -390,12 +391,17 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
                 for sent, target in appended]
 
     seen, told = until_all(held), until_all(pushed)
+    first = [min(next((t for s, t in r if s >= target), float("inf")) for r in pushed) - sent
+             for sent, target in appended]
+    rounds = sum(len(r) for r in pushed)
     return {"n": n, "connected": connected, "idle": idle, "load": load, "clients_load": clients_load,
             "checkpoint_p99": p(latency["checkpoint"], 0.99) * 1000, "tile_p99": p(latency["tile"], 0.99) * 1000,
             "reads": {**{k: len(v) for k, v in latency.items()}, "taken from push answers": pushed_parts},
             "errors": dict(errors),
             "seen_p50": p(seen, 0.5), "seen_max": max(seen) if seen else float("nan"),
             "pushed_p50": p(told, 0.5), "pushed_max": max(told) if told else float("nan"),
+            "first_pushed_p50": p(first, 0.5), "rounds": rounds,
+            "ms_per_round": round_cpu * 1000 / rounds if rounds else float("nan"),
             "entries": len(appended), "append_errors": dict(append_errors), "fds_idle": fds_idle, "fds_load": fds_load, "rss_mb": rss / 2**20}
 
 
@@ -407,27 +413,32 @@ async def bench(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-federation-"))
     try:
         root = make_node(tmp, max(args.sizes), args.max_waiting)
-        with serving(root, profile=args.profile_node) as info:
+        with serving(root, profile=args.profile_node, source=args.node_source) as info:
             token = DataDir(root).admin_token()
             print(f"one helpline (`ncii-node serve`, reads restricted to {max(args.sizes):,} registered readers); "
                   f"followers in {args.workers} client processes; {args.rate:g} entries/s for {args.load_seconds:g} s; "
                   f"idle {args.idle_seconds:g} s; followers {'take tiles from push answers (have=)' if args.parts else 'fetch every tile (--no-parts)'}; "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
             print(f"{'N':>6} {'idle CPU':>9} {'load CPU':>9} {'ckpt p99':>9} {'tile p99':>9} {'errors':>8} "
-                  f"{'all pushed p50/max':>19} {'all read p50/max':>17} {'fds idle/load':>14} {'RSS':>7} {'clients':>8}", flush=True)
+                  f"{'all pushed p50/max':>19} {'all read p50/max':>17} {'fds idle/load':>14} {'RSS':>7} {'clients':>8} "
+                  f"{'1st pushed':>10} {'node ms/round':>13}", flush=True)
             for n in args.sizes:
                 r = await run_size(n, info, token, info["pid"], args)
                 errors = sum(r["errors"].values())
                 print(f"{n:>6} {r['idle']:>8.1f}% {r['load']:>8.1f}% {r['checkpoint_p99']:>7.0f}ms "
                       f"{r['tile_p99']:>7.0f}ms {errors:>8} {r['pushed_p50']:>9.2f}s /{r['pushed_max']:>6.2f}s "
                       f"{r['seen_p50']:>7.2f}s /{r['seen_max']:>6.2f}s "
-                      f"{r['fds_idle']:>6}/{r['fds_load']:<6} {r['rss_mb']:>5.0f}MB {r['clients_load']:>7.0f}%"
+                      f"{r['fds_idle']:>6}/{r['fds_load']:<6} {r['rss_mb']:>5.0f}MB {r['clients_load']:>7.0f}% "
+                      f"{r['first_pushed_p50']:>9.2f}s {r['ms_per_round']:>13.3f}"
                       + (f"   errors: {r['errors']}" if errors else "")
                       + (f"   appends refused: {r['append_errors']}" if r["append_errors"] else ""), flush=True)
                 if args.json:
                     with open(args.json, "a") as out:
                         out.write(json.dumps(r) + "\n")
-            print("(clients: the CPU of the client processes under load, on the same 2 cores)")
+            print("(clients: the CPU of the client processes under load, on the same 2 cores; 1st pushed: p50 of the "
+                  "time until the first follower had the entry's checkpoint; node ms/round: the node's CPU from the "
+                  "first append until 5 s after the last, per follower round, i.e. per new checkpoint a follower "
+                  "received: what a checkpoint costs the node per follower, whatever the machine's load)")
             print(f"(CPU in % of one core; all followers connected and waiting in {r['connected']:.1f} s at "
                   f"N = {n}; {r['reads']} reads measured under load; load average {os.getloadavg()[0]:.1f})")
     finally:
@@ -449,6 +460,9 @@ def main() -> int:
                         help="followers do not name their size: tiles and bundles are fetched (as before §4.2)")
     parser.add_argument("--json", help="append each N's figures here (JSON lines)")
     parser.add_argument("--profile-node", metavar="FILE", help="run the node under cProfile, statistics to FILE")
+    parser.add_argument("--node-source", type=Path, metavar="DIR",
+                        help="run the node from this checkout (e.g. `git worktree add DIR main`, with its "
+                             "_pdqindex built): a baseline in the same run; use --no-parts with one before §4.2")
     asyncio.run(bench(parser.parse_args()))
     return 0
 

@@ -34,11 +34,13 @@ def append_with_sequencer(datadir_root: Path, entries: list[bytes]) -> float:
 
 
 @contextlib.contextmanager
-def serving(datadir_root: Path, timeout: float = 120.0, profile: str | None = None):
+def serving(datadir_root: Path, timeout: float = 120.0, profile: str | None = None, source: Path | None = None):
     """`ncii-node serve --dir DIR --port 0` in a separate process; yields its serve.json.
-    `profile`: run it under cProfile, whose statistics go to that file when it stops."""
+    `profile`: run it under cProfile, whose statistics go to that file when it stops.
+    `source`: another checkout to run the node from (a baseline in the same run)."""
     python = [PYTHON] + (["-m", "cProfile", "-o", profile] if profile else [])
-    server = subprocess.Popen(python + ["-m", "node", "serve", "--dir", str(datadir_root), "--port", "0"], cwd=ROOT,
+    server = subprocess.Popen(python + ["-m", "node", "serve", "--dir", str(datadir_root), "--port", "0"],
+                              cwd=source or ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
