@@ -23,7 +23,7 @@ from node.follow.scheduler import FollowService
 from node.readaccess import RequestSigner
 from node.store.follow import FollowRepository
 from node.store import open_db
-from node.web.push_routes import PUSH_ROOM, WaitingRoom, checkpoint_etag
+from node.web.push_routes import PUSH_ROOM, WAKE_BATCH, WaitingRoom, checkpoint_etag
 from publish_support import append, make_datadir, wait_for
 
 
@@ -166,6 +166,27 @@ def test_waiting_room_counts_and_wakes():
         assert len(room) == 0
         await room.wait("r", 0.01)  # times out quietly
         assert len(room) == 0
+    asyncio.run(scenario())
+
+
+def test_waiting_room_wakes_in_batches_letting_other_work_in():
+    async def scenario():
+        room = WaitingRoom(max_waiting=1000, max_per_reader=1)
+        woken = []
+
+        async def waiter(i):
+            await room.wait(f"r{i}", 30)
+            woken.append(i)
+
+        waits = [asyncio.create_task(waiter(i)) for i in range(200)]
+        await asyncio.sleep(0)
+        futures = [f for waiting in room._by_reader.values() for f in waiting]
+        assert len(futures) == 200
+        room.notify()
+        # One batch now; the next one after the work already queued on the loop.
+        assert sum(f.done() for f in futures) == WAKE_BATCH < 200
+        await asyncio.gather(*waits)
+        assert sorted(woken) == list(range(200))
     asyncio.run(scenario())
 
 

@@ -71,6 +71,18 @@ def checkpoint_etag(note: bytes) -> str:
     return '"' + hashlib.sha256(note).hexdigest()[:32] + '"'
 
 
+#: Waiting requests woken per turn of the event loop.
+WAKE_BATCH = 64
+
+
+def _wake(futures: list, start: int) -> None:
+    for future in futures[start:start + WAKE_BATCH]:
+        if not future.done():
+            future.set_result(None)
+    if start + WAKE_BATCH < len(futures):
+        futures[0].get_loop().call_soon(_wake, futures, start + WAKE_BATCH)
+
+
 class RoomFull(Exception):
     """Too many requests wait already."""
 
@@ -89,11 +101,13 @@ class WaitingRoom:
         return self._count
 
     def notify(self, _published=None) -> None:
-        """The served note changed: wake every waiting request."""
-        for waiting in self._by_reader.values():
-            for future in waiting:
-                if not future.done():
-                    future.set_result(None)
+        """The served note changed: wake every waiting request, WAKE_BATCH at a time,
+        each batch a turn of the event loop after the last, so that with thousands
+        waiting the loop still takes other work between batches (the next append, the
+        next publication) instead of answering every follower first."""
+        futures = [future for waiting in self._by_reader.values() for future in waiting if not future.done()]
+        if futures:
+            _wake(futures, 0)
 
     def close(self) -> None:
         self.closed = True
