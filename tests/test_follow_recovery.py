@@ -11,7 +11,7 @@ import time
 import aiohttp
 
 from node.cli import main as cli_main
-from node.follow.recovery import Recovery
+from node.follow.recovery import PROBE_INTERVAL, Recovery
 from node.store import open_db
 from publish_support import append, make_datadir, wait_for
 from serve_support import NodeProcess, free_port
@@ -52,8 +52,8 @@ async def test_a_follower_is_back_within_seconds_of_a_node_s_return(tmp_path, st
             probes = job.recovery.probes
             down_for = time.monotonic() - down_at
             assert job.recovery.seen_down and probes >= 1
-            # A node that stays down costs about a probe a second, not more.
-            assert probes <= down_for * 1.4 + 1
+            # A node that stays down costs about a probe every PROBE_INTERVAL, not more.
+            assert probes <= down_for / PROBE_INTERVAL * 1.4 + 1
 
             await node.start()
             returned = time.monotonic()

@@ -70,6 +70,48 @@ async def test_log_keeps_to_its_declared_rate_and_says_it(tmp_path, start_node):
         await witness.stop()
 
 
+async def test_a_round_that_sent_nothing_does_not_delay_the_next(tmp_path, start_node):
+    """After a restart the checkpoint served at start-up was cosigned already: that round
+    sends nothing, so the first new checkpoint goes to the witness at once, not an
+    interval after the start (a node back from an outage, issue 22)."""
+    pub_dir = make_datadir(tmp_path, name="publisher", interval=0.05)
+    config = pub_dir.config
+    config.witness.add_checkpoint_interval = 6.0
+    pub_dir.save_config(config)
+    wit_dir = make_datadir(tmp_path, name="w1", origin="w1.example/witness")
+    config = wit_dir.config
+    config.node.role = "witness"
+    wit_dir.save_config(config)
+    assert cli_main(["witness", "logs", "add", "--dir", str(wit_dir.root), ORIGIN,
+                     pub_dir.load_log_signer().verifier_key()]) == 0
+    witness = await start_node(wit_dir)
+    db = open_db(pub_dir.db_path)
+    db.witness.add_log_witness(witness.node.witness.witness.vkey, witness.public_url, "w1")
+    db.close()
+    publisher = await start_node(pub_dir)
+    try:
+        async with aiohttp.ClientSession() as session:
+            assert (await append(session, publisher.admin_url, pub_dir.admin_token(), [pdq_line(0)]))[0] == 200
+            # Served cosigned: the publisher recorded the cosignature (the log's signature,
+            # its publication cosignature, the witness's).
+            await wait_for(lambda: publisher.node.sequencer.published.note.count("\u2014 ".encode()) == 3,
+                           timeout=10)
+            await publisher.stop()
+            publisher = await start_node(pub_dir)
+            submitter = publisher.node.submitter
+            await wait_for(lambda: submitter.rounds >= 1, timeout=10)
+            assert submitter.posts == 0  # the start-up checkpoint was cosigned before the stop
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            assert (await append(session, publisher.admin_url, pub_dir.admin_token(), [pdq_line(1)]))[0] == 200
+            size = publisher.node.sequencer.published.size
+            await wait_for(lambda: witness.node.db.witness.witness_latest(ORIGIN).size == size, timeout=10)
+            assert loop.time() - started < 3.0  # not the 6 s interval
+    finally:
+        await publisher.stop()
+        await witness.stop()
+
+
 def test_witness_reports_a_log_beyond_its_declared_rate(tmp_path, caplog):
     db = open_db(tmp_path / "w.db")
     log_signer = Signer.generate("fast.example/log")

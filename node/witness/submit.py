@@ -20,6 +20,8 @@ Invariants:
 - Rounds start at most once per `interval` seconds (`[witness] add_checkpoint_interval`,
   declared in /node.json as the rate the witness network asks logs to state): each
   round sends every witness one add-checkpoint request, and one more only after a 409.
+  A round that sent nothing (every witness had cosigned that checkpoint already, e.g.
+  the one served at start-up) does not count.
 Consistency proofs are computed from the log's own tiles (the sequencer's tile store:
 only tiles of the published size are read, and those never change).
 """
@@ -104,6 +106,7 @@ class WitnessSubmitter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.rounds = 0              # completed rounds (tests wait on this)
+        self.posts = 0               # add-checkpoint requests sent
         self.last_cosignatures = 0   # cosignatures on the published checkpoint after the last round
 
     async def start(self) -> None:
@@ -147,14 +150,21 @@ class WitnessSubmitter:
             loop = asyncio.get_running_loop()
             if self._round_started is not None:
                 await asyncio.sleep(self._round_started + self.interval - loop.time())
-            self._round_started = loop.time()
+            previous_start, self._round_started = self._round_started, loop.time()
             self._wake.clear()
             published = self._latest
+            posts = self.posts
             try:
                 complete = await self.submit_round(published)
             except Exception:
                 log.exception("witness submission: unexpected error (will retry)")
                 complete = False
+            if self.posts == posts:
+                # Nothing was sent (every witness had cosigned this checkpoint already, as
+                # after a restart): the declared rate counts requests, so the next round
+                # need not wait for this one. A node back from an outage then has its first
+                # new checkpoint cosigned at once, not an interval after its start.
+                self._round_started = previous_start
             self.rounds += 1
             if complete:
                 delay = None  # sleep until the next publication
@@ -224,6 +234,7 @@ class WitnessSubmitter:
         if 0 < old < published.size:
             proof = await self.worker.run(self._proof, old, published.size)
         body = encode_request(old, proof, published.note)
+        self.posts += 1
         try:
             status, reply, content_type = await post_add_checkpoint(self._session, witness.url, body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
