@@ -2,7 +2,7 @@
 
     GET /push/checkpoint?wait=<seconds>[&have=<size>]      If-None-Match: "<etag>"
 
-The answer is always the log's checkpoint as GET /checkpoint serves it (with any
+The answer is the log's checkpoint as GET /checkpoint serves it (with any
 witness cosignatures), with its ETag (32 hex digits of SHA-256 of the note, quoted):
 
   * 200 at once when the request names no ETag, or names another than the current
