@@ -31,7 +31,7 @@ it loads):
 
     prepare(fingerprint)          -> what `add` takes, or None: this index cannot hold it
     add(code, indices, items)     index items of the log `code` (ascending log indices)
-    remove(ids)                   drop entry ids (already marked GONE in the entry table)
+    remove(ids), remove_one(id)   drop entry ids (already marked GONE in the entry table)
     query(fingerprints, limit, threads) -> per query (hits, total or None = len(hits))
     len(index)                    items indexed
     bulk_load()                   context of a start-up build; `bulk_size`: rows read in arrays
@@ -106,11 +106,8 @@ class SignalIndex:
     def __init__(self, entries: Entries, *, threads: int | None = None):
         self.entries = entries
         self.threads = threads
+        self.code = self.signal.code
         self.count = 0
-
-    @property
-    def code(self) -> int:
-        return self.signal.code
 
     def __len__(self) -> int:
         return self.count
@@ -126,6 +123,10 @@ class SignalIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         raise NotImplementedError
+
+    def remove_one(self, entry: int) -> None:
+        """`remove` of one entry id (a withdrawal at a time: override where arrays cost)."""
+        self.remove(np.array([entry], dtype=np.int64))
 
     def query(self, fingerprints: Sequence[bytes], limit: int,
               threads: int | None) -> list[tuple[list[Hit], int | None]]:
@@ -150,7 +151,9 @@ class SignalIndex:
     def dense_clusters(self, min_live: int) -> list[DenseCluster]:
         return []
 
-    def echo(self, fingerprint: Any) -> dict[str, Any]:
+    @classmethod
+    def echo(cls, fingerprint: Any) -> dict[str, Any]:
+        """What the match API repeats of an uploaded file's query (its JSON fingerprint)."""
         return {"fingerprint": fingerprint}
 
     def _hit(self, entry: int, distance, *coverage) -> Hit:
@@ -181,7 +184,7 @@ class PdqPhotos(SignalIndex):
         return self.index.bulk_load()
 
     def prepare(self, fingerprint: bytes) -> bytes | None:
-        return bytes(fingerprint) if len(fingerprint) == PDQ.size else None
+        return bytes(fingerprint) if len(fingerprint) == 32 else None
 
     def add(self, code: int, indices: np.ndarray, items) -> None:
         self._changes_before = self._changes()
@@ -192,6 +195,10 @@ class PdqPhotos(SignalIndex):
     def remove(self, ids: np.ndarray) -> None:
         self.index.remove_many(ids)
         self.count -= len(ids)
+
+    def remove_one(self, entry: int) -> None:
+        self.index.remove(entry)
+        self.count -= 1
 
     def query(self, fingerprints, limit, threads):
         entries = self.entries
@@ -258,7 +265,7 @@ class Md5Videos(SignalIndex):
         self.of: dict[int, bytes] = {}
 
     def prepare(self, fingerprint: bytes) -> bytes | None:
-        return bytes(fingerprint) if len(fingerprint) == MD5.size else None
+        return bytes(fingerprint) if len(fingerprint) == 16 else None
 
     def add(self, code: int, indices: np.ndarray, items) -> None:
         for entry, fingerprint in zip(self.entries.new(code, indices, self.code).tolist(), items):
@@ -277,9 +284,12 @@ class Md5Videos(SignalIndex):
         self.count -= len(ids)
 
     def query(self, fingerprints, limit, threads):
-        signal = self.entries.signal
-        return [([self._hit(entry, 0) for entry in list(self.ids.get(fingerprint, ())) if signal.array[entry] == self.code],
-                 None) for fingerprint in fingerprints]
+        out = []
+        for fingerprint in fingerprints:
+            ids = self.ids.get(fingerprint)
+            live = self.entries.signal.array
+            out.append(([self._hit(entry, 0) for entry in list(ids) if live[entry] == self.code] if ids else [], None))
+        return out
 
 
 class VpdqVideos(SignalIndex):
@@ -362,7 +372,8 @@ class VpdqVideos(SignalIndex):
         stats = self.frames.stats()
         return stats["table_bytes"] + stats["fingerprint_bytes"]
 
-    def echo(self, fingerprint: Any) -> dict[str, Any]:
+    @classmethod
+    def echo(cls, fingerprint: Any) -> dict[str, Any]:
         return {"frames": len(fingerprint)}  # a video's frame list is long; its matches say enough
 
 
