@@ -192,7 +192,6 @@ class Matcher(FollowListener):
     def threshold_for(self, origin: str) -> int:
         return self._explicit_thresholds.get(origin, self.default_threshold)
 
-
     # ------------------------------------------------------------------ building
 
     def load(self, db_path: Path | str, *, read_only: bool = False) -> None:
