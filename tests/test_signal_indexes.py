@@ -172,3 +172,26 @@ def test_every_registered_class_names_its_own_signal():
         assert cls.signal is SIGNALS_BY_CODE[code] and cls.media in ("image", "video") and cls.label
     assert [cls.signal.name for cls in SIGNAL_INDEXES.values()] == list(SIGNALS)
     assert all(0 < code < 256 for code in SIGNAL_INDEXES)  # the entry table keeps a code in one byte, 0 = gone
+
+
+def test_the_answer_to_an_uploaded_video_is_the_same_bytes_as_before():
+    """media_answer (what the classes' `echo` and `media` build) gives the JSON the
+    route built when it tested signal names: a photo's fingerprint, a video's frame count."""
+    import json
+
+    from node.matcher.service import QueryResult
+    from protocol.signals import MD5, VPDQ
+
+    video = [{"signal": "md5", "fingerprint": MD5.examples()[1].hex()},
+             {"signal": "vpdq", "fingerprint": VPDQ.to_json(VPDQ.examples()[1])}]
+    queries = [Query.from_json(fp) for fp in video]
+    answer = media_answer(video, queries, [(QueryResult([], 0), []), (QueryResult([], 2), [])])
+    assert json.dumps(answer) == (
+        '{"kind": "video", "matched": true, "results": ['
+        '{"signal": "md5", "matches": [], "total": 0, "fingerprint": "9e107d9d372bb6826bd81d3542a419d6"}, '
+        '{"signal": "vpdq", "matches": [], "total": 2, "frames": 3}]}')
+    photo = [{"signal": "pdq", "fingerprint": PDQ.examples()[0].hex(), "quality": 40, "low_quality": True}]
+    answer = media_answer(photo, [Query.from_json(photo[0])], [(QueryResult([], 0), [])])
+    assert json.dumps(answer) == (
+        '{"kind": "image", "matched": false, "results": [{"signal": "pdq", "matches": [], "total": 0, '
+        f'"fingerprint": "{PDQ.examples()[0].hex()}", "quality": 40, "low_quality": true}}]}}')
