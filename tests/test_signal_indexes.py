@@ -195,3 +195,18 @@ def test_the_answer_to_an_uploaded_video_is_the_same_bytes_as_before():
     assert json.dumps(answer) == (
         '{"kind": "image", "matched": false, "results": [{"signal": "pdq", "matches": [], "total": 0, '
         f'"fingerprint": "{PDQ.examples()[0].hex()}", "quality": 40, "low_quality": true}}]}}')
+
+
+def test_matcher_options_reach_the_class_that_declares_them():
+    from protocol.signals import VPDQ, VpdqFrame
+
+    a, b, c = PDQ.examples()
+    indexed = VPDQ.from_frames([VpdqFrame(a, 90, 0), VpdqFrame(b, 90, 1000)])
+    half = Query("vpdq", VPDQ.from_frames([VpdqFrame(a, 90, 0), VpdqFrame(c, 90, 1000)]))  # 50 % of its frames
+    assert PDQ.distance(a, c) > 31 and PDQ.distance(b, c) > 31
+    for options, matched in (({}, 0), ({"vpdq_query_coverage": 50.0}, 1)):
+        matcher = Matcher(**options)
+        matcher.add(LOG, 0, "vpdq", indexed)
+        assert matcher.match(half).total == matched
+    with pytest.raises(TypeError, match="vpdq_query_coverag"):
+        Matcher(vpdq_query_coverag=50.0)
