@@ -61,7 +61,7 @@ from node.store import connect
 from node.store.matching import IndexSnapshot
 from protocol.entries import day_to_json
 from protocol.errors import SignalError, UsageError
-from protocol.signals import DEFAULT_PDQ_THRESHOLD, signal_named
+from protocol.signals import DEFAULT_PDQ_THRESHOLD, MAX_QUALITY, signal_named
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,13 @@ class Query:
         if "fingerprint" not in obj:
             raise SignalError('a query needs "signal" and "fingerprint"')
         signal = signal_named(obj.get("signal"))
+        # What `hash --json` adds beside a fingerprint is not used by a match, but it
+        # is typed in the API's schema: a wrong type is refused, not ignored.
+        quality = obj.get("quality", 0)
+        if type(quality) is not int or not 0 <= quality <= MAX_QUALITY:
+            raise SignalError(f"quality must be an integer from 0 to {MAX_QUALITY}, not {quality!r}")
+        if "low_quality" in obj and type(obj["low_quality"]) is not bool:
+            raise SignalError("low_quality must be true or false")
         return cls(signal.name, signal.parse_json(obj["fingerprint"]))
 
 
