@@ -61,6 +61,12 @@ def state(datadir) -> dict:
         db.close()
 
 
+def status(capsys, datadir) -> str:
+    capsys.readouterr()
+    cli_main(["status", "--dir", str(datadir.root)])  # its exit status is about the followed logs
+    return capsys.readouterr().out
+
+
 def pending_ids(capsys, datadir) -> list[str]:
     out = cli(capsys, "federation", "pending", "--dir", datadir.root)
     return [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
@@ -113,6 +119,8 @@ async def test_two_helplines_and_a_platform_join_through_a_signed_list(tmp_path,
     assert "2 change(s) wait" in outs["p"] and "add helpline h1.example/log" in outs["p"]
     assert "1 change(s) wait" in outs["h1"] and "add platform p.example/log" in outs["h1"]  # not h2: nothing to share
     assert "1 change(s) wait" in outs["h2"]
+    shown = await asyncio.to_thread(status, capsys, p)
+    assert "federation list fed.example/federation" in shown and "2 change(s) WAIT FOR YOUR APPROVAL" in shown
 
     # Approved: the platform follows both helplines, each helpline the platform; readers both ways.
     for datadir in (h1, h2, p):
@@ -204,6 +212,7 @@ async def test_a_refused_list_changes_nothing(tmp_path, capsys, start_node):
         after = state(p)
         assert after["error"] and words in after["error"]
         assert after | {"error": None} == before and pending_ids(capsys, p) == ids, words
+        assert "REFUSED" in status(capsys, p)
     # The list served again: accepted once, then unchanged.
     coordinator.publish(signed)
     assert "accepted the list's serial 6" in await asyncio.to_thread(

@@ -288,29 +288,21 @@ def run_update(args) -> int:
 @reports_datadir_errors
 def run_show(args) -> int:
     from node.datadir import DataDir
-    from node.federation.subscription import newest, pending
-    from node.follow.status import iso_time
+    from node.federation.subscription import format_report, newest, report
     from node.store import open_db
 
     datadir = DataDir(args.dir)
     db = open_db(datadir.db_path)
     try:
-        subscription = db.federation.subscription()
-        if subscription is None:
-            print("following no federation list")
-            return 0
-        member_list, waiting = newest(db), pending(db, _own(datadir))
+        federation, member_list = report(db, _own(datadir)), newest(db)
     finally:
         db.close()
-    print(f"federation {subscription.federation} at {subscription.url}: serial {subscription.serial}, "
-          f"accepted {iso_time(subscription.accepted_at)}, last checked {iso_time(subscription.checked_at)}; "
-          f"{subscription.quorum} of {len(subscription.list_vkeys)} list key(s) must sign")
-    if member_list is not None:
-        for m in member_list.members:
-            print(f"  {m.role:8} {m.origin} {m.url} {m.name!r}")
-    if subscription.last_error:
-        print(f"last refused ({iso_time(subscription.last_error_at)}): {subscription.last_error}")
-    _print_pending(waiting)
+    if federation is None:
+        print("following no federation list")
+        return 0
+    print(format_report(federation))
+    for m in member_list.members if member_list is not None else ():
+        print(f"  member {m.role:8} {m.origin} {m.url} {m.name!r}")
     return 0
 
 

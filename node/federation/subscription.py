@@ -188,3 +188,28 @@ def decide(db, own: Own, ids: list[str] | None, approve: bool) -> list[str]:
             done.append(f"NOT applied {change_id}: {exc}; nothing changed (`ncii-node follow remove` the log "
                         "first if the list is right, or reject the change)")
     return done
+
+
+def report(db, own: Own) -> dict | None:
+    """The list followed, for `ncii-node status` (None: no subscription)."""
+    from node.follow.status import iso_time
+
+    subscription = db.federation.subscription()
+    if subscription is None:
+        return None
+    return {"url": subscription.url, "federation": subscription.federation, "serial": subscription.serial,
+            "accepted_at": iso_time(subscription.accepted_at), "checked_at": iso_time(subscription.checked_at),
+            "last_error": subscription.last_error, "last_error_at": iso_time(subscription.last_error_at),
+            "pending": [{"id": c.id, "change": c.describe()} for c in pending(db, own)]}
+
+
+def format_report(federation: dict) -> str:
+    lines = [f"federation list {federation['federation']} at {federation['url']}: serial {federation['serial']}, "
+             f"last checked {federation['checked_at'] or 'never'}"]
+    if federation["last_error"]:
+        lines.append(f"  REFUSED {federation['last_error_at']}: {federation['last_error']}")
+    if federation["pending"]:
+        lines.append(f"  {len(federation['pending'])} change(s) WAIT FOR YOUR APPROVAL "
+                     "(ncii-node federation approve --dir DIR ID, or reject):")
+        lines += [f"    {p['id']}  {p['change']}" for p in federation["pending"]]
+    return "\n".join(lines)
