@@ -220,6 +220,13 @@ async def test_a_refused_list_changes_nothing(tmp_path, capsys, start_node):
     assert "unchanged (serial 6)" in await asyncio.to_thread(cli, capsys, "federation", "update", "--dir", p.root)
     assert len(pending_ids(capsys, p)) == 2 and state(p)["error"] is None
 
+    # Unfollowed: nothing is fetched or pending any more; what it set up stays.
+    await asyncio.to_thread(cli, capsys, "federation", "approve", "--dir", p.root, "--all")
+    assert "no longer following the federation list" in cli(capsys, "federation", "unfollow", "--dir", p.root)
+    assert "following no federation list" in cli(capsys, "federation", "show", "--dir", p.root)
+    assert set(state(p)["following"]) == {h1.origin, h2.origin} and pending_ids(capsys, p) == []
+    cli(capsys, "federation", "unfollow", "--dir", p.root, expect=2)
+
 
 def test_k_of_n_list_keys(tmp_path):
     h1, _ = _member(tmp_path, "h1")
@@ -289,3 +296,60 @@ def test_the_list_parser_is_strict(tmp_path):
     refused(text.replace(line, line + "x" * 2048), "longer than")
     refused(text.replace(h2.request_vkey, h1.request_vkey), "same request key")
     refused(HEADER + f"\nfederation {FEDERATION}\nserial 1\n" + "member x\n" * 1025, "at most 1024")
+
+
+def test_a_new_url_is_applied_at_once_a_new_key_or_name_waits(tmp_path):
+    from node.federation.subscription import Own, SubscriptionError, accept, decide, pending
+
+    p = make_datadir(tmp_path, name="p", origin="p.example/log", role="platform")
+    h1, h1_dir = _member(tmp_path, "h1")
+    q, _ = _member(tmp_path, "q", role="platform")
+    key = Signer.generate(FEDERATION)
+    own = Own("platform", "p.example/log")
+    db = open_db(p.db_path)
+    try:
+        db.federation.subscribe("https://coord.example/federation/list", [key.verifier_key()], 1, 300, False)
+        outcome = accept(db, sign_list(make_list(FEDERATION, 1, [h1, q]), [key]), own)
+        assert outcome.applied == [] and [c.kind for c in outcome.pending] == ["add", "add"]
+        decide(db, own, None, True)
+        assert db.follow.get_log(h1.origin).url == h1.url and db.follow.list_gossip_peers()[0].url == q.url
+
+        # A new URL (h1 and the peer q): applied at once, the key still pinned.
+        moved = dataclasses.replace(h1, url="https://h1-new.example/log")
+        q_moved = dataclasses.replace(q, url="https://q-new.example/log")
+        outcome = accept(db, sign_list(make_list(FEDERATION, 2, [moved, q_moved]), [key]), own)
+        assert "following h1.example/log at https://h1-new.example/log now" in outcome.applied
+        assert outcome.pending == []
+        assert db.follow.get_log(h1.origin).url == moved.url and db.follow.get_log(h1.origin).vkey == h1.log_vkey
+        assert [peer.url for peer in db.follow.list_gossip_peers()] == [q_moved.url]
+
+        # A new name and a new request key: both wait; approved, the reader is swapped.
+        other_request = make_datadir(tmp_path, name="h1b", origin="h1b.example/log").load_request_signer()
+        renamed = dataclasses.replace(moved, name="Helpline One", request_vkey=other_request.verifier_key())
+        outcome = accept(db, sign_list(make_list(FEDERATION, 3, [renamed, q_moved]), [key]), own)
+        assert outcome.applied == [] and [c.kind for c in outcome.pending] == ["key"]
+        assert db.readers.is_reader(h1.request_vkey) and db.follow.get_log(h1.origin).name == "H1"
+        decide(db, own, None, True)
+        assert not db.readers.is_reader(h1.request_vkey) and db.readers.is_reader(renamed.request_vkey)
+        assert db.follow.get_log(h1.origin).name == "Helpline One"
+
+        # A new log key: waits; rejected, it is not shown again; the pinned key is unchanged.
+        rekeyed = dataclasses.replace(renamed, log_vkey=Signer.generate(h1.origin).verifier_key())
+        accept(db, sign_list(make_list(FEDERATION, 4, [rekeyed, q_moved]), [key]), own)
+        [change] = pending(db, own)
+        assert change.kind == "key" and "log key" in change.describe()
+        decide(db, own, [change.id], False)
+        assert pending(db, own) == [] and db.follow.get_log(h1.origin).vkey == h1.log_vkey
+
+        # An origin the operator follows with another key: approving its addition is refused, nothing written.
+        h2, _ = _member(tmp_path, "h2")
+        db.follow.add_log(h2.origin, h2.url, Signer.generate(h2.origin).verifier_key(), "mine")
+        accept(db, sign_list(make_list(FEDERATION, 5, [rekeyed, h2, q_moved]), [key]), own)
+        [add] = [c for c in pending(db, own) if c.kind == "add"]
+        [line] = decide(db, own, [add.id], True)
+        assert line.startswith("NOT applied") and "already followed with another key" in line
+        assert not db.readers.is_reader(h2.request_vkey) and add in pending(db, own)
+        with pytest.raises(SubscriptionError, match="no pending change"):
+            decide(db, own, ["0123456789"], True)
+    finally:
+        db.close()

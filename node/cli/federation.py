@@ -11,7 +11,7 @@ Whoever holds the federation's list key(s) (a coordinator, or k of n members):
 Each node that follows the list:
 
     ncii-node federation follow --dir DIR https://coord.example/federation/list --key VKEY [--key VKEY --quorum 2]
-    ncii-node federation pending|approve ID...|--all|reject ID...|--all|update|show --dir DIR
+    ncii-node federation pending|approve ID...|--all|reject ID...|--all|update|show|unfollow --dir DIR
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def register(subparsers) -> None:
     follow.set_defaults(func=run_follow)
 
     for name, helptext in (("update", "fetch the list now"), ("show", "the list followed, its version and errors"),
-                           ("pending", "the changes waiting for approval")):
+                           ("pending", "the changes waiting for approval"),
+                           ("unfollow", "follow the list no more (what it set up stays)")):
         action = sub.add_parser(name, help=helptext)
         add_dir_argument(action)
         action.set_defaults(func=globals()[f"run_{name}"])
@@ -303,6 +304,23 @@ def run_show(args) -> int:
     print(format_report(federation))
     for m in member_list.members if member_list is not None else ():
         print(f"  member {m.role:8} {m.origin} {m.url} {m.name!r}")
+    return 0
+
+
+@reports_datadir_errors
+def run_unfollow(args) -> int:
+    from node.datadir import DataDir
+    from node.store import open_db
+
+    db = open_db(DataDir(args.dir).db_path)
+    try:
+        found = db.federation.unsubscribe()
+    finally:
+        db.close()
+    if not found:
+        return fail("this node follows no federation list", 2)
+    print("no longer following the federation list; the readers, logs and peers it set up stay "
+          "(`ncii-node follow remove`, `readers remove` to undo them)")
     return 0
 
 

@@ -114,6 +114,15 @@ class FederationRepository:
                 self.db.execute("UPDATE federation_subscription SET last_error = ?, last_error_at = ? WHERE id = 1",
                                 (error, now))
 
+    def unsubscribe(self) -> bool:
+        """Follow the list no more: what was set up from it stays (the operator's now);
+        the versions accepted stay too, as the record of what was believed."""
+        with self.db.atomic():
+            found = self.db.execute("DELETE FROM federation_subscription").rowcount > 0
+            self.db.execute("DELETE FROM federation_applied")
+            self.db.execute("DELETE FROM federation_rejected")
+            return found
+
     def versions(self) -> list[tuple[int, float]]:
         return self.db.execute("SELECT serial, accepted_at FROM federation_lists ORDER BY serial").fetchall()
 
