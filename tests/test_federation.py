@@ -27,7 +27,7 @@ from node.federation.members import (
     parse_text,
     sign_list,
 )
-from node.invitation import Invitation, parse
+from node.invitation import Invitation
 from node.store import open_db
 from protocol.note import Signer, add_signatures, parse_note, sign_note
 from publish_support import append, make_datadir, pdq_line, wait_for

@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 
 from node.cli._common import add_dir_argument, fail, reports_datadir_errors
+from node.cli.follow import _database, _tell_running_node
 
 DEFAULT_INTERVAL = 300.0
 
@@ -213,11 +214,9 @@ def _print_pending(changes) -> None:
 def run_follow(args) -> int:
     import asyncio
 
-    from node.cli.follow import _tell_running_node
     from node.datadir import DataDir
     from node.federation.subscription import SubscriptionError, accept, fetch
     from node.follow.client import log_url_problem
-    from node.store import open_db
     from protocol.errors import KeyFormatError
     from protocol.note import Verifier
 
@@ -238,8 +237,7 @@ def run_follow(args) -> int:
         data = asyncio.run(fetch(args.url))
     except SubscriptionError as exc:
         return fail(f"{exc}; nothing changed", 1)
-    db = open_db(datadir.db_path)
-    try:
+    with _database(args) as db:
         previous = db.federation.subscription()
         try:
             with db.atomic():  # the subscription only if its list is accepted
@@ -249,8 +247,6 @@ def run_follow(args) -> int:
             if previous is None:
                 return fail(f"{exc}; nothing changed", 1)
             return fail(f"{exc}; the subscription is unchanged", 1)
-    finally:
-        db.close()
     print(f"following the federation list at {args.url} (fetched every {args.interval:g} s by the running node)")
     _print_outcome(outcome)
     if outcome.applied:
@@ -262,14 +258,11 @@ def run_follow(args) -> int:
 def run_update(args) -> int:
     import asyncio
 
-    from node.cli.follow import _tell_running_node
     from node.datadir import DataDir
     from node.federation.subscription import SubscriptionError, accept, fetch
-    from node.store import open_db
 
     datadir = DataDir(args.dir)
-    db = open_db(datadir.db_path)
-    try:
+    with _database(args) as db:
         subscription = db.federation.subscription()
         if subscription is None:
             return fail("this node follows no federation list (`ncii-node federation follow`)", 2)
@@ -278,8 +271,6 @@ def run_update(args) -> int:
         except SubscriptionError as exc:
             db.federation.record_check(str(exc))
             return fail(f"{exc}; nothing changed", 1)
-    finally:
-        db.close()
     _print_outcome(outcome)
     if outcome.applied:
         print(_tell_running_node(args))
@@ -290,14 +281,10 @@ def run_update(args) -> int:
 def run_show(args) -> int:
     from node.datadir import DataDir
     from node.federation.subscription import format_report, newest, report
-    from node.store import open_db
 
     datadir = DataDir(args.dir)
-    db = open_db(datadir.db_path)
-    try:
+    with _database(args) as db:
         federation, member_list = report(db, _own(datadir)), newest(db)
-    finally:
-        db.close()
     if federation is None:
         print("following no federation list")
         return 0
@@ -309,14 +296,8 @@ def run_show(args) -> int:
 
 @reports_datadir_errors
 def run_unfollow(args) -> int:
-    from node.datadir import DataDir
-    from node.store import open_db
-
-    db = open_db(DataDir(args.dir).db_path)
-    try:
+    with _database(args) as db:
         found = db.federation.unsubscribe()
-    finally:
-        db.close()
     if not found:
         return fail("this node follows no federation list", 2)
     print("no longer following the federation list; the readers, logs and peers it set up stay "
@@ -328,34 +309,26 @@ def run_unfollow(args) -> int:
 def run_pending(args) -> int:
     from node.datadir import DataDir
     from node.federation.subscription import pending
-    from node.store import open_db
 
     datadir = DataDir(args.dir)
-    db = open_db(datadir.db_path)
-    try:
+    with _database(args) as db:
         _print_pending(pending(db, _own(datadir)))
-    finally:
-        db.close()
     return 0
 
 
 @reports_datadir_errors
 def run_decide(args) -> int:
-    from node.cli.follow import _tell_running_node
     from node.datadir import DataDir
     from node.federation.subscription import SubscriptionError, decide
-    from node.store import open_db
 
     if bool(args.ids) == bool(args.all):
         return fail("name the changes (their ids, from `ncii-node federation pending`) or give --all", 2)
     datadir = DataDir(args.dir)
-    db = open_db(datadir.db_path)
-    try:
-        done = decide(db, _own(datadir), None if args.all else args.ids, args.approve)
-    except SubscriptionError as exc:
-        return fail(str(exc), 2)
-    finally:
-        db.close()
+    with _database(args) as db:
+        try:
+            done = decide(db, _own(datadir), None if args.all else args.ids, args.approve)
+        except SubscriptionError as exc:
+            return fail(str(exc), 2)
     for line in done or ["no change is waiting for approval"]:
         print(line)
     if args.approve and done:
