@@ -353,3 +353,24 @@ def test_a_new_url_is_applied_at_once_a_new_key_or_name_waits(tmp_path):
             decide(db, own, ["0123456789"], True)
     finally:
         db.close()
+
+
+def test_k_of_n_with_the_commands(tmp_path, capsys):
+    h1 = make_datadir(tmp_path, name="h1", origin="h1.example/log")
+    keys = [tmp_path / "a.key", tmp_path / "b.key"]
+    vkeys = [cli(capsys, "federation", "key", "--name", f"{k.stem}.example/federation", "--out", k).strip()
+             for k in keys]
+    cli(capsys, "federation", "key", "--name", "x.example/federation", "--out", keys[0], expect=2)  # not overwritten
+    (tmp_path / "bundles.txt").write_text(invite(capsys, h1, "https://h1.example/log") + "\n")
+    cli(capsys, "federation", "sign", "--federation", FEDERATION, "--serial", "1", "--key", keys[0],
+        "--out", tmp_path / "list", tmp_path / "bundles.txt")
+    with pytest.raises(ListError, match="2 are required"):
+        open_list((tmp_path / "list").read_bytes(), vkeys, 2)
+    cli(capsys, "federation", "cosign", "--key", keys[1], tmp_path / "list")
+    assert [m.origin for m in open_list((tmp_path / "list").read_bytes(), vkeys, 2).members] == [h1.root.name +
+                                                                                                ".example/log"]
+    # A bad bundle line is refused with its line number, and nothing is written.
+    (tmp_path / "bad.txt").write_text("# members\nncii-invite-1.AAAA\n")
+    out = cli(capsys, "federation", "sign", "--federation", FEDERATION, "--serial", "2", "--key", keys[0],
+              "--out", tmp_path / "list2", tmp_path / "bad.txt", expect=2)
+    assert "line 2" in out and not (tmp_path / "list2").exists()
