@@ -78,20 +78,10 @@
 #define SAMPLE_MAX 16384   /* items sampled for the bit statistics */
 #define CALIBRATION_QUERIES 128
 #define PIPELINE 64 /* candidates whose fingerprints are being fetched while older ones are checked */
-#ifndef PROBE_AHEAD
-#define PROBE_AHEAD 32 /* bucket bounds prefetched this many probes ahead */
-#endif
-#ifndef RANGE_AHEAD
-#define RANGE_AHEAD 16 /* bucket entries prefetched this many buckets ahead */
-#endif
 
 /* Cost model of the planner, in nanoseconds, measured on a 2-core Xeon at 10M. */
-#ifndef COST_PROBE
 #define COST_PROBE 14.0
-#endif
-#ifndef COST_CANDIDATE
 #define COST_CANDIDATE 9.0
-#endif
 #define COST_SCAN 1.1
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -1065,21 +1055,6 @@ static void adapt_plan(const Index *ix, const uint8_t *q, int threshold, Plan *p
 
 /* ------------------------------------------------------------------ searching */
 
-#ifdef PHASES /* a bench build: cycles spent in each stage of search_tables */
-#include <x86intrin.h>
-static uint64_t phase_cycles[4];
-#define PHASE_START uint64_t phase_t = __rdtsc()
-#define PHASE(i)                                                                                                  \
-    do {                                                                                                          \
-        uint64_t phase_now = __rdtsc();                                                                           \
-        __atomic_fetch_add(&phase_cycles[i], phase_now - phase_t, __ATOMIC_RELAXED);                              \
-        phase_t = phase_now;                                                                                      \
-    } while (0)
-#else
-#define PHASE_START
-#define PHASE(i)
-#endif
-
 typedef struct {
     int tmax;           /* the largest threshold of any tag: what the plan covers */
     int tdefault;       /* the threshold of tags beyond `thr` */
@@ -1101,11 +1076,8 @@ typedef struct {
     uint32_t *keys;
     size_t keys_cap;
     uint32_t *lo, *hi;
-    uint8_t *rt, *pt;
-    size_t lo_cap, hi_cap, rt_cap, pt_cap;
-    uint32_t *cand; /* the candidates met, and the table each came from */
-    uint8_t *ct;
-    size_t cand_cap, ct_cap;
+    uint8_t *rt;
+    size_t lo_cap, hi_cap, rt_cap;
     Hit *hits; /* every match (limit 0), or a max-heap of the nearest `limit` */
     size_t n_hits, hits_cap;
     uint64_t total;
@@ -1125,9 +1097,6 @@ static void scratch_free(Scratch *s)
     free(s->lo);
     free(s->hi);
     free(s->rt);
-    free(s->pt);
-    free(s->cand);
-    free(s->ct);
     free(s->hits);
     free(s->seen);
     free(s->glist);
@@ -1453,44 +1422,15 @@ static inline int check_candidate(const Index *ix, const uint8_t *q, const Ask *
     return offer(s, a, id, d);
 }
 
-/* A bucket's entries: its first and its last line (a bucket of a few entries often
- * straddles two lines, and a miss on the second stalls the loop as long as the first
- * would have; lines in between are sequential, which the hardware prefetches). */
-static inline void prefetch_range(const Index *ix, const Scratch *s, size_t r)
-{
-    const uint32_t *ids = ix->tables[s->rt[r]].ids.p;
-    __builtin_prefetch(ids + s->lo[r]);
-    __builtin_prefetch(ids + s->hi[r] - 1);
-}
-
-/* One query through the tables. The work is random reads into hundreds of megabytes
- * (bucket bounds, bucket entries, candidates' fingerprints: ~15,000 cache misses a
- * query on 10M correlated fingerprints), so it runs in stages over flat arrays, each
- * prefetching a fixed distance ahead of its reads, which keeps many misses in flight
- * instead of one after the other: probe keys -> bucket bounds -> candidate ids ->
- * distance checks. (Measured with -DPHASES on 10M correlated fingerprints: bounds
- * 25 %, entries 30 %, fingerprints 45 % of the time.) Groups met on the way are
- * evaluated last, nearest first. */
+/* One query through the tables, in passes that each prefetch what the next will touch
+ * so that many cache misses are in flight together instead of one after the other:
+ * probe keys -> bucket ranges -> candidates (through a prefetch ring) -> distance
+ * checks. Groups met on the way are evaluated last, nearest first. */
 HOT static int search_tables(const Index *ix, const uint8_t *q, const Ask *a, const Plan *plan, Scratch *s)
 {
-    PHASE_START;
     const uint8_t *fp = ix->fp.p, *flags = ix->flags.p;
     uint32_t qk[MAX_TABLES];
-    /* every probe of every chosen table: s->keys[i] in table s->pt[i] */
-    size_t np = 0, nr = 0;
-    for (int t = 0; t < ix->ntables; t++) {
-        int rho = plan->rho[t];
-        if (rho < 0)
-            continue;
-        const MaskSet *ms = &ix->masks[ix->tables[t].width];
-        for (int r = 0; r <= rho; r++)
-            np += ms->n[r];
-    }
-    if (grow((void **)&s->keys, &s->keys_cap, np, sizeof(uint32_t)) < 0 ||
-        grow((void **)&s->pt, &s->pt_cap, np, 1) < 0 || grow((void **)&s->lo, &s->lo_cap, np, sizeof(uint32_t)) < 0 ||
-        grow((void **)&s->hi, &s->hi_cap, np, sizeof(uint32_t)) < 0 || grow((void **)&s->rt, &s->rt_cap, np, 1) < 0)
-        return -1;
-    np = 0;
+    size_t nr = 0;
     for (int t = 0; t < ix->ntables; t++) {
         int rho = plan->rho[t];
         if (rho < 0)
@@ -1498,47 +1438,48 @@ HOT static int search_tables(const Index *ix, const uint8_t *q, const Ask *a, co
         const Table *tb = &ix->tables[t];
         const MaskSet *ms = &ix->masks[tb->width];
         uint32_t k = qk[t] = chunk_of(q, tb->start, tb->width);
+        size_t nk = 0;
         for (int r = 0; r <= rho; r++)
-            for (size_t i = 0; i < ms->n[r]; i++) {
-                s->keys[np] = k ^ ms->m[r][i];
-                s->pt[np++] = (uint8_t)t;
+            nk += ms->n[r];
+        if (grow((void **)&s->keys, &s->keys_cap, nk, sizeof(uint32_t)) < 0)
+            return -1;
+        nk = 0;
+        for (int r = 0; r <= rho; r++)
+            for (size_t i = 0; i < ms->n[r]; i++)
+                s->keys[nk++] = k ^ ms->m[r][i];
+        const uint32_t *off = tb->off.p, *ids = tb->ids.p;
+        for (size_t i = 0; i < nk; i++)
+            __builtin_prefetch(off + s->keys[i]);
+        s->probes += nk;
+        if (grow((void **)&s->lo, &s->lo_cap, nr + nk, sizeof(uint32_t)) < 0 ||
+            grow((void **)&s->hi, &s->hi_cap, nr + nk, sizeof(uint32_t)) < 0 ||
+            grow((void **)&s->rt, &s->rt_cap, nr + nk, 1) < 0)
+            return -1;
+        for (size_t i = 0; i < nk; i++) {
+            uint32_t lo = off[s->keys[i]], hi = off[s->keys[i] + 1];
+            if (hi > lo) {
+                /* the bucket's first and last line: a bucket of a few entries often
+                 * straddles two lines, and a miss on the second stalls the candidate
+                 * loop as long as one on the first (10M correlated fingerprints:
+                 * ~20 % less time a query; lines between are sequential, and the
+                 * hardware prefetches them) */
+                __builtin_prefetch(ids + lo);
+                __builtin_prefetch(ids + hi - 1);
+                s->lo[nr] = lo;
+                s->hi[nr] = hi;
+                s->rt[nr] = (uint8_t)t;
+                nr++;
             }
-    }
-    s->probes += np;
-    PHASE(0);
-    /* Three stages, each prefetching a bounded distance ahead of its reads (a burst of
-     * thousands of prefetches overruns the miss buffers and loses lines before use):
-     * bucket bounds (off) -> bucket entries (ids) -> candidates' fingerprints (ring). */
-    for (size_t i = 0; i < np && i < PROBE_AHEAD; i++)
-        __builtin_prefetch((const uint32_t *)ix->tables[s->pt[i]].off.p + s->keys[i]);
-    for (size_t i = 0; i < np; i++) {
-        if (i + PROBE_AHEAD < np)
-            __builtin_prefetch((const uint32_t *)ix->tables[s->pt[i + PROBE_AHEAD]].off.p + s->keys[i + PROBE_AHEAD]);
-        const uint32_t *off = ix->tables[s->pt[i]].off.p;
-        uint32_t lo = off[s->keys[i]], hi = off[s->keys[i] + 1];
-        if (hi > lo) {
-            s->lo[nr] = lo;
-            s->hi[nr] = hi;
-            s->rt[nr] = s->pt[i];
-            nr++;
         }
     }
-    /* The candidates' ids, out of their buckets: a light loop, so that the misses on
-     * bucket entries (prefetched RANGE_AHEAD buckets ahead) overlap. */
-    size_t nc = 0;
-    for (size_t r = 0; r < nr; r++)
-        nc += s->hi[r] - s->lo[r];
-    if (grow((void **)&s->cand, &s->cand_cap, nc, sizeof(uint32_t)) < 0 || grow((void **)&s->ct, &s->ct_cap, nc, 1) < 0)
-        return -1;
-    PHASE(1);
-    nc = 0;
-    for (size_t r = 0; r < nr && r < RANGE_AHEAD; r++)
-        prefetch_range(ix, s, r);
+    /* Candidates flow through a ring: each one's fingerprint is prefetched PIPELINE
+     * candidates before it is checked, so that many misses are in flight while the
+     * lines already fetched are still in the first-level cache when they are used. */
+    uint32_t ring_id[PIPELINE];
+    uint8_t ring_t[PIPELINE];
+    size_t head = 0, pending = 0;
     for (size_t r = 0; r < nr; r++) {
-        if (r + RANGE_AHEAD < nr)
-            prefetch_range(ix, s, r + RANGE_AHEAD);
         const uint32_t *ids = ix->tables[s->rt[r]].ids.p;
-        uint8_t t = s->rt[r];
         for (size_t j = s->lo[r]; j < s->hi[r]; j++) {
             uint32_t id = ids[j];
             if (id & GROUP_BIT) {
@@ -1546,24 +1487,22 @@ HOT static int search_tables(const Index *ix, const uint8_t *q, const Ask *a, co
                     return -1;
                 continue;
             }
-            s->cand[nc] = id;
-            s->ct[nc++] = t;
+            __builtin_prefetch(fp + (size_t)id * FP_BYTES);
+            s->candidates++;
+            if (pending == PIPELINE) {
+                if (check_candidate(ix, q, a, plan, qk, ring_id[head], ring_t[head], s) < 0)
+                    return -1;
+                head = (head + 1) & (PIPELINE - 1);
+                pending--;
+            }
+            size_t slot = (head + pending++) & (PIPELINE - 1);
+            ring_id[slot] = id;
+            ring_t[slot] = s->rt[r];
         }
     }
-    s->candidates += nc;
-    PHASE(2);
-    /* Their fingerprints, each prefetched PIPELINE candidates before it is checked:
-     * many misses in flight, and the lines fetched still in the first-level cache when
-     * they are used. */
-    for (size_t i = 0; i < nc && i < PIPELINE; i++)
-        __builtin_prefetch(fp + (size_t)s->cand[i] * FP_BYTES);
-    for (size_t i = 0; i < nc; i++) {
-        if (i + PIPELINE < nc)
-            __builtin_prefetch(fp + (size_t)s->cand[i + PIPELINE] * FP_BYTES);
-        if (check_candidate(ix, q, a, plan, qk, s->cand[i], s->ct[i], s) < 0)
+    for (; pending; pending--, head = (head + 1) & (PIPELINE - 1))
+        if (check_candidate(ix, q, a, plan, qk, ring_id[head], ring_t[head], s) < 0)
             return -1;
-    }
-    PHASE(3);
     /* items added since the last merge */
     const uint32_t *ov = ix->overflow.p;
     for (size_t i = 0; i < ix->n_overflow; i++) {
@@ -3146,21 +3085,8 @@ static PyTypeObject IndexType = {
     .tp_as_sequence = &Index_as_sequence,
 };
 
-#ifdef PHASES
-static PyObject *module_phases(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    (void)self;
-    return Py_BuildValue("(KKKK)", (unsigned long long)phase_cycles[0], (unsigned long long)phase_cycles[1],
-                         (unsigned long long)phase_cycles[2], (unsigned long long)phase_cycles[3]);
-}
-static PyMethodDef module_methods[] = {{"_phases", module_phases, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
-#define MODULE_METHODS module_methods
-#else
-#define MODULE_METHODS NULL
-#endif
-
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_pdqindex", "Compiled core of node.matcher.pdq_index.", -1, MODULE_METHODS,
+    PyModuleDef_HEAD_INIT, "_pdqindex", "Compiled core of node.matcher.pdq_index.", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__pdqindex(void)
