@@ -3,7 +3,7 @@
     db = open_db(path)          # a connection (NodeDatabase), every area migrated
     db.log.latest_checkpoint()  # repositories: db.log, db.readers, db.follow, db.follow_leaves,
                                 #   db.peer_feedback, db.cases, db.matching, db.witness,
-                                #   db.stats, db.acks
+                                #   db.stats, db.acks, db.federation
     with db.atomic(): ...       # one transaction; the outermost takes the write lock
     worker = DatabaseWorker(path)                        # node/store/worker.py: one thread,
     await worker.follow.get_log(origin)                  #   one connection, same repositories
@@ -51,6 +51,7 @@ import sqlite_utils
 
 from node.store.acks import AckRepository
 from node.store.cases import CaseRepository
+from node.store.federation import FederationRepository
 from node.store.follow import FollowRepository
 from node.store.follow_leaves import LeafTileRepository
 from node.store.log import LogRepository, ReaderRepository, StoredCheckpoint
@@ -75,8 +76,8 @@ def area_modules() -> list[ModuleType]:
 
 
 #: The repositories every connection (and every DatabaseWorker) gives, by attribute.
-REPOSITORIES = ("acks", "cases", "follow", "follow_leaves", "log", "matching", "peer_feedback", "readers", "stats",
-                "witness")
+REPOSITORIES = ("acks", "cases", "federation", "follow", "follow_leaves", "log", "matching", "peer_feedback",
+                "readers", "stats", "witness")
 
 
 class NodeDatabase(sqlite_utils.Database):
@@ -92,6 +93,7 @@ class NodeDatabase(sqlite_utils.Database):
 
     acks = functools.cached_property(AckRepository)
     cases = functools.cached_property(CaseRepository)
+    federation = functools.cached_property(FederationRepository)
     follow = functools.cached_property(FollowRepository)
     follow_leaves = functools.cached_property(LeafTileRepository)
     log = functools.cached_property(LogRepository)
