@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 #: The advisory lock every writing transaction takes ("ncii" in ASCII).
 WRITER_LOCK = 0x6E636969
-SCHEMES = ("postgresql://", "postgres://")
 _WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP")
 
 
@@ -61,10 +60,6 @@ class PgTarget(str):
         target = super().__new__(cls, url)
         target.password = password
         return target
-
-
-def is_postgres(target) -> bool:
-    return isinstance(target, str) and target.startswith(SCHEMES)
 
 
 class _WholeNumbers(NumericLoader):

@@ -166,6 +166,9 @@ class TileStore:
             except OSError:
                 pass
 
+    def close(self) -> None:
+        """Nothing to release (files); a database tile store closes its connections."""
+
 
 class Staged:
     """Files written and fsynced under tmp/, waiting to be renamed into place."""
