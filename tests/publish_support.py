@@ -18,6 +18,7 @@ import aiohttp
 from node.cli import main as cli_main
 from node.config import Config
 from node.datadir import DataDir
+from node.store.tiles import TileStore
 from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.merkle import inclusion_proof, leaf_hash, verify_inclusion
 from protocol.note import Verifier
@@ -162,7 +163,14 @@ def cached_nodes(nodes: TileNodes):
 
 
 def tile_files(datadir: DataDir) -> dict[str, bytes]:
-    """Every file under the tiles directory, by relative path."""
+    """Every file under the tiles directory, by relative path (a PostgreSQL node: every
+    row of its tiles table)."""
+    if datadir.uses_postgres:
+        store = TileStore.of(datadir)
+        try:
+            return dict(store.items())
+        finally:
+            store.close()
     out = {}
     root = datadir.tiles_dir
     for dirpath, _, names in os.walk(root):
