@@ -393,16 +393,26 @@ class IndexSnapshot:
                 f"AND signal != ? AND {active}", (origin, start, stop, signal))]
             yield indices_array, matrix, others
 
+    #: The blobs, concatenated, and the indices, in one aggregate row.
+    _AGGREGATE = "group_concat(fingerprint, x''), group_concat(idx)"
+
+    @staticmethod
+    def _indices(aggregated) -> np.ndarray:
+        return np.fromstring(aggregated, dtype=np.int64, sep=",")  # text mode: C speed
+
     def _aggregate(self, origin: str, start: int, stop: int, signal: str, size: int,
                    active: str) -> tuple[np.ndarray, np.ndarray]:
         blobs, indices, count = self._conn.execute(
-            f"SELECT group_concat(fingerprint, x''), group_concat(idx), count(*) FROM fingerprints "
+            f"SELECT {self._AGGREGATE}, count(*) FROM fingerprints "
             f"WHERE origin = ? AND idx >= ? AND idx < ? AND signal = ? AND length(fingerprint) = ? "
             f"AND {active}", (origin, start, stop, signal, size)).fetchone()
         if not count:
             return np.empty(0, dtype=np.int64), np.empty((0, size), dtype=np.uint8)
-        indices_array = np.fromstring(indices, dtype=np.int64, sep=",")  # text mode: C speed
-        return _checked(indices_array, blobs, count, size)
+        indices_array = self._indices(indices)
+        matrix = np.frombuffer(blobs, dtype=np.uint8).reshape(-1, size)
+        if len(indices_array) != count or len(matrix) != count:
+            raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
+        return indices_array, matrix
 
     def has_table(self, name: str) -> bool:
         """Whether the database has this table (one not migrated yet may lack the newest)."""
@@ -429,13 +439,6 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _checked(indices: np.ndarray, blobs: bytes, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    matrix = np.frombuffer(blobs, dtype=np.uint8).reshape(-1, size)
-    if len(indices) != count or len(matrix) != count:
-        raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
-    return indices, matrix
-
-
 class PgIndexSnapshot(IndexSnapshot):
     """IndexSnapshot of a PostgreSQL database: one REPEATABLE READ, READ ONLY transaction
     (one snapshot for the whole build, no lock taken); the same queries, but for the
@@ -460,15 +463,11 @@ class PgIndexSnapshot(IndexSnapshot):
         finally:
             self._conn.close()
 
-    def _aggregate(self, origin: str, start: int, stop: int, signal: str, size: int,
-                   active: str) -> tuple[np.ndarray, np.ndarray]:
-        blobs, indices, count = self._conn.execute(
-            f"SELECT string_agg(fingerprint, ''::bytea ORDER BY idx), string_agg(int8send(idx), ''::bytea "
-            f"ORDER BY idx), count(*) FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? AND signal = ? "
-            f"AND length(fingerprint) = ? AND {active}", (origin, start, stop, signal, size)).fetchone()
-        if not count:
-            return np.empty(0, dtype=np.int64), np.empty((0, size), dtype=np.uint8)
-        return _checked(np.frombuffer(indices, dtype=">i8").astype(np.int64), blobs, count, size)
+    _AGGREGATE = "string_agg(fingerprint, ''::bytea ORDER BY idx), string_agg(int8send(idx), ''::bytea ORDER BY idx)"
+
+    @staticmethod
+    def _indices(aggregated) -> np.ndarray:
+        return np.frombuffer(aggregated, dtype=">i8").astype(np.int64)
 
     def has_table(self, name: str) -> bool:
         return self._conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
