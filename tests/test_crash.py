@@ -191,25 +191,18 @@ def insert_entries(self, first, entries, hashes):
     if STEP == "after-store" and entries:
         die()
 LogRepository.insert_entries = insert_entries
-orig_commit = TileStore.commit
-def commit(self, staged):
-    if STEP == "mid-tiles" and len(staged.pending) > 2:
-        half = type(staged)()
-        half.pending = staged.pending[: len(staged.pending) // 2]
-        orig_commit(self, half)
-        die()
-    return orig_commit(self, staged)
-TileStore.commit = commit
 from node.store.dbtiles import DatabaseTileStore
-orig_db_commit = DatabaseTileStore.commit
-def db_commit(self, staged):
-    if STEP == "mid-tiles" and len(staged.pending) > 2:
-        half = type(staged)()
-        half.pending = staged.pending[: len(staged.pending) // 2]
-        orig_db_commit(self, half)
-        die()
-    return orig_db_commit(self, staged)
-DatabaseTileStore.commit = db_commit
+def halfway(orig_commit):
+    def commit(self, staged):
+        if STEP == "mid-tiles" and len(staged.pending) > 2:
+            half = type(staged)()
+            half.pending = staged.pending[: len(staged.pending) // 2]
+            orig_commit(self, half)
+            die()
+        return orig_commit(self, staged)
+    return commit
+for store in (TileStore, DatabaseTileStore):  # files (SQLite node), rows (PostgreSQL node)
+    store.commit = halfway(store.commit)
 orig_record = LogRepository.record_checkpoint
 def record_checkpoint(self, size, root, note, published_at=None, **options):
     if STEP == "before-record" and size > 0:
