@@ -249,3 +249,15 @@ def test_the_replay_journal_in_postgresql(pg_url):
     careful.open_journal(DatabaseJournals(pg_url), 1002.0, 10.0)
     assert careful.not_before == 1012.0
     careful.close()
+
+
+async def test_a_worker_reconnects_after_postgresql_dropped_its_connection(pg_url):
+    worker = DatabaseWorker(pg_url, name="t")
+    pid = await worker.call(lambda db: db.execute("SELECT pg_backend_pid()").fetchone()[0])
+    admin = open_db(pg_url)
+    admin.execute("SELECT pg_terminate_backend(?)", (pid,))
+    admin.close()
+    with pytest.raises(Exception):   # the call that finds the connection gone fails ...
+        await worker.log.entry_count()
+    assert await worker.log.entry_count() == 0   # ... the next one reconnects
+    await worker.close()
