@@ -52,6 +52,10 @@ def test_readers(db):
     assert db.readers.is_reader("vkey-a") and not db.readers.is_reader("vkey-b")
     assert [(r.vkey, r.name, r.key_id) for r in db.readers.list_readers()] == [("vkey-a", "renamed", "01020304")]
     assert db.readers.remove_reader("renamed") == 1 and db.readers.list_readers() == []
+    # Values are bound, never spliced into the statement: quotes, ? and % stay data.
+    hostile = "x'); DROP TABLE readers; -- ? %s %% ?"
+    assert db.readers.add_reader(hostile, hostile, b"\x00" * 4)
+    assert db.readers.is_reader(hostile) and db.readers.list_readers()[0].name == hostile
 
 
 def _attempt(db, lookup, now=1000.0):
