@@ -25,7 +25,10 @@ HTTP. Start order (each part may rely on the parts started before it):
    7. follower    every node: one job per followed log; its listeners are the
                   acknowledger, then a platform's matcher (withdrawals before each
                   round commits, additions after, then the acknowledgement)
-   8. gossip      every node: one job per peer whose view is compared with ours
+   8. gossip      every node: one job per peer whose view is compared with ours;
+                  then the federation list, when the node follows one
+                  (node/federation/service.py): what it applies at once, the
+                  follower and the gossip re-read
    9. matcher     platform: the index is built from the database in the background
                   (meanwhile matching answers "not ready"); then the disputed-match
                   feedback that a suppression left pending is published, and every
@@ -56,6 +59,8 @@ from node.cases.service import CaseService
 from node.datadir import DataDir
 from node.errors import Unavailable
 from node.feedback import FeedbackPublisher
+from node.federation.service import FederationService
+from node.federation.subscription import Own
 from node.figures import Figures
 from node.follow.forks import EVIDENCE_DIR
 from node.follow.gossip import GossipService
@@ -117,6 +122,7 @@ class Node:
         self.cases: CaseService | None = None
         self.follower: FollowService | None = None
         self.gossip: GossipService | None = None
+        self.federation: FederationService | None = None
         self.suppressor: Suppressor | None = None
         self.figures: Figures | None = None
         self.witness: WitnessService | None = None
@@ -199,6 +205,9 @@ class Node:
         self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
         await self.gossip.start()
         stack.push_async_callback(self.gossip.stop)
+        self.federation = FederationService(datadir.db_path, Own(self.role, self.origin), self.reload_followed)
+        await self.federation.start()
+        stack.push_async_callback(self.federation.stop)
 
         # 9. matcher
         if self.matcher is not None:

@@ -265,3 +265,22 @@ async def test_a_worker_reconnects_after_postgresql_dropped_its_connection(pg_ur
         await worker.log.entry_count()
     assert await worker.log.entry_count() == 0   # ... the next one reconnects
     await worker.close()
+
+
+def test_federation_state(db):
+    db.federation.subscribe("https://list.example", ["vkey1", "vkey2"], 2, 60.0, False)
+    db.federation.subscribe("https://list.example/v2", ["vkey1"], 1, 30.0, True)   # changed, one row
+    with db.atomic():
+        db.federation.accept("fed.example", 3, b"note 3", now=10.0)
+    subscription = db.federation.subscription()
+    assert subscription.url.endswith("/v2") and subscription.auto_remove
+    assert db.federation.versions() == [(3, 10.0)]
+    member = {"origin": "a.example/log", "role": "helpline", "url": "https://a", "name": "A", "log_vkey": "k",
+              "request_vkey": "r"}
+    db.federation.set_applied(member)
+    db.federation.set_applied({**member, "name": "A renamed"})   # replaced, not doubled
+    assert db.federation.applied() == {"a.example/log": {**member, "name": "A renamed"}}
+    db.federation.reject("change-1")
+    db.federation.reject("change-1")
+    assert db.federation.rejected() == {"change-1"}
+    assert db.federation.unsubscribe() and db.federation.applied() == {}

@@ -18,9 +18,6 @@ import sys
 
 from node.cli._common import add_dir_argument, fail, reports_datadir_errors
 
-GOSSIP_INTERVAL = 30.0
-
-
 def register(subparsers) -> None:
     invite = subparsers.add_parser(
         "invite", help="print this node's invitation bundle (one line) for another node's `join`",
@@ -84,8 +81,8 @@ def run_invite(args) -> int:
 def run_join(args) -> int:
     from node.cli.follow import _tell_running_node
     from node.datadir import DataDir
+    from node.federation.links import LinkError, link
     from node.invitation import InvitationError, parse, plan
-    from node.readaccess import request_key_id
     from node.store import open_db
 
     text = sys.stdin.read(65536) if args.bundle == "-" else args.bundle
@@ -93,7 +90,7 @@ def run_join(args) -> int:
     try:
         theirs = parse(text)
         ours = own_invitation(datadir, args.url, None)
-        steps = plan(ours.role, theirs.role)
+        plan(ours.role, theirs.role)  # refuses a pair of roles with nothing to exchange
     except InvitationError as exc:
         return fail(str(exc), 2)
     if theirs.origin == ours.origin or theirs.log_vkey == ours.log_vkey:
@@ -101,31 +98,12 @@ def run_join(args) -> int:
     name = theirs.name if args.name is None else args.name
     if len(name) > 100 or not name.isprintable():
         return fail("--name must be printable text of at most 100 characters", 2)
-    done = []
     db = open_db(datadir.db_path)
     try:
-        followed = db.follow.get_log(theirs.origin)
-        if "follow" in steps and followed is not None and \
-                (followed.vkey != theirs.log_vkey or followed.url.rstrip("/") != theirs.url):
-            return fail(f"{theirs.origin} is already followed with another "
-                        f"{'key' if followed.vkey != theirs.log_vkey else 'URL'} ({followed.url}, {followed.vkey}); "
-                        "nothing changed. If the bundle is right, `ncii-node follow remove` the log first", 1)
         with db.atomic():
-            if "reader" in steps:
-                added = db.readers.add_reader(theirs.request_vkey, name, request_key_id(theirs.request_vkey))
-                done.append(("registered" if added else "already registered") +
-                             f" {theirs.origin} as a reader of this log ({theirs.request_vkey})")
-            if "follow" in steps:
-                if followed is None:
-                    db.follow.add_log(theirs.origin, theirs.url, theirs.log_vkey, name)
-                    done.append(f"following {theirs.origin} at {theirs.url} as {name!r}, its key pinned "
-                                f"({theirs.log_vkey})")
-                else:
-                    done.append(f"already following {theirs.origin} at {theirs.url} with that key")
-            if "peer" in steps:
-                added = db.follow.add_gossip_peer(theirs.url, GOSSIP_INTERVAL)
-                done.append(f"{'comparing' if added else 'already comparing'} views with {theirs.url} "
-                            f"every {GOSSIP_INTERVAL:g} s")
+            done = link(db, theirs, name, ours.role)
+    except LinkError as exc:
+        return fail(f"{exc}; nothing changed. If the bundle is right, `ncii-node follow remove` the log first", 1)
     finally:
         db.close()
     print(f"joined {theirs.origin} ({theirs.role}, {theirs.name!r}):")

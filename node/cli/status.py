@@ -22,6 +22,8 @@ def register(subparsers) -> None:
         "withdrawn and suppressed fingerprints; whose `gossip` list holds the peers views are compared "
         "with; and on a helpline `cases`: how many cases were opened this hour and in the last 24 hours "
         "against the budget, how many creations the limits refused and how often a proof of work was asked. "
+        "With a federation list followed, `federation` holds its URL, serial, last check, last refusal and the "
+        "changes waiting for approval. "
         "`ncii-node stats` gives the figures (cases, verdicts, takedown rates, matches).",
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,6 +38,9 @@ def run(args) -> int:
     import json
 
     from node.datadir import DataDir
+    from node.federation.subscription import Own
+    from node.federation.subscription import format_report as format_federation
+    from node.federation.subscription import report as federation_report
     from node.follow.status import exit_status, format_report, iso_time, status_report
     from node.store import open_db
 
@@ -52,6 +57,9 @@ def run(args) -> int:
             from node.cases.creation import creation_report
 
             report["cases"] = creation_report(db, config.cases, time.time())
+        federation = federation_report(db, Own(config.node.role, config.node.origin))
+        if federation is not None:
+            report["federation"] = federation
     finally:
         db.close()
     report["node"] = {"origin": config.node.origin, "role": config.node.role, "serving": serving,
@@ -61,6 +69,8 @@ def run(args) -> int:
     text = json.dumps(report, indent=1) if args.json else format_report(report)
     if "cases" in report and not args.json:
         text += "\n" + format_cases(report["cases"])
+    if "federation" in report and not args.json:
+        text += "\n" + format_federation(report["federation"])
     print(text)
     return exit_status(report, serving)
 

@@ -5,7 +5,7 @@ PostgreSQL database (node/store/pg.py; spec/parts/storage.md).
                                 #   open_db("postgresql://...") gives a PgDatabase
     db.log.latest_checkpoint()  # repositories: db.log, db.readers, db.follow, db.follow_leaves,
                                 #   db.peer_feedback, db.cases, db.matching, db.witness,
-                                #   db.stats, db.acks
+                                #   db.stats, db.acks, db.federation
     with db.atomic(): ...       # one transaction; the outermost takes the write lock
     worker = DatabaseWorker(path)                        # node/store/worker.py: one thread,
     await worker.follow.get_log(origin)                  #   one connection, same repositories

@@ -346,6 +346,11 @@ class FollowRepository:
         with self.db.atomic():
             self.db.execute("UPDATE followed_logs SET name = ? WHERE origin = ?", (name, origin))
 
+    def set_url(self, origin: str, url: str) -> None:
+        """Where the log is read from (its key stays pinned: a new URL gains no trust)."""
+        with self.db.atomic():
+            self.db.execute("UPDATE followed_logs SET url = ? WHERE origin = ?", (url, origin))
+
     def get_log(self, origin: str) -> FollowedLog | None:
         row = self.db.execute(f"SELECT {_LOG_COLUMNS} FROM followed_logs WHERE origin = ?", (origin,)).fetchone()
         return _log_row(row) if row else None

@@ -6,6 +6,7 @@ import functools
 
 from node.store.acks import AckRepository
 from node.store.cases import CaseRepository
+from node.store.federation import FederationRepository
 from node.store.follow import FollowRepository
 from node.store.follow_leaves import LeafTileRepository
 from node.store.log import LogRepository, ReaderRepository
@@ -15,8 +16,8 @@ from node.store.stats import StatsRepository
 from node.store.witness import WitnessRepository
 
 #: The repositories every connection (and every DatabaseWorker) gives, by attribute.
-REPOSITORIES = ("acks", "cases", "follow", "follow_leaves", "log", "matching", "peer_feedback", "readers", "stats",
-                "witness")
+REPOSITORIES = ("acks", "cases", "federation", "follow", "follow_leaves", "log", "matching", "peer_feedback",
+                "readers", "stats", "witness")
 
 
 class Repositories:
@@ -24,6 +25,7 @@ class Repositories:
 
     acks = functools.cached_property(AckRepository)
     cases = functools.cached_property(CaseRepository)
+    federation = functools.cached_property(FederationRepository)
     follow = functools.cached_property(FollowRepository)
     follow_leaves = functools.cached_property(LeafTileRepository)
     log = functools.cached_property(LogRepository)

@@ -55,6 +55,7 @@ from node.web import (
     admin_only_routes,
     case_routes,
     console_routes,
+    federation_routes,
     feedback_routes,
     follow_routes,
     log_routes,
@@ -79,6 +80,7 @@ def create_app(node: Node) -> web.Application:
     admin_only_routes.setup(app, node)    # a JSON 404 for the admin site's routes
     if node.role == "helpline":
         case_routes.setup(app, node)      # POST /v1/cases..., and no image or video on any path
+    federation_routes.setup(app, node)    # GET /federation/list (when this node publishes one)
     follow_routes.setup(app, node)        # GET /status
     log_routes.setup(app, node)           # GET /checkpoint, /node.json, /tile/...
     metrics_routes.setup(app, node)       # every answer counted

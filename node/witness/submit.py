@@ -17,6 +17,13 @@ Invariants:
 - Per witness, the size it last cosigned is kept (table log_witnesses), so the next
   request carries the right old size and a consistency proof from it; a 409 teaches
   us the witness's size and the request is repeated once at once.
+- A witness that could not be reached at all (connection refused or reset, a gateway's
+  502/504) is looked at every PROBE_INTERVAL seconds while the submitter backs off: an
+  unsigned GET <witness>/add-checkpoint (any other answer, 405 included, means it is
+  up). When it answers, the back-off ends and the checkpoint is submitted at once, so
+  a witness back from an outage cosigns within about a second, not after up to
+  RETRY_MAX (the followers that require its cosignature wait for it). A witness that
+  is slow (a time limit) is not probed: the back-off is what spares it.
 - Rounds start at most once per `interval` seconds (`[witness] add_checkpoint_interval`,
   declared in /node.json as the rate the witness network asks logs to state): each
   round sends every witness one add-checkpoint request, and one more only after a 409.
@@ -47,12 +54,16 @@ log = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 64 * 1024
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
+#: While a witness is down: seconds between two looks (jittered by ±25 %), and the time limit of one.
+PROBE_INTERVAL = 1.0
+PROBE_TIMEOUT = 2.0
 
 
 class WitnessFailure(Exception):
-    def __init__(self, message: str, known_size: int | None = None):
+    def __init__(self, message: str, known_size: int | None = None, down: bool = False):
         super().__init__(message)
         self.known_size = known_size
+        self.down = down  # the witness could not be reached at all
 
 
 async def post_add_checkpoint(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, bytes, str]:
@@ -105,6 +116,9 @@ class WitnessSubmitter:
         self._task: asyncio.Task | None = None
         self.rounds = 0              # completed rounds (tests wait on this)
         self.last_cosignatures = 0   # cosignatures on the published checkpoint after the last round
+        self.down: set[str] = set()  # URLs of witnesses that could not be reached in the last round
+        self.probes = 0              # looks at a down witness (tests read it)
+        self.retry_delay: float | None = None  # the current back-off, seconds (None: waiting for news)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
@@ -134,10 +148,8 @@ class WitnessSubmitter:
     async def _run(self) -> None:
         delay = RETRY_FIRST
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=None if delay is None else delay)
-            except asyncio.TimeoutError:
-                pass  # retry time
+            self.retry_delay = delay
+            await self._wait(delay)
             self._wake.clear()
             if self._latest is None:
                 delay = None
@@ -161,6 +173,42 @@ class WitnessSubmitter:
             else:
                 delay = RETRY_FIRST if delay is None else min(self.retry_max, delay * 2)
                 delay = max(self.interval, delay * random.uniform(0.8, 1.2))
+
+    async def _wait(self, delay: float | None) -> None:
+        """Until a publication wakes us, `delay` seconds pass (the retry), or a witness
+        that was down answers a probe."""
+        loop = asyncio.get_running_loop()
+        deadline = None if delay is None else loop.time() + delay
+        while True:
+            step = None if deadline is None else deadline - loop.time()
+            if self.down and step is not None:
+                step = min(step, PROBE_INTERVAL * random.uniform(0.75, 1.25))
+            if step is not None and step <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=step)
+                return
+            except asyncio.TimeoutError:
+                pass
+            if deadline is not None and loop.time() >= deadline:
+                return  # retry time
+            if self.down and await self._one_is_back():
+                return
+
+    async def _one_is_back(self) -> bool:
+        for url in sorted(self.down):
+            self.probes += 1
+            try:
+                async with self._session.get(url.rstrip("/") + "/add-checkpoint", allow_redirects=False,
+                                             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as response:
+                    if response.status in (502, 504):
+                        continue
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                continue
+            log.info("witness %s answers again; submitting now", url)
+            self.down.discard(url)
+            return True
+        return False
 
     async def submit_round(self, published) -> bool:
         """Submit one checkpoint to every witness; attach what came back. True when
@@ -211,7 +259,12 @@ class WitnessSubmitter:
                 log.warning("witness %s (%s): %s", witness.name or witness.vkey, witness.url, exc)
                 await self.worker.witness.record_witness_result(witness.vkey, error=str(exc),
                                                                  known_size=exc.known_size)
+                if exc.down:
+                    self.down.add(witness.url)
+                else:
+                    self.down.discard(witness.url)
                 return None
+            self.down.discard(witness.url)
             await self.worker.witness.record_witness_result(witness.vkey, size=published.size, line=lines[0])
             return lines
         return None
@@ -227,7 +280,9 @@ class WitnessSubmitter:
         try:
             status, reply, content_type = await post_add_checkpoint(self._session, witness.url, body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise WitnessFailure(f"unreachable: {exc.__class__.__name__} {exc}".strip()) from None
+            down = isinstance(exc, (aiohttp.ClientConnectionError, OSError)) and \
+                not isinstance(exc, asyncio.TimeoutError)
+            raise WitnessFailure(f"unreachable: {exc.__class__.__name__} {exc}".strip(), down=down) from None
         if status == 200:
             return cosignature_lines(reply, checkpoint_text, verifier)
         if status == 409 and content_type.split(";")[0].strip() == SIZE_CONTENT_TYPE:
@@ -235,7 +290,8 @@ class WitnessSubmitter:
             if text.endswith("\n") and text[:-1].isdigit() and len(text) < 22:
                 raise WitnessFailure(f"witness holds size {int(text)}, we sent old size {old}",
                                      known_size=int(text))
-        raise WitnessFailure(f"HTTP {status}: {reply[:300].decode('utf-8', 'replace').strip()}")
+        raise WitnessFailure(f"HTTP {status}: {reply[:300].decode('utf-8', 'replace').strip()}",
+                             down=status in (502, 504))
 
     def _proof(self, old: int, size: int) -> list[bytes]:
         nodes = TileNodes(size, self.sequencer.tiles)

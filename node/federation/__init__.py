@@ -1,0 +1,18 @@
+"""A signed federation membership list, followed by nodes to add and remove peers
+(spec/parts/joining.md §3).
+
+- `members.py`  the list: its text format, strict bounded parser, signing and k-of-n
+                verification, and what changed between two versions (no I/O)
+- `links.py`    what linking to (and unlinking from) one member writes: readers, the
+                followed log, the gossip peer (shared with `ncii-node join`)
+- `subscription.py`  fetching a list over HTTP, accepting a version (rollback and
+                equivocation refused), applying what needs no trust decision, and
+                approving or rejecting the rest
+- `service.py`  the running node's task that fetches the list every `interval` s
+
+Tables: node/store/federation.py. Commands: node/cli/federation.py.
+"""
+
+#: The signed list a node publishes (`ncii-node federation publish`), in its data
+#: directory; node/web/federation_routes.py serves it at GET /federation/list.
+PUBLISHED_LIST = "federation-list"
