@@ -24,13 +24,16 @@ brute force (faiss IndexBinaryFlat) query for query; single adds and removals pe
 Every engine answers what the match API asks: the nearest 100 within distance 31 (by
 distance, then id) and the total count. `ncii` is node.matcher.pdq_index (`nearest`);
 `ncii-identity` the same without the data-aware partition (bits in their order);
-`faiss-flat` is IndexBinaryFlat (brute force; range search, then the nearest 100 in
+`ncii-baseline` the same code over another build of the compiled core (`--baseline-core
+PATH`, e.g. a build of an earlier commit: a change to the core measured against what it
+replaces in the same run); `faiss-flat` is IndexBinaryFlat (brute force; range search, then the nearest 100 in
 numpy); `faiss-mih` IndexBinaryMultiHash as HMA configures it (16 x 16 bits,
 nflip = threshold // 16). faiss range searches return distances < radius, so the
 radius is threshold + 1, as HMA does.
 
 Usage: .venv/bin/python scripts/bench_match.py [--sizes 1000000,10000000]
            [--distribution uniform,correlated,cluster-attack] [--engines ncii,faiss-flat]
+           [--baseline-core old/_pdqindex.so --engines ncii,ncii-baseline,faiss-flat]
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import numpy as np
 THRESHOLD = 31
 LIMIT = 100
 DECOY_MAX = 40
-ENGINES = ("ncii", "ncii-identity", "faiss-flat", "faiss-mih")
+ENGINES = ("ncii", "ncii-identity", "ncii-baseline", "faiss-flat", "faiss-mih")
 KINDS = ("random", "at", "near", "edge")
 CLUSTER_QUERIES = 100
 
@@ -265,10 +268,23 @@ def latencies_ms(engine, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(wall) * 1e3, np.array(cpu) * 1e3
 
 
+def load_core(path: str) -> None:
+    """Use the compiled core at `path` instead of the installed one (before the first import)."""
+    import importlib.machinery
+
+    name = "node.matcher._pdqindex"
+    loader = importlib.machinery.ExtensionFileLoader(name, path)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path, loader=loader))
+    loader.exec_module(module)
+    sys.modules[name] = module
+
+
 def run_worker(args) -> None:
     directory = Path(args.dir)
-    engine = {"ncii": lambda: NciiEngine(), "ncii-identity": lambda: NciiEngine(partition=False)}.get(
-        args.worker, lambda: FaissEngine(args.worker))()
+    if args.worker == "ncii-baseline":
+        load_core(args.baseline_core)
+    engine = {"ncii": lambda: NciiEngine(), "ncii-identity": lambda: NciiEngine(partition=False),
+              "ncii-baseline": lambda: NciiEngine()}.get(args.worker, lambda: FaissEngine(args.worker))()
     baseline = args.worker.startswith("faiss")
     size = args.size
     report: dict = {"engine": args.worker, "size": size}
@@ -378,7 +394,7 @@ def run_engine(engine: str, directory: Path, size: int, args) -> dict | None:
         sys.executable, __file__, "--worker", engine, "--dir", str(directory), "--size", str(size),
         "--threads", str(args.threads), "--updates", str(args.updates), "--singles", str(args.singles),
         "--baseline-singles", str(args.baseline_singles), "--baseline-removals", str(args.baseline_removals),
-    ]  # fmt: skip
+    ] + (["--baseline-core", args.baseline_core] if args.baseline_core else [])  # fmt: skip
     print(f"  {engine} ...", file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -415,6 +431,7 @@ def main() -> int:
     parser.add_argument("--baseline-removals", type=int, default=50, help="removals timed for faiss flat")
     parser.add_argument("--workdir", default=None, help="where the temporary data goes (default: system temp)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline-core", help="a build of node/matcher/_pdqindex.c for the engine ncii-baseline")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -424,6 +441,11 @@ def main() -> int:
         return 0
 
     engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
+    for name in engines:
+        if name not in ENGINES:
+            parser.error(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+    if "ncii-baseline" in engines and not (args.baseline_core and Path(args.baseline_core).is_file()):
+        parser.error("the engine ncii-baseline needs --baseline-core, a built _pdqindex shared library")
     distributions = [d.strip() for d in args.distribution.split(",") if d.strip()]
     for name in distributions:
         if name not in dist.DISTRIBUTIONS:
