@@ -185,6 +185,7 @@ class Sequencer:
                 log.error("sequencer: stopped after an internal error")
         await self._worker.close()
         self._stager.shutdown(wait=True)
+        self.tiles.close()
 
     @property
     def stored_count(self) -> int:

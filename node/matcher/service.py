@@ -57,8 +57,8 @@ from node.follow.listener import FollowListener
 from node.matcher.entries import GONE, NO_ID, Entries
 from node.matcher.holds import Budget, Holds
 from node.matcher.signal_indexes import SIGNAL_INDEXES, Hit, SignalIndex, index_options
-from node.store import connect
-from node.store.matching import IndexSnapshot
+from node.store import connect, is_postgres
+from node.store.matching import IndexSnapshot, index_snapshot
 from protocol.entries import day_to_json
 from protocol.errors import SignalError, UsageError
 from protocol.signals import DEFAULT_PDQ_THRESHOLD, MAX_QUALITY, signal_named
@@ -211,7 +211,7 @@ class Matcher(FollowListener):
         searches raise MatcherLoading until it returns. Meant for start-up: it
         replaces the structures in place, so it must not run while searches do."""
         started = time.perf_counter()
-        self._db_path = Path(db_path)
+        self._db_path = db_path if is_postgres(db_path) else Path(db_path)
         self._read_only = read_only
         with self._lock:
             self._ready = False
@@ -222,7 +222,7 @@ class Matcher(FollowListener):
             self._reset()
             self._entries.loading = True
         try:
-            with IndexSnapshot(db_path) as snapshot:
+            with index_snapshot(db_path) as snapshot:
                 self._load_snapshot(snapshot)
         except BaseException:
             with self._lock:

@@ -1,6 +1,8 @@
-"""Storage: everything the node keeps, behind one seam (SQLite today).
+"""Storage: everything the node keeps, behind one seam: SQLite files (the default) or one
+PostgreSQL database (node/store/pg.py; spec/parts/storage.md).
 
-    db = open_db(path)          # a connection (NodeDatabase), every area migrated
+    db = open_db(path)          # a connection (NodeDatabase), every area migrated;
+                                #   open_db("postgresql://...") gives a PgDatabase
     db.log.latest_checkpoint()  # repositories: db.log, db.readers, db.follow, db.follow_leaves,
                                 #   db.peer_feedback, db.cases, db.matching, db.witness,
                                 #   db.stats, db.acks, db.federation
@@ -12,9 +14,9 @@
 The rest of the node talks to storage only through these: every SQL statement, and
 every read or write of a tile file, is in this package. Each repository module opens
 with its tables and its contract -- what each call makes atomic, and what order it
-keeps -- which a second implementation (PostgreSQL: a module beside this one with a
-connection class giving the same repositories, and a tile store in the database) must
-keep too; callers rely on nothing else. A repository method that writes is one
+keeps -- which both engines keep (PostgreSQL runs the same statements through
+node/store/dialect.py, and keeps the tiles in the database: node/store/dbtiles.py);
+callers rely on nothing else. A repository method that writes is one
 transaction unless it says it runs inside the caller's (the follower's round, the
 sequencer's batch).
 
@@ -23,6 +25,7 @@ Every area keeps its tables in its own module of this package (`log.py`, `follow
 
     AREA = "log"                                   # unique name
     MIGRATIONS = [create_tables_v1, add_x_v2]      # functions taking the connection
+    BACKENDS = ("postgresql",)                     # optional: only these engines
 
 and nothing else needs editing: `open_db` discovers the modules, and for each area
 runs, in order and each in its own transaction, the migrations beyond the version
@@ -38,7 +41,6 @@ derived from them is written.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import logging
 import os
@@ -49,38 +51,32 @@ from types import ModuleType
 
 import sqlite_utils
 
-from node.store.acks import AckRepository
-from node.store.cases import CaseRepository
-from node.store.federation import FederationRepository
-from node.store.follow import FollowRepository
-from node.store.follow_leaves import LeafTileRepository
-from node.store.log import LogRepository, ReaderRepository, StoredCheckpoint
-from node.store.matching import MatchingRepository
-from node.store.peer_feedback import PeerFeedbackRepository
-from node.store.stats import StatsRepository
-from node.store.witness import WitnessRepository
+from node.store.log import StoredCheckpoint
+from node.store.repositories import REPOSITORIES, Repositories
 
 logger = logging.getLogger(__name__)  # not "log": node.store.log is a submodule
 
 
-def area_modules() -> list[ModuleType]:
-    """Modules of this package that declare AREA and MIGRATIONS, sorted by name."""
+def area_modules(dialect: str = "sqlite") -> list[ModuleType]:
+    """Modules of this package that declare AREA and MIGRATIONS, sorted by name; a module
+    may keep to some engines (BACKENDS, e.g. the tiles a SQLite node keeps as files)."""
     modules = []
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or info.name == "pg":
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "AREA") and hasattr(module, "MIGRATIONS"):
+        if hasattr(module, "AREA") and hasattr(module, "MIGRATIONS") \
+                and dialect in getattr(module, "BACKENDS", ("sqlite", "postgresql")):
             modules.append(module)
     return modules
 
 
-#: The repositories every connection (and every DatabaseWorker) gives, by attribute.
-REPOSITORIES = ("acks", "cases", "federation", "follow", "follow_leaves", "log", "matching", "peer_feedback",
-                "readers", "stats", "witness")
+def is_postgres(target) -> bool:
+    """Whether `target` (a DataDir's `db_path`) names a PostgreSQL database."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-class NodeDatabase(sqlite_utils.Database):
+class NodeDatabase(Repositories, sqlite_utils.Database):
     """A connection: sqlite-utils' Database with the node's repositories, whose
     outermost `atomic()` is `BEGIN IMMEDIATE`.
 
@@ -91,17 +87,8 @@ class NodeDatabase(sqlite_utils.Database):
     up front makes every such transaction wait its turn (up to the busy timeout).
     Nested blocks still use savepoints."""
 
-    acks = functools.cached_property(AckRepository)
-    cases = functools.cached_property(CaseRepository)
-    federation = functools.cached_property(FederationRepository)
-    follow = functools.cached_property(FollowRepository)
-    follow_leaves = functools.cached_property(LeafTileRepository)
-    log = functools.cached_property(LogRepository)
-    matching = functools.cached_property(MatchingRepository)
-    peer_feedback = functools.cached_property(PeerFeedbackRepository)
-    readers = functools.cached_property(ReaderRepository)
-    stats = functools.cached_property(StatsRepository)
-    witness = functools.cached_property(WitnessRepository)
+    dialect = "sqlite"
+    IntegrityError = sqlite3.IntegrityError
 
     @contextlib.contextmanager
     def atomic(self):
@@ -128,11 +115,16 @@ class NodeDatabase(sqlite_utils.Database):
 
 
 def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:
-    """Open the database file with the pragmas every connection needs (no migration).
+    """Open the database file with the pragmas every connection needs (no migration);
+    a PostgreSQL URL gives a node.store.pg.PgDatabase.
 
     A new database file is created with mode 0600 before SQLite opens it: a helpline's
     holds PIN hashes and the link between cases and entries, and SQLite gives its -wal
     and -shm files the database file's mode."""
+    if is_postgres(path):
+        from node.store import pg
+
+        return pg.connect(path)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
@@ -145,34 +137,31 @@ def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase
     return NodeDatabase(conn)
 
 
-def migrate(db: sqlite_utils.Database, modules: list[ModuleType] | None = None) -> None:
-    """Bring every area's tables to the newest version."""
-    conn = db.conn
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-    for module in modules if modules is not None else area_modules():
+def migrate(db, modules: list[ModuleType] | None = None) -> None:
+    """Bring every area's tables to the newest version, each step in its own transaction.
+    The outermost `atomic()` takes the write lock before the version is read (SQLite's
+    BEGIN IMMEDIATE, PostgreSQL's writer lock: node/store/pg.py), so two processes
+    opening the same database cannot both run one migration."""
+    dialect = getattr(db, "dialect", "sqlite")
+    db.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    recorded = dict(db.execute("SELECT area, version FROM schema_versions").fetchall())
+    for module in modules if modules is not None else area_modules(dialect):
         area = module.AREA
-        # BEGIN IMMEDIATE takes the write lock before reading the version, so two
-        # processes opening the same database cannot both run one migration.
+        if recorded.get(area) == len(module.MIGRATIONS):
+            continue  # the usual case: every process but the first finds the schema current
         for step in range(len(module.MIGRATIONS)):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT version FROM schema_versions WHERE area = ?", (area,)).fetchone()
+            with db.atomic():
+                row = db.execute("SELECT version FROM schema_versions WHERE area = ?", (area,)).fetchone()
                 current = row[0] if row else 0
                 if current > len(module.MIGRATIONS):
                     raise RuntimeError(f"database area {area!r} is at version {current}, newer than this "
                                        f"program knows ({len(module.MIGRATIONS)}); upgrade ncii-node")
                 if current > step:
-                    conn.execute("COMMIT")
                     continue
                 module.MIGRATIONS[step](db)
-                conn.execute("INSERT INTO schema_versions (area, version) VALUES (?, ?) "
-                             "ON CONFLICT(area) DO UPDATE SET version = excluded.version", (area, step + 1))
-                conn.execute("COMMIT")
+                db.execute("INSERT INTO schema_versions (area, version) VALUES (?, ?) "
+                           "ON CONFLICT(area) DO UPDATE SET version = excluded.version", (area, step + 1))
                 logger.debug("database: area %s migrated to version %d", area, step + 1)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
 
 def open_db(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:

@@ -134,8 +134,10 @@ class FederationRepository:
     def set_applied(self, member: dict[str, str]) -> None:
         """Joins the caller's transaction: the member as now set up."""
         with self.db.atomic():
-            self.db.execute(f"INSERT OR REPLACE INTO federation_applied ({', '.join(_MEMBER_COLUMNS)}, applied_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (*[member[c] for c in _MEMBER_COLUMNS], time.time()))
+            self.db.execute(f"INSERT INTO federation_applied ({', '.join(_MEMBER_COLUMNS)}, applied_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE SET "
+                            + ", ".join(f"{c} = excluded.{c}" for c in (*_MEMBER_COLUMNS[1:], "applied_at")),
+                            (*[member[c] for c in _MEMBER_COLUMNS], time.time()))
 
     def remove_applied(self, origin: str) -> None:
         with self.db.atomic():

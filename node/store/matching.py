@@ -230,10 +230,9 @@ class MatchingRepository:
                             (origin, *(current[key] for key in BUDGET_FIELDS)))
 
     def add_cluster(self, origin: str, centre: bytes, radius: int, now: float | None = None) -> int:
-        self.db.execute("INSERT INTO match_clusters (origin, centre, radius, members, detected_at) "
-                        "VALUES (?, ?, ?, 0, ?)",
-                        (origin, centre, radius, time.time() if now is None else now))
-        return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return self.db.execute("INSERT INTO match_clusters (origin, centre, radius, members, detected_at) "
+                               "VALUES (?, ?, ?, 0, ?) RETURNING id",
+                               (origin, centre, radius, time.time() if now is None else now)).fetchone()[0]
 
     def clusters(self, origin: str | None = None) -> list[Cluster]:
         where, args = ("WHERE origin = ?", (origin,)) if origin is not None else ("", ())
@@ -245,8 +244,9 @@ class MatchingRepository:
         """Hold fingerprints out of the index (inside the caller's transaction); a cluster's
         member count grows with them."""
         now = time.time() if now is None else now
-        self.db.conn.executemany("INSERT OR REPLACE INTO match_holds (origin, idx, reason, cluster, held_at) "
-                                 "VALUES (?, ?, ?, ?, ?)", ((origin, int(i), reason, cluster, now) for i in indices))
+        self.db.conn.executemany("INSERT INTO match_holds (origin, idx, reason, cluster, held_at) "
+                                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin, idx) DO UPDATE SET "
+                                 "reason = excluded.reason, cluster = excluded.cluster, held_at = excluded.held_at", ((origin, int(i), reason, cluster, now) for i in indices))
         if cluster is not None:
             self.db.execute("UPDATE match_clusters SET members = (SELECT COUNT(*) FROM match_holds WHERE cluster = ?) "
                             "WHERE id = ?", (cluster, cluster))
@@ -307,7 +307,7 @@ class MatchingRepository:
 
     def add_intake(self, origin: str, hour: int, count: int) -> None:
         self.db.execute("INSERT INTO match_intake (origin, hour, count) VALUES (?, ?, ?) "
-                        "ON CONFLICT(origin, hour) DO UPDATE SET count = count + excluded.count", (origin, hour, count))
+                        "ON CONFLICT(origin, hour) DO UPDATE SET count = match_intake.count + excluded.count", (origin, hour, count))
         self.db.execute("DELETE FROM match_intake WHERE origin = ? AND hour < ?", (origin, hour - 48))
 
     def intake(self) -> dict[str, dict[int, int]]:
@@ -361,18 +361,18 @@ class IndexSnapshot:
             self._conn.close()
 
     def thresholds(self) -> list[tuple[str, int]]:
-        return [(origin.decode(), t) for origin, t in
+        return [(_text(origin), t) for origin, t in
                 self._conn.execute("SELECT origin, pdq_threshold FROM match_thresholds")]
 
     def suppressions(self) -> list[tuple[str, int, bytes]]:
-        return [(origin.decode(), index, leaf) for origin, index, leaf in
+        return [(_text(origin), index, leaf) for origin, index, leaf in
                 self._conn.execute("SELECT origin, idx, leaf_hash FROM match_suppressions")]
 
     def origins(self) -> Iterator[str]:
         # The primary key starts with origin: each log's rows are read by index seeks.
         found = self._conn.execute("SELECT MIN(origin) FROM fingerprints").fetchone()[0]
         while found is not None:
-            origin = found.decode("utf-8")
+            origin = _text(found)
             yield origin
             found = self._conn.execute("SELECT MIN(origin) FROM fingerprints WHERE origin > ?", (origin,)).fetchone()[0]
 
@@ -383,7 +383,7 @@ class IndexSnapshot:
         for start in range(0, -1 if last is None else last + 1, self.chunk):
             stop = start + self.chunk
             arrays = {signal: self._arrays(origin, start, stop, signal, size) for signal, size in bulk.items()}
-            others = [(index, other.decode(), bytes(fingerprint)) for index, other, fingerprint in self._conn.execute(
+            others = [(index, _text(other), bytes(fingerprint)) for index, other, fingerprint in self._conn.execute(
                 f"SELECT idx, signal, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
                 f"AND signal NOT IN ({listed}) AND {active}", (origin, start, stop, *bulk))]
             yield arrays, others
@@ -399,16 +399,23 @@ class IndexSnapshot:
             return (np.array([r[0] for r in rows], dtype=np.int64),
                     np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, size))
         blobs, indices, count = self._conn.execute(
-            f"SELECT group_concat(fingerprint, x''), group_concat(idx), count(*) FROM fingerprints "
+            f"SELECT {self._AGGREGATE}, count(*) FROM fingerprints "
             f"WHERE origin = ? AND idx >= ? AND idx < ? AND signal = ? AND length(fingerprint) = ? "
             f"AND {active}", (origin, start, stop, signal, size)).fetchone()
         if not count:
             return np.empty(0, dtype=np.int64), np.empty((0, size), dtype=np.uint8)
-        indices_array = np.fromstring(indices, dtype=np.int64, sep=",")  # text mode: C speed
+        indices_array = self._indices(indices)
         matrix = np.frombuffer(blobs, dtype=np.uint8).reshape(-1, size)
         if len(indices_array) != count or len(matrix) != count:
             raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
         return indices_array, matrix
+
+    #: The blobs, concatenated, and the indices, in one aggregate row.
+    _AGGREGATE = "group_concat(fingerprint, x''), group_concat(idx)"
+
+    @staticmethod
+    def _indices(aggregated) -> np.ndarray:
+        return np.fromstring(aggregated, dtype=np.int64, sep=",")  # text mode: C speed
 
     def has_table(self, name: str) -> bool:
         """Whether the database has this table (one not migrated yet may lack the newest)."""
@@ -428,3 +435,52 @@ class IndexSnapshot:
         row = self._conn.execute("SELECT leaf_hash FROM fingerprints WHERE origin = ? AND idx = ?",
                                  (origin, index)).fetchone()
         return row[0] if row else None
+
+
+def _text(value) -> str:
+    """Text from the snapshot: bytes from SQLite's (text_factory = bytes), str from PostgreSQL's."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+class PgIndexSnapshot(IndexSnapshot):
+    """IndexSnapshot of a PostgreSQL database: one REPEATABLE READ, READ ONLY transaction
+    (one snapshot for the whole build, no lock taken); the same queries, but for the
+    aggregate (`string_agg` of the blobs and of the indices as 8-byte big-endian)."""
+
+    def __init__(self, target: str, chunk: int = BUILD_CHUNK):
+        self.target = target
+        self.chunk = chunk
+        self._conn = None
+        self._utf8 = True
+
+    def __enter__(self) -> PgIndexSnapshot:
+        from node.store import connect
+
+        self._conn = connect(self.target)
+        self._conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._conn.raw.execute("COMMIT")
+        finally:
+            self._conn.close()
+
+    _AGGREGATE = "string_agg(fingerprint, ''::bytea ORDER BY idx), string_agg(int8send(idx), ''::bytea ORDER BY idx)"
+
+    @staticmethod
+    def _indices(aggregated) -> np.ndarray:
+        return np.frombuffer(aggregated, dtype=">i8").astype(np.int64)
+
+    def has_table(self, name: str) -> bool:
+        return self._conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+
+    def read_text(self, function, *args):
+        return function(self._conn, *args)
+
+
+def index_snapshot(target, chunk: int = BUILD_CHUNK) -> IndexSnapshot:
+    """The snapshot of the database at `target` (a SQLite path or a PostgreSQL URL)."""
+    from node.store import is_postgres
+
+    return PgIndexSnapshot(target, chunk) if is_postgres(target) else IndexSnapshot(target, chunk)

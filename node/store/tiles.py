@@ -56,8 +56,15 @@ class TileStore:
         self.tmp_dir = Path(tmp_dir)
 
     @classmethod
-    def of(cls, datadir) -> TileStore:
-        """The tile store of a data directory (DIR/tiles, temporary files in DIR/tmp)."""
+    def of(cls, datadir):
+        """The tile store of a data directory (DIR/tiles, temporary files in DIR/tmp), or
+        the database's (node/store/dbtiles.py) when the node's database is PostgreSQL."""
+        from node.store import is_postgres
+
+        if is_postgres(datadir.db_path):
+            from node.store.dbtiles import DatabaseTileStore
+
+            return DatabaseTileStore(datadir.db_path)
         return cls(datadir.tiles_dir, datadir.tmp_dir)
 
     def prepare(self) -> None:
@@ -158,6 +165,19 @@ class TileStore:
                 tmp.unlink()
             except OSError:
                 pass
+
+    def items(self):
+        """Every stored (path, bytes) but the checkpoint copy, in path order."""
+        for dirpath, dirnames, names in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(names):
+                path = Path(dirpath) / name
+                relative = path.relative_to(self.root).as_posix()
+                if relative != "checkpoint":
+                    yield relative, path.read_bytes()
+
+    def close(self) -> None:
+        """Nothing to release (files); a database tile store closes its connections."""
 
 
 class Staged:
