@@ -9,7 +9,10 @@
 nodes this way; the web layer (node/web/app.py) receives the node and only translates
 HTTP. Start order (each part may rely on the parts started before it):
 
-   1. lock        the data directory's writer lock: one process writes this log
+   1. lease       which process sequences the log (node/log/lease.py): on SQLite the
+                  data directory's flock (one process serves DIR, and sequences); on
+                  PostgreSQL the advisory lock and its fencing epoch, which passes to
+                  another `serve` process of the same database when this one dies
    2. database    opened and migrated; `db` is a connection for short reads on the
                   event loop (a reader lookup, a feedback's leaf hash)
    3. keys        the log's and the request key's verifier keys; the admin, match
@@ -18,7 +21,8 @@ HTTP. Start order (each part may rely on the parts started before it):
                   channel), the replay cache of signed reads and its journal
                   (node/replaycache.py)
    4. sequencer   crash recovery (stored entries republished), then the pending pool
-                  (node/log/sequencer.py); `feedback` publishes verdicts through it
+                  (node/log/sequencer.py), once this process holds the lease (at once
+                  on SQLite); `feedback` publishes verdicts through it
    5. acknowledger  our checkpoints served with our publication cosignature; each
                   applied tree of a followed log acknowledged in our log (node/acks/)
    6. cases       helpline: the case service; repairs cases a crash interrupted
@@ -62,6 +66,7 @@ from node.follow.gossip import GossipService
 from node.follow.listener import Listeners
 from node.follow.push import advertisement as push_advertisement
 from node.follow.scheduler import FollowService
+from node.log.lease import lease_for
 from node.log.sequencer import Sequencer
 from node.matcher.holds import Budget
 from node.matcher.service import Matcher
@@ -77,6 +82,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between looks at which held fingerprints a log's budgets now allow (platform).
 REVIEW_INTERVAL = 60.0
+#: Seconds the health check gives the database to answer before it says unavailable.
+HEALTH_TIMEOUT = 2.0
 
 
 class Node:
@@ -107,6 +114,7 @@ class Node:
                                              match.max_per_day_per_log),
                                cluster_size=match.cluster_size,
                                cluster_keep=match.cluster_keep) if self.role == "platform" else None
+        self.lease = lease_for(datadir)
         self.db = None
         self.log_vkey = self.request_vkey = ""
         self.admin_token = self.match_token = self.metrics_token = ""
@@ -120,6 +128,7 @@ class Node:
         self.figures: Figures | None = None
         self.witness: WitnessService | None = None
         self.submitter: WitnessSubmitter | None = None
+        self._health_db: DatabaseWorker | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
@@ -145,13 +154,15 @@ class Node:
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         datadir, config = self.datadir, self.config
 
-        # 1. lock
-        datadir.acquire_lock()
-        stack.callback(datadir.release_lock)
+        # 1. lease
+        await self.lease.start()
+        stack.push_async_callback(self.lease.stop)
 
         # 2. database
         self.db = open_db(datadir.db_path)
         stack.callback(self.db.close)
+        self._health_db = DatabaseWorker(datadir.db_path, name="health")  # its own: never queued behind work
+        stack.push_async_callback(self._health_db.close)
 
         # 3. keys
         self.log_vkey = datadir.load_log_signer().verifier_key()
@@ -168,7 +179,7 @@ class Node:
             stack.callback(self.replay_cache.close)
 
         # 4. sequencer
-        self.sequencer = Sequencer(datadir)
+        self.sequencer = Sequencer(datadir, lease=self.lease)
         await self.sequencer.start()
         stack.push_async_callback(self.sequencer.stop)
         self.feedback = FeedbackPublisher(self.db, self.sequencer, self.origin)
@@ -269,6 +280,24 @@ class Node:
         }
         document.update(await self.witness.node_json())
         return document
+
+    async def health(self) -> tuple[bool, dict]:
+        """GET /healthz: whether this process can serve now -- started, its database
+        answering within HEALTH_TIMEOUT, a published checkpoint to serve, and on a
+        platform its match index built -- and whether it sequences. A load balancer
+        routes only to a process that says ok (deploy/nginx/ncii-node-multi.conf)."""
+        checks = {"started": self._stack is not None and self._health_db is not None}
+        if checks["started"]:
+            try:
+                await asyncio.wait_for(self._health_db.log.latest_checkpoint(), HEALTH_TIMEOUT)
+                checks["database"] = True
+            except Exception:  # noqa: BLE001 -- any failure or a timeout: not reachable
+                checks["database"] = False
+            checks["log"] = self.sequencer is not None and self.sequencer.published is not None
+            if self.matcher is not None:
+                checks["match_index"] = self.matcher.ready
+        ok = all(checks.values())
+        return ok, {"status": "ok" if ok else "unavailable", "checks": checks, **self.lease.describe()}
 
     def live_figures(self) -> dict:
         """What only the running process knows, for the console and /metrics."""

@@ -40,8 +40,15 @@ Why a crash at any instant is harmless (spec/parts/publishing.md says the same):
     could later change, and no client is acknowledged an entry that a crash could lose.
   * Indices are never reused: the next batch starts at the number of stored entries,
     which only grows; a failed step (1) stores nothing (the transaction rolls back).
-  * One writer: the data directory's flock (DataDir.acquire_lock) is held for the life
-    of the process, so two processes can never sequence the same log.
+  * One writer: only the holder of the sequencing lease (node/log/lease.py) sequences.
+    On SQLite that is the data directory's flock, held for the life of the process, so
+    two processes can never sequence the same log. On PostgreSQL the lease passes from
+    process to process; every publishing transaction -- (1), and recording the
+    checkpoint in (3) -- runs inside `lease.fenced(db)`, which rolls it back unless
+    this process's epoch is still the current one, so a former holder (paused, cut off)
+    can store or publish nothing once another has taken over. A process that takes the
+    lease starts exactly as after a restart (_open: stored entries re-published first),
+    and one that loses it fails its waiting appends (none was acknowledged) and waits.
 
 A failure in (2) or (3) (full disk, unwritable directory) publishes nothing: the
 checkpoint stays where it was, the waiting appends get an error saying their entries
@@ -71,6 +78,7 @@ from dataclasses import dataclass
 
 from node.datadir import DataDir
 from node.errors import Unavailable
+from node.log.lease import HeldLease
 from node.logsummary import PeriodicSummary
 from node.store.tiles import TileConflict, TileStore, TileWriteError
 from node.store.worker import DatabaseWorker
@@ -132,9 +140,14 @@ def _call_each(callbacks: list, hook: str, *args) -> None:
 
 class Sequencer:
     def __init__(self, datadir: DataDir, *, interval: float | None = None,
-                 max_batch: int | None = None):
+                 max_batch: int | None = None, lease=None):
         config = datadir.config
         self.datadir = datadir
+        # Whether this process sequences, and the fence of its publishing transactions
+        # (node/log/lease.py). HeldLease: the only possible writer (the Node passes the
+        # data directory's lease on SQLite, PostgreSQL's otherwise).
+        self.lease = lease if lease is not None else HeldLease()
+        self.lease.on_lost.append(self._lease_lost)
         self.origin = config.node.origin
         self.interval = config.log.sequencing_interval if interval is None else interval
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
@@ -170,8 +183,36 @@ class Sequencer:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        if self.lease.held:
+            await self._worker.run(self._open)
+            self._task = asyncio.create_task(self._run(), name="sequencer")
+        else:  # another process sequences: take over when it goes
+            self._task = asyncio.create_task(self._when_held(), name="sequencer")
+
+    async def _when_held(self) -> None:
+        """Wait for the lease, then start as after a restart (stored entries re-published)."""
+        epoch = await self.lease.acquired()
+        if self._stopping:
+            return
+        started = time.monotonic()
         await self._worker.run(self._open)
-        self._task = asyncio.create_task(self._run(), name="sequencer")
+        log.info("sequencer: took over the log at size %d (epoch %d) in %.2f s", self._published_size(),
+                 epoch, time.monotonic() - started)
+        await self._run()
+
+    def _lease_lost(self) -> None:
+        """Another process sequences now (or will): fail what waits here, wait again."""
+        if self._stopping or self._task is None:
+            return
+        self._task.cancel()
+        for b in self._pool:
+            if not b.future.done():
+                b.future.set_exception(LogUnavailable("this process lost the sequencer lease; nothing was "
+                                                      "appended, send it again"))
+        self._pool.clear()
+        self._pool_size = 0
+        self.stalled = None
+        self._task = asyncio.create_task(self._when_held(), name="sequencer")
 
     async def stop(self) -> None:
         """Publish what is pending, then stop."""
@@ -179,8 +220,12 @@ class Sequencer:
         self._wake.set()
         self._stop_requested.set()
         if self._task is not None:
+            if not self.lease.held:
+                self._task.cancel()
             try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
             except Exception:  # already logged where it happened
                 log.error("sequencer: stopped after an internal error")
         await self._worker.close()
@@ -212,6 +257,8 @@ class Sequencer:
             return []
         if self._stopping:
             raise LogUnavailable("the node is shutting down; nothing was appended")
+        if not self.lease.held:
+            raise LogUnavailable("this process does not sequence the log right now; nothing was appended")
         if self.stalled:
             raise LogUnavailable(f"the log cannot publish right now ({self.stalled}); nothing was appended")
         future = asyncio.get_running_loop().create_future()
@@ -437,7 +484,8 @@ class Sequencer:
         # (1) STORE. Nothing below may run unless this committed.
         if new_entries:
             try:
-                self._db.log.insert_entries(first, new_entries, leaf_hashes)
+                with self.lease.fenced(self._db):
+                    self._db.log.insert_entries(first, new_entries, leaf_hashes)
             except Exception as exc:
                 try:
                     self.tiles.discard(staging.result())
@@ -454,7 +502,8 @@ class Sequencer:
             # (3) SIGN, record (publication), then the convenience copy.
             root = edge.root()
             note = sign_checkpoint(Checkpoint(self.origin, edge.size, root), self._signer)
-            self._db.log.record_checkpoint(edge.size, root, note, durable=False)
+            with self.lease.fenced(self._db):
+                self._db.log.record_checkpoint(edge.size, root, note, durable=False)
             self._write_checkpoint_file(note)
         except (TileWriteError, TileConflict, OSError) as exc:
             stored_from, stored_to = published_size, self._stored

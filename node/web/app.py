@@ -57,6 +57,7 @@ from node.web import (
     console_routes,
     feedback_routes,
     follow_routes,
+    health_routes,
     log_routes,
     match_routes,
     metrics_routes,
@@ -80,6 +81,7 @@ def create_app(node: Node) -> web.Application:
     if node.role == "helpline":
         case_routes.setup(app, node)      # POST /v1/cases..., and no image or video on any path
     follow_routes.setup(app, node)        # GET /status
+    health_routes.setup(app, node)        # GET /healthz (for load balancers)
     log_routes.setup(app, node)           # GET /checkpoint, /node.json, /tile/...
     metrics_routes.setup(app, node)       # every answer counted
     push_routes.setup(app, node)          # GET /push/checkpoint (unless [push] enabled = false)
@@ -103,6 +105,7 @@ def create_admin_app(node: Node) -> web.Application:
     console_routes.setup_admin(admin, node)    # GET /console
     feedback_routes.setup_admin(admin, node)   # POST /v1/feedback
     follow_routes.setup_admin(admin, node)     # GET /status, POST /admin/follow/reload
+    health_routes.setup_admin(admin, node)     # GET /healthz (for load balancers)
     log_routes.setup_admin(admin, node)        # POST /admin/append
     if node.role == "platform":
         match_routes.setup_admin(admin, node)  # POST /v1/match..., the suppressions and thresholds

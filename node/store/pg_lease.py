@@ -1,0 +1,108 @@
+"""PostgreSQL's side of the sequencing lease (node/log/lease.py says why it is safe).
+
+- `sequencer_lease(id = 1, epoch, holder, since)`: one row. `epoch` is the fencing
+  token: it grows by one each time a process becomes the sequencer, and never goes
+  back. `holder` names the process (host and pid: no personal data) for operators.
+- The advisory lock LOCK_KEY, held by the sequencer's dedicated session connection
+  (LeaseSession): PostgreSQL releases it when that session ends, whether the process
+  exited, was killed, or its connection was declared dead (the TCP keepalives set
+  below make the server notice a silent peer within about KEEPALIVE_SECONDS).
+
+Contract:
+- `LeaseSession.try_lock()` takes the lock without waiting; true at most in one
+  session of the cluster at a time.
+- `LeaseSession.take_epoch()` (only while the lock is held) increments the epoch in
+  its own transaction, under the row's lock, and returns the new value.
+- `check_epoch(conn, epoch)` runs INSIDE the caller's transaction: it takes the row
+  in SHARE mode (so no take_epoch can commit until that transaction ends) and raises
+  Fenced unless the epoch is still `epoch`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import psycopg
+
+#: pg_advisory_lock's key for "the sequencer of this database" ('ncii', 'seq\0').
+LOCK_KEY = 0x6E636969_73657100
+#: Seconds of silence after which the server drops the lease session (and its lock).
+KEEPALIVE_SECONDS = 4
+#: Seconds one statement of the lease session may take before it is given up.
+STATEMENT_TIMEOUT = 3
+
+CREATE_TABLE = """CREATE TABLE IF NOT EXISTS sequencer_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL,
+    holder TEXT NOT NULL,
+    since TIMESTAMPTZ NOT NULL
+)"""
+
+
+class Fenced(RuntimeError):
+    """This process is no longer the sequencer: another took the lease since."""
+
+
+def create_table(conn: psycopg.Connection) -> None:
+    """The lease table and its one row (idempotent; run inside a migration)."""
+    conn.execute(CREATE_TABLE)
+    conn.execute("INSERT INTO sequencer_lease (id, epoch, holder, since) VALUES (1, 0, '', now()) "
+                 "ON CONFLICT (id) DO NOTHING")
+
+
+def check_epoch(conn, epoch: int) -> None:
+    """Raise Fenced unless `epoch` is the current one (inside the caller's transaction)."""
+    row = conn.execute("SELECT epoch FROM sequencer_lease WHERE id = 1 FOR SHARE").fetchone()
+    current = row[0] if row else None
+    if current != epoch:
+        raise Fenced(f"the sequencer lease moved on (epoch {current}, ours {epoch}); this process no "
+                     "longer publishes")
+
+
+def current_epoch(conn) -> int:
+    row = conn.execute("SELECT epoch FROM sequencer_lease WHERE id = 1").fetchone()
+    return row[0] if row else 0
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LeaseSession:
+    """The dedicated connection that holds the advisory lock: autocommit, used for
+    nothing else, so no transaction or slow query of the node ever delays it."""
+
+    def __init__(self, dsn: str):
+        self.conn = psycopg.connect(
+            dsn, autocommit=True, connect_timeout=STATEMENT_TIMEOUT,
+            application_name="ncii-node sequencer lease",
+            # Our side: notice a dead server. The server's side (SET below): drop us,
+            # and so release the lock, when we go silent (host down, partition).
+            keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=KEEPALIVE_SECONDS - 1)
+        self.conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}s'")
+        self.conn.execute("SET tcp_keepalives_idle = 1")
+        self.conn.execute("SET tcp_keepalives_interval = 1")
+        self.conn.execute(f"SET tcp_keepalives_count = {KEEPALIVE_SECONDS - 1}")
+        with self.conn.transaction():
+            create_table(self.conn)
+
+    def try_lock(self) -> bool:
+        return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0])
+
+    def take_epoch(self) -> int:
+        with self.conn.transaction():
+            return self.conn.execute(
+                "UPDATE sequencer_lease SET epoch = epoch + 1, holder = %s, since = now() WHERE id = 1 "
+                "RETURNING epoch", (holder_name(),)).fetchone()[0]
+
+    def still_held(self) -> bool:
+        """Whether this session still holds the lock (a round trip: raises if the
+        connection is gone)."""
+        return bool(self.conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
+            "AND objsubid = 1 AND classid::bigint = %s AND objid::bigint = %s",
+            ((LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF)).fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
