@@ -1,0 +1,118 @@
+"""deploy/nginx/ncii-node-multi.conf with Debian's real nginx in front of two real
+`ncii-node serve` processes (platforms: public site and match API): the traffic is
+spread over both, GET /healthz says each can serve, and once one process is killed
+(-9) every request is still answered, by the other.
+
+This is nginx's side of issue 17 (several processes behind a load balancer): the two
+processes here each have their own data directory, so the test checks the routing,
+the health checks and the failover of the configuration; the sequencing lease and the
+shared database are tests/test_sequencing_lease.py's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nginx_support import Nginx, free_port, make_certificates, nginx_binary
+from ops_support import Node, post_json, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+PLATFORM = "platform.multi.example/feedback"
+pytestmark = pytest.mark.timeout(180)
+
+
+def multi_site(public: list[int], admin: list[int], https_port: int, match_port: int, cert: Path, key: Path,
+               folder: Path) -> str:
+    """The real template with this machine's ports and files (each substitution must apply)."""
+    text = (REPO / "deploy" / "nginx" / "ncii-node-multi.conf").read_text()
+    for old, new in (("server 127.0.0.1:8080 ", f"server 127.0.0.1:{public[0]} "),
+                     ("server 127.0.0.1:8081 ", f"server 127.0.0.1:{public[1]} "),
+                     ("server 127.0.0.1:9080 ", f"server 127.0.0.1:{admin[0]} "),
+                     ("server 127.0.0.1:9081 ", f"server 127.0.0.1:{admin[1]} "),
+                     ("    listen 80;\n    listen [::]:80;\n", f"    listen 127.0.0.1:{free_port()};\n"),
+                     ("    listen 443 ssl;\n    listen [::]:443 ssl;\n", f"    listen 127.0.0.1:{https_port} ssl;\n"),
+                     ("listen 127.0.0.1:9443;", f"listen 127.0.0.1:{match_port};"),
+                     ("/etc/letsencrypt/live/node.example.org/fullchain.pem", str(cert)),
+                     ("/etc/letsencrypt/live/node.example.org/privkey.pem", str(key)),
+                     ("/var/log/nginx/ncii-node.error.log", str(folder / "public-error.log")),
+                     ("/var/log/nginx/ncii-node-match.error.log", str(folder / "match-error.log"))):
+        assert old in text, f"deploy/nginx/ncii-node-multi.conf no longer holds {old!r}"
+        text = text.replace(old, new, 2 if old.startswith("server 127.0.0.1:80") else 1)
+    return text.replace("server_name node.example.org;", "server_name 127.0.0.1 localhost;")
+
+
+def fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30, context=context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def answers(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        return fetch(url, context)[0] == 200
+    except OSError:  # not listening yet
+        return False
+
+
+def healthy(node: Node) -> bool:
+    status, report = fetch(node.url + "/healthz")
+    return status == 200 and report["checks"].get("match_index") is True
+
+
+def test_two_processes_behind_nginx_one_killed(tmp_path):
+    nginx_binary()
+    ca, cert, key, _ = make_certificates(tmp_path)
+    trusting = ssl.create_default_context(cafile=str(ca))
+    first = Node(tmp_path / "a", PLATFORM, "platform")
+    second = Node(tmp_path / "b", PLATFORM, "platform")
+    # Every process of one node answers the match API to the same token.
+    (second.root / "match.token").write_text((first.root / "match.token").read_text())
+    nginx = None
+    try:
+        first.start()
+        second.start()
+        wait_for("both processes to say they can serve", lambda: healthy(first) and healthy(second), 60)
+        https_port, match_port = free_port(), free_port()
+        ports = [int(n.url.rsplit(":", 1)[1]) for n in (first, second)]
+        admin_ports = [int(n.admin_url.rsplit(":", 1)[1]) for n in (first, second)]
+        nginx = Nginx(tmp_path / "nginx", multi_site(ports, admin_ports, https_port, match_port, cert, key,
+                                                      tmp_path))
+        base, match = f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{match_port}"
+        wait_for("nginx to answer", lambda: answers(base + "/healthz", trusting), 20)
+
+        # Spread: both processes answer the public site (each its own key here).
+        keys = {fetch(base + "/node.json", trusting)[1]["verifier_key"] for _ in range(8)}
+        assert len(keys) == 2
+        token = (first.root / "match.token").read_text().strip()
+        query = {"fingerprints": [{"signal": "pdq", "fingerprint": "ab" * 32}]}
+        for _ in range(4):
+            status, answer = post_json(match + "/v1/match", query, headers={"Authorization": f"Bearer {token}"})
+            assert status == 200, answer
+        assert post_json(match + "/admin/append", {})[0] == 404  # only the match API is reachable there
+
+        # One process dies: every request is still answered.
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+        for _ in range(10):
+            for path in ("/healthz", "/checkpoint", "/node.json"):
+                request = urllib.request.Request(base + path)
+                with urllib.request.urlopen(request, timeout=30, context=trusting) as response:
+                    assert response.status == 200, path
+            status, answer = post_json(match + "/v1/match", query, headers={"Authorization": f"Bearer {token}"})
+            assert status == 200, answer
+        survivor = fetch(second.url + "/node.json")[1]["verifier_key"]
+        assert {fetch(base + "/node.json", trusting)[1]["verifier_key"] for _ in range(4)} == {survivor}
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        first.stop()
+        second.stop()
