@@ -69,6 +69,12 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     admin_token = "admin.token"
     case_key = "keys/case.key"        # HMAC key of case numbers (helpline; created on first start)
 
+    [database]                        # where the node keeps everything (spec/parts/storage.md)
+    url = ""                          # "" = SQLite at [paths] db; or "postgresql://user@host:port/dbname"
+                                      # (entries, cases, tiles, ... all in PostgreSQL; no password here)
+    password_file = ""                # the database password: a file holding it (relative to the data
+    password_env = ""                 # directory, mode 0600), or an environment variable's name
+
     [cases]                           # helpline case service (node/cases, spec/parts/cases.md)
     pin_scrypt_n = 32768              # scrypt cost of PIN hashes (2**15); tests may lower it
     pin_scrypt_r = 8
@@ -115,6 +121,7 @@ import dataclasses
 import ipaddress
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +216,39 @@ class PathsSection:
 
 
 @dataclass
+class DatabaseSection:
+    url: str = ""
+    password_file: str = ""
+    password_env: str = ""
+
+    def validate(self) -> None:
+        if not self.url:
+            if self.password_file or self.password_env:
+                raise ConfigError("[database] password_file and password_env need a [database] url")
+            return
+        if not _is_line(self.url, 500) or " " in self.url:
+            raise ConfigError("[database] url must be one line without spaces, at most 500 characters")
+        parsed = urllib.parse.urlsplit(self.url)
+        if parsed.scheme not in ("postgresql", "postgres"):
+            raise ConfigError("[database] url must start with postgresql:// (or be \"\" for SQLite)")
+        try:
+            port = parsed.port
+        except ValueError:
+            raise ConfigError("[database] url has a port that is not a number 0..65535") from None
+        if parsed.password is not None:
+            raise ConfigError("[database] url must not hold a password (it is shown in logs and status): "
+                              "put it in password_file or password_env")
+        if not parsed.path.strip("/") or "/" in parsed.path.strip("/") or parsed.fragment or port == 0:
+            raise ConfigError("[database] url must name one database: postgresql://user@host:port/dbname")
+        if self.password_file and self.password_env:
+            raise ConfigError("[database] give password_file or password_env, not both")
+        if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", self.password_env):
+            raise ConfigError("[database] password_env must be an environment variable's name")
+        if self.password_file and not _is_line(self.password_file, 500):
+            raise ConfigError("[database] password_file must be a path on one line")
+
+
+@dataclass
 class CasesSection:
     pin_scrypt_n: int = 2**15
     pin_scrypt_r: int = 8
@@ -260,6 +300,7 @@ class Config:
     witness: WitnessSection = field(default_factory=WitnessSection)
     acknowledgements: AcknowledgementsSection = field(default_factory=AcknowledgementsSection)
     paths: PathsSection = field(default_factory=PathsSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
     cases: CasesSection = field(default_factory=CasesSection)
     page: PageSection = field(default_factory=PageSection)
     match: MatchSection = field(default_factory=MatchSection)
@@ -334,6 +375,7 @@ class Config:
         if self.node.contact and not _is_line(self.node.contact, 200):
             raise ConfigError("[node] contact must be one line of at most 200 characters")
         _validate_page(self.page)
+        self.database.validate()
         m = self.match
         if min(m.max_fingerprints_per_log, m.max_per_hour_per_log, m.max_per_day_per_log) < 0:
             raise ConfigError("[match] budgets must not be negative")

@@ -1,5 +1,6 @@
 """The store's transactions take the write lock up front, so a read-then-write waits
-for another writer instead of failing with "database is locked"."""
+for another writer instead of failing with "database is locked" (SQLite) or losing an
+update (PostgreSQL: the writer lock of node/store/pg.py). Both backends."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import time
 from node.store import open_db
 
 
-def test_atomic_waits_for_another_writer(tmp_path):
-    path = tmp_path / "node.db"
-    first, second = open_db(path), open_db(path, check_same_thread=False)
+def test_atomic_waits_for_another_writer(db_target):
+    first, second = open_db(db_target), open_db(db_target, check_same_thread=False)
     first.execute("CREATE TABLE counter (n INTEGER)")
     first.execute("INSERT INTO counter VALUES (0)")
     errors: list[BaseException] = []
@@ -36,8 +36,8 @@ def test_atomic_waits_for_another_writer(tmp_path):
     assert first.execute("SELECT n FROM counter").fetchone()[0] == 2
 
 
-def test_nested_atomic_rolls_back_only_the_inner_block(tmp_path):
-    db = open_db(tmp_path / "node.db")
+def test_nested_atomic_rolls_back_only_the_inner_block(db_target):
+    db = open_db(db_target)
     db.execute("CREATE TABLE t (x INTEGER)")
     with db.atomic():
         db.execute("INSERT INTO t VALUES (1)")

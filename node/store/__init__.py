@@ -38,7 +38,6 @@ derived from them is written.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import logging
 import os
@@ -49,37 +48,32 @@ from types import ModuleType
 
 import sqlite_utils
 
-from node.store.acks import AckRepository
-from node.store.cases import CaseRepository
-from node.store.follow import FollowRepository
-from node.store.follow_leaves import LeafTileRepository
-from node.store.log import LogRepository, ReaderRepository, StoredCheckpoint
-from node.store.matching import MatchingRepository
-from node.store.peer_feedback import PeerFeedbackRepository
-from node.store.stats import StatsRepository
-from node.store.witness import WitnessRepository
+from node.store.log import StoredCheckpoint
+from node.store.repositories import REPOSITORIES, Repositories
 
 logger = logging.getLogger(__name__)  # not "log": node.store.log is a submodule
 
 
-def area_modules() -> list[ModuleType]:
-    """Modules of this package that declare AREA and MIGRATIONS, sorted by name."""
+def area_modules(dialect: str = "sqlite") -> list[ModuleType]:
+    """Modules of this package that declare AREA and MIGRATIONS, sorted by name; a module
+    may keep to some engines (BACKENDS, e.g. the tiles a SQLite node keeps as files)."""
     modules = []
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or info.name == "pg":
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "AREA") and hasattr(module, "MIGRATIONS"):
+        if hasattr(module, "AREA") and hasattr(module, "MIGRATIONS") \
+                and dialect in getattr(module, "BACKENDS", ("sqlite", "postgresql")):
             modules.append(module)
     return modules
 
 
-#: The repositories every connection (and every DatabaseWorker) gives, by attribute.
-REPOSITORIES = ("acks", "cases", "follow", "follow_leaves", "log", "matching", "peer_feedback", "readers", "stats",
-                "witness")
+def is_postgres(target) -> bool:
+    """Whether `target` (a DataDir's `db_path`) names a PostgreSQL database."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-class NodeDatabase(sqlite_utils.Database):
+class NodeDatabase(Repositories, sqlite_utils.Database):
     """A connection: sqlite-utils' Database with the node's repositories, whose
     outermost `atomic()` is `BEGIN IMMEDIATE`.
 
@@ -90,16 +84,8 @@ class NodeDatabase(sqlite_utils.Database):
     up front makes every such transaction wait its turn (up to the busy timeout).
     Nested blocks still use savepoints."""
 
-    acks = functools.cached_property(AckRepository)
-    cases = functools.cached_property(CaseRepository)
-    follow = functools.cached_property(FollowRepository)
-    follow_leaves = functools.cached_property(LeafTileRepository)
-    log = functools.cached_property(LogRepository)
-    matching = functools.cached_property(MatchingRepository)
-    peer_feedback = functools.cached_property(PeerFeedbackRepository)
-    readers = functools.cached_property(ReaderRepository)
-    stats = functools.cached_property(StatsRepository)
-    witness = functools.cached_property(WitnessRepository)
+    dialect = "sqlite"
+    IntegrityError = sqlite3.IntegrityError
 
     @contextlib.contextmanager
     def atomic(self):
@@ -126,11 +112,16 @@ class NodeDatabase(sqlite_utils.Database):
 
 
 def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:
-    """Open the database file with the pragmas every connection needs (no migration).
+    """Open the database file with the pragmas every connection needs (no migration);
+    a PostgreSQL URL gives a node.store.pg.PgDatabase.
 
     A new database file is created with mode 0600 before SQLite opens it: a helpline's
     holds PIN hashes and the link between cases and entries, and SQLite gives its -wal
     and -shm files the database file's mode."""
+    if is_postgres(path):
+        from node.store import pg
+
+        return pg.connect(path)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
@@ -145,6 +136,10 @@ def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase
 
 def migrate(db: sqlite_utils.Database, modules: list[ModuleType] | None = None) -> None:
     """Bring every area's tables to the newest version."""
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        from node.store import pg
+
+        return pg.migrate(db, modules if modules is not None else area_modules("postgresql"))
     conn = db.conn
     conn.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER NOT NULL)")
     for module in modules if modules is not None else area_modules():

@@ -49,7 +49,6 @@ order.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -178,14 +177,14 @@ class CaseRepository:
         with self.db.atomic():
             if hour is not None:
                 self.db.execute("INSERT INTO case_creations (hour, created) VALUES (?, 1) "
-                                "ON CONFLICT(hour) DO UPDATE SET created = created + 1", (hour,))
+                                "ON CONFLICT(hour) DO UPDATE SET created = case_creations.created + 1", (hour,))
             try:
-                cursor = self.db.execute(
+                (case_id,) = self.db.execute(
                     "INSERT INTO cases (lookup, pin_salt, pin_hash, pin_params, created_day, state) "
-                    "VALUES (?, ?, ?, ?, ?, 'pending')", (lookup, pin_salt, pin_hash, pin_params, day))
-            except sqlite3.IntegrityError:
+                    "VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
+                    (lookup, pin_salt, pin_hash, pin_params, day)).fetchone()
+            except self.db.IntegrityError:
                 raise CaseLookupTaken() from None
-            case_id = cursor.lastrowid
             self.db.conn.executemany(
                 "INSERT INTO case_entries (case_id, position, leaf_hash, signal, low_quality) VALUES (?, ?, ?, ?, ?)",
                 [(case_id, position, leaf, signal, int(low)) for position, (leaf, signal, low) in enumerate(entries)])
@@ -241,7 +240,7 @@ class CaseRepository:
             return
         failures, not_before = before
         with self.db.atomic():
-            self.db.execute("UPDATE cases SET failed_pins = MAX(failed_pins - 1, 0) WHERE id = ?", (case_id,))
+            self.db.execute("UPDATE cases SET failed_pins = CASE WHEN failed_pins > 0 THEN failed_pins - 1 ELSE 0 END WHERE id = ?", (case_id,))
             self.db.execute("UPDATE cases SET not_before = ? WHERE id = ? AND failed_pins = ?",
                             (not_before, case_id, failures))
 
@@ -283,10 +282,10 @@ class CaseRepository:
             self.db.execute(
                 "INSERT INTO case_creations (hour, refused_address, refused_network, refused_budget, pow_asked) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(hour) DO UPDATE SET "
-                "refused_address = refused_address + excluded.refused_address, "
-                "refused_network = refused_network + excluded.refused_network, "
-                "refused_budget = refused_budget + excluded.refused_budget, "
-                "pow_asked = pow_asked + excluded.pow_asked",
+                "refused_address = case_creations.refused_address + excluded.refused_address, "
+                "refused_network = case_creations.refused_network + excluded.refused_network, "
+                "refused_budget = case_creations.refused_budget + excluded.refused_budget, "
+                "pow_asked = case_creations.pow_asked + excluded.pow_asked",
                 (hour, refused.get("address", 0), refused.get("network", 0), budget, pow_asked))
 
     def creation_counts(self, since_hour: int) -> list[tuple[int, int, int, int, int, int]]:

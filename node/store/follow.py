@@ -670,12 +670,12 @@ class FollowRepository:
         `origin` (the lines a receipt under that checkpoint can carry)."""
         return [_ack_row(r) for r in self.db.execute(
             f"SELECT {_ACK_COLUMNS} FROM follow_acks WHERE origin = ? AND size = ? AND valid = 1 "
-            "AND root_ok IS NOT 0 ORDER BY from_origin, from_idx", (origin, size))]
+            "AND (root_ok IS NULL OR root_ok != 0) ORDER BY from_origin, from_idx", (origin, size))]
 
     def acked_sizes(self, origin: str, at_least: int) -> list[int]:
         """Tree sizes of `origin`, at least `at_least`, that some followed log acknowledged."""
         return [r[0] for r in self.db.execute(
-            "SELECT DISTINCT size FROM follow_acks WHERE origin = ? AND size >= ? AND valid = 1 AND root_ok IS NOT 0 "
+            "SELECT DISTINCT size FROM follow_acks WHERE origin = ? AND size >= ? AND valid = 1 AND (root_ok IS NULL OR root_ok != 0) "
             "ORDER BY size", (origin, at_least))]
 
     def false_acks(self, origin: str) -> list[AckRow]:

@@ -56,7 +56,8 @@ class LeafTileRepository:
 
     def stage(self, origin: str, tiles: list[tuple[int, int, bytes]]) -> None:
         """(tile index, width, hashes) of level-0 tiles verified in this round."""
-        self.db.conn.executemany("INSERT OR REPLACE INTO temp.staged_leaf_tiles VALUES (?, ?, ?, ?)",
+        self.db.conn.executemany("INSERT INTO temp.staged_leaf_tiles VALUES (?, ?, ?, ?) ON CONFLICT (origin, tile) "
+                                 "DO UPDATE SET width = excluded.width, hashes = excluded.hashes",
                                  ((origin, *row) for row in tiles))
 
     def move_staged(self, origin: str) -> None:

@@ -230,10 +230,9 @@ class MatchingRepository:
                             (origin, *(current[key] for key in BUDGET_FIELDS)))
 
     def add_cluster(self, origin: str, centre: bytes, radius: int, now: float | None = None) -> int:
-        self.db.execute("INSERT INTO match_clusters (origin, centre, radius, members, detected_at) "
-                        "VALUES (?, ?, ?, 0, ?)",
-                        (origin, centre, radius, time.time() if now is None else now))
-        return self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return self.db.execute("INSERT INTO match_clusters (origin, centre, radius, members, detected_at) "
+                               "VALUES (?, ?, ?, 0, ?) RETURNING id",
+                               (origin, centre, radius, time.time() if now is None else now)).fetchone()[0]
 
     def clusters(self, origin: str | None = None) -> list[Cluster]:
         where, args = ("WHERE origin = ?", (origin,)) if origin is not None else ("", ())
@@ -245,8 +244,9 @@ class MatchingRepository:
         """Hold fingerprints out of the index (inside the caller's transaction); a cluster's
         member count grows with them."""
         now = time.time() if now is None else now
-        self.db.conn.executemany("INSERT OR REPLACE INTO match_holds (origin, idx, reason, cluster, held_at) "
-                                 "VALUES (?, ?, ?, ?, ?)", ((origin, int(i), reason, cluster, now) for i in indices))
+        self.db.conn.executemany("INSERT INTO match_holds (origin, idx, reason, cluster, held_at) "
+                                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin, idx) DO UPDATE SET "
+                                 "reason = excluded.reason, cluster = excluded.cluster, held_at = excluded.held_at", ((origin, int(i), reason, cluster, now) for i in indices))
         if cluster is not None:
             self.db.execute("UPDATE match_clusters SET members = (SELECT COUNT(*) FROM match_holds WHERE cluster = ?) "
                             "WHERE id = ?", (cluster, cluster))
@@ -307,7 +307,7 @@ class MatchingRepository:
 
     def add_intake(self, origin: str, hour: int, count: int) -> None:
         self.db.execute("INSERT INTO match_intake (origin, hour, count) VALUES (?, ?, ?) "
-                        "ON CONFLICT(origin, hour) DO UPDATE SET count = count + excluded.count", (origin, hour, count))
+                        "ON CONFLICT(origin, hour) DO UPDATE SET count = match_intake.count + excluded.count", (origin, hour, count))
         self.db.execute("DELETE FROM match_intake WHERE origin = ? AND hour < ?", (origin, hour - 48))
 
     def intake(self) -> dict[str, dict[int, int]]:

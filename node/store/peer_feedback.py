@@ -41,7 +41,7 @@ class PeerFeedbackRepository:
     def add_dropped(self, origin: str, count: int) -> None:
         """Inside the follower's transaction."""
         self.db.execute("INSERT INTO feedback_dropped (origin, dropped) VALUES (?, ?) "
-                        "ON CONFLICT(origin) DO UPDATE SET dropped = dropped + excluded.dropped", (origin, count))
+                        "ON CONFLICT(origin) DO UPDATE SET dropped = feedback_dropped.dropped + excluded.dropped", (origin, count))
 
     def dropped(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT origin, dropped FROM feedback_dropped").fetchall())

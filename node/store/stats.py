@@ -94,11 +94,19 @@ def _v1(db: sqlite_utils.Database) -> None:
 def _v2(db: sqlite_utils.Database) -> None:
     db.execute("""CREATE TABLE stats_case_published (
         checkpoint_size INTEGER PRIMARY KEY, entries INTEGER NOT NULL, last_idx INTEGER NOT NULL) WITHOUT ROWID""")
-    db.execute("""CREATE TRIGGER stats_case_entry_published AFTER UPDATE OF checkpoint_size ON case_entries
-        WHEN old.checkpoint_size IS NULL AND new.checkpoint_size IS NOT NULL BEGIN
-        INSERT OR IGNORE INTO stats_case_published VALUES (new.checkpoint_size, 0, new.idx);
-        UPDATE stats_case_published SET entries = entries + 1, last_idx = MAX(last_idx, new.idx)
-        WHERE checkpoint_size = new.checkpoint_size; END""")
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        _pg_trigger(db, "stats_case_entry_published", "AFTER UPDATE OF checkpoint_size ON case_entries", """
+        IF OLD.checkpoint_size IS NULL AND NEW.checkpoint_size IS NOT NULL THEN
+            INSERT INTO stats_case_published VALUES (NEW.checkpoint_size, 1, NEW.idx) ON CONFLICT (checkpoint_size)
+            DO UPDATE SET entries = stats_case_published.entries + 1,
+                          last_idx = GREATEST(stats_case_published.last_idx, NEW.idx);
+        END IF;""")
+    else:
+        db.execute("""CREATE TRIGGER stats_case_entry_published AFTER UPDATE OF checkpoint_size ON case_entries
+            WHEN old.checkpoint_size IS NULL AND new.checkpoint_size IS NOT NULL BEGIN
+            INSERT OR IGNORE INTO stats_case_published VALUES (new.checkpoint_size, 0, new.idx);
+            UPDATE stats_case_published SET entries = entries + 1, last_idx = MAX(last_idx, new.idx)
+            WHERE checkpoint_size = new.checkpoint_size; END""")
     db.execute("INSERT INTO stats_case_published SELECT checkpoint_size, COUNT(*), MAX(idx) FROM case_entries "
                "WHERE checkpoint_size IS NOT NULL GROUP BY checkpoint_size")
 
@@ -109,7 +117,27 @@ MIGRATIONS = [_v1, _v2]
 OPEN = "('active', 'withdrawn')"  # the states of a case whose creation completed
 
 
+def _pg_trigger(db, name: str, event: str, body: str) -> None:
+    """A PostgreSQL row trigger running `body` (PL/pgSQL), as SQLite's trigger of that name."""
+    db.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$")
+    db.execute(f"CREATE TRIGGER {name} {event} FOR EACH ROW EXECUTE FUNCTION {name}()")
+
+
 def _case_triggers(db: sqlite_utils.Database) -> None:
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        def count(column: str, day: str) -> str:
+            return (f"INSERT INTO stats_case_daily (day, {column}) VALUES ({day}, 1) ON CONFLICT (day) "
+                    f"DO UPDATE SET {column} = stats_case_daily.{column} + 1;")
+        _pg_trigger(db, "stats_case_inserted", "AFTER INSERT ON cases", f"""
+            IF NEW.state IN {OPEN} THEN {count("opened", "NEW.created_day")} END IF;
+            IF NEW.withdrawn_day IS NOT NULL THEN {count("withdrawn", "NEW.withdrawn_day")} END IF;""")
+        _pg_trigger(db, "stats_case_opened", "AFTER UPDATE OF state ON cases", f"""
+            IF OLD.state NOT IN {OPEN} AND NEW.state IN {OPEN} THEN {count("opened", "NEW.created_day")} END IF;""")
+        _pg_trigger(db, "stats_case_withdrawn", "AFTER UPDATE OF withdrawn_day ON cases", f"""
+            IF OLD.withdrawn_day IS NULL AND NEW.withdrawn_day IS NOT NULL THEN
+                {count("withdrawn", "NEW.withdrawn_day")} END IF;""")
+        return
+
     def count(column: str, day: str, when: str = "true") -> str:
         return (f"INSERT OR IGNORE INTO stats_case_daily (day) SELECT {day} WHERE {when}; "
                 f"UPDATE stats_case_daily SET {column} = {column} + 1 WHERE day = {day} AND {when};")
@@ -183,7 +211,7 @@ class StatsRepository:
 
     def _add_log_count(self, day: int, kind: str, detail: str, n: int) -> None:
         self.db.execute("INSERT INTO stats_log_daily (day, kind, detail, n) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (day, kind, detail) DO UPDATE SET n = n + excluded.n", (day, kind, detail, n))
+                        "ON CONFLICT (day, kind, detail) DO UPDATE SET n = stats_log_daily.n + excluded.n", (day, kind, detail, n))
 
     def count_entries(self, entries: list[bytes], now: float | None = None) -> None:
         """A batch of this node's own entries was stored now (called by log.insert_entries)."""
@@ -194,12 +222,12 @@ class StatsRepository:
 
     def count_follow_error(self, origin: str) -> None:
         self.db.execute("INSERT INTO stats_follow_errors (origin, n) VALUES (?, 1) "
-                        "ON CONFLICT (origin) DO UPDATE SET n = n + 1", (origin,))
+                        "ON CONFLICT (origin) DO UPDATE SET n = stats_follow_errors.n + 1", (origin,))
 
     def _add_outcomes(self, sql: str, args: tuple) -> None:
         """Add (platform, day, measure, n) rows selected by `sql` to stats_outcomes_daily."""
         self.db.execute(f"INSERT INTO stats_outcomes_daily (platform, day, measure, n) {sql} "
-                        "ON CONFLICT (platform, day, measure) DO UPDATE SET n = n + excluded.n", args)
+                        "ON CONFLICT (platform, day, measure) DO UPDATE SET n = stats_outcomes_daily.n + excluded.n", args)
 
     def summarise_feedback(self, platform: str, start: int, end: int, now: float,
                            own_origin: str | None) -> None:
@@ -217,7 +245,7 @@ class StatsRepository:
         self.db.execute("INSERT INTO stats_verdicts_daily (platform, day, verdict, n) "
                         "SELECT ?, ?, verdict, COUNT(*) FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? "
                         "AND from_idx < ? GROUP BY verdict "
-                        "ON CONFLICT (platform, day, verdict) DO UPDATE SET n = n + excluded.n",
+                        "ON CONFLICT (platform, day, verdict) DO UPDATE SET n = stats_verdicts_daily.n + excluded.n",
                         (platform, today, platform, start, end))
         if own_origin is None:
             return
@@ -227,7 +255,7 @@ class StatsRepository:
         self.db.execute("DELETE FROM temp.stats_round_entries")
         self.db.execute("DELETE FROM temp.stats_round_cases")
         self.db.execute("INSERT INTO temp.stats_round_entries (idx, removed) "
-                        "SELECT idx, MAX(verdict = 'removed') FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? "
+                        "SELECT idx, MAX(CASE WHEN verdict = 'removed' THEN 1 ELSE 0 END) FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? "
                         "AND from_idx < ? AND origin = ? AND entry_matches = 1 GROUP BY idx",
                         (platform, start, end, own_origin))
         self.db.execute("INSERT INTO temp.stats_round_cases (idx, removed) "
@@ -238,7 +266,7 @@ class StatsRepository:
         self._add_outcomes(f"SELECT ?, ?, {_bucket_sql('wait')} AS bucket, COUNT(*) FROM ("
                           f"SELECT ? - {published} AS wait FROM temp.stats_round_entries r WHERE NOT EXISTS ("
                           "SELECT 1 FROM stats_entry_verdicts v WHERE v.platform = ? AND v.idx = r.idx)) "
-                          "WHERE wait IS NOT NULL GROUP BY bucket", (platform, today, now, platform))
+                          "AS waits WHERE wait IS NOT NULL GROUP BY bucket", (platform, today, now, platform))
         for what, key, table in (("entries", "idx", "stats_entry_verdicts"), ("cases", "case_id", "stats_case_verdicts")):
             staged = "temp.stats_round_entries" if what == "entries" else "temp.stats_round_cases"
             answered = self.db.execute(f"INSERT OR IGNORE INTO {table} (platform, {key}, first_at) "
@@ -246,7 +274,8 @@ class StatsRepository:
             if answered:
                 self._add_outcomes("SELECT ?, ?, ?, ? WHERE true", (platform, today, f"{what}_answered", answered))
             # Removed for the first time: counted on the day of the first verdict (the cohort).
-            self._add_outcomes(f"SELECT ?, CAST(v.first_at / {DAY} AS INTEGER) AS d, ?, COUNT(*) FROM {table} v "
+            # (whole seconds, then whole days: PostgreSQL's CAST rounds where SQLite's truncates)
+            self._add_outcomes(f"SELECT ?, CAST(v.first_at AS BIGINT) / {DAY} AS d, ?, COUNT(*) FROM {table} v "
                               f"JOIN {staged} r ON r.idx = v.{key} WHERE v.platform = ? AND r.removed = 1 "
                               "AND v.removed_at IS NULL GROUP BY d",
                                (platform, f"{what}_removed", platform))
@@ -260,7 +289,7 @@ class StatsRepository:
             rows.append((day, "", "queries", queries))
         with self.db.atomic():
             self.db.conn.executemany("INSERT INTO stats_match_daily (day, origin, measure, n) VALUES (?, ?, ?, ?) "
-                                     "ON CONFLICT (day, origin, measure) DO UPDATE SET n = n + excluded.n", rows)
+                                     "ON CONFLICT (day, origin, measure) DO UPDATE SET n = stats_match_daily.n + excluded.n", rows)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -313,7 +342,7 @@ class StatsRepository:
         """{origin: {"total": n, "window": n}}: entries suppressed as known false matches."""
         cutoff = -1 if since_day is None else since_day * DAY
         return {origin: {"total": total, "window": recent} for origin, total, recent in self.db.execute(
-            "SELECT origin, COUNT(*), SUM(suppressed_at >= ?) FROM match_suppressions GROUP BY origin", (cutoff,))}
+            "SELECT origin, COUNT(*), SUM(CASE WHEN suppressed_at >= ? THEN 1 ELSE 0 END) FROM match_suppressions GROUP BY origin", (cutoff,))}
 
     def follow_errors(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT origin, n FROM stats_follow_errors").fetchall())

@@ -56,8 +56,15 @@ class TileStore:
         self.tmp_dir = Path(tmp_dir)
 
     @classmethod
-    def of(cls, datadir) -> TileStore:
-        """The tile store of a data directory (DIR/tiles, temporary files in DIR/tmp)."""
+    def of(cls, datadir):
+        """The tile store of a data directory (DIR/tiles, temporary files in DIR/tmp), or
+        the database's (node/store/dbtiles.py) when the node's database is PostgreSQL."""
+        from node.store import is_postgres
+
+        if is_postgres(datadir.db_path):
+            from node.store.dbtiles import DatabaseTileStore
+
+            return DatabaseTileStore(datadir.db_path)
         return cls(datadir.tiles_dir, datadir.tmp_dir)
 
     def prepare(self) -> None:

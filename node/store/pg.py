@@ -1,0 +1,182 @@
+"""The PostgreSQL backend of the store seam: the same repositories on a PostgreSQL database.
+
+    db = open_db("postgresql://node@db.example/ncii")   # node.store.open_db dispatches here
+    db.log.latest_checkpoint()                           # the very repositories of SQLite
+    with db.atomic(): ...                                # one transaction (see below)
+
+Every repository runs unchanged: its statements go through node/store/dialect.py. The
+tables are those of the SQLite modules (each area's MIGRATIONS, recorded in
+`schema_versions`), plus the tiles and entry bundles (node/store/dbtiles.py) and the
+replay cache (node/store/replay.py), which a SQLite node keeps as files.
+
+Transactions. The repositories' contracts were written against SQLite, where the
+outermost transaction takes the database's one write lock up front (BEGIN IMMEDIATE):
+a read-then-write never interleaves with another writer. Here the outermost `atomic()`
+is a READ COMMITTED transaction that first takes a transaction-scoped advisory lock,
+`pg_advisory_xact_lock(WRITER_LOCK)`, the same for every connection to the database:
+writers run one at a time, each statement sees every earlier writer's commit, and
+readers (plain statements, snapshots) never wait. A single write statement outside any
+`atomic()` is run inside one, as SQLite's autocommit write takes the lock too. Writes
+to the connection's temporary tables (a follower round's staging) take no lock. We
+chose the one lock over SERIALIZABLE because a serialization failure would have to
+re-run the caller's Python, which the contracts never asked of their callers.
+
+Durability: commits wait for the WAL flush (synchronous_commit = on), except
+`record_checkpoint(durable=False)`, which SQLite's synchronous=NORMAL maps to
+synchronous_commit = off: PostgreSQL too flushes its WAL in order, so the argument of
+node/store/log.py carries over.
+
+Connection URL: `postgresql://user@host:port/dbname` (libpq's), with the password
+apart (`PgTarget.password`, from a file or an environment variable: node/config.py),
+so that the URL can be shown and logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from decimal import Decimal
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.types.numeric import NumericLoader
+
+from node.store.dialect import to_postgres
+from node.store.repositories import Repositories
+
+logger = logging.getLogger(__name__)
+
+#: The advisory lock every writing transaction takes ("ncii" in ASCII).
+WRITER_LOCK = 0x6E636969
+SCHEMES = ("postgresql://", "postgres://")
+_WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP")
+
+
+class PgTarget(str):
+    """A PostgreSQL URL (what is shown and logged) and its password, kept apart."""
+
+    password: str | None
+
+    def __new__(cls, url: str, password: str | None = None) -> PgTarget:
+        target = super().__new__(cls, url)
+        target.password = password
+        return target
+
+
+def is_postgres(target) -> bool:
+    return isinstance(target, str) and target.startswith(SCHEMES)
+
+
+class _WholeNumbers(NumericLoader):
+    """SUM() of integers is `numeric` in PostgreSQL; SQLite gives an int (a float when
+    the sum has a fraction): so do we."""
+
+    def load(self, data):
+        value = super().load(data)
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        return value
+
+
+def raw_connection(target: str, **options) -> psycopg.Connection:
+    """A psycopg connection in autocommit mode (transactions are explicit)."""
+    conn = psycopg.connect(str(target), password=getattr(target, "password", None), autocommit=True,
+                           connect_timeout=10, **options)
+    conn.adapters.register_loader("numeric", _WholeNumbers)
+    return conn
+
+
+class _ConnectionView:
+    """What the repositories use of `db.conn`: executemany."""
+
+    def __init__(self, db: PgDatabase):
+        self._db = db
+
+    def executemany(self, sql: str, rows):
+        db = self._db
+        statement = to_postgres(sql)
+        if db.in_transaction:
+            scope = contextlib.nullcontext()
+        else:  # one transaction for the rows, as sqlite3's executemany
+            scope = db.atomic() if _takes_lock(statement) else db.raw.transaction()
+        with scope, db.raw.cursor() as cursor:
+            cursor.executemany(statement, list(rows))
+            return cursor
+
+
+def _takes_lock(statement: str) -> bool:
+    head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+    if head not in _WRITES:
+        return False
+    return "pg_temp." not in statement and not statement.lstrip().upper().startswith("CREATE TEMP")
+
+
+class PgDatabase(Repositories):
+    """A connection to the node's PostgreSQL database, with the repositories of
+    node.store (their contracts kept: see the module docstring)."""
+
+    dialect = "postgresql"
+    IntegrityError = psycopg.errors.IntegrityError
+
+    def __init__(self, target: str, raw: psycopg.Connection):
+        self.target = target
+        self.raw = raw
+        self.conn = _ConnectionView(self)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def execute(self, sql: str, params=()):
+        statement = to_postgres(sql)
+        if not self.in_transaction and _takes_lock(statement):
+            with self.atomic():
+                return self.raw.execute(statement, tuple(params))
+        return self.raw.execute(statement, tuple(params))
+
+    @contextlib.contextmanager
+    def atomic(self):
+        """One transaction; the outermost takes the writer lock, nested ones are savepoints."""
+        outer = not self.in_transaction
+        with self.raw.transaction():
+            if outer:
+                self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            yield self
+
+    def defer_wal_checkpoints(self) -> None:
+        """SQLite's WAL copy-back has no counterpart here (PostgreSQL checkpoints alone)."""
+
+    def checkpoint_wal(self) -> None:
+        """See defer_wal_checkpoints."""
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(target: str) -> PgDatabase:
+    """A connection (no migration)."""
+    return PgDatabase(target, raw_connection(target))
+
+
+def migrate(db: PgDatabase, modules) -> None:
+    """Each area's migrations beyond its recorded version, each in its own transaction
+    holding the writer lock (so two processes starting together run each step once)."""
+    db.raw.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version BIGINT NOT NULL)")
+    recorded = dict(db.raw.execute("SELECT area, version FROM schema_versions").fetchall())
+    for module in modules:
+        if recorded.get(module.AREA) == len(module.MIGRATIONS):
+            continue  # the usual case: every process but the first finds the schema current
+        area = module.AREA
+        for step in range(len(module.MIGRATIONS)):
+            with db.atomic():
+                row = db.execute("SELECT version FROM schema_versions WHERE area = ?", (area,)).fetchone()
+                current = row[0] if row else 0
+                if current > len(module.MIGRATIONS):
+                    raise RuntimeError(f"database area {area!r} is at version {current}, newer than this "
+                                       f"program knows ({len(module.MIGRATIONS)}); upgrade ncii-node")
+                if current > step:
+                    continue
+                module.MIGRATIONS[step](db)
+                db.execute("INSERT INTO schema_versions (area, version) VALUES (?, ?) "
+                           "ON CONFLICT (area) DO UPDATE SET version = excluded.version", (area, step + 1))
+                logger.debug("database: area %s migrated to version %d", area, step + 1)

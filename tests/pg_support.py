@@ -1,0 +1,115 @@
+"""A throwaway PostgreSQL cluster for the tests (Debian's PostgreSQL 15).
+
+    cluster = PgCluster(tmp_dir)     # initdb in tmp_dir/data (owned by `postgres` when
+    cluster.start()                  #   we are root: PostgreSQL refuses to run as root)
+    url = cluster.create_database()  # a fresh database copied from the migrated template
+    cluster.drop_database(url)
+    cluster.stop()
+
+The server listens on a unix socket in the cluster's directory and on a free TCP port
+of 127.0.0.1, with trust authentication (nothing but this machine's loopback reaches
+it). `fsync=off`: the tests kill node processes, never the machine, and a test cluster
+need not survive a power cut; every other setting is PostgreSQL's default. Databases
+are created from `ncii_template`, migrated once per session, so a test starts from
+the node's full schema in milliseconds (CREATE DATABASE ... TEMPLATE).
+
+scripts/setup installs the server (apt postgresql-15) when it is missing. When the
+cluster cannot start, `PgUnavailable` says why and the PostgreSQL tests fail (never skip).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+BIN = Path(os.environ.get("NCII_PG_BIN", "/usr/lib/postgresql/15/bin"))
+TEMPLATE = "ncii_template"
+
+
+class PgUnavailable(RuntimeError):
+    """The test cluster could not be started; the message says why."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgCluster:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="ncii-pg-"))
+        self.data = self.root / "data"
+        self.port = 0
+        self._names = itertools.count(1)
+        self._running = False
+
+    def _as_postgres(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        try:
+            result = subprocess.run([*self._as_postgres(), *args], capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PgUnavailable(f"{args[0]}: {exc}") from None
+        if result.returncode != 0:
+            raise PgUnavailable(f"{Path(args[0]).name} failed ({result.returncode}): "
+                                f"{(result.stderr or result.stdout).strip()[-2000:]}")
+
+    @property
+    def url(self) -> str:
+        """The cluster's `postgres` database over TCP (trust authentication)."""
+        return self.url_of("postgres")
+
+    def url_of(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> PgCluster:
+        if not (BIN / "initdb").exists():
+            raise PgUnavailable(f"no PostgreSQL 15 in {BIN}: run scripts/setup (it installs postgresql-15)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o700)
+        self._run(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-locale",
+                  "-E", "UTF8", "--no-sync")
+        self.port = _free_port()
+        options = (f"-k {self.root} -p {self.port} -h 127.0.0.1 -c fsync=off -c full_page_writes=off "
+                   "-c max_connections=200 -c shared_buffers=32MB")
+        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
+                  "-w", "-t", "60", "start")
+        self._running = True
+        return self
+
+    def prepare_template(self, migrate) -> None:
+        """Create `ncii_template` and let `migrate(url)` bring it to the node's schema."""
+        self.execute(f"CREATE DATABASE {TEMPLATE}")
+        migrate(self.url_of(TEMPLATE))
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create_database(self, template: str = TEMPLATE) -> str:
+        name = f"t{os.getpid()}_{next(self._names)}"
+        self.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        return self.url_of(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def stop(self) -> None:
+        if self._running:
+            self._running = False
+            try:
+                self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            finally:
+                shutil.rmtree(self.root, ignore_errors=True)
