@@ -116,7 +116,18 @@ class DataDir:
 
     # -- paths -------------------------------------------------------------------------
     @property
-    def db_path(self) -> Path:
+    def db_path(self):
+        """The SQLite file ([paths] db), or the PostgreSQL database ([database] url, a
+        node.store.pg.PgTarget holding its password apart) that every part opens."""
+        database = self.config.database
+        if database.url:
+            from node.store.pg import PgTarget  # psycopg only where PostgreSQL is used
+            password = None
+            if database.password_file:
+                password = self._resolve(database.password_file).read_text().strip()
+            elif database.password_env:
+                password = os.environ.get(database.password_env)
+            return PgTarget(database.url, password)
         return self._resolve(self.config.paths.db)
 
     @property

@@ -15,42 +15,25 @@ import time
 import psycopg
 import pytest
 
-from lease_pg_support import pg_cluster
 from node.log.lease import DataDirLease, HeldLease, PostgresLease
+from node.store import open_db
 from node.store.pg_lease import Fenced, check_epoch
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def pg_dsn():
-    with pg_cluster() as dsn:
-        yield dsn
-
-
-class Conn:
-    """A publishing connection as the sequencer's: execute(), and atomic() a transaction."""
-
-    def __init__(self, dsn):
-        self.conn = psycopg.connect(dsn, autocommit=True)
-
-    def execute(self, sql, params=()):
-        return self.conn.execute(sql, params)
-
-    def atomic(self):
-        return self.conn.transaction()
-
-    def close(self):
-        self.conn.close()
+def Conn(url):
+    """A publishing connection, as the sequencer's (node.store.pg.PgDatabase)."""
+    return open_db(url)
 
 
 @pytest.fixture
-def reset(pg_dsn):
-    """A clean table for each test (no process holds the lock between tests)."""
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS sequencer_lease, published")
+def reset(pg_url):
+    """A fresh database of the node's schema (the lease row at epoch 0), and a table
+    standing for what a sequencer publishes."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE published (size BIGINT PRIMARY KEY)")
-    return pg_dsn
+    return pg_url
 
 
 async def wait_held(lease, seconds=8.0):
@@ -72,7 +55,7 @@ async def test_one_holder_then_the_other_after_stop(reset):
         assert await wait_held(b, 3.0) == 2
         db = Conn(reset)
         with b.fenced(db):
-            db.execute("INSERT INTO published VALUES (1)")
+            db.execute("INSERT INTO published VALUES (?)", (1,))
         with pytest.raises(Fenced):
             with a.fenced(db):  # a stopped: it holds no epoch
                 db.execute("INSERT INTO published VALUES (2)")

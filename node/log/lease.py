@@ -60,6 +60,7 @@ import contextlib
 import logging
 
 from node.datadir import DataDir
+from node.store import is_postgres, open_db
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ class DataDirLease(HeldLease):
 class PostgresLease:
     """PostgreSQL: an advisory lock on a dedicated session, and the fencing epoch."""
 
-    def __init__(self, dsn: str, *, poll_interval: float = POLL_INTERVAL):
-        self.dsn = dsn
+    def __init__(self, target, *, poll_interval: float = POLL_INTERVAL):
+        self.target = target  # a PostgreSQL URL (node.store.pg.PgTarget)
         self.poll_interval = poll_interval
         self.epoch: int | None = None
         self.on_lost: list = []
@@ -128,7 +129,8 @@ class PostgresLease:
 
     async def start(self) -> None:
         from node.store.pg_lease import LeaseSession  # psycopg only where PostgreSQL is used
-        self._session = await asyncio.to_thread(LeaseSession, self.dsn)  # fails loudly: a bad DSN
+        await asyncio.to_thread(lambda: open_db(self.target).close())  # the lease's table migrated
+        self._session = await asyncio.to_thread(LeaseSession, self.target)  # fails loudly: a bad URL
         await self._poll_once()
         self._task = asyncio.create_task(self._run(), name="sequencer-lease")
 
@@ -174,7 +176,7 @@ class PostgresLease:
         from node.store.pg_lease import LeaseSession
         try:
             if self._session is None:
-                self._session = await asyncio.wait_for(asyncio.to_thread(LeaseSession, self.dsn), CHECK_TIMEOUT)
+                self._session = await asyncio.wait_for(asyncio.to_thread(LeaseSession, self.target), CHECK_TIMEOUT)
             if self.held:
                 if not await asyncio.wait_for(asyncio.to_thread(self._session.still_held), CHECK_TIMEOUT):
                     self._drop_held("the lock is no longer held by our session")
@@ -202,6 +204,7 @@ class PostgresLease:
                 log.exception("sequencer lease: an on_lost callback failed (ignored)")
 
 
-def lease_for(datadir: DataDir, dsn: str | None = None):
+def lease_for(datadir: DataDir):
     """The lease of a node: PostgreSQL's when its database is one, else the flock."""
-    return PostgresLease(dsn) if dsn else DataDirLease(datadir)
+    target = datadir.db_path
+    return PostgresLease(target) if is_postgres(target) else DataDirLease(datadir)

@@ -1,6 +1,7 @@
 """PostgreSQL's side of the sequencing lease (node/log/lease.py says why it is safe).
 
-- `sequencer_lease(id = 1, epoch, holder, since)`: one row. `epoch` is the fencing
+- `sequencer_lease(id = 1, epoch, holder, since)`: one row (a migration of this area
+  makes it, epoch 0). `epoch` is the fencing
   token: it grows by one each time a process becomes the sequencer, and never goes
   back. `holder` names the process (host and pid: no personal data) for operators.
 - The advisory lock LOCK_KEY, held by the sequencer's dedicated session connection
@@ -22,9 +23,12 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
-import psycopg
+from node.store.pg import raw_connection
 
+AREA = "sequencer_lease"
+BACKENDS = ("postgresql",)   # a SQLite node's lease is its data directory's flock
 #: pg_advisory_lock's key for "the sequencer of this database" ('ncii', 'seq\0').
 LOCK_KEY = 0x6E636969_73657100
 #: Seconds of silence after which the server drops the lease session (and its lock).
@@ -32,37 +36,38 @@ KEEPALIVE_SECONDS = 4
 #: Seconds one statement of the lease session may take before it is given up.
 STATEMENT_TIMEOUT = 3
 
-CREATE_TABLE = """CREATE TABLE IF NOT EXISTS sequencer_lease (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    epoch BIGINT NOT NULL,
-    holder TEXT NOT NULL,
-    since TIMESTAMPTZ NOT NULL
-)"""
+
+
+def _v1(db) -> None:
+    db.execute("""CREATE TABLE sequencer_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        since REAL NOT NULL
+    )""")
+    db.execute("INSERT INTO sequencer_lease (id, epoch, holder, since) VALUES (1, 0, '', 0)")
+
+
+MIGRATIONS = [_v1]
 
 
 class Fenced(RuntimeError):
     """This process is no longer the sequencer: another took the lease since."""
 
 
-def create_table(conn: psycopg.Connection) -> None:
-    """The lease table and its one row (idempotent; run inside a migration)."""
-    conn.execute(CREATE_TABLE)
-    conn.execute("INSERT INTO sequencer_lease (id, epoch, holder, since) VALUES (1, 0, '', now()) "
-                 "ON CONFLICT (id) DO NOTHING")
-
-
-def check_epoch(conn, epoch: int) -> None:
+def check_epoch(db, epoch: int) -> None:
     """Raise Fenced unless `epoch` is the current one (inside the caller's transaction)."""
-    row = conn.execute("SELECT epoch FROM sequencer_lease WHERE id = 1 FOR SHARE").fetchone()
+    row = db.execute("SELECT epoch FROM sequencer_lease WHERE id = 1 FOR SHARE").fetchone()
     current = row[0] if row else None
     if current != epoch:
         raise Fenced(f"the sequencer lease moved on (epoch {current}, ours {epoch}); this process no "
                      "longer publishes")
 
 
-def current_epoch(conn) -> int:
-    row = conn.execute("SELECT epoch FROM sequencer_lease WHERE id = 1").fetchone()
-    return row[0] if row else 0
+def current_holder(db) -> tuple[int, str]:
+    """(epoch, holder) as last taken: for status and the operator."""
+    row = db.execute("SELECT epoch, holder FROM sequencer_lease WHERE id = 1").fetchone()
+    return (row[0], row[1]) if row else (0, "")
 
 
 def holder_name() -> str:
@@ -73,10 +78,9 @@ class LeaseSession:
     """The dedicated connection that holds the advisory lock: autocommit, used for
     nothing else, so no transaction or slow query of the node ever delays it."""
 
-    def __init__(self, dsn: str):
-        self.conn = psycopg.connect(
-            dsn, autocommit=True, connect_timeout=STATEMENT_TIMEOUT,
-            application_name="ncii-node sequencer lease",
+    def __init__(self, target):
+        self.conn = raw_connection(
+            target, application_name="ncii-node sequencer lease",
             # Our side: notice a dead server. The server's side (SET below): drop us,
             # and so release the lock, when we go silent (host down, partition).
             keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=KEEPALIVE_SECONDS - 1)
@@ -84,8 +88,6 @@ class LeaseSession:
         self.conn.execute("SET tcp_keepalives_idle = 1")
         self.conn.execute("SET tcp_keepalives_interval = 1")
         self.conn.execute(f"SET tcp_keepalives_count = {KEEPALIVE_SECONDS - 1}")
-        with self.conn.transaction():
-            create_table(self.conn)
 
     def try_lock(self) -> bool:
         return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0])
@@ -93,8 +95,8 @@ class LeaseSession:
     def take_epoch(self) -> int:
         with self.conn.transaction():
             return self.conn.execute(
-                "UPDATE sequencer_lease SET epoch = epoch + 1, holder = %s, since = now() WHERE id = 1 "
-                "RETURNING epoch", (holder_name(),)).fetchone()[0]
+                "UPDATE sequencer_lease SET epoch = epoch + 1, holder = %s, since = %s WHERE id = 1 "
+                "RETURNING epoch", (holder_name(), time.time())).fetchone()[0]
 
     def still_held(self) -> bool:
         """Whether this session still holds the lock (a round trip: raises if the
