@@ -159,7 +159,9 @@ class PostgresLease:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        self._drop_held("stopping")
+        if self.held:
+            log.info("sequencer lease released (epoch %s)", self.epoch)
+        self._drop_held(None)
         if self._session is not None:
             session, self._session = self._session, None
             await asyncio.to_thread(session.close)  # ends the session: the lock goes with it
@@ -191,12 +193,13 @@ class PostgresLease:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(session.close)
 
-    def _drop_held(self, why: str) -> None:
+    def _drop_held(self, why: str | None) -> None:
         if not self.held:
             return
         self._held.clear()
         epoch, self.epoch = self.epoch, None
-        log.warning("sequencer lease lost (epoch %s): %s; this process stops sequencing", epoch, why)
+        if why is not None:
+            log.warning("sequencer lease lost (epoch %s): %s; this process stops sequencing", epoch, why)
         for callback in list(self.on_lost):
             try:
                 callback()

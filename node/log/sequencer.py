@@ -55,6 +55,19 @@ checkpoint stays where it was, the waiting appends get an error saying their ent
 are stored and will be published, and publishing the stored entries is retried every
 second (or every interval, if longer) before new appends are taken again.
 
+Several processes (a PostgreSQL node; node/log/lease.py). Every process accepts
+appends; only the lease holder sequences. The holder's own appends wait in its pool as
+above. Another process stores its appends in `pending_entries` (node/store/pending.py:
+durable before anything is acknowledged), tells the holder (NOTIFY), and waits until
+they have indices and a recorded checkpoint covers them; the holder takes waiting rows
+into its next batch, after its own, and gives them their indices in the same fenced
+transaction that stores them (step 1), so an entry is sequenced exactly once. A process
+that is not the holder serves the latest recorded checkpoint, read from the database
+when the holder announces one (NOTIFY) and every REFRESH_INTERVAL seconds (catch-up);
+if it takes over, it starts as after a restart. Appends still in a holder's pool when
+it loses the lease move to `pending_entries` (nothing was stored of them yet), so
+their callers still get their indices from the next holder.
+
 Whoever serves the checkpoint learns of every change of the published note (a new
 checkpoint, or witness cosignatures added to it by node/witness/submit.py) through
 `on_change` callbacks: the push channel (node/web/push_routes.py) wakes its waiting
@@ -71,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
 import time
@@ -80,6 +94,7 @@ from node.datadir import DataDir
 from node.errors import Unavailable
 from node.log.lease import HeldLease
 from node.logsummary import PeriodicSummary
+from node.store import is_postgres
 from node.store.tiles import TileConflict, TileStore, TileWriteError
 from node.store.worker import DatabaseWorker
 from protocol.checkpoint import Checkpoint, sign_checkpoint
@@ -92,6 +107,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to publish stored entries while publication fails.
 STALLED_RETRY = 1.0
+#: Several processes: seconds between looks at the database without a notification (the
+#: holder for entries waiting in pending_entries, the others for the latest checkpoint).
+REFRESH_INTERVAL = 0.5
+#: Several processes: seconds an append accepted by a process that does not sequence
+#: waits for its checkpoint before the caller is told it is stored and will be published.
+SHARED_APPEND_TIMEOUT = 60.0
 
 
 class LogUnavailable(Unavailable):
@@ -148,6 +169,14 @@ class Sequencer:
         # data directory's lease on SQLite, PostgreSQL's otherwise).
         self.lease = lease if lease is not None else HeldLease()
         self.lease.on_lost.append(self._lease_lost)
+        # Several processes share this log (PostgreSQL): appends from the others wait in
+        # the database, the checkpoint is announced to them (module docstring).
+        self.shared = is_postgres(datadir.db_path)
+        self._listener = None
+        self._refresher: asyncio.Task | None = None
+        self._announced = asyncio.Event()  # a checkpoint was announced (several processes)
+        self._db_pending = False           # entries may wait in pending_entries
+        self._next_cleanup = 0.0           # (worker) when abandoned pending rows go next
         self.origin = config.node.origin
         self.interval = config.log.sequencing_interval if interval is None else interval
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
@@ -161,6 +190,7 @@ class Sequencer:
         self._wake = asyncio.Event()      # an append arrived, or stop() was called
         self._stop_requested = asyncio.Event()
         self._stopping = False
+        self._stopped = False
         # Worker-thread state (touched only inside the database worker):
         self._db = None
         self._signer = None
@@ -183,6 +213,8 @@ class Sequencer:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        if self.shared:
+            await self._start_sharing()
         if self.lease.held:
             await self._worker.run(self._open)
             self._task = asyncio.create_task(self._run(), name="sequencer")
@@ -198,6 +230,8 @@ class Sequencer:
         await self._worker.run(self._open)
         log.info("sequencer: took over the log at size %d (epoch %d) in %.2f s", self._published_size(),
                  epoch, time.monotonic() - started)
+        _call_each(self.on_change, "on_change", self._published)
+        self._db_pending = True
         await self._run()
 
     def _lease_lost(self) -> None:
@@ -205,17 +239,96 @@ class Sequencer:
         if self._stopping or self._task is None:
             return
         self._task.cancel()
-        for b in self._pool:
+        for b in self._pool:  # nothing of these was stored: the next holder sequences them
             if not b.future.done():
-                b.future.set_exception(LogUnavailable("this process lost the sequencer lease; nothing was "
-                                                      "appended, send it again"))
+                asyncio.create_task(self._hand_over(b))
         self._pool.clear()
         self._pool_size = 0
         self.stalled = None
         self._task = asyncio.create_task(self._when_held(), name="sequencer")
 
+    async def _hand_over(self, batch: _Batch) -> None:
+        try:
+            result = await self._append_shared(batch.entries)
+        except BaseException as exc:  # noqa: BLE001 -- the caller gets it
+            if not batch.future.done():
+                batch.future.set_exception(exc if isinstance(exc, Exception) else LogUnavailable("stopping"))
+            return
+        if not batch.future.done():
+            batch.future.set_result(result)
+
+    # ---------------------------------------------------------------- several processes
+    async def _start_sharing(self) -> None:
+        from node.store.pg_changes import CHECKPOINT, PENDING, ChangeListener
+        loop = asyncio.get_running_loop()
+
+        def heard(channel: str, payload: str) -> None:  # the listener's thread
+            loop.call_soon_threadsafe(self._heard, channel == PENDING)
+
+        self._listener = ChangeListener(self.datadir.db_path, [CHECKPOINT, PENDING], heard)
+        await self._refresh()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="sequencer-refresh")
+
+    def _heard(self, pending: bool) -> None:
+        if pending:
+            self._db_pending = True
+            self._wake.set()
+        else:
+            self._announced.set()
+
+    async def _refresh_loop(self) -> None:
+        """Not the holder: serve the latest recorded checkpoint (announced, or looked up
+        every REFRESH_INTERVAL). The holder: look for entries waiting in the database."""
+        while True:
+            try:
+                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL)
+            except asyncio.TimeoutError:
+                if self.lease.held:
+                    self._db_pending = True
+                    self._wake.set()
+            self._announced.clear()
+            if not self.lease.held:
+                try:
+                    await self._refresh()
+                except Exception as exc:  # noqa: BLE001 -- the next look tries again
+                    log.warning("sequencer: reading the latest checkpoint failed (%s)", exc)
+
+    async def _refresh(self) -> None:
+        latest = await self._worker.log.latest_checkpoint()
+        if latest is not None and not self.lease.held and latest.size >= self._published_size():
+            self.published = Published(latest.size, latest.root_hash, latest.note)
+
+    async def _append_shared(self, entries: list[bytes]) -> list[Appended]:
+        """Not the holder: store the entries as pending (durable), tell the holder, and
+        wait until a recorded checkpoint includes them."""
+        from node.store import pending
+        from node.store.pg_changes import PENDING, notify
+        ids = await self._worker.call(pending.add, entries)
+        await self._worker.call(notify, PENDING)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHARED_APPEND_TIMEOUT
+        while True:
+            found = await self._worker.call(pending.indices, ids)
+            indices = [found.get(i) for i in ids]
+            if all(i is not None for i in indices):
+                latest = await self._worker.log.latest_checkpoint()
+                if latest is not None and latest.size > max(indices):
+                    break
+            if loop.time() > deadline or self._stopping:
+                raise LogUnavailable(f"the entries are stored and will be published when a process sequences "
+                                     f"the log again; do not send them again (waited {SHARED_APPEND_TIMEOUT:.0f} s)")
+            try:
+                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL / 5)
+            except asyncio.TimeoutError:
+                pass
+        await self._worker.call(pending.forget, ids)
+        return [Appended(index, leaf_hash(data), latest.size) for index, data in zip(indices, entries)]
+
     async def stop(self) -> None:
-        """Publish what is pending, then stop."""
+        """Publish what is pending, then stop (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping = True
         self._wake.set()
         self._stop_requested.set()
@@ -228,6 +341,11 @@ class Sequencer:
                 pass
             except Exception:  # already logged where it happened
                 log.error("sequencer: stopped after an internal error")
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.close)
         await self._worker.close()
         self._stager.shutdown(wait=True)
 
@@ -258,7 +376,9 @@ class Sequencer:
         if self._stopping:
             raise LogUnavailable("the node is shutting down; nothing was appended")
         if not self.lease.held:
-            raise LogUnavailable("this process does not sequence the log right now; nothing was appended")
+            if not self.shared:
+                raise LogUnavailable("this process does not sequence the log right now; nothing was appended")
+            return await self._append_shared(list(entries))
         if self.stalled:
             raise LogUnavailable(f"the log cannot publish right now ({self.stalled}); nothing was appended")
         future = asyncio.get_running_loop().create_future()
@@ -277,13 +397,14 @@ class Sequencer:
                 if self.stalled:
                     # Retry publishing what is stored before taking anything new.
                     await self._pause(max(STALLED_RETRY, self.interval))
-                elif not self._pool and self._stored <= self._published_size():
+                elif not self._pool and self._stored <= self._published_size() and not self._db_pending:
                     await self._wake.wait()
                 # Under load the previous batch was recent: let appends gather.
                 await self._pause(last_batch + self.interval - loop.time())
             self._wake.clear()
             last_batch = loop.time()
-            if self.stalled or self._stored > self._published_size() or self._pool:
+            if self.stalled or self._stored > self._published_size() or self._pool or self._db_pending:
+                self._db_pending = False
                 await self._publish(self._take_batch() if not self.stalled else [])
             if self._stopping and (self.stalled or not self._pool):
                 for b in self._pool:
@@ -318,6 +439,13 @@ class Sequencer:
         started = time.monotonic()
         try:
             first, leaf_hashes, published = await self._worker.run(self._publish_batch, entries)
+        except asyncio.CancelledError:  # the lease was lost meanwhile
+            for b in taken:
+                if not b.future.done():
+                    b.future.set_exception(LogUnavailable(
+                        "this process stopped sequencing while publishing these entries: they may be stored "
+                        "and published by the next sequencer; check the log before sending them again"))
+            raise
         except LogUnavailable as exc:
             for b in taken:
                 if not b.future.done():
@@ -333,6 +461,8 @@ class Sequencer:
                     b.future.set_exception(LogUnavailable(f"internal error in the sequencer: {exc}"))
             self.stalled = f"internal error: {exc}"
             raise
+        if not taken and published is self._published and not self.stalled:
+            return  # several processes: nothing waited in the database
         if self.stalled:
             log.info("sequencer: publication works again")
         self.stalled = None
@@ -399,6 +529,11 @@ class Sequencer:
         log.info("sequencer: log %s at size %d", self.origin, self.published.size)
 
     def _checkpoint_wal(self) -> None:
+        if self.shared and time.monotonic() > self._next_cleanup:
+            from node.store import pending
+            self._next_cleanup = time.monotonic() + 600
+            with contextlib.suppress(Exception):  # harmless: tried again in ten minutes
+                pending.forget_abandoned(self._db)
         try:
             self._db.checkpoint_wal()
         except Exception as exc:  # noqa: BLE001 - harmless: retried after the next batch
@@ -446,6 +581,14 @@ class Sequencer:
         published. Returns (index of the first new entry, its leaf hashes, checkpoint)."""
         published_size = self._edge.size
         first = self._stored
+        own = len(new_entries)
+        waiting = []
+        if self.shared:  # entries other processes accepted, after our own
+            from node.store import pending
+            waiting = pending.waiting(self._db, max(0, self.max_batch - own))
+            new_entries = list(new_entries) + [data for _, data in waiting]
+            if not new_entries and first == published_size and self._published is not None:
+                return first, [], self._published  # nothing waits: nothing to publish
         leaf_hashes = [leaf_hash(e) for e in new_entries]
 
         # Entries stored earlier but not yet published (after a crash or a failed step 2/3).
@@ -486,6 +629,8 @@ class Sequencer:
             try:
                 with self.lease.fenced(self._db):
                     self._db.log.insert_entries(first, new_entries, leaf_hashes)
+                    if waiting:
+                        pending.assign(self._db, [row_id for row_id, _ in waiting], first + own)
             except Exception as exc:
                 try:
                     self.tiles.discard(staging.result())
@@ -504,6 +649,9 @@ class Sequencer:
             note = sign_checkpoint(Checkpoint(self.origin, edge.size, root), self._signer)
             with self.lease.fenced(self._db):
                 self._db.log.record_checkpoint(edge.size, root, note, durable=False)
+            if self.shared:
+                from node.store.pg_changes import CHECKPOINT, notify
+                notify(self._db, CHECKPOINT, str(edge.size))
             self._write_checkpoint_file(note)
         except (TileWriteError, TileConflict, OSError) as exc:
             stored_from, stored_to = published_size, self._stored
@@ -523,7 +671,7 @@ class Sequencer:
             raise
 
         self._edge, self._bundle = edge, bundle
-        return first, leaf_hashes, Published(edge.size, root, note)
+        return first, leaf_hashes[:own], Published(edge.size, root, note)
 
     def _write_checkpoint_file(self, note: bytes) -> None:
         # A copy of the latest checkpoint beside the tiles, so that the tiles directory
