@@ -86,6 +86,11 @@ REVIEW_INTERVAL = 60.0
 HEALTH_TIMEOUT = 2.0
 
 
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class Node:
     """One node: its parts, and the order in which they start and stop."""
 
@@ -129,6 +134,7 @@ class Node:
         self.witness: WitnessService | None = None
         self.submitter: WitnessSubmitter | None = None
         self._health_db: DatabaseWorker | None = None
+        self._replica = None  # PostgreSQL: keeps this process's matcher up to date
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
@@ -184,32 +190,27 @@ class Node:
         stack.push_async_callback(self.sequencer.stop)
         self.feedback = FeedbackPublisher(self.db, self.sequencer, self.origin)
 
-        # 5. acknowledger
-        self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
-        await self.acknowledger.start()
-        stack.push_async_callback(self.acknowledger.stop)
+        # 5. acknowledger, 7. follower, 8. gossip: one process of the node runs them (the
+        # sequencer: SQLite's only process), in this order; on PostgreSQL they start when
+        # this process takes the lease and stop when it loses it (_lead).
+        if self.sequencer.shared:
+            self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
+            self.acknowledger.signer = datadir.load_ack_signer(create=True)  # node.json's key, in every process
+        else:
+            await self._start_leading(stack, request_signer, cases_first=True)
 
-        # 6. cases
-        if self.role == "helpline":
+        # 6. cases (if not started between 5 and 7 above)
+        if self.role == "helpline" and self.cases is None:
             self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey, self.clients)
             await self.cases.start()
             stack.push_async_callback(self.cases.stop)
 
-        # 7. follower
-        listeners = [self.acknowledger] + ([self.matcher] if self.matcher is not None else [])
-        self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
-                                      own_origin=self.origin, evidence_dir=self.evidence_dir)
-        await self.follower.start()
-        stack.push_async_callback(self.follower.stop)
-
-        # 8. gossip
-        self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
-        await self.gossip.start()
-        stack.push_async_callback(self.gossip.stop)
-
         # 9. matcher
         if self.matcher is not None:
             self.suppressor = Suppressor(self.db, self.matcher, self.feedback)
+            if self.sequencer.shared:
+                from node.matcher.replica import MatchReplica
+                self._replica = MatchReplica(self.matcher, datadir.db_path)
             build = asyncio.create_task(self._build_index(), name="matcher-build")
             stack.push_async_callback(self._stop_matcher, build)
 
@@ -225,31 +226,106 @@ class Node:
         await self.witness.start()
         self.submitter = WitnessSubmitter(self.sequencer, datadir.db_path,
                                           interval=config.witness.add_checkpoint_interval)
-        await self.submitter.start()
-        stack.push_async_callback(self.submitter.stop)
+        if not self.sequencer.shared:
+            await self.submitter.start()
+            stack.push_async_callback(self.submitter.stop)
+        else:
+            leading = asyncio.create_task(self._lead(request_signer), name="leading")
+            stack.push_async_callback(_cancel, leading)
+
+    async def _start_leading(self, stack: contextlib.AsyncExitStack, request_signer, *,
+                             cases_first: bool = False) -> None:
+        """The parts one process of the node runs: 5. acknowledger, (6. cases, SQLite's
+        order), 7. follower, 8. gossip; and, on PostgreSQL, the witness submitter."""
+        datadir, config = self.datadir, self.config
+        self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
+        await self.acknowledger.start()
+        stack.push_async_callback(self.acknowledger.stop)
+        if cases_first and self.role == "helpline":
+            self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey, self.clients)
+            await self.cases.start()
+            stack.push_async_callback(self.cases.stop)
+        listeners = [self.acknowledger] + ([self.matcher] if self.matcher is not None else [])
+        if self.matcher is not None and self.sequencer.shared:  # the other processes' matchers
+            from node.matcher.replica import MatchAnnouncer
+            announcer = MatchAnnouncer(datadir.db_path)
+            stack.callback(announcer.close)
+            listeners.append(announcer)
+        self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
+                                      own_origin=self.origin, evidence_dir=self.evidence_dir)
+        await self.follower.start()
+        stack.push_async_callback(self.follower.stop)
+        self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
+        await self.gossip.start()
+        stack.push_async_callback(self.gossip.stop)
+
+    async def _lead(self, request_signer) -> None:
+        """PostgreSQL: while this process holds the lease, run what one process of the
+        node runs (the follower writes the follow state, the acknowledger appends what
+        it acknowledges, the submitter asks our witnesses: two of each would repeat
+        every one); stop them when the lease is lost, and wait for it again."""
+        while True:
+            await self.lease.acquired()
+            lost = asyncio.Event()
+            on_lost = lost.set
+            self.lease.on_lost.append(on_lost)
+            if not self.lease.held:  # lost again before we listened
+                self.lease.on_lost.remove(on_lost)
+                continue
+            async with contextlib.AsyncExitStack() as stack:
+                stack.callback(self.lease.on_lost.remove, on_lost)
+                try:
+                    await self._start_leading(stack, request_signer)
+                    self.submitter = WitnessSubmitter(self.sequencer, self.datadir.db_path,
+                                                      interval=self.config.witness.add_checkpoint_interval)
+                    await self.submitter.start()
+                    stack.push_async_callback(self.submitter.stop)
+                    log.info("this process follows, gossips and acknowledges for the node (it sequences)")
+                    await lost.wait()
+                except Exception:  # noqa: BLE001 -- logged; tried again with the next lease
+                    log.exception("starting the sequencing process's parts failed")
+                    await lost.wait()
+            self.follower = self.gossip = None
 
     async def reload_followed(self) -> list[str]:
         """The follower and the gossip re-read their lists now (`ncii-node follow add`
         asks the running node to); returns the followed origins. Raises Unavailable
         while the node starts or stops."""
+        if self._stack is not None and self.sequencer.shared and not self.lease.held:
+            # Another process follows: it re-reads the list within its reload interval.
+            return [followed.origin for followed in await asyncio.to_thread(self._followed_now)]
         if self._stack is None or self.follower is None or self.gossip is None:
             raise Unavailable("the node is starting or stopping; try again")
         following = await self.follower.reload()
         await self.gossip.reload()
         return following
 
+    def _followed_now(self):
+        db = open_db(self.datadir.db_path)
+        try:
+            return db.follow.list_logs()
+        finally:
+            db.close()
+
     async def _build_index(self) -> None:
         try:
+            if self.sequencer.shared:  # PostgreSQL: a replica, kept up to date (node/matcher/replica.py)
+                sizes = await self._replica.sizes()
             await asyncio.to_thread(self.matcher.load, self.datadir.db_path)
+            if self.sequencer.shared:
+                await self._replica.start(sizes)
         except Exception:
             if not self.matcher.load_cancelled:
                 log.exception("matcher: building the index failed; matching is unavailable")
             return
-        published = await self.suppressor.publish_pending()
-        if published:
-            log.info("matcher: published %d pending disputed-false-match feedback entries", published)
+        if self._leads():
+            published = await self.suppressor.publish_pending()
+            if published:
+                log.info("matcher: published %d pending disputed-false-match feedback entries", published)
         while True:  # the hourly and daily budgets let held fingerprints in as time passes
             await asyncio.sleep(REVIEW_INTERVAL)
+            if not self._leads():
+                continue
             try:
                 await asyncio.to_thread(self.matcher.review_holds)
             except Exception:  # noqa: BLE001 -- logged; tried again in a minute
@@ -259,7 +335,13 @@ class Node:
         self.matcher.cancel_load()
         build.cancel()
         await asyncio.gather(build, return_exceptions=True)
+        if self._replica is not None:
+            await self._replica.stop()
         self.matcher.close()
+
+    def _leads(self) -> bool:
+        """Whether this process runs what one process of the node runs (SQLite: always)."""
+        return not self.sequencer.shared or self.lease.held
 
     # ------------------------------------------------------------------ what the node says of itself
 

@@ -38,7 +38,7 @@ async def started(datadir):
 async def test_the_other_process_appends_through_the_holder_then_takes_over(tmp_path, pg_url):
     datadir = shared_datadir(tmp_path, pg_url)
     first, first_lease = await started(datadir)
-    await asyncio.wait_for(first_lease.acquired(), 5)
+    await asyncio.wait_for(first_lease.acquired(), 15)
     second, second_lease = await started(datadir)
     try:
         assert first_lease.held and not second_lease.held
@@ -49,11 +49,11 @@ async def test_the_other_process_appends_through_the_holder_then_takes_over(tmp_
         for appended, data in zip(theirs, [entry(1), entry(2)]):
             assert appended.leaf_hash == leaf_hash(data) and appended.checkpoint_size > appended.index
         # The other serves the latest checkpoint too (announced, or looked up).
-        await asyncio.wait_for(_until(lambda: second.published and second.published.size == 4), 5)
+        await asyncio.wait_for(_until(lambda: second.published and second.published.size == 4), 15)
 
         await first.stop()
         await first_lease.stop()
-        await asyncio.wait_for(second_lease.acquired(), 5)
+        await asyncio.wait_for(second_lease.acquired(), 15)
         later = await asyncio.wait_for(second.append([entry(4)]), 10)
         assert later[0].index == 4 and later[0].checkpoint_size == 5
         db = open_db(datadir.db_path)
