@@ -110,6 +110,10 @@ def make_backup(datadir: DataDir, out: Path) -> BackupReport:
     """Back up `datadir` into the new directory `out` (see the module docstring)."""
     started = time.monotonic()
     config = datadir.config
+    if datadir.uses_postgres:
+        raise BackupError("this node keeps its store in PostgreSQL: back up the database with pg_dump "
+                          "(tiles and cases are in it) and DIR's keys and configuration with it "
+                          "(spec/parts/storage.md)")
     root = datadir.root
     out = Path(out).absolute()
     if _inside(out, root) is not None:

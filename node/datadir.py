@@ -116,19 +116,34 @@ class DataDir:
 
     # -- paths -------------------------------------------------------------------------
     @property
-    def db_path(self):
-        """The SQLite file ([paths] db), or the PostgreSQL database ([database] url, a
-        node.store.pg.PgTarget holding its password apart) that every part opens."""
+    def db_path(self) -> Path | str:
+        """Where the node's database is: the SQLite file, or with [database] url the
+        PostgreSQL URL (a node.store.pg.PgTarget carrying the password apart)."""
         database = self.config.database
-        if database.url:
-            from node.store.pg import PgTarget  # psycopg only where PostgreSQL is used
-            password = None
-            if database.password_file:
-                password = self._resolve(database.password_file).read_text().strip()
-            elif database.password_env:
-                password = os.environ.get(database.password_env)
-            return PgTarget(database.url, password)
-        return self._resolve(self.config.paths.db)
+        if not database.url:
+            return self._resolve(self.config.paths.db)
+        from node.store.pg import PgTarget
+
+        return PgTarget(database.url, self._database_password())
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.config.database.url)
+
+    def _database_password(self) -> str | None:
+        database = self.config.database
+        if database.password_env:
+            password = os.environ.get(database.password_env)
+            if password is None:
+                raise DataDirError(f"[database] password_env names {database.password_env}, which is not set")
+            return password
+        if database.password_file:
+            try:
+                return self._resolve(database.password_file).read_text("utf-8").strip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DataDirError(f"cannot read the database password file "
+                                   f"{self._resolve(database.password_file)}: {exc}") from None
+        return None
 
     @property
     def tiles_dir(self) -> Path:

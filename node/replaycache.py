@@ -141,11 +141,14 @@ class ReplayCache:
         return [(forget_at, d) for forget_at, (digests, _) in self._buckets.items() for d in digests]
 
     # ------------------------------------------------------------------ persistence
-    def open_journal(self, path: Path, now: float, skew: float) -> str:
-        """Load DIR/replay.journal (see the module docstring) and keep appending to it.
-        Returns a sentence for the operator's log saying what was done."""
-        current = boot_id()
-        loaded = _Journal.read(path)
+    def open_journal(self, where, now: float, skew: float) -> str:
+        """Load the journal (see the module docstring) and keep appending to it: `where` is
+        DIR/replay.journal, or a database's journal (node/store/replay.py DatabaseJournals,
+        where the database server's start time plays the boot ID). Returns a sentence for
+        the operator's log saying what was done."""
+        journals = FileJournals(Path(where)) if isinstance(where, (str, Path)) else where
+        current = journals.boot_id()
+        loaded = journals.read()
         if loaded is None:
             outcome = "no replay journal yet (a new data directory): started one"
         elif loaded.boot_id is not None and loaded.boot_id == current and loaded.key is not None:
@@ -161,13 +164,29 @@ class ReplayCache:
             self.not_before = now + skew
             outcome = (f"the replay journal is from another boot of this machine or unreadable: signatures "
                        f"created before {int(self.not_before)} (start + {skew:g} s) are refused")
-        self._journal = _Journal.create(path, self._key, current, self._entries())
+        self._journal = journals.create(self._key, current, self._entries())
         return outcome
 
     def close(self) -> None:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+
+
+class FileJournals:
+    """The journal as a file, DIR/replay.journal (boot ID: the kernel's)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def boot_id(self) -> str | None:
+        return boot_id()
+
+    def read(self) -> "_Journal.Loaded | None":
+        return _Journal.read(self.path)
+
+    def create(self, key: bytes, boot: str | None, entries: list[tuple[int, int]]) -> "_Journal":
+        return _Journal.create(self.path, key, boot, entries)
 
 
 class _Journal:

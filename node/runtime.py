@@ -74,6 +74,7 @@ from node.matcher.suppress import Suppressor
 from node.metrics import NodeMetrics
 from node.replaycache import REPLAY_JOURNAL, ReplayCache
 from node.store import open_db
+from node.store.replay import DatabaseJournals
 from node.store.worker import DatabaseWorker
 from node.witness.service import WitnessService
 from node.witness.submit import WitnessSubmitter
@@ -166,6 +167,8 @@ class Node:
 
         # 2. database
         self.db = open_db(datadir.db_path)
+        log.info("database: %s", f"PostgreSQL {datadir.db_path} (tiles and replay journal in it too)"
+                 if datadir.uses_postgres else f"SQLite {datadir.db_path}")
         stack.callback(self.db.close)
         self._health_db = DatabaseWorker(datadir.db_path, name="health")  # its own: never queued behind work
         stack.push_async_callback(self._health_db.close)
@@ -180,7 +183,8 @@ class Node:
         if self.role == "platform":
             self.match_token = datadir.match_token(create=True)
         if self.replay_cache is not None:
-            log.info("read access: %s", self.replay_cache.open_journal(datadir.root / REPLAY_JOURNAL, time.time(),
+            journal = DatabaseJournals(datadir.db_path) if datadir.uses_postgres else datadir.root / REPLAY_JOURNAL
+            log.info("read access: %s", self.replay_cache.open_journal(journal, time.time(),
                                                                      readaccess.MAX_CLOCK_SKEW))
             stack.callback(self.replay_cache.close)
 

@@ -18,6 +18,7 @@ import aiohttp
 from node.cli import main as cli_main
 from node.config import Config
 from node.datadir import DataDir
+from node.store.tiles import TileStore
 from protocol.checkpoint import Checkpoint, open_checkpoint
 from protocol.merkle import inclusion_proof, leaf_hash, verify_inclusion
 from protocol.note import Verifier
@@ -41,18 +42,21 @@ def pdq_line(i: int) -> str:
 
 def make_datadir(tmp_path: Path, *, public_read: bool = True, interval: float = 0.05,
                  origin: str = ORIGIN, name: str = "node", role: str | None = None,
-                 settings: dict | None = None, **admin) -> DataDir:
+                 settings: dict | None = None, database: str | None = None, **admin) -> DataDir:
     """The tests' one way to make a data directory: `ncii-node init` (with `role`, and
     --public-read unless told otherwise), then the sequencing `interval`, `[admin]`
     keys given as keyword arguments, and any other table's keys in `settings`
     ({"cases": {"pin_scrypt_n": 1024}, ...}); the configuration is checked as
-    config.toml is."""
+    config.toml is. `database`: a PostgreSQL URL (`init --database`), e.g. the
+    `pg_url` fixture's."""
     root = tmp_path / name
     argv = ["init", "--dir", str(root), "--origin", origin]
     if role is not None:
         argv += ["--role", role]
     if public_read:
         argv.append("--public-read")
+    if database is not None:
+        argv += ["--database", database]
     assert cli_main(argv) == 0
     datadir = DataDir(root)
     data = datadir.config.to_dict()
@@ -159,7 +163,14 @@ def cached_nodes(nodes: TileNodes):
 
 
 def tile_files(datadir: DataDir) -> dict[str, bytes]:
-    """Every file under the tiles directory, by relative path."""
+    """Every file under the tiles directory, by relative path (a PostgreSQL node: every
+    row of its tiles table)."""
+    if datadir.uses_postgres:
+        store = TileStore.of(datadir)
+        try:
+            return dict(store.items())
+        finally:
+            store.close()
     out = {}
     root = datadir.tiles_dir
     for dirpath, _, names in os.walk(root):

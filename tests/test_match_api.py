@@ -93,11 +93,12 @@ def submission(signal: str, fingerprint, quality=None, labels=()) -> bytes:
 # ------------------------------------------------------------------------------ the platform
 
 class Platform:
-    def __init__(self, tmp_path: Path, start_node):
+    def __init__(self, tmp_path: Path, start_node, database: str | None = None):
         self.tmp_path = tmp_path
         self.start_node = start_node
         self.root = tmp_path / "platform"
-        assert cli_main(["init", "--dir", str(self.root), "--origin", PLATFORM, "--role", "platform"]) == 0
+        assert cli_main(["init", "--dir", str(self.root), "--origin", PLATFORM, "--role", "platform"]
+                        + (["--database", database] if database else [])) == 0
         datadir = DataDir(self.root)
         config = datadir.config
         config.log.sequencing_interval = 0.05
@@ -152,10 +153,11 @@ class Platform:
         return answer
 
 
-@pytest.fixture
-async def world(tmp_path, start_node):
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def world(tmp_path, start_node, request):
     """A helpline log of 1,500 random PDQ plus neighbours planted at 0..40 around a
-    query, a photo's PDQ, a video's MD5 and vPDQ; a platform node following it."""
+    query, a photo's PDQ, a video's MD5 and vPDQ; a platform node following it, on
+    SQLite, then on PostgreSQL (its follower, matcher and holds in the database)."""
     rng = np.random.default_rng(3)
     log = StaticLog(HELPLINE)
     model: dict[int, bytes] = {}
@@ -181,7 +183,8 @@ async def world(tmp_path, start_node):
         entries.append(submission(fp["signal"], fp["fingerprint"]))
     log.append(*entries)
     server = await LogServer(log).start()
-    platform = Platform(tmp_path, start_node)
+    platform = Platform(tmp_path, start_node,
+                        request.getfixturevalue("pg_url") if request.param == "postgresql" else None)
     db = open_db(platform.datadir.db_path)
     db.follow.add_log(HELPLINE, server.url, log.vkey, interval=0.1)
     db.close()

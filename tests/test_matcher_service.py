@@ -1,5 +1,5 @@
 """The matcher service (node/matcher/service.py) against brute force, built from a real
-SQLite database: planted neighbours at every distance 0..40 (31 and 32 included),
+database (SQLite, and PostgreSQL where the fixture `database` is used): planted neighbours at every distance 0..40 (31 and 32 included),
 per-log thresholds, MD5, vPDQ coverage, withdrawals (direct and through a real
 follower over HTTP), suppressions, events that arrive while the index is built, and
 a restart that rebuilds the same index."""
@@ -66,11 +66,12 @@ def answers(matcher: Matcher, queries: list[Query]) -> list[list[tuple]]:
 
 
 @pytest.fixture
-def database(tmp_path):
+def database(db_target):
     """Two logs: 3,000 random PDQ each with neighbours planted at 0..40 (and extra at
-    31, 32) around 10 queries, a few MD5 and videos; log B matches within 20."""
+    31, 32) around 10 queries, a few MD5 and videos; log B matches within 20. In SQLite,
+    then in PostgreSQL (the index built from either)."""
     rng = np.random.default_rng(11)
-    path = tmp_path / "node.db"
+    path = db_target
     db = open_db(path)
     rows: dict[tuple[str, int], tuple[str, bytes]] = {}
     queries = [random_pdq(rng) for _ in range(10)]
@@ -281,9 +282,9 @@ def test_describe_gives_labels_quality_and_feedback(database):
     matcher = _loaded(path)
     hit = matcher.match(queries[0]).hits[0]
     db.execute("INSERT INTO follow_feedback (from_origin, from_idx, origin, idx, leaf_hash, verdict, entry_matches) "
-               "VALUES ('p.example/x', 1, ?, ?, x'00', 'removed', 1), ('p.example/x', 2, ?, ?, x'00', 'removed', NULL), "
-               "('p.example/y', 1, ?, ?, x'00', 'not-violating', 0)",
-               (hit.origin, hit.index) * 3)
+               "VALUES ('p.example/x', 1, ?, ?, ?, 'removed', 1), ('p.example/x', 2, ?, ?, ?, 'removed', NULL), "
+               "('p.example/y', 1, ?, ?, ?, 'not-violating', 0)",
+               (hit.origin, hit.index, b"\x00") * 3)
     (item,) = matcher.describe([hit])
     assert item["origin"] == hit.origin and item["index"] == hit.index and item["distance"] == 0
     assert item["labels"] == (["sexual"] if hit.index % 7 == 0 else [])

@@ -52,9 +52,11 @@ class FakeLog:
         return encode_request(old, self.proof(old, size), self.checkpoint(size)[1])
 
 
-@pytest.fixture
-async def witness_node(tmp_path, start_node):
-    datadir = make_datadir(tmp_path, name="witness", origin="witness.example/w1")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def witness_node(tmp_path, start_node, request):
+    """A witness node on SQLite, then on PostgreSQL."""
+    database = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    datadir = make_datadir(tmp_path, name="witness", origin="witness.example/w1", database=database)
     config = datadir.config
     config.node.role = "witness"
     datadir.save_config(config)

@@ -256,6 +256,7 @@ class CaseService:
         except Exception:
             log.exception("cases: could not record the last refusal counts")
         await self.worker.close()
+        self._tiles.close()
         self._pin_executor.shutdown(wait=True)
 
     async def _pin_call(self, fn: Callable, *args):

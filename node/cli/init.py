@@ -27,6 +27,13 @@ def register(subparsers) -> None:
     p.add_argument("--admin-port", type=int,
                    help="port of the admin site (loopback), kept in config.toml (default 0: a free port "
                    "each start, announced in DIR/serve.json; fix it for monitoring)")
+    p.add_argument("--database", metavar="URL",
+                   help="keep everything in this PostgreSQL database (postgresql://user@host:port/dbname, "
+                   "no password in it) instead of SQLite files; it must hold no node yet")
+    p.add_argument("--database-password-file", metavar="FILE",
+                   help="with --database: a file holding the password (kept as [database] password_file)")
+    p.add_argument("--database-password-env", metavar="VAR",
+                   help="with --database: an environment variable holding the password")
     p.set_defaults(func=run)
 
 
@@ -57,6 +64,13 @@ def run(args) -> int:
         config.http.port = args.port
     if args.admin_port is not None:
         config.admin.port = args.admin_port
+    if args.database:
+        config.database.url = args.database
+        config.database.password_file = str(Path(args.database_password_file or "").absolute()) \
+            if args.database_password_file else ""
+        config.database.password_env = args.database_password_env or ""
+    elif args.database_password_file or args.database_password_env:
+        return fail("--database-password-file and --database-password-env need --database")
     try:
         config.validate()
         log_key = Signer.generate(args.origin)
@@ -65,6 +79,10 @@ def run(args) -> int:
     except (ConfigError, KeyFormatError) as exc:
         return fail(str(exc))
 
+    if args.database:
+        problem = _database_problem(DataDir(root, config))
+        if problem:
+            return fail(problem)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     root.chmod(0o700)  # also when DIR existed (empty): nobody else reads a node's directory
     datadir = DataDir(root, config)
@@ -77,9 +95,12 @@ def run(args) -> int:
     if args.role == "platform":
         datadir.create_token(datadir.match_token_path)
     open_db(datadir.db_path).close()
-    datadir.tiles_dir.mkdir(parents=True, exist_ok=True)
+    if not args.database:
+        datadir.tiles_dir.mkdir(parents=True, exist_ok=True)
 
     print(f"created {datadir.root} for log {args.origin} ({args.role})")
+    if args.database:
+        print(f"database: PostgreSQL {config.database.url} (entries, tiles, cases: everything)")
     print(f"log verifier key:     {log_key.verifier_key()}")
     print(f"request key (reader): {request_vkey(request_key.name, request_key.public_key)}")
     print(f"acknowledgement key:  {ack_key.verifier_key()}")
@@ -90,3 +111,23 @@ def run(args) -> int:
               "list every name readers use in [http] public_names of config.toml")
     print(f"next: ncii-node serve --dir {args.dir}")
     return 0
+
+
+def _database_problem(datadir) -> str | None:
+    """Why the PostgreSQL database cannot take this new node (None: it can)."""
+    from node.datadir import DataDirError
+    from node.store import StoreError, open_db
+
+    try:
+        db = open_db(datadir.db_path)
+    except (DataDirError, StoreError) as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 -- psycopg's errors: unreachable, refused, no such database
+        return f"cannot open the database {datadir.config.database.url}: {str(exc).strip().splitlines()[0]}"
+    try:
+        if db.log.entry_count() or db.log.latest_checkpoint() is not None:
+            return (f"the database {datadir.config.database.url} already holds a node's log; "
+                    "give an empty database (createdb) to a new node")
+    finally:
+        db.close()
+    return None

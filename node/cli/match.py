@@ -137,8 +137,9 @@ def _ask_database(db_path, fingerprints: list[dict]) -> list[dict]:
     """The same result objects, from an index built here from the database."""
     from node.matcher.api import MAX_MATCHES
     from node.matcher.service import Matcher, Query
+    from node.store import is_postgres
 
-    if not db_path.exists():
+    if not is_postgres(db_path) and not db_path.exists():
         raise RuntimeError(f"no database at {db_path}: this node has followed nothing yet")
     matcher = Matcher(pending_load=True)
     matcher.load(db_path, read_only=True)

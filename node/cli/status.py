@@ -55,7 +55,9 @@ def run(args) -> int:
     finally:
         db.close()
     report["node"] = {"origin": config.node.origin, "role": config.node.role, "serving": serving,
-                      "log_size": size, "last_checkpoint_at": iso_time(published_at)}
+                      "log_size": size, "last_checkpoint_at": iso_time(published_at),
+                      "database": ({"backend": "postgresql", "url": config.database.url} if datadir.uses_postgres
+                                   else {"backend": "sqlite", "path": str(datadir.db_path)})}
     text = json.dumps(report, indent=1) if args.json else format_report(report)
     if "cases" in report and not args.json:
         text += "\n" + format_cases(report["cases"])

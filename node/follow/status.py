@@ -216,7 +216,11 @@ def format_report(report: dict) -> str:
 def _node_line(node: dict) -> str:
     checkpoint = f", last checkpoint {node['last_checkpoint_at']}" if node["last_checkpoint_at"] else ""
     serving = "serving" if node["serving"] else "NOT SERVING (no `ncii-node serve` runs for this directory)"
-    return f"this node: {node['origin']} ({node['role']}), log size {node['log_size']}{checkpoint}; {serving}"
+    line = f"this node: {node['origin']} ({node['role']}), log size {node['log_size']}{checkpoint}; {serving}"
+    database = node.get("database")
+    if database:
+        line += f"\ndatabase: {database['backend']} ({database.get('url') or database.get('path')})"
+    return line
 
 
 def _sync_note(entry: dict) -> str:

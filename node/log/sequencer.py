@@ -348,6 +348,7 @@ class Sequencer:
             await asyncio.to_thread(self._listener.close)
         await self._worker.close()
         self._stager.shutdown(wait=True)
+        self.tiles.close()
 
     @property
     def stored_count(self) -> int:

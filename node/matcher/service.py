@@ -61,8 +61,8 @@ from node.errors import Unavailable
 from node.follow.listener import FollowListener
 from node.matcher.holds import Budget, Holds
 from node.matcher.pdq_index import PDQIndex
-from node.store import connect
-from node.store.matching import IndexSnapshot
+from node.store import connect, is_postgres
+from node.store.matching import IndexSnapshot, index_snapshot
 from protocol.entries import day_to_json
 from protocol.errors import SignalError, UsageError
 from protocol.signals import (
@@ -281,7 +281,7 @@ class Matcher(FollowListener):
         searches raise MatcherLoading until it returns. Meant for start-up: it
         replaces the structures in place, so it must not run while searches do."""
         started = time.perf_counter()
-        self._db_path = Path(db_path)
+        self._db_path = db_path if is_postgres(db_path) else Path(db_path)
         self._read_only = read_only
         with self._lock:
             self._ready = False
@@ -291,7 +291,7 @@ class Matcher(FollowListener):
             explicit, self._explicit_thresholds = self._explicit_thresholds, {}
             self._reset()
         try:
-            with IndexSnapshot(db_path) as snapshot:
+            with index_snapshot(db_path) as snapshot:
                 self._load_snapshot(snapshot)
         except BaseException:
             with self._lock:

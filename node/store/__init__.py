@@ -1,6 +1,8 @@
-"""Storage: everything the node keeps, behind one seam (SQLite today).
+"""Storage: everything the node keeps, behind one seam: SQLite files (the default) or one
+PostgreSQL database (node/store/pg.py; spec/parts/storage.md).
 
-    db = open_db(path)          # a connection (NodeDatabase), every area migrated
+    db = open_db(path)          # a connection (NodeDatabase), every area migrated;
+                                #   open_db("postgresql://...") gives a PgDatabase
     db.log.latest_checkpoint()  # repositories: db.log, db.readers, db.follow, db.follow_leaves,
                                 #   db.peer_feedback, db.cases, db.matching, db.witness,
                                 #   db.stats, db.acks
@@ -12,9 +14,9 @@
 The rest of the node talks to storage only through these: every SQL statement, and
 every read or write of a tile file, is in this package. Each repository module opens
 with its tables and its contract -- what each call makes atomic, and what order it
-keeps -- which a second implementation (PostgreSQL: a module beside this one with a
-connection class giving the same repositories, and a tile store in the database) must
-keep too; callers rely on nothing else. A repository method that writes is one
+keeps -- which both engines keep (PostgreSQL runs the same statements through
+node/store/dialect.py, and keeps the tiles in the database: node/store/dbtiles.py);
+callers rely on nothing else. A repository method that writes is one
 transaction unless it says it runs inside the caller's (the follower's round, the
 sequencer's batch).
 
@@ -23,6 +25,7 @@ Every area keeps its tables in its own module of this package (`log.py`, `follow
 
     AREA = "log"                                   # unique name
     MIGRATIONS = [create_tables_v1, add_x_v2]      # functions taking the connection
+    BACKENDS = ("postgresql",)                     # optional: only these engines
 
 and nothing else needs editing: `open_db` discovers the modules, and for each area
 runs, in order and each in its own transaction, the migrations beyond the version
@@ -134,38 +137,31 @@ def connect(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase
     return NodeDatabase(conn)
 
 
-def migrate(db: sqlite_utils.Database, modules: list[ModuleType] | None = None) -> None:
-    """Bring every area's tables to the newest version."""
-    if getattr(db, "dialect", "sqlite") == "postgresql":
-        from node.store import pg
-
-        return pg.migrate(db, modules if modules is not None else area_modules("postgresql"))
-    conn = db.conn
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-    for module in modules if modules is not None else area_modules():
+def migrate(db, modules: list[ModuleType] | None = None) -> None:
+    """Bring every area's tables to the newest version, each step in its own transaction.
+    The outermost `atomic()` takes the write lock before the version is read (SQLite's
+    BEGIN IMMEDIATE, PostgreSQL's writer lock: node/store/pg.py), so two processes
+    opening the same database cannot both run one migration."""
+    dialect = getattr(db, "dialect", "sqlite")
+    db.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    recorded = dict(db.execute("SELECT area, version FROM schema_versions").fetchall())
+    for module in modules if modules is not None else area_modules(dialect):
         area = module.AREA
-        # BEGIN IMMEDIATE takes the write lock before reading the version, so two
-        # processes opening the same database cannot both run one migration.
+        if recorded.get(area) == len(module.MIGRATIONS):
+            continue  # the usual case: every process but the first finds the schema current
         for step in range(len(module.MIGRATIONS)):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT version FROM schema_versions WHERE area = ?", (area,)).fetchone()
+            with db.atomic():
+                row = db.execute("SELECT version FROM schema_versions WHERE area = ?", (area,)).fetchone()
                 current = row[0] if row else 0
                 if current > len(module.MIGRATIONS):
                     raise RuntimeError(f"database area {area!r} is at version {current}, newer than this "
                                        f"program knows ({len(module.MIGRATIONS)}); upgrade ncii-node")
                 if current > step:
-                    conn.execute("COMMIT")
                     continue
                 module.MIGRATIONS[step](db)
-                conn.execute("INSERT INTO schema_versions (area, version) VALUES (?, ?) "
-                             "ON CONFLICT(area) DO UPDATE SET version = excluded.version", (area, step + 1))
-                conn.execute("COMMIT")
+                db.execute("INSERT INTO schema_versions (area, version) VALUES (?, ?) "
+                           "ON CONFLICT(area) DO UPDATE SET version = excluded.version", (area, step + 1))
                 logger.debug("database: area %s migrated to version %d", area, step + 1)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
 
 def open_db(path: Path | str, *, check_same_thread: bool = True) -> NodeDatabase:

@@ -147,6 +147,18 @@ class DatabaseTileStore:
             if stored.get(relative) != data:
                 raise TileConflict(f"tile {relative} was stored with different content meanwhile")
 
+    def items(self, chunk: int = 1000):
+        """Every stored (path, bytes), in path order (a copy of the log: `ncii-node migrate`)."""
+        db, last = self._db(), ""
+        while True:
+            rows = db.execute("SELECT path, data FROM tiles WHERE path > ? ORDER BY path LIMIT ?",
+                              (last, chunk)).fetchall()
+            if not rows:
+                return
+            for path, data in rows:
+                yield path, bytes(data)
+            last = rows[-1][0]
+
     def discard(self, staged: Staged) -> None:
         staged.pending.clear()
 

@@ -359,18 +359,18 @@ class IndexSnapshot:
             self._conn.close()
 
     def thresholds(self) -> list[tuple[str, int]]:
-        return [(origin.decode(), t) for origin, t in
+        return [(_text(origin), t) for origin, t in
                 self._conn.execute("SELECT origin, pdq_threshold FROM match_thresholds")]
 
     def suppressions(self) -> list[tuple[str, int, bytes]]:
-        return [(origin.decode(), index, leaf) for origin, index, leaf in
+        return [(_text(origin), index, leaf) for origin, index, leaf in
                 self._conn.execute("SELECT origin, idx, leaf_hash FROM match_suppressions")]
 
     def origins(self) -> Iterator[str]:
         # The primary key starts with origin: each log's rows are read by index seeks.
         found = self._conn.execute("SELECT MIN(origin) FROM fingerprints").fetchone()[0]
         while found is not None:
-            origin = found.decode("utf-8")
+            origin = _text(found)
             yield origin
             found = self._conn.execute("SELECT MIN(origin) FROM fingerprints WHERE origin > ?", (origin,)).fetchone()[0]
 
@@ -380,18 +380,7 @@ class IndexSnapshot:
         for start in range(0, -1 if last is None else last + 1, self.chunk):
             stop = start + self.chunk
             if self._utf8:
-                blobs, indices, count = self._conn.execute(
-                    f"SELECT group_concat(fingerprint, x''), group_concat(idx), count(*) FROM fingerprints "
-                    f"WHERE origin = ? AND idx >= ? AND idx < ? AND signal = ? AND length(fingerprint) = ? "
-                    f"AND {active}", (origin, start, stop, signal, size)).fetchone()
-                if not count:
-                    indices_array = np.empty(0, dtype=np.int64)
-                    matrix = np.empty((0, size), dtype=np.uint8)
-                else:
-                    indices_array = np.fromstring(indices, dtype=np.int64, sep=",")  # text mode: C speed
-                    matrix = np.frombuffer(blobs, dtype=np.uint8).reshape(-1, size)
-                    if len(indices_array) != count or len(matrix) != count:
-                        raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
+                indices_array, matrix = self._aggregate(origin, start, stop, signal, size, active)
             else:  # a database in UTF-16 would mangle blobs turned into text: read row by row
                 rows = self._conn.execute(
                     f"SELECT idx, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
@@ -399,10 +388,31 @@ class IndexSnapshot:
                     (origin, start, stop, signal, size)).fetchall()
                 indices_array = np.array([r[0] for r in rows], dtype=np.int64)
                 matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, size)
-            others = [(index, other.decode(), bytes(fingerprint)) for index, other, fingerprint in self._conn.execute(
+            others = [(index, _text(other), bytes(fingerprint)) for index, other, fingerprint in self._conn.execute(
                 f"SELECT idx, signal, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
                 f"AND signal != ? AND {active}", (origin, start, stop, signal))]
             yield indices_array, matrix, others
+
+    #: The blobs, concatenated, and the indices, in one aggregate row.
+    _AGGREGATE = "group_concat(fingerprint, x''), group_concat(idx)"
+
+    @staticmethod
+    def _indices(aggregated) -> np.ndarray:
+        return np.fromstring(aggregated, dtype=np.int64, sep=",")  # text mode: C speed
+
+    def _aggregate(self, origin: str, start: int, stop: int, signal: str, size: int,
+                   active: str) -> tuple[np.ndarray, np.ndarray]:
+        blobs, indices, count = self._conn.execute(
+            f"SELECT {self._AGGREGATE}, count(*) FROM fingerprints "
+            f"WHERE origin = ? AND idx >= ? AND idx < ? AND signal = ? AND length(fingerprint) = ? "
+            f"AND {active}", (origin, start, stop, signal, size)).fetchone()
+        if not count:
+            return np.empty(0, dtype=np.int64), np.empty((0, size), dtype=np.uint8)
+        indices_array = self._indices(indices)
+        matrix = np.frombuffer(blobs, dtype=np.uint8).reshape(-1, size)
+        if len(indices_array) != count or len(matrix) != count:
+            raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
+        return indices_array, matrix
 
     def has_table(self, name: str) -> bool:
         """Whether the database has this table (one not migrated yet may lack the newest)."""
@@ -422,3 +432,52 @@ class IndexSnapshot:
         row = self._conn.execute("SELECT leaf_hash FROM fingerprints WHERE origin = ? AND idx = ?",
                                  (origin, index)).fetchone()
         return row[0] if row else None
+
+
+def _text(value) -> str:
+    """Text from the snapshot: bytes from SQLite's (text_factory = bytes), str from PostgreSQL's."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+class PgIndexSnapshot(IndexSnapshot):
+    """IndexSnapshot of a PostgreSQL database: one REPEATABLE READ, READ ONLY transaction
+    (one snapshot for the whole build, no lock taken); the same queries, but for the
+    aggregate (`string_agg` of the blobs and of the indices as 8-byte big-endian)."""
+
+    def __init__(self, target: str, chunk: int = BUILD_CHUNK):
+        self.target = target
+        self.chunk = chunk
+        self._conn = None
+        self._utf8 = True
+
+    def __enter__(self) -> PgIndexSnapshot:
+        from node.store import connect
+
+        self._conn = connect(self.target)
+        self._conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._conn.raw.execute("COMMIT")
+        finally:
+            self._conn.close()
+
+    _AGGREGATE = "string_agg(fingerprint, ''::bytea ORDER BY idx), string_agg(int8send(idx), ''::bytea ORDER BY idx)"
+
+    @staticmethod
+    def _indices(aggregated) -> np.ndarray:
+        return np.frombuffer(aggregated, dtype=">i8").astype(np.int64)
+
+    def has_table(self, name: str) -> bool:
+        return self._conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+
+    def read_text(self, function, *args):
+        return function(self._conn, *args)
+
+
+def index_snapshot(target, chunk: int = BUILD_CHUNK) -> IndexSnapshot:
+    """The snapshot of the database at `target` (a SQLite path or a PostgreSQL URL)."""
+    from node.store import is_postgres
+
+    return PgIndexSnapshot(target, chunk) if is_postgres(target) else IndexSnapshot(target, chunk)

@@ -5,8 +5,8 @@
     with db.atomic(): ...                                # one transaction (see below)
 
 Every repository runs unchanged: its statements go through node/store/dialect.py. The
-tables are those of the SQLite modules (each area's MIGRATIONS, recorded in
-`schema_versions`), plus the tiles and entry bundles (node/store/dbtiles.py) and the
+tables are those of the SQLite modules (each area's MIGRATIONS, run by
+node.store.migrate and recorded in `schema_versions`), plus the tiles and entry bundles (node/store/dbtiles.py) and the
 replay cache (node/store/replay.py), which a SQLite node keeps as files.
 
 Transactions. The repositories' contracts were written against SQLite, where the
@@ -34,7 +34,6 @@ so that the URL can be shown and logged.
 from __future__ import annotations
 
 import contextlib
-import logging
 from decimal import Decimal
 
 import psycopg
@@ -44,11 +43,8 @@ from psycopg.types.numeric import NumericLoader
 from node.store.dialect import to_postgres
 from node.store.repositories import Repositories
 
-logger = logging.getLogger(__name__)
-
 #: The advisory lock every writing transaction takes ("ncii" in ASCII).
 WRITER_LOCK = 0x6E636969
-SCHEMES = ("postgresql://", "postgres://")
 _WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP")
 
 
@@ -61,10 +57,6 @@ class PgTarget(str):
         target = super().__new__(cls, url)
         target.password = password
         return target
-
-
-def is_postgres(target) -> bool:
-    return isinstance(target, str) and target.startswith(SCHEMES)
 
 
 class _WholeNumbers(NumericLoader):
@@ -156,27 +148,3 @@ class PgDatabase(Repositories):
 def connect(target: str) -> PgDatabase:
     """A connection (no migration)."""
     return PgDatabase(target, raw_connection(target))
-
-
-def migrate(db: PgDatabase, modules) -> None:
-    """Each area's migrations beyond its recorded version, each in its own transaction
-    holding the writer lock (so two processes starting together run each step once)."""
-    db.raw.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version BIGINT NOT NULL)")
-    recorded = dict(db.raw.execute("SELECT area, version FROM schema_versions").fetchall())
-    for module in modules:
-        if recorded.get(module.AREA) == len(module.MIGRATIONS):
-            continue  # the usual case: every process but the first finds the schema current
-        area = module.AREA
-        for step in range(len(module.MIGRATIONS)):
-            with db.atomic():
-                row = db.execute("SELECT version FROM schema_versions WHERE area = ?", (area,)).fetchone()
-                current = row[0] if row else 0
-                if current > len(module.MIGRATIONS):
-                    raise RuntimeError(f"database area {area!r} is at version {current}, newer than this "
-                                       f"program knows ({len(module.MIGRATIONS)}); upgrade ncii-node")
-                if current > step:
-                    continue
-                module.MIGRATIONS[step](db)
-                db.execute("INSERT INTO schema_versions (area, version) VALUES (?, ?) "
-                           "ON CONFLICT (area) DO UPDATE SET version = excluded.version", (area, step + 1))
-                logger.debug("database: area %s migrated to version %d", area, step + 1)

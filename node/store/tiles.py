@@ -166,6 +166,19 @@ class TileStore:
             except OSError:
                 pass
 
+    def items(self):
+        """Every stored (path, bytes) but the checkpoint copy, in path order."""
+        for dirpath, dirnames, names in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(names):
+                path = Path(dirpath) / name
+                relative = path.relative_to(self.root).as_posix()
+                if relative != "checkpoint":
+                    yield relative, path.read_bytes()
+
+    def close(self) -> None:
+        """Nothing to release (files); a database tile store closes its connections."""
+
 
 class Staged:
     """Files written and fsynced under tmp/, waiting to be renamed into place."""

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Benchmark: a node on PostgreSQL against the same node on SQLite, in the same run.
+
+For each backend, a fresh node (`ncii-node init`, with `--database` for PostgreSQL) served
+by a real `ncii-node serve` process:
+
+  1. appends: single-entry appends at random times (--light-rate/s for --light-seconds):
+     latency append -> published checkpoint (p50, p99); then --rate entries/s offered
+     for --seconds: the sustained rate acknowledged (scripts/bench_publish.py's driver);
+  2. case creations/s, one serve process, --clients concurrent clients, 10 PDQ
+     fingerprints each, PIN hashes at scrypt n=2^10 so that the store's cost shows
+     (production's n=2^15 costs ~100 ms of CPU per case on both backends alike);
+  3. follower catch-up: a log of --entries entries built with the real sequencer and
+     served from that backend (public reads), followed by a real follower
+     (node/follow, SQLite follower database), verification and storage included.
+
+PostgreSQL: a throwaway cluster (tests/pg_support.py: Debian's PostgreSQL 15, default
+settings but fsync=off -- so its commits cost no disk flush, while SQLite's do: read
+the ratios with that in mind) unless --pg-url names a server.
+
+    .venv/bin/python scripts/bench_pg.py                  # 10 s phases, 100,000 entries
+    .venv/bin/python scripts/bench_pg.py --entries 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
+
+import aiohttp  # noqa: E402
+
+import bench_follow  # noqa: E402
+from bench_cases import YES, lift_creation_limits, run_load  # noqa: E402
+from bench_publish import Fingerprints, drive, percentile  # noqa: E402
+from bench_support import append_with_sequencer, serving  # noqa: E402
+
+PYTHON = sys.executable
+
+
+def init(root: Path, origin: str, database: str | None, *extra: str) -> None:
+    argv = [PYTHON, "-m", "node", "init", "--dir", str(root), "--origin", origin, "--public-read", *extra]
+    if database:
+        argv += ["--database", database]
+    subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def appends(root: Path, args) -> dict:
+    from node.datadir import DataDir
+
+    token = DataDir(root).admin_token()
+    fingerprints, rng = Fingerprints(), random.Random(18)
+    light, t = [], 0.0
+    while (t := t + rng.expovariate(args.light_rate)) < args.light_seconds:
+        light.append((t, fingerprints.body(1)))
+    per_request = max(1, round(args.rate * 0.05))
+    heavy = [(r * 0.05, fingerprints.body(per_request)) for r in range(round(args.seconds / 0.05))]
+    with serving(root) as info:
+        latencies, errors, *_ = asyncio.run(drive(info["admin_url"], token, light))
+        light_ms = [s * 1000 for s, n in latencies for _ in range(n)]
+        heavy_result = asyncio.run(drive(info["admin_url"], token, heavy))
+    latencies, heavy_errors, start, offered_end, _ = heavy_result
+    acked = sum(n for _, n in latencies)
+    return {"p50_ms": percentile(light_ms, 50), "p99_ms": percentile(light_ms, 99),
+            "light_failed": len(errors), "sustained_per_s": acked / (offered_end - start + 0.05),
+            "offered": per_request * len(heavy), "acked": acked, "failed_requests": len(heavy_errors)}
+
+
+def cases(root: Path, args) -> dict:
+    from node.datadir import DataDir
+
+    lift_creation_limits(root)
+    datadir = DataDir(root)
+    config = datadir.config
+    config.cases.pin_scrypt_n = 2 ** 10
+    datadir.save_config(config)
+
+    async def run(url: str):
+        timeout = aiohttp.ClientTimeout(total=120)
+        sessions = [aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(
+            local_addr=(f"127.0.0.{10 + i}", 0))) for i in range(args.clients)]
+
+        async def create(session) -> bool:
+            body = {"eligibility": YES, "fingerprints": [
+                {"signal": "pdq", "fingerprint": secrets.token_hex(32), "quality": 90} for _ in range(10)]}
+            async with session.post(url + "/v1/cases", json=body) as r:
+                await r.read()
+                return r.status == 201
+
+        try:
+            return await run_load("  case creations", args.case_seconds, sessions, create)
+        finally:
+            for session in sessions:
+                await session.close()
+
+    with serving(root) as info:
+        started = time.monotonic()
+        count, latencies = asyncio.run(run(info["public_url"]))
+        elapsed = time.monotonic() - started
+    return {"per_s": count / elapsed, "p99_ms": percentile(latencies, 99) * 1000 if latencies else None}
+
+
+def catch_up(work: Path, database: str | None, args) -> dict:
+    from node.datadir import DataDir
+
+    helpline, platform = work / "helpline", work / "platform"
+    init(helpline, bench_follow.ORIGIN, database)
+    from protocol.entries import Submission, encode_entry
+
+    rng = random.Random(1)
+    entries = [encode_entry(Submission("pdq", rng.randbytes(32), 90, (), 20000)) for _ in range(args.entries)]
+    built = append_with_sequencer(helpline, entries)
+    init(platform, "bench-platform.example/log", None, "--role", "platform")
+    vkey = DataDir(helpline).load_log_signer().verifier_key()
+    with serving(helpline) as info:
+        result = asyncio.run(bench_follow.follow(platform, info["public_url"], vkey, args.entries, False))
+    return {"build_s": built, "seconds": result["seconds"], "per_s": result["size"] / result["seconds"],
+            "follower_cpu_s": result["cpu_seconds"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--light-rate", type=float, default=20.0)
+    parser.add_argument("--light-seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=10_000, help="offered entries/s (default 10000)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="sustained phase (default 10)")
+    parser.add_argument("--case-seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--entries", type=int, default=100_000, help="log size for the catch-up (default 100000)")
+    parser.add_argument("--pg-url", help="a PostgreSQL server (postgresql://user@host:port/postgres); each phase "
+                        "creates its own database there")
+    parser.add_argument("--only", choices=("appends", "cases", "follow"), action="append")
+    args = parser.parse_args()
+    phases = args.only or ["appends", "cases", "follow"]
+
+    cluster = None
+    if args.pg_url is None:
+        from pg_support import PgCluster
+
+        cluster = PgCluster().start()
+    admin_url = args.pg_url or cluster.url
+    names = iter(range(1, 100))
+
+    def new_database() -> str:
+        import psycopg
+
+        name = f"bench_{os.getpid()}_{next(names)}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return admin_url.rsplit("/", 1)[0] + "/" + name
+
+    print("load average before (1, 5, 15 min): %.1f %.1f %.1f" % os.getloadavg(), flush=True)
+    results: dict = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
+            for backend in ("sqlite", "postgresql"):
+                out = results[backend] = {}
+                for phase in phases:
+                    work = Path(tmp) / backend / phase
+                    work.mkdir(parents=True)
+                    database = new_database() if backend == "postgresql" else None
+                    print(f"{backend}: {phase} ...", flush=True)
+                    if phase == "follow":
+                        out[phase] = catch_up(work, database, args)
+                    else:
+                        init(work / "node", "bench.example/log", database)
+                        out[phase] = (appends if phase == "appends" else cases)(work / "node", args)
+                    print(f"  {json.dumps(out[phase])}", flush=True)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print("load average after (1, 5, 15 min): %.1f %.1f %.1f" % os.getloadavg())
+    print(f"\n{'':46}{'SQLite':>14}{'PostgreSQL':>14}{'PG/SQLite':>11}")
+
+    def row(label: str, phase: str, key: str, fmt: str = "{:,.0f}") -> None:
+        if phase not in results["sqlite"]:
+            return
+        a, b = results["sqlite"][phase][key], results["postgresql"][phase][key]
+        print(f"{label:46}{fmt.format(a):>14}{fmt.format(b):>14}{b / a:>10.2f}x")
+
+    row("append -> checkpoint p50 (ms, light load)", "appends", "p50_ms")
+    row("append -> checkpoint p99 (ms, light load)", "appends", "p99_ms")
+    row(f"sustained appends/s (offered {args.rate:,}/s)", "appends", "sustained_per_s")
+    row(f"case creations/s ({args.clients} clients, 1 process)", "cases", "per_s", "{:,.1f}")
+    row(f"follower catch-up of {args.entries:,} entries (s)", "follow", "seconds", "{:,.1f}")
+    row("follower catch-up entries/s", "follow", "per_s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
