@@ -1,18 +1,12 @@
 """deploy/nginx/ncii-node-multi.conf with Debian's real nginx in front of two real
-`ncii-node serve` processes (platforms: public site and match API): the traffic is
-spread over both, GET /healthz says each can serve, and once one process is killed
-(-9) every request is still answered, by the other.
-
-This is nginx's side of issue 17 (several processes behind a load balancer): the two
-processes here each have their own data directory, so the test checks the routing,
-the health checks and the failover of the configuration; the sequencing lease and the
-shared database are tests/test_sequencing_lease.py's."""
+`ncii-node serve` processes of one platform node on one PostgreSQL database (issue
+17): the public site and the match API are spread over both, GET /healthz says each
+can serve (one of them sequences), and once one process is killed (-9) every request
+is still answered, by the other, with the same log."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import ssl
 import urllib.error
 import urllib.request
@@ -20,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from multi_support import ServeProcess, shared_datadir
 from nginx_support import Nginx, free_port, make_certificates, nginx_binary
-from ops_support import Node, post_json, wait_for
+from ops_support import post_json, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PLATFORM = "platform.multi.example/feedback"
@@ -63,36 +58,40 @@ def answers(url: str, context: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-def healthy(node: Node) -> bool:
-    status, report = fetch(node.url + "/healthz")
+def healthy(node: ServeProcess) -> bool:
+    status, report = fetch(node.public_url + "/healthz")
     return status == 200 and report["checks"].get("match_index") is True
 
 
-def test_two_processes_behind_nginx_one_killed(tmp_path):
+def served(process: ServeProcess, path: str) -> int:
+    """How many GET `path` this process answered (its access log, at DEBUG with -v)."""
+    return process.log_path.read_text().count(f'"GET {path}" 200')
+
+
+def test_two_processes_behind_nginx_one_killed(tmp_path, pg_url):
     nginx_binary()
     ca, cert, key, _ = make_certificates(tmp_path)
     trusting = ssl.create_default_context(cafile=str(ca))
-    first = Node(tmp_path / "a", PLATFORM, "platform")
-    second = Node(tmp_path / "b", PLATFORM, "platform")
-    # Every process of one node answers the match API to the same token.
-    (second.root / "match.token").write_text((first.root / "match.token").read_text())
+    root = shared_datadir(tmp_path, pg_url, role="platform", origin=PLATFORM)
+    first, second = ServeProcess(root, "a"), ServeProcess(root, "b")
     nginx = None
     try:
         first.start()
         second.start()
         wait_for("both processes to say they can serve", lambda: healthy(first) and healthy(second), 60)
         https_port, match_port = free_port(), free_port()
-        ports = [int(n.url.rsplit(":", 1)[1]) for n in (first, second)]
+        ports = [int(n.public_url.rsplit(":", 1)[1]) for n in (first, second)]
         admin_ports = [int(n.admin_url.rsplit(":", 1)[1]) for n in (first, second)]
         nginx = Nginx(tmp_path / "nginx", multi_site(ports, admin_ports, https_port, match_port, cert, key,
                                                       tmp_path))
         base, match = f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{match_port}"
         wait_for("nginx to answer", lambda: answers(base + "/healthz", trusting), 20)
 
-        # Spread: both processes answer the public site (each its own key here).
-        keys = {fetch(base + "/node.json", trusting)[1]["verifier_key"] for _ in range(8)}
-        assert len(keys) == 2
-        token = (first.root / "match.token").read_text().strip()
+        # One sequences, both serve; both answer the public site, with the same log.
+        assert sorted(fetch(p.public_url + "/healthz")[1]["sequencer"] for p in (first, second)) == [False, True]
+        notes = {fetch(base + "/node.json", trusting)[1]["verifier_key"] for _ in range(8)}
+        assert len(notes) == 1 and served(first, "/node.json") and served(second, "/node.json")
+        token = (root / "match.token").read_text().strip()
         query = {"fingerprints": [{"signal": "pdq", "fingerprint": "ab" * 32}]}
         for _ in range(4):
             status, answer = post_json(match + "/v1/match", query, headers={"Authorization": f"Bearer {token}"})
@@ -100,8 +99,8 @@ def test_two_processes_behind_nginx_one_killed(tmp_path):
         assert post_json(match + "/admin/append", {})[0] == 404  # only the match API is reachable there
 
         # One process dies: every request is still answered.
-        os.kill(first.process.pid, signal.SIGKILL)
-        first.process.wait()
+        first.kill()
+        answered_before = served(second, "/checkpoint")
         for _ in range(10):
             for path in ("/healthz", "/checkpoint", "/node.json"):
                 request = urllib.request.Request(base + path)
@@ -109,8 +108,7 @@ def test_two_processes_behind_nginx_one_killed(tmp_path):
                     assert response.status == 200, path
             status, answer = post_json(match + "/v1/match", query, headers={"Authorization": f"Bearer {token}"})
             assert status == 200, answer
-        survivor = fetch(second.url + "/node.json")[1]["verifier_key"]
-        assert {fetch(base + "/node.json", trusting)[1]["verifier_key"] for _ in range(4)} == {survivor}
+        assert served(second, "/checkpoint") == answered_before + 10  # all by the survivor
     finally:
         if nginx is not None:
             nginx.stop()
