@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 
@@ -78,6 +79,7 @@ from node.store.replay import DatabaseJournals
 from node.store.worker import DatabaseWorker
 from node.witness.service import WitnessService
 from node.witness.submit import WitnessSubmitter
+from protocol.note import add_signatures
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,7 @@ class Node:
         if self.sequencer.shared:
             self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
             self.acknowledger.signer = datadir.load_ack_signer(create=True)  # node.json's key, in every process
+            self.sequencer.as_served = self._as_served
         else:
             await self._start_leading(stack, request_signer, cases_first=True)
 
@@ -342,6 +345,22 @@ class Node:
         if self._replica is not None:
             await self._replica.stop()
         self.matcher.close()
+
+    def _as_served(self, db, published):
+        """(PostgreSQL, a process that does not sequence; the sequencer's worker thread)
+        The checkpoint with what the sequencing process adds to it: our publication
+        cosignature (the same line: deterministic, same key) and every cosignature our
+        witnesses returned for this size (stored by the witness submitter)."""
+        note = published.note
+        if self.acknowledger.enabled and published.size:
+            stored = db.log.checkpoint_at(published.size)
+            if stored is not None:
+                note = self.acknowledger.cosigned(note, published.note, stored.published_at)
+        lines = [w.last_line for w in db.witness.list_log_witnesses()
+                 if w.last_size == published.size and w.last_line]
+        if lines:
+            note = add_signatures(note, lines)
+        return dataclasses.replace(published, note=note)
 
     def _leads(self) -> bool:
         """Whether this process runs what one process of the node runs (SQLite: always)."""

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from multi_support import ServeProcess, shared_datadir
+from multi_support import ServeProcess, shared_datadir, submission
+from multi_support import request as http_get
 from nginx_support import Nginx, free_port, make_certificates, nginx_binary
 from ops_support import post_json, wait_for
 
@@ -91,6 +92,13 @@ def test_two_processes_behind_nginx_one_killed(tmp_path, pg_url):
         assert sorted(fetch(p.public_url + "/healthz")[1]["sequencer"] for p in (first, second)) == [False, True]
         notes = {fetch(base + "/node.json", trusting)[1]["verifier_key"] for _ in range(8)}
         assert len(notes) == 1 and served(first, "/node.json") and served(second, "/node.json")
+        # Both serve the very same note, our publication cosignature included.
+        assert first.append(submission(1))["checkpoint_size"] == 1
+
+        def same_note():
+            notes = {http_get(p.public_url + "/checkpoint")[1] for p in (first, second)}
+            return len(notes) == 1 and notes.pop().count("\n\u2014 ".encode()) == 2  # the log's, our cosignature
+        wait_for("both processes to serve the same note", same_note, 10)
         token = (root / "match.token").read_text().strip()
         query = {"fingerprints": [{"signal": "pdq", "fingerprint": "ab" * 32}]}
         for _ in range(4):

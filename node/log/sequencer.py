@@ -177,6 +177,9 @@ class Sequencer:
         self._announced = asyncio.Event()  # a checkpoint was announced (several processes)
         self._db_pending = False           # entries may wait in pending_entries
         self._next_cleanup = 0.0           # (worker) when abandoned pending rows go next
+        # Several processes: (worker thread) db, Published -> the note as the sequencing
+        # process serves it, with the signatures it adds (the node sets it: node/runtime.py).
+        self.as_served = None
         self.origin = config.node.origin
         self.interval = config.log.sequencing_interval if interval is None else interval
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
@@ -294,9 +297,16 @@ class Sequencer:
                     log.warning("sequencer: reading the latest checkpoint failed (%s)", exc)
 
     async def _refresh(self) -> None:
-        latest = await self._worker.log.latest_checkpoint()
-        if latest is not None and not self.lease.held and latest.size >= self._published_size():
-            self.published = Published(latest.size, latest.root_hash, latest.note)
+        def read(db):
+            latest = db.log.latest_checkpoint()
+            if latest is None:
+                return None
+            published = Published(latest.size, latest.root_hash, latest.note)
+            return self.as_served(db, published) if self.as_served is not None else published
+
+        published = await self._worker.call(read)
+        if published is not None and not self.lease.held and published.size >= self._published_size():
+            self.published = published
 
     async def _append_shared(self, entries: list[bytes]) -> list[Appended]:
         """Not the holder: store the entries as pending (durable), tell the holder, and
