@@ -17,7 +17,7 @@ with that in mind, as bench_pg.py says). The machine's load is printed before an
 after: on a shared machine, two processes compete with everything else for the cores.
 
     .venv/bin/python scripts/bench_pg_multi.py                       # 1,000,000 fingerprints
-    .venv/bin/python scripts/bench_pg_multi.py --fingerprints 10000000
+    .venv/bin/python scripts/bench_pg_multi.py --phases match --fingerprints 10000000
 """
 
 from __future__ import annotations
@@ -208,7 +208,10 @@ def main() -> int:
     parser.add_argument("--fingerprints", type=int, default=1_000_000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--match-clients", type=int, default=2)
+    parser.add_argument("--phases", default="cases,takeover,match",
+                        help="which of cases,takeover,match to run")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     rng = np.random.default_rng(17)
     print(f"load before: {uptime()}", flush=True)
     cluster = PgCluster()
@@ -219,63 +222,74 @@ def main() -> int:
         from node.store import open_db
         cluster.prepare_template(lambda url: open_db(url).close())
 
-        print(f"1. case creations/s ({args.clients} clients, {args.case_seconds:.0f} s each)", flush=True)
-        root = sqlite_datadir(work / "cases-sqlite", "helpline")
-        one = ServeProcess(root, "sqlite").start()
-        try:
-            results["cases_sqlite"] = case_creations([one], args)
-        finally:
-            one.stop()
-        for count in (1, 2):
-            root = shared_datadir(work / f"cases-pg-{count}", cluster.create_database())
-            processes = [ServeProcess(root, chr(97 + i)).start() for i in range(count)]
-            try:
-                results[f"cases_pg_{count}"] = case_creations(processes, args)
-            finally:
-                for process in processes:
-                    process.stop()
-
-        print(f"2. takeover after kill -9 of the sequencing process ({args.kills} times)", flush=True)
-        lease_times, ack_times = takeover(shared_datadir(work / "takeover", cluster.create_database()), args)
-        results["takeover"] = (lease_times, ack_times)
-
-        print(f"3. batch match queries/s at {args.fingerprints:,} fingerprints "
-              f"({args.match_clients} clients, batches of 1,000)", flush=True)
-        root = sqlite_datadir(work / "match-sqlite", "platform")
-        from node.datadir import DataDir
-        fill_fingerprints(DataDir(root).db_path, args.fingerprints, rng)
-        one = ServeProcess(root, "sqlite").start()
-        try:
-            results["match_sqlite"] = batch_matching([one], args, rng)
-        finally:
-            one.stop()
-        url = cluster.create_database()
-        fill_fingerprints(url, args.fingerprints, rng)
-        root = shared_datadir(work / "match-pg", url, role="platform")
-        for count in (1, 2):
-            processes = [ServeProcess(root, f"{count}{chr(97 + i)}").start() for i in range(count)]
-            try:
-                results[f"match_pg_{count}"] = batch_matching(processes, args, rng)
-            finally:
-                for process in processes:
-                    process.stop()
+        if "cases" in phases:
+            cases_phase(work, cluster, args, results)
+        if "takeover" in phases:
+            print(f"2. takeover after kill -9 of the sequencing process ({args.kills} times)", flush=True)
+            results["takeover"] = takeover(shared_datadir(work / "takeover", cluster.create_database()), args)
+        if "match" in phases:
+            match_phase(work, cluster, args, rng, results)
     finally:
         cluster.stop()
         subprocess.run(["rm", "-rf", str(work)])
 
-    lease_times, ack_times = results["takeover"]
     print()
-    print(f"case creations/s:  SQLite 1 process {results['cases_sqlite']:.1f};  PostgreSQL 1 process "
-          f"{results['cases_pg_1']:.1f}, 2 processes {results['cases_pg_2']:.1f} "
-          f"(x{results['cases_pg_2'] / results['cases_pg_1']:.2f})")
-    print(f"takeover after kill -9 ({len(lease_times)} kills): lease held by the other in p50 "
-          f"{percentile(lease_times, 50):.2f} s, max {max(lease_times):.2f} s; an append sent at the kill "
-          f"acknowledged in p50 {percentile(ack_times, 50):.2f} s, max {max(ack_times):.2f} s (target <= 5 s)")
-    print(f"batch match queries/s at {args.fingerprints:,}:  SQLite 1 process {results['match_sqlite']:,.0f};  "
-          f"PostgreSQL 1 process {results['match_pg_1']:,.0f}, 2 processes {results['match_pg_2']:,.0f} "
-          f"(x{results['match_pg_2'] / results['match_pg_1']:.2f})")
+    if "cases" in phases:
+        print(f"case creations/s:  SQLite 1 process {results['cases_sqlite']:.1f};  PostgreSQL 1 process "
+              f"{results['cases_pg_1']:.1f}, 2 processes {results['cases_pg_2']:.1f} "
+              f"(x{results['cases_pg_2'] / results['cases_pg_1']:.2f})")
+    if "takeover" in phases:
+        lease_times, ack_times = results["takeover"]
+        print(f"takeover after kill -9 ({len(lease_times)} kills): lease held by the other in p50 "
+              f"{percentile(lease_times, 50):.2f} s, max {max(lease_times):.2f} s; an append sent at the kill "
+              f"acknowledged in p50 {percentile(ack_times, 50):.2f} s, max {max(ack_times):.2f} s (target <= 5 s)")
+    if "match" in phases:
+        print(f"batch match queries/s at {args.fingerprints:,}:  SQLite 1 process {results['match_sqlite']:,.0f};  "
+              f"PostgreSQL 1 process {results['match_pg_1']:,.0f}, 2 processes {results['match_pg_2']:,.0f} "
+              f"(x{results['match_pg_2'] / results['match_pg_1']:.2f})")
     print(f"load after: {uptime()}  ({os.cpu_count()} cores)")
     return 0
+
+
+def cases_phase(work: Path, cluster: PgCluster, args, results: dict) -> None:
+    print(f"1. case creations/s ({args.clients} clients, {args.case_seconds:.0f} s each)", flush=True)
+    root = sqlite_datadir(work / "cases-sqlite", "helpline")
+    one = ServeProcess(root, "sqlite").start()
+    try:
+        results["cases_sqlite"] = case_creations([one], args)
+    finally:
+        one.stop()
+    for count in (1, 2):
+        root = shared_datadir(work / f"cases-pg-{count}", cluster.create_database())
+        processes = [ServeProcess(root, chr(97 + i)).start() for i in range(count)]
+        try:
+            results[f"cases_pg_{count}"] = case_creations(processes, args)
+        finally:
+            for process in processes:
+                process.stop()
+
+
+def match_phase(work: Path, cluster: PgCluster, args, rng: np.random.Generator, results: dict) -> None:
+    from node.datadir import DataDir
+    print(f"3. batch match queries/s at {args.fingerprints:,} fingerprints "
+          f"({args.match_clients} clients, batches of 1,000)", flush=True)
+    root = sqlite_datadir(work / "match-sqlite", "platform")
+    fill_fingerprints(DataDir(root).db_path, args.fingerprints, rng)
+    one = ServeProcess(root, "sqlite").start()
+    try:
+        results["match_sqlite"] = batch_matching([one], args, rng)
+    finally:
+        one.stop()
+    url = cluster.create_database()
+    fill_fingerprints(url, args.fingerprints, rng)
+    root = shared_datadir(work / "match-pg", url, role="platform")
+    for count in (1, 2):
+        processes = [ServeProcess(root, f"{count}{chr(97 + i)}").start() for i in range(count)]
+        try:
+            results[f"match_pg_{count}"] = batch_matching(processes, args, rng)
+        finally:
+            for process in processes:
+                process.stop()
 
 
 if __name__ == "__main__":
