@@ -42,6 +42,7 @@ from bench_cases import YES, lift_creation_limits, run_load  # noqa: E402
 from bench_publish import percentile  # noqa: E402
 from multi_support import ServeProcess, run_ncii, shared_datadir, submission  # noqa: E402
 from pg_support import PgCluster  # noqa: E402
+from test_cases_cycle import wait_for as cycle_wait_for  # noqa: E402
 
 ORIGIN = "bench.example/helpline"
 
@@ -127,14 +128,7 @@ def takeover(root: Path, args) -> tuple[list[float], list[float]]:
 
 
 def wait_for(probe, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out")
-        time.sleep(0.01)
+    return cycle_wait_for("the processes", probe, timeout, step=0.01)
 
 
 # ------------------------------------------------------------------ 3. batch matching

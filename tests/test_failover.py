@@ -17,6 +17,7 @@ import time
 import pytest
 
 from multi_support import ServeProcess, request, shared_datadir, submission
+from test_cases_cycle import wait_for
 from node.store import open_db
 from protocol.edge import TreeEdge
 from protocol.merkle import leaf_hash
@@ -125,13 +126,7 @@ def holder(processes: list[ServeProcess]) -> ServeProcess | None:
 
 
 def wait(what, probe, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+    return wait_for(what, probe, timeout, step=0.02)
 
 
 def test_kill_9_of_the_sequencer_ten_times_loses_nothing(tmp_path, pg_url):

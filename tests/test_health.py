@@ -10,6 +10,7 @@ import time
 import pytest
 
 from publish_support import make_datadir
+from test_match_api import index_build_waiting_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,19 +31,7 @@ async def test_a_sqlite_node_is_healthy_and_sequences(tmp_path, start_node, sess
 
 async def test_a_platform_says_unavailable_until_its_index_is_built(tmp_path, start_node, session):
     gate = asyncio.Event()
-
-    def slow_down(running):
-        matcher = running.node.matcher
-        original = matcher.load
-
-        def slow_load(path):
-            while not gate.is_set():
-                time.sleep(0.01)
-            original(path)
-
-        matcher.load = slow_load
-
-    node = await start_node(make_datadir(tmp_path, role="platform"), prepare=slow_down)
+    node = await start_node(make_datadir(tmp_path, role="platform"), prepare=index_build_waiting_for(gate))
     try:
         status, report, headers = await health(session, node.public_url)
         assert status == 503 and headers["Retry-After"] == "1"

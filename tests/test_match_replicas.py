@@ -12,7 +12,7 @@ import time
 import pytest
 
 from multi_support import ServeProcess, request, run_ncii, shared_datadir, submission
-from test_cases_cycle import Node
+from test_cases_cycle import Node, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 HELPLINE = "helpline.replica.example/log"
@@ -41,13 +41,7 @@ def matches(process: ServeProcess, fingerprint: str) -> list[int] | None:
 
 
 def until(what, probe, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    return wait_for(what, probe, timeout, step=0.01)
 
 
 def test_both_processes_match_and_stop_matching_a_withdrawal(tmp_path, pg_url):
@@ -75,7 +69,7 @@ def test_both_processes_match_and_stop_matching_a_withdrawal(tmp_path, pg_url):
                 if process.name not in stopped and matches(process, first["fingerprint"]) == []:
                     stopped[process.name] = time.monotonic() - withdrawn
             assert time.monotonic() - withdrawn < 30, f"still matching a withdrawn entry: {stopped}"
-        print(f"\nwithdrawal appended -> no longer matched: " +
+        print("\nwithdrawal appended -> no longer matched: " +
               ", ".join(f"process {name} {seconds:.2f} s" for name, seconds in sorted(stopped.items())) +
               " (the follower polls every 0.2 s)")
 
