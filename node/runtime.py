@@ -87,6 +87,8 @@ log = logging.getLogger(__name__)
 REVIEW_INTERVAL = 60.0
 #: Seconds the health check gives the database to answer before it says unavailable.
 HEALTH_TIMEOUT = 2.0
+#: Seconds the health check's look at the database is reused for.
+HEALTH_REUSE = 1.0
 
 
 async def _cancel(task: asyncio.Task) -> None:
@@ -138,6 +140,7 @@ class Node:
         self.submitter: WitnessSubmitter | None = None
         self._health_db: DatabaseWorker | None = None
         self._replica = None  # PostgreSQL: keeps this process's matcher up to date
+        self._health_look: tuple[float, asyncio.Future] | None = None  # (when, the look)
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
@@ -393,16 +396,28 @@ class Node:
         routes only to a process that says ok (deploy/nginx/ncii-node-multi.conf)."""
         checks = {"started": self._stack is not None and self._health_db is not None}
         if checks["started"]:
-            try:
-                await asyncio.wait_for(self._health_db.log.latest_checkpoint(), HEALTH_TIMEOUT)
-                checks["database"] = True
-            except Exception:  # noqa: BLE001 -- any failure or a timeout: not reachable
-                checks["database"] = False
+            checks["database"] = await self._database_answers()
             checks["log"] = self.sequencer is not None and self.sequencer.published is not None
             if self.matcher is not None:
                 checks["match_index"] = self.matcher.ready
         ok = all(checks.values())
         return ok, {"status": "ok" if ok else "unavailable", "checks": checks, **self.lease.describe()}
+
+    async def _database_answers(self) -> bool:
+        """One look at the database at a time, its answer reused for HEALTH_REUSE seconds:
+        a flood of GET /healthz (it is public) costs the database one query a second
+        and cannot make the process look unhealthy by queueing looks behind each other."""
+        loop = asyncio.get_running_loop()
+        if self._health_look is None or loop.time() - self._health_look[0] > HEALTH_REUSE:
+            self._health_look = (loop.time(), asyncio.ensure_future(self._look_at_database()))
+        return await asyncio.shield(self._health_look[1])
+
+    async def _look_at_database(self) -> bool:
+        try:
+            await asyncio.wait_for(self._health_db.log.latest_checkpoint(), HEALTH_TIMEOUT)
+            return True
+        except Exception:  # noqa: BLE001 -- any failure or a timeout: not reachable
+            return False
 
     def live_figures(self) -> dict:
         """What only the running process knows, for the console and /metrics."""

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from node.runtime import HEALTH_REUSE
 from publish_support import make_datadir
 from test_match_api import index_build_waiting_for
 
@@ -60,6 +61,7 @@ async def test_a_database_that_does_not_answer_makes_it_unavailable(tmp_path, st
             time.sleep(0.01)
 
     worker = node.node._health_db
+    await asyncio.sleep(HEALTH_REUSE + 0.1)  # the look made at start is no longer reused
     stuck = asyncio.ensure_future(worker.call(hang))
     await blocked.wait()
     try:
@@ -70,3 +72,20 @@ async def test_a_database_that_does_not_answer_makes_it_unavailable(tmp_path, st
     finally:
         release.set()
         await stuck
+
+
+async def test_a_flood_of_health_checks_costs_one_look(tmp_path, start_node, session):
+    node = await start_node(make_datadir(tmp_path))
+    looks = []
+    repository = node.node._health_db.log
+    original = repository.latest_checkpoint
+
+    async def counted():
+        looks.append(1)
+        return await original()
+
+    node.node._health_db.log = type("Counted", (), {"latest_checkpoint": staticmethod(counted)})()
+    await asyncio.sleep(HEALTH_REUSE + 0.1)
+    answers = await asyncio.gather(*(health(session, node.public_url) for _ in range(100)))
+    assert all(status == 200 for status, _, _ in answers)
+    assert len(looks) <= 2
