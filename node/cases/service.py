@@ -568,14 +568,15 @@ class CaseService:
         published = sequencer.published.size
         settled = sequencer.stored_count <= published  # nothing stored waits for publication
         pending = await self.worker.cases.cases_in_state("pending")
-        unfinished = await self.worker.cases.cases_to_finish_withdrawing()
         if sequencer.shared:
             pending = self._left_alone_long_enough("pending", pending)
-            unfinished = self._left_alone_long_enough("withdrawing", unfinished)
         for case_id in pending:
             if case_id in self._in_flight:
                 continue
             await self.worker.call(self._resolve_pending, case_id, published, settled)
+        unfinished = await self.worker.cases.cases_to_finish_withdrawing()  # abandoned just now too
+        if sequencer.shared:
+            unfinished = self._left_alone_long_enough("withdrawing", unfinished)
         for case_id in unfinished:
             case = await self.worker.cases.get_case(case_id)
             reason = (case.withdrawn_reason or "withdrawn-by-person") if case.state == "withdrawn" else "error"
