@@ -182,3 +182,25 @@ def test_kill_9_of_the_sequencer_ten_times_loses_nothing(tmp_path, pg_url):
     finally:
         for process in processes:
             process.kill()
+
+
+def test_the_commands_reach_the_processes_of_a_postgresql_node(tmp_path, pg_url):
+    """`ncii-node append` (like `cases` and `feedback`) finds a serving process of a
+    PostgreSQL node, whose processes share DIR (a shared lock of DIR/lock)."""
+    import subprocess
+    import sys
+
+    from multi_support import REPO
+    root = shared_datadir(tmp_path, pg_url)
+    processes = [ServeProcess(root, "a").start(), ServeProcess(root, "b").start()]
+    try:
+        result = subprocess.run([sys.executable, "-m", "node", "append", "--dir", str(root)], cwd=REPO,
+                                input=json.dumps(submission(7)) + "\n", capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.splitlines()[0])["index"] == 0
+    finally:
+        for process in processes:
+            process.stop()
+    result = subprocess.run([sys.executable, "-m", "node", "append", "--dir", str(root)], cwd=REPO,
+                            input=json.dumps(submission(8)) + "\n", capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "no node is serving" in result.stderr

@@ -114,8 +114,11 @@ class DataDirLease(HeldLease):
 class PostgresLease:
     """PostgreSQL: an advisory lock on a dedicated session, and the fencing epoch."""
 
-    def __init__(self, target, *, poll_interval: float = POLL_INTERVAL):
+    def __init__(self, target, *, poll_interval: float = POLL_INTERVAL, datadir: DataDir | None = None):
         self.target = target  # a PostgreSQL URL (node.store.pg.PgTarget)
+        # A shared flock of DIR/lock says "a node serves DIR" to the commands (append,
+        # cases, feedback), whichever of its processes runs here.
+        self.datadir = datadir
         self.poll_interval = poll_interval
         self.epoch: int | None = None
         self.on_lost: list = []
@@ -129,8 +132,15 @@ class PostgresLease:
 
     async def start(self) -> None:
         from node.store.pg_lease import LeaseSession  # psycopg only where PostgreSQL is used
-        await asyncio.to_thread(lambda: open_db(self.target).close())  # the lease's table migrated
-        self._session = await asyncio.to_thread(LeaseSession, self.target)  # fails loudly: a bad URL
+        if self.datadir is not None:
+            self.datadir.acquire_lock(shared=True)
+        try:
+            await asyncio.to_thread(lambda: open_db(self.target).close())  # the lease's table migrated
+            self._session = await asyncio.to_thread(LeaseSession, self.target)  # fails loudly: a bad URL
+        except BaseException:
+            if self.datadir is not None:
+                self.datadir.release_lock()
+            raise
         await self._poll_once()
         self._task = asyncio.create_task(self._run(), name="sequencer-lease")
 
@@ -165,6 +175,8 @@ class PostgresLease:
         if self._session is not None:
             session, self._session = self._session, None
             await asyncio.to_thread(session.close)  # ends the session: the lock goes with it
+        if self.datadir is not None:
+            self.datadir.release_lock()
 
     def describe(self) -> dict:
         return {"sequencer": self.held, "epoch": self.epoch}
@@ -210,4 +222,4 @@ class PostgresLease:
 def lease_for(datadir: DataDir):
     """The lease of a node: PostgreSQL's when its database is one, else the flock."""
     target = datadir.db_path
-    return PostgresLease(target) if is_postgres(target) else DataDirLease(datadir)
+    return PostgresLease(target, datadir=datadir) if is_postgres(target) else DataDirLease(datadir)
