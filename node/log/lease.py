@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.5
 #: Seconds a check of the lease session may take before the lease is taken as lost.
 CHECK_TIMEOUT = 3.0
+#: Seconds a starting process tries to take the lease before it starts without it.
+START_WAIT = 1.0
 
 
 class HeldLease:
@@ -141,7 +143,13 @@ class PostgresLease:
             if self.datadir is not None:
                 self.datadir.release_lock()
             raise
+        # A process restarted alone must not serve as a follower while the server is
+        # still letting go of its former session: wait a little for the lease first.
+        deadline = asyncio.get_running_loop().time() + START_WAIT
         await self._poll_once()
+        while not self.held and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(min(self.poll_interval, 0.1))
+            await self._poll_once()
         self._task = asyncio.create_task(self._run(), name="sequencer-lease")
 
     async def acquired(self) -> int:
