@@ -127,6 +127,7 @@ class PostgresLease:
         self._held = asyncio.Event()
         self._session = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def held(self) -> bool:
@@ -173,6 +174,7 @@ class PostgresLease:
         return transaction()
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -190,7 +192,7 @@ class PostgresLease:
         return {"sequencer": self.held, "epoch": self.epoch}
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:  # (Python 3.11's wait_for may swallow a cancellation)
             await asyncio.sleep(self.poll_interval)
             await self._poll_once()
 

@@ -282,7 +282,9 @@ class Sequencer:
     async def _refresh_loop(self) -> None:
         """Not the holder: serve the latest recorded checkpoint (announced, or looked up
         every REFRESH_INTERVAL). The holder: look for entries waiting in the database."""
-        while True:
+        # Not `while True`: Python 3.11's wait_for may swallow a cancellation that comes
+        # as its wait ends, so stop() also says so here.
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL)
             except asyncio.TimeoutError:

@@ -101,6 +101,7 @@ class MatchReplica:
         self._wake = asyncio.Event()
         self._listener: ChangeListener | None = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     async def sizes(self) -> dict[str, int]:
         return await self._worker.call(store.verified_sizes)
@@ -124,6 +125,7 @@ class MatchReplica:
         self._task = asyncio.create_task(self._run(), name="match-replica")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -132,7 +134,7 @@ class MatchReplica:
         await self._worker.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:  # (Python 3.11's wait_for may swallow a cancellation)
             try:
                 await asyncio.wait_for(self._wake.wait(), CATCH_UP_INTERVAL)
             except asyncio.TimeoutError:
