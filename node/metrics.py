@@ -32,6 +32,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
+from protocol.signals import SIGNALS
+
 # The `_created` series (a timestamp per counter) only double the exposition's size.
 disable_created_metrics()
 
@@ -173,7 +175,7 @@ class _StoreCollector:
         if "index" in s:
             index = s["index"]
             yield _gauge("ncii_index_fingerprints", "Active fingerprints in the match index, by signal",
-                         [((signal,), index.get(signal, 0)) for signal in ("pdq", "md5", "vpdq")], ["signal"])
+                         [((signal,), index.get(signal, 0)) for signal in SIGNALS], ["signal"])
             yield _gauge("ncii_index_bytes", "Memory held by the match index's tables (bytes)",
                          [((), index.get("index_bytes", 0))])
         yield _gauge("ncii_build_info", "The running ncii-node version", [((s["version"],), 1)], ["version"])

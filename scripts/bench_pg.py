@@ -15,8 +15,8 @@ by a real `ncii-node serve` process:
      (node/follow, SQLite follower database), verification and storage included.
 
 PostgreSQL: a throwaway cluster (tests/pg_support.py: Debian's PostgreSQL 15, default
-settings but fsync=off -- so its commits cost no disk flush, while SQLite's do: read
-the ratios with that in mind) unless --pg-url names a server.
+settings, fsync on like SQLite's synchronous=FULL; --no-fsync for the tests' setting)
+unless --pg-url names a server.
 
     .venv/bin/python scripts/bench_pg.py                  # 10 s phases, 100,000 entries
     .venv/bin/python scripts/bench_pg.py --entries 1000000
@@ -141,6 +141,7 @@ def main() -> int:
     parser.add_argument("--pg-url", help="a PostgreSQL server (postgresql://user@host:port/postgres); each phase "
                         "creates its own database there")
     parser.add_argument("--only", choices=("appends", "cases", "follow"), action="append")
+    parser.add_argument("--no-fsync", action="store_true", help="the throwaway cluster without fsync (as the tests)")
     args = parser.parse_args()
     phases = args.only or ["appends", "cases", "follow"]
 
@@ -148,7 +149,8 @@ def main() -> int:
     if args.pg_url is None:
         from pg_support import PgCluster
 
-        cluster = PgCluster().start()
+        cluster = PgCluster(fsync=not args.no_fsync).start()
+        print(f"PostgreSQL: a throwaway cluster, fsync {'off' if args.no_fsync else 'on'}", flush=True)
     admin_url = args.pg_url or cluster.url
     names = iter(range(1, 100))
 

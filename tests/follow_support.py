@@ -137,8 +137,9 @@ class Harness:
     """A follower's database and worker, following any number of logs; fork evidence
     files go to `evidence_dir` (tmp_path/evidence)."""
 
-    def __init__(self, tmp_path: Path, listener: FollowListener | None = None, timeout: float = 2.0):
-        self.db_path = tmp_path / "follower.db"
+    def __init__(self, tmp_path: Path, db_path: Path | str | None = None, listener: FollowListener | None = None,
+                 timeout: float = 2.0):
+        self.db_path = db_path if db_path is not None else tmp_path / "follower.db"  # or a PostgreSQL URL
         self.evidence_dir = tmp_path / "evidence"
         self.db = open_db(self.db_path)
         self.worker = DatabaseWorker(self.db_path)

@@ -42,7 +42,8 @@ def _free_port() -> int:
 
 
 class PgCluster:
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, *, fsync: bool = False):
+        self.fsync = fsync   # benchmarks compare with SQLite's synchronous=FULL: fsync on
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="ncii-pg-"))
         self.data = self.root / "data"
         self.port = 0
@@ -79,7 +80,8 @@ class PgCluster:
         self._run(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-locale",
                   "-E", "UTF8", "--no-sync")
         self.port = _free_port()
-        options = (f"-k {self.root} -p {self.port} -h 127.0.0.1 -c fsync=off -c full_page_writes=off "
+        durability = "" if self.fsync else "-c fsync=off -c full_page_writes=off "
+        options = (f"-k {self.root} -p {self.port} -h 127.0.0.1 {durability}"
                    "-c max_connections=200 -c shared_buffers=32MB")
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
                   "-w", "-t", "60", "start")

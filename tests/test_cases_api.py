@@ -28,14 +28,16 @@ def pdq(i: int, quality: int = 90) -> dict:
     return {"signal": "pdq", "fingerprint": hashlib.sha256(b"picture %d" % i).hexdigest(), "quality": quality}
 
 
-def helpline_datadir(tmp_path, name="helpline"):
+def helpline_datadir(tmp_path, name="helpline", database=None):
     # PINs hashed with scrypt n=2**10: production is 2**15; the test only needs the same code path
-    return make_datadir(tmp_path, name=name, settings={"cases": {"pin_scrypt_n": 2**10}})
+    return make_datadir(tmp_path, name=name, settings={"cases": {"pin_scrypt_n": 2**10}}, database=database)
 
 
-@pytest.fixture
-async def node(tmp_path, start_node):
-    running = await start_node(helpline_datadir(tmp_path))
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def node(tmp_path, start_node, request):
+    """A helpline on SQLite, then on PostgreSQL."""
+    database = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    running = await start_node(helpline_datadir(tmp_path, database=database))
     return running
 
 
@@ -493,7 +495,7 @@ async def test_withdrawal_finished_after_restart(tmp_path, session, start_node):
 
 # ---------------------------------------------------------------- privacy
 
-async def test_the_published_log_holds_only_the_fingerprints(node, session):
+async def test_the_published_log_holds_only_the_fingerprints(node, session, request):
     fps = [pdq(0x5151), {"signal": "md5", "fingerprint": "5e" * 16},
            {"signal": "vpdq", "fingerprint": [{"pdq": "7a" * 32, "quality": 80, "timestamp": 0.0}]}]
     case = await open_case(session, node, fps, lang="fr")
@@ -536,8 +538,13 @@ async def test_the_published_log_holds_only_the_fingerprints(node, session):
             assert isinstance(entry, Withdrawal) and entry.targets == (0, 1, 2)
     assert kinds == ["Submission"] * 3 + ["Withdrawal"]
 
-    # The database holds neither the case number nor the PIN.
-    db_bytes = b"".join(p.read_bytes() for p in node.datadir.db_path.parent.glob(node.datadir.db_path.name + "*"))
+    # The database holds neither the case number nor the PIN (PostgreSQL: in none of the
+    # cluster's files, its write-ahead log included).
+    if node.datadir.uses_postgres:
+        files = [p for p in request.getfixturevalue("pg_cluster").data.rglob("*") if p.is_file()]
+    else:
+        files = list(node.datadir.db_path.parent.glob(node.datadir.db_path.name + "*"))
+    db_bytes = b"".join(p.read_bytes() for p in files)
     for text in (number, number.replace("-", ""), case["pin"]):
         assert text.encode() not in db_bytes
 

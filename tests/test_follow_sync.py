@@ -1,6 +1,7 @@
 """Following real logs: a real publishing node (node/web, node/log) and logs built with
 protocol/ functions, over HTTP on 127.0.0.1; verification, applying, restart, replay,
-the listener's order, key rotation, feedback."""
+the listener's order, key rotation, feedback. The follower's database is SQLite, then
+PostgreSQL (`db_target`)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ async def publisher(tmp_path, start_node):
     return node
 
 
-async def test_follows_a_real_node_through_growth_and_withdrawals(tmp_path, publisher):
-    harness = Harness(tmp_path)
+async def test_follows_a_real_node_through_growth_and_withdrawals(tmp_path, db_target, publisher):
+    harness = Harness(tmp_path, db_target)
     origin = publisher.datadir.config.node.origin
     follower = harness.follow(origin, publisher.public_url, publisher.datadir.load_log_signer().verifier_key())
     token = publisher.datadir.admin_token()
@@ -65,7 +66,7 @@ async def test_follows_a_real_node_through_growth_and_withdrawals(tmp_path, publ
     await harness.close()
 
 
-async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path, start_node):
+async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path, db_target, start_node):
     datadir = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
     platform = make_datadir(tmp_path, name="platform", origin="platform.example/log")
     node = await start_node(datadir)
@@ -75,7 +76,7 @@ async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path, 
         key = platform.load_request_signer()
         signer = RequestSigner.from_seed(key.name, key.seed)
         vkey = datadir.load_log_signer().verifier_key()
-        harness = Harness(tmp_path)
+        harness = Harness(tmp_path, db_target)
         unsigned = harness.follow("helpline.example/log", node.public_url, vkey)
         with pytest.raises(SyncError, match="HTTP 401"):
             await unsigned.sync_once()
@@ -90,17 +91,17 @@ async def test_restricted_log_is_read_with_the_registered_request_key(tmp_path, 
         await node.stop()
 
 
-async def test_restart_resumes_from_the_last_verified_checkpoint(tmp_path):
+async def test_restart_resumes_from_the_last_verified_checkpoint(tmp_path, db_target):
     log = StaticLog()
     server = await LogServer(log).start()
     log.append(*[pdq_entry(i) for i in range(700)])
-    harness = Harness(tmp_path)
+    harness = Harness(tmp_path, db_target)
     await harness.follow(log.origin, server.url, log.vkey).sync_once()
     await harness.close()
 
     log.append(*[pdq_entry(i) for i in range(700, 800)])
     server.requests.clear()
-    harness = Harness(tmp_path)  # same database, nothing kept in memory
+    harness = Harness(tmp_path, db_target)  # same database, nothing kept in memory
     follower = harness.attach(log.origin, server.url)
     result = await follower.sync_once()
     assert (result.old_size, result.new_size) == (700, 800)
@@ -112,8 +113,8 @@ async def test_restart_resumes_from_the_last_verified_checkpoint(tmp_path):
     await server.stop()
 
 
-async def test_replaying_a_batch_changes_nothing(tmp_path):
-    harness = Harness(tmp_path)
+async def test_replaying_a_batch_changes_nothing(tmp_path, db_target):
+    harness = Harness(tmp_path, db_target)
     db = harness.db
     db.follow.add_log("a.example/log", "http://127.0.0.1:9", Signer.generate("a.example/log").verifier_key())
     entries = [pdq_entry(i) for i in range(10)] + [withdrawal_entry(2, 3)] + [withdrawal_entry(3, 4)]
@@ -159,10 +160,10 @@ class Recorder(FollowListener):
         self.events.append(("added", [r.index for r in rows], self._committed_size(origin)))
 
 
-async def test_listener_hears_withdrawals_before_commit_and_additions_after(tmp_path):
+async def test_listener_hears_withdrawals_before_commit_and_additions_after(tmp_path, db_target):
     log = StaticLog()
     server = await LogServer(log).start()
-    harness = Harness(tmp_path)
+    harness = Harness(tmp_path, db_target)
     harness.listener = Recorder(harness.db_path)
     follower = harness.follow(log.origin, server.url, log.vkey)
     log.append(*[pdq_entry(i) for i in range(5)])
@@ -194,10 +195,10 @@ def announcement(new_vkey=None, signer=None, name="Helpline"):
                                      new_vkey, sig))
 
 
-async def test_key_rotation_is_honoured_only_when_signed_by_the_current_key(tmp_path):
+async def test_key_rotation_is_honoured_only_when_signed_by_the_current_key(tmp_path, db_target):
     log = StaticLog("helpline.example/log")
     server = await LogServer(log).start()
-    harness = Harness(tmp_path)
+    harness = Harness(tmp_path, db_target)
     follower = harness.follow(log.origin, server.url, log.vkey)
     old, new, intruder = log.signer, Signer.generate(log.origin), Signer.generate(log.origin)
 
@@ -226,10 +227,10 @@ async def test_key_rotation_is_honoured_only_when_signed_by_the_current_key(tmp_
     await server.stop()
 
 
-async def test_feedback_attaches_to_the_entry_it_names(tmp_path):
+async def test_feedback_attaches_to_the_entry_it_names(tmp_path, db_target):
     helpline, platform = StaticLog("helpline.example/log"), StaticLog("platform.example/log")
     servers = [await LogServer(helpline).start(), await LogServer(platform).start()]
-    harness = Harness(tmp_path)
+    harness = Harness(tmp_path, db_target)
     helpline.append(*[pdq_entry(i) for i in range(10)])
     platform.append(
         encode_entry(Feedback(helpline.origin, 4, helpline.leaves[4], "removed")),
@@ -247,12 +248,12 @@ async def test_feedback_attaches_to_the_entry_it_names(tmp_path):
         await server.stop()
 
 
-async def test_random_growth_matches_the_log_exactly(tmp_path):
+async def test_random_growth_matches_the_log_exactly(tmp_path, db_target):
     """Many rounds of random sizes (0..600 new entries) with withdrawals mixed in."""
     rng = random.Random(4)
     log = StaticLog()
     server = await LogServer(log).start()
-    harness = Harness(tmp_path)
+    harness = Harness(tmp_path, db_target)
     follower = harness.follow(log.origin, server.url, log.vkey)
     withdrawn = set()
     for _ in range(12):

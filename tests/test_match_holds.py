@@ -53,12 +53,13 @@ def answer(matcher: Matcher, query: bytes, limit: int = 10**6):
 
 
 @pytest.fixture
-def scene(tmp_path):
+def scene(db_target):
     """A hostile log: 2,000 random fingerprints, a real duplicate (one picture submitted
     30 times, re-encoded: within 5 bits), then 5,000 copies of one fingerprint with 6
-    bits flipped each. An honest log holding the same picture twice."""
+    bits flipped each. An honest log holding the same picture twice. In SQLite, then in
+    PostgreSQL (the holds written to and read from it)."""
     rng = np.random.default_rng(19)
-    path = tmp_path / "node.db"
+    path = db_target
     db = open_db(path)
     picture, target = random_pdq(rng, 2)
     hostile = random_pdq(rng, 2000) + flips(rng, picture, 30, 5) + flips(rng, target, 5000, 6)

@@ -336,10 +336,17 @@ def test_bad_queries_are_signal_errors():
     from protocol.errors import SignalError
 
     for bad in [{"signal": "pdq"}, {"signal": "sha1", "fingerprint": "00"}, {"signal": "pdq", "fingerprint": "zz"},
-                [], {"signal": "md5", "fingerprint": "0" * 31}]:
+                [], {"signal": "md5", "fingerprint": "0" * 31},
+                # what `hash --json` prints beside a fingerprint is typed as the API's schema says
+                {"signal": "pdq", "fingerprint": "0" * 64, "low_quality": {}},
+                {"signal": "pdq", "fingerprint": "0" * 64, "low_quality": 0},
+                {"signal": "pdq", "fingerprint": "0" * 64, "quality": 101},
+                {"signal": "pdq", "fingerprint": "0" * 64, "quality": None},
+                {"signal": "pdq", "fingerprint": "0" * 64, "quality": True}]:
         with pytest.raises(SignalError):
             Query.from_json(bad)
     assert Query.from_json({"signal": "md5", "fingerprint": MD5.examples()[0].hex()}).fingerprint == MD5.examples()[0]
+    assert Query.from_json({"signal": "pdq", "fingerprint": "0" * 64, "quality": 100, "low_quality": False})
 
 
 def test_vpdq_edges_of_the_coverage_rule():

@@ -99,3 +99,37 @@ def test_init_refuses_a_database_holding_a_node(tmp_path, pg_url):
     assert cli_main(["init", "--dir", str(tmp_path / "second"), "--origin", "other.example/log",
                      "--database", pg_url]) != 0
     assert not (tmp_path / "second").exists()
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"url": "postgresql://u:secret@db/n"}, "must not hold a password"),
+    ({"url": "mysql://u@db/n"}, "must start with postgresql://"),
+    ({"url": "postgresql://u@db"}, "must name one database"),
+    ({"url": "postgresql://u@db:99999/n"}, "port"),
+    ({"url": "postgresql://u@db/n", "password_file": "f", "password_env": "V"}, "not both"),
+    ({"url": "postgresql://u@db/n", "password_env": "BAD NAME"}, "environment variable"),
+    ({"password_file": "f"}, "need a \\[database\\] url"),
+    ({"url": "postgresql://u@db/n", "pasword_file": "f"}, "unknown key"),
+])
+def test_the_database_section_is_strict(section, message):
+    from node.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict({"node": {"origin": "example.org/log"}, "database": section})
+
+
+def test_the_password_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from node.config import Config
+    from node.datadir import DataDir, DataDirError
+
+    url = "postgresql://ncii@db.internal:5432/helpline"
+    (tmp_path / "db.password").write_text("s3cret\n")
+    config = Config.from_dict({"node": {"origin": "example.org/log"},
+                               "database": {"url": url, "password_file": "db.password"}})
+    target = DataDir(tmp_path, config).db_path
+    assert target == url and str(target) == url and target.password == "s3cret"
+    config.database.password_file, config.database.password_env = "", "NCII_TEST_DB_PASSWORD"
+    with pytest.raises(DataDirError, match="not set"):
+        DataDir(tmp_path, config).db_path
+    monkeypatch.setenv("NCII_TEST_DB_PASSWORD", "from-env")
+    assert DataDir(tmp_path, config).db_path.password == "from-env"

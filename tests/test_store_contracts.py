@@ -52,6 +52,10 @@ def test_readers(db):
     assert db.readers.is_reader("vkey-a") and not db.readers.is_reader("vkey-b")
     assert [(r.vkey, r.name, r.key_id) for r in db.readers.list_readers()] == [("vkey-a", "renamed", "01020304")]
     assert db.readers.remove_reader("renamed") == 1 and db.readers.list_readers() == []
+    # Values are bound, never spliced into the statement: quotes, ? and % stay data.
+    hostile = "x'); DROP TABLE readers; -- ? %s %% ?"
+    assert db.readers.add_reader(hostile, hostile, b"\x00" * 4)
+    assert db.readers.is_reader(hostile) and db.readers.list_readers()[0].name == hostile
 
 
 def _attempt(db, lookup, now=1000.0):
@@ -225,3 +229,39 @@ def test_tile_stores_keep_the_contract(db_target, tmp_path):
     assert store.read("tile/1/000") == b"d" * 32 and store.read("tile/0/000") == b"a" * 32
     assert store.read("tile/0/001.p/3") == b"b" * 96 and store.read("tile/9/000") is None
     getattr(store, "close", lambda: None)()
+
+
+def test_the_replay_journal_in_postgresql(pg_url):
+    """node/store/replay.py: accepted nonces stay refused after a restart while the database
+    server ran on; after a server restart (another start time) the cache is careful."""
+    from node.replaycache import ReplayCache, ReplayRefused
+    from node.store.replay import DatabaseJournals
+
+    cache = ReplayCache(max_entries=100)
+    assert "no replay journal yet" in cache.open_journal(DatabaseJournals(pg_url), 1000.0, 10.0)
+    cache.check_and_add("reader", "nonce-1", 1040.0, 1000.0)
+    cache.close()
+    again = ReplayCache(max_entries=100)
+    assert "1 signed read(s)" in again.open_journal(DatabaseJournals(pg_url), 1001.0, 10.0)
+    with pytest.raises(ReplayRefused):
+        again.check_and_add("reader", "nonce-1", 1040.0, 1001.0)
+    again.close()
+    db = open_db(pg_url)
+    db.execute("UPDATE replay_journal SET server_started = 'another start'")
+    db.close()
+    careful = ReplayCache(max_entries=100)
+    careful.open_journal(DatabaseJournals(pg_url), 1002.0, 10.0)
+    assert careful.not_before == 1012.0
+    careful.close()
+
+
+async def test_a_worker_reconnects_after_postgresql_dropped_its_connection(pg_url):
+    worker = DatabaseWorker(pg_url, name="t")
+    pid = await worker.call(lambda db: db.execute("SELECT pg_backend_pid()").fetchone()[0])
+    admin = open_db(pg_url)
+    admin.execute("SELECT pg_terminate_backend(?)", (pid,))
+    admin.close()
+    with pytest.raises(Exception):   # the call that finds the connection gone fails ...
+        await worker.log.entry_count()
+    assert await worker.log.entry_count() == 0   # ... the next one reconnects
+    await worker.close()

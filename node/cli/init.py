@@ -12,7 +12,8 @@ def register(subparsers) -> None:
         description="Creates DIR with config.toml, an Ed25519 log key, a request key and an "
         "acknowledgement key (mode 0600), the admin token and the metrics token (0600) and, for a platform, the "
         "match token (0600), the "
-        "SQLite database (WAL) and the tiles folder.",
+        "SQLite database (WAL) and the tiles folder -- or, with --database, the node's tables in an empty "
+        "PostgreSQL database (spec/parts/storage.md).",
     )
     add_dir_argument(p, help="data directory to create (must be absent or empty)")
     p.add_argument("--origin", required=True,

@@ -219,7 +219,7 @@ def _print_human(item: _Item) -> None:
     print(f"{name}: {item.total} match{'es' if item.total != 1 else ''}")
     for m in item.matches:
         distance = m["distance"]
-        detail = f"distance {distance}" if m["signal"] != "vpdq" else \
+        detail = f"distance {distance}" if "query_coverage" not in m else \
             f"{m['query_coverage']}% of its frames matched ({m['indexed_coverage']}% of the entry's)"
         extras = []
         if m.get("labels"):

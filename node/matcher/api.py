@@ -7,6 +7,7 @@ spec/parts/matching-api.md).
     upload_fingerprints(data, dihedral)      -> the fingerprints of an uploaded file (Unprocessable)
     merge_variants(answers, fingerprints)    -> one answer from a photo's 8 rotations and flips
     result_json(result, described, query)    -> {"signal", "matches", "total"}
+    media_answer(fingerprints, queries, answers) -> {"kind", "matched", "results"} of an uploaded file
     set_threshold(db, matcher, origin, threshold) -> the threshold now in force
     await set_budget(db, matcher, body)      -> a followed log's budgets now in force (Budget)
     await release_cluster(matcher, body)     -> what releasing a held cluster indexed (NotFound)
@@ -36,6 +37,7 @@ from node.hashing import (
 )
 from node.matcher.holds import Budget
 from node.matcher.service import Query, QueryResult
+from node.matcher.signal_indexes import index_class
 from node.store.matching import BUDGET_FIELDS
 from protocol.errors import ProtocolError
 
@@ -87,6 +89,24 @@ def result_json(result: QueryResult, described: list[dict], query: Query | None 
     out["matches"] = described
     out["total"] = result.total
     return out
+
+
+def media_answer(fingerprints: list[dict], queries: list[Query], answers: list[tuple]) -> dict:
+    """The answer to an uploaded file: its kind ("video" when any of its signals is a
+    video's), whether anything matched, and per fingerprint its result with what the
+    signal's index repeats of the query (a photo's fingerprint; a video's frame count,
+    node/matcher/signal_indexes.py) and the quality the hashing reported."""
+    results = []
+    kinds = [index_class(query.signal) for query in queries]
+    for fp, query, kind, (result, described) in zip(fingerprints, queries, kinds, answers):
+        item = result_json(result, described, query)
+        item.update(kind.echo(fp["fingerprint"]))
+        for key in ("quality", "low_quality"):
+            if key in fp:
+                item[key] = fp[key]
+        results.append(item)
+    media = "video" if any(kind.media == "video" for kind in kinds) else "image"
+    return {"kind": media, "matched": any(r["total"] for r in results), "results": results}
 
 
 def _run_matches(matcher, queries, limit: int) -> list[tuple]:

@@ -173,21 +173,23 @@ class Holds:
 
     # ------------------------------------------------------------------ deciding
 
-    def split(self, origin: str, indices: np.ndarray, pdq_rows: np.ndarray, pdq_fingerprints: np.ndarray,
+    def split(self, origin: str, indices: np.ndarray, near_rows: np.ndarray, near_keys: np.ndarray,
               indexed: int, now: float | None = None) -> np.ndarray:
         """Which new fingerprints of `origin` go in the index now (a boolean mask over
-        `indices`, ascending log indices). `pdq_rows` are the positions of the PDQ
-        ones and `pdq_fingerprints` their bytes (n x 32): those near a held cluster of
-        the log join it; then the budgets cut the rest, latest first. Holds are
-        written to the database before the caller indexes anything."""
+        `indices`, ascending log indices). `near_rows` are the positions of those that
+        may join a held cluster (of a signal whose index clusters, PDQ:
+        node/matcher/signal_indexes.py) and `near_keys` their 32 bytes in PDQ space
+        (n x 32): those near a held cluster of the log join it; then the budgets cut
+        the rest, latest first. Holds are written to the database before the caller
+        indexes anything."""
         now = self.clock() if now is None else now
         admit = np.ones(len(indices), dtype=bool)
         with self._lock:
             by_cluster: dict[int, list[int]] = {}
             for cluster in self._clusters:
-                if cluster.released or cluster.origin != origin or not len(pdq_rows):
+                if cluster.released or cluster.origin != origin or not len(near_rows):
                     continue
-                near = pdq_rows[(distances(pdq_fingerprints, cluster.centre) <= CLUSTER_RADIUS) & admit[pdq_rows]]
+                near = near_rows[(distances(near_keys, cluster.centre) <= CLUSTER_RADIUS) & admit[near_rows]]
                 if len(near):
                     admit[near] = False
                     by_cluster.setdefault(cluster.id, []).extend(indices[near].tolist())

@@ -57,7 +57,7 @@ class DatabaseTileStore:
 
     def _db(self):
         db = getattr(self._local, "db", None)
-        if db is None:
+        if db is None or db.broken:
             from node.store import connect
 
             db = self._local.db = connect(self.target)

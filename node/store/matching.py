@@ -45,7 +45,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -325,11 +325,13 @@ class IndexSnapshot:
             snapshot.thresholds()          -> [(origin, PDQ threshold)]
             snapshot.suppressions()        -> [(origin, index, leaf hash)]
             snapshot.origins()             -> the followed logs holding fingerprints, in order
-            snapshot.chunks(origin, signal, size)
-                -> per range of BUILD_CHUNK indices: (indices, matrix, others): the active
-                   fingerprints of `signal` (each `size` bytes) as an int64 array and a
-                   uint8 matrix, read in one aggregate query (about a million rows per
-                   second), and the other active ones as (index, signal, fingerprint)
+            snapshot.chunks(origin, bulk)
+                -> per range of BUILD_CHUNK indices: (arrays, others): for each signal
+                   of `bulk` ({signal name: fixed size}), arrays[signal] = (indices,
+                   matrix): its active fingerprints of that size as an int64 array and
+                   a uint8 matrix, read in one aggregate query (about a million rows
+                   per second); and the active ones of every other signal as
+                   (index, signal, fingerprint)
             snapshot.leaf_hash(origin, index)  -> the entry's leaf hash, or None
             snapshot.has_table(name)       -> whether the (perhaps not yet migrated) database has it
             snapshot.read_text(function, *args) -> function(connection, *args), text as str
@@ -374,34 +376,28 @@ class IndexSnapshot:
             yield origin
             found = self._conn.execute("SELECT MIN(origin) FROM fingerprints WHERE origin > ?", (origin,)).fetchone()[0]
 
-    def chunks(self, origin: str, signal: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray, list]]:
+    def chunks(self, origin: str, bulk: Mapping[str, int]) -> Iterator[tuple[dict[str, tuple], list]]:
         last = self._conn.execute("SELECT MAX(idx) FROM fingerprints WHERE origin = ?", (origin,)).fetchone()[0]
         active = "withdrawn = 0 AND suppressed = 0"
+        listed = ", ".join("?" * len(bulk))
         for start in range(0, -1 if last is None else last + 1, self.chunk):
             stop = start + self.chunk
-            if self._utf8:
-                indices_array, matrix = self._aggregate(origin, start, stop, signal, size, active)
-            else:  # a database in UTF-16 would mangle blobs turned into text: read row by row
-                rows = self._conn.execute(
-                    f"SELECT idx, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
-                    f"AND signal = ? AND length(fingerprint) = ? AND {active}",
-                    (origin, start, stop, signal, size)).fetchall()
-                indices_array = np.array([r[0] for r in rows], dtype=np.int64)
-                matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, size)
+            arrays = {signal: self._arrays(origin, start, stop, signal, size) for signal, size in bulk.items()}
             others = [(index, _text(other), bytes(fingerprint)) for index, other, fingerprint in self._conn.execute(
                 f"SELECT idx, signal, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
-                f"AND signal != ? AND {active}", (origin, start, stop, signal))]
-            yield indices_array, matrix, others
+                f"AND signal NOT IN ({listed}) AND {active}", (origin, start, stop, *bulk))]
+            yield arrays, others
 
-    #: The blobs, concatenated, and the indices, in one aggregate row.
-    _AGGREGATE = "group_concat(fingerprint, x''), group_concat(idx)"
-
-    @staticmethod
-    def _indices(aggregated) -> np.ndarray:
-        return np.fromstring(aggregated, dtype=np.int64, sep=",")  # text mode: C speed
-
-    def _aggregate(self, origin: str, start: int, stop: int, signal: str, size: int,
-                   active: str) -> tuple[np.ndarray, np.ndarray]:
+    def _arrays(self, origin: str, start: int, stop: int, signal: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, matrix) of the active `signal` fingerprints of `size` bytes in [start, stop)."""
+        active = "withdrawn = 0 AND suppressed = 0"
+        if not self._utf8:  # a database in UTF-16 would mangle blobs turned into text: read row by row
+            rows = self._conn.execute(
+                f"SELECT idx, fingerprint FROM fingerprints WHERE origin = ? AND idx >= ? AND idx < ? "
+                f"AND signal = ? AND length(fingerprint) = ? AND {active}",
+                (origin, start, stop, signal, size)).fetchall()
+            return (np.array([r[0] for r in rows], dtype=np.int64),
+                    np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, size))
         blobs, indices, count = self._conn.execute(
             f"SELECT {self._AGGREGATE}, count(*) FROM fingerprints "
             f"WHERE origin = ? AND idx >= ? AND idx < ? AND signal = ? AND length(fingerprint) = ? "
@@ -413,6 +409,13 @@ class IndexSnapshot:
         if len(indices_array) != count or len(matrix) != count:
             raise RuntimeError("the database returned a malformed aggregate; cannot build the index")
         return indices_array, matrix
+
+    #: The blobs, concatenated, and the indices, in one aggregate row.
+    _AGGREGATE = "group_concat(fingerprint, x''), group_concat(idx)"
+
+    @staticmethod
+    def _indices(aggregated) -> np.ndarray:
+        return np.fromstring(aggregated, dtype=np.int64, sep=",")  # text mode: C speed
 
     def has_table(self, name: str) -> bool:
         """Whether the database has this table (one not migrated yet may lack the newest)."""

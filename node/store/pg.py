@@ -116,6 +116,11 @@ class PgDatabase(Repositories):
         self.conn = _ConnectionView(self)
 
     @property
+    def broken(self) -> bool:
+        """The server went away (restart, network): this connection is useless, open another."""
+        return self.raw.broken or self.raw.closed
+
+    @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != TransactionStatus.IDLE
 

@@ -78,9 +78,13 @@ class DatabaseJournals:
 
         db = connect(self.target)
         with db.atomic():
+            row = db.execute("SELECT key FROM replay_journal WHERE id = 1").fetchone()
+            if row is None or bytes(row[0]) != key:
+                # A new key (a new journal, or after a server restart): the old digests mean nothing.
+                # The same key: another process sharing the database may be using them; keep them.
+                db.execute("DELETE FROM replay_nonces")
             db.execute("INSERT INTO replay_journal (id, key, server_started) VALUES (1, ?, ?) ON CONFLICT (id) "
                        "DO UPDATE SET key = excluded.key, server_started = excluded.server_started", (key, boot or ""))
-            db.execute("DELETE FROM replay_nonces")
             db.conn.executemany("INSERT INTO replay_nonces (digest, forget_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                 [(digest - _SIGN, forget_at) for forget_at, digest in entries])
         db.execute("SET synchronous_commit = off")  # see the module docstring

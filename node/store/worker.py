@@ -35,6 +35,8 @@ class DatabaseWorker:
 
     def database(self):
         """The worker's connection (opened on first use); only from the worker's thread."""
+        if self._db is not None and getattr(self._db, "broken", False):
+            self._db = None  # PostgreSQL went away: the call that found out failed, the next reconnects
         if self._db is None:
             self._db = open_db(self.db_path, check_same_thread=False)
         return self._db

@@ -43,6 +43,7 @@ from node.matcher.api import (
     RELEASE_HINT,
     MatchSettings,
     match_and_describe,
+    media_answer,
     merge_variants,
     parse_match_body,
     release_cluster,
@@ -160,20 +161,7 @@ async def post_match_media(request: web.Request) -> web.Response:
     answers = await _match(request, queries)
     if fingerprints and "variant" in fingerprints[0]:
         answers, fingerprints, queries = merge_variants(answers, fingerprints), fingerprints[:1], queries[:1]
-    results = []
-    for fp, query, (result, described) in zip(fingerprints, queries, answers):
-        item = result_json(result, described, query)
-        if query.signal != "vpdq":  # a video's frame list is long; its matches say enough
-            item["fingerprint"] = fp["fingerprint"]
-        else:
-            item["frames"] = len(fp["fingerprint"])
-        for key in ("quality", "low_quality"):
-            if key in fp:
-                item[key] = fp[key]
-        results.append(item)
-    kind = "video" if any(q.signal != "pdq" for q in queries) else "image"
-    return web.json_response({"kind": kind, "matched": any(r["total"] for r in results), "results": results},
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(media_answer(fingerprints, queries, answers), headers={"Cache-Control": "no-store"})
 
 
 @_guarded(match_token=True)
