@@ -32,9 +32,9 @@ person was promised and the helpline cannot keep):
   its entries are looked up in the log by leaf hash and, where published, withdrawn
   (reason "error"), so no fingerprint stays in the log without a case to withdraw it.
   Several processes on one PostgreSQL database (node/log/lease.py): only the one that
-  sequences repairs, and a pending case, or a withdrawal not finished, that it is not
-  handling itself is left alone for SHARED_GRACE seconds from when it first saw it:
-  another process may be creating or withdrawing it right now.
+  sequences repairs, and while other processes are up, a pending case, or a withdrawal
+  not finished, that it is not handling itself is left alone for SHARED_GRACE seconds
+  from when it first saw it: another process may be creating or withdrawing it now.
 
 Withdrawing: the request is recorded first (state `withdrawn`), then one withdrawal
 entry per 1,024 published entries of the case is appended, then each target's
@@ -77,6 +77,7 @@ from node.cases.resources import HelpDirectory
 from node.errors import BadRequest, Failed, ProofOfWorkRequired, TooManyRequests, Unavailable, WrongCredentials
 from node.log.sequencer import LogUnavailable
 from node.store.cases import CaseLookupTaken, CaseRow
+from node.store.pg_lease import other_processes
 from node.store.tiles import TileStore
 from node.store.worker import DatabaseWorker
 from node.witness.proofs import ProofUnavailable
@@ -568,14 +569,15 @@ class CaseService:
         published = sequencer.published.size
         settled = sequencer.stored_count <= published  # nothing stored waits for publication
         pending = await self.worker.cases.cases_in_state("pending")
-        if sequencer.shared:
+        others = sequencer.shared and await self.worker.call(other_processes) > 0
+        if others:
             pending = self._left_alone_long_enough("pending", pending)
         for case_id in pending:
             if case_id in self._in_flight:
                 continue
             await self.worker.call(self._resolve_pending, case_id, published, settled)
         unfinished = await self.worker.cases.cases_to_finish_withdrawing()  # abandoned just now too
-        if sequencer.shared:
+        if others:
             unfinished = self._left_alone_long_enough("withdrawing", unfinished)
         for case_id in unfinished:
             case = await self.worker.cases.get_case(case_id)

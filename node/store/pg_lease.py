@@ -29,6 +29,8 @@ from node.store.pg import raw_connection
 
 AREA = "sequencer_lease"
 BACKENDS = ("postgresql",)   # a SQLite node's lease is its data directory's flock
+#: The application_name of every lease session (so a process can count the others).
+APPLICATION_NAME = "ncii-node sequencer lease"
 #: pg_advisory_lock's key for "the sequencer of this database" ('ncii', 'seq\0').
 LOCK_KEY = 0x6E636969_73657100
 #: Seconds of silence after which the server drops the lease session (and its lock).
@@ -70,6 +72,14 @@ def current_holder(db) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, "")
 
 
+def other_processes(db) -> int:
+    """How many other processes of this node are up: their lease sessions (every
+    process keeps one from its start to its stop), on this database."""
+    return db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND application_name = ? AND pid <> pg_backend_pid()",
+                      (APPLICATION_NAME,)).fetchone()[0] - 1  # our own lease session is one of them
+
+
 def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -80,7 +90,7 @@ class LeaseSession:
 
     def __init__(self, target):
         self.conn = raw_connection(
-            target, application_name="ncii-node sequencer lease",
+            target, application_name=APPLICATION_NAME,
             # Our side: notice a dead server. The server's side (SET below): drop us,
             # and so release the lock, when we go silent (host down, partition).
             keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=KEEPALIVE_SECONDS - 1)
