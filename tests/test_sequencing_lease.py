@@ -29,7 +29,7 @@ def Conn(url):
 
 @pytest.fixture
 def reset(pg_url):
-    """A fresh database of the node's schema (the lease row at epoch 0), and a table
+    """A fresh database of the node's schema (no lease taken yet), and a table
     standing for what a sequencer publishes."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE published (size BIGINT PRIMARY KEY)")

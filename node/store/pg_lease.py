@@ -1,7 +1,7 @@
 """PostgreSQL's side of the sequencing lease (node/log/lease.py says why it is safe).
 
-- `sequencer_lease(id = 1, epoch, holder, since)`: one row (a migration of this area
-  makes it, epoch 0). `epoch` is the fencing
+- `sequencer_lease(id = 1, epoch, holder, since)`: one row, made by the first process
+  that takes the lease (epoch 1); an empty table is a node that never sequenced here. `epoch` is the fencing
   token: it grows by one each time a process becomes the sequencer, and never goes
   back. `holder` names the process (host and pid: no personal data) for operators.
 - The advisory lock LOCK_KEY, held by the sequencer's dedicated session connection
@@ -13,7 +13,7 @@ Contract:
 - `LeaseSession.try_lock()` takes the lock without waiting; true at most in one
   session of the cluster at a time.
 - `LeaseSession.take_epoch()` (only while the lock is held) increments the epoch in
-  its own transaction, under the row's lock, and returns the new value.
+  its own transaction, under the row's lock (the first one inserts it), and returns it.
 - `check_epoch(conn, epoch)` runs INSIDE the caller's transaction: it takes the row
   in SHARE mode (so no take_epoch can commit until that transaction ends) and raises
   Fenced unless the epoch is still `epoch`.
@@ -47,7 +47,6 @@ def _v1(db) -> None:
         holder TEXT NOT NULL,
         since REAL NOT NULL
     )""")
-    db.execute("INSERT INTO sequencer_lease (id, epoch, holder, since) VALUES (1, 0, '', 0)")
 
 
 MIGRATIONS = [_v1]
@@ -105,8 +104,9 @@ class LeaseSession:
     def take_epoch(self) -> int:
         with self.conn.transaction():
             return self.conn.execute(
-                "UPDATE sequencer_lease SET epoch = epoch + 1, holder = %s, since = %s WHERE id = 1 "
-                "RETURNING epoch", (holder_name(), time.time())).fetchone()[0]
+                "INSERT INTO sequencer_lease (id, epoch, holder, since) VALUES (1, 1, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET epoch = sequencer_lease.epoch + 1, holder = excluded.holder, "
+                "since = excluded.since RETURNING epoch", (holder_name(), time.time())).fetchone()[0]
 
     def still_held(self) -> bool:
         """Whether this session still holds the lock (a round trip: raises if the
