@@ -270,8 +270,10 @@ class DataDir:
         return self.read_token(path)
 
     # -- the writer lock -------------------------------------------------------------------
-    def acquire_lock(self) -> None:
-        """Take the exclusive lock that makes this process the only writer of the log.
+    def acquire_lock(self, *, shared: bool = False) -> None:
+        """Take the exclusive lock that makes this process the only writer of the log;
+        `shared`: a lock that only says a node serves DIR (a PostgreSQL node, whose
+        several processes share the directory; node/log/lease.py decides who writes).
 
         flock(2) locks are released by the kernel when the process dies, even by
         SIGKILL, so a crash never leaves a stale lock behind."""
@@ -279,15 +281,16 @@ class DataDir:
             return
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise DataDirError(f"another ncii-node process is already serving {self.root} "
                                    "(only one process may write a log)") from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
     def release_lock(self) -> None:
@@ -296,12 +299,12 @@ class DataDir:
             self._lock_fd = None
 
     def is_locked_by_other(self) -> bool:
-        """True when some process holds the writer lock (a node is serving DIR)."""
+        """True when some process holds the lock, exclusive or shared (a node is serving DIR)."""
         if not self.lock_path.exists():
             return False
         fd = os.open(self.lock_path, os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return True
         finally:

@@ -9,7 +9,10 @@
 nodes this way; the web layer (node/web/app.py) receives the node and only translates
 HTTP. Start order (each part may rely on the parts started before it):
 
-   1. lock        the data directory's writer lock: one process writes this log
+   1. lease       which process sequences the log (node/log/lease.py): on SQLite the
+                  data directory's flock (one process serves DIR, and sequences); on
+                  PostgreSQL the advisory lock and its fencing epoch, which passes to
+                  another `serve` process of the same database when this one dies
    2. database    opened and migrated; `db` is a connection for short reads on the
                   event loop (a reader lookup, a feedback's leaf hash)
    3. keys        the log's and the request key's verifier keys; the admin, match
@@ -18,7 +21,8 @@ HTTP. Start order (each part may rely on the parts started before it):
                   channel), the replay cache of signed reads and its journal
                   (node/replaycache.py)
    4. sequencer   crash recovery (stored entries republished), then the pending pool
-                  (node/log/sequencer.py); `feedback` publishes verdicts through it
+                  (node/log/sequencer.py), once this process holds the lease (at once
+                  on SQLite); `feedback` publishes verdicts through it
    5. acknowledger  our checkpoints served with our publication cosignature; each
                   applied tree of a followed log acknowledged in our log (node/acks/)
    6. cases       helpline: the case service; repairs cases a crash interrupted
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 
@@ -67,6 +72,7 @@ from node.follow.gossip import GossipService
 from node.follow.listener import Listeners
 from node.follow.push import advertisement as push_advertisement
 from node.follow.scheduler import FollowService
+from node.log.lease import lease_for
 from node.log.sequencer import Sequencer
 from node.matcher.holds import Budget
 from node.matcher.service import Matcher
@@ -78,11 +84,21 @@ from node.store.replay import DatabaseJournals
 from node.store.worker import DatabaseWorker
 from node.witness.service import WitnessService
 from node.witness.submit import WitnessSubmitter
+from protocol.note import add_signatures
 
 log = logging.getLogger(__name__)
 
 #: Seconds between looks at which held fingerprints a log's budgets now allow (platform).
 REVIEW_INTERVAL = 60.0
+#: Seconds the health check gives the database to answer before it says unavailable.
+HEALTH_TIMEOUT = 2.0
+#: Seconds the health check's look at the database is reused for.
+HEALTH_REUSE = 1.0
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 class Node:
@@ -113,6 +129,7 @@ class Node:
                                              match.max_per_day_per_log),
                                cluster_size=match.cluster_size,
                                cluster_keep=match.cluster_keep) if self.role == "platform" else None
+        self.lease = lease_for(datadir)
         self.db = None
         self.log_vkey = self.request_vkey = ""
         self.admin_token = self.match_token = self.metrics_token = ""
@@ -127,6 +144,9 @@ class Node:
         self.figures: Figures | None = None
         self.witness: WitnessService | None = None
         self.submitter: WitnessSubmitter | None = None
+        self._health_db: DatabaseWorker | None = None
+        self._replica = None  # PostgreSQL: keeps this process's matcher up to date
+        self._health_look: tuple[float, asyncio.Future] | None = None  # (when, the look)
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
@@ -152,15 +172,17 @@ class Node:
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         datadir, config = self.datadir, self.config
 
-        # 1. lock
-        datadir.acquire_lock()
-        stack.callback(datadir.release_lock)
+        # 1. lease
+        await self.lease.start()
+        stack.push_async_callback(self.lease.stop)
 
         # 2. database
         self.db = open_db(datadir.db_path)
         log.info("database: %s", f"PostgreSQL {datadir.db_path} (tiles and replay journal in it too)"
                  if datadir.uses_postgres else f"SQLite {datadir.db_path}")
         stack.callback(self.db.close)
+        self._health_db = DatabaseWorker(datadir.db_path, name="health")  # its own: never queued behind work
+        stack.push_async_callback(self._health_db.close)
 
         # 3. keys
         self.log_vkey = datadir.load_log_signer().verifier_key()
@@ -178,40 +200,33 @@ class Node:
             stack.callback(self.replay_cache.close)
 
         # 4. sequencer
-        self.sequencer = Sequencer(datadir)
+        self.sequencer = Sequencer(datadir, lease=self.lease)
         await self.sequencer.start()
         stack.push_async_callback(self.sequencer.stop)
         self.feedback = FeedbackPublisher(self.db, self.sequencer, self.origin)
 
-        # 5. acknowledger
-        self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
-        await self.acknowledger.start()
-        stack.push_async_callback(self.acknowledger.stop)
+        # 5. acknowledger, 7. follower, 8. gossip: one process of the node runs them (the
+        # sequencer: SQLite's only process), in this order; on PostgreSQL they start when
+        # this process takes the lease and stop when it loses it (_lead).
+        if self.sequencer.shared:
+            self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
+            self.acknowledger.signer = datadir.load_ack_signer(create=True)  # node.json's key, in every process
+            self.sequencer.as_served = self._as_served
+        else:
+            await self._start_leading(stack, request_signer, cases_first=True)
 
-        # 6. cases
-        if self.role == "helpline":
+        # 6. cases (if not started between 5 and 7 above)
+        if self.role == "helpline" and self.cases is None:
             self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey, self.clients)
             await self.cases.start()
             stack.push_async_callback(self.cases.stop)
 
-        # 7. follower
-        listeners = [self.acknowledger] + ([self.matcher] if self.matcher is not None else [])
-        self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
-                                      own_origin=self.origin, evidence_dir=self.evidence_dir)
-        await self.follower.start()
-        stack.push_async_callback(self.follower.stop)
-
-        # 8. gossip
-        self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
-        await self.gossip.start()
-        stack.push_async_callback(self.gossip.stop)
-        self.federation = FederationService(datadir.db_path, Own(self.role, self.origin), self.reload_followed)
-        await self.federation.start()
-        stack.push_async_callback(self.federation.stop)
-
         # 9. matcher
         if self.matcher is not None:
             self.suppressor = Suppressor(self.db, self.matcher, self.feedback)
+            if self.sequencer.shared:
+                from node.matcher.replica import MatchReplica
+                self._replica = MatchReplica(self.matcher, datadir.db_path)
             build = asyncio.create_task(self._build_index(), name="matcher-build")
             stack.push_async_callback(self._stop_matcher, build)
 
@@ -227,31 +242,109 @@ class Node:
         await self.witness.start()
         self.submitter = WitnessSubmitter(self.sequencer, datadir.db_path,
                                           interval=config.witness.add_checkpoint_interval)
-        await self.submitter.start()
-        stack.push_async_callback(self.submitter.stop)
+        if not self.sequencer.shared:
+            await self.submitter.start()
+            stack.push_async_callback(self.submitter.stop)
+        else:
+            leading = asyncio.create_task(self._lead(request_signer), name="leading")
+            stack.push_async_callback(_cancel, leading)
+
+    async def _start_leading(self, stack: contextlib.AsyncExitStack, request_signer, *,
+                             cases_first: bool = False) -> None:
+        """The parts one process of the node runs: 5. acknowledger, (6. cases, SQLite's
+        order), 7. follower, 8. gossip; and, on PostgreSQL, the witness submitter."""
+        datadir, config = self.datadir, self.config
+        self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
+        await self.acknowledger.start()
+        stack.push_async_callback(self.acknowledger.stop)
+        if cases_first and self.role == "helpline":
+            self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey, self.clients)
+            await self.cases.start()
+            stack.push_async_callback(self.cases.stop)
+        listeners = [self.acknowledger] + ([self.matcher] if self.matcher is not None else [])
+        if self.matcher is not None and self.sequencer.shared:  # the other processes' matchers
+            from node.matcher.replica import MatchAnnouncer
+            announcer = MatchAnnouncer(datadir.db_path)
+            stack.callback(announcer.close)
+            listeners.append(announcer)
+        self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
+                                      own_origin=self.origin, evidence_dir=self.evidence_dir)
+        await self.follower.start()
+        stack.push_async_callback(self.follower.stop)
+        self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
+        await self.gossip.start()
+        stack.push_async_callback(self.gossip.stop)
+        self.federation = FederationService(datadir.db_path, Own(self.role, self.origin), self.reload_followed)
+        await self.federation.start()
+        stack.push_async_callback(self.federation.stop)
+
+    async def _lead(self, request_signer) -> None:
+        """PostgreSQL: while this process holds the lease, run what one process of the
+        node runs (the follower writes the follow state, the acknowledger appends what
+        it acknowledges, the submitter asks our witnesses: two of each would repeat
+        every one); stop them when the lease is lost, and wait for it again."""
+        while True:
+            await self.lease.acquired()
+            lost = asyncio.Event()
+            on_lost = lost.set
+            self.lease.on_lost.append(on_lost)
+            if not self.lease.held:  # lost again before we listened
+                self.lease.on_lost.remove(on_lost)
+                continue
+            async with contextlib.AsyncExitStack() as stack:
+                stack.callback(self.lease.on_lost.remove, on_lost)
+                try:
+                    await self._start_leading(stack, request_signer)
+                    self.submitter = WitnessSubmitter(self.sequencer, self.datadir.db_path,
+                                                      interval=self.config.witness.add_checkpoint_interval)
+                    await self.submitter.start()
+                    stack.push_async_callback(self.submitter.stop)
+                    log.info("this process follows, gossips and acknowledges for the node (it sequences)")
+                    await lost.wait()
+                except Exception:  # noqa: BLE001 -- logged; tried again with the next lease
+                    log.exception("starting the sequencing process's parts failed")
+                    await lost.wait()
+            self.follower = self.gossip = self.federation = None
 
     async def reload_followed(self) -> list[str]:
         """The follower and the gossip re-read their lists now (`ncii-node follow add`
         asks the running node to); returns the followed origins. Raises Unavailable
         while the node starts or stops."""
+        if self._stack is not None and self.sequencer.shared and not self.lease.held:
+            # Another process follows: it re-reads the list within its reload interval.
+            return [followed.origin for followed in await asyncio.to_thread(self._followed_now)]
         if self._stack is None or self.follower is None or self.gossip is None:
             raise Unavailable("the node is starting or stopping; try again")
         following = await self.follower.reload()
         await self.gossip.reload()
         return following
 
+    def _followed_now(self):
+        db = open_db(self.datadir.db_path)
+        try:
+            return db.follow.list_logs()
+        finally:
+            db.close()
+
     async def _build_index(self) -> None:
         try:
+            if self.sequencer.shared:  # PostgreSQL: a replica, kept up to date (node/matcher/replica.py)
+                sizes = await self._replica.sizes()
             await asyncio.to_thread(self.matcher.load, self.datadir.db_path)
+            if self.sequencer.shared:
+                await self._replica.start(sizes)
         except Exception:
             if not self.matcher.load_cancelled:
                 log.exception("matcher: building the index failed; matching is unavailable")
             return
-        published = await self.suppressor.publish_pending()
-        if published:
-            log.info("matcher: published %d pending disputed-false-match feedback entries", published)
+        if self._leads():
+            published = await self.suppressor.publish_pending()
+            if published:
+                log.info("matcher: published %d pending disputed-false-match feedback entries", published)
         while True:  # the hourly and daily budgets let held fingerprints in as time passes
             await asyncio.sleep(REVIEW_INTERVAL)
+            if not self._leads():
+                continue
             try:
                 await asyncio.to_thread(self.matcher.review_holds)
             except Exception:  # noqa: BLE001 -- logged; tried again in a minute
@@ -261,7 +354,29 @@ class Node:
         self.matcher.cancel_load()
         build.cancel()
         await asyncio.gather(build, return_exceptions=True)
+        if self._replica is not None:
+            await self._replica.stop()
         self.matcher.close()
+
+    def _as_served(self, db, published):
+        """(PostgreSQL, a process that does not sequence; the sequencer's worker thread)
+        The checkpoint with what the sequencing process adds to it: our publication
+        cosignature (the same line: deterministic, same key) and every cosignature our
+        witnesses returned for this size (stored by the witness submitter)."""
+        note = published.note
+        if self.acknowledger.enabled and published.size:
+            stored = db.log.checkpoint_at(published.size)
+            if stored is not None:
+                note = self.acknowledger.cosigned(note, published.note, stored.published_at)
+        lines = [w.last_line for w in db.witness.list_log_witnesses()
+                 if w.last_size == published.size and w.last_line]
+        if lines:
+            note = add_signatures(note, lines)
+        return dataclasses.replace(published, note=note)
+
+    def _leads(self) -> bool:
+        """Whether this process runs what one process of the node runs (SQLite: always)."""
+        return not self.sequencer.shared or self.lease.held
 
     # ------------------------------------------------------------------ what the node says of itself
 
@@ -282,6 +397,36 @@ class Node:
         }
         document.update(await self.witness.node_json())
         return document
+
+    async def health(self) -> tuple[bool, dict]:
+        """GET /healthz: whether this process can serve now -- started, its database
+        answering within HEALTH_TIMEOUT, a published checkpoint to serve, and on a
+        platform its match index built -- and whether it sequences. A load balancer
+        routes only to a process that says ok (deploy/nginx/ncii-node-multi.conf)."""
+        checks = {"started": self._stack is not None and self._health_db is not None}
+        if checks["started"]:
+            checks["database"] = await self._database_answers()
+            checks["log"] = self.sequencer is not None and self.sequencer.published is not None
+            if self.matcher is not None:
+                checks["match_index"] = self.matcher.ready
+        ok = all(checks.values())
+        return ok, {"status": "ok" if ok else "unavailable", "checks": checks, **self.lease.describe()}
+
+    async def _database_answers(self) -> bool:
+        """One look at the database at a time, its answer reused for HEALTH_REUSE seconds:
+        a flood of GET /healthz (it is public) costs the database one query a second
+        and cannot make the process look unhealthy by queueing looks behind each other."""
+        loop = asyncio.get_running_loop()
+        if self._health_look is None or loop.time() - self._health_look[0] > HEALTH_REUSE:
+            self._health_look = (loop.time(), asyncio.ensure_future(self._look_at_database()))
+        return await asyncio.shield(self._health_look[1])
+
+    async def _look_at_database(self) -> bool:
+        try:
+            await asyncio.wait_for(self._health_db.log.latest_checkpoint(), HEALTH_TIMEOUT)
+            return True
+        except Exception:  # noqa: BLE001 -- any failure or a timeout: not reachable
+            return False
 
     def live_figures(self) -> dict:
         """What only the running process knows, for the console and /metrics."""

@@ -65,14 +65,14 @@ def post_json(url: str, body: dict) -> tuple[int, dict]:
         conn.close()
 
 
-def wait_for(what, probe, timeout=60.0):
+def wait_for(what, probe, timeout=60.0, step=0.2):
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+        time.sleep(step)
 
 
 class Node:

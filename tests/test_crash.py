@@ -186,11 +186,27 @@ calls = {"n": 0}
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 orig_insert = LogRepository.insert_entries
+stored = {"now": False}
 def insert_entries(self, first, entries, hashes):
     orig_insert(self, first, entries, hashes)
     if STEP == "after-store" and entries:
-        die()
+        if getattr(self.db, "dialect", "sqlite") == "postgresql":
+            stored["now"] = True  # the sequencer's fenced transaction (PostgreSQL): when it commits
+        else:
+            die()
 LogRepository.insert_entries = insert_entries
+import contextlib
+from node.log.lease import PostgresLease
+orig_fenced = PostgresLease.fenced
+def fenced(self, db):
+    @contextlib.contextmanager
+    def transaction():
+        with orig_fenced(self, db) as inside:
+            yield inside
+        if stored["now"]:
+            die()
+    return transaction()
+PostgresLease.fenced = fenced
 from node.store.dbtiles import DatabaseTileStore
 def halfway(orig_commit):
     def commit(self, staged):

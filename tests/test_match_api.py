@@ -484,11 +484,8 @@ async def test_cli_match_and_suppress(world, capsys):
     assert all(m["distance"] <= 5 for m in (await platform.match("pdq", query.hex()))["matches"])
 
 
-async def test_matching_waits_for_the_index(tmp_path, start_node):
-    """While the index is built, the API says so (503 + Retry-After), never 'no match'."""
-    platform = Platform(tmp_path, start_node)
-    gate = asyncio.Event()
-
+def index_build_waiting_for(gate: asyncio.Event):
+    """A `prepare` for start_node: the node's index build waits until `gate` is set."""
     def slow_down(running):
         matcher = running.node.matcher
         original = matcher.load
@@ -499,8 +496,14 @@ async def test_matching_waits_for_the_index(tmp_path, start_node):
             original(path)
 
         matcher.load = slow_load
+    return slow_down
 
-    node = await start_node(DataDir(platform.root), host=None, prepare=slow_down)
+
+async def test_matching_waits_for_the_index(tmp_path, start_node):
+    """While the index is built, the API says so (503 + Retry-After), never 'no match'."""
+    platform = Platform(tmp_path, start_node)
+    gate = asyncio.Event()
+    node = await start_node(DataDir(platform.root), host=None, prepare=index_build_waiting_for(gate))
     platform.node, platform.session = node, aiohttp.ClientSession()
     try:
         async with platform.session.post(node.admin_url + "/v1/match", headers=platform.headers,

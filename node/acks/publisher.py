@@ -156,11 +156,16 @@ class Acknowledger(FollowListener):
         stored = self.db.log.checkpoint_at(published.size)
         if stored is None:
             return
-        text = parse_note(published.note).text
-        line = self.signer.cosign(text, int(stored.published_at))
         current = self.sequencer.published
         if current is not None and (current.size, current.root_hash) == (published.size, published.root_hash):
-            self.sequencer.published = dataclasses.replace(current, note=add_signatures(current.note, [line]))
+            self.sequencer.published = dataclasses.replace(
+                current, note=self.cosigned(current.note, published.note, stored.published_at))
+
+    def cosigned(self, note: bytes, checkpoint_note: bytes, published_at: float) -> bytes:
+        """`note` with our publication cosignature of the checkpoint (deterministic: any
+        process of the node holding the key makes the same line)."""
+        line = self.signer.cosign(parse_note(checkpoint_note).text, int(published_at))
+        return add_signatures(note, [line])
 
     # ------------------------------------------------------------------ what was applied
     def on_applied(self, origin: str, size: int, root_hash: bytes, note: bytes, applied, at: float) -> None:

@@ -31,6 +31,10 @@ person was promised and the helpline cannot keep):
   node kept running), a pending case not being created right now is `abandoned`:
   its entries are looked up in the log by leaf hash and, where published, withdrawn
   (reason "error"), so no fingerprint stays in the log without a case to withdraw it.
+  Several processes on one PostgreSQL database (node/log/lease.py): only the one that
+  sequences repairs, and while other processes are up, a pending case, or a withdrawal
+  not finished, that it is not handling itself is left alone for SHARED_GRACE seconds
+  from when it first saw it: another process may be creating or withdrawing it now.
 
 Withdrawing: the request is recorded first (state `withdrawn`), then one withdrawal
 entry per 1,024 published entries of the case is appended, then each target's
@@ -73,6 +77,7 @@ from node.cases.resources import HelpDirectory
 from node.errors import BadRequest, Failed, ProofOfWorkRequired, TooManyRequests, Unavailable, WrongCredentials
 from node.log.sequencer import LogUnavailable
 from node.store.cases import CaseLookupTaken, CaseRow
+from node.store.pg_lease import other_processes
 from node.store.tiles import TileStore
 from node.store.worker import DatabaseWorker
 from node.witness.proofs import ProofUnavailable
@@ -82,6 +87,9 @@ from protocol.merkle import leaf_hash
 log = logging.getLogger(__name__)
 
 REPAIR_INTERVAL = 30.0
+#: Several processes: seconds a pending case or an unfinished withdrawal that another
+#: process may be handling is left alone (beyond any append's wait for publication).
+SHARED_GRACE = 180.0
 PIN_WORKERS = 2
 MAX_WAITING_PER_ADDRESS = 16  # status/withdraw requests queued per client address
 DAY = 86400
@@ -216,6 +224,7 @@ class CaseService:
         self._ack_signer = None          # DIR/keys/ack.key: the publication cosignature in receipts
         self._tiles = TileStore.of(datadir)
         self._in_flight: set[int] = set()
+        self._first_seen: dict[tuple[str, int], float] = {}  # several processes: SHARED_GRACE
         self._case_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._repair_task: asyncio.Task | None = None
         self.clock: Callable[[], float] = time.time  # tests move time forward through this
@@ -555,13 +564,22 @@ class CaseService:
     async def repair(self) -> None:
         """Abandon interrupted creations and finish interrupted withdrawals."""
         sequencer = self.sequencer
+        if sequencer.shared and not sequencer.lease.held:
+            return  # the process that sequences repairs
         published = sequencer.published.size
         settled = sequencer.stored_count <= published  # nothing stored waits for publication
-        for case_id in await self.worker.cases.cases_in_state("pending"):
+        pending = await self.worker.cases.cases_in_state("pending")
+        others = sequencer.shared and await self.worker.call(other_processes) > 0
+        if others:
+            pending = self._left_alone_long_enough("pending", pending)
+        for case_id in pending:
             if case_id in self._in_flight:
                 continue
             await self.worker.call(self._resolve_pending, case_id, published, settled)
-        for case_id in await self.worker.cases.cases_to_finish_withdrawing():
+        unfinished = await self.worker.cases.cases_to_finish_withdrawing()  # abandoned just now too
+        if others:
+            unfinished = self._left_alone_long_enough("withdrawing", unfinished)
+        for case_id in unfinished:
             case = await self.worker.cases.get_case(case_id)
             reason = (case.withdrawn_reason or "withdrawn-by-person") if case.state == "withdrawn" else "error"
             try:
@@ -569,6 +587,14 @@ class CaseService:
             except LogUnavailable:
                 log.warning("cases: cannot publish pending withdrawals yet (log unavailable); will retry")
                 return
+
+    def _left_alone_long_enough(self, kind: str, case_ids: list[int]) -> list[int]:
+        now = time.monotonic()
+        current = {(kind, case_id) for case_id in case_ids}
+        for key in [k for k in self._first_seen if k[0] == kind and k not in current]:
+            del self._first_seen[key]
+        return [case_id for case_id in case_ids
+                if now - self._first_seen.setdefault((kind, case_id), now) >= SHARED_GRACE]
 
     def _resolve_pending(self, db, case_id: int, published_size: int, settled: bool) -> None:
         """(worker thread) Find a pending case's entries in the published log by leaf

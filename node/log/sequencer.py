@@ -40,13 +40,33 @@ Why a crash at any instant is harmless (spec/parts/publishing.md says the same):
     could later change, and no client is acknowledged an entry that a crash could lose.
   * Indices are never reused: the next batch starts at the number of stored entries,
     which only grows; a failed step (1) stores nothing (the transaction rolls back).
-  * One writer: the data directory's flock (DataDir.acquire_lock) is held for the life
-    of the process, so two processes can never sequence the same log.
+  * One writer: only the holder of the sequencing lease (node/log/lease.py) sequences.
+    On SQLite that is the data directory's flock, held for the life of the process, so
+    two processes can never sequence the same log. On PostgreSQL the lease passes from
+    process to process; every publishing transaction -- (1), and recording the
+    checkpoint in (3) -- runs inside `lease.fenced(db)`, which rolls it back unless
+    this process's epoch is still the current one, so a former holder (paused, cut off)
+    can store or publish nothing once another has taken over. A process that takes the
+    lease starts exactly as after a restart (_open: stored entries re-published first),
+    and one that loses it fails its waiting appends (none was acknowledged) and waits.
 
 A failure in (2) or (3) (full disk, unwritable directory) publishes nothing: the
 checkpoint stays where it was, the waiting appends get an error saying their entries
 are stored and will be published, and publishing the stored entries is retried every
 second (or every interval, if longer) before new appends are taken again.
+
+Several processes (a PostgreSQL node; node/log/lease.py). Every process accepts
+appends; only the lease holder sequences. The holder's own appends wait in its pool as
+above. Another process stores its appends in `pending_entries` (node/store/pending.py:
+durable before anything is acknowledged), tells the holder (NOTIFY), and waits until
+they have indices and a recorded checkpoint covers them; the holder takes waiting rows
+into its next batch, after its own, and gives them their indices in the same fenced
+transaction that stores them (step 1), so an entry is sequenced exactly once. A process
+that is not the holder serves the latest recorded checkpoint, read from the database
+when the holder announces one (NOTIFY) and every REFRESH_INTERVAL seconds (catch-up);
+if it takes over, it starts as after a restart. Appends still in a holder's pool when
+it loses the lease move to `pending_entries` (nothing was stored of them yet), so
+their callers still get their indices from the next holder.
 
 Whoever serves the checkpoint learns of every change of the published note (a new
 checkpoint, or witness cosignatures added to it by node/witness/submit.py) through
@@ -64,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
 import time
@@ -71,7 +92,9 @@ from dataclasses import dataclass
 
 from node.datadir import DataDir
 from node.errors import Unavailable
+from node.log.lease import HeldLease
 from node.logsummary import PeriodicSummary
+from node.store import is_postgres
 from node.store.tiles import TileConflict, TileStore, TileWriteError
 from node.store.worker import DatabaseWorker
 from protocol.checkpoint import Checkpoint, sign_checkpoint
@@ -84,6 +107,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to publish stored entries while publication fails.
 STALLED_RETRY = 1.0
+#: Several processes: seconds between looks at the database without a notification (the
+#: holder for entries waiting in pending_entries, the others for the latest checkpoint).
+REFRESH_INTERVAL = 0.5
+#: Several processes: seconds an append accepted by a process that does not sequence
+#: waits for its checkpoint before the caller is told it is stored and will be published.
+SHARED_APPEND_TIMEOUT = 60.0
 
 
 class LogUnavailable(Unavailable):
@@ -132,9 +161,25 @@ def _call_each(callbacks: list, hook: str, *args) -> None:
 
 class Sequencer:
     def __init__(self, datadir: DataDir, *, interval: float | None = None,
-                 max_batch: int | None = None):
+                 max_batch: int | None = None, lease=None):
         config = datadir.config
         self.datadir = datadir
+        # Whether this process sequences, and the fence of its publishing transactions
+        # (node/log/lease.py). HeldLease: the only possible writer (the Node passes the
+        # data directory's lease on SQLite, PostgreSQL's otherwise).
+        self.lease = lease if lease is not None else HeldLease()
+        self.lease.on_lost.append(self._lease_lost)
+        # Several processes share this log (PostgreSQL): appends from the others wait in
+        # the database, the checkpoint is announced to them (module docstring).
+        self.shared = is_postgres(datadir.db_path)
+        self._listener = None
+        self._refresher: asyncio.Task | None = None
+        self._announced = asyncio.Event()  # a checkpoint was announced (several processes)
+        self._db_pending = False           # entries may wait in pending_entries
+        self._next_cleanup = 0.0           # (worker) when abandoned pending rows go next
+        # Several processes: (worker thread) db, Published -> the note as the sequencing
+        # process serves it, with the signatures it adds (the node sets it: node/runtime.py).
+        self.as_served = None
         self.origin = config.node.origin
         self.interval = config.log.sequencing_interval if interval is None else interval
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
@@ -148,6 +193,7 @@ class Sequencer:
         self._wake = asyncio.Event()      # an append arrived, or stop() was called
         self._stop_requested = asyncio.Event()
         self._stopping = False
+        self._stopped = False
         # Worker-thread state (touched only inside the database worker):
         self._db = None
         self._signer = None
@@ -170,19 +216,148 @@ class Sequencer:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        if self.shared:
+            await self._start_sharing()
+        if self.lease.held:
+            await self._worker.run(self._open)
+            self._task = asyncio.create_task(self._run(), name="sequencer")
+        else:  # another process sequences: take over when it goes
+            self._task = asyncio.create_task(self._when_held(), name="sequencer")
+
+    async def _when_held(self) -> None:
+        """Wait for the lease, then start as after a restart (stored entries re-published)."""
+        epoch = await self.lease.acquired()
+        if self._stopping:
+            return
+        started = time.monotonic()
         await self._worker.run(self._open)
-        self._task = asyncio.create_task(self._run(), name="sequencer")
+        log.info("sequencer: took over the log at size %d (epoch %d) in %.2f s", self._published_size(),
+                 epoch, time.monotonic() - started)
+        _call_each(self.on_change, "on_change", self._published)
+        self._db_pending = True
+        await self._run()
+
+    def _lease_lost(self) -> None:
+        """Another process sequences now (or will): fail what waits here, wait again."""
+        if self._stopping or self._task is None:
+            return
+        self._task.cancel()
+        for b in self._pool:  # nothing of these was stored: the next holder sequences them
+            if not b.future.done():
+                asyncio.create_task(self._hand_over(b))
+        self._pool.clear()
+        self._pool_size = 0
+        self.stalled = None
+        self._task = asyncio.create_task(self._when_held(), name="sequencer")
+
+    async def _hand_over(self, batch: _Batch) -> None:
+        try:
+            result = await self._append_shared(batch.entries)
+        except BaseException as exc:  # noqa: BLE001 -- the caller gets it
+            if not batch.future.done():
+                batch.future.set_exception(exc if isinstance(exc, Exception) else LogUnavailable("stopping"))
+            return
+        if not batch.future.done():
+            batch.future.set_result(result)
+
+    # ---------------------------------------------------------------- several processes
+    async def _start_sharing(self) -> None:
+        from node.store.pg_changes import CHECKPOINT, PENDING, ChangeListener
+        loop = asyncio.get_running_loop()
+
+        def heard(channel: str, payload: str) -> None:  # the listener's thread
+            loop.call_soon_threadsafe(self._heard, channel == PENDING)
+
+        self._listener = ChangeListener(self.datadir.db_path, [CHECKPOINT, PENDING], heard)
+        await self._refresh()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="sequencer-refresh")
+
+    def _heard(self, pending: bool) -> None:
+        if pending:
+            self._db_pending = True
+            self._wake.set()
+        else:
+            self._announced.set()
+
+    async def _refresh_loop(self) -> None:
+        """Not the holder: serve the latest recorded checkpoint (announced, or looked up
+        every REFRESH_INTERVAL). The holder: look for entries waiting in the database."""
+        # Not `while True`: Python 3.11's wait_for may swallow a cancellation that comes
+        # as its wait ends, so stop() also says so here.
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL)
+            except asyncio.TimeoutError:
+                if self.lease.held:
+                    self._db_pending = True
+                    self._wake.set()
+            self._announced.clear()
+            if not self.lease.held:
+                try:
+                    await self._refresh()
+                except Exception as exc:  # noqa: BLE001 -- the next look tries again
+                    log.warning("sequencer: reading the latest checkpoint failed (%s)", exc)
+
+    async def _refresh(self) -> None:
+        def read(db):
+            latest = db.log.latest_checkpoint()
+            if latest is None:
+                return None
+            published = Published(latest.size, latest.root_hash, latest.note)
+            return self.as_served(db, published) if self.as_served is not None else published
+
+        published = await self._worker.call(read)
+        if published is not None and not self.lease.held and published.size >= self._published_size():
+            self.published = published
+
+    async def _append_shared(self, entries: list[bytes]) -> list[Appended]:
+        """Not the holder: store the entries as pending (durable), tell the holder, and
+        wait until a recorded checkpoint includes them."""
+        from node.store import pending
+        from node.store.pg_changes import PENDING, notify
+        ids = await self._worker.call(pending.add, entries)
+        await self._worker.call(notify, PENDING)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHARED_APPEND_TIMEOUT
+        while True:
+            found = await self._worker.call(pending.indices, ids)
+            indices = [found.get(i) for i in ids]
+            if all(i is not None for i in indices):
+                latest = await self._worker.log.latest_checkpoint()
+                if latest is not None and latest.size > max(indices):
+                    break
+            if loop.time() > deadline or self._stopping:
+                raise LogUnavailable(f"the entries are stored and will be published when a process sequences "
+                                     f"the log again; do not send them again (waited {SHARED_APPEND_TIMEOUT:.0f} s)")
+            try:
+                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL / 5)
+            except asyncio.TimeoutError:
+                pass
+        await self._worker.call(pending.forget, ids)
+        return [Appended(index, leaf_hash(data), latest.size) for index, data in zip(indices, entries)]
 
     async def stop(self) -> None:
-        """Publish what is pending, then stop."""
+        """Publish what is pending, then stop (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping = True
         self._wake.set()
         self._stop_requested.set()
         if self._task is not None:
+            if not self.lease.held:
+                self._task.cancel()
             try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
             except Exception:  # already logged where it happened
                 log.error("sequencer: stopped after an internal error")
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.close)
         await self._worker.close()
         self._stager.shutdown(wait=True)
         self.tiles.close()
@@ -213,6 +388,10 @@ class Sequencer:
             return []
         if self._stopping:
             raise LogUnavailable("the node is shutting down; nothing was appended")
+        if not self.lease.held:
+            if not self.shared:
+                raise LogUnavailable("this process does not sequence the log right now; nothing was appended")
+            return await self._append_shared(list(entries))
         if self.stalled:
             raise LogUnavailable(f"the log cannot publish right now ({self.stalled}); nothing was appended")
         future = asyncio.get_running_loop().create_future()
@@ -231,13 +410,14 @@ class Sequencer:
                 if self.stalled:
                     # Retry publishing what is stored before taking anything new.
                     await self._pause(max(STALLED_RETRY, self.interval))
-                elif not self._pool and self._stored <= self._published_size():
+                elif not self._pool and self._stored <= self._published_size() and not self._db_pending:
                     await self._wake.wait()
                 # Under load the previous batch was recent: let appends gather.
                 await self._pause(last_batch + self.interval - loop.time())
             self._wake.clear()
             last_batch = loop.time()
-            if self.stalled or self._stored > self._published_size() or self._pool:
+            if self.stalled or self._stored > self._published_size() or self._pool or self._db_pending:
+                self._db_pending = False
                 await self._publish(self._take_batch() if not self.stalled else [])
             if self._stopping and (self.stalled or not self._pool):
                 for b in self._pool:
@@ -272,6 +452,13 @@ class Sequencer:
         started = time.monotonic()
         try:
             first, leaf_hashes, published = await self._worker.run(self._publish_batch, entries)
+        except asyncio.CancelledError:  # the lease was lost meanwhile
+            for b in taken:
+                if not b.future.done():
+                    b.future.set_exception(LogUnavailable(
+                        "this process stopped sequencing while publishing these entries: they may be stored "
+                        "and published by the next sequencer; check the log before sending them again"))
+            raise
         except LogUnavailable as exc:
             for b in taken:
                 if not b.future.done():
@@ -287,6 +474,8 @@ class Sequencer:
                     b.future.set_exception(LogUnavailable(f"internal error in the sequencer: {exc}"))
             self.stalled = f"internal error: {exc}"
             raise
+        if not taken and published is self._published and not self.stalled:
+            return  # several processes: nothing waited in the database
         if self.stalled:
             log.info("sequencer: publication works again")
         self.stalled = None
@@ -353,6 +542,11 @@ class Sequencer:
         log.info("sequencer: log %s at size %d", self.origin, self.published.size)
 
     def _checkpoint_wal(self) -> None:
+        if self.shared and time.monotonic() > self._next_cleanup:
+            from node.store import pending
+            self._next_cleanup = time.monotonic() + 600
+            with contextlib.suppress(Exception):  # harmless: tried again in ten minutes
+                pending.forget_abandoned(self._db)
         try:
             self._db.checkpoint_wal()
         except Exception as exc:  # noqa: BLE001 - harmless: retried after the next batch
@@ -400,6 +594,14 @@ class Sequencer:
         published. Returns (index of the first new entry, its leaf hashes, checkpoint)."""
         published_size = self._edge.size
         first = self._stored
+        own = len(new_entries)
+        waiting = []
+        if self.shared:  # entries other processes accepted, after our own
+            from node.store import pending
+            waiting = pending.waiting(self._db, max(0, self.max_batch - own))
+            new_entries = list(new_entries) + [data for _, data in waiting]
+            if not new_entries and first == published_size and self._published is not None:
+                return first, [], self._published  # nothing waits: nothing to publish
         leaf_hashes = [leaf_hash(e) for e in new_entries]
 
         # Entries stored earlier but not yet published (after a crash or a failed step 2/3).
@@ -438,7 +640,10 @@ class Sequencer:
         # (1) STORE. Nothing below may run unless this committed.
         if new_entries:
             try:
-                self._db.log.insert_entries(first, new_entries, leaf_hashes)
+                with self.lease.fenced(self._db):
+                    self._db.log.insert_entries(first, new_entries, leaf_hashes)
+                    if waiting:
+                        pending.assign(self._db, [row_id for row_id, _ in waiting], first + own)
             except Exception as exc:
                 try:
                     self.tiles.discard(staging.result())
@@ -455,7 +660,11 @@ class Sequencer:
             # (3) SIGN, record (publication), then the convenience copy.
             root = edge.root()
             note = sign_checkpoint(Checkpoint(self.origin, edge.size, root), self._signer)
-            self._db.log.record_checkpoint(edge.size, root, note, durable=False)
+            with self.lease.fenced(self._db):
+                self._db.log.record_checkpoint(edge.size, root, note, durable=False)
+            if self.shared:
+                from node.store.pg_changes import CHECKPOINT, notify
+                notify(self._db, CHECKPOINT, str(edge.size))
             self._write_checkpoint_file(note)
         except (TileWriteError, TileConflict, OSError) as exc:
             stored_from, stored_to = published_size, self._stored
@@ -475,7 +684,7 @@ class Sequencer:
             raise
 
         self._edge, self._bundle = edge, bundle
-        return first, leaf_hashes, Published(edge.size, root, note)
+        return first, leaf_hashes[:own], Published(edge.size, root, note)
 
     def _write_checkpoint_file(self, note: bytes) -> None:
         # A copy of the latest checkpoint beside the tiles, so that the tiles directory

@@ -58,6 +58,7 @@ from node.web import (
     federation_routes,
     feedback_routes,
     follow_routes,
+    health_routes,
     log_routes,
     match_routes,
     metrics_routes,
@@ -82,6 +83,7 @@ def create_app(node: Node) -> web.Application:
         case_routes.setup(app, node)      # POST /v1/cases..., and no image or video on any path
     federation_routes.setup(app, node)    # GET /federation/list (when this node publishes one)
     follow_routes.setup(app, node)        # GET /status
+    health_routes.setup(app, node)        # GET /healthz (for load balancers)
     log_routes.setup(app, node)           # GET /checkpoint, /node.json, /tile/...
     metrics_routes.setup(app, node)       # every answer counted
     push_routes.setup(app, node)          # GET /push/checkpoint (unless [push] enabled = false)
@@ -105,6 +107,7 @@ def create_admin_app(node: Node) -> web.Application:
     console_routes.setup_admin(admin, node)    # GET /console
     feedback_routes.setup_admin(admin, node)   # POST /v1/feedback
     follow_routes.setup_admin(admin, node)     # GET /status, POST /admin/follow/reload
+    health_routes.setup_admin(admin, node)     # GET /healthz (for load balancers)
     log_routes.setup_admin(admin, node)        # POST /admin/append
     if node.role == "platform":
         match_routes.setup_admin(admin, node)  # POST /v1/match..., the suppressions and thresholds

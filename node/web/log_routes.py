@@ -50,8 +50,17 @@ def setup_admin(admin: web.Application, node) -> None:
 
 # ------------------------------------------------------------------------- public
 
+def _published(node):
+    """The checkpoint served; 503 while a process of a PostgreSQL node has not read one
+    yet (the sequencing process publishes the first at its start)."""
+    published = node.sequencer.published
+    if published is None:
+        raise web.HTTPServiceUnavailable(text="no checkpoint yet: the log is starting\n", headers={"Retry-After": "1"})
+    return published
+
+
 async def get_checkpoint(request: web.Request) -> web.Response:
-    published = request.app[NODE].sequencer.published
+    published = _published(request.app[NODE])
     return web.Response(body=published.note, content_type="text/plain", charset="utf-8",
                         headers={"Cache-Control": "public, max-age=1"})
 
@@ -67,7 +76,7 @@ async def get_tile(request: web.Request) -> web.StreamResponse:
         ident = parse_tile_path(request.path)
     except TileError as exc:
         raise web.HTTPNotFound(text=f"{exc}\n")
-    published = node.sequencer.published
+    published = _published(node)
     # A bundle has the shape of the level-0 tile with its index. An older, narrower
     # partial tile stays servable: its bytes are a prefix of the wider one's.
     level = 0 if isinstance(ident, BundleId) else ident.level
