@@ -53,9 +53,16 @@ class FakeLog:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def witness_node(tmp_path, start_node, request):
+def witness_database(request):
+    """None (SQLite), then a PostgreSQL database: a fixture of its own, set up before
+    start_node, so the node stops before its database is dropped."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+
+
+@pytest.fixture
+async def witness_node(tmp_path, witness_database, start_node):
     """A witness node on SQLite, then on PostgreSQL."""
-    database = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    database = witness_database
     datadir = make_datadir(tmp_path, name="witness", origin="witness.example/w1", database=database)
     config = datadir.config
     config.node.role = "witness"
