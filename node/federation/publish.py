@@ -1,0 +1,118 @@
+"""Publishing the federation list as an append-only log from a node's data directory
+(`ncii-node federation publish`; spec/parts/joining.md §3.3).
+
+On disk, DIR/federation-log/ is a static C2SP tlog-tiles log (node/store/tiles.py
+TileStore: a tile once written never changes) served under /federation/ by
+node/web/federation_routes.py:
+
+    checkpoint              the list log's checkpoint, signed by the list key(s)
+    tile/<L>/<N>[.p/<W>]    hash tiles
+    tile/entries/<N>[...]   entry bundles: one version entry each (listlog.py)
+    version/<serial>        each version's signed list, byte for byte
+
+and DIR/federation-list (GET /federation/list) holds the newest signed list, as
+before the log existed, for followers of a plain list.
+
+Order of writes, so that a crash never publishes a checkpoint without its tiles nor
+signs one inconsistent with an earlier one: the entries are read back from the
+published bundles and checked against the published checkpoint's root; the new tiles
+and bundles are written (durably), then the version file, then the checkpoint, then the
+plain list. Publishing the newest version again with another list key adds that key's
+signature to the checkpoint (k of n); anything else must have a higher serial.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+
+from node.datadir import write_atomic
+from node.federation import PUBLISHED_LIST
+from node.federation.listlog import (
+    MAX_VERSIONS,
+    check_history,
+    log_files,
+    parse_entry,
+    sign_list_checkpoint,
+    version_entry,
+)
+from node.federation.members import ListError, MemberList, parse_text
+from node.follow.forks import LeafTree
+from node.store.tiles import TileConflict, TileStore
+from protocol.checkpoint import Checkpoint
+from protocol.merkle import leaf_hash, root_from_nodes
+from protocol.note import Signer, add_signatures, parse_note
+from protocol.tiles import bundles_for_size, decode_bundle
+
+LOG_DIR = "federation-log"
+VERSION_DIR = "version"
+
+
+class PublishError(ValueError):
+    """Nothing was published; the message says why."""
+
+
+def log_store(root: Path) -> TileStore:
+    return TileStore(Path(root) / LOG_DIR, Path(root) / (LOG_DIR + ".tmp"))
+
+
+def published_checkpoint(store: TileStore) -> bytes | None:
+    return store.read("checkpoint")
+
+
+def published_entries(store: TileStore) -> list[bytes]:
+    """The entries of the published log, checked against its checkpoint's root."""
+    note = published_checkpoint(store)
+    if note is None:
+        return []
+    cp = Checkpoint.parse(parse_note(note).text)
+    entries: list[bytes] = []
+    for bundle in bundles_for_size(cp.size):
+        data = store.read(bundle.path())
+        if data is None:
+            raise PublishError(f"the published list log lacks {bundle.path()}; nothing published")
+        entries += decode_bundle(data, bundle.width)
+    if root_from_nodes(cp.size, LeafTree([leaf_hash(e) for e in entries])) != cp.root_hash:
+        raise PublishError("the published list log's bundles do not give its checkpoint's root; nothing published")
+    return entries
+
+
+def publish(root: Path, data: bytes, signers: list[Signer]) -> tuple[MemberList, int, bool]:
+    """Append the signed list `data` to DIR's list log and sign its checkpoint with
+    `signers`; returns (the list, the log's size, whether it was a new version)."""
+    member_list = parse_text(parse_note(data).text)
+    store = log_store(root)
+    with open(Path(root) / (LOG_DIR + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one publisher at a time
+        store.prepare()
+        entries = published_entries(store)
+        versions = [parse_entry(e, i) for i, e in enumerate(entries)]
+        new = version_entry(member_list)
+        old_note = published_checkpoint(store)
+        if versions and versions[-1] == new:  # the same version again: one more checkpoint signature
+            lines = [s.to_line() for s in parse_note(
+                sign_list_checkpoint(member_list.federation, len(entries),
+                                     Checkpoint.parse(parse_note(old_note).text).root_hash, signers)).signatures]
+            checkpoint, added = add_signatures(old_note, lines), False
+        else:
+            try:
+                check_history(versions + [new], versions[0].federation if versions else None)
+            except ListError as exc:
+                raise PublishError(f"{exc}; nothing published") from None
+            if len(entries) >= MAX_VERSIONS:
+                raise PublishError(f"the list log holds {MAX_VERSIONS} versions, its bound; nothing published")
+            entries.append(new.to_bytes())
+            try:
+                store.write_all(log_files(entries))
+            except TileConflict as exc:
+                raise PublishError(f"{exc} (a version published earlier was interrupted before its "
+                                   "checkpoint: publish that version again)") from None
+            tree = LeafTree([leaf_hash(e) for e in entries])
+            checkpoint = sign_list_checkpoint(member_list.federation, len(entries),
+                                              root_from_nodes(len(entries), tree), signers)
+            added = True
+        (store.root / VERSION_DIR).mkdir(exist_ok=True)
+        write_atomic(store.root / VERSION_DIR / str(member_list.serial), data)
+        write_atomic(store.root / "checkpoint", checkpoint)
+        write_atomic(Path(root) / PUBLISHED_LIST, data)
+    return member_list, len(entries), added
