@@ -277,3 +277,47 @@ def test_the_version_entry_and_the_log_rules(tmp_path):
     assert (size, new) == (1, False)
     checkpoint = (root / LOG_DIR / "checkpoint").read_bytes()
     assert open_list_checkpoint(checkpoint, [a.verifier_key(), b.verifier_key()], 2, FEDERATION).size == 1
+
+
+async def test_the_list_checkpoint_cosigned_by_the_federation_witness(tmp_path, capsys, start_node):
+    """`federation publish` asks the publishing node's witnesses (`witness use`) to
+    cosign; a follower given `--witness` refuses a checkpoint without the cosignature."""
+    from node.witness.keys import load_witness_signer
+
+    c = make_datadir(tmp_path, name="c", origin="c.example/log")
+    w = make_datadir(tmp_path, name="w", origin="w.example/witness")
+    config = w.config
+    config.node.role = "witness"
+    w.save_config(config)
+    p = make_datadir(tmp_path, name="p", origin="p.example/log", role="platform")
+    coordinator = Coordinator(tmp_path, capsys, c)
+    key = Signer.from_key_file(coordinator.key.read_bytes())
+    cli(capsys, "witness", "logs", "add", "--dir", w.root, FEDERATION, coordinator.vkey)
+    rw = await start_node(w, host="127.0.0.30")
+    running = await start_node(c, host="127.0.0.31")
+    wvkey = load_witness_signer(w).verifier_key()
+    cli(capsys, "witness", "use", "--dir", c.root, wvkey, rw.public_url)
+    members = [_member(tmp_path, f"h{i}")[0] for i in range(1, 4)]
+    lists = {n: sign_list(make_list(FEDERATION, n, members[:n]), [key]) for n in range(1, 4)}
+
+    out = await asyncio.to_thread(coordinator.publish_in_log, lists[1])
+    assert "cosigned by the witness" in out
+    url = running.public_url + "/federation/list"
+    out = await asyncio.to_thread(cli, capsys, "federation", "follow", "--dir", p.root, url, "--key",
+                                  coordinator.vkey, "--witness", wvkey)
+    assert "accepted the list's serial 1" in out
+    assert "cosigned by 1 of 1 of the federation's witnesses" in status(capsys, p)
+    out = await asyncio.to_thread(coordinator.publish_in_log, lists[2])  # old size 1: a consistency proof
+    assert "cosigned by the witness" in out
+    assert "accepted the list's serial 2" in await update(capsys, p)
+
+    # Published without the witness: refused until the witness has cosigned it.
+    path = tmp_path / "list-3"
+    path.write_bytes(lists[3])
+    await asyncio.to_thread(cli, capsys, "federation", "publish", "--dir", c.root, "--key", coordinator.key,
+                            "--no-witness", path)
+    out = await update(capsys, p, expect=1)
+    assert "not cosigned as required" in out and log_state(p)["serial"] == 2
+    out = await asyncio.to_thread(coordinator.publish_in_log, lists[3])  # the same version again: cosigned now
+    assert "already the newest version" in out and "cosigned by the witness" in out
+    assert "accepted the list's serial 3" in await update(capsys, p)

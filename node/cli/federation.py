@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     publish.add_argument("list", metavar="LIST")
     publish.add_argument("--key", action="append", required=True,
                          help="a list key file that signs the log's checkpoint (repeat for several)")
+    publish.add_argument("--no-witness", action="store_true",
+                         help="do not ask this node's witnesses (`ncii-node witness use`) to cosign the checkpoint")
     publish.set_defaults(func=run_publish)
 
     follow = sub.add_parser("follow", help="follow a federation's list (fetched and verified now)",
@@ -75,6 +77,12 @@ def register(subparsers) -> None:
     follow.add_argument("--quorum", type=int, default=1, help="how many of the keys must sign (default 1)")
     follow.add_argument("--interval", type=float, default=DEFAULT_INTERVAL,
                         help=f"seconds between fetches by the running node (default {DEFAULT_INTERVAL:g})")
+    follow.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                        help="a witness of the federation whose cosignature the list's checkpoints may carry "
+                        "(repeat for several)")
+    follow.add_argument("--witness-quorum", type=int, default=None, metavar="K",
+                        help="how many of the --witness keys must have cosigned each checkpoint (default: 1 if "
+                        "any --witness is given)")
     follow.add_argument("--remove-at-once", action="store_true",
                         help="unlink a member the list removes without waiting for approval")
     follow.set_defaults(func=run_follow)
@@ -172,7 +180,9 @@ def run_cosign(args) -> int:
 @reports_datadir_errors
 def run_publish(args) -> int:
     from node.datadir import DataDir
-    from node.federation.publish import PublishError, publish
+    import asyncio
+
+    from node.federation.publish import PublishError, cosign_with, publish
     from node.store.tiles import TileWriteError
     from protocol.errors import ProtocolError
 
@@ -183,8 +193,19 @@ def run_publish(args) -> int:
         signers = [_signer(path) for path in args.key]
     except (ProtocolError, OSError) as exc:
         return fail(str(exc), 2)
+    report: list[str] = []
+
+    def cosign(note, previous_size, store):
+        if args.no_witness:
+            return note
+        with _database(args) as db:
+            witnesses = db.witness.list_log_witnesses()
+        cosigned, lines = asyncio.run(cosign_with(witnesses, note, previous_size, store))
+        report.extend(lines)
+        return cosigned
+
     try:
-        member_list, size, new = publish(datadir.root, data, signers)
+        member_list, size, new = publish(datadir.root, data, signers, cosign)
     except ProtocolError as exc:
         return fail(f"not a signed membership list: {exc}", 2)
     except (PublishError, TileWriteError) as exc:
@@ -195,6 +216,8 @@ def run_publish(args) -> int:
             f"of {', '.join(s.name for s in signers)}")
     print(f"{what}; served at GET /federation/checkpoint, /federation/tile/..., /federation/version/"
           f"{member_list.serial} and /federation/list (at once, also while the node runs)")
+    for line in report:
+        print("  " + line)
     return 0
 
 
@@ -235,8 +258,9 @@ def run_follow(args) -> int:
     from node.federation.subscription import SubscriptionError, accept, fetch, record_fork
     from node.follow.client import log_url_problem
     from node.follow.forks import EVIDENCE_DIR
-    from protocol.errors import KeyFormatError
+    from protocol.errors import KeyFormatError, ProtocolError
     from protocol.note import Verifier
+    from protocol.policy import Policy
 
     problem = log_url_problem(args.url)
     if problem:
@@ -250,11 +274,17 @@ def run_follow(args) -> int:
         return fail("--quorum must be between 1 and the number of different --key given", 2)
     if not 1 <= args.interval <= 86400:
         return fail("--interval must be between 1 and 86400 seconds", 2)
+    witness_quorum = (1 if args.witness else 0) if args.witness_quorum is None else args.witness_quorum
+    try:
+        Policy.k_of_n(args.witness, witness_quorum)
+    except ProtocolError as exc:
+        return fail(f"--witness / --witness-quorum: {exc}", 2)
     datadir = DataDir(args.dir)
     with _database(args) as db:
         previous = db.federation.subscription()
     # A node that followed a list before keeps what it accepted: no rollback, no fork.
-    trust = Trust(tuple(args.key), args.quorum, previous and previous.federation, previous and previous.checkpoint)
+    trust = Trust(tuple(args.key), args.quorum, previous and previous.federation, previous and previous.checkpoint,
+                  tuple(args.witness), witness_quorum)
     try:
         fetched = asyncio.run(fetch(args.url, trust))
     except ListForked as forked:
@@ -265,7 +295,8 @@ def run_follow(args) -> int:
     with _database(args) as db:
         try:
             with db.atomic():  # the subscription only if its list is accepted
-                db.federation.subscribe(args.url, args.key, args.quorum, args.interval, args.remove_at_once)
+                db.federation.subscribe(args.url, args.key, args.quorum, args.interval, args.remove_at_once,
+                                        args.witness, witness_quorum)
                 outcome = accept(db, fetched, _own(datadir))
         except SubscriptionError as exc:
             if previous is None:

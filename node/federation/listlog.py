@@ -105,10 +105,11 @@ def sign_list_checkpoint(federation: str, size: int, root: bytes, signers: list[
     return sign_note(Checkpoint(federation, size, root).to_text(), signers)
 
 
-def open_list_checkpoint(data: bytes, list_vkeys: list[str], quorum: int,
-                         federation: str | None) -> Checkpoint:
+def open_list_checkpoint(data: bytes, list_vkeys: list[str], quorum: int, federation: str | None,
+                         witnesses: tuple[str, ...] = (), witness_quorum: int = 0) -> Checkpoint:
     """The checkpoint if at least `quorum` distinct list keys signed it (and it is
-    the federation's, when known); raises ListError."""
+    the federation's, when known), and `witness_quorum` of the federation's
+    `witnesses` cosigned it (C2SP tlog-cosignature); raises ListError."""
     if len(data) > 16 * 1024:
         raise ListError(f"the list's checkpoint is {len(data)} bytes; at most 16384 are accepted")
     try:
@@ -120,6 +121,13 @@ def open_list_checkpoint(data: bytes, list_vkeys: list[str], quorum: int,
     if len(note.verified_by) < quorum:
         raise ListError(f"the list's checkpoint is signed by {len(note.verified_by)} of the federation's list "
                         f"keys; {quorum} are required")
+    if witness_quorum:
+        from node.witness.policy import require_cosignatures
+
+        try:
+            require_cosignatures(data, list(witnesses), witness_quorum)
+        except ProtocolError as exc:
+            raise ListError(f"the list's checkpoint is not cosigned as required: {exc}") from None
     if not 1 <= cp.size <= MAX_VERSIONS:
         raise ListError(f"the list's log has {cp.size} entries; 1 to {MAX_VERSIONS} are accepted")
     return cp

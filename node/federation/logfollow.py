@@ -4,7 +4,8 @@ The list at URL .../federation/list has its log at .../federation/ (checkpoint,
 tiles, version/<serial>). One fetch (`fetch_list`):
 
   1. CHECKPOINT  GET checkpoint: at least `quorum` distinct list keys signed it, for the
-                 federation's origin. A 404 means the list has no log: the plain signed
+                 federation's origin, and `witness_quorum` of the federation's witnesses
+                 cosigned it when the follower requires it. A 404 means the list has no log: the plain signed
                  list is fetched as before the log existed, unless this node ever
                  accepted a checkpoint of the list's log (a list without its log would
                  hide a split view: refused).
@@ -66,6 +67,8 @@ class Trust:
     quorum: int
     federation: str | None
     checkpoint: bytes | None
+    witnesses: tuple[str, ...] = ()
+    witness_quorum: int = 0
 
 
 def log_base(url: str) -> str:
@@ -95,7 +98,8 @@ async def fetch_list(url: str, trust: Trust, timeout: float = FETCH_TIMEOUT) -> 
 
 
 async def _through_log(client: PeerClient, note: bytes, trust: Trust) -> Fetched:
-    cp = open_list_checkpoint(note, list(trust.list_vkeys), trust.quorum, trust.federation)
+    cp = open_list_checkpoint(note, list(trust.list_vkeys), trust.quorum, trust.federation, trust.witnesses,
+                              trust.witness_quorum)
     earlier = Checkpoint.parse(parse_note(trust.checkpoint).text) if trust.checkpoint else None
     if earlier is not None:
         if cp.size < earlier.size:

@@ -41,6 +41,7 @@ from node.follow.forks import LeafTree
 from node.store.tiles import TileConflict, TileStore
 from protocol.checkpoint import Checkpoint
 from protocol.merkle import leaf_hash, root_from_nodes
+from protocol.errors import ProtocolError
 from protocol.note import Signer, add_signatures, parse_note
 from protocol.tiles import bundles_for_size, decode_bundle
 
@@ -77,9 +78,11 @@ def published_entries(store: TileStore) -> list[bytes]:
     return entries
 
 
-def publish(root: Path, data: bytes, signers: list[Signer]) -> tuple[MemberList, int, bool]:
+def publish(root: Path, data: bytes, signers: list[Signer], cosign=None) -> tuple[MemberList, int, bool]:
     """Append the signed list `data` to DIR's list log and sign its checkpoint with
-    `signers`; returns (the list, the log's size, whether it was a new version)."""
+    `signers`; returns (the list, the log's size, whether it was a new version).
+    `cosign(note, previous_size, store)`, if given, returns the note with witnesses'
+    cosignatures added (`cosign_with`), before it is published."""
     member_list = parse_text(parse_note(data).text)
     store = log_store(root)
     with open(Path(root) / (LOG_DIR + ".lock"), "w") as lock:
@@ -93,7 +96,7 @@ def publish(root: Path, data: bytes, signers: list[Signer]) -> tuple[MemberList,
             lines = [s.to_line() for s in parse_note(
                 sign_list_checkpoint(member_list.federation, len(entries),
                                      Checkpoint.parse(parse_note(old_note).text).root_hash, signers)).signatures]
-            checkpoint, added = add_signatures(old_note, lines), False
+            checkpoint, added, previous = add_signatures(old_note, lines), False, len(entries)
         else:
             try:
                 check_history(versions + [new], versions[0].federation if versions else None)
@@ -107,12 +110,59 @@ def publish(root: Path, data: bytes, signers: list[Signer]) -> tuple[MemberList,
             except TileConflict as exc:
                 raise PublishError(f"{exc} (a version published earlier was interrupted before its "
                                    "checkpoint: publish that version again)") from None
+            previous = len(entries) - 1
             tree = LeafTree([leaf_hash(e) for e in entries])
             checkpoint = sign_list_checkpoint(member_list.federation, len(entries),
                                               root_from_nodes(len(entries), tree), signers)
             added = True
+        if cosign is not None:
+            checkpoint = cosign(checkpoint, previous, store)
         (store.root / VERSION_DIR).mkdir(exist_ok=True)
         write_atomic(store.root / VERSION_DIR / str(member_list.serial), data)
         write_atomic(store.root / "checkpoint", checkpoint)
         write_atomic(Path(root) / PUBLISHED_LIST, data)
     return member_list, len(entries), added
+
+
+async def cosign_with(witnesses, note: bytes, previous_size: int, store: TileStore,
+                      timeout: float = 10.0) -> tuple[bytes, list[str]]:
+    """The checkpoint `note` with the cosignature of each witness (node/store/witness.py
+    LogWitness: vkey, url) that gives one (C2SP tlog-witness add-checkpoint, the
+    consistency proof from `previous_size` -- or from the size a 409 says the witness
+    holds -- read from the log's tiles), and one line per witness saying how it went.
+    A witness that refuses or is down is reported, never fatal: publishing the same
+    version again asks it again."""
+    import aiohttp
+
+    from node.witness.addcheckpoint import SIZE_CONTENT_TYPE, encode_request
+    from node.witness.submit import WitnessFailure, cosignature_lines, post_add_checkpoint
+    from protocol.cosignature import CosignatureVerifier
+    from protocol.merkle import consistency_proof
+    from protocol.tiles import TileNodes
+
+    size = Checkpoint.parse(parse_note(note).text).size
+    text, report = parse_note(note).text, []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        for witness in witnesses:
+            old = previous_size
+            for _attempt in range(2):
+                proof = consistency_proof(old, size, TileNodes(size, store)) if 0 < old < size else []
+                try:
+                    status, reply, content_type = await post_add_checkpoint(session, witness.url,
+                                                                            encode_request(old, proof, note))
+                    if status == 200:
+                        note = add_signatures(note, cosignature_lines(reply, text, CosignatureVerifier.from_vkey(
+                            witness.vkey)))
+                        report.append(f"cosigned by the witness {witness.name or witness.vkey}")
+                        break
+                    held = reply.decode("ascii", "replace")
+                    if status == 409 and content_type.startswith(SIZE_CONTENT_TYPE) and held[:-1].isdigit() \
+                            and int(held) != old and int(held) <= size:
+                        old = int(held)  # the size the witness holds: ask again from there
+                        continue
+                    report.append(f"NOT cosigned by the witness {witness.name or witness.vkey}: HTTP {status}: "
+                                  f"{held.strip()[:200]}")
+                except (WitnessFailure, aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
+                    report.append(f"NOT cosigned by the witness {witness.name or witness.vkey}: {exc}")
+                break
+    return note, report

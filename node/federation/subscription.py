@@ -62,7 +62,7 @@ class Outcome:
 
 def trust_of(subscription) -> Trust:
     return Trust(tuple(subscription.list_vkeys), subscription.quorum, subscription.federation,
-                 subscription.checkpoint)
+                 subscription.checkpoint, subscription.witnesses, subscription.witness_quorum)
 
 
 async def fetch(url: str, trust: Trust) -> Fetched:
@@ -268,6 +268,8 @@ def report(db, own: Own) -> dict | None:
             "log_size": (Checkpoint.parse(parse_note(subscription.checkpoint).text).size
                          if subscription.checkpoint else None),
             "fork": subscription.fork,
+            "witnesses": f"{subscription.witness_quorum} of {len(subscription.witnesses)}"
+            if subscription.witness_quorum else None,
             "pending": [{"id": c.id, "change": c.describe()} for c in pending(db, own)]}
 
 
@@ -278,7 +280,8 @@ def format_report(federation: dict) -> str:
         lines.append("  a plain signed list, without a log: a split view would not be detected")
     else:
         lines.append(f"  through its append-only log: {federation['log_size']} version(s), each checkpoint verified "
-                     "consistent with the one before")
+                     "consistent with the one before" + (f", cosigned by {federation['witnesses']} of the "
+                                                         "federation's witnesses" if federation["witnesses"] else ""))
     if federation["fork"]:
         fork = federation["fork"]
         lines.append(f"  FORKED: {fork['reason']}; evidence: {fork['evidence_path'] or fork['evidence_problem']}")

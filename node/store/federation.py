@@ -10,7 +10,8 @@
 - v2: the subscription's `checkpoint` (the list log's checkpoint accepted last: every
   later one must be consistent with it) and `fork` (JSON: a split view of the list's
   log was found: both checkpoints, the reason, the evidence file or why there is none;
-  while set, nothing is accepted from the list).
+  while set, nothing is accepted from the list); `witnesses` (cosigner keys, one a
+  line) of which `witness_quorum` must have cosigned every checkpoint of the list's log.
 - `federation_applied(origin)`: the members this node has set up from the list, as
   they were when set up: the difference with the newest list is what is pending.
 - `federation_rejected(change_id)`: changes the operator rejected (not shown again).
@@ -61,6 +62,8 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE federation_subscription ADD COLUMN checkpoint BLOB")
     db.execute("ALTER TABLE federation_subscription ADD COLUMN fork TEXT")
     db.execute("ALTER TABLE federation_lists ADD COLUMN checkpoint BLOB")
+    db.execute("ALTER TABLE federation_subscription ADD COLUMN witnesses TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE federation_subscription ADD COLUMN witness_quorum INTEGER NOT NULL DEFAULT 0")
 
 
 MIGRATIONS = [_v1, _v2]
@@ -82,6 +85,8 @@ class Subscription:
     last_error_at: float | None
     checkpoint: bytes | None = None
     fork: dict | None = None
+    witnesses: tuple[str, ...] = ()
+    witness_quorum: int = 0
 
 
 class FederationRepository:
@@ -90,21 +95,27 @@ class FederationRepository:
     def __init__(self, db):
         self.db = db
 
-    def subscribe(self, url: str, list_vkeys: list[str], quorum: int, interval: float, auto_remove: bool) -> None:
+    def subscribe(self, url: str, list_vkeys: list[str], quorum: int, interval: float, auto_remove: bool,
+                  witnesses: list[str] = (), witness_quorum: int = 0) -> None:
         """Follow the list at `url`; a second call changes where and how, keeping the
-        newest serial accepted (so a subscription changed back cannot roll back)."""
+        newest serial and checkpoint accepted (so a subscription changed back cannot
+        roll back)."""
         with self.db.atomic():
             self.db.execute(
-                "INSERT INTO federation_subscription (id, url, list_vkeys, quorum, interval, auto_remove, added_at) "
-                "VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET url = excluded.url, "
+                "INSERT INTO federation_subscription (id, url, list_vkeys, quorum, interval, auto_remove, added_at, "
+                "witnesses, witness_quorum) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET url = excluded.url, "
                 "list_vkeys = excluded.list_vkeys, quorum = excluded.quorum, interval = excluded.interval, "
-                "auto_remove = excluded.auto_remove",
-                (url, "\n".join(list_vkeys), quorum, interval, int(auto_remove), time.time()))
+                "auto_remove = excluded.auto_remove, witnesses = excluded.witnesses, "
+                "witness_quorum = excluded.witness_quorum",
+                (url, "\n".join(list_vkeys), quorum, interval, int(auto_remove), time.time(), "\n".join(witnesses),
+                 witness_quorum))
 
     def subscription(self) -> Subscription | None:
         row = self.db.execute(
             "SELECT url, list_vkeys, quorum, interval, auto_remove, federation, serial, note, accepted_at, "
-            "checked_at, last_error, last_error_at, checkpoint, fork FROM federation_subscription WHERE id = 1"
+            "checked_at, last_error, last_error_at, checkpoint, fork, witnesses, witness_quorum "
+            "FROM federation_subscription WHERE id = 1"
         ).fetchone()
         if row is None:
             return None
@@ -112,7 +123,8 @@ class FederationRepository:
         for i in (7, 12):  # BLOBs come back as memoryview from PostgreSQL
             row[i] = bytes(row[i]) if row[i] is not None else None
         return Subscription(row[0], tuple(row[1].split("\n")), row[2], row[3], bool(row[4]), *row[5:13],
-                            json.loads(row[13]) if row[13] else None)
+                            json.loads(row[13]) if row[13] else None, tuple(filter(None, row[14].split("\n"))),
+                            row[15])
 
     def accept(self, federation: str, serial: int, note: bytes, now: float | None = None,
                checkpoint: bytes | None = None) -> None:
