@@ -200,6 +200,8 @@ def run_publish(args) -> int:
             return note
         with _database(args) as db:
             witnesses = db.witness.list_log_witnesses()
+        if not witnesses:
+            return note
         cosigned, lines = asyncio.run(cosign_with(witnesses, note, previous_size, store))
         report.extend(lines)
         return cosigned
