@@ -9,6 +9,7 @@ tiles, version/<serial>). One fetch (`fetch_list`):
                  list is fetched as before the log existed, unless this node ever
                  accepted a checkpoint of the list's log (a list without its log would
                  hide a split view: refused).
+                 The very checkpoint accepted last: nothing more is fetched.
   2. COMPARE     with the checkpoint accepted last (m, r_m): a smaller tree is a rollback
                  (refused); the same size with another root, or a larger tree whose first
                  m leaves do not hash to r_m, is a fork (ListForked: both checkpoints and
@@ -69,6 +70,7 @@ class Trust:
     checkpoint: bytes | None
     witnesses: tuple[str, ...] = ()
     witness_quorum: int = 0
+    accepted_list: bytes | None = None  # the version accepted under `checkpoint`
 
 
 def log_base(url: str) -> str:
@@ -100,6 +102,8 @@ async def fetch_list(url: str, trust: Trust, timeout: float = FETCH_TIMEOUT) -> 
 async def _through_log(client: PeerClient, note: bytes, trust: Trust) -> Fetched:
     cp = open_list_checkpoint(note, list(trust.list_vkeys), trust.quorum, trust.federation, trust.witnesses,
                               trust.witness_quorum)
+    if note == trust.checkpoint and trust.accepted_list is not None:
+        return Fetched(trust.accepted_list, note, trust.checkpoint)  # verified when accepted: one GET while idle
     earlier = Checkpoint.parse(parse_note(trust.checkpoint).text) if trust.checkpoint else None
     if earlier is not None:
         if cp.size < earlier.size:

@@ -62,7 +62,8 @@ class Outcome:
 
 def trust_of(subscription) -> Trust:
     return Trust(tuple(subscription.list_vkeys), subscription.quorum, subscription.federation,
-                 subscription.checkpoint, subscription.witnesses, subscription.witness_quorum)
+                 subscription.checkpoint, subscription.witnesses, subscription.witness_quorum,
+                 subscription.note if subscription.checkpoint else None)
 
 
 async def fetch(url: str, trust: Trust) -> Fetched:
