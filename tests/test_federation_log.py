@@ -321,3 +321,37 @@ async def test_the_list_checkpoint_cosigned_by_the_federation_witness(tmp_path, 
     out = await asyncio.to_thread(coordinator.publish_in_log, lists[3])  # the same version again: cosigned now
     assert "already the newest version" in out and "cosigned by the witness" in out
     assert "accepted the list's serial 3" in await update(capsys, p)
+
+
+def test_a_publication_interrupted_before_its_checkpoint_can_be_replaced(tmp_path, monkeypatch):
+    """Tiles written, checkpoint not (a crash): another version may still be published,
+    and the log stays one verifiable history."""
+    import node.federation.publish as publish_mod
+    from node.federation.listlog import read_entries
+    from node.federation.publish import log_store, published_entries
+    from protocol.checkpoint import Checkpoint
+    from protocol.note import parse_note
+    from protocol.tiles import verify_tiles, tiles_for_size, bundles_for_size
+
+    h1, _ = _member(tmp_path, "h1")
+    h2, _ = _member(tmp_path, "h2")
+    key = Signer.generate(FEDERATION)
+    root = tmp_path / "pub"
+    root.mkdir()
+    publish(root, sign_list(make_list(FEDERATION, 1, [h1]), [key]), [key])
+
+    def crash(*args, **kwargs):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(publish_mod, "write_atomic", crash)
+    with pytest.raises(OSError):
+        publish(root, sign_list(make_list(FEDERATION, 2, [h1]), [key]), [key])
+    monkeypatch.undo()
+    store = log_store(root)
+    assert store.read("tile/entries/000.p/2") is not None and len(published_entries(store)) == 1
+    publish(root, sign_list(make_list(FEDERATION, 2, [h1, h2]), [key]), [key])
+    cp = Checkpoint.parse(parse_note(store.read("checkpoint")).text)
+    tiles = {t: store.read(t.path()) for t in tiles_for_size(cp.size)}
+    verify_tiles(cp.size, cp.root_hash, tiles)
+    entries = read_entries(cp.size, tiles, {b: store.read(b.path()) for b in bundles_for_size(cp.size)})
+    assert parse_entry(entries[1], 1) == version_entry(make_list(FEDERATION, 2, [h1, h2]))

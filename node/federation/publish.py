@@ -17,7 +17,8 @@ Order of writes, so that a crash never publishes a checkpoint without its tiles 
 signs one inconsistent with an earlier one: the entries are read back from the
 published bundles and checked against the published checkpoint's root; the new tiles
 and bundles are written (durably), then the version file, then the checkpoint, then the
-plain list. Publishing the newest version again with another list key adds that key's
+plain list. Tiles an interrupted publication left beyond the published checkpoint were
+never served, and are replaced. Publishing the newest version again with another list key adds that key's
 signature to the checkpoint (k of n); anything else must have a higher serial.
 """
 
@@ -78,6 +79,17 @@ def published_entries(store: TileStore) -> list[bytes]:
     return entries
 
 
+def _drop_unpublished(store: TileStore, files: list[tuple[str, bytes]], published: set[str]) -> None:
+    """Remove what an interrupted publication left beyond the published tree: files
+    no checkpoint covers were never served (node/web/federation_routes.py serves only
+    tiles of the published size), so another version may take their place."""
+    for path, data in files:
+        if path not in published:
+            found = store.read(path)
+            if found is not None and found != data:
+                (store.root / path).unlink()
+
+
 def publish(root: Path, data: bytes, signers: list[Signer], cosign=None) -> tuple[MemberList, int, bool]:
     """Append the signed list `data` to DIR's list log and sign its checkpoint with
     `signers`; returns (the list, the log's size, whether it was a new version).
@@ -104,12 +116,15 @@ def publish(root: Path, data: bytes, signers: list[Signer], cosign=None) -> tupl
                 raise PublishError(f"{exc}; nothing published") from None
             if len(entries) >= MAX_VERSIONS:
                 raise PublishError(f"the list log holds {MAX_VERSIONS} versions, its bound; nothing published")
+            published = {path for path, _ in log_files(entries)} if entries else set()
             entries.append(new.to_bytes())
+            files = log_files(entries)
+            _drop_unpublished(store, files, published)
             try:
-                store.write_all(log_files(entries))
-            except TileConflict as exc:
-                raise PublishError(f"{exc} (a version published earlier was interrupted before its "
-                                   "checkpoint: publish that version again)") from None
+                store.write_all(files)
+            except TileConflict as exc:  # only a published file can conflict, and those are derived alike
+                raise PublishError(f"{exc}: the list log's files disagree with its entries; nothing published") \
+                    from None
             previous = len(entries) - 1
             tree = LeafTree([leaf_hash(e) for e in entries])
             checkpoint = sign_list_checkpoint(member_list.federation, len(entries),
