@@ -27,8 +27,8 @@ from node.federation.publish import LOG_DIR, PublishError, publish
 from node.store import open_db
 from protocol.evidence import verify_evidence
 from protocol.note import Signer, sign_note
-from publish_support import make_datadir, wait_for
-from test_federation import FEDERATION, Coordinator, _member, cli, state, status
+from publish_support import make_datadir
+from test_federation import FEDERATION, Coordinator, _member, cli, status
 
 
 def log_state(datadir) -> dict:
