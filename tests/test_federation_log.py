@@ -139,6 +139,8 @@ async def test_versions_followed_through_the_log_and_every_bad_answer_refused(tm
     assert (verified.smaller.size, verified.larger.size) == (4, 5) and verified.origin == FEDERATION
     assert len(after["evidence"]) == 1  # shared at GET /witness/evidence
     assert "FORKED" in status(capsys, p)
+    from node.cli import main as cli_main
+    assert cli_main(["status", "--dir", str(p.root)]) == 3  # monitoring sees it as a fork
     shutil.rmtree(log_dir)
     shutil.move(tmp_path / "true-log", log_dir)
     out = await update(capsys, p, expect=1)
