@@ -32,8 +32,8 @@ EXIT_NOT_SERVING = 5  # no `ncii-node serve` runs for this data directory
 
 EXIT_STATUS_HELP = """\
 exit status (for monitoring; the first that applies):
-  3  a followed log, or the federation list's log, FORKED (two inconsistent signed
-     checkpoints; evidence kept)
+  3  a followed log FORKED (two inconsistent signed checkpoints; evidence kept), or the
+     federation list's log
   4  a followed log, or a gossip peer, is failing (its last round failed)
   5  no `ncii-node serve` is running for this data directory
   1  the data directory cannot be read
