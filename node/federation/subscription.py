@@ -6,8 +6,11 @@ A version is accepted only if it verifies (k of the subscription's list keys), n
 the same federation as the versions before it, and has a higher serial than the
 newest accepted one. The same serial with the same bytes is "unchanged"; with other
 bytes it is refused as equivocation (two lists of one serial: a list key is misused
-or stolen). Anything refused leaves every table as it was; the error is recorded for
-`status`.
+or stolen). When the list has its append-only log (node/federation/logfollow.py), the
+version must also be the last entry of a checkpoint consistent with the one accepted
+before: a rollback or a version not in the log is refused; a fork is kept with its
+evidence (`record_fork`) and from then on nothing is accepted from the list. Anything
+refused leaves every table as it was; the error is recorded for `status`.
 
 What changed (node/federation/members.py `changes`) between the members this node set
 up from the list and the newest version:
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
 from pathlib import Path
 
 from node.federation import links
@@ -36,6 +38,7 @@ from protocol.checkpoint import Checkpoint
 from protocol.note import parse_note
 
 log = logging.getLogger(__name__)
+
 
 class SubscriptionError(ValueError):
     """The list was refused, or there is no subscription; the message says why."""
@@ -95,6 +98,8 @@ def record_fork(db, forked: ListForked, evidence_dir: Path | None) -> str:
     (node/follow/forks.py: evidence document, file, GET /witness/evidence); from now
     on nothing is accepted from the list. Returns the message recorded."""
     subscription = db.federation.subscription()
+    if subscription is None:  # unfollowed meanwhile
+        return str(forked)
     sizes = [Checkpoint.parse(parse_note(n).text).size for n in (forked.earlier, forked.later)]
     doc = path = problem = None
     for vkey in subscription.list_vkeys:  # the evidence names one key that signed both checkpoints
