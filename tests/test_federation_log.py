@@ -210,7 +210,8 @@ async def test_a_plain_list_converted_to_a_log_then_a_split_view_caught_by_gossi
 
 async def test_a_larger_tree_seen_by_a_peer_is_compared_with_the_tiles_we_are_served(tmp_path, capsys, start_node):
     """p2 has seen size 3 of history B; p1 holds size 2 of history A. p1 cannot get B's
-    tiles (inconclusive); p2 compares p1's size 2 with its own tree of size 3: fork."""
+    tiles (inconclusive); p2 compares p1's size 2 with its own tree of size 3: fork; then
+    p1 takes p2's evidence."""
     ca = make_datadir(tmp_path, name="ca", origin="ca.example/log")
     cb = make_datadir(tmp_path, name="cb", origin="cb.example/log")
     p1 = make_datadir(tmp_path, name="p1", origin="p1.example/log", role="platform")
@@ -237,6 +238,12 @@ async def test_a_larger_tree_seen_by_a_peer_is_compared_with_the_tiles_we_are_se
     result = await rp2.node.gossip.gossip.run_round(rp1.public_url)
     assert result.forks == ["federation list"], result
     assert "inconsistent with ours of size 3" in log_state(p2)["fork"]["reason"]
+    # p2 shares the evidence (GET /witness/evidence): p1's next round takes it, as its own.
+    result = await rp1.node.gossip.gossip.run_round(rp2.public_url)
+    assert result.forks == ["federation list"], result
+    fork = log_state(p1)["fork"]
+    assert "holds evidence" in fork["reason"] and fork["evidence_path"]
+    assert verify_evidence(open(fork["evidence_path"], "rb").read()).origin == FEDERATION
 
 
 def test_the_version_entry_and_the_log_rules(tmp_path):

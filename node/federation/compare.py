@@ -12,14 +12,19 @@ evidence. Then, with ours (m, r_m) and theirs (n, r_n):
           (fetched and verified against r_m), must be r_n;
   n > m   the first m leaves of their tree must give r_m: its tiles are asked of the
           list log; a coordinator showing us another history will not serve them, and
-          the comparison is inconclusive here -- the peer, comparing with our smaller
-          tree from its side, finds the fork with the tiles it is served.
+          the peer, comparing with our smaller tree from its side, finds the fork with
+          the tiles it is served, and shares the evidence at GET /witness/evidence: a
+          document there that verifies, is made under one of OUR list keys and holds
+          OUR checkpoint is taken (as node/follow/gossip.py does for followed logs);
+          otherwise the comparison is inconclusive, and tried again next round.
 A fork is recorded as the follower records one (subscription.py `record_fork`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from urllib.parse import quote
 
 from node.federation.listlog import open_list_checkpoint
 from node.federation.logfollow import ListForked, log_base
@@ -27,17 +32,21 @@ from node.federation.members import ListError
 from node.federation.subscription import record_fork
 from node.follow.client import FetchError, PeerClient
 from node.follow.forks import fetch_verified_tree
-from node.witness.seen import notes_for_origin
+from node.follow.gossip import MAX_PEER_EVIDENCE
+from node.witness.seen import MAX_SEEN_BYTES, notes_for_origin
 from protocol.checkpoint import Checkpoint
 from protocol.errors import ProtocolError
-from protocol.note import parse_note
+from protocol.evidence import EvidenceError, verify_evidence
+from protocol.note import Verifier, parse_note
 
 MAX_NOTES = 8
 
 
-async def compare_with_peer(worker, seen: dict, peer_url: str, evidence_dir: Path | None,
+async def compare_with_peer(worker, seen: dict, peer: PeerClient, evidence_dir: Path | None,
                             timeout: float = 10.0) -> tuple[int, list[str], bool]:
-    """(notes compared, problems, whether a fork was recorded)."""
+    """(notes compared, problems, whether a fork was recorded). `peer`: a client of the
+    peer node (signed with our request key)."""
+    peer_url = peer.base_url
     subscription = await worker.federation.subscription()
     if subscription is None or subscription.checkpoint is None or subscription.fork is not None:
         return 0, [], False
@@ -62,9 +71,17 @@ async def compare_with_peer(worker, seen: dict, peer_url: str, evidence_dir: Pat
                 async with PeerClient(log_base(subscription.url), timeout=timeout) as client:
                     tree = await fetch_verified_tree(client, size, root, small)
             except (FetchError, ProtocolError) as exc:
-                problems.append(f"federation list: inconclusive: the list's log does not serve verifiable tiles "
-                                f"of its tree of size {size} ({exc})")
-                continue
+                doc = await peer_evidence(peer, subscription, ours)
+                if doc is None:
+                    problems.append(f"federation list: inconclusive: the list's log does not serve verifiable "
+                                    f"tiles of its tree of size {size} ({exc}), and the peer holds no evidence "
+                                    "about our checkpoint")
+                    continue
+                forked = ListForked(f"a peer ({peer_url}) holds evidence that the list's log signed a checkpoint "
+                                    "inconsistent with ours", subscription.checkpoint, _other_note(doc, ours), None,
+                                    doc)
+                await worker.call(lambda db: record_fork(db, forked, evidence_dir))
+                return compared, problems, True
             if tree.range_hash(0, small) == (cp.root_hash if cp.size < ours.size else ours.root_hash):
                 continue
             reason = (f"a peer ({peer_url}) has seen a checkpoint of size {cp.size} inconsistent with ours of "
@@ -74,3 +91,34 @@ async def compare_with_peer(worker, seen: dict, peer_url: str, evidence_dir: Pat
         await worker.call(lambda db: record_fork(db, forked, evidence_dir))
         return compared, problems, True
     return compared, problems, False
+
+
+async def peer_evidence(peer: PeerClient, subscription, ours: Checkpoint) -> dict | None:
+    """A split-view document the peer serves that verifies, is made under one of our
+    list keys, and holds our checkpoint; None if there is none."""
+    try:
+        body = await peer.get(f"witness/evidence?origin={quote(ours.origin, safe='')}", max_bytes=MAX_SEEN_BYTES)
+        listed = json.loads(body.decode("utf-8")).get("evidence")
+    except (FetchError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
+        return None
+    keys = {(k.key_id, k.public_key) for k in map(Verifier.from_vkey, subscription.list_vkeys)}
+    for doc in (listed if isinstance(listed, list) else [])[:MAX_PEER_EVIDENCE]:
+        try:
+            verified = verify_evidence(json.dumps(doc))
+            key = Verifier.from_vkey(verified.vkey)
+        except (EvidenceError, ProtocolError, TypeError, ValueError):
+            continue
+        pair = {(verified.smaller.size, verified.smaller.root_hash), (verified.larger.size, verified.larger.root_hash)}
+        if (key.key_id, key.public_key) in keys and verified.origin == ours.origin and \
+                (ours.size, ours.root_hash) in pair:
+            return doc
+    return None
+
+
+def _other_note(doc: dict, ours: Checkpoint) -> bytes:
+    """The checkpoint of the evidence that is not ours."""
+    for text in doc["checkpoints"]:
+        cp = Checkpoint.parse(parse_note(text.encode("utf-8")).text)
+        if (cp.size, cp.root_hash) != (ours.size, ours.root_hash):
+            return text.encode("utf-8")
+    raise ValueError("the evidence holds our checkpoint twice")  # verify_evidence makes this impossible

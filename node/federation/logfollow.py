@@ -47,9 +47,10 @@ class FetchRefused(ValueError):
 class ListForked(FetchRefused):
     """Two checkpoints of the list's log that no append-only history can produce."""
 
-    def __init__(self, reason: str, earlier: bytes, later: bytes, tree: TileNodes | None):
+    def __init__(self, reason: str, earlier: bytes, later: bytes, tree: TileNodes | None, doc: dict | None = None):
         super().__init__(f"the federation list's log is FORKED: {reason}")
         self.reason, self.earlier, self.later, self.tree = reason, earlier, later, tree
+        self.doc = doc  # evidence already built and verified (a peer's), else built from `tree`
 
 
 @dataclass(frozen=True)

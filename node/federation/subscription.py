@@ -106,7 +106,8 @@ def record_fork(db, forked: ListForked, evidence_dir: Path | None) -> str:
         doc, path, problem = forks.evidence_for_fork(sizes[0], forked.earlier, sizes[1], forked.later, vkey=vkey,
                                                      larger_tree=forked.tree, evidence_dir=evidence_dir,
                                                      sources=["federation list " + subscription.url],
-                                                     no_dir="the evidence is kept in the database only")
+                                                     no_dir="the evidence is kept in the database only",
+                                                     doc=forked.doc)
         if doc is not None:
             break
     message = (f"{forked}; evidence {'written to ' + path if path else 'not written: ' + str(problem)}; nothing "

@@ -140,8 +140,8 @@ class Gossip:
                 # The federation list's log, when this node follows one (joining.md §3.3).
                 from node.federation.compare import compare_with_peer
 
-                compared, problems, forked = await compare_with_peer(self.worker, seen, peer.base_url,
-                                                                     self.evidence_dir, self.timeout)
+                compared, problems, forked = await compare_with_peer(self.worker, seen, peer, self.evidence_dir,
+                                                                     self.timeout)
                 result.compared += compared
                 result.problems += problems
                 if forked:
