@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a part's stop may take before it is cancelled (and what was pending logged).
 STOP_TIMEOUT = 5.0
-#: Seconds between two cancellations of a task that has not ended yet.
+#: Seconds a cancelled task is given to end (its own clean-up) before it is cancelled
+#: again, every RECANCEL_EVERY seconds: a cancellation it dropped is repeated.
+RECANCEL_AFTER = 0.5
 RECANCEL_EVERY = 0.1
 
 
@@ -49,41 +51,66 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
 
 
 async def stop_task(task: asyncio.Task | None, what: str, timeout: float = STOP_TIMEOUT) -> bool:
-    """Cancel `task` and wait until it ends, cancelling it again every RECANCEL_EVERY
-    seconds (a cancellation it swallowed is repeated); after `timeout` seconds log
-    what is still pending and give up. True if the task ended."""
+    """Cancel `task` and wait until it ends: after RECANCEL_AFTER seconds it is
+    cancelled again every RECANCEL_EVERY seconds (a cancellation it dropped is
+    repeated); after `timeout` seconds what is still pending is logged and the task
+    left behind. True if it ended. Errors of the task are logged, not raised; a
+    cancellation of the caller is raised once the task ended or was left behind."""
     if task is None or task.done():
         return True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    task.cancel()
+    cancelled = await _wait_through_cancellation(task, min(RECANCEL_AFTER, timeout))
     while not task.done():
-        task.cancel()
         left = deadline - loop.time()
         if left <= 0:
             log.warning("stopping %s: still running after %.1f s; going on without it. Pending: %s",
                         what, timeout, pending_tasks())
-            return False
-        await asyncio.wait([task], timeout=min(RECANCEL_EVERY, left))
-    if not task.cancelled() and task.exception() is not None:
+            break
+        task.cancel()
+        cancelled = await _wait_through_cancellation(task, min(RECANCEL_EVERY, left)) or cancelled
+    if task.done() and not task.cancelled() and task.exception() is not None:
         exc = task.exception()
         log.error("stopping %s: it had failed (%s: %s)", what, type(exc).__name__, exc)
-    return True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.done()
 
 
 async def bounded(stop, what: str, timeout: float = STOP_TIMEOUT) -> None:
-    """Await `stop()` (a part's stop coroutine) for at most `timeout` seconds; then log
-    what is pending and cancel it (bounded too). Its errors are logged, not raised:
-    the parts stopped after it must stop too."""
+    """Await `stop()` (a part's stop coroutine) for at most `timeout` seconds, even if
+    the caller is cancelled meanwhile (then CancelledError is raised after: the parts
+    stopped after this one still stop); after the bound, log what is pending and
+    cancel it. Its errors are logged, not raised."""
     task = asyncio.ensure_future(stop())
-    done, _ = await asyncio.wait([task], timeout=timeout)
-    if not done:
+    cancelled = await _wait_through_cancellation(task, timeout)
+    if not task.done():
         log.warning("stopping %s took more than %.1f s; cancelling it. Pending: %s", what, timeout,
                     pending_tasks())
         await stop_task(task, what, timeout=min(timeout, 2.0))
-        return
-    if not task.cancelled() and task.exception() is not None:
+    elif not task.cancelled() and task.exception() is not None:
         exc = task.exception()
         log.error("stopping %s failed (%s: %s)", what, type(exc).__name__, exc, exc_info=exc)
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _wait_through_cancellation(task: asyncio.Future, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for `task`, whatever cancels the caller meanwhile;
+    True if the caller was cancelled (it should raise CancelledError when done)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    cancelled = False
+    while not task.done():
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        try:
+            await asyncio.wait([task], timeout=left)
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled
 
 
 def pending_tasks() -> str:

@@ -50,7 +50,7 @@ async def test_stop_task_cancels_again_a_task_that_swallowed_a_cancellation():
     started = time.monotonic()
     assert await stop_task(task, "a stubborn task", timeout=5)
     assert swallowed.is_set() and task.cancelled()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # RECANCEL_AFTER, then at once
 
 
 async def test_a_stop_that_never_ends_is_cut_off_and_says_what_was_pending(caplog):
@@ -83,7 +83,7 @@ async def test_a_stop_that_never_ends_is_cut_off_and_says_what_was_pending(caplo
     caplog.clear()
     started = time.monotonic()
     await bounded(stop_refusing_cancellation, "a part refusing to stop", timeout=0.2)
-    assert time.monotonic() - started < 3  # 0.2 s, then at most 2 s of cancelling
+    assert time.monotonic() - started < 3  # 0.2 s, then at most 0.2 s of cancelling
     assert any("going on without it" in r.getMessage() for r in caplog.records)
     never.set()  # lets the refusing task end before the loop closes
     await asyncio.sleep(0.01)

@@ -60,6 +60,7 @@ import contextlib
 import logging
 
 from node.datadir import DataDir
+from node.stopping import stop_task
 from node.store import is_postgres, open_db
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ POLL_INTERVAL = 0.5
 CHECK_TIMEOUT = 3.0
 #: Seconds a starting process tries to take the lease before it starts without it.
 START_WAIT = 1.0
+#: While the database does not answer: the wait between two attempts doubles from
+#: POLL_INTERVAL up to this many seconds (a restarted server is found within it).
+OUTAGE_POLL_MAX = 2.0
 
 
 class HeldLease:
@@ -128,6 +132,8 @@ class PostgresLease:
         self._session = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._failing_since: float | None = None  # loop time of the first failed poll of an outage
+        self._failures = 0
 
     @property
     def held(self) -> bool:
@@ -175,16 +181,16 @@ class PostgresLease:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop_task(self._task, "the sequencer lease")
+        self._task = None
         if self.held:
             log.info("sequencer lease released (epoch %s)", self.epoch)
         self._drop_held(None)
         if self._session is not None:
             session, self._session = self._session, None
-            await asyncio.to_thread(session.close)  # ends the session: the lock goes with it
+            # Ends the session: the lock goes with it. Bounded: a server gone silent
+            # drops the session itself (keepalives), so the process need not wait.
+            await asyncio.wait([asyncio.ensure_future(asyncio.to_thread(session.close))], timeout=CHECK_TIMEOUT)
         if self.datadir is not None:
             self.datadir.release_lock()
 
@@ -193,7 +199,8 @@ class PostgresLease:
 
     async def _run(self) -> None:
         while not self._stopping:  # (Python 3.11's wait_for may swallow a cancellation)
-            await asyncio.sleep(self.poll_interval)
+            # While the database does not answer, attempts space out (bounded back-off).
+            await asyncio.sleep(min(OUTAGE_POLL_MAX, self.poll_interval * 2 ** min(self._failures, 8)))
             await self._poll_once()
 
     async def _poll_once(self) -> None:
@@ -209,11 +216,29 @@ class PostgresLease:
                 self._held.set()
                 log.info("sequencer lease taken (epoch %d): this process sequences the log", self.epoch)
         except (asyncio.TimeoutError, OSError, Exception) as exc:  # noqa: BLE001 -- any failure: not held
-            self._drop_held(f"the lease session failed ({type(exc).__name__}: {exc})")
+            why = f"{type(exc).__name__}: {str(exc).strip() or 'no answer within the time limit'}"
+            self._drop_held(f"the lease session failed ({why})")
+            self._failed(why)
             session, self._session = self._session, None
             if session is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(session.close)
+                    await asyncio.wait_for(asyncio.to_thread(session.close), CHECK_TIMEOUT)
+            return
+        self._answered()
+
+    def _failed(self, why: str) -> None:
+        """One WARNING per outage of the database (not one per attempt)."""
+        self._failures += 1
+        if self._failing_since is None:
+            self._failing_since = asyncio.get_running_loop().time()
+            log.warning("database: the lease session cannot reach PostgreSQL (%s); this process does not sequence "
+                        "until it answers again (retrying every %.1f s at most, quietly)", why, OUTAGE_POLL_MAX)
+
+    def _answered(self) -> None:
+        if self._failing_since is not None:
+            log.info("database: PostgreSQL answers the lease session again (after %.1f s)",
+                     asyncio.get_running_loop().time() - self._failing_since)
+        self._failing_since, self._failures = None, 0
 
     def _drop_held(self, why: str | None) -> None:
         if not self.held:

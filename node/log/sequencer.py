@@ -94,6 +94,7 @@ from node.datadir import DataDir
 from node.errors import Unavailable
 from node.log.lease import HeldLease
 from node.logsummary import PeriodicSummary
+from node.stopping import stop_task, wait_event
 from node.store import is_postgres
 from node.store.tiles import TileConflict, TileStore, TileWriteError
 from node.store.worker import DatabaseWorker
@@ -113,6 +114,8 @@ REFRESH_INTERVAL = 0.5
 #: Several processes: seconds an append accepted by a process that does not sequence
 #: waits for its checkpoint before the caller is told it is stored and will be published.
 SHARED_APPEND_TIMEOUT = 60.0
+#: Seconds stop() lets the sequencer publish what is pending before it cancels it.
+STOP_PUBLISH_TIMEOUT = 5.0
 
 
 class LogUnavailable(Unavailable):
@@ -282,15 +285,10 @@ class Sequencer:
     async def _refresh_loop(self) -> None:
         """Not the holder: serve the latest recorded checkpoint (announced, or looked up
         every REFRESH_INTERVAL). The holder: look for entries waiting in the database."""
-        # Not `while True`: Python 3.11's wait_for may swallow a cancellation that comes
-        # as its wait ends, so stop() also says so here.
         while not self._stopping:
-            try:
-                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL)
-            except asyncio.TimeoutError:
-                if self.lease.held:
-                    self._db_pending = True
-                    self._wake.set()
+            if not await wait_event(self._announced, REFRESH_INTERVAL) and self.lease.held:
+                self._db_pending = True
+                self._wake.set()
             self._announced.clear()
             if not self.lease.held:
                 try:
@@ -329,15 +327,14 @@ class Sequencer:
             if loop.time() > deadline or self._stopping:
                 raise LogUnavailable(f"the entries are stored and will be published when a process sequences "
                                      f"the log again; do not send them again (waited {SHARED_APPEND_TIMEOUT:.0f} s)")
-            try:
-                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL / 5)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._announced, REFRESH_INTERVAL / 5)
         await self._worker.call(pending.forget, ids)
         return [Appended(index, leaf_hash(data), latest.size) for index, data in zip(indices, entries)]
 
     async def stop(self) -> None:
-        """Publish what is pending, then stop (idempotent)."""
+        """Publish what is pending (for at most STOP_PUBLISH_TIMEOUT seconds), then
+        stop (idempotent). Every wait is bounded: a database that went away, or a task
+        that dropped a cancellation, cannot hold the stop (node/stopping.py)."""
         if self._stopped:
             return
         self._stopped = True
@@ -345,17 +342,19 @@ class Sequencer:
         self._wake.set()
         self._stop_requested.set()
         if self._task is not None:
-            if not self.lease.held:
-                self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # already logged where it happened
-                log.error("sequencer: stopped after an internal error")
-        if self._refresher is not None:
-            self._refresher.cancel()
-            await asyncio.gather(self._refresher, return_exceptions=True)
+            task = self._task
+            if self.lease.held:  # publish what is pending first
+                done, _ = await asyncio.wait([task], timeout=STOP_PUBLISH_TIMEOUT)
+                if not done:
+                    log.warning("sequencer: publishing the pending entries took more than %.0f s; stopping "
+                                "without them (stored ones are published at the next start)", STOP_PUBLISH_TIMEOUT)
+            await stop_task(task, "the sequencer")
+        for b in self._pool:  # left by a publication cut short: nothing of these was acknowledged
+            if not b.future.done():
+                b.future.set_exception(LogUnavailable("the node is shutting down; nothing was appended"))
+        self._pool.clear()
+        self._pool_size = 0
+        await stop_task(self._refresher, "the sequencer's checkpoint refresh")
         if self._listener is not None:
             await asyncio.to_thread(self._listener.close)
         await self._worker.close()
@@ -430,10 +429,7 @@ class Sequencer:
     async def _pause(self, seconds: float) -> None:
         """Sleep, unless stop() is called meanwhile."""
         if seconds > 0 and not self._stopping:
-            try:
-                await asyncio.wait_for(self._stop_requested.wait(), seconds)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._stop_requested, seconds)
 
     def _published_size(self) -> int:
         return self.published.size if self.published else 0
