@@ -178,6 +178,8 @@ class Node:
 
         # 2. database
         self.db = open_db(datadir.db_path)
+        if datadir.uses_postgres:
+            self.db.reconnects = True  # after the server went away (node/store/pg.py)
         log.info("database: %s", f"PostgreSQL {datadir.db_path} (tiles and replay journal in it too)"
                  if datadir.uses_postgres else f"SQLite {datadir.db_path}")
         stack.callback(self.db.close)

@@ -60,6 +60,7 @@ import contextlib
 import logging
 
 from node.datadir import DataDir
+from node.errors import error_line
 from node.stopping import stop_task
 from node.store import is_postgres, open_db
 
@@ -216,7 +217,7 @@ class PostgresLease:
                 self._held.set()
                 log.info("sequencer lease taken (epoch %d): this process sequences the log", self.epoch)
         except (asyncio.TimeoutError, OSError, Exception) as exc:  # noqa: BLE001 -- any failure: not held
-            why = f"{type(exc).__name__}: {str(exc).strip() or 'no answer within the time limit'}"
+            why = error_line(exc) if str(exc).strip() else f"{type(exc).__name__}: no answer within the time limit"
             self._drop_held(f"the lease session failed ({why})")
             self._failed(why)
             session, self._session = self._session, None

@@ -91,7 +91,7 @@ import time
 from dataclasses import dataclass
 
 from node.datadir import DataDir
-from node.errors import Unavailable
+from node.errors import Unavailable, error_line
 from node.log.lease import HeldLease
 from node.logsummary import PeriodicSummary
 from node.stopping import stop_task, wait_event
@@ -122,9 +122,10 @@ class LogUnavailable(Unavailable):
     """The log cannot take or publish appends right now; the message says why and
     whether the entries concerned were stored (`stored_from`..`stored_to` - 1)."""
 
-    def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None):
+    def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None, *,
+                 wait: int | None = None):
         stored = {} if stored_from is None else {"stored_from": stored_from, "stored_to": stored_to}
-        super().__init__(message, **stored)
+        super().__init__(message, wait=wait, **stored)
         self.stored_from = stored_from
         self.stored_to = stored_to
 
@@ -180,6 +181,8 @@ class Sequencer:
         self._announced = asyncio.Event()  # a checkpoint was announced (several processes)
         self._db_pending = False           # entries may wait in pending_entries
         self._next_cleanup = 0.0           # (worker) when abandoned pending rows go next
+        self._refresh_failing: float | None = None  # since when reading the checkpoint fails
+        self._read_failing = False         # (worker) the last look before publishing failed
         # Several processes: (worker thread) db, Published -> the note as the sequencing
         # process serves it, with the signatures it adds (the node sets it: node/runtime.py).
         self.as_served = None
@@ -229,11 +232,23 @@ class Sequencer:
 
     async def _when_held(self) -> None:
         """Wait for the lease, then start as after a restart (stored entries re-published)."""
-        epoch = await self.lease.acquired()
-        if self._stopping:
-            return
-        started = time.monotonic()
-        await self._worker.run(self._open)
+        failing = False
+        while True:
+            epoch = await self.lease.acquired()
+            if self._stopping:
+                return
+            started = time.monotonic()
+            try:
+                await self._worker.run(self._open)
+                break
+            except RuntimeError:  # the database is damaged: _open said why; nothing is published
+                raise
+            except Exception as exc:  # noqa: BLE001 -- the database went away again: wait, retry
+                if not failing:
+                    log.warning("sequencer: could not read the log after taking the lease (%s); retrying every "
+                                "%.0f s", error_line(exc), STALLED_RETRY)
+                failing = True
+                await self._pause(STALLED_RETRY)
         log.info("sequencer: took over the log at size %d (epoch %d) in %.2f s", self._published_size(),
                  epoch, time.monotonic() - started)
         _call_each(self.on_change, "on_change", self._published)
@@ -291,12 +306,24 @@ class Sequencer:
                 self._wake.set()
             self._announced.clear()
             if not self.lease.held:
-                try:
+                with contextlib.suppress(Exception):  # logged once per outage; the next look tries again
                     await self._refresh()
-                except Exception as exc:  # noqa: BLE001 -- the next look tries again
-                    log.warning("sequencer: reading the latest checkpoint failed (%s)", exc)
 
     async def _refresh(self) -> None:
+        try:
+            await self._read_latest()
+        except Exception as exc:
+            if self._refresh_failing is None:
+                self._refresh_failing = time.monotonic()
+                log.warning("sequencer: cannot read the latest checkpoint from the database (%s); serving the last "
+                            "one read meanwhile (retrying quietly)", error_line(exc))
+            raise
+        if self._refresh_failing is not None:
+            log.info("sequencer: reading checkpoints from the database again (after %.1f s)",
+                     time.monotonic() - self._refresh_failing)
+            self._refresh_failing = None
+
+    async def _read_latest(self) -> None:
         def read(db):
             latest = db.log.latest_checkpoint()
             if latest is None:
@@ -313,8 +340,26 @@ class Sequencer:
         wait until a recorded checkpoint includes them."""
         from node.store import pending
         from node.store.pg_changes import PENDING, notify
-        ids = await self._worker.call(pending.add, entries)
-        await self._worker.call(notify, PENDING)
+        try:
+            ids = await self._worker.call(pending.add, entries)
+        except Exception as exc:  # noqa: BLE001 -- the database is away: nothing was stored
+            log.debug("sequencer: storing pending entries failed (%s)", error_line(exc))
+            raise LogUnavailable("the node's database cannot be reached right now; nothing was appended; "
+                                 "try again later", wait=5) from None
+        try:
+            return await self._await_sequenced(ids, entries)
+        except LogUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- stored as pending: the next sequencer takes them
+            log.debug("sequencer: waiting for pending entries failed (%s)", error_line(exc))
+            raise LogUnavailable("the node's database cannot be reached right now; the entries are stored and "
+                                 "will be published when it can be reached again; do not send them again") from None
+
+    async def _await_sequenced(self, ids: list[int], entries: list[bytes]) -> list[Appended]:
+        from node.store import pending
+        from node.store.pg_changes import PENDING, notify
+        with contextlib.suppress(Exception):  # a hint only: the holder also looks every REFRESH_INTERVAL
+            await self._worker.call(notify, PENDING)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHARED_APPEND_TIMEOUT
         while True:
@@ -592,21 +637,29 @@ class Sequencer:
         first = self._stored
         own = len(new_entries)
         waiting = []
-        if self.shared:  # entries other processes accepted, after our own
-            from node.store import pending
-            waiting = pending.waiting(self._db, max(0, self.max_batch - own))
-            new_entries = list(new_entries) + [data for _, data in waiting]
-            if not new_entries and first == published_size and self._published is not None:
-                return first, [], self._published  # nothing waits: nothing to publish
-        leaf_hashes = [leaf_hash(e) for e in new_entries]
-
         # Entries stored earlier but not yet published (after a crash or a failed step 2/3).
         backlog_data: list[bytes] = []
         backlog_hashes: list[bytes] = []
-        if first > published_size:
-            for _, data, h in self._db.log.iter_entries(published_size, first):
-                backlog_data.append(data)
-                backlog_hashes.append(h)
+        try:
+            if self.shared:  # entries other processes accepted, after our own
+                from node.store import pending
+                waiting = pending.waiting(self._db, max(0, self.max_batch - own))
+                new_entries = list(new_entries) + [data for _, data in waiting]
+                if not new_entries and first == published_size and self._published is not None:
+                    return first, [], self._published  # nothing waits: nothing to publish
+            if first > published_size:
+                for _, data, h in self._db.log.iter_entries(published_size, first):
+                    backlog_data.append(data)
+                    backlog_hashes.append(h)
+        except Exception as exc:  # the database went away: nothing was done yet
+            # One line per outage (the lease's says the same): the refresh retries often.
+            log.log(logging.DEBUG if self._read_failing else logging.WARNING,
+                    "sequencer: could not read the database before publishing (%s)", error_line(exc))
+            self._read_failing = True
+            raise LogUnavailable("the node's database cannot be reached right now; nothing was appended; try "
+                                 "again later", wait=5) from None
+        self._read_failing = False
+        leaf_hashes = [leaf_hash(e) for e in new_entries]
 
         # The files of the new size, computed in memory on copies: the sequencer's state
         # moves only once the checkpoint is published.
