@@ -57,10 +57,12 @@ from node.store.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
-#: libpq's TCP keepalives of every connection (idle seconds, interval, count): a silent
-#: server is given up after about KEEPALIVE_AFTER seconds.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+#: libpq's TCP keepalives of every connection (idle seconds, interval, count), and the
+#: time unacknowledged data may wait (ms): a silent server is given up after about
+#: KEEPALIVE_AFTER seconds, whether the connection waits for an answer or sends.
 KEEPALIVE_AFTER = 25
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+              "tcp_user_timeout": KEEPALIVE_AFTER * 1000}
 #: The advisory lock every writing transaction takes ("ncii" in ASCII).
 WRITER_LOCK = 0x6E636969
 _WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP")
