@@ -641,6 +641,9 @@ class Sequencer:
         backlog_data: list[bytes] = []
         backlog_hashes: list[bytes] = []
         try:
+            # The worker's connection, a new one if the server closed it (PostgreSQL
+            # restarted while this process kept the lease): each transaction stands alone.
+            self._db = self._worker.database()
             if self.shared:  # entries other processes accepted, after our own
                 from node.store import pending
                 waiting = pending.waiting(self._db, max(0, self.max_batch - own))
