@@ -14,7 +14,7 @@ import time
 import pytest
 
 from multi_support import ADMIN, ServeProcess, request, shared_datadir, submission
-from node.store import open_db
+from node.store import open_db, pending
 from pg_support import PgCluster
 from test_cases_cycle import wait_for
 
@@ -98,3 +98,44 @@ def test_postgresql_goes_away_and_comes_back(tmp_path):
         if process is not None:
             process.kill()
         cluster.stop()
+
+
+def _terminate(url: str, application_name: str | None = None, pid: int | None = None) -> None:
+    """Ends server sessions of `url`'s database, as a restart of the server would."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as admin:
+        if pid is not None:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        else:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND pid <> pg_backend_pid()")
+    time.sleep(0.2)  # the server's close reaches the client's socket
+
+
+def test_the_runtime_connection_reconnects_between_transactions_never_inside(pg_url):
+    db = open_db(pg_url)
+    try:
+        db.reconnects = True
+        first = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        _terminate(pg_url, pid=first)
+        assert db.broken  # found out before use: the socket says the server closed it
+        assert db.log.latest_checkpoint() is None  # the first statement after the outage works
+        second = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert second != first
+        # Inside a transaction a broken connection is never replaced: what follows must
+        # not run outside the transaction the outage cut.
+        with pytest.raises(Exception):
+            with db.atomic():
+                db.execute("SELECT 1")
+                _terminate(pg_url, pid=second)
+                pending.add(db, [b"x"])
+        assert db.execute("SELECT count(*) FROM pending_entries").fetchone()[0] == 0  # reconnected, nothing written
+    finally:
+        db.close()
+    plain = open_db(pg_url)  # any other connection: a worker opens a new one itself
+    try:
+        _terminate(pg_url)
+        with pytest.raises(Exception):
+            plain.execute("SELECT 1")
+    finally:
+        plain.close()
