@@ -56,6 +56,7 @@ was acknowledged), and it polls to take the lease again like any other process.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 
@@ -135,6 +136,12 @@ class PostgresLease:
         self._stopping = False
         self._failing_since: float | None = None  # loop time of the first failed poll of an outage
         self._failures = 0
+        # Every use of the session, its close included, runs in this one thread, in
+        # order: a call given up (a time limit, a cancellation) still runs to its end
+        # before the close. Closing a psycopg connection while another thread waits on
+        # it frees what that thread reads, and its socket number, reused by the next
+        # connection, had that thread steal the new connection's answer: a start hung.
+        self._session_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease-session")
 
     @property
     def held(self) -> bool:
@@ -146,7 +153,7 @@ class PostgresLease:
             self.datadir.acquire_lock(shared=True)
         try:
             await asyncio.to_thread(lambda: open_db(self.target).close())  # the lease's table migrated
-            self._session = await asyncio.to_thread(LeaseSession, self.target)  # fails loudly: a bad URL
+            self._session = await self._in_session_thread(LeaseSession, self.target)  # fails loudly: a bad URL
         except BaseException:
             if self.datadir is not None:
                 self.datadir.release_lock()
@@ -191,12 +198,16 @@ class PostgresLease:
             session, self._session = self._session, None
             # Ends the session: the lock goes with it. Bounded: a server gone silent
             # drops the session itself (keepalives), so the process need not wait.
-            await asyncio.wait([asyncio.ensure_future(asyncio.to_thread(session.close))], timeout=CHECK_TIMEOUT)
+            await asyncio.wait([asyncio.ensure_future(self._in_session_thread(session.close))], timeout=CHECK_TIMEOUT)
+        self._session_thread.shutdown(wait=False)  # its queue still closes the session
         if self.datadir is not None:
             self.datadir.release_lock()
 
     def describe(self) -> dict:
         return {"sequencer": self.held, "epoch": self.epoch}
+
+    def _in_session_thread(self, fn, *args):
+        return asyncio.get_running_loop().run_in_executor(self._session_thread, fn, *args)
 
     async def _run(self) -> None:
         while not self._stopping:  # (Python 3.11's wait_for may swallow a cancellation)
@@ -208,12 +219,13 @@ class PostgresLease:
         from node.store.pg_lease import LeaseSession
         try:
             if self._session is None:
-                self._session = await asyncio.wait_for(asyncio.to_thread(LeaseSession, self.target), CHECK_TIMEOUT)
+                self._session = await asyncio.wait_for(self._in_session_thread(LeaseSession, self.target),
+                                                       CHECK_TIMEOUT)
             if self.held:
-                if not await asyncio.wait_for(asyncio.to_thread(self._session.still_held), CHECK_TIMEOUT):
+                if not await asyncio.wait_for(self._in_session_thread(self._session.still_held), CHECK_TIMEOUT):
                     self._drop_held("the lock is no longer held by our session")
-            elif await asyncio.wait_for(asyncio.to_thread(self._session.try_lock), CHECK_TIMEOUT):
-                self.epoch = await asyncio.wait_for(asyncio.to_thread(self._session.take_epoch), CHECK_TIMEOUT)
+            elif await asyncio.wait_for(self._in_session_thread(self._session.try_lock), CHECK_TIMEOUT):
+                self.epoch = await asyncio.wait_for(self._in_session_thread(self._session.take_epoch), CHECK_TIMEOUT)
                 self._held.set()
                 log.info("sequencer lease taken (epoch %d): this process sequences the log", self.epoch)
         except (asyncio.TimeoutError, OSError, Exception) as exc:  # noqa: BLE001 -- any failure: not held
@@ -223,7 +235,7 @@ class PostgresLease:
             session, self._session = self._session, None
             if session is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.to_thread(session.close), CHECK_TIMEOUT)
+                    await asyncio.wait_for(self._in_session_thread(session.close), CHECK_TIMEOUT)
             return
         self._answered()
 
