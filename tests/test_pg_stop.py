@@ -94,3 +94,35 @@ async def test_stops_at_random_moments_of_start_up_and_take_over(tmp_path, pg_ur
     assert len(stops) == 15 and max(stops) < STOP_BOUND, (seed, stops)
     # No part needed its bound: each ended when asked (the bounds are a safety net).
     assert not [r.getMessage() for r in caplog.records if r.name == "node.stopping"], seed
+
+
+async def test_the_lease_session_is_closed_only_after_a_check_given_up(pg_url):
+    """A check of the lease still running when the lease stops (cancelled, or past its
+    time limit) ends before the session closes: closing a psycopg connection another
+    thread waits on let that thread steal the next connection's answer (a start hung)."""
+    from node.log.lease import PostgresLease
+
+    lease = PostgresLease(pg_url, poll_interval=0.05)
+    await lease.start()
+    assert lease.held
+    events = []
+    session = lease._session
+    still_held, close = session.still_held, session.close
+
+    def slow_check():
+        events.append("check started")
+        time.sleep(0.6)
+        events.append("check ended")
+        return still_held()
+
+    def recorded_close():
+        events.append("closed")
+        close()
+
+    session.still_held, session.close = slow_check, recorded_close
+    deadline = time.monotonic() + 5
+    while "check started" not in events and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await lease.stop()  # cancels the poll while the check runs in the session's thread
+    await asyncio.sleep(1.0)
+    assert events[:3] == ["check started", "check ended", "closed"], events
