@@ -161,8 +161,9 @@ class PgDatabase(Repositories):
         if self.in_transaction:
             return False
         try:
-            readable, _, _ = select.select([self.raw.fileno()], [], [], 0)
-            if readable:
+            poller = select.poll()  # not select(): a busy process has sockets numbered past 1024
+            poller.register(self.raw.fileno(), select.POLLIN)
+            if poller.poll(0):
                 self.raw.execute("SELECT 1")
         except (OSError, ValueError, psycopg.Error):
             return True
