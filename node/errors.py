@@ -77,3 +77,10 @@ class Unavailable(Refused):
 
 class Failed(Refused):
     pass
+
+
+def error_line(exc: BaseException) -> str:
+    """'Type: first line of the message' (at most 200 characters), for one log line: a
+    database driver's messages run over several lines."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__

@@ -79,6 +79,7 @@ from node.matcher.service import Matcher
 from node.matcher.suppress import Suppressor
 from node.metrics import NodeMetrics
 from node.replaycache import REPLAY_JOURNAL, ReplayCache
+from node.stopping import STOP_TIMEOUT, bounded, stop_task
 from node.store import open_db
 from node.store.replay import DatabaseJournals
 from node.store.worker import DatabaseWorker
@@ -94,11 +95,10 @@ REVIEW_INTERVAL = 60.0
 HEALTH_TIMEOUT = 2.0
 #: Seconds the health check's look at the database is reused for.
 HEALTH_REUSE = 1.0
-
-
-async def _cancel(task: asyncio.Task) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+#: Seconds the sequencer's stop may take (it publishes what is pending first).
+SEQUENCER_STOP_TIMEOUT = 2 * STOP_TIMEOUT
+#: Seconds the parts of the sequencing process (follower, gossip, ...) may take to stop.
+LEADING_STOP_TIMEOUT = 3 * STOP_TIMEOUT
 
 
 class Node:
@@ -174,15 +174,17 @@ class Node:
 
         # 1. lease
         await self.lease.start()
-        stack.push_async_callback(self.lease.stop)
+        stack.push_async_callback(bounded, self.lease.stop, "the sequencer lease")
 
         # 2. database
         self.db = open_db(datadir.db_path)
+        if datadir.uses_postgres:
+            self.db.reconnects = True  # after the server went away (node/store/pg.py)
         log.info("database: %s", f"PostgreSQL {datadir.db_path} (tiles and replay journal in it too)"
                  if datadir.uses_postgres else f"SQLite {datadir.db_path}")
         stack.callback(self.db.close)
         self._health_db = DatabaseWorker(datadir.db_path, name="health")  # its own: never queued behind work
-        stack.push_async_callback(self._health_db.close)
+        stack.push_async_callback(bounded, self._health_db.close, "the health check's database worker")
 
         # 3. keys
         self.log_vkey = datadir.load_log_signer().verifier_key()
@@ -201,8 +203,8 @@ class Node:
 
         # 4. sequencer
         self.sequencer = Sequencer(datadir, lease=self.lease)
+        stack.push_async_callback(bounded, self.sequencer.stop, "the sequencer", SEQUENCER_STOP_TIMEOUT)
         await self.sequencer.start()
-        stack.push_async_callback(self.sequencer.stop)
         self.feedback = FeedbackPublisher(self.db, self.sequencer, self.origin)
 
         # 5. acknowledger, 7. follower, 8. gossip: one process of the node runs them (the
@@ -219,7 +221,7 @@ class Node:
         if self.role == "helpline" and self.cases is None:
             self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey, self.clients)
             await self.cases.start()
-            stack.push_async_callback(self.cases.stop)
+            stack.push_async_callback(bounded, self.cases.stop, "the case service")
 
         # 9. matcher
         if self.matcher is not None:
@@ -228,26 +230,26 @@ class Node:
                 from node.matcher.replica import MatchReplica
                 self._replica = MatchReplica(self.matcher, datadir.db_path)
             build = asyncio.create_task(self._build_index(), name="matcher-build")
-            stack.push_async_callback(self._stop_matcher, build)
+            stack.push_async_callback(bounded, lambda: self._stop_matcher(build), "the matcher")
 
         # 10. figures
         self.figures = Figures(DatabaseWorker(datadir.db_path, name="figures"), self.metrics, config)
         self.sequencer.on_batch.append(self.metrics.observe_batch)
+        stack.push_async_callback(bounded, self.figures.stop, "the figures")
         await self.figures.start()
-        stack.push_async_callback(self.figures.stop)
 
         # 11. witness
         self.witness = WitnessService(datadir, config, DatabaseWorker(datadir.db_path, name="witness"))
-        stack.push_async_callback(self.witness.stop)
+        stack.push_async_callback(bounded, self.witness.stop, "the witness")
         await self.witness.start()
         self.submitter = WitnessSubmitter(self.sequencer, datadir.db_path,
                                           interval=config.witness.add_checkpoint_interval)
         if not self.sequencer.shared:
+            stack.push_async_callback(bounded, self.submitter.stop, "the witness submitter")
             await self.submitter.start()
-            stack.push_async_callback(self.submitter.stop)
         else:
             leading = asyncio.create_task(self._lead(request_signer), name="leading")
-            stack.push_async_callback(_cancel, leading)
+            stack.push_async_callback(stop_task, leading, "the sequencing process's parts", LEADING_STOP_TIMEOUT)
 
     async def _start_leading(self, stack: contextlib.AsyncExitStack, request_signer, *,
                              cases_first: bool = False) -> None:
@@ -255,12 +257,12 @@ class Node:
         order), 7. follower, 8. gossip; and, on PostgreSQL, the witness submitter."""
         datadir, config = self.datadir, self.config
         self.acknowledger = Acknowledger(datadir, config, self.sequencer, self.db)
+        stack.push_async_callback(bounded, self.acknowledger.stop, "the acknowledger")
         await self.acknowledger.start()
-        stack.push_async_callback(self.acknowledger.stop)
         if cases_first and self.role == "helpline":
             self.cases = CaseService(datadir, config, self.sequencer, self.log_vkey, self.clients)
             await self.cases.start()
-            stack.push_async_callback(self.cases.stop)
+            stack.push_async_callback(bounded, self.cases.stop, "the case service")
         listeners = [self.acknowledger] + ([self.matcher] if self.matcher is not None else [])
         if self.matcher is not None and self.sequencer.shared:  # the other processes' matchers
             from node.matcher.replica import MatchAnnouncer
@@ -269,15 +271,15 @@ class Node:
             listeners.append(announcer)
         self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
                                       own_origin=self.origin, evidence_dir=self.evidence_dir)
+        stack.push_async_callback(bounded, self.follower.stop, "the follower")
         await self.follower.start()
-        stack.push_async_callback(self.follower.stop)
         self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
+        stack.push_async_callback(bounded, self.gossip.stop, "gossip")
         await self.gossip.start()
-        stack.push_async_callback(self.gossip.stop)
         self.federation = FederationService(datadir.db_path, Own(self.role, self.origin), self.reload_followed,
                                             self.evidence_dir)
+        stack.push_async_callback(bounded, self.federation.stop, "the federation list service")
         await self.federation.start()
-        stack.push_async_callback(self.federation.stop)
 
     async def _lead(self, request_signer) -> None:
         """PostgreSQL: while this process holds the lease, run what one process of the
@@ -298,8 +300,8 @@ class Node:
                     await self._start_leading(stack, request_signer)
                     self.submitter = WitnessSubmitter(self.sequencer, self.datadir.db_path,
                                                       interval=self.config.witness.add_checkpoint_interval)
+                    stack.push_async_callback(bounded, self.submitter.stop, "the witness submitter")
                     await self.submitter.start()
-                    stack.push_async_callback(self.submitter.stop)
                     log.info("this process follows, gossips and acknowledges for the node (it sequences)")
                     await lost.wait()
                 except Exception:  # noqa: BLE001 -- logged; tried again with the next lease

@@ -5,6 +5,7 @@
     url = cluster.create_database()  # a fresh database copied from the migrated template
     cluster.drop_database(url)
     cluster.stop()
+    cluster.halt(); cluster.resume()  # PostgreSQL goes away (-m immediate: a crash) and comes back
 
 The server listens on a unix socket in the cluster's directory and on a free TCP port
 of 127.0.0.1, with trust authentication (nothing but this machine's loopback reaches
@@ -81,12 +82,20 @@ class PgCluster:
                   "-E", "UTF8", "--no-sync")
         self.port = _free_port()
         durability = "" if self.fsync else "-c fsync=off -c full_page_writes=off "
-        options = (f"-k {self.root} -p {self.port} -h 127.0.0.1 {durability}"
-                   "-c max_connections=200 -c shared_buffers=32MB")
-        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
-                  "-w", "-t", "60", "start")
-        self._running = True
+        self._options = (f"-k {self.root} -p {self.port} -h 127.0.0.1 {durability}"
+                         "-c max_connections=200 -c shared_buffers=32MB")
+        self.resume()
         return self
+
+    def resume(self) -> None:
+        """Start the server (again, after halt()) on the same port and data."""
+        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o",
+                  self._options, "-w", "-t", "60", "start")
+        self._running = True
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would (`-m immediate`), keeping its data."""
+        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def prepare_template(self, migrate) -> None:
         """Create `ncii_template` and let `migrate(url)` bring it to the node's schema."""
@@ -109,9 +118,11 @@ class PgCluster:
         self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def stop(self) -> None:
-        if self._running:
-            self._running = False
-            try:
+        try:
+            if self._running:
+                self._running = False
                 self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            finally:
-                shutil.rmtree(self.root, ignore_errors=True)
+        except PgUnavailable:
+            pass  # halted already
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)

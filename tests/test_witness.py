@@ -52,9 +52,7 @@ class FakeLog:
         return encode_request(old, self.proof(old, size), self.checkpoint(size)[1])
 
 
-# SQLite only for now: a witness node on PostgreSQL sometimes never finishes stopping
-# (seen twice in full runs, never alone; issue 17's note). Add "postgresql" back with the fix.
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def witness_database(request):
     """None (SQLite), or a PostgreSQL database: a fixture of its own, set up before
     start_node, so the node stops before its database is dropped."""

@@ -36,7 +36,6 @@ matcher) to forget its entries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -48,6 +47,7 @@ from node.follow.listener import FollowListener
 from node.follow.push import PushState, offers_parts, parse_advertisement
 from node.follow.recovery import Recovery
 from node.follow.sync import AwaitingCosignatures, Follower, ForkDetected, RoundResult, SyncError
+from node.stopping import stop_task, wait_event
 from node.store import follow as store
 from node.store.worker import DatabaseWorker
 
@@ -125,9 +125,7 @@ class FollowService:
         self._reloader = None
         # A round cut short commits nothing (its one transaction never ran or rolled back).
         tasks += [job.task for job in self.jobs.values() if job.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(stop_task(task, f"follow task {task.get_name()}") for task in tasks))
         for job in self.jobs.values():
             await job.client.close()
         self.jobs.clear()
@@ -353,7 +351,6 @@ class FollowService:
     async def _sleep_until(job: _Job, deadline: float) -> None:
         """Sleep until `deadline` (monotonic) or a poke()."""
         delay = deadline - time.monotonic()
-        if delay > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(job.wake.wait(), delay)
+        if delay > 0:  # (not wait_for: 3.11's may drop the cancellation of stop())
+            await wait_event(job.wake, delay)
         job.wake.clear()

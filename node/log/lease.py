@@ -56,10 +56,13 @@ was acknowledged), and it polls to take the lease again like any other process.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 
 from node.datadir import DataDir
+from node.errors import error_line
+from node.stopping import stop_task
 from node.store import is_postgres, open_db
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,9 @@ POLL_INTERVAL = 0.5
 CHECK_TIMEOUT = 3.0
 #: Seconds a starting process tries to take the lease before it starts without it.
 START_WAIT = 1.0
+#: While the database does not answer: the wait between two attempts doubles from
+#: POLL_INTERVAL up to this many seconds (a restarted server is found within it).
+OUTAGE_POLL_MAX = 2.0
 
 
 class HeldLease:
@@ -128,6 +134,14 @@ class PostgresLease:
         self._session = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._failing_since: float | None = None  # loop time of the first failed poll of an outage
+        self._failures = 0
+        # Every use of the session, its close included, runs in this one thread, in
+        # order: a call given up (a time limit, a cancellation) still runs to its end
+        # before the close. Closing a psycopg connection while another thread waits on
+        # it frees what that thread reads, and its socket number, reused by the next
+        # connection, had that thread steal the new connection's answer: a start hung.
+        self._session_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease-session")
 
     @property
     def held(self) -> bool:
@@ -139,7 +153,7 @@ class PostgresLease:
             self.datadir.acquire_lock(shared=True)
         try:
             await asyncio.to_thread(lambda: open_db(self.target).close())  # the lease's table migrated
-            self._session = await asyncio.to_thread(LeaseSession, self.target)  # fails loudly: a bad URL
+            self._session = await self._in_session_thread(LeaseSession, self.target)  # fails loudly: a bad URL
         except BaseException:
             if self.datadir is not None:
                 self.datadir.release_lock()
@@ -175,45 +189,69 @@ class PostgresLease:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop_task(self._task, "the sequencer lease")
+        self._task = None
         if self.held:
             log.info("sequencer lease released (epoch %s)", self.epoch)
         self._drop_held(None)
         if self._session is not None:
             session, self._session = self._session, None
-            await asyncio.to_thread(session.close)  # ends the session: the lock goes with it
+            # Ends the session: the lock goes with it. Bounded: a server gone silent
+            # drops the session itself (keepalives), so the process need not wait.
+            await asyncio.wait([asyncio.ensure_future(self._in_session_thread(session.close))], timeout=CHECK_TIMEOUT)
+        self._session_thread.shutdown(wait=False)  # its queue still closes the session
         if self.datadir is not None:
             self.datadir.release_lock()
 
     def describe(self) -> dict:
         return {"sequencer": self.held, "epoch": self.epoch}
 
+    def _in_session_thread(self, fn, *args):
+        return asyncio.get_running_loop().run_in_executor(self._session_thread, fn, *args)
+
     async def _run(self) -> None:
         while not self._stopping:  # (Python 3.11's wait_for may swallow a cancellation)
-            await asyncio.sleep(self.poll_interval)
+            # While the database does not answer, attempts space out (bounded back-off).
+            await asyncio.sleep(min(OUTAGE_POLL_MAX, self.poll_interval * 2 ** min(self._failures, 8)))
             await self._poll_once()
 
     async def _poll_once(self) -> None:
         from node.store.pg_lease import LeaseSession
         try:
             if self._session is None:
-                self._session = await asyncio.wait_for(asyncio.to_thread(LeaseSession, self.target), CHECK_TIMEOUT)
+                self._session = await asyncio.wait_for(self._in_session_thread(LeaseSession, self.target),
+                                                       CHECK_TIMEOUT)
             if self.held:
-                if not await asyncio.wait_for(asyncio.to_thread(self._session.still_held), CHECK_TIMEOUT):
+                if not await asyncio.wait_for(self._in_session_thread(self._session.still_held), CHECK_TIMEOUT):
                     self._drop_held("the lock is no longer held by our session")
-            elif await asyncio.wait_for(asyncio.to_thread(self._session.try_lock), CHECK_TIMEOUT):
-                self.epoch = await asyncio.wait_for(asyncio.to_thread(self._session.take_epoch), CHECK_TIMEOUT)
+            elif await asyncio.wait_for(self._in_session_thread(self._session.try_lock), CHECK_TIMEOUT):
+                self.epoch = await asyncio.wait_for(self._in_session_thread(self._session.take_epoch), CHECK_TIMEOUT)
                 self._held.set()
                 log.info("sequencer lease taken (epoch %d): this process sequences the log", self.epoch)
         except (asyncio.TimeoutError, OSError, Exception) as exc:  # noqa: BLE001 -- any failure: not held
-            self._drop_held(f"the lease session failed ({type(exc).__name__}: {exc})")
+            why = error_line(exc) if str(exc).strip() else f"{type(exc).__name__}: no answer within the time limit"
+            self._drop_held(f"the lease session failed ({why})")
+            self._failed(why)
             session, self._session = self._session, None
             if session is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(session.close)
+                    await asyncio.wait_for(self._in_session_thread(session.close), CHECK_TIMEOUT)
+            return
+        self._answered()
+
+    def _failed(self, why: str) -> None:
+        """One WARNING per outage of the database (not one per attempt)."""
+        self._failures += 1
+        if self._failing_since is None:
+            self._failing_since = asyncio.get_running_loop().time()
+            log.warning("database: the lease session cannot reach PostgreSQL (%s); this process does not sequence "
+                        "until it answers again (retrying every %.1f s at most, quietly)", why, OUTAGE_POLL_MAX)
+
+    def _answered(self) -> None:
+        if self._failing_since is not None:
+            log.info("database: PostgreSQL answers the lease session again (after %.1f s)",
+                     asyncio.get_running_loop().time() - self._failing_since)
+        self._failing_since, self._failures = None, 0
 
     def _drop_held(self, why: str | None) -> None:
         if not self.held:

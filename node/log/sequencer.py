@@ -91,9 +91,10 @@ import time
 from dataclasses import dataclass
 
 from node.datadir import DataDir
-from node.errors import Unavailable
+from node.errors import Unavailable, error_line
 from node.log.lease import HeldLease
 from node.logsummary import PeriodicSummary
+from node.stopping import stop_task, wait_event
 from node.store import is_postgres
 from node.store.tiles import TileConflict, TileStore, TileWriteError
 from node.store.worker import DatabaseWorker
@@ -113,15 +114,18 @@ REFRESH_INTERVAL = 0.5
 #: Several processes: seconds an append accepted by a process that does not sequence
 #: waits for its checkpoint before the caller is told it is stored and will be published.
 SHARED_APPEND_TIMEOUT = 60.0
+#: Seconds stop() lets the sequencer publish what is pending before it cancels it.
+STOP_PUBLISH_TIMEOUT = 5.0
 
 
 class LogUnavailable(Unavailable):
     """The log cannot take or publish appends right now; the message says why and
     whether the entries concerned were stored (`stored_from`..`stored_to` - 1)."""
 
-    def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None):
+    def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None, *,
+                 wait: int | None = None):
         stored = {} if stored_from is None else {"stored_from": stored_from, "stored_to": stored_to}
-        super().__init__(message, **stored)
+        super().__init__(message, wait=wait, **stored)
         self.stored_from = stored_from
         self.stored_to = stored_to
 
@@ -177,6 +181,8 @@ class Sequencer:
         self._announced = asyncio.Event()  # a checkpoint was announced (several processes)
         self._db_pending = False           # entries may wait in pending_entries
         self._next_cleanup = 0.0           # (worker) when abandoned pending rows go next
+        self._refresh_failing: float | None = None  # since when reading the checkpoint fails
+        self._read_failing = False         # (worker) the last look before publishing failed
         # Several processes: (worker thread) db, Published -> the note as the sequencing
         # process serves it, with the signatures it adds (the node sets it: node/runtime.py).
         self.as_served = None
@@ -226,11 +232,23 @@ class Sequencer:
 
     async def _when_held(self) -> None:
         """Wait for the lease, then start as after a restart (stored entries re-published)."""
-        epoch = await self.lease.acquired()
-        if self._stopping:
-            return
-        started = time.monotonic()
-        await self._worker.run(self._open)
+        failing = False
+        while True:
+            epoch = await self.lease.acquired()
+            if self._stopping:
+                return
+            started = time.monotonic()
+            try:
+                await self._worker.run(self._open)
+                break
+            except RuntimeError:  # the database is damaged: _open said why; nothing is published
+                raise
+            except Exception as exc:  # noqa: BLE001 -- the database went away again: wait, retry
+                if not failing:
+                    log.warning("sequencer: could not read the log after taking the lease (%s); retrying every "
+                                "%.0f s", error_line(exc), STALLED_RETRY)
+                failing = True
+                await self._pause(STALLED_RETRY)
         log.info("sequencer: took over the log at size %d (epoch %d) in %.2f s", self._published_size(),
                  epoch, time.monotonic() - started)
         _call_each(self.on_change, "on_change", self._published)
@@ -282,23 +300,30 @@ class Sequencer:
     async def _refresh_loop(self) -> None:
         """Not the holder: serve the latest recorded checkpoint (announced, or looked up
         every REFRESH_INTERVAL). The holder: look for entries waiting in the database."""
-        # Not `while True`: Python 3.11's wait_for may swallow a cancellation that comes
-        # as its wait ends, so stop() also says so here.
         while not self._stopping:
-            try:
-                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL)
-            except asyncio.TimeoutError:
-                if self.lease.held:
-                    self._db_pending = True
-                    self._wake.set()
+            if not await wait_event(self._announced, REFRESH_INTERVAL) and self.lease.held:
+                self._db_pending = True
+                self._wake.set()
             self._announced.clear()
             if not self.lease.held:
-                try:
+                with contextlib.suppress(Exception):  # logged once per outage; the next look tries again
                     await self._refresh()
-                except Exception as exc:  # noqa: BLE001 -- the next look tries again
-                    log.warning("sequencer: reading the latest checkpoint failed (%s)", exc)
 
     async def _refresh(self) -> None:
+        try:
+            await self._read_latest()
+        except Exception as exc:
+            if self._refresh_failing is None:
+                self._refresh_failing = time.monotonic()
+                log.warning("sequencer: cannot read the latest checkpoint from the database (%s); serving the last "
+                            "one read meanwhile (retrying quietly)", error_line(exc))
+            raise
+        if self._refresh_failing is not None:
+            log.info("sequencer: reading checkpoints from the database again (after %.1f s)",
+                     time.monotonic() - self._refresh_failing)
+            self._refresh_failing = None
+
+    async def _read_latest(self) -> None:
         def read(db):
             latest = db.log.latest_checkpoint()
             if latest is None:
@@ -315,8 +340,26 @@ class Sequencer:
         wait until a recorded checkpoint includes them."""
         from node.store import pending
         from node.store.pg_changes import PENDING, notify
-        ids = await self._worker.call(pending.add, entries)
-        await self._worker.call(notify, PENDING)
+        try:
+            ids = await self._worker.call(pending.add, entries)
+        except Exception as exc:  # noqa: BLE001 -- the database is away: nothing was stored
+            log.debug("sequencer: storing pending entries failed (%s)", error_line(exc))
+            raise LogUnavailable("the node's database cannot be reached right now; nothing was appended; "
+                                 "try again later", wait=5) from None
+        try:
+            return await self._await_sequenced(ids, entries)
+        except LogUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- stored as pending: the next sequencer takes them
+            log.debug("sequencer: waiting for pending entries failed (%s)", error_line(exc))
+            raise LogUnavailable("the node's database cannot be reached right now; the entries are stored and "
+                                 "will be published when it can be reached again; do not send them again") from None
+
+    async def _await_sequenced(self, ids: list[int], entries: list[bytes]) -> list[Appended]:
+        from node.store import pending
+        from node.store.pg_changes import PENDING, notify
+        with contextlib.suppress(Exception):  # a hint only: the holder also looks every REFRESH_INTERVAL
+            await self._worker.call(notify, PENDING)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHARED_APPEND_TIMEOUT
         while True:
@@ -329,15 +372,14 @@ class Sequencer:
             if loop.time() > deadline or self._stopping:
                 raise LogUnavailable(f"the entries are stored and will be published when a process sequences "
                                      f"the log again; do not send them again (waited {SHARED_APPEND_TIMEOUT:.0f} s)")
-            try:
-                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL / 5)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._announced, REFRESH_INTERVAL / 5)
         await self._worker.call(pending.forget, ids)
         return [Appended(index, leaf_hash(data), latest.size) for index, data in zip(indices, entries)]
 
     async def stop(self) -> None:
-        """Publish what is pending, then stop (idempotent)."""
+        """Publish what is pending (for at most STOP_PUBLISH_TIMEOUT seconds), then
+        stop (idempotent). Every wait is bounded: a database that went away, or a task
+        that dropped a cancellation, cannot hold the stop (node/stopping.py)."""
         if self._stopped:
             return
         self._stopped = True
@@ -345,17 +387,19 @@ class Sequencer:
         self._wake.set()
         self._stop_requested.set()
         if self._task is not None:
-            if not self.lease.held:
-                self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # already logged where it happened
-                log.error("sequencer: stopped after an internal error")
-        if self._refresher is not None:
-            self._refresher.cancel()
-            await asyncio.gather(self._refresher, return_exceptions=True)
+            task = self._task
+            if self.lease.held:  # publish what is pending first
+                done, _ = await asyncio.wait([task], timeout=STOP_PUBLISH_TIMEOUT)
+                if not done:
+                    log.warning("sequencer: publishing the pending entries took more than %.0f s; stopping "
+                                "without them (stored ones are published at the next start)", STOP_PUBLISH_TIMEOUT)
+            await stop_task(task, "the sequencer")
+        for b in self._pool:  # left by a publication cut short: nothing of these was acknowledged
+            if not b.future.done():
+                b.future.set_exception(LogUnavailable("the node is shutting down; nothing was appended"))
+        self._pool.clear()
+        self._pool_size = 0
+        await stop_task(self._refresher, "the sequencer's checkpoint refresh")
         if self._listener is not None:
             await asyncio.to_thread(self._listener.close)
         await self._worker.close()
@@ -430,10 +474,7 @@ class Sequencer:
     async def _pause(self, seconds: float) -> None:
         """Sleep, unless stop() is called meanwhile."""
         if seconds > 0 and not self._stopping:
-            try:
-                await asyncio.wait_for(self._stop_requested.wait(), seconds)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._stop_requested, seconds)
 
     def _published_size(self) -> int:
         return self.published.size if self.published else 0
@@ -596,21 +637,32 @@ class Sequencer:
         first = self._stored
         own = len(new_entries)
         waiting = []
-        if self.shared:  # entries other processes accepted, after our own
-            from node.store import pending
-            waiting = pending.waiting(self._db, max(0, self.max_batch - own))
-            new_entries = list(new_entries) + [data for _, data in waiting]
-            if not new_entries and first == published_size and self._published is not None:
-                return first, [], self._published  # nothing waits: nothing to publish
-        leaf_hashes = [leaf_hash(e) for e in new_entries]
-
         # Entries stored earlier but not yet published (after a crash or a failed step 2/3).
         backlog_data: list[bytes] = []
         backlog_hashes: list[bytes] = []
-        if first > published_size:
-            for _, data, h in self._db.log.iter_entries(published_size, first):
-                backlog_data.append(data)
-                backlog_hashes.append(h)
+        try:
+            # The worker's connection, a new one if the server closed it (PostgreSQL
+            # restarted while this process kept the lease): each transaction stands alone.
+            self._db = self._worker.database()
+            if self.shared:  # entries other processes accepted, after our own
+                from node.store import pending
+                waiting = pending.waiting(self._db, max(0, self.max_batch - own))
+                new_entries = list(new_entries) + [data for _, data in waiting]
+                if not new_entries and first == published_size and self._published is not None:
+                    return first, [], self._published  # nothing waits: nothing to publish
+            if first > published_size:
+                for _, data, h in self._db.log.iter_entries(published_size, first):
+                    backlog_data.append(data)
+                    backlog_hashes.append(h)
+        except Exception as exc:  # the database went away: nothing was done yet
+            # One line per outage (the lease's says the same): the refresh retries often.
+            log.log(logging.DEBUG if self._read_failing else logging.WARNING,
+                    "sequencer: could not read the database before publishing (%s)", error_line(exc))
+            self._read_failing = True
+            raise LogUnavailable("the node's database cannot be reached right now; nothing was appended; try "
+                                 "again later", wait=5) from None
+        self._read_failing = False
+        leaf_hashes = [leaf_hash(e) for e in new_entries]
 
         # The files of the new size, computed in memory on copies: the sequencer's state
         # moves only once the checkpoint is published.

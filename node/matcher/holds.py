@@ -133,6 +133,9 @@ class Holds:
         without a database: a matcher built read-only decides holds in memory only)."""
         if self._db_path is None:
             return None
+        if self._db is not None and getattr(self._db, "broken", False):  # PostgreSQL went away: a new one
+            self._db.close()
+            self._db = None
         if self._db is None:
             self._db = connect(self._db_path, check_same_thread=False)
         with self._db.atomic():

@@ -75,6 +75,8 @@ class MatchAnnouncer(FollowListener):
     def _send(self, message: dict) -> None:
         with self._lock:
             try:
+                if self._db is not None and self._db.broken:  # PostgreSQL went away: a new one
+                    self.close()
                 if self._db is None:
                     self._db = connect(self.target)
                 notify(self._db, MATCH, json.dumps(message))

@@ -574,6 +574,11 @@ class Matcher(FollowListener):
         if not hits:
             return []
         db = getattr(self._readers, "db", None)
+        if db is not None and getattr(db, "broken", False):  # PostgreSQL went away: a new one
+            with self._lock:
+                self._reader_list.remove(db)
+            db.close()
+            db = None
         if db is None:
             if self._db_path is None:
                 raise UsageError("describe needs a matcher loaded from a database")

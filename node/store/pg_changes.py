@@ -10,13 +10,18 @@ A notification is only a hint to look now: a process that missed one (its listen
 connection broke, it was starting) loses nothing, because every reader also looks by
 sequence number on a timer (catch-up). `callback(channel, payload)` runs in the
 listener's thread: it must only hand over (loop.call_soon_threadsafe).
+
+When the server goes away the listener says so once (WARNING), tries again after
+RETRY seconds, doubling up to RETRY_MAX, and says once that it listens again (INFO).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
+from node.errors import error_line
 from node.store.pg import raw_connection
 
 log = logging.getLogger(__name__)
@@ -24,8 +29,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "ncii_checkpoint"
 PENDING = "ncii_pending"
 MATCH = "ncii_match"
-#: Seconds between attempts to listen again after the connection broke.
-RETRY = 1.0
+#: Seconds before the first attempt to listen again after the connection broke; the
+#: wait doubles at each failed attempt, up to RETRY_MAX.
+RETRY = 0.5
+RETRY_MAX = 4.0
 
 
 def notify(db, channel: str, payload: str = "") -> None:
@@ -43,18 +50,28 @@ class ChangeListener:
         self._thread.start()
 
     def _run(self) -> None:
+        failing_since, retry = None, RETRY
         while not self._closed.is_set():
             try:
                 with raw_connection(self.target, application_name="ncii-node listener") as conn:
                     for channel in self.channels:
                         conn.execute(f"LISTEN {channel}")
+                    if failing_since is not None:
+                        log.info("database notifications: listening again (after %.1f s)",
+                                 time.monotonic() - failing_since)
+                    failing_since, retry = None, RETRY
                     while not self._closed.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self.callback(note.channel, note.payload)
             except Exception as exc:  # noqa: BLE001 -- the timers catch up meanwhile
-                if not self._closed.is_set():
-                    log.warning("database notifications interrupted (%s); listening again in %.0f s", exc, RETRY)
-                    self._closed.wait(RETRY)
+                if self._closed.is_set():
+                    break
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("database notifications interrupted (%s); listening again as soon as the database "
+                                "answers (the timers catch up meanwhile)", error_line(exc))
+                self._closed.wait(retry)
+                retry = min(RETRY_MAX, retry * 2)
 
     def close(self) -> None:
         self._closed.set()

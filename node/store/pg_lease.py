@@ -92,7 +92,8 @@ class LeaseSession:
             target, application_name=APPLICATION_NAME,
             # Our side: notice a dead server. The server's side (SET below): drop us,
             # and so release the lock, when we go silent (host down, partition).
-            keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=KEEPALIVE_SECONDS - 1)
+            keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=KEEPALIVE_SECONDS - 1,
+            tcp_user_timeout=KEEPALIVE_SECONDS * 1000)
         self.conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}s'")
         self.conn.execute("SET tcp_keepalives_idle = 1")
         self.conn.execute("SET tcp_keepalives_interval = 1")

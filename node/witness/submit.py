@@ -43,6 +43,7 @@ import random
 import aiohttp
 
 from node.store.witness import LogWitness
+from node.stopping import stop_task, wait_event
 from node.store.worker import DatabaseWorker
 from node.witness.addcheckpoint import SIZE_CONTENT_TYPE, encode_request
 from protocol.cosignature import CosignatureVerifier
@@ -133,12 +134,10 @@ class WitnessSubmitter:
     async def stop(self) -> None:
         if self.notify in self.sequencer.on_publish:
             self.sequencer.on_publish.remove(self.notify)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        # Bounded, and cancelled again if need be: a stop a few loop iterations after
+        # start() once found _run just woken by start()'s notify, and 3.11's wait_for
+        # dropped the cancellation (node/stopping.py).
+        await stop_task(self._task, "the witness submitter")
         if self._session is not None:
             await self._session.close()
         await self.worker.close()
@@ -195,11 +194,8 @@ class WitnessSubmitter:
                 step = min(step, PROBE_INTERVAL * random.uniform(0.75, 1.25))
             if step is not None and step <= 0:
                 return
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=step)
+            if await wait_event(self._wake, step):
                 return
-            except asyncio.TimeoutError:
-                pass
             if deadline is not None and loop.time() >= deadline:
                 return  # retry time
             if self.down and await self._one_is_back():
