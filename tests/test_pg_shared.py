@@ -1,0 +1,65 @@
+"""Several `serve` processes of one node on one PostgreSQL database behave as one node
+(issue 17): a signed read replayed to another process is refused as a replay to the
+same process is; a setting made through one process is in force in the others within
+about a second; the commands reach the node while any of its processes lives."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import pytest
+
+from multi_support import ServeProcess, request, shared_datadir, submission
+from node.readaccess import RequestSigner
+from node.store import open_db
+
+pytestmark = pytest.mark.timeout(180)
+TILE = "/tile/0/000.p/1"
+NAME = "multi.example"   # the node's public name (its origin's host): signed reads go to it
+
+
+def register_reader(pg_url: str) -> RequestSigner:
+    signer = RequestSigner.from_seed("reader.shared.example/log", b"\1" * 32)
+    db = open_db(pg_url)
+    try:
+        db.readers.add_reader(signer.keyid, "a reader", b"\0\0\0\0")
+    finally:
+        db.close()
+    return signer
+
+
+def signed_get(process: ServeProcess, headers: dict) -> tuple[int, bytes]:
+    """GET the tile from `process`, sent to the node's public name (as through nginx)."""
+    return request(process.public_url + TILE, headers={"Host": NAME, **headers}, timeout=10)
+
+
+def test_a_signed_read_replayed_to_another_process_is_refused(tmp_path, pg_url):
+    signer = register_reader(pg_url)
+    root = shared_datadir(tmp_path, pg_url, public_read=False)
+    a, b = ServeProcess(root, "a").start(), ServeProcess(root, "b").start()
+    try:
+        assert a.append(submission(0)) is not None
+        url = f"http://{NAME}{TILE}"
+        # The reference: a replay to the same process.
+        first = signer.sign_headers("GET", url)
+        assert signed_get(a, first)[0] == 200
+        same_process = signed_get(a, first)
+        assert same_process[0] == 401 and b"already used" in same_process[1]
+        # Accepted by B, replayed to A; accepted by A, replayed to B: the same refusal.
+        for accepting, replayed_to in ((b, a), (a, b)):
+            headers = signer.sign_headers("GET", url)
+            assert signed_get(accepting, headers)[0] == 200
+            assert signed_get(replayed_to, headers) == same_process
+        # Sent to both at the same moment: exactly one of the two serves it, every time.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for _ in range(20):
+                headers = signer.sign_headers("GET", url)
+                answers = list(pool.map(lambda p: signed_get(p, headers), (a, b)))
+                assert sorted(status for status, _ in answers) == [200, 401], answers
+                assert same_process in answers
+        # Fresh signatures still pass on both.
+        for process in (a, b):
+            assert signed_get(process, signer.sign_headers("GET", url))[0] == 200
+    finally:
+        a.stop()
+        b.stop()
