@@ -63,3 +63,29 @@ def test_a_signed_read_replayed_to_another_process_is_refused(tmp_path, pg_url):
     finally:
         a.stop()
         b.stop()
+
+
+def test_processes_starting_together_share_one_digest_key(pg_url):
+    """Both found no journal (they started at the same moment): the second to create it
+    takes the first's key, so a nonce either accepted is refused by the other."""
+    from node.replaycache import ReplayCache, ReplayRefused
+    from node.store.replay import DatabaseJournals
+
+    class FoundNone(DatabaseJournals):
+        def read(self):
+            return None
+
+    first, second = ReplayCache(), ReplayCache()
+    first.open_journal(FoundNone(pg_url), 1000.0, 10.0)
+    second.open_journal(FoundNone(pg_url), 1000.0, 10.0)
+    try:
+        first.check_and_add("reader", "nonce-1", 1041, 1000.5)
+        with pytest.raises(ReplayRefused) as refused:
+            second.check_and_add("reader", "nonce-1", 1041, 1000.6)
+        assert not refused.value.full
+        second.check_and_add("reader", "nonce-2", 1041, 1000.7)
+        with pytest.raises(ReplayRefused):
+            first.check_and_add("reader", "nonce-2", 1041, 1000.8)
+    finally:
+        first.close()
+        second.close()
