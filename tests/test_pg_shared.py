@@ -6,10 +6,15 @@ about a second; the commands reach the node while any of its processes lives."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from multi_support import ServeProcess, request, shared_datadir, submission
+from multi_support import REPO, ServeProcess, request, shared_datadir, submission
+from node.datadir import DataDir
 from node.readaccess import RequestSigner
 from node.store import open_db
 
@@ -89,3 +94,42 @@ def test_processes_starting_together_share_one_digest_key(pg_url):
     finally:
         first.close()
         second.close()
+
+
+def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "node", *args], cwd=REPO, env=env, text=True, input=stdin,
+                          capture_output=True, timeout=120)
+
+
+def test_the_commands_reach_the_node_while_any_process_lives(tmp_path, pg_url):
+    """serve.json names the process started last; killed -9, the commands reach the other."""
+    root = shared_datadir(tmp_path, pg_url)
+    a, b = ServeProcess(root, "a").start(), ServeProcess(root, "b").start()
+    try:
+        served = DataDir(root).serving_processes()
+        assert [info["pid"] for info in served] == [b.process.pid, a.process.pid]
+        first = run_cli("append", "--dir", str(root), stdin=json.dumps(submission(1)) + "\n")
+        assert first.returncode == 0, first.stderr
+        b.kill()
+        assert json.loads((root / "serve.json").read_text())["pid"] == b.process.pid  # left behind by -9
+        assert DataDir(root).serving_node()["pid"] == a.process.pid
+        second = run_cli("append", "--dir", str(root), stdin=json.dumps(submission(2)) + "\n")
+        assert second.returncode == 0, second.stderr
+        assert json.loads(second.stdout)["index"] == json.loads(first.stdout)["index"] + 1
+        status = json.loads(run_cli("status", "--dir", str(root), "--json").stdout)
+        assert status["node"]["serving"] is True
+        # A third process cleans what the killed one left; stopping it cleanly hands
+        # serve.json back to the one still serving.
+        c = ServeProcess(root, "c").start()
+        assert sorted(p.name for p in (root / "serve.d").iterdir()) == sorted(
+            f"{pid}.json" for pid in (a.process.pid, c.process.pid))
+        c.stop()
+        assert json.loads((root / "serve.json").read_text())["pid"] == a.process.pid
+        a.stop()
+        assert not (root / "serve.json").exists() and not list((root / "serve.d").iterdir())
+        refused = run_cli("append", "--dir", str(root), stdin=json.dumps(submission(3)) + "\n")
+        assert refused.returncode == 1 and "no node is serving" in refused.stderr
+    finally:
+        a.stop()
+        b.stop()
