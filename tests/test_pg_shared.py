@@ -8,12 +8,15 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import secrets
 import subprocess
 import sys
+import time
 
+import psycopg
 import pytest
 
-from multi_support import REPO, ServeProcess, request, shared_datadir, submission
+from multi_support import REPO, ServeProcess, request, run_ncii, shared_datadir, submission
 from node.datadir import DataDir
 from node.readaccess import RequestSigner
 from node.store import open_db
@@ -133,3 +136,92 @@ def test_the_commands_reach_the_node_while_any_process_lives(tmp_path, pg_url):
     finally:
         a.stop()
         b.stop()
+
+
+def near(fingerprint: str) -> str:
+    """A PDQ fingerprint one bit away."""
+    return fingerprint[:-1] + format(int(fingerprint[-1], 16) ^ 1, "x")
+
+
+def admin_post(process: ServeProcess, path: str, body: dict) -> dict:
+    status, answer = request(process.admin_url + path, json.dumps(body).encode(),
+                             {"Authorization": f"Bearer {process.admin_token}", "Content-Type": "application/json"})
+    assert status == 200, answer
+    return json.loads(answer)
+
+
+def match_status(process: ServeProcess) -> dict:
+    status, body = request(process.admin_url + "/v1/match/status",
+                           headers={"Authorization": f"Bearer {process.admin_token}"})
+    assert status == 200, body
+    return json.loads(body)
+
+
+def in_force_within(what: str, probe, seconds: float = 3.0) -> float:
+    """Seconds until probe() holds (at most `seconds`: ~1 s asked, slack for a loaded machine)."""
+    started = time.monotonic()
+    while not probe():
+        assert time.monotonic() - started < seconds, f"{what}: not in force after {seconds} s"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_a_setting_made_through_one_process_is_in_force_in_the_other(tmp_path, pg_url):
+    from test_match_replicas import HELPLINE, PLATFORM, admin_append, matches
+    from test_cases_cycle import Node
+
+    helpline = Node(tmp_path / "helpline", HELPLINE, "helpline")
+    root = shared_datadir(tmp_path, pg_url, role="platform", origin=PLATFORM)
+    run_ncii("readers", "add", "--dir", str(helpline.root), run_ncii("key", "--dir", str(root), "--request").strip())
+    a = b = None
+    try:
+        helpline.start()
+        a, b = ServeProcess(root, "a").start(), ServeProcess(root, "b").start()
+        run_ncii("follow", "add", "--dir", str(root), helpline.url, "--vkey",
+                 run_ncii("key", "--dir", str(helpline.root)).strip(), "--interval", "0.2")
+        s1, s2, s3 = ({"kind": "submission", "signal": "pdq", "fingerprint": secrets.token_hex(32)} for _ in range(3))
+        i1, i2 = (admin_append(helpline, s)["index"] for s in (s1, s2))
+        for process in (a, b):
+            in_force_within(f"{process.name} matches", lambda: matches(process, s2["fingerprint"]) == [i2], 30)
+        times = {}
+
+        # A threshold through the command (it reaches b, started last): in force in a.
+        assert matches(a, near(s1["fingerprint"])) == [i1]
+        assert run_cli("match-threshold", "--dir", str(root), HELPLINE, "0").returncode == 0
+        times["threshold"] = in_force_within("threshold 0 in a", lambda: matches(a, near(s1["fingerprint"])) == [])
+        assert matches(a, s1["fingerprint"]) == [i1]
+        assert run_cli("match-threshold", "--dir", str(root), HELPLINE, "default").returncode == 0
+        in_force_within("the default threshold in a", lambda: matches(a, near(s1["fingerprint"])) == [i1])
+
+        # A suppression through a's admin site: b stops matching the entry.
+        admin_post(a, "/v1/match/suppress", {"origin": HELPLINE, "index": i1, "feedback": False})
+        times["suppression"] = in_force_within("the suppression in b", lambda: matches(b, s1["fingerprint"]) == [])
+
+        # A budget through a: b holds what is beyond it...
+        # (b takes the budget long before the helpline's next entry reaches it: that is
+        # published, then fetched by a's follower, which tells b after its round.)
+        admin_post(a, "/v1/match/budget", {"origin": HELPLINE, "max_fingerprints": 1})
+        i3 = admin_append(helpline, s3)["index"]
+        for process in (a, b):
+            in_force_within(f"{process.name} holds the entry beyond the budget",
+                            lambda: match_status(process)["held"]["budget"] == 1, 30)
+        assert matches(a, s3["fingerprint"]) == [] and matches(b, s3["fingerprint"]) == []
+        # ... and raised through b, a indexes what b let in.
+        admin_post(b, "/v1/match/budget", {"origin": HELPLINE, "max_fingerprints": None})
+        times["budget raised"] = in_force_within("the raised budget in a",
+                                                 lambda: matches(a, s3["fingerprint"]) == [i3])
+        assert matches(b, s3["fingerprint"]) == [i3] and match_status(a)["held"]["budget"] == 0
+        # A change whose notification was missed: the look every second finds it.
+        with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+            conn.execute("INSERT INTO match_thresholds (origin, pdq_threshold) VALUES (%s, 0)", (HELPLINE,))
+            conn.execute("UPDATE match_settings_version SET version = version + 1")
+        times["unnotified threshold"] = max(
+            in_force_within(f"the unnotified threshold in {process.name}",
+                            lambda: matches(process, near(s2["fingerprint"])) == []) for process in (a, b))
+        print("\nset through one process -> in force in the other: " +
+              ", ".join(f"{what} {seconds:.3f} s" for what, seconds in times.items()))
+    finally:
+        for process in (a, b):
+            if process is not None:
+                process.stop()
+        helpline.stop()
