@@ -78,6 +78,17 @@ def bench_cache(entries: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_ADD_READERS = """
+import sys
+from node.datadir import DataDir
+from node.store import open_db
+db = open_db(DataDir(sys.argv[1]).db_path)
+for i, keyid in enumerate(sys.stdin.read().split()):
+    db.readers.add_reader(keyid, f"reader {i}", b"\\0\\0\\0\\0")
+db.close()
+"""
+
+
 async def bench_http(readers: int, clients: int, seconds: float, *, database: str = "",
                      processes: int = 1, code: Path = ROOT, label: str = "HTTP") -> None:
     """Signed reads over HTTP from `processes` serve processes of one node (more than
@@ -94,16 +105,23 @@ async def bench_http(readers: int, clients: int, seconds: float, *, database: st
     procs: list[subprocess.Popen] = []
     try:
         root = tmp / "helpline"
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            assert cli_main(["init", "--dir", str(root), "--origin", "bench.example/helpline",
-                             *(["--database", database] if database else [])]) == 0
-        datadir = DataDir(root)
         signers = [RequestSigner.from_seed(f"reader-{i}.example/log", os.urandom(32)) for i in range(readers)]
-        db = open_db(datadir.db_path)
-        for i, s in enumerate(signers):
-            db.readers.add_reader(s.keyid, f"reader {i}", b"\0\0\0\0")
-        db.close()
         env = dict(os.environ, PYTHONPATH=str(code))
+        if code == ROOT:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                assert cli_main(["init", "--dir", str(root), "--origin", "bench.example/helpline",
+                                 *(["--database", database] if database else [])]) == 0
+            db = open_db(DataDir(root).db_path)
+            for i, s in enumerate(signers):
+                db.readers.add_reader(s.keyid, f"reader {i}", b"\0\0\0\0")
+            db.close()
+        else:  # the other checkout makes its own schema (it may not know this one's newest)
+            subprocess.run([sys.executable, "-m", "node", "init", "--dir", str(root), "--origin",
+                            "bench.example/helpline", *(["--database", database] if database else [])],
+                           cwd=code, env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([sys.executable, "-c", _ADD_READERS, str(root)], cwd=code, env=env, check=True,
+                           input="\n".join(s.keyid for s in signers), text=True)
+        datadir = DataDir(root)
         urls = []
         for _ in range(processes):
             procs.append(subprocess.Popen([sys.executable, "-m", "node", "serve", "--dir", str(root), "--port", "0"],
