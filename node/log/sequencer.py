@@ -93,6 +93,7 @@ from dataclasses import dataclass
 from node.datadir import DataDir
 from node.errors import Unavailable
 from node.log.lease import HeldLease
+from node.log.pending_waits import PendingWaits
 from node.logsummary import PeriodicSummary
 from node.store import is_postgres
 from node.store.tiles import TileConflict, TileStore, TileWriteError
@@ -118,6 +119,11 @@ SHARED_APPEND_TIMEOUT = 60.0
 class LogUnavailable(Unavailable):
     """The log cannot take or publish appends right now; the message says why and
     whether the entries concerned were stored (`stored_from`..`stored_to` - 1)."""
+
+
+def _stored_not_published() -> LogUnavailable:
+    return LogUnavailable(f"the entries are stored and will be published when a process sequences the log "
+                          f"again; do not send them again (waited up to {SHARED_APPEND_TIMEOUT:.0f} s)")
 
     def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None):
         stored = {} if stored_from is None else {"stored_from": stored_from, "stored_to": stored_to}
@@ -185,6 +191,7 @@ class Sequencer:
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
         self.tiles = TileStore.of(datadir)
         self._worker = DatabaseWorker(datadir.db_path, name="sequencer")
+        self._pending_waits = PendingWaits(self._worker, REFRESH_INTERVAL / 5)  # several processes
         self._stager = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tile-stager")
         self._summary = PeriodicSummary()  # one INFO line a minute about publications
         self._pool: list[_Batch] = []
@@ -278,6 +285,7 @@ class Sequencer:
             self._wake.set()
         else:
             self._announced.set()
+            self._pending_waits.heard()
 
     async def _refresh_loop(self) -> None:
         """Not the holder: serve the latest recorded checkpoint (announced, or looked up
@@ -317,24 +325,12 @@ class Sequencer:
         from node.store.pg_changes import PENDING, notify
         ids = await self._worker.call(pending.add, entries)
         await self._worker.call(notify, PENDING)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHARED_APPEND_TIMEOUT
-        while True:
-            found = await self._worker.call(pending.indices, ids)
-            indices = [found.get(i) for i in ids]
-            if all(i is not None for i in indices):
-                latest = await self._worker.log.latest_checkpoint()
-                if latest is not None and latest.size > max(indices):
-                    break
-            if loop.time() > deadline or self._stopping:
-                raise LogUnavailable(f"the entries are stored and will be published when a process sequences "
-                                     f"the log again; do not send them again (waited {SHARED_APPEND_TIMEOUT:.0f} s)")
-            try:
-                await asyncio.wait_for(self._announced.wait(), REFRESH_INTERVAL / 5)
-            except asyncio.TimeoutError:
-                pass
+        try:  # every append waiting here is looked for at once (node/log/pending_waits.py)
+            indices, size = await asyncio.wait_for(self._pending_waits.wait(ids), SHARED_APPEND_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise _stored_not_published() from None
         await self._worker.call(pending.forget, ids)
-        return [Appended(index, leaf_hash(data), latest.size) for index, data in zip(indices, entries)]
+        return [Appended(index, leaf_hash(data), size) for index, data in zip(indices, entries)]
 
     async def stop(self) -> None:
         """Publish what is pending, then stop (idempotent)."""
@@ -353,6 +349,7 @@ class Sequencer:
                 pass
             except Exception:  # already logged where it happened
                 log.error("sequencer: stopped after an internal error")
+        self._pending_waits.close(_stored_not_published())
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.gather(self._refresher, return_exceptions=True)
