@@ -172,10 +172,13 @@ class Holds:
             held = stored.all_held()
             freed: dict[str, np.ndarray] = {}
             for origin, entry in self._logs.items():
-                reasons = held.get(origin, {})
+                # Held for any reason in the database stays held here (two processes may
+                # have held one fingerprint for different reasons: the row keeps the last).
+                stored_held = np.asarray([i for indices in held.get(origin, {}).values() for i in indices],
+                                         dtype=np.int64)
                 for reason in ("cluster", "budget"):
                     mine = getattr(entry, reason)
-                    gone = np.setdiff1d(mine, np.asarray(reasons.get(reason, []), dtype=np.int64))
+                    gone = np.setdiff1d(mine, stored_held)
                     if len(gone):
                         setattr(entry, reason, np.setdiff1d(mine, gone))
                         freed[origin] = np.union1d(freed.get(origin, gone), gone)
