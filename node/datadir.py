@@ -341,14 +341,19 @@ class DataDir:
         return info if info and self.is_locked_by_other() else None
 
     # -- serve.d: every live serving process ------------------------------------------------
-    def announce_serving(self, info: dict) -> int:
+    def announce_serving(self, info: dict) -> tuple[int, Path]:
         """Record this serving process: DIR/serve.d/PID.json, exclusively flock'ed from
         before it appears until the process ends (the kernel drops the lock of a killed
-        one), and serve.json. Returns the file's descriptor, for `withdraw_serving`.
-        Files of processes that died are removed here."""
+        one), and serve.json. Returns the file's descriptor and path, for
+        `withdraw_serving`. Files of processes that died are removed here."""
         self.serving_dir.mkdir(exist_ok=True, mode=0o755)
         self._remove_dead_serving()
+        # PID.json; PID.N.json for a second node served by one process (tests do that)
         final = self.serving_dir / f"{os.getpid()}.json"
+        number = 1
+        while final.exists():
+            final = self.serving_dir / f"{os.getpid()}.{number}.json"
+            number += 1
         tmp = final.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -359,13 +364,14 @@ class DataDir:
             os.close(fd)
             raise
         self.write_serve_info(info)
-        return fd
+        return fd, final
 
-    def withdraw_serving(self, fd: int) -> None:
+    def withdraw_serving(self, announced: tuple[int, Path]) -> None:
         """This process stops serving: its DIR/serve.d file goes, and serve.json, when it
         names this process, names the live process started last instead (or goes)."""
+        fd, path = announced
         try:
-            (self.serving_dir / f"{os.getpid()}.json").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         finally:
             os.close(fd)
         info = self.read_serve_info()

@@ -120,16 +120,16 @@ class LogUnavailable(Unavailable):
     """The log cannot take or publish appends right now; the message says why and
     whether the entries concerned were stored (`stored_from`..`stored_to` - 1)."""
 
-
-def _stored_not_published() -> LogUnavailable:
-    return LogUnavailable(f"the entries are stored and will be published when a process sequences the log "
-                          f"again; do not send them again (waited up to {SHARED_APPEND_TIMEOUT:.0f} s)")
-
     def __init__(self, message: str, stored_from: int | None = None, stored_to: int | None = None):
         stored = {} if stored_from is None else {"stored_from": stored_from, "stored_to": stored_to}
         super().__init__(message, **stored)
         self.stored_from = stored_from
         self.stored_to = stored_to
+
+
+def _stored_not_published() -> LogUnavailable:
+    return LogUnavailable(f"the entries are stored and will be published when a process sequences the log "
+                          f"again; do not send them again (waited up to {SHARED_APPEND_TIMEOUT:.0f} s)")
 
 
 @dataclass(frozen=True)

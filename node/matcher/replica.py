@@ -161,7 +161,8 @@ class MatchReplica:
         version = db.matching.settings_version()
         if version != self.settings_seen:
             changed = self.matcher.adopt_settings(db)
-            log.info("matcher: settings changed by another process taken over (%d entries in or out)", changed)
+            log.info("matcher: match settings changed (a threshold, suppression, budget or release): in force in "
+                     "this process (%d entries in or out of its index)", changed)
             self.settings_seen = version
         sizes = store.verified_sizes(db)
         for origin in [o for o in self.seen if o not in sizes]:

@@ -131,7 +131,7 @@ class RunningNode:
         self._runners: list[web.AppRunner] = []
         self.public_url = ""
         self.admin_url = ""
-        self._announced: int | None = None  # DIR/serve.d file's descriptor (datadir.announce_serving)
+        self._announced = None  # DIR/serve.d file's descriptor and path (datadir.announce_serving)
 
     async def start(self, host: str | None = None, port: int | None = None) -> RunningNode:
         config = self.datadir.config
