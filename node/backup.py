@@ -55,7 +55,7 @@ from protocol.tiles import TileId, bundles_for_size, decode_bundle, tiles_for_si
 
 MANIFEST = "backup.json"
 FORMAT = 1
-#: Files a running node makes for itself: never backed up, never restored.
+#: Files a running node makes for itself: never backed up, never restored (nor DIR/serve.d).
 RUNTIME_FILES = {"lock", "serve.json"}
 
 
@@ -150,7 +150,8 @@ def make_backup(datadir: DataDir, out: Path) -> BackupReport:
             Path(f"{datadir.db_path}-journal")}
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = [d for d in dirnames if (here / d) not in (datadir.tiles_dir, datadir.tmp_dir)]
+        dirnames[:] = [d for d in dirnames if (here / d) not in (datadir.tiles_dir, datadir.tmp_dir,
+                                                                  datadir.serving_dir)]
         for name in filenames:
             path = here / name
             rel = path.relative_to(root)

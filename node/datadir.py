@@ -13,7 +13,10 @@ Layout (paths under [paths] in the config can move the starred ones)::
     DIR/tiles/ *             the published log, laid out as C2SP tlog-tiles paths
     DIR/tmp/                 temporary files, renamed into tiles/ when complete
     DIR/lock                 flock'ed by the one process that writes the log
-    DIR/serve.json           written by a running `serve`: its public and admin URLs
+    DIR/serve.json           written by a running `serve`: its public and admin URLs (the
+                             process started last)
+    DIR/serve.d/PID.json     the same, one file per live `serve` process (a PostgreSQL node
+                             may run several on one DIR), flock'ed by it while it lives
 
 Invariant kept here: secret files are created with mode 0600 from the start (never
 chmod'ed after being written), and every file that must survive a crash is written
@@ -36,6 +39,8 @@ from protocol.note import Signer
 
 
 ACK_KEY_FILE = "keys/ack.key"
+#: DIR/serve.d: one file per live `serve` process.
+SERVING_DIR = "serve.d"
 
 
 class DataDirError(RuntimeError):
@@ -186,6 +191,10 @@ class DataDir:
     def serve_info_path(self) -> Path:
         return self.root / "serve.json"
 
+    @property
+    def serving_dir(self) -> Path:
+        return self.root / SERVING_DIR
+
     # -- secrets -------------------------------------------------------------------------
     def write_secret(self, path: Path, data: bytes) -> None:
         """Create a secret file with mode 0600; refuse to overwrite an existing one."""
@@ -322,10 +331,96 @@ class DataDir:
             return None
 
     def serving_node(self) -> dict | None:
-        """serve.json of the node serving DIR now, or None when none is (no
-        serve.json, or no process holds the writer lock: a crash leaves the file)."""
-        info = self.read_serve_info()
+        """Where the commands reach the node serving DIR now: the serve.json of its live
+        process started last, or None when none lives (a process killed -9 leaves its
+        files behind, but not their locks)."""
+        live = self.serving_processes()
+        if live:
+            return live[0]
+        info = self.read_serve_info()  # a process that keeps no DIR/serve.d (an older version)
         return info if info and self.is_locked_by_other() else None
+
+    # -- serve.d: every live serving process ------------------------------------------------
+    def announce_serving(self, info: dict) -> tuple[int, Path]:
+        """Record this serving process: DIR/serve.d/PID.json, exclusively flock'ed from
+        before it appears until the process ends (the kernel drops the lock of a killed
+        one), and serve.json. Returns the file's descriptor and path, for
+        `withdraw_serving`. Files of processes that died are removed here."""
+        self.serving_dir.mkdir(exist_ok=True, mode=0o755)
+        self._remove_dead_serving()
+        # PID.json; PID.N.json for a second node served by one process (tests do that)
+        final = self.serving_dir / f"{os.getpid()}.json"
+        number = 1
+        while final.exists():
+            final = self.serving_dir / f"{os.getpid()}.{number}.json"
+            number += 1
+        tmp = final.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, (json.dumps(info) + "\n").encode())
+            os.replace(tmp, final)  # appears locked already: never taken for a dead one
+        except BaseException:
+            os.close(fd)
+            raise
+        self.write_serve_info(info)
+        return fd, final
+
+    def withdraw_serving(self, announced: tuple[int, Path]) -> None:
+        """This process stops serving: its DIR/serve.d file goes, and serve.json, when it
+        names this process, names the live process started last instead (or goes)."""
+        fd, path = announced
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+        info = self.read_serve_info()
+        if info is None or info.get("pid") == os.getpid():
+            live = self.serving_processes()
+            if live:
+                self.write_serve_info(live[0])
+            else:
+                self.remove_serve_info()
+
+    def serving_processes(self) -> list[dict]:
+        """The serve.json of every live serving process of DIR, the last started first."""
+        found = []
+        for path, alive in self._serving_files():
+            if alive is not None:
+                found.append((alive[0], alive[1]))
+        return [info for _, info in sorted(found, key=lambda item: item[0], reverse=True)]
+
+    def _serving_files(self):
+        """(path, (mtime, info) if its process lives, else None) for each DIR/serve.d file."""
+        try:
+            paths = sorted(self.serving_dir.glob("*.json"))
+        except OSError:
+            return []
+        out = []
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue  # gone meanwhile: that process stopped
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError:  # its process holds it: alive
+                    try:
+                        info = json.loads(os.read(fd, 65536))
+                        out.append((path, (os.fstat(fd).st_mtime_ns, info) if isinstance(info, dict) else None))
+                    except ValueError:
+                        out.append((path, None))
+                    continue
+                out.append((path, None))
+            finally:
+                os.close(fd)
+        return out
+
+    def _remove_dead_serving(self) -> None:
+        for path, alive in self._serving_files():
+            if alive is None:
+                path.unlink(missing_ok=True)
 
     def remove_serve_info(self) -> None:
         try:

@@ -21,6 +21,10 @@ boot ID. So at start:
     most the skew). A machine that rebooted was down longer than that anyway;
   * no journal at all: the node never served with one (a new data directory).
 
+On PostgreSQL the journal is rows shared by every `serve` process of the node
+(node/store/replay.py): a nonce this cache has not seen but the database holds was
+accepted by another process, and is refused the same way.
+
 The journal is rewritten with only its live nonces (same key, atomic rename) when it
 holds four times as many records as are live. Invariants: a nonce is recorded only
 after its signature verified; it is remembered until `forget_at`, the first second at
@@ -52,6 +56,9 @@ _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 _KEY_SIZE = 16
 _BOOT_ID_SIZE = 36
 _HEADER_SIZE = len(JOURNAL_MAGIC) + _BOOT_ID_SIZE + 1 + _KEY_SIZE
+
+
+_USED = "this signature nonce was already used; sign each request afresh with a new nonce"
 
 
 class ReplayRefused(ProtocolError):
@@ -116,15 +123,16 @@ class ReplayCache:
         self._expire(now)
         digest = self._digest(keyid, nonce)
         if digest in self._live:
-            raise ReplayRefused("this signature nonce was already used; sign each request afresh with a new nonce",
-                                full=False)
+            raise ReplayRefused(_USED, full=False)
         if self._per_reader.get(keyid, 0) >= self.max_per_reader:
             raise ReplayRefused("this reader has too many signed requests in flight; slow down and retry in a "
                                 "few seconds", full=True)
         if len(self._live) >= self.max_entries:
             raise ReplayRefused("too many signed requests in flight; retry in a few seconds", full=True)
-        if self._journal is not None:
-            self._journal.append(int(forget_at), digest)  # before it counts as accepted
+        # Recorded before it counts as accepted. A shared journal (several processes of one
+        # node on one database) says whether another process accepted it first.
+        if self._journal is not None and not self._journal.append(int(forget_at), digest):
+            raise ReplayRefused(_USED, full=False)
         self._remember(digest, int(forget_at), keyid)
 
     def _remember(self, digest: int, forget_at: int, keyid: str) -> None:
@@ -165,7 +173,18 @@ class ReplayCache:
             outcome = (f"the replay journal is from another boot of this machine or unreadable: signatures "
                        f"created before {int(self.not_before)} (start + {skew:g} s) are refused")
         self._journal = journals.create(self._key, current, self._entries())
+        if self._journal.key != self._key:
+            # A shared journal another process started with this boot a moment ago (both
+            # found none): take its key, so that every process computes the same digests.
+            self._key = self._journal.key
+            self._forget_all()
         return outcome
+
+    def _forget_all(self) -> None:
+        self._live.clear()
+        self._buckets.clear()
+        self._per_reader.clear()
+        self._oldest = 0
 
     def close(self) -> None:
         if self._journal is not None:
@@ -232,9 +251,11 @@ class _Journal:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         return cls(path, fd, len(entries), key, boot)
 
-    def append(self, forget_at: int, digest: int) -> None:
+    def append(self, forget_at: int, digest: int) -> bool:
+        """Record a nonce; True (the file is this process's alone: the cache decided)."""
         os.write(self.fd, _RECORD.pack(forget_at, digest))  # no fsync: see the module docstring
         self.records += 1
+        return True
 
     def rewrite(self, entries: list[tuple[int, int]]) -> None:
         """Only the live records, same key and boot ID; renamed over the old file."""

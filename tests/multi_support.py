@@ -38,12 +38,12 @@ def run_ncii(*args: str) -> str:
 
 
 def shared_datadir(folder: Path, pg_url: str, *, role: str = "helpline", origin: str = "multi.example/log",
-                   interval: float = 0.01) -> Path:
-    """A data directory whose database is `pg_url`: public reads, no push channel (so no
-    replay journal file shared by the processes), cheap PIN hashes, no case limits per
-    address that the tests' few loopback addresses would hit."""
+                   interval: float = 0.01, public_read: bool = True) -> Path:
+    """A data directory whose database is `pg_url`: public reads (unless `public_read` is
+    False: then only registered readers' signed reads), no push channel, cheap PIN hashes,
+    no case limits per address that the tests' few loopback addresses would hit."""
     root = folder / "node"
-    run_ncii("init", "--dir", str(root), "--origin", origin, "--role", role, "--public-read")
+    run_ncii("init", "--dir", str(root), "--origin", origin, "--role", role, *(["--public-read"] * public_read))
     config = (root / "config.toml").read_text()
     for old, new in (('[database]\nurl = ""', f'[database]\nurl = "{pg_url}"'),
                      ("[push]\nenabled = true", "[push]\nenabled = false"),

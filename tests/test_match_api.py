@@ -154,7 +154,14 @@ class Platform:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def world(tmp_path, start_node, request):
+def platform_database(request):
+    """None (SQLite), then a PostgreSQL database: set up before start_node, so that the
+    node stops before its database is dropped."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+
+
+@pytest.fixture
+async def world(tmp_path, platform_database, start_node):
     """A helpline log of 1,500 random PDQ plus neighbours planted at 0..40 around a
     query, a photo's PDQ, a video's MD5 and vPDQ; a platform node following it, on
     SQLite, then on PostgreSQL (its follower, matcher and holds in the database)."""
@@ -183,8 +190,7 @@ async def world(tmp_path, start_node, request):
         entries.append(submission(fp["signal"], fp["fingerprint"]))
     log.append(*entries)
     server = await LogServer(log).start()
-    platform = Platform(tmp_path, start_node,
-                        request.getfixturevalue("pg_url") if request.param == "postgresql" else None)
+    platform = Platform(tmp_path, start_node, platform_database)
     db = open_db(platform.datadir.db_path)
     db.follow.add_log(HELPLINE, server.url, log.vkey, interval=0.1)
     db.close()

@@ -239,3 +239,33 @@ def test_budget_and_release_commands_offline(scene, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["released"] == 1200 - 16
     assert cli_main(["match-release", "--dir", str(root), str(cluster["id"])]) == 1
     assert "no held cluster" in capsys.readouterr().err
+
+
+def test_another_process_takes_over_a_release_a_suppression_and_a_threshold(scene):
+    """Two matchers built from one database, as two `serve` processes of a PostgreSQL
+    node are: what the operator does through one, the other adopts from the database
+    (Matcher.adopt_settings, which node/matcher/replica.py calls when the settings'
+    counter moves), writing nothing itself."""
+    first, second = Matcher(pending_load=True), Matcher(pending_load=True)
+    first.load(scene["path"])
+    second.load(scene["path"])
+    db = scene["db"]
+    version = db.matching.settings_version()
+    [cluster] = first.holds.clusters()
+    first.release_cluster(cluster.id)
+    db.matching.add_suppression(HOSTILE, 0, db.follow.get_fingerprint(HOSTILE, 0).leaf_hash, False)
+    first.suppress(HOSTILE, 0)
+    db.matching.set_threshold(HONEST, 0)
+    first.set_threshold(HONEST, 0)
+    assert db.matching.settings_version() == version + 3
+    assert answer(second, scene["target"], 100)[1] == 16  # not yet
+    held_rows = db.execute("SELECT COUNT(*) FROM match_holds").fetchone()[0]
+    assert second.adopt_settings(db) == 5000 - 16 + 1
+    for matcher in (first, second):
+        assert answer(matcher, scene["target"], 100)[1] == 5000
+        assert (HOSTILE, 0) not in matcher and matcher.threshold_for(HONEST) == 0
+        assert matcher.stats()["held"] == {"cluster": 0, "budget": 0, "clusters": 0, "logs": []}
+    assert db.execute("SELECT COUNT(*) FROM match_holds").fetchone()[0] == held_rows
+    assert second.adopt_settings(db) == 0  # nothing new: nothing changes
+    first.close()
+    second.close()

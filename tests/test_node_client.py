@@ -21,7 +21,7 @@ from node.client import (
     Unauthorized,
     Unreachable,
 )
-from test_match_api import HELPLINE, flip, jpeg, picture, world  # noqa: F401  (world is a fixture)
+from test_match_api import HELPLINE, flip, jpeg, picture, platform_database, world  # noqa: F401  (fixtures)
 
 
 def client(world, token: str | None = None, **options) -> NodeClient:

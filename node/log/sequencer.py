@@ -93,6 +93,7 @@ from dataclasses import dataclass
 from node.datadir import DataDir
 from node.errors import Unavailable, error_line
 from node.log.lease import HeldLease
+from node.log.pending_waits import PendingWaits
 from node.logsummary import PeriodicSummary
 from node.stopping import stop_task, wait_event
 from node.store import is_postgres
@@ -128,6 +129,11 @@ class LogUnavailable(Unavailable):
         super().__init__(message, wait=wait, **stored)
         self.stored_from = stored_from
         self.stored_to = stored_to
+
+
+def _stored_not_published() -> LogUnavailable:
+    return LogUnavailable(f"the entries are stored and will be published when a process sequences the log "
+                          f"again; do not send them again (waited up to {SHARED_APPEND_TIMEOUT:.0f} s)")
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,7 @@ class Sequencer:
         self.max_batch = config.log.max_batch_entries if max_batch is None else max_batch
         self.tiles = TileStore.of(datadir)
         self._worker = DatabaseWorker(datadir.db_path, name="sequencer")
+        self._pending_waits = PendingWaits(self._worker, REFRESH_INTERVAL / 5)  # several processes
         self._stager = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tile-stager")
         self._summary = PeriodicSummary()  # one INFO line a minute about publications
         self._pool: list[_Batch] = []
@@ -296,6 +303,7 @@ class Sequencer:
             self._wake.set()
         else:
             self._announced.set()
+            self._pending_waits.heard()
 
     async def _refresh_loop(self) -> None:
         """Not the holder: serve the latest recorded checkpoint (announced, or looked up
@@ -346,35 +354,22 @@ class Sequencer:
             log.debug("sequencer: storing pending entries failed (%s)", error_line(exc))
             raise LogUnavailable("the node's database cannot be reached right now; nothing was appended; "
                                  "try again later", wait=5) from None
-        try:
-            return await self._await_sequenced(ids, entries)
+        with contextlib.suppress(Exception):  # a hint only: the holder also looks every REFRESH_INTERVAL
+            await self._worker.call(notify, PENDING)
+        try:  # every append waiting here is looked for at once (node/log/pending_waits.py)
+            async with asyncio.timeout(SHARED_APPEND_TIMEOUT):  # never drops a cancellation (node/stopping.py)
+                indices, size = await self._pending_waits.wait(ids)
+        except TimeoutError:
+            raise _stored_not_published() from None
         except LogUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 -- stored as pending: the next sequencer takes them
             log.debug("sequencer: waiting for pending entries failed (%s)", error_line(exc))
             raise LogUnavailable("the node's database cannot be reached right now; the entries are stored and "
                                  "will be published when it can be reached again; do not send them again") from None
-
-    async def _await_sequenced(self, ids: list[int], entries: list[bytes]) -> list[Appended]:
-        from node.store import pending
-        from node.store.pg_changes import PENDING, notify
-        with contextlib.suppress(Exception):  # a hint only: the holder also looks every REFRESH_INTERVAL
-            await self._worker.call(notify, PENDING)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHARED_APPEND_TIMEOUT
-        while True:
-            found = await self._worker.call(pending.indices, ids)
-            indices = [found.get(i) for i in ids]
-            if all(i is not None for i in indices):
-                latest = await self._worker.log.latest_checkpoint()
-                if latest is not None and latest.size > max(indices):
-                    break
-            if loop.time() > deadline or self._stopping:
-                raise LogUnavailable(f"the entries are stored and will be published when a process sequences "
-                                     f"the log again; do not send them again (waited {SHARED_APPEND_TIMEOUT:.0f} s)")
-            await wait_event(self._announced, REFRESH_INTERVAL / 5)
-        await self._worker.call(pending.forget, ids)
-        return [Appended(index, leaf_hash(data), latest.size) for index, data in zip(indices, entries)]
+        with contextlib.suppress(Exception):  # the rows are found by index anyway; forgetting is tidying
+            await self._worker.call(pending.forget, ids)
+        return [Appended(index, leaf_hash(data), size) for index, data in zip(indices, entries)]
 
     async def stop(self) -> None:
         """Publish what is pending (for at most STOP_PUBLISH_TIMEOUT seconds), then
@@ -399,6 +394,7 @@ class Sequencer:
                 b.future.set_exception(LogUnavailable("the node is shutting down; nothing was appended"))
         self._pool.clear()
         self._pool_size = 0
+        self._pending_waits.close(_stored_not_published())
         await stop_task(self._refresher, "the sequencer's checkpoint refresh")
         if self._listener is not None:
             await asyncio.to_thread(self._listener.close)

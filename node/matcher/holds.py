@@ -158,6 +158,37 @@ class Holds:
             self._budgets[origin] = current
             return self.budget(origin)
 
+    def adopt(self, stored: MatchingRepository) -> dict[str, np.ndarray]:
+        """Another process of the node changed budgets, released a cluster or let
+        fingerprints out of a hold (PostgreSQL): take the database's budgets, released
+        clusters and intake, and drop from memory the holds it no longer has. Returns,
+        per log, the indices no longer held, for the caller to index (nothing is
+        written: the other process did)."""
+        with self._lock:
+            self._budgets = stored.budgets()
+            released = {c.id for c in stored.clusters() if not c.held}
+            for cluster in self._clusters:
+                cluster.released = cluster.released or cluster.id in released
+            known = {c.id for c in self._clusters}
+            self._clusters += [HeldCluster(c.id, c.origin, c.centre, not c.held) for c in stored.clusters()
+                               if c.id not in known]
+            held = stored.all_held()
+            freed: dict[str, np.ndarray] = {}
+            for origin, entry in self._logs.items():
+                # Held for any reason in the database stays held here (two processes may
+                # have held one fingerprint for different reasons: the row keeps the last).
+                stored_held = np.asarray([i for indices in held.get(origin, {}).values() for i in indices],
+                                         dtype=np.int64)
+                for reason in ("cluster", "budget"):
+                    mine = getattr(entry, reason)
+                    gone = np.setdiff1d(mine, stored_held)
+                    if len(gone):
+                        setattr(entry, reason, np.setdiff1d(mine, gone))
+                        freed[origin] = np.union1d(freed.get(origin, gone), gone)
+            for origin, hours in stored.intake().items():
+                self._log(origin).intake = hours
+            return freed
+
     def held(self, origin: str, indices: np.ndarray) -> np.ndarray:
         """Which of these log indices are held (any reason)."""
         entry = self._logs.get(origin)

@@ -27,9 +27,13 @@ itself, so every replica stops matching them at once, without waiting for the co
 follower's own matcher does). The look by sequence number applies them again, from
 the database, for a replica that missed the notification.
 
-What a replica does not take from the others while running (each process reads it at
-its start): a suppression, a threshold or a budget set through another process's admin
-site. Apply those on every process (or restart the others).
+Settings travel the same way. A suppression, a threshold, a budget or a released
+cluster set through any process (its admin site or a command), and the fingerprints
+the sequencing process lets out of a budget hold as the hours pass, raise a counter
+in the changing transaction, which notifies on MATCH at its commit
+(node/store/matching.py `match_settings_version`); each replica then re-reads the
+settings and puts them in force in its own index (`Matcher.adopt_settings`), and
+compares the counter at every look, so a missed notification costs at most a second.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class MatchReplica:
         self.matcher = matcher
         self.target = target
         self.seen: dict[str, int] = {}   # origin -> verified size applied (worker thread)
+        self.settings_seen = 0           # match_settings_version in force here (worker thread)
         self._worker = DatabaseWorker(target, name="match-replica")
         self._wake = asyncio.Event()
         self._listener: ChangeListener | None = None
@@ -106,7 +111,12 @@ class MatchReplica:
         self._stopping = False
 
     async def sizes(self) -> dict[str, int]:
-        return await self._worker.call(store.verified_sizes)
+        """Read before the index is built: the followed logs' verified sizes (and the
+        settings' version, which the build then reads or passes)."""
+        def read(db):
+            self.settings_seen = db.matching.settings_version()
+            return store.verified_sizes(db)
+        return await self._worker.call(read)
 
     async def start(self, sizes: dict[str, int]) -> None:
         """`sizes`: what the index was built from (read before the build: the look
@@ -150,6 +160,12 @@ class MatchReplica:
     def catch_up(self, db) -> None:
         """(worker thread) Apply what every followed log's rounds committed since the
         sizes last applied."""
+        version = db.matching.settings_version()
+        if version != self.settings_seen:
+            changed = self.matcher.adopt_settings(db)
+            log.info("matcher: match settings changed (a threshold, suppression, budget or release): in force in "
+                     "this process (%d entries in or out of its index)", changed)
+            self.settings_seen = version
         sizes = store.verified_sizes(db)
         for origin in [o for o in self.seen if o not in sizes]:
             self.matcher.on_removed(origin)

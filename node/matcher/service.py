@@ -448,6 +448,33 @@ class Matcher(FollowListener):
                                        budgeted=False)
         return added
 
+    def adopt_settings(self, db) -> int:
+        """(PostgreSQL) What another process of the node set is in the database: put its
+        thresholds, suppressions, budgets and releases in force here, as that process
+        did in its own index (writing nothing). Returns how many entries it put in or
+        took out of the index."""
+        stored = db.matching
+        with self._lock:
+            if self._queueing:
+                return 0  # the build reads them all
+            thresholds = stored.thresholds()
+            for origin in set(thresholds) | set(self._explicit_thresholds):
+                if thresholds.get(origin) != self._explicit_thresholds.get(origin):
+                    self._apply_threshold(origin, thresholds.get(origin))
+            changed = 0
+            suppressions = stored.suppressions()
+            for (origin, index), leaf in suppressions.items():
+                if (origin, index) not in self._suppressed:
+                    self._suppressed[(origin, index)] = leaf
+                    changed += self._remove(origin, index)
+            for key in [key for key in self._suppressed if key not in suppressions]:
+                del self._suppressed[key]  # matches again once re-added (as `unsuppress`)
+            for origin, indices in self.holds.adopt(stored).items():
+                rows = _active_fingerprints(db, origin, indices.tolist())
+                changed += self.add_many(origin, [(r.index, r.signal, r.fingerprint, r.leaf_hash) for r in rows],
+                                         budgeted=False)
+            return changed
+
     def _is_suppressed(self, origin: str, index: int, leaf: bytes | None) -> bool:
         key = (origin, index)
         if key not in self._suppressed:

@@ -23,6 +23,13 @@
 - `match_intake(origin, hour, count)`: fingerprints of each log put in the index per
   clock hour (unix time // 3600), for the hourly and daily budgets.
 
+- `match_settings_version(id = 1, version)`: a counter raised in the transaction of
+  every change another `serve` process of the node must take over (thresholds,
+  suppressions, budgets, released clusters, fingerprints let out of a hold). On
+  PostgreSQL the same transaction notifies `ncii_match` ({"settings": version}, at its
+  commit): every process re-reads the settings at once, and compares the counter every
+  second in case it missed the notification (node/matcher/replica.py). No row: 0.
+
 This module is the only code that writes these tables. `IndexSnapshot` reads what
 the matcher indexes at start-up: the thresholds, the suppressions and every active
 fingerprint (node/store/follow.py's table), all from ONE read snapshot.
@@ -107,7 +114,12 @@ def _v2(db: sqlite_utils.Database) -> None:
     ) WITHOUT ROWID""")
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE match_settings_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "version INTEGER NOT NULL)")
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,23 @@ class MatchingRepository:
     def __init__(self, db):
         self.db = db
 
+    # -- what the other processes must take over -------------------------------------------
+
+    def settings_version(self) -> int:
+        row = self.db.execute("SELECT version FROM match_settings_version WHERE id = 1").fetchone()
+        return row[0] if row else 0
+
+    def _changed(self) -> None:
+        """Inside the changing transaction: raise the counter, and on PostgreSQL tell the
+        other processes at the commit."""
+        version = self.db.execute(
+            "INSERT INTO match_settings_version (id, version) VALUES (1, 1) ON CONFLICT (id) DO UPDATE "
+            "SET version = match_settings_version.version + 1 RETURNING version").fetchone()[0]
+        if getattr(self.db, "dialect", "sqlite") == "postgresql":
+            from node.store.pg_changes import MATCH, notify
+
+            notify(self.db, MATCH, f'{{"settings": {version}}}')
+
     # -- thresholds ------------------------------------------------------------------------
 
     def thresholds(self) -> dict[str, int]:
@@ -166,6 +195,7 @@ class MatchingRepository:
                 self.db.execute("INSERT INTO match_thresholds (origin, pdq_threshold) VALUES (?, ?) "
                                 "ON CONFLICT(origin) DO UPDATE SET pdq_threshold = excluded.pdq_threshold",
                                 (origin, threshold))
+            self._changed()
 
     # -- suppressions -----------------------------------------------------------------------
 
@@ -184,7 +214,14 @@ class MatchingRepository:
             elif want_feedback and row[4] == "none":
                 self.db.execute("UPDATE match_suppressions SET feedback = 'pending' WHERE origin = ? AND idx = ?",
                                 (origin, index))
+            if row is None:
+                self._changed()
             return self.get_suppression(origin, index)  # type: ignore[return-value]
+
+    def suppressions(self) -> dict[tuple[str, int], bytes]:
+        """Every suppression: (origin, index) -> leaf hash."""
+        return {(origin, index): bytes(leaf) for origin, index, leaf in
+                self.db.execute("SELECT origin, idx, leaf_hash FROM match_suppressions")}
 
     def get_suppression(self, origin: str, index: int) -> Suppression | None:
         row = self.db.execute(f"SELECT {_COLUMNS} FROM match_suppressions WHERE origin = ? AND idx = ?",
@@ -206,8 +243,11 @@ class MatchingRepository:
     def remove_suppression(self, origin: str, index: int) -> bool:
         """Forget a suppression (the entry may match again after the matcher reloads it)."""
         with self.db.atomic():
-            return self.db.execute("DELETE FROM match_suppressions WHERE origin = ? AND idx = ?",
-                                   (origin, index)).rowcount > 0
+            removed = self.db.execute("DELETE FROM match_suppressions WHERE origin = ? AND idx = ?",
+                                      (origin, index)).rowcount > 0
+            if removed:
+                self._changed()
+            return removed
 
     def budgets(self) -> dict[str, dict[str, int | None]]:
         """The budgets set per log (None: that budget takes the node's default)."""
@@ -220,6 +260,7 @@ class MatchingRepository:
         with self.db.atomic():
             current = self.budgets().get(origin, dict.fromkeys(BUDGET_FIELDS))
             current.update({key: values[key] for key in BUDGET_FIELDS if key in values})
+            self._changed()
             if all(v is None for v in current.values()):
                 self.db.execute("DELETE FROM match_budgets WHERE origin = ?", (origin,))
                 return
@@ -276,6 +317,7 @@ class MatchingRepository:
         """Inside the caller's transaction: these fingerprints are no longer held."""
         self.db.conn.executemany("DELETE FROM match_holds WHERE origin = ? AND idx = ?",
                                  ((origin, int(i)) for i in indices))
+        self._changed()
 
     def release_cluster(self, cluster_id: int, now: float | None = None) -> list[int]:
         """The operator releases a held cluster: its fingerprints may be indexed. Returns
@@ -289,6 +331,7 @@ class MatchingRepository:
             self.db.execute("DELETE FROM match_holds WHERE cluster = ?", (cluster_id,))
             self.db.execute("UPDATE match_clusters SET released_at = ? WHERE id = ?",
                             (time.time() if now is None else now, cluster_id))
+            self._changed()
             return indices
 
     def hold_counts(self) -> dict[str, dict[str, int]]:

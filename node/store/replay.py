@@ -15,9 +15,16 @@ second). A crashed server restarts, with a new `pg_postmaster_start_time()`: the
 as after a reboot with the file journal, nonces may be missing and the cache refuses
 signatures created before the node's start plus the clock skew.
 
+Several `serve` processes of one node share these rows, and so the replay cache: a
+process inserts each nonce its own cache has not seen (`INSERT ... ON CONFLICT DO
+NOTHING`), and a nonce another process inserted first (no row inserted) is refused
+as a replay, with the very answer of a replay to the same process. Every process uses
+the journal's one key, so equal nonces give equal digests.
+
 Contract (node/replaycache.py's journal): `append` records a nonce before it counts
-as accepted; `read` gives the key, the "boot" and every stored record; `rewrite(live)`
-drops the records that are no longer live.
+as accepted and says whether it was new to the database; `read` gives the key, the
+"boot" and every stored record; `create` keeps the key of a journal opened since the
+server started; `rewrite(live)` drops the records that are no longer live.
 """
 
 from __future__ import annotations
@@ -78,8 +85,12 @@ class DatabaseJournals:
 
         db = connect(self.target)
         with db.atomic():
-            row = db.execute("SELECT key FROM replay_journal WHERE id = 1").fetchone()
-            if row is None or bytes(row[0]) != key:
+            row = db.execute("SELECT key, server_started FROM replay_journal WHERE id = 1").fetchone()
+            if row is not None and bytes(row[0]) != key and str(row[1]) == (boot or ""):
+                # Another process of the node opened it since this server started (two
+                # processes starting together both found none): its key and nonces stand.
+                key, entries = bytes(row[0]), []
+            elif row is None or bytes(row[0]) != key:
                 # A new key (a new journal, or after a server restart): the old digests mean nothing.
                 # The same key: another process sharing the database may be using them; keep them.
                 db.execute("DELETE FROM replay_nonces")
@@ -88,20 +99,25 @@ class DatabaseJournals:
             db.conn.executemany("INSERT INTO replay_nonces (digest, forget_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                 [(digest - _SIGN, forget_at) for forget_at, digest in entries])
         db.execute("SET synchronous_commit = off")  # see the module docstring
-        return DatabaseJournal(db, len(entries))
+        return DatabaseJournal(db, key, len(entries))
 
 
 class DatabaseJournal:
-    def __init__(self, db, records: int):
+    def __init__(self, db, key: bytes, records: int):
         self.db = db
+        self.key = key
         self.records = records
 
-    def append(self, forget_at: int, digest: int) -> None:
+    def append(self, forget_at: int, digest: int) -> bool:
+        """Record a nonce; False when it is recorded already: another process of the node
+        accepted it (this one's cache had not), so it is a replay."""
         # One row, no read: atomic alone, so it takes no writer lock (node/store/pg.py),
-        # and a signed read never waits for the sequencer's transaction.
-        self.db.raw.execute("INSERT INTO replay_nonces (digest, forget_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                            (digest - _SIGN, forget_at))
+        # and a signed read never waits for the sequencer's transaction. The primary key
+        # decides between processes: of two inserting one digest, exactly one inserts.
+        inserted = self.db.raw.execute("INSERT INTO replay_nonces (digest, forget_at) VALUES (%s, %s) "
+                                       "ON CONFLICT DO NOTHING", (digest - _SIGN, forget_at)).rowcount
         self.records += 1
+        return inserted == 1
 
     def rewrite(self, entries: list[tuple[int, int]]) -> None:
         """Drop what is no longer live (the live ones are stored already)."""

@@ -131,6 +131,7 @@ class RunningNode:
         self._runners: list[web.AppRunner] = []
         self.public_url = ""
         self.admin_url = ""
+        self._announced = None  # DIR/serve.d file's descriptor and path (datadir.announce_serving)
 
     async def start(self, host: str | None = None, port: int | None = None) -> RunningNode:
         config = self.datadir.config
@@ -156,8 +157,8 @@ class RunningNode:
         except BaseException:
             await self.stop()
             raise
-        self.datadir.write_serve_info({"pid": os.getpid(), "public_url": self.public_url,
-                                       "admin_url": self.admin_url})
+        self._announced = self.datadir.announce_serving({"pid": os.getpid(), "public_url": self.public_url,
+                                                         "admin_url": self.admin_url})
         log.info("serving log %s at %s (admin endpoint at %s)", config.node.origin,
                  self.public_url, self.admin_url)
         if not config.http.public_read:
@@ -169,7 +170,9 @@ class RunningNode:
     async def stop(self) -> None:
         if not self._runners:
             return
-        self.datadir.remove_serve_info()
+        announced, self._announced = self._announced, None
+        if announced is not None:
+            self.datadir.withdraw_serving(announced)
         while self._runners:
             await self._runners.pop().cleanup()
 
