@@ -54,9 +54,20 @@ def worker(args) -> None:
     built = {"build_s": time.perf_counter() - start, "build_cpu_s": time.process_time() - start_cpu,
              "rss_mb": bench.rss_mb(), "peak_rss_mb": bench.peak_rss_mb(),
              "table_mb": index.stats()["table_bytes"] / 1e6}
+    size = len(fingerprints)
     del fingerprints
     print(json.dumps(built), flush=True)
     for line in sys.stdin:
+        if line.startswith("merge"):  # 32,768 more items (the default overflow), merged into the tables
+            extra = np.load(Path(args.dir) / "queries.npy")
+            extra = np.resize(extra, (32768, 32))
+            extra[:, 0] ^= np.uint8(1)  # one bit from each query: matches that must be found
+            index.add_many(np.arange(size, size + len(extra)), extra)
+            start = time.perf_counter()
+            index.flush()
+            print(json.dumps({"merge_s": time.perf_counter() - start}), flush=True)
+            size += len(extra)
+            continue
         threads = int(line)
         before = index.stats()["work"]
         start, start_cpu = time.perf_counter(), time.thread_time()
@@ -123,13 +134,21 @@ def main() -> None:
                 results[name]["many"].append(many)
                 print(f"{r} | {name} | {args.queries / one['cpu']:,.0f} | {args.queries / many['wall']:,.0f} | "
                       f"{one['probes']:,.0f} | {one['candidates']:,.0f} | {os.getloadavg()[0]:.1f}", flush=True)
+        merges = {}
+        for name in names:  # a merge of 32,768 adds, then the same answers still
+            workers[name].stdin.write("merge\n")
+            workers[name].stdin.flush()
+            merges[name] = json.loads(workers[name].stdout.readline())["merge_s"]
+            results[name]["after"] = batch(name, 1)
         for proc in workers.values():
             proc.stdin.close()
             proc.wait()
 
     digests = {r["digest"] for name in names for kind in ("one", "many") for r in results[name][kind]}
+    after = {results[name]["after"]["digest"] for name in names}
     print()
-    print("engine | q/CPU-s median (min-max) | batch q/s median (min-max) | build s (CPU s) | RSS MB (peak) | tables MB")
+    print("engine | q/CPU-s median (min-max) | batch q/s median (min-max) | build s (CPU s) | RSS MB (peak) | tables MB "
+          "| merge of 32,768 s")
     medians = {}
     for name in names:
         cpu = np.array([args.queries / x["cpu"] for x in results[name]["one"]])
@@ -138,11 +157,12 @@ def main() -> None:
         b = built[name]
         print(f"{name} | {np.median(cpu):,.0f} ({cpu.min():,.0f}-{cpu.max():,.0f}) | {np.median(wall):,.0f} "
               f"({wall.min():,.0f}-{wall.max():,.0f}) | {b['build_s']:.1f} ({b['build_cpu_s']:.1f}) | "
-              f"{b['rss_mb']:,.0f} ({b['peak_rss_mb']:,.0f}) | {b['table_mb']:,.0f}")
+              f"{b['rss_mb']:,.0f} ({b['peak_rss_mb']:,.0f}) | {b['table_mb']:,.0f} | {merges[name]:.2f}")
     a, b = medians[names[0]], medians[names[1]]
     print(f"A / B: {a[0] / b[0]:.2f}x per CPU-second, {a[1] / b[1]:.2f}x batch; same answers: "
-          f"{'yes' if len(digests) == 1 else 'NO'}; load average at the end {os.getloadavg()[0]:.1f}")
-    if len(digests) != 1:
+          f"{'yes' if len(digests) == len(after) == 1 else 'NO'} (before and after the merge); "
+          f"load average at the end {os.getloadavg()[0]:.1f}")
+    if len(digests) != 1 or len(after) != 1:
         sys.exit(1)
 
 
