@@ -294,13 +294,16 @@ static inline void perm_apply(const PermLut *lut, const uint8_t *in, uint8_t *ou
  * of two or more in the list area (its count, then its entries), the slot pointing to
  * it. So a probe of a bucket of one costs one cache miss (its slot) and a larger one
  * two (the slot, then the count beside the entries), not the bounds and then the
- * entries as in a compressed-sparse-row layout. Lists lie in key order. */
+ * entries as in a compressed-sparse-row layout. A merge appends the lists of the
+ * buckets it grows, and the lists are written again, in key order, once those it
+ * replaced take an eighth of the area. */
 typedef struct {
     int start, width;
     Buf slot;  /* uint32[2^width]: EMPTY, one entry, or LIST_TAG | (wide bit) | position */
     Buf lists; /* uint32[used]: at each position a count (>= 2), then that many entries */
-    size_t count; /* entries, holes included */
-    size_t used;  /* words of the list area in use */
+    size_t count;   /* entries, holes included */
+    size_t used;    /* words of the list area in use */
+    size_t garbage; /* ... of which lists a merge replaced (written again by the next relist) */
 } Table;
 
 /* Slot values. An entry is an item id (< GROUP_BIT), GROUP_BIT | group (group <
@@ -507,7 +510,7 @@ static void free_tables(Index *ix)
     for (int t = 0; t < MAX_TABLES; t++) {
         buf_free(&ix->tables[t].slot);
         buf_free(&ix->tables[t].lists);
-        ix->tables[t].count = ix->tables[t].used = 0;
+        ix->tables[t].count = ix->tables[t].used = ix->tables[t].garbage = 0;
     }
     ix->built = 0;
     ix->calibrated = 0;
@@ -750,7 +753,7 @@ static int build_table(Index *ix, int t)
     size_t nb = (size_t)1 << tb->width;
     buf_free(&tb->slot);
     buf_free(&tb->lists);
-    tb->count = tb->used = 0;
+    tb->count = tb->used = tb->garbage = 0;
     if (buf_resize(&tb->slot, nb * sizeof(uint32_t)) < 0)
         return -1;
     size_t singles = ix->n_live - ix->n_grouped;
@@ -819,6 +822,7 @@ static int build_table(Index *ix, int t)
     buf_free(&keybuf);
     tb->count = count + n_regs;
     tb->used = used;
+    tb->garbage = 0;
     return 0;
 }
 
@@ -933,13 +937,58 @@ static int relist(Index *ix, int t, const KeyVal *pairs, size_t m, int squeeze)
     buf_free(&tb->lists);
     tb->lists = out;
     tb->used = used;
+    tb->garbage = 0;
     tb->count = count;
     return 0;
 }
 
+/* Merge new (key, value) pairs, sorted by key, into table t: a bucket that grows to two
+ * or more entries gets a new list at the end of the list area (its old list, if any,
+ * becomes garbage); the cost is that of the buckets touched, not of the table. */
 static int merge_pairs(Index *ix, int t, const KeyVal *pairs, size_t m)
 {
-    return m ? relist(ix, t, pairs, m, 0) : 0;
+    Table *tb = &ix->tables[t];
+    if (m == 0)
+        return 0;
+    if (tb->garbage > tb->used / 8)
+        return relist(ix, t, pairs, m, 0);
+    size_t words = 0;
+    for (size_t i = 0, j; i < m; i = j) {
+        uint32_t n;
+        bucket_of(tb, pairs[i].key, &n);
+        for (j = i; j < m && pairs[j].key == pairs[i].key; j++)
+            ;
+        if (n + (j - i) >= 2)
+            words += 1 + n + (j - i);
+    }
+    if (tb->used + words > LIST_MAX)
+        return relist(ix, t, pairs, m, 0);
+    if (words && buf_resize(&tb->lists, (tb->used + words) * sizeof(uint32_t)) < 0)
+        return -1; /* nothing changed yet */
+    uint32_t *slot = tb->slot.p, *lists = tb->lists.p;
+    size_t used = tb->used;
+    for (size_t i = 0, j; i < m; i = j) {
+        uint32_t k = pairs[i].key, n, *e = bucket_of(tb, k, &n);
+        for (j = i; j < m && pairs[j].key == k; j++)
+            ;
+        uint32_t c = n + (uint32_t)(j - i);
+        if (c == 1) { /* an empty bucket gets one entry */
+            slot[k] = pairs[i].value;
+            continue;
+        }
+        uint32_t *list = lists + used;
+        list[0] = c;
+        memcpy(list + 1, e, n * sizeof(uint32_t)); /* e: the old list, or the slot itself */
+        for (size_t x = i; x < j; x++)
+            list[1 + n + (x - i)] = pairs[x].value;
+        if (n >= 2)
+            tb->garbage += 1 + n;
+        slot[k] = list_slot(used, c);
+        used += 1 + c;
+    }
+    tb->used = used;
+    tb->count += m;
+    return 0;
 }
 
 /* New entries for every table: item ids (keys computed per table) and, per table,
@@ -989,6 +1038,8 @@ static int merge_entries(Index *ix, const uint32_t *items, size_t n_items, KeyVa
  * current fingerprints: each becomes a HOLE, which searches skip. */
 static void punch_holes(Index *ix, const uint32_t *items, size_t n)
 {
+    if (!ix->built)
+        return; /* the tables were dropped (out of memory): nothing holds the items */
     uint32_t *keys = malloc((n ? n : 1) * sizeof(uint32_t));
     if (!keys) { /* cannot happen in practice; the entries then stay, and are skipped by flags */
         return;
@@ -2018,6 +2069,8 @@ static int settle_moved(Index *ix, uint32_t *moved, size_t n, size_t first_new)
         punch_holes(ix, moved, n);
     if (n > HOLES_SQUEEZE || ix->n_holes > ix->n_tabled / 16)
         squeeze_tables(ix);
+    if (!ix->built)
+        return -1; /* the squeeze ran out of memory and dropped the tables: searches scan */
     KeyVal *regs[MAX_TABLES] = {0};
     size_t n_regs[MAX_TABLES] = {0}, caps[MAX_TABLES] = {0};
     int rc = 0;
