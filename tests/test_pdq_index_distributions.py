@@ -334,7 +334,8 @@ def test_buckets_change_shape_as_items_come_and_go(distribution):
     model = Model()
     model.items = {i: (fps[i].tobytes(), 0) for i in range(first)}
     anchors = fps[rng.choice(n, 6, replace=False)]
-    queries = list(dist.flip_random_bits(rng, anchors, rng.integers(0, 32, 6))) + list(data.unrelated(rng, 3))
+    queries = list(dist.flip_random_bits(rng, anchors, rng.integers(0, 32, 6))) + list(data.unrelated(rng, 3)) + \
+        list(fps[rng.choice(first, 40, replace=False)])  # items first alone in many buckets, then joined
     if len(data.centres):
         queries += cluster_queries(rng, data.centres, 2)
     check(index, model, queries)
