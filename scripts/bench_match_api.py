@@ -2,8 +2,11 @@
 """Benchmark of the platform's match service through its real paths.
 
 For each size N (default 1,000,000): a platform data directory whose `fingerprints`
-table holds N random PDQ fingerprints of one followed log, plus, around 100 query
-points, planted near-duplicates at distances 0..31 and decoys at 32..40. Then:
+table holds N PDQ fingerprints of one followed log (`--distribution`, from
+scripts/pdq_distributions.py: `uniform` random bits, the default, or `correlated`
+bits driven by a latent with 5 % near-duplicate clusters, as real photos' hashes
+are), plus, around 100 query points of the same kind, planted near-duplicates at
+distances 0..31 and decoys at 32..40. Then:
 
 - `ncii-node serve` runs as a real process; measured: the index build from SQLite
   inside it (its /v1/match/status `build_seconds`), the time from launch until it
@@ -15,7 +18,7 @@ points, planted near-duplicates at distances 0..31 and decoys at 32..40. Then:
   incremental changes as the follower makes them: adds in rounds of 256 entries and
   withdrawals one entry at a time (entries/s).
 
-Usage: .venv/bin/python scripts/bench_match_api.py [--sizes 1000000 10000000]
+Usage: .venv/bin/python scripts/bench_match_api.py [--sizes 1000000 10000000] [--distribution correlated]
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import pdq_distributions as dist  # noqa: E402
 
 ORIGIN = "bench.example/helpline"
 QUERY_POINTS = 100
@@ -46,24 +52,25 @@ def flip_many(base: np.ndarray, distance: int, rng: np.random.Generator) -> np.n
     return np.packbits(bits)
 
 
-def populate(db_path: Path, n: int, rng: np.random.Generator):
-    """N random rows + planted and decoys; returns (queries, planted {query: set of idx}, decoys)."""
+def populate(db_path: Path, data: dist.Dataset, rng: np.random.Generator):
+    """The data's rows + planted and decoys; returns (queries, planted {query: set of idx}, decoys)."""
     from node.store import open_db
 
     db = open_db(db_path)
     conn = db.conn
     leaf = b"\x00" * 32
     chunk = 500_000
+    n = len(data.fingerprints)
     started = time.perf_counter()
     conn.execute("BEGIN")
     for start in range(0, n, chunk):
         count = min(chunk, n - start)
-        block = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+        block = data.fingerprints[start:start + count]
         conn.executemany(
             "INSERT INTO fingerprints (origin, idx, signal, fingerprint, quality, labels, day, leaf_hash) "
             "VALUES (?, ?, 'pdq', ?, 90, '', 0, ?)",
             ((ORIGIN, start + i, block[i].tobytes(), leaf) for i in range(count)))
-    queries = rng.integers(0, 256, (QUERY_POINTS, 32), dtype=np.uint8)
+    queries = data.unrelated(rng, QUERY_POINTS)
     planted: dict[int, set[int]] = {}
     decoys: dict[int, set[int]] = {}
     index = n
@@ -89,7 +96,7 @@ def start_node(root: Path) -> tuple[subprocess.Popen, float]:
     return process, time.perf_counter()
 
 
-async def http_figures(root: Path, process, launched: float, queries, planted, decoys) -> dict:
+async def http_figures(root: Path, process, launched: float, queries, planted, decoys, data: dist.Dataset) -> dict:
     import aiohttp
     import psutil
 
@@ -136,7 +143,7 @@ async def http_figures(root: Path, process, launched: float, queries, planted, d
         figures["decoys_found"] = wrong
 
         # single-query latency, one client
-        singles = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(1000)]
+        singles = [fp.tobytes().hex() for fp in data.unrelated(rng, 1000)]
         for fp in singles[:50]:
             await one(fp)  # warm-up
         times = []
@@ -148,8 +155,8 @@ async def http_figures(root: Path, process, launched: float, queries, planted, d
         figures["single_p99_ms"] = float(np.percentile(times, 99) * 1000)
 
         # batches of 1,000
-        batches = [{"fingerprints": [{"signal": "pdq", "fingerprint": rng.integers(0, 256, 32, dtype=np.uint8)
-                                      .tobytes().hex()} for _ in range(1000)]} for _ in range(10)]
+        batches = [{"fingerprints": [{"signal": "pdq", "fingerprint": fp.tobytes().hex()}
+                                     for fp in data.unrelated(rng, 1000)]} for _ in range(10)]
 
         async def batch(body) -> float:
             t = time.perf_counter()
@@ -169,7 +176,7 @@ async def http_figures(root: Path, process, launched: float, queries, planted, d
     return figures
 
 
-def incremental_figures(db_path: Path, next_index: int) -> dict:
+def incremental_figures(db_path: Path, next_index: int, data: dist.Dataset) -> dict:
     from node.matcher.service import Matcher, Query
 
     matcher = Matcher(pending_load=True)
@@ -178,7 +185,7 @@ def incremental_figures(db_path: Path, next_index: int) -> dict:
     figures = {"build_in_process_s": time.perf_counter() - t}
     rng = np.random.default_rng(2)
     n = 100_000
-    fps = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    fps = data.unrelated(rng, n)
     t = time.perf_counter()
     for start in range(0, n, 256):  # as the follower's on_added, a round at a time
         matcher.add_many(ORIGIN, [(next_index + i, "pdq", fps[i].tobytes()) for i in range(start, min(n, start + 256))])
@@ -195,6 +202,8 @@ def incremental_figures(db_path: Path, next_index: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--distribution", default="uniform", choices=("uniform", "correlated"),
+                        help="the indexed fingerprints and the queries (scripts/pdq_distributions.py)")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     args = parser.parse_args()
     from node.cli import main as cli_main
@@ -204,7 +213,7 @@ def main() -> int:
           "0..31 and decoys at 32..40")
     rows = []
     for n in args.sizes:
-        print(f"\n== {n:,} random PDQ fingerprints")
+        print(f"\n== {n:,} {args.distribution} PDQ fingerprints; load average {os.getloadavg()[0]:.1f}")
         work = Path(tempfile.mkdtemp(prefix="bench-match-api-"))
         try:
             root = work / "platform"
@@ -216,30 +225,33 @@ def main() -> int:
                 finally:
                     sys.stdout = saved
             datadir = DataDir(root)
-            queries, planted, decoys, next_index = populate(datadir.db_path, n, np.random.default_rng(n))
+            data = dist.make(args.distribution, n, seed=n)
+            queries, planted, decoys, next_index = populate(datadir.db_path, data, np.random.default_rng(n))
             process, launched = start_node(root)
             try:
-                figures = asyncio.run(http_figures(root, process, launched, queries, planted, decoys))
+                figures = asyncio.run(http_figures(root, process, launched, queries, planted, decoys, data))
             finally:
                 process.terminate()
                 process.wait(60)
-            figures.update(incremental_figures(datadir.db_path, next_index))
+            figures.update(incremental_figures(datadir.db_path, next_index, data))
             figures["n"] = n
+            figures["load"] = os.getloadavg()[0]
             rows.append(figures)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
 
+    print(f"\n{args.distribution} fingerprints")
     print("\n| fingerprints | build from SQLite (serve / in-process) | ready after launch | RSS | recall | decoys "
-          "| single query p50 / p99 over HTTP | batch of 1,000 | batches, 1 / 2 clients | adds/s | withdrawals/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| single query p50 / p99 over HTTP | batch of 1,000 | batches, 1 / 2 clients | adds/s | withdrawals/s | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for f in rows:
         print(f"| {f['n']:,} | {f['build_s']:.2f} s / {f['build_in_process_s']:.2f} s | {f['serve_ready_s']:.1f} s "
               f"| {f['rss_mb']:.0f} MB | {f['recall']:.0%} | {f['decoys_found']} "
               f"| {f['single_p50_ms']:.2f} / {f['single_p99_ms']:.2f} ms | {f['batch_s'] * 1000:.0f} ms "
               f"| {f['batch_qps_1client']:,.0f} / {f['batch_qps_2clients']:,.0f} q/s "
-              f"| {f['adds_per_s']:,.0f} | {f['withdrawals_per_s']:,.0f} |")
+              f"| {f['adds_per_s']:,.0f} | {f['withdrawals_per_s']:,.0f} | {f['load']:.1f} |")
     return 0
 
 

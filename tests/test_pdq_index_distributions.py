@@ -311,3 +311,57 @@ def test_random_histories_equal_brute_force(case):
     check(index, model, queries, thresholds=thresholds, limit=7)
     index.flush()
     check(index, model, queries, thresholds=thresholds, limit=7)
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "correlated", "cluster-attack"])
+def test_buckets_fill_and_empty_as_items_come_and_go(distribution):
+    """Merges into buckets that were empty or held one item, holes left by replaced
+    fingerprints, tombstones of withdrawals, squeezes and rebuilds: after each step
+    every answer equals brute force (items that sat alone in a bucket before a merge
+    joined it are among the queries)."""
+    rng = np.random.default_rng(11)
+    n = 30_000
+    data = dist.cluster_attack(n, 4, copies=6000) if distribution == "cluster-attack" else dist.make(distribution, n, 4)
+    fps = data.fingerprints
+    first = 20_000
+    index = PDQIndex.from_arrays(np.arange(first), fps[:first], overflow_max=500)
+    model = Model()
+    model.items = {i: (fps[i].tobytes(), 0) for i in range(first)}
+    anchors = fps[rng.choice(n, 6, replace=False)]
+    queries = list(dist.flip_random_bits(rng, anchors, rng.integers(0, 32, 6))) + list(data.unrelated(rng, 3)) + \
+        list(fps[rng.choice(first, 40, replace=False)])  # items first alone in many buckets, then joined
+    if len(data.centres):
+        queries += cluster_queries(rng, data.centres, 2)
+    check(index, model, queries)
+    # adds in chunks: each merge rewrites the lists (buckets grow from 0 or 1 entry)
+    for start in range(first, n, 2500):
+        index.add_many(np.arange(start, start + 2500), fps[start:start + 2500])
+        model.items.update({i: (fps[i].tobytes(), 0) for i in range(start, start + 2500)})
+        queries += list(dist.flip_random_bits(rng, fps[start:start + 4], rng.integers(0, 8, 4)))
+        check(index, model, queries)
+    assert index.stats()["merges"] >= 3
+    # withdrawals: tombstones until compaction
+    gone = rng.choice(n, 3000, replace=False)
+    assert index.remove_many(gone) == len(gone)
+    for i in gone.tolist():
+        del model.items[i]
+    check(index, model, queries, modes=("auto", "tables"))
+    # replaced fingerprints: their old entries become holes, the new ones merge in
+    moved = rng.choice(sorted(model.items), 1200, replace=False)
+    new = dist.flip_random_bits(rng, fps[rng.choice(n, len(moved))], rng.integers(0, 20, len(moved)))
+    index.add_many(moved, new)
+    for i, fp in zip(moved.tolist(), new):
+        model.items[i] = (fp.tobytes(), 0)
+    check(index, model, queries + list(new[:3]))
+    index.flush()
+    check(index, model, queries + list(new[:3]), modes=("auto", "tables", "scan"))
+    # withdraw most of them: removals compact by a rebuild; then a rebuild by hand
+    rest = np.array(sorted(model.items))[: len(model.items) * 2 // 3]
+    index.remove_many(rest)
+    for i in rest.tolist():
+        del model.items[i]
+    check(index, model, queries)
+    index.rebuild()
+    check(index, model, queries, modes=("auto", "tables"))
+    stats = index.stats()
+    assert stats["live"] == len(model.items) and stats["holes"] == 0 and stats["tombstones"] == 0

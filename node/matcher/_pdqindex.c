@@ -906,6 +906,8 @@ static int merge_entries(Index *ix, const uint32_t *items, size_t n_items, KeyVa
  * current fingerprints: each becomes a HOLE, which searches skip. */
 static void punch_holes(Index *ix, const uint32_t *items, size_t n)
 {
+    if (!ix->built)
+        return; /* the tables were dropped (out of memory): nothing holds the items */
     uint32_t *keys = malloc((n ? n : 1) * sizeof(uint32_t));
     if (!keys) { /* cannot happen in practice; the entries then stay, and are skipped by flags */
         return;
