@@ -1,0 +1,118 @@
+"""GET /push/stream: one signed request, many checkpoints (spec/parts/following.md §4.3).
+
+    GET /push/stream?wait=<seconds>[&have=<size>]      If-None-Match: "<etag>"
+
+The answer is a 200 with `Content-Type: application/x-ncii-push-stream`, chunked, held
+open for `wait` seconds (1 to [push] max_wait, the default): a frame at once if the
+request names no ETag or another than the current checkpoint's, then a frame each time
+the served note changes (a new checkpoint, or witness cosignatures added). A frame is
+"frame <length>\\n" and a parts body (node/follow/push.py, §4.2): the note, and when
+the follower's size is known (`have=` for the first frame, then the size of the last
+frame sent) and at most MAX_PART_ENTRIES behind, the tiles and bundles of its round.
+The bodies are those of /push/checkpoint (PartsAnswers), built once per (size,
+checkpoint) and shared; the framed bytes are kept too, so a new checkpoint costs the
+node one write per follower, not a signed request, a replay-cache entry and an answer.
+
+Bounds, shared with /push/checkpoint (one WaitingRoom: a stream holds one place for
+its whole life, a socket and a slot like a waiting request):
+
+  * registered readers only (app[READERS_ONLY]), one signature per stream;
+  * [push] max_waiting_per_reader places per reader: one more ends that reader's oldest
+    stream at once; [push] max_waiting in all, beyond: 503 with Retry-After;
+  * a reader that does not take a frame within WRITE_TIMEOUT seconds (its socket buffers
+    full) loses the connection: the node never queues more than one frame for it;
+  * a stream ends after `wait` seconds, and at once on shutdown (on_shutdown ends every
+    place): a clean end of the chunked body, after a whole frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+from aiohttp import web
+
+from node.follow.push import STREAM_PATH, STREAM_TYPE, checkpoint_etag, encode_frame, encode_parts
+from node.readaccess import READER_KEY
+from node.web.context import NODE, READERS_ONLY
+from node.web.push_routes import PUSH_ROOM, RoomFull, bad_request, named_etags, parse_have, parse_wait
+
+STREAM_FRAMES = web.AppKey("push_stream_frames", object)
+#: Seconds a frame may take to leave: a reader that reads nothing is cut off.
+WRITE_TIMEOUT = 10.0
+
+
+class Frames:
+    """Framed bodies by (have, checkpoint note), shared by every stream at that size."""
+
+    def __init__(self, parts, keep: int = 16):
+        self.parts = parts  # push_routes.PartsAnswers
+        self.keep = keep
+        self._frames: OrderedDict[tuple[int | None, bytes], bytes] = OrderedDict()
+
+    def frame(self, published, have: int | None, tiles) -> bytes:
+        key = (have, published.note)
+        frame = self._frames.get(key)
+        if frame is not None:
+            self._frames.move_to_end(key)
+            return frame
+        body = self.parts.body(published, have, tiles) if have is not None else None
+        frame = encode_frame(body if body is not None else encode_parts(published.note, []))
+        self._frames[key] = frame
+        while len(self._frames) > self.keep:
+            self._frames.popitem(last=False)
+        return frame
+
+
+def setup(app: web.Application, parts) -> None:
+    """Called by push_routes.setup when [push] stream is on."""
+    app[READERS_ONLY].append(STREAM_PATH)
+    app.router.add_get(STREAM_PATH, get_push_stream)
+    app[STREAM_FRAMES] = Frames(parts)
+
+
+async def get_push_stream(request: web.Request) -> web.StreamResponse:
+    reader = request.get(READER_KEY)
+    if reader is None:  # the read-access middleware did not run: fail closed
+        return web.Response(status=401, text="the push stream is for registered readers only\n",
+                            content_type="text/plain")
+    ctx = request.app[NODE]
+    try:
+        wait = parse_wait(request.query, ctx.config.push.max_wait)
+        have = parse_have(request.query)
+    except ValueError as exc:
+        return bad_request(str(exc))
+    sent = named_etags(request.headers.get("If-None-Match")) or set()
+    room, frames = request.app[PUSH_ROOM], request.app[STREAM_FRAMES]
+    try:
+        place = room.enter(reader)
+    except RoomFull as exc:
+        return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
+                            headers={"Retry-After": "5"}, content_type="text/plain")
+    response = web.StreamResponse(headers={"Content-Type": STREAM_TYPE, "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    try:
+        await response.prepare(request)
+        while True:
+            published = ctx.sequencer.published
+            etag = checkpoint_etag(published.note)
+            if etag not in sent:
+                frame = frames.frame(published, have, ctx.sequencer.tiles)
+                await asyncio.wait_for(response.write(frame), WRITE_TIMEOUT)
+                sent = {etag}
+                if have is not None:
+                    have = max(have, published.size)
+            remaining = deadline - loop.time()
+            if place.ended or remaining <= 0:
+                break
+            await place.wait(remaining)
+        await response.write_eof()
+    except (ConnectionError, asyncio.TimeoutError):
+        # Gone, or not reading: drop the connection (aiohttp then sees it closed).
+        if request.transport is not None:
+            request.transport.abort()
+    finally:
+        room.leave(place)
+    return response
