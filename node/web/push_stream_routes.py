@@ -7,8 +7,9 @@ open for `wait` seconds (1 to [push] max_wait, the default): a frame at once if 
 request names no ETag or another than the current checkpoint's, then a frame each time
 the served note changes (a new checkpoint, or witness cosignatures added). A frame is
 "frame <length>\\n" and a parts body (node/follow/push.py, §4.2): the note, and when
-the follower's size is known (`have=` for the first frame, then the size of the last
-frame sent) and at most MAX_PART_ENTRIES behind, the tiles and bundles of its round.
+the follower's size is known (`have=` for the first frame; for every later one the size
+of the frame before, which the follower has verified) and at most MAX_PART_ENTRIES
+behind, the tiles and bundles of its round.
 The bodies are those of /push/checkpoint (PartsAnswers), built once per (size,
 checkpoint) and shared; the framed bytes are kept too, so a new checkpoint costs the
 node one write per follower, not a signed request, a replay-cache entry and an answer.
@@ -102,8 +103,8 @@ async def get_push_stream(request: web.Request) -> web.StreamResponse:
                 frame = frames.frame(published, have, ctx.sequencer.tiles)
                 await asyncio.wait_for(response.write(frame), WRITE_TIMEOUT)
                 sent = {etag}
-                if have is not None:
-                    have = max(have, published.size)
+                # The follower verifies what it is sent: the next frame's round starts there.
+                have = published.size if have is None else max(have, published.size)
             remaining = deadline - loop.time()
             if place.ended or remaining <= 0:
                 break
