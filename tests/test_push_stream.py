@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 
 import aiohttp
@@ -104,9 +105,16 @@ async def test_the_stream_sends_each_new_checkpoint_with_its_parts(tmp_path, sta
             async with stream_get(session, node, signer, "?wait=1", etag=checkpoint_etag(await checkpoint())) as r:
                 assert r.status == 200 and await read_frames(r) == []
             assert 0.9 < time.monotonic() - started < 5
-            # Without have=, frames hold the note alone.
-            async with stream_get(session, node, signer, "?wait=1") as r:
-                assert [parse_parts(f) for f in await read_frames(r)] == [(await checkpoint(), {})]
+            # Without have=, the first frame holds the note alone; the next ones the round
+            # from the frame before.
+            async with stream_get(session, node, signer, "?wait=30") as r:
+                note = await checkpoint()
+                assert parse_parts((await read_frames(r, 1))[0]) == (note, {})
+                assert (await append(session, node.admin_url, token, [pdq_line(50)]))[0] == 200
+                pushed, parts = parse_parts((await read_frames(r, 1))[0])
+                held = int(note.split(b"\n")[1])
+                assert pushed == await checkpoint()
+                assert list(parts) == [i.path() for i in part_ids(held, int(pushed.split(b"\n")[1]))] != []
 
             # Registered readers only; parameters as for /push/checkpoint.
             async with stream_get(session, node, stranger) as r:
@@ -404,3 +412,49 @@ async def test_a_follower_polls_while_the_stream_is_hostile(tmp_path):
 
 async def _not_found():
     return web.Response(status=404, text="not found")
+
+
+async def test_a_reader_that_reads_nothing_is_cut_off(tmp_path, start_node, monkeypatch):
+    from node.web import push_stream_routes
+
+    monkeypatch.setattr(push_stream_routes, "WRITE_TIMEOUT", 0.5)
+    real_handler = push_stream_routes.get_push_stream
+
+    async def small_send_buffer(request):
+        # Loopback send buffers grow to 4 MB: make the node's side small, so that a few
+        # frames fill what the kernel takes and the node's own write waits.
+        request.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return await real_handler(request)
+
+    monkeypatch.setattr(push_stream_routes, "get_push_stream", small_send_buffer)
+    helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
+    signer = reader(tmp_path, helpline)
+    node = await start_node(helpline)
+    sock = None
+    try:
+        host, port = node.public_url.removeprefix("http://").rsplit(":", 1)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window, never read
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        url = node.public_url + "/push/stream?wait=30&have=0"
+        headers = "".join(f"{k}: {v}\r\n" for k, v in signer.sign_headers("GET", url).items())
+        sock.send(f"GET /push/stream?wait=30&have=0 HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode())
+        room = node.app[PUSH_ROOM]
+        assert await wait_for(lambda: len(room) == 1)
+        async with aiohttp.ClientSession() as session:
+            token = helpline.admin_token()
+            for batch in range(40):  # frames of ~15 KB each, until the node gives up on the reader
+                lines = [pdq_line(1000 * batch + k) for k in range(200)]
+                assert (await append(session, node.admin_url, token, lines))[0] == 200
+                if len(room) == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await wait_for(lambda: len(room) == 0, timeout=10)
+            # The node goes on serving everyone else.
+            async with stream_get(session, node, signer, "?wait=1") as r:
+                assert r.status == 200 and len(await read_frames(r)) == 1
+    finally:
+        if sock is not None:
+            sock.close()
+        await node.stop()
