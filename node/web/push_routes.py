@@ -38,6 +38,9 @@ Who may wait, and what it costs (spec/parts/following.md section 4.1):
     before); a slow reader is sent one small note, which the socket buffers take.
   * On shutdown every wait is answered at once, so a stop is never delayed by them.
 
+GET /push/stream (push_stream_routes.py, [push] stream) holds a place in the same room
+for each open stream: waits and streams share these bounds.
+
 Nothing here blocks or delays sequencing: the sequencer's on_change hook only wakes
 the waiting requests (node/log/sequencer.py).
 """
