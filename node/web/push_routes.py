@@ -87,16 +87,21 @@ class RoomFull(Exception):
 
 class Place:
     """One request's place in the room: a push request's single wait, or a stream's
-    whole life (push_stream_routes.py). `changed` is set by every wake, also one that
-    comes while the holder is busy writing, so no change is missed."""
+    whole life (push_stream_routes.py), until `deadline` (loop time), when it is woken
+    one last time. `changed` is set by every wake, also one that comes while the holder
+    is busy writing, so no change is missed. One timer per place, not one per wait: a
+    stream is woken by every checkpoint, and that path stays a future and a task step."""
 
-    __slots__ = ("reader", "changed", "ended", "_future")
+    __slots__ = ("reader", "deadline", "changed", "ended", "_future", "_loop", "_timer")
 
-    def __init__(self, reader: str):
+    def __init__(self, reader: str, deadline: float):
         self.reader = reader
+        self.deadline = deadline
         self.changed = False
         self.ended = False     # pushed out by a newer request of its reader, or shutdown
         self._future: asyncio.Future | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_at(deadline, self.wake)
 
     def wake(self) -> None:
         self.changed = True
@@ -107,15 +112,21 @@ class Place:
         self.ended = True
         self.wake()
 
-    async def wait(self, seconds: float) -> None:
-        """Until a wake (at once if one came since the last wait), or `seconds`."""
-        if not self.changed and not self.ended and seconds > 0:
-            self._future = asyncio.get_running_loop().create_future()
+    def expired(self) -> bool:
+        return self._loop.time() >= self.deadline
+
+    async def wait(self) -> None:
+        """Until a wake (at once if one came since the last wait) or the deadline."""
+        if not self.changed and not self.ended and not self.expired():
+            self._future = self._loop.create_future()
             try:
-                await asyncio.wait((self._future,), timeout=seconds)
+                await self._future
             finally:
                 self._future = None
         self.changed = False
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 class WaitingRoom:
@@ -146,9 +157,9 @@ class WaitingRoom:
             for place in waiting:
                 place.end()
 
-    def enter(self, reader: str) -> Place:
-        """A place for one more request of `reader`; its oldest is ended if it holds
-        max_per_reader already. Leave with `leave()`. Raises RoomFull."""
+    def enter(self, reader: str, seconds: float) -> Place:
+        """A place for one more request of `reader`, for `seconds` at most; its oldest
+        is ended if it holds max_per_reader already. Leave with `leave()`. Raises RoomFull."""
         if self.closed:
             raise RoomFull("the node is shutting down")
         waiting = self._by_reader.setdefault(reader, deque())
@@ -158,12 +169,13 @@ class WaitingRoom:
             if not waiting:
                 del self._by_reader[reader]
             raise RoomFull(f"{self._count} requests are waiting already")
-        place = Place(reader)
+        place = Place(reader, asyncio.get_running_loop().time() + seconds)
         waiting.append(place)
         self._count += 1
         return place
 
     def leave(self, place: Place) -> None:
+        place.cancel()
         waiting = self._by_reader.get(place.reader)
         if waiting is None or place not in waiting:
             return
@@ -175,9 +187,9 @@ class WaitingRoom:
     async def wait(self, reader: str, seconds: float) -> None:
         """Return on a change, when this reader's wait is pushed out by a newer one,
         on shutdown, or after `seconds`. Raises RoomFull."""
-        place = self.enter(reader)
+        place = self.enter(reader, seconds)
         try:
-            await place.wait(seconds)
+            await place.wait()
         finally:
             self.leave(place)
 

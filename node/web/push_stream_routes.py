@@ -50,6 +50,14 @@ class Frames:
         self.parts = parts  # push_routes.PartsAnswers
         self.keep = keep
         self._frames: OrderedDict[tuple[int | None, bytes], bytes] = OrderedDict()
+        self._last_note: bytes | None = None
+        self._last_etag = ""
+
+    def etag(self, note: bytes) -> str:
+        """checkpoint_etag(note), computed once per note rather than once per stream."""
+        if note is not self._last_note:
+            self._last_note, self._last_etag = note, checkpoint_etag(note)
+        return self._last_etag
 
     def frame(self, published, have: int | None, tiles) -> bytes:
         key = (have, published.note)
@@ -86,34 +94,41 @@ async def get_push_stream(request: web.Request) -> web.StreamResponse:
     sent = named_etags(request.headers.get("If-None-Match")) or set()
     room, frames = request.app[PUSH_ROOM], request.app[STREAM_FRAMES]
     try:
-        place = room.enter(reader)
+        place = room.enter(reader, wait)
     except RoomFull as exc:
         return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
                             headers={"Retry-After": "5"}, content_type="text/plain")
     response = web.StreamResponse(headers={"Content-Type": STREAM_TYPE, "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
     try:
         await response.prepare(request)
         while True:
             published = ctx.sequencer.published
-            etag = checkpoint_etag(published.note)
+            etag = frames.etag(published.note)
             if etag not in sent:
                 frame = frames.frame(published, have, ctx.sequencer.tiles)
-                await asyncio.wait_for(response.write(frame), WRITE_TIMEOUT)
+                # A timer, not wait_for (a task per write): a reader that leaves the frame
+                # in its buffers for WRITE_TIMEOUT s loses the connection, and the write
+                # fails at once.
+                guard = asyncio.get_running_loop().call_later(WRITE_TIMEOUT, _abort, request)
+                try:
+                    await response.write(frame)
+                finally:
+                    guard.cancel()
                 sent = {etag}
                 # The follower verifies what it is sent: the next frame's round starts there.
                 have = published.size if have is None else max(have, published.size)
-            remaining = deadline - loop.time()
-            if place.ended or remaining <= 0:
+            if place.ended or place.expired():
                 break
-            await place.wait(remaining)
+            await place.wait()
         await response.write_eof()
-    except (ConnectionError, asyncio.TimeoutError):
-        # Gone, or not reading: drop the connection (aiohttp then sees it closed).
-        if request.transport is not None:
-            request.transport.abort()
+    except ConnectionError:
+        _abort(request)  # gone, or cut off for not reading: make sure the connection is closed
     finally:
         room.leave(place)
     return response
+
+
+def _abort(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
