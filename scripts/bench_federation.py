@@ -118,21 +118,26 @@ class Connection:
         self.host, self.port, self.source = host, port, source
         self.reader = self.writer = None
 
-    async def get(self, path: str, headers: dict[str, str], timeout: float) -> tuple[int, dict, bytes]:
+    async def _request(self, path: str, headers: dict[str, str], timeout: float) -> tuple[int, dict]:
+        """Send a GET; (status, header fields in lower case) of its answer."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port,
                                                                      local_addr=(self.source, 0))
         lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        status_line, *header_lines = raw.decode("latin-1").split("\r\n")
+        answer = {}
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                answer[name.strip().lower()] = value.strip()
+        return int(status_line.split()[1]), answer
+
+    async def get(self, path: str, headers: dict[str, str], timeout: float) -> tuple[int, dict, bytes]:
         try:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
-            status_line, *header_lines = raw.decode("latin-1").split("\r\n")
-            answer = {}
-            for line in header_lines:
-                if line:
-                    name, _, value = line.partition(":")
-                    answer[name.strip().lower()] = value.strip()
+            status, answer = await self._request(path, headers, timeout)
             length = int(answer.get("content-length", "0"))
             body = await asyncio.wait_for(self.reader.readexactly(length), timeout) if length else b""
         except BaseException:
@@ -140,26 +145,13 @@ class Connection:
             raise
         if answer.get("connection", "").lower() == "close":
             self.close()
-        return int(status_line.split()[1]), answer, body
+        return status, answer, body
 
     async def stream(self, path: str, headers: dict[str, str], timeout: float):
         """GET of a chunked answer (the push stream): yields (status, headers) once, then
         each chunk's bytes as it comes, until the last chunk."""
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port,
-                                                                     local_addr=(self.source, 0))
-        lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         try:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
-            status_line, *header_lines = raw.decode("latin-1").split("\r\n")
-            answer = {}
-            for line in header_lines:
-                if line:
-                    name, _, value = line.partition(":")
-                    answer[name.strip().lower()] = value.strip()
-            status = int(status_line.split()[1])
+            status, answer = await self._request(path, headers, timeout)
             yield status, answer
             if answer.get("transfer-encoding", "").lower() != "chunked":
                 length = int(answer.get("content-length", "0"))

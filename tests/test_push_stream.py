@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from follow_support import Harness, LogServer, StaticLog, helpline_and_platform, pdq_entry
+from follow_support import LogServer, StaticLog, helpline_and_platform, pdq_entry
 from node.follow.client import FetchError
 from node.follow.push import (MAX_PARTS_BYTES, STREAM_TYPE, FrameReader, checkpoint_etag, encode_frame,
                               encode_parts, offered_stream, parse_parts, part_ids)
@@ -28,6 +28,7 @@ from node.store import open_db
 from node.web.push_routes import PUSH_ROOM
 from publish_support import append, make_datadir, wait_for
 from test_push import pdq_line, reader
+from test_push_parts import static_log  # noqa: F401 - the fixture: a follower of a hostile node at size 3
 
 
 async def read_frames(response, count: int | None = None, timeout: float = 20) -> list[bytes]:
@@ -251,21 +252,6 @@ def test_the_stream_is_advertised_strictly():
 
 
 # ---------------------------------------------------------------------- a hostile node
-
-@pytest.fixture
-async def static_log(tmp_path):
-    log = StaticLog("helpline.example/log")
-    server = await LogServer(log).start()
-    harness = Harness(tmp_path)
-    follower = harness.follow(log.origin, server.url, log.vkey)
-    log.append(*[pdq_entry(i) for i in range(3)])
-    await follower.sync_once()
-    try:
-        yield log, server, harness, follower
-    finally:
-        await harness.close()
-        await server.stop()
-
 
 def _serve_stream(server: LogServer, chunks: list[bytes], content_type: str = STREAM_TYPE, hold: float = 0):
     async def answer(request):

@@ -319,26 +319,39 @@ def _note_answer(request: web.Request, published, have: int | None, status: int 
     return web.Response(body=note, content_type="text/plain", charset="utf-8", headers=headers)
 
 
-async def get_push_checkpoint(request: web.Request) -> web.Response:
+def push_request(request: web.Request, what: str):
+    """(reader, wait, have, named ETags or None) of a push channel or stream request, or
+    the refusal to answer it with (401 without a reader, 400 for bad parameters)."""
     reader = request.get(READER_KEY)
     if reader is None:  # the read-access middleware did not run: fail closed
-        return web.Response(status=401, text="the push channel is for registered readers only\n",
+        return web.Response(status=401, text=f"the {what} is for registered readers only\n",
                             content_type="text/plain")
-    ctx = request.app[NODE]
     try:
-        wait = parse_wait(request.query, ctx.config.push.max_wait)
+        wait = parse_wait(request.query, request.app[NODE].config.push.max_wait)
         have = parse_have(request.query)
     except ValueError as exc:
         return bad_request(str(exc))
-    known = named_etags(request.headers.get("If-None-Match"))
+    return reader, wait, have, named_etags(request.headers.get("If-None-Match"))
+
+
+def room_full(exc: RoomFull) -> web.Response:
+    return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
+                        headers={"Retry-After": "5"}, content_type="text/plain")
+
+
+async def get_push_checkpoint(request: web.Request) -> web.Response:
+    parsed = push_request(request, "push channel")
+    if isinstance(parsed, web.Response):
+        return parsed
+    reader, wait, have, known = parsed
+    ctx = request.app[NODE]
     published = ctx.sequencer.published
     if not known or checkpoint_etag(published.note) not in known:
         return _note_answer(request, published, have)
     try:
         await request.app[PUSH_ROOM].wait(reader, wait)
     except RoomFull as exc:
-        return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
-                            headers={"Retry-After": "5"}, content_type="text/plain")
+        return room_full(exc)
     published = ctx.sequencer.published
     if checkpoint_etag(published.note) in known:
         return _note_answer(request, published, have, 304)

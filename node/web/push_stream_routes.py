@@ -34,9 +34,8 @@ from collections import OrderedDict
 from aiohttp import web
 
 from node.follow.push import STREAM_PATH, STREAM_TYPE, checkpoint_etag, encode_frame, encode_parts
-from node.readaccess import READER_KEY
 from node.web.context import NODE, READERS_ONLY
-from node.web.push_routes import PUSH_ROOM, RoomFull, bad_request, named_etags, parse_have, parse_wait
+from node.web.push_routes import PUSH_ROOM, RoomFull, push_request, room_full
 
 STREAM_FRAMES = web.AppKey("push_stream_frames", object)
 #: Seconds a frame may take to leave: a reader that reads nothing is cut off.
@@ -81,23 +80,17 @@ def setup(app: web.Application, parts) -> None:
 
 
 async def get_push_stream(request: web.Request) -> web.StreamResponse:
-    reader = request.get(READER_KEY)
-    if reader is None:  # the read-access middleware did not run: fail closed
-        return web.Response(status=401, text="the push stream is for registered readers only\n",
-                            content_type="text/plain")
+    parsed = push_request(request, "push stream")
+    if isinstance(parsed, web.Response):
+        return parsed
+    reader, wait, have, sent = parsed
+    sent = sent or set()
     ctx = request.app[NODE]
-    try:
-        wait = parse_wait(request.query, ctx.config.push.max_wait)
-        have = parse_have(request.query)
-    except ValueError as exc:
-        return bad_request(str(exc))
-    sent = named_etags(request.headers.get("If-None-Match")) or set()
     room, frames = request.app[PUSH_ROOM], request.app[STREAM_FRAMES]
     try:
         place = room.enter(reader, wait)
     except RoomFull as exc:
-        return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
-                            headers={"Retry-After": "5"}, content_type="text/plain")
+        return room_full(exc)
     response = web.StreamResponse(headers={"Content-Type": STREAM_TYPE, "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     try:
