@@ -225,7 +225,7 @@ def _check_operation(operation, target: LiveNode, examples: int, explicit: list[
         assert response.status_code in wanted, (arguments, response.status_code, response.text[:500])
         case.validate_response(response, checks=CHECKS)
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=max(examples, 1), deadline=None, database=None, derandomize=True,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
            | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
