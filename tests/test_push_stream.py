@@ -400,10 +400,10 @@ async def _not_found():
     return web.Response(status=404, text="not found")
 
 
-async def test_a_reader_that_reads_nothing_is_cut_off(tmp_path, start_node, monkeypatch):
+def _small_send_buffers(monkeypatch, write_timeout: float) -> None:
     from node.web import push_stream_routes
 
-    monkeypatch.setattr(push_stream_routes, "WRITE_TIMEOUT", 0.5)
+    monkeypatch.setattr(push_stream_routes, "WRITE_TIMEOUT", write_timeout)
     real_handler = push_stream_routes.get_push_stream
 
     async def small_send_buffer(request):
@@ -413,29 +413,43 @@ async def test_a_reader_that_reads_nothing_is_cut_off(tmp_path, start_node, monk
         return await real_handler(request)
 
     monkeypatch.setattr(push_stream_routes, "get_push_stream", small_send_buffer)
+
+
+async def _stuck_reader(node, signer) -> socket.socket:
+    """A registered reader that opens a stream and never reads it (a tiny window)."""
+    host, port = node.public_url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    url = node.public_url + "/push/stream?wait=30&have=0"
+    headers = "".join(f"{k}: {v}\r\n" for k, v in signer.sign_headers("GET", url).items())
+    sock.send(f"GET /push/stream?wait=30&have=0 HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode())
+    assert await wait_for(lambda: len(node.app[PUSH_ROOM]) == 1)
+    return sock
+
+
+async def _append_until(session, node, token, done) -> None:
+    """Appends of 200 entries (frames of ~15 KB) until done() or 40 of them."""
+    for batch in range(40):
+        lines = [pdq_line(1000 * batch + k) for k in range(200)]
+        assert (await append(session, node.admin_url, token, lines))[0] == 200
+        if done():
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_reader_that_reads_nothing_is_cut_off(tmp_path, start_node, monkeypatch):
+    _small_send_buffers(monkeypatch, 0.5)
     helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
     signer = reader(tmp_path, helpline)
     node = await start_node(helpline)
     sock = None
     try:
-        host, port = node.public_url.removeprefix("http://").rsplit(":", 1)
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window, never read
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        url = node.public_url + "/push/stream?wait=30&have=0"
-        headers = "".join(f"{k}: {v}\r\n" for k, v in signer.sign_headers("GET", url).items())
-        sock.send(f"GET /push/stream?wait=30&have=0 HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode())
+        sock = await _stuck_reader(node, signer)
         room = node.app[PUSH_ROOM]
-        assert await wait_for(lambda: len(room) == 1)
         async with aiohttp.ClientSession() as session:
-            token = helpline.admin_token()
-            for batch in range(40):  # frames of ~15 KB each, until the node gives up on the reader
-                lines = [pdq_line(1000 * batch + k) for k in range(200)]
-                assert (await append(session, node.admin_url, token, lines))[0] == 200
-                if len(room) == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await _append_until(session, node, helpline.admin_token(), lambda: len(room) == 0)
             assert await wait_for(lambda: len(room) == 0, timeout=10)
             # The node goes on serving everyone else.
             async with stream_get(session, node, signer, "?wait=1") as r:
@@ -444,3 +458,28 @@ async def test_a_reader_that_reads_nothing_is_cut_off(tmp_path, start_node, monk
         if sock is not None:
             sock.close()
         await node.stop()
+
+
+async def test_a_stream_stuck_on_a_slow_reader_does_not_hold_up_a_stop(tmp_path, start_node, monkeypatch):
+    _small_send_buffers(monkeypatch, 1000)
+    helpline = make_datadir(tmp_path, name="helpline", origin="helpline.example/log", public_read=False)
+    signer = reader(tmp_path, helpline)
+    node = await start_node(helpline)
+    sock = None
+    stopped = False
+    try:
+        sock = await _stuck_reader(node, signer)
+        room = node.app[PUSH_ROOM]
+        place = next(p for waiting in room._by_reader.values() for p in waiting)
+        async with aiohttp.ClientSession() as session:
+            await _append_until(session, node, helpline.admin_token(), lambda: place.on_close is not None)
+        assert await wait_for(lambda: place.on_close is not None, timeout=5)  # stuck in a write
+        started = time.monotonic()
+        await node.stop()
+        stopped = True
+        assert time.monotonic() - started < 8 and len(room) == 0
+    finally:
+        if sock is not None:
+            sock.close()
+        if not stopped:
+            await node.stop()

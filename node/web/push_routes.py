@@ -92,13 +92,14 @@ class Place:
     is busy writing, so no change is missed. One timer per place, not one per wait: a
     stream is woken by every checkpoint, and that path stays a future and a task step."""
 
-    __slots__ = ("reader", "deadline", "changed", "ended", "_future", "_loop", "_timer")
+    __slots__ = ("reader", "deadline", "changed", "ended", "on_close", "_future", "_loop", "_timer")
 
     def __init__(self, reader: str, deadline: float):
         self.reader = reader
         self.deadline = deadline
         self.changed = False
         self.ended = False     # pushed out by a newer request of its reader, or shutdown
+        self.on_close = None   # called at shutdown (a stream stuck writing to a slow reader)
         self._future: asyncio.Future | None = None
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_at(deadline, self.wake)
@@ -153,9 +154,11 @@ class WaitingRoom:
 
     def close(self) -> None:
         self.closed = True
-        for waiting in self._by_reader.values():
-            for place in waiting:
+        for waiting in list(self._by_reader.values()):
+            for place in list(waiting):
                 place.end()
+                if place.on_close is not None:
+                    place.on_close()
 
     def enter(self, reader: str, seconds: float) -> Place:
         """A place for one more request of `reader`, for `seconds` at most; its oldest

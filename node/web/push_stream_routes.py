@@ -23,7 +23,8 @@ its whole life, a socket and a slot like a waiting request):
   * a reader that does not take a frame within WRITE_TIMEOUT seconds (its socket buffers
     full) loses the connection: the node never queues more than one frame for it;
   * a stream ends after `wait` seconds, and at once on shutdown (on_shutdown ends every
-    place): a clean end of the chunked body, after a whole frame.
+    place): a clean end of the chunked body, after a whole frame; a stream still
+    writing a frame to a slow reader then loses its connection.
 """
 
 from __future__ import annotations
@@ -104,10 +105,12 @@ async def get_push_stream(request: web.Request) -> web.StreamResponse:
                 # in its buffers for WRITE_TIMEOUT s loses the connection, and the write
                 # fails at once.
                 guard = asyncio.get_running_loop().call_later(WRITE_TIMEOUT, _abort, request)
+                place.on_close = lambda: _abort(request)  # nor may it hold up a shutdown
                 try:
                     await response.write(frame)
                 finally:
                     guard.cancel()
+                    place.on_close = None
                 sent = {etag}
                 # The follower verifies what it is sent: the next frame's round starts there.
                 have = published.size if have is None else max(have, published.size)
