@@ -51,6 +51,8 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
                                       # open-files limit to the hard limit and lowers this to fit);
                                       # beyond: 503
     max_waiting_per_reader = 4        # per reader; beyond, its oldest wait is answered at once
+    stream = true                     # also GET /push/stream: one signed request, many checkpoints
+                                      # (a chunked answer; a reverse proxy must not buffer it)
 
     [witness]                         # this log's witnesses (spec/parts/witness.md §3)
     add_checkpoint_interval = 1.0     # at most one add-checkpoint round per this many seconds,
@@ -192,6 +194,7 @@ class PushSection:
     max_wait: int = 30
     max_waiting: int = 4096
     max_waiting_per_reader: int = 4
+    stream: bool = True
 
 
 @dataclass

@@ -10,9 +10,12 @@ One real `ncii-node serve` (a helpline whose log is read-restricted) in a proces
 its own, with N registered readers. N lightweight followers, spread over K client
 processes and over loopback source addresses (127.0.x.y, one per follower), each with
 its own request key, do what a follower does over real HTTP/1.1 keep-alive connections
-with real RFC 9421 signatures: wait on the push channel (GET /push/checkpoint?wait=30,
-If-None-Match), and on each new checkpoint read the level-0 hash tile and the entry
-bundle holding the new entries (signed reads). By default they name the size they hold
+with real RFC 9421 signatures: wait on the push channel, and on each new checkpoint read
+the level-0 hash tile and the entry bundle holding the new entries (signed reads).
+Each N runs once per --modes entry against the same node: `stream` holds one signed
+GET /push/stream?wait=30 and takes a frame per checkpoint (following.md §4.3);
+`checkpoint` sends a signed GET /push/checkpoint?wait=30 (If-None-Match) per checkpoint
+(the design before §4.3). By default they name the size they hold
 (`have=`, following.md §4.2) and take the tile and bundle from the push answer when it
 carries them, as node/follow does; `--no-parts` makes them fetch them as before. They verify nothing (the node's cost is
 what is measured, and Python clients are the limit on a 2-core machine). One follower
@@ -115,29 +118,60 @@ class Connection:
         self.host, self.port, self.source = host, port, source
         self.reader = self.writer = None
 
-    async def get(self, path: str, headers: dict[str, str], timeout: float) -> tuple[int, dict, bytes]:
+    async def _request(self, path: str, headers: dict[str, str]) -> tuple[int, dict]:
+        """Send a GET; (status, header fields in lower case) of its answer."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port,
                                                                      local_addr=(self.source, 0))
         lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = raw.decode("latin-1").split("\r\n")
+        answer = {}
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                answer[name.strip().lower()] = value.strip()
+        return int(status_line.split()[1]), answer
+
+    # One deadline per exchange (asyncio.timeout, a timer), not a wait_for per read (a
+    # task each): the clients share the 2 cores with the node they measure.
+
+    async def get(self, path: str, headers: dict[str, str], timeout: float) -> tuple[int, dict, bytes]:
         try:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
-            status_line, *header_lines = raw.decode("latin-1").split("\r\n")
-            answer = {}
-            for line in header_lines:
-                if line:
-                    name, _, value = line.partition(":")
-                    answer[name.strip().lower()] = value.strip()
-            length = int(answer.get("content-length", "0"))
-            body = await asyncio.wait_for(self.reader.readexactly(length), timeout) if length else b""
+            async with asyncio.timeout(timeout):
+                status, answer = await self._request(path, headers)
+                length = int(answer.get("content-length", "0"))
+                body = await self.reader.readexactly(length) if length else b""
         except BaseException:
             self.close()
             raise
         if answer.get("connection", "").lower() == "close":
             self.close()
-        return int(status_line.split()[1]), answer, body
+        return status, answer, body
+
+    async def stream(self, path: str, headers: dict[str, str], timeout: float):
+        """GET of a chunked answer (the push stream): yields (status, headers) once, then
+        each chunk's bytes as it comes, until the last chunk; all within `timeout`."""
+        try:
+            async with asyncio.timeout(timeout):
+                status, answer = await self._request(path, headers)
+                yield status, answer
+                if answer.get("transfer-encoding", "").lower() != "chunked":
+                    length = int(answer.get("content-length", "0"))
+                    if length:
+                        await self.reader.readexactly(length)
+                    return
+                while True:
+                    size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                    data = await self.reader.readexactly(size + 2)
+                    if size == 0:
+                        return
+                    yield data[:-2]
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.writer is not None:
@@ -146,11 +180,12 @@ class Connection:
 
 
 class Follower:
-    def __init__(self, i: int, host: str, port: int, stats, parts: bool):
-        self.i, self.host, self.port, self.stats, self.parts = i, host, port, stats, parts
+    def __init__(self, i: int, host: str, port: int, stats, parts: bool, stream: bool):
+        self.i, self.host, self.port, self.stats, self.parts, self.stream = i, host, port, stats, parts, stream
         self.signer = FastSigner(i)
         self.source = source_address(i)
         self.conn = Connection(host, port, self.source)
+        self.reads = Connection(host, port, self.source) if stream else self.conn  # the stream holds `conn`
         self.size = None
         self.held: list[tuple[int, float]] = []  # (size, when its bundle was read)
         self.pushed: list[tuple[int, float]] = []  # (size, when the push channel brought its checkpoint)
@@ -161,15 +196,39 @@ class Follower:
 
     async def read(self, path: str, kind: str) -> bytes:
         started = time.monotonic()
-        status, _, body = await self.conn.get(path, self.signed(path), 10)
+        status, _, body = await self.reads.get(path, self.signed(path), 10)
         self.stats["latency"][kind].append(time.monotonic() - started)
         if status != 200:
             raise Failure(status)
         return body
 
-    async def follow(self) -> None:
-        from node.follow.push import PARTS_TYPE, parse_parts
+    async def pushed_checkpoint(self, body: bytes, parts: dict) -> None:
+        """A checkpoint from the push channel: take its entry's tile and bundle from the
+        parts it came with, or read them (as a follower at the head would)."""
         from protocol.tiles import TILE_WIDTH, entries_path, tile_for_size
+
+        size = int(body.split(b"\n")[1])
+        if self.size is None:
+            self.size = size
+            self.ready.set()
+            return
+        if size > self.size:
+            self.pushed.append((size, time.monotonic()))
+            index = (size - 1) // TILE_WIDTH
+            width = size - index * TILE_WIDTH
+            for wanted in (tile_for_size(0, index, size).path(), entries_path(index, width)):
+                if wanted in parts:
+                    self.stats["pushed parts"] += 1
+                else:
+                    await self.read("/" + wanted, "tile")
+            self.size = size
+            self.held.append((size, time.monotonic()))
+
+    async def follow(self) -> None:
+        if self.stream:
+            await self.follow_stream()
+            return
+        from node.follow.push import PARTS_TYPE, parse_parts
 
         etag = None
         while True:
@@ -189,22 +248,7 @@ class Follower:
                 parts = {}
                 if answer.get("content-type", "").startswith(PARTS_TYPE):
                     body, parts = parse_parts(body)
-                size = int(body.split(b"\n")[1])
-                if self.size is None:
-                    self.size = size
-                    self.ready.set()
-                    continue
-                if size > self.size:
-                    self.pushed.append((size, time.monotonic()))
-                    index = (size - 1) // TILE_WIDTH
-                    width = size - index * TILE_WIDTH
-                    for wanted in (tile_for_size(0, index, size).path(), entries_path(index, width)):
-                        if wanted in parts:
-                            self.stats["pushed parts"] += 1
-                        else:
-                            await self.read("/" + wanted, "tile")
-                    self.size = size
-                    self.held.append((size, time.monotonic()))
+                await self.pushed_checkpoint(body, parts)
             except asyncio.CancelledError:
                 raise
             except Failure as exc:
@@ -213,6 +257,48 @@ class Follower:
                 await asyncio.sleep(1)
             except Exception as exc:  # noqa: BLE001 - counted, then on again
                 self.stats["errors"][type(exc).__name__] += 1
+                etag = None
+                await asyncio.sleep(1)
+
+    async def follow_stream(self) -> None:
+        """The push stream (following.md §4.3): one signed request, a frame per checkpoint."""
+        from node.follow.push import FrameReader, checkpoint_etag, parse_parts
+
+        etag = None
+        while True:
+            path = f"/push/stream?wait={WAIT}"
+            if self.parts and self.size is not None:
+                path += f"&have={self.size}"
+            headers = self.signed(path)
+            if etag:
+                headers["If-None-Match"] = etag
+            try:
+                chunks = self.conn.stream(path, headers, WAIT + 15)
+                status, _ = await chunks.__anext__()
+                if status != 200:
+                    async for _ in chunks:
+                        pass
+                    raise Failure(status)
+                frames = FrameReader()
+                async for data in chunks:
+                    while data:  # the reader takes at most what it asks for
+                        take = frames.wanted()
+                        frames.feed(data[:take])
+                        data = data[take:]
+                        while (frame := frames.next_frame()) is not None:
+                            body, parts = parse_parts(frame)
+                            etag = checkpoint_etag(body)
+                            await self.pushed_checkpoint(body, parts)
+                assert frames.between_frames, "stream ended inside a frame"
+            except asyncio.CancelledError:
+                raise
+            except Failure as exc:
+                self.stats["errors"][f"HTTP {exc.status}"] += 1
+                etag = None
+                await asyncio.sleep(1)
+            except Exception as exc:  # noqa: BLE001 - counted, then on again
+                self.stats["errors"][type(exc).__name__] += 1
+                self.conn.close()  # whatever is left of the stream is not the next answer
                 etag = None
                 await asyncio.sleep(1)
 
@@ -251,7 +337,8 @@ async def worker_main() -> None:
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     stats = {"latency": collections.defaultdict(list), "errors": collections.Counter(), "pushed parts": 0}
-    followers = [Follower(i, spec["host"], spec["port"], stats, spec["parts"]) for i in spec["indices"]]
+    followers = [Follower(i, spec["host"], spec["port"], stats, spec["parts"], spec["stream"])
+                 for i in spec["indices"]]
     tasks = []
     for k, follower in enumerate(followers):
         tasks.append(asyncio.create_task(follower.follow()))
@@ -268,6 +355,7 @@ async def worker_main() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     for follower in followers:
         follower.conn.close()
+        follower.reads.close()
     print(json.dumps({"latency": stats["latency"], "errors": stats["errors"], "pushed_parts": stats["pushed parts"],
                       "held": [f.held for f in followers], "pushed": [f.pushed for f in followers]}), flush=True)
 
@@ -314,7 +402,7 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
+async def run_size(n: int, info: dict, token: str, pid: int, args, mode: str) -> dict:
     import aiohttp
     import psutil
 
@@ -324,7 +412,7 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
     for w in range(args.workers):
         proc = await asyncio.create_subprocess_exec(
             PYTHON, __file__, "--worker", stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, limit=2**28)
-        proc.stdin.write((json.dumps({"host": host, "port": int(port), "parts": args.parts,
+        proc.stdin.write((json.dumps({"host": host, "port": int(port), "parts": args.parts, "stream": mode == "stream",
                                       "indices": list(range(w, n, args.workers))}) + "\n").encode())
         await proc.stdin.drain()
         workers.append(proc)
@@ -394,7 +482,7 @@ async def run_size(n: int, info: dict, token: str, pid: int, args) -> dict:
     first = [min(next((t for s, t in r if s >= target), float("inf")) for r in pushed) - sent
              for sent, target in appended]
     rounds = sum(len(r) for r in pushed)
-    return {"n": n, "connected": connected, "idle": idle, "load": load, "clients_load": clients_load,
+    return {"n": n, "mode": mode, "load_average": os.getloadavg()[0], "connected": connected, "idle": idle, "load": load, "clients_load": clients_load,
             "checkpoint_p99": p(latency["checkpoint"], 0.99) * 1000, "tile_p99": p(latency["tile"], 0.99) * 1000,
             "reads": {**{k: len(v) for k, v in latency.items()}, "taken from push answers": pushed_parts},
             "errors": dict(errors),
@@ -419,19 +507,20 @@ async def bench(args) -> None:
                   f"followers in {args.workers} client processes; {args.rate:g} entries/s for {args.load_seconds:g} s; "
                   f"idle {args.idle_seconds:g} s; followers {'take tiles from push answers (have=)' if args.parts else 'fetch every tile (--no-parts)'}; "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
-            print(f"{'N':>6} {'idle CPU':>9} {'load CPU':>9} {'ckpt p99':>9} {'tile p99':>9} {'errors':>8} "
+            print(f"{'N':>6} {'channel':>10} {'idle CPU':>9} {'load CPU':>9} {'ckpt p99':>9} {'tile p99':>9} {'errors':>8} "
                   f"{'all pushed p50/max':>19} {'all read p50/max':>17} {'fds idle/load':>14} {'RSS':>7} {'clients':>8} "
                   f"{'1st pushed':>10} {'node ms/round':>13}", flush=True)
-            for n in args.sizes:
-                r = await run_size(n, info, token, info["pid"], args)
+            for n, mode in ((n, mode) for n in args.sizes for mode in args.modes):
+                r = await run_size(n, info, token, info["pid"], args, mode)
                 errors = sum(r["errors"].values())
-                print(f"{n:>6} {r['idle']:>8.1f}% {r['load']:>8.1f}% {r['checkpoint_p99']:>7.0f}ms "
+                print(f"{n:>6} {mode:>10} {r['idle']:>8.1f}% {r['load']:>8.1f}% {r['checkpoint_p99']:>7.0f}ms "
                       f"{r['tile_p99']:>7.0f}ms {errors:>8} {r['pushed_p50']:>9.2f}s /{r['pushed_max']:>6.2f}s "
                       f"{r['seen_p50']:>7.2f}s /{r['seen_max']:>6.2f}s "
                       f"{r['fds_idle']:>6}/{r['fds_load']:<6} {r['rss_mb']:>5.0f}MB {r['clients_load']:>7.0f}% "
                       f"{r['first_pushed_p50']:>9.2f}s {r['ms_per_round']:>13.3f}"
                       + (f"   errors: {r['errors']}" if errors else "")
-                      + (f"   appends refused: {r['append_errors']}" if r["append_errors"] else ""), flush=True)
+                      + (f"   appends refused: {r['append_errors']}" if r["append_errors"] else "")
+                      + f"   (load average {r['load_average']:.1f})", flush=True)
                 if args.json:
                     with open(args.json, "a") as out:
                         out.write(json.dumps(r) + "\n")
@@ -456,6 +545,10 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--load-seconds", type=float, default=20.0)
     parser.add_argument("--max-waiting", type=int)
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=["stream", "checkpoint"],
+                        help="how followers wait, each N run once per mode against the same node: stream "
+                             "(GET /push/stream, following.md §4.3) and/or checkpoint (GET /push/checkpoint, "
+                             "a signed request per checkpoint; the design before §4.3)")
     parser.add_argument("--no-parts", dest="parts", action="store_false",
                         help="followers do not name their size: tiles and bundles are fetched (as before §4.2)")
     parser.add_argument("--json", help="append each N's figures here (JSON lines)")

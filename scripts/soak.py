@@ -84,10 +84,40 @@ CONVERGENCE_BOUND = 240.0
 ELIGIBLE = {"in_image": True, "adult": True, "adult_in_image": True, "has_image": True, "intimate": True}
 
 
+#: Ports handed out by free_port in this run (never twice).
+_TAKEN_PORTS: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a node, kept across its restarts: free now, never handed out twice in
+    this run, and below the kernel's ephemeral range. A port the system picked (bind to
+    port 0) was the race that stopped one run in four from starting: the fault proxies
+    bind port 0 after every node's port was picked but before the nodes start, and the
+    many outgoing connections take ephemeral source ports, so either could take a
+    node's port first. Nothing takes a port below that range unless asked to by name."""
+    low, _ = _ephemeral_range()
+    first = 10_000 if low > 12_000 else 1_024
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(first, low)
+        if port in _TAKEN_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _TAKEN_PORTS.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {first}..{low - 1}")
 
 
 def origin_of(name: str) -> str:

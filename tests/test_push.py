@@ -56,7 +56,8 @@ async def test_push_answers_now_on_change_or_304_and_only_to_readers(tmp_path, s
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(node.public_url + "/node.json") as r:
-                assert (await r.json())["push"] == {"checkpoint": "push/checkpoint", "max_wait": 30, "parts": True}
+                assert (await r.json())["push"] == {"checkpoint": "push/checkpoint", "max_wait": 30, "parts": True,
+                                                       "stream": "push/stream"}
             assert (await push_get(session, node, None))[0] == 401
             assert (await push_get(session, node, stranger))[0] == 401  # an unregistered key is refused like a bad signature (readaccess.md)
 
@@ -180,11 +181,11 @@ def test_waiting_room_wakes_in_batches_letting_other_work_in():
 
         waits = [asyncio.create_task(waiter(i)) for i in range(200)]
         await asyncio.sleep(0)
-        futures = [f for waiting in room._by_reader.values() for f in waiting]
-        assert len(futures) == 200
+        places = [place for waiting in room._by_reader.values() for place in waiting]
+        assert len(places) == 200
         room.notify()
         # One batch now; the next one after the work already queued on the loop.
-        assert sum(f.done() for f in futures) == WAKE_BATCH < 200
+        assert sum(place.changed for place in places) == WAKE_BATCH < 200
         await asyncio.gather(*waits)
         assert sorted(woken) == list(range(200))
     asyncio.run(scenario())

@@ -9,7 +9,9 @@ redirects are refused (a signed read request must not be replayed to another hos
 Every request carries an RFC 9421 signature made with this node's request key when a
 `RequestSigner` is given (node/readaccess/client.py): restricted logs serve tiles and entry
 bundles only to registered readers, and every node its push channel
-(`next_checkpoint`, a long-poll whose time limit is its wait plus the usual limit).
+(`next_checkpoint`, a long-poll whose time limit is its wait plus the usual limit;
+`stream_checkpoints`, one request answered with a frame per checkpoint, read one
+bounded frame at a time).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 import aiohttp
 from yarl import URL
 
-from node.follow.push import MAX_PARTS_BYTES, PARTS_TYPE, parse_parts
+from node.follow.push import MAX_PARTS_BYTES, PARTS_TYPE, STREAM_TYPE, FrameReader, checkpoint_etag, parse_parts
 from protocol.tiles import MAX_ENTRY_SIZE, TILE_WIDTH
 
 #: Bounds. A checkpoint note is a few hundred bytes (with witness cosignatures a few KB).
@@ -112,17 +114,12 @@ class PeerClient:
         """(status, body, response headers) of GET <base>/<path>; any status not in
         `accept` is a FetchError. `timeout` replaces the client's for this request."""
         url = self.url_for(path)
-        headers = dict(headers or {})
-        if self.signer is not None:
-            headers.update(self.signer.sign_headers("GET", URL(url)))
+        headers = self._signed(url, headers)
         limit = self.timeout if timeout is None else timeout
         try:
             async with self._session.get(url, headers=headers, allow_redirects=False,
                                          timeout=aiohttp.ClientTimeout(total=limit)) as response:
-                if response.status not in accept:
-                    reason = await _short_text(response)
-                    raise FetchError(f"HTTP {response.status}{': ' + reason if reason else ''}", url,
-                                     status=response.status)
+                await _check_status(response, accept, url)
                 declared = response.content_length
                 # A declared length is checked before a byte is read (identity encoding only:
                 # with gzip it is the compressed length).
@@ -146,8 +143,7 @@ class PeerClient:
         except asyncio.TimeoutError:
             raise FetchError(f"no complete answer within {limit:g} s", url, unreachable="timeout") from None
         except aiohttp.ClientError as exc:
-            down = "down" if isinstance(exc, aiohttp.ClientConnectionError) else None
-            raise FetchError(f"{type(exc).__name__}: {exc}", url, unreachable=down) from None
+            raise _client_error(exc, url) from None
         body = b"".join(chunks)
         if exact is not None and status == 200 and len(body) != exact:
             raise FetchError(f"body is {len(body)} bytes, expected exactly {exact}", url)
@@ -184,6 +180,77 @@ class PeerClient:
             raise FetchError(f"checkpoint of {len(body)} bytes is larger than the {MAX_CHECKPOINT_BYTES} allowed",
                              self.url_for(path))
         return body, new_etag
+
+    async def stream_checkpoints(self, path: str, etag: str | None, wait: int, have: int | None = None):
+        """The push stream (spec/parts/following.md §4.3): GET <base>/<path>?wait=<wait>
+        [&have=<have>] with If-None-Match: <etag>; an async generator of (note, its ETag),
+        one per frame, the tiles and bundles each frame carries kept for that round's
+        `tile()` and `bundle()` (as after next_checkpoint) until the next frame. Close it
+        (contextlib.aclosing) to end the stream. Ends when the node ends the stream after
+        a whole frame, or `wait` + the time limit after it began (a node that holds it
+        longer is left). Raises FetchError for any other status or content type, a
+        connection lost, no byte for `wait` + the time limit, and a frame that is
+        malformed, too large, or names the checkpoint the last one (or the request)
+        named: nothing of such a frame is given out. At most one frame is held."""
+        url = self.url_for(f"{path}?wait={wait}" if have is None else f"{path}?wait={wait}&have={have}")
+        headers = self._signed(url, {"If-None-Match": etag} if etag else {})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait + self.timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=wait + self.timeout)
+        self._pushed = {}
+        try:
+            async with self._session.get(url, headers=headers, allow_redirects=False, timeout=timeout) as response:
+                await _check_status(response, (200,), url)
+                if response.content_type != STREAM_TYPE:
+                    raise FetchError(f"the push stream answered {response.content_type!r}, not {STREAM_TYPE}", url)
+                frames = FrameReader()
+                while True:
+                    try:
+                        frame = frames.next_frame()
+                        if frame is not None:
+                            note, parts = parse_parts(frame)
+                    except ValueError as exc:
+                        raise FetchError(f"malformed push stream: {exc}", url) from None
+                    if frame is None:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            return  # held beyond its wait: leave it, ask again
+                        try:
+                            data = await asyncio.wait_for(response.content.read(frames.wanted()), remaining)
+                        except asyncio.TimeoutError:
+                            return
+                        if not data:
+                            if frames.between_frames:
+                                return  # the node ended the stream
+                            raise FetchError("the push stream ended inside a frame", url)
+                        frames.feed(data)
+                        continue
+                    if len(note) > MAX_CHECKPOINT_BYTES:
+                        raise FetchError(f"streamed checkpoint of {len(note)} bytes is larger than the "
+                                         f"{MAX_CHECKPOINT_BYTES} allowed", url)
+                    new_etag = checkpoint_etag(note)
+                    if new_etag == etag:
+                        raise FetchError("the push stream sent the very checkpoint it sent last, or the "
+                                         "request named", url)
+                    etag = new_etag
+                    self._pushed = parts
+                    try:
+                        yield note, etag
+                    finally:
+                        self._pushed = {}
+        except FetchError:
+            raise
+        except asyncio.TimeoutError:
+            raise FetchError(f"nothing from the push stream within {wait + self.timeout:g} s", url,
+                             unreachable="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise _client_error(exc, url) from None
+
+    def _signed(self, url: str, headers: dict | None) -> dict:
+        headers = dict(headers or {})
+        if self.signer is not None:
+            headers.update(self.signer.sign_headers("GET", URL(url)))
+        return headers
 
     def drop_pushed(self) -> None:
         """Forget what the last push answer carried (its round is over)."""
@@ -232,6 +299,17 @@ class PeerClient:
         path, limit = bundle.path(), max_bundle_bytes(bundle.width)
         pushed = self._take_pushed(path, limit)
         return pushed if pushed is not None else await self.get(path, max_bytes=limit)
+
+
+async def _check_status(response: aiohttp.ClientResponse, accept: tuple[int, ...], url: str) -> None:
+    if response.status not in accept:
+        reason = await _short_text(response)
+        raise FetchError(f"HTTP {response.status}{': ' + reason if reason else ''}", url, status=response.status)
+
+
+def _client_error(exc: aiohttp.ClientError, url: str) -> FetchError:
+    down = "down" if isinstance(exc, aiohttp.ClientConnectionError) else None
+    return FetchError(f"{type(exc).__name__}: {exc}", url, unreachable=down)
 
 
 async def _short_text(response: aiohttp.ClientResponse) -> str:

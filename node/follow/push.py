@@ -20,10 +20,18 @@ entry bundles of the round the answer starts, in one body (`encode_parts` /
 three. Those bytes stand in for the GETs the round would make and are checked exactly
 like fetched ones (node/follow/client.py, node/follow/sync.py): nothing in them is
 believed before it verifies against the signed checkpoint.
+
+A node that advertises `"stream": "push/stream"` also answers one signed request with a
+stream of checkpoints (§4.3, node/web/push_stream_routes.py): a chunked body of frames,
+`"frame" SP <length> LF` and a parts body each (`encode_frame`; the follower reads them
+with `FrameReader`, which never holds more than one frame), one per new checkpoint,
+until `wait` seconds have passed. A new checkpoint then costs the node one write per
+follower instead of a signed request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -36,8 +44,12 @@ PUSH_PATH = "/push/checkpoint"
 #: The longest wait a follower asks for, whatever the node advertises (a reverse proxy
 #: in between should keep a request open at least this long).
 MAX_WAIT = 60
+#: Where a node serves its stream of checkpoints (§4.3).
+STREAM_PATH = "/push/stream"
 #: Media type of a push answer that carries its round's tiles and bundles.
 PARTS_TYPE = "application/x-ncii-push-parts"
+#: Media type of a stream of frames, each a parts body.
+STREAM_TYPE = "application/x-ncii-push-stream"
 #: Largest growth whose tiles and bundles ride along with the checkpoint; a follower
 #: further behind fetches them (a round's reads then number in the hundreds anyway).
 MAX_PART_ENTRIES = 256
@@ -46,6 +58,9 @@ MAX_PART_ENTRIES = 256
 MAX_PARTS = 48
 MAX_PARTS_BYTES = 1024 * 1024
 _PART_HEADER = re.compile(rb"([a-z0-9./]{1,64}) (0|[1-9][0-9]{0,7})\n")
+#: A frame's header line: "frame <length>\n", the length at most MAX_PARTS_BYTES.
+_FRAME_HEADER = re.compile(rb"frame (0|[1-9][0-9]{0,6})\n")
+_MAX_FRAME_HEADER = len(b"frame 1234567\n")
 #: An advertised path: relative, a few safe characters, no "..".
 _PATH = re.compile(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*){0,3}")
 
@@ -53,6 +68,7 @@ _PATH = re.compile(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*){0,3}")
 @dataclass
 class PushState:
     path: str | None = None       # where to wait; None: not offered, or not known yet
+    stream: str | None = None     # where to hold a stream of checkpoints (§4.3), if offered
     parts: bool = False           # the node sends a round's tiles with its checkpoint on `have=`
     wait: int = 30                # seconds asked per request
     etag: str | None = None       # ETag of the last checkpoint received and handled
@@ -70,11 +86,20 @@ class PushState:
         self.etag, self.verified = None, False
 
 
+def checkpoint_etag(note: bytes) -> str:
+    """The strong ETag of a checkpoint note as served (also what a follower names after
+    a streamed frame, which carries no header of its own)."""
+    return '"' + hashlib.sha256(note).hexdigest()[:32] + '"'
+
+
 def advertisement(config) -> dict | None:
     """What /node.json says about this node's push channel (None when it is off)."""
     if not config.push.enabled:
         return None
-    return {"checkpoint": PUSH_PATH.lstrip("/"), "max_wait": config.push.max_wait, "parts": True}
+    offered = {"checkpoint": PUSH_PATH.lstrip("/"), "max_wait": config.push.max_wait, "parts": True}
+    if config.push.stream:
+        offered["stream"] = STREAM_PATH.lstrip("/")
+    return offered
 
 
 def parse_advertisement(body: bytes) -> tuple[str, int] | None:
@@ -89,20 +114,36 @@ def parse_advertisement(body: bytes) -> tuple[str, int] | None:
     if not isinstance(push, dict):
         return None
     path, max_wait = push.get("checkpoint"), push.get("max_wait")
-    if not isinstance(path, str) or len(path) > 64 or not _PATH.fullmatch(path) or ".." in path:
+    if not _valid_path(path):
         return None
     if type(max_wait) is not int or not 1 <= max_wait <= 3600:
         return None
     return path, min(max_wait, MAX_WAIT)
 
 
+def _valid_path(path) -> bool:
+    return isinstance(path, str) and len(path) <= 64 and bool(_PATH.fullmatch(path)) and ".." not in path
+
+
+def _offered(body: bytes, key: str):
+    try:
+        return json.loads(body.decode("utf-8"))["push"].get(key)
+    except (UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def offers_parts(body: bytes) -> bool:
     """Whether a /node.json document (whose push channel parse_advertisement accepted)
     says the channel sends a round's tiles and bundles with its checkpoint."""
-    try:
-        return json.loads(body.decode("utf-8"))["push"].get("parts") is True
-    except (UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
-        return False
+    return _offered(body, "parts") is True
+
+
+def offered_stream(body: bytes) -> str | None:
+    """The stream path a /node.json document (whose push channel parse_advertisement
+    accepted) offers (§4.3), or None (absent or malformed: the follower then uses the
+    push channel's single answers)."""
+    path = _offered(body, "stream")
+    return path if _valid_path(path) else None
 
 
 def part_ids(have: int, size: int) -> list[TileId | BundleId]:
@@ -154,3 +195,57 @@ def parse_parts(body: bytes) -> tuple[bytes, dict[str, bytes]]:
     if note is None:
         raise ValueError("empty push answer")
     return note, parts
+
+
+def encode_frame(parts_body: bytes) -> bytes:
+    """One frame of a stream (§4.3): "frame <length>\n" and a parts body."""
+    return b"frame %d\n" % len(parts_body) + parts_body
+
+
+class FrameReader:
+    """Splits a stream of frames, strictly and bounded: a header "frame <length>\n"
+    (decimal, no leading zero, at most MAX_PARTS_BYTES), then exactly that many bytes.
+    Read at most `wanted()` bytes at a time and `feed` them; `next_frame()` returns
+    each complete frame's body. The buffer never holds more than the frame being read
+    and a header's worth of bytes. Raises ValueError on anything else. Pure: no I/O."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+        self._length: int | None = None   # of the frame being read, once its header is
+
+    @property
+    def between_frames(self) -> bool:
+        """Nothing of a next frame read yet (where a stream may end cleanly)."""
+        return not self._buffer and self._length is None
+
+    def wanted(self) -> int:
+        if self._length is None:
+            return _MAX_FRAME_HEADER
+        return max(1, self._length - len(self._buffer))
+
+    def feed(self, data: bytes) -> None:
+        if len(data) > self.wanted():
+            raise ValueError("more bytes than asked for")  # the caller's bug, not the node's
+        self._buffer += data
+
+    def next_frame(self) -> bytes | None:
+        if self._length is None:
+            end = self._buffer.find(b"\n", 0, _MAX_FRAME_HEADER)
+            if end < 0:
+                if len(self._buffer) >= _MAX_FRAME_HEADER:
+                    raise ValueError("malformed frame header")
+                return None
+            header = _FRAME_HEADER.fullmatch(bytes(self._buffer[:end + 1]))
+            if header is None:
+                raise ValueError(f"malformed frame header {bytes(self._buffer[:end + 1])[:40]!r}")
+            length = int(header.group(1))
+            if length > MAX_PARTS_BYTES:
+                raise ValueError(f"frame of {length} bytes, more than the {MAX_PARTS_BYTES} allowed")
+            self._length = length
+            del self._buffer[:end + 1]
+        if len(self._buffer) < self._length:
+            return None
+        frame = bytes(self._buffer[:self._length])
+        del self._buffer[:self._length]
+        self._length = None
+        return frame

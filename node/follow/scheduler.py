@@ -44,7 +44,7 @@ from pathlib import Path
 
 from node.follow.client import DEFAULT_TIMEOUT, FetchError, PeerClient
 from node.follow.listener import FollowListener
-from node.follow.push import PushState, offers_parts, parse_advertisement
+from node.follow.push import PushState, offered_stream, offers_parts, parse_advertisement
 from node.follow.recovery import Recovery
 from node.follow.sync import AwaitingCosignatures, Follower, ForkDetected, RoundResult, SyncError
 from node.stopping import stop_task, wait_event
@@ -61,6 +61,9 @@ PUSH_RECHECK = 600.0
 #: Least seconds between two push requests of one log: a node that answers every
 #: request at once (a broken or hostile one) cannot make the follower spin.
 PUSH_MIN_SPACING = 0.02
+#: A stream that ends sooner than this with nothing new (a node that is stopping, or
+#: one that ends every stream at once) counts as a failure of the channel.
+STREAM_SHORTEST = 1.0
 #: A forked log is not read; its record is looked at this often (an operator may
 #: remove and add it again while the node runs).
 FORKED_RECHECK = 5.0
@@ -94,13 +97,14 @@ class _Job:
 class FollowService:
     """All followers of one node. `await start()`, `await stop()`; `run_round(origin)`
     runs one round now (tests, benchmarks); `reload()` re-reads the followed logs.
-    `push=False` never uses a push channel (benchmarks compare)."""
+    `push=False` never uses a push channel, `stream=False` never its stream (benchmarks
+    compare)."""
 
     def __init__(self, db_path: Path | str, *, signer=None, listener: FollowListener | None = None,
                  own_origin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  max_backoff: float = DEFAULT_MAX_BACKOFF, reload_interval: float = DEFAULT_RELOAD_INTERVAL,
                  interval_override: float | None = None, accept_gzip: bool = True,
-                 evidence_dir: Path | None = None, push: bool = True):
+                 evidence_dir: Path | None = None, push: bool = True, stream: bool = True):
         self.worker = DatabaseWorker(db_path)
         self.evidence_dir = evidence_dir  # fork evidence files; None: beside the database
         self.signer = signer
@@ -112,6 +116,7 @@ class FollowService:
         self.interval_override = interval_override
         self.accept_gzip = accept_gzip
         self.use_push = push
+        self.use_stream = stream
         self.jobs: dict[str, _Job] = {}
         self._reloader: asyncio.Task | None = None
         self._reload_lock = asyncio.Lock()
@@ -246,7 +251,10 @@ class FollowService:
 
     async def _step(self, job: _Job) -> None:
         if job.push.usable(time.monotonic()):
-            await self._push_round(job)
+            if job.push.stream is not None:
+                await self._stream_rounds(job)
+            else:
+                await self._push_round(job)
             return
         result, _ = await self._round(job)
         if result is None:
@@ -259,7 +267,7 @@ class FollowService:
             await self._sleep_until(job, time.monotonic() + job.interval)
 
     async def _push_round(self, job: _Job) -> None:
-        push, origin = job.push, job.follower.origin
+        push = job.push
         await asyncio.sleep(max(0.0, push.last_request + PUSH_MIN_SPACING - time.monotonic()))
         push.last_request = time.monotonic()
         sent = push.etag
@@ -274,13 +282,56 @@ class FollowService:
         except FetchError as exc:
             self._push_failed(job, exc)
             return
-        if push.failures:
-            log.info("follow %s: the push channel works again", origin)
-            push.failures = 0
+        self._push_works(job)
         if note is None:  # 304: still the checkpoint we hold
-            if push.verified and job.verified_size is not None:
-                await self.worker.follow.record_in_sync(origin, job.verified_size)
+            await self._push_in_sync(job)
             return
+        await self._pushed_round(job, note, etag)
+
+    async def _stream_rounds(self, job: _Job) -> None:
+        """One push stream (§4.3): a round per frame, until the stream ends or a round
+        fails (then the back-off, in _follow, and a new stream after it)."""
+        push = job.push
+        await asyncio.sleep(max(0.0, push.last_request + PUSH_MIN_SPACING - time.monotonic()))
+        started = push.last_request = time.monotonic()
+        frames = 0
+        try:
+            stream = job.client.stream_checkpoints(push.stream, push.etag, push.wait,
+                                                   job.verified_size if push.parts else None)
+            async with contextlib.aclosing(stream):
+                async for note, etag in stream:
+                    frames += 1
+                    self._push_works(job)
+                    if not await self._pushed_round(job, note, etag):
+                        return
+            if not frames and time.monotonic() - started < STREAM_SHORTEST:
+                raise FetchError("the push stream ended at once with nothing new", job.client.url_for(push.stream))
+        except FetchError as exc:
+            if exc.status in (401, 403, 404):
+                # Not offered (any more), or not to us: the single answers from now on.
+                log.info("follow %s: no push stream (%s); using the push channel's single answers",
+                         job.follower.origin, exc)
+                push.stream = None
+                return
+            self._push_failed(job, exc)
+            return
+        self._push_works(job)
+        await self._push_in_sync(job)
+
+    def _push_works(self, job: _Job) -> None:
+        if job.push.failures:
+            log.info("follow %s: the push channel works again", job.follower.origin)
+            job.push.failures = 0
+
+    async def _push_in_sync(self, job: _Job) -> None:
+        """Nothing new came since the checkpoint we hold: in sync, if we verified it."""
+        if job.push.verified and job.verified_size is not None:
+            await self.worker.follow.record_in_sync(job.follower.origin, job.verified_size)
+
+    async def _pushed_round(self, job: _Job, note: bytes, etag: str | None) -> bool:
+        """A round with a pushed checkpoint; whether the push channel may go on (a
+        stream is ended after a failed round, and asked again after the back-off)."""
+        push = job.push
         try:
             result, error = await self._round(job, note)
         finally:
@@ -288,14 +339,17 @@ class FollowService:
         if result is not None and result.outcome == "forked":
             push.path = None  # a forked log is not read: back to the (idle) polling branch
             push.checked_at = time.monotonic()
-        elif result is not None:
+            return False
+        if result is not None:
             push.etag, push.verified = etag, True
-        elif isinstance(error, AwaitingCosignatures):
+            return True
+        if isinstance(error, AwaitingCosignatures):
             # Wait for the cosigned copy of this very checkpoint, without back-off.
             push.etag, push.verified = etag, False
             job.retry_at = 0.0
-        else:
-            push.forget()  # after the back-off, ask for the current checkpoint at once
+            return True
+        push.forget()  # after the back-off, ask for the current checkpoint at once
+        return False
 
     def _push_failed(self, job: _Job, exc: FetchError) -> None:
         push = job.push
@@ -328,10 +382,11 @@ class FollowService:
         if offered is not None:
             push.path, push.wait = offered
             push.parts = offers_parts(document)
+            push.stream = offered_stream(document) if self.use_stream else None
             push.retry_at = 0.0
             push.forget()
             log.info("follow %s: the node pushes its checkpoints (%s); waiting for them instead of polling",
-                     job.follower.origin, push.path)
+                     job.follower.origin, push.stream or push.path)
 
     async def _back_off(self, job: _Job) -> None:
         """Wait until job.retry_at (or a poke); while its node is unreachable, probe it

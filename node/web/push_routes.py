@@ -38,6 +38,9 @@ Who may wait, and what it costs (spec/parts/following.md section 4.1):
     before); a slow reader is sent one small note, which the socket buffers take.
   * On shutdown every wait is answered at once, so a stop is never delayed by them.
 
+GET /push/stream (push_stream_routes.py, [push] stream) holds a place in the same room
+for each open stream: waits and streams share these bounds.
+
 Nothing here blocks or delays sequencing: the sequencer's on_change hook only wakes
 the waiting requests (node/log/sequencer.py).
 """
@@ -51,7 +54,8 @@ from collections import OrderedDict, deque
 
 from aiohttp import web
 
-from node.follow.push import MAX_PART_ENTRIES, MAX_PARTS_BYTES, PARTS_TYPE, PUSH_PATH, encode_parts, part_ids
+from node.follow.push import (MAX_PART_ENTRIES, MAX_PARTS_BYTES, PARTS_TYPE, PUSH_PATH, checkpoint_etag,  # noqa: F401
+                              encode_parts, part_ids)
 from node.limits import waiting_room_size
 from node.readaccess import READER_KEY
 from node.web.context import NODE, READERS_ONLY
@@ -66,25 +70,64 @@ _MAX_WAIT_DIGITS = 4
 _MAX_HAVE_DIGITS = 19
 
 
-def checkpoint_etag(note: bytes) -> str:
-    """The strong ETag of a checkpoint note as served."""
-    return '"' + hashlib.sha256(note).hexdigest()[:32] + '"'
-
-
 #: Waiting requests woken per turn of the event loop.
 WAKE_BATCH = 64
 
 
-def _wake(futures: list, start: int) -> None:
-    for future in futures[start:start + WAKE_BATCH]:
-        if not future.done():
-            future.set_result(None)
-    if start + WAKE_BATCH < len(futures):
-        futures[0].get_loop().call_soon(_wake, futures, start + WAKE_BATCH)
+def _wake(places: list, start: int) -> None:
+    for place in places[start:start + WAKE_BATCH]:
+        place.wake()
+    if start + WAKE_BATCH < len(places):
+        asyncio.get_running_loop().call_soon(_wake, places, start + WAKE_BATCH)
 
 
 class RoomFull(Exception):
     """Too many requests wait already."""
+
+
+class Place:
+    """One request's place in the room: a push request's single wait, or a stream's
+    whole life (push_stream_routes.py), until `deadline` (loop time), when it is woken
+    one last time. `changed` is set by every wake, also one that comes while the holder
+    is busy writing, so no change is missed. One timer per place, not one per wait: a
+    stream is woken by every checkpoint, and that path stays a future and a task step."""
+
+    __slots__ = ("reader", "deadline", "changed", "ended", "on_close", "_future", "_loop", "_timer")
+
+    def __init__(self, reader: str, deadline: float):
+        self.reader = reader
+        self.deadline = deadline
+        self.changed = False
+        self.ended = False     # pushed out by a newer request of its reader, or shutdown
+        self.on_close = None   # called at shutdown (a stream stuck writing to a slow reader)
+        self._future: asyncio.Future | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_at(deadline, self.wake)
+
+    def wake(self) -> None:
+        self.changed = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake()
+
+    def expired(self) -> bool:
+        return self._loop.time() >= self.deadline
+
+    async def wait(self) -> None:
+        """Until a wake (at once if one came since the last wait) or the deadline."""
+        if not self.changed and not self.ended and not self.expired():
+            self._future = self._loop.create_future()
+            try:
+                await self._future
+            finally:
+                self._future = None
+        self.changed = False
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 class WaitingRoom:
@@ -93,7 +136,7 @@ class WaitingRoom:
     def __init__(self, max_waiting: int, max_per_reader: int):
         self.max_waiting = max_waiting
         self.max_per_reader = max_per_reader
-        self._by_reader: dict[str, deque[asyncio.Future]] = {}
+        self._by_reader: dict[str, deque[Place]] = {}
         self._count = 0
         self.closed = False
 
@@ -105,38 +148,53 @@ class WaitingRoom:
         each batch a turn of the event loop after the last, so that with thousands
         waiting the loop still takes other work between batches (the next append, the
         next publication) instead of answering every follower first."""
-        futures = [future for waiting in self._by_reader.values() for future in waiting if not future.done()]
-        if futures:
-            _wake(futures, 0)
+        places = [place for waiting in self._by_reader.values() for place in waiting]
+        if places:
+            _wake(places, 0)
 
     def close(self) -> None:
         self.closed = True
-        self.notify()
+        for waiting in list(self._by_reader.values()):
+            for place in list(waiting):
+                place.end()
+                if place.on_close is not None:
+                    place.on_close()
 
-    async def wait(self, reader: str, seconds: float) -> None:
-        """Return on a change, when this reader's wait is pushed out by a newer one,
-        on shutdown, or after `seconds`. Raises RoomFull."""
+    def enter(self, reader: str, seconds: float) -> Place:
+        """A place for one more request of `reader`, for `seconds` at most; its oldest
+        is ended if it holds max_per_reader already. Leave with `leave()`. Raises RoomFull."""
         if self.closed:
             raise RoomFull("the node is shutting down")
         waiting = self._by_reader.setdefault(reader, deque())
         if len(waiting) >= self.max_per_reader:
-            oldest = waiting[0]
-            if not oldest.done():
-                oldest.set_result(None)  # its handler removes it from `waiting`
+            waiting[0].end()  # its handler answers and leaves
         elif self._count >= self.max_waiting:
             if not waiting:
                 del self._by_reader[reader]
             raise RoomFull(f"{self._count} requests are waiting already")
-        future = asyncio.get_running_loop().create_future()
-        waiting.append(future)
+        place = Place(reader, asyncio.get_running_loop().time() + seconds)
+        waiting.append(place)
         self._count += 1
+        return place
+
+    def leave(self, place: Place) -> None:
+        place.cancel()
+        waiting = self._by_reader.get(place.reader)
+        if waiting is None or place not in waiting:
+            return
+        waiting.remove(place)
+        self._count -= 1
+        if not waiting:
+            del self._by_reader[place.reader]
+
+    async def wait(self, reader: str, seconds: float) -> None:
+        """Return on a change, when this reader's wait is pushed out by a newer one,
+        on shutdown, or after `seconds`. Raises RoomFull."""
+        place = self.enter(reader, seconds)
         try:
-            await asyncio.wait((future,), timeout=seconds)
+            await place.wait()
         finally:
-            waiting.remove(future)
-            self._count -= 1
-            if not waiting:
-                self._by_reader.pop(reader, None)
+            self.leave(place)
 
 
 class PartsAnswers:
@@ -180,6 +238,10 @@ def setup(app: web.Application, node) -> None:
     app.router.add_get(PUSH_PATH, get_push_checkpoint)
     app[PUSH_ROOM] = WaitingRoom(waiting_room_size(push.max_waiting), push.max_waiting_per_reader)
     app[PUSH_PARTS] = PartsAnswers()
+    if push.stream:
+        from node.web import push_stream_routes  # it builds on this module
+
+        push_stream_routes.setup(app, app[PUSH_PARTS])
     app.cleanup_ctx.append(_hook_sequencer)
     app.on_shutdown.append(_release_waiting)
 
@@ -199,7 +261,7 @@ async def _release_waiting(app: web.Application) -> None:
     app[PUSH_ROOM].close()
 
 
-def _bad_request(message: str) -> web.Response:
+def bad_request(message: str) -> web.Response:
     return web.Response(status=400, text=message + "\n", content_type="text/plain")
 
 
@@ -232,7 +294,7 @@ def parse_have(query) -> int | None:
     return int(text)
 
 
-def _named_etags(header: str | None) -> set[str] | None:
+def named_etags(header: str | None) -> set[str] | None:
     """The entity tags of an If-None-Match field (weak ones compare by their tag; "*"
     names no checkpoint, so it is answered at once); None if absent."""
     if header is None:
@@ -260,26 +322,39 @@ def _note_answer(request: web.Request, published, have: int | None, status: int 
     return web.Response(body=note, content_type="text/plain", charset="utf-8", headers=headers)
 
 
-async def get_push_checkpoint(request: web.Request) -> web.Response:
+def push_request(request: web.Request, what: str):
+    """(reader, wait, have, named ETags or None) of a push channel or stream request, or
+    the refusal to answer it with (401 without a reader, 400 for bad parameters)."""
     reader = request.get(READER_KEY)
     if reader is None:  # the read-access middleware did not run: fail closed
-        return web.Response(status=401, text="the push channel is for registered readers only\n",
+        return web.Response(status=401, text=f"the {what} is for registered readers only\n",
                             content_type="text/plain")
-    ctx = request.app[NODE]
     try:
-        wait = parse_wait(request.query, ctx.config.push.max_wait)
+        wait = parse_wait(request.query, request.app[NODE].config.push.max_wait)
         have = parse_have(request.query)
     except ValueError as exc:
-        return _bad_request(str(exc))
-    known = _named_etags(request.headers.get("If-None-Match"))
+        return bad_request(str(exc))
+    return reader, wait, have, named_etags(request.headers.get("If-None-Match"))
+
+
+def room_full(exc: RoomFull) -> web.Response:
+    return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
+                        headers={"Retry-After": "5"}, content_type="text/plain")
+
+
+async def get_push_checkpoint(request: web.Request) -> web.Response:
+    parsed = push_request(request, "push channel")
+    if isinstance(parsed, web.Response):
+        return parsed
+    reader, wait, have, known = parsed
+    ctx = request.app[NODE]
     published = ctx.sequencer.published
     if not known or checkpoint_etag(published.note) not in known:
         return _note_answer(request, published, have)
     try:
         await request.app[PUSH_ROOM].wait(reader, wait)
     except RoomFull as exc:
-        return web.Response(status=503, text=f"too many waiting requests ({exc}); poll /checkpoint meanwhile\n",
-                            headers={"Retry-After": "5"}, content_type="text/plain")
+        return room_full(exc)
     published = ctx.sequencer.published
     if checkpoint_etag(published.note) in known:
         return _note_answer(request, published, have, 304)
