@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""A helpline down for 30 s: how soon after its return do the platforms that require
+its witness's cosignature hold its next checkpoint, cosigned? (issue 22)
+
+    .venv/bin/python scripts/bench_outage.py                       # 5 outages of 30 s
+    options: --outages K, --down S, --platforms N (default 3), --work DIR (kept)
+
+Real `ncii-node serve` processes on loopback (scripts/soak.py's nodes, default
+settings): helpline H, witness W, N platforms. Every platform follows H (push channel)
+and refuses H's checkpoints without W's cosignature (`witness require -k 1`); H follows
+every platform's feedback log; W witnesses H. While H is down, each platform appends
+feedback to its log twice a second, so that H has backlogs to verify at its return, as
+in the federation soak.
+
+Each outage: SIGKILL H, wait --down seconds, start it again ("return": its serve.json
+is written, i.e. it listens), append one submission at once (POST /admin/append, which
+answers once the entry is published), and watch, every 20 ms: H's /checkpoint until
+it carries W's cosignature on that size, and each platform's /status until it holds
+that size. Printed per outage: the time from the return until H published, until the
+cosigned checkpoint was served, until each platform held it; then p50 and max over
+the outages of "every platform held it" (target: <= 2 s), with the load average.
+H's own log (DIR/H.log, `-v`) holds the steps between with timestamps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from soak import Node  # noqa: E402  (one `ncii-node serve` process and its data directory)
+
+POLL = 0.02
+
+
+def cli(*argv: str) -> str:
+    from node.cli import main as cli_main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+        code = cli_main(list(argv))
+    assert code == 0, f"ncii-node {' '.join(argv)}: {err.getvalue()}"
+    return out.getvalue()
+
+
+def build(work: Path, platforms: int) -> tuple[Node, Node, list[Node], str]:
+    helpline, witness = Node("H", "helpline", work), Node("W", "witness", work)
+    plats = [Node(f"P{i + 1}", "platform", work) for i in range(platforms)]
+    for node in [helpline, witness, *plats]:
+        node.init()
+    request = {n.name: n.datadir.load_request_signer().verifier_key() for n in [helpline, *plats]}
+    log_vkey = {n.name: n.datadir.load_log_signer().verifier_key() for n in [helpline, *plats]}
+    witness_vkey = cli("witness", "key", "--dir", str(witness.root)).strip().splitlines()[-1].strip()
+    cli("witness", "logs", "add", "--dir", str(witness.root), helpline.origin, log_vkey["H"])
+    cli("witness", "use", "--dir", str(helpline.root), witness_vkey, witness.public_url)
+    for p in plats:
+        cli("readers", "add", "--dir", str(helpline.root), request[p.name], "--name", p.name)
+        cli("readers", "add", "--dir", str(p.root), request["H"], "--name", "H")
+        cli("follow", "add", "--dir", str(p.root), helpline.public_url, "--vkey", log_vkey["H"], "--name", "H")
+        cli("follow", "add", "--dir", str(helpline.root), p.public_url, "--vkey", log_vkey[p.name],
+            "--name", p.name)
+        cli("witness", "require", "--dir", str(p.root), helpline.origin, "-k", "1", "--witness", witness_vkey)
+    return helpline, witness, plats, witness_vkey
+
+
+async def start_verbose(node: Node) -> None:
+    """soak's Node.start, with `-v` (DEBUG lines, timestamped to the millisecond)."""
+    import subprocess
+
+    node.datadir.remove_serve_info()
+    with open(node.log_path, "a") as log:
+        node.process = subprocess.Popen([sys.executable, "-m", "node", "-v", "serve", "--dir", str(node.root)],
+                                        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    while True:
+        info = node.datadir.read_serve_info()
+        if info and info.get("pid") == node.process.pid:
+            return
+        if node.process.poll() is not None:
+            raise RuntimeError(f"{node.name} exited at start; see {node.log_path}")
+        await asyncio.sleep(0.01)
+
+
+async def append(session, node: Node, lines: list[dict]) -> list[dict]:
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    async with session.post(node.admin_url + "/admin/append", data=body,
+                            headers={"Authorization": f"Bearer {node.datadir.admin_token()}"}) as r:
+        text = await r.text()
+        assert r.status == 200, f"append at {node.name}: {r.status} {text[:200]}"
+        return [json.loads(line) for line in text.splitlines()]
+
+
+async def held_by(session, platform: Node, origin: str) -> int:
+    with contextlib.suppress(Exception):
+        async with session.get(platform.admin_url + "/status") as r:
+            report = await r.json()
+            return max((e["size"] or 0 for e in report["logs"] if e["origin"] == origin), default=0)
+    return 0
+
+
+async def one_outage(session, helpline, plats, witness_vkey, down: float, counter: list[int]) -> dict:
+    from node.witness.policy import NotEnoughCosignatures, require_cosignatures
+
+    async def cosigned_size() -> int:
+        with contextlib.suppress(Exception):
+            async with session.get(helpline.public_url + "/checkpoint") as r:
+                note = await r.read()
+            try:
+                require_cosignatures(note, [witness_vkey], 1)
+            except NotEnoughCosignatures:
+                return 0
+            return int(note.split(b"\n")[1])
+        return 0
+
+    first = (await append(session, helpline, [submission(counter)]))[0]
+    feedback = {"kind": "feedback", "origin": helpline.origin, "index": first["index"],
+                "leaf_hash": first["leaf_hash"], "verdict": "removed"}
+    helpline.kill()
+    end = time.monotonic() + down
+    while time.monotonic() < end:  # the platforms' backlogs H verifies at its return
+        await asyncio.gather(*(append(session, p, [feedback]) for p in plats))
+        await asyncio.sleep(0.5)
+    await start_verbose(helpline)
+    returned = time.monotonic()
+    print(f"  [{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} H is back]", flush=True)
+    appended = (await append(session, helpline, [submission(counter)]))[0]
+    published, size = time.monotonic() - returned, appended["checkpoint_size"]
+    cosigned, held = None, {p.name: None for p in plats}
+    while (cosigned is None or None in held.values()) and time.monotonic() - returned < 60:
+        if cosigned is None and await cosigned_size() >= size:
+            cosigned = time.monotonic() - returned
+        sizes = await asyncio.gather(*(held_by(session, p, helpline.origin) for p in plats if held[p.name] is None))
+        for p, got in zip([p for p in plats if held[p.name] is None], sizes):
+            if got >= size:
+                held[p.name] = time.monotonic() - returned
+        await asyncio.sleep(POLL)
+    return {"published": published, "cosigned": cosigned, "held": held}
+
+
+def submission(counter: list[int]) -> dict:
+    counter[0] += 1
+    return {"kind": "submission", "signal": "pdq", "fingerprint": f"{counter[0]:064x}"}
+
+
+async def run(args, work: Path) -> list[dict]:
+    import aiohttp
+
+    helpline, witness, plats, witness_vkey = build(work, args.platforms)
+    nodes = [witness, *plats, helpline]
+    results = []
+    try:
+        await asyncio.gather(*(start_verbose(n) for n in nodes))
+        counter = [0]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            # Everyone in step before the first outage.
+            await append(session, helpline, [submission(counter)])
+            await asyncio.sleep(3)
+            for k in range(args.outages):
+                r = await one_outage(session, helpline, plats, witness_vkey, args.down, counter)
+                results.append(r)
+                every = None if None in r["held"].values() else max(r["held"].values())
+                fmt = lambda v: "--" if v is None else f"{v:.2f}"  # noqa: E731
+                print(f"outage {k + 1}: down {args.down:g} s; after the return: published {fmt(r['published'])} s, "
+                      f"cosigned copy served {fmt(r['cosigned'])} s, held by "
+                      + ", ".join(f"{n} {fmt(v)}" for n, v in r["held"].items())
+                      + f" -> every platform {fmt(every)} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+                await asyncio.sleep(2)
+    finally:
+        for node in nodes:
+            node.stop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--outages", type=int, default=5)
+    parser.add_argument("--down", type=float, default=30.0)
+    parser.add_argument("--platforms", type=int, default=3)
+    parser.add_argument("--work", type=Path, help="directory for the nodes (kept afterwards)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="ncii-outage-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"{args.outages} outages of {args.down:g} s, {args.platforms} platforms requiring the witness; "
+          f"load average before: {os.getloadavg()[0]:.1f}; nodes in {work}", flush=True)
+    try:
+        results = asyncio.run(run(args, work))
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    every = [max(r["held"].values()) for r in results if None not in r["held"].values()]
+    missed = len(results) - len(every)
+    if every:
+        print(f"every platform held the cosigned new checkpoint after the return: p50 {statistics.median(every):.2f} s, "
+              f"max {max(every):.2f} s over {len(every)} outages ({missed} not within 60 s; target <= 2 s); "
+              f"published p50 {statistics.median(r['published'] for r in results):.2f} s; "
+              f"load average now {os.getloadavg()[0]:.1f}")
+    return 0 if every and not missed and max(every) <= 2.0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
