@@ -93,3 +93,76 @@ async def test_a_platform_requiring_the_witness_is_back_within_seconds_of_a_help
     finally:
         node.stop()
         platform_db.close()
+
+
+async def test_a_push_request_after_a_checkpoint_awaiting_cosignatures_wakes_on_its_cosigned_copy(
+        tmp_path, start_node):
+    """following.md §4.1: a pushed checkpoint that lacks the required cosignature is not
+    applied, and the next push request names it, so it is answered by its cosigned copy
+    the moment the helpline serves it: no poll, no back-off in between."""
+    interval = 3.0
+    helpline = make_datadir(tmp_path, name="helpline", origin=ORIGIN, public_read=False,
+                            settings={"witness": {"add_checkpoint_interval": interval}})
+    platform = make_datadir(tmp_path, name="platform", origin="platform.example/log", role="platform")
+    witness = await start_witness(tmp_path, "w1", helpline.load_log_signer().verifier_key(), start_node)
+    db = open_db(helpline.db_path)
+    db.witness.add_log_witness(witness.cosigner_vkey, witness.public_url, "w1")
+    db.close()
+    assert cli_main(["readers", "add", "--dir", str(helpline.root),
+                     platform.load_request_signer().verifier_key()]) == 0
+    publisher = await start_node(helpline)
+    platform_db = open_db(platform.db_path)
+    token = helpline.admin_token()
+
+    def served_cosigned(size: int) -> bool:
+        note = publisher.node.sequencer.published.note
+        try:
+            require_cosignatures(note, [witness.cosigner_vkey], 1)
+        except NotEnoughCosignatures:
+            return False
+        return int(note.split(b"\n")[1]) == size
+
+    try:
+        assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
+                         helpline.load_log_signer().verifier_key()]) == 0
+        assert cli_main(["witness", "require", "--dir", str(platform.root), ORIGIN, "-k", "1",
+                         "--witness", witness.cosigner_vkey]) == 0
+        follower = await start_node(platform)
+        job = follower.node.follower.jobs[ORIGIN]
+        async with aiohttp.ClientSession() as session:
+            assert (await append(session, publisher.admin_url, token, [pdq_line(1)]))[0] == 200
+            assert await wait_for(lambda: platform_db.follow.get_log(ORIGIN).size == 1, timeout=20)
+            assert await wait_for(lambda: job.push.verified, timeout=20)
+
+            # Checkpoint 2 is pushed at once, without its cosignature (the declared interval
+            # holds its round back): refused, and the platform waits on its cosigned copy.
+            assert (await append(session, publisher.admin_url, token, [pdq_line(2)]))[0] == 200
+            assert await wait_for(lambda: "checkpoint not applied" in (platform_db.follow.get_log(ORIGIN).last_error
+                                                                       or ""), timeout=interval, step=0.02)
+            assert not served_cosigned(2)
+            rounds = job.rounds
+            assert await wait_for(lambda: not job.push.verified and job.push.etag is not None, timeout=interval)
+            asked = []  # the push requests sent from now on (the real client, counted)
+            next_checkpoint = job.client.next_checkpoint
+
+            async def counted(*args):
+                asked.append(args)
+                return await next_checkpoint(*args)
+
+            job.client.next_checkpoint = counted
+
+            assert await wait_for(lambda: served_cosigned(2), timeout=interval + 5, step=0.01)
+            cosigned_at = time.monotonic()
+            assert await wait_for(lambda: platform_db.follow.get_log(ORIGIN).size == 2, timeout=10, step=0.01)
+            took = time.monotonic() - cosigned_at
+            print(f"the platform held the cosigned copy {took:.2f} s after it was served")
+            assert took < 1.0
+            # Woken, not polled: the one waiting push request brought it, in one round.
+            assert await wait_for(lambda: job.rounds > rounds, timeout=2, step=0.01)
+            assert job.rounds == rounds + 1 and job.push.verified
+            assert job.failures == 0 and job.push.failures == 0
+            # One request waited for the cosigned copy (naming the refused checkpoint's
+            # ETag), plus the one now waiting for the next checkpoint: no spinning.
+            assert len(asked) <= 2, asked
+    finally:
+        platform_db.close()
