@@ -30,7 +30,9 @@ import contextlib
 import io
 import json
 import os
+import random
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -44,6 +46,37 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from soak import Node  # noqa: E402  (one `ncii-node serve` process and its data directory)
 
 POLL = 0.02
+#: The nodes listen on an address of their own (127.0.0.2-254, drawn at random), so that
+#: no other program on the machine takes a port chosen for them before a restart.
+HOST = f"127.0.0.{random.randint(2, 254)}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class BenchNode(Node):
+    """soak's node, on HOST."""
+
+    def __init__(self, name: str, role: str, work: Path):
+        super().__init__(name, role, work)
+        self.port, self.admin_port = free_port(), free_port()
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.admin_port}"
+
+    def init(self) -> None:
+        super().init()
+        config = self.datadir.config
+        config.http.host = config.admin.host = HOST
+        self.datadir.save_config(config)
 
 
 def cli(*argv: str) -> str:
@@ -56,8 +89,8 @@ def cli(*argv: str) -> str:
 
 
 def build(work: Path, platforms: int) -> tuple[Node, Node, list[Node], str]:
-    helpline, witness = Node("H", "helpline", work), Node("W", "witness", work)
-    plats = [Node(f"P{i + 1}", "platform", work) for i in range(platforms)]
+    helpline, witness = BenchNode("H", "helpline", work), BenchNode("W", "witness", work)
+    plats = [BenchNode(f"P{i + 1}", "platform", work) for i in range(platforms)]
     for node in [helpline, witness, *plats]:
         node.init()
     request = {n.name: n.datadir.load_request_signer().verifier_key() for n in [helpline, *plats]}
