@@ -3,7 +3,7 @@
 its witness's cosignature hold its next checkpoint, cosigned? (issue 22)
 
     .venv/bin/python scripts/bench_outage.py                       # 5 outages of 30 s
-    options: --outages K, --down S, --platforms N (default 3), --work DIR (kept),
+    options: --outages K, --down S, --platforms N (default 3), --work DIR (kept), --trace,
              --baseline DIR (the same outages first with the nodes run from another
              checkout, e.g. `git archive main | tar -x -C DIR`, with this checkout's
              compiled node/matcher/_pdqindex*.so copied in)
@@ -24,7 +24,11 @@ it carries W's cosignature on that size, and each platform's /status until it ho
 that size. Printed per outage: the time from the return until H published, until the
 cosigned checkpoint was served, until each platform held it; then p50 and max over
 the outages of "every platform held it" (target: <= 2 s), with the load average.
-H's own log (DIR/H.log, `-v`) holds the steps between with timestamps.
+The nodes log at DEBUG (`-v`, DIR/<name>.log); --trace prints, after each outage, the
+lines that trace the path with their time from the return: H serving, publishing, its
+witness rounds (how long each checkpoint waited for the rate, how long the witness
+took), its catch-up on the platforms' logs; each platform seeing H back, its push
+channel, a checkpoint refused for lack of cosignatures, the round that applied it.
 """
 
 from __future__ import annotations
@@ -177,7 +181,7 @@ async def one_outage(session, helpline, plats, witness_vkey, down: float, counte
         await asyncio.gather(*(append(session, p, [feedback]) for p in plats))
         await asyncio.sleep(0.5)
     await start_verbose(helpline, source)
-    returned = time.monotonic()
+    returned, returned_wall = time.monotonic(), time.time()
     print(f"  [{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} H is back]", flush=True)
     appended = (await append(session, helpline, [submission(counter)]))[0]
     published, size = time.monotonic() - returned, appended["checkpoint_size"]
@@ -190,7 +194,31 @@ async def one_outage(session, helpline, plats, witness_vkey, down: float, counte
             if got >= size:
                 held[p.name] = time.monotonic() - returned
         await asyncio.sleep(POLL)
-    return {"published": published, "cosigned": cosigned, "held": held}
+    return {"published": published, "cosigned": cosigned, "held": held, "returned_at": returned_wall}
+
+
+#: The log lines that trace the path from H's return to a platform's round.
+TRACED = ("serving log", "published checkpoint", "witness submission", "verified checkpoint",
+          "answers again", "checkpoint not applied", "push channel")
+
+
+def trace(nodes: list[Node], since: float, until: float) -> list[str]:
+    """The traced lines of the nodes' logs (`-v`) between two wall-clock times, each
+    with its offset from `since`, in time order."""
+    import datetime
+
+    lines = []
+    for node in nodes:
+        for line in node.log_path.read_text(errors="replace").splitlines():
+            if not any(key in line for key in TRACED) or "aiohttp.access" in line:
+                continue
+            try:  # "2026-12-03 17:12:05,024 LEVEL name: message" (local time)
+                at = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except ValueError:
+                continue
+            if since - 0.5 <= at <= until:
+                lines.append((at, f"  {at - since:+6.3f} s  {node.name}  {line[24:].split(': ', 1)[-1][:150]}"))
+    return list(dict.fromkeys(text for _, text in sorted(lines)))  # a line logged at DEBUG and INFO: once
 
 
 def submission(counter: list[int]) -> dict:
@@ -221,6 +249,8 @@ async def run(args, work: Path, source: Path) -> list[dict]:
                       f"cosigned copy served {fmt(r['cosigned'])} s, held by "
                       + ", ".join(f"{n} {fmt(v)}" for n, v in r["held"].items())
                       + f" -> every platform {fmt(every)} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+                if args.trace:
+                    print("\n".join(trace(nodes, r["returned_at"], r["returned_at"] + (every or 5) + 0.2)), flush=True)
                 await asyncio.sleep(2)
     finally:
         for node in nodes:
@@ -246,6 +276,8 @@ def main() -> int:
     parser.add_argument("--down", type=float, default=30.0)
     parser.add_argument("--platforms", type=int, default=3)
     parser.add_argument("--work", type=Path, help="directory for the nodes (kept afterwards)")
+    parser.add_argument("--trace", action="store_true",
+                        help="after each outage, the nodes' log lines from the return to the last platform's round")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="another checkout (e.g. `git archive main | tar -x -C DIR`): the same outages "
                              "with the nodes run from it first, in the same run")

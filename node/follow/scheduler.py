@@ -100,7 +100,7 @@ class FollowService:
                  own_origin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  max_backoff: float = DEFAULT_MAX_BACKOFF, reload_interval: float = DEFAULT_RELOAD_INTERVAL,
                  interval_override: float | None = None, accept_gzip: bool = True,
-                 evidence_dir: Path | None = None, push: bool = True):
+                 evidence_dir: Path | None = None, push: bool = True, start_after: asyncio.Event | None = None):
         self.worker = DatabaseWorker(db_path)
         self.evidence_dir = evidence_dir  # fork evidence files; None: beside the database
         self.signer = signer
@@ -112,6 +112,10 @@ class FollowService:
         self.interval_override = interval_override
         self.accept_gzip = accept_gzip
         self.use_push = push
+        #: Set once the node serves (node/runtime.py): no round runs before, so that a node
+        #: back from an outage serves and publishes first and catches up on the logs it
+        #: follows after, instead of competing with its own start for the CPU.
+        self.start_after = start_after
         self.jobs: dict[str, _Job] = {}
         self._reloader: asyncio.Task | None = None
         self._reload_lock = asyncio.Lock()
@@ -238,6 +242,8 @@ class FollowService:
     async def _follow(self, job: _Job) -> None:
         """Rounds of one log, forever: pushed when offered, else polled. Nothing but
         cancellation ends it (a bug is logged and backed off from)."""
+        if self.start_after is not None:
+            await self.start_after.wait()
         while True:
             try:
                 await self._back_off(job)
