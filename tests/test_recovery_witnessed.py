@@ -29,10 +29,11 @@ INTERVAL = 6.0
 BOUND = 4.0
 
 
-async def test_a_platform_requiring_the_witness_is_back_within_seconds_of_a_helpline_s_return(
-        tmp_path, start_node):
+async def witnessed(tmp_path, start_node, interval: float):
+    """A helpline (read-restricted, its declared add-checkpoint `interval`) witnessed by
+    a running witness node, and a platform registered as its reader."""
     helpline = make_datadir(tmp_path, name="helpline", origin=ORIGIN, public_read=False,
-                            settings={"witness": {"add_checkpoint_interval": INTERVAL}})
+                            settings={"witness": {"add_checkpoint_interval": interval}})
     platform = make_datadir(tmp_path, name="platform", origin="platform.example/log", role="platform")
     witness = await start_witness(tmp_path, "w1", helpline.load_log_signer().verifier_key(), start_node)
     db = open_db(helpline.db_path)
@@ -40,6 +41,27 @@ async def test_a_platform_requiring_the_witness_is_back_within_seconds_of_a_help
     db.close()
     assert cli_main(["readers", "add", "--dir", str(helpline.root),
                      platform.load_request_signer().verifier_key()]) == 0
+    return helpline, platform, witness
+
+
+async def follow(session, start_node, platform, served, helpline, witness):
+    """The platform follows the helpline (`served`: its public and admin URLs) and
+    requires the witness's cosignature; started, it holds the helpline's first entry
+    and waits on the push channel. Returns the platform's follow job."""
+    assert cli_main(["follow", "add", "--dir", str(platform.root), served.public_url, "--vkey",
+                     helpline.load_log_signer().verifier_key()]) == 0
+    assert cli_main(["witness", "require", "--dir", str(platform.root), ORIGIN, "-k", "1",
+                     "--witness", witness.cosigner_vkey]) == 0
+    job = (await start_node(platform)).node.follower.jobs[ORIGIN]
+    assert (await append(session, served.admin_url, helpline.admin_token(), [pdq_line(1)]))[0] == 200
+    assert await wait_for(lambda: job.verified_size == 1, timeout=20)
+    assert await wait_for(lambda: job.push.verified, timeout=20)
+    return job
+
+
+async def test_a_platform_requiring_the_witness_is_back_within_seconds_of_a_helpline_s_return(
+        tmp_path, start_node):
+    helpline, platform, witness = await witnessed(tmp_path, start_node, INTERVAL)
     node = NodeProcess(helpline, port=free_port(), verbose=True)
     await node.start()
     platform_db = open_db(platform.db_path)
@@ -49,16 +71,9 @@ async def test_a_platform_requiring_the_witness_is_back_within_seconds_of_a_help
         return platform_db.follow.get_log(ORIGIN).size or 0
 
     try:
-        assert cli_main(["follow", "add", "--dir", str(platform.root), node.public_url, "--vkey",
-                         helpline.load_log_signer().verifier_key()]) == 0
-        assert cli_main(["witness", "require", "--dir", str(platform.root), ORIGIN, "-k", "1",
-                         "--witness", witness.cosigner_vkey]) == 0
-        follower = await start_node(platform)
-        job = follower.node.follower.jobs[ORIGIN]
         async with aiohttp.ClientSession() as session:
-            assert (await append(session, node.admin_url, token, [pdq_line(1)]))[0] == 200
-            assert await wait_for(lambda: held() == 1, timeout=20)
-            assert await wait_for(lambda: job.push.verified, timeout=20)
+            job = await follow(session, start_node, platform, node, helpline, witness)
+            assert held() == 1
 
             # A second checkpoint, held back by the declared interval: the helpline dies
             # before its witness cosigned it, so the platform never takes it.
@@ -101,15 +116,7 @@ async def test_a_push_request_after_a_checkpoint_awaiting_cosignatures_wakes_on_
     applied, and the next push request names it, so it is answered by its cosigned copy
     the moment the helpline serves it: no poll, no back-off in between."""
     interval = 3.0
-    helpline = make_datadir(tmp_path, name="helpline", origin=ORIGIN, public_read=False,
-                            settings={"witness": {"add_checkpoint_interval": interval}})
-    platform = make_datadir(tmp_path, name="platform", origin="platform.example/log", role="platform")
-    witness = await start_witness(tmp_path, "w1", helpline.load_log_signer().verifier_key(), start_node)
-    db = open_db(helpline.db_path)
-    db.witness.add_log_witness(witness.cosigner_vkey, witness.public_url, "w1")
-    db.close()
-    assert cli_main(["readers", "add", "--dir", str(helpline.root),
-                     platform.load_request_signer().verifier_key()]) == 0
+    helpline, platform, witness = await witnessed(tmp_path, start_node, interval)
     publisher = await start_node(helpline)
     platform_db = open_db(platform.db_path)
     token = helpline.admin_token()
@@ -123,16 +130,8 @@ async def test_a_push_request_after_a_checkpoint_awaiting_cosignatures_wakes_on_
         return int(note.split(b"\n")[1]) == size
 
     try:
-        assert cli_main(["follow", "add", "--dir", str(platform.root), publisher.public_url, "--vkey",
-                         helpline.load_log_signer().verifier_key()]) == 0
-        assert cli_main(["witness", "require", "--dir", str(platform.root), ORIGIN, "-k", "1",
-                         "--witness", witness.cosigner_vkey]) == 0
-        follower = await start_node(platform)
-        job = follower.node.follower.jobs[ORIGIN]
         async with aiohttp.ClientSession() as session:
-            assert (await append(session, publisher.admin_url, token, [pdq_line(1)]))[0] == 200
-            assert await wait_for(lambda: platform_db.follow.get_log(ORIGIN).size == 1, timeout=20)
-            assert await wait_for(lambda: job.push.verified, timeout=20)
+            job = await follow(session, start_node, platform, publisher, helpline, witness)
 
             # Checkpoint 2 is pushed at once, without its cosignature (the declared interval
             # holds its round back): refused, and the platform waits on its cosigned copy.
