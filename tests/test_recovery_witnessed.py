@@ -85,6 +85,10 @@ async def test_a_platform_requiring_the_witness_is_back_within_seconds_of_a_help
                 raise AssertionError("checkpoint 2 was cosigned within the declared interval")
             except NotEnoughCosignatures:
                 pass
+            # The platform has given the push channel up, as a 401 makes it do (in the soak a
+            # retried request's signature was refused as a replay): a node back from an
+            # outage is looked at afresh, its push channel included.
+            job.push.path, job.push.checked_at = None, time.monotonic()
             node.kill()
             # Down long enough that the platform's back-off alone would keep it away
             # longer than BOUND after the return.

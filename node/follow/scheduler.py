@@ -20,11 +20,15 @@ a follower never sees its log go back because of two requests in flight.
 Back-off: after a failed round the log waits `interval * 2**(failures-1)` seconds,
 capped at `max_backoff`, times a random factor in [0.5, 1.5) (jitter, so that many
 followers of one recovering node do not all come back in the same second). While a
-log backs off because its node could not be reached at all, a cheap probe every second
-ends the back-off as soon as the node answers again (node/follow/recovery.py). A push
+log backs off because its node could not be reached at all, a cheap probe every half
+second ends the back-off as soon as the node answers again (node/follow/recovery.py),
+and its /node.json is read again at the next round (a push channel given up before the
+outage is taken up again). A push
 channel that fails backs off the same way (from 1 s) while the log is polled. A
 checkpoint that still lacks the cosignatures the log's witness policy requires is no
-reason to back off when pushed: its cosigned copy is pushed moments later. A forked
+reason to back off when pushed: its cosigned copy is pushed moments later; when polled,
+the push channel is looked for (if /node.json is due) and its cosigned copy waited for
+there. A forked
 log is not read at all.
 
 The list of followed logs is re-read every `reload_interval` seconds, and at once
@@ -256,8 +260,14 @@ class FollowService:
         if job.push.usable(time.monotonic()):
             await self._push_round(job)
             return
-        result, _ = await self._round(job)
+        result, error = await self._round(job)
         if result is None:
+            if isinstance(error, AwaitingCosignatures):
+                # The node is up and the cosigned copy comes moments later: wait for it
+                # on the push channel, when offered, rather than poll again in `interval`.
+                await self._look_for_push(job)
+                if job.push.usable(time.monotonic()):
+                    job.retry_at = 0.0
             return  # back-off, in _follow
         if result.outcome == "forked":
             await self._sleep_until(job, time.monotonic() + max(job.interval, FORKED_RECHECK))
@@ -352,6 +362,9 @@ class FollowService:
             if await recovery.probe(job.client, job.follower.origin):
                 job.retry_at = 0.0
                 job.push.retry_at = 0.0  # and ask the push channel again at once
+                # A node back from an outage is looked at afresh: if a failure had made
+                # us give its push channel up, its /node.json is read again at once.
+                job.push.checked_at = None
                 return
         await self._sleep_until(job, job.retry_at)
 
