@@ -28,7 +28,10 @@ HTTP. Start order (each part may rely on the parts started before it):
    6. cases       helpline: the case service; repairs cases a crash interrupted
    7. follower    every node: one job per followed log; its listeners are the
                   acknowledger, then a platform's matcher (withdrawals before each
-                  round commits, additions after, then the acknowledgement)
+                  round commits, additions after, then the acknowledgement). Its
+                  rounds begin once the node serves (`serving`, set by
+                  node/web/server.py): a node back from an outage listens and
+                  publishes first, and catches up on the logs it follows after
    8. gossip      every node: one job per peer whose view is compared with ours;
                   then the federation list, when the node follows one
                   (node/federation/service.py): what it applies at once, the
@@ -148,6 +151,9 @@ class Node:
         self._replica = None  # PostgreSQL: keeps this process's matcher up to date
         self._health_look: tuple[float, asyncio.Future] | None = None  # (when, the look)
         self._stack: contextlib.AsyncExitStack | None = None
+        #: Set by whoever serves the node once it listens (node/web/server.py): the
+        #: follower's rounds wait for it.
+        self.serving = asyncio.Event()
 
     @property
     def evidence_dir(self):
@@ -270,7 +276,8 @@ class Node:
             stack.callback(announcer.close)
             listeners.append(announcer)
         self.follower = FollowService(datadir.db_path, signer=request_signer, listener=Listeners(listeners),
-                                      own_origin=self.origin, evidence_dir=self.evidence_dir)
+                                      own_origin=self.origin, evidence_dir=self.evidence_dir,
+                                      start_after=self.serving)
         stack.push_async_callback(bounded, self.follower.stop, "the follower")
         await self.follower.start()
         self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)

@@ -143,6 +143,29 @@ async def test_a_failing_log_backs_off_while_another_keeps_syncing(tmp_path):
             await server.stop()
 
 
+async def test_no_round_before_the_node_serves(tmp_path):
+    """A node's followers begin once it serves (node/runtime.py's `serving`): a node back
+    from an outage listens and publishes first, and catches up after (issue 22)."""
+    log = StaticLog("helpline.example/log")
+    log.append(pdq_entry(1))
+    server = await LogServer(log).start()
+    db_path = tmp_path / "node.db"
+    db = open_db(db_path)
+    db.follow.add_log(log.origin, server.url, log.vkey, interval=0.05)
+    serving = asyncio.Event()
+    service = FollowService(db_path, timeout=0.5, reload_interval=0.2, start_after=serving)
+    await service.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert server.requests == [] and db.follow.get_log(log.origin).size == 0
+        serving.set()
+        assert await wait_for(lambda: db.follow.get_log(log.origin).size == 1, timeout=10)
+    finally:
+        await service.stop()
+        db.close()
+        await server.stop()
+
+
 def test_backoff_grows_and_is_capped_with_jitter():
     rng = random.Random(1)
     assert backoff_delay(1.0, 0, 60, rng) == 0

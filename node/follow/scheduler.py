@@ -20,11 +20,15 @@ a follower never sees its log go back because of two requests in flight.
 Back-off: after a failed round the log waits `interval * 2**(failures-1)` seconds,
 capped at `max_backoff`, times a random factor in [0.5, 1.5) (jitter, so that many
 followers of one recovering node do not all come back in the same second). While a
-log backs off because its node could not be reached at all, a cheap probe every second
-ends the back-off as soon as the node answers again (node/follow/recovery.py). A push
+log backs off because its node could not be reached at all, a cheap probe every half
+second ends the back-off as soon as the node answers again (node/follow/recovery.py),
+and its /node.json is read again at the next round (a push channel given up before the
+outage is taken up again). A push
 channel that fails backs off the same way (from 1 s) while the log is polled. A
 checkpoint that still lacks the cosignatures the log's witness policy requires is no
-reason to back off when pushed: its cosigned copy is pushed moments later. A forked
+reason to back off when pushed: its cosigned copy is pushed moments later; when polled,
+the push channel is looked for (if /node.json is due) and its cosigned copy waited for
+there. A forked
 log is not read at all.
 
 The list of followed logs is re-read every `reload_interval` seconds, and at once
@@ -104,7 +108,8 @@ class FollowService:
                  own_origin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  max_backoff: float = DEFAULT_MAX_BACKOFF, reload_interval: float = DEFAULT_RELOAD_INTERVAL,
                  interval_override: float | None = None, accept_gzip: bool = True,
-                 evidence_dir: Path | None = None, push: bool = True, stream: bool = True):
+                 evidence_dir: Path | None = None, push: bool = True, stream: bool = True,
+                 start_after: asyncio.Event | None = None):
         self.worker = DatabaseWorker(db_path)
         self.evidence_dir = evidence_dir  # fork evidence files; None: beside the database
         self.signer = signer
@@ -117,6 +122,10 @@ class FollowService:
         self.accept_gzip = accept_gzip
         self.use_push = push
         self.use_stream = stream
+        #: Set once the node serves (node/runtime.py): no round runs before, so that a node
+        #: back from an outage serves and publishes first and catches up on the logs it
+        #: follows after, instead of competing with its own start for the CPU.
+        self.start_after = start_after
         self.jobs: dict[str, _Job] = {}
         self._reloader: asyncio.Task | None = None
         self._reload_lock = asyncio.Lock()
@@ -241,6 +250,8 @@ class FollowService:
     async def _follow(self, job: _Job) -> None:
         """Rounds of one log, forever: pushed when offered, else polled. Nothing but
         cancellation ends it (a bug is logged and backed off from)."""
+        if self.start_after is not None:
+            await self.start_after.wait()
         while True:
             try:
                 await self._back_off(job)
@@ -256,8 +267,14 @@ class FollowService:
             else:
                 await self._push_round(job)
             return
-        result, _ = await self._round(job)
+        result, error = await self._round(job)
         if result is None:
+            if isinstance(error, AwaitingCosignatures):
+                # The node is up and the cosigned copy comes moments later: wait for it
+                # on the push channel, when offered, rather than poll again in `interval`.
+                await self._look_for_push(job)
+                if job.push.usable(time.monotonic()):
+                    job.retry_at = 0.0
             return  # back-off, in _follow
         if result.outcome == "forked":
             await self._sleep_until(job, time.monotonic() + max(job.interval, FORKED_RECHECK))
@@ -399,6 +416,9 @@ class FollowService:
             if await recovery.probe(job.client, job.follower.origin):
                 job.retry_at = 0.0
                 job.push.retry_at = 0.0  # and ask the push channel again at once
+                # A node back from an outage is looked at afresh: if a failure had made
+                # us give its push channel up, its /node.json is read again at once.
+                job.push.checked_at = None
                 return
         await self._sleep_until(job, job.retry_at)
 

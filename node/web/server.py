@@ -159,6 +159,7 @@ class RunningNode:
             raise
         self._announced = self.datadir.announce_serving({"pid": os.getpid(), "public_url": self.public_url,
                                                          "admin_url": self.admin_url})
+        self.node.serving.set()  # the followed logs are read from now on (node/runtime.py)
         log.info("serving log %s at %s (admin endpoint at %s)", config.node.origin,
                  self.public_url, self.admin_url)
         if not config.http.public_read:

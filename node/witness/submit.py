@@ -28,7 +28,15 @@ Invariants:
   declared in /node.json as the rate the witness network asks logs to state): each
   round sends every witness one add-checkpoint request, and one more only after a 409.
   A round that sent nothing (every witness had cosigned that checkpoint already, e.g.
-  the one served at start-up) does not count.
+  the one served at start-up) does not count, nor does the round for the checkpoint
+  served at start-up (one a crash left uncosigned): a node back from an outage has its
+  first new checkpoint cosigned at once, not an interval after its start (followers
+  that require the cosignature wait for it; issue 22). That is one request more than
+  the rate once per start, which the witnesses' own warning allows (two per interval
+  plus three, spec/parts/witness.md §3).
+- Each round is logged at DEBUG with its timings (how long the checkpoint waited for
+  the rate, how long the witnesses took): `ncii-node -v serve` traces the path from a
+  publication to the cosigned checkpoint served.
 Consistency proofs are computed from the log's own tiles (the sequencer's tile store:
 only tiles of the published size are read, and those never change).
 """
@@ -115,6 +123,8 @@ class WitnessSubmitter:
         self.worker = DatabaseWorker(db_path, name="witness-submit")
         self._session: aiohttp.ClientSession | None = None
         self._latest = None          # newest Published (plain note) not yet fully witnessed
+        self._latest_at = 0.0        # loop time it was published (the trace)
+        self._at_start = None        # the checkpoint served at start-up (its round does not count)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.rounds = 0              # completed rounds (tests wait on this)
@@ -128,6 +138,7 @@ class WitnessSubmitter:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         self.sequencer.on_publish.append(self.notify)
         if self.sequencer.published is not None:
+            self._at_start = self.sequencer.published
             self.notify(self.sequencer.published)
         self._task = asyncio.create_task(self._run(), name="witness-submitter")
 
@@ -145,6 +156,7 @@ class WitnessSubmitter:
     def notify(self, published) -> None:
         """The sequencer's on_publish hook: remember the newest checkpoint, wake up."""
         self._latest = published
+        self._latest_at = asyncio.get_running_loop().time()
         self._wake.set()
 
     async def _run(self) -> None:
@@ -161,21 +173,26 @@ class WitnessSubmitter:
             loop = asyncio.get_running_loop()
             if self._round_started is not None:
                 await asyncio.sleep(self._round_started + self.interval - loop.time())
-            previous_start, self._round_started = self._round_started, loop.time()
+            began = loop.time()
+            previous_start, self._round_started = self._round_started, began
             self._wake.clear()
-            published = self._latest
+            published, published_at = self._latest, self._latest_at
             posts = self.posts
             try:
                 complete = await self.submit_round(published)
             except Exception:
                 log.exception("witness submission: unexpected error (will retry)")
                 complete = False
-            if self.posts == posts:
+            if self.posts == posts or published is self._at_start:
                 # Nothing was sent (every witness had cosigned this checkpoint already, as
-                # after a restart): the declared rate counts requests, so the next round
-                # need not wait for this one. A node back from an outage then has its first
-                # new checkpoint cosigned at once, not an interval after its start.
+                # after a restart), or only the checkpoint served at start-up: the next
+                # round need not wait for this one. A node back from an outage then has
+                # its first new checkpoint cosigned at once, not an interval after its start.
                 self._round_started = previous_start
+            log.debug("witness submission: checkpoint %d published %.0f ms before its round, which took %.0f ms "
+                      "(%d request(s)): %d cosignature(s)", published.size,
+                      (began - published_at) * 1000, (loop.time() - began) * 1000, self.posts - posts,
+                      self.last_cosignatures)
             self.rounds += 1
             if complete:
                 delay = None  # sleep until the next publication
