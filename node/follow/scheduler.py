@@ -40,6 +40,7 @@ matcher) to forget its entries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
