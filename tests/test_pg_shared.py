@@ -47,6 +47,9 @@ def test_a_signed_read_replayed_to_another_process_is_refused(tmp_path, pg_url):
     a, b = ServeProcess(root, "a").start(), ServeProcess(root, "b").start()
     try:
         assert a.append(submission(0)) is not None
+        for process in (a, b):  # the other process serves the new checkpoint within ~0.5 s
+            in_force_within(f"{process.name} serves the checkpoint", lambda: request(
+                process.public_url + "/checkpoint")[1].split(b"\n")[1] == b"1", 30)
         url = f"http://{NAME}{TILE}"
         # The reference: a replay to the same process.
         first = signer.sign_headers("GET", url)
