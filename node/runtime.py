@@ -281,7 +281,8 @@ class Node:
         self.gossip = GossipService(datadir.db_path, signer=request_signer, evidence_dir=self.evidence_dir)
         await self.gossip.start()
         stack.push_async_callback(self.gossip.stop)
-        self.federation = FederationService(datadir.db_path, Own(self.role, self.origin), self.reload_followed)
+        self.federation = FederationService(datadir.db_path, Own(self.role, self.origin), self.reload_followed,
+                                            self.evidence_dir)
         await self.federation.start()
         stack.push_async_callback(self.federation.stop)
 

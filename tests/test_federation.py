@@ -89,7 +89,14 @@ class Coordinator:
         return out.read_bytes()
 
     def publish(self, data: bytes) -> None:
-        (self.publisher.root / PUBLISHED_LIST).write_bytes(data)  # what `federation publish` does, unchecked
+        """A plain signed list, without its log (as before the log existed), unchecked."""
+        (self.publisher.root / PUBLISHED_LIST).write_bytes(data)
+
+    def publish_in_log(self, data: bytes) -> str:
+        """`federation publish`: the version appended to the list log."""
+        path = self.tmp_path / "to-publish"
+        path.write_bytes(data)
+        return cli(self.capsys, "federation", "publish", "--dir", self.publisher.root, "--key", self.key, path)
 
 
 async def test_two_helplines_and_a_platform_join_through_a_signed_list(tmp_path, capsys, start_node):
@@ -102,8 +109,8 @@ async def test_two_helplines_and_a_platform_join_through_a_signed_list(tmp_path,
     coordinator = Coordinator(tmp_path, capsys, h1)
     bundles = {d.root.name: invite(capsys, d, r.public_url) for d, r in ((h1, rh1), (h2, rh2), (p, rp))}
     list1 = coordinator.sign(1, list(bundles.values()))
-    out = cli(capsys, "federation", "publish", "--dir", h1.root, tmp_path / "list-1")
-    assert "serial 1 (3 members)" in out
+    out = cli(capsys, "federation", "publish", "--dir", h1.root, "--key", coordinator.key, tmp_path / "list-1")
+    assert "serial 1 (3 members)" in out and "now 1 version(s)" in out
     url = rh1.public_url + "/federation/list"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200 and await response.read() == list1
@@ -141,7 +148,7 @@ async def test_two_helplines_and_a_platform_join_through_a_signed_list(tmp_path,
 
     # Serial 2 drops h2. The platform's running node fetches it by itself (interval 1 s);
     # the removal waits for approval, then stops following h2 and revokes its reader.
-    coordinator.publish(coordinator.sign(2, [bundles["h1"], bundles["p"]]))
+    coordinator.publish_in_log(coordinator.sign(2, [bundles["h1"], bundles["p"]]))
     assert await wait_for(lambda: state(p)["serial"] == 2, timeout=20)
     assert "h2.example/log" in state(p)["following"]
     [removal] = pending_ids(capsys, p)
@@ -154,7 +161,7 @@ async def test_two_helplines_and_a_platform_join_through_a_signed_list(tmp_path,
     # `update` or its running node's own fetch, whichever comes first).
     await asyncio.to_thread(cli, capsys, "federation", "follow", "--dir", h1.root, url, "--key",
                             coordinator.vkey, "--interval", "1", "--remove-at-once")
-    coordinator.publish(coordinator.sign(3, [bundles["h1"]]))
+    coordinator.publish_in_log(coordinator.sign(3, [bundles["h1"]]))
     await asyncio.to_thread(cli, capsys, "federation", "update", "--dir", h1.root)
     assert state(h1)["serial"] == 3 and state(h1)["following"] == {} and state(h1)["readers"] == []
     assert await wait_for(lambda: "p.example/log" not in rh1.node.follower.jobs, timeout=10)

@@ -274,7 +274,17 @@ def test_federation_state(db):
         db.federation.accept("fed.example", 3, b"note 3", now=10.0)
     subscription = db.federation.subscription()
     assert subscription.url.endswith("/v2") and subscription.auto_remove
-    assert db.federation.versions() == [(3, 10.0)]
+    assert db.federation.versions() == [(3, 10.0)] and subscription.checkpoint is None
+    # The list's log (joining.md §3.3): its checkpoint, witnesses, a fork.
+    db.federation.subscribe("https://list.example/v2", ["vkey1"], 1, 30.0, True, ["w1", "w2"], 2)
+    with db.atomic():
+        db.federation.accept("fed.example", 4, b"note 4", now=11.0, checkpoint=b"checkpoint 4")
+    subscription = db.federation.subscription()
+    assert (subscription.checkpoint, subscription.witnesses, subscription.witness_quorum, subscription.note) == \
+        (b"checkpoint 4", ("w1", "w2"), 2, b"note 4")
+    db.federation.record_fork({"reason": "two roots"}, "FORKED")
+    subscription = db.federation.subscription()
+    assert subscription.fork == {"reason": "two roots"} and subscription.last_error == "FORKED"
     member = {"origin": "a.example/log", "role": "helpline", "url": "https://a", "name": "A", "log_vkey": "k",
               "request_vkey": "r"}
     db.federation.set_applied(member)

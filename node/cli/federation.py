@@ -6,7 +6,10 @@ Whoever holds the federation's list key(s) (a coordinator, or k of n members):
     ncii-node federation sign --federation example.org/federation --serial 1 \\
         --key list.key --out members.list bundles.txt     # one invitation bundle a line
     ncii-node federation cosign --key other.key members.list             # k of n: another holder
-    ncii-node federation publish --dir DIR members.list   # DIR's node serves GET /federation/list
+    ncii-node federation publish --dir DIR --key list.key members.list
+        # appends the version to DIR's list log (checkpoint signed with --key; publishing
+        # the same version again with another key adds its signature: k of n), served at
+        # GET /federation/checkpoint, /federation/tile/..., /federation/version/N, /federation/list
 
 Each node that follows the list:
 
@@ -52,9 +55,16 @@ def register(subparsers) -> None:
     cosign.add_argument("--out", help="write here (default: replace LIST)")
     cosign.set_defaults(func=run_cosign)
 
-    publish = sub.add_parser("publish", help="serve a signed list from this node at GET /federation/list")
+    publish = sub.add_parser("publish", help="append a signed list to this node's list log, served under /federation/",
+                             description="Appends the version to the federation list's append-only log in DIR and "
+                             "signs the log's checkpoint with each --key; publishing the newest version again with "
+                             "another list key adds that key's signature to the checkpoint (k of n).")
     add_dir_argument(publish)
     publish.add_argument("list", metavar="LIST")
+    publish.add_argument("--key", action="append", required=True,
+                         help="a list key file that signs the log's checkpoint (repeat for several)")
+    publish.add_argument("--no-witness", action="store_true",
+                         help="do not ask this node's witnesses (`ncii-node witness use`) to cosign the checkpoint")
     publish.set_defaults(func=run_publish)
 
     follow = sub.add_parser("follow", help="follow a federation's list (fetched and verified now)",
@@ -67,6 +77,12 @@ def register(subparsers) -> None:
     follow.add_argument("--quorum", type=int, default=1, help="how many of the keys must sign (default 1)")
     follow.add_argument("--interval", type=float, default=DEFAULT_INTERVAL,
                         help=f"seconds between fetches by the running node (default {DEFAULT_INTERVAL:g})")
+    follow.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                        help="a witness of the federation whose cosignature the list's checkpoints may carry "
+                        "(repeat for several)")
+    follow.add_argument("--witness-quorum", type=int, default=None, metavar="K",
+                        help="how many of the --witness keys must have cosigned each checkpoint (default: 1 if "
+                        "any --witness is given)")
     follow.add_argument("--remove-at-once", action="store_true",
                         help="unlink a member the list removes without waiting for approval")
     follow.set_defaults(func=run_follow)
@@ -163,22 +179,47 @@ def run_cosign(args) -> int:
 
 @reports_datadir_errors
 def run_publish(args) -> int:
-    from node.datadir import DataDir, write_atomic
-    from node.federation import PUBLISHED_LIST
-    from node.federation.members import parse_text
+    from node.datadir import DataDir
+    import asyncio
+
+    from node.federation.publish import PublishError, cosign_with, publish
+    from node.store.tiles import TileWriteError
     from protocol.errors import ProtocolError
-    from protocol.note import parse_note
 
     datadir = DataDir(args.dir)
     try:
         with open(args.list, "rb") as f:
-            data = f.read()
-        member_list = parse_text(parse_note(data).text)
+            data = f.read(8 * 1024 * 1024)
+        signers = [_signer(path) for path in args.key]
     except (ProtocolError, OSError) as exc:
+        return fail(str(exc), 2)
+    report: list[str] = []
+
+    def cosign(note, previous_size, store):
+        if args.no_witness:
+            return note
+        with _database(args) as db:
+            witnesses = db.witness.list_log_witnesses()
+        if not witnesses:
+            return note
+        cosigned, lines = asyncio.run(cosign_with(witnesses, note, previous_size, store))
+        report.extend(lines)
+        return cosigned
+
+    try:
+        member_list, size, new = publish(datadir.root, data, signers, cosign)
+    except ProtocolError as exc:
         return fail(f"not a signed membership list: {exc}", 2)
-    write_atomic(datadir.root / PUBLISHED_LIST, data)
-    print(f"publishing {member_list.federation} serial {member_list.serial} ({len(member_list.members)} members) "
-          "at GET /federation/list (at once, also while the node runs)")
+    except (PublishError, TileWriteError) as exc:
+        return fail(str(exc), 1)
+    what = (f"appended {member_list.federation} serial {member_list.serial} ({len(member_list.members)} members) "
+            f"to the list log, now {size} version(s)" if new else
+            f"serial {member_list.serial} is already the newest version; its checkpoint now carries the signature "
+            f"of {', '.join(s.name for s in signers)}")
+    print(f"{what}; served at GET /federation/checkpoint, /federation/tile/..., /federation/version/"
+          f"{member_list.serial} and /federation/list (at once, also while the node runs)")
+    for line in report:
+        print("  " + line)
     return 0
 
 
@@ -215,10 +256,13 @@ def run_follow(args) -> int:
     import asyncio
 
     from node.datadir import DataDir
-    from node.federation.subscription import SubscriptionError, accept, fetch
+    from node.federation.logfollow import ListForked, Trust
+    from node.federation.subscription import SubscriptionError, accept, fetch, record_fork
     from node.follow.client import log_url_problem
-    from protocol.errors import KeyFormatError
+    from node.follow.forks import EVIDENCE_DIR
+    from protocol.errors import KeyFormatError, ProtocolError
     from protocol.note import Verifier
+    from protocol.policy import Policy
 
     problem = log_url_problem(args.url)
     if problem:
@@ -232,17 +276,30 @@ def run_follow(args) -> int:
         return fail("--quorum must be between 1 and the number of different --key given", 2)
     if not 1 <= args.interval <= 86400:
         return fail("--interval must be between 1 and 86400 seconds", 2)
-    datadir = DataDir(args.dir)
+    witness_quorum = (1 if args.witness else 0) if args.witness_quorum is None else args.witness_quorum
     try:
-        data = asyncio.run(fetch(args.url))
+        Policy.k_of_n(args.witness, witness_quorum)
+    except ProtocolError as exc:
+        return fail(f"--witness / --witness-quorum: {exc}", 2)
+    datadir = DataDir(args.dir)
+    with _database(args) as db:
+        previous = db.federation.subscription()
+    # A node that followed a list before keeps what it accepted: no rollback, no fork.
+    trust = Trust(tuple(args.key), args.quorum, previous and previous.federation, previous and previous.checkpoint,
+                  tuple(args.witness), witness_quorum)
+    try:
+        fetched = asyncio.run(fetch(args.url, trust))
+    except ListForked as forked:
+        with _database(args) as db:
+            return fail(record_fork(db, forked, datadir.root / EVIDENCE_DIR), 1)
     except SubscriptionError as exc:
         return fail(f"{exc}; nothing changed", 1)
     with _database(args) as db:
-        previous = db.federation.subscription()
         try:
             with db.atomic():  # the subscription only if its list is accepted
-                db.federation.subscribe(args.url, args.key, args.quorum, args.interval, args.remove_at_once)
-                outcome = accept(db, data, _own(datadir))
+                db.federation.subscribe(args.url, args.key, args.quorum, args.interval, args.remove_at_once,
+                                        args.witness, witness_quorum)
+                outcome = accept(db, fetched, _own(datadir))
         except SubscriptionError as exc:
             if previous is None:
                 return fail(f"{exc}; nothing changed", 1)
@@ -259,17 +316,22 @@ def run_update(args) -> int:
     import asyncio
 
     from node.datadir import DataDir
-    from node.federation.subscription import SubscriptionError, accept, fetch
+    from node.federation.subscription import SubscriptionError, trust_of, update
+    from node.follow.forks import EVIDENCE_DIR
 
     datadir = DataDir(args.dir)
     with _database(args) as db:
         subscription = db.federation.subscription()
         if subscription is None:
             return fail("this node follows no federation list (`ncii-node federation follow`)", 2)
+
+        async def call(fn):
+            return fn(db)
+
         try:
-            outcome = accept(db, asyncio.run(fetch(subscription.url)), _own(datadir))
+            outcome = asyncio.run(update(call, subscription.url, trust_of(subscription), _own(datadir),
+                                         datadir.root / EVIDENCE_DIR))
         except SubscriptionError as exc:
-            db.federation.record_check(str(exc))
             return fail(f"{exc}; nothing changed", 1)
     _print_outcome(outcome)
     if outcome.applied:

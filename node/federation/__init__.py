@@ -3,6 +3,13 @@
 
 - `members.py`  the list: its text format, strict bounded parser, signing and k-of-n
                 verification, and what changed between two versions (no I/O)
+- `listlog.py`  the list as an append-only log: version entries, the log's rules,
+                k-of-n checkpoints, its tiles (no I/O)
+- `publish.py`  appending a version to the list log in a data directory (and asking
+                the node's witnesses to cosign its checkpoint)
+- `logfollow.py`  fetching the list through its log: consistency, the version's place
+                in the log, rollback and forks
+- `compare.py`  comparing the list log's checkpoint with a gossip peer's
 - `links.py`    what linking to (and unlinking from) one member writes: readers, the
                 followed log, the gossip peer (shared with `ncii-node join`)
 - `subscription.py`  fetching a list over HTTP, accepting a version (rollback and

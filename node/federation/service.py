@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from node.federation.subscription import Own, SubscriptionError, accept, fetch
+from node.federation.subscription import Own, SubscriptionError, trust_of, update
 from node.store.worker import DatabaseWorker
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,10 @@ CHECK = 5.0
 
 
 class FederationService:
-    def __init__(self, db_path: Path | str, own: Own, on_change):
+    def __init__(self, db_path: Path | str, own: Own, on_change, evidence_dir: Path | None = None):
         self.worker = DatabaseWorker(db_path, name="federation")
         self.own = own
+        self.evidence_dir = evidence_dir
         self.on_change = on_change  # async: re-read the followed logs and peers
         self._task: asyncio.Task | None = None
         self._fetched_at = 0.0
@@ -60,10 +61,9 @@ class FederationService:
             return None
         self._url, self._fetched_at = subscription.url, now
         try:
-            data = await fetch(subscription.url)
-            outcome = await self.worker.call(lambda db: accept(db, data, self.own))
+            outcome = await update(self.worker.call, subscription.url, trust_of(subscription), self.own,
+                                   self.evidence_dir)
         except SubscriptionError as exc:
-            await self.worker.federation.record_check(str(exc))
             log.warning("federation: the list at %s is refused: %s (nothing changed)", subscription.url, exc)
             return "refused"
         if outcome.result == "accepted":

@@ -6,8 +6,11 @@ A version is accepted only if it verifies (k of the subscription's list keys), n
 the same federation as the versions before it, and has a higher serial than the
 newest accepted one. The same serial with the same bytes is "unchanged"; with other
 bytes it is refused as equivocation (two lists of one serial: a list key is misused
-or stolen). Anything refused leaves every table as it was; the error is recorded for
-`status`.
+or stolen). When the list has its append-only log (node/federation/logfollow.py), the
+version must also be the last entry of a checkpoint consistent with the one accepted
+before: a rollback or a version not in the log is refused; a fork is kept with its
+evidence (`record_fork`) and from then on nothing is accepted from the list. Anything
+refused leaves every table as it was; the error is recorded for `status`.
 
 What changed (node/federation/members.py `changes`) between the members this node set
 up from the list and the newest version:
@@ -23,16 +26,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from node.federation import links
+from node.federation.logfollow import Fetched, FetchRefused, ListForked, Trust, fetch_list
 from node.federation.members import Change, ListError, MemberList, changes, open_list, parse_text
-from node.follow.client import FetchError, PeerClient
+from node.follow import forks
 from node.invitation import Invitation
+from protocol import evidence as evidence_mod
+from protocol.checkpoint import Checkpoint
 from protocol.note import parse_note
 
 log = logging.getLogger(__name__)
-
-FETCH_TIMEOUT = 10.0
 
 
 class SubscriptionError(ValueError):
@@ -58,16 +63,62 @@ class Outcome:
     pending: list[Change]
 
 
-async def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> bytes:
-    """The bytes at `url`, bounded like every read of a peer; raises SubscriptionError."""
-    from node.federation.members import MAX_LIST_BYTES
+def trust_of(subscription) -> Trust:
+    return Trust(tuple(subscription.list_vkeys), subscription.quorum, subscription.federation,
+                 subscription.checkpoint, subscription.witnesses, subscription.witness_quorum,
+                 subscription.note if subscription.checkpoint else None)
 
-    base, _, name = url.rpartition("/")
+
+async def fetch(url: str, trust: Trust) -> Fetched:
+    """The list at `url`, through its log when it has one (node/federation/logfollow.py);
+    raises SubscriptionError, or ListForked (to be recorded with `record_fork`)."""
     try:
-        async with PeerClient(base, timeout=timeout) as client:
-            return await client.get(name, max_bytes=MAX_LIST_BYTES + 16 * 1024)
-    except FetchError as exc:
-        raise SubscriptionError(f"could not fetch the list: {exc}") from None
+        return await fetch_list(url, trust)
+    except ListForked:
+        raise
+    except FetchRefused as exc:
+        raise SubscriptionError(str(exc)) from None
+
+
+async def update(call, url: str, trust: Trust, own: Own, evidence_dir: Path | None) -> Outcome:
+    """Fetch the list and accept it; `call(fn)` awaits fn(db) in the database's thread.
+    Raises SubscriptionError, recorded for `status` (a fork recorded as such)."""
+    try:
+        fetched = await fetch(url, trust)
+    except (ListForked, SubscriptionError) as exc:
+        if isinstance(exc, ListForked):
+            raise SubscriptionError(await call(lambda db: record_fork(db, exc, evidence_dir))) from None
+        await call(lambda db: db.federation.record_check(str(exc)) if db.federation.subscription() else None)
+        raise
+    return await call(lambda db: accept(db, fetched, own))
+
+
+def record_fork(db, forked: ListForked, evidence_dir: Path | None) -> str:
+    """Keep a split view of the list's log as a followed log's fork is kept
+    (node/follow/forks.py: evidence document, file, GET /witness/evidence); from now
+    on nothing is accepted from the list. Returns the message recorded."""
+    subscription = db.federation.subscription()
+    if subscription is None:  # unfollowed meanwhile
+        return str(forked)
+    sizes = [Checkpoint.parse(parse_note(n).text).size for n in (forked.earlier, forked.later)]
+    doc = path = problem = None
+    for vkey in subscription.list_vkeys:  # the evidence names one key that signed both checkpoints
+        doc, path, problem = forks.evidence_for_fork(sizes[0], forked.earlier, sizes[1], forked.later, vkey=vkey,
+                                                     larger_tree=forked.tree, evidence_dir=evidence_dir,
+                                                     sources=["federation list " + subscription.url],
+                                                     no_dir="the evidence is kept in the database only",
+                                                     doc=forked.doc)
+        if doc is not None:
+            break
+    message = (f"{forked}; evidence {'written to ' + path if path else 'not written: ' + str(problem)}; nothing "
+               "is accepted from this list any more (ask the federation; `federation unfollow` then `follow` "
+               "again to start afresh)")
+    db.federation.record_fork({"reason": forked.reason, "checkpoints": [forked.earlier.decode(), forked.later.decode()],
+                               "evidence_path": path, "evidence_problem": problem}, message)
+    if doc is not None:
+        db.witness.store_evidence(Checkpoint.parse(parse_note(forked.later).text).origin, evidence_mod.dumps(doc))
+    log.critical("federation: %s", message)
+    return message
 
 
 def newest(db) -> MemberList | None:
@@ -78,14 +129,19 @@ def newest(db) -> MemberList | None:
     return parse_text(parse_note(subscription.note).text)
 
 
-def accept(db, data: bytes, own: Own) -> Outcome:
-    """Accept `data` as the newest version and apply what needs no decision, in one
-    transaction; raises SubscriptionError (and records why) if it is refused."""
+def accept(db, fetched: Fetched | bytes, own: Own) -> Outcome:
+    """Accept the fetched list (bytes: a plain signed list, without a log) as the newest
+    version and apply what needs no decision, in one transaction; raises
+    SubscriptionError (and records why) if it is refused."""
+    if isinstance(fetched, bytes):
+        fetched = Fetched(fetched, None)
+    data = fetched.data
     try:
         with db.atomic():
             subscription = db.federation.subscription()
             if subscription is None:
                 raise SubscriptionError("this node follows no federation list (`ncii-node federation follow`)")
+            check_log(subscription, fetched)
             try:
                 member_list = open_list(data, list(subscription.list_vkeys), subscription.quorum)
             except ListError as exc:
@@ -93,14 +149,30 @@ def accept(db, data: bytes, own: Own) -> Outcome:
             check_version(subscription, member_list, data)
             if subscription.serial == member_list.serial:
                 db.federation.record_check(None)
+                if fetched.checkpoint is not None and fetched.checkpoint != subscription.checkpoint:
+                    db.federation.set_checkpoint(fetched.checkpoint)  # a plain list now published as a log
                 return Outcome("unchanged", member_list.serial, [], pending(db, own))
-            db.federation.accept(member_list.federation, member_list.serial, data)
+            db.federation.accept(member_list.federation, member_list.serial, data, checkpoint=fetched.checkpoint)
             applied = apply_automatic(db, member_list, own, subscription.auto_remove)
     except SubscriptionError as exc:
         if db.federation.subscription() is not None:
             db.federation.record_check(str(exc))
         raise
     return Outcome("accepted", member_list.serial, applied, pending(db, own))
+
+
+def check_log(subscription, fetched: Fetched) -> None:
+    """Refuse anything from a forked list log, a plain list once its log was followed,
+    and a checkpoint compared with another than the one kept (another process accepted
+    one meanwhile: the next fetch compares with it)."""
+    if subscription.fork is not None:
+        raise SubscriptionError(f"the federation list's log is FORKED ({subscription.fork['reason']}): nothing is "
+                                "accepted from it any more (evidence: "
+                                f"{subscription.fork['evidence_path'] or subscription.fork['evidence_problem']})")
+    if fetched.checkpoint is None and subscription.checkpoint is not None:
+        raise SubscriptionError("a list without its log is refused: this node follows the list's log")
+    if fetched.compared_with != subscription.checkpoint:
+        raise SubscriptionError("the list's log moved on while this list was fetched; fetch it again")
 
 
 def check_version(subscription, member_list: MemberList, data: bytes) -> None:
@@ -200,12 +272,26 @@ def report(db, own: Own) -> dict | None:
     return {"url": subscription.url, "federation": subscription.federation, "serial": subscription.serial,
             "accepted_at": iso_time(subscription.accepted_at), "checked_at": iso_time(subscription.checked_at),
             "last_error": subscription.last_error, "last_error_at": iso_time(subscription.last_error_at),
+            "log_size": (Checkpoint.parse(parse_note(subscription.checkpoint).text).size
+                         if subscription.checkpoint else None),
+            "fork": subscription.fork,
+            "witnesses": f"{subscription.witness_quorum} of {len(subscription.witnesses)}"
+            if subscription.witness_quorum else None,
             "pending": [{"id": c.id, "change": c.describe()} for c in pending(db, own)]}
 
 
 def format_report(federation: dict) -> str:
     lines = [f"federation list {federation['federation']} at {federation['url']}: serial {federation['serial']}, "
              f"last checked {federation['checked_at'] or 'never'}"]
+    if federation["log_size"] is None:
+        lines.append("  a plain signed list, without a log: a split view would not be detected")
+    else:
+        lines.append(f"  through its append-only log: {federation['log_size']} version(s), each checkpoint verified "
+                     "consistent with the one before" + (f", cosigned by {federation['witnesses']} of the "
+                                                         "federation's witnesses" if federation["witnesses"] else ""))
+    if federation["fork"]:
+        fork = federation["fork"]
+        lines.append(f"  FORKED: {fork['reason']}; evidence: {fork['evidence_path'] or fork['evidence_problem']}")
     if federation["last_error"]:
         lines.append(f"  REFUSED {federation['last_error_at']}: {federation['last_error']}")
     if federation["pending"]:

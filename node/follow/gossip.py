@@ -31,6 +31,8 @@ One round with one peer (`GossipService.run_round`):
   4. FORK     an inconsistency is recorded exactly as the follower records one
               (node/follow/forks.py: both notes kept, log marked forked, evidence file
               written, shown by `status`), with source "gossip <peer URL>".
+  5. LIST     the federation list's log, when this node follows one, is compared the
+              same way (node/federation/compare.py).
 
 When the tiles of step 3 cannot be had -- typically the log shows us A and will not
 serve the tiles of B -- the peer may already hold the evidence (it followed B and
@@ -135,6 +137,15 @@ class Gossip:
                             result.problems.append(f"{entry.origin}: {problem}")
                         if entry.origin in result.forks:
                             break
+                # The federation list's log, when this node follows one (joining.md §3.3).
+                from node.federation.compare import compare_with_peer
+
+                compared, problems, forked = await compare_with_peer(self.worker, seen, peer, self.evidence_dir,
+                                                                     self.timeout)
+                result.compared += compared
+                result.problems += problems
+                if forked:
+                    result.forks.append("federation list")
         except GossipError as exc:
             log.warning("gossip with %s: %s", url, exc)
             await self.worker.follow.record_gossip_result(url, str(exc))

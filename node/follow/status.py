@@ -32,7 +32,8 @@ EXIT_NOT_SERVING = 5  # no `ncii-node serve` runs for this data directory
 
 EXIT_STATUS_HELP = """\
 exit status (for monitoring; the first that applies):
-  3  a followed log FORKED (two inconsistent signed checkpoints; evidence kept)
+  3  a followed log FORKED (two inconsistent signed checkpoints; evidence kept), or the
+     federation list's log
   4  a followed log, or a gossip peer, is failing (its last round failed)
   5  no `ncii-node serve` is running for this data directory
   1  the data directory cannot be read
@@ -235,7 +236,7 @@ def _sync_note(entry: dict) -> str:
 
 def exit_status(report: dict, serving: bool = True) -> int:
     """EXIT_FORKED, EXIT_FAILING, EXIT_NOT_SERVING or EXIT_OK (EXIT_STATUS_HELP)."""
-    if report["forked_logs"]:
+    if report["forked_logs"] or (report.get("federation") or {}).get("fork"):
         return EXIT_FORKED
     if report["failing_logs"] or any(peer["failures"] for peer in report.get("gossip", [])):
         return EXIT_FAILING

@@ -5,7 +5,13 @@
   is unlinked at once; the federation's name and the serial and signed note of the
   newest version accepted; the last check and its error.
 - `federation_lists(serial)`: every version accepted, its signed note byte for byte
-  (what the node believed, and when). Serials only grow.
+  (what the node believed, and when), and the checkpoint of the list's log it was
+  accepted under (NULL for a list without a log). Serials only grow.
+- v2: the subscription's `checkpoint` (the list log's checkpoint accepted last: every
+  later one must be consistent with it) and `fork` (JSON: a split view of the list's
+  log was found: both checkpoints, the reason, the evidence file or why there is none;
+  while set, nothing is accepted from the list); `witnesses` (cosigner keys, one a
+  line) of which `witness_quorum` must have cosigned every checkpoint of the list's log.
 - `federation_applied(origin)`: the members this node has set up from the list, as
   they were when set up: the difference with the newest list is what is pending.
 - `federation_rejected(change_id)`: changes the operator rejected (not shown again).
@@ -18,6 +24,7 @@ back. Every other writing call is a transaction of its own, or joins the caller'
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -51,7 +58,15 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE federation_rejected (change_id TEXT PRIMARY KEY, rejected_at REAL NOT NULL)")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE federation_subscription ADD COLUMN checkpoint BLOB")
+    db.execute("ALTER TABLE federation_subscription ADD COLUMN fork TEXT")
+    db.execute("ALTER TABLE federation_lists ADD COLUMN checkpoint BLOB")
+    db.execute("ALTER TABLE federation_subscription ADD COLUMN witnesses TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE federation_subscription ADD COLUMN witness_quorum INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,10 @@ class Subscription:
     checked_at: float | None
     last_error: str | None
     last_error_at: float | None
+    checkpoint: bytes | None = None
+    fork: dict | None = None
+    witnesses: tuple[str, ...] = ()
+    witness_quorum: int = 0
 
 
 class FederationRepository:
@@ -76,32 +95,60 @@ class FederationRepository:
     def __init__(self, db):
         self.db = db
 
-    def subscribe(self, url: str, list_vkeys: list[str], quorum: int, interval: float, auto_remove: bool) -> None:
+    def subscribe(self, url: str, list_vkeys: list[str], quorum: int, interval: float, auto_remove: bool,
+                  witnesses: list[str] = (), witness_quorum: int = 0) -> None:
         """Follow the list at `url`; a second call changes where and how, keeping the
-        newest serial accepted (so a subscription changed back cannot roll back)."""
+        newest serial and checkpoint accepted (so a subscription changed back cannot
+        roll back)."""
         with self.db.atomic():
             self.db.execute(
-                "INSERT INTO federation_subscription (id, url, list_vkeys, quorum, interval, auto_remove, added_at) "
-                "VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET url = excluded.url, "
+                "INSERT INTO federation_subscription (id, url, list_vkeys, quorum, interval, auto_remove, added_at, "
+                "witnesses, witness_quorum) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET url = excluded.url, "
                 "list_vkeys = excluded.list_vkeys, quorum = excluded.quorum, interval = excluded.interval, "
-                "auto_remove = excluded.auto_remove",
-                (url, "\n".join(list_vkeys), quorum, interval, int(auto_remove), time.time()))
+                "auto_remove = excluded.auto_remove, witnesses = excluded.witnesses, "
+                "witness_quorum = excluded.witness_quorum",
+                (url, "\n".join(list_vkeys), quorum, interval, int(auto_remove), time.time(), "\n".join(witnesses),
+                 witness_quorum))
 
     def subscription(self) -> Subscription | None:
         row = self.db.execute(
             "SELECT url, list_vkeys, quorum, interval, auto_remove, federation, serial, note, accepted_at, "
-            "checked_at, last_error, last_error_at FROM federation_subscription WHERE id = 1").fetchone()
+            "checked_at, last_error, last_error_at, checkpoint, fork, witnesses, witness_quorum "
+            "FROM federation_subscription WHERE id = 1"
+        ).fetchone()
         if row is None:
             return None
-        return Subscription(row[0], tuple(row[1].split("\n")), row[2], row[3], bool(row[4]), *row[5:])
+        row = list(row)
+        for i in (7, 12):  # BLOBs come back as memoryview from PostgreSQL
+            row[i] = bytes(row[i]) if row[i] is not None else None
+        return Subscription(row[0], tuple(row[1].split("\n")), row[2], row[3], bool(row[4]), *row[5:13],
+                            json.loads(row[13]) if row[13] else None, tuple(filter(None, row[14].split("\n"))),
+                            row[15])
 
-    def accept(self, federation: str, serial: int, note: bytes, now: float | None = None) -> None:
-        """Inside the caller's transaction: `note` is the newest version."""
+    def accept(self, federation: str, serial: int, note: bytes, now: float | None = None,
+               checkpoint: bytes | None = None) -> None:
+        """Inside the caller's transaction: `note` is the newest version (accepted
+        under the list log's `checkpoint`, if the list has a log)."""
         now = time.time() if now is None else now
         self.db.execute("UPDATE federation_subscription SET federation = ?, serial = ?, note = ?, accepted_at = ?, "
                         "checked_at = ?, last_error = NULL WHERE id = 1", (federation, serial, note, now, now))
-        self.db.execute("INSERT INTO federation_lists (serial, note, accepted_at) VALUES (?, ?, ?)",
-                        (serial, note, now))
+        self.db.execute("INSERT INTO federation_lists (serial, note, accepted_at, checkpoint) VALUES (?, ?, ?, ?)",
+                        (serial, note, now, checkpoint))
+        if checkpoint is not None:
+            self.set_checkpoint(checkpoint)
+
+    def set_checkpoint(self, checkpoint: bytes) -> None:
+        """Joins the caller's transaction (which checked consistency with the one kept)."""
+        with self.db.atomic():
+            self.db.execute("UPDATE federation_subscription SET checkpoint = ? WHERE id = 1", (checkpoint,))
+
+    def record_fork(self, fork: dict, error: str, now: float | None = None) -> None:
+        """A split view of the list's log: kept, and nothing accepted from it any more."""
+        now = time.time() if now is None else now
+        with self.db.atomic():
+            self.db.execute("UPDATE federation_subscription SET fork = ?, last_error = ?, last_error_at = ? "
+                            "WHERE id = 1", (json.dumps(fork), error, now))
 
     def record_check(self, error: str | None, now: float | None = None) -> None:
         """The list was fetched: unchanged (error None) or refused (why)."""

@@ -70,6 +70,15 @@ async def get_node_json(request: web.Request) -> web.Response:
     return web.json_response(document, headers={"Cache-Control": "public, max-age=60"})
 
 
+def in_tree(ident, size: int) -> bool:
+    """Whether a tile or bundle may be served for a log of `size`. A bundle has the
+    shape of the level-0 tile with its index. An older, narrower partial tile stays
+    servable: its bytes are a prefix of the wider one's."""
+    level = 0 if isinstance(ident, BundleId) else ident.level
+    tile = tile_for_size(level, ident.index, size)
+    return tile is not None and ident.width <= tile.width
+
+
 async def get_tile(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
     try:
@@ -77,11 +86,7 @@ async def get_tile(request: web.Request) -> web.StreamResponse:
     except TileError as exc:
         raise web.HTTPNotFound(text=f"{exc}\n")
     published = _published(node)
-    # A bundle has the shape of the level-0 tile with its index. An older, narrower
-    # partial tile stays servable: its bytes are a prefix of the wider one's.
-    level = 0 if isinstance(ident, BundleId) else ident.level
-    in_tree = tile_for_size(level, ident.index, published.size)
-    if in_tree is None or ident.width > in_tree.width:
+    if not in_tree(ident, published.size):
         raise web.HTTPNotFound(text=f"no such tile in the log at its published size {published.size}\n")
     data = node.sequencer.tiles.read(ident.path())
     if data is None:

@@ -9,7 +9,8 @@ latest verified checkpoint it holds for every origin:
                       "source": "witness" | "follower" | "auditor" | ..., "seen_at": <unix s>}]}
 
 drawn from the witness's cosigned checkpoints, the follower's verified checkpoints
-(node/store/follow.py) and `seen_checkpoints`. A peer that
+(node/store/follow.py), the federation list log's checkpoint accepted last
+(node/federation/compare.py) and `seen_checkpoints`. A peer that
 reads it verifies each note with the log key IT pinned and compares it with its own
 view (`compare_views`); an inconsistency yields an evidence file
 (protocol/evidence.py). Notes are never trusted for being listed here.
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from protocol import evidence as evidence_mod
+from protocol.checkpoint import Checkpoint
 from protocol.errors import ProtocolError
-from protocol.note import Verifier
+from protocol.note import Verifier, parse_note
 
 MAX_SEEN_BYTES = 4 * 1024 * 1024
 
@@ -45,6 +47,10 @@ def seen_document(db, node_origin: str) -> dict:
     for followed in db.follow.list_logs():
         if followed.checkpoint_note is not None:
             offer(followed.origin, followed.size, followed.checkpoint_note, "follower", followed.verified_at)
+    subscription = db.federation.subscription()
+    if subscription is not None and subscription.checkpoint is not None:  # the federation list's log
+        cp = Checkpoint.parse(parse_note(subscription.checkpoint).text)
+        offer(cp.origin, cp.size, subscription.checkpoint, "federation list", subscription.accepted_at)
     return {"node": node_origin, "checkpoints": [best[o] for o in sorted(best)]}
 
 
