@@ -20,7 +20,6 @@ import asyncio
 import re
 
 import aiohttp
-from yarl import URL
 
 from node.follow.push import MAX_PARTS_BYTES, PARTS_TYPE, STREAM_TYPE, FrameReader, checkpoint_etag, parse_parts
 from protocol.tiles import MAX_ENTRY_SIZE, TILE_WIDTH
@@ -89,6 +88,10 @@ class PeerClient:
             connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60),
             headers=self._headers,
             raise_for_status=False,
+            # Each attempt is signed, not the request once: aiohttp sends a GET again when
+            # a reused connection turns out closed, and the node may have kept the first
+            # copy's nonce (a replay, 401). tests/test_signed_retry.py
+            middlewares=(signer.client_middleware(self.base_url),) if signer is not None else (),
         )
 
     async def __aenter__(self) -> PeerClient:
@@ -114,7 +117,7 @@ class PeerClient:
         """(status, body, response headers) of GET <base>/<path>; any status not in
         `accept` is a FetchError. `timeout` replaces the client's for this request."""
         url = self.url_for(path)
-        headers = self._signed(url, headers)
+        headers = dict(headers or {})  # signed by the session's middleware
         limit = self.timeout if timeout is None else timeout
         try:
             async with self._session.get(url, headers=headers, allow_redirects=False,
@@ -193,7 +196,7 @@ class PeerClient:
         malformed, too large, or names the checkpoint the last one (or the request)
         named: nothing of such a frame is given out. At most one frame is held."""
         url = self.url_for(f"{path}?wait={wait}" if have is None else f"{path}?wait={wait}&have={have}")
-        headers = self._signed(url, {"If-None-Match": etag} if etag else {})
+        headers = {"If-None-Match": etag} if etag else {}  # signed by the session's middleware
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait + self.timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=wait + self.timeout)
@@ -246,12 +249,6 @@ class PeerClient:
         except aiohttp.ClientError as exc:
             raise _client_error(exc, url) from None
 
-    def _signed(self, url: str, headers: dict | None) -> dict:
-        headers = dict(headers or {})
-        if self.signer is not None:
-            headers.update(self.signer.sign_headers("GET", URL(url)))
-        return headers
-
     def drop_pushed(self) -> None:
         """Forget what the last push answer carried (its round is over)."""
         self._pushed = {}
@@ -273,7 +270,7 @@ class PeerClient:
         probe takes no place in the node's replay cache."""
         url = self.url_for("checkpoint")
         try:
-            async with self._session.get(url, allow_redirects=False,
+            async with self._session.get(url, allow_redirects=False, middlewares=(),  # unsigned
                                          timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 if response.status != 200:
                     return False
