@@ -235,6 +235,7 @@ class Node:
             if self.sequencer.shared:
                 from node.matcher.replica import MatchReplica
                 self._replica = MatchReplica(self.matcher, datadir.db_path)
+                self.matcher.decides = self._leads  # only the sequencing process decides holds
             build = asyncio.create_task(self._build_index(), name="matcher-build")
             stack.push_async_callback(bounded, lambda: self._stop_matcher(build), "the matcher")
 

@@ -189,6 +189,28 @@ class Holds:
                 self._log(origin).intake = hours
             return freed
 
+    def adopt_held(self, origin: str, held: dict[str, list[int]]) -> None:
+        """(A process that does not decide) holds the sequencing process wrote for new
+        entries of `origin` (reason -> indices), taken over before they are indexed."""
+        with self._lock:
+            entry = self._log(origin)
+            for reason, indices in held.items():
+                setattr(entry, reason, _merge(getattr(entry, reason), indices))
+
+    def adopt_intake(self, intake: dict[str, dict[int, int]]) -> None:
+        """(A process that does not decide) the intake the deciding process counted: in
+        force here should this process decide next (it takes the lease)."""
+        with self._lock:
+            for origin, hours in intake.items():
+                self._log(origin).intake = hours
+
+    def hold_in_memory(self, origin: str, indices: list[int]) -> None:
+        """Keep these out of the index without writing a hold (a process that does not
+        decide, at start-up: the deciding process writes the hold)."""
+        with self._lock:
+            entry = self._log(origin)
+            entry.budget = _merge(entry.budget, indices)
+
     def held(self, origin: str, indices: np.ndarray) -> np.ndarray:
         """Which of these log indices are held (any reason)."""
         entry = self._logs.get(origin)

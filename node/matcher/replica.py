@@ -27,6 +27,14 @@ itself, so every replica stops matching them at once, without waiting for the co
 follower's own matcher does). The look by sequence number applies them again, from
 the database, for a replica that missed the notification.
 
+Holds (per-log budgets, held clusters: node/matcher/holds.py) are decided once, by
+the sequencing process's matcher as its follower adds entries: it writes the holds
+and the intake, then (its `on_applied`) the log's decided size (`match_decided`). The
+other processes decide nothing: they index a log's entries only below its decided
+size (their build too), taking over the holds written for them first, so a held
+fingerprint never matches in any process, not even for a moment; they take over the
+intake at every look, ready to decide should they take the lease.
+
 Settings travel the same way. A suppression, a threshold, a budget or a released
 cluster set through any process (its admin site or a command), and the fingerprints
 the sequencing process lets out of a budget hold as the hours pass, raise a counter
@@ -115,13 +123,28 @@ class MatchReplica:
         settings' version, which the build then reads or passes)."""
         def read(db):
             self.settings_seen = db.matching.settings_version()
-            return store.verified_sizes(db)
+            sizes = store.verified_sizes(db)
+            if self.matcher.decides():
+                self.matcher.load_limits = None
+                return sizes
+            # Not the deciding process: build only what its holds are decided for.
+            decided = db.matching.decided_sizes()
+            limits = {origin: min(size, decided[origin]) if origin in decided else size
+                      for origin, size in sizes.items()}
+            self.matcher.load_limits = limits
+            return limits
         return await self._worker.call(read)
 
     async def start(self, sizes: dict[str, int]) -> None:
         """`sizes`: what the index was built from (read before the build: the look
         re-applies anything the build also saw, which changes nothing)."""
         self.seen = dict(sizes)
+        if self.matcher.decides():  # its build decided the holds of all it read
+            def decided(db):
+                with db.atomic():
+                    for origin, size in sizes.items():
+                        db.matching.set_decided(origin, size)
+            await self._worker.call(decided)
         loop = asyncio.get_running_loop()
 
         def heard(channel: str, payload: str) -> None:  # the listener's thread
@@ -167,15 +190,23 @@ class MatchReplica:
                      "this process (%d entries in or out of its index)", changed)
             self.settings_seen = version
         sizes = store.verified_sizes(db)
+        deciding = self.matcher.decides()
+        if not deciding:  # the sequencing process decides holds: index only what it decided
+            decided = db.matching.decided_sizes()
+            self.matcher.holds.adopt_intake(db.matching.intake())
         for origin in [o for o in self.seen if o not in sizes]:
             self.matcher.on_removed(origin)
             del self.seen[origin]
         for origin, size in sizes.items():
             start = self.seen.get(origin, 0)
+            if not deciding:
+                size = min(size, decided.get(origin, start))
             if size <= start:
                 continue
             withdrawn = store.withdrawn_between(db, origin, start, size)
             if withdrawn:
                 self.matcher.withdraw(origin, withdrawn)
+            if not deciding:
+                self.matcher.holds.adopt_held(origin, db.matching.held_between(origin, start, size))
             self.matcher.on_added(origin, store.added_between(db, origin, start, size))
             self.seen[origin] = size

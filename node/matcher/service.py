@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from operator import attrgetter
@@ -161,6 +161,11 @@ class Matcher(FollowListener):
             _check_threshold(threshold)
             self._apply_threshold(origin, threshold)  # a database's thresholds take precedence at `load`
         self.build_seconds: float | None = None
+        # PostgreSQL: whether this process decides holds (the sequencing process; the
+        # others adopt them, node/matcher/replica.py), and per log the size up to which a
+        # process that does not decide may build its index (the decided sizes).
+        self.decides: Callable[[], bool] = lambda: True
+        self.load_limits: dict[str, int] | None = None
 
     def _reset(self) -> None:
         self._entries = Entries(self.default_threshold)
@@ -232,10 +237,15 @@ class Matcher(FollowListener):
             raise
         with self._lock:
             self._entries.loading = False
+            deciding = self.decides()
             for origin, indices in self._over_budget.items():
-                self.holds.hold_budget(origin, indices)
+                if deciding:
+                    self.holds.hold_budget(origin, indices)
+                else:  # the deciding process writes the hold
+                    self.holds.hold_in_memory(origin, indices)
             self._over_budget = {}
-            self._hold_clusters()  # e.g. a database from before clusters were held
+            if deciding:
+                self._hold_clusters()  # e.g. a database from before clusters were held
             # Thresholds given to the constructor or set before the load, unless the
             # database says otherwise; then every change that arrived meanwhile, in order.
             for origin, threshold in explicit.items():
@@ -304,6 +314,8 @@ class Matcher(FollowListener):
         """At start-up: not held, and within the log's budget of fingerprints in the index
         (a budget lowered since they went in holds the latest back)."""
         keep = ~self.holds.held(origin, indices)
+        if self.load_limits is not None:  # not decided yet: the replica adds them once they are
+            keep &= indices < self.load_limits.get(origin, 0)
         room = max(0, self.holds.budget(origin).max_fingerprints - int(self._entries.indexed[code]))
         if keep.sum() > room:
             over = np.flatnonzero(keep)[room:]
@@ -347,7 +359,8 @@ class Matcher(FollowListener):
             fresh.sort(key=lambda new: new[0])
             indices = np.fromiter((new[0] for new in fresh), dtype=np.int64, count=len(fresh))
             admit = ~self.holds.held(origin, indices)
-            if budgeted and admit.any():
+            deciding = self.decides()  # else: the holds were adopted from the database
+            if budgeted and deciding and admit.any():
                 # Those that may join a held cluster (an index whose entries cluster: PDQ).
                 near = np.flatnonzero(np.fromiter((new[1].clustered for new in fresh), dtype=bool,
                                                   count=len(fresh)) & admit)
@@ -370,7 +383,7 @@ class Matcher(FollowListener):
                 kind.add(code, np.array(kind_indices, dtype=np.int64), items)
                 added += len(items)
                 regrouped |= kind.after_adds(len(items), self.holds.cluster_size)
-            if regrouped:
+            if regrouped and deciding:
                 self._hold_clusters()
             return added
 
@@ -551,6 +564,16 @@ class Matcher(FollowListener):
                 batch = []
         if batch:
             self.add_many(origin, batch)
+
+    def on_applied(self, origin: str, size: int, root_hash: bytes, note: bytes, applied, at: float) -> None:
+        """(PostgreSQL, the sequencing process) the holds of `origin` below `size` are
+        written: the other processes' replicas may index up to there."""
+        with self._lock:
+            if self._queueing:
+                self._queued.append(("on_applied", (origin, size, root_hash, note, applied, at)))
+                return
+            if self.decides() and is_postgres(self._db_path) and not self._read_only:
+                self.holds.database(lambda db: db.matching.set_decided(origin, size))
 
     def on_removed(self, origin: str) -> None:
         self.forget_origin(origin)

@@ -23,6 +23,12 @@
 - `match_intake(origin, hour, count)`: fingerprints of each log put in the index per
   clock hour (unix time // 3600), for the hourly and daily budgets.
 
+- `match_decided(origin, size)` (PostgreSQL): the holds of the log's entries below
+  `size` are decided and written. Only the sequencing process decides holds (its
+  follower's matcher); the other processes' replicas index a followed log's entries
+  only up to this size, adopting the holds written here first, so a held fingerprint
+  never matches in any process, not even for a moment (node/matcher/replica.py).
+
 - `match_settings_version(id = 1, version)`: a counter raised in the transaction of
   every change another `serve` process of the node must take over (thresholds,
   suppressions, budgets, released clusters, fingerprints let out of a hold). On
@@ -119,7 +125,11 @@ def _v3(db: sqlite_utils.Database) -> None:
                "version INTEGER NOT NULL)")
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE match_decided (origin TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID")
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4]
 
 
 @dataclass(frozen=True)
@@ -347,11 +357,29 @@ class MatchingRepository:
         with self.db.atomic():
             self.db.execute("DELETE FROM match_holds WHERE origin = ?", (origin,))
             self.db.execute("DELETE FROM match_intake WHERE origin = ?", (origin,))
+            self.db.execute("DELETE FROM match_decided WHERE origin = ?", (origin,))
 
     def add_intake(self, origin: str, hour: int, count: int) -> None:
         self.db.execute("INSERT INTO match_intake (origin, hour, count) VALUES (?, ?, ?) "
                         "ON CONFLICT(origin, hour) DO UPDATE SET count = match_intake.count + excluded.count", (origin, hour, count))
         self.db.execute("DELETE FROM match_intake WHERE origin = ? AND hour < ?", (origin, hour - 48))
+
+    def decided_sizes(self) -> dict[str, int]:
+        """Per origin: the size below which the sequencing process decided the holds."""
+        return dict(self.db.execute("SELECT origin, size FROM match_decided"))
+
+    def set_decided(self, origin: str, size: int) -> None:
+        """Inside the caller's transaction: holds of `origin` below `size` are written."""
+        self.db.execute("INSERT INTO match_decided (origin, size) VALUES (?, ?) ON CONFLICT (origin) "
+                        "DO UPDATE SET size = excluded.size WHERE excluded.size > match_decided.size", (origin, size))
+
+    def held_between(self, origin: str, start: int, end: int) -> dict[str, list[int]]:
+        """Held fingerprints of `origin` with start <= index < end: reason -> ascending indices."""
+        out: dict[str, list[int]] = {}
+        for reason, index in self.db.execute("SELECT reason, idx FROM match_holds WHERE origin = ? AND idx >= ? "
+                                             "AND idx < ? ORDER BY idx", (origin, start, end)):
+            out.setdefault(reason, []).append(index)
+        return out
 
     def intake(self) -> dict[str, dict[int, int]]:
         """Per origin: fingerprints indexed per clock hour, the last 48 hours."""
