@@ -166,12 +166,7 @@ class Holds:
         written: the other process did)."""
         with self._lock:
             self._budgets = stored.budgets()
-            released = {c.id for c in stored.clusters() if not c.held}
-            for cluster in self._clusters:
-                cluster.released = cluster.released or cluster.id in released
-            known = {c.id for c in self._clusters}
-            self._clusters += [HeldCluster(c.id, c.origin, c.centre, not c.held) for c in stored.clusters()
-                               if c.id not in known]
+            self.adopt_clusters(stored.clusters())
             held = stored.all_held()
             freed: dict[str, np.ndarray] = {}
             for origin, entry in self._logs.items():
@@ -188,6 +183,16 @@ class Holds:
             for origin, hours in stored.intake().items():
                 self._log(origin).intake = hours
             return freed
+
+    def adopt_clusters(self, stored: list) -> None:
+        """The database's clusters (node.store.matching.Cluster): new ones, and releases."""
+        with self._lock:
+            released = {c.id for c in stored if not c.held}
+            for cluster in self._clusters:
+                cluster.released = cluster.released or cluster.id in released
+            known = {c.id for c in self._clusters}
+            self._clusters += [HeldCluster(c.id, c.origin, c.centre, not c.held) for c in stored
+                               if c.id not in known]
 
     def adopt_held(self, origin: str, held: dict[str, list[int]]) -> None:
         """(A process that does not decide) holds the sequencing process wrote for new

@@ -207,6 +207,9 @@ class MatchReplica:
             if withdrawn:
                 self.matcher.withdraw(origin, withdrawn)
             if not deciding:
-                self.matcher.holds.adopt_held(origin, db.matching.held_between(origin, start, size))
+                held = db.matching.held_between(origin, start, size)
+                if "cluster" in held:
+                    self.matcher.holds.adopt_clusters(db.matching.clusters(origin))
+                self.matcher.holds.adopt_held(origin, held)
             self.matcher.on_added(origin, store.added_between(db, origin, start, size))
             self.seen[origin] = size
