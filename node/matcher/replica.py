@@ -213,3 +213,10 @@ class MatchReplica:
                 self.matcher.holds.adopt_held(origin, held)
             self.matcher.on_added(origin, store.added_between(db, origin, start, size))
             self.seen[origin] = size
+        if deciding:  # what this look decided (should the follower's own record have failed)
+            stored = db.matching.decided_sizes()
+            behind = {o: n for o, n in self.seen.items() if stored.get(o, -1) < n}
+            if behind:
+                with db.atomic():
+                    for origin, size in behind.items():
+                        db.matching.set_decided(origin, size)

@@ -573,7 +573,11 @@ class Matcher(FollowListener):
                 self._queued.append(("on_applied", (origin, size, root_hash, note, applied, at)))
                 return
             if self.decides() and is_postgres(self._db_path) and not self._read_only:
-                self.holds.database(lambda db: db.matching.set_decided(origin, size))
+                try:
+                    self.holds.database(lambda db: db.matching.set_decided(origin, size))
+                except Exception as exc:  # noqa: BLE001 -- the replica's next look records it
+                    log.warning("matcher: could not record the decided holds of a followed log (%s); "
+                                "the other processes index its new entries within a second", exc)
 
     def on_removed(self, origin: str) -> None:
         self.forget_origin(origin)
