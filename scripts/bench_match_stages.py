@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import bench_match_api as api_bench  # noqa: E402
 import pdq_distributions as dist  # noqa: E402
 
-STAGES = ("parse", "search", "describe", "answer")
+BASELINE = "describe per hit (before)"  # not counted in the whole
+STAGES = ("parse", "search", "describe", "answer", BASELINE)
 
 
 def prepared(kind: str, n: int, work: Path):
@@ -63,7 +64,22 @@ def prepared(kind: str, n: int, work: Path):
     rng = np.random.default_rng(1)
     bodies = [json.dumps({"fingerprints": [{"signal": "pdq", "fingerprint": fp.tobytes().hex()}
                                            for fp in data.unrelated(rng, 1000)]}).encode() for _ in range(4)]
-    return matcher, bodies
+    setups = [(kind, matcher, bodies)]
+    if len(data.centres):  # batches at the near-duplicate clusters: up to 100 hits a query to describe
+        at = [data.centres[rng.integers(0, len(data.centres), 1000)] for _ in range(4)]
+        setups.append((f"{kind}, at clusters", matcher, [json.dumps({"fingerprints": [
+            {"signal": "pdq", "fingerprint": fp.tobytes().hex()} for fp in batch]}).encode() for batch in at]))
+    return setups
+
+
+def describe_per_hit(matcher, hits):
+    """The baseline: `describe` as it was before issue 19, two queries per hit."""
+    if not hits:
+        return
+    db = matcher._readers.db  # opened by describe_many, called first on the same hits
+    for hit in hits:
+        db.follow.get_fingerprint(hit.origin, hit.index)
+        db.follow.verdict_counts(hit.origin, hit.index)
 
 
 def one_batch(matcher, body: bytes, times: dict, counts: list) -> None:
@@ -78,7 +94,8 @@ def one_batch(matcher, body: bytes, times: dict, counts: list) -> None:
 
     queries, _ = timed("parse", lambda: parse_match_body(parse_json(body, hint=""), 1000))
     results = timed("search", lambda: matcher.match_many(queries, limit=100))
-    described = timed("describe", lambda: [matcher.describe(r.hits) for r in results])
+    described = timed("describe", lambda: matcher.describe_many([r.hits for r in results]))
+    timed(BASELINE, lambda: [describe_per_hit(matcher, r.hits) for r in results])
     timed("answer", lambda: json.dumps({"results": [result_json(r, d, q)
                                                     for q, r, d in zip(queries, results, described)]}))
     counts.append((sum(len(r.hits) for r in results) / len(results), sum(r.total for r in results) / len(results)))
@@ -93,35 +110,35 @@ def main() -> int:
     kinds = args.distributions.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-match-stages-"))
     try:
-        setups = {kind: prepared(kind, args.size, work) for kind in kinds}
-        times = {kind: {stage: [] for stage in STAGES} for kind in kinds}
-        counts: dict[str, list] = {kind: [] for kind in kinds}
-        for kind in kinds:  # warm-up
-            one_batch(setups[kind][0], setups[kind][1][0], {s: [] for s in STAGES}, [])
+        setups = [setup for kind in kinds for setup in prepared(kind, args.size, work)]
+        labels = [label for label, _, _ in setups]
+        times = {label: {stage: [] for stage in STAGES} for label in labels}
+        counts: dict[str, list] = {label: [] for label in labels}
+        for _, matcher, bodies in setups:  # warm-up
+            one_batch(matcher, bodies[0], {s: [] for s in STAGES}, [])
         loads = [os.getloadavg()[0]]
         for _ in range(args.rounds):
-            for kind in kinds:
-                matcher, bodies = setups[kind]
+            for label, matcher, bodies in setups:
                 for body in bodies:
-                    one_batch(matcher, body, times[kind], counts[kind])
+                    one_batch(matcher, body, times[label], counts[label])
         loads.append(os.getloadavg()[0])
-        print(f"\n{args.size:,} fingerprints, batches of 1,000, {args.rounds} x 4 per distribution, interleaved; "
+        print(f"\n{args.size:,} fingerprints, batches of 1,000, {args.rounds} x 4 per row, interleaved; "
               f"{os.cpu_count()} cores, load average {loads[0]:.1f} -> {loads[1]:.1f}")
-        print("\n| distribution | " + " | ".join(f"{s} wall / CPU ms" for s in STAGES)
+        print("\n| batch | " + " | ".join(f"{s} wall / CPU ms" for s in STAGES)
               + " | whole wall ms | q/s | hits / total per query |")
         print("|---" * (len(STAGES) + 4) + "|")
-        for kind in kinds:
+        for label in labels:
             cells, whole = [], 0.0
             for stage in STAGES:
-                v = np.array(times[kind][stage])
+                v = np.array(times[label][stage])
                 wall, cpu = float(np.median(v[:, 0])) * 1000, float(np.median(v[:, 1])) * 1000
-                whole += wall
+                whole += wall if stage != BASELINE else 0
                 cells.append(f"{wall:.1f} / {cpu:.1f}")
-            hits, total = np.mean(counts[kind], axis=0)
-            print(f"| {kind} | " + " | ".join(cells) + f" | {whole:.1f} | {1000 / whole * 1000:,.0f} "
+            hits, total = np.mean(counts[label], axis=0)
+            print(f"| {label} | " + " | ".join(cells) + f" | {whole:.1f} | {1000 / whole * 1000:,.0f} "
                   f"| {hits:.2f} / {total:.2f} |")
-        for kind in kinds:
-            setups[kind][0].close()
+        for _, matcher, _ in setups:
+            matcher.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
