@@ -45,18 +45,11 @@ STAGES = ("parse", "search", "describe", "answer", BASELINE)
 
 
 def prepared(kind: str, n: int, work: Path):
-    from node.cli import main as cli_main
     from node.datadir import DataDir
     from node.matcher.service import Matcher
 
     root = work / kind
-    with open(os.devnull, "w") as devnull:
-        saved, sys.stdout = sys.stdout, devnull
-        try:
-            assert cli_main(["init", "--dir", str(root), "--origin", "platform.bench.example/feedback",
-                             "--role", "platform"]) == 0
-        finally:
-            sys.stdout = saved
+    api_bench.init_platform(root)
     data = dist.make(kind, n, seed=n)
     api_bench.populate(DataDir(root).db_path, data, np.random.default_rng(n))
     matcher = Matcher(pending_load=True)
