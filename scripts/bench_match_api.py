@@ -89,6 +89,19 @@ def populate(db_path: Path, data: dist.Dataset, rng: np.random.Generator):
     return queries, planted, decoys, index
 
 
+def init_platform(root: Path) -> None:
+    """`ncii-node init` of a platform data directory at `root`, its output silenced."""
+    from node.cli import main as cli_main
+
+    with open(os.devnull, "w") as devnull:
+        saved, sys.stdout = sys.stdout, devnull
+        try:
+            assert cli_main(["init", "--dir", str(root), "--origin", "platform.bench.example/feedback",
+                             "--role", "platform"]) == 0
+        finally:
+            sys.stdout = saved
+
+
 def start_node(root: Path) -> tuple[subprocess.Popen, float]:
     log = open(root / "serve.log", "wb")
     process = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "node", "serve", "--dir", str(root),
@@ -206,7 +219,6 @@ def main() -> int:
                         help="the indexed fingerprints and the queries (scripts/pdq_distributions.py)")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     args = parser.parse_args()
-    from node.cli import main as cli_main
     from node.datadir import DataDir
 
     print(f"bench_match_api: {os.cpu_count()} cores; queries: {QUERY_POINTS} points with planted matches at "
@@ -217,13 +229,7 @@ def main() -> int:
         work = Path(tempfile.mkdtemp(prefix="bench-match-api-"))
         try:
             root = work / "platform"
-            with open(os.devnull, "w") as devnull:
-                saved, sys.stdout = sys.stdout, devnull
-                try:
-                    assert cli_main(["init", "--dir", str(root), "--origin", "platform.bench.example/feedback",
-                                     "--role", "platform"]) == 0
-                finally:
-                    sys.stdout = saved
+            init_platform(root)
             datadir = DataDir(root)
             data = dist.make(args.distribution, n, seed=n)
             queries, planted, decoys, next_index = populate(datadir.db_path, data, np.random.default_rng(n))

@@ -290,6 +290,11 @@ def test_describe_gives_labels_quality_and_feedback(database):
     assert item["labels"] == (["sexual"] if hit.index % 7 == 0 else [])
     assert item["quality"] == 90 and item["day"] is None
     assert item["feedback"] == {"removed": 2}  # a verdict quoting another leaf hash is not counted
+    # a batch is described in a few queries for all its hits: the same objects as one hit at a time
+    results = matcher.match_many(queries, limit=1000)
+    batch = [result.hits for result in results] + [[]]
+    assert sum(map(len, batch)) > 20 and len({h.origin for hits in batch for h in hits}) > 1
+    assert matcher.describe_many(batch) == [[matcher.describe([h])[0] for h in hits] for hits in batch]
     matcher.close()
 
 

@@ -145,10 +145,10 @@ def _ask_database(db_path, fingerprints: list[dict]) -> list[dict]:
     matcher.load(db_path, read_only=True)
     try:
         queries = [Query.from_json(fp) for fp in fingerprints]
-        out = []
-        for query, result in zip(queries, matcher.match_many(queries, limit=MAX_MATCHES)):
-            out.append({"signal": query.signal, "matches": matcher.describe(result.hits), "total": result.total})
-        return out
+        results = matcher.match_many(queries, limit=MAX_MATCHES)
+        described = matcher.describe_many([result.hits for result in results])
+        return [{"signal": query.signal, "matches": matches, "total": result.total}
+                for query, result, matches in zip(queries, results, described)]
     finally:
         matcher.close()
 

@@ -112,7 +112,7 @@ def media_answer(fingerprints: list[dict], queries: list[Query], answers: list[t
 def _run_matches(matcher, queries, limit: int) -> list[tuple]:
     """Search, then describe the hits from the database: runs on a worker thread."""
     results = matcher.match_many(queries, limit=limit)
-    return [(result, matcher.describe(result.hits)) for result in results]
+    return list(zip(results, matcher.describe_many([result.hits for result in results])))
 
 
 async def match_and_describe(matcher, metrics, queries: list[Query], limit: int) -> list[tuple]:

@@ -510,6 +510,18 @@ class FollowRepository:
                 "AND withdrawn = 0 AND suppressed = 0 ORDER BY idx", (origin, *part)))
         return out
 
+    def fingerprints_by_index(self, origin: str, indices, *, chunk: int = 500) -> dict[int, FingerprintRow]:
+        """log index -> the fingerprint row of `origin` at it, whatever its state (the
+        indices that have no row are left out): `get_fingerprint` of many in a few queries."""
+        wanted = sorted({int(i) for i in indices})
+        out: dict[int, FingerprintRow] = {}
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start:start + chunk]
+            for r in self.db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE origin = ? "
+                                     f"AND idx IN ({','.join('?' * len(part))})", (origin, *part)):
+                out[r[1]] = _fp_row(r)
+        return out
+
     def set_suppressed(self, origin: str, index: int, suppressed: bool = True) -> bool:
         """Mark an entry as a known false match on this node (or undo it). False if unknown."""
         with self.db.atomic():
@@ -545,6 +557,20 @@ class FollowRepository:
         return {verdict: n for verdict, n in self.db.execute(
             "SELECT verdict, COUNT(*) FROM follow_feedback WHERE origin = ? AND idx = ? "
             "AND (entry_matches IS NULL OR entry_matches = 1) GROUP BY verdict ORDER BY verdict", (origin, index))}
+
+    def verdict_counts_many(self, origin: str, indices, *, chunk: int = 500) -> dict[int, dict[str, int]]:
+        """`verdict_counts` of many entries of `origin` in a few queries: log index ->
+        verdict -> count (entries without feedback are left out)."""
+        wanted = sorted({int(i) for i in indices})
+        out: dict[int, dict[str, int]] = {}
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start:start + chunk]
+            for index, verdict, n in self.db.execute(
+                    "SELECT idx, verdict, COUNT(*) FROM follow_feedback WHERE origin = ? "
+                    f"AND idx IN ({','.join('?' * len(part))}) AND (entry_matches IS NULL OR entry_matches = 1) "
+                    "GROUP BY idx, verdict ORDER BY idx, verdict", (origin, *part)):
+                out.setdefault(index, {})[verdict] = n
+        return out
 
     def verified_at(self, origin: str, index: int) -> float | None:
         """When this node first verified a checkpoint of `origin` covering entry `index`
