@@ -22,9 +22,7 @@ A fork is recorded as the follower records one (subscription.py `record_fork`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from urllib.parse import quote
 
 from node.federation.listlog import open_list_checkpoint
 from node.federation.logfollow import ListForked, log_base
@@ -32,11 +30,10 @@ from node.federation.members import ListError
 from node.federation.subscription import record_fork
 from node.follow.client import FetchError, PeerClient
 from node.follow.forks import fetch_verified_tree
-from node.follow.gossip import MAX_PEER_EVIDENCE
-from node.witness.seen import MAX_SEEN_BYTES, notes_for_origin
+from node.follow.gossip import evidence_about
+from node.witness.seen import notes_for_origin
 from protocol.checkpoint import Checkpoint
 from protocol.errors import ProtocolError
-from protocol.evidence import EvidenceError, verify_evidence
 from protocol.note import Verifier, parse_note
 
 MAX_NOTES = 8
@@ -96,23 +93,8 @@ async def compare_with_peer(worker, seen: dict, peer: PeerClient, evidence_dir: 
 async def peer_evidence(peer: PeerClient, subscription, ours: Checkpoint) -> dict | None:
     """A split-view document the peer serves that verifies, is made under one of our
     list keys, and holds our checkpoint; None if there is none."""
-    try:
-        body = await peer.get(f"witness/evidence?origin={quote(ours.origin, safe='')}", max_bytes=MAX_SEEN_BYTES)
-        listed = json.loads(body.decode("utf-8")).get("evidence")
-    except (FetchError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
-        return None
     keys = {(k.key_id, k.public_key) for k in map(Verifier.from_vkey, subscription.list_vkeys)}
-    for doc in (listed if isinstance(listed, list) else [])[:MAX_PEER_EVIDENCE]:
-        try:
-            verified = verify_evidence(json.dumps(doc))
-            key = Verifier.from_vkey(verified.vkey)
-        except (EvidenceError, ProtocolError, TypeError, ValueError):
-            continue
-        pair = {(verified.smaller.size, verified.smaller.root_hash), (verified.larger.size, verified.larger.root_hash)}
-        if (key.key_id, key.public_key) in keys and verified.origin == ours.origin and \
-                (ours.size, ours.root_hash) in pair:
-            return doc
-    return None
+    return await evidence_about(peer, ours.origin, keys, (ours.size, ours.root_hash))
 
 
 def _other_note(doc: dict, ours: Checkpoint) -> bytes:

@@ -214,24 +214,10 @@ class Gossip:
     async def _peer_evidence(self, peer: PeerClient, entry: store.FollowedLog, result: GossipResult,
                              why: str) -> str | None:
         """The fallback of the module docstring: evidence the peer already holds."""
-        try:
-            body = await peer.get(f"witness/evidence?origin={quote(entry.origin, safe='')}", max_bytes=MAX_SEEN_BYTES)
-            listed = json.loads(body.decode("utf-8")).get("evidence")
-        except (FetchError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
-            listed = None
         pinned = Verifier.from_vkey(entry.vkey)
-        for doc in (listed if isinstance(listed, list) else [])[:MAX_PEER_EVIDENCE]:
-            try:
-                verified = verify_evidence(json.dumps(doc))
-                key = Verifier.from_vkey(verified.vkey)
-            except (EvidenceError, ProtocolError, TypeError, ValueError):
-                continue
-            if (key.key_id, key.public_key, verified.origin) != (pinned.key_id, pinned.public_key, entry.origin):
-                continue
-            ours = (entry.size, entry.root_hash)
-            pair = [(verified.smaller.size, verified.smaller.root_hash), (verified.larger.size, verified.larger.root_hash)]
-            if ours not in pair:
-                continue
+        doc = await evidence_about(peer, entry.origin, {(pinned.key_id, pinned.public_key)},
+                                   (entry.size, entry.root_hash))
+        if doc is not None:
             other = doc["checkpoints"][1 if _note_is(doc["checkpoints"][0], entry) else 0].encode("utf-8")
             doc = dict(doc, observed=list(doc.get("observed", [])) + [
                 {"source": f"evidence served by peer {peer.base_url}", "at": _now_iso()}])
@@ -240,6 +226,28 @@ class Gossip:
                                doc=doc)
             return None
         return f"inconclusive: {why}, and the peer holds no evidence about our checkpoint"
+
+
+async def evidence_about(peer: PeerClient, origin: str, keys: set[tuple[bytes, bytes]],
+                         checkpoint: tuple[int, bytes]) -> dict | None:
+    """The first split-view document the peer serves (GET witness/evidence) that
+    verifies, is made under one of `keys` ((key id, public key)) for `origin`, and holds
+    `checkpoint` (size, root hash); None if there is none or the peer serves nothing."""
+    try:
+        body = await peer.get(f"witness/evidence?origin={quote(origin, safe='')}", max_bytes=MAX_SEEN_BYTES)
+        listed = json.loads(body.decode("utf-8")).get("evidence")
+    except (FetchError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
+        return None
+    for doc in (listed if isinstance(listed, list) else [])[:MAX_PEER_EVIDENCE]:
+        try:
+            verified = verify_evidence(json.dumps(doc))
+            key = Verifier.from_vkey(verified.vkey)
+        except (EvidenceError, ProtocolError, TypeError, ValueError):
+            continue
+        pair = {(verified.smaller.size, verified.smaller.root_hash), (verified.larger.size, verified.larger.root_hash)}
+        if (key.key_id, key.public_key) in keys and verified.origin == origin and checkpoint in pair:
+            return doc
+    return None
 
 
 def _note_is(note_text: str, entry: store.FollowedLog) -> bool:
