@@ -28,7 +28,7 @@ def small_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     try:
-        _mount(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(disk)])
+        _mount(["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(disk)])
     except (OSError, subprocess.SubprocessError) as exc:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {exc}")
     yield disk
@@ -51,7 +51,8 @@ async def test_full_disk_refuses_clearly_then_recovers(small_disk, tmp_path, on_
     node = await start_node(datadir)
     try:
         async with aiohttp.ClientSession() as session:
-            # Fill the disk: 1 MiB holds a few thousand entries with their tiles.
+            # Fill the disk: 2 MiB holds a few thousand entries with their tiles (a new data
+            # directory takes about 1 MiB: its database and the WAL its migrations wrote).
             error = None
             for chunk in range(200):
                 lines = [pdq_line(chunk * 500 + i) for i in range(500)]
