@@ -5,6 +5,8 @@ own (its own pid, temp and log files), a test CA and a server certificate, free 
     free_port()                          a free TCP port on 127.0.0.1
     make_certificates(folder)            (ca.pem, server.pem, server.key, SPKI hash)
     Nginx(folder, site_text)             `nginx -t`, then nginx in the foreground; .stop()
+    site_config(...), multi_site(...)    deploy/nginx/ncii-node.conf, ncii-node-multi.conf with
+                                         this machine's ports and files
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
 def nginx_binary() -> str:
@@ -97,3 +101,39 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def site_config(node_port: int, http_port: int, https_port: int, cert: Path, key: Path, error_log: Path) -> str:
+    """deploy/nginx/ncii-node.conf with this machine's names, ports and files (each
+    substitution must apply: the test follows the real template)."""
+    text = (DEPLOY / "nginx" / "ncii-node.conf").read_text()
+    for old, new in (("server 127.0.0.1:8080;", f"server 127.0.0.1:{node_port};"),
+                     ("    listen 80;\n    listen [::]:80;\n", f"    listen 127.0.0.1:{http_port};\n"),
+                     ("    listen 443 ssl;\n    listen [::]:443 ssl;\n", f"    listen 127.0.0.1:{https_port} ssl;\n"),
+                     ("server_name node.example.org;", "server_name 127.0.0.1 localhost;"),
+                     ("/etc/letsencrypt/live/node.example.org/fullchain.pem", str(cert)),
+                     ("/etc/letsencrypt/live/node.example.org/privkey.pem", str(key)),
+                     ("/var/log/nginx/ncii-node.error.log", str(error_log))):
+        assert old in text, f"deploy/nginx/ncii-node.conf no longer holds {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+def multi_site(public: list[int], admin: list[int], https_port: int, match_port: int, cert: Path, key: Path,
+               folder: Path) -> str:
+    """The real template with this machine's ports and files (each substitution must apply)."""
+    text = (DEPLOY / "nginx" / "ncii-node-multi.conf").read_text()
+    for old, new in (("server 127.0.0.1:8080 ", f"server 127.0.0.1:{public[0]} "),
+                     ("server 127.0.0.1:8081 ", f"server 127.0.0.1:{public[1]} "),
+                     ("server 127.0.0.1:9080 ", f"server 127.0.0.1:{admin[0]} "),
+                     ("server 127.0.0.1:9081 ", f"server 127.0.0.1:{admin[1]} "),
+                     ("    listen 80;\n    listen [::]:80;\n", f"    listen 127.0.0.1:{free_port()};\n"),
+                     ("    listen 443 ssl;\n    listen [::]:443 ssl;\n", f"    listen 127.0.0.1:{https_port} ssl;\n"),
+                     ("listen 127.0.0.1:9443;", f"listen 127.0.0.1:{match_port};"),
+                     ("/etc/letsencrypt/live/node.example.org/fullchain.pem", str(cert)),
+                     ("/etc/letsencrypt/live/node.example.org/privkey.pem", str(key)),
+                     ("/var/log/nginx/ncii-node.error.log", str(folder / "public-error.log")),
+                     ("/var/log/nginx/ncii-node-match.error.log", str(folder / "match-error.log"))):
+        assert old in text, f"deploy/nginx/ncii-node-multi.conf no longer holds {old!r}"
+        text = text.replace(old, new, 2 if old.startswith("server 127.0.0.1:80") else 1)
+    return text.replace("server_name node.example.org;", "server_name 127.0.0.1 localhost;")

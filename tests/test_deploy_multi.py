@@ -16,32 +16,12 @@ import pytest
 
 from multi_support import ServeProcess, shared_datadir, submission
 from multi_support import request as http_get
-from nginx_support import Nginx, free_port, make_certificates, nginx_binary
+from nginx_support import Nginx, free_port, make_certificates, multi_site, nginx_binary
 from ops_support import post_json, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PLATFORM = "platform.multi.example/feedback"
 pytestmark = pytest.mark.timeout(180)
-
-
-def multi_site(public: list[int], admin: list[int], https_port: int, match_port: int, cert: Path, key: Path,
-               folder: Path) -> str:
-    """The real template with this machine's ports and files (each substitution must apply)."""
-    text = (REPO / "deploy" / "nginx" / "ncii-node-multi.conf").read_text()
-    for old, new in (("server 127.0.0.1:8080 ", f"server 127.0.0.1:{public[0]} "),
-                     ("server 127.0.0.1:8081 ", f"server 127.0.0.1:{public[1]} "),
-                     ("server 127.0.0.1:9080 ", f"server 127.0.0.1:{admin[0]} "),
-                     ("server 127.0.0.1:9081 ", f"server 127.0.0.1:{admin[1]} "),
-                     ("    listen 80;\n    listen [::]:80;\n", f"    listen 127.0.0.1:{free_port()};\n"),
-                     ("    listen 443 ssl;\n    listen [::]:443 ssl;\n", f"    listen 127.0.0.1:{https_port} ssl;\n"),
-                     ("listen 127.0.0.1:9443;", f"listen 127.0.0.1:{match_port};"),
-                     ("/etc/letsencrypt/live/node.example.org/fullchain.pem", str(cert)),
-                     ("/etc/letsencrypt/live/node.example.org/privkey.pem", str(key)),
-                     ("/var/log/nginx/ncii-node.error.log", str(folder / "public-error.log")),
-                     ("/var/log/nginx/ncii-node-match.error.log", str(folder / "match-error.log"))):
-        assert old in text, f"deploy/nginx/ncii-node-multi.conf no longer holds {old!r}"
-        text = text.replace(old, new, 2 if old.startswith("server 127.0.0.1:80") else 1)
-    return text.replace("server_name node.example.org;", "server_name 127.0.0.1 localhost;")
 
 
 def fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, dict]:

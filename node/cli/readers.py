@@ -1,7 +1,10 @@
 """`ncii-node readers`: the nodes allowed to read this log's tiles and entry bundles.
 
 A reader is identified by its request key (what `ncii-node key --request` prints on
-the reader's node). Changes take effect immediately, even while the node is serving.
+the reader's node). Changes take effect immediately, even while the node is serving:
+a removed reader's next signed request is refused (401), and the push waits and
+streams it holds open end within half a second, in every `serve` process of the node
+(node/web/push_routes.py).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def run(args) -> int:
             removed = db.readers.remove_reader(args.vkey.strip())
             if not removed:
                 return fail(f"no reader with key or name {args.vkey!r}")
-            print(f"removed {removed} reader{'s' if removed > 1 else ''}")
+            print(f"removed {removed} reader{'s' if removed > 1 else ''}: refused from the next request on; open "
+                  "push waits and streams end within a second")
         return 0
     finally:
         db.close()

@@ -82,6 +82,7 @@ from node.readaccess.server import (
     normalize_authority,
     read_access_middleware,
     refusal_response,
+    unregistered_response,
     verify_request,
 )
 from node.replaycache import ReplayCache
@@ -92,5 +93,5 @@ __all__ = [
     "InvalidRequestSignature", "Lookup", "MissingSignature", "ReadAccessError", "ReaderLookup", "ReaderRegistry",
     "ReplayCache", "ReplayCacheFull", "ReplayedSignature", "RequestKey", "RequestSigner", "StaleSignature",
     "WrongAuthority", "load_request_signer", "normalize_authority", "parse_request_vkey", "read_access_middleware",
-    "refusal_response", "request_key_id", "request_vkey", "verify_request",
+    "refusal_response", "request_key_id", "request_vkey", "unregistered_response", "verify_request",
 ]

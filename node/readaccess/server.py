@@ -3,6 +3,7 @@
     read_access_middleware(lookup_factory, protected_prefixes, authorities=..., replay_cache=...)
                           the aiohttp middleware; a verified reader's keyid is left in
                           request[READER_KEY]
+    unregistered_response()  the 401 an unknown key gets, for a reader removed meanwhile
     verify_request(request, lookup, now, authorities=..., replay_cache=...) -> keyid
     ReaderRegistry(vkeys)  keyid -> public key (any `.get(keyid)` works in its place)
 
@@ -321,6 +322,13 @@ def refusal_response(error: ReadAccessError) -> web.Response:
         status=error.status, text=error.message + "\n", headers=headers,
         content_type="text/plain",
     )
+
+
+def unregistered_response() -> web.Response:
+    """The answer to a reader that is not registered (any more): exactly what a request
+    signed by an unknown key gets (check 6), e.g. for a push wait whose reader was
+    removed while it waited (node/web/push_routes.py)."""
+    return refusal_response(InvalidRequestSignature(_NOT_VERIFIED))
 
 
 def read_access_middleware(

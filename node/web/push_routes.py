@@ -37,6 +37,11 @@ Who may wait, and what it costs (spec/parts/following.md section 4.1):
   * A dead reader's wait ends after at most `wait` seconds (nothing is written to it
     before); a slow reader is sent one small note, which the socket buffers take.
   * On shutdown every wait is answered at once, so a stop is never delayed by them.
+  * A reader removed from the registry (`ncii-node readers remove`, run in any process
+    of the node: the command itself, or another `serve` process on PostgreSQL) loses its
+    waits and streams within READER_CHECK_INTERVAL: while anything waits, each process
+    compares the readers holding places with the readers table (_watch_readers). Its
+    wait is answered as a request by an unknown key is (401), never with a checkpoint.
 
 GET /push/stream (push_stream_routes.py, [push] stream) holds a place in the same room
 for each open stream: waits and streams share these bounds.
@@ -57,7 +62,8 @@ from aiohttp import web
 from node.follow.push import (MAX_PART_ENTRIES, MAX_PARTS_BYTES, PARTS_TYPE, PUSH_PATH, checkpoint_etag,  # noqa: F401
                               encode_parts, part_ids)
 from node.limits import waiting_room_size
-from node.readaccess import READER_KEY
+from node.errors import error_line
+from node.readaccess import READER_KEY, unregistered_response
 from node.web.context import NODE, READERS_ONLY
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,9 @@ _MAX_HAVE_DIGITS = 19
 
 #: Waiting requests woken per turn of the event loop.
 WAKE_BATCH = 64
+#: Seconds between two looks at the readers table while requests wait or streams are
+#: open: a removed reader keeps them at most this long (plus one query).
+READER_CHECK_INTERVAL = 0.5
 
 
 def _wake(places: list, start: int) -> None:
@@ -92,14 +101,15 @@ class Place:
     is busy writing, so no change is missed. One timer per place, not one per wait: a
     stream is woken by every checkpoint, and that path stays a future and a task step."""
 
-    __slots__ = ("reader", "deadline", "changed", "ended", "on_close", "_future", "_loop", "_timer")
+    __slots__ = ("reader", "deadline", "changed", "ended", "revoked", "on_close", "_future", "_loop", "_timer")
 
     def __init__(self, reader: str, deadline: float):
         self.reader = reader
         self.deadline = deadline
         self.changed = False
-        self.ended = False     # pushed out by a newer request of its reader, or shutdown
-        self.on_close = None   # called at shutdown (a stream stuck writing to a slow reader)
+        self.ended = False     # pushed out by a newer request of its reader, shutdown, or revoked
+        self.revoked = False   # its reader is no longer registered: answer nothing more
+        self.on_close = None   # called at shutdown or revocation (a stream stuck writing to a slow reader)
         self._future: asyncio.Future | None = None
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_at(deadline, self.wake)
@@ -112,6 +122,12 @@ class Place:
     def end(self) -> None:
         self.ended = True
         self.wake()
+
+    def end_now(self) -> None:
+        """End it, and cut the connection of a stream that is writing a frame."""
+        self.end()
+        if self.on_close is not None:
+            self.on_close()
 
     def expired(self) -> bool:
         return self._loop.time() >= self.deadline
@@ -156,9 +172,22 @@ class WaitingRoom:
         self.closed = True
         for waiting in list(self._by_reader.values()):
             for place in list(waiting):
-                place.end()
-                if place.on_close is not None:
-                    place.on_close()
+                place.end_now()
+
+    def readers(self) -> set[str]:
+        """The readers holding a place."""
+        return set(self._by_reader)
+
+    def revoke(self, readers) -> int:
+        """These readers are no longer registered: end their places at once (a wait is
+        answered with a refusal, a stream ends). Returns how many places were ended."""
+        ended = 0
+        for reader in readers:
+            for place in list(self._by_reader.get(reader, ())):
+                place.revoked = True
+                place.end_now()
+                ended += 1
+        return ended
 
     def enter(self, reader: str, seconds: float) -> Place:
         """A place for one more request of `reader`, for `seconds` at most; its oldest
@@ -187,14 +216,16 @@ class WaitingRoom:
         if not waiting:
             del self._by_reader[place.reader]
 
-    async def wait(self, reader: str, seconds: float) -> None:
-        """Return on a change, when this reader's wait is pushed out by a newer one,
-        on shutdown, or after `seconds`. Raises RoomFull."""
+    async def wait(self, reader: str, seconds: float) -> Place:
+        """Return (the place left) on a change, when this reader's wait is pushed out by
+        a newer one, on shutdown, when the reader is revoked, or after `seconds`.
+        Raises RoomFull."""
         place = self.enter(reader, seconds)
         try:
             await place.wait()
         finally:
             self.leave(place)
+        return place
 
 
 class PartsAnswers:
@@ -243,6 +274,7 @@ def setup(app: web.Application, node) -> None:
 
         push_stream_routes.setup(app, app[PUSH_PARTS])
     app.cleanup_ctx.append(_hook_sequencer)
+    app.cleanup_ctx.append(_watch_readers)
     app.on_shutdown.append(_release_waiting)
 
 
@@ -255,6 +287,46 @@ async def _hook_sequencer(app: web.Application):
     finally:
         if room.notify in sequencer.on_change:
             sequencer.on_change.remove(room.notify)
+
+
+async def _watch_readers(app: web.Application):
+    """cleanup_ctx (after the node has started): end the places of removed readers."""
+    task = asyncio.create_task(_check_readers(app[NODE].db, app[PUSH_ROOM]), name="push-readers")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _check_readers(db, room: WaitingRoom) -> None:
+    """Every READER_CHECK_INTERVAL while places are held: revoke the places of readers
+    no longer in the readers table. The table, not a notification, so that a removal
+    made by any process is seen (the CLI beside a SQLite node, another `serve` process
+    on PostgreSQL); one query of a table of a few hundred rows, only while requests wait
+    (the middleware already asks it once per signed request)."""
+    failing = False
+    while True:
+        await asyncio.sleep(READER_CHECK_INTERVAL)
+        holding = room.readers()
+        if not holding:
+            continue
+        try:
+            registered = {reader.vkey for reader in db.readers.list_readers()}
+        except Exception as exc:  # noqa: BLE001 -- keep the places; the next look tries again
+            if not failing:
+                log.warning("push: cannot read the registered readers (%s); open waits and streams are kept until "
+                            "it answers again", error_line(exc))
+            failing = True
+            continue
+        if failing:
+            log.info("push: reading the registered readers again")
+            failing = False
+        removed = holding - registered
+        if removed:
+            ended = room.revoke(removed)
+            log.info("push: %d reader(s) no longer registered: %d waiting request(s) and stream(s) of theirs ended",
+                     len(removed), ended)
 
 
 async def _release_waiting(app: web.Application) -> None:
@@ -352,9 +424,11 @@ async def get_push_checkpoint(request: web.Request) -> web.Response:
     if not known or checkpoint_etag(published.note) not in known:
         return _note_answer(request, published, have)
     try:
-        await request.app[PUSH_ROOM].wait(reader, wait)
+        place = await request.app[PUSH_ROOM].wait(reader, wait)
     except RoomFull as exc:
         return room_full(exc)
+    if place.revoked:  # removed from the readers while it waited
+        return unregistered_response()
     published = ctx.sequencer.published
     if checkpoint_etag(published.note) in known:
         return _note_answer(request, published, have, 304)

@@ -22,9 +22,11 @@ its whole life, a socket and a slot like a waiting request):
     stream at once; [push] max_waiting in all, beyond: 503 with Retry-After;
   * a reader that does not take a frame within WRITE_TIMEOUT seconds (its socket buffers
     full) loses the connection: the node never queues more than one frame for it;
-  * a stream ends after `wait` seconds, and at once on shutdown (on_shutdown ends every
-    place): a clean end of the chunked body, after a whole frame; a stream still
-    writing a frame to a slow reader then loses its connection.
+  * a stream ends after `wait` seconds, at once on shutdown (on_shutdown ends every
+    place), and within READER_CHECK_INTERVAL once its reader is removed from the
+    registry (push_routes._check_readers; no frame is sent after that): a clean end of
+    the chunked body, after a whole frame; a stream still writing a frame to a slow
+    reader then loses its connection.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ async def get_push_stream(request: web.Request) -> web.StreamResponse:
                                            "X-Accel-Buffering": "no"})
     try:
         await response.prepare(request)
-        while True:
+        while not place.revoked:
             published = ctx.sequencer.published
             etag = frames.etag(published.note)
             if etag not in sent:
@@ -105,7 +107,7 @@ async def get_push_stream(request: web.Request) -> web.StreamResponse:
                 # in its buffers for WRITE_TIMEOUT s loses the connection, and the write
                 # fails at once.
                 guard = asyncio.get_running_loop().call_later(WRITE_TIMEOUT, _abort, request)
-                place.on_close = lambda: _abort(request)  # nor may it hold up a shutdown
+                place.on_close = lambda: _abort(request)  # nor may it hold up a shutdown or a revocation
                 try:
                     await response.write(frame)
                 finally:

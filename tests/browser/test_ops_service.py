@@ -21,7 +21,7 @@ import pytest
 
 from node.datadir import DataDir
 
-from nginx_support import Nginx, free_port, make_certificates, nginx_binary
+from nginx_support import Nginx, free_port, make_certificates, nginx_binary, site_config
 from ops_support import HELPLINE, PLATFORM, YES, Node, fingerprint, ncii, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,22 +87,6 @@ def test_systemd_verify_catches_a_broken_unit(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- TLS
-
-def site_config(node_port: int, http_port: int, https_port: int, cert: Path, key: Path, error_log: Path) -> str:
-    """deploy/nginx/ncii-node.conf with this machine's names, ports and files (each
-    substitution must apply: the test follows the real template)."""
-    text = (DEPLOY / "nginx" / "ncii-node.conf").read_text()
-    for old, new in (("server 127.0.0.1:8080;", f"server 127.0.0.1:{node_port};"),
-                     ("    listen 80;\n    listen [::]:80;\n", f"    listen 127.0.0.1:{http_port};\n"),
-                     ("    listen 443 ssl;\n    listen [::]:443 ssl;\n", f"    listen 127.0.0.1:{https_port} ssl;\n"),
-                     ("server_name node.example.org;", "server_name 127.0.0.1 localhost;"),
-                     ("/etc/letsencrypt/live/node.example.org/fullchain.pem", str(cert)),
-                     ("/etc/letsencrypt/live/node.example.org/privkey.pem", str(key)),
-                     ("/var/log/nginx/ncii-node.error.log", str(error_log))):
-        assert old in text, f"deploy/nginx/ncii-node.conf no longer holds {old!r}"
-        text = text.replace(old, new)
-    return text
-
 
 def https_json(url: str, body: dict | None, context: ssl.SSLContext, source: str = "127.0.0.1",
                headers: dict | None = None) -> tuple[int, dict]:
