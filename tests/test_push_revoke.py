@@ -85,6 +85,24 @@ async def test_revoking_ends_only_that_readers_places_and_cuts_a_stuck_write():
     await asyncio.gather(kept, return_exceptions=True)
 
 
+def test_registered_names_exactly_the_readers_still_in_the_table(db_target):
+    from node.readaccess import RequestSigner, request_key_id
+    from node.store.log import READERS_PER_QUERY
+
+    db = open_db(db_target)
+    try:
+        keys = [RequestSigner.from_seed(f"r{i}.example", bytes([i % 256, i // 256]) * 16).keyid
+                for i in range(READERS_PER_QUERY + 20)]  # more than one statement's worth
+        for vkey in keys:
+            db.readers.add_reader(vkey, "", request_key_id(vkey))
+        assert db.readers.registered(keys) == set(keys)
+        assert db.readers.remove_reader(keys[3]) == 1 and db.readers.remove_reader(keys[-1]) == 1
+        assert db.readers.registered(keys + ["not a key"]) == set(keys) - {keys[3], keys[-1]}
+        assert db.readers.registered([]) == set()
+    finally:
+        db.close()
+
+
 async def test_a_database_that_fails_keeps_the_places_and_says_so_once(tmp_path, monkeypatch, caplog):
     db = open_db(tmp_path / "node.db")
     db.close()  # every query now fails, for real

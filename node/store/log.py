@@ -25,14 +25,15 @@ Contract of LogRepository (`db.log`), which the sequencer's crash argument rests
   only; `entry_count` is the greatest stored index + 1 and `stored_entries` the number
   of rows, which the sequencer compares at start-up to find a gap.
 ReaderRepository (`db.readers`): each call one transaction; `is_reader` is read on
-every signed request, so a change takes effect at the next one.
+every signed request, so a change takes effect at the next one; `registered` twice a
+second while push requests wait, so a removed reader's open waits end too.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import sqlite_utils
 
@@ -40,6 +41,8 @@ from protocol.errors import KeyFormatError
 from protocol.note import REQUEST_KEY_TYPE, SIGNATURE_TYPE_ED25519, decode_vkey, encode_vkey, key_id_for
 
 AREA = "log"
+#: Keys per `ReaderRepository.registered` statement (SQLite allows 32,766 parameters).
+READERS_PER_QUERY = 500
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -237,6 +240,16 @@ class ReaderRepository:
 
     def is_reader(self, vkey: str) -> bool:
         return self.db.execute("SELECT 1 FROM readers WHERE vkey = ?", (vkey,)).fetchone() is not None
+
+    def registered(self, vkeys: Iterable[str]) -> set[str]:
+        """Those of `vkeys` that are registered readers (one primary-key lookup each,
+        READERS_PER_QUERY per statement): the push channel's look for removed readers."""
+        vkeys, found = list(vkeys), set()
+        for start in range(0, len(vkeys), READERS_PER_QUERY):
+            chunk = tuple(vkeys[start:start + READERS_PER_QUERY])
+            marks = ", ".join("?" * len(chunk))
+            found.update(vkey for (vkey,) in self.db.execute(f"SELECT vkey FROM readers WHERE vkey IN ({marks})", chunk))
+        return found
 
     def list_readers(self) -> list[Reader]:
         return [Reader(*row) for row in self.db.execute(

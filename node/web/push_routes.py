@@ -303,8 +303,8 @@ async def _check_readers(db, room: WaitingRoom) -> None:
     """Every READER_CHECK_INTERVAL while places are held: revoke the places of readers
     no longer in the readers table. The table, not a notification, so that a removal
     made by any process is seen (the CLI beside a SQLite node, another `serve` process
-    on PostgreSQL); one query of a table of a few hundred rows, only while requests wait
-    (the middleware already asks it once per signed request)."""
+    on PostgreSQL); one query, a primary-key lookup per reader holding a place, only
+    while requests wait (the middleware makes one per signed request)."""
     failing = False
     while True:
         await asyncio.sleep(READER_CHECK_INTERVAL)
@@ -312,7 +312,7 @@ async def _check_readers(db, room: WaitingRoom) -> None:
         if not holding:
             continue
         try:
-            registered = {reader.vkey for reader in db.readers.list_readers()}
+            registered = db.readers.registered(holding)
         except Exception as exc:  # noqa: BLE001 -- keep the places; the next look tries again
             if not failing:
                 log.warning("push: cannot read the registered readers (%s); open waits and streams are kept until "
