@@ -93,7 +93,9 @@ async def idle_cpu(info: dict, signers, seconds: float) -> tuple[float, int]:
     return 100 * used / seconds, still_open
 
 
-async def removals(root: Path, info: dict, signers, count: int) -> list[float]:
+async def removals(root: Path, info: dict, signers, count: int) -> list[tuple[float, float, float]]:
+    """Per removal: (stream ended - command exited, stream ended - command started, the
+    command's run time)."""
     import aiohttp
 
     delays = []
@@ -107,12 +109,14 @@ async def removals(root: Path, info: dict, signers, count: int) -> list[float]:
                     *(open_stream(session, info["public_url"], s) for s in signers[k:])))
                 opened = time.monotonic()
             ended = asyncio.create_task(until_eof(streams[k]))
+            started = time.monotonic()
             command = await asyncio.create_subprocess_exec(
                 PYTHON, "-m", "node", "readers", "remove", "--dir", str(root), signers[k].keyid, cwd=ROOT,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
             assert await command.wait() == 0
             returned = time.monotonic()
-            delays.append(await asyncio.wait_for(ended, 30) - returned)  # < 0: before the command had exited
+            end = await asyncio.wait_for(ended, 30)
+            delays.append((end - returned, end - started, returned - started))  # < 0: before the command had exited
             others = sum(not r.content.at_eof() for r in streams[k + 1:])
             assert others == len(streams) - k - 1, "a stream of a reader not removed ended"
         for response in streams[count:]:
@@ -161,9 +165,12 @@ def main() -> None:
                   f"{cpu:.2f} % of a core over {args.seconds:.0f} s ({still_open} streams still open)", flush=True)
         with serving(root) as info:
             delays = asyncio.run(removals(root, info, holders, args.removals))
-        print(f"removal -> stream ended, {args.removals} removals: p50 {statistics.median(delays):.2f} s, "
-              f"max {max(delays):.2f} s after the command's process exited (negative: the stream ended while "
-              "the interpreter was still exiting); every other stream stayed open")
+        after_exit, after_start, runs = zip(*delays)
+        print(f"removal -> stream ended, {args.removals} removals: p50 {statistics.median(after_exit):.2f} s, "
+              f"max {max(after_exit):.2f} s after the command's process exited (negative: it ended while the "
+              f"interpreter was still exiting); {statistics.median(after_start):.2f} / {max(after_start):.2f} s "
+              f"after it started (the command itself ran {statistics.median(runs):.2f} s, p50); every other stream "
+              "stayed open")
         cost = look_cost(root, {s.keyid for s in holders})
         print(f"one look ({args.streams} holders looked up among {args.readers} readers): {cost * 1000:.2f} ms; "
               f"twice a second: {cost * 2 * 100:.3f} % of a core")
