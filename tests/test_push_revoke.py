@@ -172,6 +172,37 @@ async def test_a_removed_reader_loses_its_stream_and_its_wait_at_once(tmp_path, 
         assert int(pushed.split(b"\n")[1]) > size and parts
 
 
+async def test_a_following_platform_cut_off_is_sent_nothing_more(tmp_path, start_node):
+    """End to end: a real platform follows the helpline through the push stream; once the
+    helpline's operator removes it, its stream ends and no later entry reaches it."""
+    from follow_support import helpline_and_platform
+
+    async with helpline_and_platform(tmp_path, start_node) as (helpline, platform, publisher, follower):
+        origin = "helpline.example/log"
+        job = follower.node.follower.jobs[origin]
+        assert await wait_for(lambda: job.push.verified and job.push.stream == "push/stream", timeout=20)
+        room = publisher.app[PUSH_ROOM]
+        db = open_db(platform.db_path)
+        try:
+            async with aiohttp.ClientSession() as session:
+                token = helpline.admin_token()
+                assert (await append(session, publisher.admin_url, token, [pdq_line(1)]))[0] == 200
+                published = publisher.node.sequencer.published.size
+                assert await wait_for(lambda: db.follow.get_log(origin).size == published, timeout=10)
+                assert await wait_for(lambda: len(room) == 1, timeout=10)  # the platform's stream, open again
+
+                removed_at = await remove_reader(helpline.root, platform.load_request_signer().verifier_key())
+                assert await wait_for(lambda: len(room) == 0, timeout=ENDED_WITHIN)
+                print(f"\nthe platform's stream ended {time.monotonic() - removed_at:.2f} s after the command returned")
+                assert (await append(session, publisher.admin_url, token, [pdq_line(2)]))[0] == 200
+                await asyncio.sleep(3)  # rounds, pushes and polls: none may bring it the new entry
+                followed = db.follow.get_log(origin)
+                assert followed.size == published < publisher.node.sequencer.published.size
+                assert len(room) == 0 and followed.last_error and "401" in followed.last_error, followed.last_error
+        finally:
+            db.close()
+
+
 async def test_removed_through_another_process_on_postgresql(tmp_path, pg_url):
     """Two `serve` processes of one node on one PostgreSQL database; the reader holds a
     stream on each and a wait on one; the command runs in a third process."""
