@@ -87,6 +87,11 @@ def verify_ack_evidence(doc: dict) -> str:
         raise EvidenceError("acknowledgement evidence needs origin, vkey, checkpoint, acknowledger {origin, vkey, "
                             "proof} and proof") from None
     try:
+        for text in (origin, vkey, note, by, by_vkey, ack_proof):
+            text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can spell a lone surrogate ("\udddd"); no note, key or proof holds one
+        raise EvidenceError("acknowledgement evidence holds text that is not Unicode (a lone surrogate)") from None
+    try:
         cp, _ = open_checkpoint(note.encode("utf-8"), [Verifier.from_vkey(vkey)], origin=origin,
                                 key_name_is_origin=False)
         verified = verify_proofs(ack_proof.encode("utf-8"), Policy.k_of_n([], 0), origin=by,

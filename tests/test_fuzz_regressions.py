@@ -33,6 +33,12 @@ CRASHES: list[tuple[str, bytes, str]] = [
      "or a file) whose checkpoint holds a lone surrogate"),
     ("evidence", b"[" * 100_000,
      "(review) RecursionError in verify_evidence: JSON nested 100,000 deep"),
+    ("ack_evidence", b'{"type": "ncii-node/acknowledgement-evidence/v1", "origin": "fuzz.example/log", '
+                     b'"vkey": "fuzz.example/log+18ad62be+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4", '
+                     b'"checkpoint": "fuzz.example/log\\n5\\n\\udddd", "acknowledger": {"origin": "p.example/log", '
+                     b'"vkey": "x", "proof": "x"}, "proof": {"kind": "same-size"}}',
+     "UnicodeEncodeError in protocol.ack_evidence.verify_ack_evidence (`ncii-node audit verify-evidence FILE`): "
+     "an acknowledgement evidence file whose checkpoint holds a lone surrogate (JSON \\udddd)"),
     ("node_json", b'{"verifier_key": ' + b"[" * 100_000,
      "(review) RecursionError in parse_node_json (`follow add --tofu`): a /node.json nested 100,000 deep"),
 ]
