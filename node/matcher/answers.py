@@ -1,0 +1,268 @@
+"""A batch's answers without a Python object per hit: found as arrays, each distinct entry
+described once (and kept between batches), written straight as the match API's JSON.
+
+A batch of 1,000 uploads of a viral image hits the same near-duplicate entries again
+and again (1,000 queries at clusters: ~96,000 hits of ~40,000 distinct entries). So:
+
+    found = matcher.search(queries, limit)    # Found: the hits as arrays, sorted
+    tails = matcher.descriptions_of(found)    # per distinct (origin, index): its described part
+    texts = answer_texts(found, queries, tails)  # per query: {"signal", "matches", "total"} as JSON
+
+`Found` holds what the indexes that answer in arrays (PDQ: `answers_in_arrays`,
+node/matcher/signal_indexes.py) found as numpy arrays (query, origin code, log index,
+distance), sorted nearest first, then by origin, then by index, as `Hit`s sort; the
+other indexes' few hits (videos) as `Hit`s. `results()` gives the `QueryResult`s of
+`Matcher.match_many` for callers that want objects.
+
+A hit's JSON is a head (origin, index, signal, distance[, coverages]) and a tail (labels,
+quality, day, feedback summary). The tail depends only on the entry, so it is read from
+the database once per distinct entry (`read_tails`) and kept in `Descriptions`, a
+bounded cache the matcher empties whenever its follower (or replica) applies entries:
+labels, quality and day never change, and the feedback summary changes only when a
+round of a followed log commits feedback. The text is exactly what `json.dumps` makes
+of the objects the API answered before (key order, separators, escapes), and
+`described(...)` parses it back for callers that want objects, so there is one writer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from node.matcher.signal_indexes import Hit
+from protocol.entries import day_to_json
+
+#: Distinct entries whose described part is kept between batches (about 100 bytes each:
+#: identical tails are shared). Beyond it the cache starts again empty.
+MAX_DESCRIBED = 200_000
+
+NEAREST = attrgetter("distance", "origin", "index")  # the order of hits
+_dumps = json.dumps
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    hits: list[Hit]      # nearest first, at most the `limit` asked
+    total: int           # how many matched in all
+
+
+class Found:
+    """What a batch of queries found (the module's docstring): per query its total, and
+    its hits nearest first, then by origin, then by log index."""
+
+    def __init__(self, entries, totals: list[int], arrays: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                 lists: dict[int, list[Hit]]):
+        """`entries`: the matcher's entry table (node/matcher/entries.py); `arrays`: per
+        signal answering in arrays, (signal name, query numbers, entry ids, distances);
+        `lists`: query number -> its `Hit`s, sorted."""
+        self.totals = totals
+        self.lists = lists
+        self.names = entries.origins  # only grows: the codes read below stay valid
+        self.signal_names = [a[0] for a in arrays]
+        if arrays and sum(len(a[2]) for a in arrays):
+            signal = np.concatenate([np.full(len(a[2]), k, dtype=np.uint8) for k, a in enumerate(arrays)])
+            query, ids, distances = (np.concatenate([a[i] for a in arrays]) for i in (1, 2, 3))
+            codes, indices = entries.origin.array[ids], entries.index.array[ids]
+            order = np.lexsort((indices, entries.name_rank()[codes], distances, query))
+            self.signal, self.query, self.ids, self.codes, self.indices, self.distances = (
+                signal[order], query[order], ids[order], codes[order], indices[order], distances[order])
+        else:
+            self.signal = np.zeros(0, dtype=np.uint8)
+            self.codes = np.zeros(0, dtype=np.uint16)
+            self.query = self.ids = self.indices = self.distances = np.zeros(0, dtype=np.int64)
+        # the array hits of query q are [bounds[q], bounds[q + 1])
+        self.bounds = np.searchsorted(self.query, np.arange(len(totals) + 1)).tolist()
+
+    def __len__(self) -> int:
+        return len(self.totals)
+
+    def hit_count(self) -> int:
+        return len(self.query) + sum(map(len, self.lists.values()))
+
+    def hits(self, q: int) -> list[Hit]:
+        """The hits of query `q` as objects."""
+        listed = self.lists.get(q)
+        if listed is not None:
+            return listed
+        start, end = self.bounds[q], self.bounds[q + 1]
+        names, signal_names = self.names, self.signal_names
+        return [Hit(names[code], index, signal_names[signal], distance)
+                for signal, code, index, distance in zip(self.signal[start:end].tolist(), self.codes[start:end].tolist(),
+                                                         self.indices[start:end].tolist(),
+                                                         self.distances[start:end].tolist())]
+
+    def results(self) -> list[QueryResult]:
+        return [QueryResult(self.hits(q), total) for q, total in enumerate(self.totals)]
+
+    def origins(self) -> Iterator[str]:
+        """The origin of each hit (for the node's metrics), without a loop per hit."""
+        counts = np.bincount(self.codes).tolist() if len(self.codes) else []
+        return chain(chain.from_iterable(repeat(self.names[code], n) for code, n in enumerate(counts) if n),
+                     (hit.origin for hits in self.lists.values() for hit in hits))
+
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position of each distinct entry's first hit, the distinct entry of each hit)."""
+        _, first, inverse = np.unique(self.ids, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1)
+
+    def wanted(self) -> dict[str, list[int]]:
+        """origin -> the distinct log indices hit in it."""
+        out: dict[str, list[int]] = {}
+        if len(self.ids):
+            first, _ = self.distinct()
+            codes, indices = self.codes[first], self.indices[first]
+            for code in np.unique(codes).tolist():
+                out[self.names[code]] = indices[codes == code].tolist()
+        for hits in self.lists.values():
+            for hit in hits:
+                out.setdefault(hit.origin, []).append(hit.index)  # twice is harmless
+        return out
+
+
+# ---------------------------------------------------------------------- the JSON
+
+def read_tails(db, wanted: dict[str, Iterable[int]]) -> dict[str, dict[int, str]]:
+    """origin -> log index -> the described part of that entry's JSON, from the
+    database: labels, quality, coarse day, and the feedback summary (verdict -> count of
+    the feedback entries that followed logs published about it, quoting its right leaf
+    hash); a few queries per log for all of them."""
+    out: dict[str, dict[int, str]] = {}
+    for origin, indices in wanted.items():
+        rows = db.follow.fingerprints_by_index(origin, indices)
+        verdicts = db.follow.verdict_counts_many(origin, indices)
+        out[origin] = {index: _tail(rows.get(index), verdicts.get(index)) for index in set(indices)}
+    return out
+
+
+def _tail(row, verdicts: dict[str, int] | None) -> str:
+    labels, quality, day = (row.labels, row.quality, row.day) if row else ((), None, 0)
+    return (f', "labels": {_dumps(list(labels))}, "quality": {_dumps(quality)}, "day": {_dumps(day_to_json(day))}, '
+            f'"feedback": {_dumps(verdicts or {})}}}')
+
+
+def hit_json(hit: Hit, tail: str) -> str:
+    """One hit as the API writes it (vPDQ: its coverages, and the distance rounded)."""
+    if hit.query_coverage is None:
+        head = (f'{{"origin": {_dumps(hit.origin)}, "index": {_dumps(hit.index)}, "signal": {_dumps(hit.signal)}, '
+                f'"distance": {_dumps(hit.distance)}')
+    else:
+        head = (f'{{"origin": {_dumps(hit.origin)}, "index": {_dumps(hit.index)}, "signal": {_dumps(hit.signal)}, '
+                f'"distance": {_dumps(round(hit.distance, 3))}, "query_coverage": {_dumps(round(hit.query_coverage, 3))}, '
+                f'"indexed_coverage": {_dumps(round(hit.indexed_coverage, 3))}')
+    return head + tail
+
+
+def matches_json(found: Found, tails: dict[str, dict[int, str]]) -> list[str]:
+    """Per query, its matches as a JSON list."""
+    out = ["[]"] * len(found)
+    if len(found.ids):
+        # Each distinct entry's head and tail once; a hit is head + distance + tail.
+        first, inverse = found.distinct()
+        names, signal_names = found.names, [_dumps(name) for name in found.signal_names]
+        origin_json = {code: _dumps(names[code]) for code in np.unique(found.codes).tolist()}
+        heads, ends = [], []
+        for code, index, signal in zip(found.codes[first].tolist(), found.indices[first].tolist(),
+                                       found.signal[first].tolist()):
+            heads.append(f'{{"origin": {origin_json[code]}, "index": {index}, "signal": {signal_names[signal]}, '
+                         '"distance": ')
+            ends.append(tails[names[code]][index])
+        distance_text = np.array([str(d) for d in range(int(found.distances.max()) + 1)], dtype=object)
+        pieces = (np.array(heads, dtype=object)[inverse] + distance_text[found.distances]
+                  + np.array(ends, dtype=object)[inverse]).tolist()
+        bounds = found.bounds
+        for q in range(len(found)):
+            start, end = bounds[q], bounds[q + 1]
+            if end > start:
+                out[q] = "[" + ", ".join(pieces[start:end]) + "]"
+    for q, hits in found.lists.items():
+        out[q] = "[" + ", ".join(hit_json(hit, tails[hit.origin][hit.index]) for hit in hits) + "]"
+    return out
+
+
+def answer_texts(found: Found, queries: Sequence[Any], tails: dict[str, dict[int, str]]) -> list[str]:
+    """Per query the API's {"signal", "matches", "total"}, as JSON text."""
+    return [f'{{"signal": {_dumps(query.signal)}, "matches": {matches}, "total": {total}}}'
+            for query, matches, total in zip(queries, matches_json(found, tails), found.totals)]
+
+
+def described(batch: Sequence[Sequence[Hit]], tails: dict[str, dict[int, str]]) -> list[list[dict[str, Any]]]:
+    """The JSON objects of each list of hits (the same text, parsed)."""
+    return [json.loads("[" + ", ".join(hit_json(hit, tails[hit.origin][hit.index]) for hit in hits) + "]")
+            for hits in batch]
+
+
+def wanted_by(batch: Iterable[Iterable[Hit]]) -> dict[str, set[int]]:
+    """origin -> the distinct log indices of these hits."""
+    out: dict[str, set[int]] = {}
+    for hits in batch:
+        for hit in hits:
+            out.setdefault(hit.origin, set()).add(hit.index)
+    return out
+
+
+# ---------------------------------------------------------------------- the cache
+
+class _Generation:
+    """What the cache holds since it was last emptied."""
+
+    __slots__ = ("by_origin", "count", "shared")
+
+    def __init__(self):
+        self.by_origin: dict[str, dict[int, str]] = {}
+        self.shared: dict[str, str] = {}   # one object per distinct tail
+        self.count = 0
+
+
+class Descriptions:
+    """The described part of each entry hit recently (`read_tails`), kept between
+    batches, at most `limit` entries. `forget()` empties it (the matcher calls it when
+    its follower or replica applies entries). Safe from many threads: each call works
+    on the generation it started with, so what it read before a `forget` never lands in
+    the generation that follows it."""
+
+    def __init__(self, limit: int = MAX_DESCRIBED):
+        self.limit = limit
+        self._generation = _Generation()
+
+    def forget(self) -> None:
+        self._generation = _Generation()
+
+    def __len__(self) -> int:
+        return self._generation.count
+
+    def tails(self, db, wanted: dict[str, Iterable[int]]) -> dict[str, dict[int, str]]:
+        """`read_tails`, from the cache where it can (`db` is read for the others)."""
+        generation = self._generation  # before reading the database (the class docstring)
+        out: dict[str, dict[int, str]] = {}
+        missing: dict[str, list[int]] = {}
+        for origin, indices in wanted.items():
+            known = generation.by_origin.get(origin, {})
+            got = out[origin] = {}
+            for index in indices:
+                tail = known.get(index)
+                if tail is None:
+                    missing.setdefault(origin, []).append(index)
+                else:
+                    got[index] = tail
+        if not missing:
+            return out
+        read = read_tails(db, missing)
+        new = sum(map(len, read.values()))
+        if generation.count + new > self.limit:
+            generation.by_origin.clear()
+            generation.shared.clear()
+            generation.count = 0
+        shared = generation.shared
+        for origin, tails in read.items():
+            known = generation.by_origin.setdefault(origin, {})
+            for index, tail in tails.items():
+                tail = shared.setdefault(tail, tail)
+                known[index] = out[origin][index] = tail
+        generation.count += new
+        return out
