@@ -34,7 +34,7 @@ from test_pdq_index_distributions import dist
 # B's threshold is set first, so B gets origin code 0: the codes' order is not the names' order
 A, B = "a.example/clusters", "b.example/clusters"
 LABELS = ["", "sexual", "sexual,minor", 'odd"label\\', "caf\u00e9"]
-VERDICTS = ["removed", "not-violating", "matched", "disputed-false-match"]
+VERDICTS = ["removed", "not-violating", "matched-pending-review", "disputed-false-match"]
 
 
 def _old_describe(db, hits) -> list[dict]:
@@ -114,8 +114,9 @@ async def test_answers_at_clusters_are_the_same_bytes_as_before(tmp_path, start_
         await platform.wait(lambda s: s["ready"] and s["pdq"] == len(rows), "the index is built")
         assert reference._entries.origins == [B, A]
         rng = np.random.default_rng(7)
-        fingerprints = [flip(c.tobytes(), k % 4, rng) for k, c in enumerate(data.centres[:300])]
-        fingerprints += [flip(c.tobytes(), int(rng.integers(20, 36)), rng) for c in data.centres[:60]]
+        centres = data.centres  # about 8 clusters of about 100: many queries at each, as uploads of a viral image
+        fingerprints = [flip(centres[k % len(centres)].tobytes(), k % 4, rng) for k in range(300)]
+        fingerprints += [flip(centres[k % len(centres)].tobytes(), int(rng.integers(20, 36)), rng) for k in range(60)]
         fingerprints += [flip(data.fingerprints[i].tobytes(), int(rng.integers(0, 40)), rng)
                          for i in rng.integers(0, len(rows), 100).tolist()]
         fingerprints += [fp.tobytes() for fp in data.unrelated(rng, 40)]
@@ -188,12 +189,12 @@ async def test_feedback_a_followed_log_publishes_shows_in_the_next_answer(tmp_pa
         before = await _raw(platform, body)
         assert await _raw(platform, body) == before  # kept, and the same
         other.append(encode_entry(Feedback(HELPLINE, 0, leaf_hash(entries[0]), "not-violating")),
-                     encode_entry(Feedback(HELPLINE, 1, leaf_hash(entries[1]), "matched")))
+                     encode_entry(Feedback(HELPLINE, 1, leaf_hash(entries[1]), "matched-pending-review")))
         deadline = time.monotonic() + 20
         while True:
             answer = json.loads(await _raw(platform, body))
             feedback = [result["matches"][0]["feedback"] for result in answer["results"]]
-            if feedback == [{"not-violating": 1}, {"matched": 1, "removed": 1}, {}]:
+            if feedback == [{"not-violating": 1}, {"matched-pending-review": 1, "removed": 1}, {}]:
                 break
             assert feedback == [{}, {"removed": 1}, {}], feedback  # before the round: as it was
             assert time.monotonic() < deadline, "the new feedback never showed: the kept descriptions are stale"
@@ -240,7 +241,7 @@ def test_a_read_from_before_a_forget_is_not_kept(small, monkeypatch):
         out = real(reader, wanted)
         with db.atomic():
             db.execute("INSERT INTO follow_feedback (from_origin, from_idx, origin, idx, leaf_hash, verdict, "
-                       "entry_matches) VALUES ('p.example/x', 999, ?, 0, ?, 'matched', 1)", (A, b"\x00" * 32))
+                       "entry_matches) VALUES ('p.example/x', 999, ?, 0, ?, 'matched-pending-review', 1)", (A, b"\x00" * 32))
         matcher.descriptions.forget()
         return out
 
@@ -248,7 +249,7 @@ def test_a_read_from_before_a_forget_is_not_kept(small, monkeypatch):
     assert matcher.describe(hits)[0]["feedback"] == {"removed": 1}  # read before the commit
     monkeypatch.setattr(answers_module, "read_tails", real)
     assert len(matcher.descriptions) == 0
-    assert matcher.describe(hits)[0]["feedback"] == {"matched": 1, "removed": 1}
+    assert matcher.describe(hits)[0]["feedback"] == {"matched-pending-review": 1, "removed": 1}
 
 
 async def test_suppress_reports_what_the_matcher_held_before_the_replica_took_it_in_force(small, monkeypatch):
