@@ -77,13 +77,13 @@ def worker(code: Path, db_path: str, bodies_path: str) -> int:
 
         queries, _ = timed("parse", lambda: api.parse_match_body(parse_json(body, hint=""), 1000))
         if after:
-            from node.matcher.answers import answer_texts
+            from node.matcher.answers import answer_json
 
             found = timed("search", lambda: matcher.search(queries, limit=100))
             if mode == "cold":
                 matcher.descriptions.forget()
             tails = timed("describe", lambda: matcher.descriptions_of(found))
-            text = timed("answer", lambda: '{"results": [' + ", ".join(answer_texts(found, queries, tails)) + "]}")
+            text = timed("answer", lambda: answer_json(found, queries, tails, True))
             hits, totals = found.hit_count(), sum(found.totals)
         else:
             results = timed("search", lambda: matcher.match_many(queries, limit=100))

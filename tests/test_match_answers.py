@@ -221,15 +221,22 @@ def small(tmp_path):
     db.close()
 
 
-def test_kept_descriptions_are_bounded_and_equal_a_fresh_read(small):
+def test_kept_descriptions_are_bounded_equal_a_fresh_read_and_spare_the_database(small, monkeypatch):
     db, matcher, queries = small
     matcher.descriptions = Descriptions(limit=12)
     fresh = [_old_describe(db, r.hits) for r in matcher.match_many(queries)]
+    kept = []
     for start in range(0, 50, 5):  # batches of 5 distinct entries: the cache fills and starts again
         batch = [r.hits for r in matcher.match_many(queries[start:start + 5])]
         assert matcher.describe_many(batch) == fresh[start:start + 5]
-        assert 0 < len(matcher.descriptions) <= 12
-    assert matcher.describe_many([r.hits for r in matcher.match_many(queries[45:])]) == fresh[45:]
+        kept.append(len(matcher.descriptions))
+    assert kept == [5, 10, 0, 5, 10, 0, 5, 10, 0, 5]
+    reads = []
+    real = answers_module.read_tails
+    monkeypatch.setattr(answers_module, "read_tails", lambda *args: reads.append(args[1]) or real(*args))
+    batch = [r.hits for r in matcher.match_many(queries[40:50])]  # 5 kept, 5 not
+    assert matcher.describe_many(batch) == fresh[40:50] == matcher.describe_many(batch)
+    assert reads == [{A: list(range(40, 45))}]  # what was kept is not read again
 
 
 def test_a_read_from_before_a_forget_is_not_kept(small, monkeypatch):

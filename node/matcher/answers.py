@@ -6,7 +6,7 @@ and again (1,000 queries at clusters: ~96,000 hits of ~40,000 distinct entries).
 
     found = matcher.search(queries, limit)    # Found: the hits as arrays, sorted
     tails = matcher.descriptions_of(found)    # per distinct (origin, index): its described part
-    texts = answer_texts(found, queries, tails)  # per query: {"signal", "matches", "total"} as JSON
+    text = answer_json(found, queries, tails, is_batch)  # the API's answer, JSON text
 
 `Found` holds what the indexes that answer in arrays (PDQ: `answers_in_arrays`,
 node/matcher/signal_indexes.py) found as numpy arrays (query, origin code, log index,
@@ -76,6 +76,7 @@ class Found:
             self.signal = np.zeros(0, dtype=np.uint8)
             self.codes = np.zeros(0, dtype=np.uint16)
             self.query = self.ids = self.indices = self.distances = np.zeros(0, dtype=np.int64)
+        self._distinct: tuple[np.ndarray, np.ndarray] | None = None
         # the array hits of query q are [bounds[q], bounds[q + 1])
         self.bounds = np.searchsorted(self.query, np.arange(len(totals) + 1)).tolist()
 
@@ -108,8 +109,10 @@ class Found:
 
     def distinct(self) -> tuple[np.ndarray, np.ndarray]:
         """(position of each distinct entry's first hit, the distinct entry of each hit)."""
-        _, first, inverse = np.unique(self.ids, return_index=True, return_inverse=True)
-        return first, inverse.reshape(-1)
+        if self._distinct is None:
+            _, first, inverse = np.unique(self.ids, return_index=True, return_inverse=True)
+            self._distinct = first, inverse.reshape(-1)
+        return self._distinct
 
     def wanted(self) -> dict[str, list[int]]:
         """origin -> the distinct log indices hit in it."""
@@ -158,37 +161,47 @@ def hit_json(hit: Hit, tail: str) -> str:
     return head + tail
 
 
-def matches_json(found: Found, tails: dict[str, dict[int, str]]) -> list[str]:
-    """Per query, its matches as a JSON list."""
-    out = ["[]"] * len(found)
-    if len(found.ids):
-        # Each distinct entry's head and tail once; a hit is head + distance + tail.
-        first, inverse = found.distinct()
-        names, signal_names = found.names, [_dumps(name) for name in found.signal_names]
-        origin_json = {code: _dumps(names[code]) for code in np.unique(found.codes).tolist()}
-        heads, ends = [], []
-        for code, index, signal in zip(found.codes[first].tolist(), found.indices[first].tolist(),
-                                       found.signal[first].tolist()):
-            heads.append(f'{{"origin": {origin_json[code]}, "index": {index}, "signal": {signal_names[signal]}, '
-                         '"distance": ')
-            ends.append(tails[names[code]][index])
-        distance_text = np.array([str(d) for d in range(int(found.distances.max()) + 1)], dtype=object)
-        pieces = (np.array(heads, dtype=object)[inverse] + distance_text[found.distances]
-                  + np.array(ends, dtype=object)[inverse]).tolist()
-        bounds = found.bounds
-        for q in range(len(found)):
-            start, end = bounds[q], bounds[q + 1]
-            if end > start:
-                out[q] = "[" + ", ".join(pieces[start:end]) + "]"
-    for q, hits in found.lists.items():
-        out[q] = "[" + ", ".join(hit_json(hit, tails[hit.origin][hit.index]) for hit in hits) + "]"
-    return out
+def _hit_pieces(found: Found, tails: dict[str, dict[int, str]]) -> list[str]:
+    """The array hits' JSON in pieces, 4 per hit (head, distance, tail, ", "), in the
+    order of `found`: each distinct entry's head and tail made once, and no string per
+    hit (one join makes the answer). The hits of query q are
+    [4 * bounds[q], 4 * bounds[q + 1] - 1) (its last separator left out)."""
+    first, inverse = found.distinct()
+    names, signal_names = found.names, [_dumps(name) for name in found.signal_names]
+    origin_json = {code: _dumps(names[code]) for code in np.unique(found.codes).tolist()}
+    heads, ends = [], []
+    for code, index, signal in zip(found.codes[first].tolist(), found.indices[first].tolist(),
+                                   found.signal[first].tolist()):
+        heads.append(f'{{"origin": {origin_json[code]}, "index": {index}, "signal": {signal_names[signal]}, '
+                     '"distance": ')
+        ends.append(tails[names[code]][index])
+    grid = np.empty((len(inverse), 4), dtype=object)
+    grid[:, 0] = np.array(heads, dtype=object)[inverse]
+    grid[:, 1] = np.array([str(d) for d in range(int(found.distances.max()) + 1)], dtype=object)[found.distances]
+    grid[:, 2] = np.array(ends, dtype=object)[inverse]
+    grid[:, 3] = ", "
+    return grid.ravel().tolist()
 
 
-def answer_texts(found: Found, queries: Sequence[Any], tails: dict[str, dict[int, str]]) -> list[str]:
-    """Per query the API's {"signal", "matches", "total"}, as JSON text."""
-    return [f'{{"signal": {_dumps(query.signal)}, "matches": {matches}, "total": {total}}}'
-            for query, matches, total in zip(queries, matches_json(found, tails), found.totals)]
+def answer_json(found: Found, queries: Sequence[Any], tails: dict[str, dict[int, str]], is_batch: bool) -> str:
+    """The API's answer as JSON text: {"results": [...]} of a batch, else its one
+    {"signal", "matches", "total"}, made by one join."""
+    pieces = _hit_pieces(found, tails) if len(found.ids) else []
+    bounds = found.bounds
+    out = ['{"results": ['] if is_batch else []
+    for q, (query, total) in enumerate(zip(queries, found.totals)):
+        if q:
+            out.append(", ")
+        out.append(f'{{"signal": {_dumps(query.signal)}, "matches": [')
+        listed = found.lists.get(q)
+        if listed is not None:
+            out.append(", ".join(hit_json(hit, tails[hit.origin][hit.index]) for hit in listed))
+        elif bounds[q + 1] > bounds[q]:
+            out += pieces[4 * bounds[q]:4 * bounds[q + 1] - 1]
+        out.append(f'], "total": {total}}}')
+    if is_batch:
+        out.append("]}")
+    return "".join(out)
 
 
 def described(batch: Sequence[Sequence[Hit]], tails: dict[str, dict[int, str]]) -> list[list[dict[str, Any]]]:
@@ -221,10 +234,11 @@ class _Generation:
 
 class Descriptions:
     """The described part of each entry hit recently (`read_tails`), kept between
-    batches, at most `limit` entries. `forget()` empties it (the matcher calls it when
-    its follower or replica applies entries). Safe from many threads: each call works
-    on the generation it started with, so what it read before a `forget` never lands in
-    the generation that follows it."""
+    batches, at most `limit` entries (then it starts again empty). `forget()` empties
+    it (the matcher calls it when its follower or replica applies entries). Safe from
+    many threads: each call works on the generation it started with, so what it read
+    before a `forget` never lands in the generation that follows it; a generation is
+    only ever added to."""
 
     def __init__(self, limit: int = MAX_DESCRIBED):
         self.limit = limit
@@ -237,32 +251,34 @@ class Descriptions:
         return self._generation.count
 
     def tails(self, db, wanted: dict[str, Iterable[int]]) -> dict[str, dict[int, str]]:
-        """`read_tails`, from the cache where it can (`db` is read for the others)."""
+        """`read_tails`, from the cache where it can (`db` is read for the others). The
+        mappings returned may hold more entries than asked."""
         generation = self._generation  # before reading the database (the class docstring)
         out: dict[str, dict[int, str]] = {}
         missing: dict[str, list[int]] = {}
         for origin, indices in wanted.items():
-            known = generation.by_origin.get(origin, {})
-            got = out[origin] = {}
-            for index in indices:
-                tail = known.get(index)
-                if tail is None:
-                    missing.setdefault(origin, []).append(index)
-                else:
-                    got[index] = tail
+            known = generation.by_origin.get(origin)
+            if known is None:
+                missing[origin] = list(indices)
+                continue
+            lacking = [index for index in indices if index not in known]
+            if lacking:
+                missing[origin] = lacking
+            out[origin] = known
         if not missing:
             return out
         read = read_tails(db, missing)
         new = sum(map(len, read.values()))
-        if generation.count + new > self.limit:
-            generation.by_origin.clear()
-            generation.shared.clear()
-            generation.count = 0
+        if generation.count + new > self.limit:  # full: start again (from the next batch)
+            self._generation = _Generation()
+            for origin, tails in read.items():
+                out[origin] = {**out.get(origin, {}), **tails}
+            return out
         shared = generation.shared
         for origin, tails in read.items():
             known = generation.by_origin.setdefault(origin, {})
             for index, tail in tails.items():
-                tail = shared.setdefault(tail, tail)
-                known[index] = out[origin][index] = tail
+                known[index] = shared.setdefault(tail, tail)
+            out[origin] = known
         generation.count += new
         return out

@@ -38,7 +38,7 @@ from node.hashing import (
     sniff,
 )
 from node.matcher.holds import Budget
-from node.matcher.answers import answer_texts
+from node.matcher.answers import answer_json
 from node.matcher.service import Query, QueryResult
 from node.matcher.signal_indexes import index_class
 from node.store.matching import BUDGET_FIELDS
@@ -115,8 +115,7 @@ def media_answer(fingerprints: list[dict], queries: list[Query], answers: list[t
 def _answer(matcher, queries, limit: int, is_batch: bool) -> tuple[str, object]:
     """Search, describe, write the JSON (node/matcher/answers.py): runs on a worker thread."""
     found = matcher.search(queries, limit=limit)
-    texts = answer_texts(found, queries, matcher.descriptions_of(found))
-    return ('{"results": [' + ", ".join(texts) + "]}" if is_batch else texts[0]), found
+    return answer_json(found, queries, matcher.descriptions_of(found), is_batch), found
 
 
 async def match_answer(matcher, metrics, queries: list[Query], limit: int, is_batch: bool) -> str:
