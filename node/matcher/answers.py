@@ -134,19 +134,30 @@ def read_tails(db, wanted: dict[str, Iterable[int]]) -> dict[str, dict[int, str]
     """origin -> log index -> the described part of that entry's JSON, from the
     database: labels, quality, coarse day, and the feedback summary (verdict -> count of
     the feedback entries that followed logs published about it, quoting its right leaf
-    hash); a few queries per log for all of them."""
+    hash); a few queries per log for all of them. Entries that say the same share one
+    text, written once."""
     out: dict[str, dict[int, str]] = {}
+    written: dict[tuple, str] = {}
     for origin, indices in wanted.items():
-        rows = db.follow.fingerprints_by_index(origin, indices)
+        rows = db.follow.descriptions_by_index(origin, indices)
         verdicts = db.follow.verdict_counts_many(origin, indices)
-        out[origin] = {index: _tail(rows.get(index), verdicts.get(index)) for index in set(indices)}
+        tails = out[origin] = {}
+        for index in set(indices):
+            row, counts = rows.get(index, NO_ROW), verdicts.get(index)
+            key = (row, tuple(counts.items())) if counts else row
+            tail = written.get(key)
+            if tail is None:
+                tail = written[key] = _tail(*row, counts or {})
+            tails[index] = tail
     return out
 
 
-def _tail(row, verdicts: dict[str, int] | None) -> str:
-    labels, quality, day = (row.labels, row.quality, row.day) if row else ((), None, 0)
+NO_ROW = ((), None, 0)  # (labels, quality, day) of an entry the database has no row for
+
+
+def _tail(labels: tuple[str, ...], quality: int | None, day: int, feedback: dict[str, int]) -> str:
     return (f', "labels": {_dumps(list(labels))}, "quality": {_dumps(quality)}, "day": {_dumps(day_to_json(day))}, '
-            f'"feedback": {_dumps(verdicts or {})}}}')
+            f'"feedback": {_dumps(feedback)}}}')
 
 
 def hit_json(hit: Hit, tail: str) -> str:

@@ -522,6 +522,20 @@ class FollowRepository:
                 out[r[1]] = _fp_row(r)
         return out
 
+    def descriptions_by_index(self, origin: str, indices, *, chunk: int = 500) -> dict[int, tuple]:
+        """log index -> (labels, quality, day) of the fingerprint rows of `origin` at these
+        indices, whatever their state: what the match API says of a hit, without the
+        blobs (`fingerprints_by_index` reads 2-5x slower for 40,000 hits' entries)."""
+        wanted = sorted({int(i) for i in indices})
+        out: dict[int, tuple] = {}
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start:start + chunk]
+            for index, labels, quality, day in self.db.execute(
+                    f"SELECT idx, labels, quality, day FROM fingerprints WHERE origin = ? "
+                    f"AND idx IN ({','.join('?' * len(part))})", (origin, *part)):
+                out[index] = (tuple(labels.split(",")) if labels else (), quality, day)
+        return out
+
     def set_suppressed(self, origin: str, index: int, suppressed: bool = True) -> bool:
         """Mark an entry as a known false match on this node (or undo it). False if unknown."""
         with self.db.atomic():
