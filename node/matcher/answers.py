@@ -54,7 +54,9 @@ class QueryResult:
 
 class Found:
     """What a batch of queries found (the module's docstring): per query its total, and
-    its hits nearest first, then by origin, then by log index."""
+    its hits nearest first, then by origin, then by log index. The array hits are held
+    as the distinct entries hit (`codes`, `indices`, `signal`: origin code, log index,
+    signal number of each) and per hit its query, distinct entry (`entry`) and distance."""
 
     def __init__(self, entries, totals: list[int], arrays: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
                  lists: dict[int, list[Hit]]):
@@ -68,15 +70,20 @@ class Found:
         if arrays and sum(len(a[2]) for a in arrays):
             signal = np.concatenate([np.full(len(a[2]), k, dtype=np.uint8) for k, a in enumerate(arrays)])
             query, ids, distances = (np.concatenate([a[i] for a in arrays]) for i in (1, 2, 3))
-            codes, indices = entries.origin.array[ids], entries.index.array[ids]
-            order = np.lexsort((indices, entries.name_rank()[codes], distances, query))
-            self.signal, self.query, self.ids, self.codes, self.indices, self.distances = (
-                signal[order], query[order], ids[order], codes[order], indices[order], distances[order])
+            # Two sorts, not a sort per key: the distinct entries, ranked by (origin name,
+            # log index); then the hits by one key (query, distance, that rank).
+            unique, first, entry = np.unique(ids, return_index=True, return_inverse=True)
+            entry = entry.reshape(-1)
+            codes, indices = entries.origin.array[unique], entries.index.array[unique]
+            rank = np.empty(len(unique), dtype=np.int64)
+            rank[np.lexsort((indices, entries.name_rank()[codes]))] = np.arange(len(unique))
+            key = (query * (int(distances.max()) + 1) + distances) * len(unique) + rank[entry]
+            order = np.argsort(key, kind="stable")
+            self.codes, self.indices, self.signal = codes, indices, signal[first]
+            self.query, self.entry, self.distances = query[order], entry[order], distances[order]
         else:
-            self.signal = np.zeros(0, dtype=np.uint8)
-            self.codes = np.zeros(0, dtype=np.uint16)
-            self.query = self.ids = self.indices = self.distances = np.zeros(0, dtype=np.int64)
-        self._distinct: tuple[np.ndarray, np.ndarray] | None = None
+            self.codes, self.signal = np.zeros(0, dtype=np.uint16), np.zeros(0, dtype=np.uint8)
+            self.indices = self.query = self.entry = self.distances = np.zeros(0, dtype=np.int64)
         # the array hits of query q are [bounds[q], bounds[q + 1])
         self.bounds = np.searchsorted(self.query, np.arange(len(totals) + 1)).tolist()
 
@@ -91,37 +98,27 @@ class Found:
         listed = self.lists.get(q)
         if listed is not None:
             return listed
-        start, end = self.bounds[q], self.bounds[q + 1]
+        entry = self.entry[self.bounds[q]:self.bounds[q + 1]]
         names, signal_names = self.names, self.signal_names
         return [Hit(names[code], index, signal_names[signal], distance)
-                for signal, code, index, distance in zip(self.signal[start:end].tolist(), self.codes[start:end].tolist(),
-                                                         self.indices[start:end].tolist(),
-                                                         self.distances[start:end].tolist())]
+                for code, index, signal, distance in zip(self.codes[entry].tolist(), self.indices[entry].tolist(),
+                                                         self.signal[entry].tolist(),
+                                                         self.distances[self.bounds[q]:self.bounds[q + 1]].tolist())]
 
     def results(self) -> list[QueryResult]:
         return [QueryResult(self.hits(q), total) for q, total in enumerate(self.totals)]
 
     def origins(self) -> Iterator[str]:
         """The origin of each hit (for the node's metrics), without a loop per hit."""
-        counts = np.bincount(self.codes).tolist() if len(self.codes) else []
+        counts = np.bincount(self.codes[self.entry]).tolist() if len(self.entry) else []
         return chain(chain.from_iterable(repeat(self.names[code], n) for code, n in enumerate(counts) if n),
                      (hit.origin for hits in self.lists.values() for hit in hits))
-
-    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
-        """(position of each distinct entry's first hit, the distinct entry of each hit)."""
-        if self._distinct is None:
-            _, first, inverse = np.unique(self.ids, return_index=True, return_inverse=True)
-            self._distinct = first, inverse.reshape(-1)
-        return self._distinct
 
     def wanted(self) -> dict[str, list[int]]:
         """origin -> the distinct log indices hit in it."""
         out: dict[str, list[int]] = {}
-        if len(self.ids):
-            first, _ = self.distinct()
-            codes, indices = self.codes[first], self.indices[first]
-            for code in np.unique(codes).tolist():
-                out[self.names[code]] = indices[codes == code].tolist()
+        for code in np.unique(self.codes).tolist():
+            out[self.names[code]] = self.indices[self.codes == code].tolist()
         for hits in self.lists.values():
             for hit in hits:
                 out.setdefault(hit.origin, []).append(hit.index)  # twice is harmless
@@ -177,19 +174,17 @@ def _hit_pieces(found: Found, tails: dict[str, dict[int, str]]) -> list[str]:
     order of `found`: each distinct entry's head and tail made once, and no string per
     hit (one join makes the answer). The hits of query q are
     [4 * bounds[q], 4 * bounds[q + 1] - 1) (its last separator left out)."""
-    first, inverse = found.distinct()
     names, signal_names = found.names, [_dumps(name) for name in found.signal_names]
     origin_json = {code: _dumps(names[code]) for code in np.unique(found.codes).tolist()}
     heads, ends = [], []
-    for code, index, signal in zip(found.codes[first].tolist(), found.indices[first].tolist(),
-                                   found.signal[first].tolist()):
+    for code, index, signal in zip(found.codes.tolist(), found.indices.tolist(), found.signal.tolist()):
         heads.append(f'{{"origin": {origin_json[code]}, "index": {index}, "signal": {signal_names[signal]}, '
                      '"distance": ')
         ends.append(tails[names[code]][index])
-    grid = np.empty((len(inverse), 4), dtype=object)
-    grid[:, 0] = np.array(heads, dtype=object)[inverse]
+    grid = np.empty((len(found.entry), 4), dtype=object)
+    grid[:, 0] = np.array(heads, dtype=object)[found.entry]
     grid[:, 1] = np.array([str(d) for d in range(int(found.distances.max()) + 1)], dtype=object)[found.distances]
-    grid[:, 2] = np.array(ends, dtype=object)[inverse]
+    grid[:, 2] = np.array(ends, dtype=object)[found.entry]
     grid[:, 3] = ", "
     return grid.ravel().tolist()
 
@@ -197,7 +192,7 @@ def _hit_pieces(found: Found, tails: dict[str, dict[int, str]]) -> list[str]:
 def answer_json(found: Found, queries: Sequence[Any], tails: dict[str, dict[int, str]], is_batch: bool) -> str:
     """The API's answer as JSON text: {"results": [...]} of a batch, else its one
     {"signal", "matches", "total"}, made by one join."""
-    pieces = _hit_pieces(found, tails) if len(found.ids) else []
+    pieces = _hit_pieces(found, tails) if len(found.entry) else []
     bounds = found.bounds
     out = ['{"results": ['] if is_batch else []
     for q, (query, total) in enumerate(zip(queries, found.totals)):
