@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Where a batch of the match API goes, stage by stage, per distribution, code before and
-after in one run (issues 19 and 20).
+after in one run (issue 19 and the batches that match a lot).
 
 For each distribution (default: uniform and correlated, scripts/pdq_distributions.py)
 a platform database of N fingerprints is written as scripts/bench_match_api.py writes
