@@ -17,7 +17,7 @@ up to 100 hits a query), go through what POST /v1/match does after the HTTP laye
             (before: `Matcher.match_many`, a `Hit` per hit; after: `Matcher.search`, arrays)
   describe  labels, quality, day and feedback of the hits (before: `describe_many`, a
             dict per hit; after: `descriptions_of`, once per distinct entry, kept between
-            batches until the follower applies entries: "cold" forgets them first)
+            batches until the follower applies feedback: "cold" forgets them first)
   answer    the JSON text of the answer (before: json.dumps of the dicts)
 
 Rounds alternate between the code trees and batches, so each meets the same load; the

@@ -3,7 +3,7 @@ a real node (real HTTP on 127.0.0.1) on clustered data in two logs, with labels,
 days and feedback, answers batches at the clusters with the same bytes the code before
 answered (index -> `Hit`s -> sort -> a dict per hit read from the database hit by hit
 -> json.dumps), cold and with its descriptions kept; what it keeps is forgotten when
-its follower applies a round (a feedback published by a followed log shows at once);
+its follower applies a round that holds feedback (which then shows at once), and only then;
 the kept descriptions stay bounded and never take a read from before a `forget`; and a
 suppression reports what the matcher held before it, even when the replica's look
 took it in force first."""
@@ -22,6 +22,8 @@ from node.matcher import suppress as suppress_module
 from node.matcher.answers import Descriptions, NEAREST, QueryResult
 from node.matcher.api import result_json
 from node.matcher.service import Matcher, Query
+from node.follow.apply import Applied
+from node.matcher.replica import MatchReplica
 from node.matcher.suppress import Suppressor
 from node.store import open_db
 from protocol.entries import Feedback, day_to_json, encode_entry
@@ -188,6 +190,13 @@ async def test_feedback_a_followed_log_publishes_shows_in_the_next_answer(tmp_pa
         body = {"fingerprints": [{"signal": "pdq", "fingerprint": fp.hex()} for fp in fingerprints[:3]]}
         before = await _raw(platform, body)
         assert await _raw(platform, body) == before  # kept, and the same
+        kept = platform.node.node.matcher.descriptions
+        assert len(kept) == 3
+        # a round of submissions changes no description: what was kept stays
+        extra = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
+        helpline.append(submission("pdq", extra, 90))
+        await platform.wait(lambda s: s["pdq"] == len(fingerprints) + 1, "the follower applied the new submission")
+        assert len(kept) == 3 and await _raw(platform, body) == before
         other.append(encode_entry(Feedback(HELPLINE, 0, leaf_hash(entries[0]), "not-violating")),
                      encode_entry(Feedback(HELPLINE, 1, leaf_hash(entries[1]), "matched-pending-review")))
         deadline = time.monotonic() + 20
@@ -257,6 +266,36 @@ def test_a_read_from_before_a_forget_is_not_kept(small, monkeypatch):
     monkeypatch.setattr(answers_module, "read_tails", real)
     assert len(matcher.descriptions) == 0
     assert matcher.describe(hits)[0]["feedback"] == {"matched-pending-review": 1, "removed": 1}
+
+
+def test_kept_descriptions_are_forgotten_by_rounds_with_feedback_only(small):
+    """The follower's `on_applied` (Applied.feedback), and a replica's look that finds
+    feedback in what a log's rounds committed (node/matcher/replica.py)."""
+    db, matcher, queries = small
+    hits = [r.hits for r in matcher.match_many(queries[:4])]
+
+    def kept_after(event) -> int:
+        matcher.describe_many(hits)
+        assert len(matcher.descriptions) == 4
+        event()
+        return len(matcher.descriptions)
+
+    assert kept_after(lambda: matcher.on_applied(B, 10, b"", b"", Applied(added=10, withdrawals=2), 0.0)) == 4
+    assert kept_after(lambda: matcher.on_applied(B, 11, b"", b"", Applied(feedback=1), 0.0)) == 0
+    assert kept_after(lambda: matcher.on_removed(B)) == 0
+    replica = MatchReplica.__new__(MatchReplica)  # its look alone, on this database
+    replica.matcher, replica.settings_seen = matcher, db.matching.settings_version()
+    replica.seen = {"q.example/y": 0}
+    with db.atomic():
+        db.execute("INSERT INTO followed_logs (origin, url, vkey, added_at, size) "
+                   "VALUES ('q.example/y', 'http://127.0.0.1:1', 'k', 0, 5)")  # entries 0..4: no feedback
+    assert kept_after(lambda: replica.catch_up(db)) == 4
+    with db.atomic():
+        db.execute("UPDATE followed_logs SET size = 6 WHERE origin = 'q.example/y'")
+        db.execute("INSERT INTO follow_feedback (from_origin, from_idx, origin, idx, leaf_hash, verdict, entry_matches) "
+                   "VALUES ('q.example/y', 5, ?, 1, ?, 'removed', 1)", (A, b"\x00" * 32))  # entry 5: a feedback
+    assert kept_after(lambda: replica.catch_up(db)) == 0
+    assert matcher.describe(hits[1])[0]["feedback"] == {"removed": 1}
 
 
 async def test_suppress_reports_what_the_matcher_held_before_the_replica_took_it_in_force(small, monkeypatch):

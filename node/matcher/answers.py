@@ -17,9 +17,10 @@ other indexes' few hits (videos) as `Hit`s. `results()` gives the `QueryResult`s
 A hit's JSON is a head (origin, index, signal, distance[, coverages]) and a tail (labels,
 quality, day, feedback summary). The tail depends only on the entry, so it is read from
 the database once per distinct entry (`read_tails`) and kept in `Descriptions`, a
-bounded cache the matcher empties whenever its follower (or replica) applies entries:
-labels, quality and day never change, and the feedback summary changes only when a
-round of a followed log commits feedback. The text is exactly what `json.dumps` makes
+bounded cache the matcher empties whenever its follower (or replica) applies a round
+that holds feedback, or stops following a log: labels, quality and day never change,
+and the feedback summary changes only when a round of a followed log commits feedback
+(a round of submissions and withdrawals adds entries, it changes none). The text is exactly what `json.dumps` makes
 of the objects the API answered before (key order, separators, escapes), and
 `described(...)` parses it back for callers that want objects, so there is one writer.
 """
@@ -241,7 +242,7 @@ class _Generation:
 class Descriptions:
     """The described part of each entry hit recently (`read_tails`), kept between
     batches, at most `limit` entries (then it starts again empty). `forget()` empties
-    it (the matcher calls it when its follower or replica applies entries). Safe from
+    it (the matcher calls it when its follower or replica applies feedback). Safe from
     many threads: each call works on the generation it started with, so what it read
     before a `forget` never lands in the generation that follows it; a generation is
     only ever added to."""

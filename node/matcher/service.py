@@ -36,7 +36,7 @@ Python loop per row); the others row by row; the holds' tables.
 
 The service knows entries only by (origin, index); describing reads labels, quality
 and the feedback summary of the matched entries from the database, once per distinct
-entry, and keeps them until the follower applies entries (node/matcher/answers.py).
+entry, and keeps them until the follower applies feedback (node/matcher/answers.py).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class Matcher(FollowListener):
             for code, cls in SIGNAL_INDEXES.items()}
         self._by_name: dict[str, SignalIndex] = {index.signal.name: index for index in self._indexes.values()}
         self._suppressed: dict[tuple[str, int], bytes | None] = {}  # (origin, index) -> leaf hash
-        self.descriptions = Descriptions()  # what describing read, until the follower applies entries
+        self.descriptions = Descriptions()  # what describing read, until the follower applies feedback
         self._over_budget: dict[str, list[int]] = {}  # held back at start-up, written down after
 
     # ------------------------------------------------------------------ origins, thresholds
@@ -551,9 +551,6 @@ class Matcher(FollowListener):
         self.withdraw(origin, indices)
 
     def on_added(self, origin: str, rows) -> None:
-        # A round committed (the follower's, or one a replica catches up with): its
-        # feedback may change what describing says, so describe afresh from now on.
-        self.descriptions.forget()
         batch: list[tuple] = []
         for row in rows:
             batch.append((row.index, row.signal, row.fingerprint, row.leaf_hash))
@@ -564,9 +561,13 @@ class Matcher(FollowListener):
             self.add_many(origin, batch)
 
     def on_applied(self, origin: str, size: int, root_hash: bytes, note: bytes, applied, at: float) -> None:
-        """(PostgreSQL, the sequencing process) the holds of `origin` below `size` are
+        """A round with feedback changes what describing says: forget what it kept.
+        (PostgreSQL, the sequencing process) the holds of `origin` below `size` are
         written: the other processes' replicas may index up to there."""
-        self.descriptions.forget()  # (on_added did; again, should it have failed)
+        if getattr(applied, "feedback", 1):
+            # The round's feedback changes what describing says of the entries it names:
+            # describe afresh from now on (a replica's look does the same: replica.py).
+            self.descriptions.forget()
         with self._lock:
             if self._queueing:
                 self._queued.append(("on_applied", (origin, size, root_hash, note, applied, at)))
