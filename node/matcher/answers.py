@@ -9,10 +9,11 @@ and again (1,000 queries at clusters: ~96,000 hits of ~40,000 distinct entries).
     text = answer_json(found, queries, tails, is_batch)  # the API's answer, JSON text
 
 `Found` holds what the indexes that answer in arrays (PDQ: `answers_in_arrays`,
-node/matcher/signal_indexes.py) found as numpy arrays (query, origin code, log index,
-distance), sorted nearest first, then by origin, then by index, as `Hit`s sort; the
-other indexes' few hits (videos) as `Hit`s. `results()` gives the `QueryResult`s of
-`Matcher.match_many` for callers that want objects.
+node/matcher/signal_indexes.py) found as numpy arrays (per distinct entry its origin
+code and log index; per hit its query, entry and distance), sorted nearest first, then
+by origin, then by index, as `Hit`s sort; the other indexes' few hits (videos) as
+`Hit`s. `results()` gives the `QueryResult`s of `Matcher.match_many` for callers that
+want objects.
 
 A hit's JSON is a head (origin, index, signal, distance[, coverages]) and a tail (labels,
 quality, day, feedback summary). The tail depends only on the entry, so it is read from
@@ -20,9 +21,10 @@ the database once per distinct entry (`read_tails`) and kept in `Descriptions`, 
 bounded cache the matcher empties whenever its follower (or replica) applies a round
 that holds feedback, or stops following a log: labels, quality and day never change,
 and the feedback summary changes only when a round of a followed log commits feedback
-(a round of submissions and withdrawals adds entries, it changes none). The text is exactly what `json.dumps` makes
-of the objects the API answered before (key order, separators, escapes), and
-`described(...)` parses it back for callers that want objects, so there is one writer.
+(a round of submissions and withdrawals adds entries; it changes none). The text is
+exactly what `json.dumps` made of the objects the API answered before (key order,
+separators, escapes), and `described(...)` parses it back for callers that want
+objects, so there is one writer.
 """
 
 from __future__ import annotations
