@@ -2,6 +2,8 @@
 spec/parts/matching-api.md).
 
     parse_match_body(body, max_batch)        -> (queries, is_batch); BadRequest / TooLarge
+    await match_answer(matcher, metrics, queries, limit, is_batch)
+                                             -> the answer's JSON text (POST /v1/match)
     await match_and_describe(matcher, metrics, queries, limit)
                                              -> [(QueryResult, [described hit, ...])] per query
     upload_fingerprints(data, dihedral)      -> the fingerprints of an uploaded file (Unprocessable)
@@ -36,6 +38,7 @@ from node.hashing import (
     sniff,
 )
 from node.matcher.holds import Budget
+from node.matcher.answers import answer_json
 from node.matcher.service import Query, QueryResult
 from node.matcher.signal_indexes import index_class
 from node.store.matching import BUDGET_FIELDS
@@ -107,6 +110,24 @@ def media_answer(fingerprints: list[dict], queries: list[Query], answers: list[t
         results.append(item)
     media = "video" if any(kind.media == "video" for kind in kinds) else "image"
     return {"kind": media, "matched": any(r["total"] for r in results), "results": results}
+
+
+def _answer(matcher, queries, limit: int, is_batch: bool) -> tuple[str, object]:
+    """Search, describe, write the JSON (node/matcher/answers.py): runs on a worker thread."""
+    found = matcher.search(queries, limit=limit)
+    return answer_json(found, queries, matcher.descriptions_of(found), is_batch), found
+
+
+async def match_answer(matcher, metrics, queries: list[Query], limit: int, is_batch: bool) -> str:
+    """The answer to POST /v1/match as JSON text, the bytes `json.dumps` made of
+    {"results": [result_json(...), ...]} (or of the one result), without building
+    those objects: a batch at near-duplicates has ~100,000 hits. Matched off the
+    event loop (raises MatcherLoading while the index is built); the time taken and
+    the logs matched go to the node's metrics (node/metrics.py)."""
+    started = time.perf_counter()
+    text, found = await asyncio.to_thread(_answer, matcher, queries, limit, is_batch)
+    metrics.observe_match(time.perf_counter() - started, len(queries), found.origins())
+    return text
 
 
 def _run_matches(matcher, queries, limit: int) -> list[tuple]:

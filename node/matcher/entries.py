@@ -77,6 +77,7 @@ class Entries:
         self.index = Grow(np.int64)
         self.signal = Grow(np.uint8)
         self.loading = False  # a bulk load: arrays double (trimmed at the end) instead of growing by a quarter
+        self._name_rank = np.zeros(0, dtype=np.int64)
 
     # -- followed logs ----------------------------------------------------------------------
 
@@ -99,6 +100,17 @@ class Entries:
                 self.indexed = counts
             self.thresholds[code] = threshold
         return code
+
+    def name_rank(self) -> np.ndarray:
+        """origin code -> its rank among the origins in name order (hits sort by origin
+        name: node/matcher/answers.py); computed again only when a log is added."""
+        rank = self._name_rank
+        if len(rank) != len(self.origins):
+            names = self.origins[:]
+            rank = np.empty(len(names), dtype=np.int64)
+            rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+            self._name_rank = rank
+        return rank
 
     def search_threshold(self) -> int:
         """The largest threshold in use (a search that keeps each hit within its log's)."""

@@ -203,6 +203,8 @@ class MatchReplica:
                 size = min(size, decided.get(origin, start))
             if size <= start:
                 continue
+            if store.feedback_between(db, origin, start, size):
+                self.matcher.descriptions.forget()  # what match answers say of the entries it names
             withdrawn = store.withdrawn_between(db, origin, start, size)
             if withdrawn:
                 self.matcher.withdraw(origin, withdrawn)

@@ -34,8 +34,9 @@ chunks with one aggregate query per log and range, `group_concat` of the blobs
 straight into numpy, loaded in one bulk pass (about a million rows per second, not a
 Python loop per row); the others row by row; the holds' tables.
 
-The service knows entries only by (origin, index); `describe` reads labels, quality
-and the feedback summary of the few matched entries from the database.
+The service knows entries only by (origin, index); describing reads labels, quality
+and the feedback summary of the matched entries from the database, once per distinct
+entry, and keeps them until the follower applies feedback (node/matcher/answers.py).
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,12 @@ import numpy as np
 
 from node.errors import Unavailable
 from node.follow.listener import FollowListener
+from node.matcher.answers import NEAREST, Descriptions, Found, QueryResult, described, read_tails, wanted_by
 from node.matcher.entries import GONE, NO_ID, Entries
 from node.matcher.holds import Budget, Holds
 from node.matcher.signal_indexes import SIGNAL_INDEXES, Hit, SignalIndex, index_options
 from node.store import connect, is_postgres
 from node.store.matching import IndexSnapshot, index_snapshot
-from protocol.entries import day_to_json
 from protocol.errors import SignalError, UsageError
 from protocol.signals import DEFAULT_PDQ_THRESHOLD, MAX_QUALITY, signal_named
 
@@ -68,9 +68,9 @@ log = logging.getLogger(__name__)
 MAX_THRESHOLD = 256
 DEFAULT_MAX_MATCHES = 100
 ADD_BATCH = 65536  # rows per add_many from the follower's listener
-_NEAREST = attrgetter("distance", "origin", "index")  # the order of hits
 
-__all__ = ["DEFAULT_MAX_MATCHES", "Hit", "Matcher", "MatcherLoading", "Query", "QueryResult", "describe", "describe_many"]
+__all__ = ["DEFAULT_MAX_MATCHES", "Found", "Hit", "Matcher", "MatcherLoading", "Query", "QueryResult", "describe",
+           "describe_many"]
 
 
 class MatcherLoading(Unavailable):
@@ -104,12 +104,6 @@ class Query:
         if "low_quality" in obj and type(obj["low_quality"]) is not bool:
             raise SignalError("low_quality must be true or false")
         return cls(signal.name, signal.parse_json(obj["fingerprint"]))
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    hits: list[Hit]      # nearest first, at most the `limit` asked
-    total: int           # how many matched in all
 
 
 def _active_fingerprints(db, origin: str, indices) -> list:
@@ -176,6 +170,7 @@ class Matcher(FollowListener):
             for code, cls in SIGNAL_INDEXES.items()}
         self._by_name: dict[str, SignalIndex] = {index.signal.name: index for index in self._indexes.values()}
         self._suppressed: dict[tuple[str, int], bytes | None] = {}  # (origin, index) -> leaf hash
+        self.descriptions = Descriptions()  # what describing read, until the follower applies feedback
         self._over_budget: dict[str, list[int]] = {}  # held back at start-up, written down after
 
     # ------------------------------------------------------------------ origins, thresholds
@@ -566,8 +561,13 @@ class Matcher(FollowListener):
             self.add_many(origin, batch)
 
     def on_applied(self, origin: str, size: int, root_hash: bytes, note: bytes, applied, at: float) -> None:
-        """(PostgreSQL, the sequencing process) the holds of `origin` below `size` are
+        """A round with feedback changes what describing says: forget what it kept.
+        (PostgreSQL, the sequencing process) the holds of `origin` below `size` are
         written: the other processes' replicas may index up to there."""
+        if getattr(applied, "feedback", 1):
+            # The round's feedback changes what describing says of the entries it names:
+            # describe afresh from now on (a replica's look does the same: replica.py).
+            self.descriptions.forget()
         with self._lock:
             if self._queueing:
                 self._queued.append(("on_applied", (origin, size, root_hash, note, applied, at)))
@@ -580,6 +580,7 @@ class Matcher(FollowListener):
                                 "the other processes index its new entries within a second", exc)
 
     def on_removed(self, origin: str) -> None:
+        self.descriptions.forget()  # its feedback about other logs' entries is gone too
         self.forget_origin(origin)
         self.holds.forget(origin)
 
@@ -596,9 +597,15 @@ class Matcher(FollowListener):
     def match_many(self, queries: Sequence[Query], *, limit: int = DEFAULT_MAX_MATCHES,
                    threads: int | None = None) -> list[QueryResult]:
         """The matches of each query, nearest first (then by origin, index); at most
-        `limit` hits per query, with the total count. Each signal's index answers its
-        queries in one call (PDQ: the index picks the nearest `limit`, ties at the last
-        distance: the entries indexed first, and counts the rest without listing them)."""
+        `limit` hits per query, with the total count (`search`, as objects)."""
+        return self.search(queries, limit=limit, threads=threads).results()
+
+    def search(self, queries: Sequence[Query], *, limit: int = DEFAULT_MAX_MATCHES,
+               threads: int | None = None) -> Found:
+        """`match_many` held as arrays (node/matcher/answers.py). Each signal's index
+        answers its queries in one call (PDQ: the index picks the nearest `limit`, ties
+        at the last distance: the entries indexed first, and counts the rest without
+        listing them)."""
         if not self._ready:
             raise MatcherLoading("the match index is being built from the database; try again in a moment")
         kind_named = self._by_name.get
@@ -612,13 +619,23 @@ class Matcher(FollowListener):
                 by_kind[kind] = [i]
             else:
                 positions.append(i)
-        results: list[QueryResult] = [None] * len(queries)  # type: ignore[list-item]
+        totals = [0] * len(queries)
+        arrays: list[tuple] = []
+        lists: dict[int, list[Hit]] = {}
         for kind, positions in by_kind.items():
-            answers = kind.query([queries[i].fingerprint for i in positions], limit, threads)
-            for i, (hits, total) in zip(positions, answers):
-                hits.sort(key=_NEAREST)
-                results[i] = QueryResult(hits[:limit], len(hits) if total is None else total)
-        return results
+            fingerprints = [queries[i].fingerprint for i in positions]
+            if kind.answers_in_arrays:
+                query_numbers, ids, distances, counts = kind.query_arrays(fingerprints, limit, threads)
+                where = np.array(positions, dtype=np.int64)
+                arrays.append((kind.signal.name, where[query_numbers], ids, distances))
+                for i, total in zip(positions, counts.tolist()):
+                    totals[i] = total
+                continue
+            for i, (hits, total) in zip(positions, kind.query(fingerprints, limit, threads)):
+                hits.sort(key=NEAREST)
+                lists[i] = hits[:limit]
+                totals[i] = len(hits) if total is None else total
+        return Found(self._entries, totals, arrays, lists)
 
     # ------------------------------------------------------------------ describing
 
@@ -628,10 +645,20 @@ class Matcher(FollowListener):
         return self.describe_many([hits])[0]
 
     def describe_many(self, batch: Sequence[Sequence[Hit]]) -> list[list[dict[str, Any]]]:
-        """`describe` of each list of hits of a batch, reading the database once for
-        all of them (a batch of 1,000 queries at clusters has up to 100,000 hits)."""
+        """`describe` of each list of hits of a batch, each distinct entry read from the
+        database once (or not at all: `descriptions`)."""
         if not any(batch):
             return [[] for _ in batch]
+        return described(batch, self.descriptions.tails(self._reader(), wanted_by(batch)))
+
+    def descriptions_of(self, found: Found) -> dict[str, dict[int, str]]:
+        """origin -> log index -> the described part of each distinct entry `found` hit
+        (node/matcher/answers.py), read from the database only where not kept."""
+        wanted = found.wanted()
+        return self.descriptions.tails(self._reader(), wanted) if wanted else {}
+
+    def _reader(self):
+        """This thread's read connection to the database the matcher was loaded from."""
         db = getattr(self._readers, "db", None)
         if db is not None and getattr(db, "broken", False):  # PostgreSQL went away: a new one
             with self._lock:
@@ -645,7 +672,7 @@ class Matcher(FollowListener):
             self._readers.db = db
             with self._lock:
                 self._reader_list.append(db)
-        return describe_many(db, batch)
+        return db
 
     def close(self) -> None:
         """Close the connections opened by `describe` and by the holds."""
@@ -703,31 +730,5 @@ def describe(db, hits: Sequence[Hit]) -> list[dict[str, Any]]:
 
 def describe_many(db, batch: Sequence[Sequence[Hit]]) -> list[list[dict[str, Any]]]:
     """`describe` of each list of hits, with a few queries per log for the whole batch
-    instead of two per hit."""
-    wanted: dict[str, set[int]] = {}
-    for hits in batch:
-        for hit in hits:
-            wanted.setdefault(hit.origin, set()).add(hit.index)
-    rows = {origin: db.follow.fingerprints_by_index(origin, indices) for origin, indices in wanted.items()}
-    verdicts = {origin: db.follow.verdict_counts_many(origin, indices) for origin, indices in wanted.items()}
-    return [_described(hits, rows, verdicts) for hits in batch]
-
-
-def _described(hits: Sequence[Hit], rows: dict, verdicts: dict) -> list[dict[str, Any]]:
-    out = []
-    for hit in hits:
-        row = rows[hit.origin].get(hit.index)
-        labels, quality, day = (row.labels, row.quality, row.day) if row else ((), None, 0)
-        feedback = dict(verdicts[hit.origin].get(hit.index, {}))
-        item: dict[str, Any] = {"origin": hit.origin, "index": hit.index, "signal": hit.signal,
-                                "distance": hit.distance}
-        if hit.query_coverage is not None:
-            item["query_coverage"] = round(hit.query_coverage, 3)
-            item["indexed_coverage"] = round(hit.indexed_coverage, 3)
-            item["distance"] = round(hit.distance, 3)
-        item["labels"] = list(labels)
-        item["quality"] = quality
-        item["day"] = day_to_json(day)
-        item["feedback"] = feedback
-        out.append(item)
-    return out
+    instead of two per hit (nothing kept: `Matcher.describe_many` keeps them)."""
+    return described(batch, read_tails(db, wanted_by(batch)))

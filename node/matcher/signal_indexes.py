@@ -33,6 +33,8 @@ it loads):
     add(code, indices, items)     index items of the log `code` (ascending log indices)
     remove(ids), remove_one(id)   drop entry ids (already marked GONE in the entry table)
     query(fingerprints, limit, threads) -> per query (hits, total or None = len(hits))
+    query_arrays(...)             (optional: `answers_in_arrays`) the same as arrays of entry ids,
+                                  no Python object per hit (node/matcher/answers.py)
     len(index)                    items indexed
     bulk_load()                   context of a start-up build; `bulk_size`: rows read in arrays
     figures(), grouping(), memory()   its part of the matcher's stats
@@ -102,6 +104,7 @@ class SignalIndex:
     options: tuple[str, ...] = ()
     bulk_size: int | None = None   # fixed size: the build reads its rows in arrays (add gets a matrix)
     clustered = False              # its entries can form held clusters (cluster_key is 32 bytes of PDQ space)
+    answers_in_arrays = False      # it has `query_arrays` (int distances; the matcher sorts and describes them)
 
     def __init__(self, entries: Entries, *, threads: int | None = None):
         self.entries = entries
@@ -174,6 +177,7 @@ class PdqPhotos(SignalIndex):
     media = "image"
     bulk_size = PDQ.size
     clustered = True
+    answers_in_arrays = True
 
     def __init__(self, entries: Entries, *, threads: int | None = None):
         super().__init__(entries, threads=threads)
@@ -201,28 +205,28 @@ class PdqPhotos(SignalIndex):
         self.count -= 1
 
     def query(self, fingerprints, limit, threads):
+        query_numbers, ids, distances, totals = self.query_arrays(fingerprints, limit, threads)
+        found: list[list[Hit]] = [[] for _ in fingerprints]
+        for q, entry, distance in zip(query_numbers.tolist(), ids.tolist(), distances.tolist()):
+            found[q].append(self._hit(entry, distance))
+        return list(zip(found, totals.tolist()))
+
+    def query_arrays(self, fingerprints, limit, threads):
+        """`query` as arrays, without a Python object per hit: (query number, entry id,
+        distance) of every hit, grouped by query, and the total of each query. An entry
+        withdrawn while the search ran is left out (and out of its query's total)."""
         entries = self.entries
         if len(fingerprints) == 1:
             threads = 1
         n = len(entries.origins)
-        query_numbers, ids, distances, counts = self.index.nearest_arrays(
+        query_numbers, ids, distances, totals = self.index.nearest_arrays(
             _matrix(fingerprints), max(1, min(limit, 2**31 - 1)), entries.default_threshold,
             thresholds=entries.thresholds[:n], threads=threads)
-        totals = counts.tolist()
-        found: list[list[Hit]] = [[] for _ in fingerprints]
-        if not len(ids):
-            return list(zip(found, totals))
-        # An entry withdrawn while the search ran is left out (and out of the count).
-        gone = ~entries.live(ids, self.code)
-        for q in query_numbers[gone].tolist():
-            totals[q] -= 1
-        keep = ~gone
-        origins, log_indices = entries.origin.array[ids[keep]], entries.index.array[ids[keep]]
-        names, name = entries.origins, self.signal.name
-        for q, origin_code, index, distance in zip(query_numbers[keep].tolist(), origins.tolist(),
-                                                   log_indices.tolist(), distances[keep].tolist()):
-            found[q].append(Hit(names[origin_code], index, name, distance))
-        return list(zip(found, totals))
+        live = entries.live(ids, self.code)
+        if not live.all():
+            totals = totals - np.bincount(query_numbers[~live], minlength=len(totals))
+            query_numbers, ids, distances = query_numbers[live], ids[live], distances[live]
+        return query_numbers, ids, distances, totals
 
     def grouping(self) -> dict[str, int]:
         stats = self.index.stats()

@@ -35,7 +35,7 @@ VERDICT = "disputed-false-match"
 class SuppressOutcome:
     origin: str
     index: int
-    was_matching: bool              # the running matcher held it (False offline or if withdrawn)
+    was_matching: bool              # the running matcher held it just before (False offline or if withdrawn)
     feedback: str                   # 'none' | 'pending' | 'published'
     feedback_index: int | None = None
     feedback_error: str | None = None
@@ -75,9 +75,13 @@ class Suppressor:
     async def suppress(self, origin: object, index: object, want_feedback: bool = True) -> SuppressOutcome:
         """Database, matcher, then the feedback entry. A failure to publish leaves the
         feedback 'pending' (retried at the next start) and is reported; the suppression
-        stands."""
+        stands. `was_matching` says whether the matcher held the entry before the
+        suppression: on PostgreSQL this process's replica may take the recorded
+        suppression in force (node/matcher/replica.py) before `matcher.suppress` runs."""
+        check_entry_name(origin, index)
+        held = self.matcher.ready and (origin, index) in self.matcher
         suppression = record_suppression(self.db, origin, index, want_feedback)
-        was_matching = self.matcher.suppress(origin, index, suppression.leaf_hash)
+        was_matching = self.matcher.suppress(origin, index, suppression.leaf_hash) or held
         outcome = SuppressOutcome(origin, index, was_matching, suppression.feedback, suppression.feedback_index)
         if suppression.feedback == "pending":
             try:

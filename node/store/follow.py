@@ -510,16 +510,19 @@ class FollowRepository:
                 "AND withdrawn = 0 AND suppressed = 0 ORDER BY idx", (origin, *part)))
         return out
 
-    def fingerprints_by_index(self, origin: str, indices, *, chunk: int = 500) -> dict[int, FingerprintRow]:
-        """log index -> the fingerprint row of `origin` at it, whatever its state (the
-        indices that have no row are left out): `get_fingerprint` of many in a few queries."""
+    def descriptions_by_index(self, origin: str, indices, *, chunk: int = 500) -> dict[int, tuple]:
+        """log index -> (labels, quality, day) of the fingerprint rows of `origin` at these
+        indices, whatever their state (the indices that have no row are left out): what
+        the match API says of a hit, in a few queries, without the blobs (reading whole
+        rows took 2-5x longer for the 40,000 entries a batch at clusters hits)."""
         wanted = sorted({int(i) for i in indices})
-        out: dict[int, FingerprintRow] = {}
+        out: dict[int, tuple] = {}
         for start in range(0, len(wanted), chunk):
             part = wanted[start:start + chunk]
-            for r in self.db.execute(f"SELECT {_FP_COLUMNS} FROM fingerprints WHERE origin = ? "
-                                     f"AND idx IN ({','.join('?' * len(part))})", (origin, *part)):
-                out[r[1]] = _fp_row(r)
+            for index, labels, quality, day in self.db.execute(
+                    f"SELECT idx, labels, quality, day FROM fingerprints WHERE origin = ? "
+                    f"AND idx IN ({','.join('?' * len(part))})", (origin, *part)):
+                out[index] = (tuple(labels.split(",")) if labels else (), quality, day)
         return out
 
     def set_suppressed(self, origin: str, index: int, suppressed: bool = True) -> bool:

@@ -43,6 +43,13 @@ def withdrawn_between(db, origin: str, start: int, end: int) -> list[int]:
         (origin, start, end)).fetchall()]
 
 
+def feedback_between(db, origin: str, start: int, end: int) -> bool:
+    """Whether entries start <= idx < end of `origin` hold feedback (what a match answer
+    says of the entries it names)."""
+    return db.execute("SELECT 1 FROM follow_feedback WHERE from_origin = ? AND from_idx >= ? AND from_idx < ? LIMIT 1",
+                      (origin, start, end)).fetchone() is not None
+
+
 def added_between(db, origin: str, start: int, end: int, *, chunk: int = 65536):
     """The active fingerprints with start <= idx < end, in index order, in chunks."""
     while start < end:

@@ -43,11 +43,11 @@ from node.matcher.api import (
     RELEASE_HINT,
     MatchSettings,
     match_and_describe,
+    match_answer,
     media_answer,
     merge_variants,
     parse_match_body,
     release_cluster,
-    result_json,
     set_budget,
     set_threshold,
     upload_fingerprints,
@@ -138,9 +138,8 @@ async def post_match(request: web.Request) -> web.Response:
     settings = request.app[MATCH_SETTINGS]
     body = await _read_json(request, settings.json_limit, MATCH_HINT)
     queries, batch = parse_match_body(body, settings.max_batch)
-    answers = await _match(request, queries)
-    results = [result_json(result, described, query) for query, (result, described) in zip(queries, answers)]
-    return web.json_response({"results": results} if batch else results[0], headers={"Cache-Control": "no-store"})
+    text = await match_answer(_matcher(request), request.app[NODE].metrics, queries, settings.max_matches, batch)
+    return web.Response(text=text, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @_guarded(match_token=True)
