@@ -107,6 +107,7 @@ class ListCosigner:
         self._task: asyncio.Task | None = None
         self._note: bytes | None = None   # the served checkpoint last looked at
         self._text: str | None = None     # its text: a new one is asked for at once
+        self._size = 0
         self._unreadable: bytes | None = None
         self._witnesses: list = []
         self._witnesses_at = float("-inf")
@@ -160,7 +161,7 @@ class ListCosigner:
         due = [w for w in self._witnesses if w.vkey in self.missing and await self._is_due(w, now)]
         if not due:
             return
-        size = Checkpoint.parse(self._text).size
+        size = self._size
         asked = await asyncio.gather(*(ask_witness(self._session, w, note, size - 1, self.store) for w in due))
         self.requests += len(asked)
         lines = [line for answer in asked for line in answer.lines]
@@ -187,15 +188,15 @@ class ListCosigner:
     def _look(self, note: bytes, now: float) -> None:
         """Which witnesses the checkpoint lacks; a new checkpoint is asked for at once."""
         parsed = parse_note(note)
+        size = Checkpoint.parse(parsed.text).size
         new = parsed.text != self._text
-        self._note, self._text = note, parsed.text
+        self._note, self._text, self._size = note, parsed.text, size
         lacking = {w.vkey: w for w in self._witnesses if not has_cosigned(parsed, w.vkey)}
         for vkey in list(self.missing):
             if vkey not in lacking:  # cosigned (by `federation publish`), or no longer used
                 gone = self.missing.pop(vkey)
                 if gone.warned and any(w.vkey == vkey for w in self._witnesses):
-                    log.info("federation list: the witness %s has cosigned the list's checkpoint %d", gone.who,
-                             Checkpoint.parse(parsed.text).size)
+                    log.info("federation list: the witness %s has cosigned the list's checkpoint %d", gone.who, size)
         for vkey, witness in lacking.items():
             missing = self.missing.setdefault(vkey, _Missing(witness.name or witness.vkey, now))
             if new:
