@@ -67,7 +67,7 @@ async def test_a_witness_down_at_publish_cosigns_when_back_and_the_follower_then
     coordinator = Coordinator(tmp_path, capsys, c)
     key = Signer.from_key_file(coordinator.key.read_bytes())
     cli(capsys, "witness", "logs", "add", "--dir", w.root, FEDERATION, coordinator.vkey)
-    wvkey = load_witness_signer(w).verifier_key()
+    wvkey = load_witness_signer(w, create=True).verifier_key()
     host = "127.0.0.133"
     port = free_port(host)
     rw = await start_node(w, host=host, port=port)
