@@ -185,7 +185,8 @@ async def test_a_witness_answering_wrongly_never_gets_a_line_into_the_served_che
         await site.start()
         base = f"http://127.0.0.136:{runner.addresses[0][1]}"
         for name in names:
-            cli(capsys, "witness", "use", "--dir", c.root, signers[name].verifier_key(), f"{base}/{name}", "--name", name)
+            cli(capsys, "witness", "use", "--dir", c.root, signers[name].verifier_key(), f"{base}/{name}",
+                "--name", name)
         members = [_member(tmp_path, "h1")[0]]
         out = await asyncio.to_thread(coordinator.publish_in_log, sign_list(make_list(FEDERATION, 1, members), [key]))
         assert out.count("NOT cosigned by the witness") == len(names) - 1, out  # the smuggler's own line is good
