@@ -9,6 +9,7 @@ another witness's name never gets a line into the served checkpoint."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import time
@@ -17,6 +18,7 @@ from collections import Counter
 import aiohttp
 from aiohttp import web
 
+from node.cli import main as cli_main
 from node.federation.cosigning import has_cosigned
 from node.federation.members import make_list, sign_list
 from node.federation.publish import LOG_DIR
@@ -87,6 +89,11 @@ async def test_a_witness_down_at_publish_cosigns_when_back_and_the_follower_then
     out = await update(capsys, p, expect=1)
     assert "not cosigned as required" in out and log_state(p)["serial"] == 1
     assert "NOT cosigned by the witness the-witness" in status(capsys, c)
+    capsys.readouterr()
+    cli_main(["status", "--dir", str(c.root), "--json"])
+    published = json.loads(capsys.readouterr().out)["federation_published"]
+    assert published == {"federation": FEDERATION, "log_size": 2, "problem": None,
+                         "witnesses": [{"name": "the-witness", "vkey": wvkey, "cosigned": False}]}
     cosigner = running.node.list_cosigner
     await until(lambda: wvkey in cosigner.missing and cosigner.missing[wvkey].attempts >= 2 and cosigner.probes >= 2,
                 what="the node asks the witness again, and looks whether it is back")
