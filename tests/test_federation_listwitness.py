@@ -3,8 +3,9 @@ down at `federation publish` (node/federation/cosigning.py; spec/parts/joining.m
 with real nodes over HTTP: the coordinator's running node asks a witness that was down
 again until it cosigns, and a follower that requires the witness then accepts the new
 version; readers never see a torn or shrinking checkpoint; a witness that answers
-garbage, another key's line, a cosignature of another checkpoint, or a line under
-another witness's name never gets a line into the served checkpoint."""
+garbage, another key's line, a cosignature of another checkpoint or a line under
+another witness's name never gets a line into the served checkpoint, nor one of its own
+into the node's log."""
 
 from __future__ import annotations
 
@@ -161,6 +162,8 @@ def _hostile_app(signers: dict[str, CosignatureSigner], asked: Counter) -> web.A
         elif name == "othercheckpoint":  # its key, over another checkpoint
             cp = Checkpoint.parse(text)
             reply = signer.cosign(Checkpoint(cp.origin, cp.size + 1, cp.root_hash).to_text(), now).encode() + b"\n"
+        elif name == "newline":  # a refusal that would write a line of its own into our log
+            return web.Response(status=400, text="refused\nfederation list: the witness newline cosigned\n")
         elif name == "smuggler":  # its own line, and a forged one under the flaky witness's name and key ID
             forged = NoteSignature(signers["flaky"].name, signers["flaky"].key_id, bytes(72)).to_line()
             reply = (signer.cosign(text, now) + "\n" + forged + "\n").encode()
@@ -182,7 +185,7 @@ async def test_a_witness_answering_wrongly_never_gets_a_line_into_the_served_che
     running = await start_node(c, host="127.0.0.135")
     coordinator = Coordinator(tmp_path, capsys, c)
     key = Signer.from_key_file(coordinator.key.read_bytes())
-    names = ["garbage", "binary", "huge", "wrongkey", "othercheckpoint", "smuggler", "flaky"]
+    names = ["garbage", "binary", "huge", "wrongkey", "othercheckpoint", "newline", "smuggler", "flaky"]
     signers = {name: CosignatureSigner.generate(f"{name}.example/witness") for name in names}
     asked: Counter = Counter()
     runner = web.AppRunner(_hostile_app(signers, asked))
@@ -212,9 +215,10 @@ async def test_a_witness_answering_wrongly_never_gets_a_line_into_the_served_che
         assert not has_cosigned(note, signers[name].verifier_key()) and name in cosigner.missing.get(
             signers[name].verifier_key()).who
     out = status(capsys, c)
-    assert "cosigned by 2 of the 7 witness(es)" in out, out
+    assert "cosigned by 2 of the 8 witness(es)" in out, out
     for name in names[:-2]:
         assert f"NOT cosigned by the witness {name} " in out
+    assert not any("\n" in message for message in records(caplog, logging.WARNING))
     warned = Counter(message.split()[4] for message in records(caplog, logging.WARNING))
     assert warned == Counter(names[:-2]), warned  # one each, however often asked; none for the flaky one
     assert any(m.startswith("federation list: the witness flaky cosigned") for m in records(caplog, logging.INFO))

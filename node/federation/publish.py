@@ -234,7 +234,8 @@ async def ask_witness(session, witness: LogWitness, note: bytes, previous_size: 
                     and len(held) < 22 and int(held) != old and int(held) <= size:
                 old = int(held)  # the size the witness holds: ask again from there
                 continue
-            return WitnessAnswer(witness, problem=f"HTTP {status}: {held.strip()[:200]}", down=status in (502, 504))
+            shown = "".join(c if c.isprintable() else "?" for c in held.strip()[:200])  # no line of its own in our log
+            return WitnessAnswer(witness, problem=f"HTTP {status}: {shown}", down=status in (502, 504))
         return WitnessAnswer(witness, problem=f"HTTP 409: it holds another size than {old} again")
     except WitnessFailure as exc:
         return WitnessAnswer(witness, problem=str(exc), down=exc.down)
