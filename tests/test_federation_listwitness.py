@@ -222,3 +222,30 @@ async def test_a_witness_answering_wrongly_never_gets_a_line_into_the_served_che
     warned = Counter(message.split()[4] for message in records(caplog, logging.WARNING))
     assert warned == Counter(names[:-2]), warned  # one each, however often asked; none for the flaky one
     assert any(m.startswith("federation list: the witness flaky cosigned") for m in records(caplog, logging.INFO))
+
+
+async def test_a_node_that_starts_asks_the_witnesses_its_served_list_checkpoint_lacks(tmp_path, capsys, start_node):
+    """Published while no node ran for the directory (`--no-witness`, or a witness down):
+    the node asks at its start, not at the next publication."""
+    c = make_datadir(tmp_path, name="c", origin="c.example/log")
+    w = make_datadir(tmp_path, name="w", origin="w.example/witness")
+    config = w.config
+    config.node.role = "witness"
+    w.save_config(config)
+    coordinator = Coordinator(tmp_path, capsys, c)
+    key = Signer.from_key_file(coordinator.key.read_bytes())
+    cli(capsys, "witness", "logs", "add", "--dir", w.root, FEDERATION, coordinator.vkey)
+    wvkey = load_witness_signer(w, create=True).verifier_key()
+    rw = await start_node(w, host="127.0.0.137")
+    cli(capsys, "witness", "use", "--dir", c.root, wvkey, rw.public_url)
+    path = tmp_path / "list-1"
+    path.write_bytes(sign_list(make_list(FEDERATION, 1, [_member(tmp_path, "h1")[0]]), [key]))
+    out = cli(capsys, "federation", "publish", "--dir", c.root, "--key", coordinator.key, "--no-witness", path)
+    assert "no node runs for this directory: `ncii-node serve` asks the witnesses again" in out
+    assert "no node runs for this directory" in status(capsys, c)
+    uncosigned = served(c)
+    assert not has_cosigned(parse_note(uncosigned), wvkey)
+    await start_node(c, host="127.0.0.138")
+    took = await until(lambda: has_cosigned(parse_note(served(c)), wvkey), what="the cosignature served")
+    assert took < 5, took
+    assert served(c).startswith(uncosigned)
