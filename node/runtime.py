@@ -35,7 +35,9 @@ HTTP. Start order (each part may rely on the parts started before it):
    8. gossip      every node: one job per peer whose view is compared with ours;
                   then the federation list, when the node follows one
                   (node/federation/service.py): what it applies at once, the
-                  follower and the gossip re-read
+                  follower and the gossip re-read; and, when the node publishes
+                  the list's log, its witnesses asked again for the cosignatures
+                  its checkpoint lacks (node/federation/cosigning.py)
    9. matcher     platform: the index is built from the database in the background
                   (meanwhile matching answers "not ready"); then the disputed-match
                   feedback that a suppression left pending is published, and every
@@ -67,6 +69,7 @@ from node.cases.service import CaseService
 from node.datadir import DataDir
 from node.errors import Unavailable
 from node.feedback import FeedbackPublisher
+from node.federation.cosigning import ListCosigner
 from node.federation.service import FederationService
 from node.federation.subscription import Own
 from node.figures import Figures
@@ -143,6 +146,7 @@ class Node:
         self.follower: FollowService | None = None
         self.gossip: GossipService | None = None
         self.federation: FederationService | None = None
+        self.list_cosigner: ListCosigner | None = None
         self.suppressor: Suppressor | None = None
         self.figures: Figures | None = None
         self.witness: WitnessService | None = None
@@ -288,6 +292,9 @@ class Node:
                                             self.evidence_dir)
         stack.push_async_callback(bounded, self.federation.stop, "the federation list service")
         await self.federation.start()
+        self.list_cosigner = ListCosigner(datadir.root, datadir.db_path)
+        stack.push_async_callback(bounded, self.list_cosigner.stop, "the list log's cosigner")
+        await self.list_cosigner.start()
 
     async def _lead(self, request_signer) -> None:
         """PostgreSQL: while this process holds the lease, run what one process of the
@@ -315,7 +322,7 @@ class Node:
                 except Exception:  # noqa: BLE001 -- logged; tried again with the next lease
                     log.exception("starting the sequencing process's parts failed")
                     await lost.wait()
-            self.follower = self.gossip = self.federation = None
+            self.follower = self.gossip = self.federation = self.list_cosigner = None
 
     async def reload_followed(self) -> list[str]:
         """The follower and the gossip re-read their lists now (`ncii-node follow add`

@@ -320,13 +320,18 @@ async def test_the_list_checkpoint_cosigned_by_the_federation_witness(tmp_path, 
     assert "cosigned by the witness" in out
     assert "accepted the list's serial 2" in await update(capsys, p)
 
-    # Published without the witness: refused until the witness has cosigned it.
+    # Published without the witness (down: else the running node would have it cosign
+    # in the background, test_federation_listwitness.py): refused until it has cosigned.
+    port = int(rw.public_url.rpartition(":")[2])
+    await rw.stop()
     path = tmp_path / "list-3"
     path.write_bytes(lists[3])
-    await asyncio.to_thread(cli, capsys, "federation", "publish", "--dir", c.root, "--key", coordinator.key,
-                            "--no-witness", path)
+    out = await asyncio.to_thread(cli, capsys, "federation", "publish", "--dir", c.root, "--key", coordinator.key,
+                                  "--no-witness", path)
+    assert "asks the witnesses again in the background" in out
     out = await update(capsys, p, expect=1)
     assert "not cosigned as required" in out and log_state(p)["serial"] == 2
+    await start_node(w, host="127.0.0.30", port=port)
     out = await asyncio.to_thread(coordinator.publish_in_log, lists[3])  # the same version again: cosigned now
     assert "already the newest version" in out and "cosigned by the witness" in out
     assert "accepted the list's serial 3" in await update(capsys, p)

@@ -58,13 +58,16 @@ def register(subparsers) -> None:
     publish = sub.add_parser("publish", help="append a signed list to this node's list log, served under /federation/",
                              description="Appends the version to the federation list's append-only log in DIR and "
                              "signs the log's checkpoint with each --key; publishing the newest version again with "
-                             "another list key adds that key's signature to the checkpoint (k of n).")
+                             "another list key adds that key's signature to the checkpoint (k of n). Each witness "
+                             "this node uses is asked to cosign the checkpoint; the running node asks those that "
+                             "did not again, in the background, until each has (`ncii-node status` lists them).")
     add_dir_argument(publish)
     publish.add_argument("list", metavar="LIST")
     publish.add_argument("--key", action="append", required=True,
                          help="a list key file that signs the log's checkpoint (repeat for several)")
     publish.add_argument("--no-witness", action="store_true",
-                         help="do not ask this node's witnesses (`ncii-node witness use`) to cosign the checkpoint")
+                         help="do not ask this node's witnesses (`ncii-node witness use`) to cosign the checkpoint "
+                         "now (the running node still asks them, in the background)")
     publish.set_defaults(func=run_publish)
 
     follow = sub.add_parser("follow", help="follow a federation's list (fetched and verified now)",
@@ -220,7 +223,21 @@ def run_publish(args) -> int:
           f"{member_list.serial} and /federation/list (at once, also while the node runs)")
     for line in report:
         print("  " + line)
+    if args.no_witness or any(line.startswith("NOT") for line in report):
+        print("  " + ("the running node asks the witnesses again in the background until each has cosigned "
+                      "(`ncii-node status` lists those that have not)" if datadir.serving_node() is not None else
+                      "no node runs for this directory: `ncii-node serve` asks the witnesses again until each has "
+                      "cosigned"))
     return 0
+
+
+def published_lines(datadir, db, serving: bool) -> str | None:
+    """The list log this node publishes and the witnesses its checkpoint lacks, for
+    `status` and `federation show` (None: it publishes none)."""
+    from node.federation.cosigning import format_published, published_report
+
+    report = published_report(datadir.root, db.witness.list_log_witnesses())
+    return None if report is None else format_published(report, serving)
 
 
 # ---------------------------------------------------------------------- a following node
@@ -347,6 +364,9 @@ def run_show(args) -> int:
     datadir = DataDir(args.dir)
     with _database(args) as db:
         federation, member_list = report(db, _own(datadir)), newest(db)
+        published = published_lines(datadir, db, datadir.serving_node() is not None)
+    if published is not None:
+        print(published)
     if federation is None:
         print("following no federation list")
         return 0

@@ -23,7 +23,9 @@ def register(subparsers) -> None:
         "with; and on a helpline `cases`: how many cases were opened this hour and in the last 24 hours "
         "against the budget, how many creations the limits refused and how often a proof of work was asked. "
         "With a federation list followed, `federation` holds its URL, serial, last check, last refusal and the "
-        "changes waiting for approval. "
+        "changes waiting for approval; on the node that publishes the list (`federation publish`), "
+        "`federation_published` holds its federation, its log's size and, per witness this node uses, whether "
+        "it has cosigned the list's checkpoint served. "
         "`ncii-node stats` gives the figures (cases, verdicts, takedown rates, matches).",
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -38,6 +40,7 @@ def run(args) -> int:
     import json
 
     from node.datadir import DataDir
+    from node.federation.cosigning import format_published, published_report
     from node.federation.subscription import Own
     from node.federation.subscription import format_report as format_federation
     from node.federation.subscription import report as federation_report
@@ -60,6 +63,9 @@ def run(args) -> int:
         federation = federation_report(db, Own(config.node.role, config.node.origin))
         if federation is not None:
             report["federation"] = federation
+        published = published_report(datadir.root, db.witness.list_log_witnesses())
+        if published is not None:
+            report["federation_published"] = published
     finally:
         db.close()
     report["node"] = {"origin": config.node.origin, "role": config.node.role, "serving": serving,
@@ -69,6 +75,8 @@ def run(args) -> int:
     text = json.dumps(report, indent=1) if args.json else format_report(report)
     if "cases" in report and not args.json:
         text += "\n" + format_cases(report["cases"])
+    if "federation_published" in report and not args.json:
+        text += "\n" + format_published(report["federation_published"], serving)
     if "federation" in report and not args.json:
         text += "\n" + format_federation(report["federation"])
     print(text)

@@ -7,6 +7,8 @@
                 k-of-n checkpoints, its tiles (no I/O)
 - `publish.py`  appending a version to the list log in a data directory (and asking
                 the node's witnesses to cosign its checkpoint)
+- `cosigning.py`  the running node asks the witnesses its served list checkpoint
+                lacks again, until each has cosigned it
 - `logfollow.py`  fetching the list through its log: consistency, the version's place
                 in the log, rollback and forks
 - `compare.py`  comparing the list log's checkpoint with a gossip peer's

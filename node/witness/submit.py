@@ -87,6 +87,24 @@ async def post_add_checkpoint(session: aiohttp.ClientSession, url: str, body: by
         return response.status, data, response.headers.get("Content-Type", "")
 
 
+def unreachable(exc: BaseException) -> WitnessFailure:
+    """The failure of a request that got no answer: `down` when the witness could not
+    be reached at all (refused, reset), not when it was slow (a time limit)."""
+    down = isinstance(exc, (aiohttp.ClientConnectionError, OSError)) and not isinstance(exc, asyncio.TimeoutError)
+    return WitnessFailure(f"unreachable: {exc.__class__.__name__} {exc}".strip(), down=down)
+
+
+async def answers(session: aiohttp.ClientSession, url: str) -> bool:
+    """Whether a witness that was down answers again: an unsigned GET <url>/add-checkpoint
+    (any answer but a gateway's 502/504, 405 included, means it is up)."""
+    try:
+        async with session.get(url.rstrip("/") + "/add-checkpoint", allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as response:
+            return response.status not in (502, 504)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return False
+
+
 def cosignature_lines(reply: bytes, checkpoint_text: str, witness: CosignatureVerifier) -> list[str]:
     """The lines of a 200 reply that are valid cosignatures by `witness` (others ignored)."""
     try:
@@ -221,12 +239,7 @@ class WitnessSubmitter:
     async def _one_is_back(self) -> bool:
         for url in sorted(self.down):
             self.probes += 1
-            try:
-                async with self._session.get(url.rstrip("/") + "/add-checkpoint", allow_redirects=False,
-                                             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as response:
-                    if response.status in (502, 504):
-                        continue
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            if not await answers(self._session, url):
                 continue
             log.info("witness %s answers again; submitting now", url)
             self.down.discard(url)
@@ -304,9 +317,7 @@ class WitnessSubmitter:
         try:
             status, reply, content_type = await post_add_checkpoint(self._session, witness.url, body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            down = isinstance(exc, (aiohttp.ClientConnectionError, OSError)) and \
-                not isinstance(exc, asyncio.TimeoutError)
-            raise WitnessFailure(f"unreachable: {exc.__class__.__name__} {exc}".strip(), down=down) from None
+            raise unreachable(exc) from None
         if status == 200:
             return cosignature_lines(reply, checkpoint_text, verifier)
         if status == 409 and content_type.split(";")[0].strip() == SIZE_CONTENT_TYPE:
