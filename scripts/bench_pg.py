@@ -12,7 +12,10 @@ by a real `ncii-node serve` process:
      (production's n=2^15 costs ~100 ms of CPU per case on both backends alike);
   3. follower catch-up: a log of --entries entries built with the real sequencer and
      served from that backend (public reads), followed by a real follower
-     (node/follow, SQLite follower database), verification and storage included.
+     (node/follow, SQLite follower database), verification and storage included;
+     with --code DIR, the same log is also served by that checkout's code (a baseline)
+     and followed again, in the same run; on PostgreSQL the database transactions
+     of each catch-up are counted (pg_stat_database).
 
 PostgreSQL: a throwaway cluster (tests/pg_support.py: Debian's PostgreSQL 15, default
 settings, fsync on like SQLite's synchronous=FULL; --no-fsync for the tests' setting)
@@ -20,6 +23,7 @@ unless --pg-url names a server.
 
     .venv/bin/python scripts/bench_pg.py                  # 10 s phases, 100,000 entries
     .venv/bin/python scripts/bench_pg.py --entries 1000000
+    .venv/bin/python scripts/bench_pg.py --only follow --code /work/base   # old vs this code, same run
 """
 
 from __future__ import annotations
@@ -112,21 +116,53 @@ def cases(root: Path, args) -> dict:
 
 
 def catch_up(work: Path, database: str | None, args) -> dict:
+    """Build the log once, then follow it from scratch as served by each checkout to
+    measure (this one, and --code's): a fresh follower each time, in alternate order
+    over --repeat rounds, so that neither code always goes first."""
     from node.datadir import DataDir
-
-    helpline, platform = work / "helpline", work / "platform"
-    init(helpline, bench_follow.ORIGIN, database)
     from protocol.entries import Submission, encode_entry
 
+    helpline = work / "helpline"
+    init(helpline, bench_follow.ORIGIN, database)
     rng = random.Random(1)
     entries = [encode_entry(Submission("pdq", rng.randbytes(32), 90, (), 20000)) for _ in range(args.entries)]
-    built = append_with_sequencer(helpline, entries)
-    init(platform, "bench-platform.example/log", None, "--role", "platform")
+    out: dict = {"build_s": append_with_sequencer(helpline, entries)}
+    del entries
     vkey = DataDir(helpline).load_log_signer().verifier_key()
-    with serving(helpline) as info:
-        result = asyncio.run(bench_follow.follow(platform, info["public_url"], vkey, args.entries, False))
-    return {"build_s": built, "seconds": result["seconds"], "per_s": result["size"] / result["seconds"],
-            "follower_cpu_s": result["cpu_seconds"]}
+    codes = [("this", None)] + ([("base", args.code)] if args.code else [])
+    runs: dict[str, list] = {name: [] for name, _ in codes}
+    for repeat in range(args.repeat):
+        for name, source in codes if repeat % 2 == 0 else codes[::-1]:
+            platform = work / f"platform-{name}-{repeat}"
+            init(platform, "bench-platform.example/log", None, "--role", "platform")
+            transactions = _transactions(database)
+            with serving(helpline, source=source) as info:
+                result = asyncio.run(bench_follow.follow(platform, info["public_url"], vkey, args.entries, False))
+            transactions = _transactions(database, transactions)
+            runs[name].append(result["seconds"])
+            print(f"  {name}: {result['seconds']:.1f} s, follower CPU {result['cpu_seconds']:.1f} s"
+                  + (f", {transactions:,} database transactions" if transactions is not None else ""), flush=True)
+            out[f"{name}_transactions"] = transactions
+    for name, seconds in runs.items():
+        best = sorted(seconds)[len(seconds) // 2]  # the median
+        out[f"{name}_seconds"], out[f"{name}_per_s"] = best, args.entries / best
+    out["seconds"], out["per_s"] = out["this_seconds"], out["this_per_s"]
+    return out
+
+
+def _transactions(database: str | None, before: int | None = None) -> int | None:
+    """The database's committed and rolled-back transactions so far (PostgreSQL: each
+    statement outside a transaction is one, so this counts round trips of reads), or
+    since `before`."""
+    if database is None:
+        return None
+    import psycopg
+
+    time.sleep(1.2)  # the server publishes a backend's counts within a second of its last transaction
+    with psycopg.connect(database, autocommit=True) as conn:
+        count = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                             "WHERE datname = current_database()").fetchone()[0]
+    return count if before is None else count - before - 1  # not this query's own
 
 
 def main() -> int:
@@ -142,6 +178,10 @@ def main() -> int:
                         "creates its own database there")
     parser.add_argument("--only", choices=("appends", "cases", "follow"), action="append")
     parser.add_argument("--no-fsync", action="store_true", help="the throwaway cluster without fsync (as the tests)")
+    parser.add_argument("--code", type=Path, help="a baseline checkout (e.g. `git worktree add DIR main`): the "
+                        "catch-up also follows each log as that code serves it, in the same run")
+    parser.add_argument("--repeat", type=int, default=1, help="catch-ups per code and backend (alternate order; "
+                        "the median is shown)")
     args = parser.parse_args()
     phases = args.only or ["appends", "cases", "follow"]
 
@@ -197,6 +237,13 @@ def main() -> int:
     row(f"case creations/s ({args.clients} clients, 1 process)", "cases", "per_s", "{:,.1f}")
     row(f"follower catch-up of {args.entries:,} entries (s)", "follow", "seconds", "{:,.1f}")
     row("follower catch-up entries/s", "follow", "per_s")
+    if args.code:
+        row(f"  the same served by {args.code.name} (s)", "follow", "base_seconds", "{:,.1f}")
+        if "follow" in results["sqlite"]:
+            pg = results["postgresql"]["follow"]
+            print(f"PostgreSQL catch-up, {args.code.name} -> this code: {pg['base_seconds']:.1f} s -> "
+                  f"{pg['this_seconds']:.1f} s ({pg['base_seconds'] / pg['this_seconds']:.2f}x faster); database "
+                  f"transactions {pg.get('base_transactions') or 0:,} -> {pg.get('this_transactions') or 0:,}")
     return 0
 
 
