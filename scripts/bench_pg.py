@@ -11,7 +11,8 @@ by a real `ncii-node serve` process:
      fingerprints each, PIN hashes at scrypt n=2^10 so that the store's cost shows
      (production's n=2^15 costs ~100 ms of CPU per case on both backends alike);
   3. follower catch-up: a log of --entries entries built with the real sequencer and
-     served from that backend (public reads), followed by a real follower
+     served from that backend (public reads; --signed: signed reads by a registered
+     reader, checked), followed by a real follower
      (node/follow, SQLite follower database), verification and storage included;
      with --code DIR, the same log is also served by that checkout's code (a baseline)
      and followed again, in the same run; on PostgreSQL the database transactions
@@ -34,6 +35,7 @@ import json
 import os
 import random
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,8 +55,10 @@ from bench_support import append_with_sequencer, serving  # noqa: E402
 PYTHON = sys.executable
 
 
-def init(root: Path, origin: str, database: str | None, *extra: str) -> None:
-    argv = [PYTHON, "-m", "node", "init", "--dir", str(root), "--origin", origin, "--public-read", *extra]
+def init(root: Path, origin: str, database: str | None, *extra: str, public: bool = True) -> None:
+    argv = [PYTHON, "-m", "node", "init", "--dir", str(root), "--origin", origin, *extra]
+    if public:
+        argv.append("--public-read")
     if database:
         argv += ["--database", database]
     subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -115,38 +119,53 @@ def cases(root: Path, args) -> dict:
     return {"per_s": count / elapsed, "p99_ms": percentile(latencies, 99) * 1000 if latencies else None}
 
 
-def catch_up(work: Path, database: str | None, args) -> dict:
-    """Build the log once, then follow it from scratch as served by each checkout to
-    measure (this one, and --code's): a fresh follower each time, in alternate order
-    over --repeat rounds, so that neither code always goes first."""
+def catch_ups(work: Path, database: str, args) -> dict:
+    """Build the log once on each backend, then follow it from scratch as served by each
+    checkout to measure (this one, and --code's): a fresh follower each time; the
+    backends and the codes take turns over --repeat rounds, in alternate order, so that
+    a change of the machine's load falls on all of them alike. {backend: figures}."""
     from node.datadir import DataDir
     from protocol.entries import Submission, encode_entry
 
-    helpline = work / "helpline"
-    init(helpline, bench_follow.ORIGIN, database)
     rng = random.Random(1)
     entries = [encode_entry(Submission("pdq", rng.randbytes(32), 90, (), 20000)) for _ in range(args.entries)]
-    out: dict = {"build_s": append_with_sequencer(helpline, entries)}
+    logs, out = {}, {}
+    for backend, target in (("sqlite", None), ("postgresql", database)):
+        helpline = work / backend / "helpline"
+        init(helpline, bench_follow.ORIGIN, target, public=not args.signed)
+        print(f"{backend}: building the log of {args.entries:,} entries ...", flush=True)
+        out[backend] = {"build_s": append_with_sequencer(helpline, entries)}
+        logs[backend] = (helpline, target, DataDir(helpline).load_log_signer().verifier_key())
     del entries
-    vkey = DataDir(helpline).load_log_signer().verifier_key()
     codes = [("this", None)] + ([("base", args.code)] if args.code else [])
-    runs: dict[str, list] = {name: [] for name, _ in codes}
+    turns = [(backend, code) for backend in logs for code in codes]
+    runs: dict = {(backend, name): [] for backend, (name, _) in turns}
     for repeat in range(args.repeat):
-        for name, source in codes if repeat % 2 == 0 else codes[::-1]:
-            platform = work / f"platform-{name}-{repeat}"
+        for backend, (name, source) in turns if repeat % 2 == 0 else turns[::-1]:
+            helpline, target, vkey = logs[backend]
+            platform = work / backend / f"platform-{name}-{repeat}"
             init(platform, "bench-platform.example/log", None, "--role", "platform")
-            transactions = _transactions(database)
+            if args.signed:  # the follower's request key, a registered reader
+                subprocess.run([PYTHON, "-m", "node", "readers", "add", "--dir", str(helpline),
+                                DataDir(platform).load_request_signer().verifier_key()],
+                               check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            transactions = _transactions(target)
+            load = os.getloadavg()[0]
             with serving(helpline, source=source) as info:
-                result = asyncio.run(bench_follow.follow(platform, info["public_url"], vkey, args.entries, False))
-            transactions = _transactions(database, transactions)
-            runs[name].append(result["seconds"])
-            print(f"  {name}: {result['seconds']:.1f} s, follower CPU {result['cpu_seconds']:.1f} s"
-                  + (f", {transactions:,} database transactions" if transactions is not None else ""), flush=True)
-            out[f"{name}_transactions"] = transactions
-    for name, seconds in runs.items():
-        best = sorted(seconds)[len(seconds) // 2]  # the median
-        out[f"{name}_seconds"], out[f"{name}_per_s"] = best, args.entries / best
-    out["seconds"], out["per_s"] = out["this_seconds"], out["this_per_s"]
+                result = asyncio.run(bench_follow.follow(platform, info["public_url"], vkey, args.entries,
+                                                         args.signed))
+            transactions = _transactions(target, transactions)
+            runs[backend, name].append(result["seconds"])
+            print(f"  {backend}, {name} code: {result['seconds']:.1f} s, follower CPU {result['cpu_seconds']:.1f} s, "
+                  f"load {load:.1f}" + (f", {transactions:,} database transactions" if transactions is not None
+                                        else ""), flush=True)
+            out[backend][f"{name}_transactions"] = transactions
+    for (backend, name), seconds in runs.items():
+        median = statistics.median(seconds)
+        out[backend][f"{name}_seconds"], out[backend][f"{name}_per_s"] = median, args.entries / median
+        out[backend][f"{name}_runs"] = seconds
+    for figures in out.values():
+        figures["seconds"], figures["per_s"] = figures["this_seconds"], figures["this_per_s"]
     return out
 
 
@@ -180,6 +199,8 @@ def main() -> int:
     parser.add_argument("--no-fsync", action="store_true", help="the throwaway cluster without fsync (as the tests)")
     parser.add_argument("--code", type=Path, help="a baseline checkout (e.g. `git worktree add DIR main`): the "
                         "catch-up also follows each log as that code serves it, in the same run")
+    parser.add_argument("--signed", action="store_true", help="catch-up: a restricted log, every read signed "
+                        "(RFC 9421) by a registered reader and checked, as in production (default: public reads)")
     parser.add_argument("--repeat", type=int, default=1, help="catch-ups per code and backend (alternate order; "
                         "the median is shown)")
     args = parser.parse_args()
@@ -208,17 +229,18 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
             for backend in ("sqlite", "postgresql"):
                 out = results[backend] = {}
-                for phase in phases:
+                for phase in [p for p in phases if p != "follow"]:
                     work = Path(tmp) / backend / phase
                     work.mkdir(parents=True)
                     database = new_database() if backend == "postgresql" else None
                     print(f"{backend}: {phase} ...", flush=True)
-                    if phase == "follow":
-                        out[phase] = catch_up(work, database, args)
-                    else:
-                        init(work / "node", "bench.example/log", database)
-                        out[phase] = (appends if phase == "appends" else cases)(work / "node", args)
+                    init(work / "node", "bench.example/log", database)
+                    out[phase] = (appends if phase == "appends" else cases)(work / "node", args)
                     print(f"  {json.dumps(out[phase])}", flush=True)
+            if "follow" in phases:
+                for backend, figures in catch_ups(Path(tmp) / "follow", new_database(), args).items():
+                    results[backend]["follow"] = figures
+                    print(f"  {backend}: {json.dumps(figures)}", flush=True)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -235,7 +257,8 @@ def main() -> int:
     row("append -> checkpoint p99 (ms, light load)", "appends", "p99_ms")
     row(f"sustained appends/s (offered {args.rate:,}/s)", "appends", "sustained_per_s")
     row(f"case creations/s ({args.clients} clients, 1 process)", "cases", "per_s", "{:,.1f}")
-    row(f"follower catch-up of {args.entries:,} entries (s)", "follow", "seconds", "{:,.1f}")
+    reads = "signed" if args.signed else "public"
+    row(f"follower catch-up of {args.entries:,} entries, {reads} reads (s)", "follow", "seconds", "{:,.1f}")
     row("follower catch-up entries/s", "follow", "per_s")
     if args.code:
         row(f"  the same served by {args.code.name} (s)", "follow", "base_seconds", "{:,.1f}")
