@@ -30,6 +30,9 @@ million entries, each blocking the event loop. Instead:
   level, within the published tree, in the same query, into the cache (rows larger
   than READ_AHEAD_ROW_BYTES are left to their own request, so a query returns at
   most READ_AHEAD x READ_AHEAD_ROW_BYTES);
+- when such a reader is half-way through what was read ahead of it (N + READ_AHEAD/2
+  not cached yet), the next window is read while it goes on: it finds its tiles
+  cached instead of waiting for a query every READ_AHEAD requests;
 - a request for a path some query is already reading waits for that query.
 A query that fails (the server went away mid-answer) raises TileReadError to every
 request that waited for it and caches nothing: psycopg returns a result whole or not
@@ -144,6 +147,7 @@ class DatabaseTileStore:
         path = ident.path()
         data = self._cached(path)
         if data is not None:
+            self._keep_ahead(ident, size)
             return data
         reading = self._reading.get(path)
         if reading is not None:
@@ -151,22 +155,33 @@ class DatabaseTileStore:
             if path in found:
                 return found[path]
             # Read ahead but left out (a large row): read it alone.
-        return (await self._start_reading(self._ahead(ident, size), path)).get(path)
+        level, same = _level(ident)
+        paths = [path]
+        if ident.index > 0 and self._seen(same(ident.index - 1).path()):  # an in-order reader
+            paths += self._window(level, same, ident.index + 1, size)
+        return (await asyncio.shield(self._start_reading(paths, path))).get(path)
 
-    def _ahead(self, ident: TileId | BundleId, size: int) -> list[str]:
-        """`ident`'s path, then -- for an in-order reader -- the next full ones of its level
-        in the tree of `size`, up to the first cached or being read."""
-        level = 0 if isinstance(ident, BundleId) else ident.level
-        same = BundleId if isinstance(ident, BundleId) else (lambda i: TileId(level, i))
-        paths = [ident.path()]
-        if ident.index == 0 or not self._seen(same(ident.index - 1).path()):
-            return paths
-        for index in range(ident.index + 1, ident.index + 1 + READ_AHEAD):
-            tile = tile_for_size(level, index, size)
-            if tile is None or tile.width < TILE_WIDTH:
-                break
+    def _keep_ahead(self, ident: TileId | BundleId, size: int) -> None:
+        """(a cache hit) When the reader is half-way through what was read ahead of it,
+        start reading the next window, so that it finds it cached rather than waits."""
+        level, same = _level(ident)
+        half = ident.index + READ_AHEAD // 2
+        if not _full(level, half, size) or self._seen(same(half).path()):
+            return
+        start = ident.index + 1
+        while self._seen(same(start).path()):
+            start += 1
+        paths = self._window(level, same, start, size)
+        if paths:
+            self._start_reading(paths, paths[0])  # nobody waits for it: its failure is only not kept
+
+    def _window(self, level: int, same, start: int, size: int) -> list[str]:
+        """The paths of up to READ_AHEAD full ones of a level from index `start`, within
+        the tree of `size`, up to the first cached or being read."""
+        paths = []
+        for index in range(start, start + READ_AHEAD):
             path = same(index).path()
-            if self._seen(path):  # what follows was read ahead already
+            if not _full(level, index, size) or self._seen(path):
                 break
             paths.append(path)
         return paths
@@ -176,8 +191,8 @@ class DatabaseTileStore:
             return path in self._cache or path in self._reading
 
     def _start_reading(self, paths: list[str], wanted: str) -> asyncio.Future:
-        """One query for `paths` (`wanted` first, whatever its size) in a reader thread;
-        every path is marked as being read until it ends."""
+        """One query for `paths` (`wanted` whatever its size) in a reader thread; every
+        path is marked as being read until it ends."""
         if self._readers is None:
             self._readers = concurrent.futures.ThreadPoolExecutor(READERS, thread_name_prefix="tile-reads")
         future = asyncio.get_running_loop().run_in_executor(self._readers, self._read_rows, paths, wanted)
@@ -192,7 +207,7 @@ class DatabaseTileStore:
                 future.exception()  # retrieved: the waiters have it (no "never retrieved" warning)
 
         future.add_done_callback(done)
-        return asyncio.shield(future)
+        return future
 
     def _read_rows(self, paths: list[str], wanted: str) -> dict[str, bytes]:
         """(reader thread) The stored rows of `paths`, full ones cached; the rows read
@@ -286,3 +301,15 @@ class DatabaseTileStore:
             connections, self._connections = self._connections, []
         for db in connections:
             db.close()
+
+
+def _level(ident: TileId | BundleId):
+    """(level, index -> the full one of that index): bundles have the level-0 tile's shape."""
+    if isinstance(ident, BundleId):
+        return 0, BundleId
+    return ident.level, lambda index: TileId(ident.level, index)
+
+
+def _full(level: int, index: int, size: int) -> bool:
+    tile = tile_for_size(level, index, size)
+    return tile is not None and tile.width == TILE_WIDTH
