@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
 
 import aiohttp  # noqa: E402
+import psutil  # noqa: E402
 
 import bench_follow  # noqa: E402
 from bench_cases import YES, lift_creation_limits, run_load  # noqa: E402
@@ -119,11 +121,14 @@ def cases(root: Path, args) -> dict:
     return {"per_s": count / elapsed, "p99_ms": percentile(latencies, 99) * 1000 if latencies else None}
 
 
-def catch_ups(work: Path, database: str, args) -> dict:
+def catch_ups(work: Path, database: str, args, pg_cpu) -> dict:
     """Build the log once on each backend, then follow it from scratch as served by each
     checkout to measure (this one, and --code's): a fresh follower each time; the
     backends and the codes take turns over --repeat rounds, in alternate order, so that
-    a change of the machine's load falls on all of them alike. {backend: figures}."""
+    a change of the machine's load falls on all of them alike. {backend: figures}.
+    `pg_cpu()`: CPU seconds the PostgreSQL server has used so far (its processes, live
+    and ended). The serving CPU -- the serve process, plus PostgreSQL's -- depends far
+    less on the machine's load than the seconds do."""
     from node.datadir import DataDir
     from protocol.entries import Submission, encode_entry
 
@@ -140,6 +145,7 @@ def catch_ups(work: Path, database: str, args) -> dict:
     codes = [("this", None)] + ([("base", args.code)] if args.code else [])
     turns = [(backend, code) for backend in logs for code in codes]
     runs: dict = {(backend, name): [] for backend, (name, _) in turns}
+    cpu: dict = {(backend, name): [] for backend, (name, _) in turns}
     for repeat in range(args.repeat):
         for backend, (name, source) in turns if repeat % 2 == 0 else turns[::-1]:
             helpline, target, vkey = logs[backend]
@@ -150,23 +156,42 @@ def catch_ups(work: Path, database: str, args) -> dict:
                                 DataDir(platform).load_request_signer().verifier_key()],
                                check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
             transactions = _transactions(target)
+            server_cpu = pg_cpu() if target else 0.0
             load = os.getloadavg()[0]
             with serving(helpline, source=source) as info:
                 result = asyncio.run(bench_follow.follow(platform, info["public_url"], vkey, args.entries,
                                                          args.signed))
-            transactions = _transactions(target, transactions)
+                serve_cpu = sum(psutil.Process(info["pid"]).cpu_times()[:2])
+            transactions = _transactions(target, transactions)  # waits until the backends have ended
+            server_cpu = pg_cpu() - server_cpu if target else 0.0
             runs[backend, name].append(result["seconds"])
+            cpu[backend, name].append(serve_cpu + server_cpu)
             print(f"  {backend}, {name} code: {result['seconds']:.1f} s, follower CPU {result['cpu_seconds']:.1f} s, "
-                  f"load {load:.1f}" + (f", {transactions:,} database transactions" if transactions is not None
-                                        else ""), flush=True)
+                  f"serving CPU {serve_cpu:.1f} s" + (f" + PostgreSQL {server_cpu:.1f} s" if target else "")
+                  + f", load {load:.1f}" + (f", {transactions:,} database transactions" if transactions is not None
+                                            else ""), flush=True)
             out[backend][f"{name}_transactions"] = transactions
     for (backend, name), seconds in runs.items():
         median = statistics.median(seconds)
         out[backend][f"{name}_seconds"], out[backend][f"{name}_per_s"] = median, args.entries / median
         out[backend][f"{name}_runs"] = seconds
+        out[backend][f"{name}_serving_cpu_s"] = statistics.median(cpu[backend, name])
     for figures in out.values():
         figures["seconds"], figures["per_s"] = figures["this_seconds"], figures["this_per_s"]
     return out
+
+
+def _cluster_cpu(cluster) -> float:
+    """CPU seconds of the throwaway cluster's processes: the postmaster's own and its
+    ended children's (backends), and the live ones'; 0 for a server named by --pg-url."""
+    if cluster is None:
+        return 0.0
+    postmaster = psutil.Process(int((cluster.data / "postmaster.pid").read_text().split()[0]))
+    total = sum(postmaster.cpu_times()[:4])
+    for child in postmaster.children():
+        with contextlib.suppress(psutil.Error):
+            total += sum(child.cpu_times()[:2])
+    return total
 
 
 def _transactions(database: str | None, before: int | None = None) -> int | None:
@@ -238,7 +263,8 @@ def main() -> int:
                     out[phase] = (appends if phase == "appends" else cases)(work / "node", args)
                     print(f"  {json.dumps(out[phase])}", flush=True)
             if "follow" in phases:
-                for backend, figures in catch_ups(Path(tmp) / "follow", new_database(), args).items():
+                for backend, figures in catch_ups(Path(tmp) / "follow", new_database(), args,
+                                                  lambda: _cluster_cpu(cluster)).items():
                     results[backend]["follow"] = figures
                     print(f"  {backend}: {json.dumps(figures)}", flush=True)
     finally:
@@ -260,12 +286,15 @@ def main() -> int:
     reads = "signed" if args.signed else "public"
     row(f"follower catch-up of {args.entries:,} entries, {reads} reads (s)", "follow", "seconds", "{:,.1f}")
     row("follower catch-up entries/s", "follow", "per_s")
+    row("  serving CPU (serve process + PostgreSQL) (s)", "follow", "this_serving_cpu_s", "{:,.1f}")
     if args.code:
         row(f"  the same served by {args.code.name} (s)", "follow", "base_seconds", "{:,.1f}")
+        row("  its serving CPU (s)", "follow", "base_serving_cpu_s", "{:,.1f}")
         if "follow" in results["sqlite"]:
             pg = results["postgresql"]["follow"]
             print(f"PostgreSQL catch-up, {args.code.name} -> this code: {pg['base_seconds']:.1f} s -> "
-                  f"{pg['this_seconds']:.1f} s ({pg['base_seconds'] / pg['this_seconds']:.2f}x faster); database "
+                  f"{pg['this_seconds']:.1f} s ({pg['base_seconds'] / pg['this_seconds']:.2f}x faster); serving CPU "
+                  f"{pg['base_serving_cpu_s']:.1f} s -> {pg['this_serving_cpu_s']:.1f} s; database "
                   f"transactions {pg.get('base_transactions') or 0:,} -> {pg.get('this_transactions') or 0:,}")
     return 0
 
