@@ -72,3 +72,25 @@ def forked_tree() -> Tree:
 def cosigned(note: bytes, at: int = COSIGNED_AT) -> bytes:
     text = note.split(b"\n\n", 1)[0].decode() + "\n"
     return add_signatures(note, [WITNESS_SIGNER.cosign(text, at)])
+
+
+# ----------------------------------------------------------------- federation, acknowledgements
+
+LIST_FEDERATION = "fuzz.example/federation"
+LIST_SIGNERS = [Signer("fuzz.example/list-a", bytes([11]) * 32), Signer("fuzz.example/list-b", bytes([12]) * 32)]
+LIST_VKEYS = [s.verifier_key() for s in LIST_SIGNERS]
+PLATFORM_ORIGIN = "fuzz.example/platform"
+PLATFORM_SIGNER = Signer(PLATFORM_ORIGIN, bytes([13]) * 32)
+PLATFORM_ACK_SIGNER = CosignatureSigner(PLATFORM_ORIGIN, bytes([14]) * 32)
+
+
+def member_line_fields(n: int) -> dict:
+    """The fields of a valid member n (an Invitation's), keys made from constants."""
+    from node.readaccess import RequestSigner
+
+    origin = f"member{n}.example/log"
+    return {"url": f"https://member{n}.example/log", "origin": origin,
+            "role": ("helpline", "platform")[n % 2], "name": f"Member {n}",
+            "log_vkey": Signer(origin, bytes([20 + n]) * 32).verifier_key(),
+            "request_vkey": RequestSigner.from_seed(f"member{n}.example", bytes([40 + n]) * 32).keyid}
+WITNESS_VERIFIER_KEY = WITNESS_SIGNER.verifier_key()

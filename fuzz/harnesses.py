@@ -699,3 +699,122 @@ def media(data: bytes) -> None:
         return
     for fp in fingerprints:
         SIGNALS[fp["signal"]].parse_json(fp["fingerprint"])
+
+
+# --------------------------------------------------------------------------- push, federation, acknowledgements
+
+@harness("node.follow.push.parse_parts: a followed node's GET /push/checkpoint answer in parts "
+         "(checkpoint, tiles, bundles) and each frame of GET /push/stream", max_len=16 * 1024,
+         tokens=(b"checkpoint ", b"tile/0/000 ", b"tile/1/000.p/3 ", b"tile/entries/x001/002 ", b"\n", b" 0\n",
+                 b" 32\n", b"/", b".p/"))
+def push_parts(data: bytes) -> None:
+    from node.follow.push import MAX_PARTS, encode_parts, parse_parts
+
+    try:
+        note, parts = parse_parts(data)
+    except ValueError:
+        return
+    assert len(parts) <= MAX_PARTS
+    assert encode_parts(note, list(parts.items())) == data, "a parts body with two encodings"
+
+
+@harness("node.follow.push.FrameReader: the bytes of a followed node's GET /push/stream, read in "
+         "chunks of the sizes the first byte picks, each frame then parsed as parts",
+         max_len=16 * 1024, tokens=(b"frame ", b"frame 0\n", b"checkpoint ", b"\n"))
+def push_stream(data: bytes) -> None:
+    from node.follow.push import FrameReader, encode_frame, parse_parts
+
+    if not data:
+        return
+    step, stream = data[0] % 17 + 1, data[1:]
+    reader, frames, at = FrameReader(), [], 0
+    try:
+        while at < len(stream):
+            chunk = stream[at:at + min(step, reader.wanted())]
+            reader.feed(chunk)
+            at += len(chunk)
+            while (frame := reader.next_frame()) is not None:
+                frames.append(frame)
+                assert len(reader._buffer) <= reader.wanted() + 32, "the reader holds more than a frame"
+    except ValueError:
+        return
+    consumed = b"".join(encode_frame(f) for f in frames)
+    assert stream.startswith(consumed), "frames that are not the stream's bytes"
+    assert reader.between_frames == (len(consumed) == len(stream))
+    for frame in frames:
+        try:
+            parse_parts(frame)
+        except ValueError:
+            pass
+
+
+@harness("node.federation.members.parse_text / open_list: a federation's signed membership list "
+         "(GET .../federation/list, `federation status`), signed by the fixed list keys",
+         max_len=16 * 1024, tokens=(b"ncii-node/federation-list/v1\n", b"federation ", b"serial ", b"member ",
+                                    b"helpline ", b"platform ", b"https://", b"\n\n", b"\xe2\x80\x94 "))
+def member_list(data: bytes) -> None:
+    from node.federation.members import ListError, open_list, parse_text
+
+    try:
+        listed = parse_text(_text(data))
+    except ListError:
+        pass
+    else:
+        assert listed.text() == _text(data), "a membership list with two encodings"
+    try:
+        open_list(data, fx.LIST_VKEYS, 1)
+    except ListError:
+        pass
+
+
+@harness("node.federation.listlog.parse_entry / open_list_checkpoint: the entries and the "
+         "checkpoint of a federation's list log (GET .../federation/checkpoint, version tiles)",
+         max_len=8 * 1024, tokens=(b"ncii-node/federation-list-version/v1\n", b"federation ", b"serial ",
+                                   b"sha256 ", b"\n\n", b"\xe2\x80\x94 ", b"fuzz.example/federation\n"))
+def list_log(data: bytes) -> None:
+    from node.federation.listlog import open_list_checkpoint, parse_entry
+    from node.federation.members import ListError
+
+    try:
+        version = parse_entry(data, 0)
+    except ListError:
+        pass
+    else:
+        assert version.to_bytes() == data, "a list version entry with two encodings"
+    for federation in (fx.LIST_FEDERATION, None):
+        for witnesses in ((), (fx.WITNESS_VERIFIER_KEY,)):
+            try:
+                open_list_checkpoint(data, fx.LIST_VKEYS, 1, federation, witnesses, len(witnesses))
+            except ListError:
+                pass
+
+
+@harness("protocol.ack_evidence.load / verify_ack_evidence: acknowledgement evidence from an "
+         "auditor (`ncii-node audit verify-evidence FILE`)", max_len=32 * 1024,
+         tokens=_JSON_WORDS + (b'"type"', b'"ncii-node/acknowledgement-evidence/v1"', b'"origin"', b'"vkey"',
+                               b'"checkpoint"', b'"acknowledger"', b'"proof"', b'"kind"', b'"same-size"',
+                               b'"consistency"', b'"size"', b'"new_size"', b'"root_in_new_tree"', b'"hashes"'))
+def ack_evidence(data: bytes) -> None:
+    from protocol.ack_evidence import load, verify_ack_evidence
+    from protocol.evidence import EvidenceError
+
+    doc = load(data)
+    if doc is None:
+        return
+    try:
+        verify_ack_evidence(doc)
+    except EvidenceError:
+        pass
+
+
+@harness("node.invitation.parse: an invitation bundle pasted into `ncii-node join` (and each "
+         "member of a federation list)", max_len=8 * 1024,
+         tokens=(b"ncii-invite-1.", b"eyJ1cmwiOi", b"=", b"-", b"_"))
+def invitation(data: bytes) -> None:
+    from node.invitation import InvitationError, parse
+
+    try:
+        invited = parse(_text(data))
+    except InvitationError:
+        return
+    assert parse(invited.encode()) == invited, "an invitation that does not survive being written"

@@ -341,6 +341,89 @@ def _tiny_video() -> bytes:
     return out.getvalue()
 
 
+def _parts_body() -> bytes:
+    from node.follow.push import encode_parts
+    from protocol.tiles import TileId
+
+    tree = fx.tree()
+    tiles = [(TileId(0, 0, 8).path(), tree.tile(TileId(0, 0, 8))), (TileId(0, 1, 44).path(), tree.tile(TileId(0, 1, 44)))]
+    return encode_parts(tree.checkpoint(300), tiles)
+
+
+def push_parts() -> Iterator[bytes]:
+    from node.follow.push import encode_parts
+
+    yield _parts_body()
+    yield encode_parts(fx.tree().checkpoint(8), [])
+    yield encode_parts(fx.tree().checkpoint(8), [("tile/entries/000.p/8", b"\0\x05hello" * 8)])
+
+
+def push_stream() -> Iterator[bytes]:
+    from node.follow.push import encode_frame, encode_parts
+
+    frames = encode_frame(_parts_body()) + encode_frame(b"") + encode_frame(encode_parts(fx.tree().checkpoint(8), []))
+    for step in (0, 3, 16):
+        yield bytes([step]) + frames
+
+
+def _member_list():
+    from node.federation.members import make_list
+    from node.invitation import Invitation
+
+    return make_list(fx.LIST_FEDERATION, 7, [Invitation(**fx.member_line_fields(n)) for n in range(3)])
+
+
+def member_list() -> Iterator[bytes]:
+    from node.federation.members import sign_list
+
+    listed = _member_list()
+    yield listed.text().encode()
+    yield sign_list(listed, fx.LIST_SIGNERS)
+    yield sign_list(listed, fx.LIST_SIGNERS[:1])
+
+
+def list_log() -> Iterator[bytes]:
+    from node.federation.listlog import sign_list_checkpoint, version_entry
+
+    version = version_entry(_member_list())
+    yield version.to_bytes()
+    from protocol.merkle import leaf_hash
+
+    note = sign_list_checkpoint(fx.LIST_FEDERATION, 1, leaf_hash(version.to_bytes()), fx.LIST_SIGNERS)
+    yield note
+    yield fx.cosigned(note)
+
+
+def ack_evidence() -> Iterator[bytes]:
+    """A real document: the platform acknowledged the forked tree's first 5 entries;
+    the log's signed tree of 300 begins otherwise."""
+    from protocol.ack_evidence import build_ack_evidence
+    from protocol.acknowledgements import acknowledge
+    from protocol.entries import encode_entry
+    from protocol.merkle import leaf_hash
+    from protocol.checkpoint import Checkpoint, sign_checkpoint
+    from protocol.tlogproof import build_proofs
+
+    tree, forked = fx.tree(), fx.forked_tree()
+    ack = acknowledge(fx.PLATFORM_ACK_SIGNER, Checkpoint(fx.LOG_ORIGIN, 5, forked.root(5)), 1_700_000_000_123)
+    entry = encode_entry(ack)
+    platform_note = sign_checkpoint(Checkpoint(fx.PLATFORM_ORIGIN, 1, leaf_hash(entry)), fx.PLATFORM_SIGNER)
+    proof = build_proofs(platform_note, {0: entry}, lambda level, index: leaf_hash(entry)).to_bytes()
+    for size in (300, 5):
+        doc = build_ack_evidence(fx.LOG_SIGNER.verifier_key(), tree.checkpoint(size), size, tree.node_at, ack,
+                                 fx.PLATFORM_ORIGIN, fx.PLATFORM_SIGNER.verifier_key(), proof, ["fuzz"],
+                                 now=1_700_000_100)
+        yield json.dumps(doc).encode()
+
+
+def invitation() -> Iterator[bytes]:
+    from node.invitation import Invitation
+
+    for n in range(2):
+        yield Invitation(**fx.member_line_fields(n)).encode().encode()
+    yield b"  " + Invitation(**fx.member_line_fields(2)).encode().encode() + b"\n"
+
+
 def seeds(name: str) -> list[bytes]:
     """The seeds of harness `name`, each at most that harness's max_len."""
     from fuzz.harnesses import HARNESSES

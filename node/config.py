@@ -20,6 +20,8 @@ Example (what `ncii-node init --origin example.org/helpline` writes)::
     body_timeout = 30.0               # seconds to receive a whole request body (else 408); both sites
     idle_timeout = 15.0               # seconds to receive a request head after connecting or after
                                       # the previous answer (else the connection is closed); both sites
+    stop_grace = 20.0                 # seconds requests in flight get to finish when the node stops;
+                                      # then they are cut and the node stops its own parts
     max_concurrent_bodies = 64        # public site: case creations (and other routes' bodies) read at
                                       # once, each pool; beyond: 503 at once. Status/withdrawal and
                                       # /add-checkpoint have pools of their own (publishing.md §1.1)
@@ -165,6 +167,7 @@ class HttpSection:
     public_read: bool = False
     body_timeout: float = 30.0
     idle_timeout: float = 15.0
+    stop_grace: float = 20.0
     max_concurrent_bodies: int = 64
     bodies_per_address: int = 2
     bodies_per_network: int = 4
@@ -332,6 +335,8 @@ class Config:
         for name, seconds in (("body_timeout", self.http.body_timeout), ("idle_timeout", self.http.idle_timeout)):
             if not 0.01 <= seconds <= 3600:
                 raise ConfigError(f"[http] {name} must be between 0.01 and 3600 seconds")
+        if not 0 <= self.http.stop_grace <= 3600:
+            raise ConfigError("[http] stop_grace must be between 0 and 3600 seconds")
         for table, section, key in (("http", self.http, "max_concurrent_bodies"),
                                     ("admin", self.admin, "max_concurrent_bodies"),
                                     ("http", self.http, "bodies_per_address"), ("http", self.http, "bodies_per_network")):

@@ -108,7 +108,10 @@ LINGERING_TIME = 2.0
 
 
 def server_settings(config) -> dict:
-    return {"keepalive_timeout": config.http.idle_timeout, "lingering_time": LINGERING_TIME, **HEADER_LIMITS}
+    # shutdown_timeout: aiohttp's own default (60 s) equals systemd's TimeoutStopSec in
+    # deploy/systemd, which would kill the node before its parts stop cleanly.
+    return {"keepalive_timeout": config.http.idle_timeout, "lingering_time": LINGERING_TIME,
+            "shutdown_timeout": config.http.stop_grace, **HEADER_LIMITS}
 
 
 
