@@ -6,6 +6,8 @@
     cluster.drop_database(url)
     cluster.stop()
     cluster.halt(); cluster.resume()  # PostgreSQL goes away (-m immediate: a crash) and comes back
+    proxy = CuttingProxy(cluster.port)  # the server's answers cut half-way, on demand:
+    proxy.url(url); proxy.arm(after); proxy.close()   #   see the class
 
 The server listens on a unix socket in the cluster's directory and on a free TCP port
 of 127.0.0.1, with trust authentication (nothing but this machine's loopback reaches
@@ -20,12 +22,15 @@ cluster cannot start, `PgUnavailable` says why and the PostgreSQL tests fail (ne
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 BIN = Path(os.environ.get("NCII_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -126,3 +131,81 @@ class PgCluster:
             pass  # halted already
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class CuttingProxy:
+    """A TCP proxy to the cluster (its own thread and event loop, so that blocking code
+    may use it too), byte for byte, until `arm(after)`: then the first connection on
+    which the server sends more than `after` bytes is cut there, reset both ways -- a
+    server gone in the middle of a large answer. One cut per `arm`."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.cuts = 0
+        self._after: int | None = None
+        self._armed = 0  # how many times armed: each connection counts bytes from the latest
+        self._transports: set = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="cutting-proxy", daemon=True)
+        self._thread.start()
+        self._server = self._in_loop(self._start())
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _in_loop(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
+    async def _start(self):
+        return await asyncio.start_server(self._handle, "127.0.0.1", 0)
+
+    def url(self, url: str) -> str:
+        """`url` (of the cluster) through the proxy."""
+        return url.replace(f":{self.target_port}/", f":{self.port}/")
+
+    def arm(self, after: int) -> None:
+        self._armed += 1
+        self._after = after
+
+    async def _handle(self, reader, writer) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer.transport, up_writer.transport)
+        self._transports.update(pair)
+
+        async def pipe(src, dst, watched: bool) -> None:
+            armed, count = self._armed, 0
+            try:
+                while data := await src.read(65536):
+                    if watched and self._after is not None:
+                        if armed != self._armed:
+                            armed, count = self._armed, 0
+                        count += len(data)
+                        if count > self._after:
+                            dst.write(data[:len(data) - (count - self._after)])
+                            await dst.drain()
+                            self._after, self.cuts = None, self.cuts + 1
+                            for transport in pair:
+                                transport.abort()
+                            return
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+        self._transports.difference_update(pair)
+
+    def close(self) -> None:
+        async def stop():
+            self._server.close()
+            for transport in list(self._transports):
+                transport.abort()
+
+        self._in_loop(stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -50,6 +50,11 @@ class TileWriteError(RuntimeError):
     """The tiles directory cannot be written (permissions, full disk, not a directory)."""
 
 
+class TileReadError(RuntimeError):
+    """A tile could not be read (the database went away mid-read, a disk error): nothing
+    of it is returned, and nothing of it is kept."""
+
+
 class TileStore:
     def __init__(self, root: Path, tmp_dir: Path):
         self.root = Path(root)
@@ -83,6 +88,16 @@ class TileStore:
                 return f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    async def read_published(self, ident, size: int) -> bytes | None:
+        """A tile or bundle (protocol.tiles.TileId / BundleId) of the published tree of
+        `size` leaves, for the HTTP route (node/web/log_routes.py), which checked that the
+        tree has it. Files are read on the event loop: the page cache answers in
+        microseconds. Raises TileReadError."""
+        try:
+            return self.read(ident.path())
+        except OSError as exc:
+            raise TileReadError(f"cannot read {ident.path()}: {_reason(exc)}") from None
 
     def get(self, tile, default=None):
         """Mapping-like view by protocol.tiles.TileId (what TileNodes reads)."""

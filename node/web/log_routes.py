@@ -9,6 +9,9 @@ Public site:
 Admin site only:
     POST /admin/append               JSON lines in, one JSON line per entry out once published
 
+A tile or bundle the storage cannot read (a PostgreSQL node whose database went away,
+even half-way through an answer) is a 503 with Retry-After, nothing of it served.
+
 Invariant kept here: no tile or bundle is served beyond the size of the latest
 published checkpoint (see node/log/sequencer.py for why that, with the order of
 writes, means a served file never changes). Request paths are parsed strictly by
@@ -25,6 +28,8 @@ from aiohttp import web
 
 from node.errors import Refused, TooLarge
 from node.log.append import parse_append_lines
+from node.logsummary import PeriodicSummary
+from node.store.tiles import TileReadError
 from node.web.bearer import ADMIN_TOKEN_NEEDED, has_admin_token, unauthorized
 from node.web.body import read_body
 from node.web.context import NODE
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 IMMUTABLE = "max-age=31536000, immutable"
 NDJSON = "application/x-ndjson"
+#: Tile reads the storage failed (the database went away): one WARNING line a minute at most.
+_READ_FAILURES = PeriodicSummary(60.0)
 
 
 def setup(app: web.Application, node) -> None:
@@ -88,7 +95,14 @@ async def get_tile(request: web.Request) -> web.StreamResponse:
     published = _published(node)
     if not in_tree(ident, published.size):
         raise web.HTTPNotFound(text=f"no such tile in the log at its published size {published.size}\n")
-    data = node.sequencer.tiles.read(ident.path())
+    try:
+        data = await node.sequencer.tiles.read_published(ident, published.size)
+    except TileReadError as exc:
+        if due := _READ_FAILURES.add(failed=1):
+            totals, _, seconds = due
+            log.warning("tile reads failing (%d in %.0f s): %s", totals["failed"], seconds, exc)
+        raise web.HTTPServiceUnavailable(text="the log's storage cannot be read right now; try again in a moment\n",
+                                         headers={"Retry-After": "1"}) from None
     if data is None:
         # A partial tile of a size the log never published a checkpoint for.
         raise web.HTTPNotFound(text="no such tile\n")
