@@ -192,9 +192,9 @@ async def test_a_plain_list_converted_to_a_log_then_a_split_view_caught_by_gossi
 
     # The platforms compare views (join: readers both ways, gossip peers).
     bundle2 = cli(capsys, "invite", "--dir", p2.root, "--url", rp2.public_url).splitlines()[0]
-    cli(capsys, "join", "--dir", p1.root, bundle2)
+    await asyncio.to_thread(cli, capsys, "join", "--dir", p1.root, bundle2)  # the node answers meanwhile
     bundle1 = cli(capsys, "invite", "--dir", p1.root, "--url", rp1.public_url).splitlines()[0]
-    cli(capsys, "join", "--dir", p2.root, bundle1)
+    await asyncio.to_thread(cli, capsys, "join", "--dir", p2.root, bundle1)
     result = await rp1.node.gossip.gossip.run_round(rp2.public_url)
     assert result.forks == ["federation list"], result
     fork = log_state(p1)["fork"]
@@ -231,7 +231,7 @@ async def test_a_larger_tree_seen_by_a_peer_is_compared_with_the_tiles_we_are_se
                                 running.public_url + "/federation/list", "--key", coordinator.vkey)
     for a, b, rb in ((p1, p2, rp2), (p2, p1, rp1)):
         bundle = cli(capsys, "invite", "--dir", b.root, "--url", rb.public_url).splitlines()[0]
-        cli(capsys, "join", "--dir", a.root, bundle)
+        await asyncio.to_thread(cli, capsys, "join", "--dir", a.root, bundle)  # the node answers meanwhile
     result = await rp1.node.gossip.gossip.run_round(rp2.public_url)
     assert result.forks == [] and any("inconclusive" in p for p in result.problems), result
     assert log_state(p1)["fork"] is None
