@@ -66,7 +66,7 @@ async def test_stops_at_random_moments_of_start_up_and_take_over(tmp_path, pg_ur
     running: list[RunningNode] = []
     try:
         # A process alone: stopped while its leading parts start in the background.
-        for i in range(5):
+        for i in range(3):
             node = RunningNode(datadir)
             running.append(node)
             await node.start("127.0.0.1", 0)
@@ -77,7 +77,7 @@ async def test_stops_at_random_moments_of_start_up_and_take_over(tmp_path, pg_ur
         holder = RunningNode(datadir)
         running.append(holder)
         await holder.start("127.0.0.1", 0)
-        for i in range(5):
+        for i in range(3):
             other = RunningNode(datadir)
             running.append(other)
             await other.start("127.0.0.1", 0)
@@ -91,7 +91,7 @@ async def test_stops_at_random_moments_of_start_up_and_take_over(tmp_path, pg_ur
     finally:
         for node in running:
             await node.stop()
-    assert len(stops) == 15 and max(stops) < STOP_BOUND, (seed, stops)
+    assert len(stops) == 9 and max(stops) < STOP_BOUND, (seed, stops)
     # No part needed its bound: each ended when asked (the bounds are a safety net).
     assert not [r.getMessage() for r in caplog.records if r.name == "node.stopping"], seed
 
