@@ -58,11 +58,10 @@ def records(caplog, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == COSIGNER and r.levelno == level]
 
 
-async def test_a_witness_down_at_publish_cosigns_when_back_and_the_follower_then_accepts(tmp_path, capsys, start_node,
-                                                                                         caplog):
-    caplog.set_level(logging.INFO, logger=COSIGNER)
+def coordinator_and_witness(tmp_path, capsys):
+    """A coordinator's data directory c and a witness's w that witnesses the list log:
+    (c, w, the Coordinator, its list key, the witness's verifier key)."""
     c = make_datadir(tmp_path, name="c", origin="c.example/log")
-    p = make_datadir(tmp_path, name="p", origin="p.example/log", role="platform")
     w = make_datadir(tmp_path, name="w", origin="w.example/witness")
     config = w.config
     config.node.role = "witness"
@@ -70,7 +69,14 @@ async def test_a_witness_down_at_publish_cosigns_when_back_and_the_follower_then
     coordinator = Coordinator(tmp_path, capsys, c)
     key = Signer.from_key_file(coordinator.key.read_bytes())
     cli(capsys, "witness", "logs", "add", "--dir", w.root, FEDERATION, coordinator.vkey)
-    wvkey = load_witness_signer(w, create=True).verifier_key()
+    return c, w, coordinator, key, load_witness_signer(w, create=True).verifier_key()
+
+
+async def test_a_witness_down_at_publish_cosigns_when_back_and_the_follower_then_accepts(tmp_path, capsys, start_node,
+                                                                                         caplog):
+    caplog.set_level(logging.INFO, logger=COSIGNER)
+    c, w, coordinator, key, wvkey = coordinator_and_witness(tmp_path, capsys)
+    p = make_datadir(tmp_path, name="p", origin="p.example/log", role="platform")
     host = "127.0.0.133"
     port = free_port(host)
     rw = await start_node(w, host=host, port=port)
@@ -227,15 +233,7 @@ async def test_a_witness_answering_wrongly_never_gets_a_line_into_the_served_che
 async def test_a_node_that_starts_asks_the_witnesses_its_served_list_checkpoint_lacks(tmp_path, capsys, start_node):
     """Published while no node ran for the directory (`--no-witness`, or a witness down):
     the node asks at its start, not at the next publication."""
-    c = make_datadir(tmp_path, name="c", origin="c.example/log")
-    w = make_datadir(tmp_path, name="w", origin="w.example/witness")
-    config = w.config
-    config.node.role = "witness"
-    w.save_config(config)
-    coordinator = Coordinator(tmp_path, capsys, c)
-    key = Signer.from_key_file(coordinator.key.read_bytes())
-    cli(capsys, "witness", "logs", "add", "--dir", w.root, FEDERATION, coordinator.vkey)
-    wvkey = load_witness_signer(w, create=True).verifier_key()
+    c, w, coordinator, key, wvkey = coordinator_and_witness(tmp_path, capsys)
     rw = await start_node(w, host="127.0.0.137")
     cli(capsys, "witness", "use", "--dir", c.root, wvkey, rw.public_url)
     path = tmp_path / "list-1"
